@@ -1,0 +1,75 @@
+"""Settings: read once from the environment at start-up, frozen, failing fast with the variable.
+
+A service declares its settings as a subclass of `Settings`; each field is read from the
+environment variable of the same name in upper case (`rabbitmq_url` <- RABBITMQ_URL). `load()`
+builds them once, in `main()`, and turns every problem into one `ConfigError` that names each
+variable and the value it had, so a misconfigured process stops before it serves anything.
+
+    class OrderSettings(ServiceSettings):
+        rabbitmq_url: str            # required: no default
+        saga_step_timeout_s: float = 30.0
+
+    settings = load(OrderSettings)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ConfigError", "ServiceSettings", "Settings", "load"]
+
+
+class ConfigError(Exception):
+    """The environment does not describe a runnable process; the message says which variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ServiceSettings(Settings):
+    """What every service process needs, whatever it does."""
+
+    service_name: str
+    # Unique per process; shows in logs and in the registry.
+    instance_id: str = Field(default_factory=_default_instance_id)
+    grpc_host: str = "127.0.0.1"
+    # 0 lets the operating system choose a free port (tests, several instances on one host).
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+    # How long in-flight RPCs may finish after SIGTERM before they are cancelled.
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # How often readiness probes run; health follows within this delay.
+    health_interval_s: float = Field(default=2.0, gt=0)
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def _variable(cls: type[Settings], field: str) -> str:
+    prefix = cls.model_config.get("env_prefix") or ""
+    return f"{prefix}{field}".upper()
+
+
+def load(cls: type[S]) -> S:
+    """Reads `cls` from the environment, or raises ConfigError naming every bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            variable = _variable(cls, str(error["loc"][0])) if error["loc"] else cls.__name__
+            if error["type"] == "missing":
+                problems.append(f"{variable} is required but not set")
+            else:
+                problems.append(f"{variable}={error['input']!r} is invalid: {error['msg']}")
+        raise ConfigError("; ".join(problems)) from None

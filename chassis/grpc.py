@@ -1,0 +1,266 @@
+"""The gRPC server every service runs: one `serve()`, the same edges everywhere.
+
+What every service gets from it:
+- the standard health service (`grpc.health.v1.Health`), reporting SERVING only while every
+  readiness probe passes (`chassis.health`), re-checked every `health_interval_s`, and
+  NOT_SERVING from the moment shutdown begins;
+- server reflection, so grpcurl and other tools can list and call the services;
+- a correlation id for each call, taken from the `x-correlation-id` metadata (or Envoy's
+  `x-request-id`), else created, and set in `chassis.correlation` for the handler's duration;
+- one table (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message;
+  any other exception is logged and answered INTERNAL without its details;
+- graceful shutdown on SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused,
+  in-flight calls get `shutdown_grace_s` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from chassis import errors
+from chassis.config import ServiceSettings
+from chassis.correlation import correlation_id, new_correlation_id
+from chassis.health import Readiness
+from chassis.logging import get_logger
+
+__all__ = ["STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
+
+log = get_logger(__name__)
+
+CORRELATION_HEADERS = ("x-correlation-id", "x-request-id")
+
+STATUS_OF_ERROR: Mapping[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Conflict: grpc.StatusCode.ABORTED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DomainError: grpc.StatusCode.UNKNOWN,
+}
+
+
+def status_of(error: errors.DomainError) -> grpc.StatusCode:
+    """The status code of a domain error: that of its nearest class in STATUS_OF_ERROR."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_OF_ERROR:
+            return STATUS_OF_ERROR[cls]
+    raise TypeError(f"{type(error).__name__} is not a DomainError")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A servicer and what serving it takes: its descriptor and the generated `add_*` function."""
+
+    descriptor: ServiceDescriptor
+    servicer: object
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+
+
+def _correlation_id_of(details: grpc.HandlerCallDetails) -> str:
+    metadata = dict(details.invocation_metadata or ())
+    for header in CORRELATION_HEADERS:
+        value = metadata.get(header)
+        if isinstance(value, str) and value:
+            return value
+    return new_correlation_id()
+
+
+async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    """Answers a failed call: a domain error with its status and message, anything else INTERNAL."""
+    if isinstance(exc, errors.DomainError):
+        code = status_of(exc)
+        log.info("rpc failed", method=method, code=code.name, error=str(exc))
+        await context.abort(code, str(exc))
+    log.exception("rpc crashed", method=method)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error, correlation id {correlation_id.get()}"
+    )
+
+
+class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Sets the correlation id around each call and maps its failures to status codes."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        cid = _correlation_id_of(details)
+        method = details.method
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                token = correlation_id.set(cid)
+                try:
+                    return await inner(request, context)
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    await _fail(context, method, exc)
+                finally:
+                    correlation_id.reset(token)
+
+            if handler.unary_unary:
+                return grpc.unary_unary_rpc_method_handler(call, **codec)
+            return grpc.stream_unary_rpc_method_handler(call, **codec)
+
+        inner_stream = handler.unary_stream or handler.stream_stream
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            token = correlation_id.set(cid)
+            try:
+                async for response in inner_stream(request, context):
+                    yield response
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await _fail(context, method, exc)
+            finally:
+                correlation_id.reset(token)
+
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(stream, **codec)
+        return grpc.stream_stream_rpc_method_handler(stream, **codec)
+
+
+class GrpcServer:
+    """A grpc.aio server with health, reflection and the edge interceptor; see the module doc."""
+
+    def __init__(
+        self,
+        services: Sequence[Service],
+        *,
+        readiness: Readiness | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        health_interval_s: float = 2.0,
+        shutdown_grace_s: float = 10.0,
+    ):
+        self._services = list(services)
+        self._readiness = readiness or Readiness()
+        self._address = f"{host}:{port}"
+        self._health_interval_s = health_interval_s
+        self._shutdown_grace_s = shutdown_grace_s
+        # SO_REUSEPORT off: a second process on a taken port must fail, not share it silently.
+        self._server = grpc.aio.server(
+            interceptors=[_EdgeInterceptor()], options=[("grpc.so_reuseport", 0)]
+        )
+        self._health = health.aio.HealthServicer()
+        self._watcher: asyncio.Task[None] | None = None
+        self.port = 0
+
+    @property
+    def health_names(self) -> list[str]:
+        """The names health reports on: "" (the whole server) and each service's full name."""
+        return ["", *(s.descriptor.full_name for s in self._services)]
+
+    async def start(self) -> int:
+        """Binds, starts serving and returns the port; health is SERVING once probes pass."""
+        for service in self._services:
+            service.add_to_server(service.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [
+                *(s.descriptor.full_name for s in self._services),
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self._server,
+        )
+        self.port = self._server.add_insecure_port(self._address)
+        await self._set_health(False)
+        await self._server.start()
+        await self._refresh_health()
+        self._watcher = asyncio.create_task(self._watch_readiness())
+        log.info("grpc server started", port=self.port, ready=self._readiness.ready)
+        return self.port
+
+    async def stop(self) -> None:
+        """NOT_SERVING at once, then refuses new calls and lets in-flight ones finish."""
+        await self._health.enter_graceful_shutdown()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self._server.stop(self._shutdown_grace_s)
+        log.info("grpc server stopped", port=self.port)
+
+    async def _set_health(self, ready: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in self.health_names:
+            await self._health.set(name, status)
+
+    async def _refresh_health(self) -> None:
+        was_ready = self._readiness.ready
+        ready = await self._readiness.check()
+        await self._set_health(ready)
+        if ready != was_ready:
+            log.warning("readiness changed", ready=ready, failures=self._readiness.failures)
+
+    async def _watch_readiness(self) -> None:
+        while True:
+            await asyncio.sleep(self._health_interval_s)
+            await self._refresh_health()
+
+
+async def serve(
+    settings: ServiceSettings,
+    services: Sequence[Service],
+    *,
+    readiness: Readiness | None = None,
+    on_started: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully; the one entry of every service.
+
+    `on_started` receives the bound port (to print it, or to register the instance).
+    """
+    server = GrpcServer(
+        services,
+        readiness=readiness,
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+        health_interval_s=settings.health_interval_s,
+        shutdown_grace_s=settings.shutdown_grace_s,
+    )
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        port = await server.start()
+        if on_started is not None:
+            await on_started(port)
+        await stopping.wait()
+        log.info("shutdown requested")
+    finally:
+        await server.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,126 @@
+"""A child process that this code started and alone ends: start, wait until ready, stop, kill.
+
+The child runs in its own session (so a signal to the shell that started the tests does not
+reach it, and its own children share its process group), writes its output to a log file in
+its directory, and is ended only through its own process group, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["ManagedProcess", "NotReady", "free_port"]
+
+
+class NotReady(RuntimeError):
+    """The process did not become ready in time, or exited; the message ends with its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ManagedProcess:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        directory: Path,
+        ready: Callable[[], bool],
+        env: Mapping[str, str] | None = None,
+        ready_timeout_s: float = 60.0,
+        stop_timeout_s: float = 30.0,
+    ):
+        self.name = name
+        self.argv = list(argv)
+        self.directory = directory
+        self.log_path = directory / f"{name}.log"
+        self._ready = ready
+        self._env = {**os.environ, **(env or {})}
+        self._ready_timeout_s = ready_timeout_s
+        self._stop_timeout_s = stop_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Starts the process and returns once it is ready; raises NotReady otherwise."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.argv,
+                cwd=self.directory,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self._ready_timeout_s
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise NotReady(f"{self.name} exited with {self._exit_code()}:\n{self.log_tail()}")
+            if self._ready():
+                return
+            time.sleep(0.1)
+        self.kill()
+        raise NotReady(f"{self.name} not ready in {self._ready_timeout_s} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Graceful stop: SIGTERM, then SIGKILL if it has not exited in time."""
+        if not self.running:
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self._wait(self._stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the process and its children, as a crash would; reaps it."""
+        if not self.running:
+            return
+        self._signal(signal.SIGKILL)
+        self._wait(self._stop_timeout_s)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _signal(self, signum: int) -> None:
+        assert self._process is not None
+        try:
+            # The process group is the session this code created for the child.
+            os.killpg(self._process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _wait(self, timeout_s: float) -> None:
+        assert self._process is not None
+        self._process.wait(timeout_s)
+
+    def _exit_code(self) -> int | None:
+        return self._process.returncode if self._process is not None else None

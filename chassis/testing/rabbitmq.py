@@ -1,0 +1,142 @@
+"""A private RabbitMQ node: its own node name, ports, data, logs, cookie and (no) plugins.
+
+It shares nothing with a RabbitMQ the machine may run: another node name and AMQP and
+distribution ports, its own epmd on its own port (started and ended here, so no daemon is left
+behind), its own HOME (hence its own Erlang cookie), and an empty enabled-plugins file, so a
+machine-wide management plugin cannot collide on port 15672. The Erlang VM runs as
+the direct child (RUNNING_UNDER_SYSTEMD makes the start script exec it), so a SIGKILL reaches
+the broker itself, as a crash would. Its data directory survives stop/start, like a real node's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+from chassis.testing.process import ManagedProcess, free_port
+
+__all__ = ["PrivateRabbitMQ"]
+
+SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+# AMQP 0-9-1 protocol header; a ready broker answers with a Connection.Start method frame.
+AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+FRAME_METHOD = 1
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _answers_amqp(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(AMQP_HEADER)
+            return sock.recv(1) == bytes([FRAME_METHOD])
+    except OSError:
+        return False
+
+
+class PrivateRabbitMQ:
+    def __init__(self, directory: Path):
+        if not SERVER.exists():
+            raise FileNotFoundError(
+                f"{SERVER} not found: install RabbitMQ with `apt-get install rabbitmq-server`"
+            )
+        self.directory = directory
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"ordermesh-test-{self.port}@localhost"
+        home = directory / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        (directory / "enabled_plugins").write_text("[].\n")
+        (directory / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+            # Quorum queues refuse to start on a node with less free disk than this (bytes).
+            "disk_free_limit.absolute = 50000000\n"
+        )
+        self.epmd_port = free_port()
+        self.env = {
+            "HOME": str(home),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(directory / "log"),
+            "RABBITMQ_PID_FILE": str(directory / "rabbitmq.pid"),
+            "RABBITMQ_LOGS": "-",
+            "RUNNING_UNDER_SYSTEMD": "true",
+        }
+        epmd = shutil.which("epmd") or "/usr/bin/epmd"
+        self.epmd = ManagedProcess(
+            "epmd",
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            directory=directory,
+            ready=lambda: _accepts(self.epmd_port),
+            ready_timeout_s=10.0,
+        )
+        self.process = ManagedProcess(
+            "rabbitmq",
+            [str(SERVER)],
+            directory=directory,
+            env=self.env,
+            ready=lambda: _answers_amqp(self.port),
+            ready_timeout_s=90.0,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def vhost_url(self, vhost: str) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
+
+    def start(self) -> None:
+        if not self.epmd.running:
+            self.epmd.start()
+        self.process.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL to the broker, as a crash would; its epmd stays, as a host's would."""
+        self.process.kill()
+
+    def ctl(self, *args: str) -> str:
+        """Runs rabbitmqctl against this node (and no other); returns its output."""
+        result = subprocess.run(
+            [str(CTL), "--node", self.node, *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def add_vhost(self, vhost: str) -> str:
+        """Creates a vhost that guest may use, and returns its URL: one per test isolates it."""
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return self.vhost_url(vhost)
+
+    def remove(self) -> None:
+        """Stops the node and its epmd, and deletes its data."""
+        self.stop()
+        self.epmd.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

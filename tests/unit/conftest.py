@@ -1,0 +1,1 @@
+"""Unit tests: no I/O, no processes, no sockets; pure functions and objects only."""

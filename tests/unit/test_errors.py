@@ -1,0 +1,34 @@
+"""Each domain error reaches the client with one status code, decided in one table."""
+
+import grpc
+import pytest
+
+from chassis import errors
+from chassis.grpc import STATUS_OF_ERROR, status_of
+
+
+class InsufficientStock(errors.FailedPrecondition):
+    pass
+
+
+def test_every_domain_error_of_the_chassis_has_a_status_code():
+    declared = {getattr(errors, name) for name in errors.__all__}
+
+    assert declared == set(STATUS_OF_ERROR)
+
+
+def test_a_service_error_takes_the_code_of_its_nearest_chassis_class():
+    assert status_of(InsufficientStock("3 requested, 1 left")) is grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+        (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.Conflict, grpc.StatusCode.ABORTED),
+        (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    ],
+)
+def test_codes_follow_grpc_conventions(error, code):
+    assert status_of(error("x")) is code

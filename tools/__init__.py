@@ -1,0 +1,1 @@
+"""Repository tooling: contract generation and the breaking-change gate."""
