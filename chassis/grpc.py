@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,41 +111,47 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             "response_serializer": handler.response_serializer,
         }
 
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+        inner = (
+            handler.unary_unary
+            or handler.stream_unary
+            or handler.unary_stream
+            or handler.stream_stream
+        )
 
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                token = correlation_id.set(cid)
-                try:
-                    return await inner(request, context)
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    raise
-                except Exception as exc:
-                    await _fail(context, method, exc)
-                finally:
-                    correlation_id.reset(token)
-
-            if handler.unary_unary:
-                return grpc.unary_unary_rpc_method_handler(call, **codec)
-            return grpc.stream_unary_rpc_method_handler(call, **codec)
-
-        inner_stream = handler.unary_stream or handler.stream_stream
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             token = correlation_id.set(cid)
             try:
-                async for response in inner_stream(request, context):
-                    yield response
+                return await inner(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the edge answers every failure
                 await _fail(context, method, exc)
             finally:
                 correlation_id.reset(token)
 
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(call, **codec)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(call, **codec)
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            token = correlation_id.set(cid)
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the edge answers every failure
+                await _fail(context, method, exc)
+            finally:
+                correlation_id.reset(token)
+
+        # A streaming handler either yields its responses or awaits context.write() for each
+        # (as the health service's Watch does); the wrapper must be of the same kind.
+        wrapper = stream if inspect.isasyncgenfunction(inner) else call
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(stream, **codec)
-        return grpc.stream_stream_rpc_method_handler(stream, **codec)
+            return grpc.unary_stream_rpc_method_handler(wrapper, **codec)
+        return grpc.stream_stream_rpc_method_handler(wrapper, **codec)
 
 
 class GrpcServer:
@@ -222,8 +229,10 @@ class GrpcServer:
         was_ready = self._readiness.ready
         ready = await self._readiness.check()
         await self._set_health(ready)
-        if ready != was_ready:
-            log.warning("readiness changed", ready=ready, failures=self._readiness.failures)
+        if ready and not was_ready:
+            log.info("ready")
+        elif was_ready and not ready:
+            log.warning("not ready", failures=self._readiness.failures)
 
     async def _watch_readiness(self) -> None:
         while True:

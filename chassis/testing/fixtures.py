@@ -1,4 +1,6 @@
-"""pytest fixtures over the private processes; load with `pytest_plugins = ["chassis.testing.fixtures"]`.
+"""pytest fixtures over the private processes.
+
+Load them with `pytest_plugins = ["chassis.testing.fixtures"]`.
 
 Session-wide: one RabbitMQ node and one Redis server, shared by the tests that only use them.
 Per test: factories for brokers, Redis servers and Envoys that the test owns and may stop,
@@ -34,7 +36,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRe
     server = PrivateRedis(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[[], PrivateRedis]]:
 
     yield start
     for server in started:
-        server.stop()
+        server.remove()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ its directory, and is ended only through its own process group, never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -112,11 +113,9 @@ class ManagedProcess:
 
     def _signal(self, signum: int) -> None:
         assert self._process is not None
-        try:
-            # The process group is the session this code created for the child.
+        # The process group is the session this code created for the child.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def _wait(self, timeout_s: float) -> None:
         assert self._process is not None

@@ -33,14 +33,21 @@ class PrivateRedis:
             "redis",
             [
                 server,
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--dir", str(directory),
-                "--save", "",
-                "--appendonly", "yes" if appendonly else "no",
-                "--daemonize", "no",
-                "--logfile", "",
-            ],  # fmt: skip
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if appendonly else "no",
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
+            ],
             directory=directory,
             ready=lambda: _answers_ping(self.port),
             ready_timeout_s=20.0,
@@ -58,3 +65,8 @@ class PrivateRedis:
 
     def kill(self) -> None:
         self.process.kill()
+
+    def remove(self) -> None:
+        """Stops the server and deletes its data."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -31,7 +31,9 @@ def messages(file: descriptor.FileDescriptor) -> list[descriptor.Descriptor]:
 
 def route_of(message: descriptor.Descriptor) -> options_pb2.Route | None:
     options = message.GetOptions()
-    return options.Extensions[options_pb2.route] if options.HasExtension(options_pb2.route) else None
+    return (
+        options.Extensions[options_pb2.route] if options.HasExtension(options_pb2.route) else None
+    )
 
 
 ROUTED = [
@@ -78,7 +80,9 @@ def test_every_message_of_an_events_or_commands_file_declares_its_route(file):
             assert route.kind == kind, f"{message.full_name} is in {file.name} but is not {kind}"
 
 
-@pytest.mark.parametrize(("file", "message", "route"), ROUTED, ids=lambda x: getattr(x, "full_name", ""))
+@pytest.mark.parametrize(
+    ("file", "message", "route"), ROUTED, ids=lambda x: getattr(x, "full_name", "")
+)
 def test_a_route_belongs_to_its_domain_and_is_complete(file, message, route):
     domain = file.package.split(".")[0]
     assert route.exchange.startswith(f"{domain}."), route.exchange
@@ -95,7 +99,7 @@ def test_a_route_belongs_to_its_domain_and_is_complete(file, message, route):
 def test_an_exchange_has_one_kind_and_routing_keys_are_unique():
     kinds = defaultdict(set)
     keys = defaultdict(list)
-    for _, message, route in ROUTED:
+    for _, _, route in ROUTED:
         kinds[route.exchange].add(route.exchange_kind)
         if route.routing_key:
             keys[route.exchange].append(route.routing_key)

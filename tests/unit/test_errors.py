@@ -18,7 +18,9 @@ def test_every_domain_error_of_the_chassis_has_a_status_code():
 
 
 def test_a_service_error_takes_the_code_of_its_nearest_chassis_class():
-    assert status_of(InsufficientStock("3 requested, 1 left")) is grpc.StatusCode.FAILED_PRECONDITION
+    error = InsufficientStock("3 requested, 1 left")
+
+    assert status_of(error) is grpc.StatusCode.FAILED_PRECONDITION
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,59 @@
+# The commands of the README. Every target installs what it needs first: the system packages
+# (tools/system-deps.sh) and a virtualenv with the locked dependencies (requirements.lock).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Rebuilt when the dependencies change or a new package appears in gen/ (editable installs map
+# top-level packages when they are installed).
+INSTALLED := $(VENV)/.installed
+
+.PHONY: up test test-unit test-integration test-contract gen lint check-gen lock system-deps
+
+up: system-deps $(INSTALLED)
+	$(BIN)/python -m tools.up
+
+test: system-deps $(INSTALLED)
+	$(BIN)/pytest tests
+
+test-unit: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+
+test-integration: system-deps $(INSTALLED)
+	$(BIN)/pytest tests/integration
+
+test-contract: $(INSTALLED)
+	$(BIN)/pytest tests/contract
+
+gen: $(INSTALLED)
+	$(BIN)/python tools/contracts.py gen
+
+lint: $(INSTALLED) check-gen
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python tools/contracts.py deps
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/python tools/contracts.py breaking
+
+# Generated code is committed; it must be exactly what `make gen` produces from proto/.
+check-gen: gen
+	@git diff --exit-code --stat -- gen || (echo "gen/ is stale: run 'make gen' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- gen)" || \
+		(git status --porcelain -- gen; echo "gen/ has files not committed: run 'make gen' and commit" && exit 1)
+
+# Re-pins every dependency (after a change to pyproject.toml).
+lock: $(INSTALLED)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_31 -o requirements.lock -q
+
+system-deps:
+	@PYTHON=$(PYTHON) tools/system-deps.sh
+
+$(INSTALLED): pyproject.toml requirements.lock $(wildcard gen/*/__init__.py)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@

@@ -1,0 +1,1 @@
+"""The services of the system: one package each, with the same file names (see README.md)."""

@@ -1,0 +1,1 @@
+"""Auth service: the gateway's ext_authz check of access tokens and route policy."""

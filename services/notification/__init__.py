@@ -1,0 +1,1 @@
+"""Notification service: email, SMS and push notifications, as each user prefers."""

@@ -1,0 +1,1 @@
+"""User service: accounts, sessions and tokens, profiles, notification preferences, credit."""

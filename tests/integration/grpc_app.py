@@ -1,0 +1,68 @@
+"""A process served by `chassis.grpc.serve`, as every service is, for the tests of the chassis.
+
+Its servicer is a test double of NotificationService (the real one arrives with the services);
+the chassis is what is under test: health, reflection, error mapping, correlation, shutdown.
+Its readiness probes a real Redis at REDIS_URL.
+
+    REDIS_URL=redis://127.0.0.1:6379/0 SERVICE_NAME=probe python -m tests.integration.grpc_app
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import redis.asyncio
+from notification.v1 import notification_service_pb2 as pb
+from notification.v1 import notification_service_pb2_grpc as pb_grpc
+
+from chassis import config, errors
+from chassis import logging as chassis_logging
+from chassis.correlation import correlation_id
+from chassis.grpc import Service, serve
+from chassis.health import Readiness, redis_probe
+
+
+class ProbeSettings(config.ServiceSettings):
+    redis_url: str
+
+
+class ScriptedNotifications(pb_grpc.NotificationServiceServicer):
+    """Answers by the page token: "missing" -> NotFound, "crash" -> a bug, "sleep:S" -> waits."""
+
+    async def ListNotifications(
+        self, request: pb.ListNotificationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListNotificationsResponse:
+        token = request.page_token
+        if token == "missing":
+            raise errors.NotFound("page token 'missing' matches no page")
+        if token == "crash":
+            raise RuntimeError("secret internal detail")
+        if token.startswith("sleep:"):
+            await asyncio.sleep(float(token.removeprefix("sleep:")))
+        # The correlation id the handler saw, so that tests can check where it came from.
+        return pb.ListNotificationsResponse(next_page_token=correlation_id.get() or "")
+
+
+def service() -> Service:
+    return Service(
+        descriptor=pb.DESCRIPTOR.services_by_name["NotificationService"],
+        servicer=ScriptedNotifications(),
+        add_to_server=pb_grpc.add_NotificationServiceServicer_to_server,
+    )
+
+
+async def main() -> None:
+    settings = config.load(ProbeSettings)
+    chassis_logging.configure(
+        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
+    )
+    client = redis.asyncio.Redis.from_url(settings.redis_url)
+    try:
+        await serve(settings, [service()], readiness=Readiness({"redis": redis_probe(client)}))
+    finally:
+        await client.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

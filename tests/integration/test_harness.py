@@ -1,0 +1,129 @@
+"""The test harness starts real, private RabbitMQ, Redis and Envoy processes that tests own."""
+
+import json
+import urllib.request
+
+import aio_pika
+import redis.asyncio
+
+from chassis.testing import free_port
+
+
+async def publish_persistent(url: str, queue_name: str, body: bytes) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue(
+            queue_name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=queue.name,
+        )
+
+
+async def take_one(url: str, queue_name: str) -> bytes | None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            queue_name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        message = await queue.get(fail=False, timeout=5)
+        if message is None:
+            return None
+        await message.ack()
+        return message.body
+
+
+async def test_the_session_broker_routes_a_persistent_message(amqp_url):
+    await publish_persistent(amqp_url, "harness.roundtrip", b"hello")
+
+    assert await take_one(amqp_url, "harness.roundtrip") == b"hello"
+
+
+async def test_the_session_redis_answers(redis_server):
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    async with client:
+        await client.set("harness:key", "value")
+        assert await client.get("harness:key") == b"value"
+
+
+async def test_a_broker_stopped_and_started_inside_a_test_keeps_persistent_messages(
+    rabbitmq_factory,
+):
+    broker = rabbitmq_factory()
+    await publish_persistent(broker.url, "harness.durable", b"survives a restart")
+
+    broker.stop()
+    assert not broker.process.running
+    broker.start()
+
+    assert await take_one(broker.url, "harness.durable") == b"survives a restart"
+
+
+async def test_a_broker_killed_inside_a_test_comes_back_on_the_same_port(rabbitmq_factory):
+    broker = rabbitmq_factory()
+    port, pid = broker.port, broker.process.pid
+    await publish_persistent(broker.url, "harness.killed", b"confirmed before the crash")
+
+    broker.kill()
+    assert not broker.process.running
+    broker.start()
+
+    assert broker.port == port
+    assert broker.process.pid != pid
+    assert await take_one(broker.url, "harness.killed") == b"confirmed before the crash"
+
+
+async def test_a_redis_killed_inside_a_test_restarts(redis_factory):
+    server = redis_factory()
+    server.kill()
+    server.start()
+
+    client = redis.asyncio.Redis.from_url(server.url)
+    async with client:
+        assert await client.ping()
+
+
+def test_an_envoy_started_by_the_harness_serves_its_config(envoy_factory):
+    port = free_port()
+    proxy = envoy_factory(direct_response_config(port, body='{"ok": true}'))
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/anything", timeout=5) as response:
+        assert response.status == 200
+        assert json.loads(response.read()) == {"ok": True}
+    assert "listener_manager.total_listeners_active: 1" in proxy.admin("/stats")
+
+
+def direct_response_config(port: int, *, body: str) -> dict:
+    """A listener on `port` answering every request with 200 and `body`."""
+    api = "type.googleapis.com/envoy.extensions.filters"
+    routes = [{"match": {"prefix": "/"},
+               "direct_response": {"status": 200, "body": {"inline_string": body}}}]  # fmt: skip
+    connection_manager = {
+        "@type": f"{api}.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "test",
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": f"{api}.http.router.v3.Router"},
+            }
+        ],
+    }
+    listener = {
+        "name": "test",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": connection_manager,
+                    }
+                ]
+            }
+        ],
+    }
+    return {"static_resources": {"listeners": [listener]}}

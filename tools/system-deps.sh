@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Makes sure the system packages the project runs on are present: Python >= 3.11 with venv,
+# RabbitMQ and Redis (their binaries only: tests and `make up` start private instances and never
+# use or touch a server the machine may already run). Installs what is missing with apt-get when
+# running as root on Debian; otherwise says exactly what to install.
+set -euo pipefail
+
+python=${PYTHON:-python3}
+missing=()
+
+if ! command -v "$python" >/dev/null 2>&1; then
+  echo "error: $python not found; install Python >= 3.11 (Debian: apt-get install python3)" >&2
+  exit 1
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "error: $python is $("$python" --version 2>&1); this project needs Python >= 3.11" >&2
+  exit 1
+fi
+"$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "error: missing system packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
