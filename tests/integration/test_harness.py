@@ -9,26 +9,29 @@ import redis.asyncio
 from chassis.testing import free_port
 
 
-async def publish_persistent(url: str, queue_name: str, body: bytes) -> None:
+QUORUM = {"x-queue-type": "quorum"}
+# RabbitMQ 3.10.8 loses track of a quorum queue declared less than about 3 minutes before a
+# SIGKILL of a single node (its Ra name registry is saved every 180 s), and the queue comes back
+# leaderless; see docs/findings.md. The kill test therefore uses a classic durable queue.
+CLASSIC = {"x-queue-type": "classic"}
+
+
+async def publish_persistent(url: str, queue_name: str, body: bytes, arguments=QUORUM) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        queue = await channel.declare_queue(
-            queue_name, durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        queue = await channel.declare_queue(queue_name, durable=True, arguments=arguments)
         await channel.default_exchange.publish(
             aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
             routing_key=queue.name,
         )
 
 
-async def take_one(url: str, queue_name: str) -> bytes | None:
+async def take_one(url: str, queue_name: str, arguments=QUORUM) -> bytes | None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
-        queue = await channel.declare_queue(
-            queue_name, durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        queue = await channel.declare_queue(queue_name, durable=True, arguments=arguments)
         message = await queue.get(fail=False, timeout=5)
         if message is None:
             return None
@@ -65,7 +68,7 @@ async def test_a_broker_stopped_and_started_inside_a_test_keeps_persistent_messa
 async def test_a_broker_killed_inside_a_test_comes_back_on_the_same_port(rabbitmq_factory):
     broker = rabbitmq_factory()
     port, pid = broker.port, broker.process.pid
-    await publish_persistent(broker.url, "harness.killed", b"confirmed before the crash")
+    await publish_persistent(broker.url, "harness.killed", b"confirmed before the crash", CLASSIC)
 
     broker.kill()
     assert not broker.process.running
@@ -73,7 +76,7 @@ async def test_a_broker_killed_inside_a_test_comes_back_on_the_same_port(rabbitm
 
     assert broker.port == port
     assert broker.process.pid != pid
-    assert await take_one(broker.url, "harness.killed") == b"confirmed before the crash"
+    assert await take_one(broker.url, "harness.killed", CLASSIC) == b"confirmed before the crash"
 
 
 async def test_a_redis_killed_inside_a_test_restarts(redis_factory):
