@@ -8,7 +8,6 @@ import redis.asyncio
 
 from chassis.testing import free_port
 
-
 QUORUM = {"x-queue-type": "quorum"}
 # RabbitMQ 3.10.8 loses track of a quorum queue declared less than about 3 minutes before a
 # SIGKILL of a single node (its Ra name registry is saved every 180 s), and the queue comes back
