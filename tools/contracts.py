@@ -35,7 +35,6 @@ PROTODEPS = ROOT / ".build" / "protodeps"
 IMAGES = ROOT / ".build" / "images"
 DESCRIPTOR_SET = GEN / "descriptors.pb"
 GOOGLE_API_FILES = ("annotations.proto", "http.proto")
-BREAKING_CONFIG = '{"version": "v2", "breaking": {"use": ["FILE"]}}'
 BIN = Path(sys.executable).parent
 
 
@@ -90,9 +89,12 @@ def build_image(workspace: Path, image: Path) -> None:
 
 
 def breaking_changes(current: Path, against: Path) -> str:
-    """buf's report of what `current` breaks of `against` (two images); empty if nothing."""
+    """buf's report of what `current` breaks of `against` (two images); empty if nothing.
+
+    The rules are the `breaking` section of buf.yaml in ROOT.
+    """
     result = subprocess.run(
-        [BIN / "buf", "breaking", current, "--against", against, "--config", BREAKING_CONFIG],
+        [BIN / "buf", "breaking", current, "--against", against],
         cwd=ROOT, text=True, capture_output=True,
     )  # fmt: skip
     if result.returncode not in (0, 100):  # 100: breaking changes found
