@@ -1,0 +1,127 @@
+"""The process's connection to RabbitMQ, and a publisher that knows when a message is safe.
+
+Guarantees:
+- one long-lived connection per process that reconnects by itself (aio-pika's robust
+  connection restores channels, exchanges, queues, bindings and consumers);
+- `publish()` returns only once the broker has confirmed the message, routed to at least one
+  queue: it is sent persistent, with publisher confirms and `mandatory`, so an unroutable
+  message raises `Unroutable` instead of vanishing, a nack raises `NotConfirmed`, and a lost
+  connection raises too. Events that no subscriber binds yet are routed to their exchange's
+  `.unrouted` queue (see `chassis.topology`); commands without a handler queue are Unroutable;
+- a failed publish may still have reached the broker: callers that retry (the outbox relay)
+  create duplicates, never losses, and consumers absorb duplicates.
+
+    BrokerError
+    ├── Unroutable      the broker returned the message: no queue is bound for its route
+    └── NotConfirmed    the broker nacked it, or no confirm came before the timeout
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import aio_pika
+import aio_pika.abc
+import aio_pika.exceptions
+import aiormq.exceptions
+
+from chassis.events import Outgoing, to_amqp
+from chassis.topology import declare_exchange
+
+__all__ = ["Broker", "BrokerError", "NotConfirmed", "Unroutable"]
+
+
+class BrokerError(Exception):
+    pass
+
+
+class Unroutable(BrokerError):
+    pass
+
+
+class NotConfirmed(BrokerError):
+    pass
+
+
+class Broker:
+    def __init__(self, url: str, *, name: str):
+        self._url = url
+        self._name = name
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self._declaring = asyncio.Lock()
+
+    @property
+    def connection(self) -> aio_pika.abc.AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("Broker.connect() was not called")
+        return self._connection
+
+    async def connect(self, *, timeout_s: float = 30.0) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self._url, client_properties={"connection_name": self._name}, timeout=timeout_s
+        )
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def _exchange(self, message: Outgoing) -> aio_pika.abc.AbstractExchange:
+        name = message.route.exchange
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            async with self._declaring:
+                exchange = self._exchanges.get(name)
+                if exchange is None:
+                    assert self._channel is not None, "Broker.connect() was not called"
+                    exchange = await declare_exchange(self._channel, message.route)
+                    self._exchanges[name] = exchange
+        return exchange
+
+    async def publish(self, message: Outgoing, *, timeout_s: float = 10.0) -> None:
+        """Publishes to the message's route and waits for the broker's confirm."""
+        exchange = await self._exchange(message)
+        await self._confirmed(
+            exchange.publish(
+                to_amqp(message),
+                routing_key=message.route.routing_key,
+                mandatory=True,
+                timeout=timeout_s,
+            ),
+            f"{message.envelope.type} to {message.route.exchange}/{message.route.routing_key}",
+        )
+
+    async def send_to_queue(
+        self, message: aio_pika.Message, queue: str, *, timeout_s: float = 10.0
+    ) -> None:
+        """Publishes straight to a queue (retry, dead letters) and waits for the confirm."""
+        assert self._channel is not None, "Broker.connect() was not called"
+        await self._confirmed(
+            self._channel.default_exchange.publish(
+                message, routing_key=queue, mandatory=True, timeout=timeout_s
+            ),
+            f"{message.type} to queue {queue}",
+        )
+
+    @staticmethod
+    async def _confirmed(publishing: Awaitable[object], what: str) -> None:
+        try:
+            await publishing
+        except aio_pika.exceptions.PublishError as exc:
+            raise Unroutable(f"{what}: returned by the broker, no queue is bound ({exc})") from None
+        except aio_pika.exceptions.DeliveryError as exc:
+            raise NotConfirmed(f"{what}: the broker did not confirm it ({exc})") from None
+        except TimeoutError:
+            raise NotConfirmed(f"{what}: no confirm before the timeout") from None
+        except (
+            aiormq.exceptions.AMQPError,
+            aiormq.exceptions.ChannelInvalidStateError,
+            ConnectionError,
+        ) as exc:
+            raise NotConfirmed(f"{what}: {type(exc).__name__}: {exc}") from None

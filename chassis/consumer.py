@@ -1,0 +1,223 @@
+"""Consumers with explicit outcomes: every message is processed once, retried, or dead-lettered.
+
+For each delivery of a subscription's queue, exactly one of these happens:
+- processed: the handler ran in a transaction that also recorded the event id in the inbox;
+  the message is acked only after that transaction committed;
+- duplicate: the inbox already holds its event id (a redelivery, or a re-publish by the
+  outbox); it is acked with no second effect;
+- retried: the handler failed with a transient error; a copy goes to the retry queue of the
+  next backoff step (confirmed by the broker) and only then is the original acked;
+- dead-lettered: the message cannot be decoded or has an unknown type (at once), the handler
+  raised a DomainError (a message that can never apply), or it failed on every retry step; a
+  copy goes to `<queue>.dlq` with the reason in headers, then the original is acked.
+
+Nothing is acked before its outcome is safe; a crash at any point leads to a redelivery, which
+the inbox absorbs. A consumer that crashes on a message every time (a poison message that
+kills the process) is covered by the broker: after `delivery_limit` deliveries the work queue
+dead-letters it. The consumer keeps going after every failure.
+
+Dead-letter headers: `x-error-class`, `x-error-message`, `x-attempts`, `x-consumer`,
+`x-failed-at`, `x-original-exchange`, `x-original-routing-key`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aio_pika.abc
+
+from chassis.broker import Broker
+from chassis.correlation import causation_id, correlation_id
+from chassis.errors import DomainError
+from chassis.events import Envelope, Message, TypeRegistry, Undecodable
+from chassis.ledger import Ledger
+from chassis.logging import get_logger
+from chassis.store import Store, Transaction, run_transaction
+from chassis.topology import Subscription, declare_subscription
+
+__all__ = ["Consumer", "Handler"]
+
+log = get_logger(__name__)
+
+Handler = Callable[[Message, Envelope, Transaction], Awaitable[None]]
+ATTEMPTS = "x-attempts"
+ORIGINAL_EXCHANGE = "x-original-exchange"
+ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+
+
+def _copy(
+    incoming: aio_pika.abc.AbstractIncomingMessage, headers: Mapping[str, Any]
+) -> aio_pika.Message:
+    """The incoming message as a new persistent message, with extra headers."""
+    return aio_pika.Message(
+        incoming.body,
+        message_id=incoming.message_id,
+        type=incoming.type,
+        timestamp=incoming.timestamp,
+        correlation_id=incoming.correlation_id,
+        content_type=incoming.content_type,
+        app_id=incoming.app_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={**(incoming.headers or {}), **headers},
+    )
+
+
+class Consumer:
+    def __init__(
+        self,
+        subscription: Subscription,
+        handlers: Mapping[type[Message], Handler],
+        *,
+        store: Store,
+        broker: Broker,
+        instance: str = "",
+        ledger: Ledger | None = None,
+    ):
+        missing = set(subscription.types) ^ set(handlers)
+        if missing:
+            names = sorted(t.DESCRIPTOR.full_name for t in missing)
+            raise ValueError(f"{subscription.queue()}: types and handlers differ on {names}")
+        self._subscription = subscription
+        self._handlers = {t.DESCRIPTOR.full_name: h for t, h in handlers.items()}
+        self._types = TypeRegistry(handlers)
+        self._store = store
+        self._broker = broker
+        self._instance = instance
+        self._ledger = ledger or Ledger()
+        self.name = subscription.queue(instance)
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Declares the subscription's queues and starts consuming (manual acks)."""
+        self._channel = await self._broker.connection.channel()
+        await self._channel.set_qos(prefetch_count=self._subscription.prefetch)
+        self._queue = await declare_subscription(
+            self._channel, self._subscription, instance=self._instance
+        )
+        self._tag = await self._queue.consume(self._on_delivery)
+
+    async def stop(self) -> None:
+        """Stops taking messages and lets those in flight finish; unacked ones are redelivered."""
+        if self._queue is not None and self._tag is not None:
+            await self._queue.cancel(self._tag)
+            self._tag = None
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def _on_delivery(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._handle(incoming)
+        except Exception:
+            # The broker is unreachable while settling: the message stays unacked and comes
+            # back after the reconnection, where the inbox absorbs it if it was processed.
+            log.exception("could not settle a message; it will be redelivered",
+                          type=incoming.type, event_id=incoming.message_id)  # fmt: skip
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _handle(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+        type_name = incoming.type or "<no type>"
+        self._ledger.record(type_name, "delivered")
+        try:
+            envelope, message = self._types.decode(incoming)
+        except Undecodable as exc:
+            await self._dead_letter(incoming, exc, attempts=0)
+            return
+        correlation_id.set(envelope.correlation_id)
+        causation_id.set(envelope.event_id)
+        handler = self._handlers[envelope.type]
+
+        async def work(tx: Transaction) -> bool:
+            if not await tx.first_time(self.name, envelope.event_id):
+                return False
+            await handler(message, envelope, tx)
+            return True
+
+        try:
+            first_time = await run_transaction(self._store, work)
+        except DomainError as exc:
+            await self._dead_letter(incoming, exc, attempts=self._attempts(incoming) + 1)
+            return
+        except Exception as exc:  # noqa: BLE001 - any other failure is retried
+            await self._retry(incoming, exc)
+            return
+        await incoming.ack()
+        self._ledger.record(envelope.type, "processed" if first_time else "duplicate")
+
+    @staticmethod
+    def _attempts(incoming: aio_pika.abc.AbstractIncomingMessage) -> int:
+        value = (incoming.headers or {}).get(ATTEMPTS, 0)
+        return int(value) if isinstance(value, int | str) else 0
+
+    @staticmethod
+    def _origin(incoming: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
+        """Where the message was first published (retries arrive from the default exchange)."""
+        headers = incoming.headers or {}
+        return {
+            ORIGINAL_EXCHANGE: headers.get(ORIGINAL_EXCHANGE, incoming.exchange or ""),
+            ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY, incoming.routing_key or ""),
+        }
+
+    async def _retry(
+        self, incoming: aio_pika.abc.AbstractIncomingMessage, error: Exception
+    ) -> None:
+        attempts = self._attempts(incoming) + 1
+        delays = self._subscription.retry_delays_s
+        if attempts > len(delays):
+            await self._dead_letter(incoming, error, attempts=attempts)
+            return
+        log.warning(
+            "handler failed; retrying",
+            type=incoming.type,
+            event_id=incoming.message_id,
+            attempt=attempts,
+            delay_s=delays[attempts - 1],
+            error=f"{type(error).__name__}: {error}",
+        )
+        retry = _copy(
+            incoming,
+            {ATTEMPTS: attempts, "x-last-error": f"{type(error).__name__}: {error}"[:1000],
+             **self._origin(incoming)},
+        )  # fmt: skip
+        await self._broker.send_to_queue(retry, self._subscription.retry_queue(attempts - 1))
+        await incoming.ack()
+        self._ledger.record(incoming.type or "<no type>", "retried")
+
+    async def _dead_letter(
+        self, incoming: aio_pika.abc.AbstractIncomingMessage, error: Exception, *, attempts: int
+    ) -> None:
+        log.error(
+            "message dead-lettered",
+            type=incoming.type,
+            event_id=incoming.message_id,
+            attempts=attempts,
+            error=f"{type(error).__name__}: {error}",
+        )
+        dead = _copy(
+            incoming,
+            {
+                "x-error-class": type(error).__name__,
+                "x-error-message": str(error)[:1000],
+                ATTEMPTS: attempts,
+                "x-consumer": self.name,
+                "x-failed-at": datetime.now(UTC).isoformat(),
+                **self._origin(incoming),
+            },
+        )
+        await self._broker.send_to_queue(dead, self._subscription.dead_letter_queue)
+        await incoming.ack()
+        self._ledger.record(incoming.type or "<no type>", "dead_lettered")

@@ -1,0 +1,177 @@
+"""Events and commands on the wire: protobuf bytes in the body, the envelope in AMQP properties.
+
+Guarantees:
+- every message's route (exchange, kind, routing key) comes from its `(common.v1.route)` option
+  in the contract; a message type without one cannot be sent;
+- every message carries its envelope: `message_id` (the event id, a UUID), `type` (the full
+  proto name), `timestamp`, `correlation_id`, `content_type: application/x-protobuf`, and the
+  headers `causation-id`, `producer` and `traceparent`; it is persistent;
+- decoding names what is wrong with a message that cannot be handled (`Undecodable`), so the
+  consumer can dead-letter it at once with that reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aio_pika.abc
+from common.v1 import options_pb2
+from google.protobuf import message as protobuf_message
+from google.protobuf.descriptor import Descriptor
+
+from chassis.correlation import causation_id, correlation_id, new_correlation_id, traceparent
+
+__all__ = [
+    "CONTENT_TYPE",
+    "Envelope",
+    "Outgoing",
+    "Route",
+    "TypeRegistry",
+    "Undecodable",
+    "outgoing",
+    "route_of",
+    "to_amqp",
+]
+
+CONTENT_TYPE = "application/x-protobuf"
+EXCHANGE_KINDS = {
+    options_pb2.EXCHANGE_KIND_TOPIC: aio_pika.ExchangeType.TOPIC,
+    options_pb2.EXCHANGE_KIND_DIRECT: aio_pika.ExchangeType.DIRECT,
+    options_pb2.EXCHANGE_KIND_FANOUT: aio_pika.ExchangeType.FANOUT,
+}
+
+Message = protobuf_message.Message
+
+
+class Undecodable(Exception):
+    """A message that no handler can take: unknown type, missing envelope or bad bytes."""
+
+
+@dataclass(frozen=True)
+class Route:
+    exchange: str
+    exchange_type: aio_pika.ExchangeType
+    routing_key: str
+    is_command: bool
+
+
+def route_of(message: type[Message] | Message | Descriptor) -> Route:
+    """The route a message type declares in its contract; ValueError if it declares none."""
+    descriptor = message if isinstance(message, Descriptor) else message.DESCRIPTOR
+    options = descriptor.GetOptions()
+    if not options.HasExtension(options_pb2.route):
+        raise ValueError(f"{descriptor.full_name} declares no (common.v1.route) in its contract")
+    route = options.Extensions[options_pb2.route]
+    return Route(
+        exchange=route.exchange,
+        exchange_type=EXCHANGE_KINDS[route.exchange_kind],
+        routing_key=route.routing_key,
+        is_command=route.kind == options_pb2.MESSAGE_KIND_COMMAND,
+    )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    event_id: str
+    type: str
+    occurred_at: datetime
+    correlation_id: str
+    causation_id: str
+    producer: str
+    traceparent: str
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready to leave: what the outbox stores and the relay publishes."""
+
+    envelope: Envelope
+    route: Route
+    payload: bytes
+
+
+def outgoing(message: Message, *, producer: str) -> Outgoing:
+    """Wraps a message for sending, with a new event id and the ids of the work in progress."""
+    correlation = correlation_id.get() or new_correlation_id()
+    return Outgoing(
+        envelope=Envelope(
+            event_id=str(uuid.uuid4()),
+            type=message.DESCRIPTOR.full_name,
+            occurred_at=datetime.now(UTC),
+            correlation_id=correlation,
+            causation_id=causation_id.get() or "",
+            producer=producer,
+            traceparent=traceparent(correlation),
+        ),
+        route=route_of(message),
+        payload=message.SerializeToString(),
+    )
+
+
+def to_amqp(message: Outgoing) -> aio_pika.Message:
+    envelope = message.envelope
+    return aio_pika.Message(
+        message.payload,
+        message_id=envelope.event_id,
+        type=envelope.type,
+        timestamp=envelope.occurred_at,
+        correlation_id=envelope.correlation_id,
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        app_id=envelope.producer,
+        headers={
+            **envelope.headers,
+            "causation-id": envelope.causation_id,
+            "producer": envelope.producer,
+            "traceparent": envelope.traceparent,
+        },
+    )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return "" if value is None else str(value)
+
+
+class TypeRegistry:
+    """Decodes the message types a consumer declared it handles, and nothing else."""
+
+    def __init__(self, types: Iterable[type[Message]]):
+        self._types = {t.DESCRIPTOR.full_name: t for t in types}
+
+    def __contains__(self, full_name: str) -> bool:
+        return full_name in self._types
+
+    def decode(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> tuple[Envelope, Message]:
+        if not incoming.message_id:
+            raise Undecodable("no message_id: the event id is missing")
+        if not incoming.type:
+            raise Undecodable("no type property: cannot tell which message this is")
+        message_type = self._types.get(incoming.type)
+        if message_type is None:
+            raise Undecodable(f"unknown type {incoming.type!r}: no handler declared for it")
+        if incoming.content_type != CONTENT_TYPE:
+            raise Undecodable(f"content type {incoming.content_type!r} is not {CONTENT_TYPE}")
+        try:
+            decoded = message_type.FromString(incoming.body)
+        except protobuf_message.DecodeError as exc:
+            raise Undecodable(f"body is not a valid {incoming.type}: {exc}") from None
+        headers = dict(incoming.headers or {})
+        envelope = Envelope(
+            event_id=incoming.message_id,
+            type=incoming.type,
+            occurred_at=incoming.timestamp or datetime.now(UTC),
+            correlation_id=incoming.correlation_id or new_correlation_id(),
+            causation_id=_text(headers.get("causation-id")),
+            producer=_text(headers.get("producer")),
+            traceparent=_text(headers.get("traceparent")),
+            headers=headers,
+        )
+        return envelope, decoded

@@ -1,0 +1,48 @@
+"""The ledger: how many messages of each type reached each stage, in this process.
+
+Stages: `published` (confirmed by the broker), `delivered` (received by a consumer),
+`processed` (its effects committed), `duplicate` (recognised by the inbox, no second effect),
+`retried` (sent to a retry queue), `dead_lettered` (sent to a dead-letter queue). A run
+reconciles `published == processed + dead_lettered` over all processes; the counters are also
+Prometheus metrics (`ordermesh_messages_total{type, stage}`).
+
+These counters live in memory and end with the process. What must survive a crash is counted
+by durable state instead: the outbox (sent rows), the inbox (handled ids) and the dead-letter
+queues; the chaos tests reconcile those.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PrometheusCounter
+
+__all__ = ["STAGES", "Ledger"]
+
+STAGES = ("published", "delivered", "processed", "duplicate", "retried", "dead_lettered")
+
+
+class Ledger:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        self._metric = PrometheusCounter(
+            "ordermesh_messages",
+            "Messages by type and stage on the event backbone",
+            ["type", "stage"],
+            registry=self.registry,
+        )
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def record(self, type: str, stage: str, count: int = 1) -> None:
+        if stage not in STAGES:
+            raise ValueError(f"unknown ledger stage {stage!r}; stages are {STAGES}")
+        self._counts[(type, stage)] += count
+        self._metric.labels(type=type, stage=stage).inc(count)
+
+    def count(self, stage: str, type: str | None = None) -> int:
+        return sum(n for (t, s), n in self._counts.items() if s == stage and type in (None, t))
+
+    def snapshot(self) -> Mapping[tuple[str, str], int]:
+        return dict(self._counts)

@@ -1,0 +1,154 @@
+"""The storage port: a unit of work over one service's documents, its outbox and its inbox.
+
+A service keeps its state as documents (JSON-like dicts) in named collections, and reaches them
+only inside a transaction. What a transaction guarantees, in every adapter:
+- all or nothing: its document writes, the messages it publishes (the outbox) and the inbox
+  marks of the messages it handled are committed together or not at all;
+- optimistic concurrency: every document carries `_version`; `update()` succeeds only if the
+  stored version is the one that was read, else `VersionConflict` (retry the transaction);
+- unique fields stay unique: `insert()` or `update()` raises `DuplicateKey`.
+
+Adapters: `chassis.store.sqlite.SqliteStore` (the default, one file per service, WAL) and
+`chassis.store.mongo.MongoStore` (PyMongo async, multi-document transactions). Both pass the
+one behaviour suite in tests/integration/test_store.py.
+
+    StoreError
+    ├── DuplicateKey      a unique field (or the id) already has this value
+    └── VersionConflict   the document changed since it was read; retry the transaction
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from chassis.events import Outgoing
+
+__all__ = [
+    "Collection",
+    "Document",
+    "DuplicateKey",
+    "OutboxRow",
+    "Store",
+    "StoreError",
+    "Transaction",
+    "VersionConflict",
+    "run_transaction",
+]
+
+Document = dict[str, Any]
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    pass
+
+
+class DuplicateKey(StoreError):
+    pass
+
+
+class VersionConflict(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection and its indexes; declared by the service, created by `Store.open()`."""
+
+    name: str
+    unique: Sequence[str] = ()
+    indexed: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    key: str
+    message: Outgoing
+
+
+class Transaction(Protocol):
+    async def get(self, collection: str, id: str) -> Document | None:
+        """The document with this id (with `_id` and `_version`), or None."""
+
+    async def insert(self, collection: str, id: str, document: Mapping[str, Any]) -> Document:
+        """Stores a new document at version 1; DuplicateKey if the id or a unique field is taken."""
+
+    async def update(self, collection: str, document: Mapping[str, Any]) -> Document:
+        """Replaces a document read in this or an earlier transaction, if it has not changed."""
+
+    async def delete(self, collection: str, id: str) -> bool:
+        """Deletes a document; False if there was none."""
+
+    async def find(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: str = "_id",
+        descending: bool = False,
+        after: tuple[Any, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Document]:
+        """Documents whose fields equal `where`, ordered by a field then by id.
+
+        `after` is the (order_by value, id) of the last document of the previous page.
+        """
+
+    def publish(self, message: Outgoing, *, key: str = "") -> None:
+        """Adds a message to the outbox; it leaves only if the transaction commits.
+
+        Messages with the same `key` (an aggregate id) are published in the order they were
+        added; an empty key means no ordering is needed.
+        """
+
+    async def first_time(self, consumer: str, event_id: str) -> bool:
+        """Records that `consumer` handled `event_id`; False if it already had (a duplicate)."""
+
+
+class Store(Protocol):
+    # Set after each commit that added outbox messages: the relay's cue to publish.
+    outbox_event: asyncio.Event
+
+    async def open(self, collections: Sequence[Collection] = ()) -> None:
+        """Connects and creates what is missing (collections, indexes, outbox, inbox)."""
+
+    async def close(self) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A unit of work: commits when the block ends normally, rolls back on an exception."""
+
+    async def pending(self, limit: int) -> list[OutboxRow]:
+        """Unsent outbox messages, oldest first."""
+
+    async def mark_sent(self, seqs: Sequence[int]) -> None: ...
+
+    async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Takes or renews a named lease for `owner`; False while another owner holds it."""
+
+    async def count_outbox(self) -> tuple[int, int]:
+        """(pending, sent) messages in the outbox."""
+
+    async def count_inbox(self, consumer: str) -> int:
+        """How many distinct messages `consumer` has handled."""
+
+    async def ping(self) -> None:
+        """Returns if the store answers; raises otherwise (a readiness probe)."""
+
+
+async def run_transaction(
+    store: Store, work: Callable[[Transaction], Awaitable[T]], *, attempts: int = 5
+) -> T:
+    """Runs `work` in a transaction, again (up to `attempts` times) after a VersionConflict."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with store.transaction() as tx:
+                return await work(tx)
+        except VersionConflict:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,282 @@
+"""The event backbone end to end on a real broker and a real SQLite store.
+
+use case commit -> outbox -> relay -> RabbitMQ -> consumer -> handler + inbox commit -> ack,
+with its failure paths: duplicates, transient errors, poison messages, unroutable commands.
+"""
+
+import asyncio
+import time
+import uuid
+
+import aio_pika
+import pytest
+from inventory.v1 import commands_pb2, events_pb2
+
+from chassis.broker import Broker, Unroutable
+from chassis.consumer import Consumer
+from chassis.errors import FailedPrecondition
+from chassis.events import CONTENT_TYPE, outgoing, to_amqp
+from chassis.ledger import Ledger
+from chassis.outbox import OutboxRelay
+from chassis.store import Collection
+from chassis.store.sqlite import SqliteStore
+from chassis.topology import Subscription, unrouted_queue
+
+FAST_RETRIES = (0.1, 0.2)
+
+
+@pytest.fixture
+async def broker(amqp_url):
+    broker = Broker(amqp_url, name="test")
+    await broker.connect()
+    yield broker
+    await broker.close()
+
+
+@pytest.fixture
+async def store(tmp_path):
+    store = SqliteStore(tmp_path / "service.db")
+    await store.open([Collection("stock")])
+    yield store
+    await store.close()
+
+
+class StockCounter:
+    """A handler with an effect to count: each StockAdjusted adds its delta to a document."""
+
+    def __init__(self, fail_times: int = 0, error: type[Exception] = ConnectionError):
+        self.fail_times = fail_times
+        self.error = error
+        self.calls = 0
+        self.order: list[int] = []
+
+    async def __call__(self, message, envelope, tx):
+        self.calls += 1
+        if self.calls <= self.fail_times:
+            raise self.error(f"failure {self.calls}")
+        document = await tx.get("stock", message.product_id)
+        if document is None:
+            await tx.insert("stock", message.product_id, {"total": message.delta})
+        else:
+            await tx.update("stock", {**document, "total": document["total"] + message.delta})
+        self.order.append(message.available_stock)
+
+
+async def totals(store) -> dict[str, int]:
+    async with store.transaction() as tx:
+        return {d["_id"]: d["total"] for d in await tx.find("stock")}
+
+
+async def eventually(condition, timeout_s: float = 15.0):
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def stock_subscription(**options) -> Subscription:
+    return Subscription(
+        service="test", purpose=f"stock-{uuid.uuid4().hex[:6]}",
+        types=[events_pb2.StockAdjusted], **{"retry_delays_s": FAST_RETRIES, **options},
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def consuming(broker, store):
+    """Starts consumers for a test and stops them at its end."""
+    started = []
+
+    async def start(subscription, handler, ledger=None):
+        consumer = Consumer(subscription, {events_pb2.StockAdjusted: handler},
+                            store=store, broker=broker, ledger=ledger)  # fmt: skip
+        await consumer.start()
+        started.append(consumer)
+        return consumer
+
+    yield start
+    for consumer in started:
+        await consumer.stop()
+
+
+async def dead_letters(broker, subscription) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    channel = await broker.connection.channel()
+    queue = await channel.declare_queue(subscription.dead_letter_queue, passive=True)
+    found = []
+    while (message := await queue.get(fail=False, no_ack=True)) is not None:
+        found.append(message)
+    await channel.close()
+    return found
+
+
+def adjusted(product_id: str, delta: int = 1, seq: int = 0) -> events_pb2.StockAdjusted:
+    return events_pb2.StockAdjusted(product_id=product_id, delta=delta, available_stock=seq)
+
+
+async def test_committed_events_flow_through_the_outbox_to_the_handler(broker, store, consuming):
+    ledger = Ledger()
+    counter = StockCounter()
+    await consuming(stock_subscription(), counter, ledger)
+    relay = OutboxRelay(store, broker, owner="test", ledger=ledger)
+    relay.start()
+    try:
+        for i in range(20):
+            async with store.transaction() as tx:
+                tx.publish(outgoing(adjusted(f"p-{i % 4}", delta=i), producer="test"))
+
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 20))
+    finally:
+        await relay.stop()
+
+    assert await totals(store) == {f"p-{k}": sum(range(k, 20, 4)) for k in range(4)}
+    assert await store.count_outbox() == (0, 20)
+    assert ledger.count("published") == ledger.count("processed") == 20
+
+
+async def test_messages_of_one_key_arrive_in_the_order_they_were_committed(
+    broker, store, consuming
+):
+    counter = StockCounter()
+    subscription = stock_subscription(prefetch=1)
+    await consuming(subscription, counter)
+    async with store.transaction() as tx:
+        for seq in range(60):
+            tx.publish(outgoing(adjusted("p-1", seq=seq), producer="test"), key="p-1")
+
+    relay = OutboxRelay(store, broker, owner="test")
+    while (await store.count_outbox())[0]:
+        await relay.relay_once()
+
+    await eventually(lambda: asyncio.sleep(0, len(counter.order) == 60))
+    assert counter.order == list(range(60))
+
+
+async def test_a_redelivered_event_has_no_second_effect(broker, store, consuming):
+    ledger = Ledger()
+    await consuming(stock_subscription(), StockCounter(), ledger)
+    message = outgoing(adjusted("p-1", delta=5), producer="test")
+
+    for _ in range(3):
+        await broker.publish(message)
+
+    await eventually(lambda: asyncio.sleep(0, ledger.count("delivered") == 3))
+    await eventually(lambda: asyncio.sleep(0, ledger.count("duplicate") == 2))
+    assert await totals(store) == {"p-1": 5}
+    assert ledger.count("processed") == 1
+
+
+async def test_a_transient_failure_is_retried_with_backoff_then_processed(broker, store, consuming):
+    ledger = Ledger()
+    counter = StockCounter(fail_times=2)
+    await consuming(stock_subscription(), counter, ledger)
+
+    await broker.publish(outgoing(adjusted("p-1", delta=3), producer="test"))
+
+    await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 1))
+    assert counter.calls == 3
+    assert ledger.count("retried") == 2
+    assert await totals(store) == {"p-1": 3}
+
+
+async def test_a_message_failing_every_retry_is_dead_lettered_with_its_reason(
+    broker, store, consuming
+):
+    ledger = Ledger()
+    subscription = stock_subscription()
+    await consuming(subscription, StockCounter(fail_times=99), ledger)
+    sent = outgoing(adjusted("p-1"), producer="test")
+
+    await broker.publish(sent)
+
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 1))
+    [dead] = await dead_letters(broker, subscription)
+    assert dead.message_id == sent.envelope.event_id
+    assert dead.headers["x-error-class"] == "ConnectionError"
+    assert dead.headers["x-error-message"] == "failure 3"
+    assert dead.headers["x-attempts"] == 3
+    assert dead.headers["x-original-exchange"] == "inventory.events"
+    assert dead.headers["x-original-routing-key"] == "inventory.stock.adjusted"
+    assert events_pb2.StockAdjusted.FromString(dead.body) == adjusted("p-1")
+    assert await totals(store) == {}
+
+
+async def test_a_domain_error_is_dead_lettered_at_once(broker, store, consuming):
+    ledger = Ledger()
+    subscription = stock_subscription()
+    await consuming(subscription, StockCounter(fail_times=1, error=FailedPrecondition), ledger)
+
+    await broker.publish(outgoing(adjusted("p-1"), producer="test"))
+
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 1))
+    [dead] = await dead_letters(broker, subscription)
+    assert dead.headers["x-error-class"] == "FailedPrecondition"
+    assert ledger.count("retried") == 0
+
+
+async def test_poison_messages_are_dead_lettered_and_good_ones_still_processed(
+    broker, store, consuming
+):
+    ledger = Ledger()
+    subscription = stock_subscription()
+    await consuming(subscription, StockCounter(), ledger)
+    raw_channel = await broker.connection.channel()
+    exchange = await raw_channel.get_exchange("inventory.events")
+    key = "inventory.stock.adjusted"
+    protobuf = {"type": "inventory.v1.StockAdjusted", "content_type": CONTENT_TYPE}
+    poison = [
+        aio_pika.Message(b"\xff\x00garbage", message_id="bad-1"),
+        aio_pika.Message(b"x", message_id="bad-2", type="inventory.v1.Nonsense",
+                         content_type=CONTENT_TYPE),
+        aio_pika.Message(b"\x0a\x05ab", message_id="bad-3", **protobuf),  # truncated field
+        aio_pika.Message(b"{}", message_id="bad-4", type="inventory.v1.StockAdjusted",
+                         content_type="application/json"),
+    ]  # fmt: skip
+
+    for i, bad in enumerate(poison):
+        await exchange.publish(bad, routing_key=key)
+        await broker.publish(outgoing(adjusted(f"p-{i}"), producer="test"))
+    await raw_channel.close()
+
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 4))
+    await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 4))
+    reasons = sorted(m.headers["x-error-message"] for m in await dead_letters(broker, subscription))
+    assert reasons == [
+        "body is not a valid inventory.v1.StockAdjusted: Error parsing message with type "
+        "'inventory.v1.StockAdjusted': Wire format was corrupt",
+        "content type 'application/json' is not application/x-protobuf",
+        "no type property: cannot tell which message this is",
+        "unknown type 'inventory.v1.Nonsense': no handler declared for it",
+    ]
+    assert await totals(store) == {"p-0": 1, "p-1": 1, "p-2": 1, "p-3": 1}
+
+
+async def test_a_command_without_a_handler_queue_is_unroutable(broker):
+    command = commands_pb2.ReleaseStock(order_id=f"o-{uuid.uuid4().hex}")
+
+    with pytest.raises(Unroutable, match=r"inventory\.v1\.ReleaseStock"):
+        await broker.publish(outgoing(command, producer="test"))
+
+
+async def test_an_event_nobody_subscribes_to_is_kept_not_dropped(broker):
+    event = events_pb2.ProductCreated()
+
+    await broker.publish(outgoing(event, producer="test"))
+
+    channel = await broker.connection.channel()
+    queue = await channel.declare_queue(unrouted_queue("inventory.events"), passive=True)
+    kept = await queue.get(timeout=5)
+    assert kept.type == "inventory.v1.ProductCreated"
+    await channel.close()
+
+
+async def test_the_envelope_travels_in_amqp_properties(broker, store):
+    message = outgoing(adjusted("p-1"), producer="inventory")
+
+    amqp = to_amqp(message)
+
+    assert amqp.message_id == message.envelope.event_id
+    assert amqp.type == "inventory.v1.StockAdjusted"
+    assert amqp.content_type == "application/x-protobuf"
+    assert amqp.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert amqp.correlation_id == message.envelope.correlation_id
+    assert amqp.headers["producer"] == "inventory"
+    assert amqp.headers["traceparent"].startswith("00-")

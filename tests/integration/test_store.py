@@ -1,0 +1,162 @@
+"""The storage port's behaviour, written once and run against every adapter.
+
+SQLite always runs. MongoDB runs when MONGODB_URL points at a replica set (transactions need
+one); no MongoDB server can be installed on this project's machines, so here it is skipped
+with that reason.
+"""
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from inventory.v1 import events_pb2
+
+from chassis.events import outgoing
+from chassis.store import Collection, DuplicateKey, VersionConflict, run_transaction
+from chassis.store.sqlite import SqliteStore
+
+COLLECTIONS = [
+    Collection("accounts", unique=["email"], indexed=["owner", "created"]),
+]
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+async def store(request, tmp_path):
+    if request.param == "sqlite":
+        adapter = SqliteStore(tmp_path / "service.db")
+    else:
+        url = os.environ.get("MONGODB_URL")
+        if not url:
+            pytest.skip("MONGODB_URL is not set (no MongoDB server can be installed here)")
+        from chassis.store.mongo import MongoStore
+
+        adapter = MongoStore(url, database=f"test_{uuid.uuid4().hex[:12]}")
+    await adapter.open(COLLECTIONS)
+    yield adapter
+    await adapter.close()
+
+
+def event(product_id: str = "p-1") -> events_pb2.StockAdjusted:
+    return events_pb2.StockAdjusted(product_id=product_id, delta=1, available_stock=1)
+
+
+async def test_a_committed_document_can_be_read_back(store):
+    async with store.transaction() as tx:
+        await tx.insert("accounts", "a-1", {"email": "ann@example.com", "owner": "u-1"})
+
+    async with store.transaction() as tx:
+        document = await tx.get("accounts", "a-1")
+
+    assert document == {"email": "ann@example.com", "owner": "u-1", "_id": "a-1", "_version": 1}
+
+
+async def test_a_failed_transaction_leaves_nothing_behind(store):
+    async def failing_use_case():
+        async with store.transaction() as tx:
+            await tx.insert("accounts", "a-1", {"email": "ann@example.com"})
+            tx.publish(outgoing(event(), producer="test"))
+            await tx.first_time("consumer", "e-1")
+            raise RuntimeError("the use case failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_use_case()
+
+    async with store.transaction() as tx:
+        assert await tx.get("accounts", "a-1") is None
+        assert await tx.first_time("consumer", "e-1")
+    assert await store.pending(10) == []
+
+
+async def test_unique_fields_and_ids_stay_unique(store):
+    async with store.transaction() as tx:
+        await tx.insert("accounts", "a-1", {"email": "ann@example.com"})
+
+    with pytest.raises(DuplicateKey, match="email"):
+        async with store.transaction() as tx:
+            await tx.insert("accounts", "a-2", {"email": "ann@example.com"})
+    with pytest.raises(DuplicateKey):
+        async with store.transaction() as tx:
+            await tx.insert("accounts", "a-1", {"email": "bob@example.com"})
+
+
+async def test_an_update_from_a_stale_read_is_refused(store):
+    async with store.transaction() as tx:
+        created = await tx.insert("accounts", "a-1", {"email": "ann@example.com", "credit": 10})
+
+    async with store.transaction() as tx:
+        updated = await tx.update("accounts", {**created, "credit": 5})
+    assert updated["_version"] == 2
+
+    with pytest.raises(VersionConflict):
+        async with store.transaction() as tx:
+            await tx.update("accounts", {**created, "credit": 0})
+    async with store.transaction() as tx:
+        assert (await tx.get("accounts", "a-1"))["credit"] == 5
+
+
+async def test_concurrent_read_modify_write_loses_no_update(store):
+    async with store.transaction() as tx:
+        await tx.insert("accounts", "a-1", {"email": "ann@example.com", "credit": 0})
+
+    async def add_one(tx):
+        account = await tx.get("accounts", "a-1")
+        await tx.update("accounts", {**account, "credit": account["credit"] + 1})
+
+    await asyncio.gather(*(run_transaction(store, add_one) for _ in range(50)))
+
+    async with store.transaction() as tx:
+        assert (await tx.get("accounts", "a-1"))["credit"] == 50
+
+
+async def test_find_filters_orders_and_pages(store):
+    async with store.transaction() as tx:
+        for i in range(5):
+            await tx.insert("accounts", f"a-{i}", {"email": f"{i}@x", "owner": "u-1", "created": i})
+        await tx.insert("accounts", "b-0", {"email": "b@x", "owner": "u-2", "created": 9})
+
+    async with store.transaction() as tx:
+        page = {"where": {"owner": "u-1"}, "order_by": "created", "descending": True, "limit": 3}
+        first = await tx.find("accounts", **page)
+        second = await tx.find("accounts", **page, after=(first[-1]["created"], first[-1]["_id"]))
+
+    assert [d["_id"] for d in first] == ["a-4", "a-3", "a-2"]
+    assert [d["_id"] for d in second] == ["a-1", "a-0"]
+
+
+async def test_published_messages_wait_in_the_outbox_in_order(store):
+    async with store.transaction() as tx:
+        for i in range(3):
+            tx.publish(outgoing(event(f"p-{i}"), producer="inventory"), key="p")
+
+    pending = await store.pending(10)
+
+    assert [events_pb2.StockAdjusted.FromString(r.message.payload).product_id for r in pending] == [
+        "p-0", "p-1", "p-2",
+    ]  # fmt: skip
+    assert pending[0].key == "p"
+    assert pending[0].message.route.routing_key == "inventory.stock.adjusted"
+    assert pending[0].message.envelope.producer == "inventory"
+    await store.mark_sent([pending[0].seq])
+    assert [r.seq for r in await store.pending(10)] == [r.seq for r in pending[1:]]
+    assert await store.count_outbox() == (2, 1)
+
+
+async def test_the_inbox_recognises_a_message_handled_before(store):
+    async with store.transaction() as tx:
+        assert await tx.first_time("inventory.commands", "e-1")
+    async with store.transaction() as tx:
+        assert not await tx.first_time("inventory.commands", "e-1")
+        assert await tx.first_time("order.replies", "e-1")
+
+    assert await store.count_inbox("inventory.commands") == 1
+
+
+async def test_a_lease_has_one_owner_until_it_expires(store):
+    assert await store.acquire_lease("outbox", "instance-a", ttl_s=0.3)
+    assert not await store.acquire_lease("outbox", "instance-b", ttl_s=0.3)
+    assert await store.acquire_lease("outbox", "instance-a", ttl_s=0.3)
+
+    await asyncio.sleep(0.4)
+
+    assert await store.acquire_lease("outbox", "instance-b", ttl_s=0.3)
