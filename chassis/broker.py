@@ -45,9 +45,10 @@ class NotConfirmed(BrokerError):
 
 
 class Broker:
-    def __init__(self, url: str, *, name: str):
+    def __init__(self, url: str, *, name: str, reconnect_interval_s: float = 1.0):
         self._url = url
         self._name = name
+        self._reconnect_interval_s = reconnect_interval_s
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
@@ -61,7 +62,10 @@ class Broker:
 
     async def connect(self, *, timeout_s: float = 30.0) -> None:
         self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": self._name}, timeout=timeout_s
+            self._url,
+            client_properties={"connection_name": self._name},
+            timeout=timeout_s,
+            reconnect_interval=self._reconnect_interval_s,
         )
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True

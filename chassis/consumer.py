@@ -157,6 +157,8 @@ class Consumer:
             return
         await incoming.ack()
         self._ledger.record(envelope.type, "processed" if first_time else "duplicate")
+        if not first_time:
+            log.info("duplicate absorbed", type=envelope.type, event_id=envelope.event_id)
 
     @staticmethod
     def _attempts(incoming: aio_pika.abc.AbstractIncomingMessage) -> int:

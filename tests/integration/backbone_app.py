@@ -1,0 +1,139 @@
+"""A producer or a consumer of the event backbone in a process of its own, for the chaos tests.
+
+    python -m tests.integration.backbone_app produce --db P --amqp URL --total N [--rate R]
+    python -m tests.integration.backbone_app consume --db P --amqp URL
+
+The producer commits StockAdjusted events through the outbox (use case -> transaction ->
+outbox -> relay -> broker) until its outbox holds `--total` events, continuing where it stopped
+if it was killed, and exits once all are confirmed. The consumer applies each event to a
+per-product total in its own store, with its inbox, until it is stopped. Everything the chaos
+tests reconcile is durable: the producer's outbox and the consumer's inbox and totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+
+from inventory.v1 import events_pb2
+
+from chassis import logging as chassis_logging
+from chassis.broker import Broker
+from chassis.consumer import Consumer
+from chassis.events import Outgoing, outgoing, to_amqp
+from chassis.outbox import OutboxRelay
+from chassis.store import Collection, Transaction
+from chassis.store.sqlite import SqliteStore
+from chassis.topology import Subscription
+
+KEYS = 64
+SUBSCRIPTION = Subscription(
+    service="chaos",
+    purpose="stock",
+    types=[events_pb2.StockAdjusted],
+    retry_delays_s=(0.5, 1.0, 2.0),
+    prefetch=64,
+)
+
+
+class UnconfirmedBroker(Broker):
+    """The negative control: publishes without waiting for the broker to confirm anything.
+
+    Never used by services; it exists to prove the chaos harness can see a loss.
+    """
+
+    async def connect(self, *, timeout_s: float = 30.0) -> None:
+        await super().connect(timeout_s=timeout_s)
+        self._unconfirmed = await self.connection.channel(publisher_confirms=False)
+
+    async def publish(self, message: Outgoing, *, timeout_s: float = 10.0) -> None:
+        exchange = await self._unconfirmed.get_exchange(message.route.exchange, ensure=False)
+        await exchange.publish(to_amqp(message), routing_key=message.route.routing_key)
+
+
+def event(seq: int) -> tuple[events_pb2.StockAdjusted, str]:
+    product = f"p-{seq % KEYS}"
+    return events_pb2.StockAdjusted(product_id=product, delta=1, available_stock=seq), product
+
+
+async def produce(args: argparse.Namespace) -> None:
+    store = SqliteStore(args.db)
+    await store.open()
+    broker = (UnconfirmedBroker if args.no_confirms else Broker)(args.amqp, name="producer")
+    await broker.connect()
+    relay = OutboxRelay(store, broker, owner="producer", poll_interval_s=0.2)
+    # A delayed relay leaves committed events unpublished for a while: a kill then lands
+    # between commit and publish.
+    asyncio.get_running_loop().call_later(args.relay_delay, relay.start)
+    pending, sent = await store.count_outbox()
+    committed = pending + sent
+    started = time.monotonic()
+    while committed < args.total:
+        batch = min(args.batch, args.total - committed)
+        async with store.transaction() as tx:
+            for seq in range(committed, committed + batch):
+                message, key = event(seq)
+                tx.publish(outgoing(message, producer="producer"), key=key)
+        committed += batch
+        print(f"committed {committed}", flush=True)
+        if args.rate:
+            ahead_s = committed / args.rate - (time.monotonic() - started)
+            if ahead_s > 0:
+                await asyncio.sleep(ahead_s)
+    await asyncio.sleep(max(0.0, args.relay_delay - (time.monotonic() - started)))
+    while (await store.count_outbox())[0]:  # noqa: ASYNC110 - the outbox is the state to watch
+        await asyncio.sleep(0.1)
+    print("all confirmed", flush=True)
+    await relay.stop()
+    await broker.close()
+    await store.close()
+
+
+async def apply_adjustment(message: events_pb2.StockAdjusted, _: object, tx: Transaction) -> None:
+    total = await tx.get("totals", message.product_id)
+    if total is None:
+        await tx.insert("totals", message.product_id, {"total": message.delta})
+    else:
+        await tx.update("totals", {**total, "total": total["total"] + message.delta})
+
+
+async def consume(args: argparse.Namespace) -> None:
+    chassis_logging.configure(service="chaos-consumer", instance="consumer")
+    store = SqliteStore(args.db)
+    await store.open([Collection("totals")])
+    broker = Broker(args.amqp, name="consumer")
+    await broker.connect()
+    consumer = Consumer(
+        SUBSCRIPTION,
+        {events_pb2.StockAdjusted: apply_adjustment},  # type: ignore[dict-item]
+        store=store,
+        broker=broker,
+    )
+    await consumer.start()
+    print("consuming", flush=True)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    await stopping.wait()
+    await consumer.stop()
+    await broker.close()
+    await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["produce", "consume"])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--amqp", required=True)
+    parser.add_argument("--total", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=0.0, help="events/s; 0 is unbounded")
+    parser.add_argument("--relay-delay", type=float, default=0.0)
+    parser.add_argument("--no-confirms", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(produce(args) if args.mode == "produce" else consume(args))
+
+
+if __name__ == "__main__":
+    main()
