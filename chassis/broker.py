@@ -101,16 +101,28 @@ class Broker:
             f"{message.envelope.type} to {message.route.exchange}/{message.route.routing_key}",
         )
 
-    async def send_to_queue(
-        self, message: aio_pika.Message, queue: str, *, timeout_s: float = 10.0
+    async def send(
+        self,
+        message: aio_pika.Message,
+        *,
+        routing_key: str,
+        exchange: str = "",
+        timeout_s: float = 10.0,
     ) -> None:
-        """Publishes straight to a queue (retry, dead letters) and waits for the confirm."""
+        """Publishes a ready AMQP message to an existing exchange and waits for the confirm.
+
+        The default exchange ("") delivers straight to the queue named by the routing key
+        (retry and dead-letter queues); a named one must exist (dead-letter replays).
+        """
         assert self._channel is not None, "Broker.connect() was not called"
+        target = (
+            self._channel.default_exchange
+            if not exchange
+            else await self._channel.get_exchange(exchange, ensure=False)
+        )
         await self._confirmed(
-            self._channel.default_exchange.publish(
-                message, routing_key=queue, mandatory=True, timeout=timeout_s
-            ),
-            f"{message.type} to queue {queue}",
+            target.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout_s),
+            f"{message.type} to {exchange or 'queue'} {routing_key}",
         )
 
     @staticmethod

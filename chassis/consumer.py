@@ -195,7 +195,7 @@ class Consumer:
             {ATTEMPTS: attempts, "x-last-error": f"{type(error).__name__}: {error}"[:1000],
              **self._origin(incoming)},
         )  # fmt: skip
-        await self._broker.send_to_queue(retry, self._subscription.retry_queue(attempts - 1))
+        await self._broker.send(retry, routing_key=self._subscription.retry_queue(attempts - 1))
         await incoming.ack()
         self._ledger.record(incoming.type or "<no type>", "retried")
 
@@ -220,6 +220,6 @@ class Consumer:
                 **self._origin(incoming),
             },
         )
-        await self._broker.send_to_queue(dead, self._subscription.dead_letter_queue)
+        await self._broker.send(dead, routing_key=self._subscription.dead_letter_queue)
         await incoming.ack()
         self._ledger.record(incoming.type or "<no type>", "dead_lettered")

@@ -5,6 +5,8 @@ with its failure paths: duplicates, transient errors, poison messages, unroutabl
 """
 
 import asyncio
+import json
+import sys
 import time
 import uuid
 
@@ -14,6 +16,7 @@ from inventory.v1 import commands_pb2, events_pb2
 
 from chassis.broker import Broker, Unroutable
 from chassis.consumer import Consumer
+from chassis.deadletters import list_dead_letters
 from chassis.errors import FailedPrecondition
 from chassis.events import CONTENT_TYPE, outgoing, to_amqp
 from chassis.ledger import Ledger
@@ -280,3 +283,50 @@ async def test_the_envelope_travels_in_amqp_properties(broker, store):
     assert amqp.correlation_id == message.envelope.correlation_id
     assert amqp.headers["producer"] == "inventory"
     assert amqp.headers["traceparent"].startswith("00-")
+
+
+async def deadletters_cli(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chassis.deadletters", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_dead_letters_are_listed_with_their_reason_and_replayed_after_a_fix(
+    broker, store, consuming, amqp_url
+):
+    ledger = Ledger()
+    subscription = stock_subscription()
+    # The handler refuses the first two messages (the bug), then works (the fix is deployed).
+    await consuming(subscription, StockCounter(fail_times=2, error=FailedPrecondition), ledger)
+    fixed, other = (outgoing(adjusted(p, delta=7), producer="test") for p in ("p-1", "p-2"))
+    await broker.publish(fixed)
+    await broker.publish(other)
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 2))
+    queue = subscription.dead_letter_queue
+
+    listed = [json.loads(line) for line in (await deadletters_cli(
+        "list", "--amqp", amqp_url, "--queue", queue)).splitlines()]  # fmt: skip
+
+    assert {entry["event_id"] for entry in listed} == {
+        fixed.envelope.event_id, other.envelope.event_id,
+    }  # fmt: skip
+    entry = next(e for e in listed if e["event_id"] == fixed.envelope.event_id)
+    assert entry["type"] == "inventory.v1.StockAdjusted"
+    assert entry["failure"]["error-class"] == "FailedPrecondition"
+    assert entry["failure"]["consumer"] == subscription.queue()
+    assert entry["original_route"] == ["inventory.events", "inventory.stock.adjusted"]
+    assert entry["body"] == {"product_id": "p-1", "delta": "7"}
+
+    replayed = await deadletters_cli(
+        "replay", "--amqp", amqp_url, "--queue", queue, "--id", fixed.envelope.event_id
+    )
+
+    assert replayed.strip() == f"replayed 1 message(s) from {queue}"
+    await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 1))
+    assert await totals(store) == {"p-1": 7}
+    [left] = await list_dead_letters(broker.connection, queue)
+    assert left.event_id == other.envelope.event_id

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints comparable figures and ends with a RESULT line."""

@@ -1,0 +1,269 @@
+"""`make bench-events`: publish -> processed latency and throughput of three event paths.
+
+All three run in one run, on one private RabbitMQ node, with the same guarantees: persistent
+messages, publisher confirms, durable quorum queues, manual acks after the handler.
+
+    bare        aio-pika: publish with confirms; consume, handle, ack
+    faststream  FastStream's RabbitBroker publisher and subscriber (ack after the handler)
+    chassis     our full path: a use case commits state + event (SQLite) -> outbox relay ->
+                broker -> consumer -> handler + inbox commit (SQLite) -> ack
+
+For each: p50/p95/p99 latency from the start of the send (for chassis, the start of the use
+case's transaction) to the end of processing (after the ack), at a fixed rate; and the
+throughput of a burst with 256 sends in flight. Ends with one RESULT line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aio_pika
+from faststream import AckPolicy
+from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
+from inventory.v1 import events_pb2
+
+from chassis.broker import Broker
+from chassis.consumer import Consumer
+from chassis.events import outgoing
+from chassis.outbox import OutboxRelay
+from chassis.store import Collection, Transaction
+from chassis.store.sqlite import SqliteStore
+from chassis.testing import PrivateRabbitMQ
+from chassis.topology import Subscription
+
+IN_FLIGHT = 256
+QUORUM = {"x-queue-type": "quorum"}
+
+
+class EventPath:
+    """One event path: `send(seq)` starts an event; `done[seq]` is when it was processed."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self.done: dict[int, float] = {}
+        self.expected = 0
+        self.finished = asyncio.Event()
+
+    def processed(self, seq: int) -> None:
+        self.done[seq] = time.perf_counter()
+        if len(self.done) >= self.expected:
+            self.finished.set()
+
+    async def start(self, url: str) -> None: ...
+
+    async def send(self, seq: int) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def reset(self, expected: int) -> None:
+        self.done = {}
+        self.expected = expected
+        self.finished = asyncio.Event()
+
+
+def body(seq: int) -> bytes:
+    return events_pb2.StockAdjusted(
+        product_id=f"p-{seq % 1000}", delta=1, available_stock=seq
+    ).SerializeToString()
+
+
+class Bare(EventPath):
+    name = "bare"
+
+    async def start(self, url: str) -> None:
+        self.queue_name = f"bench.bare.{uuid.uuid4().hex[:8]}"
+        self.connection = await aio_pika.connect(url)
+        self.publisher = await self.connection.channel(publisher_confirms=True)
+        consumer = await self.connection.channel()
+        await consumer.set_qos(prefetch_count=IN_FLIGHT)
+        queue = await consumer.declare_queue(self.queue_name, durable=True, arguments=QUORUM)
+        await queue.consume(self.on_message)
+
+    async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        seq = events_pb2.StockAdjusted.FromString(message.body).available_stock
+        await message.ack()
+        self.processed(seq)
+
+    async def send(self, seq: int) -> None:
+        await self.publisher.default_exchange.publish(
+            aio_pika.Message(body(seq), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=self.queue_name,
+            mandatory=True,
+        )
+
+    async def stop(self) -> None:
+        await self.connection.close()
+
+
+class FastStream(EventPath):
+    name = "faststream"
+
+    async def start(self, url: str) -> None:
+        self.queue = RabbitQueue(
+            f"bench.faststream.{uuid.uuid4().hex[:8]}", durable=True, queue_type=QueueType.QUORUM
+        )
+        self.broker = RabbitBroker(
+            url, logger=None, default_channel=Channel(publisher_confirms=True)
+        )
+
+        @self.broker.subscriber(
+            self.queue, ack_policy=AckPolicy.ACK, channel=Channel(prefetch_count=IN_FLIGHT)
+        )
+        async def handle(raw: bytes) -> None:
+            self.processed(events_pb2.StockAdjusted.FromString(raw).available_stock)
+
+        await self.broker.start()
+
+    async def send(self, seq: int) -> None:
+        await self.broker.publish(body(seq), queue=self.queue, persist=True, mandatory=True)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+
+class Chassis(EventPath):
+    name = "chassis"
+
+    async def start(self, url: str) -> None:
+        directory = Path(tempfile.mkdtemp(prefix="bench-chassis-"))
+        self.producer_store = SqliteStore(directory / "producer.db")
+        await self.producer_store.open([Collection("products")])
+        self.consumer_store = SqliteStore(directory / "consumer.db")
+        await self.consumer_store.open([Collection("totals")])
+        self.broker = Broker(url, name="bench")
+        await self.broker.connect()
+        self.relay = OutboxRelay(self.producer_store, self.broker, owner="bench")
+        subscription = Subscription(
+            service="bench", purpose=f"chassis-{uuid.uuid4().hex[:8]}",
+            types=[events_pb2.StockAdjusted], prefetch=IN_FLIGHT,
+        )  # fmt: skip
+        bench = self
+
+        class Timed(Consumer):
+            async def _handle(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+                await super()._handle(incoming)  # settled: committed and acked
+                bench.processed(events_pb2.StockAdjusted.FromString(incoming.body).available_stock)
+
+        self.consumer = Timed(
+            subscription, {events_pb2.StockAdjusted: self.apply}, store=self.consumer_store,
+            broker=self.broker,
+        )  # fmt: skip
+        await self.consumer.start()
+        self.relay.start()
+
+    @staticmethod
+    async def apply(message: events_pb2.StockAdjusted, _: object, tx: Transaction) -> None:
+        total = await tx.get("totals", message.product_id)
+        if total is None:
+            await tx.insert("totals", message.product_id, {"total": message.delta})
+        else:
+            await tx.update("totals", {**total, "total": total["total"] + message.delta})
+
+    async def send(self, seq: int) -> None:
+        """The use case: a state change and its event, committed together."""
+        event = events_pb2.StockAdjusted(product_id=f"p-{seq % 1000}", delta=1, available_stock=seq)
+        async with self.producer_store.transaction() as tx:
+            await tx.insert("products", f"{seq}-{uuid.uuid4().hex[:6]}", {"seq": seq})
+            tx.publish(outgoing(event, producer="bench"), key=event.product_id)
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        await self.consumer.stop()
+        await self.broker.close()
+        await self.producer_store.close()
+        await self.consumer_store.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(p * 10) - 1]
+
+
+async def latency(path: EventPath, *, rate: float, count: int) -> list[float]:
+    path.reset(count)
+    started: dict[int, float] = {}
+    tasks = []
+    t0 = time.perf_counter()
+    for seq in range(count):
+        delay = t0 + seq / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        started[seq] = time.perf_counter()
+        tasks.append(asyncio.create_task(path.send(seq)))
+    await asyncio.gather(*tasks)
+    await asyncio.wait_for(path.finished.wait(), 60)
+    return [(path.done[s] - started[s]) * 1000 for s in range(count)]
+
+
+async def throughput(path: EventPath, *, count: int) -> float:
+    path.reset(count)
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(seq: int) -> None:
+        async with slots:
+            await path.send(seq)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(seq) for seq in range(count)))
+    await asyncio.wait_for(path.finished.wait(), 120)
+    return count / (max(path.done.values()) - t0)
+
+
+async def measure(
+    url: str, make: Callable[[], EventPath], *, rate: float, count: int, burst: int
+) -> tuple[list[float], float]:
+    path = make()
+    await path.start(url)
+    try:
+        await latency(path, rate=rate, count=min(200, count))  # warm up
+        latencies = await latency(path, rate=rate, count=count)
+        rate_s = await throughput(path, count=burst)
+    finally:
+        await path.stop()
+    return latencies, rate_s
+
+
+async def main(args: argparse.Namespace) -> None:
+    broker = PrivateRabbitMQ(Path(tempfile.mkdtemp(prefix="bench-rabbitmq-")))
+    await asyncio.to_thread(broker.start)
+    results: dict[str, tuple[list[float], float]] = {}
+    try:
+        for make in (Bare, FastStream, Chassis):
+            results[make.name] = await measure(
+                broker.url, make, rate=args.rate, count=args.count, burst=args.burst
+            )
+            lat, rate_s = results[make.name]
+            print(
+                f"{make.name:<11} at {args.rate:.0f}/s: p50 {percentile(lat, 50):6.2f} ms  "
+                f"p95 {percentile(lat, 95):6.2f} ms  p99 {percentile(lat, 99):6.2f} ms   "
+                f"burst of {args.burst}: {rate_s:7.0f} msg/s",
+                flush=True,
+            )
+    finally:
+        await asyncio.to_thread(broker.remove)
+    p99 = {name: percentile(lat, 99) for name, (lat, _) in results.items()}
+    rates = {name: rate_s for name, (_, rate_s) in results.items()}
+    print(
+        f"RESULT chassis_p99_ms={p99['chassis']:.2f} bare_p99_ms={p99['bare']:.2f} "
+        f"faststream_p99_ms={p99['faststream']:.2f} chassis_msgs_s={rates['chassis']:.0f} "
+        f"bare_msgs_s={rates['bare']:.0f} faststream_msgs_s={rates['faststream']:.0f}"
+    )
+    print(
+        f"ratios: chassis/bare throughput {rates['chassis'] / rates['bare']:.2f}, "
+        f"chassis/faststream {rates['chassis'] / rates['faststream']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=300.0, help="events/s for the latency run")
+    parser.add_argument("--count", type=int, default=3000, help="events in the latency run")
+    parser.add_argument("--burst", type=int, default=10000, help="events in the throughput run")
+    asyncio.run(main(parser.parse_args()))
