@@ -12,6 +12,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import aio_pika
 import aio_pika.abc
+import aiormq
 from common.v1 import options_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf.descriptor import Descriptor
@@ -33,9 +35,9 @@ __all__ = [
     "Route",
     "TypeRegistry",
     "Undecodable",
+    "amqp_properties",
     "outgoing",
     "route_of",
-    "to_amqp",
 ]
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -63,6 +65,11 @@ class Route:
 def route_of(message: type[Message] | Message | Descriptor) -> Route:
     """The route a message type declares in its contract; ValueError if it declares none."""
     descriptor = message if isinstance(message, Descriptor) else message.DESCRIPTOR
+    return _route_of_descriptor(descriptor)
+
+
+@functools.cache
+def _route_of_descriptor(descriptor: Descriptor) -> Route:
     options = descriptor.GetOptions()
     if not options.HasExtension(options_pb2.route):
         raise ValueError(f"{descriptor.full_name} declares no (common.v1.route) in its contract")
@@ -114,16 +121,15 @@ def outgoing(message: Message, *, producer: str) -> Outgoing:
     )
 
 
-def to_amqp(message: Outgoing) -> aio_pika.Message:
-    envelope = message.envelope
-    return aio_pika.Message(
-        message.payload,
+def amqp_properties(envelope: Envelope) -> aiormq.spec.Basic.Properties:
+    """The AMQP properties that carry an envelope; the body is the message's protobuf bytes."""
+    return aiormq.spec.Basic.Properties(
         message_id=envelope.event_id,
-        type=envelope.type,
+        message_type=envelope.type,
         timestamp=envelope.occurred_at,
         correlation_id=envelope.correlation_id,
         content_type=CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
         app_id=envelope.producer,
         headers={
             **envelope.headers,

@@ -1,28 +1,34 @@
 """The SQLite adapter of the storage port: one file per service, WAL, one writer at a time.
 
 Transactions begin IMMEDIATE (they take the write lock at once), so two transactions never
-interleave: within a process an asyncio lock queues them, across processes sharing the file
-SQLite's lock and busy timeout do. Documents are JSON in a table per collection; indexes are
-expression indexes on `json_extract`. With `synchronous=NORMAL` (the default) a committed
+interleave: within a process an asyncio lock queues them; across processes sharing the file,
+a transaction that finds the file locked waits asynchronously and tries again (until
+`busy_timeout_s`), so the event loop never blocks on another process. Documents are JSON in a
+table per collection; indexes are expression indexes on `json_extract`.
+
+Statements run on the event loop's thread: in WAL mode with `synchronous=NORMAL` they take
+microseconds and never fsync, while a hop to a worker thread per statement (aiosqlite) costs
+far more once the loop is busy (measured: docs/performance.md). The fsyncs happen in WAL
+checkpoints, which a background thread runs on its own connection, off the loop. A committed
 transaction survives a crash of the process (SIGKILL included), not a power cut; pass
-`synchronous="FULL"` for that.
+`synchronous="FULL"` for that (each commit then fsyncs on the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiosqlite
 
 from chassis.events import Envelope, Outgoing, Route
 from chassis.store import (
@@ -38,9 +44,9 @@ __all__ = ["SqliteStore"]
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
-    event_id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
     type TEXT NOT NULL,
     exchange TEXT NOT NULL,
     exchange_type TEXT NOT NULL,
@@ -109,15 +115,16 @@ def _envelope_json(envelope: Envelope) -> str:
     )
 
 
-def _outbox_row(row: sqlite3.Row) -> OutboxRow:
-    envelope = json.loads(row["envelope"])
+def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
+    seq, key, event_id, type, exchange, exchange_type, routing_key, is_command, payload, raw = row
+    envelope = json.loads(raw)
     return OutboxRow(
-        seq=row["seq"],
-        key=row["key"],
+        seq=seq,
+        key=key,
         message=Outgoing(
             envelope=Envelope(
-                event_id=row["event_id"],
-                type=row["type"],
+                event_id=event_id,
+                type=type,
                 occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
                 correlation_id=envelope["correlation_id"],
                 causation_id=envelope["causation_id"],
@@ -126,31 +133,30 @@ def _outbox_row(row: sqlite3.Row) -> OutboxRow:
                 headers=envelope["headers"],
             ),
             route=Route(
-                exchange=row["exchange"],
-                exchange_type=aio_pika.ExchangeType(row["exchange_type"]),
-                routing_key=row["routing_key"],
-                is_command=bool(row["is_command"]),
+                exchange=exchange,
+                exchange_type=aio_pika.ExchangeType(exchange_type),
+                routing_key=routing_key,
+                is_command=bool(is_command),
             ),
-            payload=row["payload"],
+            payload=payload,
         ),
     )
 
 
 class _Transaction:
-    def __init__(self, db: aiosqlite.Connection):
+    def __init__(self, db: sqlite3.Connection):
         self._db = db
         self.outgoing: list[tuple[Outgoing, str]] = []
 
     async def get(self, collection: str, id: str) -> Document | None:
-        async with self._db.execute(
+        row = self._db.execute(
             f"SELECT id, version, doc FROM {_table(collection)} WHERE id = ?", (id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        ).fetchone()
         return _document(row[0], row[1], row[2]) if row else None
 
     async def insert(self, collection: str, id: str, document: Mapping[str, Any]) -> Document:
         try:
-            await self._db.execute(
+            self._db.execute(
                 f"INSERT INTO {_table(collection)} (id, version, doc) VALUES (?, 1, ?)",
                 (id, _body(document)),
             )
@@ -161,7 +167,7 @@ class _Transaction:
     async def update(self, collection: str, document: Mapping[str, Any]) -> Document:
         id, version = document["_id"], document["_version"]
         try:
-            cursor = await self._db.execute(
+            cursor = self._db.execute(
                 f"UPDATE {_table(collection)} SET version = version + 1, doc = ? "
                 "WHERE id = ? AND version = ?",
                 (_body(document), id, version),
@@ -173,7 +179,7 @@ class _Transaction:
         return {**document, "_version": version + 1}
 
     async def delete(self, collection: str, id: str) -> bool:
-        cursor = await self._db.execute(f"DELETE FROM {_table(collection)} WHERE id = ?", (id,))
+        cursor = self._db.execute(f"DELETE FROM {_table(collection)} WHERE id = ?", (id,))
         return cursor.rowcount == 1
 
     async def find(
@@ -200,21 +206,20 @@ class _Transaction:
         if limit is not None:
             sql += " LIMIT ?"
             parameters.append(limit)
-        async with self._db.execute(sql, parameters) as cursor:
-            return [_document(*row) async for row in cursor]
+        return [_document(*row) for row in self._db.execute(sql, parameters)]
 
     def publish(self, message: Outgoing, *, key: str = "") -> None:
         self.outgoing.append((message, key))
 
     async def first_time(self, consumer: str, event_id: str) -> bool:
-        cursor = await self._db.execute(
+        cursor = self._db.execute(
             "INSERT OR IGNORE INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)",
             (consumer, event_id, time.time()),
         )
         return cursor.rowcount == 1
 
-    async def flush_outbox(self) -> None:
-        await self._db.executemany(
+    def flush_outbox(self) -> None:
+        self._db.executemany(
             "INSERT INTO outbox (key, event_id, type, exchange, exchange_type, routing_key, "
             "is_command, payload, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -234,94 +239,203 @@ class _Transaction:
         )
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class _Checkpointer:
+    """Runs WAL checkpoints (and so the fsyncs) in a thread of its own, on its own connection."""
+
+    def __init__(self, path: str, interval_s: float):
+        self._path = path
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path, timeout=1.0, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._interval_s):
+                with contextlib.suppress(sqlite3.OperationalError):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with contextlib.suppress(sqlite3.OperationalError):
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+
+
+class _Scope:
+    """The store's lock and one transaction on its connection: BEGIN, then COMMIT or ROLLBACK."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SqliteStore):
+        self._store = store
+
+    async def __aenter__(self) -> sqlite3.Connection:
+        store = self._store
+        if store._db is None:
+            raise RuntimeError("SqliteStore.open() was not called")
+        await store._lock.acquire()
+        try:
+            await store._execute(store._db, "BEGIN IMMEDIATE")
+        except BaseException:
+            store._lock.release()
+            raise
+        return store._db
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        store = self._store
+        db = store._db
+        assert db is not None
+        try:
+            if exc_type is None:
+                await store._execute(db, "COMMIT")
+            elif db.in_transaction:
+                db.execute("ROLLBACK")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            store._lock.release()
+
+
+class _TransactionScope:
+    """`async with store.transaction() as tx`: a unit of work, its outbox written at commit."""
+
+    __slots__ = ("_scope", "_store", "_tx")
+
+    def __init__(self, store: SqliteStore):
+        self._store = store
+        self._scope = _Scope(store)
+        self._tx: _Transaction | None = None
+
+    async def __aenter__(self) -> _Transaction:
+        self._tx = _Transaction(await self._scope.__aenter__())
+        return self._tx
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        tx = self._tx
+        assert tx is not None
+        if exc_type is None and tx.outgoing:
+            try:
+                tx.flush_outbox()
+            except BaseException as error:
+                await self._scope.__aexit__(type(error), error, None)
+                raise
+        await self._scope.__aexit__(exc_type, exc, tb)
+        if exc_type is None and tx.outgoing:
+            self._store.outbox_event.set()
+
+
 class SqliteStore:
     def __init__(
-        self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_s: float = 10.0
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_s: float = 10.0,
+        checkpoint_interval_s: float = 1.0,
     ):
         self._path = str(path)
         self._synchronous = synchronous
-        self._busy_timeout_ms = int(busy_timeout_s * 1000)
-        self._db: aiosqlite.Connection | None = None
+        self._busy_timeout_s = busy_timeout_s
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._db: sqlite3.Connection | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._lock = asyncio.Lock()
         # Set after each commit that added outbox messages: the relay's cue to publish.
         self.outbox_event = asyncio.Event()
 
     async def open(self, collections: Sequence[Collection] = ()) -> None:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        await self._db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        await self._db.execute("PRAGMA journal_mode = WAL")
-        await self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
-        async with self._write() as db:
-            await db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
-            for collection in collections:
-                table = _table(collection.name)
-                await db.execute(
-                    f"CREATE TABLE IF NOT EXISTS {table} "
-                    "(id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL)"
-                )
-                for field in collection.unique:
-                    await db.execute(
-                        f'CREATE UNIQUE INDEX IF NOT EXISTS "doc_{collection.name}_u_{field}" '
-                        f"ON {table} ({_field(field)})"
-                    )
-                for field in collection.indexed:
-                    await db.execute(
-                        f'CREATE INDEX IF NOT EXISTS "doc_{collection.name}_i_{field}" '
-                        f"ON {table} ({_field(field)}, id)"
-                    )
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are begun and ended here, explicitly.
+        self._db = sqlite3.connect(self._path, isolation_level=None, timeout=0)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        ddl = [statement for statement in SCHEMA.split(";") if statement.strip()]
+        for collection in collections:
+            table = _table(collection.name)
+            ddl.append(
+                f"CREATE TABLE IF NOT EXISTS {table} "
+                "(id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL)"
+            )
+            ddl += [
+                f'CREATE UNIQUE INDEX IF NOT EXISTS "doc_{collection.name}_u_{field}" '
+                f"ON {table} ({_field(field)})"
+                for field in collection.unique
+            ]
+            ddl += [
+                f'CREATE INDEX IF NOT EXISTS "doc_{collection.name}_i_{field}" '
+                f"ON {table} ({_field(field)}, id)"
+                for field in collection.indexed
+            ]
+        async with self._locked() as db:
+            for statement in ddl:
+                db.execute(statement)
+
+        self._checkpointer = _Checkpointer(self._path, self._checkpoint_interval_s)
+        self._checkpointer.start()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
+            self._checkpointer = None
         if self._db is not None:
-            await self._db.close()
+            self._db.close()
             self._db = None
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        if self._db is None:
-            raise RuntimeError("SqliteStore.open() was not called")
-        async with self._lock:
-            yield self._db
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Transaction]:
-        async with self._write() as db:
-            await db.execute("BEGIN IMMEDIATE")
-            tx = _Transaction(db)
+    async def _execute(self, db: sqlite3.Connection, sql: str) -> None:
+        """Runs a statement that may find the file locked by another process, waiting async."""
+        delay_s = 0.001
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
             try:
-                yield tx
-                if tx.outgoing:
-                    await tx.flush_outbox()
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-        if tx.outgoing:
-            self.outbox_event.set()
+                db.execute(sql)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 0.05)
+
+    def _locked(self) -> _Scope:
+        """A unit of work on the raw connection, committed if the block ends normally."""
+        return _Scope(self)
+
+    def transaction(self) -> _TransactionScope:
+        return _TransactionScope(self)
 
     async def pending(self, limit: int) -> list[OutboxRow]:
-        async with (
-            self._write() as db,
-            db.execute(
-                "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
-            ) as cursor,
-        ):
-            return [_outbox_row(row) async for row in cursor]
+        async with self._locked() as db:
+            rows = db.execute(
+                "SELECT seq, key, event_id, type, exchange, exchange_type, routing_key, "
+                "is_command, payload, envelope FROM outbox WHERE sent_at IS NULL "
+                "ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_outbox_row(row) for row in rows]
 
     async def mark_sent(self, seqs: Sequence[int]) -> None:
-        async with self._write() as db:
-            await db.execute("BEGIN IMMEDIATE")
-            await db.executemany(
-                "UPDATE outbox SET sent_at = ? WHERE seq = ?", [(time.time(), s) for s in seqs]
-            )
-            await db.execute("COMMIT")
+        async with self._locked() as db:
+            now = time.time()
+            db.executemany("UPDATE outbox SET sent_at = ? WHERE seq = ?", [(now, s) for s in seqs])
 
     async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         now = time.time()
-        async with self._write() as db:
-            cursor = await db.execute(
+        async with self._locked() as db:
+            cursor = db.execute(
                 "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
                 "expires_at = excluded.expires_at WHERE leases.owner = excluded.owner "
@@ -331,21 +445,19 @@ class SqliteStore:
             return cursor.rowcount == 1
 
     async def count_outbox(self) -> tuple[int, int]:
-        async with (
-            self._write() as db,
-            db.execute("SELECT COUNT(*) - COUNT(sent_at), COUNT(sent_at) FROM outbox") as cursor,
-        ):
-            pending, sent = await cursor.fetchone() or (0, 0)
-            return pending, sent
+        async with self._locked() as db:
+            pending, sent = db.execute(
+                "SELECT COUNT(*) - COUNT(sent_at), COUNT(sent_at) FROM outbox"
+            ).fetchone()
+        return int(pending), int(sent)
 
     async def count_inbox(self, consumer: str) -> int:
-        async with (
-            self._write() as db,
-            db.execute("SELECT COUNT(*) FROM inbox WHERE consumer = ?", (consumer,)) as cursor,
-        ):
-            row = await cursor.fetchone()
-            return int(row[0]) if row else 0
+        async with self._locked() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM inbox WHERE consumer = ?", (consumer,)
+            ).fetchone()
+        return int(count)
 
     async def ping(self) -> None:
-        async with self._write() as db, db.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        async with self._locked() as db:
+            db.execute("SELECT 1").fetchone()

@@ -22,7 +22,7 @@ from inventory.v1 import events_pb2
 from chassis import logging as chassis_logging
 from chassis.broker import Broker
 from chassis.consumer import Consumer
-from chassis.events import Outgoing, outgoing, to_amqp
+from chassis.events import Outgoing, amqp_properties, outgoing
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection, Transaction
 from chassis.store.sqlite import SqliteStore
@@ -49,8 +49,13 @@ class UnconfirmedBroker(Broker):
         self._unconfirmed = await self.connection.channel(publisher_confirms=False)
 
     async def publish(self, message: Outgoing, *, timeout_s: float = 10.0) -> None:
-        exchange = await self._unconfirmed.get_exchange(message.route.exchange, ensure=False)
-        await exchange.publish(to_amqp(message), routing_key=message.route.routing_key)
+        channel = await self._unconfirmed.get_underlay_channel()
+        await channel.basic_publish(
+            message.payload,
+            exchange=message.route.exchange,
+            routing_key=message.route.routing_key,
+            properties=amqp_properties(message.envelope),
+        )
 
 
 def event(seq: int) -> tuple[events_pb2.StockAdjusted, str]:

@@ -18,7 +18,7 @@ from chassis.broker import Broker, Unroutable
 from chassis.consumer import Consumer
 from chassis.deadletters import list_dead_letters
 from chassis.errors import FailedPrecondition
-from chassis.events import CONTENT_TYPE, outgoing, to_amqp
+from chassis.events import CONTENT_TYPE, amqp_properties, outgoing
 from chassis.ledger import Ledger
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection
@@ -274,12 +274,12 @@ async def test_an_event_nobody_subscribes_to_is_kept_not_dropped(broker):
 async def test_the_envelope_travels_in_amqp_properties(broker, store):
     message = outgoing(adjusted("p-1"), producer="inventory")
 
-    amqp = to_amqp(message)
+    amqp = amqp_properties(message.envelope)
 
     assert amqp.message_id == message.envelope.event_id
-    assert amqp.type == "inventory.v1.StockAdjusted"
+    assert amqp.message_type == "inventory.v1.StockAdjusted"
     assert amqp.content_type == "application/x-protobuf"
-    assert amqp.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert amqp.delivery_mode == aio_pika.DeliveryMode.PERSISTENT.value
     assert amqp.correlation_id == message.envelope.correlation_id
     assert amqp.headers["producer"] == "inventory"
     assert amqp.headers["traceparent"].startswith("00-")
