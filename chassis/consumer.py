@@ -11,6 +11,10 @@ For each delivery of a subscription's queue, exactly one of these happens:
   raised a DomainError (a message that can never apply), or it failed on every retry step; a
   copy goes to `<queue>.dlq` with the reason in headers, then the original is acked.
 
+Messages that arrive together are handled together, in arrival order: one transaction for a
+batch, then one ack for all of it; if any handler of the batch fails, the batch is rolled back
+and each of its messages is handled in a transaction of its own, to its own outcome.
+
 Nothing is acked before its outcome is safe; a crash at any point leads to a redelivery, which
 the inbox absorbs. A consumer that crashes on a message every time (a poison message that
 kills the process) is covered by the broker: after `delivery_limit` deliveries the work queue
@@ -23,6 +27,7 @@ Dead-letter headers: `x-error-class`, `x-error-message`, `x-attempts`, `x-consum
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +50,8 @@ log = get_logger(__name__)
 
 Handler = Callable[[Message, Envelope, Transaction], Awaitable[None]]
 ATTEMPTS = "x-attempts"
+# Most messages handled in one transaction (and acked with one frame).
+BATCH = 64
 ORIGINAL_EXCHANGE = "x-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 
@@ -92,7 +99,9 @@ class Consumer:
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Deliveries not yet handled, in arrival order, and the task that handles them.
+        self._waiting: deque[aio_pika.abc.AbstractIncomingMessage] = deque()
+        self._drainer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Declares the subscription's queues and starts consuming (manual acks)."""
@@ -104,51 +113,86 @@ class Consumer:
         self._tag = await self._queue.consume(self._on_delivery)
 
     async def stop(self) -> None:
-        """Stops taking messages and lets those in flight finish; unacked ones are redelivered."""
+        """Stops taking messages and lets those taken finish; unacked ones are redelivered."""
         if self._queue is not None and self._tag is not None:
             await self._queue.cancel(self._tag)
             self._tag = None
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._drainer is not None:
+            await self._drainer
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
 
     async def _on_delivery(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
-        try:
-            await self._handle(incoming)
-        except Exception:
-            # The broker is unreachable while settling: the message stays unacked and comes
-            # back after the reconnection, where the inbox absorbs it if it was processed.
-            log.exception("could not settle a message; it will be redelivered",
-                          type=incoming.type, event_id=incoming.message_id)  # fmt: skip
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
+        self._ledger.record(incoming.type or "<no type>", "delivered")
+        self._waiting.append(incoming)
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
 
-    async def _handle(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
-        type_name = incoming.type or "<no type>"
-        self._ledger.record(type_name, "delivered")
+    async def _drain(self) -> None:
+        """Handles what has arrived, in arrival order, a batch per transaction, until all is."""
         try:
-            envelope, message = self._types.decode(incoming)
-        except Undecodable as exc:
-            await self._dead_letter(incoming, exc, attempts=0)
+            while self._waiting:
+                batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), BATCH))]
+                try:
+                    await self._handle_batch(batch)
+                except Exception:
+                    # The broker is unreachable while settling: the messages stay unacked and
+                    # come back after the reconnection, where the inbox absorbs the processed.
+                    log.exception("could not settle messages; they will be redelivered",
+                                  count=len(batch))  # fmt: skip
+        finally:
+            self._drainer = None
+
+    async def _handle_batch(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
+        """All of a batch in one transaction; if any handler fails, each message on its own."""
+        decoded = []
+        for incoming in batch:
+            try:
+                envelope, message = self._types.decode(incoming)
+            except Undecodable as exc:
+                await self._dead_letter(incoming, exc, attempts=0)
+                continue
+            decoded.append((incoming, envelope, message))
+        if not decoded:
             return
+        if len(decoded) > 1:
+            try:
+                firsts = await run_transaction(self._store, lambda tx: self._apply_all(tx, decoded))
+            except Exception:  # noqa: BLE001 - rolled back; retried below one by one
+                pass
+            else:
+                # Every earlier delivery on the channel is settled: one ack covers the batch.
+                await decoded[-1][0].ack(multiple=True)
+                for (_, envelope, _), first in zip(decoded, firsts, strict=True):
+                    self._settled(envelope, first)
+                return
+        for item in decoded:
+            await self._handle_one(*item)
+
+    async def _apply(self, tx: Transaction, envelope: Envelope, message: Message) -> bool:
+        """Runs the handler unless the inbox has seen the message; True if it ran."""
         correlation_id.set(envelope.correlation_id)
         causation_id.set(envelope.event_id)
-        handler = self._handlers[envelope.type]
+        if not await tx.first_time(self.name, envelope.event_id):
+            return False
+        await self._handlers[envelope.type](message, envelope, tx)
+        return True
 
-        async def work(tx: Transaction) -> bool:
-            if not await tx.first_time(self.name, envelope.event_id):
-                return False
-            await handler(message, envelope, tx)
-            return True
+    async def _apply_all(
+        self,
+        tx: Transaction,
+        decoded: list[tuple[aio_pika.abc.AbstractIncomingMessage, Envelope, Message]],
+    ) -> list[bool]:
+        return [await self._apply(tx, envelope, message) for _, envelope, message in decoded]
 
+    async def _handle_one(
+        self, incoming: aio_pika.abc.AbstractIncomingMessage, envelope: Envelope, message: Message
+    ) -> None:
         try:
-            first_time = await run_transaction(self._store, work)
+            first = await run_transaction(
+                self._store, lambda tx: self._apply(tx, envelope, message)
+            )
         except DomainError as exc:
             await self._dead_letter(incoming, exc, attempts=self._attempts(incoming) + 1)
             return
@@ -156,6 +200,9 @@ class Consumer:
             await self._retry(incoming, exc)
             return
         await incoming.ack()
+        self._settled(envelope, first)
+
+    def _settled(self, envelope: Envelope, first_time: bool) -> None:
         self._ledger.record(envelope.type, "processed" if first_time else "duplicate")
         if not first_time:
             log.info("duplicate absorbed", type=envelope.type, event_id=envelope.event_id)

@@ -274,10 +274,12 @@ class _Checkpointer:
 class _Scope:
     """The store's lock and one transaction on its connection: BEGIN, then COMMIT or ROLLBACK."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("_begin", "_store")
 
-    def __init__(self, store: SqliteStore):
+    def __init__(self, store: SqliteStore, *, write: bool = True):
         self._store = store
+        # A write transaction takes the write lock at once; a read needs no lock in WAL mode.
+        self._begin = "BEGIN IMMEDIATE" if write else "BEGIN"
 
     async def __aenter__(self) -> sqlite3.Connection:
         store = self._store
@@ -285,7 +287,7 @@ class _Scope:
             raise RuntimeError("SqliteStore.open() was not called")
         await store._lock.acquire()
         try:
-            await store._execute(store._db, "BEGIN IMMEDIATE")
+            await store._execute(store._db, self._begin)
         except BaseException:
             store._lock.release()
             raise
@@ -364,6 +366,9 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
         self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        # Reads through a memory map and a larger page cache: no syscall per page read.
+        self._db.execute("PRAGMA mmap_size = 268435456")
+        self._db.execute("PRAGMA cache_size = -32768")
         ddl = [statement for statement in SCHEMA.split(";") if statement.strip()]
         for collection in collections:
             table = _table(collection.name)
@@ -410,15 +415,15 @@ class SqliteStore:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 0.05)
 
-    def _locked(self) -> _Scope:
+    def _locked(self, *, write: bool = True) -> _Scope:
         """A unit of work on the raw connection, committed if the block ends normally."""
-        return _Scope(self)
+        return _Scope(self, write=write)
 
     def transaction(self) -> _TransactionScope:
         return _TransactionScope(self)
 
     async def pending(self, limit: int) -> list[OutboxRow]:
-        async with self._locked() as db:
+        async with self._locked(write=False) as db:
             rows = db.execute(
                 "SELECT seq, key, event_id, type, exchange, exchange_type, routing_key, "
                 "is_command, payload, envelope FROM outbox WHERE sent_at IS NULL "
@@ -445,19 +450,19 @@ class SqliteStore:
             return cursor.rowcount == 1
 
     async def count_outbox(self) -> tuple[int, int]:
-        async with self._locked() as db:
+        async with self._locked(write=False) as db:
             pending, sent = db.execute(
                 "SELECT COUNT(*) - COUNT(sent_at), COUNT(sent_at) FROM outbox"
             ).fetchone()
         return int(pending), int(sent)
 
     async def count_inbox(self, consumer: str) -> int:
-        async with self._locked() as db:
+        async with self._locked(write=False) as db:
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM inbox WHERE consumer = ?", (consumer,)
             ).fetchone()
         return int(count)
 
     async def ping(self) -> None:
-        async with self._locked() as db:
+        async with self._locked(write=False) as db:
             db.execute("SELECT 1").fetchone()
