@@ -168,7 +168,7 @@ async def test_without_publisher_confirms_the_same_harness_detects_loss(flow):
 
 
 async def test_consumer_killed_repeatedly_while_draining_applies_each_event_once(flow):
-    total = 5_000
+    total = 30_000
     await flow.prepare()
     flow.consumer.stop()
     producer = flow.producer(total)
@@ -178,7 +178,7 @@ async def test_consumer_killed_repeatedly_while_draining_applies_each_event_once
     await asyncio.to_thread(flow.consumer.start)
     kills = 0
     while len(inbox(flow.consumer_db)) < total and kills < 6:
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(0.5)
         await asyncio.to_thread(flow.consumer.kill)
         kills += 1
         await asyncio.to_thread(flow.consumer.start)

@@ -330,3 +330,36 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed_after_a_fi
     assert await totals(store) == {"p-1": 7}
     [left] = await list_dead_letters(broker.connection, queue)
     assert left.event_id == other.envelope.event_id
+
+
+class RefusesOneProduct(StockCounter):
+    """Applies every adjustment except those of one product, which it can never apply."""
+
+    def __init__(self, refused: str):
+        super().__init__()
+        self.refused = refused
+
+    async def __call__(self, message, envelope, tx):
+        if message.product_id == self.refused:
+            raise FailedPrecondition(f"product {self.refused} is discontinued")
+        await super().__call__(message, envelope, tx)
+
+
+async def test_one_failing_message_in_a_batch_does_not_hold_back_the_others(
+    broker, store, consuming
+):
+    ledger = Ledger()
+    subscription = stock_subscription()
+    first = await consuming(subscription, StockCounter(), Ledger())
+    await first.stop()  # the queues exist; the backlog below arrives as one batch
+    for i in range(30):
+        await broker.publish(outgoing(adjusted("p-bad" if i == 17 else f"p-{i % 3}"),
+                                      producer="test"))  # fmt: skip
+
+    await consuming(subscription, RefusesOneProduct("p-bad"), ledger)
+
+    await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 29))
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 1))
+    assert await totals(store) == {"p-0": 10, "p-1": 10, "p-2": 9}
+    [dead] = await dead_letters(broker, subscription)
+    assert dead.headers["x-error-message"] == "product p-bad is discontinued"
