@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 # top-level packages when they are installed).
 INSTALLED := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration test-contract gen lint check-gen lock system-deps
+.PHONY: up test test-unit test-integration test-contract gen lint check-gen lock system-deps \
+	bench-events
 
 up: system-deps $(INSTALLED)
 	$(BIN)/python -m tools.up
@@ -24,6 +25,10 @@ test-integration: system-deps $(INSTALLED)
 
 test-contract: $(INSTALLED)
 	$(BIN)/pytest tests/contract
+
+# Benchmarks print comparable figures and a RESULT line; they are never part of `make test`.
+bench-events: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.events
 
 gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen

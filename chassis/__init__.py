@@ -1,10 +1,18 @@
 """The shared runtime every service is built on: one module per concept.
 
 config       frozen settings read once from the environment, failing fast with the variable's name
-correlation  the correlation id of the work in progress, in a contextvar
+correlation  the correlation and causation ids of the work in progress, in contextvars
 errors       the domain error hierarchy that adapters map to gRPC status codes (pure, no I/O)
 health       readiness: probes of a service's dependencies, and whether all of them answer
 logging      structlog JSON lines carrying service, instance and correlation id
 grpc         serve(): the gRPC server every service runs (health, reflection, error mapping)
+events       messages on the wire: routes from the contracts, the envelope, decoding
+topology     exchanges, queues, bindings, retry and dead-letter queues, derived from the contracts
+broker       the process's RabbitMQ connection and its confirmed, mandatory publisher
+store        the storage port (unit of work, outbox, inbox) and its SQLite and MongoDB adapters
+outbox       the relay that publishes committed outbox messages, in order per key
+consumer     consumers with explicit outcomes: processed once, retried, or dead-lettered
+deadletters  list dead-lettered messages with their reasons; replay them after a fix
+ledger       counts of messages per type and stage, also as Prometheus metrics
 testing      private RabbitMQ, Redis and Envoy processes for tests, and their pytest fixtures
 """
