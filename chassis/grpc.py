@@ -7,6 +7,8 @@ What every service gets from it:
 - server reflection, so grpcurl and other tools can list and call the services;
 - a correlation id for each call, taken from the `x-correlation-id` metadata (or Envoy's
   `x-request-id`), else created, and set in `chassis.correlation` for the handler's duration;
+- the access level each RPC declares in its contract, enforced before the handler runs, and
+  the verified caller in `chassis.identity` for the handler's duration;
 - one table (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message;
   any other exception is logged and answered INTERNAL without its details;
 - graceful shutdown on SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused,
@@ -33,6 +35,7 @@ from chassis import errors
 from chassis.config import ServiceSettings
 from chassis.correlation import correlation_id, new_correlation_id
 from chassis.health import Readiness
+from chassis.identity import AccessPolicy, Authenticator, caller
 from chassis.logging import get_logger
 
 __all__ = ["STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
@@ -72,8 +75,7 @@ class Service:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
 
 
-def _correlation_id_of(details: grpc.HandlerCallDetails) -> str:
-    metadata = dict(details.invocation_metadata or ())
+def _correlation_id_of(metadata: dict[str, Any]) -> str:
     for header in CORRELATION_HEADERS:
         value = metadata.get(header)
         if isinstance(value, str) and value:
@@ -94,7 +96,10 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) 
 
 
 class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Sets the correlation id around each call and maps its failures to status codes."""
+    """Sets the correlation id and the caller around each call; maps failures to status codes."""
+
+    def __init__(self, policy: AccessPolicy):
+        self._policy = policy
 
     async def intercept_service(
         self,
@@ -104,8 +109,10 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        cid = _correlation_id_of(details)
+        metadata = dict(details.invocation_metadata or ())
+        cid = _correlation_id_of(metadata)
         method = details.method
+        policy = self._policy if self._policy.governs(method) else None
         codec = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -120,13 +127,17 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             token = correlation_id.set(cid)
+            identity = caller.set(None)
             try:
+                if policy is not None:
+                    caller.set(await policy.admit(method, metadata))
                 return await inner(request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as exc:  # noqa: BLE001 - the edge answers every failure
                 await _fail(context, method, exc)
             finally:
+                caller.reset(identity)
                 correlation_id.reset(token)
 
         if handler.unary_unary:
@@ -136,7 +147,10 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             token = correlation_id.set(cid)
+            identity = caller.set(None)
             try:
+                if policy is not None:
+                    caller.set(await policy.admit(method, metadata))
                 async for response in inner(request, context):
                     yield response
             except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -144,6 +158,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             except Exception as exc:  # noqa: BLE001 - the edge answers every failure
                 await _fail(context, method, exc)
             finally:
+                caller.reset(identity)
                 correlation_id.reset(token)
 
         # A streaming handler either yields its responses or awaits context.write() for each
@@ -162,6 +177,7 @@ class GrpcServer:
         services: Sequence[Service],
         *,
         readiness: Readiness | None = None,
+        authenticator: Authenticator | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         health_interval_s: float = 2.0,
@@ -173,8 +189,9 @@ class GrpcServer:
         self._health_interval_s = health_interval_s
         self._shutdown_grace_s = shutdown_grace_s
         # SO_REUSEPORT off: a second process on a taken port must fail, not share it silently.
+        policy = AccessPolicy((s.descriptor for s in self._services), authenticator)
         self._server = grpc.aio.server(
-            interceptors=[_EdgeInterceptor()], options=[("grpc.so_reuseport", 0)]
+            interceptors=[_EdgeInterceptor(policy)], options=[("grpc.so_reuseport", 0)]
         )
         self._health = health.aio.HealthServicer()
         self._watcher: asyncio.Task[None] | None = None
@@ -245,15 +262,19 @@ async def serve(
     services: Sequence[Service],
     *,
     readiness: Readiness | None = None,
+    authenticator: Authenticator | None = None,
     on_started: Callable[[int], Awaitable[None]] | None = None,
+    on_stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully; the one entry of every service.
 
-    `on_started` receives the bound port (to print it, or to register the instance).
+    `on_started` receives the bound port (to print it, or to register the instance);
+    `on_stopping` runs once serving has stopped (to stop consumers and relays, then close).
     """
     server = GrpcServer(
         services,
         readiness=readiness,
+        authenticator=authenticator,
         host=settings.grpc_host,
         port=settings.grpc_port,
         health_interval_s=settings.health_interval_s,
@@ -273,3 +294,5 @@ async def serve(
         await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if on_stopping is not None:
+            await on_stopping()

@@ -1,6 +1,6 @@
 """A process served by `chassis.grpc.serve`, as every service is, for the tests of the chassis.
 
-Its servicer is a test double of NotificationService (the real one arrives with the services);
+Its servicer is a test double of InventoryService, whose ListProducts is public (no token);
 the chassis is what is under test: health, reflection, error mapping, correlation, shutdown.
 Its readiness probes a real Redis at REDIS_URL.
 
@@ -13,8 +13,8 @@ import asyncio
 
 import grpc
 import redis.asyncio
-from notification.v1 import notification_service_pb2 as pb
-from notification.v1 import notification_service_pb2_grpc as pb_grpc
+from inventory.v1 import inventory_service_pb2 as pb
+from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
 
 from chassis import config, errors
 from chassis import logging as chassis_logging
@@ -27,12 +27,12 @@ class ProbeSettings(config.ServiceSettings):
     redis_url: str
 
 
-class ScriptedNotifications(pb_grpc.NotificationServiceServicer):
+class ScriptedProducts(pb_grpc.InventoryServiceServicer):
     """Answers by the page token: "missing" -> NotFound, "crash" -> a bug, "sleep:S" -> waits."""
 
-    async def ListNotifications(
-        self, request: pb.ListNotificationsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListNotificationsResponse:
+    async def ListProducts(
+        self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProductsResponse:
         token = request.page_token
         if token == "missing":
             raise errors.NotFound("page token 'missing' matches no page")
@@ -41,14 +41,14 @@ class ScriptedNotifications(pb_grpc.NotificationServiceServicer):
         if token.startswith("sleep:"):
             await asyncio.sleep(float(token.removeprefix("sleep:")))
         # The correlation id the handler saw, so that tests can check where it came from.
-        return pb.ListNotificationsResponse(next_page_token=correlation_id.get() or "")
+        return pb.ListProductsResponse(next_page_token=correlation_id.get() or "")
 
 
 def service() -> Service:
     return Service(
-        descriptor=pb.DESCRIPTOR.services_by_name["NotificationService"],
-        servicer=ScriptedNotifications(),
-        add_to_server=pb_grpc.add_NotificationServiceServicer_to_server,
+        descriptor=pb.DESCRIPTOR.services_by_name["InventoryService"],
+        servicer=ScriptedProducts(),
+        add_to_server=pb_grpc.add_InventoryServiceServicer_to_server,
     )
 
 

@@ -45,7 +45,7 @@ def transcoding_config(listen_port: int, upstream_port: int) -> dict:
                     "routes": [
                         {
                             "match": {"prefix": "/"},
-                            "route": {"cluster": "notification", "timeout": "5s"},
+                            "route": {"cluster": "inventory", "timeout": "5s"},
                         }
                     ],
                 }
@@ -63,11 +63,11 @@ def transcoding_config(listen_port: int, upstream_port: int) -> dict:
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}
     }
     cluster = {
-        "name": "notification",
+        "name": "inventory",
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
-            "cluster_name": "notification",
+            "cluster_name": "inventory",
             "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}],
         },
         # gRPC upstreams must speak HTTP/2, or REST gets 502 and gRPC UNAVAILABLE.
@@ -120,21 +120,21 @@ async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dic
 
 
 async def test_a_rest_call_is_transcoded_to_grpc_and_back(gateway):
-    status, body = await get(f"{gateway}/v1/notifications", {"x-correlation-id": "c-rest"})
+    status, body = await get(f"{gateway}/v1/products", {"x-correlation-id": "c-rest"})
 
     assert status == 200
-    assert body == {"notifications": [], "nextPageToken": "c-rest"}
+    assert body == {"products": [], "nextPageToken": "c-rest"}
 
 
 async def test_query_parameters_fill_the_request_message(gateway):
-    status, body = await get(f"{gateway}/v1/notifications?page_token=missing")
+    status, body = await get(f"{gateway}/v1/products?page_token=missing")
 
     assert status == 404
     assert body == {"code": 5, "message": "page token 'missing' matches no page", "details": []}
 
 
 async def test_the_gateway_request_id_becomes_the_correlation_id(gateway):
-    status, body = await get(f"{gateway}/v1/notifications", {"x-request-id": "r-from-edge"})
+    status, body = await get(f"{gateway}/v1/products", {"x-request-id": "r-from-edge"})
 
     assert status == 200
     assert body["nextPageToken"] == "r-from-edge"

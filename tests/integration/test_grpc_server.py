@@ -14,8 +14,8 @@ import grpc
 import pytest
 import redis.asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from notification.v1 import notification_service_pb2 as pb
-from notification.v1 import notification_service_pb2_grpc as pb_grpc
+from inventory.v1 import inventory_service_pb2 as pb
+from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
 
 from chassis.grpc import GrpcServer
 from chassis.health import Readiness, redis_probe
@@ -69,7 +69,7 @@ async def test_health_follows_the_dependencies(redis_factory):
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             assert await health_of(channel) == SERVING
-            assert await health_of(channel, "notification.v1.NotificationService") == SERVING
+            assert await health_of(channel, "inventory.v1.InventoryService") == SERVING
 
             redis_process.kill()
             await wait_for_health(channel, NOT_SERVING)
@@ -96,21 +96,21 @@ async def test_health_watchers_are_told_when_shutdown_begins(server, channel):
 
 
 async def test_a_domain_error_reaches_the_client_with_its_status_and_message(channel):
-    stub = pb_grpc.NotificationServiceStub(channel)
+    stub = pb_grpc.InventoryServiceStub(channel)
 
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.ListNotifications(pb.ListNotificationsRequest(page_token="missing"))
+        await stub.ListProducts(pb.ListProductsRequest(page_token="missing"))
 
     assert failure.value.code() is grpc.StatusCode.NOT_FOUND
     assert failure.value.details() == "page token 'missing' matches no page"
 
 
 async def test_an_unexpected_error_is_internal_and_keeps_its_details_in_the_logs(channel):
-    stub = pb_grpc.NotificationServiceStub(channel)
+    stub = pb_grpc.InventoryServiceStub(channel)
 
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.ListNotifications(
-            pb.ListNotificationsRequest(page_token="crash"),
+        await stub.ListProducts(
+            pb.ListProductsRequest(page_token="crash"),
             metadata=[("x-correlation-id", "c-crash")],
         )
 
@@ -120,15 +120,15 @@ async def test_an_unexpected_error_is_internal_and_keeps_its_details_in_the_logs
 
 
 async def test_the_handler_sees_the_callers_correlation_id(channel):
-    stub = pb_grpc.NotificationServiceStub(channel)
+    stub = pb_grpc.InventoryServiceStub(channel)
 
-    given = await stub.ListNotifications(
-        pb.ListNotificationsRequest(), metadata=[("x-correlation-id", "c-123")]
+    given = await stub.ListProducts(
+        pb.ListProductsRequest(), metadata=[("x-correlation-id", "c-123")]
     )
-    from_envoy = await stub.ListNotifications(
-        pb.ListNotificationsRequest(), metadata=[("x-request-id", "r-456")]
+    from_envoy = await stub.ListProducts(
+        pb.ListProductsRequest(), metadata=[("x-request-id", "r-456")]
     )
-    created = await stub.ListNotifications(pb.ListNotificationsRequest())
+    created = await stub.ListProducts(pb.ListProductsRequest())
 
     assert given.next_page_token == "c-123"
     assert from_envoy.next_page_token == "r-456"
@@ -152,7 +152,7 @@ async def test_grpcurl_lists_the_services_through_reflection(server):
     listed = await asyncio.to_thread(grpcurl, f"127.0.0.1:{server.port}", "list")
 
     assert set(listed.split()) == {
-        "notification.v1.NotificationService",
+        "inventory.v1.InventoryService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }
@@ -161,7 +161,7 @@ async def test_grpcurl_lists_the_services_through_reflection(server):
 async def test_grpcurl_calls_a_method_described_through_reflection(server):
     answer = await asyncio.to_thread(
         grpcurl, "-H", "x-correlation-id: c-grpcurl", f"127.0.0.1:{server.port}",
-        "notification.v1.NotificationService/ListNotifications",
+        "inventory.v1.InventoryService/ListProducts",
     )  # fmt: skip
 
     assert json.loads(answer) == {"next_page_token": "c-grpcurl"}
@@ -199,10 +199,10 @@ async def test_sigterm_drains_in_flight_calls_then_exits(redis_server):
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             await wait_for_health(channel, SERVING)
-            stub = pb_grpc.NotificationServiceStub(channel)
+            stub = pb_grpc.InventoryServiceStub(channel)
             in_flight = asyncio.ensure_future(
-                stub.ListNotifications(
-                    pb.ListNotificationsRequest(page_token="sleep:1.5"),
+                stub.ListProducts(
+                    pb.ListProductsRequest(page_token="sleep:1.5"),
                     metadata=[("x-correlation-id", "c-in-flight")],
                 )
             )
@@ -213,7 +213,7 @@ async def test_sigterm_drains_in_flight_calls_then_exits(redis_server):
             answered = await asyncio.wait_for(in_flight, 5)
             assert answered.next_page_token == "c-in-flight"
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.ListNotifications(pb.ListNotificationsRequest(), timeout=2)
+                await stub.ListProducts(pb.ListProductsRequest(), timeout=2)
             assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         assert await asyncio.to_thread(app.finish) == 0
         events = [line["event"] for line in app.lines]

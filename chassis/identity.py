@@ -1,0 +1,96 @@
+"""Who is calling, and who may call what: the access levels the contracts declare, enforced.
+
+Every RPC declares its access level in its contract (`(common.v1.access)`); the gRPC edge
+(`chassis.grpc`) enforces it before the handler runs:
+- PUBLIC: anyone; a token, if sent, is ignored;
+- AUTHENTICATED: a valid access token in the `authorization: Bearer <jwt>` metadata;
+- ADMIN: the same, carrying the `admin` role;
+- INTERNAL: service-to-service only; the gateway never routes it from outside;
+- no level declared: refused (fail closed).
+A refused call ends UNAUTHENTICATED (no or bad token) or PERMISSION_DENIED (not allowed), and
+the handler never runs. For the others, the verified caller is in a contextvar for the call's
+duration: handlers take the caller from `current_caller()`, never from the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from typing import Protocol
+
+from common.v1 import options_pb2
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+
+from chassis.errors import PermissionDenied, Unauthenticated
+from chassis.tokens import Claims
+
+__all__ = [
+    "AccessPolicy",
+    "Authenticator",
+    "caller",
+    "current_caller",
+]
+
+caller: ContextVar[Claims | None] = ContextVar("caller", default=None)
+
+
+def current_caller() -> Claims:
+    """The verified caller of the current RPC; Unauthenticated outside an authenticated call."""
+    claims = caller.get()
+    if claims is None:
+        raise Unauthenticated("this call carries no verified caller")
+    return claims
+
+
+class Authenticator(Protocol):
+    async def verify(self, token: str) -> Claims: ...
+
+
+def access_of(method: MethodDescriptor) -> int:
+    options = method.GetOptions()
+    if not options.HasExtension(options_pb2.access):
+        return int(options_pb2.ACCESS_UNSPECIFIED)
+    return int(options.Extensions[options_pb2.access])
+
+
+class AccessPolicy:
+    """The access level of each method of some services, by its gRPC path `/pkg.Svc/Method`."""
+
+    def __init__(
+        self, services: Iterable[ServiceDescriptor], authenticator: Authenticator | None = None
+    ):
+        self._levels: Mapping[str, int] = {
+            f"/{service.full_name}/{method.name}": access_of(method)
+            for service in services
+            for method in service.methods
+        }
+        self._authenticator = authenticator
+
+    def governs(self, path: str) -> bool:
+        """False for methods of other services (health, reflection), which stay open."""
+        return path in self._levels
+
+    async def admit(self, path: str, metadata: Mapping[str, str]) -> Claims | None:
+        """The caller of a call to `path`, if it may go ahead; raises if it may not."""
+        level = self._levels[path]
+        if level in (options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_INTERNAL):
+            return None
+        if level not in (options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN):
+            raise PermissionDenied(f"{path} declares no access level in its contract")
+        token = _bearer_token(metadata)
+        if self._authenticator is None:
+            raise Unauthenticated(f"{path} needs a verified caller; this server verifies none")
+        claims = await self._authenticator.verify(token)
+        if level == options_pb2.ACCESS_ADMIN and not claims.is_admin:
+            raise PermissionDenied(f"{path} is for administrators only")
+        return claims
+
+
+def _bearer_token(metadata: Mapping[str, str]) -> str:
+    value = metadata.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if not value:
+        raise Unauthenticated("no access token: send 'authorization: Bearer <token>'")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the authorization metadata is not 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,130 @@
+"""One call that gives a service process its store, broker, outbox relay, consumers and health.
+
+    settings = config.load(InventorySettings)
+    async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
+        runtime.consume(commands_subscription, handlers)
+        await serve(settings, [api], readiness=runtime.readiness())
+
+What it guarantees:
+- the store is opened (collections and indexes created) before anything else, the broker
+  connected, the outbox relay started, then the consumers, in that order;
+- on the way out, consumers stop first (the messages they took finish, the rest go back to
+  the broker), then the relay, then background tasks, then the broker and the store close;
+- readiness probes the store and the broker, so health turns NOT_SERVING when either is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from pydantic import Field
+
+from chassis.broker import Broker
+from chassis.config import ServiceSettings
+from chassis.consumer import Consumer, Handler
+from chassis.events import Message
+from chassis.health import Probe, Readiness, amqp_probe
+from chassis.ledger import Ledger
+from chassis.outbox import OutboxRelay
+from chassis.store import Collection, Store
+from chassis.topology import Subscription
+
+__all__ = ["BackboneSettings", "Runtime", "open_store"]
+
+
+class BackboneSettings(ServiceSettings):
+    """What a service that keeps state and speaks on the event backbone needs."""
+
+    rabbitmq_url: str
+    # sqlite:///<path> (one file per service, shared by its instances) or mongodb://...
+    store_url: str
+    # The MongoDB database; defaults to the service name.
+    store_database: str = ""
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+
+
+def open_store(url: str, *, database: str) -> Store:
+    """The store adapter a URL names; ValueError naming the URL if none does."""
+    if url.startswith("sqlite:///"):
+        from chassis.store.sqlite import SqliteStore
+
+        return SqliteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from chassis.store.mongo import MongoStore
+
+        return MongoStore(url, database=database)
+    raise ValueError(f"STORE_URL={url!r}: expected sqlite:///<path> or mongodb://...")
+
+
+class Runtime:
+    def __init__(self, settings: BackboneSettings, store: Store, broker: Broker, ledger: Ledger):
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.ledger = ledger
+        self._consumers: list[Consumer] = []
+        self._stoppers: list[Callable[[], Awaitable[None]]] = []
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, settings: BackboneSettings, *, collections: Sequence[Collection] = ()
+    ) -> AsyncIterator[Runtime]:
+        store = open_store(
+            settings.store_url, database=settings.store_database or settings.service_name
+        )
+        await store.open(collections)
+        broker = Broker(settings.rabbitmq_url, name=settings.instance_id)
+        runtime = cls(settings, store, broker, Ledger())
+        relay = OutboxRelay(
+            store,
+            broker,
+            owner=settings.instance_id,
+            ledger=runtime.ledger,
+            poll_interval_s=settings.outbox_poll_interval_s,
+        )
+        try:
+            await broker.connect()
+            relay.start()
+            yield runtime
+        finally:
+            for consumer in reversed(runtime._consumers):
+                await consumer.stop()
+            await relay.stop()
+            for stop in reversed(runtime._stoppers):
+                await stop()
+            await broker.close()
+            await store.close()
+
+    async def consume(
+        self, subscription: Subscription, handlers: Mapping[type[Message], Handler]
+    ) -> Consumer:
+        """Declares a subscription's queues and consumes them until the runtime closes."""
+        consumer = Consumer(
+            subscription,
+            handlers,
+            store=self.store,
+            broker=self.broker,
+            instance=self.settings.instance_id,
+            ledger=self.ledger,
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    def on_close(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Runs `stop` when the runtime closes, after the consumers and the relay have stopped."""
+        self._stoppers.append(stop)
+
+    def readiness(self, extra: Mapping[str, Probe] | None = None) -> Readiness:
+        async def store_probe() -> None:
+            await self.store.ping()
+
+        probes: dict[str, Any] = {
+            "store": store_probe,
+            "rabbitmq": amqp_probe(self.broker.connection),
+            **(extra or {}),
+        }
+        return Readiness(probes)

@@ -1,0 +1,377 @@
+"""Sagas: one business transaction across services, as a list of steps, each action beside its
+compensation, orchestrated by the service that owns the transaction.
+
+Guarantees:
+- a saga's state is a document in the owner's store (collection `sagas`), changed only in the
+  transaction that starts it, handles a reply, times a step out or aborts it; the commands that
+  change sends leave through the outbox of that same transaction (in order, keyed by saga id).
+  A crash at any point therefore resumes from the stored state: a reply not yet committed is
+  redelivered (the inbox applies it once), a command committed is in the outbox;
+- steps run in their declared order; a step's reply is matched by its type, and a reply that
+  is not the one awaited (late, duplicate, for an ended saga) is recorded and changes nothing;
+- a step that gets no reply within its timeout has failed; since its command may still apply
+  later, its compensation is sent too (participants make a release of nothing a no-op, and
+  refuse a reservation that arrives after its release);
+- after a failure (or an abort), the compensations of the steps that may have applied run in
+  reverse order, one after the other, each awaiting its reply; a compensation that times out is
+  sent again, because a compensation must eventually apply;
+- every transition is appended to the saga's history, the audit trail the owner serves.
+
+The owner decides what a saga's end means through two callbacks, run in the transaction that
+ends the saga's forward path: `on_completed` (every step succeeded) and `on_failed` (a step
+failed or timed out, with the reason). Compensations continue after `on_failed`; the saga
+itself ends (`SAGA_ENDED`) when the last compensation is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from chassis.events import Envelope, Message, outgoing
+from chassis.logging import get_logger
+from chassis.store import Collection, Document, Store, Transaction, run_transaction
+
+__all__ = ["SAGAS", "HistoryKind", "Saga", "SagaDefinition", "SagaStatus", "Step"]
+
+log = get_logger(__name__)
+
+SAGAS = Collection("sagas", indexed=("active", "deadline"))
+
+Data = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a saga's forward path ended: every step succeeded (failure None), or why not."""
+
+    failure: str | None = None
+
+
+class SagaStatus(StrEnum):
+    RUNNING = "RUNNING"  # a step's command is out; awaiting its reply
+    COMPENSATING = "COMPENSATING"  # a compensation is out; awaiting its reply
+    COMPLETED = "COMPLETED"
+    COMPENSATED = "COMPENSATED"
+
+
+class HistoryKind(StrEnum):
+    SAGA_STARTED = "SAGA_STARTED"
+    COMMAND_SENT = "COMMAND_SENT"
+    REPLY_RECEIVED = "REPLY_RECEIVED"
+    STEP_TIMED_OUT = "STEP_TIMED_OUT"
+    COMPENSATION_SENT = "COMPENSATION_SENT"
+    SAGA_ENDED = "SAGA_ENDED"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: the command that does it, its replies, and the command that undoes it."""
+
+    name: str
+    action: Callable[[Data], Message]
+    succeeded: type[Message]
+    failed: type[Message]
+    compensation: Callable[[Data], Message] | None = None
+    # The reply to the compensation.
+    compensated: type[Message] | None = None
+    # Why the step failed, from its failure reply.
+    reason: Callable[[Message], str] = lambda reply: type(reply).__name__
+    timeout_s: float = 30.0
+    # The saga's state while this step's command is out, as the history shows it.
+    state: str = ""
+
+    @property
+    def state_name(self) -> str:
+        return self.state or self.name.upper()
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    name: str
+    steps: Sequence[Step]
+    # The id of the saga a reply belongs to (e.g. the order id it carries).
+    saga_id_of: Callable[[Message], str]
+    on_completed: Callable[[Transaction, Data], Awaitable[None]]
+    on_failed: Callable[[Transaction, Data, str], Awaitable[None]]
+    producer: str = ""
+
+    def __post_init__(self) -> None:
+        for step in self.steps:
+            if (step.compensation is None) != (step.compensated is None):
+                raise ValueError(f"{self.name}.{step.name}: a compensation needs its reply type")
+
+    @property
+    def reply_types(self) -> list[type[Message]]:
+        """Every reply type the saga awaits: what the owner's reply consumer must subscribe to."""
+        types: list[type[Message]] = []
+        for step in self.steps:
+            types += [step.succeeded, step.failed]
+            if step.compensated is not None:
+                types.append(step.compensated)
+        return list(dict.fromkeys(types))
+
+
+class Saga:
+    """Runs the sagas of one definition over the owner's store; see the module doc."""
+
+    def __init__(
+        self,
+        definition: SagaDefinition,
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout_scan_interval_s: float = 1.0,
+    ):
+        self.definition = definition
+        self._clock = clock
+        self._scan_interval_s = timeout_scan_interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the owner's entry points --------------------------------------------------------
+
+    async def start(self, tx: Transaction, saga_id: str, data: Data) -> None:
+        """Starts a saga in the owner's transaction: its first command leaves with the commit."""
+        saga: Document = {
+            "definition": self.definition.name,
+            "data": dict(data),
+            "status": SagaStatus.RUNNING,
+            "active": True,
+            "step": 0,
+            "compensating": [],
+            "deadline": None,
+            "history": [],
+        }
+        self._record(saga, HistoryKind.SAGA_STARTED, state="STARTED")
+        self._send_action(tx, saga_id, saga)
+        await tx.insert(SAGAS.name, saga_id, saga)
+
+    async def handle_reply(self, tx: Transaction, reply: Message, envelope: Envelope) -> None:
+        """Advances the saga a participant's reply belongs to (a consumer handler)."""
+        saga_id = self.definition.saga_id_of(reply)
+        saga = await tx.get(SAGAS.name, saga_id)
+        if saga is None:
+            log.warning("reply for an unknown saga", saga_id=saga_id, type=envelope.type)
+            return
+        outcome = self._advance(tx, saga_id, saga, reply)
+        await tx.update(SAGAS.name, saga)
+        if outcome is None:
+            return
+        if outcome.failure is None:
+            await self.definition.on_completed(tx, saga["data"])
+        else:
+            await self.definition.on_failed(tx, saga["data"], outcome.failure)
+
+    async def abort(self, tx: Transaction, saga_id: str, reason: str) -> bool:
+        """Undoes what the saga did (or may have done); False if there was nothing to undo."""
+        saga = await tx.get(SAGAS.name, saga_id)
+        if saga is None or saga["status"] == SagaStatus.COMPENSATED:
+            return False
+        if saga["status"] == SagaStatus.RUNNING:
+            # The step in flight may still apply: undo it too.
+            self._begin_compensation(tx, saga_id, saga, upto=saga["step"], reason=reason)
+        elif saga["status"] == SagaStatus.COMPLETED:
+            self._begin_compensation(
+                tx, saga_id, saga, upto=len(self.definition.steps) - 1, reason=reason
+            )
+        else:  # already compensating: the compensations under way undo everything
+            return True
+        await tx.update(SAGAS.name, saga)
+        return True
+
+    async def history(self, tx: Transaction, saga_id: str) -> list[Mapping[str, Any]]:
+        saga = await tx.get(SAGAS.name, saga_id)
+        return list(saga["history"]) if saga is not None else []
+
+    # -- timeouts ------------------------------------------------------------------------
+
+    def start_timeouts(self, store: Store) -> None:
+        """Starts the background task that times out steps whose reply is overdue."""
+        self._task = asyncio.create_task(self._watch(store), name=f"saga-{self.definition.name}")
+
+    async def stop_timeouts(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _watch(self, store: Store) -> None:
+        while True:
+            try:
+                await self.expire_overdue(store)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("saga timeout scan failed; trying again")
+            await asyncio.sleep(self._scan_interval_s)
+
+    async def expire_overdue(self, store: Store, *, limit: int = 100) -> int:
+        """Times out the overdue steps of active sagas; returns how many."""
+        now = self._clock()
+        async with store.transaction() as tx:
+            active = await tx.find(
+                SAGAS.name, where={"active": True}, order_by="deadline", limit=limit
+            )
+        overdue = [s["_id"] for s in active if s["deadline"] is not None and s["deadline"] <= now]
+        for saga_id in overdue:
+            await run_transaction(store, functools.partial(self._expire, saga_id=saga_id, now=now))
+        return len(overdue)
+
+    async def _expire(self, tx: Transaction, *, saga_id: str, now: float) -> None:
+        saga = await tx.get(SAGAS.name, saga_id)
+        if saga is None or not saga["active"] or saga["deadline"] is None:
+            return
+        if saga["deadline"] > now:
+            return  # a reply arrived meanwhile
+        steps = self.definition.steps
+        if saga["status"] == SagaStatus.RUNNING:
+            step = steps[saga["step"]]
+            reason = f"{step.name} got no reply within {step.timeout_s:g} s"
+            self._record(saga, HistoryKind.STEP_TIMED_OUT, step=step.name, detail=reason)
+            self._begin_compensation(tx, saga_id, saga, upto=saga["step"], reason=reason)
+            await self.definition.on_failed(tx, saga["data"], reason)
+        else:
+            step = steps[saga["compensating"][0]]
+            self._record(
+                saga,
+                HistoryKind.STEP_TIMED_OUT,
+                step=step.name,
+                detail="compensation got no reply; sending it again",
+            )
+            self._send_compensation(tx, saga_id, saga)
+        await tx.update(SAGAS.name, saga)
+
+    # -- the state machine ---------------------------------------------------------------
+
+    def _advance(
+        self, tx: Transaction, saga_id: str, saga: Document, reply: Message
+    ) -> _Outcome | None:
+        """Applies a reply; returns the outcome if it ended the saga's forward path."""
+        steps = self.definition.steps
+        status = saga["status"]
+        type_name = reply.DESCRIPTOR.full_name
+        if status == SagaStatus.RUNNING:
+            step = steps[saga["step"]]
+            if isinstance(reply, step.succeeded):
+                self._record(
+                    saga, HistoryKind.REPLY_RECEIVED, step=step.name, message_type=type_name
+                )
+                saga["step"] += 1
+                if saga["step"] < len(steps):
+                    self._send_action(tx, saga_id, saga)
+                    return None
+                saga.update(status=SagaStatus.COMPLETED, active=False, deadline=None)
+                self._record(saga, HistoryKind.SAGA_ENDED, state=SagaStatus.COMPLETED)
+                return _Outcome()
+            if isinstance(reply, step.failed):
+                reason = step.reason(reply)
+                self._record(
+                    saga,
+                    HistoryKind.REPLY_RECEIVED,
+                    step=step.name,
+                    message_type=type_name,
+                    detail=reason,
+                )
+                # The failed step applied nothing: undo the steps before it.
+                self._begin_compensation(tx, saga_id, saga, upto=saga["step"] - 1, reason=reason)
+                return _Outcome(failure=reason)
+        elif status == SagaStatus.COMPENSATING:
+            step = steps[saga["compensating"][0]]
+            if step.compensated is not None and isinstance(reply, step.compensated):
+                self._record(
+                    saga, HistoryKind.REPLY_RECEIVED, step=step.name, message_type=type_name
+                )
+                saga["compensating"] = saga["compensating"][1:]
+                self._continue_compensation(tx, saga_id, saga)
+                return None
+        self._record(
+            saga,
+            HistoryKind.REPLY_RECEIVED,
+            message_type=type_name,
+            detail=f"not awaited while {self._state(saga)}: ignored",
+        )
+        return None
+
+    def _begin_compensation(
+        self, tx: Transaction, saga_id: str, saga: Document, *, upto: int, reason: str
+    ) -> None:
+        """Compensates steps `upto`, `upto - 1`, ... 0 (those that have a compensation)."""
+        steps = self.definition.steps
+        saga["compensating"] = [i for i in range(upto, -1, -1) if steps[i].compensation]
+        saga["status"] = SagaStatus.COMPENSATING
+        saga["reason"] = reason
+        self._continue_compensation(tx, saga_id, saga)
+
+    def _continue_compensation(self, tx: Transaction, saga_id: str, saga: Document) -> None:
+        if saga["compensating"]:
+            self._send_compensation(tx, saga_id, saga)
+            return
+        saga.update(status=SagaStatus.COMPENSATED, active=False, deadline=None)
+        self._record(
+            saga,
+            HistoryKind.SAGA_ENDED,
+            state=SagaStatus.COMPENSATED,
+            detail=saga.get("reason", ""),
+        )
+
+    def _send_action(self, tx: Transaction, saga_id: str, saga: Document) -> None:
+        step = self.definition.steps[saga["step"]]
+        command = step.action(saga["data"])
+        tx.publish(outgoing(command, producer=self.definition.producer), key=saga_id)
+        saga["deadline"] = self._clock() + step.timeout_s
+        self._record(
+            saga,
+            HistoryKind.COMMAND_SENT,
+            step=step.name,
+            message_type=command.DESCRIPTOR.full_name,
+        )
+
+    def _send_compensation(self, tx: Transaction, saga_id: str, saga: Document) -> None:
+        step = self.definition.steps[saga["compensating"][0]]
+        assert step.compensation is not None
+        command = step.compensation(saga["data"])
+        tx.publish(outgoing(command, producer=self.definition.producer), key=saga_id)
+        saga["deadline"] = self._clock() + step.timeout_s
+        self._record(
+            saga,
+            HistoryKind.COMPENSATION_SENT,
+            step=step.name,
+            message_type=command.DESCRIPTOR.full_name,
+            detail=saga["reason"],
+        )
+
+    def _state(self, saga: Document) -> str:
+        steps = self.definition.steps
+        if saga["status"] == SagaStatus.RUNNING:
+            return steps[saga["step"]].state_name
+        if saga["status"] == SagaStatus.COMPENSATING and saga["compensating"]:
+            return f"COMPENSATING_{steps[saga['compensating'][0]].name.upper()}"
+        return str(saga["status"])
+
+    def _record(
+        self,
+        saga: Document,
+        kind: str,
+        *,
+        step: str = "",
+        message_type: str = "",
+        detail: str = "",
+        state: str = "",
+    ) -> None:
+        saga["history"].append(
+            {
+                "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+                "kind": kind,
+                "step": step,
+                "message_type": message_type,
+                "state": state or self._state(saga),
+                "detail": detail,
+            }
+        )

@@ -1,0 +1,136 @@
+"""Access tokens: verifying the JWTs the user service issues, against the keys it publishes.
+
+Guarantees of `TokenVerifier.verify()`: a token is accepted only if
+- its header names an algorithm in `ALGORITHMS` (EdDSA) and a `kid` of the published key set
+  (`alg=none`, HS256 signed with a public key, RS256 and every other algorithm are refused
+  before any key is used);
+- its signature verifies with that key;
+- it carries `iss`, `aud`, `exp`, `iat` and `sub`; issuer and audience are the expected ones,
+  and it has not expired (with `leeway_s` of clock skew).
+Anything else raises `InvalidToken` (an `Unauthenticated` domain error) naming the reason.
+
+The key set is fetched from its source (the user service's `GetJwks`) when first needed and
+again when a token names a `kid` it does not know (a rotation), at most once per
+`refresh_interval_s`, so a flood of tokens with made-up key ids cannot hammer the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from chassis.errors import Unauthenticated
+
+__all__ = ["ALGORITHMS", "Claims", "InvalidToken", "KeySet", "TokenVerifier"]
+
+ALGORITHMS = ("EdDSA",)
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
+
+JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+class InvalidToken(Unauthenticated):
+    pass
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified access token says about its bearer."""
+
+    user_id: str
+    roles: tuple[str, ...]
+    session_id: str
+    token_id: str
+    expires_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+class KeySet:
+    """The published verification keys by `kid`, refreshed from their source on demand."""
+
+    def __init__(self, source: JwksSource, *, refresh_interval_s: float = 5.0):
+        self._source = source
+        self._refresh_interval_s = refresh_interval_s
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        """The key with this id; refetches the set once if it is unknown (and not too soon)."""
+        if kid not in self._keys:
+            async with self._lock:
+                if kid not in self._keys and self._may_refresh():
+                    await self._refresh()
+        return self._keys.get(kid)
+
+    def _may_refresh(self) -> bool:
+        return time.monotonic() - self._fetched_at >= self._refresh_interval_s
+
+    async def _refresh(self) -> None:
+        self._fetched_at = time.monotonic()
+        jwks = await self._source()
+        keys = {}
+        for entry in jwks.get("keys", ()):
+            if entry.get("alg") in ALGORITHMS and entry.get("kid"):
+                keys[entry["kid"]] = jwt.PyJWK(dict(entry))
+        self._keys = keys
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: float = 5.0,
+        algorithms: Sequence[str] = ALGORITHMS,
+    ):
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway_s = leeway_s
+        self._algorithms = list(algorithms)
+
+    async def verify(self, token: str) -> Claims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"malformed token: {exc}") from None
+        algorithm = header.get("alg")
+        if algorithm not in self._algorithms:
+            raise InvalidToken(f"token algorithm {algorithm!r} is not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("token names no key id (kid)")
+        key = await self._keys.key(kid)
+        if key is None:
+            raise InvalidToken(f"token signed by unknown key {kid!r}")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway_s,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"token rejected: {exc}") from None
+        roles = claims.get("roles", [])
+        return Claims(
+            user_id=str(claims["sub"]),
+            roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
+            session_id=str(claims.get("sid", "")),
+            token_id=str(claims.get("jti", "")),
+            expires_at=float(claims["exp"]),
+        )

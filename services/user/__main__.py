@@ -1,0 +1,7 @@
+"""`python -m services.user` runs the user service."""
+
+import asyncio
+
+from services.user.main import main
+
+asyncio.run(main())

@@ -1,0 +1,20 @@
+"""The user service's settings, from the environment (see chassis.config)."""
+
+from pydantic import Field
+
+from chassis.runtime import BackboneSettings
+
+
+class UserSettings(BackboneSettings):
+    service_name: str = "user"
+    jwt_issuer: str = "ordermesh"
+    jwt_audience: str = "ordermesh"
+    access_token_ttl_s: float = Field(default=900.0, gt=0)
+    refresh_token_ttl_s: float = Field(default=30 * 86400.0, gt=0)
+    # How long one key signs before the next takes over.
+    signing_key_lifetime_s: float = Field(default=7 * 86400.0, gt=0)
+    # Every new account's credit, in minor units of CURRENCY.
+    credit_limit_minor: int = Field(default=100_000, ge=0)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    # The account (by email) that gets the admin role; none if empty. No default password.
+    admin_email: str = ""
