@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import grpc.aio
 from pydantic import Field
 
 from chassis.broker import Broker
@@ -29,9 +30,10 @@ from chassis.health import Probe, Readiness, amqp_probe
 from chassis.ledger import Ledger
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection, Store
+from chassis.tokens import KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
 
-__all__ = ["BackboneSettings", "Runtime", "open_store"]
+__all__ = ["AuthenticatedSettings", "BackboneSettings", "Runtime", "open_store"]
 
 
 class BackboneSettings(ServiceSettings):
@@ -43,6 +45,15 @@ class BackboneSettings(ServiceSettings):
     # The MongoDB database; defaults to the service name.
     store_database: str = ""
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+
+
+class AuthenticatedSettings(BackboneSettings):
+    """A service whose RPCs verify the caller's access token."""
+
+    # host:port of the user service, whose GetJwks publishes the keys that sign access tokens.
+    user_service_addr: str
+    jwt_issuer: str = "ordermesh"
+    jwt_audience: str = "ordermesh"
 
 
 def open_store(url: str, *, database: str) -> Store:
@@ -117,6 +128,22 @@ class Runtime:
     def on_close(self, stop: Callable[[], Awaitable[None]]) -> None:
         """Runs `stop` when the runtime closes, after the consumers and the relay have stopped."""
         self._stoppers.append(stop)
+
+    def token_verifier(self) -> TokenVerifier:
+        """Verifies access tokens against the user service's published keys (see chassis.tokens).
+
+        The settings must be AuthenticatedSettings; the channel closes with the runtime.
+        """
+        settings = self.settings
+        if not isinstance(settings, AuthenticatedSettings):
+            raise TypeError(f"{type(settings).__name__} is not AuthenticatedSettings")
+        channel = grpc.aio.insecure_channel(settings.user_service_addr)
+        self.on_close(lambda: channel.close())
+        return TokenVerifier(
+            KeySet(grpc_jwks_source(channel)),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
 
     def readiness(self, extra: Mapping[str, Probe] | None = None) -> Readiness:
         async def store_probe() -> None:

@@ -152,8 +152,8 @@ class Saga:
         self._send_action(tx, saga_id, saga)
         await tx.insert(SAGAS.name, saga_id, saga)
 
-    async def handle_reply(self, tx: Transaction, reply: Message, envelope: Envelope) -> None:
-        """Advances the saga a participant's reply belongs to (a consumer handler)."""
+    async def handle_reply(self, reply: Message, envelope: Envelope, tx: Transaction) -> None:
+        """Advances the saga a participant's reply belongs to (a `chassis.consumer` handler)."""
         saga_id = self.definition.saga_id_of(reply)
         saga = await tx.get(SAGAS.name, saga_id)
         if saga is None:

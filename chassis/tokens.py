@@ -22,11 +22,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc.aio
 import jwt
+from google.protobuf import json_format
+from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from chassis.errors import Unauthenticated
 
-__all__ = ["ALGORITHMS", "Claims", "InvalidToken", "KeySet", "TokenVerifier"]
+__all__ = ["ALGORITHMS", "Claims", "InvalidToken", "KeySet", "TokenVerifier", "grpc_jwks_source"]
 
 ALGORITHMS = ("EdDSA",)
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
@@ -36,6 +39,17 @@ JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
 
 class InvalidToken(Unauthenticated):
     pass
+
+
+def grpc_jwks_source(channel: grpc.aio.Channel, *, timeout_s: float = 2.0) -> JwksSource:
+    """Fetches the key set from the user service's GetJwks over a gRPC channel."""
+    stub = user_service_pb2_grpc.UserServiceStub(channel)
+
+    async def fetch() -> Mapping[str, Any]:
+        response = await stub.GetJwks(user_service_pb2.GetJwksRequest(), timeout=timeout_s)
+        return json_format.MessageToDict(response, preserving_proto_field_name=True)
+
+    return fetch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,96 @@
+"""The gRPC face of the order service: proto in, a use case for the caller, proto out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+import grpc
+from order.v1 import order_service_pb2 as pb
+from order.v1 import order_service_pb2_grpc as pb_grpc
+
+from chassis.grpc import Service
+from chassis.identity import current_caller
+from chassis.timestamps import timestamp
+from services.order import domain
+from services.order.service import Orders, lines_proto, total_proto
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def order_proto(order: Mapping[str, Any]) -> pb.Order:
+    return pb.Order(
+        order_id=order["_id"],
+        user_id=order["user_id"],
+        status=pb.OrderStatus.Value(f"ORDER_STATUS_{order['status']}"),
+        lines=lines_proto(order),
+        total=total_proto(order),
+        status_reason=order["status_reason"],
+        create_time=timestamp(order["create_time"]),
+        update_time=timestamp(order["update_time"]),
+    )
+
+
+def history_proto(entry: Mapping[str, Any]) -> pb.HistoryEntry:
+    proto = pb.HistoryEntry(
+        kind=pb.HistoryEntryKind.Value(f"HISTORY_ENTRY_KIND_{entry['kind']}"),
+        step=entry["step"],
+        message_type=entry["message_type"],
+        saga_state=entry["state"],
+        detail=entry["detail"],
+    )
+    proto.time.FromJsonString(entry["time"].replace("+00:00", "Z"))
+    return proto
+
+
+class OrderApi(pb_grpc.OrderServiceServicer):
+    def __init__(self, orders: Orders):
+        self._orders = orders
+
+    async def PlaceOrder(
+        self, request: pb.PlaceOrderRequest, context: Context
+    ) -> pb.PlaceOrderResponse:
+        order = await self._orders.place_order(
+            current_caller().user_id,
+            idempotency_key=request.idempotency_key,
+            items=[domain.Item(i.product_id, i.quantity) for i in request.items],
+        )
+        return pb.PlaceOrderResponse(order=order_proto(order))
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.GetOrderResponse:
+        order = await self._orders.order(current_caller().user_id, request.order_id)
+        return pb.GetOrderResponse(order=order_proto(order))
+
+    async def ListOrders(
+        self, request: pb.ListOrdersRequest, context: Context
+    ) -> pb.ListOrdersResponse:
+        orders, next_token = await self._orders.list_orders(
+            current_caller().user_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListOrdersResponse(
+            orders=[order_proto(o) for o in orders], next_page_token=next_token
+        )
+
+    async def CancelOrder(
+        self, request: pb.CancelOrderRequest, context: Context
+    ) -> pb.CancelOrderResponse:
+        order = await self._orders.cancel_order(
+            current_caller().user_id, request.order_id, reason=request.reason
+        )
+        return pb.CancelOrderResponse(order=order_proto(order))
+
+    async def GetOrderHistory(
+        self, request: pb.GetOrderHistoryRequest, context: Context
+    ) -> pb.GetOrderHistoryResponse:
+        entries = await self._orders.history(current_caller().user_id, request.order_id)
+        return pb.GetOrderHistoryResponse(
+            order_id=request.order_id, entries=[history_proto(e) for e in entries]
+        )
+
+
+def service(orders: Orders) -> Service:
+    return Service(
+        descriptor=pb.DESCRIPTOR.services_by_name["OrderService"],
+        servicer=OrderApi(orders),
+        add_to_server=pb_grpc.add_OrderServiceServicer_to_server,
+    )

@@ -1,0 +1,81 @@
+"""Proxies for the services the order service talks to: inventory by gRPC (prices, now), and
+the saga's participants by command (each command built here, from the saga's data)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+import grpc.aio
+from common.v1 import money_pb2
+from inventory.v1 import commands_pb2 as inventory_commands
+from inventory.v1 import inventory_service_pb2, inventory_service_pb2_grpc
+from user.v1 import commands_pb2 as user_commands
+
+from chassis.errors import InvalidArgument, Unavailable
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class InventoryClient:
+    """Reads products; every call has a deadline, and (reads being idempotent) is retried."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 2.0, attempts: int = 3):
+        self._stub = inventory_service_pb2_grpc.InventoryServiceStub(channel)
+        self._timeout_s = timeout_s
+        self._attempts = attempts
+
+    async def product(self, product_id: str) -> dict[str, Any]:
+        request = inventory_service_pb2.GetProductRequest(product_id=product_id)
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._stub.GetProduct(request, timeout=self._timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    raise InvalidArgument(f"product {product_id!r} does not exist") from None
+                if exc.code() in RETRYABLE and attempt < self._attempts:
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    continue
+                raise Unavailable(
+                    f"inventory could not price product {product_id!r}: {exc.code().name}"
+                ) from None
+            product = response.product
+            return {
+                "name": product.name,
+                "price_minor": product.price.amount_minor,
+                "currency": product.price.currency_code,
+            }
+        raise AssertionError("unreachable")
+
+
+# -- commands to the saga's participants, from the saga's data ----------------------------
+
+
+def reserve_stock(data: Mapping[str, Any]) -> inventory_commands.ReserveStock:
+    return inventory_commands.ReserveStock(
+        order_id=data["order_id"],
+        lines=[
+            inventory_commands.StockLine(product_id=line["product_id"], quantity=line["quantity"])
+            for line in data["lines"]
+        ],
+    )
+
+
+def release_stock(data: Mapping[str, Any]) -> inventory_commands.ReleaseStock:
+    return inventory_commands.ReleaseStock(order_id=data["order_id"], reason="order saga undone")
+
+
+def reserve_credit(data: Mapping[str, Any]) -> user_commands.ReserveCredit:
+    return user_commands.ReserveCredit(
+        order_id=data["order_id"],
+        user_id=data["user_id"],
+        amount=money_pb2.Money(amount_minor=data["total_minor"], currency_code=data["currency"]),
+    )
+
+
+def release_credit(data: Mapping[str, Any]) -> user_commands.ReleaseCredit:
+    return user_commands.ReleaseCredit(
+        order_id=data["order_id"], user_id=data["user_id"], reason="order saga undone"
+    )

@@ -1,0 +1,15 @@
+"""The order service's settings, from the environment (see chassis.config)."""
+
+from pydantic import Field
+
+from chassis.runtime import AuthenticatedSettings
+
+
+class OrderSettings(AuthenticatedSettings):
+    service_name: str = "order"
+    # host:port of the inventory service, which prices the products of new orders.
+    inventory_service_addr: str
+    # How long a saga step waits for its participant's reply before the saga gives up on it.
+    saga_step_timeout_s: float = Field(default=30.0, gt=0)
+    # Deadline of each call to another service.
+    call_timeout_s: float = Field(default=2.0, gt=0)

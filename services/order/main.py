@@ -1,0 +1,37 @@
+"""Wiring of the order service: `python -m services.order`."""
+
+from __future__ import annotations
+
+import grpc.aio
+
+from chassis import config
+from chassis import logging as chassis_logging
+from chassis.grpc import serve
+from chassis.runtime import Runtime
+from services.order import api, clients, consumers, store
+from services.order.config import OrderSettings
+from services.order.service import Orders
+
+
+async def main() -> None:
+    settings = config.load(OrderSettings)
+    chassis_logging.configure(
+        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
+    )
+    async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
+        channel = grpc.aio.insecure_channel(settings.inventory_service_addr)
+        runtime.on_close(lambda: channel.close())
+        orders = Orders(
+            runtime.store,
+            inventory=clients.InventoryClient(channel, timeout_s=settings.call_timeout_s),
+            step_timeout_s=settings.saga_step_timeout_s,
+        )
+        await runtime.consume(*consumers.saga_replies(orders.saga))
+        orders.saga.start_timeouts(runtime.store)
+        runtime.on_close(orders.saga.stop_timeouts)
+        await serve(
+            settings,
+            [api.service(orders)],
+            readiness=runtime.readiness(),
+            authenticator=runtime.token_verifier(),
+        )
