@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from chassis import config
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
@@ -53,7 +51,3 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=verifier,
         )
-
-
-if __name__ == "__main__":
-    asyncio.run(main())

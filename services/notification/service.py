@@ -1,0 +1,300 @@
+"""The notification service's use cases: keep recipients, write notifications, deliver them.
+
+Delivery is split from the decision to notify: a consumer's transaction writes one PENDING
+notification per wanted channel (with the inbox mark, so an event notifies once); the
+dispatcher then sends what is due, each notification on its own, so a slow or failing channel
+holds up no other. A transient failure schedules the next attempt after the channel's backoff;
+after the last, or on a permanent failure, the notification is FAILED. Every attempt is stored.
+A crash between a provider's acceptance and the commit of SENT sends that notification again
+(at least once); the provider gets the notification id as idempotency key to drop the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from common.v1 import notification_pb2
+from notification.v1 import events_pb2
+from order.v1 import events_pb2 as order_events
+from user.v1 import events_pb2 as user_events
+from user.v1 import user_service_pb2
+
+from chassis import pages
+from chassis.events import outgoing
+from chassis.logging import get_logger
+from chassis.store import Store, Transaction, run_transaction
+from services.notification import domain
+from services.notification.clients import Channel
+from services.notification.store import NOTIFICATIONS, RECIPIENTS
+
+log = get_logger(__name__)
+
+PRODUCER = "notification"
+
+
+def preferences_of(proto: user_service_pb2.Preferences) -> dict[str, Any]:
+    def name(enum: Any, value: int, prefix: str) -> str:
+        return str(enum.Name(value)).removeprefix(prefix).lower()
+
+    return {
+        "channels": {
+            name(notification_pb2.NotificationKind, s.kind, "NOTIFICATION_KIND_"): [
+                name(notification_pb2.Channel, c, "CHANNEL_") for c in s.channels
+            ]
+            for s in proto.subscriptions
+        },
+        "phone_number": proto.phone_number,
+        "push_token": proto.push_token,
+    }
+
+
+class Notifications:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        channels: Mapping[str, Channel],
+        retry_delays_s: Sequence[float] = (1.0, 5.0, 30.0),
+        owner: str = "notification",
+        clock: Callable[[], float] = time.time,
+        poll_interval_s: float = 1.0,
+    ):
+        self._store = store
+        self._channels = dict(channels)
+        self._retry_delays_s = list(retry_delays_s)
+        self._owner = owner
+        self._clock = clock
+        self._poll_interval_s = poll_interval_s
+        self._due = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what the consumers call -----------------------------------------------------------
+
+    async def user_registered(self, tx: Transaction, event: user_events.UserRegistered) -> None:
+        recipient = {
+            "email": event.email,
+            "display_name": event.display_name,
+            "preferences": preferences_of(event.preferences),
+        }
+        existing = await tx.get(RECIPIENTS.name, event.user_id)
+        if existing is None:
+            recipient = await tx.insert(RECIPIENTS.name, event.user_id, recipient)
+        else:
+            recipient = await tx.update(RECIPIENTS.name, {**existing, **recipient})
+        subject, body = domain.welcome_text(event.display_name)
+        await self._notify(tx, recipient, domain.ACCOUNT_CREATED, event.user_id, subject, body)
+
+    async def preferences_updated(
+        self, tx: Transaction, event: user_events.PreferencesUpdated
+    ) -> None:
+        recipient = await tx.get(RECIPIENTS.name, event.user_id)
+        if recipient is None:
+            raise domain.RecipientUnknown(f"user {event.user_id} is not known here yet")
+        preferences = preferences_of(event.preferences)
+        await tx.update(RECIPIENTS.name, {**recipient, "preferences": preferences})
+
+    async def order_event(
+        self,
+        tx: Transaction,
+        kind: str,
+        event: order_events.OrderApproved
+        | order_events.OrderRejected
+        | order_events.OrderCancelled,
+    ) -> None:
+        recipient = await tx.get(RECIPIENTS.name, event.user_id)
+        if recipient is None:
+            raise domain.RecipientUnknown(f"user {event.user_id} is not known here yet")
+        lines = []
+        reason = ""
+        if isinstance(event, order_events.OrderApproved):
+            lines = [
+                f"{line.quantity} x {line.product_name} at "
+                f"{domain.money(line.unit_price.amount_minor, line.unit_price.currency_code)}"
+                for line in event.lines
+            ]
+            lines.append(
+                f"total {domain.money(event.total.amount_minor, event.total.currency_code)}"
+            )
+        else:
+            reason = event.reason
+        subject, body = domain.order_text(
+            kind,
+            name=recipient["display_name"],
+            order_id=event.order_id,
+            reason=reason,
+            lines=lines,
+        )
+        await self._notify(tx, recipient, kind, event.order_id, subject, body)
+
+    async def _notify(
+        self,
+        tx: Transaction,
+        recipient: Mapping[str, Any],
+        kind: str,
+        subject_id: str,
+        subject: str,
+        body: str,
+    ) -> None:
+        now = self._clock()
+        for draft in domain.drafts(recipient, kind, subject, body):
+            notification_id = f"{kind}:{subject_id}:{draft.channel}"
+            if await tx.get(NOTIFICATIONS.name, notification_id) is not None:
+                continue  # the same fact arrived again under another event id
+            await tx.insert(
+                NOTIFICATIONS.name,
+                notification_id,
+                {
+                    "user_id": recipient["_id"],
+                    "kind": kind,
+                    "channel": draft.channel,
+                    "address": draft.address,
+                    "subject": draft.subject,
+                    "body": draft.body,
+                    "subject_id": subject_id,
+                    "status": domain.PENDING,
+                    "attempts": [],
+                    "last_error": "",
+                    "next_attempt_at": now,
+                    "create_time": now,
+                    "update_time": now,
+                },
+            )
+        self._due.set()
+
+    # -- what the API serves ---------------------------------------------------------------
+
+    async def list_notifications(
+        self, user_id: str, *, page_size: int, page_token: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        size = pages.page_size(page_size)
+        after = pages.after_of(page_token)
+        async with self._store.transaction() as tx:
+            found = await tx.find(
+                NOTIFICATIONS.name,
+                where={"user_id": user_id},
+                order_by="create_time",
+                descending=True,
+                after=after,
+                limit=size + 1,
+            )
+        return found[:size], pages.next_token(found, size=size, order_by="create_time")
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._due.clear()
+            try:
+                if await self._store.acquire_lease("notifications", self._owner, 10.0):
+                    await self.dispatch_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatching notifications failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), self._poll_interval_s)
+
+    async def dispatch_due(self, *, limit: int = 64) -> int:
+        """Sends the notifications whose attempt is due, concurrently; returns how many."""
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            pending = await tx.find(
+                NOTIFICATIONS.name,
+                where={"status": domain.PENDING},
+                order_by="next_attempt_at",
+                limit=limit,
+            )
+        due = [n for n in pending if n["next_attempt_at"] <= now]
+        await asyncio.gather(*(self._attempt(n) for n in due))
+        return len(due)
+
+    async def _attempt(self, notification: Mapping[str, Any]) -> None:
+        channel = self._channels.get(notification["channel"])
+        error: Exception | None = None
+        if channel is None:
+            error = domain.PermanentFailure(f"channel {notification['channel']} is not set up")
+        else:
+            draft = domain.Draft(
+                channel=notification["channel"],
+                address=notification["address"],
+                subject=notification["subject"],
+                body=notification["body"],
+            )
+            try:
+                await channel.send(draft, idempotency_key=notification["_id"])
+            except Exception as exc:  # noqa: BLE001 - every failure is an outcome to store
+                error = exc
+        await run_transaction(self._store, lambda tx: self._settle(tx, notification["_id"], error))
+
+    async def _settle(self, tx: Transaction, notification_id: str, error: Exception | None) -> None:
+        notification = await tx.get(NOTIFICATIONS.name, notification_id)
+        if notification is None or notification["status"] != domain.PENDING:
+            return
+        now = self._clock()
+        attempts = [
+            *notification["attempts"],
+            {"time": now, "error": f"{type(error).__name__}: {error}" if error else ""},
+        ]
+        updated: dict[str, Any] = {**notification, "attempts": attempts, "update_time": now}
+        kind = notification_pb2.NotificationKind.Value(
+            f"NOTIFICATION_KIND_{notification['kind'].upper()}"
+        )
+        channel = notification_pb2.Channel.Value(f"CHANNEL_{notification['channel'].upper()}")
+        if error is None:
+            updated["status"] = domain.SENT
+            sent = events_pb2.NotificationSent(
+                notification_id=notification_id,
+                user_id=notification["user_id"],
+                kind=kind,
+                channel=channel,
+                subject_id=notification["subject_id"],
+            )
+            sent.sent_time.FromNanoseconds(int(now * 1e9))
+            tx.publish(outgoing(sent, producer=PRODUCER), key=notification["user_id"])
+        else:
+            updated["last_error"] = attempts[-1]["error"][:500]
+            delay = None
+            if not isinstance(error, domain.PermanentFailure):
+                delay = domain.next_attempt_delay(len(attempts), self._retry_delays_s)
+            if delay is not None:
+                updated["next_attempt_at"] = now + delay
+                log.warning(
+                    "notification attempt failed; retrying",
+                    id=notification_id,
+                    attempt=len(attempts),
+                    delay_s=delay,
+                    error=updated["last_error"],
+                )
+            else:
+                updated["status"] = domain.FAILED
+                log.error(
+                    "notification failed",
+                    id=notification_id,
+                    attempts=len(attempts),
+                    error=updated["last_error"],
+                )
+                failed = events_pb2.NotificationFailed(
+                    notification_id=notification_id,
+                    user_id=notification["user_id"],
+                    kind=kind,
+                    channel=channel,
+                    subject_id=notification["subject_id"],
+                    attempts=len(attempts),
+                    error=updated["last_error"],
+                )
+                tx.publish(outgoing(failed, producer=PRODUCER), key=notification["user_id"])
+        await tx.update(NOTIFICATIONS.name, updated)
