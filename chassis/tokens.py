@@ -70,9 +70,16 @@ class Claims:
 class KeySet:
     """The published verification keys by `kid`, refreshed from their source on demand."""
 
-    def __init__(self, source: JwksSource, *, refresh_interval_s: float = 5.0):
+    def __init__(
+        self,
+        source: JwksSource,
+        *,
+        refresh_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._source = source
         self._refresh_interval_s = refresh_interval_s
+        self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -86,10 +93,10 @@ class KeySet:
         return self._keys.get(kid)
 
     def _may_refresh(self) -> bool:
-        return time.monotonic() - self._fetched_at >= self._refresh_interval_s
+        return self._clock() - self._fetched_at >= self._refresh_interval_s
 
     async def _refresh(self) -> None:
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self._clock()
         jwks = await self._source()
         keys = {}
         for entry in jwks.get("keys", ()):

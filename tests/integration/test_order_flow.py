@@ -8,30 +8,11 @@ from common.v1 import notification_pb2
 from order.v1 import order_service_pb2 as order_pb
 from user.v1 import user_service_pb2 as user_pb
 
-from chassis.testing.system import System
-from tests.integration.shop import Shop, eventually
+from tests.integration.shop import eventually
 
 APPROVED = order_pb.ORDER_STATUS_APPROVED
 REJECTED = order_pb.ORDER_STATUS_REJECTED
 CANCELLED = order_pb.ORDER_STATUS_CANCELLED
-
-
-@pytest.fixture(scope="module")
-def system(rabbitmq, tmp_path_factory):
-    amqp_url = rabbitmq.add_vhost("order-flow")
-    running = System(tmp_path_factory.mktemp("system"), amqp_url=amqp_url)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
-async def shop(system):
-    client = Shop(system)
-    yield client
-    await client.close()
 
 
 async def test_an_order_is_approved_and_its_owner_notified_by_every_chosen_channel(shop, system):

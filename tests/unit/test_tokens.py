@@ -1,0 +1,188 @@
+"""Access tokens are accepted only when signed by a published key, with the pinned algorithm."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
+
+from chassis.tokens import InvalidToken, KeySet, TokenVerifier
+
+ISSUER, AUDIENCE = "ordermesh", "ordermesh"
+
+
+class Keys:
+    """A JWKS source over keys this test holds, counting how often it is fetched."""
+
+    def __init__(self) -> None:
+        self.private: dict[str, Ed25519PrivateKey] = {}
+        self.fetches = 0
+
+    def add(self, kid: str) -> Ed25519PrivateKey:
+        self.private[kid] = Ed25519PrivateKey.generate()
+        return self.private[kid]
+
+    async def __call__(self) -> dict:
+        self.fetches += 1
+        keys = []
+        for kid, key in self.private.items():
+            jwk = json.loads(OKPAlgorithm.to_jwk(key.public_key()))
+            keys.append({**jwk, "kid": kid, "alg": "EdDSA", "use": "sig"})
+        return {"keys": keys}
+
+
+def claims(**overrides) -> dict:
+    now = int(time.time())
+    return {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "u-1",
+        "iat": now,
+        "exp": now + 300,
+        "sid": "s-1",
+        "roles": ["customer"],
+        **overrides,
+    }
+
+
+def signed(key: Ed25519PrivateKey, kid: str, **overrides) -> str:
+    return jwt.encode(claims(**overrides), key, algorithm="EdDSA", headers={"kid": kid})
+
+
+@pytest.fixture
+def keys() -> Keys:
+    source = Keys()
+    source.add("k1")
+    return source
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def verifier(keys: Keys, clock: Clock) -> TokenVerifier:
+    key_set = KeySet(keys, refresh_interval_s=1.0, clock=clock)
+    return TokenVerifier(key_set, issuer=ISSUER, audience=AUDIENCE)
+
+
+async def test_a_token_signed_by_a_published_key_is_accepted(keys, verifier):
+    verified = await verifier.verify(signed(keys.private["k1"], "k1", roles=["admin"]))
+
+    assert verified.user_id == "u-1"
+    assert verified.session_id == "s-1"
+    assert verified.is_admin
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"exp": int(time.time()) - 60}, "expired"),
+        ({"aud": "another-system"}, "audience"),
+        ({"iss": "someone-else"}, "issuer"),
+    ],
+)
+async def test_a_token_that_is_expired_or_meant_for_another_is_rejected(
+    keys, verifier, overrides, reason
+):
+    with pytest.raises(InvalidToken, match=f"(?i){reason}"):
+        await verifier.verify(signed(keys.private["k1"], "k1", **overrides))
+
+
+@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub"])
+async def test_a_token_without_a_required_claim_is_rejected(keys, verifier, missing):
+    payload = claims()
+    del payload[missing]
+    token = jwt.encode(payload, keys.private["k1"], algorithm="EdDSA", headers={"kid": "k1"})
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
+async def test_a_tampered_token_is_rejected(keys, verifier):
+    header, payload, signature = signed(keys.private["k1"], "k1").split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    forged["roles"] = ["admin"]
+    forged_payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+
+    with pytest.raises(InvalidToken, match="Signature"):
+        await verifier.verify(f"{header}.{forged_payload}.{signature}")
+
+
+async def test_a_token_signed_by_an_unknown_key_is_rejected(keys, verifier):
+    stranger = Ed25519PrivateKey.generate()
+    with pytest.raises(InvalidToken, match="unknown key"):
+        await verifier.verify(signed(stranger, "k-stranger"))
+    with pytest.raises(InvalidToken, match="Signature"):
+        await verifier.verify(signed(stranger, "k1"))  # a known kid, the wrong key
+
+
+async def test_alg_none_is_rejected(keys, verifier):
+    token = jwt.encode(claims(), None, algorithm="none", headers={"kid": "k1"})
+    with pytest.raises(InvalidToken, match="algorithm 'none'"):
+        await verifier.verify(token)
+
+
+async def test_a_token_hmac_signed_with_the_public_key_is_rejected(keys, verifier):
+    """Key confusion: HS256 with the published public key as the shared secret."""
+    public = (
+        keys.private["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT","kid":"k1"}').rstrip(b"=")
+    body = base64.urlsafe_b64encode(json.dumps(claims()).encode()).rstrip(b"=")
+    mac = hmac.new(public, header + b"." + body, hashlib.sha256).digest()
+    token = b".".join([header, body, base64.urlsafe_b64encode(mac).rstrip(b"=")]).decode()
+
+    with pytest.raises(InvalidToken, match="algorithm 'HS256'"):
+        await verifier.verify(token)
+
+
+async def test_an_rs256_token_is_rejected_even_with_a_valid_signature(keys, verifier):
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(InvalidToken, match="algorithm 'RS256'"):
+        await verifier.verify(token)
+
+
+async def test_a_rotated_key_is_fetched_when_a_token_names_it(keys, verifier, clock):
+    await verifier.verify(signed(keys.private["k1"], "k1"))
+    new_key = keys.add("k2")
+    clock.now += 1.0
+
+    verified = await verifier.verify(signed(new_key, "k2"))
+
+    assert verified.user_id == "u-1"
+    assert keys.fetches == 2
+    await verifier.verify(signed(keys.private["k1"], "k1"))  # the old key still verifies
+
+
+async def test_made_up_key_ids_do_not_make_the_key_set_refetch_each_time(keys, verifier):
+    stranger = Ed25519PrivateKey.generate()
+    for n in range(20):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(signed(stranger, f"made-up-{n}"))
+    assert keys.fetches == 1
+
+
+async def test_garbage_is_rejected_with_a_reason(verifier):
+    with pytest.raises(InvalidToken, match="malformed"):
+        await verifier.verify("not-a-jwt")
