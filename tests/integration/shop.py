@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,12 +28,15 @@ PASSWORD = "correct horse battery"
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout_s: float = 20.0, what: str = "condition"
+    probe: Callable[[], Awaitable[T] | T], *, timeout_s: float = 20.0, what: str = "condition"
 ) -> T:
-    """Awaits `probe` until it returns something truthy; fails naming `what` after the timeout."""
+    """Calls `probe` (awaiting what it returns, if it must) until it returns something truthy;
+    fails naming `what` after the timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
-        result = await probe()
+        result = probe()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"

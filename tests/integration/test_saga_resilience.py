@@ -47,9 +47,7 @@ async def test_sagas_interrupted_by_a_killed_order_service_complete_after_its_re
         # credit asked for), its command in the broker.
         system.processes["user"].stop()
         placed = [(u, await shop.place(u, [(product.product_id, 1)])) for u in users * 5]
-        await eventually(
-            lambda: _is(shop.available(product.product_id), 84), what="stock reserved"
-        )
+        await eventually(lambda: _is(shop.available(product.product_id), 84), what="stock reserved")
         system.processes["order"].kill()
         system.processes["user"].start()
         # The user service answers while the order service is dead: replies wait in its queue.
