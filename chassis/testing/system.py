@@ -69,7 +69,7 @@ class System:
         self.mail = MailSink()
         self.http = HttpSink()
         self.processes: dict[str, ServiceProcess] = {}
-        self._amqp_url = amqp_url
+        self.amqp_url = amqp_url
         self._env = dict(env or {})
 
     def address(self, service: str) -> str:
@@ -79,7 +79,7 @@ class System:
         self.mail.start()
         self.http.start()
         common = {
-            "RABBITMQ_URL": self._amqp_url,
+            "RABBITMQ_URL": self.amqp_url,
             "LOG_LEVEL": "INFO",
             "OUTBOX_POLL_INTERVAL_S": "0.5",
             "HEALTH_INTERVAL_S": "0.5",

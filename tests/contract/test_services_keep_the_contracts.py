@@ -1,0 +1,160 @@
+"""The running services implement every RPC of their contracts, and every event or command a
+service publishes is decoded by every consumer that declares it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import uuid
+
+import aio_pika
+import grpc
+import pytest
+from google.protobuf import descriptor_pool, symbol_database
+from order.v1 import order_service_pb2 as order_pb
+from user.v1 import user_service_pb2 as user_pb
+
+from chassis.events import TypeRegistry, route_of
+from chassis.topology import declare_exchange
+from services.inventory import consumers as inventory_consumers
+from services.notification import consumers as notification_consumers
+from services.order import consumers as order_consumers
+from services.order.service import order_saga
+from services.user import consumers as user_consumers
+from tests.integration.shop import eventually
+
+SERVICES = {
+    "user": "user.v1.UserService",
+    "inventory": "inventory.v1.InventoryService",
+    "order": "order.v1.OrderService",
+    "notification": "notification.v1.NotificationService",
+}
+ROUTED_MODULES = [
+    f"{domain}.v1.{kind}_pb2"
+    for domain in SERVICES
+    for kind in ("events", "commands")
+    if importlib.util.find_spec(f"{domain}.v1.{kind}_pb2")
+]
+
+
+async def _nothing(*_):
+    return None
+
+
+def subscriptions():
+    """Every consumer subscription of every service."""
+    saga = order_saga(on_completed=_nothing, on_failed=_nothing, step_timeout_s=1)
+    order_replies = order_consumers.Subscription(
+        service="order", purpose="saga-replies", types=saga.reply_types
+    )
+    return [
+        user_consumers.COMMANDS,
+        inventory_consumers.COMMANDS,
+        notification_consumers.EVENTS,
+        order_replies,
+    ]
+
+
+def routed_types():
+    types = []
+    for module_name in ROUTED_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.DESCRIPTOR.message_types_by_name:
+            message_type = getattr(module, name)
+            try:
+                route_of(message_type)
+            except ValueError:
+                continue
+            types.append(message_type)
+    return types
+
+
+METHODS = [
+    (service, method)
+    for service, full_name in SERVICES.items()
+    for method in descriptor_pool.Default().FindServiceByName(full_name).methods
+]
+
+
+@pytest.mark.parametrize(("service", "method"), METHODS, ids=[f"{s}.{m.name}" for s, m in METHODS])
+async def test_every_rpc_answers_an_empty_request_without_unimplemented_or_crash(
+    shop, system, service, method
+):
+    admin = await shop.admin()
+    database = symbol_database.Default()
+    request_type = database.GetSymbol(method.input_type.full_name)
+    response_type = database.GetSymbol(method.output_type.full_name)
+    async with grpc.aio.insecure_channel(system.address(service)) as channel:
+        call = channel.unary_unary(
+            f"/{method.containing_service.full_name}/{method.name}",
+            request_serializer=request_type.SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        try:
+            await call(request_type(), metadata=admin.metadata, timeout=10)
+        except grpc.aio.AioRpcError as error:
+            answer = (error.code(), error.details())
+        else:
+            answer = (grpc.StatusCode.OK, "")
+    code, details = answer
+    assert code not in (
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    ), f"{method.full_name}: {code.name} {details}"
+    assert code == grpc.StatusCode.OK or details, f"{method.full_name}: {code.name} says nothing"
+
+
+async def test_every_published_message_decodes_in_every_consumer_that_declares_it(shop, system):
+    connection = await aio_pika.connect(system.amqp_url)
+    seen: list[aio_pika.abc.AbstractIncomingMessage] = []
+    try:
+        channel = await connection.channel()
+        tap = await channel.declare_queue(f"contract-tap-{uuid.uuid4().hex}", exclusive=True)
+        for message_type in routed_types():
+            route = route_of(message_type)
+            exchange = await declare_exchange(channel, route)
+            await tap.bind(exchange, routing_key=route.routing_key or "")
+
+        async def keep(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            seen.append(message)
+            await message.ack()
+
+        await tap.consume(keep)
+        await _every_kind_of_message(shop)
+        consumed = {t for s in subscriptions() for t in s.types}
+        names = {t.DESCRIPTOR.full_name for t in consumed}
+        await eventually(
+            lambda: names <= {m.type for m in seen},
+            timeout_s=30,
+            what=f"consumed types never published: {names - {m.type for m in seen}}",
+        )
+    finally:
+        await connection.close()
+
+    for subscription in subscriptions():
+        registry = TypeRegistry(subscription.types)
+        for message in seen:
+            if message.type in registry:
+                envelope, decoded = registry.decode(message)
+                assert envelope.event_id == message.message_id
+                assert decoded.ByteSize() > 0, f"{subscription.queue()}: {message.type} is empty"
+
+
+async def _every_kind_of_message(shop) -> None:
+    """Registration, preferences, an approved, a rejected and a cancelled order, a logout."""
+    ada = await shop.register()
+    await shop.users.UpdatePreferences(
+        user_pb.UpdatePreferencesRequest(phone_number="+4915112345678"), metadata=ada.metadata
+    )
+    product = await shop.product(price_minor=100, stock=5)
+    approved = await shop.place(ada, [(product.product_id, 1)])
+    await shop.settled(ada, approved.order_id)
+    await shop.orders.CancelOrder(
+        order_pb.CancelOrderRequest(order_id=approved.order_id), metadata=ada.metadata
+    )
+    out_of_stock = await shop.place(ada, [(product.product_id, 6)])
+    dear = await shop.product(price_minor=120_000, stock=1)
+    over_credit = await shop.place(ada, [(dear.product_id, 1)])
+    await asyncio.gather(*(shop.settled(ada, o.order_id) for o in (out_of_stock, over_credit)))
+    await shop.users.Logout(user_pb.LogoutRequest(refresh_token=ada.refresh_token))
