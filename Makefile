@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: up test test-unit test-integration test-contract gen lint check-gen lock system-deps \
-	bench-events
+	bench-events bench-saga
 
 up: system-deps $(INSTALLED)
 	$(BIN)/python -m tools.up
@@ -29,6 +29,9 @@ test-contract: $(INSTALLED)
 # Benchmarks print comparable figures and a RESULT line; they are never part of `make test`.
 bench-events: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.events
+
+bench-saga: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.saga
 
 gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen

@@ -1,0 +1,188 @@
+"""`make bench-saga`: latency from PlaceOrder to APPROVED, and sustained orders per second.
+
+The four services run as real processes (`chassis.testing.system`) on one private RabbitMQ node,
+each with its SQLite store, as `make up` runs them (one instance each). Orders are placed over
+gRPC by this process; an order counts as approved when its OrderApproved event arrives on a
+queue this process binds to `order.events` (so the latency includes the event's publication).
+
+- latency: orders placed at a fixed rate (default 100/s) for a fixed time; p50/p95/p99 of
+  PlaceOrder start -> OrderApproved received;
+- throughput: a burst of orders with a fixed number in flight; orders approved per second.
+
+Ends with `RESULT saga_p99_ms=... orders_s=...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aio_pika
+from order.v1 import events_pb2
+
+from chassis.testing import PrivateRabbitMQ
+from chassis.testing.system import System
+from tests.integration.shop import Session, Shop
+
+
+class Approvals:
+    """When each order's OrderApproved arrived, from a queue bound to the order events."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.waiting: dict[str, asyncio.Future[float]] = {}
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def start(self, url: str) -> None:
+        self._connection = await aio_pika.connect_robust(url)
+        channel = await self._connection.channel()
+        queue = await channel.declare_queue(f"bench-approvals-{uuid.uuid4().hex}", exclusive=True)
+        await queue.bind("order.events", routing_key="order.approved")
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        now = time.perf_counter()
+        order_id = events_pb2.OrderApproved.FromString(message.body).order_id
+        self.at[order_id] = now
+        future = self.waiting.pop(order_id, None)
+        if future is not None and not future.done():
+            future.set_result(now)
+
+    async def approved(self, order_id: str, timeout_s: float = 60.0) -> float:
+        if order_id in self.at:
+            return self.at[order_id]
+        future = self.waiting.setdefault(order_id, asyncio.get_running_loop().create_future())
+        return await asyncio.wait_for(future, timeout_s)
+
+    async def stop(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+async def place_and_wait(
+    shop: Shop, approvals: Approvals, session: Session, product_id: str
+) -> float:
+    started = time.perf_counter()
+    order = await shop.place(session, [(product_id, 1)])
+    return (await approvals.approved(order.order_id)) - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def at_rate(
+    shop: Shop,
+    approvals: Approvals,
+    users: list[Session],
+    product_id: str,
+    *,
+    rate: float,
+    seconds: float,
+) -> list[float]:
+    count = int(rate * seconds)
+    tasks = []
+    started = time.perf_counter()
+    for n in range(count):
+        delay = started + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        user = users[n % len(users)]
+        tasks.append(asyncio.create_task(place_and_wait(shop, approvals, user, product_id)))
+    return [latency * 1000 for latency in await asyncio.gather(*tasks)]
+
+
+async def burst(
+    shop: Shop,
+    approvals: Approvals,
+    users: list[Session],
+    product_id: str,
+    *,
+    total: int,
+    in_flight: int,
+) -> float:
+    slots = asyncio.Semaphore(in_flight)
+
+    async def one(n: int) -> None:
+        async with slots:
+            await place_and_wait(shop, approvals, users[n % len(users)], product_id)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(total)))
+    return total / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-saga-") as directory:
+        broker = PrivateRabbitMQ(Path(directory) / "rabbitmq")
+        broker.start()
+        system = System(
+            Path(directory) / "system",
+            amqp_url=broker.url,
+            # Credit is not what is measured: no order should be refused for it.
+            env={"CREDIT_LIMIT_MINOR": str(10**12), "LOG_LEVEL": "WARNING"},
+        )
+        approvals = Approvals()
+        shop: Shop | None = None
+        try:
+            system.start()
+            shop = Shop(system)
+            await approvals.start(broker.url)
+            product = await shop.product(price_minor=100, stock=10**9)
+            users = [await shop.register() for _ in range(args.users)]
+            await at_rate(shop, approvals, users, product.product_id, rate=args.rate, seconds=2)
+            latencies = await at_rate(
+                shop, approvals, users, product.product_id, rate=args.rate, seconds=args.seconds
+            )
+            p50, p95, p99 = (percentile(latencies, q) for q in (0.50, 0.95, 0.99))
+            print(
+                f"at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} orders): "
+                f"PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  "
+                f"(mean {statistics.fmean(latencies):.1f} ms)",
+                flush=True,
+            )
+            rates = [
+                await burst(
+                    shop,
+                    approvals,
+                    users,
+                    product.product_id,
+                    total=args.burst,
+                    in_flight=args.in_flight,
+                )
+                for _ in range(3)
+            ]
+            orders_s = statistics.median(rates)
+            print(
+                f"bursts of {args.burst} with {args.in_flight} in flight: "
+                + ", ".join(f"{r:.0f}" for r in rates)
+                + f" orders/s (median {orders_s:.0f})",
+                flush=True,
+            )
+            print(f"RESULT saga_p99_ms={p99:.2f} orders_s={orders_s:.0f}", flush=True)
+        finally:
+            if shop is not None:
+                await shop.close()
+            await approvals.stop()
+            system.stop()
+            broker.remove()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=100.0, help="orders/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--users", type=int, default=20)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
