@@ -127,6 +127,7 @@ async def run(args: argparse.Namespace) -> None:
             amqp_url=broker.url,
             # Credit is not what is measured: no order should be refused for it.
             env={"CREDIT_LIMIT_MINOR": str(10**12), "LOG_LEVEL": "WARNING"},
+            separate_sinks=True,
         )
         approvals = Approvals()
         shop: Shop | None = None
@@ -167,11 +168,13 @@ async def run(args: argparse.Namespace) -> None:
             )
             print(f"RESULT saga_p99_ms={p99:.2f} orders_s={orders_s:.0f}", flush=True)
         finally:
-            if shop is not None:
-                await shop.close()
-            await approvals.stop()
-            system.stop()
-            broker.remove()
+            try:
+                if shop is not None:
+                    await shop.close()
+                await approvals.stop()
+                system.stop()
+            finally:
+                broker.remove()
 
 
 def main() -> None:

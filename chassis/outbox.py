@@ -5,13 +5,16 @@ Guarantees, given a transaction that wrote state and messages together (`Transac
   confirmed it; a crash before that leaves it pending, and it is published again after restart;
 - nothing uncommitted is published: the relay reads only committed rows;
 - order per key: messages with the same key (an aggregate id) are published one after the
-  other, each only once the previous one is confirmed; a wave of publishes holds at most one
-  message per key, so a failure never lets a later message of that key overtake it;
+  other, each only once the previous one is confirmed, so a failure never lets a later message
+  of that key overtake it; messages of different keys (and without a key) go concurrently;
 - one relay per store at a time: instances of a service share its store, and only the holder
   of the store's `outbox` lease publishes.
 
-A crash between the broker's confirm and the mark publishes the message again: duplicates are
-possible, losses are not; consumers recognise duplicates by event id (the inbox).
+The relay is a pipeline: it starts publishing a message as soon as it is committed and its key
+is free, without waiting for the confirms of what is already in flight (at most `batch` at a
+time), and marks confirmed messages sent in batches. A crash between the broker's confirm and
+the mark publishes the message again: duplicates are possible, losses are not; consumers
+recognise duplicates by event id (the inbox).
 """
 
 from __future__ import annotations
@@ -29,17 +32,9 @@ __all__ = ["OutboxRelay"]
 
 log = get_logger(__name__)
 
-
-def next_wave(rows: list[OutboxRow]) -> list[OutboxRow]:
-    """The oldest pending message of each key (and every message without a key)."""
-    seen: set[str] = set()
-    wave = []
-    for row in rows:
-        if row.key and row.key in seen:
-            continue
-        seen.add(row.key)
-        wave.append(row)
-    return wave
+# Confirmed messages are marked sent in one transaction per this many (or when none is in
+# flight): the mark only spares a re-publish after a crash, so it need not be immediate.
+MARK_BATCH = 64
 
 
 class OutboxRelay:
@@ -65,6 +60,17 @@ class OutboxRelay:
         self._lease_until = 0.0
         self._max_backoff_s = max_backoff_s
         self._task: asyncio.Task[None] | None = None
+        # Rows read and not yet confirmed, by seq (in seq order); those being published; those
+        # confirmed and not yet marked sent; the highest seq read.
+        self._queued: dict[int, OutboxRow] = {}
+        self._publishing: dict[int, asyncio.Task[None]] = {}
+        self._confirmed: list[OutboxRow] = []
+        self._failures: list[tuple[OutboxRow, BaseException]] = []
+        self._read_upto = 0
+        # Read the outbox at the next turn even if nothing was committed in this process (at
+        # start, when a read was cut short by `batch`, after a quiet poll interval).
+        self._must_read = True
+        self._settled = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self._owner}")
@@ -75,46 +81,105 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for publishing in self._publishing.values():
+            publishing.cancel()
+        await asyncio.gather(*self._publishing.values(), return_exceptions=True)
+        self._publishing.clear()
 
     async def run(self) -> None:
         """Relays until cancelled; failures are logged and retried with backoff."""
         backoff_s = 0.05
         while True:
+            failed = False
             try:
                 if not await self._hold_lease():
                     await asyncio.sleep(self._lease_ttl_s / 3)
                     continue
-                published, failed = await self.relay_once()
+                started = await self.relay_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; retrying")
-                published, failed = 0, 1
+                failed, started = True, 0
+            if self._failures:
+                self._report_failures()
+                failed = True
             if failed:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self._max_backoff_s)
                 continue
             backoff_s = 0.05
-            if published == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._store.outbox_event.wait(), self._poll_interval_s)
+            if started == 0:
+                await self._wait_for_work()
 
-    async def relay_once(self) -> tuple[int, int]:
-        """Publishes one wave of pending messages; returns how many were confirmed and failed."""
+    async def relay_once(self) -> int:
+        """Marks what was confirmed (in batches), reads what was committed, starts what may go;
+        returns how many publishes it started."""
+        committed = self._store.outbox_event.is_set()
         self._store.outbox_event.clear()
-        rows = await self._store.pending(self._batch)
-        if not rows:
-            return 0, 0
-        wave = next_wave(rows)
-        results = await asyncio.gather(
-            *(self._broker.publish(row.message) for row in wave), return_exceptions=True
-        )
-        confirmed = [row for row, result in zip(wave, results, strict=True) if result is None]
-        if confirmed:
+        self._settled.clear()
+        if len(self._confirmed) >= MARK_BATCH or (self._confirmed and not self._publishing):
+            confirmed, self._confirmed = self._confirmed, []
             await self._store.mark_sent([row.seq for row in confirmed])
             for row in confirmed:
                 self._ledger.record(row.message.envelope.type, "published")
-        failures = [(row, r) for row, r in zip(wave, results, strict=True) if r is not None]
+        room = self._batch - len(self._queued)
+        if room > 0 and (committed or self._must_read):
+            self._must_read = False
+            rows = await self._store.pending(room, after=self._read_upto)
+            for row in rows:
+                self._queued[row.seq] = row
+                self._read_upto = max(self._read_upto, row.seq)
+            # A full read may have left rows behind: read on at the next turn.
+            self._must_read = len(rows) == room
+        return self._start_ready()
+
+    async def drain(self) -> None:
+        """Relays until the outbox is empty (tests, and a graceful hand-over)."""
+        while True:
+            await self.relay_once()
+            if self._failures:
+                error = self._failures[0][1]
+                self._report_failures()
+                raise RuntimeError(f"outbox relay could not publish: {error}")
+            if self._publishing:
+                await self._settled.wait()
+            elif not self._confirmed and not (await self._store.count_outbox())[0]:
+                return
+            else:
+                self._must_read = True
+
+    def _start_ready(self) -> int:
+        """Publishes each queued row whose key has no earlier row still unconfirmed."""
+        blocked: set[str] = set()
+        started = 0
+        for seq, row in self._queued.items():
+            if seq in self._publishing:
+                blocked.add(row.key)
+                continue
+            if row.key and row.key in blocked:
+                continue
+            blocked.add(row.key)
+            task = asyncio.create_task(self._publish(row))
+            self._publishing[seq] = task
+            started += 1
+        blocked.discard("")
+        return started
+
+    async def _publish(self, row: OutboxRow) -> None:
+        try:
+            await self._broker.publish(row.message)
+        except Exception as exc:  # noqa: BLE001 - the row stays queued and is published again
+            self._failures.append((row, exc))
+        else:
+            del self._queued[row.seq]
+            self._confirmed.append(row)
+        finally:
+            del self._publishing[row.seq]
+            self._settled.set()
+
+    def _report_failures(self) -> None:
+        failures, self._failures = self._failures, []
         for row, error in failures[:5]:
             log.warning(
                 "publish failed; the message stays in the outbox",
@@ -122,7 +187,25 @@ class OutboxRelay:
                 event_id=row.message.envelope.event_id,
                 error=str(error),
             )
-        return len(confirmed), len(failures)
+
+    async def _wait_for_work(self) -> None:
+        """Until something is committed, a publish settles, or the poll interval passes (then
+        the whole outbox is read again, in case a row was committed out of seq order)."""
+        committed = asyncio.ensure_future(self._store.outbox_event.wait())
+        settled = asyncio.ensure_future(self._settled.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {committed, settled},
+                timeout=self._poll_interval_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            committed.cancel()
+            settled.cancel()
+        if not done:
+            self._must_read = True
+            if not (self._queued or self._publishing or self._confirmed):
+                self._read_upto = 0
 
     async def _hold_lease(self) -> bool:
         now = time.monotonic()

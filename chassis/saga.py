@@ -4,7 +4,8 @@ compensation, orchestrated by the service that owns the transaction.
 Guarantees:
 - a saga's state is a document in the owner's store (collection `sagas`), changed only in the
   transaction that starts it, handles a reply, times a step out or aborts it; the commands that
-  change sends leave through the outbox of that same transaction (in order, keyed by saga id).
+  change sends leave through the outbox of that same transaction, in order among themselves
+  (keyed `saga:<id>`: ordered after no event of the owner's, which has its own keys).
   A crash at any point therefore resumes from the stored state: a reply not yet committed is
   redelivered (the inbox applies it once), a command committed is in the outbox;
 - steps run in their declared order; a step's reply is matched by its type, and a reply that
@@ -117,6 +118,10 @@ class SagaDefinition:
             if step.compensated is not None:
                 types.append(step.compensated)
         return list(dict.fromkeys(types))
+
+
+def _key(saga_id: str) -> str:
+    return f"saga:{saga_id}"
 
 
 class Saga:
@@ -324,7 +329,7 @@ class Saga:
     def _send_action(self, tx: Transaction, saga_id: str, saga: Document) -> None:
         step = self.definition.steps[saga["step"]]
         command = step.action(saga["data"])
-        tx.publish(outgoing(command, producer=self.definition.producer), key=saga_id)
+        tx.publish(outgoing(command, producer=self.definition.producer), key=_key(saga_id))
         saga["deadline"] = self._clock() + step.timeout_s
         self._record(
             saga,
@@ -337,7 +342,7 @@ class Saga:
         step = self.definition.steps[saga["compensating"][0]]
         assert step.compensation is not None
         command = step.compensation(saga["data"])
-        tx.publish(outgoing(command, producer=self.definition.producer), key=saga_id)
+        tx.publish(outgoing(command, producer=self.definition.producer), key=_key(saga_id))
         saga["deadline"] = self._clock() + step.timeout_s
         self._record(
             saga,

@@ -9,6 +9,10 @@ Guarantees of `TokenVerifier.verify()`: a token is accepted only if
   and it has not expired (with `leeway_s` of clock skew).
 Anything else raises `InvalidToken` (an `Unauthenticated` domain error) naming the reason.
 
+Verified tokens are remembered (up to `cache_size`, each until it expires), so a client that
+sends the same token with every call pays for its signature check once; a token is immutable,
+so what was verified stays verified until `exp`.
+
 The key set is fetched from its source (the user service's `GetJwks`) when first needed and
 again when a token names a `kid` it does not know (a rotation), at most once per
 `refresh_interval_s`, so a flood of tokens with made-up key ids cannot hammer the source.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,14 +119,31 @@ class TokenVerifier:
         audience: str,
         leeway_s: float = 5.0,
         algorithms: Sequence[str] = ALGORITHMS,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ):
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
         self._algorithms = list(algorithms)
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
 
     async def verify(self, token: str) -> Claims:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at + self._leeway_s > self._clock():
+                return cached
+            del self._verified[token]
+        claims = await self._verify(token)
+        self._verified[token] = claims
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

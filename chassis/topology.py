@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 
+UNROUTED_KEPT = 100_000
+
+
 def _quorum(**arguments: Any) -> dict[str, Any]:
     return {"x-queue-type": "quorum", **arguments}
 
@@ -89,8 +92,10 @@ async def declare_exchange(
 
     An event exchange gets an alternate exchange whose queue `<exchange>.unrouted` keeps the
     events that no subscriber's binding matches (a fact nobody listens to yet is kept, not
-    dropped and not an error). A command exchange has none: a command that no handler's queue
-    would receive is returned to the publisher, which keeps it and retries.
+    dropped and not an error), the newest `UNROUTED_KEPT` of them: a bound, because events
+    that nobody will ever consume must not fill the broker's disk. A command exchange has none:
+    a command that no handler's queue would receive is returned to the publisher, which keeps
+    it and retries.
     """
     arguments: dict[str, Any] = {}
     if not route.is_command:
@@ -98,7 +103,11 @@ async def declare_exchange(
         fallback = await channel.declare_exchange(
             alternate, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        queue = await channel.declare_queue(alternate, durable=True, arguments=_quorum())
+        queue = await channel.declare_queue(
+            alternate,
+            durable=True,
+            arguments=_quorum(**{"x-max-length": UNROUTED_KEPT, "x-overflow": "drop-head"}),
+        )
         await queue.bind(fallback)
         arguments["alternate-exchange"] = alternate
     return await channel.declare_exchange(

@@ -122,8 +122,8 @@ class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A unit of work: commits when the block ends normally, rolls back on an exception."""
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
-        """Unsent outbox messages, oldest first."""
+    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        """Unsent outbox messages with a seq above `after`, oldest first."""
 
     async def mark_sent(self, seqs: Sequence[int]) -> None: ...
 

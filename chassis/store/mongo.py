@@ -228,8 +228,12 @@ class MongoStore:
         if tx.outgoing:
             self.outbox_event.set()
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
-        cursor = self._db["outbox"].find({"sent_at": None}, sort=[("_id", ASCENDING)]).limit(limit)
+    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        cursor = (
+            self._db["outbox"]
+            .find({"sent_at": None, "_id": {"$gt": after}}, sort=[("_id", ASCENDING)])
+            .limit(limit)
+        )
         return [_outbox_row(raw) async for raw in cursor]
 
     async def mark_sent(self, seqs: Sequence[int]) -> None:

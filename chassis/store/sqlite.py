@@ -422,13 +422,13 @@ class SqliteStore:
     def transaction(self) -> _TransactionScope:
         return _TransactionScope(self)
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
+    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         async with self._locked(write=False) as db:
             rows = db.execute(
                 "SELECT seq, key, event_id, type, exchange, exchange_type, routing_key, "
-                "is_command, payload, envelope FROM outbox WHERE sent_at IS NULL "
+                "is_command, payload, envelope FROM outbox WHERE sent_at IS NULL AND seq > ? "
                 "ORDER BY seq LIMIT ?",
-                (limit,),
+                (after, limit),
             ).fetchall()
         return [_outbox_row(row) for row in rows]
 

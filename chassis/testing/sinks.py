@@ -33,23 +33,28 @@ from chassis.testing.process import free_port
 __all__ = ["HttpSink", "MailSink", "Received"]
 
 
+def _parsed(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
 class _KeepMessages:
     def __init__(self, sink: MailSink):
         self._sink = sink
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.content if isinstance(envelope.content, bytes) else b""
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
         with self._sink.lock:
-            self._sink.messages.append(message)
+            self._sink.received.append((list(envelope.rcpt_tos), raw))
         return "250 Message accepted for delivery"
 
 
 class MailSink:
     def __init__(self, port: int = 0):
         self.port = port or free_port()
-        self.messages: list[EmailMessage] = []
+        # (envelope recipients, raw message), parsed only when asked for.
+        self.received: list[tuple[list[str], bytes]] = []
         self.lock = threading.Lock()
         self._controller = Controller(_KeepMessages(self), hostname="127.0.0.1", port=self.port)
 
@@ -59,9 +64,14 @@ class MailSink:
     def stop(self) -> None:
         self._controller.stop()
 
+    @property
+    def messages(self) -> list[EmailMessage]:
+        with self.lock:
+            return [_parsed(raw) for _, raw in self.received]
+
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
-            return [m for m in self.messages if m["To"] == address]
+            return [_parsed(raw) for recipients, raw in self.received if address in recipients]
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,8 @@ class HttpSink:
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self._failures: list[int] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
@@ -97,14 +107,19 @@ class HttpSink:
             return [r for r in self.received if r.path == path]
 
     def start(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
 
     def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     async def _serve(self) -> None:
         app = web.Application()
@@ -146,11 +161,15 @@ def main() -> None:
     try:
         while True:
             time.sleep(0.5)
-            for message in mail.messages[seen_mail:]:
-                print(f"email to {message['To']}: {message['Subject']}", flush=True)
-            for request in http.received[seen_http:]:
+            with mail.lock:
+                mails = mail.received[seen_mail:]
+            for recipients, raw in mails:
+                print(f"email to {', '.join(recipients)}: {_parsed(raw)['Subject']}", flush=True)
+            with http.lock:
+                requests = http.received[seen_http:]
+            for request in requests:
                 print(f"{request.path} to {request.body.get('to')}: {request.body}", flush=True)
-            seen_mail, seen_http = len(mail.messages), len(http.received)
+            seen_mail, seen_http = seen_mail + len(mails), seen_http + len(requests)
     except KeyboardInterrupt:
         pass
     finally:

@@ -9,6 +9,7 @@ any of its processes.
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,14 @@ __all__ = ["ADMIN_EMAIL", "SERVICES", "ServiceProcess", "System"]
 
 SERVICES = ("user", "inventory", "order", "notification")
 ADMIN_EMAIL = "admin@ordermesh.test"
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _serving(port: int) -> bool:
@@ -64,10 +73,33 @@ class ServiceProcess:
 
 
 class System:
-    def __init__(self, directory: Path, *, amqp_url: str, env: Mapping[str, str] | None = None):
+    """The services, and the providers they notify through: in this process (`mail`, `http`,
+    which tests read), or with `separate_sinks` in a process of their own (benchmarks, where
+    their work must not share this process's interpreter with the load it measures)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        amqp_url: str,
+        env: Mapping[str, str] | None = None,
+        separate_sinks: bool = False,
+    ):
         self.directory = directory
         self.mail = MailSink()
         self.http = HttpSink()
+        self._sinks: ManagedProcess | None = None
+        if separate_sinks:
+            self._sinks = ManagedProcess(
+                "sinks",
+                [
+                    *(sys.executable, "-m", "chassis.testing.sinks"),
+                    *("--smtp-port", str(self.mail.port), "--http-port", str(self.http.port)),
+                ],
+                directory=directory / "sinks",
+                ready=lambda: _accepts(self.mail.port) and _accepts(self.http.port),
+                ready_timeout_s=30.0,
+            )
         self.processes: dict[str, ServiceProcess] = {}
         self.amqp_url = amqp_url
         self._env = dict(env or {})
@@ -76,8 +108,11 @@ class System:
         return self.processes[service].address
 
     def start(self) -> None:
-        self.mail.start()
-        self.http.start()
+        if self._sinks is not None:
+            self._sinks.start()
+        else:
+            self.mail.start()
+            self.http.start()
         common = {
             "RABBITMQ_URL": self.amqp_url,
             "LOG_LEVEL": "INFO",
@@ -120,5 +155,8 @@ class System:
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
             process.stop()
-        self.http.stop()
-        self.mail.stop()
+        if self._sinks is not None:
+            self._sinks.stop()
+        else:
+            self.http.stop()
+            self.mail.stop()

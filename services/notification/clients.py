@@ -8,7 +8,12 @@ idempotency key (the notification id) so a provider can drop the copy a retry ma
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+import asyncio
+import contextlib
+import email.utils
+import socket
+from email.header import Header
+from email.mime.text import MIMEText
 from typing import Protocol
 
 import aiohttp
@@ -24,6 +29,10 @@ class Channel(Protocol):
 
 
 class EmailChannel:
+    """Sends through one SMTP connection, kept open between messages and opened again when the
+    server closed it; messages go one at a time on it (a local relay takes each in well under a
+    millisecond, and connecting costs more than sending)."""
+
     name = "email"
 
     def __init__(
@@ -36,35 +45,56 @@ class EmailChannel:
         password: str = "",
         timeout_s: float = 10.0,
     ):
-        self._host = host
-        self._port = port
         self._sender = sender
-        self._username = username or None
-        self._password = password or None
-        self._timeout_s = timeout_s
+        self._envelope_sender = email.utils.parseaddr(sender)[1]
+        self._options = {
+            "hostname": host,
+            "port": port,
+            "username": username or None,
+            "password": password or None,
+            "timeout": timeout_s,
+            # Named, so the client does not look up this host's FQDN (a blocking DNS query).
+            "local_hostname": socket.gethostname(),
+        }
+        self._client: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
 
     async def send(self, draft: Draft, *, idempotency_key: str) -> None:
-        message = EmailMessage()
+        # MIMEText (the compat32 policy) builds a message in a fifth of EmailMessage's time.
+        message = MIMEText(draft.body, "plain", "utf-8")
         message["From"] = self._sender
         message["To"] = draft.address
-        message["Subject"] = draft.subject
+        message["Subject"] = Header(draft.subject, "utf-8").encode()
         message["Message-ID"] = f"<{idempotency_key}@ordermesh>"
-        message.set_content(draft.body)
+        async with self._lock:
+            try:
+                await self._send(message)
+            except aiosmtplib.SMTPServerDisconnected:
+                self._client = None  # closed while idle: once more on a new connection
+                await self._send(message)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                raise PermanentFailure(f"the SMTP server refused {draft.address}: {exc}") from None
+            except aiosmtplib.SMTPResponseException as exc:
+                if 500 <= exc.code < 600:
+                    raise PermanentFailure(f"SMTP {exc.code}: {exc.message}") from None
+                raise
+
+    async def _send(self, message: MIMEText) -> None:
+        if self._client is None or not self._client.is_connected:
+            client = aiosmtplib.SMTP(**self._options)  # type: ignore[arg-type]
+            await client.connect()
+            self._client = client
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self._host,
-                port=self._port,
-                username=self._username,
-                password=self._password,
-                timeout=self._timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise PermanentFailure(f"the SMTP server refused {draft.address}: {exc}") from None
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentFailure(f"SMTP {exc.code}: {exc.message}") from None
+            await self._client.sendmail(self._envelope_sender, [message["To"]], message.as_bytes())
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
+            self._client = None
             raise
+
+    async def close(self) -> None:
+        if self._client is not None and self._client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await self._client.quit()
+        self._client = None
 
 
 class ProviderUnavailable(Exception):

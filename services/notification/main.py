@@ -17,17 +17,16 @@ async def main() -> None:
     chassis_logging.configure(
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
-    channels: dict[str, Channel] = {
-        "email": EmailChannel(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            sender=settings.smtp_sender,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            timeout_s=settings.provider_timeout_s,
-        )
-    }
-    providers = []
+    email = EmailChannel(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_sender,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        timeout_s=settings.provider_timeout_s,
+    )
+    channels: dict[str, Channel] = {"email": email}
+    providers: list[EmailChannel | HttpChannel] = [email]
     for name, url, token in (
         ("sms", settings.sms_provider_url, settings.sms_provider_token),
         ("push", settings.push_provider_url, settings.push_provider_token),
@@ -45,8 +44,8 @@ async def main() -> None:
             retry_delays_s=settings.notification_retry_delays_s,
             owner=settings.instance_id,
         )
-        for provider in providers:
-            runtime.on_close(provider.close)
+        for client in providers:
+            runtime.on_close(client.close)
         await runtime.consume(consumers.EVENTS, consumers.handlers(notifications))
         notifications.start()
         runtime.on_close(notifications.stop)

@@ -4,7 +4,8 @@ the saga's participants by command (each command built here, from the saga's dat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -20,14 +21,39 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class InventoryClient:
-    """Reads products; every call has a deadline, and (reads being idempotent) is retried."""
+    """Reads products; every call has a deadline, and (reads being idempotent) is retried.
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float = 2.0, attempts: int = 3):
+    A product's name and price are remembered for `cache_s`: an order placed within that time
+    of another gets the price that one got. Stock is never read here; the saga reserves it.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout_s: float = 2.0,
+        attempts: int = 3,
+        cache_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._stub = inventory_service_pb2_grpc.InventoryServiceStub(channel)
         self._timeout_s = timeout_s
         self._attempts = attempts
+        self._cache_s = cache_s
+        self._clock = clock
+        self._cached: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def product(self, product_id: str) -> dict[str, Any]:
+        cached = self._cached.get(product_id)
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        product = await self._fetch(product_id)
+        if len(self._cached) > 10_000:
+            self._cached.clear()
+        self._cached[product_id] = (self._clock() + self._cache_s, product)
+        return product
+
+    async def _fetch(self, product_id: str) -> dict[str, Any]:
         request = inventory_service_pb2.GetProductRequest(product_id=product_id)
         for attempt in range(1, self._attempts + 1):
             try:

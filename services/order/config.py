@@ -11,5 +11,7 @@ class OrderSettings(AuthenticatedSettings):
     inventory_service_addr: str
     # How long a saga step waits for its participant's reply before the saga gives up on it.
     saga_step_timeout_s: float = Field(default=30.0, gt=0)
+    # How long a product's name and price, as read from inventory, price new orders.
+    product_cache_s: float = Field(default=5.0, ge=0)
     # Deadline of each call to another service.
     call_timeout_s: float = Field(default=2.0, gt=0)

@@ -23,7 +23,9 @@ async def main() -> None:
         runtime.on_close(lambda: channel.close())
         orders = Orders(
             runtime.store,
-            inventory=clients.InventoryClient(channel, timeout_s=settings.call_timeout_s),
+            inventory=clients.InventoryClient(
+                channel, timeout_s=settings.call_timeout_s, cache_s=settings.product_cache_s
+            ),
             step_timeout_s=settings.saga_step_timeout_s,
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))

@@ -145,9 +145,7 @@ async def test_messages_of_one_key_arrive_in_the_order_they_were_committed(
         for seq in range(60):
             tx.publish(outgoing(adjusted("p-1", seq=seq), producer="test"), key="p-1")
 
-    relay = OutboxRelay(store, broker, owner="test")
-    while (await store.count_outbox())[0]:
-        await relay.relay_once()
+    await OutboxRelay(store, broker, owner="test").drain()
 
     await eventually(lambda: asyncio.sleep(0, len(counter.order) == 60))
     assert counter.order == list(range(60))

@@ -139,6 +139,7 @@ async def test_published_messages_wait_in_the_outbox_in_order(store):
     assert pending[0].message.envelope.producer == "inventory"
     await store.mark_sent([pending[0].seq])
     assert [r.seq for r in await store.pending(10)] == [r.seq for r in pending[1:]]
+    assert [r.seq for r in await store.pending(10, after=pending[1].seq)] == [pending[2].seq]
     assert await store.count_outbox() == (2, 1)
 
 
