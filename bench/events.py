@@ -30,6 +30,7 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
 from inventory.v1 import events_pb2
 
+from bench.machine import reference_ms
 from chassis.broker import Broker
 from chassis.consumer import Consumer
 from chassis.events import Envelope, outgoing
@@ -256,7 +257,8 @@ async def main(args: argparse.Namespace) -> None:
     p99 = {name: percentile(lat, 99) for name, (lat, _) in results.items()}
     rates = {name: rate_s for name, (_, rate_s) in results.items()}
     print(
-        f"RESULT chassis_p99_ms={p99['chassis']:.2f} bare_p99_ms={p99['bare']:.2f} "
+        f"RESULT ref_ms={reference_ms():.0f} "
+        f"chassis_p99_ms={p99['chassis']:.2f} bare_p99_ms={p99['bare']:.2f} "
         f"faststream_p99_ms={p99['faststream']:.2f} chassis_msgs_s={rates['chassis']:.0f} "
         f"bare_msgs_s={rates['bare']:.0f} faststream_msgs_s={rates['faststream']:.0f}"
     )
