@@ -60,10 +60,11 @@ class OutboxRelay:
         self._lease_until = 0.0
         self._max_backoff_s = max_backoff_s
         self._task: asyncio.Task[None] | None = None
-        # Rows read and not yet confirmed, by seq (in seq order); those being published; those
-        # confirmed and not yet marked sent; the highest seq read.
-        self._queued: dict[int, OutboxRow] = {}
+        # Rows read and waiting to be published, by seq (in seq order); those being published,
+        # and their keys; those confirmed and not yet marked sent; the highest seq read.
+        self._waiting: dict[int, OutboxRow] = {}
         self._publishing: dict[int, asyncio.Task[None]] = {}
+        self._busy_keys: set[str] = set()
         self._confirmed: list[OutboxRow] = []
         self._failures: list[tuple[OutboxRow, BaseException]] = []
         self._read_upto = 0
@@ -123,12 +124,12 @@ class OutboxRelay:
             await self._store.mark_sent([row.seq for row in confirmed])
             for row in confirmed:
                 self._ledger.record(row.message.envelope.type, "published")
-        room = self._batch - len(self._queued)
+        room = self._batch - len(self._waiting) - len(self._publishing)
         if room > 0 and (committed or self._must_read):
             self._must_read = False
             rows = await self._store.pending(room, after=self._read_upto)
             for row in rows:
-                self._queued[row.seq] = row
+                self._waiting[row.seq] = row
                 self._read_upto = max(self._read_upto, row.seq)
             # A full read may have left rows behind: read on at the next turn.
             self._must_read = len(rows) == room
@@ -150,32 +151,33 @@ class OutboxRelay:
                 self._must_read = True
 
     def _start_ready(self) -> int:
-        """Publishes each queued row whose key has no earlier row still unconfirmed."""
-        blocked: set[str] = set()
-        started = 0
-        for seq, row in self._queued.items():
-            if seq in self._publishing:
+        """Publishes each waiting row whose key has no earlier row still unconfirmed."""
+        blocked = set(self._busy_keys)
+        ready = []
+        for row in self._waiting.values():
+            if row.key:
+                if row.key in blocked:
+                    continue
                 blocked.add(row.key)
-                continue
-            if row.key and row.key in blocked:
-                continue
-            blocked.add(row.key)
-            task = asyncio.create_task(self._publish(row))
-            self._publishing[seq] = task
-            started += 1
-        blocked.discard("")
-        return started
+            ready.append(row)
+        for row in ready:
+            del self._waiting[row.seq]
+            if row.key:
+                self._busy_keys.add(row.key)
+            self._publishing[row.seq] = asyncio.create_task(self._publish(row))
+        return len(ready)
 
     async def _publish(self, row: OutboxRow) -> None:
         try:
             await self._broker.publish(row.message)
-        except Exception as exc:  # noqa: BLE001 - the row stays queued and is published again
+        except Exception as exc:  # noqa: BLE001 - the row waits again, in its place
             self._failures.append((row, exc))
+            self._waiting = dict(sorted({**self._waiting, row.seq: row}.items()))
         else:
-            del self._queued[row.seq]
             self._confirmed.append(row)
         finally:
             del self._publishing[row.seq]
+            self._busy_keys.discard(row.key)
             self._settled.set()
 
     def _report_failures(self) -> None:
@@ -204,7 +206,7 @@ class OutboxRelay:
             settled.cancel()
         if not done:
             self._must_read = True
-            if not (self._queued or self._publishing or self._confirmed):
+            if not (self._waiting or self._publishing or self._confirmed):
                 self._read_upto = 0
 
     async def _hold_lease(self) -> bool:
