@@ -13,13 +13,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chassis.errors import InvalidArgument
+from chassis.store import Document, Store
 
-__all__ = ["DEFAULT_SIZE", "MAX_SIZE", "after_of", "next_token", "page_size"]
+__all__ = ["DEFAULT_SIZE", "MAX_SIZE", "after_of", "next_token", "read_page", "size_of"]
 
 DEFAULT_SIZE, MAX_SIZE = 20, 100
 
 
-def page_size(requested: int) -> int:
+def size_of(requested: int) -> int:
+    """The page size to serve for a requested one: the default for 0, at most MAX_SIZE."""
     if requested < 0:
         raise InvalidArgument(f"page_size {requested} is negative")
     return min(requested or DEFAULT_SIZE, MAX_SIZE)
@@ -44,3 +46,27 @@ def next_token(page: Sequence[Mapping[str, Any]], *, size: int, order_by: str) -
         return ""
     last = page[size - 1]
     return base64.urlsafe_b64encode(json.dumps([last[order_by], last["_id"]]).encode()).decode()
+
+
+async def read_page(
+    store: Store,
+    collection: str,
+    *,
+    page_size: int,
+    page_token: str,
+    order_by: str,
+    where: Mapping[str, Any] | None = None,
+    descending: bool = False,
+) -> tuple[list[Document], str]:
+    """One page of a collection's documents in a stable order, and the token of the next."""
+    size = size_of(page_size)
+    async with store.transaction() as tx:
+        found = await tx.find(
+            collection,
+            where=where,
+            order_by=order_by,
+            descending=descending,
+            after=after_of(page_token),
+            limit=size + 1,
+        )
+    return found[:size], next_token(found, size=size, order_by=order_by)

@@ -328,28 +328,38 @@ class Saga:
 
     def _send_action(self, tx: Transaction, saga_id: str, saga: Document) -> None:
         step = self.definition.steps[saga["step"]]
-        command = step.action(saga["data"])
-        tx.publish(outgoing(command, producer=self.definition.producer), key=_key(saga_id))
-        saga["deadline"] = self._clock() + step.timeout_s
-        self._record(
-            saga,
-            HistoryKind.COMMAND_SENT,
-            step=step.name,
-            message_type=command.DESCRIPTOR.full_name,
-        )
+        self._send(tx, saga_id, saga, step, step.action, HistoryKind.COMMAND_SENT, detail="")
 
     def _send_compensation(self, tx: Transaction, saga_id: str, saga: Document) -> None:
         step = self.definition.steps[saga["compensating"][0]]
         assert step.compensation is not None
-        command = step.compensation(saga["data"])
+        self._send(
+            tx,
+            saga_id,
+            saga,
+            step,
+            step.compensation,
+            HistoryKind.COMPENSATION_SENT,
+            detail=saga["reason"],
+        )
+
+    def _send(
+        self,
+        tx: Transaction,
+        saga_id: str,
+        saga: Document,
+        step: Step,
+        build: Callable[[Data], Message],
+        kind: HistoryKind,
+        *,
+        detail: str,
+    ) -> None:
+        """Sends a step's command (or compensation) with the commit, and starts its timeout."""
+        command = build(saga["data"])
         tx.publish(outgoing(command, producer=self.definition.producer), key=_key(saga_id))
         saga["deadline"] = self._clock() + step.timeout_s
         self._record(
-            saga,
-            HistoryKind.COMPENSATION_SENT,
-            step=step.name,
-            message_type=command.DESCRIPTOR.full_name,
-            detail=saga["reason"],
+            saga, kind, step=step.name, message_type=command.DESCRIPTOR.full_name, detail=detail
         )
 
     def _state(self, saga: Document) -> str:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from chassis.testing.process import ManagedProcess, free_port
+from chassis.testing.process import ManagedProcess, accepts, free_port
 
 __all__ = ["PrivateRabbitMQ"]
 
@@ -25,14 +25,6 @@ CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
 # AMQP 0-9-1 protocol header; a ready broker answers with a Connection.Start method frame.
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD = 1
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def _answers_amqp(port: int) -> bool:
@@ -84,7 +76,7 @@ class PrivateRabbitMQ:
             "epmd",
             [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
             directory=directory,
-            ready=lambda: _accepts(self.epmd_port),
+            ready=lambda: accepts(self.epmd_port),
             ready_timeout_s=10.0,
         )
         self.process = ManagedProcess(

@@ -9,7 +9,6 @@ any of its processes.
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,21 +16,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from chassis.testing.process import ManagedProcess, free_port
+from chassis.testing.process import ManagedProcess, accepts, free_port
 from chassis.testing.sinks import HttpSink, MailSink
 
 __all__ = ["ADMIN_EMAIL", "SERVICES", "ServiceProcess", "System"]
 
 SERVICES = ("user", "inventory", "order", "notification")
 ADMIN_EMAIL = "admin@ordermesh.test"
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def _serving(port: int) -> bool:
@@ -97,7 +88,7 @@ class System:
                     *("--smtp-port", str(self.mail.port), "--http-port", str(self.http.port)),
                 ],
                 directory=directory / "sinks",
-                ready=lambda: _accepts(self.mail.port) and _accepts(self.http.port),
+                ready=lambda: accepts(self.mail.port) and accepts(self.http.port),
                 ready_timeout_s=30.0,
             )
         self.processes: dict[str, ServiceProcess] = {}

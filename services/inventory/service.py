@@ -109,11 +109,9 @@ class Inventory:
     async def list_products(
         self, *, page_size: int, page_token: str
     ) -> tuple[list[dict[str, Any]], str]:
-        size = pages.page_size(page_size)
-        after = pages.after_of(page_token)
-        async with self._store.transaction() as tx:
-            found = await tx.find(PRODUCTS.name, order_by="sku", after=after, limit=size + 1)
-        return found[:size], pages.next_token(found, size=size, order_by="sku")
+        return await pages.read_page(
+            self._store, PRODUCTS.name, page_size=page_size, page_token=page_token, order_by="sku"
+        )
 
     @staticmethod
     async def _product(tx: Transaction, product_id: str) -> dict[str, Any]:

@@ -170,18 +170,15 @@ class Notifications:
     async def list_notifications(
         self, user_id: str, *, page_size: int, page_token: str
     ) -> tuple[list[dict[str, Any]], str]:
-        size = pages.page_size(page_size)
-        after = pages.after_of(page_token)
-        async with self._store.transaction() as tx:
-            found = await tx.find(
-                NOTIFICATIONS.name,
-                where={"user_id": user_id},
-                order_by="create_time",
-                descending=True,
-                after=after,
-                limit=size + 1,
-            )
-        return found[:size], pages.next_token(found, size=size, order_by="create_time")
+        return await pages.read_page(
+            self._store,
+            NOTIFICATIONS.name,
+            where={"user_id": user_id},
+            order_by="create_time",
+            descending=True,
+            page_size=page_size,
+            page_token=page_token,
+        )
 
     # -- delivery --------------------------------------------------------------------------
 
