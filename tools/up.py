@@ -38,12 +38,12 @@ Try it with grpcurl (every service lists its API through reflection):
   grpcurl -plaintext -d '{{"email": "{admin_email}", "password": "choose-a-long-one"}}' \\
       {user} user.v1.UserService/Register
   TOKEN=$(grpcurl -plaintext -d '{{"email": "{admin_email}", "password": "choose-a-long-one"}}' \\
-      {user} user.v1.UserService/Login | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["accessToken"])')
+      {user} user.v1.UserService/Login | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])')
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"sku": "MUG-RED", "name": "Red mug",
-      "price": {{"amountMinor": 1250, "currencyCode": "EUR"}}, "initialStock": 10}}' \\
+      "price": {{"amount_minor": 1250, "currency_code": "EUR"}}, "initial_stock": 10}}' \\
       {inventory} inventory.v1.InventoryService/CreateProduct
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"idempotencyKey": "k-1",
-      "items": [{{"productId": "<product id>", "quantity": 2}}]}}' \\
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"idempotency_key": "k-1",
+      "items": [{{"product_id": "<product id>", "quantity": 2}}]}}' \\
       {order} order.v1.OrderService/PlaceOrder
 
 Emails, SMS and push notifications are logged in {system.directory / "sinks" / "sinks.log"}.
