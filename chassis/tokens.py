@@ -32,12 +32,15 @@ import jwt
 from google.protobuf import json_format
 from user.v1 import user_service_pb2, user_service_pb2_grpc
 
-from chassis.errors import Unauthenticated
+from chassis.errors import Unauthenticated, Unavailable
+from chassis.logging import get_logger
 
 __all__ = ["ALGORITHMS", "Claims", "InvalidToken", "KeySet", "TokenVerifier", "grpc_jwks_source"]
 
 ALGORITHMS = ("EdDSA",)
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
+
+log = get_logger(__name__)
 
 JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
 
@@ -73,36 +76,53 @@ class Claims:
 
 
 class KeySet:
-    """The published verification keys by `kid`, refreshed from their source on demand."""
+    """The published verification keys by `kid`, refreshed from their source on demand.
+
+    Fetched again when a token names an unknown `kid` (at most once per `refresh_interval_s`)
+    and when the set is older than `max_age_s`, so a key the issuer stopped publishing is
+    forgotten. If the source cannot answer, the last set fetched stays in use; with none yet,
+    verification is Unavailable.
+    """
 
     def __init__(
         self,
         source: JwksSource,
         *,
         refresh_interval_s: float = 1.0,
+        max_age_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._source = source
         self._refresh_interval_s = refresh_interval_s
+        self._max_age_s = max_age_s
         self._clock = clock
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, jwt.PyJWK] | None = None
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
-        """The key with this id; refetches the set once if it is unknown (and not too soon)."""
-        if kid not in self._keys:
+        """The key with this id, if the issuer publishes it."""
+        if self._stale(kid):
             async with self._lock:
-                if kid not in self._keys and self._may_refresh():
+                if self._stale(kid):
                     await self._refresh()
-        return self._keys.get(kid)
+        return (self._keys or {}).get(kid)
 
-    def _may_refresh(self) -> bool:
-        return self._clock() - self._fetched_at >= self._refresh_interval_s
+    def _stale(self, kid: str) -> bool:
+        age = self._clock() - self._fetched_at
+        if self._keys is None or age >= self._max_age_s:
+            return True
+        return kid not in self._keys and age >= self._refresh_interval_s
 
     async def _refresh(self) -> None:
         self._fetched_at = self._clock()
-        jwks = await self._source()
+        try:
+            jwks = await self._source()
+        except Exception as exc:  # noqa: BLE001 - any failure of the source is an outage
+            log.warning("cannot fetch the verification keys", error=f"{type(exc).__name__}: {exc}")
+            if self._keys is None:
+                raise Unavailable("the keys that verify access tokens cannot be fetched") from None
+            return
         keys = {}
         for entry in jwks.get("keys", ()):
             if entry.get("alg") in ALGORITHMS and entry.get("kid"):

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
+from chassis.errors import Unavailable
 from chassis.tokens import InvalidToken, KeySet, TokenVerifier
 
 ISSUER, AUDIENCE = "ordermesh", "ordermesh"
@@ -26,12 +27,15 @@ class Keys:
     def __init__(self) -> None:
         self.private: dict[str, Ed25519PrivateKey] = {}
         self.fetches = 0
+        self.down = False
 
     def add(self, kid: str) -> Ed25519PrivateKey:
         self.private[kid] = Ed25519PrivateKey.generate()
         return self.private[kid]
 
     async def __call__(self) -> dict:
+        if self.down:
+            raise ConnectionError("user service unreachable")
         self.fetches += 1
         keys = []
         for kid, key in self.private.items():
@@ -186,3 +190,38 @@ async def test_made_up_key_ids_do_not_make_the_key_set_refetch_each_time(keys, v
 async def test_garbage_is_rejected_with_a_reason(verifier):
     with pytest.raises(InvalidToken, match="malformed"):
         await verifier.verify("not-a-jwt")
+
+
+async def test_a_key_the_issuer_stopped_publishing_is_forgotten(keys, clock):
+    verifier = TokenVerifier(
+        KeySet(keys, max_age_s=60, clock=clock), issuer=ISSUER, audience=AUDIENCE, cache_size=0
+    )
+    old = keys.private["k1"]
+    await verifier.verify(signed(old, "k1"))
+    del keys.private["k1"]
+
+    clock.now += 61
+
+    with pytest.raises(InvalidToken, match="unknown key"):
+        await verifier.verify(signed(old, "k1"))
+
+
+async def test_the_last_key_set_serves_while_its_source_is_down(keys, clock):
+    verifier = TokenVerifier(
+        KeySet(keys, max_age_s=60, clock=clock), issuer=ISSUER, audience=AUDIENCE, cache_size=0
+    )
+    await verifier.verify(signed(keys.private["k1"], "k1"))
+
+    keys.down = True  # the source fails from now on
+    clock.now += 61
+
+    assert (await verifier.verify(signed(keys.private["k1"], "k1"))).user_id == "u-1"
+
+
+async def test_without_any_key_set_verification_is_unavailable(clock):
+    async def down() -> dict:
+        raise ConnectionError("user service unreachable")
+
+    verifier = TokenVerifier(KeySet(down, clock=clock), issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(Unavailable):
+        await verifier.verify(signed(Ed25519PrivateKey.generate(), "k1"))

@@ -1,0 +1,243 @@
+"""The saga engine (chassis.saga) over a real SQLite store, its participants played by the test:
+commands are read from the outbox, replies handed to the saga as its consumer would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from common.v1 import money_pb2
+from inventory.v1 import commands_pb2 as inventory_commands
+from inventory.v1 import events_pb2 as inventory_events
+from user.v1 import commands_pb2 as user_commands
+from user.v1 import events_pb2 as user_events
+
+from chassis.events import Envelope
+from chassis.saga import SAGAS, Saga, SagaDefinition, SagaStatus, Step
+from chassis.store.sqlite import SqliteStore
+
+ORDER = "o-1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.completed: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+
+    async def on_completed(self, tx, data) -> None:
+        self.completed.append(data["order_id"])
+
+    async def on_failed(self, tx, data, reason) -> None:
+        self.failed.append((data["order_id"], reason))
+
+
+def definition(outcomes: Outcomes) -> SagaDefinition:
+    return SagaDefinition(
+        name="test",
+        saga_id_of=lambda reply: reply.order_id,
+        on_completed=outcomes.on_completed,
+        on_failed=outcomes.on_failed,
+        steps=[
+            Step(
+                name="reserve_stock",
+                action=lambda d: inventory_commands.ReserveStock(order_id=d["order_id"]),
+                succeeded=inventory_events.StockReserved,
+                failed=inventory_events.StockReservationFailed,
+                reason=lambda r: r.reason,
+                compensation=lambda d: inventory_commands.ReleaseStock(order_id=d["order_id"]),
+                compensated=inventory_events.StockReleased,
+                timeout_s=10,
+            ),
+            Step(
+                name="reserve_credit",
+                action=lambda d: user_commands.ReserveCredit(
+                    order_id=d["order_id"], amount=money_pb2.Money(amount_minor=5)
+                ),
+                succeeded=user_events.CreditReserved,
+                failed=user_events.CreditLimitExceeded,
+                compensation=lambda d: user_commands.ReleaseCredit(order_id=d["order_id"]),
+                compensated=user_events.CreditReleased,
+                timeout_s=10,
+            ),
+        ],
+    )
+
+
+@pytest.fixture
+async def store(tmp_path):
+    adapter = SqliteStore(tmp_path / "owner.db")
+    await adapter.open([SAGAS])
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def outcomes():
+    return Outcomes()
+
+
+@pytest.fixture
+def saga(clock, outcomes):
+    return Saga(definition(outcomes), clock=clock)
+
+
+def envelope(message) -> Envelope:
+    return Envelope(
+        event_id="e",
+        type=message.DESCRIPTOR.full_name,
+        occurred_at=datetime.now(UTC),
+        correlation_id="c",
+        causation_id="",
+        producer="test",
+        traceparent="",
+    )
+
+
+async def reply(store, saga, message) -> None:
+    async with store.transaction() as tx:
+        await saga.handle_reply(message, envelope(message), tx)
+
+
+async def sent(store) -> list[str]:
+    """The commands in the outbox since the last call, by type, and marks them sent."""
+    rows = await store.pending(100)
+    await store.mark_sent([r.seq for r in rows])
+    return [r.message.envelope.type.split(".")[-1] for r in rows]
+
+
+async def state(store) -> dict:
+    async with store.transaction() as tx:
+        return await tx.get(SAGAS.name, ORDER)
+
+
+async def start(store, saga) -> None:
+    async with store.transaction() as tx:
+        await saga.start(tx, ORDER, {"order_id": ORDER})
+
+
+async def test_every_step_succeeding_completes_the_saga(store, saga, outcomes):
+    await start(store, saga)
+    assert await sent(store) == ["ReserveStock"]
+
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    assert await sent(store) == ["ReserveCredit"]
+    await reply(store, saga, user_events.CreditReserved(order_id=ORDER))
+
+    assert outcomes.completed == [ORDER]
+    assert (await state(store))["status"] == SagaStatus.COMPLETED
+    assert await sent(store) == []
+    kinds = [e["kind"] for e in (await state(store))["history"]]
+    assert kinds == [
+        "SAGA_STARTED",
+        "COMMAND_SENT",
+        "REPLY_RECEIVED",
+        "COMMAND_SENT",
+        "REPLY_RECEIVED",
+        "SAGA_ENDED",
+    ]
+
+
+async def test_a_failed_step_compensates_the_completed_ones_in_reverse(store, saga, outcomes):
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await sent(store)
+
+    await reply(store, saga, user_events.CreditLimitExceeded(order_id=ORDER))
+
+    assert outcomes.failed == [(ORDER, "CreditLimitExceeded")]
+    assert await sent(store) == ["ReleaseStock"]  # the failed step applied nothing
+    await reply(store, saga, inventory_events.StockReleased(order_id=ORDER))
+    assert (await state(store))["status"] == SagaStatus.COMPENSATED
+    assert not (await state(store))["active"]
+
+
+async def test_a_duplicate_or_late_reply_changes_nothing(store, saga, outcomes):
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await sent(store)
+
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await reply(store, saga, inventory_events.StockReleased(order_id=ORDER))
+
+    assert await sent(store) == []
+    assert (await state(store))["step"] == 1
+    assert (await state(store))["history"][-1]["detail"].endswith("ignored")
+    assert outcomes.failed == outcomes.completed == []
+
+
+async def test_a_step_without_reply_times_out_and_is_compensated_with_the_earlier_ones(
+    store, saga, outcomes, clock
+):
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await sent(store)
+
+    clock.now += 9
+    assert await saga.expire_overdue(store) == 0
+    clock.now += 2
+    assert await saga.expire_overdue(store) == 1
+
+    assert outcomes.failed == [(ORDER, "reserve_credit got no reply within 10 s")]
+    # The credit may still be reserved late: it is released first, then the stock.
+    assert await sent(store) == ["ReleaseCredit"]
+    await reply(store, saga, user_events.CreditReleased(order_id=ORDER))
+    assert await sent(store) == ["ReleaseStock"]
+
+
+async def test_a_compensation_without_reply_is_sent_again(store, saga, clock):
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReservationFailed(order_id=ORDER, reason="x"))
+    assert await sent(store) == ["ReserveStock"]  # nothing to compensate before step 1
+    assert (await state(store))["status"] == SagaStatus.COMPENSATED
+
+    other = "o-2"
+    async with store.transaction() as tx:
+        await saga.start(tx, other, {"order_id": other})
+    await reply(store, saga, inventory_events.StockReserved(order_id=other))
+    await reply(store, saga, user_events.CreditLimitExceeded(order_id=other))
+    assert await sent(store) == ["ReserveStock", "ReserveCredit", "ReleaseStock"]
+
+    clock.now += 11
+    await saga.expire_overdue(store)
+
+    assert await sent(store) == ["ReleaseStock"]
+
+
+async def test_aborting_a_running_saga_undoes_the_step_in_flight_too(store, saga):
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await sent(store)
+
+    async with store.transaction() as tx:
+        assert await saga.abort(tx, ORDER, "cancelled by its owner")
+
+    assert await sent(store) == ["ReleaseCredit"]
+    await reply(store, saga, user_events.CreditReserved(order_id=ORDER))  # late: ignored
+    await reply(store, saga, user_events.CreditReleased(order_id=ORDER))
+    await reply(store, saga, inventory_events.StockReleased(order_id=ORDER))
+    assert await sent(store) == ["ReleaseStock"]
+    assert (await state(store))["status"] == SagaStatus.COMPENSATED
+
+
+async def test_a_saga_resumes_from_its_stored_state_in_a_new_engine(store, outcomes, clock):
+    await start(store, Saga(definition(outcomes), clock=clock))
+    await sent(store)
+
+    restarted = Saga(definition(outcomes), clock=clock)  # as after a crash of the owner
+    await reply(store, restarted, inventory_events.StockReserved(order_id=ORDER))
+    await reply(store, restarted, user_events.CreditReserved(order_id=ORDER))
+
+    assert outcomes.completed == [ORDER]
