@@ -140,15 +140,43 @@ async def test_another_users_order_is_not_found_for_reading_listing_or_cancellin
     order = await shop.place(ada, [(product.product_id, 1)])
 
     for call in (
-        shop.orders.GetOrder(order_pb.GetOrderRequest(order_id=order.order_id),
-                             metadata=bob.metadata),
-        shop.orders.CancelOrder(order_pb.CancelOrderRequest(order_id=order.order_id),
-                                metadata=bob.metadata),
-        shop.orders.GetOrderHistory(order_pb.GetOrderHistoryRequest(order_id=order.order_id),
-                                    metadata=bob.metadata),
-    ):  # fmt: skip
+        shop.orders.GetOrder(
+            order_pb.GetOrderRequest(order_id=order.order_id), metadata=bob.metadata
+        ),
+        shop.orders.CancelOrder(
+            order_pb.CancelOrderRequest(order_id=order.order_id), metadata=bob.metadata
+        ),
+        shop.orders.GetOrderHistory(
+            order_pb.GetOrderHistoryRequest(order_id=order.order_id), metadata=bob.metadata
+        ),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     listed = await shop.orders.ListOrders(order_pb.ListOrdersRequest(), metadata=bob.metadata)
     assert list(listed.orders) == []
+
+
+async def test_the_callers_orders_are_listed_newest_first_a_page_at_a_time(shop):
+    product = await shop.product(stock=10)
+    ada = await shop.register()
+    placed = [await shop.place(ada, [(product.product_id, 1)]) for _ in range(3)]
+
+    first = await shop.orders.ListOrders(
+        order_pb.ListOrdersRequest(page_size=2), metadata=ada.metadata
+    )
+    second = await shop.orders.ListOrders(
+        order_pb.ListOrdersRequest(page_size=2, page_token=first.next_page_token),
+        metadata=ada.metadata,
+    )
+
+    newest_first = [o.order_id for o in reversed(placed)]
+    assert [o.order_id for o in first.orders] == newest_first[:2]
+    assert [o.order_id for o in second.orders] == newest_first[2:]
+    assert second.next_page_token == ""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await shop.orders.ListOrders(
+            order_pb.ListOrdersRequest(page_token="not-a-token"), metadata=ada.metadata
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not-a-token" in raised.value.details()
