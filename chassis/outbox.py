@@ -136,7 +136,7 @@ class OutboxRelay:
         return self._start_ready()
 
     async def drain(self) -> None:
-        """Relays until the outbox is empty (tests, and a graceful hand-over)."""
+        """Publishes until the outbox is empty; raises on the first failure (a one-off run)."""
         while True:
             await self.relay_once()
             if self._failures:

@@ -310,7 +310,7 @@ class Saga:
         """Compensates steps `upto`, `upto - 1`, ... 0 (those that have a compensation)."""
         steps = self.definition.steps
         saga["compensating"] = [i for i in range(upto, -1, -1) if steps[i].compensation]
-        saga["status"] = SagaStatus.COMPENSATING
+        saga.update(status=SagaStatus.COMPENSATING, active=True)
         saga["reason"] = reason
         self._continue_compensation(tx, saga_id, saga)
 

@@ -241,3 +241,20 @@ async def test_a_saga_resumes_from_its_stored_state_in_a_new_engine(store, outco
     await reply(store, restarted, user_events.CreditReserved(order_id=ORDER))
 
     assert outcomes.completed == [ORDER]
+
+
+async def test_cancelling_a_completed_saga_compensates_every_step_under_timeouts(
+    store, saga, clock
+):
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await reply(store, saga, user_events.CreditReserved(order_id=ORDER))
+    await sent(store)
+
+    async with store.transaction() as tx:
+        assert await saga.abort(tx, ORDER, "cancelled by its owner")
+
+    assert await sent(store) == ["ReleaseCredit"]
+    clock.now += 11
+    assert await saga.expire_overdue(store) == 1  # the compensation is watched, and resent
+    assert await sent(store) == ["ReleaseCredit"]
