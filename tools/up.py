@@ -38,7 +38,8 @@ Try it with grpcurl (every service lists its API through reflection):
   grpcurl -plaintext -d '{{"email": "{admin_email}", "password": "choose-a-long-one"}}' \\
       {user} user.v1.UserService/Register
   TOKEN=$(grpcurl -plaintext -d '{{"email": "{admin_email}", "password": "choose-a-long-one"}}' \\
-      {user} user.v1.UserService/Login | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])')
+      {user} user.v1.UserService/Login \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])')
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"sku": "MUG-RED", "name": "Red mug",
       "price": {{"amount_minor": 1250, "currency_code": "EUR"}}, "initial_stock": 10}}' \\
       {inventory} inventory.v1.InventoryService/CreateProduct
