@@ -5,14 +5,21 @@ correlation  the correlation and causation ids of the work in progress, in conte
 errors       the domain error hierarchy that adapters map to gRPC status codes (pure, no I/O)
 health       readiness: probes of a service's dependencies, and whether all of them answer
 logging      structlog JSON lines carrying service, instance and correlation id
-grpc         serve(): the gRPC server every service runs (health, reflection, error mapping)
+grpc         serve(): the gRPC server every service runs (health, reflection, access, errors)
+tokens       access tokens verified against the issuer's published keys (JWKS)
+identity     the access level of each RPC from its contract, and the verified caller
 events       messages on the wire: routes from the contracts, the envelope, decoding
 topology     exchanges, queues, bindings, retry and dead-letter queues, derived from the contracts
 broker       the process's RabbitMQ connection and its confirmed, mandatory publisher
 store        the storage port (unit of work, outbox, inbox) and its SQLite and MongoDB adapters
+lease        one holder at a time of a named lease among the instances sharing a store
 outbox       the relay that publishes committed outbox messages, in order per key
 consumer     consumers with explicit outcomes: processed once, retried, or dead-lettered
 deadletters  list dead-lettered messages with their reasons; replay them after a fix
 ledger       counts of messages per type and stage, also as Prometheus metrics
+saga         multi-service transactions as steps with compensations, timeouts and history
+runtime      a service's store, broker, relay, consumers and readiness, opened in order
+pages        page sizes and page tokens of list RPCs
+timestamps   stored times as google.protobuf.Timestamp
 testing      private RabbitMQ, Redis and Envoy processes for tests, and their pytest fixtures
 """

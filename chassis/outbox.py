@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from chassis.broker import Broker
+from chassis.lease import Lease
 from chassis.ledger import Ledger
 from chassis.logging import get_logger
 from chassis.store import OutboxRow, Store
@@ -56,8 +56,7 @@ class OutboxRelay:
         self._ledger = ledger or Ledger()
         self._batch = batch
         self._poll_interval_s = poll_interval_s
-        self._lease_ttl_s = lease_ttl_s
-        self._lease_until = 0.0
+        self._lease = Lease(store, "outbox", owner=owner, ttl_s=lease_ttl_s)
         self._max_backoff_s = max_backoff_s
         self._task: asyncio.Task[None] | None = None
         # Rows read and waiting to be published, by seq (in seq order); those being published,
@@ -93,8 +92,8 @@ class OutboxRelay:
         while True:
             failed = False
             try:
-                if not await self._hold_lease():
-                    await asyncio.sleep(self._lease_ttl_s / 3)
+                if not await self._lease.held():
+                    await asyncio.sleep(self._lease.ttl_s / 3)
                     continue
                 started = await self.relay_once()
             except asyncio.CancelledError:
@@ -208,12 +207,3 @@ class OutboxRelay:
             self._must_read = True
             if not (self._waiting or self._publishing or self._confirmed):
                 self._read_upto = 0
-
-    async def _hold_lease(self) -> bool:
-        now = time.monotonic()
-        if now < self._lease_until - self._lease_ttl_s / 2:
-            return True
-        if await self._store.acquire_lease("outbox", self._owner, self._lease_ttl_s):
-            self._lease_until = now + self._lease_ttl_s
-            return True
-        return False

@@ -25,6 +25,7 @@ from user.v1 import user_service_pb2
 
 from chassis import pages
 from chassis.events import outgoing
+from chassis.lease import Lease
 from chassis.logging import get_logger
 from chassis.store import Store, Transaction, run_transaction
 from services.notification import domain
@@ -66,7 +67,7 @@ class Notifications:
         self._store = store
         self._channels = dict(channels)
         self._retry_delays_s = list(retry_delays_s)
-        self._owner = owner
+        self._lease = Lease(store, "notifications", owner=owner)
         self._clock = clock
         self._poll_interval_s = poll_interval_s
         self._due = asyncio.Event()
@@ -196,7 +197,7 @@ class Notifications:
         while True:
             self._due.clear()
             try:
-                if await self._store.acquire_lease("notifications", self._owner, 10.0):
+                if await self._lease.held():
                     await self.dispatch_due()
             except asyncio.CancelledError:
                 raise
