@@ -37,7 +37,7 @@ class Draft:
     body: str
 
 
-def addresses(recipient: Mapping[str, Any], channel: str) -> str:
+def address_of(recipient: Mapping[str, Any], channel: str) -> str:
     if channel == "email":
         return str(recipient["email"])
     if channel == "sms":
@@ -50,7 +50,7 @@ def drafts(recipient: Mapping[str, Any], kind: str, subject: str, body: str) -> 
     wanted = recipient["preferences"]["channels"].get(kind, [])
     found = []
     for channel in wanted:
-        address = addresses(recipient, channel)
+        address = address_of(recipient, channel)
         if address:
             found.append(Draft(channel=channel, address=address, subject=subject, body=body))
     return found
