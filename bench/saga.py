@@ -25,6 +25,7 @@ from pathlib import Path
 import aio_pika
 from order.v1 import events_pb2
 
+from bench.events import percentile
 from bench.machine import reference_ms
 from chassis.testing import PrivateRabbitMQ
 from chassis.testing.system import System
@@ -71,11 +72,6 @@ async def place_and_wait(
     started = time.perf_counter()
     order = await shop.place(session, [(product_id, 1)])
     return (await approvals.approved(order.order_id)) - started
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def at_rate(
@@ -142,7 +138,7 @@ async def run(args: argparse.Namespace) -> None:
             latencies = await at_rate(
                 shop, approvals, users, product.product_id, rate=args.rate, seconds=args.seconds
             )
-            p50, p95, p99 = (percentile(latencies, q) for q in (0.50, 0.95, 0.99))
+            p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
             print(
                 f"at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} orders): "
                 f"PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  "

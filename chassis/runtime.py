@@ -9,14 +9,16 @@ What it guarantees:
 - the store is opened (collections and indexes created) before anything else, the broker
   connected, the outbox relay started, then the consumers, in that order;
 - on the way out, consumers stop first (the messages they took finish, the rest go back to
-  the broker), then the relay, then background tasks, then the broker and the store close;
+  the broker), then background tasks, then the relay, then what was registered with
+  `on_close`, then the broker and the store close;
 - readiness probes the store and the broker, so health turns NOT_SERVING when either is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import grpc.aio
@@ -76,6 +78,7 @@ class Runtime:
         self.broker = broker
         self.ledger = ledger
         self._consumers: list[Consumer] = []
+        self._background: list[asyncio.Task[None]] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
@@ -103,6 +106,9 @@ class Runtime:
         finally:
             for consumer in reversed(runtime._consumers):
                 await consumer.stop()
+            for task in runtime._background:
+                task.cancel()
+            await asyncio.gather(*runtime._background, return_exceptions=True)
             await relay.stop()
             for stop in reversed(runtime._stoppers):
                 await stop()
@@ -124,6 +130,11 @@ class Runtime:
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    def background(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Runs `work` until the runtime closes; it is cancelled after the consumers stop and
+        before the relay does, so what it commits still leaves."""
+        self._background.append(asyncio.create_task(work, name=name))
 
     def on_close(self, stop: Callable[[], Awaitable[None]]) -> None:
         """Runs `stop` when the runtime closes, after the consumers and the relay have stopped."""

@@ -27,7 +27,6 @@ itself ends (`SAGA_ENDED`) when the last compensation is acknowledged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -120,6 +119,15 @@ class SagaDefinition:
         return list(dict.fromkeys(types))
 
 
+ACTIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+
+
+def _indexed(saga: Document) -> Document:
+    """The saga as stored: `active` (whether a reply is awaited, which the timeout scan looks
+    up by index) derived from its status, never set by hand."""
+    return {**saga, "active": saga["status"] in ACTIVE}
+
+
 def _key(saga_id: str) -> str:
     return f"saga:{saga_id}"
 
@@ -137,7 +145,6 @@ class Saga:
         self.definition = definition
         self._clock = clock
         self._scan_interval_s = timeout_scan_interval_s
-        self._task: asyncio.Task[None] | None = None
 
     # -- the owner's entry points --------------------------------------------------------
 
@@ -147,7 +154,6 @@ class Saga:
             "definition": self.definition.name,
             "data": dict(data),
             "status": SagaStatus.RUNNING,
-            "active": True,
             "step": 0,
             "compensating": [],
             "deadline": None,
@@ -155,7 +161,7 @@ class Saga:
         }
         self._record(saga, HistoryKind.SAGA_STARTED, state="STARTED")
         self._send_action(tx, saga_id, saga)
-        await tx.insert(SAGAS.name, saga_id, saga)
+        await tx.insert(SAGAS.name, saga_id, _indexed(saga))
 
     async def handle_reply(self, reply: Message, envelope: Envelope, tx: Transaction) -> None:
         """Advances the saga a participant's reply belongs to (a `chassis.consumer` handler)."""
@@ -165,7 +171,7 @@ class Saga:
             log.warning("reply for an unknown saga", saga_id=saga_id, type=envelope.type)
             return
         outcome = self._advance(tx, saga_id, saga, reply)
-        await tx.update(SAGAS.name, saga)
+        await tx.update(SAGAS.name, _indexed(saga))
         if outcome is None:
             return
         if outcome.failure is None:
@@ -187,7 +193,7 @@ class Saga:
             )
         else:  # already compensating: the compensations under way undo everything
             return True
-        await tx.update(SAGAS.name, saga)
+        await tx.update(SAGAS.name, _indexed(saga))
         return True
 
     async def history(self, tx: Transaction, saga_id: str) -> list[Mapping[str, Any]]:
@@ -196,18 +202,8 @@ class Saga:
 
     # -- timeouts ------------------------------------------------------------------------
 
-    def start_timeouts(self, store: Store) -> None:
-        """Starts the background task that times out steps whose reply is overdue."""
-        self._task = asyncio.create_task(self._watch(store), name=f"saga-{self.definition.name}")
-
-    async def stop_timeouts(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _watch(self, store: Store) -> None:
+    async def watch_timeouts(self, store: Store) -> None:
+        """Times out overdue steps until cancelled (run it as a background task of the owner)."""
         while True:
             try:
                 await self.expire_overdue(store)
@@ -231,7 +227,7 @@ class Saga:
 
     async def _expire(self, tx: Transaction, *, saga_id: str, now: float) -> None:
         saga = await tx.get(SAGAS.name, saga_id)
-        if saga is None or not saga["active"] or saga["deadline"] is None:
+        if saga is None or saga["status"] not in ACTIVE or saga["deadline"] is None:
             return
         if saga["deadline"] > now:
             return  # a reply arrived meanwhile
@@ -251,7 +247,7 @@ class Saga:
                 detail="compensation got no reply; sending it again",
             )
             self._send_compensation(tx, saga_id, saga)
-        await tx.update(SAGAS.name, saga)
+        await tx.update(SAGAS.name, _indexed(saga))
 
     # -- the state machine ---------------------------------------------------------------
 
@@ -272,7 +268,7 @@ class Saga:
                 if saga["step"] < len(steps):
                     self._send_action(tx, saga_id, saga)
                     return None
-                saga.update(status=SagaStatus.COMPLETED, active=False, deadline=None)
+                saga.update(status=SagaStatus.COMPLETED, deadline=None)
                 self._record(saga, HistoryKind.SAGA_ENDED, state=SagaStatus.COMPLETED)
                 return _Outcome()
             if isinstance(reply, step.failed):
@@ -310,7 +306,7 @@ class Saga:
         """Compensates steps `upto`, `upto - 1`, ... 0 (those that have a compensation)."""
         steps = self.definition.steps
         saga["compensating"] = [i for i in range(upto, -1, -1) if steps[i].compensation]
-        saga.update(status=SagaStatus.COMPENSATING, active=True)
+        saga["status"] = SagaStatus.COMPENSATING
         saga["reason"] = reason
         self._continue_compensation(tx, saga_id, saga)
 
@@ -318,7 +314,7 @@ class Saga:
         if saga["compensating"]:
             self._send_compensation(tx, saga_id, saga)
             return
-        saga.update(status=SagaStatus.COMPENSATED, active=False, deadline=None)
+        saga.update(status=SagaStatus.COMPENSATED, deadline=None)
         self._record(
             saga,
             HistoryKind.SAGA_ENDED,

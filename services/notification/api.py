@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import grpc
-from common.v1 import notification_pb2
 from notification.v1 import notification_service_pb2 as pb
 from notification.v1 import notification_service_pb2_grpc as pb_grpc
 
+from chassis import vocabulary
 from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
@@ -23,10 +23,8 @@ def notification_proto(notification: Mapping[str, Any]) -> pb.Notification:
     channel = notification["channel"]
     return pb.Notification(
         notification_id=notification["_id"],
-        kind=notification_pb2.NotificationKind.Value(
-            f"NOTIFICATION_KIND_{notification['kind'].upper()}"
-        ),
-        channel=notification_pb2.Channel.Value(f"CHANNEL_{channel.upper()}"),
+        kind=vocabulary.kind(notification["kind"]),
+        channel=vocabulary.channel(channel),
         status=pb.NotificationStatus.Value(f"NOTIFICATION_STATUS_{notification['status']}"),
         recipient=domain.masked(channel, notification["address"]),
         subject=notification["subject"],

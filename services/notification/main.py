@@ -47,8 +47,7 @@ async def main() -> None:
         for client in providers:
             runtime.on_close(client.close)
         await runtime.consume(consumers.EVENTS, consumers.handlers(notifications))
-        notifications.start()
-        runtime.on_close(notifications.stop)
+        runtime.background(notifications.dispatch_forever(), name="notification-dispatcher")
         await serve(
             settings,
             [api.service(notifications)],

@@ -17,13 +17,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from common.v1 import notification_pb2
 from notification.v1 import events_pb2
 from order.v1 import events_pb2 as order_events
 from user.v1 import events_pb2 as user_events
 from user.v1 import user_service_pb2
 
-from chassis import pages
+from chassis import pages, vocabulary
 from chassis.events import outgoing
 from chassis.lease import Lease
 from chassis.logging import get_logger
@@ -38,14 +37,9 @@ PRODUCER = "notification"
 
 
 def preferences_of(proto: user_service_pb2.Preferences) -> dict[str, Any]:
-    def name(enum: Any, value: int, prefix: str) -> str:
-        return str(enum.Name(value)).removeprefix(prefix).lower()
-
     return {
         "channels": {
-            name(notification_pb2.NotificationKind, s.kind, "NOTIFICATION_KIND_"): [
-                name(notification_pb2.Channel, c, "CHANNEL_") for c in s.channels
-            ]
+            vocabulary.kind_name(s.kind): [vocabulary.channel_name(c) for c in s.channels]
             for s in proto.subscriptions
         },
         "phone_number": proto.phone_number,
@@ -71,7 +65,6 @@ class Notifications:
         self._clock = clock
         self._poll_interval_s = poll_interval_s
         self._due = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     # -- what the consumers call -----------------------------------------------------------
 
@@ -183,17 +176,8 @@ class Notifications:
 
     # -- delivery --------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
+    async def dispatch_forever(self) -> None:
+        """Sends what is due until cancelled, while this instance holds the dispatch lease."""
         while True:
             self._due.clear()
             try:
@@ -248,21 +232,18 @@ class Notifications:
             {"time": now, "error": f"{type(error).__name__}: {error}" if error else ""},
         ]
         updated: dict[str, Any] = {**notification, "attempts": attempts, "update_time": now}
-        kind = notification_pb2.NotificationKind.Value(
-            f"NOTIFICATION_KIND_{notification['kind'].upper()}"
-        )
-        channel = notification_pb2.Channel.Value(f"CHANNEL_{notification['channel'].upper()}")
+        about = {
+            "notification_id": notification_id,
+            "user_id": notification["user_id"],
+            "kind": vocabulary.kind(notification["kind"]),
+            "channel": vocabulary.channel(notification["channel"]),
+            "subject_id": notification["subject_id"],
+        }
+        outcome: events_pb2.NotificationSent | events_pb2.NotificationFailed | None = None
         if error is None:
             updated["status"] = domain.SENT
-            sent = events_pb2.NotificationSent(
-                notification_id=notification_id,
-                user_id=notification["user_id"],
-                kind=kind,
-                channel=channel,
-                subject_id=notification["subject_id"],
-            )
-            sent.sent_time.FromNanoseconds(int(now * 1e9))
-            tx.publish(outgoing(sent, producer=PRODUCER), key=notification["user_id"])
+            outcome = events_pb2.NotificationSent(**about)
+            outcome.sent_time.FromNanoseconds(int(now * 1e9))
         else:
             updated["last_error"] = attempts[-1]["error"][:500]
             delay = None
@@ -285,14 +266,9 @@ class Notifications:
                     attempts=len(attempts),
                     error=updated["last_error"],
                 )
-                failed = events_pb2.NotificationFailed(
-                    notification_id=notification_id,
-                    user_id=notification["user_id"],
-                    kind=kind,
-                    channel=channel,
-                    subject_id=notification["subject_id"],
-                    attempts=len(attempts),
-                    error=updated["last_error"],
+                outcome = events_pb2.NotificationFailed(
+                    **about, attempts=len(attempts), error=updated["last_error"]
                 )
-                tx.publish(outgoing(failed, producer=PRODUCER), key=notification["user_id"])
+        if outcome is not None:
+            tx.publish(outgoing(outcome, producer=PRODUCER), key=notification["user_id"])
         await tx.update(NOTIFICATIONS.name, updated)

@@ -29,8 +29,7 @@ async def main() -> None:
             step_timeout_s=settings.saga_step_timeout_s,
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))
-        orders.saga.start_timeouts(runtime.store)
-        runtime.on_close(orders.saga.stop_timeouts)
+        runtime.background(orders.saga.watch_timeouts(runtime.store), name="saga-timeouts")
         await serve(
             settings,
             [api.service(orders)],

@@ -122,8 +122,6 @@ class Orders:
     ) -> dict[str, Any]:
         """A PENDING order whose saga has started; the same order again for a repeated key."""
         idempotency = f"{user_id}/{domain.check_idempotency_key(idempotency_key)}"
-        if (placed := await self._by_idempotency(idempotency)) is not None:
-            return placed
         merged = domain.merged_items(items)
         products = await asyncio.gather(*(self._inventory.product(i.product_id) for i in merged))
         lines, total, currency = domain.priced_lines(
@@ -165,7 +163,7 @@ class Orders:
                     },
                 )
         except DuplicateKey:
-            # The same key raced in from a retry: the first order wins.
+            # A retry with the same key (the unique index decides, once): the first order wins.
             if (placed := await self._by_idempotency(idempotency)) is not None:
                 return placed
             raise

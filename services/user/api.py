@@ -10,12 +10,13 @@ from common.v1 import money_pb2
 from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 
+from chassis import vocabulary
 from chassis.errors import InvalidArgument
 from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
 from services.user.keys import SigningKeys
-from services.user.service import Tokens, Users, channel_name, kind_name, preferences_proto
+from services.user.service import Tokens, Users, preferences_proto
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -93,12 +94,12 @@ class UserApi(pb_grpc.UserServiceServicer):
     ) -> pb.UpdatePreferencesResponse:
         channels: dict[str, list[str]] = {}
         for subscription in request.subscriptions:
-            kind = kind_name(subscription.kind)
+            kind = vocabulary.kind_name(subscription.kind)
             if kind == "unspecified":
                 raise InvalidArgument("a subscription names no notification kind")
             if kind in channels:
                 raise InvalidArgument(f"notification kind {kind!r} is listed twice")
-            names = [channel_name(c) for c in subscription.channels]
+            names = [vocabulary.channel_name(c) for c in subscription.channels]
             if "unspecified" in names:
                 raise InvalidArgument(f"a channel of kind {kind!r} is CHANNEL_UNSPECIFIED")
             channels[kind] = names

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import argon2
-from common.v1 import money_pb2, notification_pb2
+from common.v1 import money_pb2
 from user.v1 import events_pb2, user_service_pb2
 
+from chassis import vocabulary
 from chassis.errors import InvalidArgument, NotFound
 from chassis.events import outgoing
 from chassis.store import DuplicateKey, Store, Transaction, run_transaction
@@ -47,21 +48,12 @@ class Tokens:
     refresh_expires_at: float
 
 
-def channel_name(channel: notification_pb2.Channel.ValueType) -> str:
-    """common.v1.Channel -> the domain's name: "email", ...; "unspecified" for 0."""
-    return notification_pb2.Channel.Name(channel).removeprefix("CHANNEL_").lower()
-
-
-def kind_name(kind: notification_pb2.NotificationKind.ValueType) -> str:
-    return notification_pb2.NotificationKind.Name(kind).removeprefix("NOTIFICATION_KIND_").lower()
-
-
 def preferences_proto(preferences: Mapping[str, Any]) -> user_service_pb2.Preferences:
     return user_service_pb2.Preferences(
         subscriptions=[
             user_service_pb2.ChannelSubscription(
-                kind=notification_pb2.NotificationKind.Value(f"NOTIFICATION_KIND_{kind.upper()}"),
-                channels=[notification_pb2.Channel.Value(f"CHANNEL_{c.upper()}") for c in chosen],
+                kind=vocabulary.kind(kind),
+                channels=[vocabulary.channel(c) for c in chosen],
             )
             for kind, chosen in preferences["channels"].items()
         ],

@@ -15,16 +15,9 @@ from user.v1 import events_pb2 as user_events
 from chassis.events import Envelope
 from chassis.saga import SAGAS, Saga, SagaDefinition, SagaStatus, Step
 from chassis.store.sqlite import SqliteStore
+from tests.clock import Clock
 
 ORDER = "o-1"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Outcomes:

@@ -10,16 +10,9 @@ import pytest
 from chassis.store.sqlite import SqliteStore
 from chassis.tokens import InvalidToken, KeySet, TokenVerifier
 from services.user.keys import SIGNING_KEYS, SigningKeys
+from tests.clock import Clock
 
 LIFETIME_S, TOKEN_TTL_S = 3600.0, 900.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

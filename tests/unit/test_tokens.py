@@ -17,6 +17,7 @@ from jwt.algorithms import OKPAlgorithm
 
 from chassis.errors import Unavailable
 from chassis.tokens import InvalidToken, KeySet, TokenVerifier
+from tests.clock import Clock
 
 ISSUER, AUDIENCE = "ordermesh", "ordermesh"
 
@@ -67,14 +68,6 @@ def keys() -> Keys:
     source = Keys()
     source.add("k1")
     return source
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
