@@ -22,6 +22,12 @@ dead-letters it. The consumer keeps going after every failure.
 
 Dead-letter headers: `x-error-class`, `x-error-message`, `x-attempts`, `x-consumer`,
 `x-failed-at`, `x-original-exchange`, `x-original-routing-key`.
+
+Deliveries are taken from aio-pika's channel at the aiormq level (one task per delivery instead
+of two, and no `IncomingMessage` built per delivery; measured: bench-events): aio-pika still
+declares the queues and restores them after a reconnection, and the consumer then subscribes
+again on the new channel; if the broker cancels the subscription (its queue deleted), it
+declares the subscription again and resubscribes.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from typing import Any
 
 import aio_pika
 import aio_pika.abc
+import aiormq.abc
+from pamqp.commands import Basic
 
 from chassis.broker import Broker
 from chassis.correlation import causation_id, correlation_id
@@ -56,21 +64,35 @@ ORIGINAL_EXCHANGE = "x-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 
 
-def _copy(
-    incoming: aio_pika.abc.AbstractIncomingMessage, headers: Mapping[str, Any]
-) -> aio_pika.Message:
+Delivery = aiormq.abc.DeliveredMessage
+RESUBSCRIBE_INTERVAL_S = 1.0
+
+
+def _copy(incoming: Delivery, headers: Mapping[str, Any]) -> aio_pika.Message:
     """The incoming message as a new persistent message, with extra headers."""
+    properties = incoming.header.properties
     return aio_pika.Message(
         incoming.body,
-        message_id=incoming.message_id,
-        type=incoming.type,
-        timestamp=incoming.timestamp,
-        correlation_id=incoming.correlation_id,
-        content_type=incoming.content_type,
-        app_id=incoming.app_id,
+        message_id=properties.message_id,
+        type=properties.message_type,
+        timestamp=properties.timestamp,
+        correlation_id=properties.correlation_id,
+        content_type=properties.content_type,
+        app_id=properties.app_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers={**(incoming.headers or {}), **headers},
+        headers={**(properties.headers or {}), **headers},
     )
+
+
+def _type_of(incoming: Delivery) -> str:
+    return incoming.header.properties.message_type or "<no type>"
+
+
+async def _ack(incoming: Delivery, *, multiple: bool = False) -> None:
+    """Acks on the channel the message came on (after a reconnection that fails, and the
+    message comes again)."""
+    assert incoming.delivery_tag is not None
+    await incoming.channel.basic_ack(incoming.delivery_tag, multiple=multiple)
 
 
 class Consumer:
@@ -96,11 +118,12 @@ class Consumer:
         self._instance = instance
         self._ledger = ledger or Ledger()
         self.name = subscription.queue(instance)
-        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._channel: aio_pika.abc.AbstractRobustChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
+        self._resubscribing: asyncio.Task[None] | None = None
         # Deliveries not yet handled, in arrival order, and the task that handles them.
-        self._waiting: deque[aio_pika.abc.AbstractIncomingMessage] = deque()
+        self._waiting: deque[Delivery] = deque()
         self._drainer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -110,21 +133,66 @@ class Consumer:
         self._queue = await declare_subscription(
             self._channel, self._subscription, instance=self._instance
         )
-        self._tag = await self._queue.consume(self._on_delivery)
+        # aio-pika reopens the channel and restores the queue after a reconnection.
+        self._channel.reopen_callbacks.add(self._on_reopened)
+        await self._subscribe()
 
     async def stop(self) -> None:
         """Stops taking messages and lets those taken finish; unacked ones are redelivered."""
-        if self._queue is not None and self._tag is not None:
-            await self._queue.cancel(self._tag)
-            self._tag = None
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+        if self._channel is not None:
+            self._channel.reopen_callbacks.discard(self._on_reopened)
+            if self._tag is not None:
+                channel = await self._channel.get_underlay_channel()
+                await channel.basic_cancel(self._tag)
+                self._tag = None
         if self._drainer is not None:
             await self._drainer
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
 
-    async def _on_delivery(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self._ledger.record(incoming.type or "<no type>", "delivered")
+    async def _subscribe(self) -> None:
+        assert self._channel is not None
+        assert self._queue is not None
+        channel = await self._channel.get_underlay_channel()
+        channel.on_consumer_cancel_callbacks.add(self._on_cancelled)
+        subscribed = await channel.basic_consume(self._queue.name, self._on_delivery)
+        self._tag = subscribed.consumer_tag
+
+    async def _on_reopened(self, _: object) -> None:
+        await self._subscribe()
+
+    def _on_cancelled(self, frame: Basic.Cancel) -> None:
+        """The broker ended the subscription (its queue was deleted): declare it again and
+        subscribe, at intervals until that works."""
+        if frame.consumer_tag != self._tag or self._resubscribing is not None:
+            return
+        log.warning("subscription cancelled by the broker; subscribing again", queue=self.name)
+        self._tag = None
+        self._resubscribing = asyncio.create_task(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        assert self._channel is not None
+        try:
+            while True:
+                await asyncio.sleep(RESUBSCRIBE_INTERVAL_S)
+                try:
+                    # The queue's bindings went with it: declare the whole subscription again.
+                    self._queue = await declare_subscription(
+                        self._channel, self._subscription, instance=self._instance
+                    )
+                    await self._subscribe()
+                except Exception:  # noqa: BLE001 - the broker is not ready: try again
+                    log.warning("could not subscribe again yet", queue=self.name)
+                else:
+                    return
+        finally:
+            self._resubscribing = None
+
+    async def _on_delivery(self, incoming: Delivery) -> None:
+        self._ledger.record(_type_of(incoming), "delivered")
         self._waiting.append(incoming)
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
@@ -144,7 +212,7 @@ class Consumer:
         finally:
             self._drainer = None
 
-    async def _handle_batch(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
+    async def _handle_batch(self, batch: list[Delivery]) -> None:
         """All of a batch in one transaction; if any handler fails, each message on its own."""
         decoded = []
         for incoming in batch:
@@ -163,7 +231,7 @@ class Consumer:
                 pass
             else:
                 # Every earlier delivery on the channel is settled: one ack covers the batch.
-                await decoded[-1][0].ack(multiple=True)
+                await _ack(decoded[-1][0], multiple=True)
                 for (_, envelope, _), first in zip(decoded, firsts, strict=True):
                     self._settled(envelope, first)
                 return
@@ -182,13 +250,11 @@ class Consumer:
     async def _apply_all(
         self,
         tx: Transaction,
-        decoded: list[tuple[aio_pika.abc.AbstractIncomingMessage, Envelope, Message]],
+        decoded: list[tuple[Delivery, Envelope, Message]],
     ) -> list[bool]:
         return [await self._apply(tx, envelope, message) for _, envelope, message in decoded]
 
-    async def _handle_one(
-        self, incoming: aio_pika.abc.AbstractIncomingMessage, envelope: Envelope, message: Message
-    ) -> None:
+    async def _handle_one(self, incoming: Delivery, envelope: Envelope, message: Message) -> None:
         try:
             first = await run_transaction(
                 self._store, lambda tx: self._apply(tx, envelope, message)
@@ -199,7 +265,7 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001 - any other failure is retried
             await self._retry(incoming, exc)
             return
-        await incoming.ack()
+        await _ack(incoming)
         self._settled(envelope, first)
 
     def _settled(self, envelope: Envelope, first_time: bool) -> None:
@@ -208,22 +274,20 @@ class Consumer:
             log.info("duplicate absorbed", type=envelope.type, event_id=envelope.event_id)
 
     @staticmethod
-    def _attempts(incoming: aio_pika.abc.AbstractIncomingMessage) -> int:
-        value = (incoming.headers or {}).get(ATTEMPTS, 0)
+    def _attempts(incoming: Delivery) -> int:
+        value = (incoming.header.properties.headers or {}).get(ATTEMPTS, 0)
         return int(value) if isinstance(value, int | str) else 0
 
     @staticmethod
-    def _origin(incoming: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
+    def _origin(incoming: Delivery) -> dict[str, Any]:
         """Where the message was first published (retries arrive from the default exchange)."""
-        headers = incoming.headers or {}
+        headers = incoming.header.properties.headers or {}
         return {
             ORIGINAL_EXCHANGE: headers.get(ORIGINAL_EXCHANGE, incoming.exchange or ""),
             ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY, incoming.routing_key or ""),
         }
 
-    async def _retry(
-        self, incoming: aio_pika.abc.AbstractIncomingMessage, error: Exception
-    ) -> None:
+    async def _retry(self, incoming: Delivery, error: Exception) -> None:
         attempts = self._attempts(incoming) + 1
         delays = self._subscription.retry_delays_s
         if attempts > len(delays):
@@ -231,8 +295,8 @@ class Consumer:
             return
         log.warning(
             "handler failed; retrying",
-            type=incoming.type,
-            event_id=incoming.message_id,
+            type=_type_of(incoming),
+            event_id=incoming.header.properties.message_id,
             attempt=attempts,
             delay_s=delays[attempts - 1],
             error=f"{type(error).__name__}: {error}",
@@ -243,16 +307,14 @@ class Consumer:
              **self._origin(incoming)},
         )  # fmt: skip
         await self._broker.send(retry, routing_key=self._subscription.retry_queue(attempts - 1))
-        await incoming.ack()
-        self._ledger.record(incoming.type or "<no type>", "retried")
+        await _ack(incoming)
+        self._ledger.record(_type_of(incoming), "retried")
 
-    async def _dead_letter(
-        self, incoming: aio_pika.abc.AbstractIncomingMessage, error: Exception, *, attempts: int
-    ) -> None:
+    async def _dead_letter(self, incoming: Delivery, error: Exception, *, attempts: int) -> None:
         log.error(
             "message dead-lettered",
-            type=incoming.type,
-            event_id=incoming.message_id,
+            type=_type_of(incoming),
+            event_id=incoming.header.properties.message_id,
             attempts=attempts,
             error=f"{type(error).__name__}: {error}",
         )
@@ -268,5 +330,5 @@ class Consumer:
             },
         )
         await self._broker.send(dead, routing_key=self._subscription.dead_letter_queue)
-        await incoming.ack()
-        self._ledger.record(incoming.type or "<no type>", "dead_lettered")
+        await _ack(incoming)
+        self._ledger.record(_type_of(incoming), "dead_lettered")

@@ -155,26 +155,28 @@ class TypeRegistry:
     def __contains__(self, full_name: str) -> bool:
         return full_name in self._types
 
-    def decode(self, incoming: aio_pika.abc.AbstractIncomingMessage) -> tuple[Envelope, Message]:
-        if not incoming.message_id:
+    def decode(self, incoming: aiormq.abc.DeliveredMessage) -> tuple[Envelope, Message]:
+        properties = incoming.header.properties
+        if not properties.message_id:
             raise Undecodable("no message_id: the event id is missing")
-        if not incoming.type:
+        type = properties.message_type
+        if not type:
             raise Undecodable("no type property: cannot tell which message this is")
-        message_type = self._types.get(incoming.type)
+        message_type = self._types.get(type)
         if message_type is None:
-            raise Undecodable(f"unknown type {incoming.type!r}: no handler declared for it")
-        if incoming.content_type != CONTENT_TYPE:
-            raise Undecodable(f"content type {incoming.content_type!r} is not {CONTENT_TYPE}")
+            raise Undecodable(f"unknown type {type!r}: no handler declared for it")
+        if properties.content_type != CONTENT_TYPE:
+            raise Undecodable(f"content type {properties.content_type!r} is not {CONTENT_TYPE}")
         try:
             decoded = message_type.FromString(incoming.body)
         except protobuf_message.DecodeError as exc:
-            raise Undecodable(f"body is not a valid {incoming.type}: {exc}") from None
-        headers = dict(incoming.headers or {})
+            raise Undecodable(f"body is not a valid {type}: {exc}") from None
+        headers = dict(properties.headers or {})
         envelope = Envelope(
-            event_id=incoming.message_id,
-            type=incoming.type,
-            occurred_at=incoming.timestamp or datetime.now(UTC),
-            correlation_id=incoming.correlation_id or new_correlation_id(),
+            event_id=properties.message_id,
+            type=type,
+            occurred_at=properties.timestamp or datetime.now(UTC),
+            correlation_id=properties.correlation_id or new_correlation_id(),
             causation_id=_text(headers.get("causation-id")),
             producer=_text(headers.get("producer")),
             traceparent=_text(headers.get("traceparent")),

@@ -361,3 +361,23 @@ async def test_one_failing_message_in_a_batch_does_not_hold_back_the_others(
     assert await totals(store) == {"p-0": 10, "p-1": 10, "p-2": 9}
     [dead] = await dead_letters(broker, subscription)
     assert dead.headers["x-error-message"] == "product p-bad is discontinued"
+
+
+async def test_a_consumer_whose_queue_is_deleted_subscribes_again(broker, store, consuming):
+    """The broker cancels a subscription whose queue is deleted (an operator's mistake); the
+    consumer declares it again, bindings included, and events published after that arrive."""
+    ledger = Ledger()
+    subscription = stock_subscription()
+    await consuming(subscription, StockCounter(), ledger)
+    channel = await broker.connection.channel()
+    await channel.queue_delete(subscription.queue())
+    await channel.close()
+
+    async def delivered_after_resubscribing() -> bool:
+        # Until the queue and its binding are back, events go to the exchange's unrouted queue.
+        await broker.publish(outgoing(adjusted("p-1"), producer="test"))
+        await asyncio.sleep(0.2)
+        return ledger.count("processed") > 0
+
+    await eventually(delivered_after_resubscribing)
+    assert await totals(store) == {"p-1": ledger.count("processed")}
