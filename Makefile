@@ -11,8 +11,10 @@ INSTALLED := $(VENV)/.installed
 .PHONY: up test test-unit test-integration test-contract gen lint check-gen lock system-deps \
 	bench-events bench-saga
 
+# `make up INSTANCES=3` for three instances of every service.
+INSTANCES ?= 2
 up: system-deps $(INSTALLED)
-	$(BIN)/python -m tools.up
+	$(BIN)/python -m tools.up --instances $(INSTANCES)
 
 test: system-deps $(INSTALLED)
 	$(BIN)/pytest tests
@@ -35,6 +37,7 @@ bench-saga: system-deps $(INSTALLED)
 
 gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen
+	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
 
 lint: $(INSTALLED) check-gen
 	$(BIN)/ruff check .
@@ -47,10 +50,12 @@ lint: $(INSTALLED) check-gen
 	$(BIN)/python tools/contracts.py breaking
 
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
+GENERATED := gen gateway/envoy.yaml
 check-gen: gen
-	@git diff --exit-code --stat -- gen || (echo "gen/ is stale: run 'make gen' and commit" && exit 1)
-	@test -z "$$(git status --porcelain -- gen)" || \
-		(git status --porcelain -- gen; echo "gen/ has files not committed: run 'make gen' and commit" && exit 1)
+	@git diff --exit-code --stat -- $(GENERATED) || \
+		(echo "generated files are stale: run 'make gen' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (git status --porcelain -- $(GENERATED); \
+		echo "generated files not committed: run 'make gen' and commit" && exit 1)
 
 # Re-pins every dependency (after a change to pyproject.toml).
 lock: $(INSTALLED)

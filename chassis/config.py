@@ -50,6 +50,14 @@ class ServiceSettings(Settings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     # How often readiness probes run; health follows within this delay.
     health_interval_s: float = Field(default=2.0, gt=0)
+    # The registry (chassis.registry): empty means this instance is not registered.
+    redis_url: str = ""
+    # The address others reach this instance at (default: grpc_host and the bound port).
+    advertised_host: str = ""
+    service_version: str = "0.1.0"
+    # A silent instance drops out of the registry after registry_ttl_s; heartbeats renew it.
+    registry_ttl_s: float = Field(default=6.0, gt=0)
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
 
 
 S = TypeVar("S", bound=Settings)

@@ -12,7 +12,9 @@ What every service gets from it:
 - one table (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message;
   any other exception is logged and answered INTERNAL without its details;
 - graceful shutdown on SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused,
-  in-flight calls get `shutdown_grace_s` to finish.
+  in-flight calls get `shutdown_grace_s` to finish;
+- with `REDIS_URL` set, registration in the registry (`chassis.registry`) once serving, with
+  heartbeats; at shutdown the instance is marked draining first and removed once drained.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from chassis.correlation import correlation_id, new_correlation_id
 from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, caller
 from chassis.logging import get_logger
+from chassis.registry import Instance, Registration, Registry
 
 __all__ = ["STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
 
@@ -263,14 +266,8 @@ async def serve(
     *,
     readiness: Readiness | None = None,
     authenticator: Authenticator | None = None,
-    on_started: Callable[[int], Awaitable[None]] | None = None,
-    on_stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Serves until SIGTERM or SIGINT, then shuts down gracefully; the one entry of every service.
-
-    `on_started` receives the bound port (to print it, or to register the instance);
-    `on_stopping` runs once serving has stopped (to stop consumers and relays, then close).
-    """
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry."""
     server = GrpcServer(
         services,
         readiness=readiness,
@@ -284,15 +281,35 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    registration: Registration | None = None
     try:
         port = await server.start()
-        if on_started is not None:
-            await on_started(port)
+        if settings.redis_url:
+            registration = _registration(settings, port)
+            await registration.start()
         await stopping.wait()
         log.info("shutdown requested")
     finally:
+        if registration is not None:
+            await registration.drain()
         await server.stop()
+        if registration is not None:
+            await registration.stop()
+            await registration.registry.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        if on_stopping is not None:
-            await on_stopping()
+
+
+def _registration(settings: ServiceSettings, port: int) -> Registration:
+    host = settings.advertised_host or settings.grpc_host
+    return Registration(
+        Registry(settings.redis_url),
+        Instance(
+            service=settings.service_name,
+            instance_id=settings.instance_id,
+            address=f"{host}:{port}",
+            version=settings.service_version,
+        ),
+        ttl_s=settings.registry_ttl_s,
+        interval_s=settings.heartbeat_interval_s,
+    )

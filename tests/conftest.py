@@ -10,20 +10,43 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from chassis.testing.rabbitmq import PrivateRabbitMQ
+from chassis.testing.redis import PrivateRedis
 from chassis.testing.system import System
+from gateway.local import LocalGateway
 from tests.integration.shop import Shop
 
 pytest_plugins = ["chassis.testing.fixtures"]
 
 
 @pytest.fixture(scope="session")
-def system(rabbitmq: PrivateRabbitMQ, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    """The four services as real processes, shared by the tests that do not stop any of them."""
+def system(
+    rabbitmq: PrivateRabbitMQ,
+    redis_server: PrivateRedis,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[System]:
+    """The four services as real processes, registered in the session's Redis, shared by the
+    tests that do not stop any of them."""
     running = System(
-        tmp_path_factory.mktemp("system"), amqp_url=rabbitmq.add_vhost("shared-system")
+        tmp_path_factory.mktemp("system"),
+        amqp_url=rabbitmq.add_vhost("shared-system"),
+        env={"REDIS_URL": redis_server.url},
     )
     try:
         running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    system: System, redis_server: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalGateway]:
+    """Envoy and its discovery in front of the session's system, once every service is healthy."""
+    running = LocalGateway(tmp_path_factory.mktemp("gateway"), redis_url=redis_server.url)
+    try:
+        running.start()
+        running.wait_for_healthy()
         yield running
     finally:
         running.stop()

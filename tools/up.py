@@ -1,101 +1,167 @@
-"""`make up`: runs what of the system exists so far, until Ctrl-C.
+"""`make up`: runs the whole system behind its gateway, until Ctrl-C.
 
-Today that is: a private RabbitMQ (unless RABBITMQ_URL points at a running one) and a private
-Redis (unless REDIS_URL does), the four services (one instance each, over gRPC, their SQLite
-stores under .build/run), a local SMTP server and SMS/push receivers that log what they get.
-The Envoy gateway, the registry and the supervised N instances are not built yet (issue 5);
-this says so instead of pretending.
-
-ADMIN_EMAIL names the account that gets the admin role (default admin@ordermesh.test); there
-is no admin password anywhere: register that account with a password of your own.
+Starts, as processes supervised here (a crashed one is started again, with backoff):
+- a private RabbitMQ, unless RABBITMQ_URL points at one, and a private Redis, unless REDIS_URL
+  does (both under .build/run, gone at the next start);
+- the local SMTP server and SMS/push receivers (what they get is logged);
+- `--instances N` (default 2) of every service, registered in Redis;
+- the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its discovery process.
+Then seeds an admin account (ADMIN_EMAIL, default admin@ordermesh.test, with a random password
+printed once: there is no default password anywhere) and a demo catalogue, and prints curl and
+grpcurl commands to try. Not built yet: the auth and rate-limit services (issue 5).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import secrets
 import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
 
+import grpc
+from common.v1 import money_pb2
+from inventory.v1 import inventory_service_pb2 as inventory_pb
+from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from user.v1 import user_service_pb2 as user_pb
+from user.v1 import user_service_pb2_grpc as user_grpc
+
 from chassis.testing import PrivateRabbitMQ, PrivateRedis
-from chassis.testing.system import ADMIN_EMAIL, System
+from chassis.testing.supervisor import Supervisor
+from chassis.testing.system import ADMIN_EMAIL, SERVICES, System
+from gateway.local import LocalGateway
 
 RUN_DIR = Path(__file__).resolve().parent.parent / ".build" / "run"
-NOT_BUILT = [
-    "the Envoy gateway on 127.0.0.1:8080 (REST and gRPC), auth and rate limiting",
-    "the registry and the supervised service instances (--instances N)",
+NOT_BUILT = ["the auth service (ext_authz) and the rate-limit service in front of the services"]
+CATALOGUE = [
+    ("MUG-RED", "Red mug", 1250, 40),
+    ("TEAPOT-BLUE", "Blue teapot", 3900, 10),
+    ("SPOON-SET", "Set of six spoons", 1800, 25),
+    ("KETTLE-STEEL", "Steel kettle", 5900, 3),
 ]
 
 
-def examples(system: System, admin_email: str) -> str:
-    user, inventory, order = (system.address(s) for s in ("user", "inventory", "order"))
+def seed(gateway: str, admin_email: str, password: str) -> list[str]:
+    """Registers the admin and creates the demo catalogue through the gateway; product ids."""
+    with grpc.insecure_channel(gateway) as channel:
+        users = user_grpc.UserServiceStub(channel)
+        users.Register(
+            user_pb.RegisterRequest(email=admin_email, password=password, display_name="Admin"),
+            timeout=10,
+        )
+        login = users.Login(user_pb.LoginRequest(email=admin_email, password=password), timeout=10)
+        admin = [("authorization", f"Bearer {login.tokens.access_token}")]
+        inventory = inventory_grpc.InventoryServiceStub(channel)
+        return [
+            inventory.CreateProduct(
+                inventory_pb.CreateProductRequest(
+                    sku=sku,
+                    name=name,
+                    price=money_pb2.Money(amount_minor=price, currency_code="EUR"),
+                    initial_stock=stock,
+                ),
+                metadata=admin,
+                timeout=10,
+            ).product.product_id
+            for sku, name, price, stock in CATALOGUE
+        ]
+
+
+def examples(gateway: str, product_id: str) -> str:
     return f"""
-Try it with grpcurl (every service lists its API through reflection):
+The gateway serves REST and gRPC on http://{gateway}. Try it:
 
-  grpcurl -plaintext {user} list
-  grpcurl -plaintext -d '{{"email": "{admin_email}", "password": "choose-a-long-one"}}' \\
-      {user} user.v1.UserService/Register
-  TOKEN=$(grpcurl -plaintext -d '{{"email": "{admin_email}", "password": "choose-a-long-one"}}' \\
-      {user} user.v1.UserService/Login \\
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["access_token"])')
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"sku": "MUG-RED", "name": "Red mug",
-      "price": {{"amount_minor": 1250, "currency_code": "EUR"}}, "initial_stock": 10}}' \\
-      {inventory} inventory.v1.InventoryService/CreateProduct
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"idempotency_key": "k-1",
-      "items": [{{"product_id": "<product id>", "quantity": 2}}]}}' \\
-      {order} order.v1.OrderService/PlaceOrder
+  curl -s http://{gateway}/v1/products
+  curl -s -X POST http://{gateway}/v1/users \\
+      -d '{{"email": "ada@example.com", "password": "choose-a-long-one", "displayName": "Ada"}}'
+  TOKEN=$(curl -s -X POST http://{gateway}/v1/auth/login \\
+      -d '{{"email": "ada@example.com", "password": "choose-a-long-one"}}' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["accessToken"])')
+  curl -s -X POST http://{gateway}/v1/orders -H "authorization: Bearer $TOKEN" \\
+      -d '{{"idempotencyKey": "k-1", "items": [{{"productId": "{product_id}", "quantity": 2}}]}}'
+  curl -s http://{gateway}/v1/orders -H "authorization: Bearer $TOKEN"
+  curl -s http://{gateway}/v1/notifications -H "authorization: Bearer $TOKEN"
 
-Emails, SMS and push notifications are logged in {system.directory / "sinks" / "sinks.log"}.
+  grpcurl -plaintext -import-path proto -import-path .build/protodeps \\
+      -proto inventory/v1/inventory_service.proto \\
+      {gateway} inventory.v1.InventoryService/ListProducts
+
+(the gateway does not route server reflection: give grpcurl the contracts, as above)
 """
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Runs the whole system behind its gateway.")
+    parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", "2")))
+    args = parser.parse_args()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     shutil.rmtree(RUN_DIR, ignore_errors=True)
-    started: list[PrivateRabbitMQ | PrivateRedis | System] = []
+    supervisor = Supervisor()
+    started: list[PrivateRabbitMQ | PrivateRedis | System | LocalGateway] = []
     try:
         rabbitmq_url = os.environ.get("RABBITMQ_URL")
         if not rabbitmq_url:
-            print("starting a private RabbitMQ (about 6 s)...", flush=True)
+            print("starting a private RabbitMQ (about 10 s)...", flush=True)
             broker = PrivateRabbitMQ(RUN_DIR / "rabbitmq")
             started.append(broker)
             broker.start()
+            supervisor.watch(broker.process)
             rabbitmq_url = broker.url
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
             redis = PrivateRedis(RUN_DIR / "redis")
             started.append(redis)
             redis.start()
+            supervisor.watch(redis.process)
             redis_url = redis.url
         admin_email = os.environ.get("ADMIN_EMAIL", ADMIN_EMAIL)
-        print("starting the services...", flush=True)
+        print(f"starting {args.instances} instance(s) of each service...", flush=True)
         system = System(
             RUN_DIR / "services",
             amqp_url=rabbitmq_url,
-            env={"ADMIN_EMAIL": admin_email},
+            env={"ADMIN_EMAIL": admin_email, "REDIS_URL": redis_url},
             separate_sinks=True,
         )
         started.append(system)
         system.start()
+        instances = [p.process for p in system.processes.values()]
+        for n in range(2, args.instances + 1):
+            instances += [system.add_instance(s, f"{s}-{n}").process for s in SERVICES]
+        gateway = LocalGateway(
+            RUN_DIR / "gateway",
+            redis_url=redis_url,
+            port=int(os.environ.get("GATEWAY_PORT", "8080")),
+        )
+        started.append(gateway)
+        gateway.start()
+        gateway.wait_for_healthy(args.instances)
+        for process in [*instances, gateway.discovery, gateway.envoy.process]:
+            supervisor.watch(process)
+        supervisor.start()
+        password = secrets.token_urlsafe(12)
+        products = seed(gateway.address, admin_email, password)
+
         print(f"\nRABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}")
-        for service, process in system.processes.items():
-            print(f"{service:<13} gRPC on {process.address}")
-        print(examples(system, admin_email))
+        print(f"admin: {admin_email} / {password} (printed once; not stored)")
+        print(examples(gateway.address, products[0]))
+        print(f"Logs: {RUN_DIR} (services/<name>/*.log, gateway/, services/sinks/sinks.log)")
         print("Not built yet, so not started:")
         for part in NOT_BUILT:
             print(f"  - {part}")
         print("\nCtrl-C stops what was started here.", flush=True)
         stop.wait()
     finally:
-        for process in reversed(started):
-            if isinstance(process, System):
-                process.stop()
+        supervisor.stop()
+        for part in reversed(started):
+            if isinstance(part, System | LocalGateway):
+                part.stop()
             else:
-                process.remove()
+                part.remove()
         print("stopped.")
     return 0
 

@@ -91,7 +91,9 @@ class System:
                 ready=lambda: accepts(self.mail.port) and accepts(self.http.port),
                 ready_timeout_s=30.0,
             )
+        # The first instance of each service, and those added since (stopped with the system).
         self.processes: dict[str, ServiceProcess] = {}
+        self.added: list[ServiceProcess] = []
         self.amqp_url = amqp_url
         self._env = dict(env or {})
 
@@ -104,26 +106,32 @@ class System:
         else:
             self.mail.start()
             self.http.start()
-        common = {
+        for service in SERVICES:
+            process = ServiceProcess(
+                service, self.directory / service, self._env_of(service), instance=f"{service}-1"
+            )
+            self.processes[service] = process
+            process.start()
+
+    def add_instance(self, service: str, name: str, **env: str) -> ServiceProcess:
+        """Starts one more instance of `service` (sharing its store)."""
+        process = ServiceProcess(
+            service, self.directory / service, {**self._env_of(service), **env}, instance=name
+        )
+        self.added.append(process)
+        process.start()
+        return process
+
+    def _env_of(self, service: str) -> dict[str, str]:
+        return {
             "RABBITMQ_URL": self.amqp_url,
             "LOG_LEVEL": "INFO",
             "OUTBOX_POLL_INTERVAL_S": "0.5",
             "HEALTH_INTERVAL_S": "0.5",
+            "STORE_URL": f"sqlite:///{self.directory / service / 'store.sqlite3'}",
+            **self._service_env(service),
+            **self._env,
         }
-        for service in SERVICES:
-            process = ServiceProcess(
-                service,
-                self.directory / service,
-                {
-                    **common,
-                    "STORE_URL": f"sqlite:///{self.directory / service / 'store.sqlite3'}",
-                    **self._service_env(service),
-                    **self._env,
-                },
-                instance=f"{service}-1",
-            )
-            self.processes[service] = process
-            process.start()
 
     def _service_env(self, service: str) -> dict[str, str]:
         if service == "user":
@@ -144,7 +152,7 @@ class System:
         return env
 
     def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
+        for process in [*reversed(self.added), *reversed(list(self.processes.values()))]:
             process.stop()
         if self._sinks is not None:
             self._sinks.stop()

@@ -58,9 +58,12 @@ class Session:
 
 
 class Shop:
-    def __init__(self, system: System):
+    def __init__(self, system: System, *, via: str | None = None):
+        """Calls each service directly, or every one through `via` (the gateway's address)."""
         self.system = system
-        self._channels = {s: grpc.aio.insecure_channel(system.address(s)) for s in system.processes}
+        self._channels = {
+            s: grpc.aio.insecure_channel(via or system.address(s)) for s in system.processes
+        }
         self.users = user_grpc.UserServiceStub(self._channels["user"])
         self.inventory = inventory_grpc.InventoryServiceStub(self._channels["inventory"])
         self.orders = order_grpc.OrderServiceStub(self._channels["order"])

@@ -217,7 +217,8 @@ async def test_sigterm_drains_in_flight_calls_then_exits(redis_server):
             assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         assert await asyncio.to_thread(app.finish) == 0
         events = [line["event"] for line in app.lines]
-        assert events[-2:] == ["shutdown requested", "grpc server stopped"]
+        # Registered (REDIS_URL is set): marked draining before the server stops.
+        assert events[-3:] == ["shutdown requested", "draining", "grpc server stopped"]
         assert all(line["service"] == "probe" for line in app.lines)
     finally:
         if app.process.poll() is None:

@@ -1,0 +1,307 @@
+"""The service registry in Redis: which instances of which service are alive, and where.
+
+Guarantees:
+- an instance is listed only while it heartbeats: each heartbeat extends its lease by `ttl_s`;
+  an instance that dies without a word (SIGKILL) drops out of every listing within `ttl_s`;
+- a graceful shutdown marks the instance draining first (listed, but to be given no new
+  calls), then removes it once its in-flight calls are done (`Registration.drain`/`stop`);
+- a registration outlives Redis outages: heartbeats keep trying, and the first one that
+  succeeds after an outage registers the instance again in full;
+- readers that watch (`Watcher`) keep the last endpoints they saw while Redis is unreachable,
+  and hear of changes at once through a pub/sub channel, with a periodic re-read for what
+  pub/sub cannot tell (a message missed while disconnected, a lease that ran out).
+
+Layout, under a namespace (default `ordermesh`):
+    <ns>:services                       set of service names ever registered
+    <ns>:leases:<service>               sorted set: instance id -> lease expiry (unix ms)
+    <ns>:instance:<service>:<id>        JSON of the Instance, expiring with its lease
+    <ns>:changes                        pub/sub channel: the name of a service that changed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from chassis.logging import get_logger
+
+__all__ = ["Instance", "Registration", "Registry", "Watcher"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Instance:
+    service: str
+    instance_id: str
+    # host:port of its gRPC server.
+    address: str
+    version: str = ""
+    started_at: float = field(default_factory=time.time)
+    # True from the moment it began to shut down: it finishes what it has, takes nothing new.
+    draining: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "metadata": dict(self.metadata)})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Instance:
+        return cls(**json.loads(raw))
+
+
+class Registry:
+    """Reads and writes the registry; every call may raise RedisError (Redis unreachable)."""
+
+    def __init__(self, redis_url: str, *, namespace: str = "ordermesh", timeout_s: float = 1.0):
+        self._redis = aioredis.from_url(
+            redis_url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            decode_responses=True,
+        )
+        self._ns = namespace
+
+    @property
+    def changes_channel(self) -> str:
+        return f"{self._ns}:changes"
+
+    def _leases(self, service: str) -> str:
+        return f"{self._ns}:leases:{service}"
+
+    def _key(self, service: str, instance_id: str) -> str:
+        return f"{self._ns}:instance:{service}:{instance_id}"
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def put(self, instance: Instance, *, ttl_s: float) -> None:
+        """Registers or renews `instance` for `ttl_s`, and tells the watchers."""
+        expires_ms = int((time.time() + ttl_s) * 1000)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(f"{self._ns}:services", instance.service)
+            pipe.zadd(self._leases(instance.service), {instance.instance_id: expires_ms})
+            pipe.set(
+                self._key(instance.service, instance.instance_id),
+                instance.to_json(),
+                px=int(ttl_s * 1000),
+            )
+            await pipe.execute()
+
+    async def renew(self, instance: Instance, *, ttl_s: float) -> bool:
+        """Extends a registration's lease; False if it had run out (register it again)."""
+        expires_ms = int((time.time() + ttl_s) * 1000)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.pexpire(self._key(instance.service, instance.instance_id), int(ttl_s * 1000))
+            pipe.zadd(self._leases(instance.service), {instance.instance_id: expires_ms}, xx=True)
+            still_there, _ = await pipe.execute()
+        return bool(still_there)
+
+    async def announce(self, service: str) -> None:
+        await self._redis.publish(self.changes_channel, service)
+
+    async def remove(self, instance: Instance) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._leases(instance.service), instance.instance_id)
+            pipe.delete(self._key(instance.service, instance.instance_id))
+            pipe.publish(self.changes_channel, instance.service)
+            await pipe.execute()
+
+    async def services(self) -> list[str]:
+        names = await self._redis.smembers(f"{self._ns}:services")
+        return sorted(str(n) for n in names)
+
+    async def instances(self, service: str) -> list[Instance]:
+        """The instances of `service` whose lease runs, ordered by instance id."""
+        now_ms = int(time.time() * 1000)
+        leases = self._leases(service)
+        ids = await self._redis.zrangebyscore(leases, now_ms, "+inf")
+        await self._redis.zremrangebyscore(leases, "-inf", now_ms - 1)
+        if not ids:
+            return []
+        raws = await self._redis.mget([self._key(service, str(i)) for i in ids])
+        return sorted(
+            (Instance.from_json(raw) for raw in raws if raw is not None),
+            key=lambda i: i.instance_id,
+        )
+
+    def pubsub(self) -> aioredis.client.PubSub:
+        return self._redis.pubsub()
+
+
+class Registration:
+    """One instance's entry: registered by `start`, renewed every `interval_s`, marked
+    draining by `drain`, removed by `stop`; Redis outages are waited out, never fatal."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        instance: Instance,
+        *,
+        ttl_s: float = 6.0,
+        interval_s: float = 2.0,
+    ):
+        if interval_s >= ttl_s:
+            raise ValueError(f"heartbeat interval {interval_s} s is not shorter than ttl {ttl_s} s")
+        self.registry = registry
+        self.instance = instance
+        self._ttl_s = ttl_s
+        self._interval_s = interval_s
+        self._registered = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._beat()
+        self._task = asyncio.create_task(self._heartbeat(), name="registry-heartbeat")
+
+    async def drain(self) -> None:
+        """Tells the watchers this instance takes no new calls (it stays listed)."""
+        self.instance = replace(self.instance, draining=True)
+        try:
+            await self.registry.put(self.instance, ttl_s=self._ttl_s)
+            await self.registry.announce(self.instance.service)
+        except RedisError as exc:
+            log.warning("could not mark this instance draining", error=str(exc))
+        else:
+            log.info("draining")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.registry.remove(self.instance)
+        except RedisError as exc:
+            log.warning("could not deregister; the lease will run out", error=str(exc))
+
+    async def _beat(self) -> None:
+        try:
+            if self._registered and await self.registry.renew(self.instance, ttl_s=self._ttl_s):
+                return
+            await self.registry.put(self.instance, ttl_s=self._ttl_s)
+            await self.registry.announce(self.instance.service)
+            if not self._registered:
+                log.info("registered", address=self.instance.address)
+            self._registered = True
+        except RedisError as exc:
+            if self._registered:
+                log.warning("registry unreachable; heartbeats keep trying", error=str(exc))
+            self._registered = False
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self._beat()
+
+
+Listener = Callable[[str, Sequence[Instance]], Awaitable[None] | None]
+
+
+class Watcher:
+    """The live instances of some services, kept current; the last known while Redis is down.
+
+    `on_change(service, instances)` is called (and awaited if it returns an awaitable) each
+    time the instances of a watched service differ from the last ones seen.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        services: Sequence[str],
+        *,
+        on_change: Listener | None = None,
+        refresh_s: float = 1.0,
+    ):
+        self._registry = registry
+        self._services = list(services)
+        self._on_change = on_change
+        self._refresh_s = refresh_s
+        self._known: dict[str, list[Instance]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()
+        self._reachable = True
+
+    def instances(self, service: str) -> list[Instance]:
+        """The last instances seen for `service` (empty before the first read)."""
+        return list(self._known.get(service, ()))
+
+    async def start(self) -> None:
+        """Reads every service once (if Redis answers), then keeps watching."""
+        await self.refresh()
+        self._task = asyncio.create_task(self._run(), name="registry-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def refresh(self) -> bool:
+        """Reads every watched service; False (and nothing changed) if Redis did not answer."""
+        try:
+            found = {s: await self._registry.instances(s) for s in self._services}
+        except RedisError as exc:
+            if self._reachable:
+                log.warning("registry unreachable; keeping the last endpoints", error=str(exc))
+            self._reachable = False
+            return False
+        if not self._reachable:
+            log.info("registry reachable again")
+            self._reachable = True
+        for service, instances in found.items():
+            if self._known.get(service) != instances:
+                self._known[service] = instances
+                if self._on_change is not None:
+                    result = self._on_change(service, instances)
+                    if result is not None:
+                        await result
+        return True
+
+    async def _run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), self._refresh_s)
+                self._poke.clear()
+                await self.refresh()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self) -> None:
+        """Pokes the refresh loop on each announced change; reconnects after Redis outages."""
+        while True:
+            pubsub = self._registry.pubsub()
+            try:
+                await pubsub.subscribe(self._registry.changes_channel)
+                while True:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self._refresh_s
+                    )
+                    if message is not None:
+                        self._poke.set()
+            except (RedisError, OSError):
+                await asyncio.sleep(self._refresh_s)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,316 @@
+"""The gateway's Envoy configuration, generated from the contracts (never written by hand).
+
+What the contracts decide, read from the descriptor set `make gen` builds (gen/descriptors.pb):
+- which RPCs are routable from outside: those whose `(common.v1.access)` is PUBLIC,
+  AUTHENTICATED or ADMIN; INTERNAL ones and ones declaring no level are not routed, and
+  neither is anything else (health, reflection, unknown paths): 404;
+- the REST API: every RPC with a `google.api.http` rule, transcoded to gRPC by Envoy's
+  grpc_json_transcoder, with errors as JSON bodies carrying the gRPC status and message;
+- which calls Envoy may retry: every call when the request never reached an instance
+  (connection failure, refused stream), and reads (HTTP GET rules) also on UNAVAILABLE;
+- the upstream clusters: one per service (the package's first part: `order.v1` -> `order`),
+  its endpoints from the registry through file-based EDS (`gateway.discovery` writes the
+  files), health-checked over gRPC health, with outlier detection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.v1 import options_pb2
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+__all__ = ["GatewayConfig", "Rpc", "bootstrap", "eds_path", "routable_rpcs"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
+ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
+# What Envoy answers itself (the transcoder's rejections, no healthy upstream, ...) as the same
+# JSON as the services' errors: {"code": <gRPC code>, "message": ...}, by HTTP status.
+GRPC_CODE_OF_STATUS = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 429: 8, 502: 14, 503: 14, 504: 4}
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str  # the gRPC service's full name, e.g. "order.v1.OrderService"
+    method: str
+    cluster: str  # the service that serves it, e.g. "order"
+    access: int
+    http_verb: str  # "get", "post", ... or "" without a REST rule
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.method}"
+
+    @property
+    def is_read(self) -> bool:
+        return self.http_verb == "get"
+
+
+def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
+    """The RPCs the gateway routes, in the order of the descriptor set."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    rpcs = []
+    for file in files.file:
+        for service in file.service:
+            for method in service.method:
+                options = method.options
+                access = (
+                    options.Extensions[options_pb2.access]
+                    if options.HasExtension(options_pb2.access)
+                    else options_pb2.ACCESS_UNSPECIFIED
+                )
+                if access not in ROUTABLE:
+                    continue
+                rule = options.Extensions[annotations_pb2.http]
+                rpcs.append(
+                    Rpc(
+                        service=f"{file.package}.{service.name}",
+                        method=method.name,
+                        cluster=file.package.split(".")[0],
+                        access=access,
+                        http_verb=rule.WhichOneof("pattern") or "",
+                    )
+                )
+    return rpcs
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    port: int
+    # Where gateway.discovery writes one EDS file per service.
+    eds_dir: Path
+    host: str = "127.0.0.1"
+    descriptor_set: Path = DESCRIPTOR_SET
+    health_check_interval_s: float = 1.0
+    route_timeout_s: float = 15.0
+    max_connections: int = 10_000
+
+
+def eds_path(eds_dir: Path, cluster: str) -> Path:
+    return eds_dir / f"{cluster}.json"
+
+
+def _type(extension: str) -> str:
+    """The type URL of an Envoy extension's config, e.g. "filters.http.router.v3.Router"."""
+    return f"type.googleapis.com/envoy.extensions.{extension}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
+    retry_on = ["connect-failure", "refused-stream", "reset-before-request"]
+    if rpc.is_read:
+        retry_on += ["unavailable", "reset"]
+    return {
+        "match": {"path": rpc.path},
+        "route": {
+            "cluster": rpc.cluster,
+            "timeout": _seconds(config.route_timeout_s),
+            # A client's grpc-timeout, if shorter, is the call's deadline.
+            "max_stream_duration": {"grpc_timeout_header_max": _seconds(config.route_timeout_s)},
+            "retry_policy": {
+                "retry_on": ",".join(retry_on),
+                "num_retries": 2,
+                "retry_host_predicate": [
+                    {
+                        "name": "envoy.retry_host_predicates.previous_hosts",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.retry.host."
+                            "previous_hosts.v3.PreviousHostsPredicate"
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+def _cluster(name: str, config: GatewayConfig) -> dict[str, Any]:
+    interval = _seconds(config.health_check_interval_s)
+    return {
+        "name": name,
+        "type": "EDS",
+        "connect_timeout": "1s",
+        "eds_cluster_config": {
+            "eds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": str(eds_path(config.eds_dir, name)),
+                    "watched_directory": {"path": str(config.eds_dir)},
+                },
+            }
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _type("upstreams.http.v3.HttpProtocolOptions"),
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": interval,
+                "no_traffic_interval": interval,
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ],
+        "outlier_detection": {
+            "consecutive_5xx": 5,
+            "consecutive_gateway_failure": 3,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
+    }
+
+
+def _local_replies() -> dict[str, Any]:
+    def status_is(status: int) -> dict[str, Any]:
+        value = {"default_value": status, "runtime_key": f"gateway.local_reply.{status}"}
+        return {"status_code_filter": {"comparison": {"op": "EQ", "value": value}}}
+
+    return {
+        "mappers": [
+            {
+                "filter": status_is(status),
+                "body_format_override": {
+                    "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []}
+                },
+            }
+            for status, code in GRPC_CODE_OF_STATUS.items()
+        ]
+    }
+
+
+def _transcoder(rpcs: Sequence[Rpc], config: GatewayConfig) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.grpc_json_transcoder",
+        "typed_config": {
+            "@type": _type("filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
+            "proto_descriptor": str(config.descriptor_set),
+            "services": sorted({rpc.service for rpc in rpcs if rpc.http_verb}),
+            "print_options": {
+                "always_print_primitive_fields": True,
+                "always_print_enums_as_ints": False,
+                "preserve_proto_field_names": False,
+            },
+            # gRPC errors become JSON bodies: {"code": 5, "message": "...", "details": []}.
+            "convert_grpc_status": True,
+            "request_validation_options": {
+                "reject_unknown_method": True,
+                "reject_unknown_query_parameters": True,
+            },
+        },
+    }
+
+
+def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[str, Any]:
+    """Envoy's bootstrap for the gateway (without the admin listener: see PrivateEnvoy)."""
+    rpcs = list(rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes()))
+    clusters = sorted({rpc.cluster for rpc in rpcs})
+    routes = [_route(rpc, config) for rpc in rpcs]
+    routes.append(
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "no such route"}},
+        }
+    )
+    manager = {
+        "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
+        "stat_prefix": "gateway",
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": "gateway",
+            "virtual_hosts": [{"name": "gateway", "domains": ["*"], "routes": routes}],
+        },
+        "local_reply_config": _local_replies(),
+        "http_filters": [
+            _transcoder(rpcs, config),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": _type("filters.http.router.v3.Router")},
+            },
+        ],
+    }
+    return {
+        # File-based EDS needs a node identity.
+        "node": {"id": "gateway", "cluster": "gateway"},
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": _type(
+                            "resource_monitors.downstream_connections.v3."
+                            "DownstreamConnectionsConfig"
+                        ),
+                        "max_active_downstream_connections": config.max_connections,
+                    },
+                }
+            ]
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "gateway",
+                    "address": {
+                        "socket_address": {"address": config.host, "port_value": config.port}
+                    },
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": manager,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [_cluster(name, config) for name in clusters],
+        },
+    }
+
+
+def clusters_of(config: GatewayConfig) -> list[str]:
+    """The services the gateway routes to (one EDS file each)."""
+    return sorted({rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes())})
+
+
+def main() -> None:
+    """Writes the gateway's bootstrap as YAML: `python -m gateway.config -o gateway/envoy.yaml`."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--eds-dir", type=Path, default=Path(".build/run/gateway/eds"))
+    args = parser.parse_args()
+    config = GatewayConfig(
+        port=args.port,
+        eds_dir=args.eds_dir,
+        descriptor_set=DESCRIPTOR_SET.relative_to(ROOT),
+    )
+    rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
+    header = (
+        "# Generated from the contracts by `make gen` (gateway/config.py): do not edit.\n"
+        "# Paths are relative to the repository's root; `make up` and the tests render their own\n"
+        "# copy with their ports and directories, and add an admin listener.\n"
+    )
+    args.output.write_text(header + yaml.safe_dump(rendered, sort_keys=False, width=100))
+
+
+if __name__ == "__main__":
+    main()

