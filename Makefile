@@ -8,13 +8,21 @@ BIN := $(VENV)/bin
 # top-level packages when they are installed).
 INSTALLED := $(VENV)/.installed
 
-.PHONY: up test test-unit test-integration test-contract gen lint check-gen lock system-deps \
+.PHONY: up status demo test test-unit test-integration test-contract gen lint check-gen lock system-deps \
 	bench-events bench-saga
 
 # `make up INSTANCES=3` for three instances of every service.
 INSTANCES ?= 2
 up: system-deps $(INSTALLED)
 	$(BIN)/python -m tools.up --instances $(INSTANCES)
+
+# Every registered instance with its health and circuit breakers (of the system `make up` runs).
+status: $(INSTALLED)
+	$(BIN)/python -m tools.status
+
+# A scenario through the gateway's REST API, each step printed (against `make up`).
+demo: $(INSTALLED)
+	$(BIN)/python -m tools.demo
 
 test: system-deps $(INSTALLED)
 	$(BIN)/pytest tests

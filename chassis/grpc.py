@@ -37,9 +37,10 @@ from chassis import errors
 from chassis.config import ServiceSettings
 from chassis.correlation import correlation_id, new_correlation_id
 from chassis.health import Readiness
-from chassis.identity import AccessPolicy, Authenticator, caller
+from chassis.identity import AccessPolicy, Authenticator, SignedIdentity, caller
 from chassis.logging import get_logger
 from chassis.registry import Instance, Registration, Registry
+from chassis.upstream import breaker_states
 
 __all__ = ["STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
 
@@ -76,6 +77,9 @@ class Service:
     descriptor: ServiceDescriptor
     servicer: object
     add_to_server: Callable[[Any, grpc.aio.Server], None]
+    # Whether its RPCs declare `(common.v1.access)`: a service of another contract (Envoy's
+    # Authorization) is open like health and reflection, and is never routed by the gateway.
+    governed: bool = True
 
 
 def _correlation_id_of(metadata: dict[str, Any]) -> str:
@@ -181,6 +185,7 @@ class GrpcServer:
         *,
         readiness: Readiness | None = None,
         authenticator: Authenticator | None = None,
+        identity: SignedIdentity | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         health_interval_s: float = 2.0,
@@ -192,7 +197,9 @@ class GrpcServer:
         self._health_interval_s = health_interval_s
         self._shutdown_grace_s = shutdown_grace_s
         # SO_REUSEPORT off: a second process on a taken port must fail, not share it silently.
-        policy = AccessPolicy((s.descriptor for s in self._services), authenticator)
+        policy = AccessPolicy(
+            (s.descriptor for s in self._services if s.governed), authenticator, identity
+        )
         self._server = grpc.aio.server(
             interceptors=[_EdgeInterceptor(policy)], options=[("grpc.so_reuseport", 0)]
         )
@@ -266,12 +273,14 @@ async def serve(
     *,
     readiness: Readiness | None = None,
     authenticator: Authenticator | None = None,
+    identity: SignedIdentity | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry."""
     server = GrpcServer(
         services,
         readiness=readiness,
         authenticator=authenticator,
+        identity=identity,
         host=settings.grpc_host,
         port=settings.grpc_port,
         health_interval_s=settings.health_interval_s,
@@ -312,4 +321,5 @@ def _registration(settings: ServiceSettings, port: int) -> Registration:
         ),
         ttl_s=settings.registry_ttl_s,
         interval_s=settings.heartbeat_interval_s,
+        metadata=breaker_states,
     )

@@ -144,6 +144,15 @@ class Registry:
         return self._redis.pubsub()
 
 
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancels `tasks` and waits for them, boundedly: a library call that swallowed its
+    cancellation (redis-py's timeouts on 3.11 can) must not hold up a shutdown."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=2.0)
+
+
 class Registration:
     """One instance's entry: registered by `start`, renewed every `interval_s`, marked
     draining by `drain`, removed by `stop`; Redis outages are waited out, never fatal."""
@@ -155,7 +164,10 @@ class Registration:
         *,
         ttl_s: float = 6.0,
         interval_s: float = 2.0,
+        metadata: Callable[[], Mapping[str, str]] | None = None,
     ):
+        """`metadata()`, read at each heartbeat, is published with the instance when it
+        changes (the state of its circuit breakers, for `make status`)."""
         if interval_s >= ttl_s:
             raise ValueError(f"heartbeat interval {interval_s} s is not shorter than ttl {ttl_s} s")
         self.registry = registry
@@ -163,6 +175,7 @@ class Registration:
         self._ttl_s = ttl_s
         self._interval_s = interval_s
         self._registered = False
+        self._metadata = metadata
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -182,9 +195,7 @@ class Registration:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _cancelled([self._task])
             self._task = None
         try:
             await self.registry.remove(self.instance)
@@ -192,6 +203,10 @@ class Registration:
             log.warning("could not deregister; the lease will run out", error=str(exc))
 
     async def _beat(self) -> None:
+        metadata = dict(self._metadata()) if self._metadata is not None else {}
+        if metadata != dict(self.instance.metadata):
+            self.instance = replace(self.instance, metadata=metadata)
+            self._registered = False  # written in full, and announced
         try:
             if self._registered and await self.registry.renew(self.instance, ttl_s=self._ttl_s):
                 return
@@ -219,6 +234,10 @@ class Watcher:
 
     `on_change(service, instances)` is called (and awaited if it returns an awaitable) each
     time the instances of a watched service differ from the last ones seen.
+
+    A Redis that comes back after an outage may have lost its data (a restart without
+    persistence): for `grace_s` after that (make it the registrations' TTL, by when every live
+    instance has heartbeated again), instances are added but none is dropped.
     """
 
     def __init__(
@@ -228,15 +247,20 @@ class Watcher:
         *,
         on_change: Listener | None = None,
         refresh_s: float = 1.0,
+        grace_s: float = 6.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._registry = registry
         self._services = list(services)
         self._on_change = on_change
         self._refresh_s = refresh_s
+        self._grace_s = grace_s
+        self._clock = clock
         self._known: dict[str, list[Instance]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._poke = asyncio.Event()
         self._reachable = True
+        self._keep_until = float("-inf")
 
     def instances(self, service: str) -> list[Instance]:
         """The last instances seen for `service` (empty before the first read)."""
@@ -245,14 +269,14 @@ class Watcher:
     async def start(self) -> None:
         """Reads every service once (if Redis answers), then keeps watching."""
         await self.refresh()
-        self._task = asyncio.create_task(self._run(), name="registry-watcher")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="registry-watcher"),
+            asyncio.create_task(self._listen(), name="registry-listener"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await _cancelled(self._tasks)
+        self._tasks = []
 
     async def refresh(self) -> bool:
         """Reads every watched service; False (and nothing changed) if Redis did not answer."""
@@ -264,8 +288,11 @@ class Watcher:
             self._reachable = False
             return False
         if not self._reachable:
-            log.info("registry reachable again")
+            log.info("registry reachable again; keeping every known endpoint for a while")
             self._reachable = True
+            self._keep_until = self._clock() + self._grace_s
+        if self._clock() < self._keep_until:
+            found = {s: _merged(self._known.get(s, []), found[s]) for s in found}
         for service, instances in found.items():
             if self._known.get(service) != instances:
                 self._known[service] = instances
@@ -276,17 +303,14 @@ class Watcher:
         return True
 
     async def _run(self) -> None:
-        listener = asyncio.create_task(self._listen())
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), self._refresh_s)
-                self._poke.clear()
-                await self.refresh()
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as the wait ends.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._refresh_s):
+                    await self._poke.wait()
+            self._poke.clear()
+            await self.refresh()
 
     async def _listen(self) -> None:
         """Pokes the refresh loop on each announced change; reconnects after Redis outages."""
@@ -305,3 +329,10 @@ class Watcher:
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _merged(known: Sequence[Instance], found: Sequence[Instance]) -> list[Instance]:
+    """What was found, and what was known and is not found (by instance id)."""
+    ids = {i.instance_id for i in found}
+    kept = [i for i in known if i.instance_id not in ids]
+    return sorted([*found, *kept], key=lambda i: i.instance_id)

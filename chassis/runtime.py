@@ -21,7 +21,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-import grpc.aio
 from pydantic import Field
 
 from chassis.broker import Broker
@@ -29,11 +28,14 @@ from chassis.config import ServiceSettings
 from chassis.consumer import Consumer, Handler
 from chassis.events import Message
 from chassis.health import Probe, Readiness, amqp_probe
+from chassis.identity import SignedIdentity
 from chassis.ledger import Ledger
 from chassis.outbox import OutboxRelay
+from chassis.registry import Registry
 from chassis.store import Collection, Store
 from chassis.tokens import KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
+from chassis.upstream import Upstream
 
 __all__ = ["AuthenticatedSettings", "BackboneSettings", "Runtime", "open_store"]
 
@@ -140,21 +142,37 @@ class Runtime:
         """Runs `stop` when the runtime closes, after the consumers and the relay have stopped."""
         self._stoppers.append(stop)
 
-    def token_verifier(self) -> TokenVerifier:
-        """Verifies access tokens against the user service's published keys (see chassis.tokens).
+    async def upstream(self, service: str, *, fallback: str, timeout_s: float = 2.0) -> Upstream:
+        """Calls to another service's instances, found in the registry when REDIS_URL is set,
+        else at `fallback` (see chassis.upstream); stopped when the runtime closes."""
+        registry = Registry(self.settings.redis_url) if self.settings.redis_url else None
+        upstream = Upstream(service, fallback=fallback, registry=registry, timeout_s=timeout_s)
+        await upstream.start()
+        if registry is not None:
+            self.on_close(registry.close)
+        self.on_close(upstream.stop)  # runs before the registry closes (reverse order)
+        return upstream
 
-        The settings must be AuthenticatedSettings; the channel closes with the runtime.
+    async def token_verifier(self) -> TokenVerifier:
+        """Verifies access tokens against the keys the user service publishes (see
+        chassis.tokens), fetched from any of its instances.
+
+        The settings must be AuthenticatedSettings.
         """
         settings = self.settings
         if not isinstance(settings, AuthenticatedSettings):
             raise TypeError(f"{type(settings).__name__} is not AuthenticatedSettings")
-        channel = grpc.aio.insecure_channel(settings.user_service_addr)
-        self.on_close(lambda: channel.close())
+        user = await self.upstream("user", fallback=settings.user_service_addr)
         return TokenVerifier(
-            KeySet(grpc_jwks_source(channel)),
+            KeySet(grpc_jwks_source(user)),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
+
+    def signed_identity(self) -> SignedIdentity | None:
+        """Reads the callers the gateway forwards, if the settings share its key."""
+        key = self.settings.identity_key
+        return SignedIdentity(key) if key else None
 
     def readiness(self, extra: Mapping[str, Probe] | None = None) -> Readiness:
         async def store_probe() -> None:

@@ -27,13 +27,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc.aio
 import jwt
 from google.protobuf import json_format
 from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from chassis.errors import Unauthenticated, Unavailable
 from chassis.logging import get_logger
+from chassis.upstream import Upstream
 
 __all__ = ["ALGORITHMS", "Claims", "InvalidToken", "KeySet", "TokenVerifier", "grpc_jwks_source"]
 
@@ -49,12 +49,17 @@ class InvalidToken(Unauthenticated):
     pass
 
 
-def grpc_jwks_source(channel: grpc.aio.Channel, *, timeout_s: float = 2.0) -> JwksSource:
-    """Fetches the key set from the user service's GetJwks over a gRPC channel."""
-    stub = user_service_pb2_grpc.UserServiceStub(channel)
+def grpc_jwks_source(user: Upstream) -> JwksSource:
+    """Fetches the key set from the user service's GetJwks, on any of its instances."""
+    request = user_service_pb2.GetJwksRequest()
 
     async def fetch() -> Mapping[str, Any]:
-        response = await stub.GetJwks(user_service_pb2.GetJwksRequest(), timeout=timeout_s)
+        response = await user.call(
+            lambda channel, timeout_s: user_service_pb2_grpc.UserServiceStub(channel).GetJwks(
+                request, timeout=timeout_s
+            ),
+            idempotent=True,
+        )
         return json_format.MessageToDict(response, preserving_proto_field_name=True)
 
     return fetch

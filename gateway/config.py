@@ -8,6 +8,11 @@ What the contracts decide, read from the descriptor set `make gen` builds (gen/d
   grpc_json_transcoder, with errors as JSON bodies carrying the gRPC status and message;
 - which calls Envoy may retry: every call when the request never reached an instance
   (connection failure, refused stream), and reads (HTTP GET rules) also on UNAVAILABLE;
+- how often: a local token bucket per gateway as a floor, then global limits shared by every
+  gateway (sign-in attempts per client address, writes per user and per address), counted by
+  the rate-limit service, failing open;
+- who may call: every request is checked by the auth service (Envoy's ext_authz, after
+  transcoding, so REST and gRPC alike), failing closed (503) when it cannot answer;
 - the upstream clusters: one per service (the package's first part: `order.v1` -> `order`),
   its endpoints from the registry through file-based EDS (`gateway.discovery` writes the
   files), health-checked over gRPC health, with outlier detection.
@@ -28,6 +33,11 @@ __all__ = ["GatewayConfig", "Rpc", "bootstrap", "eds_path", "routable_rpcs"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
+AUTH_CLUSTER = "auth"
+RATE_LIMIT_CLUSTER = "ratelimit"
+# Set by the auth service to the verified caller's user id (and removed on public routes): what
+# the per-user rate limits count by.
+USER_HEADER = "x-ordermesh-user"
 ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
 # What Envoy answers itself (the transcoder's rejections, no healthy upstream, ...) as the same
 # JSON as the services' errors: {"code": <gRPC code>, "message": ...}, by HTTP status.
@@ -89,6 +99,15 @@ class GatewayConfig:
     health_check_interval_s: float = 1.0
     route_timeout_s: float = 15.0
     max_connections: int = 10_000
+    # Every request is checked by the auth service (ext_authz), registered as service "auth".
+    auth: bool = True
+    auth_timeout_s: float = 0.5
+    # Global limits (the rate-limit service, registered as "ratelimit"), shared by every
+    # gateway using the same domain; and each gateway's own floor, in requests per second.
+    rate_limit: bool = True
+    rate_limit_domain: str = "ordermesh"
+    rate_limit_timeout_s: float = 0.25
+    local_limit_per_s: int = 1000
 
 
 def eds_path(eds_dir: Path, cluster: str) -> Path:
@@ -104,13 +123,37 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def _descriptor(klass: str, by: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "actions": [
+            {"generic_key": {"descriptor_key": "class", "descriptor_value": klass}},
+            by,
+        ]
+    }
+
+
+def _rate_limits(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
+    """The global limits a call counts against: sign-in attempts (public writes: Register,
+    Login, RefreshToken, Logout) per client address; other writes per user and per address;
+    reads none (the local floor only)."""
+    by_address: dict[str, Any] = {"remote_address": {}}
+    if rpc.is_read or not config.rate_limit:
+        return []
+    if rpc.access == options_pb2.ACCESS_PUBLIC:
+        return [_descriptor("sign-in", by_address)]
+    by_user = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": "user"}}
+    return [_descriptor("write", by_user), _descriptor("write", by_address)]
+
+
 def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
     retry_on = ["connect-failure", "refused-stream", "reset-before-request"]
     if rpc.is_read:
         retry_on += ["unavailable", "reset"]
+    limits = _rate_limits(rpc, config)
     return {
         "match": {"path": rpc.path},
         "route": {
+            **({"rate_limits": limits} if limits else {}),
             "cluster": rpc.cluster,
             "timeout": _seconds(config.route_timeout_s),
             # A client's grpc-timeout, if shorter, is the call's deadline.
@@ -178,13 +221,17 @@ def _local_replies() -> dict[str, Any]:
         value = {"default_value": status, "runtime_key": f"gateway.local_reply.{status}"}
         return {"status_code_filter": {"comparison": {"op": "EQ", "value": value}}}
 
+    def body(code: int, message: str) -> dict[str, Any]:
+        return {"json_format": {"code": code, "message": message, "details": []}}
+
+    limited = "too many requests: try again after the seconds in Retry-After"
     return {
         "mappers": [
             {
                 "filter": status_is(status),
-                "body_format_override": {
-                    "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []}
-                },
+                "body_format_override": body(
+                    code, limited if status == 429 else "%LOCAL_REPLY_BODY%"
+                ),
             }
             for status, code in GRPC_CODE_OF_STATUS.items()
         ]
@@ -213,10 +260,70 @@ def _transcoder(rpcs: Sequence[Rpc], config: GatewayConfig) -> dict[str, Any]:
     }
 
 
+def _ext_authz(config: GatewayConfig) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": _type("filters.http.ext_authz.v3.ExtAuthz"),
+            "transport_api_version": "V3",
+            "grpc_service": {
+                "envoy_grpc": {"cluster_name": AUTH_CLUSTER},
+                "timeout": _seconds(config.auth_timeout_s),
+            },
+            # Fail closed: no answer from the auth service is a 503, never a pass.
+            "failure_mode_allow": False,
+            "status_on_error": {"code": 503},
+            "allowed_headers": {"patterns": [{"exact": "authorization"}]},
+        },
+    }
+
+
+def _local_limit(config: GatewayConfig) -> dict[str, Any]:
+    every = {"numerator": 100, "denominator": "HUNDRED"}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": _type("filters.http.local_ratelimit.v3.LocalRateLimit"),
+            "stat_prefix": "local_rate_limit",
+            "token_bucket": {
+                "max_tokens": config.local_limit_per_s,
+                "tokens_per_fill": config.local_limit_per_s,
+                "fill_interval": "1s",
+            },
+            "filter_enabled": {"runtime_key": "local_rate_limit_enabled", "default_value": every},
+            "filter_enforced": {"runtime_key": "local_rate_limit_enforced", "default_value": every},
+            "response_headers_to_add": [
+                {
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    "header": {"key": "retry-after", "value": "1"},
+                }
+            ],
+        },
+    }
+
+
+def _global_limit(config: GatewayConfig) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ratelimit",
+        "typed_config": {
+            "@type": _type("filters.http.ratelimit.v3.RateLimit"),
+            "domain": config.rate_limit_domain,
+            "timeout": _seconds(config.rate_limit_timeout_s),
+            # Fails open: without the rate-limit service (or its Redis) requests pass, and the
+            # local floor still applies (docs/decisions.md).
+            "failure_mode_deny": False,
+            "rate_limit_service": {
+                "grpc_service": {"envoy_grpc": {"cluster_name": RATE_LIMIT_CLUSTER}},
+                "transport_api_version": "V3",
+            },
+        },
+    }
+
+
 def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[str, Any]:
     """Envoy's bootstrap for the gateway (without the admin listener: see PrivateEnvoy)."""
     rpcs = list(rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes()))
-    clusters = sorted({rpc.cluster for rpc in rpcs})
+    clusters = sorted({rpc.cluster for rpc in rpcs}) + _companions(config)
     routes = [_route(rpc, config) for rpc in rpcs]
     routes.append(
         {
@@ -228,13 +335,21 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
         "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
+        # The client's address is the connection's peer: X-Forwarded-For is not believed.
+        "use_remote_address": True,
+        "xff_num_trusted_hops": 0,
         "route_config": {
             "name": "gateway",
             "virtual_hosts": [{"name": "gateway", "domains": ["*"], "routes": routes}],
         },
         "local_reply_config": _local_replies(),
         "http_filters": [
+            # The floor first, then transcoding, so the auth check sees REST calls as their
+            # gRPC paths, and the global limits last, as they count calls by the verified user.
+            _local_limit(config),
             _transcoder(rpcs, config),
+            *([_ext_authz(config)] if config.auth else []),
+            *([_global_limit(config)] if config.rate_limit else []),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _type("filters.http.router.v3.Router")},
@@ -283,8 +398,16 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
 
 
 def clusters_of(config: GatewayConfig) -> list[str]:
-    """The services the gateway routes to (one EDS file each)."""
-    return sorted({rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes())})
+    """The services the gateway calls (one EDS file each)."""
+    routed = {rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes())}
+    return sorted(routed) + _companions(config)
+
+
+def _companions(config: GatewayConfig) -> list[str]:
+    """The gateway's own services: the auth check and the global rate limits."""
+    return ([AUTH_CLUSTER] if config.auth else []) + (
+        [RATE_LIMIT_CLUSTER] if config.rate_limit else []
+    )
 
 
 def main() -> None:

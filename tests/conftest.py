@@ -29,7 +29,13 @@ def system(
     running = System(
         tmp_path_factory.mktemp("system"),
         amqp_url=rabbitmq.add_vhost("shared-system"),
-        env={"REDIS_URL": redis_server.url},
+        # Limits no test of the shared system reaches (tests/e2e/test_rate_limits.py has its own).
+        env={
+            "REDIS_URL": redis_server.url,
+            "RATE_LIMIT_SIGN_IN": "1000/m",
+            "RATE_LIMIT_WRITE_PER_USER": "1000/m",
+            "RATE_LIMIT_WRITE_PER_ADDRESS": "10000/m",
+        },
     )
     try:
         running.start()

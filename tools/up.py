@@ -4,11 +4,13 @@ Starts, as processes supervised here (a crashed one is started again, with backo
 - a private RabbitMQ, unless RABBITMQ_URL points at one, and a private Redis, unless REDIS_URL
   does (both under .build/run, gone at the next start);
 - the local SMTP server and SMS/push receivers (what they get is logged);
-- `--instances N` (default 2) of every service, registered in Redis;
-- the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its discovery process.
+- `--instances N` (default 2) of every service, the gateway's auth and rate-limit services
+  included, registered in Redis;
+- the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its discovery process; every request
+  is checked by the auth service and counted against the rate limits.
 Then seeds an admin account (ADMIN_EMAIL, default admin@ordermesh.test, with a random password
 printed once: there is no default password anywhere) and a demo catalogue, and prints curl and
-grpcurl commands to try. Not built yet: the auth and rate-limit services (issue 5).
+grpcurl commands to try.
 """
 
 from __future__ import annotations
@@ -31,11 +33,10 @@ from user.v1 import user_service_pb2_grpc as user_grpc
 
 from chassis.testing import PrivateRabbitMQ, PrivateRedis
 from chassis.testing.supervisor import Supervisor
-from chassis.testing.system import ADMIN_EMAIL, SERVICES, System
+from chassis.testing.system import ADMIN_EMAIL, System
 from gateway.local import LocalGateway
 
 RUN_DIR = Path(__file__).resolve().parent.parent / ".build" / "run"
-NOT_BUILT = ["the auth service (ext_authz) and the rate-limit service in front of the services"]
 CATALOGUE = [
     ("MUG-RED", "Red mug", 1250, 40),
     ("TEAPOT-BLUE", "Blue teapot", 3900, 10),
@@ -131,7 +132,7 @@ def main() -> int:
         system.start()
         instances = [p.process for p in system.processes.values()]
         for n in range(2, args.instances + 1):
-            instances += [system.add_instance(s, f"{s}-{n}").process for s in SERVICES]
+            instances += [system.add_instance(s, f"{s}-{n}").process for s in system.services]
         gateway = LocalGateway(
             RUN_DIR / "gateway",
             redis_url=redis_url,
@@ -145,14 +146,16 @@ def main() -> int:
         supervisor.start()
         password = secrets.token_urlsafe(12)
         products = seed(gateway.address, admin_email, password)
+        # For `make status` and `make demo`, from another terminal.
+        (RUN_DIR / "env").write_text(
+            f"RABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}\nGATEWAY={gateway.address}\n"
+        )
 
         print(f"\nRABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}")
         print(f"admin: {admin_email} / {password} (printed once; not stored)")
         print(examples(gateway.address, products[0]))
         print(f"Logs: {RUN_DIR} (services/<name>/*.log, gateway/, services/sinks/sinks.log)")
-        print("Not built yet, so not started:")
-        for part in NOT_BUILT:
-            print(f"  - {part}")
+        print("From another terminal: `make demo` (a scenario through REST), `make status`.")
         print("\nCtrl-C stops what was started here.", flush=True)
         stop.wait()
     finally:

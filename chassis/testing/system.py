@@ -1,14 +1,16 @@
 """The whole system as real processes: every service started as `python -m services.<name>`.
 
 `ServiceProcess` is one instance on a free port, ready when its gRPC health says SERVING (its
-store and broker answer). `System` starts user, inventory, order and notification against a
-given broker, with the SMTP and HTTP sinks as the notification providers, each service with its
-SQLite file in the system's directory; a test owns its system and may kill, restart or stop
-any of its processes.
+store and broker answer). `System` starts user, inventory, order and notification (and, given
+a registry in REDIS_URL, the gateway's auth and rate-limit services) against a given broker,
+with the SMTP and HTTP sinks as the notification providers, each service with its SQLite file
+in the system's directory; a test owns its system and may kill, restart or stop any of its
+processes.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,9 +21,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chassis.testing.process import ManagedProcess, accepts, free_port
 from chassis.testing.sinks import HttpSink, MailSink
 
-__all__ = ["ADMIN_EMAIL", "SERVICES", "ServiceProcess", "System"]
+__all__ = ["ADMIN_EMAIL", "GATEWAY_SERVICES", "SERVICES", "ServiceProcess", "System"]
 
 SERVICES = ("user", "inventory", "order", "notification")
+# The gateway's own services, started when the system has a registry (REDIS_URL): the auth
+# service (the ext_authz check, which reads the user service's keys) and the rate-limit service.
+GATEWAY_SERVICES = ("auth", "ratelimit")
 ADMIN_EMAIL = "admin@ordermesh.test"
 
 
@@ -95,7 +100,10 @@ class System:
         self.processes: dict[str, ServiceProcess] = {}
         self.added: list[ServiceProcess] = []
         self.amqp_url = amqp_url
+        # Shared by the auth service, which signs the callers it forwards, and the services.
+        self.identity_key = secrets.token_urlsafe(32)
         self._env = dict(env or {})
+        self.services = SERVICES + (GATEWAY_SERVICES if "REDIS_URL" in self._env else ())
 
     def address(self, service: str) -> str:
         return self.processes[service].address
@@ -106,7 +114,7 @@ class System:
         else:
             self.mail.start()
             self.http.start()
-        for service in SERVICES:
+        for service in self.services:
             process = ServiceProcess(
                 service, self.directory / service, self._env_of(service), instance=f"{service}-1"
             )
@@ -129,6 +137,7 @@ class System:
             "OUTBOX_POLL_INTERVAL_S": "0.5",
             "HEALTH_INTERVAL_S": "0.5",
             "STORE_URL": f"sqlite:///{self.directory / service / 'store.sqlite3'}",
+            "IDENTITY_KEY": self.identity_key,
             **self._service_env(service),
             **self._env,
         }

@@ -52,5 +52,6 @@ async def main() -> None:
             settings,
             [api.service(notifications)],
             readiness=runtime.readiness(),
-            authenticator=runtime.token_verifier(),
+            authenticator=await runtime.token_verifier(),
+            identity=runtime.signed_identity(),
         )

@@ -187,8 +187,10 @@ class Notifications:
                 raise
             except Exception:
                 log.exception("dispatching notifications failed; trying again")
+            # asyncio.timeout, not wait_for, which can swallow a cancellation on 3.11.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self._poll_interval_s)
+                async with asyncio.timeout(self._poll_interval_s):
+                    await self._due.wait()
 
     async def dispatch_due(self, *, limit: int = 64) -> int:
         """Sends the notifications whose attempt is due, concurrently; returns how many."""

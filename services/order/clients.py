@@ -3,7 +3,6 @@ the saga's participants by command (each command built here, from the saga's dat
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,12 +15,12 @@ from inventory.v1 import inventory_service_pb2, inventory_service_pb2_grpc
 from user.v1 import commands_pb2 as user_commands
 
 from chassis.errors import InvalidArgument, Unavailable
-
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+from chassis.upstream import Upstream
 
 
 class InventoryClient:
-    """Reads products; every call has a deadline, and (reads being idempotent) is retried.
+    """Reads products from the inventory service's instances (see chassis.upstream: deadlines,
+    retries of these idempotent reads on another instance, a circuit breaker).
 
     A product's name and price are remembered for `cache_s`: an order placed within that time
     of another gets the price that one got. Stock is never read here; the saga reserves it.
@@ -29,16 +28,12 @@ class InventoryClient:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        inventory: Upstream,
         *,
-        timeout_s: float = 2.0,
-        attempts: int = 3,
         cache_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self._stub = inventory_service_pb2_grpc.InventoryServiceStub(channel)
-        self._timeout_s = timeout_s
-        self._attempts = attempts
+        self._inventory = inventory
         self._cache_s = cache_s
         self._clock = clock
         self._cached: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -55,25 +50,25 @@ class InventoryClient:
 
     async def _fetch(self, product_id: str) -> dict[str, Any]:
         request = inventory_service_pb2.GetProductRequest(product_id=product_id)
-        for attempt in range(1, self._attempts + 1):
-            try:
-                response = await self._stub.GetProduct(request, timeout=self._timeout_s)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    raise InvalidArgument(f"product {product_id!r} does not exist") from None
-                if exc.code() in RETRYABLE and attempt < self._attempts:
-                    await asyncio.sleep(0.05 * 2**attempt)
-                    continue
-                raise Unavailable(
-                    f"inventory could not price product {product_id!r}: {exc.code().name}"
-                ) from None
-            product = response.product
-            return {
-                "name": product.name,
-                "price_minor": product.price.amount_minor,
-                "currency": product.price.currency_code,
-            }
-        raise AssertionError("unreachable")
+        try:
+            response = await self._inventory.call(
+                lambda channel, timeout_s: inventory_service_pb2_grpc.InventoryServiceStub(
+                    channel
+                ).GetProduct(request, timeout=timeout_s),
+                idempotent=True,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise InvalidArgument(f"product {product_id!r} does not exist") from None
+            raise Unavailable(
+                f"inventory could not price product {product_id!r}: {exc.code().name}"
+            ) from None
+        product = response.product
+        return {
+            "name": product.name,
+            "price_minor": product.price.amount_minor,
+            "currency": product.price.currency_code,
+        }
 
 
 # -- commands to the saga's participants, from the saga's data ----------------------------

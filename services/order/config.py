@@ -7,7 +7,8 @@ from chassis.runtime import AuthenticatedSettings
 
 class OrderSettings(AuthenticatedSettings):
     service_name: str = "order"
-    # host:port of the inventory service, which prices the products of new orders.
+    # host:port of an inventory instance, which prices the products of new orders; used when
+    # the registry (REDIS_URL) lists none.
     inventory_service_addr: str
     # How long a saga step waits for its participant's reply before the saga gives up on it.
     saga_step_timeout_s: float = Field(default=30.0, gt=0)

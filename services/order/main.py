@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import grpc.aio
-
 from chassis import config
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
@@ -19,13 +17,14 @@ async def main() -> None:
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
     async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
-        channel = grpc.aio.insecure_channel(settings.inventory_service_addr)
-        runtime.on_close(lambda: channel.close())
+        inventory = await runtime.upstream(
+            "inventory",
+            fallback=settings.inventory_service_addr,
+            timeout_s=settings.call_timeout_s,
+        )
         orders = Orders(
             runtime.store,
-            inventory=clients.InventoryClient(
-                channel, timeout_s=settings.call_timeout_s, cache_s=settings.product_cache_s
-            ),
+            inventory=clients.InventoryClient(inventory, cache_s=settings.product_cache_s),
             step_timeout_s=settings.saga_step_timeout_s,
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))
@@ -34,5 +33,6 @@ async def main() -> None:
             settings,
             [api.service(orders)],
             readiness=runtime.readiness(),
-            authenticator=runtime.token_verifier(),
+            authenticator=await runtime.token_verifier(),
+            identity=runtime.signed_identity(),
         )

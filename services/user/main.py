@@ -50,4 +50,5 @@ async def main() -> None:
             [api.service(users, keys)],
             readiness=runtime.readiness(),
             authenticator=verifier,
+            identity=runtime.signed_identity(),
         )

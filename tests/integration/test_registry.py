@@ -96,9 +96,18 @@ async def test_watchers_hear_of_changes_at_once_not_only_when_they_poll(registry
 
 
 async def test_redis_down_keeps_the_last_endpoints_and_registrations_come_back(redis_factory):
+    """Through the outage and the restart of an empty Redis, the watcher never loses the
+    instance: it keeps it while Redis is away and while heartbeats register it again."""
     server = redis_factory()
     registry = Registry(server.url, namespace="outage")
-    watcher = Watcher(registry, ["inventory"], refresh_s=0.2)
+    seen: list[list[str]] = []
+    watcher = Watcher(
+        registry,
+        ["inventory"],
+        refresh_s=0.1,
+        grace_s=2.0,
+        on_change=lambda _, instances: seen.append([i.instance_id for i in instances]),
+    )
     registration = Registration(registry, instance(1), ttl_s=2.0, interval_s=0.5)
     await registration.start()
     await watcher.start()
@@ -115,7 +124,9 @@ async def test_redis_down_keeps_the_last_endpoints_and_registrations_come_back(r
             return [i.instance_id for i in await registry.instances("inventory")] == ["inventory-1"]
 
         await eventually(registered_again, timeout_s=5.0)
+        await asyncio.sleep(2.5)  # past the grace period: what is listed is what registered
         assert [i.instance_id for i in watcher.instances("inventory")] == ["inventory-1"]
+        assert seen == [["inventory-1"]]
     finally:
         await watcher.stop()
         await registration.stop()

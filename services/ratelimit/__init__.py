@@ -1,0 +1,1 @@
+"""Rate-limit service: the gateway's global limits (Envoy's rate-limit protocol), kept in Redis."""

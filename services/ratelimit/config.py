@@ -1,0 +1,16 @@
+"""The rate-limit service's settings, from the environment (see chassis.config)."""
+
+from pydantic import Field
+
+from chassis.config import ServiceSettings
+
+
+class RateLimitSettings(ServiceSettings):
+    service_name: str = "ratelimit"
+    # Where the counters live; defaults to REDIS_URL (the registry's Redis).
+    rate_limit_redis_url: str = ""
+    # Per client address: sign-in attempts (Login, Register, RefreshToken).
+    rate_limit_sign_in: str = Field(default="10/m")
+    # Per user, and per client address: calls that change state.
+    rate_limit_write_per_user: str = Field(default="60/m")
+    rate_limit_write_per_address: str = Field(default="300/m")

@@ -1,0 +1,41 @@
+"""Wiring of the rate-limit service: `python -m services.ratelimit`."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from chassis import config
+from chassis import logging as chassis_logging
+from chassis.config import ConfigError
+from chassis.grpc import serve
+from chassis.health import Readiness, redis_probe
+from services.ratelimit import api
+from services.ratelimit.config import RateLimitSettings
+from services.ratelimit.limits import Limits, parse
+
+
+async def main() -> None:
+    settings = config.load(RateLimitSettings)
+    chassis_logging.configure(
+        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
+    )
+    url = settings.rate_limit_redis_url or settings.redis_url
+    if not url:
+        raise ConfigError("RATE_LIMIT_REDIS_URL or REDIS_URL is required: the counters live there")
+    limits = Limits(
+        [
+            parse("sign-in:remote_address", settings.rate_limit_sign_in),
+            parse("write:user", settings.rate_limit_write_per_user),
+            parse("write:remote_address", settings.rate_limit_write_per_address),
+        ]
+    )
+    redis = aioredis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    try:
+        # Not ready without its counters: health says so, while the gateway fails open.
+        await serve(
+            settings,
+            [api.service(api.RateLimiter(limits, redis))],
+            readiness=Readiness({"redis": redis_probe(redis)}),
+        )
+    finally:
+        await redis.aclose()

@@ -1,0 +1,148 @@
+"""Rate limits at the gateway: global limits shared by every gateway instance (the rate-limit
+service, counters in Redis), Envoy's local limit as a floor, and what happens without Redis.
+
+This module runs its own system, Redis and two gateways: it stops its Redis, and its limits
+are tight enough to be reached, which the session's shared system must never be."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+
+import aiohttp
+import grpc
+import pytest
+
+from chassis.testing.redis import PrivateRedis
+from chassis.testing.system import System
+from gateway.local import LocalGateway
+from tests.integration.shop import Shop
+
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+SIGN_IN_PER_MINUTE = 6
+WRITES_PER_USER_PER_MINUTE = 4
+FLOOR_PER_SECOND = 20
+
+
+@pytest.fixture(scope="module")
+def world(rabbitmq, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("rate-limits")
+    redis = PrivateRedis(directory / "redis")
+    redis.start()
+    system = System(
+        directory / "system",
+        amqp_url=rabbitmq.add_vhost("rate-limits"),
+        env={
+            "REDIS_URL": redis.url,
+            "RATE_LIMIT_SIGN_IN": f"{SIGN_IN_PER_MINUTE}/m",
+            "RATE_LIMIT_WRITE_PER_USER": f"{WRITES_PER_USER_PER_MINUTE}/m",
+        },
+    )
+    gateways = [
+        LocalGateway(directory / "gateway-a", redis_url=redis.url),
+        LocalGateway(
+            directory / "gateway-b", redis_url=redis.url, local_limit_per_s=FLOOR_PER_SECOND
+        ),
+    ]
+    try:
+        system.start()
+        for gateway in gateways:
+            gateway.start()
+            gateway.wait_for_healthy()
+        yield redis, system, gateways
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        system.stop()
+        redis.remove()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def a_fresh_minute() -> None:
+    """Waits, if need be, so that what follows happens within one window of a per-minute limit."""
+    left = 60 - time.time() % 60
+    if left < 15:
+        await asyncio.sleep(left + 0.1)
+
+
+async def login(http, gateway, email: str) -> tuple[int, Mapping[str, str], dict]:
+    async with http.post(
+        f"{gateway.url}/v1/auth/login", json={"email": email, "password": "wrong password!"}
+    ) as response:
+        return response.status, response.headers, await response.json(content_type=None)
+
+
+async def test_sign_in_attempts_are_limited_per_address_across_gateways(world, http):
+    _, _, (a, b) = world
+    await a_fresh_minute()
+    email = f"nobody-{uuid.uuid4().hex[:6]}@example.com"
+    statuses = [(await login(http, gateway, email))[0] for gateway in (a, b, a, b, a, b)]
+    assert statuses == [401] * SIGN_IN_PER_MINUTE  # wrong password, not yet limited
+    for gateway in (a, b):
+        status, headers, body = await login(http, gateway, email)
+        assert status == 429
+        assert body["code"] == RESOURCE_EXHAUSTED
+        assert "too many requests" in body["message"]
+        assert 0 < int(headers["retry-after"]) <= 60
+
+
+async def test_writes_are_limited_per_user(world, http):
+    _, system, (a, b) = world
+    shop = Shop(system)
+    try:
+        ada, bob = await shop.register(), await shop.register()
+    finally:
+        await shop.close()
+    await a_fresh_minute()
+
+    async def rename(gateway, session, name: str) -> int:
+        async with http.patch(
+            f"{gateway.url}/v1/users/me",
+            json={"displayName": name},
+            headers={"authorization": f"Bearer {session.access_token}"},
+        ) as response:
+            return response.status
+
+    ada_statuses = [await rename(g, ada, f"Ada {i}") for i, g in enumerate((a, b, a, b, a))]
+    assert ada_statuses == [200] * WRITES_PER_USER_PER_MINUTE + [429]
+    assert await rename(b, bob, "Bob") == 200  # another user's budget is their own
+    async with http.get(
+        f"{a.url}/v1/users/me", headers={"authorization": f"Bearer {ada.access_token}"}
+    ) as response:
+        assert response.status == 200  # reads are not counted
+
+
+async def test_the_local_limit_is_a_floor_per_gateway(world, http):
+    _, _, (_, b) = world
+
+    async def browse() -> int:
+        async with http.get(f"{b.url}/v1/products?pageSize=1") as response:
+            return response.status
+
+    await asyncio.sleep(1.1)  # a full bucket
+    statuses = await asyncio.gather(*(browse() for _ in range(FLOOR_PER_SECOND * 2)))
+    assert statuses.count(429) >= FLOOR_PER_SECOND // 2
+    assert statuses.count(200) >= FLOOR_PER_SECOND // 2
+
+
+async def test_without_redis_the_global_limits_fail_open_and_traffic_continues(world, http):
+    """Documented behaviour: the rate-limit service cannot count without Redis, and the gateway
+    lets requests through (Envoy's rate-limit filter fails open); the registry's last endpoints
+    keep serving. The local floor still applies."""
+    redis, _, (a, _) = world
+    email = f"nobody-{uuid.uuid4().hex[:6]}@example.com"
+    redis.kill()
+    try:
+        statuses = [(await login(http, a, email))[0] for _ in range(SIGN_IN_PER_MINUTE + 3)]
+        async with http.get(f"{a.url}/v1/products?pageSize=1") as response:
+            assert response.status == 200
+    finally:
+        redis.start()
+    assert statuses == [401] * (SIGN_IN_PER_MINUTE + 3)

@@ -1,0 +1,159 @@
+"""`make demo`: a whole scenario through the gateway's REST API, each step printed.
+
+Register, log in, choose SMS as well as email, browse, order (approved by the saga), read the
+notifications, order more than is in stock (rejected, nothing kept), cancel the first order
+(stock and credit come back). Against the system `make up` runs (its gateway address is in
+.build/run/env), or GATEWAY_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+RUN_ENV = Path(__file__).resolve().parent.parent / ".build" / "run" / "env"
+
+
+def gateway_url() -> str | None:
+    if os.environ.get("GATEWAY_URL"):
+        return os.environ["GATEWAY_URL"].rstrip("/")
+    if RUN_ENV.exists():
+        for line in RUN_ENV.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name == "GATEWAY":
+                return f"http://{value}"
+    return None
+
+
+class Client:
+    def __init__(self, base: str):
+        self.base = base
+        self.token = ""
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"content-type": "application/json"}
+            | ({"authorization": f"Bearer {self.token}"} if self.token else {}),
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                result: dict[str, Any] = json.load(response)
+                return result
+        except urllib.error.HTTPError as exc:
+            raise SystemExit(f"{method} {path}: {exc.code} {exc.read().decode()}") from None
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def settled(client: Client, order_id: str) -> dict[str, Any]:
+    for _ in range(100):
+        order: dict[str, Any] = client.call("GET", f"/v1/orders/{order_id}")["order"]
+        if order["status"] != "ORDER_STATUS_PENDING":
+            return order
+        time.sleep(0.1)
+    raise SystemExit(f"order {order_id} still pending after 10 s")
+
+
+def main() -> int:
+    base = gateway_url()
+    if base is None:
+        print("no gateway: start the system with `make up`, or set GATEWAY_URL", file=sys.stderr)
+        return 2
+    client = Client(base)
+
+    step("Browse the catalogue (public)")
+    products = client.call("GET", "/v1/products?pageSize=10")["products"]
+    for p in products:
+        price = f"{int(p['price']['amountMinor']) / 100:.2f} {p['price']['currencyCode']}"
+        print(f"  {p['name']:<20} {price:>12}  stock {p['availableStock']}")
+    product = max(products, key=lambda p: int(p["availableStock"]))
+
+    step("Register and log in")
+    email = f"demo-{uuid.uuid4().hex[:8]}@example.com"
+    password = "a demo password"
+    profile = client.call(
+        "POST", "/v1/users", {"email": email, "password": password, "displayName": "Demo"}
+    )["profile"]
+    print(f"  registered {email}, credit {int(profile['creditAvailable']['amountMinor']) / 100}")
+    tokens = client.call("POST", "/v1/auth/login", {"email": email, "password": password})
+    client.token = tokens["tokens"]["accessToken"]
+    print("  logged in: an access token for the next calls")
+
+    step("Ask for SMS as well as email when an order is approved")
+    client.call(
+        "PATCH",
+        "/v1/users/me/preferences",
+        {
+            "phoneNumber": "+4915112345678",
+            "subscriptions": [
+                {
+                    "kind": "NOTIFICATION_KIND_ORDER_APPROVED",
+                    "channels": ["CHANNEL_EMAIL", "CHANNEL_SMS"],
+                }
+            ],
+        },
+    )
+    print("  preferences saved")
+
+    step(f"Order 2 x {product['name']}")
+    order = client.call(
+        "POST",
+        "/v1/orders",
+        {"idempotencyKey": str(uuid.uuid4()),
+         "items": [{"productId": product["productId"], "quantity": 2}]},
+    )["order"]  # fmt: skip
+    print(f"  order {order['orderId']}: {order['status']}")
+    order = settled(client, order["orderId"])
+    print(
+        f"  the saga decided: {order['status']}, total {int(order['total']['amountMinor']) / 100}"
+    )
+    for entry in client.call("GET", f"/v1/orders/{order['orderId']}/history")["entries"]:
+        what = entry.get("messageType") or entry.get("kind", "")
+        print(f"    {entry['time'][11:23]}  {entry.get('sagaState', ''):<20} {what}")
+
+    step("Notifications")
+    for _ in range(50):
+        notes = client.call("GET", "/v1/notifications")["notifications"]
+        if len(notes) >= 2:
+            break
+        time.sleep(0.1)
+    for note in notes:
+        print(f"  {note['channel']:<14} {note['status']:<26} {note.get('subject', '')}")
+
+    step("Order more than is in stock")
+    rejected = client.call(
+        "POST",
+        "/v1/orders",
+        {"idempotencyKey": str(uuid.uuid4()),
+         "items": [{"productId": product["productId"], "quantity": 100000}]},
+    )["order"]  # fmt: skip
+    rejected = settled(client, rejected["orderId"])
+    print(f"  {rejected['status']}: {rejected.get('statusReason', '')}")
+
+    step("Cancel the first order")
+    cancelled = client.call(
+        "POST", f"/v1/orders/{order['orderId']}:cancel", {"reason": "changed my mind"}
+    )["order"]
+    print(f"  {cancelled['status']}")
+    time.sleep(1.0)
+    stock = client.call("GET", f"/v1/products/{product['productId']}")["product"]["availableStock"]
+    credit = client.call("GET", "/v1/users/me")["profile"]["creditAvailable"]["amountMinor"]
+    print(f"  stock of {product['name']} back to {stock}; credit back to {int(credit) / 100}")
+    print("\ndone.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
