@@ -34,6 +34,21 @@ __all__ = ["GatewayConfig", "Rpc", "bootstrap", "eds_path", "routable_rpcs"]
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
 AUTH_CLUSTER = "auth"
+# The auth check and the rate-limit check are idempotent: an instance that died under one is
+# skipped for another (what health checks have not noticed yet).
+PREVIOUS_HOSTS = {
+    "name": "envoy.retry_host_predicates.previous_hosts",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.retry.host."
+        "previous_hosts.v3.PreviousHostsPredicate"
+    },
+}
+GRPC_RETRIES = {
+    "retry_on": "connect-failure,refused-stream,reset,unavailable",
+    "num_retries": 3,
+    "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"},
+    "retry_host_predicate": [PREVIOUS_HOSTS],
+}
 RATE_LIMIT_CLUSTER = "ratelimit"
 # Set by the auth service to the verified caller's user id (and removed on public routes): what
 # the per-user rate limits count by.
@@ -161,15 +176,7 @@ def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
             "retry_policy": {
                 "retry_on": ",".join(retry_on),
                 "num_retries": 2,
-                "retry_host_predicate": [
-                    {
-                        "name": "envoy.retry_host_predicates.previous_hosts",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.retry.host."
-                            "previous_hosts.v3.PreviousHostsPredicate"
-                        },
-                    }
-                ],
+                "retry_host_predicate": [PREVIOUS_HOSTS],
             },
         },
     }
@@ -269,6 +276,7 @@ def _ext_authz(config: GatewayConfig) -> dict[str, Any]:
             "grpc_service": {
                 "envoy_grpc": {"cluster_name": AUTH_CLUSTER},
                 "timeout": _seconds(config.auth_timeout_s),
+                "retry_policy": GRPC_RETRIES,
             },
             # Fail closed: no answer from the auth service is a 503, never a pass.
             "failure_mode_allow": False,
@@ -313,7 +321,10 @@ def _global_limit(config: GatewayConfig) -> dict[str, Any]:
             # local floor still applies (docs/decisions.md).
             "failure_mode_deny": False,
             "rate_limit_service": {
-                "grpc_service": {"envoy_grpc": {"cluster_name": RATE_LIMIT_CLUSTER}},
+                "grpc_service": {
+                    "envoy_grpc": {"cluster_name": RATE_LIMIT_CLUSTER},
+                    "retry_policy": GRPC_RETRIES,
+                },
                 "transport_api_version": "V3",
             },
         },

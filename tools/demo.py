@@ -86,7 +86,8 @@ def main() -> int:
     profile = client.call(
         "POST", "/v1/users", {"email": email, "password": password, "displayName": "Demo"}
     )["profile"]
-    print(f"  registered {email}, credit {int(profile['creditAvailable']['amountMinor']) / 100}")
+    credit = int(profile["creditAvailable"]["amountMinor"]) / 100
+    print(f"  registered {email}, credit {credit:.2f}")
     tokens = client.call("POST", "/v1/auth/login", {"email": email, "password": password})
     client.token = tokens["tokens"]["accessToken"]
     print("  logged in: an access token for the next calls")
@@ -116,28 +117,31 @@ def main() -> int:
     )["order"]  # fmt: skip
     print(f"  order {order['orderId']}: {order['status']}")
     order = settled(client, order["orderId"])
-    print(
-        f"  the saga decided: {order['status']}, total {int(order['total']['amountMinor']) / 100}"
-    )
+    total = int(order["total"]["amountMinor"]) / 100
+    print(f"  the saga decided: {order['status']}, total {total:.2f}")
     for entry in client.call("GET", f"/v1/orders/{order['orderId']}/history")["entries"]:
         what = entry.get("messageType") or entry.get("kind", "")
         print(f"    {entry['time'][11:23]}  {entry.get('sagaState', ''):<20} {what}")
 
-    step("Notifications")
-    for _ in range(50):
+    step("Notifications (email and SMS, as chosen)")
+    for _ in range(100):
         notes = client.call("GET", "/v1/notifications")["notifications"]
-        if len(notes) >= 2:
+        about = [n for n in notes if n.get("subjectId") == order["orderId"]]
+        if len(about) >= 2 and all(n["status"] != "NOTIFICATION_STATUS_PENDING" for n in about):
             break
         time.sleep(0.1)
     for note in notes:
         print(f"  {note['channel']:<14} {note['status']:<26} {note.get('subject', '')}")
 
     step("Order more than is in stock")
+    left = int(
+        client.call("GET", f"/v1/products/{product['productId']}")["product"]["availableStock"]
+    )
     rejected = client.call(
         "POST",
         "/v1/orders",
         {"idempotencyKey": str(uuid.uuid4()),
-         "items": [{"productId": product["productId"], "quantity": 100000}]},
+         "items": [{"productId": product["productId"], "quantity": left + 1}]},
     )["order"]  # fmt: skip
     rejected = settled(client, rejected["orderId"])
     print(f"  {rejected['status']}: {rejected.get('statusReason', '')}")
@@ -150,7 +154,7 @@ def main() -> int:
     time.sleep(1.0)
     stock = client.call("GET", f"/v1/products/{product['productId']}")["product"]["availableStock"]
     credit = client.call("GET", "/v1/users/me")["profile"]["creditAvailable"]["amountMinor"]
-    print(f"  stock of {product['name']} back to {stock}; credit back to {int(credit) / 100}")
+    print(f"  stock of {product['name']} back to {stock}; credit back to {int(credit) / 100:.2f}")
     print("\ndone.")
     return 0
 

@@ -1,0 +1,161 @@
+"""The system keeps answering while instances die: steady traffic through the gateway while one
+of the two instances of every service is SIGKILLed every 10 s (and restarted by the
+supervisor, as `make up` does), then while Redis (the registry) is stopped for 20 s.
+
+This module runs its own Redis, two instances of every service and a gateway: it kills them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+
+import aiohttp
+import pytest
+
+from chassis.testing.redis import PrivateRedis
+from chassis.testing.supervisor import Supervisor
+from chassis.testing.system import System
+from gateway.local import LocalGateway
+from tests.integration.shop import Shop
+
+RATE = 100  # requests per second
+TARGET = 0.999  # the issue's floor; the goal is 0.9999
+
+
+@pytest.fixture(scope="module")
+def world(rabbitmq, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("failover")
+    redis = PrivateRedis(directory / "redis")
+    redis.start()
+    system = System(
+        directory / "system",
+        amqp_url=rabbitmq.add_vhost("failover"),
+        env={
+            "REDIS_URL": redis.url,
+            "RATE_LIMIT_SIGN_IN": "10000/m",
+            "RATE_LIMIT_WRITE_PER_USER": "10000/m",
+            "RATE_LIMIT_WRITE_PER_ADDRESS": "100000/m",
+            # Out of the registry within 3 s of dying without a word.
+            "REGISTRY_TTL_S": "3",
+            "HEARTBEAT_INTERVAL_S": "1",
+        },
+    )
+    gateway = LocalGateway(directory / "gateway", redis_url=redis.url)
+    supervisor = Supervisor(min_backoff_s=0.5, max_backoff_s=2.0)
+    try:
+        system.start()
+        pairs = {
+            service: [system.processes[service], system.add_instance(service, f"{service}-2")]
+            for service in system.services
+        }
+        gateway.start()
+        gateway.wait_for_healthy(2)
+        for pair in pairs.values():
+            for instance in pair:
+                supervisor.watch(instance.process)
+        supervisor.start()
+        yield redis, system, gateway, pairs
+    finally:
+        supervisor.stop()
+        gateway.stop()
+        system.stop()
+        redis.remove()
+
+
+class Traffic:
+    """Requests at a fixed rate through the gateway: public and authenticated reads, and orders."""
+
+    def __init__(self, base: str, token: str, product_id: str):
+        self.base = base
+        self.auth = {"authorization": f"Bearer {token}"}
+        self.product_id = product_id
+        self.outcomes: Counter[str] = Counter()
+        self.failures: list[str] = []
+
+    async def one(self, http: aiohttp.ClientSession, n: int) -> None:
+        kind = ("browse", "browse", "browse", "mine", "me", "order")[n % 6]
+        try:
+            if kind == "browse":
+                request = http.get(f"{self.base}/v1/products?pageSize=5")
+            elif kind == "mine":
+                request = http.get(f"{self.base}/v1/orders?pageSize=5", headers=self.auth)
+            elif kind == "me":
+                request = http.get(f"{self.base}/v1/users/me", headers=self.auth)
+            else:
+                body = {
+                    "idempotencyKey": str(uuid.uuid4()),
+                    "items": [{"productId": self.product_id, "quantity": 1}],
+                }
+                request = http.post(f"{self.base}/v1/orders", json=body, headers=self.auth)
+            async with request as response:
+                text = await response.text()
+                ok = response.status == 200
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            ok, text = False, f"{type(exc).__name__}: {exc}"
+            response = None
+        self.outcomes["ok" if ok else "failed"] += 1
+        if not ok:
+            status = response.status if response is not None else "-"
+            self.failures.append(f"{kind} {status} {text[:200]}")
+
+    async def run(self, seconds: float) -> None:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            tasks = []
+            started = time.perf_counter()
+            for n in range(int(seconds * RATE)):
+                delay = started + n / RATE - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(self.one(http, n)))
+            await asyncio.gather(*tasks)
+
+    def success_rate(self) -> float:
+        return self.outcomes["ok"] / sum(self.outcomes.values())
+
+
+async def customer(system: System) -> tuple[str, str]:
+    shop = Shop(system)
+    try:
+        session = await shop.register()
+        product = await shop.product(price_minor=1, stock=100_000)
+    finally:
+        await shop.close()
+    return session.access_token, product.product_id
+
+
+async def test_traffic_keeps_flowing_while_instances_are_killed(world):
+    _, system, gateway, pairs = world
+    token, product_id = await customer(system)
+    traffic = Traffic(gateway.url, token, product_id)
+
+    async def killing() -> None:
+        for round_ in range(5):
+            await asyncio.sleep(10)
+            for pair in pairs.values():
+                pair[round_ % 2].kill()  # SIGKILL; the supervisor starts it again
+
+    await asyncio.gather(traffic.run(60), killing())
+    rate = traffic.success_rate()
+    print(f"failover: {traffic.outcomes} success {rate:.4%}; failures: {traffic.failures[:10]}")
+    assert rate >= TARGET, f"{traffic.outcomes}: {traffic.failures[:20]}"
+
+
+async def test_traffic_keeps_flowing_while_redis_is_stopped(world):
+    redis, system, gateway, _ = world
+    await asyncio.to_thread(gateway.wait_for_healthy, 2)  # everyone back from the last test
+    token, product_id = await customer(system)
+    traffic = Traffic(gateway.url, token, product_id)
+
+    async def outage() -> None:
+        await asyncio.sleep(2)
+        redis.stop()
+        await asyncio.sleep(20)
+        redis.start()
+
+    await asyncio.gather(traffic.run(26), outage())
+    rate = traffic.success_rate()
+    print(f"redis outage: {traffic.outcomes} success {rate:.4%}; failures: {traffic.failures[:10]}")
+    assert rate >= TARGET, f"{traffic.outcomes}: {traffic.failures[:20]}"
