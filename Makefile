@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: up status demo test test-unit test-integration test-contract gen lint check-gen lock system-deps \
-	bench-events bench-saga
+	bench-events bench-saga bench-gateway
 
 # `make up INSTANCES=3` for three instances of every service.
 INSTANCES ?= 2
@@ -42,6 +42,9 @@ bench-events: system-deps $(INSTALLED)
 
 bench-saga: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.saga
+
+bench-gateway: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.gateway
 
 gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen

@@ -22,12 +22,23 @@ __all__ = ["LocalGateway"]
 
 class LocalGateway:
     def __init__(
-        self, directory: Path, *, redis_url: str, port: int = 0, local_limit_per_s: int = 1000
+        self,
+        directory: Path,
+        *,
+        redis_url: str,
+        port: int = 0,
+        local_limit_per_s: int = 1000,
+        auth: bool = True,
+        rate_limit: bool = True,
     ):
         self.directory = directory
         self.port = port or free_port()
         self.config = GatewayConfig(
-            port=self.port, eds_dir=directory / "eds", local_limit_per_s=local_limit_per_s
+            port=self.port,
+            eds_dir=directory / "eds",
+            local_limit_per_s=local_limit_per_s,
+            auth=auth,
+            rate_limit=rate_limit,
         )
         self.clusters = clusters_of(self.config)
         self.discovery = ManagedProcess(
