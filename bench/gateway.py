@@ -32,7 +32,7 @@ from user.v1 import user_service_pb2, user_service_pb2_grpc
 from bench.events import percentile
 from bench.machine import reference_ms
 from chassis.testing import PrivateRabbitMQ, PrivateRedis
-from chassis.testing.system import System
+from chassis.testing.system import UNREACHED_RATE_LIMITS, System
 from gateway.local import LocalGateway
 from tests.integration.shop import Shop
 
@@ -70,8 +70,7 @@ async def run(args: argparse.Namespace) -> None:
             env={
                 "REDIS_URL": redis.url,
                 "LOG_LEVEL": "WARNING",
-                "RATE_LIMIT_WRITE_PER_USER": "1000000/m",
-                "RATE_LIMIT_WRITE_PER_ADDRESS": "1000000/m",
+                **UNREACHED_RATE_LIMITS,
             },
             separate_sinks=True,
         )

@@ -7,7 +7,10 @@ health       readiness: probes of a service's dependencies, and whether all of t
 logging      structlog JSON lines carrying service, instance and correlation id
 grpc         serve(): the gRPC server every service runs (health, reflection, access, errors)
 tokens       access tokens verified against the issuer's published keys (JWKS)
-identity     the access level of each RPC from its contract, and the verified caller
+identity     the access level of each RPC from its contract, the verified caller, and the
+             caller the gateway forwards (signed)
+registry     instances registered in Redis with leases; watchers of the live ones
+upstream     calls to another service's instances: deadlines, safe retries, a circuit breaker
 events       messages on the wire: routes from the contracts, the envelope, decoding
 topology     exchanges, queues, bindings, retry and dead-letter queues, derived from the contracts
 broker       the process's RabbitMQ connection and its confirmed, mandatory publisher
@@ -21,5 +24,5 @@ saga         multi-service transactions as steps with compensations, timeouts an
 runtime      a service's store, broker, relay, consumers and readiness, opened in order
 pages        page sizes and page tokens of list RPCs
 timestamps   stored times as google.protobuf.Timestamp
-testing      private RabbitMQ, Redis and Envoy processes for tests, and their pytest fixtures
+testing      private RabbitMQ, Redis and Envoy processes, the system as processes, a supervisor
 """

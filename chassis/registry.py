@@ -101,6 +101,7 @@ class Registry:
                 instance.to_json(),
                 px=int(ttl_s * 1000),
             )
+            pipe.publish(self.changes_channel, instance.service)
             await pipe.execute()
 
     async def renew(self, instance: Instance, *, ttl_s: float) -> bool:
@@ -111,9 +112,6 @@ class Registry:
             pipe.zadd(self._leases(instance.service), {instance.instance_id: expires_ms}, xx=True)
             still_there, _ = await pipe.execute()
         return bool(still_there)
-
-    async def announce(self, service: str) -> None:
-        await self._redis.publish(self.changes_channel, service)
 
     async def remove(self, instance: Instance) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -187,7 +185,6 @@ class Registration:
         self.instance = replace(self.instance, draining=True)
         try:
             await self.registry.put(self.instance, ttl_s=self._ttl_s)
-            await self.registry.announce(self.instance.service)
         except RedisError as exc:
             log.warning("could not mark this instance draining", error=str(exc))
         else:
@@ -211,7 +208,6 @@ class Registration:
             if self._registered and await self.registry.renew(self.instance, ttl_s=self._ttl_s):
                 return
             await self.registry.put(self.instance, ttl_s=self._ttl_s)
-            await self.registry.announce(self.instance.service)
             if not self._registered:
                 log.info("registered", address=self.instance.address)
             self._registered = True

@@ -11,7 +11,7 @@ import pytest
 
 from chassis.testing.rabbitmq import PrivateRabbitMQ
 from chassis.testing.redis import PrivateRedis
-from chassis.testing.system import System
+from chassis.testing.system import UNREACHED_RATE_LIMITS, System
 from gateway.local import LocalGateway
 from tests.integration.shop import Shop
 
@@ -30,12 +30,7 @@ def system(
         tmp_path_factory.mktemp("system"),
         amqp_url=rabbitmq.add_vhost("shared-system"),
         # Limits no test of the shared system reaches (tests/e2e/test_rate_limits.py has its own).
-        env={
-            "REDIS_URL": redis_server.url,
-            "RATE_LIMIT_SIGN_IN": "1000/m",
-            "RATE_LIMIT_WRITE_PER_USER": "1000/m",
-            "RATE_LIMIT_WRITE_PER_ADDRESS": "10000/m",
-        },
+        env={"REDIS_URL": redis_server.url, **UNREACHED_RATE_LIMITS},
     )
     try:
         running.start()

@@ -57,6 +57,13 @@ def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+def place(client: Client, product_id: str, quantity: int) -> dict[str, Any]:
+    items = [{"productId": product_id, "quantity": quantity}]
+    body = {"idempotencyKey": str(uuid.uuid4()), "items": items}
+    order: dict[str, Any] = client.call("POST", "/v1/orders", body)["order"]
+    return order
+
+
 def settled(client: Client, order_id: str) -> dict[str, Any]:
     for _ in range(100):
         order: dict[str, Any] = client.call("GET", f"/v1/orders/{order_id}")["order"]
@@ -109,12 +116,7 @@ def main() -> int:
     print("  preferences saved")
 
     step(f"Order 2 x {product['name']}")
-    order = client.call(
-        "POST",
-        "/v1/orders",
-        {"idempotencyKey": str(uuid.uuid4()),
-         "items": [{"productId": product["productId"], "quantity": 2}]},
-    )["order"]  # fmt: skip
+    order = place(client, product["productId"], 2)
     print(f"  order {order['orderId']}: {order['status']}")
     order = settled(client, order["orderId"])
     total = int(order["total"]["amountMinor"]) / 100
@@ -137,12 +139,7 @@ def main() -> int:
     left = int(
         client.call("GET", f"/v1/products/{product['productId']}")["product"]["availableStock"]
     )
-    rejected = client.call(
-        "POST",
-        "/v1/orders",
-        {"idempotencyKey": str(uuid.uuid4()),
-         "items": [{"productId": product["productId"], "quantity": left + 1}]},
-    )["order"]  # fmt: skip
+    rejected = place(client, product["productId"], left + 1)
     rejected = settled(client, rejected["orderId"])
     print(f"  {rejected['status']}: {rejected.get('statusReason', '')}")
 

@@ -21,12 +21,25 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chassis.testing.process import ManagedProcess, accepts, free_port
 from chassis.testing.sinks import HttpSink, MailSink
 
-__all__ = ["ADMIN_EMAIL", "GATEWAY_SERVICES", "SERVICES", "ServiceProcess", "System"]
+__all__ = [
+    "ADMIN_EMAIL",
+    "GATEWAY_SERVICES",
+    "SERVICES",
+    "UNREACHED_RATE_LIMITS",
+    "ServiceProcess",
+    "System",
+]
 
 SERVICES = ("user", "inventory", "order", "notification")
 # The gateway's own services, started when the system has a registry (REDIS_URL): the auth
 # service (the ext_authz check, which reads the user service's keys) and the rate-limit service.
 GATEWAY_SERVICES = ("auth", "ratelimit")
+# Rate limits no load of a test or a benchmark reaches, for systems that measure something else.
+UNREACHED_RATE_LIMITS = {
+    "RATE_LIMIT_SIGN_IN": "1000000/m",
+    "RATE_LIMIT_WRITE_PER_USER": "1000000/m",
+    "RATE_LIMIT_WRITE_PER_ADDRESS": "1000000/m",
+}
 ADMIN_EMAIL = "admin@ordermesh.test"
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from chassis.testing.redis import PrivateRedis
 from chassis.testing.supervisor import Supervisor
-from chassis.testing.system import System
+from chassis.testing.system import UNREACHED_RATE_LIMITS, System
 from gateway.local import LocalGateway
 from tests.integration.shop import Shop
 
@@ -34,9 +34,7 @@ def world(rabbitmq, tmp_path_factory):
         amqp_url=rabbitmq.add_vhost("failover"),
         env={
             "REDIS_URL": redis.url,
-            "RATE_LIMIT_SIGN_IN": "10000/m",
-            "RATE_LIMIT_WRITE_PER_USER": "10000/m",
-            "RATE_LIMIT_WRITE_PER_ADDRESS": "100000/m",
+            **UNREACHED_RATE_LIMITS,
             # Out of the registry within 3 s of dying without a word.
             "REGISTRY_TTL_S": "3",
             "HEARTBEAT_INTERVAL_S": "1",

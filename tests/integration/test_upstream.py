@@ -36,11 +36,9 @@ class Named(pb_grpc.InventoryServiceServicer):
 
 async def serving(name: str) -> tuple[GrpcServer, Named]:
     servicer = Named(name)
-    server = GrpcServer(
-        [Service(pb.DESCRIPTOR.services_by_name["InventoryService"], servicer,
-                 pb_grpc.add_InventoryServiceServicer_to_server)],
-        shutdown_grace_s=0,
-    )  # fmt: skip
+    descriptor = pb.DESCRIPTOR.services_by_name["InventoryService"]
+    add = pb_grpc.add_InventoryServiceServicer_to_server
+    server = GrpcServer([Service(descriptor, servicer, add)], shutdown_grace_s=0)
     await server.start()
     return server, servicer
 
@@ -55,6 +53,11 @@ def get_product(channel, timeout_s):
     return pb_grpc.InventoryServiceStub(channel).GetProduct(
         pb.GetProductRequest(product_id="p-1"), timeout=timeout_s
     )
+
+
+async def answer(upstream: Upstream) -> str:
+    """The name of the instance that answered an idempotent call."""
+    return (await upstream.call(list_products, idempotent=True)).next_page_token
 
 
 @pytest.fixture
@@ -75,14 +78,12 @@ async def test_calls_take_the_registered_instances_in_turn_and_skip_draining_one
     upstream = Upstream("inventory", fallback="127.0.0.1:1", registry=registry)
     await upstream.start()
     try:
-        answers = [(await upstream.call(list_products, idempotent=True)).next_page_token
-                   for _ in range(6)]  # fmt: skip
+        answers = [await answer(upstream) for _ in range(6)]
         assert sorted(answers) == ["one"] * 3 + ["two"] * 3
 
         await registrations[0].drain()
         await asyncio.sleep(1.2)  # the watcher's next read
-        answers = [(await upstream.call(list_products, idempotent=True)).next_page_token
-                   for _ in range(4)]  # fmt: skip
+        answers = [await answer(upstream) for _ in range(4)]
         assert answers == ["two"] * 4
     finally:
         await upstream.stop()
