@@ -147,7 +147,6 @@ class System:
         return {
             "RABBITMQ_URL": self.amqp_url,
             "LOG_LEVEL": "INFO",
-            "OUTBOX_POLL_INTERVAL_S": "0.5",
             "HEALTH_INTERVAL_S": "0.5",
             "STORE_URL": f"sqlite:///{self.directory / service / 'store.sqlite3'}",
             "IDENTITY_KEY": self.identity_key,
