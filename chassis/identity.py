@@ -38,6 +38,7 @@ from chassis.tokens import Claims
 
 __all__ = [
     "IDENTITY_HEADER",
+    "USER_HEADER",
     "AccessPolicy",
     "Authenticator",
     "SignedIdentity",
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 IDENTITY_HEADER = "x-ordermesh-identity"
+# The verified caller's user id in plain, set by the gateway's auth service beside the signed
+# identity: what the gateway's per-user rate limits count by. Services never read it.
+USER_HEADER = "x-ordermesh-user"
 
 caller: ContextVar[Claims | None] = ContextVar("caller", default=None)
 

@@ -29,13 +29,17 @@ from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from chassis.identity import USER_HEADER
+
 __all__ = ["GatewayConfig", "Rpc", "bootstrap", "eds_path", "routable_rpcs"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
+# The gateway's own services (besides those its routes lead to).
 AUTH_CLUSTER = "auth"
-# The auth check and the rate-limit check are idempotent: an instance that died under one is
-# skipped for another (what health checks have not noticed yet).
+RATE_LIMIT_CLUSTER = "ratelimit"
+# The auth and rate-limit checks are idempotent: one that failed on an instance that died (and
+# that health checks have not caught yet) is tried on another.
 PREVIOUS_HOSTS = {
     "name": "envoy.retry_host_predicates.previous_hosts",
     "typed_config": {
@@ -49,10 +53,6 @@ GRPC_RETRIES = {
     "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"},
     "retry_host_predicate": [PREVIOUS_HOSTS],
 }
-RATE_LIMIT_CLUSTER = "ratelimit"
-# Set by the auth service to the verified caller's user id (and removed on public routes): what
-# the per-user rate limits count by.
-USER_HEADER = "x-ordermesh-user"
 ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
 # What Envoy answers itself (the transcoder's rejections, no healthy upstream, ...) as the same
 # JSON as the services' errors: {"code": <gRPC code>, "message": ...}, by HTTP status.

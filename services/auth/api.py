@@ -24,7 +24,7 @@ from google.rpc import code_pb2, status_pb2
 
 from chassis.errors import PermissionDenied, Unauthenticated, Unavailable
 from chassis.grpc import Service
-from chassis.identity import IDENTITY_HEADER, AccessPolicy, SignedIdentity
+from chassis.identity import IDENTITY_HEADER, USER_HEADER, AccessPolicy, SignedIdentity
 from chassis.logging import get_logger
 from services.auth.revocations import Revocations
 
@@ -32,8 +32,6 @@ log = get_logger(__name__)
 
 ROUTED = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-# The verified caller's user id in plain, for the gateway's per-user rate limits.
-USER_HEADER = "x-ordermesh-user"
 
 
 def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
