@@ -9,27 +9,14 @@ notifications, order more than is in stock (rejected, nothing kept), cancel the 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any
 
-RUN_ENV = Path(__file__).resolve().parent.parent / ".build" / "run" / "env"
-
-
-def gateway_url() -> str | None:
-    if os.environ.get("GATEWAY_URL"):
-        return os.environ["GATEWAY_URL"].rstrip("/")
-    if RUN_ENV.exists():
-        for line in RUN_ENV.read_text().splitlines():
-            name, _, value = line.partition("=")
-            if name == "GATEWAY":
-                return f"http://{value}"
-    return None
+from tools.running import setting
 
 
 class Client:
@@ -74,11 +61,11 @@ def settled(client: Client, order_id: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    base = gateway_url()
+    base = setting("GATEWAY_URL")
     if base is None:
         print("no gateway: start the system with `make up`, or set GATEWAY_URL", file=sys.stderr)
         return 2
-    client = Client(base)
+    client = Client(base.rstrip("/"))
 
     step("Browse the catalogue (public)")
     products = client.call("GET", "/v1/products?pageSize=10")["products"]

@@ -7,27 +7,13 @@ Reads the registry in Redis at REDIS_URL, or at the address `make up` wrote to
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chassis.registry import Instance, Registry
-
-RUN_ENV = Path(__file__).resolve().parent.parent / ".build" / "run" / "env"
-
-
-def redis_url() -> str | None:
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"]
-    if RUN_ENV.exists():
-        for line in RUN_ENV.read_text().splitlines():
-            name, _, value = line.partition("=")
-            if name == "REDIS_URL":
-                return value
-    return None
+from tools.running import setting
 
 
 async def health(instance: Instance) -> str:
@@ -42,7 +28,7 @@ async def health(instance: Instance) -> str:
 
 
 async def main() -> int:
-    url = redis_url()
+    url = setting("REDIS_URL")
     if url is None:
         print("no registry: set REDIS_URL, or start the system with `make up`", file=sys.stderr)
         return 2

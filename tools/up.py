@@ -22,7 +22,6 @@ import shutil
 import signal
 import sys
 import threading
-from pathlib import Path
 
 import grpc
 from common.v1 import money_pb2
@@ -35,8 +34,9 @@ from chassis.testing import PrivateRabbitMQ, PrivateRedis
 from chassis.testing.supervisor import Supervisor
 from chassis.testing.system import ADMIN_EMAIL, System
 from gateway.local import LocalGateway
+from tools import running
+from tools.running import RUN_DIR
 
-RUN_DIR = Path(__file__).resolve().parent.parent / ".build" / "run"
 CATALOGUE = [
     ("MUG-RED", "Red mug", 1250, 40),
     ("TEAPOT-BLUE", "Blue teapot", 3900, 10),
@@ -147,8 +147,8 @@ def main() -> int:
         password = secrets.token_urlsafe(12)
         products = seed(gateway.address, admin_email, password)
         # For `make status` and `make demo`, from another terminal.
-        (RUN_DIR / "env").write_text(
-            f"RABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}\nGATEWAY={gateway.address}\n"
+        running.publish(
+            {"RABBITMQ_URL": rabbitmq_url, "REDIS_URL": redis_url, "GATEWAY_URL": gateway.url}
         )
 
         print(f"\nRABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}")

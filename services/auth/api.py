@@ -26,6 +26,7 @@ from chassis.errors import PermissionDenied, Unauthenticated, Unavailable
 from chassis.grpc import Service
 from chassis.identity import IDENTITY_HEADER, USER_HEADER, AccessPolicy, SignedIdentity
 from chassis.logging import get_logger
+from chassis.tokens import Claims
 from services.auth.revocations import Revocations
 
 log = get_logger(__name__)
@@ -63,6 +64,17 @@ class Authorization(external_auth_pb2_grpc.AuthorizationServicer):  # type: igno
         self._policy = policy
         self._identity = identity
         self._revocations = revocations
+        self._signatures: dict[Claims, str] = {}
+
+    def _signed(self, claims: Claims) -> str:
+        """The signed identity of some claims, signed once (a token is checked at every
+        request of its bearer, and its claims never change)."""
+        signed = self._signatures.get(claims)
+        if signed is None:
+            if len(self._signatures) >= 10_000:
+                self._signatures.clear()
+            signed = self._signatures[claims] = self._identity.sign(claims)
+        return signed
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
@@ -93,7 +105,7 @@ class Authorization(external_auth_pb2_grpc.AuthorizationServicer):  # type: igno
             status=status_pb2.Status(code=code_pb2.OK),
             ok_response=external_auth_pb2.OkHttpResponse(
                 headers=[
-                    _header(IDENTITY_HEADER, self._identity.sign(claims)),
+                    _header(IDENTITY_HEADER, self._signed(claims)),
                     _header(USER_HEADER, claims.user_id),
                 ]
             ),

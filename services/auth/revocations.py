@@ -53,10 +53,11 @@ class Revocations:
         if self._redis is None:
             return
         try:
-            async for key in self._redis.scan_iter(match=f"{PREFIX}*", count=500):
-                until = await self._redis.get(key)
+            keys = [str(k) async for k in self._redis.scan_iter(match=f"{PREFIX}*", count=500)]
+            untils = await self._redis.mget(keys) if keys else []
+            for key, until in zip(keys, untils, strict=True):
                 if until is not None:
-                    self._until[str(key).removeprefix(PREFIX)] = float(until)
+                    self._until[key.removeprefix(PREFIX)] = float(until)
         except RedisError as exc:
             log.warning("could not load earlier revocations; only new ones apply", error=str(exc))
         else:

@@ -45,19 +45,19 @@ class RateLimiter(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
     ) -> rls_pb2.RateLimitResponse:
         hits = request.hits_addend or 1
         now = self._clock()
-        counted: list[tuple[Limit, str, float]] = []
+        counted: list[tuple[Limit, str]] = []
         for descriptor in request.descriptors:
             found = self._limits.of([(e.key, e.value) for e in descriptor.entries])
             if found is not None:
                 limit, value = found
                 window = math.floor(now / limit.unit_s)
-                counted.append((limit, f"{request.domain}:{limit.name}:{value}:{window}", now))
+                counted.append((limit, f"{request.domain}:{limit.name}:{value}:{window}"))
         statuses = [Response.DescriptorStatus(code=Response.OK) for _ in request.descriptors]
         if not counted:
             return Response(overall_code=Response.OK, statuses=statuses)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for limit, key, _ in counted:
+                for limit, key in counted:
                     pipe.incrby(f"ordermesh:ratelimit:{key}", hits)
                     pipe.pexpire(f"ordermesh:ratelimit:{key}", limit.unit_s * 1000 + 1000)
                 results = await pipe.execute()
@@ -68,7 +68,7 @@ class RateLimiter(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"rate-limit counters: {exc}")
         self._reachable = True
         over = []
-        for (limit, _, _), count in zip(counted, results[::2], strict=True):
+        for (limit, _), count in zip(counted, results[::2], strict=True):
             if int(count) > limit.requests:
                 over.append(limit.unit_s - (now % limit.unit_s))
         overall = Response.OVER_LIMIT if over else Response.OK

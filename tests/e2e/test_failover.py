@@ -14,10 +14,10 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from chassis.testing.redis import PrivateRedis
 from chassis.testing.supervisor import Supervisor
 from chassis.testing.system import UNREACHED_RATE_LIMITS, System
 from gateway.local import LocalGateway
+from tests.e2e.worlds import own_system
 from tests.integration.shop import Shop
 
 RATE = 100  # requests per second
@@ -26,40 +26,31 @@ TARGET = 0.999  # the issue's floor; the goal is 0.9999
 
 @pytest.fixture(scope="module")
 def world(rabbitmq, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("failover")
-    redis = PrivateRedis(directory / "redis")
-    redis.start()
-    system = System(
-        directory / "system",
-        amqp_url=rabbitmq.add_vhost("failover"),
-        env={
-            "REDIS_URL": redis.url,
-            **UNREACHED_RATE_LIMITS,
-            # Out of the registry within 3 s of dying without a word.
-            "REGISTRY_TTL_S": "3",
-            "HEARTBEAT_INTERVAL_S": "1",
-        },
-    )
-    gateway = LocalGateway(directory / "gateway", redis_url=redis.url)
-    supervisor = Supervisor(min_backoff_s=0.5, max_backoff_s=2.0)
-    try:
-        system.start()
-        pairs = {
-            service: [system.processes[service], system.add_instance(service, f"{service}-2")]
-            for service in system.services
-        }
-        gateway.start()
-        gateway.wait_for_healthy(2)
-        for pair in pairs.values():
-            for instance in pair:
-                supervisor.watch(instance.process)
-        supervisor.start()
-        yield redis, system, gateway, pairs
-    finally:
-        supervisor.stop()
-        gateway.stop()
-        system.stop()
-        redis.remove()
+    with own_system(
+        rabbitmq,
+        tmp_path_factory.mktemp("failover"),
+        **UNREACHED_RATE_LIMITS,
+        # Out of the registry within 3 s of dying without a word.
+        REGISTRY_TTL_S="3",
+        HEARTBEAT_INTERVAL_S="1",
+    ) as (redis, system):
+        gateway = LocalGateway(system.directory.parent / "gateway", redis_url=redis.url)
+        supervisor = Supervisor(min_backoff_s=0.5, max_backoff_s=2.0)
+        try:
+            pairs = {
+                service: [system.processes[service], system.add_instance(service, f"{service}-2")]
+                for service in system.services
+            }
+            gateway.start()
+            gateway.wait_for_healthy(2)
+            for pair in pairs.values():
+                for instance in pair:
+                    supervisor.watch(instance.process)
+            supervisor.start()
+            yield redis, system, gateway, pairs
+        finally:
+            supervisor.stop()
+            gateway.stop()
 
 
 class Traffic:

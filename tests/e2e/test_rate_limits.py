@@ -15,9 +15,8 @@ import aiohttp
 import grpc
 import pytest
 
-from chassis.testing.redis import PrivateRedis
-from chassis.testing.system import System
 from gateway.local import LocalGateway
+from tests.e2e.worlds import own_system
 from tests.integration.shop import Shop
 
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
@@ -28,35 +27,27 @@ FLOOR_PER_SECOND = 20
 
 @pytest.fixture(scope="module")
 def world(rabbitmq, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("rate-limits")
-    redis = PrivateRedis(directory / "redis")
-    redis.start()
-    system = System(
-        directory / "system",
-        amqp_url=rabbitmq.add_vhost("rate-limits"),
-        env={
-            "REDIS_URL": redis.url,
-            "RATE_LIMIT_SIGN_IN": f"{SIGN_IN_PER_MINUTE}/m",
-            "RATE_LIMIT_WRITE_PER_USER": f"{WRITES_PER_USER_PER_MINUTE}/m",
-        },
-    )
-    gateways = [
-        LocalGateway(directory / "gateway-a", redis_url=redis.url),
-        LocalGateway(
-            directory / "gateway-b", redis_url=redis.url, local_limit_per_s=FLOOR_PER_SECOND
-        ),
-    ]
-    try:
-        system.start()
-        for gateway in gateways:
-            gateway.start()
-            gateway.wait_for_healthy()
-        yield redis, system, gateways
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        system.stop()
-        redis.remove()
+    with own_system(
+        rabbitmq,
+        tmp_path_factory.mktemp("rate-limits"),
+        RATE_LIMIT_SIGN_IN=f"{SIGN_IN_PER_MINUTE}/m",
+        RATE_LIMIT_WRITE_PER_USER=f"{WRITES_PER_USER_PER_MINUTE}/m",
+    ) as (redis, system):
+        directory = system.directory.parent
+        gateways = [
+            LocalGateway(directory / "gateway-a", redis_url=redis.url),
+            LocalGateway(
+                directory / "gateway-b", redis_url=redis.url, local_limit_per_s=FLOOR_PER_SECOND
+            ),
+        ]
+        try:
+            for gateway in gateways:
+                gateway.start()
+                gateway.wait_for_healthy()
+            yield redis, system, gateways
+        finally:
+            for gateway in gateways:
+                gateway.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,27 @@
+"""Where the system `make up` runs keeps its state, and the addresses it leaves for the other
+commands (`make status`, `make demo`) in `.build/run/env`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+RUN_DIR = Path(__file__).resolve().parent.parent / ".build" / "run"
+ENV_FILE = RUN_DIR / "env"
+
+
+def publish(values: Mapping[str, str]) -> None:
+    ENV_FILE.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+
+
+def setting(name: str) -> str | None:
+    """`name` from the environment, else as the running system published it, else None."""
+    if os.environ.get(name):
+        return os.environ[name]
+    if ENV_FILE.exists():
+        for line in ENV_FILE.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key == name:
+                return value
+    return None
