@@ -103,28 +103,34 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) 
 
 
 class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Sets the correlation id and the caller around each call; maps failures to status codes."""
+    """Sets the correlation id and the caller around each call; maps failures to status codes.
+
+    Each method's handler is wrapped once, at its first call, and reused: the wrapper reads what
+    differs between calls (the metadata) from the call's context."""
 
     def __init__(self, policy: AccessPolicy):
         self._policy = policy
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        metadata = dict(details.invocation_metadata or ())
-        cid = _correlation_id_of(metadata)
-        method = details.method
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            handler = await continuation(details)
+            if handler is None:  # no such method: not remembered, as its name is the caller's
+                return None
+            wrapped = self._wrapped[details.method] = self._wrap(details.method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         policy = self._policy if self._policy.governs(method) else None
         codec = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
-
         inner = (
             handler.unary_unary
             or handler.stream_unary
@@ -133,7 +139,8 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            token = correlation_id.set(cid)
+            metadata = dict(context.invocation_metadata() or ())
+            token = correlation_id.set(_correlation_id_of(metadata))
             identity = caller.set(None)
             try:
                 if policy is not None:
@@ -153,7 +160,8 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return grpc.stream_unary_rpc_method_handler(call, **codec)
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            token = correlation_id.set(cid)
+            metadata = dict(context.invocation_metadata() or ())
+            token = correlation_id.set(_correlation_id_of(metadata))
             identity = caller.set(None)
             try:
                 if policy is not None:
