@@ -31,8 +31,10 @@ def test_envoy_accepts_the_generated_config(tmp_path):
     assert validated.returncode == 0, validated.stdout + validated.stderr
 
 
-def _method(name: str, access: int | None, get: str = "") -> descriptor_pb2.MethodDescriptorProto:
-    method = descriptor_pb2.MethodDescriptorProto(name=name, input_type=".x", output_type=".x")
+def _method(
+    name: str, access: int | None, get: str = "", request: str = ".x"
+) -> descriptor_pb2.MethodDescriptorProto:
+    method = descriptor_pb2.MethodDescriptorProto(name=name, input_type=request, output_type=".x")
     if access is not None:
         method.options.Extensions[options_pb2.access] = access
     if get:
@@ -45,7 +47,8 @@ def test_only_public_authenticated_and_admin_rpcs_are_routed():
         name="ShopService",
         method=[
             _method("Browse", options_pb2.ACCESS_PUBLIC, get="/v1/things"),
-            _method("Buy", options_pb2.ACCESS_AUTHENTICATED),
+            _method("Buy", options_pb2.ACCESS_AUTHENTICATED, request=".shop.v1.BuyRequest"),
+            _method("Review", options_pb2.ACCESS_AUTHENTICATED),
             _method("Restock", options_pb2.ACCESS_ADMIN),
             _method("Settle", options_pb2.ACCESS_INTERNAL),
             _method("Forgotten", None),
@@ -54,15 +57,25 @@ def test_only_public_authenticated_and_admin_rpcs_are_routed():
     files = descriptor_pb2.FileDescriptorSet(
         file=[
             descriptor_pb2.FileDescriptorProto(
-                name="shop.proto", package="shop.v1", service=[service]
+                name="shop.proto",
+                package="shop.v1",
+                service=[service],
+                message_type=[
+                    descriptor_pb2.DescriptorProto(
+                        name="BuyRequest",
+                        field=[descriptor_pb2.FieldDescriptorProto(name="idempotency_key")],
+                    )
+                ],
             )
         ]
     )
     rpcs = routable_rpcs(files.SerializeToString())
-    assert [(r.path, r.cluster, r.is_read) for r in rpcs] == [
-        ("/shop.v1.ShopService/Browse", "shop", True),
-        ("/shop.v1.ShopService/Buy", "shop", False),
-        ("/shop.v1.ShopService/Restock", "shop", False),
+    assert [(r.path, r.cluster, r.is_read, r.retry_safe) for r in rpcs] == [
+        ("/shop.v1.ShopService/Browse", "shop", True, True),
+        # A write is sent again only if its request carries an idempotency key.
+        ("/shop.v1.ShopService/Buy", "shop", False, True),
+        ("/shop.v1.ShopService/Review", "shop", False, False),
+        ("/shop.v1.ShopService/Restock", "shop", False, False),
     ]
 
 

@@ -195,6 +195,7 @@ async def test_without_the_auth_service_the_gateway_fails_closed(system, gateway
         ):
             status, body = await get(http, url, headers)
             assert (status, body["code"]) == (503, grpc.StatusCode.UNAVAILABLE.value[0])
+            assert "auth service" in body["message"]
         assert {c: await requests_reaching(gateway, c) for c in before} == before
     finally:
         await asyncio.to_thread(auth.start)
