@@ -3,23 +3,31 @@
 One run, one system (every service as a process, registered in a private Redis, on a private
 RabbitMQ), two Envoy gateways in front of it: one plain (routes and transcoding only) and one
 complete (plus the ext_authz check and the rate limits). The same authenticated read
-(UserService.GetProfile, `GET /v1/users/me`) is called for a fixed time with a fixed number in
-flight, by this process, four ways:
+(UserService.GetProfile, `GET /v1/users/me`) is called four ways:
 
     direct        gRPC straight to a user service instance (which verifies the token itself)
     envoy_grpc    gRPC through the plain gateway
     rest          REST through the plain gateway (transcoding)
     rest_auth     REST through the complete gateway (transcoding + auth check + rate limits)
 
-For each: p50/p99 latency and requests/s. Ends with `RESULT ref_ms=... direct_rps=...
-envoy_grpc_rps=... rest_rps=... rest_auth_rps=... auth_overhead_p50_ms=...` (rest_auth p50
-minus rest p50). The load generator shares the machine's 2 cores with what it measures.
+For each, two measurements:
+- latency at a fixed rate (`--rate`, below what every path sustains), each call timed from
+  when it was due, so a late start counts against it: p50/p99;
+- the most it sustains: calls kept `--in-flight` at once for `--seconds`: requests/s, p50/p99
+  (at saturation latency is mostly queueing), and the CPU each process used per call
+  (loadgen: this process; envoy: the gateway the path goes through; user, auth: the services),
+  which tells where a path's cost goes.
+Ends with `RESULT ref_ms=... direct_rps=... envoy_grpc_rps=... rest_rps=... rest_auth_rps=...
+auth_overhead_p50_ms=...` (rest_auth p50 minus rest p50 at the fixed rate; the same at
+saturation follows as auth_overhead_p50_saturated_ms). The load generator shares the machine's
+2 cores with what it measures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -37,9 +45,36 @@ from gateway.local import LocalGateway
 from tests.integration.shop import Shop
 
 Call = Callable[[], Awaitable[None]]
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
-async def measure(call: Call, *, seconds: float, in_flight: int) -> tuple[list[float], float]:
+def cpu_s(pid: int) -> float:
+    """The CPU time (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+
+
+async def at_rate(call: Call, *, rate: float, seconds: float) -> list[float]:
+    """Latencies (ms) of `call` started `rate` times a second for `seconds`, each timed from
+    when it was due."""
+    latencies: list[float] = []
+
+    async def one(due: float) -> None:
+        await call()
+        latencies.append((time.perf_counter() - due) * 1000)
+
+    tasks = []
+    started = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        due = started + n / rate
+        if (delay := due - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def saturate(call: Call, *, seconds: float, in_flight: int) -> tuple[list[float], float]:
     """Latencies (ms) and requests/s of `call` kept `in_flight` at once for `seconds`."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -129,15 +164,35 @@ async def run(args: argparse.Namespace) -> None:
             "rest": rest_call(plain.url),
             "rest_auth": rest_call(complete.url),
         }
-        results: dict[str, tuple[list[float], float]] = {}
+        pids = {
+            "loadgen": os.getpid(),
+            "user": system.processes["user"].process.pid,
+            "auth": system.processes["auth"].process.pid,
+        }
+        through_gateway = {"envoy_grpc": plain, "rest": plain, "rest_auth": complete}
+        fixed: dict[str, list[float]] = {}
+        saturated: dict[str, tuple[list[float], float]] = {}
         try:
             for name, call in paths.items():
-                await measure(call, seconds=1.0, in_flight=args.in_flight)  # warm-up
-                results[name] = await measure(call, seconds=args.seconds, in_flight=args.in_flight)
-                latencies, rps = results[name]
+                await saturate(call, seconds=1.0, in_flight=args.in_flight)  # warm-up
+                fixed[name] = await at_rate(call, rate=args.rate, seconds=args.seconds)
+                via = through_gateway.get(name)
+                measured = {**pids, **({"envoy": via.envoy.process.pid} if via else {})}
+                before = {role: cpu_s(pid) for role, pid in measured.items() if pid}
+                saturated[name] = latencies, rps = await saturate(
+                    call, seconds=args.seconds, in_flight=args.in_flight
+                )
+                calls = len(latencies)
+                cpu = "  ".join(
+                    f"{role} {(cpu_s(pid) - before[role]) / calls * 1e6:.0f}"
+                    for role, pid in measured.items()
+                    if pid
+                )
                 print(
-                    f"{name:<11} p50 {percentile(latencies, 50):6.2f} ms  "
-                    f"p99 {percentile(latencies, 99):6.2f} ms  {rps:7.0f} requests/s",
+                    f"{name:<11} at {args.rate:g}/s: p50 {percentile(fixed[name], 50):5.2f} ms  "
+                    f"p99 {percentile(fixed[name], 99):6.2f} ms | most: {rps:5.0f} requests/s  "
+                    f"p50 {percentile(latencies, 50):5.2f} ms  "
+                    f"p99 {percentile(latencies, 99):6.2f} ms | CPU us/call: {cpu}",
                     flush=True,
                 )
         finally:
@@ -152,12 +207,18 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.to_thread(redis.remove)
         await asyncio.to_thread(broker.remove)
 
-    rps = {name: r for name, (_, r) in results.items()}
-    overhead = percentile(results["rest_auth"][0], 50) - percentile(results["rest"][0], 50)
+    rps = {name: r for name, (_, r) in saturated.items()}
+
+    def overhead(p50: Callable[[str], float]) -> float:
+        return p50("rest_auth") - p50("rest")
+
+    fixed_overhead = overhead(lambda name: percentile(fixed[name], 50))
+    saturated_overhead = overhead(lambda name: percentile(saturated[name][0], 50))
     print(
         f"RESULT ref_ms={reference_ms():.0f} direct_rps={rps['direct']:.0f} "
         f"envoy_grpc_rps={rps['envoy_grpc']:.0f} rest_rps={rps['rest']:.0f} "
-        f"rest_auth_rps={rps['rest_auth']:.0f} auth_overhead_p50_ms={overhead:.2f}"
+        f"rest_auth_rps={rps['rest_auth']:.0f} auth_overhead_p50_ms={fixed_overhead:.2f} "
+        f"auth_overhead_p50_saturated_ms={saturated_overhead:.2f}"
     )
     print(f"ratio: rest_auth/rest throughput {rps['rest_auth'] / rps['rest']:.2f}")
 
@@ -166,6 +227,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per path")
     parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=300.0, help="calls/s, for latency")
     asyncio.run(run(parser.parse_args()))
 
 
