@@ -80,7 +80,7 @@ class Rpc:
     access: int
     http_verb: str  # "get", "post", ... or "" without a REST rule
     # Its request carries an `idempotency_key`: the service applies a repeated request once.
-    deduplicated: bool = False
+    deduplicated: bool
 
     @property
     def path(self) -> str:

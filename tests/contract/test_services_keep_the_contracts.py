@@ -17,6 +17,7 @@ from user.v1 import user_service_pb2 as user_pb
 
 from chassis.events import TypeRegistry, route_of
 from chassis.topology import declare_exchange
+from gateway.config import IDEMPOTENCY_KEY
 from services.inventory import consumers as inventory_consumers
 from services.notification import consumers as notification_consumers
 from services.order import consumers as order_consumers
@@ -98,11 +99,11 @@ async def test_every_rpc_answers_an_empty_request_without_unimplemented_or_crash
         else:
             answer = (grpc.StatusCode.OK, "")
     code, details = answer
-    if "idempotency_key" in request_type.DESCRIPTOR.fields_by_name:
+    if IDEMPOTENCY_KEY in request_type.DESCRIPTOR.fields_by_name:
         # The gateway sends such a write again after a failure (gateway.config): it is safe
         # only because the service applies it once per key, and so requires one.
         assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{method.full_name}: {code.name}"
-        assert "idempotency_key" in details
+        assert IDEMPOTENCY_KEY in details
     assert code not in (
         grpc.StatusCode.UNIMPLEMENTED,
         grpc.StatusCode.INTERNAL,
