@@ -298,8 +298,10 @@ def _access_log() -> dict[str, Any]:
                     "time": "%START_TIME%",
                     "request_id": "%REQ(X-REQUEST-ID)%",
                     "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
-                    "method": "%REQ(:METHOD)%",
+                    # As the client sent it, and the RPC it was routed as (the same when it
+                    # was not transcoded); the transcoder makes every method POST.
                     "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                    "rpc": "%REQ(:PATH)%",
                     "status": "%RESPONSE_CODE%",
                     "grpc_status": "%GRPC_STATUS%",
                     "flags": "%RESPONSE_FLAGS%",
