@@ -128,8 +128,10 @@ class Registry:
         """The instances of `service` whose lease runs, ordered by instance id."""
         now_ms = int(time.time() * 1000)
         leases = self._leases(service)
-        ids = await self._redis.zrangebyscore(leases, now_ms, "+inf")
-        await self._redis.zremrangebyscore(leases, "-inf", now_ms - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(leases, now_ms, "+inf")
+            pipe.zremrangebyscore(leases, "-inf", now_ms - 1)  # the leases that ran out
+            ids, _ = await pipe.execute()
         if not ids:
             return []
         raws = await self._redis.mget([self._key(service, str(i)) for i in ids])
