@@ -9,16 +9,24 @@ Guarantees:
   connection raises too. Events that no subscriber binds yet are routed to their exchange's
   `.unrouted` queue (see `chassis.topology`); commands without a handler queue are Unroutable;
 - a failed publish may still have reached the broker: callers that retry (the outbox relay)
-  create duplicates, never losses, and consumers absorb duplicates.
+  create duplicates, never losses, and consumers absorb duplicates;
+- a message that cannot be published as it is raises `Refused`, which retrying will not mend:
+  AMQP cannot encode it (a property too long, a header of no AMQP type), or the broker closed
+  the channel over a publish (PRECONDITION_FAILED: a size over its limit, a property it
+  rejects). A broker's refusal fails every publish in flight on the channel, so only a message
+  refused while it was the only one in flight is known to be at fault (`Refused.certain` says
+  whether the error itself proves it).
 
     BrokerError
     ├── Unroutable      the broker returned the message: no queue is bound for its route
-    └── NotConfirmed    the broker nacked it, or no confirm came before the timeout
+    ├── NotConfirmed    the broker nacked it, or no confirm came before the timeout
+    └── Refused         the message, as it is, cannot be published (see above)
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Awaitable
 
 import aio_pika
@@ -30,7 +38,7 @@ import aiormq.exceptions
 from chassis.events import Outgoing, amqp_properties
 from chassis.topology import declare_exchange
 
-__all__ = ["Broker", "BrokerError", "NotConfirmed", "Unroutable"]
+__all__ = ["Broker", "BrokerError", "NotConfirmed", "Refused", "Unroutable"]
 
 
 class BrokerError(Exception):
@@ -43,6 +51,23 @@ class Unroutable(BrokerError):
 
 class NotConfirmed(BrokerError):
     pass
+
+
+class Refused(BrokerError):
+    def __init__(self, message: str, *, certain: bool):
+        super().__init__(message)
+        # True if the message alone caused it (it could not be encoded); False if the broker
+        # refused a publish on the channel, which may have been another message in flight.
+        self.certain = certain
+
+
+# Channel or connection closes that a broker answers a bad publish with (406, 501, 502, 505).
+REFUSALS = (
+    aiormq.exceptions.ChannelPreconditionFailed,
+    aiormq.exceptions.ConnectionFrameError,
+    aiormq.exceptions.ConnectionSyntaxError,
+    aiormq.exceptions.ConnectionUnexpectedFrame,
+)
 
 
 class Broker:
@@ -141,6 +166,11 @@ class Broker:
     async def _confirmed(publishing: Awaitable[object], what: str) -> None:
         try:
             await publishing
+        except (TypeError, ValueError, struct.error) as exc:
+            # Raised while encoding the frames, before anything was sent (pamqp, aiormq).
+            raise Refused(f"{what}: AMQP cannot carry it: {exc}", certain=True) from None
+        except REFUSALS as exc:
+            raise Refused(f"{what}: refused by the broker: {exc}", certain=False) from None
         except aio_pika.exceptions.PublishError as exc:
             raise Unroutable(f"{what}: returned by the broker, no queue is bound ({exc})") from None
         except aio_pika.exceptions.DeliveryError as exc:

@@ -5,16 +5,35 @@ creates a correlation id; logs, outgoing calls and outgoing messages read them. 
 takes them as parameters. The correlation id names a whole flow (one PlaceOrder and everything
 it causes); the causation id is the id of the message being handled, so each message an
 effect publishes says which message caused it.
+
+What arrives from outside is accepted only if it is a bounded token of safe characters
+(`accepted_correlation_id`, `accepted_traceparent`): a correlation id travels into AMQP
+properties (at most 255 bytes), headers and logs, so a client must not be able to choose one
+that a broker refuses or a reader misreads. An edge that refuses one starts a new flow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from contextvars import ContextVar
 
-__all__ = ["causation_id", "correlation_id", "new_correlation_id", "traceparent"]
+__all__ = [
+    "CORRELATION_ID_MAX",
+    "accepted_correlation_id",
+    "accepted_traceparent",
+    "causation_id",
+    "correlation_id",
+    "new_correlation_id",
+    "traceparent",
+]
+
+# Enough for a UUID, a ULID, Envoy's x-request-id or a caller's own scheme; far below AMQP's 255.
+CORRELATION_ID_MAX = 128
+_TOKEN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{CORRELATION_ID_MAX - 1}}}")
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
@@ -22,6 +41,21 @@ causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
 
 def new_correlation_id() -> str:
     return str(uuid.uuid4())
+
+
+def accepted_correlation_id(value: object) -> str | None:
+    """`value` if it is a correlation id an edge may take from outside, else None: 1 to
+    CORRELATION_ID_MAX letters, digits and `.`, `_`, `:`, `-`, starting with a letter or digit."""
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return value
+    return None
+
+
+def accepted_traceparent(value: object) -> str | None:
+    """`value` if it is a W3C traceparent of version 00, else None."""
+    if isinstance(value, str) and _TRACEPARENT.fullmatch(value):
+        return value
+    return None
 
 
 def traceparent(correlation: str) -> str:

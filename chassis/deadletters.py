@@ -1,8 +1,10 @@
-"""Dead-letter tooling: see what ended in a dead-letter queue and why, and replay it after a fix.
+"""Dead-letter tooling: see what a consumer or a relay could not deliver and why; replay it.
 
     python -m chassis.deadletters list   --amqp URL --queue order.saga.dlq
     python -m chassis.deadletters replay --amqp URL --queue order.saga.dlq --id EVENT_ID [--id ...]
     python -m chassis.deadletters replay --amqp URL --queue order.saga.dlq --all
+    python -m chassis.deadletters parked --store STORE_URL [--database NAME]
+    python -m chassis.deadletters unpark --store STORE_URL [--database NAME] --id EVENT_ID | --all
 
 `list` prints one JSON object per message: its event id, type, failure (class, message,
 attempts, consumer, time), original route and decoded body; it leaves the queue as it was.
@@ -10,6 +12,12 @@ attempts, consumer, time), original route and decoded body; it leaves the queue 
 their original event id (a message that failed was never recorded by the inbox, so it will be
 processed; one that somehow was is absorbed as a duplicate), and removes each from the
 dead-letter queue only once the broker confirmed its replay. Messages not chosen stay.
+
+`parked` prints the messages a service's outbox relay parked because the broker refused them as
+they are (see chassis.outbox), one JSON object each: seq, event id, type, route, the reason,
+when, the correlation id and the decoded body. `unpark` makes the chosen ones pending again, so
+the running relay publishes them at its next full read (after the cause was fixed, e.g. the
+broker's message size limit raised).
 """
 
 from __future__ import annotations
@@ -31,8 +39,9 @@ from common.v1 import options_pb2
 from google.protobuf import descriptor_pool, json_format, message_factory
 
 from chassis.broker import Broker, BrokerError
+from chassis.store import ParkedRow, Store, open_store
 
-__all__ = ["DeadLetter", "list_dead_letters", "replay"]
+__all__ = ["DeadLetter", "list_dead_letters", "parked_as_json", "replay"]
 
 FAILURE_HEADERS = ("x-error-class", "x-error-message", "x-attempts", "x-consumer", "x-failed-at",
                    "x-last-error")  # fmt: skip
@@ -148,8 +157,45 @@ async def replay(broker: Broker, queue: str, event_ids: Collection[str] | None =
     return replayed
 
 
+def parked_as_json(parked: ParkedRow) -> str:
+    message = parked.row.message
+    return json.dumps(
+        {
+            "seq": parked.row.seq,
+            "event_id": message.envelope.event_id,
+            "type": message.envelope.type,
+            "route": [message.route.exchange, message.route.routing_key],
+            "reason": parked.reason,
+            "parked_at": parked.parked_at,
+            "correlation_id": message.envelope.correlation_id,
+            "body": _decode(message.envelope.type, message.payload),
+        },
+        default=str,
+    )
+
+
+async def _outbox(args: argparse.Namespace) -> int:
+    store: Store = open_store(args.store, database=args.database)
+    await store.open()
+    try:
+        if args.command == "parked":
+            for parked in await store.parked(limit=args.limit):
+                print(parked_as_json(parked))
+            return 0
+        if not args.all and not args.id:
+            print("unpark needs --id EVENT_ID (repeatable) or --all", file=sys.stderr)
+            return 2
+        count = await store.unpark(None if args.all else args.id)
+        print(f"{count} parked message(s) pending again")
+        return 0
+    finally:
+        await store.close()
+
+
 async def _main(args: argparse.Namespace) -> int:
     _load_contracts()
+    if args.command in ("parked", "unpark"):
+        return await _outbox(args)
     broker = Broker(args.amqp, name="deadletters")
     await broker.connect()
     try:
@@ -173,13 +219,22 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["list", "replay"])
-    parser.add_argument("--amqp", required=True, help="RabbitMQ URL")
-    parser.add_argument(
-        "--queue", required=True, help="a dead-letter queue, <service>.<purpose>.dlq"
-    )
-    parser.add_argument("--id", action="append", default=[], help="event id to replay")
-    parser.add_argument("--all", action="store_true", help="replay every message in the queue")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, what in (("list", "list a dead-letter queue"), ("replay", "replay dead letters")):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("--amqp", required=True, help="RabbitMQ URL")
+        command.add_argument(
+            "--queue", required=True, help="a dead-letter queue, <service>.<purpose>.dlq"
+        )
+    for name, what in (("parked", "list parked outbox messages"), ("unpark", "make them pending")):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("--store", required=True, help="the service's STORE_URL")
+        command.add_argument("--database", default="", help="the MongoDB database (STORE_DATABASE)")
+        command.add_argument("--limit", type=int, default=1000, help="most rows listed")
+    for name in ("replay", "unpark"):
+        command = commands.choices[name]
+        command.add_argument("--id", action="append", default=[], help="event id (repeatable)")
+        command.add_argument("--all", action="store_true", help="every message")
     return asyncio.run(_main(parser.parse_args()))
 
 

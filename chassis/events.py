@@ -26,7 +26,15 @@ from common.v1 import options_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf.descriptor import Descriptor
 
-from chassis.correlation import causation_id, correlation_id, new_correlation_id, traceparent
+from chassis.correlation import (
+    accepted_correlation_id,
+    accepted_traceparent,
+    causation_id,
+    correlation_id,
+    new_correlation_id,
+    traceparent,
+)
+from chassis.logging import get_logger
 
 __all__ = [
     "CONTENT_TYPE",
@@ -48,6 +56,7 @@ EXCHANGE_KINDS = {
 }
 
 Message = protobuf_message.Message
+log = get_logger(__name__)
 
 
 class Undecodable(Exception):
@@ -105,7 +114,8 @@ class Outgoing:
 
 def outgoing(message: Message, *, producer: str) -> Outgoing:
     """Wraps a message for sending, with a new event id and the ids of the work in progress."""
-    correlation = correlation_id.get() or new_correlation_id()
+    # The edges accept only safe ids; checked again here as nothing else may reach AMQP.
+    correlation = accepted_correlation_id(correlation_id.get()) or new_correlation_id()
     return Outgoing(
         envelope=Envelope(
             event_id=str(uuid.uuid4()),
@@ -176,10 +186,27 @@ class TypeRegistry:
             event_id=properties.message_id,
             type=type,
             occurred_at=properties.timestamp or datetime.now(UTC),
-            correlation_id=properties.correlation_id or new_correlation_id(),
+            correlation_id=_correlation_of(properties),
             causation_id=_text(headers.get("causation-id")),
             producer=_text(headers.get("producer")),
-            traceparent=_text(headers.get("traceparent")),
+            traceparent=accepted_traceparent(_text(headers.get("traceparent"))) or "",
             headers=headers,
         )
         return envelope, decoded
+
+
+def _correlation_of(properties: aiormq.spec.Basic.Properties) -> str:
+    """The message's correlation id if it is a safe token, else a new one (refusal logged)."""
+    received = properties.correlation_id
+    accepted = accepted_correlation_id(received)
+    if accepted is not None:
+        return accepted
+    created = new_correlation_id()
+    if received:
+        log.warning(
+            "correlation id refused: not a safe bounded token; a new one is used",
+            event_id=properties.message_id,
+            length=len(received),
+            correlation_id=created,
+        )
+    return created

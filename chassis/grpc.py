@@ -6,7 +6,8 @@ What every service gets from it:
   NOT_SERVING from the moment shutdown begins;
 - server reflection, so grpcurl and other tools can list and call the services;
 - a correlation id for each call, taken from the `x-correlation-id` metadata (or Envoy's
-  `x-request-id`), else created, and set in `chassis.correlation` for the handler's duration;
+  `x-request-id`) if it is a safe bounded token (`chassis.correlation`), else created (and the
+  refusal logged), and set in `chassis.correlation` for the handler's duration;
 - the access level each RPC declares in its contract, enforced before the handler runs, and
   the verified caller in `chassis.identity` for the handler's duration;
 - one table (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message;
@@ -35,7 +36,7 @@ from grpc_reflection.v1alpha import reflection
 
 from chassis import errors
 from chassis.config import ServiceSettings
-from chassis.correlation import correlation_id, new_correlation_id
+from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
 from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, SignedIdentity, caller
 from chassis.logging import get_logger
@@ -85,8 +86,19 @@ class Service:
 def _correlation_id_of(metadata: dict[str, Any]) -> str:
     for header in CORRELATION_HEADERS:
         value = metadata.get(header)
-        if isinstance(value, str) and value:
-            return value
+        if not value:
+            continue
+        accepted = accepted_correlation_id(value)
+        if accepted is not None:
+            return accepted
+        created = new_correlation_id()
+        log.warning(
+            "correlation id refused: not a safe bounded token; a new one is used",
+            header=header,
+            length=len(value),
+            correlation_id=created,
+        )
+        return created
     return new_correlation_id()
 
 

@@ -2,7 +2,8 @@
 
 Stages: `published` (confirmed by the broker), `delivered` (received by a consumer),
 `processed` (its effects committed), `duplicate` (recognised by the inbox, no second effect),
-`retried` (sent to a retry queue), `dead_lettered` (sent to a dead-letter queue). A run
+`retried` (sent to a retry queue), `dead_lettered` (sent to a dead-letter queue), `parked`
+(refused by the broker as it is, and kept in the outbox with the reason). A run
 reconciles `published == processed + dead_lettered` over all processes; the counters are also
 Prometheus metrics (`ordermesh_messages_total{type, stage}`).
 
@@ -22,7 +23,7 @@ from prometheus_client.registry import Collector
 
 __all__ = ["STAGES", "Ledger"]
 
-STAGES = ("published", "delivered", "processed", "duplicate", "retried", "dead_lettered")
+STAGES = ("published", "delivered", "processed", "duplicate", "retried", "dead_lettered", "parked")
 
 
 class Ledger(Collector):

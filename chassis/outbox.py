@@ -8,7 +8,12 @@ Guarantees, given a transaction that wrote state and messages together (`Transac
   other, each only once the previous one is confirmed, so a failure never lets a later message
   of that key overtake it; messages of different keys (and without a key) go concurrently;
 - one relay per store at a time: instances of a service share its store, and only the holder
-  of the store's `outbox` lease publishes.
+  of the store's `outbox` lease publishes;
+- no message can stop the relay: one the broker refuses as it is (`chassis.broker.Refused`) is
+  parked in the outbox with the reason (visible and replayable with `python -m
+  chassis.deadletters parked|unpark`), and the relay goes on with the rest, later messages of
+  its key included. A broker's refusal fails every publish in flight on the channel, so a
+  message refused among others is published again alone, and parked only if refused alone.
 
 The relay is a pipeline: it starts publishing a message as soon as it is committed and its key
 is free, without waiting for the confirms of what is already in flight (at most `batch` at a
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from chassis.broker import Broker
+from chassis.broker import Broker, Refused
 from chassis.lease import Lease
 from chassis.ledger import Ledger
 from chassis.logging import get_logger
@@ -66,6 +71,11 @@ class OutboxRelay:
         self._busy_keys: set[str] = set()
         self._confirmed: list[OutboxRow] = []
         self._failures: list[tuple[OutboxRow, BaseException]] = []
+        # Rows the broker refused while others were in flight (each is published again alone),
+        # the one being published alone, and those refused for certain, to park with the reason.
+        self._suspects: set[int] = set()
+        self._alone: int | None = None
+        self._refused: list[tuple[OutboxRow, str]] = []
         self._read_upto = 0
         # Read the outbox at the next turn even if nothing was committed in this process (at
         # start, when a read was cut short by `batch`, after a quiet poll interval).
@@ -118,6 +128,8 @@ class OutboxRelay:
         committed = self._store.outbox_event.is_set()
         self._store.outbox_event.clear()
         self._settled.clear()
+        if self._refused:
+            await self._park()
         if len(self._confirmed) >= MARK_BATCH or (self._confirmed and not self._publishing):
             confirmed, self._confirmed = self._confirmed, []
             await self._store.mark_sent([row.seq for row in confirmed])
@@ -144,13 +156,27 @@ class OutboxRelay:
                 raise RuntimeError(f"outbox relay could not publish: {error}")
             if self._publishing:
                 await self._settled.wait()
-            elif not self._confirmed and not (await self._store.count_outbox())[0]:
+            elif (
+                not (self._confirmed or self._refused) and not (await self._store.count_outbox())[0]
+            ):
                 return
             else:
                 self._must_read = True
 
     def _start_ready(self) -> int:
-        """Publishes each waiting row whose key has no earlier row still unconfirmed."""
+        """Publishes each waiting row whose key has no earlier row still unconfirmed; a suspect
+        goes first, alone, once nothing else is in flight."""
+        if self._alone is not None:
+            return 0
+        suspect = next((row for row in self._waiting.values() if row.seq in self._suspects), None)
+        if suspect is not None:
+            if self._publishing:
+                return 0
+            del self._waiting[suspect.seq]
+            self._alone = suspect.seq
+            self._busy_keys.add(suspect.key)
+            self._publishing[suspect.seq] = asyncio.create_task(self._publish(suspect))
+            return 1
         blocked = set(self._busy_keys)
         ready = []
         for row in self._waiting.values():
@@ -167,17 +193,45 @@ class OutboxRelay:
         return len(ready)
 
     async def _publish(self, row: OutboxRow) -> None:
+        alone = self._alone == row.seq
         try:
             await self._broker.publish(row.message)
+        except Refused as exc:
+            if exc.certain or alone:
+                self._suspects.discard(row.seq)
+                self._refused.append((row, str(exc)))
+            else:  # it, or another message in flight, was refused: try it alone
+                self._suspects.add(row.seq)
+                self._wait_again(row)
         except Exception as exc:  # noqa: BLE001 - the row waits again, in its place
             self._failures.append((row, exc))
-            self._waiting = dict(sorted({**self._waiting, row.seq: row}.items()))
+            self._wait_again(row)
         else:
+            self._suspects.discard(row.seq)
             self._confirmed.append(row)
         finally:
             del self._publishing[row.seq]
             self._busy_keys.discard(row.key)
+            if alone:
+                self._alone = None
             self._settled.set()
+
+    def _wait_again(self, row: OutboxRow) -> None:
+        self._waiting = dict(sorted({**self._waiting, row.seq: row}.items()))
+
+    async def _park(self) -> None:
+        """Parks the rows refused for certain (kept to try again at the next turn if the store
+        fails)."""
+        await self._store.park([(row.seq, reason) for row, reason in self._refused])
+        refused, self._refused = self._refused, []
+        for row, reason in refused:
+            self._ledger.record(row.message.envelope.type, "parked")
+            log.error(
+                "message parked in the outbox: the broker refuses it as it is",
+                type=row.message.envelope.type,
+                event_id=row.message.envelope.event_id,
+                reason=reason,
+            )
 
     def _report_failures(self) -> None:
         failures, self._failures = self._failures, []
@@ -205,5 +259,5 @@ class OutboxRelay:
             settled.cancel()
         if not done:
             self._must_read = True
-            if not (self._waiting or self._publishing or self._confirmed):
+            if not (self._waiting or self._publishing or self._confirmed or self._refused):
                 self._read_upto = 0

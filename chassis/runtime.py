@@ -32,12 +32,12 @@ from chassis.identity import SignedIdentity
 from chassis.ledger import Ledger
 from chassis.outbox import OutboxRelay
 from chassis.registry import Registry
-from chassis.store import Collection, Store
+from chassis.store import Collection, Store, open_store
 from chassis.tokens import KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
 from chassis.upstream import Upstream
 
-__all__ = ["AuthenticatedSettings", "BackboneSettings", "Runtime", "open_store"]
+__all__ = ["AuthenticatedSettings", "BackboneSettings", "Runtime"]
 
 
 class BackboneSettings(ServiceSettings):
@@ -60,19 +60,6 @@ class AuthenticatedSettings(BackboneSettings):
     user_service_addr: str
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
-
-
-def open_store(url: str, *, database: str) -> Store:
-    """The store adapter a URL names; ValueError naming the URL if none does."""
-    if url.startswith("sqlite:///"):
-        from chassis.store.sqlite import SqliteStore
-
-        return SqliteStore(url.removeprefix("sqlite:///"))
-    if url.startswith(("mongodb://", "mongodb+srv://")):
-        from chassis.store.mongo import MongoStore
-
-        return MongoStore(url, database=database)
-    raise ValueError(f"STORE_URL={url!r}: expected sqlite:///<path> or mongodb://...")
 
 
 class Runtime:

@@ -8,6 +8,11 @@ only inside a transaction. What a transaction guarantees, in every adapter:
   stored version is the one that was read, else `VersionConflict` (retry the transaction);
 - unique fields stay unique: `insert()` or `update()` raises `DuplicateKey`.
 
+An outbox message is pending until the relay marks it sent; one the broker refuses as it is
+(a property AMQP cannot carry, a size over the broker's limit) is parked with the reason instead,
+out of the relay's way, until an operator makes it pending again (`python -m chassis.deadletters
+parked` / `unpark`).
+
 Adapters: `chassis.store.sqlite.SqliteStore` (the default, one file per service, WAL) and
 `chassis.store.mongo.MongoStore` (PyMongo async, multi-document transactions). Both pass the
 one behaviour suite in tests/integration/test_store.py.
@@ -20,7 +25,7 @@ one behaviour suite in tests/integration/test_store.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -32,10 +37,12 @@ __all__ = [
     "Document",
     "DuplicateKey",
     "OutboxRow",
+    "ParkedRow",
     "Store",
     "StoreError",
     "Transaction",
     "VersionConflict",
+    "open_store",
     "run_transaction",
 ]
 
@@ -69,6 +76,15 @@ class OutboxRow:
     seq: int
     key: str
     message: Outgoing
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    """An outbox message taken out of the relay's way, with why and when (a Unix time)."""
+
+    row: OutboxRow
+    reason: str
+    parked_at: float
 
 
 class Transaction(Protocol):
@@ -127,11 +143,20 @@ class Store(Protocol):
 
     async def mark_sent(self, seqs: Sequence[int]) -> None: ...
 
+    async def park(self, refused: Sequence[tuple[int, str]]) -> None:
+        """Parks these pending messages, each (seq, reason): no longer pending, kept."""
+
+    async def parked(self, limit: int = 1000) -> list[ParkedRow]:
+        """Parked messages, oldest first."""
+
+    async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
+        """Makes these parked messages (all if None) pending again; returns how many."""
+
     async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Takes or renews a named lease for `owner`; False while another owner holds it."""
 
     async def count_outbox(self) -> tuple[int, int]:
-        """(pending, sent) messages in the outbox."""
+        """(pending, sent) messages in the outbox; parked ones are neither."""
 
     async def count_inbox(self, consumer: str) -> int:
         """How many distinct messages `consumer` has handled."""
@@ -152,3 +177,16 @@ async def run_transaction(
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
+
+
+def open_store(url: str, *, database: str) -> Store:
+    """The store adapter a URL names (`database`: MongoDB's); ValueError naming the URL if none."""
+    if url.startswith("sqlite:///"):
+        from chassis.store.sqlite import SqliteStore
+
+        return SqliteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from chassis.store.mongo import MongoStore
+
+        return MongoStore(url, database=database)
+    raise ValueError(f"STORE_URL={url!r}: expected sqlite:///<path> or mongodb://...")

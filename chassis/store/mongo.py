@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,7 +24,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from chassis.events import Envelope, Outgoing, Route
-from chassis.store import Collection, Document, DuplicateKey, OutboxRow, VersionConflict
+from chassis.store import (
+    Collection,
+    Document,
+    DuplicateKey,
+    OutboxRow,
+    ParkedRow,
+    VersionConflict,
+)
 
 __all__ = ["MongoStore"]
 
@@ -229,12 +236,44 @@ class MongoStore:
             self.outbox_event.set()
 
     async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        # `parked: None` also matches rows written before messages could be parked.
         cursor = (
             self._db["outbox"]
-            .find({"sent_at": None, "_id": {"$gt": after}}, sort=[("_id", ASCENDING)])
+            .find(
+                {"sent_at": None, "parked": None, "_id": {"$gt": after}},
+                sort=[("_id", ASCENDING)],
+            )
             .limit(limit)
         )
         return [_outbox_row(raw) async for raw in cursor]
+
+    async def park(self, refused: Sequence[tuple[int, str]]) -> None:
+        now = time.time()
+        for seq, reason in refused:
+            await self._db["outbox"].update_one(
+                {"_id": seq, "sent_at": None},
+                {"$set": {"parked": {"at": now, "reason": reason}}},
+            )
+
+    async def parked(self, limit: int = 1000) -> list[ParkedRow]:
+        cursor = (
+            self._db["outbox"]
+            .find({"sent_at": None, "parked": {"$ne": None}}, sort=[("_id", ASCENDING)])
+            .limit(limit)
+        )
+        return [
+            ParkedRow(
+                _outbox_row(raw), reason=raw["parked"]["reason"], parked_at=raw["parked"]["at"]
+            )
+            async for raw in cursor
+        ]
+
+    async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
+        query: dict[str, Any] = {"sent_at": None, "parked": {"$ne": None}}
+        if event_ids is not None:
+            query["event_id"] = {"$in": list(event_ids)}
+        result = await self._db["outbox"].update_many(query, {"$set": {"parked": None}})
+        return result.modified_count
 
     async def mark_sent(self, seqs: Sequence[int]) -> None:
         await self._db["outbox"].update_many(
@@ -255,7 +294,7 @@ class MongoStore:
 
     async def count_outbox(self) -> tuple[int, int]:
         outbox = self._db["outbox"]
-        pending = await outbox.count_documents({"sent_at": None})
+        pending = await outbox.count_documents({"sent_at": None, "parked": None})
         sent = await outbox.count_documents({"sent_at": {"$ne": None}})
         return pending, sent
 

@@ -23,7 +23,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from chassis.store import (
     Document,
     DuplicateKey,
     OutboxRow,
+    ParkedRow,
     VersionConflict,
 )
 
@@ -54,7 +55,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     is_command INTEGER NOT NULL,
     payload BLOB NOT NULL,
     envelope TEXT NOT NULL,
-    sent_at REAL
+    sent_at REAL,
+    parked_at REAL,
+    parked_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS inbox (
@@ -113,6 +116,11 @@ def _envelope_json(envelope: Envelope) -> str:
             "headers": dict(envelope.headers),
         }
     )
+
+
+OUTBOX_COLUMNS = (
+    "seq, key, event_id, type, exchange, exchange_type, routing_key, is_command, payload, envelope"
+)
 
 
 def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
@@ -389,6 +397,11 @@ class SqliteStore:
         async with self._locked() as db:
             for statement in ddl:
                 db.execute(statement)
+            # Files made before messages could be parked get the columns (NULL: not parked).
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            for column, kind in (("parked_at", "REAL"), ("parked_reason", "TEXT")):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
 
         self._checkpointer = _Checkpointer(self._path, self._checkpoint_interval_s)
         self._checkpointer.start()
@@ -425,12 +438,41 @@ class SqliteStore:
     async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         async with self._locked(write=False) as db:
             rows = db.execute(
-                "SELECT seq, key, event_id, type, exchange, exchange_type, routing_key, "
-                "is_command, payload, envelope FROM outbox WHERE sent_at IS NULL AND seq > ? "
-                "ORDER BY seq LIMIT ?",
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox "
+                "WHERE sent_at IS NULL AND parked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
         return [_outbox_row(row) for row in rows]
+
+    async def park(self, refused: Sequence[tuple[int, str]]) -> None:
+        async with self._locked() as db:
+            now = time.time()
+            db.executemany(
+                "UPDATE outbox SET parked_at = ?, parked_reason = ? "
+                "WHERE seq = ? AND sent_at IS NULL",
+                [(now, reason, seq) for seq, reason in refused],
+            )
+
+    async def parked(self, limit: int = 1000) -> list[ParkedRow]:
+        async with self._locked(write=False) as db:
+            rows = db.execute(
+                f"SELECT {OUTBOX_COLUMNS}, parked_reason, parked_at FROM outbox "
+                "WHERE parked_at IS NOT NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [ParkedRow(_outbox_row(row[:-2]), reason=row[-2], parked_at=row[-1]) for row in rows]
+
+    async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
+        async with self._locked() as db:
+            sql = "UPDATE outbox SET parked_at = NULL, parked_reason = NULL "
+            if event_ids is None:
+                cursor = db.execute(sql + "WHERE parked_at IS NOT NULL")
+            else:
+                cursor = db.executemany(
+                    sql + "WHERE parked_at IS NOT NULL AND event_id = ?",
+                    [(event_id,) for event_id in event_ids],
+                )
+            return cursor.rowcount
 
     async def mark_sent(self, seqs: Sequence[int]) -> None:
         async with self._locked() as db:
@@ -452,7 +494,7 @@ class SqliteStore:
     async def count_outbox(self) -> tuple[int, int]:
         async with self._locked(write=False) as db:
             pending, sent = db.execute(
-                "SELECT COUNT(*) - COUNT(sent_at), COUNT(sent_at) FROM outbox"
+                "SELECT COUNT(*) - COUNT(sent_at) - COUNT(parked_at), COUNT(sent_at) FROM outbox"
             ).fetchone()
         return int(pending), int(sent)
 

@@ -5,6 +5,7 @@ with its failure paths: duplicates, transient errors, poison messages, unroutabl
 """
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -16,6 +17,7 @@ from inventory.v1 import commands_pb2, events_pb2
 
 from chassis.broker import Broker, Unroutable
 from chassis.consumer import Consumer
+from chassis.correlation import correlation_id
 from chassis.deadletters import list_dead_letters
 from chassis.errors import FailedPrecondition
 from chassis.events import CONTENT_TYPE, amqp_properties, outgoing
@@ -381,3 +383,124 @@ async def test_a_consumer_whose_queue_is_deleted_subscribes_again(broker, store,
 
     await eventually(delivered_after_resubscribing)
     assert await totals(store) == {"p-1": ledger.count("processed")}
+
+
+def with_correlation(message, correlation: str):
+    """The message with another correlation id, as a row written before the edges checked it."""
+    return dataclasses.replace(
+        message, envelope=dataclasses.replace(message.envelope, correlation_id=correlation)
+    )
+
+
+async def outbox_cli(*args: str) -> list[dict]:
+    return [json.loads(line) for line in (await deadletters_cli(*args)).splitlines()]
+
+
+async def test_a_message_amqp_cannot_carry_is_parked_and_the_relay_goes_on(
+    broker, store, consuming, tmp_path
+):
+    """A correlation id over AMQP's 255 bytes cannot be sent, ever: the row is parked with the
+    reason, and the rows after it, of its key and of others, are published."""
+    ledger = Ledger()
+    counter = StockCounter()
+    await consuming(stock_subscription(prefetch=1), counter, ledger)
+    bad = with_correlation(outgoing(adjusted("p-1", seq=1), producer="test"), "c" * 300)
+    async with store.transaction() as tx:
+        tx.publish(outgoing(adjusted("p-1", seq=0), producer="test"), key="p-1")
+        tx.publish(bad, key="p-1")
+        tx.publish(outgoing(adjusted("p-1", seq=2), producer="test"), key="p-1")
+        tx.publish(outgoing(adjusted("p-2", seq=3), producer="test"))
+    relay = OutboxRelay(store, broker, owner="test", ledger=ledger)
+    relay.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 3))
+    finally:
+        await relay.stop()
+
+    assert sorted(counter.order) == [0, 2, 3]
+    assert [seq for seq in counter.order if seq != 3] == [0, 2]  # key p-1 kept its order
+    assert await store.count_outbox() == (0, 3)
+    assert ledger.count("parked") == 1
+    [parked] = await outbox_cli("parked", "--store", f"sqlite:///{tmp_path / 'service.db'}")
+    assert parked["event_id"] == bad.envelope.event_id
+    assert parked["type"] == "inventory.v1.StockAdjusted"
+    assert parked["route"] == ["inventory.events", "inventory.stock.adjusted"]
+    assert "AMQP cannot carry it: string exceeds maximum length of 255 bytes" in parked["reason"]
+    assert parked["body"] == {"product_id": "p-1", "delta": "1", "available_stock": "1"}
+
+
+@pytest.fixture
+def small_messages(rabbitmq):
+    """The session broker refuses messages over 4 KiB on channels opened meanwhile."""
+    rabbitmq.ctl("eval", "application:set_env(rabbit, max_message_size, 4096).")
+    yield
+    rabbitmq.ctl("eval", "application:set_env(rabbit, max_message_size, 134217728).")
+
+
+async def test_a_message_the_broker_refuses_is_parked_alone_and_replayed_after_a_fix(
+    small_messages, amqp_url, store, consuming, tmp_path, rabbitmq
+):
+    """The broker closes the channel over one message too large for it, failing every publish
+    in flight: only the one refused while alone is parked; `unpark` sends it once allowed."""
+    ledger = Ledger()
+    counter = StockCounter()
+    await consuming(stock_subscription(), counter, ledger)
+    broker = Broker(amqp_url, name="relay")  # its channel is opened under the small limit
+    await broker.connect()
+    large = outgoing(adjusted("p-large" + "x" * 5000, seq=99), producer="test")
+    async with store.transaction() as tx:
+        for i in range(20):
+            tx.publish(outgoing(adjusted(f"p-{i}", seq=i), producer="test"))
+            if i == 10:
+                tx.publish(large)
+    relay = OutboxRelay(store, broker, owner="test", ledger=ledger, poll_interval_s=0.2)
+    relay.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, ledger.count("parked") == 1))
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 20))
+        store_url = f"sqlite:///{tmp_path / 'service.db'}"
+        [parked] = await outbox_cli("parked", "--store", store_url)
+        assert parked["event_id"] == large.envelope.event_id
+        assert "message size 50" in parked["reason"]
+        assert "larger than configured max size 4096" in parked["reason"]
+
+        rabbitmq.ctl("eval", "application:set_env(rabbit, max_message_size, 134217728).")
+        await broker.close()  # a new channel takes the broker's new limit
+        await broker.connect()
+        unparked = await deadletters_cli("unpark", "--store", store_url, "--all")
+
+        assert unparked.strip() == "1 parked message(s) pending again"
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 21))
+    finally:
+        await relay.stop()
+        await broker.close()
+    assert sorted(counter.order) == [*range(20), 99]
+    assert await store.count_outbox() == (0, 21)
+    assert await outbox_cli("parked", "--store", store_url) == []
+
+
+async def test_a_consumer_replaces_a_correlation_id_that_is_not_a_safe_token(
+    broker, store, consuming
+):
+    seen: list[str | None] = []
+
+    async def handler(message, envelope, tx):
+        seen.append(correlation_id.get())
+
+    await consuming(stock_subscription(), handler)
+    channel = await broker.connection.channel()
+    exchange = await channel.get_exchange("inventory.events")
+    for correlation in ("c-fine", "not fine; has spaces", "x" * 200):
+        message = aio_pika.Message(
+            adjusted("p-1").SerializeToString(),
+            message_id=str(uuid.uuid4()),
+            type="inventory.v1.StockAdjusted",
+            content_type=CONTENT_TYPE,
+            correlation_id=correlation,
+        )
+        await exchange.publish(message, routing_key="inventory.stock.adjusted")
+    await channel.close()
+
+    await eventually(lambda: asyncio.sleep(0, len(seen) == 3))
+    assert seen[0] == "c-fine"
+    assert all(uuid.UUID(replaced) for replaced in seen[1:])

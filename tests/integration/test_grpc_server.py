@@ -135,6 +135,19 @@ async def test_the_handler_sees_the_callers_correlation_id(channel):
     assert uuid.UUID(created.next_page_token)
 
 
+@pytest.mark.parametrize(
+    "refused", ["c" * 300, "c" * 129, "has space", "semi;colon", 'quote"', "-leading-dash"]
+)
+async def test_a_correlation_id_that_is_not_a_safe_bounded_token_is_replaced(channel, refused):
+    stub = pb_grpc.InventoryServiceStub(channel)
+
+    answer = await stub.ListProducts(
+        pb.ListProductsRequest(), metadata=[("x-correlation-id", refused)]
+    )
+
+    assert uuid.UUID(answer.next_page_token)
+
+
 async def test_a_second_server_cannot_take_a_port_in_use(server):
     second = GrpcServer([grpc_app.service()], port=server.port)
 
