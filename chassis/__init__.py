@@ -18,7 +18,8 @@ store        the storage port (unit of work, outbox, inbox) and its SQLite and M
 lease        one holder at a time of a named lease among the instances sharing a store
 outbox       the relay that publishes committed outbox messages, in order per key
 consumer     consumers with explicit outcomes: processed once, retried, or dead-lettered
-deadletters  list dead-lettered messages with their reasons; replay them after a fix
+faults       whose fault a failure is: the infrastructure's (wait for it) or the message's own
+deadletters  list dead-lettered and parked messages with their reasons; replay them after a fix
 ledger       counts of messages per type and stage, also as Prometheus metrics
 saga         multi-service transactions as steps with compensations, timeouts and history
 runtime      a service's store, broker, relay, consumers and readiness, opened in order

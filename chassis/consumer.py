@@ -5,15 +5,26 @@ For each delivery of a subscription's queue, exactly one of these happens:
   the message is acked only after that transaction committed;
 - duplicate: the inbox already holds its event id (a redelivery, or a re-publish by the
   outbox); it is acked with no second effect;
-- retried: the handler failed with a transient error; a copy goes to the retry queue of the
-  next backoff step (confirmed by the broker) and only then is the original acked;
+- retried: the handler failed through the message's own fault (a bug, a concurrent change that
+  won); a copy goes to the retry queue of the next backoff step (confirmed by the broker) and
+  only then is the original acked;
 - dead-lettered: the message cannot be decoded or has an unknown type (at once), the handler
   raised a DomainError (a message that can never apply), or it failed on every retry step; a
   copy goes to `<queue>.dlq` with the reason in headers, then the original is acked.
 
+An infrastructure fault (chassis.faults: the store locked past its busy timeout or its disk
+full, the broker gone while settling, a dependency that cannot answer) is not the message's
+fault and uses up no retry step: the message waits, with doubling waits of at most
+`LONGEST_WAIT_S`, and is tried again until the infrastructure is back, holding back the
+messages after it (they would meet the same fault). Stopping the consumer, or losing the
+channel, ends the wait with the message unacked: the broker delivers it again.
+
 Messages that arrive together are handled together, in arrival order: one transaction for a
 batch, then one ack for all of it; if any handler of the batch fails, the batch is rolled back
-and each of its messages is handled in a transaction of its own, to its own outcome.
+and each of its messages is handled in a transaction of its own, to its own outcome. An ack
+only ever covers messages whose outcome is committed: each message is settled before the next
+is handled, a message that cannot be settled is rejected (the broker dead-letters it), and if
+handling a batch fails unexpectedly, what it left unsettled is given back to the broker.
 
 Nothing is acked before its outcome is safe; a crash at any point leads to a redelivery, which
 the inbox absorbs. A consumer that crashes on a message every time (a poison message that
@@ -33,10 +44,11 @@ declares the subscription again and resubscribes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import aio_pika.abc
@@ -45,8 +57,9 @@ from pamqp.commands import Basic
 
 from chassis.broker import Broker
 from chassis.correlation import causation_id, correlation_id
-from chassis.errors import DomainError
+from chassis.errors import Conflict, DomainError
 from chassis.events import Envelope, Message, TypeRegistry, Undecodable
+from chassis.faults import is_infrastructure
 from chassis.ledger import Ledger
 from chassis.logging import get_logger
 from chassis.store import Store, Transaction, run_transaction
@@ -66,6 +79,10 @@ ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 
 Delivery = aiormq.abc.DeliveredMessage
 RESUBSCRIBE_INTERVAL_S = 1.0
+# Waits between tries of a message while its infrastructure is down: doubling, at most the last.
+FIRST_WAIT_S = 0.05
+LONGEST_WAIT_S = 5.0
+T = TypeVar("T")
 
 
 def _copy(incoming: Delivery, headers: Mapping[str, Any]) -> aio_pika.Message:
@@ -88,11 +105,16 @@ def _type_of(incoming: Delivery) -> str:
     return incoming.header.properties.message_type or "<no type>"
 
 
-async def _ack(incoming: Delivery, *, multiple: bool = False) -> None:
-    """Acks on the channel the message came on (after a reconnection that fails, and the
-    message comes again)."""
-    assert incoming.delivery_tag is not None
-    await incoming.channel.basic_ack(incoming.delivery_tag, multiple=multiple)
+class _Interrupted(Exception):
+    """Handling stopped with deliveries unsettled; the broker delivers them again."""
+
+
+class _ChannelGone(_Interrupted):
+    """The deliveries' channel closed: they come again on the new one."""
+
+
+class _Stopping(_Interrupted):
+    """The consumer stops while the infrastructure is down: what it holds stays unacked."""
 
 
 class Consumer:
@@ -125,6 +147,9 @@ class Consumer:
         # Deliveries not yet handled, in arrival order, and the task that handles them.
         self._waiting: deque[Delivery] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        # The deliveries of the batch in hand not yet acked or rejected, by tag.
+        self._unsettled: dict[int, Delivery] = {}
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Declares the subscription's queues and starts consuming (manual acks)."""
@@ -138,7 +163,9 @@ class Consumer:
         await self._subscribe()
 
     async def stop(self) -> None:
-        """Stops taking messages and lets those taken finish; unacked ones are redelivered."""
+        """Stops taking messages and lets those taken finish (unless they wait for the
+        infrastructure); unacked ones are redelivered."""
+        self._stopping.set()
         if self._resubscribing is not None:
             self._resubscribing.cancel()
         if self._channel is not None:
@@ -198,17 +225,40 @@ class Consumer:
             self._drainer = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
-        """Handles what has arrived, in arrival order, a batch per transaction, until all is."""
+        """Handles what has arrived, in arrival order, a batch per transaction, until all is.
+
+        A batch holds deliveries of one channel (tags count per channel; after a reconnection
+        the old channel's deliveries are delivered again on the new one)."""
         try:
             while self._waiting:
-                batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), BATCH))]
+                first = self._waiting.popleft()
+                batch = [first]
+                while (
+                    self._waiting
+                    and len(batch) < BATCH
+                    and self._waiting[0].channel is first.channel
+                ):
+                    batch.append(self._waiting.popleft())
+                if first.channel.is_closed:
+                    continue  # they come again on the new channel
+                self._unsettled = {d.delivery_tag or 0: d for d in batch}
                 try:
                     await self._handle_batch(batch)
-                except Exception:
-                    # The broker is unreachable while settling: the messages stay unacked and
-                    # come back after the reconnection, where the inbox absorbs the processed.
-                    log.exception("could not settle messages; they will be redelivered",
-                                  count=len(batch))  # fmt: skip
+                except _ChannelGone:
+                    log.warning(
+                        "channel closed while settling; the messages come again",
+                        queue=self.name,
+                        count=len(self._unsettled),
+                    )
+                except _Stopping:
+                    return  # what is held stays unacked; the broker delivers it again
+                except Exception:  # a bug here must not lose what the batch held
+                    log.exception(
+                        "could not handle messages; they are given back to the broker",
+                        queue=self.name,
+                        count=len(self._unsettled),
+                    )
+                    await self._give_back()
         finally:
             self._drainer = None
 
@@ -219,19 +269,25 @@ class Consumer:
             try:
                 envelope, message = self._types.decode(incoming)
             except Undecodable as exc:
-                await self._dead_letter(incoming, exc, attempts=0)
+                await self._settle(incoming, self._dead_letter, exc, 0)
                 continue
             decoded.append((incoming, envelope, message))
         if not decoded:
             return
         if len(decoded) > 1:
+            last = decoded[-1][0]
             try:
-                firsts = await run_transaction(self._store, lambda tx: self._apply_all(tx, decoded))
-            except Exception:  # noqa: BLE001 - rolled back; retried below one by one
+                firsts = await self._until_done(
+                    last,
+                    lambda: run_transaction(self._store, lambda tx: self._apply_all(tx, decoded)),
+                )
+            except _Interrupted:
+                raise
+            except Exception:  # noqa: BLE001 - the message's own fault: one by one below
                 pass
             else:
                 # Every earlier delivery on the channel is settled: one ack covers the batch.
-                await _ack(decoded[-1][0], multiple=True)
+                await self._settle(last, self._ack, True)
                 for (_, envelope, _), first in zip(decoded, firsts, strict=True):
                     self._settled(envelope, first)
                 return
@@ -256,17 +312,93 @@ class Consumer:
 
     async def _handle_one(self, incoming: Delivery, envelope: Envelope, message: Message) -> None:
         try:
-            first = await run_transaction(
-                self._store, lambda tx: self._apply(tx, envelope, message)
+            first = await self._until_done(
+                incoming,
+                lambda: run_transaction(self._store, lambda tx: self._apply(tx, envelope, message)),
             )
+        except _Interrupted:
+            raise
         except DomainError as exc:
-            await self._dead_letter(incoming, exc, attempts=self._attempts(incoming) + 1)
+            if isinstance(exc, Conflict):  # a concurrent change won: the message may apply later
+                await self._settle(incoming, self._retry, exc)
+            else:
+                await self._settle(incoming, self._dead_letter, exc, self._attempts(incoming) + 1)
             return
-        except Exception as exc:  # noqa: BLE001 - any other failure is retried
-            await self._retry(incoming, exc)
+        except Exception as exc:  # noqa: BLE001 - a handler bug, or a fault we cannot name
+            await self._settle(incoming, self._retry, exc)
             return
-        await _ack(incoming)
+        await self._settle(incoming, self._ack)
         self._settled(envelope, first)
+
+    async def _until_done(self, incoming: Delivery, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()`, done again after each infrastructure fault (chassis.faults), with bounded
+        backoff, until it is done; other failures are raised. Interrupted if the delivery's
+        channel closes (it comes again) or the consumer stops (it stays unacked)."""
+        wait_s = FIRST_WAIT_S
+        while True:
+            try:
+                return await work()
+            except Exception as exc:
+                if not is_infrastructure(exc):
+                    raise
+                if incoming.channel.is_closed:
+                    raise _ChannelGone from exc
+                log.warning(
+                    "infrastructure fault; the message waits and is tried again",
+                    queue=self.name,
+                    type=_type_of(incoming),
+                    event_id=incoming.header.properties.message_id,
+                    wait_s=wait_s,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait_s)
+                    raise _Stopping from exc
+                wait_s = min(wait_s * 2, LONGEST_WAIT_S)
+
+    async def _settle(
+        self, incoming: Delivery, settle: Callable[..., Awaitable[None]], *args: Any
+    ) -> None:
+        """Settles a delivery (acks it, or sends it on and acks it), waiting out infrastructure
+        faults. If it cannot be settled for another reason (a copy the broker refuses), the
+        delivery is rejected: the broker dead-letters it. Never left unacked behind a later ack."""
+        try:
+            await self._until_done(incoming, lambda: settle(incoming, *args))
+        except _Interrupted:
+            raise
+        except Exception:
+            log.exception(
+                "could not settle a message; the broker dead-letters it",
+                queue=self.name,
+                event_id=incoming.header.properties.message_id,
+            )
+            await self._until_done(incoming, lambda: self._reject(incoming))
+
+    async def _ack(self, incoming: Delivery, multiple: bool = False) -> None:
+        """Acks on the channel the message came on (with `multiple`, every delivery of the
+        batch up to it: only ever when all of them are settled)."""
+        assert incoming.delivery_tag is not None
+        await incoming.channel.basic_ack(incoming.delivery_tag, multiple=multiple)
+        if multiple:
+            self._unsettled.clear()
+        else:
+            self._unsettled.pop(incoming.delivery_tag, None)
+
+    async def _reject(self, incoming: Delivery) -> None:
+        assert incoming.delivery_tag is not None
+        await incoming.channel.basic_reject(incoming.delivery_tag, requeue=False)
+        self._unsettled.pop(incoming.delivery_tag, None)
+        self._ledger.record(_type_of(incoming), "dead_lettered")
+
+    async def _give_back(self) -> None:
+        """Returns every unsettled delivery of the batch to the broker, to be delivered again."""
+        for tag, incoming in list(self._unsettled.items()):
+            try:
+                await incoming.channel.basic_nack(tag, requeue=True)
+            except Exception:  # noqa: BLE001 - the channel is gone: the broker requeues them
+                log.warning("could not give a message back; it comes again", queue=self.name)
+                return
+            self._unsettled.pop(tag, None)
 
     def _settled(self, envelope: Envelope, first_time: bool) -> None:
         self._ledger.record(envelope.type, "processed" if first_time else "duplicate")
@@ -307,10 +439,10 @@ class Consumer:
              **self._origin(incoming)},
         )  # fmt: skip
         await self._broker.send(retry, routing_key=self._subscription.retry_queue(attempts - 1))
-        await _ack(incoming)
+        await self._ack(incoming)
         self._ledger.record(_type_of(incoming), "retried")
 
-    async def _dead_letter(self, incoming: Delivery, error: Exception, *, attempts: int) -> None:
+    async def _dead_letter(self, incoming: Delivery, error: Exception, attempts: int) -> None:
         log.error(
             "message dead-lettered",
             type=_type_of(incoming),
@@ -330,5 +462,5 @@ class Consumer:
             },
         )
         await self._broker.send(dead, routing_key=self._subscription.dead_letter_queue)
-        await _ack(incoming)
+        await self._ack(incoming)
         self._ledger.record(_type_of(incoming), "dead_lettered")

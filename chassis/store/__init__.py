@@ -19,7 +19,9 @@ one behaviour suite in tests/integration/test_store.py.
 
     StoreError
     ├── DuplicateKey      a unique field (or the id) already has this value
-    └── VersionConflict   the document changed since it was read; retry the transaction
+    ├── VersionConflict   the document changed since it was read; retry the transaction
+    └── StoreUnavailable  the store cannot do the work now (locked past the busy timeout, disk
+                          full, I/O error, server unreachable); nothing was committed
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "ParkedRow",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "Transaction",
     "VersionConflict",
     "open_store",
@@ -59,6 +62,10 @@ class DuplicateKey(StoreError):
 
 
 class VersionConflict(StoreError):
+    pass
+
+
+class StoreUnavailable(StoreError):
     pass
 
 

@@ -1,7 +1,8 @@
 """The MongoDB adapter of the storage port: PyMongo's async client, multi-document transactions.
 
 Needs a replica set (MongoDB transactions do). A transaction that meets a concurrent write
-(MongoDB's TransientTransactionError) raises VersionConflict, so `run_transaction` retries it.
+(MongoDB's TransientTransactionError) raises VersionConflict, so `run_transaction` retries it;
+a server that cannot be reached raises StoreUnavailable.
 Outbox order comes from a counter document incremented in the same transaction: transactions
 that publish are serialised on it, which is what keeps the order.
 
@@ -21,7 +22,7 @@ import aio_pika
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from chassis.events import Envelope, Outgoing, Route
 from chassis.store import (
@@ -30,6 +31,7 @@ from chassis.store import (
     DuplicateKey,
     OutboxRow,
     ParkedRow,
+    StoreUnavailable,
     VersionConflict,
 )
 
@@ -232,6 +234,8 @@ class MongoStore:
                 if exc.has_error_label("TransientTransactionError"):
                     raise VersionConflict(f"aborted by a concurrent write: {exc}") from exc
                 raise
+            except ConnectionFailure as exc:
+                raise StoreUnavailable(f"MongoDB cannot be reached: {exc}") from exc
         if tx.outgoing:
             self.outbox_event.set()
 

@@ -37,6 +37,7 @@ from chassis.store import (
     DuplicateKey,
     OutboxRow,
     ParkedRow,
+    StoreUnavailable,
     VersionConflict,
 )
 
@@ -251,6 +252,20 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+# Primary result codes that say the file or the machine cannot do the work now, not that the
+# statement is wrong: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """The StoreUnavailable that a SQLite error stands for, if it is one."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in UNAVAILABLE_CODES:
+            return StoreUnavailable(f"SQLite cannot do it now: {exc}")
+    return None
+
+
 class _Checkpointer:
     """Runs WAL checkpoints (and so the fsyncs) in a thread of its own, on its own connection."""
 
@@ -301,7 +316,11 @@ class _Scope:
             raise
         return store._db
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _: object
+    ) -> None:
+        """Commits or rolls back; an error that means the store is unavailable (from the block
+        or the commit) is raised as StoreUnavailable."""
         store = self._store
         db = store._db
         assert db is not None
@@ -316,6 +335,8 @@ class _Scope:
             raise
         finally:
             store._lock.release()
+        if exc is not None and (unavailable := _unavailable(exc)) is not None:
+            raise unavailable from exc
 
 
 class _TransactionScope:
@@ -424,7 +445,7 @@ class SqliteStore:
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
+                    raise _unavailable(exc) or exc from None
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 0.05)
 

@@ -5,8 +5,10 @@ with its failure paths: duplicates, transient errors, poison messages, unroutabl
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -15,7 +17,7 @@ import aio_pika
 import pytest
 from inventory.v1 import commands_pb2, events_pb2
 
-from chassis.broker import Broker, Unroutable
+from chassis.broker import Broker, NotConfirmed, Unroutable
 from chassis.consumer import Consumer
 from chassis.correlation import correlation_id
 from chassis.deadletters import list_dead_letters
@@ -49,7 +51,7 @@ async def store(tmp_path):
 class StockCounter:
     """A handler with an effect to count: each StockAdjusted adds its delta to a document."""
 
-    def __init__(self, fail_times: int = 0, error: type[Exception] = ConnectionError):
+    def __init__(self, fail_times: int = 0, error: type[Exception] = RuntimeError):
         self.fail_times = fail_times
         self.error = error
         self.calls = 0
@@ -167,7 +169,9 @@ async def test_a_redelivered_event_has_no_second_effect(broker, store, consuming
     assert ledger.count("processed") == 1
 
 
-async def test_a_transient_failure_is_retried_with_backoff_then_processed(broker, store, consuming):
+async def test_a_handler_that_fails_is_retried_with_backoff_then_processed(
+    broker, store, consuming
+):
     ledger = Ledger()
     counter = StockCounter(fail_times=2)
     await consuming(stock_subscription(), counter, ledger)
@@ -193,7 +197,7 @@ async def test_a_message_failing_every_retry_is_dead_lettered_with_its_reason(
     await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 1))
     [dead] = await dead_letters(broker, subscription)
     assert dead.message_id == sent.envelope.event_id
-    assert dead.headers["x-error-class"] == "ConnectionError"
+    assert dead.headers["x-error-class"] == "RuntimeError"
     assert dead.headers["x-error-message"] == "failure 3"
     assert dead.headers["x-attempts"] == 3
     assert dead.headers["x-original-exchange"] == "inventory.events"
@@ -504,3 +508,148 @@ async def test_a_consumer_replaces_a_correlation_id_that_is_not_a_safe_token(
     await eventually(lambda: asyncio.sleep(0, len(seen) == 3))
     assert seen[0] == "c-fine"
     assert all(uuid.UUID(replaced) for replaced in seen[1:])
+
+
+# Infrastructure faults: the message is not at fault, so it waits for the infrastructure and is
+# then processed; it uses up no retry step and never reaches the dead-letter queue.
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+"""
+
+
+async def test_a_store_locked_past_its_busy_timeout_holds_the_message_until_it_is_free(
+    broker, consuming, tmp_path
+):
+    store = SqliteStore(tmp_path / "locked.db", busy_timeout_s=0.2)
+    await store.open([Collection("stock")])
+    ledger = Ledger()
+    try:
+        consumer = Consumer(stock_subscription(), {events_pb2.StockAdjusted: StockCounter()},
+                            store=store, broker=broker, ledger=ledger)  # fmt: skip
+        await consumer.start()
+        # Another process takes the write lock for 3 s: 15 busy timeouts of the consumer's store.
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", HOLD_LOCK, str(tmp_path / "locked.db"), "3",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert await holder.stdout.readline() == b"locked\n"
+
+        await broker.publish(outgoing(adjusted("p-1", delta=4), producer="test"))
+        await eventually(lambda: asyncio.sleep(0, ledger.count("delivered") == 1))
+        await holder.wait()
+
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 1))
+        await consumer.stop()
+        assert ledger.count("retried") == ledger.count("dead_lettered") == 0
+        assert await totals(store) == {"p-1": 4}
+    finally:
+        await store.close()
+
+
+class WritesLargeDocuments(StockCounter):
+    async def __call__(self, message, envelope, tx):
+        await tx.insert("stock", f"{message.product_id}-{uuid.uuid4()}", {"blob": "x" * 65536})
+        self.calls += 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB file system of the test's own (tmpfs), unmounted at the end."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"a full disk needs a file system of the test's own: {mounted.stderr}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+async def test_a_full_disk_holds_the_message_until_there_is_room(broker, small_disk):
+    store = SqliteStore(small_disk / "full.db")
+    await store.open([Collection("stock")])
+    ledger = Ledger()
+    handler = WritesLargeDocuments()
+    try:
+        consumer = Consumer(stock_subscription(), {events_pb2.StockAdjusted: handler},
+                            store=store, broker=broker, ledger=ledger)  # fmt: skip
+        await consumer.start()
+        filler = small_disk / "filler"
+        with filler.open("wb") as f, contextlib.suppress(OSError):
+            while True:  # until the disk is full
+                f.write(b"\0" * 65536)
+                f.flush()
+
+        await broker.publish(outgoing(adjusted("p-1"), producer="test"))
+        await eventually(lambda: asyncio.sleep(0, ledger.count("delivered") == 1))
+        await asyncio.sleep(2)  # the message meets the full disk, again and again
+        assert ledger.count("processed") == 0
+        filler.unlink()
+
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 1))
+        await consumer.stop()
+        assert ledger.count("retried") == ledger.count("dead_lettered") == 0
+    finally:
+        await store.close()
+
+
+class SendsFailAtFirst(Broker):
+    """A real broker connection whose first sends (the consumer's retry and dead-letter
+    publishes) fail as if the broker had not confirmed them: a fault injected into settling."""
+
+    def __init__(self, url: str, *, failures: int):
+        super().__init__(url, name="failing-sends")
+        self.failures = failures
+
+    async def send(self, message, **kwargs):
+        if self.failures > 0:
+            self.failures -= 1
+            raise NotConfirmed("injected: no confirm before the timeout")
+        await super().send(message, **kwargs)
+
+
+async def test_a_message_whose_settling_fails_holds_back_the_rest_and_nothing_is_acked_unprocessed(
+    broker, store, consuming, amqp_url
+):
+    """One failing message of a batch must be sent to its retry queue; that send fails twice.
+    The other messages of the batch, and those after it, are all processed: none is acked by a
+    later batch's ack without having been processed."""
+    subscription = stock_subscription()
+    first = await consuming(subscription, StockCounter(), Ledger())
+    await first.stop()  # the queues exist; the backlog below arrives as one batch
+    for i in range(10):
+        await broker.publish(outgoing(adjusted(f"p-{i}", seq=i), producer="test"))
+    failing = SendsFailAtFirst(amqp_url, failures=2)
+    await failing.connect()
+    ledger = Ledger()
+
+    class FailsOnP3UntilRetried(StockCounter):
+        """Fails p-3 in the batch's transaction and in its own; it succeeds once retried."""
+
+        async def __call__(self, message, envelope, tx):
+            if message.product_id == "p-3" and "x-attempts" not in envelope.headers:
+                raise RuntimeError("p-3 fails until retried")
+            await super().__call__(message, envelope, tx)
+
+    handler = FailsOnP3UntilRetried()
+    consumer = Consumer(subscription, {events_pb2.StockAdjusted: handler},
+                        store=store, broker=failing, ledger=ledger)  # fmt: skip
+    try:
+        await consumer.start()
+        await eventually(lambda: asyncio.sleep(0, ledger.count("retried") == 1))
+        for i in range(10, 15):  # later deliveries, acked as a batch
+            await broker.publish(outgoing(adjusted(f"p-{i}", seq=i), producer="test"))
+
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 15))
+    finally:
+        await consumer.stop()
+        await failing.close()
+    assert failing.failures == 0
+    assert sorted(handler.order) == list(range(15))
+    assert await totals(store) == {f"p-{i}": 1 for i in range(15)}
