@@ -352,7 +352,8 @@ class Consumer:
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await self._stopping.wait()
                     raise _Stopping from exc
                 wait_s = min(wait_s * 2, LONGEST_WAIT_S)
 

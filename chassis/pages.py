@@ -35,9 +35,19 @@ def after_of(token: str) -> tuple[Any, str] | None:
         value, id = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise InvalidArgument(f"page_token {token!r} is not a token this service issued") from None
-    if not isinstance(id, str):
+    # A token this service issued holds a sort value a store can compare (text, a number that
+    # fits 64 bits) and an id; anything else was made by someone else.
+    if not isinstance(id, str) or not _sortable(value):
         raise InvalidArgument(f"page_token {token!r} is not a token this service issued")
     return value, id
+
+
+def _sortable(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, str | float) and value == value  # NaN compares with nothing
 
 
 def next_token(page: Sequence[Mapping[str, Any]], *, size: int, order_by: str) -> str:

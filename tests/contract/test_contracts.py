@@ -164,3 +164,37 @@ def test_the_committed_descriptor_set_holds_every_service_for_the_gateway():
 
     assert {str(p) for p in PROTO_FILES} <= names
     assert {"google/api/annotations.proto", "google/api/http.proto"} <= names
+
+
+def request_fields(message: descriptor.Descriptor, seen: set[str] | None = None):
+    """Every field a client can fill in a request, its nested messages' fields included."""
+    seen = set() if seen is None else seen
+    if message.full_name in seen or message.full_name.startswith("google.protobuf."):
+        return
+    seen.add(message.full_name)
+    for field in message.fields:
+        yield field
+        if field.message_type is not None:
+            yield from request_fields(field.message_type, seen)
+
+
+REQUEST_FIELDS = {
+    field.full_name: field for method in METHODS for field in request_fields(method.input_type)
+}
+TEXT = (descriptor.FieldDescriptor.TYPE_STRING, descriptor.FieldDescriptor.TYPE_BYTES)
+NEEDS_BOUNDS = {
+    name: field for name, field in REQUEST_FIELDS.items() if field.is_repeated or field.type in TEXT
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_BOUNDS))
+def test_every_string_bytes_and_repeated_request_field_is_bounded(name):
+    field = NEEDS_BOUNDS[name]
+    options = field.GetOptions()
+
+    assert options.HasExtension(options_pb2.bounds), f"{name} declares no (common.v1.bounds)"
+    bounds = options.Extensions[options_pb2.bounds]
+    if field.is_repeated:
+        assert bounds.max_items > 0, f"{name}: a repeated field needs max_items"
+    if field.type in TEXT:
+        assert bounds.max_length > 0, f"{name}: a string or bytes field needs max_length"

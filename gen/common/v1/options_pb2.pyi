@@ -134,9 +134,43 @@ class Route(_message.Message):
 
 Global___Route: _TypeAlias = Route  # noqa: Y015
 
+@_typing.final
+class Bounds(_message.Message):
+    """How large a request field may be. Every string, bytes, repeated and map field of every
+    request message declares one; every service's gRPC edge refuses a request beyond it with
+    INVALID_ARGUMENT naming the field, before a handler runs (chassis.bounds). The bounds are
+    also in the REST API's OpenAPI document. (protovalidate's rules would be the ecosystem's way;
+    see docs/decisions.md for why they are not used here.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_ITEMS_FIELD_NUMBER: _builtins.int
+    max_length: _builtins.int
+    """Strings: the most characters (Unicode code points). Bytes: the most bytes."""
+    max_items: _builtins.int
+    """Repeated and map fields: the most entries."""
+    def __init__(
+        self,
+        *,
+        max_length: _builtins.int = ...,
+        max_items: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_items", b"max_items", "max_length", b"max_length"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Bounds: _TypeAlias = Bounds  # noqa: Y015
+
 ROUTE_FIELD_NUMBER: _builtins.int
 ACCESS_FIELD_NUMBER: _builtins.int
+BOUNDS_FIELD_NUMBER: _builtins.int
 route: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, Global___Route]
 """Every event and command message declares its route."""
 access: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Access.ValueType]
 """Every RPC declares who may call it."""
+bounds: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___Bounds]
+"""The bounds of a request field."""

@@ -28,13 +28,31 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$inventory/v1/inventory_service.proto\x12\x0cinventory.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x1f\n\x05price\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12\x17\n\x0f\x61vailable_stock\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x14ListProductsResponse\x12\'\n\x08products\x18\x01 \x03(\x0b\x32\x15.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"<\n\x12GetProductResponse\x12&\n\x07product\x18\x01 \x01(\x0b\x32\x15.inventory.v1.Product\"\x92\x01\n\x14\x43reateProductRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1f\n\x05price\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12\x15\n\rinitial_stock\x18\x05 \x01(\x03\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"?\n\x15\x43reateProductResponse\x12&\n\x07product\x18\x01 \x01(\x0b\x32\x15.inventory.v1.Product\"[\n\x12\x41\x64justStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"=\n\x13\x41\x64justStockResponse\x12&\n\x07product\x18\x01 \x01(\x0b\x32\x15.inventory.v1.Product2\xfd\x03\n\x10InventoryService\x12o\n\x0cListProducts\x12!.inventory.v1.ListProductsRequest\x1a\".inventory.v1.ListProductsResponse\"\x18\x90\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12v\n\nGetProduct\x12\x1f.inventory.v1.GetProductRequest\x1a .inventory.v1.GetProductResponse\"%\x90\xb5\x18\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/products/{product_id}\x12u\n\rCreateProduct\x12\".inventory.v1.CreateProductRequest\x1a#.inventory.v1.CreateProductResponse\"\x1b\x90\xb5\x18\x03\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/products:\x01*\x12\x88\x01\n\x0b\x41\x64justStock\x12 .inventory.v1.AdjustStockRequest\x1a!.inventory.v1.AdjustStockResponse\"4\x90\xb5\x18\x03\x82\xd3\xe4\x93\x02*\"%/v1/products/{product_id}:adjustStock:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$inventory/v1/inventory_service.proto\x12\x0cinventory.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x1f\n\x05price\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12\x17\n\x0f\x61vailable_stock\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x9a\xb5\x18\x03\x08\x80\x04\"X\n\x14ListProductsResponse\x12\'\n\x08products\x18\x01 \x03(\x0b\x32\x15.inventory.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x11GetProductRequest\x12\x1a\n\nproduct_id\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08@\"<\n\x12GetProductResponse\x12&\n\x07product\x18\x01 \x01(\x0b\x32\x15.inventory.v1.Product\"\xb5\x01\n\x14\x43reateProductRequest\x12\x13\n\x03sku\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08@\x12\x15\n\x04name\x18\x02 \x01(\tB\x07\x9a\xb5\x18\x03\x08\xc8\x01\x12\x1c\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x07\x9a\xb5\x18\x03\x08\xd0\x0f\x12\x1f\n\x05price\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12\x15\n\rinitial_stock\x18\x05 \x01(\x03\x12\x1b\n\nrequest_id\x18\x06 \x01(\tB\x07\x9a\xb5\x18\x03\x08\x80\x01\"?\n\x15\x43reateProductResponse\x12&\n\x07product\x18\x01 \x01(\x0b\x32\x15.inventory.v1.Product\"u\n\x12\x41\x64justStockRequest\x12\x1a\n\nproduct_id\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08@\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\x9a\xb5\x18\x03\x08\xf4\x03\x12\x1b\n\nrequest_id\x18\x04 \x01(\tB\x07\x9a\xb5\x18\x03\x08\x80\x01\"=\n\x13\x41\x64justStockResponse\x12&\n\x07product\x18\x01 \x01(\x0b\x32\x15.inventory.v1.Product2\xfd\x03\n\x10InventoryService\x12o\n\x0cListProducts\x12!.inventory.v1.ListProductsRequest\x1a\".inventory.v1.ListProductsResponse\"\x18\x90\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12v\n\nGetProduct\x12\x1f.inventory.v1.GetProductRequest\x1a .inventory.v1.GetProductResponse\"%\x90\xb5\x18\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/products/{product_id}\x12u\n\rCreateProduct\x12\".inventory.v1.CreateProductRequest\x1a#.inventory.v1.CreateProductResponse\"\x1b\x90\xb5\x18\x03\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/products:\x01*\x12\x88\x01\n\x0b\x41\x64justStock\x12 .inventory.v1.AdjustStockRequest\x1a!.inventory.v1.AdjustStockResponse\"4\x90\xb5\x18\x03\x82\xd3\xe4\x93\x02*\"%/v1/products/{product_id}:adjustStock:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'inventory.v1.inventory_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\232\265\030\003\010\200\004'
+  _globals['_GETPRODUCTREQUEST'].fields_by_name['product_id']._loaded_options = None
+  _globals['_GETPRODUCTREQUEST'].fields_by_name['product_id']._serialized_options = b'\232\265\030\002\010@'
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['sku']._loaded_options = None
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['sku']._serialized_options = b'\232\265\030\002\010@'
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['name']._serialized_options = b'\232\265\030\003\010\310\001'
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['description']._serialized_options = b'\232\265\030\003\010\320\017'
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['request_id']._serialized_options = b'\232\265\030\003\010\200\001'
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['product_id']._loaded_options = None
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['product_id']._serialized_options = b'\232\265\030\002\010@'
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['reason']._serialized_options = b'\232\265\030\003\010\364\003'
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['request_id']._serialized_options = b'\232\265\030\003\010\200\001'
   _globals['_INVENTORYSERVICE'].methods_by_name['ListProducts']._loaded_options = None
   _globals['_INVENTORYSERVICE'].methods_by_name['ListProducts']._serialized_options = b'\220\265\030\001\202\323\344\223\002\016\022\014/v1/products'
   _globals['_INVENTORYSERVICE'].methods_by_name['GetProduct']._loaded_options = None
@@ -46,21 +64,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCT']._serialized_start=166
   _globals['_PRODUCT']._serialized_end=399
   _globals['_LISTPRODUCTSREQUEST']._serialized_start=401
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=461
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=463
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=551
-  _globals['_GETPRODUCTREQUEST']._serialized_start=553
-  _globals['_GETPRODUCTREQUEST']._serialized_end=592
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=594
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=654
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=657
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=803
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=805
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=868
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=870
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=961
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=963
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=1024
-  _globals['_INVENTORYSERVICE']._serialized_start=1027
-  _globals['_INVENTORYSERVICE']._serialized_end=1536
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=470
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=472
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=560
+  _globals['_GETPRODUCTREQUEST']._serialized_start=562
+  _globals['_GETPRODUCTREQUEST']._serialized_end=609
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=611
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=671
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=674
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=855
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=857
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=920
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=922
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=1039
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=1041
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=1102
+  _globals['_INVENTORYSERVICE']._serialized_start=1105
+  _globals['_INVENTORYSERVICE']._serialized_end=1614
 # @@protoc_insertion_point(module_scope)

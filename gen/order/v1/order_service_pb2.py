@@ -28,13 +28,29 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1corder/v1/order_service.proto\x12\x08order.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"m\n\tOrderLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12$\n\nunit_price\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\"\x8f\x02\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.order.v1.OrderStatus\x12\"\n\x05lines\x18\x04 \x03(\x0b\x32\x13.order.v1.OrderLine\x12\x1f\n\x05total\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x11PlaceOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\"\n\x05items\x18\x02 \x03(\x0b\x32\x13.order.v1.OrderItem\"4\n\x12PlaceOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"2\n\x10GetOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x12ListOrdersResponse\x12\x1f\n\x06orders\x18\x01 \x03(\x0b\x32\x0f.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x13\x43\x61ncelOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"*\n\x16GetOrderHistoryRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\xaa\x01\n\x0cHistoryEntry\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.order.v1.HistoryEntryKind\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x14\n\x0cmessage_type\x18\x04 \x01(\t\x12\x12\n\nsaga_state\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"T\n\x17GetOrderHistoryResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.order.v1.HistoryEntry*\x97\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x19\n\x15ORDER_STATUS_APPROVED\x10\x02\x12\x19\n\x15ORDER_STATUS_REJECTED\x10\x03\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x04*\x9b\x02\n\x10HistoryEntryKind\x12\"\n\x1eHISTORY_ENTRY_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fHISTORY_ENTRY_KIND_SAGA_STARTED\x10\x01\x12#\n\x1fHISTORY_ENTRY_KIND_COMMAND_SENT\x10\x02\x12%\n!HISTORY_ENTRY_KIND_REPLY_RECEIVED\x10\x03\x12%\n!HISTORY_ENTRY_KIND_STEP_TIMED_OUT\x10\x04\x12(\n$HISTORY_ENTRY_KIND_COMPENSATION_SENT\x10\x05\x12!\n\x1dHISTORY_ENTRY_KIND_SAGA_ENDED\x10\x06\x32\xb6\x04\n\x0cOrderService\x12\x62\n\nPlaceOrder\x12\x1b.order.v1.PlaceOrderRequest\x1a\x1c.order.v1.PlaceOrderResponse\"\x19\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x0f\"\n/v1/orders:\x01*\x12\x64\n\x08GetOrder\x12\x19.order.v1.GetOrderRequest\x1a\x1a.order.v1.GetOrderResponse\"!\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12_\n\nListOrders\x12\x1b.order.v1.ListOrdersRequest\x1a\x1c.order.v1.ListOrdersResponse\"\x16\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/orders\x12w\n\x0b\x43\x61ncelOrder\x12\x1c.order.v1.CancelOrderRequest\x1a\x1d.order.v1.CancelOrderResponse\"+\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12\x81\x01\n\x0fGetOrderHistory\x12 .order.v1.GetOrderHistoryRequest\x1a!.order.v1.GetOrderHistoryResponse\")\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/orders/{order_id}/historyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1corder/v1/order_service.proto\x12\x08order.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n\tOrderItem\x12\x1a\n\nproduct_id\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08@\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"m\n\tOrderLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12$\n\nunit_price\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\"\x8f\x02\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.order.v1.OrderStatus\x12\"\n\x05lines\x18\x04 \x03(\x0b\x32\x13.order.v1.OrderLine\x12\x1f\n\x05total\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x11PlaceOrderRequest\x12 \n\x0fidempotency_key\x18\x01 \x01(\tB\x07\x9a\xb5\x18\x03\x08\x80\x01\x12*\n\x05items\x18\x02 \x03(\x0b\x32\x13.order.v1.OrderItemB\x06\x9a\xb5\x18\x02\x10\x64\"4\n\x12PlaceOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"+\n\x0fGetOrderRequest\x12\x18\n\x08order_id\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08@\"2\n\x10GetOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"C\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x9a\xb5\x18\x03\x08\x80\x04\"N\n\x12ListOrdersResponse\x12\x1f\n\x06orders\x18\x01 \x03(\x0b\x32\x0f.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x12\x43\x61ncelOrderRequest\x12\x18\n\x08order_id\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08@\x12\x17\n\x06reason\x18\x02 \x01(\tB\x07\x9a\xb5\x18\x03\x08\xf4\x03\"5\n\x13\x43\x61ncelOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"2\n\x16GetOrderHistoryRequest\x12\x18\n\x08order_id\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08@\"\xaa\x01\n\x0cHistoryEntry\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.order.v1.HistoryEntryKind\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x14\n\x0cmessage_type\x18\x04 \x01(\t\x12\x12\n\nsaga_state\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"T\n\x17GetOrderHistoryResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.order.v1.HistoryEntry*\x97\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x19\n\x15ORDER_STATUS_APPROVED\x10\x02\x12\x19\n\x15ORDER_STATUS_REJECTED\x10\x03\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x04*\x9b\x02\n\x10HistoryEntryKind\x12\"\n\x1eHISTORY_ENTRY_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fHISTORY_ENTRY_KIND_SAGA_STARTED\x10\x01\x12#\n\x1fHISTORY_ENTRY_KIND_COMMAND_SENT\x10\x02\x12%\n!HISTORY_ENTRY_KIND_REPLY_RECEIVED\x10\x03\x12%\n!HISTORY_ENTRY_KIND_STEP_TIMED_OUT\x10\x04\x12(\n$HISTORY_ENTRY_KIND_COMPENSATION_SENT\x10\x05\x12!\n\x1dHISTORY_ENTRY_KIND_SAGA_ENDED\x10\x06\x32\xb6\x04\n\x0cOrderService\x12\x62\n\nPlaceOrder\x12\x1b.order.v1.PlaceOrderRequest\x1a\x1c.order.v1.PlaceOrderResponse\"\x19\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x0f\"\n/v1/orders:\x01*\x12\x64\n\x08GetOrder\x12\x19.order.v1.GetOrderRequest\x1a\x1a.order.v1.GetOrderResponse\"!\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12_\n\nListOrders\x12\x1b.order.v1.ListOrdersRequest\x1a\x1c.order.v1.ListOrdersResponse\"\x16\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/orders\x12w\n\x0b\x43\x61ncelOrder\x12\x1c.order.v1.CancelOrderRequest\x1a\x1d.order.v1.CancelOrderResponse\"+\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12\x81\x01\n\x0fGetOrderHistory\x12 .order.v1.GetOrderHistoryRequest\x1a!.order.v1.GetOrderHistoryResponse\")\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/orders/{order_id}/historyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'order.v1.order_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ORDERITEM'].fields_by_name['product_id']._loaded_options = None
+  _globals['_ORDERITEM'].fields_by_name['product_id']._serialized_options = b'\232\265\030\002\010@'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['idempotency_key']._loaded_options = None
+  _globals['_PLACEORDERREQUEST'].fields_by_name['idempotency_key']._serialized_options = b'\232\265\030\003\010\200\001'
+  _globals['_PLACEORDERREQUEST'].fields_by_name['items']._loaded_options = None
+  _globals['_PLACEORDERREQUEST'].fields_by_name['items']._serialized_options = b'\232\265\030\002\020d'
+  _globals['_GETORDERREQUEST'].fields_by_name['order_id']._loaded_options = None
+  _globals['_GETORDERREQUEST'].fields_by_name['order_id']._serialized_options = b'\232\265\030\002\010@'
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTORDERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\232\265\030\003\010\200\004'
+  _globals['_CANCELORDERREQUEST'].fields_by_name['order_id']._loaded_options = None
+  _globals['_CANCELORDERREQUEST'].fields_by_name['order_id']._serialized_options = b'\232\265\030\002\010@'
+  _globals['_CANCELORDERREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_CANCELORDERREQUEST'].fields_by_name['reason']._serialized_options = b'\232\265\030\003\010\364\003'
+  _globals['_GETORDERHISTORYREQUEST'].fields_by_name['order_id']._loaded_options = None
+  _globals['_GETORDERHISTORYREQUEST'].fields_by_name['order_id']._serialized_options = b'\232\265\030\002\010@'
   _globals['_ORDERSERVICE'].methods_by_name['PlaceOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['PlaceOrder']._serialized_options = b'\220\265\030\002\202\323\344\223\002\017\"\n/v1/orders:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['GetOrder']._loaded_options = None
@@ -45,38 +61,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\220\265\030\002\202\323\344\223\002!\"\034/v1/orders/{order_id}:cancel:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['GetOrderHistory']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['GetOrderHistory']._serialized_options = b'\220\265\030\002\202\323\344\223\002\037\022\035/v1/orders/{order_id}/history'
-  _globals['_ORDERSTATUS']._serialized_start=1369
-  _globals['_ORDERSTATUS']._serialized_end=1520
-  _globals['_HISTORYENTRYKIND']._serialized_start=1523
-  _globals['_HISTORYENTRYKIND']._serialized_end=1806
+  _globals['_ORDERSTATUS']._serialized_start=1436
+  _globals['_ORDERSTATUS']._serialized_end=1587
+  _globals['_HISTORYENTRYKIND']._serialized_start=1590
+  _globals['_HISTORYENTRYKIND']._serialized_end=1873
   _globals['_ORDERITEM']._serialized_start=153
-  _globals['_ORDERITEM']._serialized_end=202
-  _globals['_ORDERLINE']._serialized_start=204
-  _globals['_ORDERLINE']._serialized_end=313
-  _globals['_ORDER']._serialized_start=316
-  _globals['_ORDER']._serialized_end=587
-  _globals['_PLACEORDERREQUEST']._serialized_start=589
-  _globals['_PLACEORDERREQUEST']._serialized_end=669
-  _globals['_PLACEORDERRESPONSE']._serialized_start=671
-  _globals['_PLACEORDERRESPONSE']._serialized_end=723
-  _globals['_GETORDERREQUEST']._serialized_start=725
-  _globals['_GETORDERREQUEST']._serialized_end=760
-  _globals['_GETORDERRESPONSE']._serialized_start=762
-  _globals['_GETORDERRESPONSE']._serialized_end=812
-  _globals['_LISTORDERSREQUEST']._serialized_start=814
-  _globals['_LISTORDERSREQUEST']._serialized_end=872
-  _globals['_LISTORDERSRESPONSE']._serialized_start=874
-  _globals['_LISTORDERSRESPONSE']._serialized_end=952
-  _globals['_CANCELORDERREQUEST']._serialized_start=954
-  _globals['_CANCELORDERREQUEST']._serialized_end=1008
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1010
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1063
-  _globals['_GETORDERHISTORYREQUEST']._serialized_start=1065
-  _globals['_GETORDERHISTORYREQUEST']._serialized_end=1107
-  _globals['_HISTORYENTRY']._serialized_start=1110
-  _globals['_HISTORYENTRY']._serialized_end=1280
-  _globals['_GETORDERHISTORYRESPONSE']._serialized_start=1282
-  _globals['_GETORDERHISTORYRESPONSE']._serialized_end=1366
-  _globals['_ORDERSERVICE']._serialized_start=1809
-  _globals['_ORDERSERVICE']._serialized_end=2375
+  _globals['_ORDERITEM']._serialized_end=210
+  _globals['_ORDERLINE']._serialized_start=212
+  _globals['_ORDERLINE']._serialized_end=321
+  _globals['_ORDER']._serialized_start=324
+  _globals['_ORDER']._serialized_end=595
+  _globals['_PLACEORDERREQUEST']._serialized_start=597
+  _globals['_PLACEORDERREQUEST']._serialized_end=694
+  _globals['_PLACEORDERRESPONSE']._serialized_start=696
+  _globals['_PLACEORDERRESPONSE']._serialized_end=748
+  _globals['_GETORDERREQUEST']._serialized_start=750
+  _globals['_GETORDERREQUEST']._serialized_end=793
+  _globals['_GETORDERRESPONSE']._serialized_start=795
+  _globals['_GETORDERRESPONSE']._serialized_end=845
+  _globals['_LISTORDERSREQUEST']._serialized_start=847
+  _globals['_LISTORDERSREQUEST']._serialized_end=914
+  _globals['_LISTORDERSRESPONSE']._serialized_start=916
+  _globals['_LISTORDERSRESPONSE']._serialized_end=994
+  _globals['_CANCELORDERREQUEST']._serialized_start=996
+  _globals['_CANCELORDERREQUEST']._serialized_end=1067
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1069
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1122
+  _globals['_GETORDERHISTORYREQUEST']._serialized_start=1124
+  _globals['_GETORDERHISTORYREQUEST']._serialized_end=1174
+  _globals['_HISTORYENTRY']._serialized_start=1177
+  _globals['_HISTORYENTRY']._serialized_end=1347
+  _globals['_GETORDERHISTORYRESPONSE']._serialized_start=1349
+  _globals['_GETORDERHISTORYRESPONSE']._serialized_end=1433
+  _globals['_ORDERSERVICE']._serialized_start=1876
+  _globals['_ORDERSERVICE']._serialized_end=2442
 # @@protoc_insertion_point(module_scope)
