@@ -9,7 +9,10 @@ Guarantees:
   succeeds after an outage registers the instance again in full;
 - readers that watch (`Watcher`) keep the last endpoints they saw while Redis is unreachable,
   and hear of changes at once through a pub/sub channel, with a periodic re-read for what
-  pub/sub cannot tell (a message missed while disconnected, a lease that ran out).
+  pub/sub cannot tell (a message missed while disconnected, a lease that ran out);
+- an entry that cannot be read (not JSON, a field missing or of the wrong type, an address
+  without a port) is skipped and logged, and fields a newer version added are ignored: one bad
+  entry never hides the others or stops a watcher.
 
 Layout, under a namespace (default `ordermesh`):
     <ns>:services                       set of service names ever registered
@@ -25,7 +28,8 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -62,7 +66,28 @@ class Instance:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Instance:
-        return cls(**json.loads(raw))
+        """The instance an entry describes; ValueError naming what is wrong with it. Fields
+        this version does not know are ignored (a newer version may have written them)."""
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError(f"an entry is a JSON object, not {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {k: v for k, v in data.items() if k in known}
+        for name in ("service", "instance_id", "address"):
+            if not isinstance(values.get(name), str) or not values[name]:
+                raise ValueError(f"{name} is missing or not a string")
+        host, _, port = values["address"].rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"address {values['address']!r} is not host:port")
+        for name, kind in (("version", str), ("started_at", int | float), ("draining", bool)):
+            if name in values and not isinstance(values[name], kind):
+                raise ValueError(f"{name} {values[name]!r} is of the wrong type")
+        metadata = values.get("metadata", {})
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise ValueError("metadata is not an object of strings")
+        return cls(**values)
 
 
 class Registry:
@@ -135,10 +160,20 @@ class Registry:
         if not ids:
             return []
         raws = await self._redis.mget([self._key(service, str(i)) for i in ids])
-        return sorted(
-            (Instance.from_json(raw) for raw in raws if raw is not None),
-            key=lambda i: i.instance_id,
-        )
+        found = []
+        for id, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                found.append(Instance.from_json(raw))
+            except ValueError as exc:
+                log.warning(
+                    "registry entry skipped: it cannot be read",
+                    service=service,
+                    instance_id=str(id)[:100],
+                    error=str(exc),
+                )
+        return sorted(found, key=lambda i: i.instance_id)
 
     def pubsub(self) -> aioredis.client.PubSub:
         return self._redis.pubsub()
@@ -308,7 +343,10 @@ class Watcher:
                 async with asyncio.timeout(self._refresh_s):
                     await self._poke.wait()
             self._poke.clear()
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # a listener's failure must not end the watch
+                log.exception("registry watch failed; it goes on", services=self._services)
 
     async def _listen(self) -> None:
         """Pokes the refresh loop on each announced change; reconnects after Redis outages."""

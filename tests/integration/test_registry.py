@@ -1,9 +1,11 @@
 """The registry on a real Redis: instances appear, renew, drain, vanish, and outlive outages."""
 
 import asyncio
+import json
 import time
 
 import pytest
+import redis.asyncio
 
 from chassis.registry import Instance, Registration, Registry, Watcher
 
@@ -131,3 +133,41 @@ async def test_redis_down_keeps_the_last_endpoints_and_registrations_come_back(r
         await watcher.stop()
         await registration.stop()
         await registry.close()
+
+
+async def test_an_entry_that_cannot_be_read_is_skipped_and_the_watch_goes_on(
+    registry, redis_server, request
+):
+    """A malformed entry once stopped every watcher silently; one written by a newer version
+    (a field this one does not know) must still be read."""
+    namespace = f"test-{request.node.name}"
+    good = Registration(registry, instance(1), ttl_s=5, interval_s=1)
+    await good.start()
+    newer = {**json.loads(instance(3).to_json()), "zone": "eu-west-1"}
+    entries = {
+        "inventory-bad": "{not json",
+        "inventory-noport": json.dumps({**newer, "instance_id": "inventory-noport",
+                                        "address": "127.0.0.1"}),
+        "inventory-list": json.dumps([1, 2]),
+        "inventory-3": json.dumps(newer),
+    }  # fmt: skip
+    raw = redis.asyncio.from_url(redis_server.url)
+    expires_ms = int((time.time() + 60) * 1000)
+    for id, entry in entries.items():
+        await raw.zadd(f"{namespace}:leases:inventory", {id: expires_ms})
+        await raw.set(f"{namespace}:instance:inventory:{id}", entry, px=60_000)
+    await raw.aclose()
+    watcher = Watcher(registry, ["inventory"], refresh_s=0.2)
+    await watcher.start()
+    try:
+        assert [i.instance_id for i in watcher.instances("inventory")] == [
+            "inventory-1",
+            "inventory-3",
+        ]
+        later = Registration(registry, instance(4), ttl_s=5, interval_s=1)
+        await later.start()
+        await eventually(lambda: len(watcher.instances("inventory")) == 3)
+        await later.stop()
+    finally:
+        await watcher.stop()
+        await good.stop()
