@@ -69,7 +69,9 @@ IDEMPOTENCY_KEY = "idempotency_key"
 ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
 # What Envoy answers itself (the transcoder's rejections, no healthy upstream, ...) as the same
 # JSON as the services' errors: {"code": <gRPC code>, "message": ...}, by HTTP status.
-GRPC_CODE_OF_STATUS = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 429: 8, 502: 14, 503: 14, 504: 4}
+GRPC_CODE_OF_STATUS = {
+    400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 413: 8, 429: 8, 431: 8, 502: 14, 503: 14, 504: 4
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,16 @@ class GatewayConfig:
     rate_limit_domain: str = "ordermesh"
     rate_limit_timeout_s: float = 0.25
     local_limit_per_s: int = 1000
+    # What one client may take of the gateway (Envoy's edge guidance): time to send a request's
+    # headers (408 after), and the whole request; how long a stream or a connection may stay
+    # idle; the largest request body (413) and headers (431); streams at once per connection.
+    request_headers_timeout_s: float = 10.0
+    request_timeout_s: float = 30.0
+    stream_idle_timeout_s: float = 30.0
+    connection_idle_timeout_s: float = 60.0
+    max_request_bytes: int = 64 * 1024
+    max_request_headers_kb: int = 32
+    max_streams_per_connection: int = 100
 
 
 def eds_path(eds_dir: Path, cluster: str) -> Path:
@@ -241,9 +253,14 @@ def _cluster(name: str, config: GatewayConfig) -> dict[str, Any]:
             }
         ],
         "circuit_breakers": RETRY_BUDGET,
+        # An instance is ejected for failing to answer (502, 503, 504: a reset, UNAVAILABLE,
+        # a timeout), never for errors it answers (INTERNAL is 500): those say a request met a
+        # bug, and a client could craft them to eject every instance.
         "outlier_detection": {
             "consecutive_5xx": 5,
+            "enforcing_consecutive_5xx": 0,
             "consecutive_gateway_failure": 3,
+            "enforcing_consecutive_gateway_failure": 100,
             "interval": "1s",
             "base_ejection_time": "5s",
             "max_ejection_percent": 50,
@@ -421,14 +438,47 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
         "xff_num_trusted_hops": 0,
         "route_config": {
             "name": "gateway",
-            "virtual_hosts": [{"name": "gateway", "domains": ["*"], "routes": routes}],
+            "virtual_hosts": [
+                {
+                    "name": "gateway",
+                    "domains": ["*"],
+                    "routes": routes,
+                    # A client's deadline is enforced here (max_stream_duration), not passed
+                    # on: a service answering DEADLINE_EXCEEDED (504) to a crafted
+                    # `grpc-timeout: 1n` would count as an instance failing, and eject it.
+                    "request_headers_to_remove": ["grpc-timeout"],
+                }
+            ],
         },
         "local_reply_config": _local_replies(),
         "access_log": [_access_log()],
+        # A slow or greedy client holds a stream or a connection only this long, and sends
+        # only this much (see GatewayConfig).
+        "request_headers_timeout": _seconds(config.request_headers_timeout_s),
+        "request_timeout": _seconds(config.request_timeout_s),
+        "stream_idle_timeout": _seconds(config.stream_idle_timeout_s),
+        "max_request_headers_kb": config.max_request_headers_kb,
+        "common_http_protocol_options": {
+            "idle_timeout": _seconds(config.connection_idle_timeout_s),
+            "headers_with_underscores_action": "REJECT_REQUEST",
+        },
+        "http2_protocol_options": {
+            "max_concurrent_streams": config.max_streams_per_connection,
+            "initial_stream_window_size": 65536,
+            "initial_connection_window_size": 1048576,
+        },
         "http_filters": [
-            # The floor first, then transcoding, so the auth check sees REST calls as their
-            # gRPC paths, and the global limits last, as they count calls by the verified user.
+            # The floor first, then the body's size, then transcoding, so the auth check sees
+            # REST calls as their gRPC paths, and the global limits last, as they count calls
+            # by the verified user.
             _local_limit(config),
+            {
+                "name": "envoy.filters.http.buffer",
+                "typed_config": {
+                    "@type": _type("filters.http.buffer.v3.Buffer"),
+                    "max_request_bytes": config.max_request_bytes,
+                },
+            },
             _transcoder(rpcs, config),
             *([_ext_authz(config)] if config.auth else []),
             *([_global_limit(config)] if config.rate_limit else []),
@@ -462,6 +512,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                     "address": {
                         "socket_address": {"address": config.host, "port_value": config.port}
                     },
+                    "per_connection_buffer_limit_bytes": 32768,
                     "filter_chains": [
                         {
                             "filters": [

@@ -3,6 +3,7 @@ stops, corrupts or slows anything for anyone else."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import aiohttp
@@ -67,3 +68,61 @@ async def test_input_beyond_the_contract_is_a_400_naming_the_field(
     assert answer.status == 400, error
     assert error["code"] == 3  # INVALID_ARGUMENT
     assert error["message"] == problem
+
+
+async def test_a_body_or_headers_beyond_the_gateways_limits_are_413_and_431(http, gateway):
+    too_long = "x" * (gateway.config.max_request_bytes + 1)
+    async with http.post("/v1/users", json={"email": too_long}) as answer:
+        assert answer.status == 413
+        assert (await answer.json(content_type=None))["code"] == 8  # RESOURCE_EXHAUSTED
+
+    header = "h" * (gateway.config.max_request_headers_kb * 1024)
+    async with http.get("/v1/products", headers={"x-large": header}) as answer:
+        assert answer.status == 431
+
+
+async def test_clients_holding_partial_requests_are_cut_off_and_others_still_served(http, gateway):
+    """A slow client (slowloris) holds a connection only until the request-headers timeout."""
+    host, port = gateway.address.split(":")
+    held = []
+    for _ in range(100):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /v1/products HTTP/1.1\r\nHost: gateway\r\nX-Slow: ")  # never ends
+        await writer.drain()
+        held.append((reader, writer))
+
+    async with http.get("/v1/products") as answer:
+        assert answer.status == 200
+
+    waited_s = gateway.config.request_headers_timeout_s + 10  # a bound on waiting, not a timing
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(reader.read() for reader, _ in held)), timeout=waited_s
+    )
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers[0][:200]
+    for _, writer in held:
+        writer.close()
+
+
+def ejections(gateway, cluster: str) -> int:
+    stats = gateway.envoy.admin(
+        f"/stats?filter=^cluster\\.{cluster}\\.outlier_detection\\.ejections_enforced_total$"
+    )
+    return int(stats.split(":")[1]) if stats.strip() else 0
+
+
+async def test_no_request_a_client_crafts_ejects_an_instance(http, gateway):
+    """Outlier detection ejects instances that fail to answer, not those whose callers set a
+    deadline too short to meet: the gateway enforces a client's grpc-timeout itself (504) and
+    does not pass it on, so no service answers DEADLINE_EXCEEDED for a client's choice."""
+    before = ejections(gateway, "inventory")
+
+    statuses = []
+    for _ in range(100):
+        async with http.get("/v1/products", headers={"grpc-timeout": "1n"}) as answer:
+            statuses.append(answer.status)
+    await asyncio.sleep(2)  # two outlier detection intervals
+
+    assert set(statuses) <= {200, 504}
+    assert ejections(gateway, "inventory") == before
+    async with http.get("/v1/products") as answer:
+        assert answer.status == 200
