@@ -8,16 +8,16 @@ Starts, as processes supervised here (a crashed one is started again, with backo
   included, registered in Redis;
 - the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its discovery process; every request
   is checked by the auth service and counted against the rate limits.
-Then seeds an admin account (ADMIN_EMAIL, default admin@ordermesh.test, with a random password
-printed once: there is no default password anywhere) and a demo catalogue, and prints curl and
-grpcurl commands to try.
+Before any service starts, the admin account (ADMIN_EMAIL, default admin@ordermesh.test) is
+created with the operator's command, `python -m services.user create-admin`, with a random
+password printed once (there is no default password anywhere; registering through the API
+makes customers only); then a demo catalogue is seeded, and curl and grpcurl commands printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -46,13 +46,9 @@ CATALOGUE = [
 
 
 def seed(gateway: str, admin_email: str, password: str) -> list[str]:
-    """Registers the admin and creates the demo catalogue through the gateway; product ids."""
+    """Creates the demo catalogue through the gateway, as the admin; product ids."""
     with grpc.insecure_channel(gateway) as channel:
         users = user_grpc.UserServiceStub(channel)
-        users.Register(
-            user_pb.RegisterRequest(email=admin_email, password=password, display_name="Admin"),
-            timeout=10,
-        )
         login = users.Login(user_pb.LoginRequest(email=admin_email, password=password), timeout=10)
         admin = [("authorization", f"Bearer {login.tokens.access_token}")]
         inventory = inventory_grpc.InventoryServiceStub(channel)
@@ -125,7 +121,8 @@ def main() -> int:
         system = System(
             RUN_DIR / "services",
             amqp_url=rabbitmq_url,
-            env={"ADMIN_EMAIL": admin_email, "REDIS_URL": redis_url},
+            env={"REDIS_URL": redis_url},
+            admin_email=admin_email,
             separate_sinks=True,
         )
         started.append(system)
@@ -144,7 +141,7 @@ def main() -> int:
         for process in [*instances, gateway.discovery, gateway.envoy.process]:
             supervisor.watch(process)
         supervisor.start()
-        password = secrets.token_urlsafe(12)
+        password = system.admin_password
         products = seed(gateway.address, admin_email, password)
         # For `make status` and `make demo`, from another terminal.
         running.publish(

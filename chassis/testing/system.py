@@ -5,12 +5,16 @@ store and broker answer). `System` starts user, inventory, order and notificatio
 a registry in REDIS_URL, the gateway's auth and rate-limit services) against a given broker,
 with the SMTP and HTTP sinks as the notification providers, each service with its SQLite file
 in the system's directory; a test owns its system and may kill, restart or stop any of its
-processes.
+processes. Before any service starts, the admin account is created with the
+operator's command (`python -m services.user create-admin`), its password in `admin_password`
+(its email `admin_email`, ADMIN_EMAIL unless given).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,6 +96,7 @@ class System:
         *,
         amqp_url: str,
         env: Mapping[str, str] | None = None,
+        admin_email: str = ADMIN_EMAIL,
         separate_sinks: bool = False,
     ):
         self.directory = directory
@@ -116,6 +121,8 @@ class System:
         # Shared by the auth service, which signs the callers it forwards, and the services.
         self.identity_key = secrets.token_urlsafe(32)
         self._env = dict(env or {})
+        self.admin_email = admin_email
+        self.admin_password = secrets.token_urlsafe(16)
         self.services = SERVICES + (GATEWAY_SERVICES if "REDIS_URL" in self._env else ())
 
     def address(self, service: str) -> str:
@@ -127,12 +134,26 @@ class System:
         else:
             self.mail.start()
             self.http.start()
+        self._create_admin()
         for service in self.services:
             process = ServiceProcess(
                 service, self.directory / service, self._env_of(service), instance=f"{service}-1"
             )
             self.processes[service] = process
             process.start()
+
+    def _create_admin(self) -> None:
+        """The admin, made as an operator would, before the user service (or a route) opens."""
+        subprocess.run(
+            [sys.executable, "-m", "services.user", "create-admin", "--email", self.admin_email,
+             "--password-stdin"],
+            input=self.admin_password + "\n",
+            env={**os.environ, **self._env_of("user"), "INSTANCE_ID": "user-create-admin"},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )  # fmt: skip
 
     def add_instance(self, service: str, name: str, **env: str) -> ServiceProcess:
         """Starts one more instance of `service` (sharing its store)."""
@@ -156,7 +177,7 @@ class System:
 
     def _service_env(self, service: str) -> dict[str, str]:
         if service == "user":
-            return {"ADMIN_EMAIL": ADMIN_EMAIL}
+            return {}
         env = {"USER_SERVICE_ADDR": self.address("user")}
         if service == "order":
             env["INVENTORY_SERVICE_ADDR"] = self.address("inventory")

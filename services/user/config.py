@@ -16,5 +16,3 @@ class UserSettings(BackboneSettings):
     # Every new account's credit, in minor units of CURRENCY.
     credit_limit_minor: int = Field(default=100_000, ge=0)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    # The account (by email) that gets the admin role; none if empty. No default password.
-    admin_email: str = ""

@@ -1,4 +1,4 @@
-"""Wiring of the user service: `python -m services.user`."""
+"""Wiring of the user service: `python -m services.user`, and its operator commands."""
 
 from __future__ import annotations
 
@@ -6,11 +6,32 @@ from chassis import config
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.runtime import Runtime
+from chassis.store import Store, open_store
 from chassis.tokens import KeySet, TokenVerifier
 from services.user import api, consumers, store
 from services.user.config import UserSettings
 from services.user.keys import SigningKeys
 from services.user.service import CreditPolicy, TokenPolicy, Users
+
+
+def users_of(settings: UserSettings, accounts: Store) -> tuple[Users, SigningKeys]:
+    keys = SigningKeys(
+        accounts,
+        lifetime_s=settings.signing_key_lifetime_s,
+        token_ttl_s=settings.access_token_ttl_s,
+    )
+    users = Users(
+        accounts,
+        keys=keys,
+        tokens=TokenPolicy(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_ttl_s=settings.access_token_ttl_s,
+            refresh_ttl_s=settings.refresh_token_ttl_s,
+        ),
+        credit=CreditPolicy(limit_minor=settings.credit_limit_minor, currency=settings.currency),
+    )
+    return users, keys
 
 
 async def main() -> None:
@@ -19,27 +40,8 @@ async def main() -> None:
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
     async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
-        keys = SigningKeys(
-            runtime.store,
-            lifetime_s=settings.signing_key_lifetime_s,
-            token_ttl_s=settings.access_token_ttl_s,
-        )
-        users = Users(
-            runtime.store,
-            keys=keys,
-            tokens=TokenPolicy(
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                access_ttl_s=settings.access_token_ttl_s,
-                refresh_ttl_s=settings.refresh_token_ttl_s,
-            ),
-            credit=CreditPolicy(
-                limit_minor=settings.credit_limit_minor, currency=settings.currency
-            ),
-            admin_email=settings.admin_email,
-        )
+        users, keys = users_of(settings, runtime.store)
         await keys.current()
-        await users.grant_admin()
         await runtime.consume(consumers.COMMANDS, consumers.handlers(users))
         # The service verifies its own tokens against its own keys, without a network hop.
         verifier = TokenVerifier(
@@ -52,3 +54,19 @@ async def main() -> None:
             authenticator=verifier,
             identity=runtime.signed_identity(),
         )
+
+
+async def create_admin(email: str, password: str) -> str:
+    """Creates an admin's account in the service's store (its UserRegistered leaves through the
+    outbox, published by the service's relay); returns the user id. The operator's way to make
+    an admin, with the service's settings: registering through the API never makes one."""
+    settings = config.load(UserSettings)
+    database = settings.store_database or settings.service_name
+    user_store = open_store(settings.store_url, database=database)
+    await user_store.open(store.COLLECTIONS)
+    try:
+        users, _ = users_of(settings, user_store)
+        created = await users.create_admin(email=email, password=password)
+    finally:
+        await user_store.close()
+    return str(created["_id"])

@@ -74,7 +74,6 @@ class Users:
         keys: SigningKeys,
         tokens: TokenPolicy,
         credit: CreditPolicy,
-        admin_email: str = "",
         hasher: argon2.PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
     ):
@@ -82,7 +81,6 @@ class Users:
         self._keys = keys
         self._tokens = tokens
         self._credit = credit
-        self._admin_email = domain.normalise_email(admin_email) if admin_email else ""
         # OWASP's minimum for argon2id: 19 MiB, 2 iterations, 1 lane (about 36 ms here).
         self._hasher = hasher or argon2.PasswordHasher(
             time_cost=2, memory_cost=19 * 1024, parallelism=1
@@ -94,14 +92,25 @@ class Users:
     # -- accounts --------------------------------------------------------------------------
 
     async def register(self, *, email: str, password: str, display_name: str) -> dict[str, Any]:
+        """A customer's account; whatever its email, registering never makes an admin."""
+        return await self._create(
+            email=email, password=password, display_name=display_name, admin=False
+        )
+
+    async def create_admin(self, *, email: str, password: str) -> dict[str, Any]:
+        """An admin's account: only by an operator's command (`python -m services.user
+        create-admin`), never through the API; EmailTaken if the email has an account."""
+        return await self._create(email=email, password=password, display_name="Admin", admin=True)
+
+    async def _create(
+        self, *, email: str, password: str, display_name: str, admin: bool
+    ) -> dict[str, Any]:
         email = domain.normalise_email(email)
         domain.check_password(password, email=email)
         name = domain.check_display_name(display_name) or email.partition("@")[0]
         password_hash = await asyncio.to_thread(self._hasher.hash, password)
         user_id = str(uuid.uuid4())
-        roles = [domain.ROLE_CUSTOMER]
-        if email == self._admin_email:
-            roles.append(domain.ROLE_ADMIN)
+        roles = [domain.ROLE_CUSTOMER, *([domain.ROLE_ADMIN] if admin else [])]
         now = self._clock()
         user: dict[str, Any] = {
             "email": email,
@@ -128,22 +137,6 @@ class Users:
         except DuplicateKey:
             raise domain.EmailTaken(f"an account with email {email!r} exists already") from None
         return stored
-
-    async def grant_admin(self) -> bool:
-        """Gives the admin role to the account named by ADMIN_EMAIL, if it exists yet."""
-        if not self._admin_email:
-            return False
-
-        async def grant(tx: Transaction) -> bool:
-            found = await tx.find(USERS.name, where={"email": self._admin_email}, limit=1)
-            if not found or domain.ROLE_ADMIN in found[0]["roles"]:
-                return bool(found)
-            await tx.update(
-                USERS.name, {**found[0], "roles": [*found[0]["roles"], domain.ROLE_ADMIN]}
-            )
-            return True
-
-        return await run_transaction(self._store, grant)
 
     async def profile(self, user_id: str) -> dict[str, Any]:
         async with self._store.transaction() as tx:

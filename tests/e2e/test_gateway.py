@@ -94,12 +94,10 @@ async def test_every_rest_route_works_end_to_end(rest, shop):
     jwks = await rest.call("GetJwks", "GET", "/.well-known/jwks.json")
     assert jwks["keys"], jwks
 
-    await shop.admin()  # the admin account exists
-    admin = (
-        await rest.call(
-            "Login", "POST", "/v1/auth/login", {"email": ADMIN_EMAIL, "password": PASSWORD}
-        )
-    )["tokens"]["accessToken"]
+    credentials = {"email": ADMIN_EMAIL, "password": shop.system.admin_password}
+    admin = (await rest.call("Login", "POST", "/v1/auth/login", credentials))["tokens"][
+        "accessToken"
+    ]
     created = await rest.call(
         "CreateProduct",
         "POST",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -15,6 +19,7 @@ from notification.v1 import notification_service_pb2 as notification_pb
 from order.v1 import order_service_pb2 as order_pb
 from user.v1 import user_service_pb2 as user_pb
 
+from chassis.testing.system import ADMIN_EMAIL
 from tests.integration.shop import PASSWORD
 
 
@@ -33,7 +38,7 @@ def email() -> str:
     [
         ("not-an-email", PASSWORD, "is not a valid address"),
         (None, "short", "at least 10 characters"),
-        (None, "x" * 129, "at most 128 characters"),
+        (None, "x" * 129, "password: 129 characters, at most 128"),
     ],
 )
 async def test_registration_refuses_bad_input_naming_the_problem(shop, address, password, message):
@@ -181,3 +186,56 @@ async def test_preferences_need_the_contact_details_of_the_channels_they_choose(
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "E.164" in error.details()
+
+
+def roles_of(session) -> list[str]:
+    return jwt.decode(session.access_token, options={"verify_signature": False})["roles"]
+
+
+async def create_admin(system, address: str, password: str) -> subprocess.CompletedProcess:
+    """The operator's command, beside the running user service, on its store."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.user", "create-admin", "--email", address,
+         "--password-stdin"],
+        input=password + "\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, **system._env_of("user"), "INSTANCE_ID": "operator"},
+    )  # fmt: skip
+
+
+async def test_registering_never_makes_an_admin_not_even_with_the_admins_email(shop, system):
+    """The admin role went to whoever registered ADMIN_EMAIL first; the admin now exists
+    before the system opens, and the API makes customers only."""
+    error = await rpc_error(
+        shop.users.Register(
+            user_pb.RegisterRequest(email=ADMIN_EMAIL, password=PASSWORD, display_name="Eve")
+        )
+    )
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert roles_of(await shop.register()) == ["customer"]
+    assert "admin" in roles_of(await shop.admin())
+
+
+async def test_an_operator_creates_admins_and_cannot_be_tricked_into_promoting_a_customer(
+    shop, system
+):
+    squatted = await shop.register()
+    refused = await create_admin(system, squatted.email, "another good password")
+    assert refused.returncode != 0
+    assert "exists already" in refused.stderr
+    assert roles_of(await shop.login(squatted.email)) == ["customer"]
+
+    address = email()
+    created = await create_admin(system, address, "an operator's password")
+
+    assert created.returncode == 0, created.stderr
+    admin = await shop.login(address, "an operator's password")
+    assert roles_of(admin) == ["customer", "admin"]
+    response = await shop.inventory.CreateProduct(
+        inventory_pb.CreateProductRequest(
+            sku=f"SKU-{uuid.uuid4().hex[:8]}", name="Lamp",
+            price=money_pb2.Money(amount_minor=500, currency_code="EUR"),
+        ),
+        metadata=admin.metadata,
+    )  # fmt: skip
+    assert response.product.name == "Lamp"
