@@ -303,8 +303,12 @@ async def serve(
     readiness: Readiness | None = None,
     authenticator: Authenticator | None = None,
     identity: SignedIdentity | None = None,
+    notes: Callable[[], Mapping[str, str]] | None = None,
 ) -> None:
-    """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry."""
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry.
+
+    `notes()`, read at each heartbeat, is published with the instance's registration beside
+    its breakers' states: what an operator should know of it (`make status` shows both)."""
     server = GrpcServer(
         services,
         readiness=readiness,
@@ -323,7 +327,7 @@ async def serve(
     try:
         port = await server.start()
         if settings.redis_url:
-            registration = _registration(settings, port)
+            registration = _registration(settings, port, notes)
             await registration.start()
         await stopping.wait()
         log.info("shutdown requested")
@@ -338,7 +342,9 @@ async def serve(
             loop.remove_signal_handler(signum)
 
 
-def _registration(settings: ServiceSettings, port: int) -> Registration:
+def _registration(
+    settings: ServiceSettings, port: int, notes: Callable[[], Mapping[str, str]] | None
+) -> Registration:
     host = settings.advertised_host or settings.grpc_host
     return Registration(
         Registry(settings.redis_url),
@@ -350,5 +356,5 @@ def _registration(settings: ServiceSettings, port: int) -> Registration:
         ),
         ttl_s=settings.registry_ttl_s,
         interval_s=settings.heartbeat_interval_s,
-        metadata=breaker_states,
+        metadata=lambda: {**breaker_states(), **(notes() if notes else {})},
     )

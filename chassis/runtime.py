@@ -11,13 +11,18 @@ What it guarantees:
 - on the way out, consumers stop first (the messages they took finish, the rest go back to
   the broker), then background tasks, then the relay, then what was registered with
   `on_close`, then the broker and the store close;
-- readiness probes the store and the broker, so health turns NOT_SERVING when either is gone.
+- readiness probes the store and the broker, so health turns NOT_SERVING when either is gone;
+- what the store only keeps for a while is pruned every `prune_interval_s`: sent outbox
+  messages after `outbox_retention_s`, inbox marks after `dedup_window_s`, the deduplication
+  window: a message that comes again later than that would be applied again, so it must be
+  far longer than any redelivery (retry steps take seconds to minutes; the default is 7 days).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -30,14 +35,19 @@ from chassis.events import Message
 from chassis.health import Probe, Readiness, amqp_probe
 from chassis.identity import SignedIdentity
 from chassis.ledger import Ledger
+from chassis.logging import get_logger
 from chassis.outbox import OutboxRelay
 from chassis.registry import Registry
-from chassis.store import Collection, Store, open_store
+from chassis.store import Collection, Store, StoreError, open_store
 from chassis.tokens import KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
 from chassis.upstream import Upstream
 
 __all__ = ["AuthenticatedSettings", "BackboneSettings", "Runtime"]
+
+log = get_logger(__name__)
+# Rows deleted per transaction while pruning, so that no prune holds the store for long.
+PRUNE_BATCH = 1000
 
 
 class BackboneSettings(ServiceSettings):
@@ -51,6 +61,10 @@ class BackboneSettings(ServiceSettings):
     # How soon the outbox relay sees what other instances sharing the store committed (its own
     # commits wake it at once); a read of the pending rows' index each time.
     outbox_poll_interval_s: float = Field(default=0.1, gt=0)
+    # Retention (see the module doc); the deduplication window is at least an hour.
+    outbox_retention_s: float = Field(default=86400.0, ge=0)
+    dedup_window_s: float = Field(default=7 * 86400.0, ge=3600)
+    prune_interval_s: float = Field(default=3600.0, gt=0)
 
 
 class AuthenticatedSettings(BackboneSettings):
@@ -93,6 +107,7 @@ class Runtime:
         try:
             await broker.connect()
             relay.start()
+            runtime.background(runtime._prune_forever(), name="prune")
             yield runtime
         finally:
             for consumer in reversed(runtime._consumers):
@@ -126,6 +141,32 @@ class Runtime:
         """Runs `work` until the runtime closes; it is cancelled after the consumers stop and
         before the relay does, so what it commits still leaves."""
         self._background.append(asyncio.create_task(work, name=name))
+
+    async def prune(self) -> int:
+        """Deletes what is past retention now; returns how many rows."""
+        now = time.time()
+        settings = self.settings
+        deleted = 0
+        while True:
+            batch = await self.store.prune(
+                sent_before=now - settings.outbox_retention_s,
+                handled_before=now - settings.dedup_window_s,
+                limit=PRUNE_BATCH,
+            )
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                return deleted
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                deleted = await self.prune()
+            except StoreError:
+                log.warning("could not prune the store now; trying at the next interval")
+            else:
+                if deleted:
+                    log.info("pruned what is past retention", rows=deleted)
+            await asyncio.sleep(self.settings.prune_interval_s)
 
     def on_close(self, stop: Callable[[], Awaitable[None]]) -> None:
         """Runs `stop` when the runtime closes, after the consumers and the relay have stopped."""

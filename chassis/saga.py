@@ -15,7 +15,10 @@ Guarantees:
   refuse a reservation that arrives after its release);
 - after a failure (or an abort), the compensations of the steps that may have applied run in
   reverse order, one after the other, each awaiting its reply; a compensation that times out is
-  sent again, because a compensation must eventually apply;
+  sent again, because a compensation must eventually apply, up to `max_compensation_sends`
+  times: then the saga is parked as needing an operator (`NEEDS_OPERATOR`, in its history and
+  in `count_needing_operator`, which `make status` shows), never resent forever; a reply that
+  arrives after that still resumes it;
 - every transition is appended to the saga's history, the audit trail the owner serves.
 
 The owner decides what a saga's end means through two callbacks, run in the transaction that
@@ -43,7 +46,7 @@ __all__ = ["SAGAS", "HistoryKind", "Saga", "SagaDefinition", "SagaStatus", "Step
 
 log = get_logger(__name__)
 
-SAGAS = Collection("sagas", indexed=("active", "deadline"))
+SAGAS = Collection("sagas", indexed=("active", "deadline", "status", "ended_at"))
 
 Data = Mapping[str, Any]
 
@@ -60,6 +63,8 @@ class SagaStatus(StrEnum):
     COMPENSATING = "COMPENSATING"  # a compensation is out; awaiting its reply
     COMPLETED = "COMPLETED"
     COMPENSATED = "COMPENSATED"
+    # A compensation got no reply however often it was sent: an operator must look at it.
+    NEEDS_OPERATOR = "NEEDS_OPERATOR"
 
 
 class HistoryKind(StrEnum):
@@ -68,6 +73,7 @@ class HistoryKind(StrEnum):
     REPLY_RECEIVED = "REPLY_RECEIVED"
     STEP_TIMED_OUT = "STEP_TIMED_OUT"
     COMPENSATION_SENT = "COMPENSATION_SENT"
+    SAGA_PARKED = "SAGA_PARKED"
     SAGA_ENDED = "SAGA_ENDED"
 
 
@@ -141,10 +147,12 @@ class Saga:
         *,
         clock: Callable[[], float] = time.time,
         timeout_scan_interval_s: float = 1.0,
+        max_compensation_sends: int = 10,
     ):
         self.definition = definition
         self._clock = clock
         self._scan_interval_s = timeout_scan_interval_s
+        self._max_compensation_sends = max_compensation_sends
 
     # -- the owner's entry points --------------------------------------------------------
 
@@ -238,6 +246,15 @@ class Saga:
             self._record(saga, HistoryKind.STEP_TIMED_OUT, step=step.name, detail=reason)
             self._begin_compensation(tx, saga_id, saga, upto=saga["step"], reason=reason)
             await self.definition.on_failed(tx, saga["data"], reason)
+        elif saga.get("sends", 0) >= self._max_compensation_sends:
+            step = steps[saga["compensating"][0]]
+            detail = (
+                f"compensation {step.name} got no reply to {saga.get('sends', 0)} sends; "
+                "an operator must see to it"
+            )
+            saga.update(status=SagaStatus.NEEDS_OPERATOR, deadline=None)
+            self._record(saga, HistoryKind.SAGA_PARKED, step=step.name, detail=detail)
+            log.error("saga parked: it needs an operator", saga_id=saga_id, detail=detail)
         else:
             step = steps[saga["compensating"][0]]
             self._record(
@@ -248,6 +265,29 @@ class Saga:
             )
             self._send_compensation(tx, saga_id, saga)
         await tx.update(SAGAS.name, _indexed(saga))
+
+    async def prune_ended(self, store: Store, *, before: float, limit: int = 1000) -> int:
+        """Deletes up to `limit` sagas compensated before `before` (a Unix time); returns how
+        many. Completed sagas stay: an approved order may still be cancelled, and its saga is
+        what undoes it."""
+        async with store.transaction() as tx:
+            ended = await tx.find(
+                SAGAS.name,
+                where={"status": SagaStatus.COMPENSATED},
+                order_by="ended_at",
+                after=(0, ""),
+                limit=limit,
+            )
+            old = [saga["_id"] for saga in ended if saga["ended_at"] < before]
+            for saga_id in old:
+                await tx.delete(SAGAS.name, saga_id)
+        return len(old)
+
+    async def count_needing_operator(self, store: Store) -> int:
+        """How many sagas are parked as needing an operator."""
+        async with store.transaction() as tx:
+            parked = await tx.find(SAGAS.name, where={"status": SagaStatus.NEEDS_OPERATOR})
+        return len(parked)
 
     # -- the state machine ---------------------------------------------------------------
 
@@ -283,12 +323,13 @@ class Saga:
                 # The failed step applied nothing: undo the steps before it.
                 self._begin_compensation(tx, saga_id, saga, upto=saga["step"] - 1, reason=reason)
                 return _Outcome(failure=reason)
-        elif status == SagaStatus.COMPENSATING:
+        elif status in (SagaStatus.COMPENSATING, SagaStatus.NEEDS_OPERATOR):
             step = steps[saga["compensating"][0]]
             if step.compensated is not None and isinstance(reply, step.compensated):
                 self._record(
                     saga, HistoryKind.REPLY_RECEIVED, step=step.name, message_type=type_name
                 )
+                saga.update(status=SagaStatus.COMPENSATING, sends=0)
                 saga["compensating"] = saga["compensating"][1:]
                 self._continue_compensation(tx, saga_id, saga)
                 return None
@@ -307,6 +348,7 @@ class Saga:
         steps = self.definition.steps
         saga["compensating"] = [i for i in range(upto, -1, -1) if steps[i].compensation]
         saga["status"] = SagaStatus.COMPENSATING
+        saga["sends"] = 0
         saga["reason"] = reason
         self._continue_compensation(tx, saga_id, saga)
 
@@ -314,7 +356,7 @@ class Saga:
         if saga["compensating"]:
             self._send_compensation(tx, saga_id, saga)
             return
-        saga.update(status=SagaStatus.COMPENSATED, deadline=None)
+        saga.update(status=SagaStatus.COMPENSATED, deadline=None, ended_at=self._clock())
         self._record(
             saga,
             HistoryKind.SAGA_ENDED,
@@ -329,6 +371,7 @@ class Saga:
     def _send_compensation(self, tx: Transaction, saga_id: str, saga: Document) -> None:
         step = self.definition.steps[saga["compensating"][0]]
         assert step.compensation is not None
+        saga["sends"] = saga.get("sends", 0) + 1
         self._send(
             tx,
             saga_id,

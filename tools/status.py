@@ -1,4 +1,5 @@
-"""`make status`: every registered instance, its health and the state of its circuit breakers.
+"""`make status`: every registered instance, its health, its circuit breakers and its notes
+(what needs an operator, e.g. sagas parked after their compensations went unanswered).
 
 Reads the registry in Redis at REDIS_URL, or at the address `make up` wrote to
 .build/run/env; asks each instance's gRPC health service directly (1 s deadline).
@@ -43,16 +44,23 @@ async def main() -> int:
                     for name, state in sorted(instance.metadata.items())
                     if name.startswith("breaker.")
                 )
+                notes = ", ".join(
+                    f"{name}={value}"
+                    for name, value in sorted(instance.metadata.items())
+                    if not name.startswith("breaker.")
+                )
                 state = await health(instance)
                 if instance.draining:
                     state += " (draining)"
-                rows.append((service, instance.instance_id, instance.address, state, breakers))
+                rows.append(
+                    (service, instance.instance_id, instance.address, state, breakers, notes)
+                )
     finally:
         await registry.close()
     if not rows:
         print(f"no instance is registered in {url}")
         return 1
-    header = ("service", "instance", "address", "health", "circuit breakers")
+    header = ("service", "instance", "address", "health", "circuit breakers", "notes")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))

@@ -13,6 +13,10 @@ An outbox message is pending until the relay marks it sent; one the broker refus
 out of the relay's way, until an operator makes it pending again (`python -m chassis.deadletters
 parked` / `unpark`).
 
+Retention (`prune`, run by `chassis.runtime`): sent outbox messages are kept a day by default,
+only to be seen; inbox marks as long as the deduplication window, which must outlive the
+latest a message can come again (a redelivery, a re-publish after a relay crash, retry steps).
+
 Adapters: `chassis.store.sqlite.SqliteStore` (the default, one file per service, WAL) and
 `chassis.store.mongo.MongoStore` (PyMongo async, multi-document transactions). Both pass the
 one behaviour suite in tests/integration/test_store.py.
@@ -161,6 +165,10 @@ class Store(Protocol):
 
     async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Takes or renews a named lease for `owner`; False while another owner holds it."""
+
+    async def prune(self, *, sent_before: float, handled_before: float, limit: int = 1000) -> int:
+        """Deletes up to `limit` outbox messages sent before `sent_before` and as many inbox
+        marks made before `handled_before` (Unix times); returns how many it deleted."""
 
     async def count_outbox(self) -> tuple[int, int]:
         """(pending, sent) messages in the outbox; parked ones are neither."""

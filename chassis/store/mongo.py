@@ -205,6 +205,7 @@ class MongoStore:
         await self._client.aconnect()
         await self._db["outbox"].create_index([("sent_at", ASCENDING), ("_id", ASCENDING)])
         await self._db["inbox"].create_index([("consumer", ASCENDING)])
+        await self._db["inbox"].create_index([("processed_at", ASCENDING)])
         for collection in collections:
             await self._db.create_collection(collection.name, check_exists=False)
             for field in collection.unique:
@@ -295,6 +296,28 @@ class MongoStore:
         except DuplicateKeyError:
             return False
         return True
+
+    async def prune(self, *, sent_before: float, handled_before: float, limit: int = 1000) -> int:
+        # Outbox ids come from a counter, never handed out twice: any sent row may go.
+        outbox, inbox = self._db["outbox"], self._db["inbox"]
+        sent = [
+            r["_id"]
+            async for r in outbox.find(
+                {"sent_at": {"$ne": None, "$lt": sent_before}}, {"_id": 1}
+            ).limit(limit)
+        ]
+        handled = [
+            r["_id"]
+            async for r in inbox.find({"processed_at": {"$lt": handled_before}}, {"_id": 1}).limit(
+                limit
+            )
+        ]
+        deleted = 0
+        if sent:
+            deleted += (await outbox.delete_many({"_id": {"$in": sent}})).deleted_count
+        if handled:
+            deleted += (await inbox.delete_many({"_id": {"$in": handled}})).deleted_count
+        return deleted
 
     async def count_outbox(self) -> tuple[int, int]:
         outbox = self._db["outbox"]

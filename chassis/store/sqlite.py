@@ -61,12 +61,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     parked_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_sent ON outbox(sent_at) WHERE sent_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS inbox (
     consumer TEXT NOT NULL,
     event_id TEXT NOT NULL,
     processed_at REAL NOT NULL,
     PRIMARY KEY (consumer, event_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbox_processed ON inbox(processed_at);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -511,6 +513,23 @@ class SqliteStore:
                 (name, owner, now + ttl_s, now),
             )
             return cursor.rowcount == 1
+
+    async def prune(self, *, sent_before: float, handled_before: float, limit: int = 1000) -> int:
+        async with self._locked() as db:
+            # The newest row stays: SQLite gives a new row the highest seq + 1, and a seq must
+            # never be handed out twice (the relay reads on from the highest it has seen).
+            sent = db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                "WHERE sent_at IS NOT NULL AND sent_at < ? "
+                "AND seq < (SELECT MAX(seq) FROM outbox) LIMIT ?)",
+                (sent_before, limit),
+            ).rowcount
+            handled = db.execute(
+                "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id "
+                "FROM inbox WHERE processed_at < ? LIMIT ?)",
+                (handled_before, limit),
+            ).rowcount
+        return int(sent + handled)
 
     async def count_outbox(self) -> tuple[int, int]:
         async with self._locked(write=False) as db:

@@ -57,13 +57,18 @@ class Notifications:
         owner: str = "notification",
         clock: Callable[[], float] = time.time,
         poll_interval_s: float = 1.0,
+        claim_s: float = 120.0,
+        lease_ttl_s: float = 10.0,
     ):
+        """`claim_s`: how long a notification being sent is kept from other dispatchers; longer
+        than any send takes (the providers' timeouts)."""
         self._store = store
         self._channels = dict(channels)
         self._retry_delays_s = list(retry_delays_s)
-        self._lease = Lease(store, "notifications", owner=owner)
+        self._lease = Lease(store, "notifications", owner=owner, ttl_s=lease_ttl_s)
         self._clock = clock
         self._poll_interval_s = poll_interval_s
+        self._claim_s = claim_s
         self._due = asyncio.Event()
 
     # -- what the consumers call -----------------------------------------------------------
@@ -193,18 +198,29 @@ class Notifications:
                     await self._due.wait()
 
     async def dispatch_due(self, *, limit: int = 64) -> int:
-        """Sends the notifications whose attempt is due, concurrently; returns how many."""
-        now = self._clock()
-        async with self._store.transaction() as tx:
-            pending = await tx.find(
-                NOTIFICATIONS.name,
-                where={"status": domain.PENDING},
-                order_by="next_attempt_at",
-                limit=limit,
-            )
-        due = [n for n in pending if n["next_attempt_at"] <= now]
+        """Sends the notifications whose attempt is due, concurrently; returns how many.
+
+        Each is claimed first, in the transaction that reads it: its next attempt is moved
+        `claim_s` ahead, so no other dispatcher (an instance that took the lease while this
+        one's sends were slow) sends it meanwhile; if this instance dies mid-send, the claim
+        runs out and another sends it again (with the same idempotency key)."""
+        due = await run_transaction(self._store, lambda tx: self._claim_due(tx, limit))
         await asyncio.gather(*(self._attempt(n) for n in due))
         return len(due)
+
+    async def _claim_due(self, tx: Transaction, limit: int) -> list[dict[str, Any]]:
+        now = self._clock()
+        pending = await tx.find(
+            NOTIFICATIONS.name,
+            where={"status": domain.PENDING},
+            order_by="next_attempt_at",
+            limit=limit,
+        )
+        return [
+            await tx.update(NOTIFICATIONS.name, {**n, "next_attempt_at": now + self._claim_s})
+            for n in pending
+            if n["next_attempt_at"] <= now
+        ]
 
     async def _attempt(self, notification: Mapping[str, Any]) -> None:
         channel = self._channels.get(notification["channel"])

@@ -16,3 +16,7 @@ class OrderSettings(AuthenticatedSettings):
     product_cache_s: float = Field(default=5.0, ge=0)
     # Deadline of each call to another service.
     call_timeout_s: float = Field(default=2.0, gt=0)
+    # How many times a compensation is sent without a reply before its saga is parked as
+    # needing an operator; how long a compensated saga's record (its history) is kept.
+    saga_compensation_sends: int = Field(default=10, ge=1)
+    saga_retention_s: float = Field(default=30 * 86400.0, gt=0)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from chassis import config
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
+from chassis.logging import get_logger
 from chassis.runtime import Runtime
+from chassis.store import Store, StoreError
 from services.order import api, clients, consumers, store
 from services.order.config import OrderSettings
 from services.order.service import Orders
+
+log = get_logger(__name__)
+PARKED_COUNT_INTERVAL_S = 5.0
+SAGA_PRUNE_INTERVAL_S = 3600.0
 
 
 async def main() -> None:
@@ -26,13 +35,45 @@ async def main() -> None:
             runtime.store,
             inventory=clients.InventoryClient(inventory, cache_s=settings.product_cache_s),
             step_timeout_s=settings.saga_step_timeout_s,
+            compensation_sends=settings.saga_compensation_sends,
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))
         runtime.background(orders.saga.watch_timeouts(runtime.store), name="saga-timeouts")
+        notes: dict[str, str] = {}
+        runtime.background(count_parked(orders, runtime.store, notes), name="saga-parked")
+        runtime.background(
+            prune_sagas(orders, runtime.store, settings.saga_retention_s), name="saga-pruning"
+        )
         await serve(
             settings,
             [api.service(orders)],
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(),
             identity=runtime.signed_identity(),
+            notes=lambda: notes,
         )
+
+
+async def count_parked(orders: Orders, store: Store, notes: dict[str, str]) -> None:
+    """Keeps `notes` telling how many sagas need an operator, for `make status`."""
+    while True:
+        try:
+            parked = await orders.saga.count_needing_operator(store)
+        except StoreError:
+            log.warning("could not count the sagas needing an operator")
+        else:
+            notes.pop("sagas_needing_operator", None)
+            if parked:
+                notes["sagas_needing_operator"] = str(parked)
+        await asyncio.sleep(PARKED_COUNT_INTERVAL_S)
+
+
+async def prune_sagas(orders: Orders, store: Store, retention_s: float) -> None:
+    """Deletes compensated sagas older than `retention_s`, hourly."""
+    while True:
+        try:
+            while await orders.saga.prune_ended(store, before=time.time() - retention_s):
+                pass
+        except StoreError:
+            log.warning("could not prune ended sagas now")
+        await asyncio.sleep(SAGA_PRUNE_INTERVAL_S)

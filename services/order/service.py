@@ -103,6 +103,7 @@ class Orders:
         *,
         inventory: clients.InventoryClient,
         step_timeout_s: float = 30.0,
+        compensation_sends: int = 10,
         clock: Callable[[], float] = time.time,
     ):
         self._store = store
@@ -115,6 +116,7 @@ class Orders:
                 step_timeout_s=step_timeout_s,
             ),
             clock=clock,
+            max_compensation_sends=compensation_sends,
         )
 
     async def place_order(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from common.v1 import notification_pb2
 from notification.v1 import notification_service_pb2 as notification_pb
 from user.v1 import user_service_pb2 as user_pb
 
+from chassis.store.sqlite import SqliteStore
+from services.notification.service import Notifications
+from services.notification.store import COLLECTIONS, NOTIFICATIONS
 from tests.integration.shop import eventually
 
 SENT = notification_pb.NOTIFICATION_STATUS_SENT
@@ -107,3 +112,50 @@ async def test_a_provider_that_refuses_for_good_fails_at_once_and_the_others_sti
     assert listed[PUSH].attempts == 1
     assert "400" in listed[PUSH].last_error
     assert listed[EMAIL].status == SENT
+
+
+class SlowProvider:
+    """A provider (outside our control) that takes a while to accept each message."""
+
+    name = "email"
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+        self.received: list[str] = []
+
+    async def send(self, draft, *, idempotency_key: str) -> None:
+        await asyncio.sleep(self.delay_s)
+        self.received.append(idempotency_key)
+
+
+async def test_two_dispatchers_never_send_the_same_notification_when_sends_outlast_the_lease(
+    tmp_path,
+):
+    """The dispatch lease ran out during a slow batch; the other instance took it and sent the
+    same pending notifications again."""
+    store = SqliteStore(tmp_path / "notification.db")
+    await store.open(COLLECTIONS)
+    provider = SlowProvider(delay_s=1.0)
+    dispatchers = [
+        Notifications(store, channels={"email": provider}, owner=owner, lease_ttl_s=0.3,
+                      poll_interval_s=0.05)
+        for owner in ("a", "b")
+    ]  # fmt: skip
+    async with store.transaction() as tx:
+        for n in range(5):
+            await tx.insert(NOTIFICATIONS.name, f"account_created:u-{n}:email", {
+                "user_id": f"u-{n}", "kind": "account_created", "channel": "email",
+                "address": f"u-{n}@example.com", "subject": "Welcome", "body": "Hello",
+                "subject_id": f"u-{n}", "status": "PENDING", "attempts": [], "last_error": "",
+                "next_attempt_at": 0.0, "create_time": 0.0, "update_time": 0.0,
+            })  # fmt: skip
+    running = [asyncio.create_task(d.dispatch_forever()) for d in dispatchers]
+    try:
+        await eventually(lambda: len(provider.received) >= 5, what="5 notifications sent")
+        await asyncio.sleep(2 * provider.delay_s)  # time for a second send, if one started
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await store.close()
+    assert sorted(provider.received) == sorted(f"account_created:u-{n}:email" for n in range(5))

@@ -251,3 +251,53 @@ async def test_cancelling_a_completed_saga_compensates_every_step_under_timeouts
     clock.now += 11
     assert await saga.expire_overdue(store) == 1  # the compensation is watched, and resent
     assert await sent(store) == ["ReleaseCredit"]
+
+
+async def test_a_compensation_that_never_gets_a_reply_parks_the_saga_for_an_operator(
+    store, outcomes, clock
+):
+    """Compensations were sent again every timeout forever, the history growing with them."""
+    saga = Saga(definition(outcomes), clock=clock, max_compensation_sends=3)
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await reply(store, saga, user_events.CreditLimitExceeded(order_id=ORDER))
+    assert await sent(store) == ["ReserveStock", "ReserveCredit", "ReleaseStock"]
+
+    for _ in range(5):
+        clock.now += 11
+        await saga.expire_overdue(store)
+
+    assert await sent(store) == ["ReleaseStock", "ReleaseStock"]  # 3 sends in all, no more
+    parked = await state(store)
+    assert parked["status"] == SagaStatus.NEEDS_OPERATOR
+    assert not parked["active"]
+    assert parked["history"][-1]["kind"] == "SAGA_PARKED"
+    assert "got no reply to 3 sends" in parked["history"][-1]["detail"]
+    assert await saga.count_needing_operator(store) == 1
+
+    await reply(store, saga, inventory_events.StockReleased(order_id=ORDER))  # late, after all
+
+    assert (await state(store))["status"] == SagaStatus.COMPENSATED
+    assert await saga.count_needing_operator(store) == 0
+
+
+async def test_compensated_sagas_are_pruned_after_retention_and_completed_ones_kept(
+    store, saga, clock
+):
+    for order_id, replies in (
+        ("o-rejected", [inventory_events.StockReservationFailed(order_id="o-rejected")]),
+        ("o-approved", [inventory_events.StockReserved(order_id="o-approved"),
+                        user_events.CreditReserved(order_id="o-approved")]),
+    ):  # fmt: skip
+        async with store.transaction() as tx:
+            await saga.start(tx, order_id, {"order_id": order_id})
+        for message in replies:
+            await reply(store, saga, message)
+
+    assert await saga.prune_ended(store, before=clock.now - 1) == 0  # not past retention yet
+    clock.now += 100
+
+    assert await saga.prune_ended(store, before=clock.now - 50) == 1
+    async with store.transaction() as tx:
+        assert await tx.get(SAGAS.name, "o-rejected") is None
+        assert (await tx.get(SAGAS.name, "o-approved"))["status"] == SagaStatus.COMPLETED

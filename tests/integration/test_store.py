@@ -7,6 +7,7 @@ with that reason.
 
 import asyncio
 import os
+import time
 import uuid
 
 import pytest
@@ -161,3 +162,44 @@ async def test_a_lease_has_one_owner_until_it_expires(store):
     await asyncio.sleep(0.4)
 
     assert await store.acquire_lease("outbox", "instance-b", ttl_s=0.3)
+
+
+async def test_parked_messages_leave_the_pending_ones_and_come_back_when_unparked(store):
+    async with store.transaction() as tx:
+        for i in range(3):
+            tx.publish(outgoing(event(f"p-{i}"), producer="test"))
+    first, second, third = await store.pending(10)
+
+    await store.park([(second.seq, "refused: too large")])
+
+    assert [row.seq for row in await store.pending(10)] == [first.seq, third.seq]
+    [parked] = await store.parked()
+    assert (parked.row.seq, parked.reason) == (second.seq, "refused: too large")
+    assert parked.row.message.envelope == second.message.envelope
+    assert await store.count_outbox() == (2, 0)
+    assert await store.unpark([second.message.envelope.event_id]) == 1
+    assert [row.seq for row in await store.pending(10)] == [first.seq, second.seq, third.seq]
+    assert await store.parked() == []
+
+
+async def test_prune_deletes_only_what_is_past_retention(store):
+    async with store.transaction() as tx:
+        for i in range(3):
+            tx.publish(outgoing(event(f"p-{i}"), producer="test"))
+        await tx.first_time("consumer", "e-old")
+    rows = await store.pending(10)
+    await store.mark_sent([row.seq for row in rows[:2]])  # the third is still pending
+    await asyncio.sleep(0.01)
+    cutoff = time.time()  # everything so far is older than this
+    await asyncio.sleep(0.01)
+    async with store.transaction() as tx:
+        await tx.first_time("consumer", "e-new")
+
+    deleted = await store.prune(sent_before=cutoff, handled_before=cutoff)
+
+    assert deleted == 3  # two sent rows, one inbox mark
+    assert [row.seq for row in await store.pending(10)] == [rows[2].seq]
+    assert await store.count_outbox() == (1, 0)
+    assert await store.count_inbox("consumer") == 1
+    async with store.transaction() as tx:
+        assert await tx.first_time("consumer", "e-new") is False
