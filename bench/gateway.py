@@ -110,7 +110,8 @@ async def run(args: argparse.Namespace) -> None:
             separate_sinks=True,
         )
         await asyncio.to_thread(system.start)
-        # No local floor: it would cap what is measured (1,000 requests/s by default).
+        # No local floor nor per-client read limit (the load comes from one client): they would
+        # cap what is measured; their filters still run.
         unbounded = 1_000_000
         plain = LocalGateway(
             directory / "plain",
@@ -118,9 +119,13 @@ async def run(args: argparse.Namespace) -> None:
             auth=False,
             rate_limit=False,
             local_limit_per_s=unbounded,
+            reads_per_client_per_s=unbounded,
         )
         complete = LocalGateway(
-            directory / "complete", redis_url=redis.url, local_limit_per_s=unbounded
+            directory / "complete",
+            redis_url=redis.url,
+            local_limit_per_s=unbounded,
+            reads_per_client_per_s=unbounded,
         )
         gateways = [plain, complete]
         for gateway in gateways:

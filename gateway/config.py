@@ -152,6 +152,11 @@ class GatewayConfig:
     rate_limit_domain: str = "ordermesh"
     rate_limit_timeout_s: float = 0.25
     local_limit_per_s: int = 1000
+    # Reads per client (the verified user, else the client's address), in this gateway: a
+    # token bucket per client, counted in Envoy (no hop), refilled every second. The floor
+    # above is shared by all clients and must stay above what one client may take.
+    reads_per_client_per_s: int = 50
+    read_burst_per_client: int = 100
     # What one client may take of the gateway (Envoy's edge guidance): time to send a request's
     # headers (408 after), and the whole request; how long a stream or a connection may stay
     # idle; the largest request body (413) and headers (431); streams at once per connection.
@@ -186,12 +191,32 @@ def _descriptor(klass: str, by: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The stage of the per-client read limits (Envoy's local limit filter after the auth check);
+# the global limits are stage 0.
+READS_STAGE = 1
+
+
 def _rate_limits(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
-    """The global limits a call counts against: sign-in attempts (public writes: Register,
-    Login, RefreshToken, Logout) per client address; other writes per user and per address;
-    reads none (the local floor only)."""
+    """The limits a call counts against. Global (the rate-limit service): sign-in attempts
+    (public writes: Register, Login, RefreshToken, Logout) per client address; other writes per
+    user and per address. Local (Envoy, READS_STAGE): reads per verified user, or per address
+    for a caller without a token (the auth service removes a client's copy of the header)."""
     by_address: dict[str, Any] = {"remote_address": {}}
-    if rpc.is_read or not config.rate_limit:
+    if rpc.is_read:
+        anonymous = {
+            "header_value_match": {
+                "descriptor_key": "class",
+                "descriptor_value": "read-by-address",
+                "expect_match": False,
+                "headers": [{"name": USER_HEADER, "present_match": True}],
+            }
+        }
+        by_user = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": "user"}}
+        return [
+            {"stage": READS_STAGE, **_descriptor("read-by-user", by_user)},
+            {"stage": READS_STAGE, "actions": [anonymous, by_address]},
+        ]
+    if not config.rate_limit:
         return []
     if rpc.access == options_pb2.ACCESS_PUBLIC:
         return [_descriptor("sign-in", by_address)]
@@ -397,6 +422,48 @@ def _local_limit(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
+def _reads_per_client(config: GatewayConfig) -> dict[str, Any]:
+    """A token bucket per client for reads (a bucket per value of the user or address entry,
+    Envoy's dynamic descriptors); calls with no read descriptor use a bucket as large as the
+    floor's, i.e. are not limited here."""
+    every = {"numerator": 100, "denominator": "HUNDRED"}
+    per_client = {
+        "max_tokens": config.read_burst_per_client,
+        "tokens_per_fill": config.reads_per_client_per_s,
+        "fill_interval": "1s",
+    }
+    return {
+        "name": "ordermesh.reads_per_client",
+        "typed_config": {
+            "@type": _type("filters.http.local_ratelimit.v3.LocalRateLimit"),
+            "stat_prefix": "reads_per_client",
+            "stage": READS_STAGE,
+            "token_bucket": {
+                "max_tokens": config.local_limit_per_s,
+                "tokens_per_fill": config.local_limit_per_s,
+                "fill_interval": "1s",
+            },
+            "descriptors": [
+                {
+                    "entries": [{"key": "class", "value": klass}, {"key": key}],
+                    "token_bucket": per_client,
+                }
+                for klass, key in (("read-by-user", "user"), ("read-by-address", "remote_address"))
+            ],
+            # Buckets kept (least recently used go first): clients seen lately.
+            "max_dynamic_descriptors": 20_000,
+            "filter_enabled": {"runtime_key": "reads_per_client_enabled", "default_value": every},
+            "filter_enforced": {"runtime_key": "reads_per_client_enforced", "default_value": every},
+            "response_headers_to_add": [
+                {
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    "header": {"key": "retry-after", "value": "1"},
+                }
+            ],
+        },
+    }
+
+
 def _global_limit(config: GatewayConfig) -> dict[str, Any]:
     return {
         "name": "envoy.filters.http.ratelimit",
@@ -481,6 +548,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             },
             _transcoder(rpcs, config),
             *([_ext_authz(config)] if config.auth else []),
+            _reads_per_client(config),
             *([_global_limit(config)] if config.rate_limit else []),
             {
                 "name": "envoy.filters.http.router",

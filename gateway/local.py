@@ -28,6 +28,7 @@ class LocalGateway:
         redis_url: str,
         port: int = 0,
         local_limit_per_s: int = 1000,
+        reads_per_client_per_s: int = 50,
         auth: bool = True,
         rate_limit: bool = True,
     ):
@@ -37,6 +38,8 @@ class LocalGateway:
             port=self.port,
             eds_dir=directory / "eds",
             local_limit_per_s=local_limit_per_s,
+            reads_per_client_per_s=reads_per_client_per_s,
+            read_burst_per_client=2 * reads_per_client_per_s,
             auth=auth,
             rate_limit=rate_limit,
         )

@@ -11,7 +11,7 @@ import pytest
 
 from chassis.testing.rabbitmq import PrivateRabbitMQ
 from chassis.testing.redis import PrivateRedis
-from chassis.testing.system import UNREACHED_RATE_LIMITS, System
+from chassis.testing.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
 from gateway.local import LocalGateway
 from tests.integration.shop import Shop
 
@@ -44,7 +44,12 @@ def gateway(
     system: System, redis_server: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalGateway]:
     """Envoy and its discovery in front of the session's system, once every service is healthy."""
-    running = LocalGateway(tmp_path_factory.mktemp("gateway"), redis_url=redis_server.url)
+    # Every test's client is 127.0.0.1: per-client read limits are tested in test_rate_limits.
+    running = LocalGateway(
+        tmp_path_factory.mktemp("gateway"),
+        redis_url=redis_server.url,
+        reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
+    )
     try:
         running.start()
         running.wait_for_healthy()

@@ -7,12 +7,15 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from chassis.testing.process import private_file
+
 RUN_DIR = Path(__file__).resolve().parent.parent / ".build" / "run"
 ENV_FILE = RUN_DIR / "env"
 
 
 def publish(values: Mapping[str, str]) -> None:
-    ENV_FILE.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+    """Writes the addresses (with their credentials) for this user only (mode 600)."""
+    private_file(ENV_FILE, "".join(f"{name}={value}\n" for name, value in values.items()))
 
 
 def setting(name: str) -> str | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -392,6 +393,12 @@ class SqliteStore:
 
     async def open(self, collections: Sequence[Collection] = ()) -> None:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # Only the service's own user may read its store (the user service's holds private
+        # signing keys); SQLite gives the -wal and -shm files the same mode.
+        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        for path in (self._path, f"{self._path}-wal", f"{self._path}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(path, 0o600)
         # isolation_level=None: transactions are begun and ended here, explicitly.
         self._db = sqlite3.connect(self._path, isolation_level=None, timeout=0)
         self._db.execute("PRAGMA journal_mode = WAL")

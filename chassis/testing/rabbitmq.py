@@ -3,7 +3,10 @@
 It shares nothing with a RabbitMQ the machine may run: another node name and AMQP and
 distribution ports, its own epmd on its own port (started and ended here, so no daemon is left
 behind), its own HOME (hence its own Erlang cookie), and an empty enabled-plugins file, so a
-machine-wide management plugin cannot collide on port 15672. The Erlang VM runs as
+machine-wide management plugin cannot collide on port 15672. There is no guest: the node's one
+user and its password are generated for each node (`default_user`/`default_pass`, in a config
+file only its owner may read), so another process on the host cannot publish to it (forge a
+saga's reply, a signing key's event). The Erlang VM runs as
 the direct child (RUNNING_UNDER_SYSTEMD makes the start script exec it), so a SIGKILL reaches
 the broker itself, as a crash would. Its data directory survives stop/start, like a real node's.
 """
@@ -11,12 +14,13 @@ the broker itself, as a crash would. Its data directory survives stop/start, lik
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 from pathlib import Path
 
-from chassis.testing.process import ManagedProcess, accepts, free_port
+from chassis.testing.process import ManagedProcess, accepts, free_port, private_file
 
 __all__ = ["PrivateRabbitMQ"]
 
@@ -49,10 +53,17 @@ class PrivateRabbitMQ:
         home = directory / "home"
         home.mkdir(parents=True, exist_ok=True)
         (directory / "enabled_plugins").write_text("[].\n")
-        (directory / "rabbitmq.conf").write_text(
+        self.user = f"ordermesh-{secrets.token_hex(4)}"
+        self.password = secrets.token_urlsafe(24)
+        private_file(
+            directory / "rabbitmq.conf",
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
             # Quorum queues refuse to start on a node with less free disk than this (bytes).
             "disk_free_limit.absolute = 50000000\n"
+            # Made at the node's first start instead of guest, with every right on "/".
+            f"default_user = {self.user}\n"
+            f"default_pass = {self.password}\n"
+            "default_user_tags.administrator = true\n",
         )
         self.epmd_port = free_port()
         self.env = {
@@ -90,10 +101,10 @@ class PrivateRabbitMQ:
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        return self.vhost_url("")
 
     def vhost_url(self, vhost: str) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/{vhost}"
 
     def start(self) -> None:
         if not self.epmd.running:
@@ -122,9 +133,10 @@ class PrivateRabbitMQ:
         return result.stdout
 
     def add_vhost(self, vhost: str) -> str:
-        """Creates a vhost that guest may use, and returns its URL: one per test isolates it."""
+        """Creates a vhost that the node's user may use, and returns its URL: one per test
+        isolates it."""
         self.ctl("add_vhost", vhost)
-        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        self.ctl("set_permissions", "-p", vhost, self.user, ".*", ".*", ".*")
         return self.vhost_url(vhost)
 
     def remove(self) -> None:

@@ -1,21 +1,30 @@
-"""A private Redis server on a free port, with its own directory, and no persistence by default."""
+"""A private Redis server on a free port, with its own directory, and no persistence by default.
+
+It takes no command from a client that does not know its password (`requirepass`, generated
+for each server, in a config file only its owner may read; never on the command line, where
+any local user could read it): another process on the host cannot register a fake instance.
+"""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 from pathlib import Path
 
-from chassis.testing.process import ManagedProcess, free_port
+from chassis.testing.process import ManagedProcess, free_port, private_file
 
 __all__ = ["PrivateRedis"]
 
 
-def _answers_ping(port: int) -> bool:
+def _answers_ping(port: int, password: str) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(7) == b"+PONG\r\n"
+            sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+            answer = b""
+            while len(answer) < 12 and (chunk := sock.recv(12 - len(answer))):
+                answer += chunk
+            return answer == b"+OK\r\n+PONG\r\n"
     except OSError:
         return False
 
@@ -29,33 +38,24 @@ class PrivateRedis:
             )
         self.directory = directory
         self.port = free_port()
+        self.password = secrets.token_urlsafe(24)
+        config = private_file(
+            directory / "redis.conf",
+            f'bind 127.0.0.1\nport {self.port}\ndir {directory}\nsave ""\n'
+            f'appendonly {"yes" if appendonly else "no"}\ndaemonize no\nlogfile ""\n'
+            f"requirepass {self.password}\n",
+        )
         self.process = ManagedProcess(
             "redis",
-            [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(directory),
-                "--save",
-                "",
-                "--appendonly",
-                "yes" if appendonly else "no",
-                "--daemonize",
-                "no",
-                "--logfile",
-                "",
-            ],
+            [server, str(config)],
             directory=directory,
-            ready=lambda: _answers_ping(self.port),
+            ready=lambda: _answers_ping(self.port, self.password),
             ready_timeout_s=20.0,
         )
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.process.start()

@@ -30,6 +30,7 @@ __all__ = [
     "GATEWAY_SERVICES",
     "SERVICES",
     "UNREACHED_RATE_LIMITS",
+    "UNREACHED_READS_PER_CLIENT",
     "ServiceProcess",
     "System",
 ]
@@ -44,6 +45,8 @@ UNREACHED_RATE_LIMITS = {
     "RATE_LIMIT_WRITE_PER_USER": "1000000/m",
     "RATE_LIMIT_WRITE_PER_ADDRESS": "1000000/m",
 }
+# The gateway's per-client read limit, for the same systems (all their load is one client).
+UNREACHED_READS_PER_CLIENT = 1_000_000
 ADMIN_EMAIL = "admin@ordermesh.test"
 
 
@@ -165,12 +168,17 @@ class System:
         return process
 
     def _env_of(self, service: str) -> dict[str, str]:
-        return {
+        """What `service` is started with: only the secrets it uses (the rate-limit service
+        has no broker, store or identity key)."""
+        backbone = {
             "RABBITMQ_URL": self.amqp_url,
-            "LOG_LEVEL": "INFO",
-            "HEALTH_INTERVAL_S": "0.5",
             "STORE_URL": f"sqlite:///{self.directory / service / 'store.sqlite3'}",
             "IDENTITY_KEY": self.identity_key,
+        }
+        return {
+            "LOG_LEVEL": "INFO",
+            "HEALTH_INTERVAL_S": "0.5",
+            **(backbone if service != "ratelimit" else {}),
             **self._service_env(service),
             **self._env,
         }

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from chassis.testing.supervisor import Supervisor
-from chassis.testing.system import UNREACHED_RATE_LIMITS, System
+from chassis.testing.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
 from gateway.local import LocalGateway
 from tests.e2e.worlds import own_system
 from tests.integration.shop import Shop
@@ -34,7 +34,11 @@ def world(rabbitmq, tmp_path_factory):
         REGISTRY_TTL_S="3",
         HEARTBEAT_INTERVAL_S="1",
     ) as (redis, system):
-        gateway = LocalGateway(system.directory.parent / "gateway", redis_url=redis.url)
+        gateway = LocalGateway(
+            system.directory.parent / "gateway",
+            redis_url=redis.url,
+            reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
+        )
         supervisor = Supervisor(min_backoff_s=0.5, max_backoff_s=2.0)
         try:
             pairs = {

@@ -137,3 +137,37 @@ async def test_without_redis_the_global_limits_fail_open_and_traffic_continues(w
     finally:
         redis.start()
     assert statuses == [401] * (SIGN_IN_PER_MINUTE + 3)
+
+
+async def test_reads_are_limited_per_client_so_one_cannot_get_everyone_limited(world, http):
+    """Reads had only the shared floor: one client could use it up for everyone. Now each
+    verified user, and each address without a token, has a bucket of its own in each gateway
+    (here from 127.0.0.2 and 127.0.0.3: loopback addresses of their own)."""
+    _, system, (a, _) = world
+    shop = Shop(system)
+    try:
+        ada, bob = await shop.register(), await shop.register()
+    finally:
+        await shop.close()
+    burst = a.config.read_burst_per_client
+
+    async def profile(session) -> int:
+        headers = {"authorization": f"Bearer {session.access_token}"}
+        async with http.get(f"{a.url}/v1/users/me", headers=headers) as response:
+            return response.status
+
+    statuses = await asyncio.gather(*(profile(ada) for _ in range(2 * burst)))
+    assert statuses.count(429) > 0
+    assert await profile(bob) == 200  # another user's reads are their own
+
+    async def browse(client: aiohttp.ClientSession) -> int:
+        async with client.get(f"{a.url}/v1/products?pageSize=1") as response:
+            return response.status
+
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as one,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0))) as two,
+    ):
+        statuses = await asyncio.gather(*(browse(one) for _ in range(2 * burst)))
+        assert statuses.count(429) > 0
+        assert await browse(two) == 200

@@ -1,11 +1,17 @@
 """The test harness starts real, private RabbitMQ, Redis and Envoy processes that tests own."""
 
 import json
+import os
+import stat
 import urllib.request
 
 import aio_pika
+import aiormq.exceptions
+import pytest
 import redis.asyncio
+import redis.exceptions
 
+from chassis.store.sqlite import SqliteStore
 from chassis.testing import free_port
 
 QUORUM = {"x-queue-type": "quorum"}
@@ -129,3 +135,34 @@ def direct_response_config(port: int, *, body: str) -> dict:
         ],
     }
     return {"static_resources": {"listeners": [listener]}}
+
+
+async def test_the_private_broker_refuses_guest_and_anyone_without_its_password(rabbitmq):
+    """Any local process could connect as guest/guest, publish a saga's reply or a key."""
+    for user, password in (("guest", "guest"), (rabbitmq.user, "wrong")):
+        with pytest.raises(aiormq.exceptions.ProbableAuthenticationError):
+            await aio_pika.connect(f"amqp://{user}:{password}@127.0.0.1:{rabbitmq.port}/")
+    connection = await aio_pika.connect(rabbitmq.url)
+    await connection.close()
+    assert stat.S_IMODE(os.stat(rabbitmq.directory / "rabbitmq.conf").st_mode) == 0o600
+
+
+async def test_the_private_redis_takes_no_command_without_its_password(redis_server):
+    anonymous = redis.asyncio.from_url(f"redis://127.0.0.1:{redis_server.port}/0")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        await anonymous.set("ordermesh:instance:user:fake", "{}")
+    await anonymous.aclose()
+    assert stat.S_IMODE(os.stat(redis_server.directory / "redis.conf").st_mode) == 0o600
+
+
+async def test_a_sqlite_store_is_readable_by_its_owner_only(tmp_path):
+    """The user service's store holds private signing keys."""
+    store = SqliteStore(tmp_path / "user.db")
+    await store.open()
+    async with store.transaction() as tx:
+        await tx.first_time("c", "e")  # a write: the WAL exists
+    try:
+        for path in tmp_path.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        await store.close()
