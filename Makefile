@@ -49,6 +49,7 @@ bench-gateway: system-deps $(INSTALLED)
 gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen
 	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
+	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
 
 lint: $(INSTALLED) check-gen
 	$(BIN)/ruff check .
@@ -59,9 +60,10 @@ lint: $(INSTALLED) check-gen
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/python tools/contracts.py breaking
+	$(BIN)/openapi-spec-validator gateway/openapi.json
 
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
-GENERATED := gen gateway/envoy.yaml
+GENERATED := gen gateway/envoy.yaml gateway/openapi.json
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)

@@ -357,6 +357,32 @@ def _access_log() -> dict[str, Any]:
     }
 
 
+# gRPC metadata keys are lowercase letters, digits, "-", "_" and "."; HTTP allows names with
+# more (` ' ! # $ % & * + ^ | ~), which a gRPC server refuses with INTERNAL: refused here, 400
+# (names with "_" are refused before, by headers_with_underscores_action).
+HEADER_NAMES = """
+function envoy_on_request(handle)
+  for name, _ in pairs(handle:headers()) do
+    if name:sub(1, 1) ~= ":" and not name:match("^[0-9a-z_.%-]+$") then
+      handle:respond({[":status"] = "400"}, "a header name has characters gRPC metadata " ..
+        "cannot carry: use letters, digits, '-' and '.'")
+      return
+    end
+  end
+end
+"""
+
+
+def _header_names() -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": _type("filters.http.lua.v3.Lua"),
+            "default_source_code": {"inline_string": HEADER_NAMES.strip()},
+        },
+    }
+
+
 def _transcoder(rpcs: Sequence[Rpc], config: GatewayConfig) -> dict[str, Any]:
     return {
         "name": "envoy.filters.http.grpc_json_transcoder",
@@ -539,6 +565,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             # REST calls as their gRPC paths, and the global limits last, as they count calls
             # by the verified user.
             _local_limit(config),
+            _header_names(),
             {
                 "name": "envoy.filters.http.buffer",
                 "typed_config": {

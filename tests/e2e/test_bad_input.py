@@ -126,3 +126,16 @@ async def test_no_request_a_client_crafts_ejects_an_instance(http, gateway):
     assert ejections(gateway, "inventory") == before
     async with http.get("/v1/products") as answer:
         assert answer.status == 200
+
+
+async def test_a_header_name_grpc_cannot_carry_is_a_400_not_an_internal_error(http):
+    """Found by the REST fuzzing: a header named with a backtick or a quote, valid in HTTP,
+    reached the service as gRPC metadata it refused with INTERNAL (500)."""
+    async with http.get("/v1/products", headers={"x`odd'name": "1"}) as answer:
+        error = await answer.json(content_type=None)
+
+    assert answer.status == 400, error
+    assert error["code"] == 3
+    assert "header name" in error["message"]
+    async with http.get("/v1/products", headers={"x-fine-name.1": "1"}) as answer:
+        assert answer.status == 200
