@@ -516,12 +516,20 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
     rpcs = list(rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes()))
     clusters = sorted({rpc.cluster for rpc in rpcs}) + _companions(config)
     routes = [_route(rpc, config) for rpc in rpcs]
-    routes.append(
-        {
-            "match": {"prefix": "/"},
-            "direct_response": {"status": 404, "body": {"inline_string": "no such route"}},
+    # Anything else (health, reflection, INTERNAL and undeclared RPCs, unknown paths) is
+    # answered by the route table itself, without asking the auth service.
+    unrouted: dict[str, Any] = {
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string": "no such route"}},
+    }
+    if config.auth:
+        unrouted["typed_per_filter_config"] = {
+            "envoy.filters.http.ext_authz": {
+                "@type": _type("filters.http.ext_authz.v3.ExtAuthzPerRoute"),
+                "disabled": True,
+            }
         }
-    )
+    routes.append(unrouted)
     manager = {
         "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
         "stat_prefix": "gateway",

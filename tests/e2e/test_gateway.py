@@ -11,14 +11,20 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from common.v1 import options_pb2
 from order.v1 import order_service_pb2 as order_pb
 
-from chassis.testing.system import ADMIN_EMAIL
+from chassis.testing.system import ADMIN_EMAIL, SERVICES
 from gateway.config import DESCRIPTOR_SET, routable_rpcs
+from gateway.openapi import methods_of
 from tests.integration.shop import PASSWORD, Shop, eventually
 
 RPCS = routable_rpcs(DESCRIPTOR_SET.read_bytes())
+INTERNAL_METHODS = [
+    method
+    for method in methods_of(DESCRIPTOR_SET.read_bytes()).values()
+    if method.GetOptions().Extensions[options_pb2.access] == options_pb2.ACCESS_INTERNAL
+]
 
 
 class Rest:
@@ -229,20 +235,38 @@ async def test_another_users_order_is_not_found_through_rest(rest, shop):
     assert found["code"] == grpc.StatusCode.NOT_FOUND.value[0]
 
 
-async def test_health_reflection_and_unknown_methods_are_not_routable(gateway):
+def envoy_counter(gateway, name: str) -> int:
+    stats = gateway.envoy.admin(f"/stats?filter=^{name.replace('.', chr(92) + '.')}$")
+    return int(stats.split(":")[1]) if stats.strip() else 0
+
+
+UNROUTABLE = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "/order.v1.OrderService/NoSuchMethod",
+    *(f"/{m.containing_service.full_name}/{m.name}" for m in INTERNAL_METHODS),
+]
+
+
+async def test_envoys_route_table_refuses_what_is_not_routable_even_with_an_admins_token(
+    gateway, shop
+):
+    """The route table answers these itself (a direct response), before any auth check: no
+    request reaches the auth service or a service, whatever the token says."""
+    admin = await shop.admin()
+    clusters = ["auth", *SERVICES]
+    before = {c: envoy_counter(gateway, f"cluster.{c}.upstream_rq_total") for c in clusters}
+    direct = envoy_counter(gateway, "http.gateway.rq_direct_response")
+
     async with grpc.aio.insecure_channel(gateway.address) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as health:
-            await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=5
-            )
-        assert health.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        for path in (
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-            "/order.v1.OrderService/NoSuchMethod",
-        ):
+        for path in UNROUTABLE:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await channel.unary_unary(path)(b"", timeout=5)
+                await channel.unary_unary(path)(b"", metadata=admin.metadata, timeout=5)
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED, path
+
+    assert envoy_counter(gateway, "http.gateway.rq_direct_response") == direct + len(UNROUTABLE)
+    after = {c: envoy_counter(gateway, f"cluster.{c}.upstream_rq_total") for c in clusters}
+    assert after == before
 
 
 async def test_a_killed_instance_leaves_rotation_while_reads_keep_answering(system, gateway, rest):

@@ -7,6 +7,7 @@ with that reason.
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 
@@ -97,6 +98,8 @@ async def test_an_update_from_a_stale_read_is_refused(store):
 
 
 async def test_concurrent_read_modify_write_loses_no_update(store):
+    """Within one process SQLite serialises these transactions (no conflict can happen: see
+    the cross-process test below); MongoDB's concurrent transactions do conflict and retry."""
     async with store.transaction() as tx:
         await tx.insert("accounts", "a-1", {"email": "ann@example.com", "credit": 0})
 
@@ -203,3 +206,69 @@ async def test_prune_deletes_only_what_is_past_retention(store):
     assert await store.count_inbox("consumer") == 1
     async with store.transaction() as tx:
         assert await tx.first_time("consumer", "e-new") is False
+
+
+WORKER = """
+import asyncio, sys
+from chassis.store import Collection, VersionConflict
+from chassis.store.sqlite import SqliteStore
+
+async def main(path, mode, times):
+    store = SqliteStore(path)
+    await store.open([Collection("accounts")])
+    conflicts = 0
+    for _ in range(times):
+        while True:  # read in one transaction, write in the next: optimistic, retried
+            async with store.transaction() as tx:
+                account = await tx.get("accounts", "a-1")
+            if mode == "pause":  # the test changes the document meanwhile, from elsewhere
+                print("read", flush=True)
+                sys.stdin.readline()
+            try:
+                async with store.transaction() as tx:
+                    await tx.update("accounts", {**account, "credit": account["credit"] + 1})
+                break
+            except VersionConflict:
+                conflicts += 1
+                mode = ""
+    await store.close()
+    print("conflicts", conflicts, flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def worker(path, mode: str, times: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WORKER, str(path), mode, str(times),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def conflicts_of(process: asyncio.subprocess.Process) -> int:
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    return int(out.decode().split()[-1])
+
+
+async def test_a_stale_write_from_another_process_conflicts_and_its_retry_applies(tmp_path):
+    """SQLite serialises the transactions of one process: the optimistic version check is
+    proven across processes, where a document changes between a read and the write after it."""
+    store = SqliteStore(tmp_path / "shared.db")
+    await store.open([Collection("accounts")])
+    async with store.transaction() as tx:
+        await tx.insert("accounts", "a-1", {"credit": 0})
+    try:
+        paused = await worker(tmp_path / "shared.db", "pause", 1)
+        assert await paused.stdout.readline() == b"read\n"
+        assert await conflicts_of(await worker(tmp_path / "shared.db", "", 1)) == 0
+        paused.stdin.write(b"go\n")
+        assert await conflicts_of(paused) == 1  # its first write was refused, then retried
+
+        racing = [await worker(tmp_path / "shared.db", "", 50) for _ in range(2)]
+        await asyncio.gather(*(conflicts_of(p) for p in racing))
+
+        async with store.transaction() as tx:
+            assert (await tx.get("accounts", "a-1"))["credit"] == 102  # no update lost
+    finally:
+        await store.close()
