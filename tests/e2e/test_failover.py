@@ -2,14 +2,21 @@
 of the two instances of every service is SIGKILLed every 10 s (and restarted by the
 supervisor, as `make up` does), then while Redis (the registry) is stopped for 20 s.
 
+Answers are not all: the effects are reconciled too. Every order the gateway accepted reaches
+a final state, once (one order per idempotency key, in the order service's store); the stock
+taken and the credit reserved are those of the approved orders; every instance killed was
+running when it was killed, and is serving again at the end.
+
 This module runs its own Redis, two instances of every service and a gateway: it kills them."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -66,6 +73,9 @@ class Traffic:
         self.product_id = product_id
         self.outcomes: Counter[str] = Counter()
         self.failures: list[str] = []
+        # The orders the gateway accepted, and the idempotency key of every order sent.
+        self.accepted: list[str] = []
+        self.keys: list[str] = []
 
     async def one(self, http: aiohttp.ClientSession, n: int) -> None:
         kind = ("browse", "browse", "browse", "mine", "me", "order")[n % 6]
@@ -77,14 +87,18 @@ class Traffic:
             elif kind == "me":
                 request = http.get(f"{self.base}/v1/users/me", headers=self.auth)
             else:
+                key = str(uuid.uuid4())
+                self.keys.append(key)
                 body = {
-                    "idempotencyKey": str(uuid.uuid4()),
+                    "idempotencyKey": key,
                     "items": [{"productId": self.product_id, "quantity": 1}],
                 }
                 request = http.post(f"{self.base}/v1/orders", json=body, headers=self.auth)
             async with request as response:
                 text = await response.text()
                 ok = response.status == 200
+                if ok and kind == "order":
+                    self.accepted.append((await response.json())["order"]["orderId"])
         except (aiohttp.ClientError, TimeoutError) as exc:
             ok, text = False, f"{type(exc).__name__}: {exc}"
             response = None
@@ -109,37 +123,97 @@ class Traffic:
         return self.outcomes["ok"] / sum(self.outcomes.values())
 
 
-async def customer(system: System) -> tuple[str, str]:
+STOCK = 100_000
+
+
+async def customer(system: System) -> tuple[str, str, str]:
+    """A customer's token and user id, and a product of price 1 with STOCK in stock."""
     shop = Shop(system)
     try:
         session = await shop.register()
-        product = await shop.product(price_minor=1, stock=100_000)
+        product = await shop.product(price_minor=1, stock=STOCK)
     finally:
         await shop.close()
-    return session.access_token, product.product_id
+    return session.access_token, session.user_id, product.product_id
+
+
+def rows(store: Path, sql: str, *parameters: object) -> list[tuple]:
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as db:
+        return db.execute(sql, parameters).fetchall()
+
+
+async def reconcile(
+    system: System, traffic: Traffic, user_id: str, product_id: str
+) -> Counter[str]:
+    """The effects of the traffic, checked against what the test itself sent and was told."""
+    orders = system.directory / "order" / "store.sqlite3"
+
+    def statuses() -> dict[str, str]:
+        found = rows(orders, "SELECT id, json_extract(doc, '$.status'), "
+                     "json_extract(doc, '$.idempotency') FROM doc_orders")  # fmt: skip
+        return {id: status for id, status, key in found if key.split("/", 1)[1] in keys}
+
+    keys = set(traffic.keys)
+    deadline = time.monotonic() + 120
+    while any(status == "PENDING" for status in statuses().values()):
+        assert time.monotonic() < deadline, "orders still PENDING two minutes after the kills"
+        await asyncio.sleep(0.5)
+    final = statuses()
+    assert set(traffic.accepted) <= set(final), "an accepted order is missing"
+    per_key = Counter(
+        key.split("/", 1)[1]
+        for (key,) in rows(orders, "SELECT json_extract(doc, '$.idempotency') FROM doc_orders")
+        if key.split("/", 1)[1] in keys
+    )
+    assert set(per_key.values()) <= {1}, "two orders for one idempotency key"
+    outcome = Counter(final.values())
+    assert set(outcome) <= {"APPROVED", "REJECTED"}, outcome
+    shop = Shop(system)
+    try:
+        available = await shop.available(product_id)
+    finally:
+        await shop.close()
+    assert available == STOCK - outcome["APPROVED"], "stock taken is not the approved orders'"
+    [(reserved,)] = rows(
+        system.directory / "user" / "store.sqlite3",
+        "SELECT json_extract(doc, '$.credit_reserved_minor') FROM doc_users WHERE id = ?",
+        user_id,
+    )
+    assert reserved == outcome["APPROVED"], "credit reserved is not the approved orders' (1 each)"
+    return outcome
 
 
 async def test_traffic_keeps_flowing_while_instances_are_killed(world):
     _, system, gateway, pairs = world
-    token, product_id = await customer(system)
+    token, user_id, product_id = await customer(system)
     traffic = Traffic(gateway.url, token, product_id)
 
+    kills = 0
+
     async def killing() -> None:
+        nonlocal kills
         for round_ in range(5):
             await asyncio.sleep(10)
             for pair in pairs.values():
-                pair[round_ % 2].kill()  # SIGKILL; the supervisor starts it again
+                victim = pair[round_ % 2]
+                assert victim.process.running, f"{victim.process.name} was not restarted"
+                victim.kill()  # SIGKILL; the supervisor starts it again
+                kills += 1
 
     await asyncio.gather(traffic.run(60), killing())
     rate = traffic.success_rate()
-    print(f"failover: {traffic.outcomes} success {rate:.4%}; failures: {traffic.failures[:10]}")
+    await asyncio.to_thread(gateway.wait_for_healthy, 2)  # every killed instance serves again
+    outcome = await reconcile(system, traffic, user_id, product_id)
+    print(f"failover: {kills} kills, {traffic.outcomes} success {rate:.4%}; orders {outcome}; "
+          f"failures: {traffic.failures[:10]}")  # fmt: skip
+    assert kills == 5 * len(pairs)
     assert rate >= TARGET, f"{traffic.outcomes}: {traffic.failures[:20]}"
 
 
 async def test_traffic_keeps_flowing_while_redis_is_stopped(world):
     redis, system, gateway, _ = world
     await asyncio.to_thread(gateway.wait_for_healthy, 2)  # everyone back from the last test
-    token, product_id = await customer(system)
+    token, user_id, product_id = await customer(system)
     traffic = Traffic(gateway.url, token, product_id)
 
     async def outage() -> None:
@@ -150,5 +224,6 @@ async def test_traffic_keeps_flowing_while_redis_is_stopped(world):
 
     await asyncio.gather(traffic.run(26), outage())
     rate = traffic.success_rate()
+    await reconcile(system, traffic, user_id, product_id)
     print(f"redis outage: {traffic.outcomes} success {rate:.4%}; failures: {traffic.failures[:10]}")
     assert rate >= TARGET, f"{traffic.outcomes}: {traffic.failures[:20]}"

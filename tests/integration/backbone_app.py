@@ -6,14 +6,17 @@
 The producer commits StockAdjusted events through the outbox (use case -> transaction ->
 outbox -> relay -> broker) until its outbox holds `--total` events, continuing where it stopped
 if it was killed, and exits once all are confirmed. The consumer applies each event to a
-per-product total in its own store, with its inbox, until it is stopped. Everything the chaos
-tests reconcile is durable: the producer's outbox and the consumer's inbox and totals.
+per-product total in its own store, with its inbox, until it is stopped; it records which
+events reached it again after a delivery that was never acked (the quorum queue's
+`x-delivery-count`: a kill interrupted them). Everything the chaos tests reconcile is durable:
+the producer's outbox and the consumer's inbox, totals and redeliveries.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import time
 
@@ -22,7 +25,7 @@ from inventory.v1 import events_pb2
 from chassis import logging as chassis_logging
 from chassis.broker import Broker
 from chassis.consumer import Consumer
-from chassis.events import Outgoing, amqp_properties, outgoing
+from chassis.events import Envelope, Outgoing, amqp_properties, outgoing
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection, Transaction
 from chassis.store.sqlite import SqliteStore
@@ -96,7 +99,13 @@ async def produce(args: argparse.Namespace) -> None:
     await store.close()
 
 
-async def apply_adjustment(message: events_pb2.StockAdjusted, _: object, tx: Transaction) -> None:
+async def apply_adjustment(
+    message: events_pb2.StockAdjusted, envelope: Envelope, tx: Transaction
+) -> None:
+    if envelope.headers.get("x-delivery-count") and not await tx.get(
+        "redelivered", envelope.event_id
+    ):
+        await tx.insert("redelivered", envelope.event_id, {})
     total = await tx.get("totals", message.product_id)
     if total is None:
         await tx.insert("totals", message.product_id, {"total": message.delta})
@@ -107,7 +116,7 @@ async def apply_adjustment(message: events_pb2.StockAdjusted, _: object, tx: Tra
 async def consume(args: argparse.Namespace) -> None:
     chassis_logging.configure(service="chaos-consumer", instance="consumer")
     store = SqliteStore(args.db)
-    await store.open([Collection("totals")])
+    await store.open([Collection("totals"), Collection("redelivered")])
     broker = Broker(args.amqp, name="consumer")
     await broker.connect()
     consumer = Consumer(
@@ -117,7 +126,7 @@ async def consume(args: argparse.Namespace) -> None:
         broker=broker,
     )
     await consumer.start()
-    print("consuming", flush=True)
+    print(f"consuming pid={os.getpid()}", flush=True)
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     await stopping.wait()
