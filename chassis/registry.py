@@ -292,6 +292,8 @@ class Watcher:
         self._known: dict[str, list[Instance]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._poke = asyncio.Event()
+        # Set while subscribed to the changes channel (cleared when Redis is lost).
+        self.listening = asyncio.Event()
         self._reachable = True
         self._keep_until = float("-inf")
 
@@ -355,12 +357,15 @@ class Watcher:
             try:
                 await pubsub.subscribe(self._registry.changes_channel)
                 while True:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=self._refresh_s
-                    )
-                    if message is not None:
+                    message = await pubsub.get_message(timeout=self._refresh_s)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":  # Redis confirmed the subscription
+                        self.listening.set()
+                    else:
                         self._poke.set()
             except (RedisError, OSError):
+                self.listening.clear()
                 await asyncio.sleep(self._refresh_s)
             finally:
                 with contextlib.suppress(RedisError, OSError):

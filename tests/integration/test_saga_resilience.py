@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import aio_pika
 import pytest
 from order.v1 import order_service_pb2 as order_pb
 
@@ -17,6 +18,15 @@ from tests.integration.shop import Shop, eventually
 
 APPROVED = order_pb.ORDER_STATUS_APPROVED
 REJECTED = order_pb.ORDER_STATUS_REJECTED
+
+
+async def waiting(system: System, queue: str, count: int) -> bool:
+    """Whether `queue` holds at least `count` messages."""
+    connection = await aio_pika.connect(system.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return (declared.declaration_result.message_count or 0) >= count
 
 
 @pytest.fixture
@@ -51,7 +61,7 @@ async def test_sagas_interrupted_by_a_killed_order_service_complete_after_its_re
         system.processes["order"].kill()
         system.processes["user"].start()
         # The user service answers while the order service is dead: replies wait in its queue.
-        await asyncio.sleep(2)
+        await eventually(lambda: waiting(system, "order.saga-replies", 15), what="15 replies")
         system.processes["order"].start()
 
         settled = [await shop.settled(u, order.order_id) for u, order in placed]

@@ -24,8 +24,10 @@ class Named(pb_grpc.InventoryServiceServicer):
     def __init__(self, name: str):
         self.name = name
         self.hanging = False
+        self.calls = 0
 
     async def ListProducts(self, request, context):
+        self.calls += 1
         if self.hanging:
             await asyncio.sleep(30)
         return pb.ListProductsResponse(next_page_token=self.name)
@@ -82,7 +84,11 @@ async def test_calls_take_the_registered_instances_in_turn_and_skip_draining_one
         assert sorted(answers) == ["one"] * 3 + ["two"] * 3
 
         await registrations[0].drain()
-        await asyncio.sleep(1.2)  # the watcher's next read
+        drained = f"127.0.0.1:{one.port}"
+        deadline = time.monotonic() + 10
+        while drained in upstream.addresses():  # the watcher hears of the drain
+            assert time.monotonic() < deadline, "the drain never reached the upstream's watcher"
+            await asyncio.sleep(0.05)
         answers = [await answer(upstream) for _ in range(4)]
         assert answers == ["two"] * 4
     finally:
@@ -136,16 +142,16 @@ async def test_the_breaker_opens_on_a_hanging_service_fails_fast_and_recovers():
             await upstream.call(list_products, idempotent=False)
         assert upstream.breaker.current_state == pybreaker.STATE_OPEN
 
-        took = []
+        reached = servicer.calls
         for _ in range(100):
-            started = time.perf_counter()
             with pytest.raises(Unavailable, match="circuit breaker open"):
                 await upstream.call(list_products, idempotent=True)
-            took.append(time.perf_counter() - started)
-        assert sorted(took)[98] < 0.050  # p99 while open: no call waits for its deadline
+        # Failing fast: no call while open went to the hanging service to wait for its deadline
+        # (how fast, in figures, is bench material).
+        assert servicer.calls == reached
 
         servicer.hanging = False
-        await asyncio.sleep(1.1)  # reset_s: the next call is the trial
+        await asyncio.sleep(1.1)  # the breaker's reset_s must pass (a duration it defines)
         answer = await upstream.call(list_products, idempotent=False)
         assert answer.next_page_token == "slow"
         assert upstream.breaker.current_state == pybreaker.STATE_CLOSED
