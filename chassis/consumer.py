@@ -149,6 +149,8 @@ class Consumer:
         self._drainer: asyncio.Task[None] | None = None
         # The deliveries of the batch in hand not yet acked or rejected, by tag.
         self._unsettled: dict[int, Delivery] = {}
+        # Channels (by id) that may hold deliveries left unsettled: acked one by one.
+        self._tainted: set[int] = set()
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -286,8 +288,11 @@ class Consumer:
             except Exception:  # noqa: BLE001 - the message's own fault: one by one below
                 pass
             else:
-                # Every earlier delivery on the channel is settled: one ack covers the batch.
-                await self._settle(last, self._ack, True)
+                if id(last.channel) in self._tainted:  # it may hold unsettled deliveries
+                    for incoming, _, _ in decoded:
+                        await self._settle(incoming, self._ack)
+                else:  # every earlier delivery on the channel is settled: one ack for all
+                    await self._settle(last, self._ack, True)
                 for (_, envelope, _), first in zip(decoded, firsts, strict=True):
                     self._settled(envelope, first)
                 return
@@ -396,8 +401,10 @@ class Consumer:
         for tag, incoming in list(self._unsettled.items()):
             try:
                 await incoming.channel.basic_nack(tag, requeue=True)
-            except Exception:  # noqa: BLE001 - the channel is gone: the broker requeues them
+            except Exception:  # noqa: BLE001 - most likely the channel is gone: they come again
                 log.warning("could not give a message back; it comes again", queue=self.name)
+                # Should the channel live on, no ack on it may cover more than one delivery.
+                self._tainted.add(id(incoming.channel))
                 return
             self._unsettled.pop(tag, None)
 

@@ -21,6 +21,9 @@ from chassis import logging as chassis_logging
 from chassis.correlation import correlation_id
 from chassis.grpc import Service, serve
 from chassis.health import Readiness, redis_probe
+from chassis.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class ProbeSettings(config.ServiceSettings):
@@ -39,6 +42,7 @@ class ScriptedProducts(pb_grpc.InventoryServiceServicer):
         if token == "crash":
             raise RuntimeError("secret internal detail")
         if token.startswith("sleep:"):
+            log.info("handling a slow call")  # tests wait for this line, not for a while
             await asyncio.sleep(float(token.removeprefix("sleep:")))
         # The correlation id the handler saw, so that tests can check where it came from.
         return pb.ListProductsResponse(next_page_token=correlation_id.get() or "")

@@ -191,9 +191,9 @@ class ServiceProcess:
             cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
         self.lines: list[dict] = []
-        self.port = self._wait_for("grpc server started")["port"]
+        self.port = self.wait_for("grpc server started")["port"]
 
-    def _wait_for(self, event: str) -> dict:
+    def wait_for(self, event: str) -> dict:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             self.lines.append(json.loads(raw))
@@ -219,7 +219,7 @@ async def test_sigterm_drains_in_flight_calls_then_exits(redis_server):
                     metadata=[("x-correlation-id", "c-in-flight")],
                 )
             )
-            await asyncio.sleep(0.3)
+            await asyncio.to_thread(app.wait_for, "handling a slow call")
 
             app.process.send_signal(signal.SIGTERM)
 
