@@ -230,7 +230,7 @@ def main() -> int:
         command = commands.add_parser(name, help=what)
         command.add_argument("--store", required=True, help="the service's STORE_URL")
         command.add_argument("--database", default="", help="the MongoDB database (STORE_DATABASE)")
-        command.add_argument("--limit", type=int, default=1000, help="most rows listed")
+    commands.choices["parked"].add_argument("--limit", type=int, default=1000, help="most listed")
     for name in ("replay", "unpark"):
         command = commands.choices[name]
         command.add_argument("--id", action="append", default=[], help="event id (repeatable)")
