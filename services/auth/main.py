@@ -47,4 +47,9 @@ async def main() -> None:
         authorization = api.Authorization(
             policy, SignedIdentity(settings.identity_key), revocations
         )
-        await serve(settings, [api.service(authorization)], readiness=runtime.readiness())
+        await serve(
+            settings,
+            [api.service(authorization)],
+            readiness=runtime.readiness(),
+            notes=runtime.notes,
+        )

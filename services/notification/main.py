@@ -54,4 +54,5 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(),
             identity=runtime.signed_identity(),
+            notes=runtime.notes,
         )
