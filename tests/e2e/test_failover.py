@@ -206,8 +206,15 @@ async def test_traffic_keeps_flowing_while_instances_are_killed(world):
     outcome = await reconcile(system, traffic, user_id, product_id)
     print(f"failover: {kills} kills, {traffic.outcomes} success {rate:.4%}; orders {outcome}; "
           f"failures: {traffic.failures[:10]}")  # fmt: skip
+    ejected = {
+        cluster: gateway.envoy.admin(
+            f"/stats?filter=^cluster\\.{cluster}\\.outlier_detection\\.ejections_enforced_total$"
+        ).strip()
+        for cluster in ("auth", "user", "order", "inventory")
+    }
+    print(f"outlier ejections: {ejected}")
     assert kills == 5 * len(pairs)
-    assert rate >= TARGET, f"{traffic.outcomes}: {traffic.failures[:20]}"
+    assert rate >= TARGET, f"{traffic.outcomes} {ejected}: {traffic.failures[:20]}"
 
 
 async def test_traffic_keeps_flowing_while_redis_is_stopped(world):
