@@ -83,9 +83,6 @@ class Runtime:
         self.broker = broker
         self.ledger = ledger
         self._consumers: list[Consumer] = []
-        self._upstreams: list[Upstream] = []
-        # What an operator should know of this instance, published with its registration.
-        self.noted: dict[str, str] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
 
@@ -184,16 +181,7 @@ class Runtime:
         if registry is not None:
             self.on_close(registry.close)
         self.on_close(upstream.stop)  # runs before the registry closes (reverse order)
-        self._upstreams.append(upstream)
         return upstream
-
-    def notes(self) -> dict[str, str]:
-        """For `serve(notes=...)`: the state of each circuit breaker (`breaker.<destination>`:
-        closed, open or half-open) and what the service noted in `noted`."""
-        return {
-            **{f"breaker.{u.service}": u.breaker.current_state for u in self._upstreams},
-            **self.noted,
-        }
 
     async def token_verifier(self) -> TokenVerifier:
         """Verifies access tokens against the keys the user service publishes (see

@@ -47,9 +47,4 @@ async def main() -> None:
         authorization = api.Authorization(
             policy, SignedIdentity(settings.identity_key), revocations
         )
-        await serve(
-            settings,
-            [api.service(authorization)],
-            readiness=runtime.readiness(),
-            notes=runtime.notes,
-        )
+        await serve(settings, [api.service(authorization)], readiness=runtime.readiness())

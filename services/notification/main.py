@@ -54,5 +54,4 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(),
             identity=runtime.signed_identity(),
-            notes=runtime.notes,
         )

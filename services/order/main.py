@@ -39,7 +39,8 @@ async def main() -> None:
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))
         runtime.background(orders.saga.watch_timeouts(runtime.store), name="saga-timeouts")
-        runtime.background(count_parked(orders, runtime.store, runtime.noted), name="saga-parked")
+        notes: dict[str, str] = {}
+        runtime.background(count_parked(orders, runtime.store, notes), name="saga-parked")
         runtime.background(
             prune_sagas(orders, runtime.store, settings.saga_retention_s), name="saga-pruning"
         )
@@ -49,7 +50,7 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(),
             identity=runtime.signed_identity(),
-            notes=runtime.notes,
+            notes=lambda: notes,
         )
 
 

@@ -53,7 +53,6 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=verifier,
             identity=runtime.signed_identity(),
-            notes=runtime.notes,
         )
 
 

@@ -215,27 +215,21 @@ class Users:
         """Rotates a refresh token; a token presented twice revokes its whole session."""
         now = self._clock()
 
-        async def rotate(
-            tx: Transaction,
-        ) -> tuple[dict[str, Any], str, str] | domain.SessionEnded | domain.RefreshTokenReused:
-            """The rotation, or the refusal to raise once the transaction has committed (a
-            reuse must commit the revocation it caused)."""
+        async def rotate(tx: Transaction) -> tuple[dict[str, Any], str, str] | str:
             record = await tx.get(REFRESH_TOKENS.name, _hash_token(refresh_token))
             if record is None:
-                return domain.SessionEnded("refresh token is not recognised")
+                return "refresh token is not recognised"
             session = await tx.get(SESSIONS.name, record["session_id"])
             if session is None or session["revoked"]:
-                return domain.SessionEnded("the session of this refresh token has ended")
+                return "the session of this refresh token has ended"
             if record["used"]:
                 await self._revoke(tx, session)
-                return domain.RefreshTokenReused(
-                    "refresh token was used before: its session is revoked"
-                )
+                return "refresh token was used before: its session is revoked"
             if record["expire_time"] <= now:
-                return domain.SessionEnded("refresh token has expired")
+                return "refresh token has expired"
             user = await tx.get(USERS.name, record["user_id"])
             if user is None:
-                return domain.SessionEnded("the account of this refresh token no longer exists")
+                return "the account of this refresh token no longer exists"
             await tx.update(REFRESH_TOKENS.name, {**record, "used": True})
             token = await self._new_refresh_token(
                 tx, user_id=user["_id"], session_id=record["session_id"]
@@ -243,8 +237,10 @@ class Users:
             return user, record["session_id"], token
 
         outcome = await run_transaction(self._store, rotate)
-        if isinstance(outcome, Exception):
-            raise outcome
+        if isinstance(outcome, str):
+            # Raised outside the transaction: a reuse must commit the revocation it caused.
+            error = domain.RefreshTokenReused if "used before" in outcome else domain.SessionEnded
+            raise error(outcome)
         user, session_id, token = outcome
         return await self._tokens_for(user, session_id=session_id, refresh_token=token)
 
