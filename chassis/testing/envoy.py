@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -64,6 +65,12 @@ class PrivateEnvoy:
         with urllib.request.urlopen(url, timeout=2.0) as response:
             body: bytes = response.read()
             return body.decode()
+
+    def counter(self, name: str) -> int:
+        """One of Envoy's statistics by its full name (e.g. `cluster.auth.upstream_rq_total`);
+        0 while Envoy has not counted it yet."""
+        stats = self.admin(f"/stats?filter=^{re.escape(name)}$").strip()
+        return int(stats.rpartition(":")[2]) if stats else 0
 
     def _is_ready(self) -> bool:
         try:

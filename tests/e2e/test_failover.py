@@ -207,9 +207,9 @@ async def test_traffic_keeps_flowing_while_instances_are_killed(world):
     print(f"failover: {kills} kills, {traffic.outcomes} success {rate:.4%}; orders {outcome}; "
           f"failures: {traffic.failures[:10]}")  # fmt: skip
     ejected = {
-        cluster: gateway.envoy.admin(
-            f"/stats?filter=^cluster\\.{cluster}\\.outlier_detection\\.ejections_enforced_total$"
-        ).strip()
+        cluster: gateway.envoy.counter(
+            f"cluster.{cluster}.outlier_detection.ejections_enforced_total"
+        )
         for cluster in ("auth", "user", "order", "inventory")
     }
     print(f"outlier ejections: {ejected}")

@@ -235,11 +235,6 @@ async def test_another_users_order_is_not_found_through_rest(rest, shop):
     assert found["code"] == grpc.StatusCode.NOT_FOUND.value[0]
 
 
-def envoy_counter(gateway, name: str) -> int:
-    stats = gateway.envoy.admin(f"/stats?filter=^{name.replace('.', chr(92) + '.')}$")
-    return int(stats.split(":")[1]) if stats.strip() else 0
-
-
 UNROUTABLE = [
     "/grpc.health.v1.Health/Check",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
@@ -255,8 +250,8 @@ async def test_envoys_route_table_refuses_what_is_not_routable_even_with_an_admi
     request reaches the auth service or a service, whatever the token says."""
     admin = await shop.admin()
     clusters = ["auth", *SERVICES]
-    before = {c: envoy_counter(gateway, f"cluster.{c}.upstream_rq_total") for c in clusters}
-    direct = envoy_counter(gateway, "http.gateway.rq_direct_response")
+    before = {c: gateway.envoy.counter(f"cluster.{c}.upstream_rq_total") for c in clusters}
+    direct = gateway.envoy.counter("http.gateway.rq_direct_response")
 
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         for path in UNROUTABLE:
@@ -264,8 +259,8 @@ async def test_envoys_route_table_refuses_what_is_not_routable_even_with_an_admi
                 await channel.unary_unary(path)(b"", metadata=admin.metadata, timeout=5)
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED, path
 
-    assert envoy_counter(gateway, "http.gateway.rq_direct_response") == direct + len(UNROUTABLE)
-    after = {c: envoy_counter(gateway, f"cluster.{c}.upstream_rq_total") for c in clusters}
+    assert gateway.envoy.counter("http.gateway.rq_direct_response") == direct + len(UNROUTABLE)
+    after = {c: gateway.envoy.counter(f"cluster.{c}.upstream_rq_total") for c in clusters}
     assert after == before
 
 

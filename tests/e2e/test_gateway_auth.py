@@ -62,10 +62,7 @@ def tampered(token: str) -> str:
 
 
 async def requests_reaching(gateway, cluster: str) -> int:
-    stats = await asyncio.to_thread(
-        gateway.envoy.admin, f"/stats?filter=^cluster\\.{cluster}\\.upstream_rq_total$"
-    )
-    return int(stats.split(":")[1]) if stats.strip() else 0
+    return await asyncio.to_thread(gateway.envoy.counter, f"cluster.{cluster}.upstream_rq_total")
 
 
 async def get(http, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
