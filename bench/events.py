@@ -37,8 +37,8 @@ from chassis.events import Envelope, outgoing
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection, Transaction
 from chassis.store.sqlite import SqliteStore
-from chassis.testing import PrivateRabbitMQ
 from chassis.topology import Subscription
+from harness import PrivateRabbitMQ
 
 IN_FLIGHT = 256
 QUORUM = {"x-queue-type": "quorum"}

@@ -39,10 +39,10 @@ from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from bench.events import percentile
 from bench.machine import reference_ms
-from chassis.testing import PrivateRabbitMQ, PrivateRedis
-from chassis.testing.system import UNREACHED_RATE_LIMITS, System
-from gateway.local import LocalGateway
-from tests.integration.shop import Shop
+from harness import PrivateRabbitMQ, PrivateRedis
+from harness.gateway import LocalGateway
+from harness.shop import Shop
+from harness.system import UNREACHED_RATE_LIMITS, System
 
 Call = Callable[[], Awaitable[None]]
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")

@@ -1,6 +1,6 @@
 """`make bench-saga`: latency from PlaceOrder to APPROVED, and sustained orders per second.
 
-The four services run as real processes (`chassis.testing.system`) on one private RabbitMQ node,
+The four services run as real processes (`harness.system`) on one private RabbitMQ node,
 each with its SQLite store, as `make up` runs them (one instance each). Orders are placed over
 gRPC by this process; an order counts as approved when its OrderApproved event arrives on a
 queue this process binds to `order.events` (so the latency includes the event's publication).
@@ -27,9 +27,9 @@ from order.v1 import events_pb2
 
 from bench.events import percentile
 from bench.machine import reference_ms
-from chassis.testing import PrivateRabbitMQ
-from chassis.testing.system import System
-from tests.integration.shop import Session, Shop
+from harness import PrivateRabbitMQ
+from harness.shop import Session, Shop
+from harness.system import System
 
 
 class Approvals:

@@ -43,7 +43,6 @@ from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, SignedIdentity, caller
 from chassis.logging import get_logger
 from chassis.registry import Instance, Registration, Registry
-from chassis.upstream import breaker_states
 
 __all__ = ["STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
 
@@ -307,8 +306,9 @@ async def serve(
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry.
 
-    `notes()`, read at each heartbeat, is published with the instance's registration beside
-    its breakers' states: what an operator should know of it (`make status` shows both)."""
+    `notes()`, read at each heartbeat, is published with the instance's registration: what an
+    operator should know of it, e.g. `Runtime.notes` (its breakers' states, and what the
+    service noted), which `make status` shows."""
     server = GrpcServer(
         services,
         readiness=readiness,
@@ -356,5 +356,5 @@ def _registration(
         ),
         ttl_s=settings.registry_ttl_s,
         interval_s=settings.heartbeat_interval_s,
-        metadata=lambda: {**breaker_states(), **(notes() if notes else {})},
+        metadata=notes,
     )

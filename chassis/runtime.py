@@ -39,7 +39,7 @@ from chassis.logging import get_logger
 from chassis.outbox import OutboxRelay
 from chassis.registry import Registry
 from chassis.store import Collection, Store, StoreError, open_store
-from chassis.tokens import KeySet, TokenVerifier, grpc_jwks_source
+from chassis.tokens import KeyIssuer, KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
 from chassis.upstream import Upstream
 
@@ -70,7 +70,8 @@ class BackboneSettings(ServiceSettings):
 class AuthenticatedSettings(BackboneSettings):
     """A service whose RPCs verify the caller's access token."""
 
-    # host:port of the user service, whose GetJwks publishes the keys that sign access tokens.
+    # host:port of the token issuer (the user service, whose GetJwks publishes the keys that sign
+    # access tokens), used while the registry does not answer.
     user_service_addr: str
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
@@ -83,6 +84,9 @@ class Runtime:
         self.broker = broker
         self.ledger = ledger
         self._consumers: list[Consumer] = []
+        self._upstreams: list[Upstream] = []
+        # What an operator should know of this instance, published with its registration.
+        self.noted: dict[str, str] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
 
@@ -181,20 +185,29 @@ class Runtime:
         if registry is not None:
             self.on_close(registry.close)
         self.on_close(upstream.stop)  # runs before the registry closes (reverse order)
+        self._upstreams.append(upstream)
         return upstream
 
-    async def token_verifier(self) -> TokenVerifier:
-        """Verifies access tokens against the keys the user service publishes (see
-        chassis.tokens), fetched from any of its instances.
+    def notes(self) -> dict[str, str]:
+        """For `serve(notes=...)`: the state of each circuit breaker (`breaker.<destination>`:
+        closed, open or half-open) and what the service noted in `noted`."""
+        return {
+            **{f"breaker.{u.service}": u.breaker.current_state for u in self._upstreams},
+            **self.noted,
+        }
+
+    async def token_verifier(self, issuer: KeyIssuer) -> TokenVerifier:
+        """Verifies access tokens against the keys `issuer` publishes (see chassis.tokens),
+        fetched from any of its instances.
 
         The settings must be AuthenticatedSettings.
         """
         settings = self.settings
         if not isinstance(settings, AuthenticatedSettings):
             raise TypeError(f"{type(settings).__name__} is not AuthenticatedSettings")
-        user = await self.upstream("user", fallback=settings.user_service_addr)
+        upstream = await self.upstream(issuer.service, fallback=settings.user_service_addr)
         return TokenVerifier(
-            KeySet(grpc_jwks_source(user)),
+            KeySet(grpc_jwks_source(issuer, upstream)),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )

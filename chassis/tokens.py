@@ -13,7 +13,8 @@ Verified tokens are remembered (up to `cache_size`, each until it expires), so a
 sends the same token with every call pays for its signature check once; a token is immutable,
 so what was verified stays verified until `exp`.
 
-The key set is fetched from its source (the user service's `GetJwks`) when first needed and
+The key set is fetched from its source (the issuer's RPC that publishes it, `KeyIssuer`: the
+user service's `GetJwks`, named in the service catalogue) when first needed and
 again when a token names a `kid` it does not know (a rotation), at most once per
 `refresh_interval_s`, so a flood of tokens with made-up key ids cannot hammer the source.
 """
@@ -27,15 +28,24 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import jwt
 from google.protobuf import json_format
-from user.v1 import user_service_pb2, user_service_pb2_grpc
+from google.protobuf.message import Message
 
 from chassis.errors import Unauthenticated, Unavailable
 from chassis.logging import get_logger
 from chassis.upstream import Upstream
 
-__all__ = ["ALGORITHMS", "Claims", "InvalidToken", "KeySet", "TokenVerifier", "grpc_jwks_source"]
+__all__ = [
+    "ALGORITHMS",
+    "Claims",
+    "InvalidToken",
+    "KeyIssuer",
+    "KeySet",
+    "TokenVerifier",
+    "grpc_jwks_source",
+]
 
 ALGORITHMS = ("EdDSA",)
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
@@ -49,17 +59,20 @@ class InvalidToken(Unauthenticated):
     pass
 
 
-def grpc_jwks_source(user: Upstream) -> JwksSource:
-    """Fetches the key set from the user service's GetJwks, on any of its instances."""
-    request = user_service_pb2.GetJwksRequest()
+@dataclass(frozen=True)
+class KeyIssuer:
+    """The service that signs access tokens, and its RPC that publishes the key set: called on
+    a channel with a timeout, it answers a message of RFC 7517's shape (`keys`, each a JWK)."""
+
+    service: str
+    fetch: Callable[[grpc.aio.Channel, float], Awaitable[Message]]
+
+
+def grpc_jwks_source(issuer: KeyIssuer, upstream: Upstream) -> JwksSource:
+    """Fetches the key set from `issuer`, on any of its instances (`upstream`)."""
 
     async def fetch() -> Mapping[str, Any]:
-        response = await user.call(
-            lambda channel, timeout_s: user_service_pb2_grpc.UserServiceStub(channel).GetJwks(
-                request, timeout=timeout_s
-            ),
-            idempotent=True,
-        )
+        response = await upstream.call(issuer.fetch, idempotent=True)
         return json_format.MessageToDict(response, preserving_proto_field_name=True)
 
     return fetch

@@ -40,7 +40,7 @@ from chassis.errors import Unavailable
 from chassis.logging import get_logger
 from chassis.registry import Registry, Watcher
 
-__all__ = ["Upstream", "breaker_states"]
+__all__ = ["Upstream"]
 
 log = get_logger(__name__)
 
@@ -53,15 +53,6 @@ def _is_answer(error: BaseException) -> bool:
     """A failure that is the service's answer (NOT_FOUND, INVALID_ARGUMENT, ...), not its
     being unwell: it does not count against the breaker."""
     return isinstance(error, grpc.aio.AioRpcError) and error.code() not in UNWELL
-
-
-# Every breaker of this process, by destination: what the registry publishes (`make status`).
-_BREAKERS: dict[str, pybreaker.CircuitBreaker] = {}
-
-
-def breaker_states() -> dict[str, str]:
-    """`{"breaker.<destination>": "closed" | "open" | "half-open"}` for this process."""
-    return {f"breaker.{name}": b.current_state for name, b in sorted(_BREAKERS.items())}
 
 
 class _Logged(pybreaker.CircuitBreakerListener):
@@ -98,7 +89,6 @@ class Upstream:
             listeners=[_Logged()],
             name=service,
         )
-        _BREAKERS[service] = self.breaker
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._turn = itertools.count()
 

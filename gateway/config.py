@@ -32,6 +32,8 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from chassis.identity import USER_HEADER
+from services import catalogue
+from services.catalogue import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit
 
 __all__ = ["GatewayConfig", "Rpc", "bootstrap", "eds_path", "routable_rpcs"]
 
@@ -124,7 +126,7 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                     Rpc(
                         service=f"{file.package}.{service.name}",
                         method=method.name,
-                        cluster=file.package.split(".")[0],
+                        cluster=catalogue.by_api(f"{file.package}.{service.name}").name,
                         access=access,
                         http_verb=rule.WhichOneof("pattern") or "",
                         deduplicated=method.input_type in keyed,
@@ -182,10 +184,10 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def _descriptor(klass: str, by: dict[str, Any]) -> dict[str, Any]:
+def _descriptor(klass: Limit, by: dict[str, Any]) -> dict[str, Any]:
     return {
         "actions": [
-            {"generic_key": {"descriptor_key": "class", "descriptor_value": klass}},
+            {"generic_key": {"descriptor_key": LIMIT_CLASS, "descriptor_value": klass.value}},
             by,
         ]
     }
@@ -201,27 +203,26 @@ def _rate_limits(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
     (public writes: Register, Login, RefreshToken, Logout) per client address; other writes per
     user and per address. Local (Envoy, READS_STAGE): reads per verified user, or per address
     for a caller without a token (the auth service removes a client's copy of the header)."""
-    by_address: dict[str, Any] = {"remote_address": {}}
+    by_address: dict[str, Any] = {BY_ADDRESS: {}}
+    by_user = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": BY_USER}}
     if rpc.is_read:
         anonymous = {
             "header_value_match": {
-                "descriptor_key": "class",
-                "descriptor_value": "read-by-address",
+                "descriptor_key": LIMIT_CLASS,
+                "descriptor_value": Limit.READ_BY_ADDRESS.value,
                 "expect_match": False,
                 "headers": [{"name": USER_HEADER, "present_match": True}],
             }
         }
-        by_user = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": "user"}}
         return [
-            {"stage": READS_STAGE, **_descriptor("read-by-user", by_user)},
+            {"stage": READS_STAGE, **_descriptor(Limit.READ_BY_USER, by_user)},
             {"stage": READS_STAGE, "actions": [anonymous, by_address]},
         ]
     if not config.rate_limit:
         return []
     if rpc.access == options_pb2.ACCESS_PUBLIC:
-        return [_descriptor("sign-in", by_address)]
-    by_user = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": "user"}}
-    return [_descriptor("write", by_user), _descriptor("write", by_address)]
+        return [_descriptor(Limit.SIGN_IN, by_address)]
+    return [_descriptor(Limit.WRITE, by_user), _descriptor(Limit.WRITE, by_address)]
 
 
 def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
@@ -473,10 +474,13 @@ def _reads_per_client(config: GatewayConfig) -> dict[str, Any]:
             },
             "descriptors": [
                 {
-                    "entries": [{"key": "class", "value": klass}, {"key": key}],
+                    "entries": [{"key": LIMIT_CLASS, "value": klass.value}, {"key": by}],
                     "token_bucket": per_client,
                 }
-                for klass, key in (("read-by-user", "user"), ("read-by-address", "remote_address"))
+                for klass, by in (
+                    (Limit.READ_BY_USER, BY_USER),
+                    (Limit.READ_BY_ADDRESS, BY_ADDRESS),
+                )
             ],
             # Buckets kept (least recently used go first): clients seen lately.
             "max_dynamic_descriptors": 20_000,

@@ -1,7 +1,7 @@
 """Test policy for the whole suite.
 
 Fakes only for what lies outside our control; never for RabbitMQ, Redis, the database or Envoy:
-those run as real private processes started by the fixtures of `chassis.testing.fixtures`, on
+those run as real private processes started by the fixtures of `harness.fixtures`, on
 free ports, and are ended by the fixture that started them.
 """
 
@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from chassis.testing.rabbitmq import PrivateRabbitMQ
-from chassis.testing.redis import PrivateRedis
-from chassis.testing.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
-from gateway.local import LocalGateway
-from tests.integration.shop import Shop
+from harness.gateway import LocalGateway
+from harness.rabbitmq import PrivateRabbitMQ
+from harness.redis import PrivateRedis
+from harness.shop import Shop
+from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
 
-pytest_plugins = ["chassis.testing.fixtures"]
+pytest_plugins = ["harness.fixtures"]
 
 
 @pytest.fixture(scope="session")

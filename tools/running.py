@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from chassis.testing.process import private_file
+from harness.process import private_file
 
 RUN_DIR = Path(__file__).resolve().parent.parent / ".build" / "run"
 ENV_FILE = RUN_DIR / "env"

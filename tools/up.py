@@ -30,10 +30,10 @@ from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from chassis.testing import PrivateRabbitMQ, PrivateRedis
-from chassis.testing.supervisor import Supervisor
-from chassis.testing.system import ADMIN_EMAIL, System
-from gateway.local import LocalGateway
+from harness import PrivateRabbitMQ, PrivateRedis
+from harness.gateway import LocalGateway
+from harness.supervisor import Supervisor
+from harness.system import ADMIN_EMAIL, System
 from tools import running
 from tools.running import RUN_DIR
 

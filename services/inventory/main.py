@@ -6,6 +6,7 @@ from chassis import config
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.runtime import Runtime
+from services import catalogue
 from services.inventory import api, consumers, store
 from services.inventory.config import InventorySettings
 from services.inventory.service import Inventory
@@ -23,6 +24,7 @@ async def main() -> None:
             settings,
             [api.service(inventory)],
             readiness=runtime.readiness(),
-            authenticator=await runtime.token_verifier(),
+            authenticator=await runtime.token_verifier(catalogue.ISSUER),
             identity=runtime.signed_identity(),
+            notes=runtime.notes,
         )

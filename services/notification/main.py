@@ -6,6 +6,7 @@ from chassis import config
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.runtime import Runtime
+from services import catalogue
 from services.notification import api, consumers, store
 from services.notification.clients import Channel, EmailChannel, HttpChannel
 from services.notification.config import NotificationSettings
@@ -52,6 +53,7 @@ async def main() -> None:
             settings,
             [api.service(notifications)],
             readiness=runtime.readiness(),
-            authenticator=await runtime.token_verifier(),
+            authenticator=await runtime.token_verifier(catalogue.ISSUER),
             identity=runtime.signed_identity(),
+            notes=runtime.notes,
         )

@@ -11,6 +11,7 @@ from chassis.grpc import serve
 from chassis.logging import get_logger
 from chassis.runtime import Runtime
 from chassis.store import Store, StoreError
+from services import catalogue
 from services.order import api, clients, consumers, store
 from services.order.config import OrderSettings
 from services.order.service import Orders
@@ -39,8 +40,7 @@ async def main() -> None:
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))
         runtime.background(orders.saga.watch_timeouts(runtime.store), name="saga-timeouts")
-        notes: dict[str, str] = {}
-        runtime.background(count_parked(orders, runtime.store, notes), name="saga-parked")
+        runtime.background(count_parked(orders, runtime.store, runtime.noted), name="saga-parked")
         runtime.background(
             prune_sagas(orders, runtime.store, settings.saga_retention_s), name="saga-pruning"
         )
@@ -48,9 +48,9 @@ async def main() -> None:
             settings,
             [api.service(orders)],
             readiness=runtime.readiness(),
-            authenticator=await runtime.token_verifier(),
+            authenticator=await runtime.token_verifier(catalogue.ISSUER),
             identity=runtime.signed_identity(),
-            notes=lambda: notes,
+            notes=runtime.notes,
         )
 
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from services.catalogue import LIMIT_CLASS
+
 __all__ = ["UNITS", "Limit", "Limits", "parse"]
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -45,7 +47,7 @@ class Limits:
 
     def of(self, entries: Sequence[tuple[str, str]]) -> tuple[Limit, str] | None:
         """The limit a descriptor falls under and the value it is counted by, if any."""
-        if len(entries) != 2 or entries[0][0] != "class":
+        if len(entries) != 2 or entries[0][0] != LIMIT_CLASS:
             return None
         (_, klass), (key, value) = entries
         limit = self._by_name.get(f"{klass}:{key}")

@@ -9,6 +9,7 @@ from chassis import logging as chassis_logging
 from chassis.config import ConfigError
 from chassis.grpc import serve
 from chassis.health import Readiness, redis_probe
+from services.catalogue import GLOBAL_LIMITS
 from services.ratelimit import api
 from services.ratelimit.config import RateLimitSettings
 from services.ratelimit.limits import Limits, parse
@@ -23,11 +24,7 @@ async def main() -> None:
     if not url:
         raise ConfigError("RATE_LIMIT_REDIS_URL or REDIS_URL is required: the counters live there")
     limits = Limits(
-        [
-            parse("sign-in:remote_address", settings.rate_limit_sign_in),
-            parse("write:user", settings.rate_limit_write_per_user),
-            parse("write:remote_address", settings.rate_limit_write_per_address),
-        ]
+        [parse(name, getattr(settings, field)) for name, field in GLOBAL_LIMITS.items()]
     )
     redis = aioredis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
     try:

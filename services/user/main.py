@@ -53,6 +53,7 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=verifier,
             identity=runtime.signed_identity(),
+            notes=runtime.notes,
         )
 
 

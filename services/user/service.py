@@ -215,21 +215,27 @@ class Users:
         """Rotates a refresh token; a token presented twice revokes its whole session."""
         now = self._clock()
 
-        async def rotate(tx: Transaction) -> tuple[dict[str, Any], str, str] | str:
+        async def rotate(
+            tx: Transaction,
+        ) -> tuple[dict[str, Any], str, str] | domain.SessionEnded | domain.RefreshTokenReused:
+            """The rotation, or the refusal to raise once the transaction has committed (a
+            reuse must commit the revocation it caused)."""
             record = await tx.get(REFRESH_TOKENS.name, _hash_token(refresh_token))
             if record is None:
-                return "refresh token is not recognised"
+                return domain.SessionEnded("refresh token is not recognised")
             session = await tx.get(SESSIONS.name, record["session_id"])
             if session is None or session["revoked"]:
-                return "the session of this refresh token has ended"
+                return domain.SessionEnded("the session of this refresh token has ended")
             if record["used"]:
                 await self._revoke(tx, session)
-                return "refresh token was used before: its session is revoked"
+                return domain.RefreshTokenReused(
+                    "refresh token was used before: its session is revoked"
+                )
             if record["expire_time"] <= now:
-                return "refresh token has expired"
+                return domain.SessionEnded("refresh token has expired")
             user = await tx.get(USERS.name, record["user_id"])
             if user is None:
-                return "the account of this refresh token no longer exists"
+                return domain.SessionEnded("the account of this refresh token no longer exists")
             await tx.update(REFRESH_TOKENS.name, {**record, "used": True})
             token = await self._new_refresh_token(
                 tx, user_id=user["_id"], session_id=record["session_id"]
@@ -237,10 +243,8 @@ class Users:
             return user, record["session_id"], token
 
         outcome = await run_transaction(self._store, rotate)
-        if isinstance(outcome, str):
-            # Raised outside the transaction: a reuse must commit the revocation it caused.
-            error = domain.RefreshTokenReused if "used before" in outcome else domain.SessionEnded
-            raise error(outcome)
+        if isinstance(outcome, Exception):
+            raise outcome
         user, session_id, token = outcome
         return await self._tokens_for(user, session_id=session_id, refresh_token=token)
 

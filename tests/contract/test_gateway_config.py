@@ -7,9 +7,11 @@ from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from chassis.testing.envoy import envoy_binary
 from gateway.config import DESCRIPTOR_SET, ROOT, GatewayConfig, clusters_of, routable_rpcs
 from gateway.discovery import assignment
+from harness.envoy import envoy_binary
+from services import catalogue
+from services.inventory.config import InventorySettings
 
 
 def test_envoy_accepts_the_generated_config(tmp_path):
@@ -42,7 +44,9 @@ def _method(
     return method
 
 
-def test_only_public_authenticated_and_admin_rpcs_are_routed():
+def test_only_public_authenticated_and_admin_rpcs_are_routed(monkeypatch):
+    shop = catalogue.Service("shop", InventorySettings, serves=("shop.v1.ShopService",))
+    monkeypatch.setattr(catalogue, "CATALOGUE", (*catalogue.CATALOGUE, shop))
     service = descriptor_pb2.ServiceDescriptorProto(
         name="ShopService",
         method=[

@@ -18,19 +18,15 @@ from user.v1 import user_service_pb2 as user_pb
 from chassis.events import TypeRegistry, route_of
 from chassis.topology import declare_exchange
 from gateway.config import IDEMPOTENCY_KEY
+from harness.shop import eventually
+from services import catalogue
 from services.inventory import consumers as inventory_consumers
 from services.notification import consumers as notification_consumers
 from services.order import consumers as order_consumers
 from services.order.service import order_saga
 from services.user import consumers as user_consumers
-from tests.integration.shop import eventually
 
-SERVICES = {
-    "user": "user.v1.UserService",
-    "inventory": "inventory.v1.InventoryService",
-    "order": "order.v1.OrderService",
-    "notification": "notification.v1.NotificationService",
-}
+SERVICES = {service.name: service.serves[0] for service in catalogue.domain_services()}
 ROUTED_MODULES = [
     f"{domain}.v1.{kind}_pb2"
     for domain in SERVICES

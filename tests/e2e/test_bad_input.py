@@ -9,7 +9,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.integration.shop import PASSWORD, eventually
+from harness.shop import PASSWORD, eventually
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chassis.testing.supervisor import Supervisor
-from chassis.testing.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
-from gateway.local import LocalGateway
+from harness.gateway import LocalGateway
+from harness.shop import Shop
+from harness.supervisor import Supervisor
+from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
 from tests.e2e.worlds import own_system
-from tests.integration.shop import Shop
 
 RATE = 100  # requests per second
 TARGET = 0.999  # the floor; the goal is 0.9999

@@ -25,7 +25,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.integration.shop import PASSWORD
+from harness.shop import PASSWORD
 
 EXAMPLES = 20
 SCHEMA = schemathesis.openapi.from_path(

@@ -14,10 +14,11 @@ import pytest
 from common.v1 import options_pb2
 from order.v1 import order_service_pb2 as order_pb
 
-from chassis.testing.system import ADMIN_EMAIL, SERVICES
 from gateway.config import DESCRIPTOR_SET, routable_rpcs
 from gateway.openapi import methods_of
-from tests.integration.shop import PASSWORD, Shop, eventually
+from harness.shop import PASSWORD, Shop, eventually
+from harness.system import ADMIN_EMAIL
+from services import catalogue
 
 RPCS = routable_rpcs(DESCRIPTOR_SET.read_bytes())
 INTERNAL_METHODS = [
@@ -249,7 +250,7 @@ async def test_envoys_route_table_refuses_what_is_not_routable_even_with_an_admi
     """The route table answers these itself (a direct response), before any auth check: no
     request reaches the auth service or a service, whatever the token says."""
     admin = await shop.admin()
-    clusters = ["auth", *SERVICES]
+    clusters = ["auth", *(service.name for service in catalogue.domain_services())]
     before = {c: gateway.envoy.counter(f"cluster.{c}.upstream_rq_total") for c in clusters}
     direct = gateway.envoy.counter("http.gateway.rq_direct_response")
 

@@ -20,7 +20,7 @@ from order.v1 import order_service_pb2 as order_pb
 from order.v1 import order_service_pb2_grpc as order_grpc
 
 from chassis.identity import IDENTITY_HEADER
-from tests.integration.shop import eventually
+from harness.shop import eventually
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]
 

@@ -15,9 +15,9 @@ import aiohttp
 import grpc
 import pytest
 
-from gateway.local import LocalGateway
+from harness.gateway import LocalGateway
+from harness.shop import Shop
 from tests.e2e.worlds import own_system
-from tests.integration.shop import Shop
 
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 SIGN_IN_PER_MINUTE = 6

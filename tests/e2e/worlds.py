@@ -4,9 +4,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chassis.testing.rabbitmq import PrivateRabbitMQ
-from chassis.testing.redis import PrivateRedis
-from chassis.testing.system import System
+from harness.rabbitmq import PrivateRabbitMQ
+from harness.redis import PrivateRedis
+from harness.system import System
 
 
 @contextmanager

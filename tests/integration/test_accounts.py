@@ -19,8 +19,8 @@ from notification.v1 import notification_service_pb2 as notification_pb
 from order.v1 import order_service_pb2 as order_pb
 from user.v1 import user_service_pb2 as user_pb
 
-from chassis.testing.system import ADMIN_EMAIL
-from tests.integration.shop import PASSWORD
+from harness.shop import PASSWORD
+from harness.system import ADMIN_EMAIL
 
 
 async def rpc_error(call) -> grpc.aio.AioRpcError:

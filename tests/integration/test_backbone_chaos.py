@@ -20,7 +20,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from chassis.testing import ManagedProcess
+from harness import ManagedProcess
 from tests.integration.backbone_app import KEYS, SUBSCRIPTION
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,17 +13,13 @@ from pathlib import Path
 import pytest
 
 from chassis.grpc import GrpcServer
-from chassis.testing import free_port
+from harness import free_port
+from services import catalogue
 from tests.integration import grpc_app
 
 DESCRIPTORS = Path(__file__).resolve().parents[2] / "gen" / "descriptors.pb"
 API = "type.googleapis.com/envoy.extensions"
-SERVICES = [
-    "user.v1.UserService",
-    "inventory.v1.InventoryService",
-    "order.v1.OrderService",
-    "notification.v1.NotificationService",
-]
+SERVICES = [api for service in catalogue.domain_services() for api in service.serves]
 
 
 def transcoding_config(listen_port: int, upstream_port: int) -> dict:

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from chassis.testing.system import ADMIN_EMAIL, SERVICES
 from gateway.config import DESCRIPTOR_SET
 from gateway.openapi import methods_of
-from tests.integration.shop import PASSWORD
+from harness.shop import PASSWORD
+from harness.system import ADMIN_EMAIL
+from services import catalogue
 
 EXAMPLES = 50
 BUGS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
@@ -36,10 +37,11 @@ RANGES = {
 }  # fmt: skip
 # Answers by status code over the run, printed at its end (pytest -s) for the record.
 TRIED: dict[str, int] = {}
+APIS = {api for service in catalogue.domain_services() for api in service.serves}
 METHODS = [
     method
     for path, method in sorted(methods_of(DESCRIPTOR_SET.read_bytes()).items())
-    if path.split(".")[0].lstrip("/") in SERVICES
+    if path.lstrip("/").rsplit("/", 1)[0] in APIS
 ]
 
 
@@ -147,7 +149,7 @@ def test_no_generated_request_meets_a_bug(system, callers, method: MethodDescrip
 def test_after_the_fuzzing_every_outbox_drains_and_every_consumer_consumes(system, rabbitmq):
     def pending() -> dict[str, int]:
         counts = {}
-        for service in SERVICES:
+        for service in (s.name for s in catalogue.domain_services()):
             path = system.directory / service / "store.sqlite3"
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
                 (counts[service],) = db.execute(

@@ -12,7 +12,7 @@ import redis.asyncio
 import redis.exceptions
 
 from chassis.store.sqlite import SqliteStore
-from chassis.testing import free_port
+from harness import free_port
 
 QUORUM = {"x-queue-type": "quorum"}
 # RabbitMQ 3.10.8 loses track of a quorum queue declared less than about 3 minutes before a

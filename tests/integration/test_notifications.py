@@ -9,9 +9,9 @@ from notification.v1 import notification_service_pb2 as notification_pb
 from user.v1 import user_service_pb2 as user_pb
 
 from chassis.store.sqlite import SqliteStore
+from harness.shop import eventually
 from services.notification.service import Notifications
 from services.notification.store import COLLECTIONS, NOTIFICATIONS
-from tests.integration.shop import eventually
 
 SENT = notification_pb.NOTIFICATION_STATUS_SENT
 FAILED = notification_pb.NOTIFICATION_STATUS_FAILED

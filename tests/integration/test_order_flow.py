@@ -8,7 +8,7 @@ from common.v1 import notification_pb2
 from order.v1 import order_service_pb2 as order_pb
 from user.v1 import user_service_pb2 as user_pb
 
-from tests.integration.shop import eventually
+from harness.shop import eventually
 
 APPROVED = order_pb.ORDER_STATUS_APPROVED
 REJECTED = order_pb.ORDER_STATUS_REJECTED

@@ -173,3 +173,20 @@ async def test_an_entry_that_cannot_be_read_is_skipped_and_the_watch_goes_on(
     finally:
         await watcher.stop()
         await good.stop()
+
+
+async def test_running_services_publish_their_breakers_states_for_make_status(system, redis_server):
+    """What `make status` shows: each instance's circuit breakers, from its registration."""
+    registry = Registry(redis_server.url)
+    try:
+
+        async def order_metadata() -> dict[str, str]:
+            [order] = await registry.instances("order")
+            return dict(order.metadata)
+
+        await eventually(order_metadata, timeout_s=10)  # registered, with metadata
+        metadata = await order_metadata()
+    finally:
+        await registry.close()
+    assert metadata["breaker.inventory"] == "closed"
+    assert metadata["breaker.user"] == "closed"

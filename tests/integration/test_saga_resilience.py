@@ -13,8 +13,8 @@ import aio_pika
 import pytest
 from order.v1 import order_service_pb2 as order_pb
 
-from chassis.testing.system import System
-from tests.integration.shop import Shop, eventually
+from harness.shop import Shop, eventually
+from harness.system import System
 
 APPROVED = order_pb.ORDER_STATUS_APPROVED
 REJECTED = order_pb.ORDER_STATUS_REJECTED

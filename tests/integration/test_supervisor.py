@@ -3,8 +3,8 @@
 import sys
 import time
 
-from chassis.testing.process import ManagedProcess
-from chassis.testing.supervisor import Supervisor
+from harness.process import ManagedProcess
+from harness.supervisor import Supervisor
 
 
 def sleeper(directory) -> ManagedProcess:

@@ -14,8 +14,8 @@ from chassis import errors
 from chassis.errors import Unavailable
 from chassis.grpc import GrpcServer, Service
 from chassis.registry import Instance, Registration, Registry
-from chassis.testing.process import free_port
 from chassis.upstream import Upstream
+from harness.process import free_port
 
 
 class Named(pb_grpc.InventoryServiceServicer):

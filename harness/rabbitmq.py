@@ -20,7 +20,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from chassis.testing.process import ManagedProcess, accepts, free_port, private_file
+from harness.process import ManagedProcess, accepts, free_port, private_file
 
 __all__ = ["PrivateRabbitMQ"]
 

@@ -21,14 +21,17 @@ from order.v1 import order_service_pb2_grpc as order_grpc
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from chassis.testing.system import ADMIN_EMAIL, System
+from harness.system import ADMIN_EMAIL, System
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T] | T], *, timeout_s: float = 20.0, what: str = "condition"
+    probe: Callable[[], Awaitable[T | None] | T | None],
+    *,
+    timeout_s: float = 20.0,
+    what: str = "condition",
 ) -> T:
     """Calls `probe` (awaiting what it returns, if it must) until it returns something truthy;
     fails naming `what` after the timeout."""
@@ -108,7 +111,7 @@ class Shop:
         self, *, price_minor: int = 1000, stock: int = 10, name: str = "Mug"
     ) -> inventory_pb.Product:
         admin = await self.admin()
-        response = await self.inventory.CreateProduct(
+        response: inventory_pb.CreateProductResponse = await self.inventory.CreateProduct(
             inventory_pb.CreateProductRequest(
                 sku=f"SKU-{uuid.uuid4().hex[:12].upper()}",
                 name=name,
@@ -121,7 +124,7 @@ class Shop:
         return response.product
 
     async def available(self, product_id: str) -> int:
-        response = await self.inventory.GetProduct(
+        response: inventory_pb.GetProductResponse = await self.inventory.GetProduct(
             inventory_pb.GetProductRequest(product_id=product_id), timeout=5
         )
         return response.product.available_stock
@@ -129,7 +132,7 @@ class Shop:
     async def place(
         self, session: Session, items: list[tuple[str, int]], *, key: str | None = None
     ) -> order_pb.Order:
-        response = await self.orders.PlaceOrder(
+        response: order_pb.PlaceOrderResponse = await self.orders.PlaceOrder(
             order_pb.PlaceOrderRequest(
                 idempotency_key=key or str(uuid.uuid4()),
                 items=[order_pb.OrderItem(product_id=p, quantity=q) for p, q in items],
@@ -140,7 +143,7 @@ class Shop:
         return response.order
 
     async def order(self, session: Session, order_id: str) -> order_pb.Order:
-        response = await self.orders.GetOrder(
+        response: order_pb.GetOrderResponse = await self.orders.GetOrder(
             order_pb.GetOrderRequest(order_id=order_id), metadata=session.metadata, timeout=5
         )
         return response.order
@@ -163,7 +166,7 @@ class Shop:
         return list(response.entries)
 
     async def credit_available(self, session: Session) -> int:
-        response = await self.users.GetProfile(
+        response: user_pb.GetProfileResponse = await self.users.GetProfile(
             user_pb.GetProfileRequest(), metadata=session.metadata, timeout=5
         )
         return response.profile.credit_available.amount_minor

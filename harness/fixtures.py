@@ -1,6 +1,6 @@
 """pytest fixtures over the private processes.
 
-Load them with `pytest_plugins = ["chassis.testing.fixtures"]`.
+Load them with `pytest_plugins = ["harness.fixtures"]`.
 
 Session-wide: one RabbitMQ node and one Redis server, shared by the tests that only use them.
 Per test: factories for brokers, Redis servers and Envoys that the test owns and may stop,
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from chassis.testing.envoy import PrivateEnvoy
-from chassis.testing.rabbitmq import PrivateRabbitMQ
-from chassis.testing.redis import PrivateRedis
+from harness.envoy import PrivateEnvoy
+from harness.rabbitmq import PrivateRabbitMQ
+from harness.redis import PrivateRedis
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from chassis.testing.process import ManagedProcess, free_port, private_file
+from harness.process import ManagedProcess, free_port, private_file
 
 __all__ = ["PrivateRedis"]
 

@@ -1,13 +1,14 @@
 """The whole system as real processes: every service started as `python -m services.<name>`.
 
 `ServiceProcess` is one instance on a free port, ready when its gRPC health says SERVING (its
-store and broker answer). `System` starts user, inventory, order and notification (and, given
-a registry in REDIS_URL, the gateway's auth and rate-limit services) against a given broker,
-with the SMTP and HTTP sinks as the notification providers, each service with its SQLite file
-in the system's directory; a test owns its system and may kill, restart or stop any of its
-processes. Before any service starts, the admin account is created with the
-operator's command (`python -m services.user create-admin`), its password in `admin_password`
-(its email `admin_email`, ADMIN_EMAIL unless given).
+store and broker answer). `System` starts the services of the catalogue (`services.catalogue`)
+in their start order: the domain services and, given a registry in REDIS_URL, the gateway's
+own (auth, rate limit), against a given broker, each with what its entry says it needs (a
+SQLite file in the system's directory as its store, the addresses of the services it calls)
+and with the SMTP and HTTP sinks as the notification providers; a test owns its system and
+may kill, restart or stop any of its processes. Before any service starts, the admin account
+is created with the operator's command (`python -m services.user create-admin`), its password
+in `admin_password` (its email `admin_email`, ADMIN_EMAIL unless given).
 """
 
 from __future__ import annotations
@@ -22,23 +23,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from chassis.testing.process import ManagedProcess, accepts, free_port
-from chassis.testing.sinks import HttpSink, MailSink
+from harness.process import ManagedProcess, accepts, free_port
+from harness.sinks import HttpSink, MailSink
+from services import catalogue
+from services.catalogue import Need
 
 __all__ = [
     "ADMIN_EMAIL",
-    "GATEWAY_SERVICES",
-    "SERVICES",
     "UNREACHED_RATE_LIMITS",
     "UNREACHED_READS_PER_CLIENT",
     "ServiceProcess",
     "System",
 ]
 
-SERVICES = ("user", "inventory", "order", "notification")
-# The gateway's own services, started when the system has a registry (REDIS_URL): the auth
-# service (the ext_authz check, which reads the user service's keys) and the rate-limit service.
-GATEWAY_SERVICES = ("auth", "ratelimit")
 # Rate limits no load of a test or a benchmark reaches, for systems that measure something else.
 UNREACHED_RATE_LIMITS = {
     "RATE_LIMIT_SIGN_IN": "1000000/m",
@@ -110,10 +107,12 @@ class System:
             self._sinks = ManagedProcess(
                 "sinks",
                 [
-                    *(sys.executable, "-m", "chassis.testing.sinks"),
+                    *(sys.executable, "-m", "harness.sinks"),
                     *("--smtp-port", str(self.mail.port), "--http-port", str(self.http.port)),
                 ],
                 directory=directory / "sinks",
+                # The harness is tooling, not part of the installed package: run it from here.
+                env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
                 ready=lambda: accepts(self.mail.port) and accepts(self.http.port),
                 ready_timeout_s=30.0,
             )
@@ -126,7 +125,9 @@ class System:
         self._env = dict(env or {})
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(16)
-        self.services = SERVICES + (GATEWAY_SERVICES if "REDIS_URL" in self._env else ())
+        # The gateway's own services need the registry, to find the services they call.
+        wanted = catalogue.CATALOGUE if "REDIS_URL" in self._env else catalogue.domain_services()
+        self.services = [service.name for service in catalogue.in_start_order(wanted)]
 
     def address(self, service: str) -> str:
         return self.processes[service].address
@@ -167,29 +168,26 @@ class System:
         process.start()
         return process
 
-    def _env_of(self, service: str) -> dict[str, str]:
-        """What `service` is started with: only the secrets it uses (the rate-limit service
-        has no broker, store or identity key)."""
-        backbone = {
-            "RABBITMQ_URL": self.amqp_url,
-            "STORE_URL": f"sqlite:///{self.directory / service / 'store.sqlite3'}",
-            "IDENTITY_KEY": self.identity_key,
-        }
-        return {
-            "LOG_LEVEL": "INFO",
-            "HEALTH_INTERVAL_S": "0.5",
-            **(backbone if service != "ratelimit" else {}),
-            **self._service_env(service),
-            **self._env,
-        }
+    def _env_of(self, name: str) -> dict[str, str]:
+        """What service `name` is started with: what its catalogue entry needs, and only the
+        secrets it uses (the rate-limit service has no broker, store or identity key)."""
+        service = catalogue.entry(name)
+        env = {"LOG_LEVEL": "INFO", "HEALTH_INTERVAL_S": "0.5"}
+        if Need.BROKER in service.needs:
+            env["RABBITMQ_URL"] = self.amqp_url
+        if Need.STORE in service.needs:
+            env["STORE_URL"] = f"sqlite:///{self.directory / name / 'store.sqlite3'}"
+        if service.serves or service.verifies_tokens:
+            # The callers the gateway forwards: signed by the auth service, read by the APIs.
+            env["IDENTITY_KEY"] = self.identity_key
+        for callee in service.dependencies:
+            env[service.address_variable(callee)] = self.address(callee)
+        return {**env, **self._providers_env(service), **self._env}
 
-    def _service_env(self, service: str) -> dict[str, str]:
-        if service == "user":
-            return {}
-        env = {"USER_SERVICE_ADDR": self.address("user")}
-        if service == "order":
-            env["INVENTORY_SERVICE_ADDR"] = self.address("inventory")
-        if service == "notification":
+    def _providers_env(self, service: catalogue.Service) -> dict[str, str]:
+        """The sinks, as the providers of a service that notifies (has SMTP settings)."""
+        env: dict[str, str] = {}
+        if "smtp_host" in service.settings.model_fields:
             env |= {
                 "SMTP_HOST": "127.0.0.1",
                 "SMTP_PORT": str(self.mail.port),

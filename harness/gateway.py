@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from chassis.testing.envoy import PrivateEnvoy
-from chassis.testing.process import ManagedProcess, free_port
 from gateway.config import GatewayConfig, bootstrap, clusters_of, eds_path
+from harness.envoy import PrivateEnvoy
+from harness.process import ManagedProcess, free_port
 
 __all__ = ["LocalGateway"]
 

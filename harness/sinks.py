@@ -5,7 +5,7 @@ HTTP server (aiohttp) that keeps every request it accepts and can be told to fai
 (with a status, to exercise retries and permanent failures). Each runs its own event loop in a
 thread, so tests and the runner use them without sharing a loop; both listen on 127.0.0.1.
 
-    python -m chassis.testing.sinks --smtp-port 2525 --http-port 8090
+    python -m harness.sinks --smtp-port 2525 --http-port 8090
 
 runs both as a process (the runner's local providers), logging what arrives: SMS at
 `/sms`, push at `/push`, and what was received at `GET /received`.
@@ -28,7 +28,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from chassis.testing.process import free_port
+from harness.process import free_port
 
 __all__ = ["HttpSink", "MailSink", "Received"]
 

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from chassis.testing.process import ManagedProcess, free_port
+from harness.process import ManagedProcess, free_port
 
 __all__ = ["PrivateEnvoy", "envoy_binary"]
 

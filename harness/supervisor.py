@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chassis.testing.process import ManagedProcess, NotReady
+from harness.process import ManagedProcess, NotReady
 
 __all__ = ["Supervisor"]
 

@@ -1,0 +1,230 @@
+"""The service catalogue: every service of the system, named once.
+
+An entry says what the contracts cannot: the service's name (its package `services.<name>`,
+its command, its cluster at the gateway and its queues' prefix), its settings class (what it
+reads from the environment), the gRPC APIs it serves, the services it calls and whether it is
+one of the gateway's own services. The rest is derived, from the contracts or the settings:
+
+- its dependencies (`needs`): the broker and a store if its settings are `BackboneSettings`,
+  the token issuer if they are `AuthenticatedSettings`, the registry always;
+- the address variable of each service it calls (`<NAME>_SERVICE_ADDR`, a settings field);
+- the events it publishes and the commands it takes, from the `(common.v1.route)` of the
+  messages of its packages; the access level of each RPC, from `(common.v1.access)`.
+
+`make up`, the test system (`harness.system`), the gateway (`gateway.config`) and its auth
+policy (`services.auth`), compose.yaml (`deploy/compose.py`) all read it. Adding a service
+touches its package, its contract and one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import grpc
+from common.v1 import options_pb2
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
+from google.protobuf.message import Message
+from user.v1 import user_service_pb2, user_service_pb2_grpc
+
+from chassis.config import ServiceSettings
+from chassis.runtime import AuthenticatedSettings, BackboneSettings
+from chassis.tokens import KeyIssuer
+from services.auth.config import AuthSettings
+from services.inventory.config import InventorySettings
+from services.notification.config import NotificationSettings
+from services.order.config import OrderSettings
+from services.ratelimit.config import RateLimitSettings
+from services.user.config import UserSettings
+
+__all__ = [
+    "BY_ADDRESS",
+    "BY_USER",
+    "CATALOGUE",
+    "GLOBAL_LIMITS",
+    "ISSUER",
+    "LIMIT_CLASS",
+    "Limit",
+    "Need",
+    "Service",
+    "by_api",
+    "domain_services",
+    "entry",
+    "gateway_services",
+    "in_start_order",
+]
+
+
+class Need(StrEnum):
+    """What a service needs besides other services."""
+
+    BROKER = "broker"
+    STORE = "store"
+    REGISTRY = "registry"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    settings: type[ServiceSettings]
+    # Full names of the gRPC APIs it serves that the gateway routes (by their access levels).
+    serves: tuple[str, ...] = ()
+    # The services it calls over gRPC, besides the token issuer (derived from its settings).
+    calls: tuple[str, ...] = ()
+    # One of the gateway's own services (the auth check, the global rate limits).
+    gateway: bool = False
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.name}"
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        return ("python", "-m", self.module)
+
+    @property
+    def needs(self) -> frozenset[Need]:
+        backbone = (
+            {Need.BROKER, Need.STORE} if issubclass(self.settings, BackboneSettings) else set()
+        )
+        return frozenset({Need.REGISTRY, *backbone})
+
+    @property
+    def verifies_tokens(self) -> bool:
+        return issubclass(self.settings, AuthenticatedSettings)
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """The services it calls: the token issuer first (for its keys), then its own calls."""
+        issuer = (ISSUER.service,) if self.verifies_tokens and self.name != ISSUER.service else ()
+        return issuer + tuple(c for c in self.calls if c not in issuer)
+
+    @staticmethod
+    def address_variable(callee: str) -> str:
+        """The setting that gives the address of `callee`, when the registry does not."""
+        return f"{callee.upper()}_SERVICE_ADDR"
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """Its contract packages, e.g. ("user.v1",)."""
+        return tuple(dict.fromkeys(api.rsplit(".", 1)[0] for api in self.serves))
+
+    def apis(self) -> list[ServiceDescriptor]:
+        """The descriptors of the APIs it serves (importing their generated modules)."""
+        return [_api_descriptor(api) for api in self.serves]
+
+    def routed_messages(self, kind: int) -> list[Descriptor]:
+        """The messages of its packages with a `(common.v1.route)` of `kind`
+        (options_pb2.MESSAGE_KIND_EVENT: what it publishes; _COMMAND: what it takes)."""
+        found = []
+        for package in self.packages:
+            for module in ("events", "commands"):
+                try:
+                    generated = importlib.import_module(f"{package}.{module}_pb2")
+                except ModuleNotFoundError:
+                    continue
+                for message in generated.DESCRIPTOR.message_types_by_name.values():
+                    options = message.GetOptions()
+                    if (
+                        options.HasExtension(options_pb2.route)
+                        and options.Extensions[options_pb2.route].kind == kind
+                    ):
+                        found.append(message)
+        return found
+
+
+def _api_descriptor(full_name: str) -> ServiceDescriptor:
+    """`user.v1.UserService` from `user/v1/user_service.proto` (the contracts' file layout)."""
+    package, name = full_name.rsplit(".", 1)
+    domain = package.split(".")[0]
+    generated: Any = importlib.import_module(f"{package}.{domain}_service_pb2")
+    descriptor: ServiceDescriptor = generated.DESCRIPTOR.services_by_name[name]
+    return descriptor
+
+
+async def _published_keys(channel: grpc.aio.Channel, timeout_s: float) -> Message:
+    response: Message = await user_service_pb2_grpc.UserServiceStub(channel).GetJwks(
+        user_service_pb2.GetJwksRequest(), timeout=timeout_s
+    )
+    return response
+
+
+# The service whose signing keys verify access tokens, and the RPC that publishes them.
+ISSUER = KeyIssuer("user", _published_keys)
+
+CATALOGUE: tuple[Service, ...] = (
+    Service("user", UserSettings, serves=("user.v1.UserService",)),
+    Service("inventory", InventorySettings, serves=("inventory.v1.InventoryService",)),
+    Service("order", OrderSettings, serves=("order.v1.OrderService",), calls=("inventory",)),
+    Service("notification", NotificationSettings, serves=("notification.v1.NotificationService",)),
+    Service("auth", AuthSettings, gateway=True),
+    Service("ratelimit", RateLimitSettings, gateway=True),
+)
+
+
+def entry(name: str) -> Service:
+    for service in CATALOGUE:
+        if service.name == name:
+            return service
+    raise KeyError(f"no service {name!r} in the catalogue")
+
+
+def domain_services() -> list[Service]:
+    """The services behind the gateway, whose RPCs it routes."""
+    return [s for s in CATALOGUE if not s.gateway]
+
+
+def gateway_services() -> list[Service]:
+    return [s for s in CATALOGUE if s.gateway]
+
+
+def by_api(full_name: str) -> Service:
+    """The service that serves the gRPC API `full_name` (e.g. "order.v1.OrderService")."""
+    for service in CATALOGUE:
+        if full_name in service.serves:
+            return service
+    raise KeyError(f"no service in the catalogue serves {full_name}: add it to its entry")
+
+
+def in_start_order(services: Sequence[Service] = CATALOGUE) -> list[Service]:
+    """`services` with each after those it calls (its dependencies answer when it starts)."""
+    ordered: dict[str, Service] = {}
+
+    def visit(service: Service, path: tuple[str, ...]) -> None:
+        if service.name in path:
+            raise ValueError(f"services call each other in a cycle: {' -> '.join(path)}")
+        for callee in service.dependencies:
+            visit(entry(callee), (*path, service.name))
+        ordered.setdefault(service.name, service)
+
+    for service in services:
+        visit(service, ())
+    wanted = {s.name for s in services}
+    return [s for s in ordered.values() if s.name in wanted]
+
+
+class Limit(StrEnum):
+    """The classes of the gateway's rate-limit descriptors (the entry LIMIT_CLASS)."""
+
+    # Global (the rate-limit service): public writes (sign-in attempts) per address, other
+    # writes per user and per address.
+    SIGN_IN = "sign-in"
+    WRITE = "write"
+    # Local (Envoy): reads per verified user, or per address for a caller without a token.
+    READ_BY_USER = "read-by-user"
+    READ_BY_ADDRESS = "read-by-address"
+
+
+# The descriptor entries: the limit's class, and what it counts by (filled in by Envoy).
+LIMIT_CLASS = "class"
+BY_USER = "user"
+BY_ADDRESS = "remote_address"
+# Each global limit's descriptor, "<class>:<by>", and the rate-limit service's setting of it.
+GLOBAL_LIMITS = {
+    f"{Limit.SIGN_IN}:{BY_ADDRESS}": "rate_limit_sign_in",
+    f"{Limit.WRITE}:{BY_USER}": "rate_limit_write_per_user",
+    f"{Limit.WRITE}:{BY_ADDRESS}": "rate_limit_write_per_address",
+}

@@ -1,0 +1,72 @@
+"""The service catalogue is the one list of services: the code, the contracts, the gateway and
+the rate-limit service are held to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from common.v1 import options_pb2
+
+from gateway.config import GatewayConfig, clusters_of, routable_rpcs
+from services import catalogue
+from services.catalogue import CATALOGUE, GLOBAL_LIMITS, Service
+from services.ratelimit.config import RateLimitSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DESCRIPTORS = ROOT / "gen" / "descriptors.pb"
+
+
+def test_every_service_package_has_an_entry_and_every_entry_a_package():
+    packages = {p.name for p in (ROOT / "services").iterdir() if (p / "__main__.py").exists()}
+    assert packages == {service.name for service in CATALOGUE}
+
+
+def test_every_routed_api_is_served_by_one_entry():
+    apis = {rpc.service for rpc in routable_rpcs(DESCRIPTORS.read_bytes())}
+    served = [api for service in CATALOGUE for api in service.serves]
+    assert sorted(served) == sorted(apis)
+
+
+def test_an_api_no_entry_serves_is_refused_by_name():
+    with pytest.raises(KeyError, match=r"shipping\.v1\.ShippingService"):
+        catalogue.by_api("shipping.v1.ShippingService")
+
+
+def test_the_gateway_has_a_cluster_for_every_service_of_the_catalogue():
+    config = GatewayConfig(port=8080, eds_dir=Path("eds"), descriptor_set=DESCRIPTORS)
+    assert sorted(clusters_of(config)) == sorted(service.name for service in CATALOGUE)
+
+
+@pytest.mark.parametrize("service", CATALOGUE, ids=lambda s: s.name)
+def test_the_address_settings_are_exactly_the_services_an_entry_calls(service: Service):
+    fields = {f for f in service.settings.model_fields if f.endswith("_service_addr")}
+    assert fields == {service.address_variable(c).lower() for c in service.dependencies}
+
+
+def test_each_service_starts_after_the_services_it_calls():
+    order = [service.name for service in catalogue.in_start_order()]
+    for service in CATALOGUE:
+        for callee in service.dependencies:
+            assert order.index(callee) < order.index(service.name)
+
+
+def test_services_that_call_each_other_in_a_cycle_are_refused(monkeypatch):
+    a = Service("a", RateLimitSettings, calls=("b",))
+    b = Service("b", RateLimitSettings, calls=("a",))
+    monkeypatch.setattr(catalogue, "CATALOGUE", (a, b))
+    with pytest.raises(ValueError, match="cycle: a -> b"):
+        catalogue.in_start_order((a, b))
+
+
+def test_each_global_limit_has_its_setting_in_the_rate_limit_service():
+    assert set(GLOBAL_LIMITS.values()) <= set(RateLimitSettings.model_fields)
+
+
+def test_what_a_service_publishes_and_takes_comes_from_its_contracts():
+    order = catalogue.entry("order")
+    inventory = catalogue.entry("inventory")
+    published = {m.name for m in order.routed_messages(options_pb2.MESSAGE_KIND_EVENT)}
+    taken = {m.name for m in inventory.routed_messages(options_pb2.MESSAGE_KIND_COMMAND)}
+    assert {"OrderPlaced", "OrderApproved", "OrderRejected"} <= published
+    assert taken == {"ReserveStock", "ReleaseStock"}
