@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: up status demo test test-unit test-integration test-contract gen lint check-gen lock system-deps \
-	bench-events bench-saga bench-gateway
+	bench-events bench-saga bench-gateway bench-store-drivers
 
 # `make up INSTANCES=3` for three instances of every service.
 INSTANCES ?= 2
@@ -45,6 +45,9 @@ bench-saga: system-deps $(INSTALLED)
 
 bench-gateway: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.gateway
+
+bench-store-drivers: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.store_drivers
 
 gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen

@@ -2,9 +2,10 @@
 
 Load them with `pytest_plugins = ["harness.fixtures"]`.
 
-Session-wide: one RabbitMQ node and one Redis server, shared by the tests that only use them.
-Per test: factories for brokers, Redis servers and Envoys that the test owns and may stop,
-kill and restart; each is ended when the test ends, whatever happened.
+Session-wide: one RabbitMQ node, one Redis server and one PostgreSQL server, shared by the tests
+that only use them (each test its own vhost or database). Per test: factories for brokers,
+Redis and PostgreSQL servers and Envoys that the test owns and may stop, kill and restart;
+each is ended when the test ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from harness.envoy import PrivateEnvoy
+from harness.postgres import PrivatePostgres
 from harness.rabbitmq import PrivateRabbitMQ
 from harness.redis import PrivateRedis
 
@@ -37,6 +39,38 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRe
     server.start()
     yield server
     server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    """The session's private PostgreSQL; a test that stops or kills it must use
+    postgres_factory."""
+    server = PrivatePostgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres: PrivatePostgres) -> str:
+    """A fresh database on the session's PostgreSQL."""
+    return postgres.database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def postgres_factory(tmp_path: Path) -> Iterator[Callable[[], PrivatePostgres]]:
+    """Starts PostgreSQL servers that belong to the calling test."""
+    started: list[PrivatePostgres] = []
+
+    def start() -> PrivatePostgres:
+        server = PrivatePostgres(tmp_path / f"postgres-{len(started)}")
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.remove()
 
 
 @pytest.fixture

@@ -51,8 +51,11 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,
+        user: str | None = None,
     ):
+        """`user`: run as this user (when this process is root and the program refuses root)."""
         self.name = name
+        self._user = user
         self.argv = list(argv)
         self.directory = directory
         self.log_path = directory / f"{name}.log"
@@ -84,6 +87,7 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                user=self._user,
             )
         self.wait_ready()
 

@@ -78,6 +78,11 @@ class Shop:
         for channel in self._channels.values():
             await channel.close()
 
+    def use_order_instance(self, address: str) -> None:
+        """Sends the order service's calls to this instance from now on."""
+        self._channels["order-instance"] = grpc.aio.insecure_channel(address)
+        self.orders = order_grpc.OrderServiceStub(self._channels["order-instance"])
+
     async def register(self, email: str | None = None, *, name: str = "Ada") -> Session:
         email = email or f"u-{uuid.uuid4().hex[:10]}@example.com"
         registered = await self.users.Register(

@@ -4,7 +4,8 @@
 store and broker answer). `System` starts the services of the catalogue (`services.catalogue`)
 in their start order: the domain services and, given a registry in REDIS_URL, the gateway's
 own (auth, rate limit), against a given broker, each with what its entry says it needs (a
-SQLite file in the system's directory as its store, the addresses of the services it calls)
+SQLite file in the system's directory or a database on a given PostgreSQL as its store, the
+addresses of the services it calls)
 and with the SMTP and HTTP sinks as the notification providers; a test owns its system and
 may kill, restart or stop any of its processes. Before any service starts, the admin account
 is created with the operator's command (`python -m services.user create-admin`), its password
@@ -23,6 +24,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.postgres import PrivatePostgres
 from harness.process import ManagedProcess, accepts, free_port
 from harness.sinks import HttpSink, MailSink
 from services import catalogue
@@ -98,8 +100,12 @@ class System:
         env: Mapping[str, str] | None = None,
         admin_email: str = ADMIN_EMAIL,
         separate_sinks: bool = False,
+        postgres: PrivatePostgres | None = None,
     ):
+        """`postgres`: the services' stores are databases there (one per service), instead of
+        a SQLite file each in `directory`."""
         self.directory = directory
+        self.postgres = postgres
         self.mail = MailSink()
         self.http = HttpSink()
         self._sinks: ManagedProcess | None = None
@@ -176,7 +182,11 @@ class System:
         if Need.BROKER in service.needs:
             env["RABBITMQ_URL"] = self.amqp_url
         if Need.STORE in service.needs:
-            env["STORE_URL"] = f"sqlite:///{self.directory / name / 'store.sqlite3'}"
+            env["STORE_URL"] = (
+                self.postgres.database(name)
+                if self.postgres is not None
+                else f"sqlite:///{self.directory / name / 'store.sqlite3'}"
+            )
         if service.serves or service.verifies_tokens:
             # The callers the gateway forwards: signed by the auth service, read by the APIs.
             env["IDENTITY_KEY"] = self.identity_key

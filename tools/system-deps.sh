@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the system packages the project runs on are present: Python >= 3.11 with venv,
-# RabbitMQ and Redis (their binaries only: tests and `make up` start private instances and never
-# use or touch a server the machine may already run). Installs what is missing with apt-get when
+# RabbitMQ, Redis and PostgreSQL (their binaries only: tests and `make up` start private
+# instances and never use or touch a server the machine may already run). Installs what is missing with apt-get when
 # running as root on Debian; otherwise says exactly what to install.
 set -euo pipefail
 
@@ -19,6 +19,7 @@ fi
 "$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -17,9 +17,10 @@ Retention (`prune`, run by `chassis.runtime`): sent outbox messages are kept a d
 only to be seen; inbox marks as long as the deduplication window, which must outlive the
 latest a message can come again (a redelivery, a re-publish after a relay crash, retry steps).
 
-Adapters: `chassis.store.sqlite.SqliteStore` (the default, one file per service, WAL) and
-`chassis.store.mongo.MongoStore` (PyMongo async, multi-document transactions). Both pass the
-one behaviour suite in tests/integration/test_store.py.
+Adapters: `chassis.store.sqlite.SqliteStore` (the default, one file per service, WAL),
+`chassis.store.postgres.PostgresStore` (psycopg 3, a database per service, shared by instances
+on any number of machines) and `chassis.store.mongo.MongoStore` (PyMongo async, multi-document
+transactions). All pass the one behaviour suite in tests/integration/test_store.py.
 
     StoreError
     ├── DuplicateKey      a unique field (or the id) already has this value
@@ -31,6 +32,7 @@ one behaviour suite in tests/integration/test_store.py.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -181,9 +183,12 @@ class Store(Protocol):
 
 
 async def run_transaction(
-    store: Store, work: Callable[[Transaction], Awaitable[T]], *, attempts: int = 5
+    store: Store, work: Callable[[Transaction], Awaitable[T]], *, attempts: int = 10
 ) -> T:
-    """Runs `work` in a transaction, again (up to `attempts` times) after a VersionConflict."""
+    """Runs `work` in a transaction, again (up to `attempts` times) after a VersionConflict,
+    each time after a random pause that doubles (from up to 4 ms, to up to 100 ms):
+    transactions that met on the same document (on a networked store, from several
+    connections at once) spread out instead of meeting again."""
     for attempt in range(1, attempts + 1):
         try:
             async with store.transaction() as tx:
@@ -191,6 +196,7 @@ async def run_transaction(
         except VersionConflict:
             if attempt == attempts:
                 raise
+        await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
     raise AssertionError("unreachable")
 
 
@@ -200,8 +206,14 @@ def open_store(url: str, *, database: str) -> Store:
         from chassis.store.sqlite import SqliteStore
 
         return SqliteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from chassis.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from chassis.store.mongo import MongoStore
 
         return MongoStore(url, database=database)
-    raise ValueError(f"STORE_URL={url!r}: expected sqlite:///<path> or mongodb://...")
+    raise ValueError(
+        f"STORE_URL={url!r}: expected sqlite:///<path>, postgresql://... or mongodb://..."
+    )

@@ -25,13 +25,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-
-from chassis.events import Envelope, Outgoing, Route
+from chassis.events import Outgoing
 from chassis.store import (
     Collection,
     Document,
@@ -41,10 +38,17 @@ from chassis.store import (
     StoreUnavailable,
     VersionConflict,
 )
+from chassis.store.sql import (
+    OUTBOX_COLUMNS,
+    OUTBOX_INSERT,
+    body,
+    checked,
+    outbox_row,
+    outbox_values,
+)
 
 __all__ = ["SqliteStore"]
 
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY,
@@ -78,20 +82,14 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
-def _checked(name: str) -> str:
-    if not NAME.match(name):
-        raise ValueError(f"{name!r} is not a valid collection or field name ([a-z][a-z0-9_]*)")
-    return name
-
-
 def _table(collection: str) -> str:
-    return f'"doc_{_checked(collection)}"'
+    return f'"doc_{checked(collection)}"'
 
 
 def _field(name: str) -> str:
     if name == "_id":
         return "id"
-    return f"json_extract(doc, '$.{_checked(name)}')"
+    return f"json_extract(doc, '$.{checked(name)}')"
 
 
 def _document(id: str, version: int, raw: str) -> Document:
@@ -99,7 +97,7 @@ def _document(id: str, version: int, raw: str) -> Document:
 
 
 def _body(document: Mapping[str, Any]) -> str:
-    return json.dumps({k: v for k, v in document.items() if k not in ("_id", "_version")})
+    return json.dumps(body(document))
 
 
 def _duplicate(exc: sqlite3.IntegrityError, collection: str) -> DuplicateKey:
@@ -107,52 +105,6 @@ def _duplicate(exc: sqlite3.IntegrityError, collection: str) -> DuplicateKey:
     field = re.search(r"_u_([a-z0-9_]+)'?$", text)
     what = field.group(1) if field else "_id"
     return DuplicateKey(f"{collection}: another document has the same {what}")
-
-
-def _envelope_json(envelope: Envelope) -> str:
-    return json.dumps(
-        {
-            "occurred_at": envelope.occurred_at.isoformat(),
-            "correlation_id": envelope.correlation_id,
-            "causation_id": envelope.causation_id,
-            "producer": envelope.producer,
-            "traceparent": envelope.traceparent,
-            "headers": dict(envelope.headers),
-        }
-    )
-
-
-OUTBOX_COLUMNS = (
-    "seq, key, event_id, type, exchange, exchange_type, routing_key, is_command, payload, envelope"
-)
-
-
-def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
-    seq, key, event_id, type, exchange, exchange_type, routing_key, is_command, payload, raw = row
-    envelope = json.loads(raw)
-    return OutboxRow(
-        seq=seq,
-        key=key,
-        message=Outgoing(
-            envelope=Envelope(
-                event_id=event_id,
-                type=type,
-                occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
-                correlation_id=envelope["correlation_id"],
-                causation_id=envelope["causation_id"],
-                producer=envelope["producer"],
-                traceparent=envelope["traceparent"],
-                headers=envelope["headers"],
-            ),
-            route=Route(
-                exchange=exchange,
-                exchange_type=aio_pika.ExchangeType(exchange_type),
-                routing_key=routing_key,
-                is_command=bool(is_command),
-            ),
-            payload=payload,
-        ),
-    )
 
 
 class _Transaction:
@@ -232,22 +184,8 @@ class _Transaction:
 
     def flush_outbox(self) -> None:
         self._db.executemany(
-            "INSERT INTO outbox (key, event_id, type, exchange, exchange_type, routing_key, "
-            "is_command, payload, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    key,
-                    m.envelope.event_id,
-                    m.envelope.type,
-                    m.route.exchange,
-                    m.route.exchange_type.value,
-                    m.route.routing_key,
-                    int(m.route.is_command),
-                    m.payload,
-                    _envelope_json(m.envelope),
-                )
-                for m, key in self.outgoing
-            ],
+            f"INSERT INTO outbox ({OUTBOX_INSERT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [outbox_values(message, key) for message, key in self.outgoing],
         )
 
 
@@ -472,7 +410,7 @@ class SqliteStore:
                 "WHERE sent_at IS NULL AND parked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [_outbox_row(row) for row in rows]
+        return [outbox_row(row) for row in rows]
 
     async def park(self, refused: Sequence[tuple[int, str]]) -> None:
         async with self._locked() as db:
@@ -490,7 +428,7 @@ class SqliteStore:
                 "WHERE parked_at IS NOT NULL ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [ParkedRow(_outbox_row(row[:-2]), reason=row[-2], parked_at=row[-1]) for row in rows]
+        return [ParkedRow(outbox_row(row[:-2]), reason=row[-2], parked_at=row[-1]) for row in rows]
 
     async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
         async with self._locked() as db:

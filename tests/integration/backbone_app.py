@@ -1,14 +1,17 @@
 """A producer or a consumer of the event backbone in a process of its own, for the chaos tests.
 
-    python -m tests.integration.backbone_app produce --db P --amqp URL --total N [--rate R]
-    python -m tests.integration.backbone_app consume --db P --amqp URL
+    python -m tests.integration.backbone_app produce --store URL --amqp URL --total N [--rate R]
+    python -m tests.integration.backbone_app consume --store URL --amqp URL
 
 The producer commits StockAdjusted events through the outbox (use case -> transaction ->
 outbox -> relay -> broker) until its outbox holds `--total` events, continuing where it stopped
-if it was killed, and exits once all are confirmed. The consumer applies each event to a
-per-product total in its own store, with its inbox, until it is stopped; it records which
-events reached it again after a delivery that was never acked (the quorum queue's
-`x-delivery-count`: a kill interrupted them). Everything the chaos tests reconcile is durable:
+if it was killed, and exits once all are confirmed; several producers may share a store (on
+PostgreSQL), as the instances of a service do, and then one relay at a time publishes (the
+lease, `--instance` its owner). The consumer applies each event to a per-product total in its
+own store, with its inbox, until it is stopped, and records the order in which it applied each
+product's events (`applied`: the product's total after the event); it records which events
+reached it again after a delivery that was never acked (the quorum queue's `x-delivery-count`:
+a kill interrupted them). Everything the chaos tests reconcile is durable:
 the producer's outbox and the consumer's inbox, totals and redeliveries.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -27,8 +31,7 @@ from chassis.broker import Broker
 from chassis.consumer import Consumer
 from chassis.events import Envelope, Outgoing, amqp_properties, outgoing
 from chassis.outbox import OutboxRelay
-from chassis.store import Collection, Transaction
-from chassis.store.sqlite import SqliteStore
+from chassis.store import Collection, StoreUnavailable, Transaction, open_store
 from chassis.topology import Subscription
 
 KEYS = 64
@@ -67,11 +70,13 @@ def event(seq: int) -> tuple[events_pb2.StockAdjusted, str]:
 
 
 async def produce(args: argparse.Namespace) -> None:
-    store = SqliteStore(args.db)
+    store = open_store(args.store, database="producer")
     await store.open()
-    broker = (UnconfirmedBroker if args.no_confirms else Broker)(args.amqp, name="producer")
+    broker = (UnconfirmedBroker if args.no_confirms else Broker)(args.amqp, name=args.instance)
     await broker.connect()
-    relay = OutboxRelay(store, broker, owner="producer", poll_interval_s=0.2)
+    relay = OutboxRelay(
+        store, broker, owner=args.instance, poll_interval_s=0.2, lease_ttl_s=args.lease_ttl
+    )
     # A delayed relay leaves committed events unpublished for a while: a kill then lands
     # between commit and publish.
     asyncio.get_running_loop().call_later(args.relay_delay, relay.start)
@@ -80,10 +85,16 @@ async def produce(args: argparse.Namespace) -> None:
     started = time.monotonic()
     while committed < args.total:
         batch = min(args.batch, args.total - committed)
-        async with store.transaction() as tx:
-            for seq in range(committed, committed + batch):
-                message, key = event(seq)
-                tx.publish(outgoing(message, producer="producer"), key=key)
+        try:
+            async with store.transaction() as tx:
+                for seq in range(committed, committed + batch):
+                    message, key = event(seq)
+                    tx.publish(outgoing(message, producer="producer"), key=key)
+        except StoreUnavailable:  # as a client whose call failed would: again, a little later
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(StoreUnavailable):  # the commit may have happened
+                committed = sum(await store.count_outbox())
+            continue
         committed += batch
         print(f"committed {committed}", flush=True)
         if args.rate:
@@ -91,7 +102,10 @@ async def produce(args: argparse.Namespace) -> None:
             if ahead_s > 0:
                 await asyncio.sleep(ahead_s)
     await asyncio.sleep(max(0.0, args.relay_delay - (time.monotonic() - started)))
-    while (await store.count_outbox())[0]:  # noqa: ASYNC110 - the outbox is the state to watch
+    while True:
+        with contextlib.suppress(StoreUnavailable):
+            if not (await store.count_outbox())[0]:
+                break
         await asyncio.sleep(0.1)
     print("all confirmed", flush=True)
     await relay.stop()
@@ -108,16 +122,19 @@ async def apply_adjustment(
         await tx.insert("redelivered", envelope.event_id, {})
     total = await tx.get("totals", message.product_id)
     if total is None:
-        await tx.insert("totals", message.product_id, {"total": message.delta})
+        total = await tx.insert("totals", message.product_id, {"total": message.delta})
     else:
-        await tx.update("totals", {**total, "total": total["total"] + message.delta})
+        total = await tx.update("totals", {**total, "total": total["total"] + message.delta})
+    await tx.insert(
+        "applied", envelope.event_id, {"product": message.product_id, "at": total["total"]}
+    )
 
 
 async def consume(args: argparse.Namespace) -> None:
-    chassis_logging.configure(service="chaos-consumer", instance="consumer")
-    store = SqliteStore(args.db)
-    await store.open([Collection("totals"), Collection("redelivered")])
-    broker = Broker(args.amqp, name="consumer")
+    chassis_logging.configure(service="chaos-consumer", instance=args.instance)
+    store = open_store(args.store, database="consumer")
+    await store.open([Collection("totals"), Collection("redelivered"), Collection("applied")])
+    broker = Broker(args.amqp, name=args.instance)
     await broker.connect()
     consumer = Consumer(
         SUBSCRIPTION,
@@ -138,7 +155,9 @@ async def consume(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["produce", "consume"])
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--store", required=True, help="a store URL (sqlite:///..., ...)")
+    parser.add_argument("--instance", default="app", help="this instance's name")
+    parser.add_argument("--lease-ttl", type=float, default=10.0, help="the relay's lease, s")
     parser.add_argument("--amqp", required=True)
     parser.add_argument("--total", type=int, default=0)
     parser.add_argument("--batch", type=int, default=10)

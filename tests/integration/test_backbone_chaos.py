@@ -93,7 +93,7 @@ class Flow:
         self.directory = directory
         self.producer_db = directory / "producer.db"
         self.consumer_db = directory / "consumer.db"
-        self.consumer = app("consume", directory, "--db", str(self.consumer_db),
+        self.consumer = app("consume", directory, "--store", f"sqlite:///{self.consumer_db}",
                             "--amqp", broker.url)  # fmt: skip
 
     async def prepare(self) -> None:
@@ -102,7 +102,7 @@ class Flow:
         await asyncio.to_thread(self.broker.start)
 
     def producer(self, total: int, *options: str) -> ManagedProcess:
-        return app("produce", self.directory, "--db", str(self.producer_db),
+        return app("produce", self.directory, "--store", f"sqlite:///{self.producer_db}",
                    "--amqp", self.broker.url, "--total", str(total), *options)  # fmt: skip
 
     async def settled(self, total: int, timeout_s: float = 180) -> None:

@@ -33,9 +33,11 @@ async def waiting(system: System, queue: str, count: int) -> bool:
 def own_system(rabbitmq, tmp_path, request):
     systems: list[System] = []
 
-    def start(**env: str) -> System:
+    def start(postgres=None, **env: str) -> System:
         vhost = f"{request.node.name[:40]}-{len(systems)}"
-        system = System(tmp_path / vhost, amqp_url=rabbitmq.add_vhost(vhost), env=env)
+        system = System(
+            tmp_path / vhost, amqp_url=rabbitmq.add_vhost(vhost), env=env, postgres=postgres
+        )
         systems.append(system)
         system.start()
         return system
@@ -81,6 +83,36 @@ async def test_sagas_interrupted_by_a_killed_order_service_complete_after_its_re
         ]
     finally:
         await shop.close()
+
+
+async def test_on_postgres_the_sagas_of_a_killed_instance_are_completed_by_the_other(
+    own_system, postgres_factory
+):
+    """Two order instances on one PostgreSQL store, as on two machines: the sagas one of them
+    started complete on the other after it is killed for good."""
+    system = own_system(postgres_factory())
+    other = system.add_instance("order", "order-2")
+    shop, survivor = Shop(system), Shop(system)
+    survivor.use_order_instance(other.address)
+    try:
+        product = await shop.product(stock=100)
+        users = [await shop.register() for _ in range(3)]
+        warm = await shop.place(users[0], [(product.product_id, 1)])  # both know the keys
+        assert (await survivor.settled(users[0], warm.order_id)).status == APPROVED
+        system.processes["user"].stop()  # every saga waits at its second step
+        placed = [(u, await shop.place(u, [(product.product_id, 1)])) for u in users * 4]
+        await eventually(lambda: _is(shop.available(product.product_id), 87), what="stock reserved")
+        system.processes["order"].kill()  # the instance that took the orders, for good
+        system.processes["user"].start()
+
+        settled = [await survivor.settled(u, order.order_id, timeout_s=60) for u, order in placed]
+
+        assert [o.status for o in settled] == [APPROVED] * 12
+        assert await shop.available(product.product_id) == 87
+        assert await shop.credit_available(users[1]) == 100_000 - 4 * 1000
+    finally:
+        await shop.close()
+        await survivor.close()
 
 
 async def _is(awaitable, expected):

@@ -1,8 +1,8 @@
 """The storage port's behaviour, written once and run against every adapter.
 
-SQLite always runs. MongoDB runs when MONGODB_URL points at a replica set (transactions need
-one); no MongoDB server can be installed on this project's machines, so here it is skipped
-with that reason.
+SQLite and PostgreSQL (a private server the session starts) always run. MongoDB runs when
+MONGODB_URL points at a replica set (transactions need one); no MongoDB server can be installed
+on this project's machines, so here it is skipped with that reason.
 """
 
 import asyncio
@@ -15,7 +15,8 @@ import pytest
 from inventory.v1 import events_pb2
 
 from chassis.events import outgoing
-from chassis.store import Collection, DuplicateKey, VersionConflict, run_transaction
+from chassis.store import Collection, DuplicateKey, VersionConflict, open_store, run_transaction
+from chassis.store.postgres import PostgresStore
 from chassis.store.sqlite import SqliteStore
 
 COLLECTIONS = [
@@ -23,10 +24,12 @@ COLLECTIONS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "mongo"])
+@pytest.fixture(params=["sqlite", "postgres", "mongo"])
 async def store(request, tmp_path):
     if request.param == "sqlite":
         adapter = SqliteStore(tmp_path / "service.db")
+    elif request.param == "postgres":
+        adapter = PostgresStore(request.getfixturevalue("postgres_url"))
     else:
         url = os.environ.get("MONGODB_URL")
         if not url:
@@ -210,11 +213,10 @@ async def test_prune_deletes_only_what_is_past_retention(store):
 
 WORKER = """
 import asyncio, sys
-from chassis.store import Collection, VersionConflict
-from chassis.store.sqlite import SqliteStore
+from chassis.store import Collection, VersionConflict, open_store
 
-async def main(path, mode, times):
-    store = SqliteStore(path)
+async def main(url, mode, times):
+    store = open_store(url, database="test")
     await store.open([Collection("accounts")])
     conflicts = 0
     for _ in range(times):
@@ -238,9 +240,9 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
-async def worker(path, mode: str, times: int) -> asyncio.subprocess.Process:
+async def worker(url: str, mode: str, times: int) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", WORKER, str(path), mode, str(times),
+        sys.executable, "-c", WORKER, url, mode, str(times),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
@@ -251,21 +253,30 @@ async def conflicts_of(process: asyncio.subprocess.Process) -> int:
     return int(out.decode().split()[-1])
 
 
-async def test_a_stale_write_from_another_process_conflicts_and_its_retry_applies(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request, tmp_path) -> str:
+    """A store URL that several processes open, as the instances of a service do."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+async def test_a_stale_write_from_another_process_conflicts_and_its_retry_applies(shared_url):
     """SQLite serialises the transactions of one process: the optimistic version check is
-    proven across processes, where a document changes between a read and the write after it."""
-    store = SqliteStore(tmp_path / "shared.db")
+    proven across processes, where a document changes between a read and the write after it
+    (on PostgreSQL, instances on other machines do the same)."""
+    store = open_store(shared_url, database="test")
     await store.open([Collection("accounts")])
     async with store.transaction() as tx:
         await tx.insert("accounts", "a-1", {"credit": 0})
     try:
-        paused = await worker(tmp_path / "shared.db", "pause", 1)
+        paused = await worker(shared_url, "pause", 1)
         assert await paused.stdout.readline() == b"read\n"
-        assert await conflicts_of(await worker(tmp_path / "shared.db", "", 1)) == 0
+        assert await conflicts_of(await worker(shared_url, "", 1)) == 0
         paused.stdin.write(b"go\n")
         assert await conflicts_of(paused) == 1  # its first write was refused, then retried
 
-        racing = [await worker(tmp_path / "shared.db", "", 50) for _ in range(2)]
+        racing = [await worker(shared_url, "", 50) for _ in range(2)]
         await asyncio.gather(*(conflicts_of(p) for p in racing))
 
         async with store.transaction() as tx:

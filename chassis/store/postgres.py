@@ -1,0 +1,443 @@
+"""The PostgreSQL adapter of the storage port: asyncpg and its pool of connections.
+
+One database per service (its URL names it); instances on any number of machines share it.
+Documents are JSONB in a table per collection, with expression indexes on `doc -> 'field'`.
+
+Transactions are READ COMMITTED. Optimistic versions hold across instances because an update
+is `UPDATE ... WHERE id = $1 AND version = $2`: PostgreSQL re-checks the condition on the row
+a concurrent transaction committed, so the later one changes nothing and raises
+VersionConflict. A deadlock or a serialization failure is a VersionConflict too (the
+transaction is simply run again). A transaction waits at most `lock_timeout_s` for a row that
+another one is changing, then conflicts too: optimistic transactions never queue behind each
+other, and two that lock rows in opposite orders part at once instead of waiting for
+PostgreSQL's deadlock detection (a second). The inbox is `INSERT ... ON CONFLICT DO NOTHING`: of two
+instances handling the same message, the second waits for the first and then finds the mark.
+
+Outbox order: a sequence hands out `seq` when a row is inserted, not when it commits, so two
+transactions could commit their rows out of seq order and the relay, which reads on from the
+highest seq it has seen, would pass over the later-committed lower one. A transaction that
+publishes therefore takes a transaction-level advisory lock just before it writes its outbox
+rows at commit: such commits are serialised (only their last moment, not their work), and seq
+order is commit order.
+
+Errors that say the server cannot do the work now (connection refused or lost, the server
+shutting down, out of disk or memory, no pooled connection within `pool_timeout_s`) raise
+StoreUnavailable; nothing was committed. The connection that met such an error is closed, and
+the pool opens a new one in its place.
+
+asyncpg rather than psycopg 3: with the store's own operations, 1.5-1.8x the throughput
+(`make bench-store-drivers`, docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from asyncpg import exceptions as pg_errors
+
+from chassis.events import Outgoing
+from chassis.store import (
+    Collection,
+    Document,
+    DuplicateKey,
+    OutboxRow,
+    ParkedRow,
+    StoreUnavailable,
+    VersionConflict,
+)
+from chassis.store.sql import (
+    OUTBOX_COLUMNS,
+    OUTBOX_INSERT,
+    body,
+    checked,
+    outbox_row,
+    outbox_values,
+)
+
+__all__ = ["PostgresStore"]
+
+# Taken by every transaction that writes outbox rows (see the module doc), and while creating
+# the schema (two instances starting at once would race on CREATE ... IF NOT EXISTS).
+OUTBOX_LOCK = 0x6F75_7462_6F78  # "outbox"
+SCHEMA_LOCK = 0x7363_6865_6D61  # "schema"
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " seq BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,"
+    " exchange TEXT NOT NULL, exchange_type TEXT NOT NULL, routing_key TEXT NOT NULL,"
+    " is_command BOOLEAN NOT NULL, payload BYTEA NOT NULL, envelope TEXT NOT NULL,"
+    " sent_at DOUBLE PRECISION, parked_at DOUBLE PRECISION, parked_reason TEXT)",
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq)"
+    " WHERE sent_at IS NULL AND parked_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id)",
+    "CREATE TABLE IF NOT EXISTS inbox (consumer TEXT NOT NULL, event_id TEXT NOT NULL,"
+    " processed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (consumer, event_id))",
+    "CREATE INDEX IF NOT EXISTS inbox_processed ON inbox (processed_at)",
+    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    " expires_at DOUBLE PRECISION NOT NULL)",
+]
+# Rerun the transaction: another one got there first, or holds a row it must change.
+CONFLICTS = (
+    pg_errors.DeadlockDetectedError,
+    pg_errors.SerializationError,
+    pg_errors.LockNotAvailableError,
+)
+# The server cannot do the work now: unreachable, the connection lost (class 08), out of
+# resources (53), shutting down or cancelling (57), a system error (58), no connection in time.
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    pg_errors.PostgresConnectionError,
+    pg_errors.InsufficientResourcesError,
+    pg_errors.OperatorInterventionError,
+    pg_errors.PostgresSystemError,
+    pg_errors.ConnectionDoesNotExistError,
+    # A connection whose server went away mid-operation can be left in a state asyncpg cannot
+    # use ("cannot switch to state ...; another operation is in progress": MagicStack/asyncpg
+    # issues 784 and 1069): such a connection is closed, never given back to the pool as it is.
+    pg_errors.InternalClientError,
+)
+
+
+def _table(collection: str) -> str:
+    return f'"doc_{checked(collection)}"'
+
+
+def _field(name: str) -> str:
+    return "id" if name == "_id" else f"(doc -> '{checked(name)}')"
+
+
+def _cast(name: str) -> str:
+    """The type of a parameter compared with `_field(name)`: text for the id, else JSONB (its
+    value encoded by the connection's codec)."""
+    return "" if name == "_id" else "::jsonb"
+
+
+def _document(row: asyncpg.Record) -> Document:
+    id, version, doc = row
+    return {**doc, "_id": id, "_version": version}
+
+
+def _duplicate(exc: pg_errors.UniqueViolationError, collection: str) -> DuplicateKey:
+    constraint = getattr(exc, "constraint_name", None) or ""
+    prefix = f"doc_{collection}_u_"
+    what = constraint.removeprefix(prefix) if constraint.startswith(prefix) else "_id"
+    return DuplicateKey(f"{collection}: another document has the same {what}")
+
+
+async def _decode_json(db: asyncpg.Connection) -> None:
+    """JSONB columns as Python values, in and out."""
+    await db.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class _Transaction:
+    def __init__(self, db: asyncpg.Connection, unique: Mapping[str, Sequence[str]]):
+        self._db = db
+        self._unique = unique
+        self.outgoing: list[tuple[Outgoing, str]] = []
+
+    async def get(self, collection: str, id: str) -> Document | None:
+        row = await self._db.fetchrow(
+            f"SELECT id, version, doc FROM {_table(collection)} WHERE id = $1", id
+        )
+        return _document(row) if row else None
+
+    async def insert(self, collection: str, id: str, document: Mapping[str, Any]) -> Document:
+        # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable, as in every adapter.
+        status = await self._db.execute(
+            f"INSERT INTO {_table(collection)} (id, version, doc) VALUES ($1, 1, $2) "
+            "ON CONFLICT DO NOTHING",
+            id,
+            body(document),
+        )
+        if status != "INSERT 0 1":
+            what = await self._clash(collection, id, document)
+            raise DuplicateKey(f"{collection}: another document has the same {what}")
+        return {**document, "_id": id, "_version": 1}
+
+    async def _clash(self, collection: str, id: str, document: Mapping[str, Any]) -> str:
+        """Which of the id and the unique fields another document already has."""
+        if await self.get(collection, id) is not None:
+            return "_id"
+        for field in self._unique.get(collection, ()):
+            found = await self._db.fetchval(
+                f"SELECT 1 FROM {_table(collection)} WHERE {_field(field)} = $1::jsonb",
+                document.get(field),
+            )
+            if found is not None:
+                return field
+        return "_id"
+
+    async def update(self, collection: str, document: Mapping[str, Any]) -> Document:
+        id, version = document["_id"], document["_version"]
+        sql = (
+            f"UPDATE {_table(collection)} SET version = version + 1, doc = $1 "
+            "WHERE id = $2 AND version = $3"
+        )
+        if collection in self._unique:
+            # A savepoint where a unique field may clash, so that the transaction stays usable.
+            try:
+                async with self._db.transaction():
+                    status = await self._db.execute(sql, body(document), id, version)
+            except pg_errors.UniqueViolationError as exc:
+                raise _duplicate(exc, collection) from None
+        else:
+            status = await self._db.execute(sql, body(document), id, version)
+        if status != "UPDATE 1":
+            raise VersionConflict(f"{collection}/{id} changed since version {version} was read")
+        return {**document, "_version": version + 1}
+
+    async def delete(self, collection: str, id: str) -> bool:
+        status = await self._db.execute(f"DELETE FROM {_table(collection)} WHERE id = $1", id)
+        return bool(status == "DELETE 1")
+
+    async def find(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: str = "_id",
+        descending: bool = False,
+        after: tuple[Any, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Document]:
+        clauses: list[str] = []
+        parameters: list[Any] = []
+        for name, value in (where or {}).items():
+            parameters.append(value)
+            clauses.append(f"{_field(name)} = ${len(parameters)}{_cast(name)}")
+        order = _field(order_by)
+        if after is not None:
+            parameters += list(after)
+            placeholder = f"(${len(parameters) - 1}{_cast(order_by)}, ${len(parameters)})"
+            clauses.append(f"({order}, id) {'<' if descending else '>'} {placeholder}")
+        direction = "DESC" if descending else "ASC"
+        sql = f"SELECT id, version, doc FROM {_table(collection)}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {order} {direction}, id {direction}"
+        if limit is not None:
+            parameters.append(limit)
+            sql += f" LIMIT ${len(parameters)}"
+        return [_document(row) for row in await self._db.fetch(sql, *parameters)]
+
+    def publish(self, message: Outgoing, *, key: str = "") -> None:
+        self.outgoing.append((message, key))
+
+    async def first_time(self, consumer: str, event_id: str) -> bool:
+        status = await self._db.execute(
+            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            consumer,
+            event_id,
+            time.time(),
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def flush_outbox(self) -> None:
+        await self._db.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
+        await self._db.executemany(
+            f"INSERT INTO outbox ({OUTBOX_INSERT}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            [outbox_values(message, key) for message, key in self.outgoing],
+        )
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        lock_timeout_s: float = 0.1,
+    ):
+        self._url = url
+        self._pool_size = pool_size
+        self._pool_timeout_s = pool_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._lock_timeout_s = lock_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        # The unique fields of each collection that has some.
+        self._unique: Mapping[str, Sequence[str]] = {}
+        # Set after each commit that added outbox messages: the relay's cue to publish.
+        self.outbox_event = asyncio.Event()
+
+    async def open(self, collections: Sequence[Collection] = ()) -> None:
+        ddl = list(SCHEMA)
+        self._unique = {c.name: c.unique for c in collections if c.unique}
+        for collection in collections:
+            table = _table(collection.name)
+            ddl.append(
+                f"CREATE TABLE IF NOT EXISTS {table} "
+                "(id TEXT PRIMARY KEY, version BIGINT NOT NULL, doc JSONB NOT NULL)"
+            )
+            ddl += [
+                f'CREATE UNIQUE INDEX IF NOT EXISTS "doc_{collection.name}_u_{field}" '
+                f"ON {table} ({_field(field)})"
+                for field in collection.unique
+            ]
+            ddl += [
+                f'CREATE INDEX IF NOT EXISTS "doc_{collection.name}_i_{field}" '
+                f"ON {table} ({_field(field)}, id)"
+                for field in collection.indexed
+            ]
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._connect_timeout_s,
+                init=_decode_json,
+                server_settings={"lock_timeout": str(int(self._lock_timeout_s * 1000))},
+            )
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL does not answer: {exc}") from exc
+        async with self._connection() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+            for statement in ddl:
+                await db.execute(statement)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; errors that mean the server cannot work now are raised as
+        StoreUnavailable, conflicts as VersionConflict."""
+        if self._pool is None:
+            raise RuntimeError("PostgresStore.open() was not called")
+        try:
+            async with self._pool.acquire(timeout=self._pool_timeout_s) as db:
+                try:
+                    yield db
+                except UNAVAILABLE:
+                    # Closed, so that the pool replaces it (if the pool has not taken it back).
+                    with contextlib.suppress(pg_errors.InterfaceError):
+                        db.terminate()
+                    raise
+        except CONFLICTS as exc:
+            raise VersionConflict(f"a concurrent transaction: {exc}") from exc
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL cannot do it now: {exc!r}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Transaction]:
+        async with self._connection() as db:
+            async with db.transaction():
+                tx = _Transaction(db, self._unique)
+                yield tx
+                if tx.outgoing:
+                    await tx.flush_outbox()
+            if tx.outgoing:
+                self.outbox_event.set()
+
+    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
+        async with self._connection() as db:
+            rows = await db.fetch(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox "
+                "WHERE sent_at IS NULL AND parked_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
+                after,
+                limit,
+            )
+        return [outbox_row(tuple(row)) for row in rows]
+
+    async def mark_sent(self, seqs: Sequence[int]) -> None:
+        async with self._connection() as db:
+            await db.execute(
+                "UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])",
+                time.time(),
+                list(seqs),
+            )
+
+    async def park(self, refused: Sequence[tuple[int, str]]) -> None:
+        async with self._connection() as db:
+            now = time.time()
+            await db.executemany(
+                "UPDATE outbox SET parked_at = $1, parked_reason = $2 "
+                "WHERE seq = $3 AND sent_at IS NULL",
+                [(now, reason, seq) for seq, reason in refused],
+            )
+
+    async def parked(self, limit: int = 1000) -> list[ParkedRow]:
+        async with self._connection() as db:
+            rows = await db.fetch(
+                f"SELECT {OUTBOX_COLUMNS}, parked_reason, parked_at FROM outbox "
+                "WHERE parked_at IS NOT NULL ORDER BY seq LIMIT $1",
+                limit,
+            )
+        return [
+            ParkedRow(outbox_row(tuple(row)[:-2]), reason=row[-2], parked_at=row[-1])
+            for row in rows
+        ]
+
+    async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
+        sql = "UPDATE outbox SET parked_at = NULL, parked_reason = NULL WHERE parked_at IS NOT NULL"
+        async with self._connection() as db:
+            if event_ids is None:
+                status = await db.execute(sql)
+            else:
+                status = await db.execute(sql + " AND event_id = ANY($1::text[])", list(event_ids))
+        return _count(status)
+
+    async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        now = time.time()
+        async with self._connection() as db:
+            status = await db.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, $3) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                "expires_at = excluded.expires_at WHERE leases.owner = excluded.owner "
+                "OR leases.expires_at < $4",
+                name,
+                owner,
+                now + ttl_s,
+                now,
+            )
+        return _count(status) == 1
+
+    async def prune(self, *, sent_before: float, handled_before: float, limit: int = 1000) -> int:
+        async with self._connection() as db, db.transaction():
+            sent = await db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                "WHERE sent_at IS NOT NULL AND sent_at < $1 LIMIT $2)",
+                sent_before,
+                limit,
+            )
+            handled = await db.execute(
+                "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id "
+                "FROM inbox WHERE processed_at < $1 LIMIT $2)",
+                handled_before,
+                limit,
+            )
+        return _count(sent) + _count(handled)
+
+    async def count_outbox(self) -> tuple[int, int]:
+        async with self._connection() as db:
+            row = await db.fetchrow(
+                "SELECT COUNT(*) - COUNT(sent_at) - COUNT(parked_at), COUNT(sent_at) FROM outbox"
+            )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def count_inbox(self, consumer: str) -> int:
+        async with self._connection() as db:
+            count = await db.fetchval("SELECT COUNT(*) FROM inbox WHERE consumer = $1", consumer)
+        return int(count)
+
+    async def ping(self) -> None:
+        async with self._connection() as db:
+            await db.fetchval("SELECT 1")
+
+
+def _count(status: str) -> int:
+    """The row count of a command's status, e.g. "UPDATE 3" -> 3."""
+    return int(status.rsplit(" ", 1)[-1])
