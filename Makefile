@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 # top-level packages when they are installed).
 INSTALLED := $(VENV)/.installed
 
-.PHONY: up status demo test test-unit test-integration test-contract gen lint check-gen lock system-deps \
-	bench-events bench-saga bench-gateway bench-store-drivers
+.PHONY: up status demo test test-unit test-integration test-contract test-containers gen lint \
+	check-gen lock system-deps bench-events bench-saga bench-gateway bench-store-drivers \
+	compose-env image images compose-up compose-down
 
 # `make up INSTANCES=3` for three instances of every service.
 INSTANCES ?= 2
@@ -36,6 +37,31 @@ test-integration: system-deps $(INSTALLED)
 test-contract: $(INSTALLED)
 	$(BIN)/pytest tests/contract
 
+# compose.yaml run for real with Podman and Docker Compose v2 (part of `make test`).
+test-containers: system-deps $(INSTALLED)
+	$(BIN)/pytest tests/containers
+
+# The system as containers (docs/deployment.md). `make compose-env` writes .env with fresh
+# secrets; `make image` builds the application image (on the usual slim Python base, with
+# podman or docker); `make compose-up` runs compose.yaml with the official images of RabbitMQ,
+# Redis, PostgreSQL and Envoy.
+compose-env: $(INSTALLED)
+	$(BIN)/python -m deploy.env
+
+image: $(INSTALLED)
+	$(BIN)/python -m deploy.images build
+
+# The images the tests use on these machines, from Debian's packages (no registry needed).
+images: system-deps $(INSTALLED)
+	$(BIN)/python -m deploy.images base
+	$(BIN)/python -m deploy.images build --base localhost/ordermesh-debian:bookworm --infrastructure
+
+compose-up: compose-env
+	$(BIN)/docker-compose up --detach
+
+compose-down:
+	$(BIN)/docker-compose down
+
 # Benchmarks print comparable figures and a RESULT line; they are never part of `make test`.
 bench-events: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.events
@@ -53,6 +79,7 @@ gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen
 	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
 	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
+	$(BIN)/python -m deploy.compose
 
 lint: $(INSTALLED) check-gen
 	$(BIN)/ruff check .
@@ -64,19 +91,25 @@ lint: $(INSTALLED) check-gen
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/python tools/contracts.py breaking
 	$(BIN)/openapi-spec-validator gateway/openapi.json
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml deploy/compose.mongodb.yaml
 
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
-GENERATED := gen gateway/envoy.yaml gateway/openapi.json
+GENERATED := gen gateway/envoy.yaml gateway/openapi.json compose.yaml deploy/compose.host-network.yaml \
+	deploy/compose.mongodb.yaml deploy/postgres/init.sql
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)
 	@test -z "$$(git status --porcelain -- $(GENERATED))" || (git status --porcelain -- $(GENERATED); \
 		echo "generated files not committed: run 'make gen' and commit" && exit 1)
 
-# Re-pins every dependency (after a change to pyproject.toml).
+# Re-pins every dependency (after a change to pyproject.toml): all of them for development, and
+# the runtime's alone for the container image (the same versions).
 lock: $(INSTALLED)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_31 -o requirements.lock -q
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_31 -c requirements.lock \
+		-o requirements.runtime.lock -q
 
 system-deps:
 	@PYTHON=$(PYTHON) tools/system-deps.sh

@@ -1,12 +1,14 @@
-"""`make bench-events`: publish -> processed latency and throughput of three event paths.
+"""`make bench-events`: publish -> processed latency and throughput of four event paths.
 
-All three run in one run, on one private RabbitMQ node, with the same guarantees: persistent
+All four run in one run, on one private RabbitMQ node, with the same guarantees: persistent
 messages, publisher confirms, durable quorum queues, manual acks after the handler.
 
     bare        aio-pika: publish with confirms; consume, handle, ack
     faststream  FastStream's RabbitBroker publisher and subscriber (ack after the handler)
     chassis     our full path: a use case commits state + event (SQLite) -> outbox relay ->
                 broker -> consumer -> handler + inbox commit (SQLite) -> ack
+    chassis-pg  the same path with both stores on PostgreSQL (a private server, one database
+                each, commits written to the OS before they are acknowledged)
 
 For each: p50/p95/p99 latency from the start of the send (for chassis, the start of the use
 case's transaction) to the end of processing (after the ack), at a fixed rate; and the
@@ -35,10 +37,12 @@ from chassis.broker import Broker
 from chassis.consumer import Consumer
 from chassis.events import Envelope, outgoing
 from chassis.outbox import OutboxRelay
-from chassis.store import Collection, Transaction
+from chassis.store import Collection, Store, Transaction
+from chassis.store.postgres import PostgresStore
 from chassis.store.sqlite import SqliteStore
 from chassis.topology import Subscription
 from harness import PrivateRabbitMQ
+from harness.postgres import PrivatePostgres
 
 IN_FLIGHT = 256
 QUORUM = {"x-queue-type": "quorum"}
@@ -134,11 +138,13 @@ class FastStream(EventPath):
 class Chassis(EventPath):
     name = "chassis"
 
-    async def start(self, url: str) -> None:
+    def stores(self) -> tuple[Store, Store]:
         directory = Path(tempfile.mkdtemp(prefix="bench-chassis-"))
-        self.producer_store = SqliteStore(directory / "producer.db")
+        return SqliteStore(directory / "producer.db"), SqliteStore(directory / "consumer.db")
+
+    async def start(self, url: str) -> None:
+        self.producer_store, self.consumer_store = self.stores()
         await self.producer_store.open([Collection("products")])
-        self.consumer_store = SqliteStore(directory / "consumer.db")
         await self.consumer_store.open([Collection("totals")])
         self.broker = Broker(url, name="bench")
         await self.broker.connect()
@@ -186,6 +192,19 @@ class Chassis(EventPath):
         await self.broker.close()
         await self.producer_store.close()
         await self.consumer_store.close()
+
+
+class ChassisPostgres(Chassis):
+    name = "chassis-pg"
+    server: PrivatePostgres | None = None  # started by main()
+
+    def stores(self) -> tuple[Store, Store]:
+        assert self.server is not None
+        run = uuid.uuid4().hex[:8]
+        return (
+            PostgresStore(self.server.database(f"producer_{run}")),
+            PostgresStore(self.server.database(f"consumer_{run}")),
+        )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -239,9 +258,12 @@ async def measure(
 async def main(args: argparse.Namespace) -> None:
     broker = PrivateRabbitMQ(Path(tempfile.mkdtemp(prefix="bench-rabbitmq-")))
     await asyncio.to_thread(broker.start)
+    postgres = PrivatePostgres(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
+    await asyncio.to_thread(postgres.start)
+    ChassisPostgres.server = postgres
     results: dict[str, tuple[list[float], float]] = {}
     try:
-        for make in (Bare, FastStream, Chassis):
+        for make in (Bare, FastStream, Chassis, ChassisPostgres):
             results[make.name] = await measure(
                 broker.url, make, rate=args.rate, count=args.count, burst=args.burst
             )
@@ -254,17 +276,20 @@ async def main(args: argparse.Namespace) -> None:
             )
     finally:
         await asyncio.to_thread(broker.remove)
+        await asyncio.to_thread(postgres.remove)
     p99 = {name: percentile(lat, 99) for name, (lat, _) in results.items()}
     rates = {name: rate_s for name, (_, rate_s) in results.items()}
     print(
         f"RESULT ref_ms={reference_ms():.0f} "
         f"chassis_p99_ms={p99['chassis']:.2f} bare_p99_ms={p99['bare']:.2f} "
-        f"faststream_p99_ms={p99['faststream']:.2f} chassis_msgs_s={rates['chassis']:.0f} "
-        f"bare_msgs_s={rates['bare']:.0f} faststream_msgs_s={rates['faststream']:.0f}"
+        f"faststream_p99_ms={p99['faststream']:.2f} chassis_pg_p99_ms={p99['chassis-pg']:.2f} "
+        f"chassis_msgs_s={rates['chassis']:.0f} bare_msgs_s={rates['bare']:.0f} "
+        f"faststream_msgs_s={rates['faststream']:.0f} chassis_pg_msgs_s={rates['chassis-pg']:.0f}"
     )
     print(
         f"ratios: chassis/bare throughput {rates['chassis'] / rates['bare']:.2f}, "
-        f"chassis/faststream {rates['chassis'] / rates['faststream']:.2f}"
+        f"chassis/faststream {rates['chassis'] / rates['faststream']:.2f}, "
+        f"chassis-pg/chassis {rates['chassis-pg'] / rates['chassis']:.2f}"
     )
 
 

@@ -1,15 +1,18 @@
 """`make bench-saga`: latency from PlaceOrder to APPROVED, and sustained orders per second.
 
-The four services run as real processes (`harness.system`) on one private RabbitMQ node,
-each with its SQLite store, as `make up` runs them (one instance each). Orders are placed over
-gRPC by this process; an order counts as approved when its OrderApproved event arrives on a
-queue this process binds to `order.events` (so the latency includes the event's publication).
+The four services run as real processes (`harness.system`) on one private RabbitMQ node, one
+instance each: first each with its SQLite store, as `make up` runs them, then each with its
+database on one private PostgreSQL server (the networked store), in the same run. Orders are
+placed over gRPC by this process; an order counts as approved when its OrderApproved event
+arrives on a queue this process binds to `order.events` (so the latency includes the event's
+publication).
 
 - latency: orders placed at a fixed rate (default 100/s) for a fixed time; p50/p95/p99 of
   PlaceOrder start -> OrderApproved received;
 - throughput: a burst of orders with a fixed number in flight; orders approved per second.
 
-Ends with `RESULT ref_ms=... saga_p99_ms=... orders_s=...` (`ref_ms`: see bench/machine.py).
+Ends with `RESULT ref_ms=... saga_p99_ms=... orders_s=... pg_saga_p99_ms=... pg_orders_s=...`
+(`ref_ms`: see bench/machine.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from order.v1 import events_pb2
 from bench.events import percentile
 from bench.machine import reference_ms
 from harness import PrivateRabbitMQ
+from harness.postgres import PrivatePostgres
 from harness.shop import Session, Shop
 from harness.system import System
 
@@ -115,66 +119,82 @@ async def burst(
     return total / (time.perf_counter() - started)
 
 
+async def one_system(
+    args: argparse.Namespace, directory: Path, broker: PrivateRabbitMQ, store: str
+) -> tuple[float, float]:
+    """Runs the latency and burst measurements on a system whose stores are `store`'s;
+    returns (p99 ms, orders/s)."""
+    postgres = PrivatePostgres(directory / "postgres") if store == "postgres" else None
+    if postgres is not None:
+        postgres.start()
+    system = System(
+        directory / f"system-{store}",
+        amqp_url=broker.add_vhost(f"saga-{store}"),
+        # Credit is not what is measured: no order should be refused for it.
+        env={"CREDIT_LIMIT_MINOR": str(10**12), "LOG_LEVEL": "WARNING"},
+        separate_sinks=True,
+        postgres=postgres,
+    )
+    approvals = Approvals()
+    shop: Shop | None = None
+    try:
+        system.start()
+        shop = Shop(system)
+        await approvals.start(system.amqp_url)
+        product = await shop.product(price_minor=100, stock=10**9)
+        users = [await shop.register() for _ in range(args.users)]
+        await at_rate(shop, approvals, users, product.product_id, rate=args.rate, seconds=2)
+        latencies = await at_rate(
+            shop, approvals, users, product.product_id, rate=args.rate, seconds=args.seconds
+        )
+        p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
+        print(
+            f"{store:<8} at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} "
+            f"orders): PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  "
+            f"p99 {p99:.1f} ms  (mean {statistics.fmean(latencies):.1f} ms)",
+            flush=True,
+        )
+        rates = [
+            await burst(
+                shop, approvals, users, product.product_id, total=args.burst,
+                in_flight=args.in_flight,
+            )
+            for _ in range(3)
+        ]  # fmt: skip
+        orders_s = statistics.median(rates)
+        print(
+            f"{store:<8} bursts of {args.burst} with {args.in_flight} in flight: "
+            + ", ".join(f"{r:.0f}" for r in rates)
+            + f" orders/s (median {orders_s:.0f})",
+            flush=True,
+        )
+        return p99, orders_s
+    finally:
+        try:
+            if shop is not None:
+                await shop.close()
+            await approvals.stop()
+            system.stop()
+        finally:
+            if postgres is not None:
+                postgres.remove()
+
+
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-saga-") as directory:
         broker = PrivateRabbitMQ(Path(directory) / "rabbitmq")
         broker.start()
-        system = System(
-            Path(directory) / "system",
-            amqp_url=broker.url,
-            # Credit is not what is measured: no order should be refused for it.
-            env={"CREDIT_LIMIT_MINOR": str(10**12), "LOG_LEVEL": "WARNING"},
-            separate_sinks=True,
-        )
-        approvals = Approvals()
-        shop: Shop | None = None
         try:
-            system.start()
-            shop = Shop(system)
-            await approvals.start(broker.url)
-            product = await shop.product(price_minor=100, stock=10**9)
-            users = [await shop.register() for _ in range(args.users)]
-            await at_rate(shop, approvals, users, product.product_id, rate=args.rate, seconds=2)
-            latencies = await at_rate(
-                shop, approvals, users, product.product_id, rate=args.rate, seconds=args.seconds
-            )
-            p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
-            print(
-                f"at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} orders): "
-                f"PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  p99 {p99:.1f} ms  "
-                f"(mean {statistics.fmean(latencies):.1f} ms)",
-                flush=True,
-            )
-            rates = [
-                await burst(
-                    shop,
-                    approvals,
-                    users,
-                    product.product_id,
-                    total=args.burst,
-                    in_flight=args.in_flight,
-                )
-                for _ in range(3)
-            ]
-            orders_s = statistics.median(rates)
-            print(
-                f"bursts of {args.burst} with {args.in_flight} in flight: "
-                + ", ".join(f"{r:.0f}" for r in rates)
-                + f" orders/s (median {orders_s:.0f})",
-                flush=True,
-            )
-            print(
-                f"RESULT ref_ms={reference_ms():.0f} saga_p99_ms={p99:.2f} orders_s={orders_s:.0f}",
-                flush=True,
-            )
+            p99, orders_s = await one_system(args, Path(directory), broker, "sqlite")
+            pg_p99, pg_orders_s = await one_system(args, Path(directory), broker, "postgres")
         finally:
-            try:
-                if shop is not None:
-                    await shop.close()
-                await approvals.stop()
-                system.stop()
-            finally:
-                broker.remove()
+            broker.remove()
+    print(
+        f"RESULT ref_ms={reference_ms():.0f} saga_p99_ms={p99:.2f} orders_s={orders_s:.0f} "
+        f"pg_saga_p99_ms={pg_p99:.2f} pg_orders_s={pg_orders_s:.0f}",
+        flush=True,
+    )
+    print(f"ratio: postgres/sqlite orders/s {pg_orders_s / orders_s:.2f}")
 
 
 def main() -> None:

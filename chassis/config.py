@@ -15,6 +15,7 @@ variable and the value it had, so a misconfigured process stops before it serves
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from typing import TypeVar
 
@@ -33,7 +34,12 @@ class Settings(BaseSettings):
 
 
 def _default_instance_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    # Containers on one host network share its host name and may share a pid (1).
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+# Hosts that mean "bind every interface".
+WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 
 
 class ServiceSettings(Settings):
@@ -52,8 +58,12 @@ class ServiceSettings(Settings):
     health_interval_s: float = Field(default=2.0, gt=0)
     # The registry (chassis.registry): empty means this instance is not registered.
     redis_url: str = ""
-    # The address others reach this instance at (default: grpc_host and the bound port).
+    # The address others reach this instance at (default: grpc_host, or for a wildcard bind
+    # such as 0.0.0.0 in a container, the address its host name resolves to).
     advertised_host: str = ""
+    # Where the bound port is written once serving, for a health probe in the same container
+    # when the port is chosen at start (`python -m chassis.probe`).
+    port_file: str = ""
     service_version: str = "0.1.0"
     # A silent instance drops out of the registry after registry_ttl_s; heartbeats renew it.
     registry_ttl_s: float = Field(default=6.0, gt=0)

@@ -26,8 +26,10 @@ import asyncio
 import contextlib
 import inspect
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -37,7 +39,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chassis import bounds, errors
-from chassis.config import ServiceSettings
+from chassis.config import WILDCARDS, ServiceSettings
 from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
 from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, SignedIdentity, caller
@@ -326,6 +328,8 @@ async def serve(
     registration: Registration | None = None
     try:
         port = await server.start()
+        if settings.port_file:
+            await asyncio.to_thread(Path(settings.port_file).write_text, f"{port}\n")
         if settings.redis_url:
             registration = _registration(settings, port, notes)
             await registration.start()
@@ -342,16 +346,25 @@ async def serve(
             loop.remove_signal_handler(signum)
 
 
+def advertised_host(settings: ServiceSettings) -> str:
+    """The host others reach this instance at: ADVERTISED_HOST, else GRPC_HOST, else (bound to
+    every interface, as in a container) the address the machine's host name resolves to."""
+    if settings.advertised_host:
+        return settings.advertised_host
+    if settings.grpc_host not in WILDCARDS:
+        return settings.grpc_host
+    return socket.gethostbyname(socket.gethostname())
+
+
 def _registration(
     settings: ServiceSettings, port: int, notes: Callable[[], Mapping[str, str]] | None
 ) -> Registration:
-    host = settings.advertised_host or settings.grpc_host
     return Registration(
         Registry(settings.redis_url),
         Instance(
             service=settings.service_name,
             instance_id=settings.instance_id,
-            address=f"{host}:{port}",
+            address=f"{advertised_host(settings)}:{port}",
             version=settings.service_version,
         ),
         ttl_s=settings.registry_ttl_s,

@@ -653,27 +653,56 @@ def _companions(config: GatewayConfig) -> list[str]:
 
 
 def main() -> None:
-    """Writes the gateway's bootstrap as YAML: `python -m gateway.config -o gateway/envoy.yaml`."""
-    import argparse
+    """Writes the gateway's bootstrap as YAML: `python -m gateway.config -o gateway/envoy.yaml`.
 
-    import yaml
+    With `--descriptor-set PATH` the bootstrap names the descriptor set at PATH (where Envoy
+    will read it) and a copy of it is written there; with `--admin-port` it has an admin
+    listener on 127.0.0.1 (a container's gateway, see compose.yaml). An output named *.json is
+    written as JSON (Envoy reads either; the image has no YAML library)."""
+    import argparse
+    import json
+    import shutil
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="the address the gateway listens on")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--eds-dir", type=Path, default=Path(".build/run/gateway/eds"))
+    parser.add_argument("--descriptor-set", type=Path, help="where Envoy reads the contracts")
+    parser.add_argument("--admin-port", type=int, help="an admin listener on 127.0.0.1")
+    parser.add_argument(
+        "--empty-eds", action="store_true", help="write an empty EDS file for each missing one"
+    )
     args = parser.parse_args()
+    if args.descriptor_set is not None:
+        shutil.copyfile(DESCRIPTOR_SET, args.descriptor_set)
     config = GatewayConfig(
+        host=args.host,
         port=args.port,
         eds_dir=args.eds_dir,
-        descriptor_set=DESCRIPTOR_SET.relative_to(ROOT),
+        descriptor_set=args.descriptor_set or DESCRIPTOR_SET.relative_to(ROOT),
     )
     rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
+    if args.empty_eds:  # Envoy refuses to start on an EDS path that does not exist yet
+        from gateway.discovery import EdsFiles
+
+        files = EdsFiles(args.eds_dir)
+        for cluster in clusters_of(config):
+            if not eds_path(args.eds_dir, cluster).exists():
+                files.write(cluster, [])
+    if args.admin_port is not None:
+        address = {"address": "127.0.0.1", "port_value": args.admin_port}
+        rendered["admin"] = {"address": {"socket_address": address}}
     header = (
         "# Generated from the contracts by `make gen` (gateway/config.py): do not edit.\n"
         "# Paths are relative to the repository's root; `make up` and the tests render their own\n"
         "# copy with their ports and directories, and add an admin listener.\n"
     )
+    if args.output.suffix == ".json":
+        args.output.write_text(json.dumps(rendered, indent=1) + "\n")
+        return
+    import yaml
+
     args.output.write_text(header + yaml.safe_dump(rendered, sort_keys=False, width=100))
 
 

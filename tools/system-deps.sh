@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the system packages the project runs on are present: Python >= 3.11 with venv,
 # RabbitMQ, Redis and PostgreSQL (their binaries only: tests and `make up` start private
-# instances and never use or touch a server the machine may already run). Installs what is missing with apt-get when
+# instances and never use or touch a server the machine may already run), Podman and
+# debootstrap (the container tests). Installs what is missing with apt-get when
 # running as root on Debian; otherwise says exactly what to install.
 set -euo pipefail
 
@@ -20,6 +21,11 @@ fi
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The container tests: Podman with runc (crun fails here), and debootstrap for a base image
+# made from Debian's packages (no image registry is reachable).
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

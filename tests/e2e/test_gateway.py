@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
 
-import aiohttp
 import grpc
 import pytest
 from common.v1 import options_pb2
@@ -16,6 +14,7 @@ from order.v1 import order_service_pb2 as order_pb
 
 from gateway.config import DESCRIPTOR_SET, routable_rpcs
 from gateway.openapi import methods_of
+from harness.rest import Rest
 from harness.shop import PASSWORD, Shop, eventually
 from harness.system import ADMIN_EMAIL
 from services import catalogue
@@ -26,38 +25,6 @@ INTERNAL_METHODS = [
     for method in methods_of(DESCRIPTOR_SET.read_bytes()).values()
     if method.GetOptions().Extensions[options_pb2.access] == options_pb2.ACCESS_INTERNAL
 ]
-
-
-class Rest:
-    """A REST client of the gateway that remembers which RPCs it reached."""
-
-    def __init__(self, base_url: str):
-        self.base_url = base_url
-        self.http = aiohttp.ClientSession()
-        self.reached: set[str] = set()
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    async def call(
-        self,
-        rpc: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        *,
-        token: str | None = None,
-        expect: int = 200,
-    ) -> dict[str, Any]:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        async with self.http.request(
-            method, self.base_url + path, json=body, headers=headers
-        ) as response:
-            payload = await response.json(content_type=None)
-            assert response.status == expect, f"{method} {path}: {response.status} {payload}"
-            assert response.headers["content-type"].startswith("application/json")
-        self.reached.add(rpc)
-        return payload
 
 
 @pytest.fixture

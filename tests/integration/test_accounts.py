@@ -192,12 +192,14 @@ def roles_of(session) -> list[str]:
     return jwt.decode(session.access_token, options={"verify_signature": False})["roles"]
 
 
-async def create_admin(system, address: str, password: str) -> subprocess.CompletedProcess:
+async def create_admin(
+    system, address: str, password: str, *options: str
+) -> subprocess.CompletedProcess:
     """The operator's command, beside the running user service, on its store."""
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.user", "create-admin", "--email", address,
-         "--password-stdin"],
+         "--password-stdin", *options],
         input=password + "\n", capture_output=True, text=True, timeout=60,
         env={**os.environ, **system._env_of("user"), "INSTANCE_ID": "operator"},
     )  # fmt: skip
@@ -223,6 +225,9 @@ async def test_an_operator_creates_admins_and_cannot_be_tricked_into_promoting_a
     refused = await create_admin(system, squatted.email, "another good password")
     assert refused.returncode != 0
     assert "exists already" in refused.stderr
+    # A deployment's one-shot step succeeds on an existing account, and promotes no one.
+    again = await create_admin(system, squatted.email, "another good password", "--if-missing")
+    assert again.returncode == 0, again.stderr
     assert roles_of(await shop.login(squatted.email)) == ["customer"]
 
     address = email()

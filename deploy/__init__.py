@@ -1,0 +1,1 @@
+"""Deployment: the container image, compose.yaml and its overrides, from the service catalogue."""

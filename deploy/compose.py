@@ -1,0 +1,387 @@
+"""compose.yaml and its override files, rendered from the service catalogue (`make gen`).
+
+    python -m deploy.compose            writes compose.yaml, deploy/compose.host-network.yaml,
+                                        deploy/compose.mongodb.yaml, deploy/postgres/init.sql
+
+compose.yaml is the whole system for Docker Compose (or Podman): RabbitMQ, Redis, PostgreSQL
+(a database per service that keeps state), the gateway (Envoy, its bootstrap rendered by
+`gateway.config` in a one-shot container, its endpoints written by `gateway.discovery` from the
+registry), and every service of the catalogue with REPLICAS instances, restart policies, health
+checks (`python -m chassis.probe`), a read-only root filesystem and a rolling-update policy.
+Every address and port is a variable whose default suits a normal Docker network; every secret
+is a variable that must be set (`make compose-env` writes them, fresh, to `.env`).
+
+- compose.host-network.yaml: every container on the host's network, bound to 127.0.0.1, on the
+  ports the env file gives (this project's machines allow no bridge network);
+- compose.mongodb.yaml: the stores on a MongoDB replica set instead of PostgreSQL. No MongoDB
+  server can be installed on this project's machines: this override is validated, never run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services import catalogue
+from services.catalogue import Need, Service
+
+ROOT = Path(__file__).resolve().parents[1]
+REPLICAS = 2
+APP_DIR = "/app"  # where the image holds the application (deploy/Containerfile)
+GATEWAY_DIR = "/gateway"  # the volume the gateway's bootstrap, contracts and EDS files share
+HEADER = "# Generated from the service catalogue by `make gen` (deploy/compose.py): do not edit.\n"
+
+# Every address and port, as a variable with a default for a normal Docker network.
+RABBITMQ = "${RABBITMQ_HOST:-rabbitmq}:${RABBITMQ_PORT:-5672}"
+REDIS = "${REDIS_HOST:-redis}:${REDIS_PORT:-6379}"
+POSTGRES = "${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}"
+GRPC_PORT = "${GRPC_PORT:-50051}"
+
+
+def _required(name: str) -> str:
+    return f"${{{name}:?run make compose-env}}"
+
+
+def _database(service: Service) -> str:
+    return service.name
+
+
+def _app_image() -> str:
+    return "${ORDERMESH_IMAGE:-localhost/ordermesh:latest}"
+
+
+def _app(command: list[str], **extra: Any) -> dict[str, Any]:
+    """A container of the application image: non-root, read-only, no privileges."""
+    return {
+        "image": _app_image(),
+        "command": command,
+        "read_only": True,
+        "tmpfs": ["/tmp", "/run/ordermesh"],
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        **extra,
+    }
+
+
+def _service_environment(service: Service) -> dict[str, str]:
+    env = {
+        "LOG_LEVEL": "${LOG_LEVEL:-INFO}",
+        "GRPC_HOST": "${GRPC_HOST:-0.0.0.0}",
+        "GRPC_PORT": GRPC_PORT,
+        "PORT_FILE": "/run/ordermesh/grpc.port",
+        "REDIS_URL": f"redis://:{_required('REDIS_PASSWORD')}@{REDIS}/0",
+    }
+    if Need.BROKER in service.needs:
+        env["RABBITMQ_URL"] = f"amqp://ordermesh:{_required('RABBITMQ_PASSWORD')}@{RABBITMQ}/"
+    if Need.STORE in service.needs:
+        env["STORE_URL"] = (
+            f"postgresql://ordermesh:{_required('POSTGRES_PASSWORD')}@{POSTGRES}/"
+            f"{_database(service)}"
+        )
+    if service.serves or service.verifies_tokens:
+        env["IDENTITY_KEY"] = _required("IDENTITY_KEY")
+    for callee in service.dependencies:
+        variable = service.address_variable(callee)
+        # Used while the registry does not answer; a service name resolves to its replicas.
+        env[variable] = f"${{{variable}:-{callee}:{GRPC_PORT}}}"
+    if "smtp_host" in service.settings.model_fields:
+        env |= {
+            "SMTP_HOST": "${SMTP_HOST:-mail}",
+            "SMTP_PORT": "${SMTP_PORT:-25}",
+            "SMS_PROVIDER_URL": "${SMS_PROVIDER_URL:-}",
+            "SMS_PROVIDER_TOKEN": "${SMS_PROVIDER_TOKEN:-}",
+            "PUSH_PROVIDER_URL": "${PUSH_PROVIDER_URL:-}",
+            "PUSH_PROVIDER_TOKEN": "${PUSH_PROVIDER_TOKEN:-}",
+        }
+    return env
+
+
+def _infrastructure() -> dict[str, Any]:
+    return {
+        "rabbitmq": {
+            "image": "${RABBITMQ_IMAGE:-docker.io/library/rabbitmq:3.13}",
+            "hostname": "rabbitmq",
+            "environment": {
+                "RABBITMQ_DEFAULT_USER": "ordermesh",
+                "RABBITMQ_DEFAULT_PASS": _required("RABBITMQ_PASSWORD"),
+                "RABBITMQ_NODE_IP_ADDRESS": "${RABBITMQ_LISTEN:-0.0.0.0}",
+                "RABBITMQ_NODE_PORT": "${RABBITMQ_PORT:-5672}",
+                "RABBITMQ_DIST_PORT": "${RABBITMQ_DIST_PORT:-25672}",
+                "ERL_EPMD_PORT": "${RABBITMQ_EPMD_PORT:-4369}",
+                "RABBITMQ_NODENAME": "${RABBITMQ_NODENAME:-rabbit@rabbitmq}",
+            },
+            "volumes": ["rabbitmq:/var/lib/rabbitmq"],
+            "restart": "unless-stopped",
+            "healthcheck": {
+                "test": ["CMD", "rabbitmq-diagnostics", "-q", "check_port_connectivity"],
+                "interval": "10s",
+                "timeout": "10s",
+                "retries": 5,
+                "start_period": "30s",
+            },
+        },
+        "redis": {
+            "image": "${REDIS_IMAGE:-docker.io/library/redis:7}",
+            # The password reaches Redis in a file only its user reads, never on a command line
+            # that any local user could read.
+            "command": [
+                "sh",
+                "-c",
+                'umask 077 && printf "requirepass %s\\n" "$$REDIS_PASSWORD" > /tmp/redis.conf '
+                '&& exec redis-server /tmp/redis.conf --bind "$$REDIS_LISTEN" '
+                '--port "$$REDIS_PORT" --save "" --appendonly no',
+            ],
+            "environment": {
+                "REDIS_PASSWORD": _required("REDIS_PASSWORD"),
+                "REDIS_LISTEN": "${REDIS_LISTEN:-0.0.0.0}",
+                "REDIS_PORT": "${REDIS_PORT:-6379}",
+            },
+            "restart": "unless-stopped",
+            "healthcheck": {
+                "test": [
+                    "CMD-SHELL",
+                    'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli -p "$$REDIS_PORT" ping | grep PONG',
+                ],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 5,
+            },
+        },
+        "postgres": {
+            "image": "${POSTGRES_IMAGE:-docker.io/library/postgres:15}",
+            "command": ["postgres", "-c", "listen_addresses=${POSTGRES_LISTEN:-*}"],
+            "environment": {
+                "POSTGRES_USER": "ordermesh",
+                "POSTGRES_PASSWORD": _required("POSTGRES_PASSWORD"),
+                "PGPORT": "${POSTGRES_PORT:-5432}",
+            },
+            "volumes": [
+                "postgres:/var/lib/postgresql/data",
+                "./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/10-databases.sql:ro",
+            ],
+            "restart": "unless-stopped",
+            "healthcheck": {
+                "test": ["CMD-SHELL", 'pg_isready -U ordermesh -p "$$PGPORT"'],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 10,
+            },
+        },
+    }
+
+
+def _gateway() -> dict[str, Any]:
+    backbone = ["rabbitmq", "redis", "postgres"]
+    return {
+        "create-admin": _app(
+            [
+                "sh",
+                "-c",
+                "printenv ADMIN_PASSWORD | exec python -m services.user create-admin "
+                '--email "$$ADMIN_EMAIL" --password-stdin --if-missing',
+            ],
+            environment={
+                **_service_environment(catalogue.entry("user")),
+                "ADMIN_EMAIL": "${ADMIN_EMAIL:-admin@ordermesh.example}",
+                "ADMIN_PASSWORD": _required("ADMIN_PASSWORD"),
+            },
+            # Until the store answers (nothing here waits for health checks).
+            restart="on-failure",
+            depends_on=backbone,
+        ),
+        "gateway-config": _app(
+            [
+                "sh",
+                "-c",
+                f"mkdir -p {GATEWAY_DIR}/eds && exec python -m gateway.config "
+                f'-o {GATEWAY_DIR}/envoy.json --host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
+                f"--eds-dir {GATEWAY_DIR}/eds --descriptor-set {GATEWAY_DIR}/descriptors.pb "
+                '--admin-port "$$GATEWAY_ADMIN_PORT" --empty-eds',
+            ],
+            environment={
+                "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
+                "GATEWAY_PORT": "${GATEWAY_PORT:-8080}",
+                "GATEWAY_ADMIN_PORT": "${GATEWAY_ADMIN_PORT:-9901}",
+            },
+            volumes=[f"gateway:{GATEWAY_DIR}"],
+            restart="on-failure",
+        ),
+        "discovery": _app(
+            ["python", "-m", "gateway.discovery"],
+            environment={
+                "REDIS_URL": f"redis://:{_required('REDIS_PASSWORD')}@{REDIS}/0",
+                "EDS_DIR": f"{GATEWAY_DIR}/eds",
+            },
+            volumes=[f"gateway:{GATEWAY_DIR}"],
+            restart="unless-stopped",
+            depends_on={"gateway-config": {"condition": "service_completed_successfully"}},
+        ),
+        "gateway": {
+            "image": "${ENVOY_IMAGE:-docker.io/envoyproxy/envoy:v1.35-latest}",
+            "command": ["envoy", "-c", f"{GATEWAY_DIR}/envoy.json", "--log-level", "warn"],
+            "volumes": [f"gateway:{GATEWAY_DIR}:ro"],
+            "ports": ["${GATEWAY_PUBLISH:-127.0.0.1:8080}:${GATEWAY_PORT:-8080}"],
+            "restart": "unless-stopped",
+            "depends_on": {
+                "gateway-config": {"condition": "service_completed_successfully"},
+                "discovery": {"condition": "service_started"},
+            },
+        },
+    }
+
+
+def _services() -> dict[str, Any]:
+    rendered = {}
+    for service in catalogue.in_start_order():
+        needs = ["redis"] + (["rabbitmq", "postgres"] if Need.STORE in service.needs else [])
+        depends = needs + list(service.dependencies)
+        if service.name == catalogue.ISSUER.service:
+            depends.append("create-admin")
+        rendered[service.name] = _app(
+            list(service.command),
+            environment=_service_environment(service),
+            restart="unless-stopped",
+            depends_on=depends,
+            healthcheck={
+                "test": ["CMD", "python", "-m", "chassis.probe"],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 3,
+                "start_period": "20s",
+            },
+            # SIGTERM drains (out of the registry, in-flight calls finish) within the grace.
+            stop_grace_period="30s",
+            deploy={
+                "replicas": REPLICAS,
+                "update_config": {
+                    "parallelism": 1,
+                    "order": "start-first",
+                    "delay": "5s",
+                    "failure_action": "rollback",
+                    "monitor": "20s",
+                },
+                "rollback_config": {"parallelism": 1, "order": "start-first"},
+                "restart_policy": {"condition": "any", "delay": "2s"},
+            },
+        )
+    return rendered
+
+
+def compose() -> dict[str, Any]:
+    return {
+        "name": "ordermesh",
+        "services": {**_infrastructure(), **_gateway(), **_services()},
+        "volumes": {"rabbitmq": {}, "postgres": {}, "gateway": {}},
+    }
+
+
+# On the host's network, everything listens on the loopback address only.
+LOOPBACK_LISTEN = {
+    "rabbitmq": {"RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "ERL_EPMD_ADDRESS": "127.0.0.1"},
+    "redis": {"REDIS_LISTEN": "127.0.0.1"},
+    "gateway-config": {"GATEWAY_LISTEN": "127.0.0.1"},
+}
+
+
+def host_network(base: dict[str, Any]) -> dict[str, Any]:
+    """Every container on the host's network, listening on 127.0.0.1 (nothing published:
+    it listens there; no host name of its own: it has the host's)."""
+    services: dict[str, Any] = {}
+    for name, spec in base["services"].items():
+        services[name] = {"network_mode": "host"}
+        if "ports" in spec:
+            services[name]["ports"] = Reset()
+        if "hostname" in spec:
+            services[name]["hostname"] = ResetValue()
+        if name in LOOPBACK_LISTEN:
+            services[name]["environment"] = LOOPBACK_LISTEN[name]
+        if "GRPC_HOST" in spec.get("environment", {}):
+            # Replicas share the host's ports: each takes a free one, published in the
+            # registry (and in PORT_FILE, for its health check).
+            services[name]["environment"] = {"GRPC_HOST": "127.0.0.1", "GRPC_PORT": "0"}
+        if name == "postgres":
+            services[name]["command"] = ["postgres", "-c", "listen_addresses=127.0.0.1"]
+    return {"services": services}
+
+
+class Reset(list[Any]):
+    """An empty list that replaces the base file's instead of adding to it (`!reset []`)."""
+
+
+class ResetValue:
+    """A value the base file had, taken away (`!reset ''`)."""
+
+
+def mongodb() -> dict[str, Any]:
+    services: dict[str, Any] = {
+        "mongodb": {
+            "image": "${MONGODB_IMAGE:-docker.io/library/mongo:7}",
+            "command": ["mongod", "--replSet", "rs0", "--bind_ip_all"],
+            "volumes": ["mongodb:/data/db"],
+            "restart": "unless-stopped",
+        },
+        # Transactions need a replica set: initiate it once (an error when it exists is fine).
+        "mongodb-init": {
+            "image": "${MONGODB_IMAGE:-docker.io/library/mongo:7}",
+            "command": [
+                "sh",
+                "-c",
+                'mongosh --host "$$MONGODB_HOST" --eval '
+                "'try { rs.status() } catch (e) { rs.initiate() }'",
+            ],
+            "environment": {"MONGODB_HOST": "${MONGODB_HOST:-mongodb}:${MONGODB_PORT:-27017}"},
+            "restart": "on-failure",
+            "depends_on": ["mongodb"],
+        },
+    }
+    url = "mongodb://${MONGODB_HOST:-mongodb}:${MONGODB_PORT:-27017}/?replicaSet=rs0"
+    for service in catalogue.in_start_order():
+        if Need.STORE in service.needs:
+            services[service.name] = {
+                "environment": {"STORE_URL": url, "STORE_DATABASE": _database(service)},
+                "depends_on": ["mongodb-init"],
+            }
+    services["create-admin"] = dict(services["user"])
+    return {"services": services, "volumes": {"mongodb": {}}}
+
+
+def init_sql() -> str:
+    stores = [s for s in catalogue.in_start_order() if Need.STORE in s.needs]
+    lines = [
+        "-- Generated from the service catalogue by `make gen` (deploy/compose.py): do not edit.",
+        "-- One database per service that keeps state; run once, when the volume is empty.",
+    ]
+    lines += [f'CREATE DATABASE "{_database(s)}" OWNER ordermesh;' for s in stores]
+    return "\n".join(lines) + "\n"
+
+
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+_Dumper.add_representer(Reset, lambda dumper, _: dumper.represent_sequence("!reset", []))
+_Dumper.add_representer(ResetValue, lambda dumper, _: dumper.represent_scalar("!reset", ""))
+
+
+def dump(document: dict[str, Any]) -> str:
+    return HEADER + str(yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT)
+    root = parser.parse_args().root
+    base = compose()
+    (root / "compose.yaml").write_text(dump(base))
+    (root / "deploy" / "compose.host-network.yaml").write_text(dump(host_network(base)))
+    (root / "deploy" / "compose.mongodb.yaml").write_text(dump(mongodb()))
+    (root / "deploy" / "postgres").mkdir(exist_ok=True)
+    (root / "deploy" / "postgres" / "init.sql").write_text(init_sql())
+
+
+if __name__ == "__main__":
+    main()

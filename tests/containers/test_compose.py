@@ -1,0 +1,232 @@
+"""compose.yaml run for real: images built with Podman, the stack brought up with Docker Compose
+v2 against Podman's API, the REST journey of the end-to-end tests through its gateway, a service
+container killed under traffic, and everything torn down (containers, volumes, images).
+
+On this project's machines every container is on the host's network, listening on 127.0.0.1 on
+free ports (deploy/compose.host-network.yaml; no bridge network is ever made), the images are
+built on a Debian base made from Debian's packages (no registry is reachable), and the mail
+provider is a real SMTP server in this process. The suite builds once and runs its cases
+together, in order, on one stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+
+import aiohttp
+import pytest
+
+from deploy import images
+from harness.compose import PodmanApi, Stack
+from harness.process import free_port
+from harness.rest import Rest
+from harness.shop import PASSWORD, eventually
+from harness.sinks import MailSink
+
+pytestmark = pytest.mark.timeout(1500)
+ADMIN_EMAIL = "admin@ordermesh.example"
+
+
+def host_network_env(mail_port: int) -> dict[str, str]:
+    """Images built here, every address on the loopback, every port a free one."""
+    rabbitmq_port = free_port()
+    return {
+        "ORDERMESH_IMAGE": images.APP,
+        "RABBITMQ_IMAGE": "localhost/ordermesh-rabbitmq:test",
+        "REDIS_IMAGE": "localhost/ordermesh-redis:test",
+        "POSTGRES_IMAGE": "localhost/ordermesh-postgres:test",
+        "ENVOY_IMAGE": "localhost/ordermesh-envoy:test",
+        "RABBITMQ_HOST": "127.0.0.1",
+        "RABBITMQ_PORT": str(rabbitmq_port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_EPMD_PORT": str(free_port()),
+        "RABBITMQ_NODENAME": f"ordermesh-compose-{rabbitmq_port}@localhost",
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(free_port()),
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": str(free_port()),
+        "GATEWAY_PORT": str(free_port()),
+        "GATEWAY_ADMIN_PORT": str(free_port()),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(mail_port),
+        "ADMIN_EMAIL": ADMIN_EMAIL,
+    }
+
+
+@pytest.fixture(scope="module")
+def mail():
+    sink = MailSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, mail):
+    directory = tmp_path_factory.mktemp("compose")
+    started = time.monotonic()
+    images.base()
+    images.build_all(base_image=images.DEBIAN_BASE, infrastructure=True)
+    built_s = time.monotonic() - started
+    api = PodmanApi(directory)
+    api.start()
+    stack = Stack(directory, api, host_network_env(mail.port))
+    try:
+        started = time.monotonic()
+        stack.up()
+        print(
+            f"\nimages built in {built_s:.0f} s; `compose up` in {time.monotonic() - started:.0f} s"
+        )
+        yield stack
+    finally:
+        try:
+            stack.down()
+            leftover = stack.podman("ps", "--all", "--filter", f"name={stack.project}", "-q")
+            assert not leftover.strip(), f"containers left after down: {leftover}"
+        finally:
+            api.stop()
+            images.remove()
+
+
+@pytest.fixture(scope="module")
+def base_url(stack) -> str:
+    return f"http://127.0.0.1:{stack.settings['GATEWAY_PORT']}"
+
+
+async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(stack, base_url):
+    started = time.monotonic()
+
+    async def ready() -> bool:
+        async with aiohttp.ClientSession() as http:
+            try:
+                async with http.get(f"{base_url}/v1/products?pageSize=1") as answer:
+                    if answer.status != 200:
+                        return False
+                async with http.get(f"{base_url}/.well-known/jwks.json") as answer:
+                    return answer.status == 200
+            except aiohttp.ClientError:
+                return False
+
+    await eventually(ready, timeout_s=240, what="the gateway answering from the services")
+    print(f"gateway answering {time.monotonic() - started:.0f} s after `compose up` returned")
+    for service in ("user", "inventory", "order", "notification", "auth", "ratelimit"):
+        running = [c for c in stack.containers(service) if c["State"] == "running"]
+        assert len(running) == 2, f"{service}: {stack.containers(service)}"
+
+
+async def test_the_rest_journey_through_the_containers(stack, base_url, mail):
+    rest = Rest(base_url)
+    try:
+        email = f"compose-{uuid.uuid4().hex[:8]}@example.com"
+        credentials = {"email": email, "password": PASSWORD}
+        await rest.call("Register", "POST", "/v1/users", {**credentials, "displayName": "Ada"})
+        token = (await rest.call("Login", "POST", "/v1/auth/login", credentials))["tokens"][
+            "accessToken"
+        ]
+        admin_credentials = {"email": ADMIN_EMAIL, "password": stack.settings["ADMIN_PASSWORD"]}
+        admin = (await rest.call("Login", "POST", "/v1/auth/login", admin_credentials))["tokens"][
+            "accessToken"
+        ]
+        created = await rest.call(
+            "CreateProduct",
+            "POST",
+            "/v1/products",
+            {
+                "sku": f"BOX-{uuid.uuid4().hex[:8]}",
+                "name": "Container",
+                "price": {"amountMinor": "1500", "currencyCode": "EUR"},
+                "initialStock": 5,
+            },
+            token=admin,
+        )
+        product_id = created["product"]["productId"]
+        placed = await rest.call(
+            "PlaceOrder",
+            "POST",
+            "/v1/orders",
+            {
+                "idempotencyKey": str(uuid.uuid4()),
+                "items": [{"productId": product_id, "quantity": 2}],
+            },
+            token=token,
+        )
+        order_id = placed["order"]["orderId"]
+
+        async def approved() -> bool:
+            order = await rest.call("GetOrder", "GET", f"/v1/orders/{order_id}", token=token)
+            return order["order"]["status"] == "ORDER_STATUS_APPROVED"
+
+        await eventually(approved, timeout_s=60, what="the order approved by the saga")
+
+        async def notified() -> bool:
+            listed = await rest.call("ListNotifications", "GET", "/v1/notifications", token=token)
+            return any(n["status"] == "NOTIFICATION_STATUS_SENT" for n in listed["notifications"])
+
+        await eventually(notified, timeout_s=60, what="the approval notification sent")
+        assert mail.to(email), "no mail reached the SMTP server"
+
+        # Another user is refused the order: not found, as if it did not exist.
+        other = {"email": f"other-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+        await rest.call("Register", "POST", "/v1/users", {**other, "displayName": "Eve"})
+        eve = (await rest.call("Login", "POST", "/v1/auth/login", other))["tokens"]["accessToken"]
+        await rest.call("GetOrder", "GET", f"/v1/orders/{order_id}", token=eve, expect=404)
+    finally:
+        await rest.close()
+
+
+async def test_a_killed_service_container_is_restarted_while_traffic_is_answered(stack, base_url):
+    rest = Rest(base_url)
+    outcomes: Counter[str] = Counter()
+    answered_at: list[float] = []
+    try:
+        credentials = {"email": f"kill-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+        await rest.call("Register", "POST", "/v1/users", {**credentials, "displayName": "Kim"})
+        token = (await rest.call("Login", "POST", "/v1/auth/login", credentials))["tokens"][
+            "accessToken"
+        ]
+        [victim, *_] = sorted(c["Name"] for c in stack.containers("user"))
+        before = stack.started_at(victim)
+        stop = asyncio.Event()
+
+        async def traffic() -> None:
+            headers = {"authorization": f"Bearer {token}"}
+            async with aiohttp.ClientSession() as http:
+                while not stop.is_set():
+                    try:
+                        async with http.get(f"{base_url}/v1/users/me", headers=headers) as answer:
+                            outcomes[str(answer.status)] += 1
+                            answered_at.append(time.monotonic())
+                    except aiohttp.ClientError as exc:
+                        outcomes[type(exc).__name__] += 1
+                    await asyncio.sleep(0.01)
+
+        running = asyncio.create_task(traffic())
+        await asyncio.sleep(2)
+        crashed = time.monotonic()
+        stack.crash(victim)
+
+        async def restarted() -> bool:
+            state = {c["Name"]: c["State"] for c in stack.containers("user")}
+            return (
+                state.get(victim) == "running"
+                and stack.started_at(victim) != before
+                and await asyncio.to_thread(stack.healthy, victim)
+            )
+
+        await eventually(restarted, timeout_s=90, what=f"{victim} restarted and serving again")
+        back = time.monotonic()
+        await asyncio.sleep(3)
+        stop.set()
+        await running
+    finally:
+        await rest.close()
+    during = sum(crashed <= t <= back for t in answered_at)
+    print(
+        f"GET /v1/users/me while {victim} was killed and restarted ({back - crashed:.1f} s): "
+        f"{dict(outcomes)}, {during} of them while it was down"
+    )
+    assert during >= 10, "too little traffic while the container was down to prove anything"
+    assert set(outcomes) == {"200"}, f"answers other than 200: {dict(outcomes)}"
