@@ -8,14 +8,22 @@ BIN := $(VENV)/bin
 # top-level packages when they are installed).
 INSTALLED := $(VENV)/.installed
 
-.PHONY: up status demo test test-unit test-integration test-contract test-containers gen lint \
+.PHONY: up rollout status demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-gateway bench-store-drivers \
 	compose-env image images compose-up compose-down
 
-# `make up INSTANCES=3` for three instances of every service.
+# `make up INSTANCES=3` for three instances of every service; `make up STORE=postgres` for a
+# private PostgreSQL (a database per service) instead of a SQLite file per service.
 INSTANCES ?= 2
+STORE ?= sqlite
 up: system-deps $(INSTALLED)
-	$(BIN)/python -m tools.up --instances $(INSTANCES)
+	$(BIN)/python -m tools.up --instances $(INSTANCES) --store $(STORE)
+
+# A rolling restart of the system `make up` runs: every instance replaced in turn, none
+# unavailable; `make rollout SERVICE=order` for one service.
+SERVICE ?=
+rollout: $(INSTALLED)
+	$(BIN)/python -m tools.rollout $(SERVICE)
 
 # Every registered instance with its health and circuit breakers (of the system `make up` runs).
 status: $(INSTALLED)

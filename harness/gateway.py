@@ -85,6 +85,21 @@ class LocalGateway:
             found[cluster["name"]] = hosts
         return found
 
+    def wait_for_endpoint(
+        self, cluster: str, address: str, *, present: bool = True, timeout_s: float = 30.0
+    ) -> None:
+        """Until Envoy routes to `address` in `cluster` (it passed the health checks), or, with
+        `present=False`, until it routes there no more (gone, draining or failing)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            hosts = dict(self.endpoints().get(cluster, []))
+            routed = hosts.get(address) == ["HEALTHY"]
+            if routed == present:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{cluster} {address}: routed={routed} after {timeout_s} s")
+            time.sleep(0.1)
+
     def wait_for_healthy(
         self, count: int = 1, *, clusters: Sequence[str] = (), timeout_s: float = 30.0
     ) -> None:

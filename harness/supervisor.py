@@ -51,6 +51,11 @@ class Supervisor:
         with self._lock:
             self._watched.append(_Watched(process, self._min_backoff_s, time.monotonic()))
 
+    def unwatch(self, process: ManagedProcess) -> None:
+        """Stops watching `process` (to stop it for good: a rolling restart replaced it)."""
+        with self._lock:
+            self._watched = [w for w in self._watched if w.process is not process]
+
     def restarts(self, process: ManagedProcess) -> int:
         with self._lock:
             return next(w.restarts for w in self._watched if w.process is process)

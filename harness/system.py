@@ -125,6 +125,7 @@ class System:
         # The first instance of each service, and those added since (stopped with the system).
         self.processes: dict[str, ServiceProcess] = {}
         self.added: list[ServiceProcess] = []
+        self._replacements = 0
         self.amqp_url = amqp_url
         # Shared by the auth service, which signs the callers it forwards, and the services.
         self.identity_key = secrets.token_urlsafe(32)
@@ -164,6 +165,27 @@ class System:
             check=True,
             timeout=60,
         )  # fmt: skip
+
+    def instances(self, service: str) -> list[ServiceProcess]:
+        """Every instance of `service` that this system runs."""
+        return [p for p in [*self.processes.values(), *self.added] if p.service == service]
+
+    def replace(self, old: ServiceProcess) -> ServiceProcess:
+        """Starts a new instance of `old`'s service (ready: SERVING) to take its place; the
+        caller stops `old` once the new one takes traffic (`harness.rollout`)."""
+        self._replacements += 1
+        new = ServiceProcess(
+            old.service,
+            self.directory / old.service,
+            self._env_of(old.service),
+            instance=f"{old.service}-r{self._replacements}",
+        )
+        new.start()
+        if self.processes.get(old.service) is old:
+            self.processes[old.service] = new
+        else:
+            self.added[self.added.index(old)] = new
+        return new
 
     def add_instance(self, service: str, name: str, **env: str) -> ServiceProcess:
         """Starts one more instance of `service` (sharing its store)."""

@@ -3,6 +3,8 @@
 Starts, as processes supervised here (a crashed one is started again, with backoff):
 - a private RabbitMQ, unless RABBITMQ_URL points at one, and a private Redis, unless REDIS_URL
   does (both under .build/run, gone at the next start);
+- with `--store postgres` (`make up STORE=postgres`), a private PostgreSQL with a database per
+  service (the default is a SQLite file per service);
 - the local SMTP server and SMS/push receivers (what they get is logged);
 - `--instances N` (default 2) of every service, the gateway's auth and rate-limit services
   included, registered in Redis;
@@ -12,6 +14,9 @@ Before any service starts, the admin account (ADMIN_EMAIL, default admin@orderme
 created with the operator's command, `python -m services.user create-admin`, with a random
 password printed once (there is no default password anywhere; registering through the API
 makes customers only); then a demo catalogue is seeded, and curl and grpcurl commands printed.
+
+`make rollout [SERVICE=name]` (tools/rollout.py), from another terminal, asks this process for a
+rolling restart (SIGUSR1): every instance replaced in turn, none unavailable (harness/rollout.py).
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from user.v1 import user_service_pb2_grpc as user_grpc
 
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
+from harness.postgres import PrivatePostgres
+from harness.rollout import roll
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
-from tools import running
+from tools import rollout, running
 from tools.running import RUN_DIR
 
 CATALOGUE = [
@@ -90,16 +97,48 @@ The gateway serves REST and gRPC on http://{gateway}. Try it:
 """
 
 
+def rollouts(
+    requested: threading.Event,
+    stop: threading.Event,
+    system: System,
+    gateway: LocalGateway,
+    supervisor: Supervisor,
+) -> None:
+    """Runs each rolling restart `make rollout` asks for, writing its progress for it."""
+    while not stop.is_set():
+        if not requested.wait(0.5):
+            continue
+        requested.clear()
+        services = rollout.REQUEST.read_text().split() if rollout.REQUEST.exists() else []
+        with rollout.LOG.open("a") as log:
+
+            def say(line: str) -> None:
+                print(line, flush=True)
+                log.write(line + "\n")
+                log.flush()
+
+            try:
+                took = roll(system, gateway, services, supervisor=supervisor, log=say)
+                say(f"{rollout.DONE}: {len(took)} instances replaced in {sum(took):.0f} s")
+            except Exception as exc:  # noqa: BLE001 - told to the operator, and the system runs on
+                say(f"{rollout.FAILED}: {exc}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Runs the whole system behind its gateway.")
     parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", "2")))
+    parser.add_argument(
+        "--store", choices=["sqlite", "postgres"], default=os.environ.get("STORE") or "sqlite"
+    )
     args = parser.parse_args()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    rollout_requested = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: rollout_requested.set())
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     supervisor = Supervisor()
-    started: list[PrivateRabbitMQ | PrivateRedis | System | LocalGateway] = []
+    started: list[PrivateRabbitMQ | PrivateRedis | PrivatePostgres | System | LocalGateway] = []
     try:
         rabbitmq_url = os.environ.get("RABBITMQ_URL")
         if not rabbitmq_url:
@@ -116,6 +155,12 @@ def main() -> int:
             redis.start()
             supervisor.watch(redis.process)
             redis_url = redis.url
+        postgres = None
+        if args.store == "postgres":
+            postgres = PrivatePostgres(RUN_DIR / "postgres")
+            started.append(postgres)
+            postgres.start()
+            supervisor.watch(postgres.process)
         admin_email = os.environ.get("ADMIN_EMAIL", ADMIN_EMAIL)
         print(f"starting {args.instances} instance(s) of each service...", flush=True)
         system = System(
@@ -124,6 +169,7 @@ def main() -> int:
             env={"REDIS_URL": redis_url},
             admin_email=admin_email,
             separate_sinks=True,
+            postgres=postgres,
         )
         started.append(system)
         system.start()
@@ -145,14 +191,28 @@ def main() -> int:
         products = seed(gateway.address, admin_email, password)
         # For `make status` and `make demo`, from another terminal.
         running.publish(
-            {"RABBITMQ_URL": rabbitmq_url, "REDIS_URL": redis_url, "GATEWAY_URL": gateway.url}
+            {
+                "RABBITMQ_URL": rabbitmq_url,
+                "REDIS_URL": redis_url,
+                "GATEWAY_URL": gateway.url,
+                "UP_PID": str(os.getpid()),
+            }
         )
+        threading.Thread(
+            target=rollouts,
+            args=(rollout_requested, stop, system, gateway, supervisor),
+            name="rollouts",
+            daemon=True,
+        ).start()
 
         print(f"\nRABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}")
         print(f"admin: {admin_email} / {password} (printed once; not stored)")
         print(examples(gateway.address, products[0]))
         print(f"Logs: {RUN_DIR} (services/<name>/*.log, gateway/, services/sinks/sinks.log)")
-        print("From another terminal: `make demo` (a scenario through REST), `make status`.")
+        print(
+            "From another terminal: `make demo` (a scenario through REST), `make status`, "
+            "`make rollout` (a rolling restart)."
+        )
         print("\nCtrl-C stops what was started here.", flush=True)
         stop.wait()
     finally:

@@ -137,6 +137,14 @@ async def _decode_json(db: asyncpg.Connection) -> None:
     await db.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _reset(db: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool: no transaction left open. The
+    store keeps no session state (its advisory locks are the transaction's), so asyncpg's own
+    reset (a round trip of RESET ALL, UNLISTEN, ... per transaction) is not needed."""
+    if db.is_in_transaction():
+        await db.execute("ROLLBACK")
+
+
 class _Transaction:
     def __init__(self, db: asyncpg.Connection, unique: Mapping[str, Sequence[str]]):
         self._db = db
@@ -296,6 +304,7 @@ class PostgresStore:
                 max_size=self._pool_size,
                 timeout=self._connect_timeout_s,
                 init=_decode_json,
+                reset=_reset,
                 server_settings={"lock_timeout": str(int(self._lock_timeout_s * 1000))},
             )
         except UNAVAILABLE as exc:

@@ -14,20 +14,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from harness.gateway import LocalGateway
 from harness.shop import Shop
 from harness.supervisor import Supervisor
 from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
-from tests.e2e.worlds import own_system
+from tests.e2e.worlds import STOCK, Traffic, customer, own_system
 
-RATE = 100  # requests per second
 TARGET = 0.999  # the issue's floor; the goal is 0.9999
 
 
@@ -62,79 +59,6 @@ def world(rabbitmq, tmp_path_factory):
         finally:
             supervisor.stop()
             gateway.stop()
-
-
-class Traffic:
-    """Requests at a fixed rate through the gateway: public and authenticated reads, and orders."""
-
-    def __init__(self, base: str, token: str, product_id: str):
-        self.base = base
-        self.auth = {"authorization": f"Bearer {token}"}
-        self.product_id = product_id
-        self.outcomes: Counter[str] = Counter()
-        self.failures: list[str] = []
-        # The orders the gateway accepted, and the idempotency key of every order sent.
-        self.accepted: list[str] = []
-        self.keys: list[str] = []
-
-    async def one(self, http: aiohttp.ClientSession, n: int) -> None:
-        kind = ("browse", "browse", "browse", "mine", "me", "order")[n % 6]
-        try:
-            if kind == "browse":
-                request = http.get(f"{self.base}/v1/products?pageSize=5")
-            elif kind == "mine":
-                request = http.get(f"{self.base}/v1/orders?pageSize=5", headers=self.auth)
-            elif kind == "me":
-                request = http.get(f"{self.base}/v1/users/me", headers=self.auth)
-            else:
-                key = str(uuid.uuid4())
-                self.keys.append(key)
-                body = {
-                    "idempotencyKey": key,
-                    "items": [{"productId": self.product_id, "quantity": 1}],
-                }
-                request = http.post(f"{self.base}/v1/orders", json=body, headers=self.auth)
-            async with request as response:
-                text = await response.text()
-                ok = response.status == 200
-                if ok and kind == "order":
-                    self.accepted.append((await response.json())["order"]["orderId"])
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            ok, text = False, f"{type(exc).__name__}: {exc}"
-            response = None
-        self.outcomes["ok" if ok else "failed"] += 1
-        if not ok:
-            status = response.status if response is not None else "-"
-            self.failures.append(f"{kind} {status} {text[:200]}")
-
-    async def run(self, seconds: float) -> None:
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            tasks = []
-            started = time.perf_counter()
-            for n in range(int(seconds * RATE)):
-                delay = started + n / RATE - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(self.one(http, n)))
-            await asyncio.gather(*tasks)
-
-    def success_rate(self) -> float:
-        return self.outcomes["ok"] / sum(self.outcomes.values())
-
-
-STOCK = 100_000
-
-
-async def customer(system: System) -> tuple[str, str, str]:
-    """A customer's token and user id, and a product of price 1 with STOCK in stock."""
-    shop = Shop(system)
-    try:
-        session = await shop.register()
-        product = await shop.product(price_minor=1, stock=STOCK)
-    finally:
-        await shop.close()
-    return session.access_token, session.user_id, product.product_id
 
 
 def rows(store: Path, sql: str, *parameters: object) -> list[tuple]:

@@ -1,11 +1,19 @@
-"""Systems of their own for test modules that break things (kill, stop Redis, hit limits)."""
+"""Systems of their own for test modules that break things (kill, stop Redis, hit limits), and
+the steady traffic they send through the gateway while they do."""
 
+import asyncio
+import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
+
 from harness.rabbitmq import PrivateRabbitMQ
 from harness.redis import PrivateRedis
+from harness.shop import Shop
 from harness.system import System
 
 
@@ -28,3 +36,82 @@ def own_system(
     finally:
         system.stop()
         redis.remove()
+
+
+RATE = 100  # requests per second
+
+
+class Traffic:
+    """Requests at a fixed rate through the gateway: public and authenticated reads, and orders."""
+
+    def __init__(self, base: str, token: str, product_id: str):
+        self.base = base
+        self.auth = {"authorization": f"Bearer {token}"}
+        self.product_id = product_id
+        self.outcomes: Counter[str] = Counter()
+        self.failures: list[str] = []
+        # The orders the gateway accepted, and the idempotency key of every order sent.
+        self.accepted: list[str] = []
+        self.keys: list[str] = []
+
+    async def one(self, http: aiohttp.ClientSession, n: int) -> None:
+        kind = ("browse", "browse", "browse", "mine", "me", "order")[n % 6]
+        try:
+            if kind == "browse":
+                request = http.get(f"{self.base}/v1/products?pageSize=5")
+            elif kind == "mine":
+                request = http.get(f"{self.base}/v1/orders?pageSize=5", headers=self.auth)
+            elif kind == "me":
+                request = http.get(f"{self.base}/v1/users/me", headers=self.auth)
+            else:
+                key = str(uuid.uuid4())
+                self.keys.append(key)
+                body = {
+                    "idempotencyKey": key,
+                    "items": [{"productId": self.product_id, "quantity": 1}],
+                }
+                request = http.post(f"{self.base}/v1/orders", json=body, headers=self.auth)
+            async with request as response:
+                text = await response.text()
+                ok = response.status == 200
+                if ok and kind == "order":
+                    self.accepted.append((await response.json())["order"]["orderId"])
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            ok, text = False, f"{type(exc).__name__}: {exc}"
+            response = None
+        self.outcomes["ok" if ok else "failed"] += 1
+        if not ok:
+            status = response.status if response is not None else "-"
+            self.failures.append(f"{kind} {status} {text[:200]}")
+
+    async def run(self, seconds: float, *, until: asyncio.Event | None = None) -> None:
+        """Sends at RATE for `seconds` (or until `until` is set), then waits for every answer."""
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            tasks = []
+            started = time.perf_counter()
+            for n in range(int(seconds * RATE)):
+                if until is not None and until.is_set():
+                    break
+                delay = started + n / RATE - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(self.one(http, n)))
+            await asyncio.gather(*tasks)
+
+    def success_rate(self) -> float:
+        return self.outcomes["ok"] / sum(self.outcomes.values())
+
+
+STOCK = 100_000
+
+
+async def customer(system: System) -> tuple[str, str, str]:
+    """A customer's token and user id, and a product of price 1 with STOCK in stock."""
+    shop = Shop(system)
+    try:
+        session = await shop.register()
+        product = await shop.product(price_minor=1, stock=STOCK)
+    finally:
+        await shop.close()
+    return session.access_token, session.user_id, product.product_id
