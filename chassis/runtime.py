@@ -32,6 +32,7 @@ from chassis.broker import Broker
 from chassis.config import ServiceSettings
 from chassis.consumer import Consumer, Handler
 from chassis.events import Message
+from chassis.faults import is_infrastructure
 from chassis.health import Probe, Readiness, amqp_probe
 from chassis.identity import SignedIdentity
 from chassis.ledger import Ledger
@@ -65,6 +66,8 @@ class BackboneSettings(ServiceSettings):
     outbox_retention_s: float = Field(default=86400.0, ge=0)
     dedup_window_s: float = Field(default=7 * 86400.0, ge=3600)
     prune_interval_s: float = Field(default=3600.0, gt=0)
+    # How long a starting instance waits for its store and broker to answer, then gives up.
+    startup_wait_s: float = Field(default=120.0, ge=0)
 
 
 class AuthenticatedSettings(BackboneSettings):
@@ -75,6 +78,23 @@ class AuthenticatedSettings(BackboneSettings):
     user_service_addr: str
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
+
+
+async def _waiting_for(what: str, attempt: Callable[[], Awaitable[None]], within_s: float) -> None:
+    """`attempt()`, again after each infrastructure fault (doubling waits from 0.2 s to 5 s),
+    for up to `within_s`; other errors, and the last fault, are raised."""
+    deadline = time.monotonic() + within_s
+    wait_s = 0.2
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as exc:
+            if not is_infrastructure(exc) or time.monotonic() + wait_s > deadline:
+                raise
+            log.warning("waiting for a dependency", dependency=what, error=repr(exc)[:200])
+        await asyncio.sleep(wait_s)
+        wait_s = min(wait_s * 2, 5.0)
 
 
 class Runtime:
@@ -98,7 +118,8 @@ class Runtime:
         store = open_store(
             settings.store_url, database=settings.store_database or settings.service_name
         )
-        await store.open(collections)
+        # Started beside what it needs (compose, Kubernetes), a service waits for it.
+        await _waiting_for("store", lambda: store.open(collections), settings.startup_wait_s)
         broker = Broker(settings.rabbitmq_url, name=settings.instance_id)
         runtime = cls(settings, store, broker, Ledger())
         relay = OutboxRelay(
@@ -109,7 +130,7 @@ class Runtime:
             poll_interval_s=settings.outbox_poll_interval_s,
         )
         try:
-            await broker.connect()
+            await _waiting_for("broker", broker.connect, settings.startup_wait_s)
             relay.start()
             runtime.background(runtime._prune_forever(), name="prune")
             yield runtime
@@ -206,8 +227,11 @@ class Runtime:
         if not isinstance(settings, AuthenticatedSettings):
             raise TypeError(f"{type(settings).__name__} is not AuthenticatedSettings")
         upstream = await self.upstream(issuer.service, fallback=settings.user_service_addr)
+        keys = KeySet(grpc_jwks_source(issuer, upstream))
+        # Known before the instance serves: its first calls must not fail for want of them.
+        await _waiting_for("the token issuer's keys", keys.load, settings.startup_wait_s)
         return TokenVerifier(
-            KeySet(grpc_jwks_source(issuer, upstream)),
+            keys,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )

@@ -118,6 +118,11 @@ class KeySet:
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
 
+    async def load(self) -> None:
+        """Fetches the set now; Unavailable if the source cannot answer and none is known."""
+        async with self._lock:
+            await self._refresh()
+
     async def key(self, kid: str) -> jwt.PyJWK | None:
         """The key with this id, if the issuer publishes it."""
         if self._stale(kid):

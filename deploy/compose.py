@@ -30,7 +30,6 @@ from services.catalogue import Need, Service
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLICAS = 2
-APP_DIR = "/app"  # where the image holds the application (deploy/Containerfile)
 GATEWAY_DIR = "/gateway"  # the volume the gateway's bootstrap, contracts and EDS files share
 HEADER = "# Generated from the service catalogue by `make gen` (deploy/compose.py): do not edit.\n"
 
@@ -39,24 +38,17 @@ RABBITMQ = "${RABBITMQ_HOST:-rabbitmq}:${RABBITMQ_PORT:-5672}"
 REDIS = "${REDIS_HOST:-redis}:${REDIS_PORT:-6379}"
 POSTGRES = "${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}"
 GRPC_PORT = "${GRPC_PORT:-50051}"
+APP_IMAGE = "${ORDERMESH_IMAGE:-localhost/ordermesh:latest}"
 
 
 def _required(name: str) -> str:
     return f"${{{name}:?run make compose-env}}"
 
 
-def _database(service: Service) -> str:
-    return service.name
-
-
-def _app_image() -> str:
-    return "${ORDERMESH_IMAGE:-localhost/ordermesh:latest}"
-
-
 def _app(command: list[str], **extra: Any) -> dict[str, Any]:
     """A container of the application image: non-root, read-only, no privileges."""
     return {
-        "image": _app_image(),
+        "image": APP_IMAGE,
         "command": command,
         "read_only": True,
         "tmpfs": ["/tmp", "/run/ordermesh"],
@@ -78,8 +70,7 @@ def _service_environment(service: Service) -> dict[str, str]:
         env["RABBITMQ_URL"] = f"amqp://ordermesh:{_required('RABBITMQ_PASSWORD')}@{RABBITMQ}/"
     if Need.STORE in service.needs:
         env["STORE_URL"] = (
-            f"postgresql://ordermesh:{_required('POSTGRES_PASSWORD')}@{POSTGRES}/"
-            f"{_database(service)}"
+            f"postgresql://ordermesh:{_required('POSTGRES_PASSWORD')}@{POSTGRES}/{service.name}"
         )
     if service.serves or service.verifies_tokens:
         env["IDENTITY_KEY"] = _required("IDENTITY_KEY")
@@ -341,7 +332,7 @@ def mongodb() -> dict[str, Any]:
     for service in catalogue.in_start_order():
         if Need.STORE in service.needs:
             services[service.name] = {
-                "environment": {"STORE_URL": url, "STORE_DATABASE": _database(service)},
+                "environment": {"STORE_URL": url, "STORE_DATABASE": service.name},
                 "depends_on": ["mongodb-init"],
             }
     services["create-admin"] = dict(services["user"])
@@ -354,7 +345,7 @@ def init_sql() -> str:
         "-- Generated from the service catalogue by `make gen` (deploy/compose.py): do not edit.",
         "-- One database per service that keeps state; run once, when the volume is empty.",
     ]
-    lines += [f'CREATE DATABASE "{_database(s)}" OWNER ordermesh;' for s in stores]
+    lines += [f'CREATE DATABASE "{s.name}" OWNER ordermesh;' for s in stores]
     return "\n".join(lines) + "\n"
 
 

@@ -145,6 +145,3 @@ class Stack:
 
     def started_at(self, container: str) -> str:
         return self.podman("inspect", "--format", "{{.State.StartedAt}}", container).strip()
-
-    def logs(self, service: str) -> str:
-        return self.compose("logs", "--no-color", "--tail", "60", service).stdout

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -22,48 +22,22 @@ from harness.postgres import PrivatePostgres
 from harness.rabbitmq import PrivateRabbitMQ
 from harness.redis import PrivateRedis
 
-
-@pytest.fixture(scope="session")
-def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
-    """The session's private broker; a test that stops or kills it must use rabbitmq_factory."""
-    broker = PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
-    broker.start()
-    yield broker
-    broker.remove()
+Server = TypeVar("Server", PrivateRabbitMQ, PrivateRedis, PrivatePostgres)
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    """The session's private Redis; a test that stops or kills it must use redis_factory."""
-    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+def _one(make: Callable[[Path], Server], directory: Path) -> Iterator[Server]:
+    server = make(directory)
     server.start()
     yield server
     server.remove()
 
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
-    """The session's private PostgreSQL; a test that stops or kills it must use
-    postgres_factory."""
-    server = PrivatePostgres(tmp_path_factory.mktemp("postgres"))
-    server.start()
-    yield server
-    server.remove()
+def _owned(make: Callable[[Path], Server], directory: Path) -> Iterator[Callable[[], Server]]:
+    """A factory of servers that belong to the calling test, each removed when it ends."""
+    started: list[Server] = []
 
-
-@pytest.fixture
-def postgres_url(postgres: PrivatePostgres) -> str:
-    """A fresh database on the session's PostgreSQL."""
-    return postgres.database(f"test_{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def postgres_factory(tmp_path: Path) -> Iterator[Callable[[], PrivatePostgres]]:
-    """Starts PostgreSQL servers that belong to the calling test."""
-    started: list[PrivatePostgres] = []
-
-    def start() -> PrivatePostgres:
-        server = PrivatePostgres(tmp_path / f"postgres-{len(started)}")
+    def start() -> Server:
+        server = make(directory / f"{make.__name__.lower()}-{len(started)}")
         started.append(server)
         server.start()
         return server
@@ -71,6 +45,25 @@ def postgres_factory(tmp_path: Path) -> Iterator[Callable[[], PrivatePostgres]]:
     yield start
     for server in started:
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
+    """The session's private broker; a test that stops or kills it must use rabbitmq_factory."""
+    yield from _one(PrivateRabbitMQ, tmp_path_factory.mktemp("rabbitmq"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """The session's private Redis; a test that stops or kills it must use redis_factory."""
+    yield from _one(PrivateRedis, tmp_path_factory.mktemp("redis"))
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    """The session's private PostgreSQL; a test that stops or kills it must use
+    postgres_factory."""
+    yield from _one(PrivatePostgres, tmp_path_factory.mktemp("postgres"))
 
 
 @pytest.fixture
@@ -80,35 +73,27 @@ def amqp_url(rabbitmq: PrivateRabbitMQ) -> str:
 
 
 @pytest.fixture
+def postgres_url(postgres: PrivatePostgres) -> str:
+    """A fresh database on the session's PostgreSQL."""
+    return postgres.database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
 def rabbitmq_factory(tmp_path: Path) -> Iterator[Callable[[], PrivateRabbitMQ]]:
     """Starts brokers that belong to the calling test (chaos tests kill and restart them)."""
-    started: list[PrivateRabbitMQ] = []
-
-    def start() -> PrivateRabbitMQ:
-        broker = PrivateRabbitMQ(tmp_path / f"rabbitmq-{len(started)}")
-        started.append(broker)
-        broker.start()
-        return broker
-
-    yield start
-    for broker in started:
-        broker.remove()
+    yield from _owned(PrivateRabbitMQ, tmp_path)
 
 
 @pytest.fixture
 def redis_factory(tmp_path: Path) -> Iterator[Callable[[], PrivateRedis]]:
     """Starts Redis servers that belong to the calling test."""
-    started: list[PrivateRedis] = []
+    yield from _owned(PrivateRedis, tmp_path)
 
-    def start() -> PrivateRedis:
-        server = PrivateRedis(tmp_path / f"redis-{len(started)}")
-        started.append(server)
-        server.start()
-        return server
 
-    yield start
-    for server in started:
-        server.remove()
+@pytest.fixture
+def postgres_factory(tmp_path: Path) -> Iterator[Callable[[], PrivatePostgres]]:
+    """Starts PostgreSQL servers that belong to the calling test."""
+    yield from _owned(PrivatePostgres, tmp_path)
 
 
 @pytest.fixture

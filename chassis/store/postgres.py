@@ -298,7 +298,7 @@ class PostgresStore:
                 for field in collection.indexed
             ]
         try:
-            self._pool = await asyncpg.create_pool(
+            self._pool = self._pool or await asyncpg.create_pool(
                 self._url,
                 min_size=1,
                 max_size=self._pool_size,
