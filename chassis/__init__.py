@@ -4,6 +4,7 @@ config       frozen settings read once from the environment, failing fast with t
 correlation  the correlation and causation ids of the work in progress, in contextvars
 errors       the domain error hierarchy that adapters map to gRPC status codes (pure, no I/O)
 health       readiness: probes of a service's dependencies, and whether all of them answer
+probe        python -m chassis.probe: a container's health check, asking the instance's gRPC health
 logging      structlog JSON lines carrying service, instance and correlation id
 grpc         serve(): the gRPC server every service runs (health, reflection, access, errors)
 tokens       access tokens verified against the issuer's published keys (JWKS)
@@ -14,7 +15,7 @@ upstream     calls to another service's instances: deadlines, safe retries, a ci
 events       messages on the wire: routes from the contracts, the envelope, decoding
 topology     exchanges, queues, bindings, retry and dead-letter queues, derived from the contracts
 broker       the process's RabbitMQ connection and its confirmed, mandatory publisher
-store        the storage port (unit of work, outbox, inbox) and its SQLite and MongoDB adapters
+store        the storage port (unit of work, outbox, inbox); SQLite, PostgreSQL and MongoDB adapters
 lease        one holder at a time of a named lease among the instances sharing a store
 outbox       the relay that publishes committed outbox messages, in order per key
 consumer     consumers with explicit outcomes: processed once, retried, or dead-lettered
@@ -25,5 +26,4 @@ saga         multi-service transactions as steps with compensations, timeouts an
 runtime      a service's store, broker, relay, consumers and readiness, opened in order
 pages        page sizes and page tokens of list RPCs
 timestamps   stored times as google.protobuf.Timestamp
-testing      private RabbitMQ, Redis and Envoy processes, the system as processes, a supervisor
 """

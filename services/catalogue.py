@@ -53,7 +53,6 @@ __all__ = [
     "by_api",
     "domain_services",
     "entry",
-    "gateway_services",
     "in_start_order",
 ]
 
@@ -175,10 +174,6 @@ def entry(name: str) -> Service:
 def domain_services() -> list[Service]:
     """The services behind the gateway, whose RPCs it routes."""
     return [s for s in CATALOGUE if not s.gateway]
-
-
-def gateway_services() -> list[Service]:
-    return [s for s in CATALOGUE if s.gateway]
 
 
 def by_api(full_name: str) -> Service:
