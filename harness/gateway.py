@@ -17,7 +17,7 @@ from gateway.config import GatewayConfig, bootstrap, clusters_of, eds_path
 from harness.envoy import PrivateEnvoy
 from harness.process import ManagedProcess, free_port
 
-__all__ = ["LocalGateway"]
+__all__ = ["LocalGateway", "endpoints_of"]
 
 
 class LocalGateway:
@@ -73,17 +73,7 @@ class LocalGateway:
 
     def endpoints(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Per cluster, Envoy's view of each endpoint: its address and health flags."""
-        status = json.loads(self.envoy.admin("/clusters?format=json"))
-        found: dict[str, list[tuple[str, list[str]]]] = {}
-        for cluster in status.get("cluster_statuses", []):
-            hosts = []
-            for host in cluster.get("host_statuses", []):
-                socket = host["address"]["socket_address"]
-                flags = [k for k, v in host.get("health_status", {}).items() if v is True]
-                state = host.get("health_status", {}).get("eds_health_status", "")
-                hosts.append((f"{socket['address']}:{socket['port_value']}", [state, *flags]))
-            found[cluster["name"]] = hosts
-        return found
+        return endpoints_of(self.envoy.admin("/clusters?format=json"))
 
     def wait_for_endpoint(
         self, cluster: str, address: str, *, present: bool = True, timeout_s: float = 30.0
@@ -117,3 +107,19 @@ class LocalGateway:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gateway endpoints not healthy in time: {endpoints}")
             time.sleep(0.1)
+
+
+def endpoints_of(clusters_json: str) -> dict[str, list[tuple[str, list[str]]]]:
+    """Per cluster, each endpoint's address and health flags, from Envoy's admin
+    `/clusters?format=json` (["HEALTHY"]: routed)."""
+    status = json.loads(clusters_json)
+    found: dict[str, list[tuple[str, list[str]]]] = {}
+    for cluster in status.get("cluster_statuses", []):
+        hosts = []
+        for host in cluster.get("host_statuses", []):
+            socket = host["address"]["socket_address"]
+            flags = [k for k, v in host.get("health_status", {}).items() if v is True]
+            state = host.get("health_status", {}).get("eds_health_status", "")
+            hosts.append((f"{socket['address']}:{socket['port_value']}", [state, *flags]))
+        found[cluster["name"]] = hosts
+    return found
