@@ -54,6 +54,9 @@ class ServiceSettings(Settings):
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
     # How long in-flight RPCs may finish after SIGTERM before they are cancelled.
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # After SIGTERM, how long a registered instance keeps taking calls once it is DRAINING in
+    # the registry, so that gateways and clients learn it before it refuses them.
+    drain_delay_s: float = Field(default=0.5, ge=0)
     # How often readiness probes run; health follows within this delay.
     health_interval_s: float = Field(default=2.0, gt=0)
     # The registry (chassis.registry): empty means this instance is not registered.

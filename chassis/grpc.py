@@ -338,6 +338,9 @@ async def serve(
     finally:
         if registration is not None:
             await registration.drain()
+            # Still answering while the news spreads (registry -> discovery -> Envoy): a call
+            # sent before it arrives is served, not refused.
+            await asyncio.sleep(settings.drain_delay_s)
         await server.stop()
         if registration is not None:
             await registration.stop()
