@@ -71,9 +71,6 @@ class ServiceSettings(Settings):
     # A silent instance drops out of the registry after registry_ttl_s; heartbeats renew it.
     registry_ttl_s: float = Field(default=6.0, gt=0)
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
-    # Shared with the gateway's auth service, which signs the callers it forwards with it
-    # (chassis.identity); empty: callers' tokens are verified here, never a forwarded caller.
-    identity_key: str = Field(default="", repr=False)
 
 
 S = TypeVar("S", bound=Settings)

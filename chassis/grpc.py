@@ -42,7 +42,7 @@ from chassis import bounds, errors
 from chassis.config import WILDCARDS, ServiceSettings
 from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
 from chassis.health import Readiness
-from chassis.identity import AccessPolicy, Authenticator, SignedIdentity, caller
+from chassis.identity import AccessPolicy, Authenticator, caller
 from chassis.logging import get_logger
 from chassis.registry import Instance, Registration, Registry
 
@@ -215,7 +215,6 @@ class GrpcServer:
         *,
         readiness: Readiness | None = None,
         authenticator: Authenticator | None = None,
-        identity: SignedIdentity | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         health_interval_s: float = 2.0,
@@ -227,9 +226,7 @@ class GrpcServer:
         self._health_interval_s = health_interval_s
         self._shutdown_grace_s = shutdown_grace_s
         # SO_REUSEPORT off: a second process on a taken port must fail, not share it silently.
-        policy = AccessPolicy(
-            (s.descriptor for s in self._services if s.governed), authenticator, identity
-        )
+        policy = AccessPolicy((s.descriptor for s in self._services if s.governed), authenticator)
         self._server = grpc.aio.server(
             interceptors=[_EdgeInterceptor(policy)], options=[("grpc.so_reuseport", 0)]
         )
@@ -303,7 +300,6 @@ async def serve(
     *,
     readiness: Readiness | None = None,
     authenticator: Authenticator | None = None,
-    identity: SignedIdentity | None = None,
     notes: Callable[[], Mapping[str, str]] | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry.
@@ -315,7 +311,6 @@ async def serve(
         services,
         readiness=readiness,
         authenticator=authenticator,
-        identity=identity,
         host=settings.grpc_host,
         port=settings.grpc_port,
         health_interval_s=settings.health_interval_s,

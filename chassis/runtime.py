@@ -34,7 +34,6 @@ from chassis.consumer import Consumer, Handler
 from chassis.events import Message
 from chassis.faults import is_infrastructure
 from chassis.health import Probe, Readiness, amqp_probe
-from chassis.identity import SignedIdentity
 from chassis.ledger import Ledger
 from chassis.logging import get_logger
 from chassis.outbox import OutboxRelay
@@ -235,11 +234,6 @@ class Runtime:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
-
-    def signed_identity(self) -> SignedIdentity | None:
-        """Reads the callers the gateway forwards, if the settings share its key."""
-        key = self.settings.identity_key
-        return SignedIdentity(key) if key else None
 
     def readiness(self, extra: Mapping[str, Probe] | None = None) -> Readiness:
         async def store_probe() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "ALGORITHMS",
     "Claims",
     "InvalidToken",
+    "JwksSource",
     "KeyIssuer",
     "KeySet",
     "TokenVerifier",

@@ -5,11 +5,12 @@
 
 compose.yaml is the whole system for Docker Compose (or Podman): RabbitMQ, Redis, PostgreSQL
 (a database per service that keeps state), the gateway (Envoy, its bootstrap rendered by
-`gateway.config` in a one-shot container, its endpoints written by `gateway.discovery` from the
-registry), and every service of the catalogue with REPLICAS instances, restart policies, health
-checks (`python -m chassis.probe`), a read-only root filesystem and a rolling-update policy.
-Every address and port is a variable whose default suits a normal Docker network; every secret
-is a variable that must be set (`make compose-env` writes them, fresh, to `.env`).
+`gateway.config` in a one-shot container, its endpoints and edge policy written by its agent,
+`gateway.agent`, from the registry and the auth service's policy), and every service of the
+catalogue with REPLICAS instances, restart policies, health checks (`python -m chassis.probe`),
+a read-only root filesystem and a rolling-update policy. Every address and port is a variable
+whose default suits a normal Docker network; every secret is a variable that must be set
+(`make compose-env` writes them, fresh, to `.env`).
 
 - compose.host-network.yaml: every container on the host's network, bound to 127.0.0.1, on the
   ports the env file gives (this project's machines allow no bridge network);
@@ -30,7 +31,8 @@ from services.catalogue import Need, Service
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLICAS = 2
-GATEWAY_DIR = "/gateway"  # the volume the gateway's bootstrap, contracts and EDS files share
+# The volume the gateway's bootstrap, contracts, EDS and policy files share.
+GATEWAY_DIR = "/gateway"
 HEADER = "# Generated from the service catalogue by `make gen` (deploy/compose.py): do not edit.\n"
 
 # Every address and port, as a variable with a default for a normal Docker network.
@@ -72,8 +74,6 @@ def _service_environment(service: Service) -> dict[str, str]:
         env["STORE_URL"] = (
             f"postgresql://ordermesh:{_required('POSTGRES_PASSWORD')}@{POSTGRES}/{service.name}"
         )
-    if service.serves or service.verifies_tokens:
-        env["IDENTITY_KEY"] = _required("IDENTITY_KEY")
     for callee in service.dependencies:
         variable = service.address_variable(callee)
         # Used while the registry does not answer; a service name resolves to its replicas.
@@ -187,10 +187,11 @@ def _gateway() -> dict[str, Any]:
             [
                 "sh",
                 "-c",
-                f"mkdir -p {GATEWAY_DIR}/eds && exec python -m gateway.config "
-                f'-o {GATEWAY_DIR}/envoy.json --host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
-                f"--eds-dir {GATEWAY_DIR}/eds --descriptor-set {GATEWAY_DIR}/descriptors.pb "
-                '--admin-port "$$GATEWAY_ADMIN_PORT" --empty-eds',
+                f"exec python -m gateway.config -o {GATEWAY_DIR}/envoy.json "
+                '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
+                f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
+                f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
+                '--admin-port "$$GATEWAY_ADMIN_PORT" --prepare',
             ],
             environment={
                 "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
@@ -200,11 +201,12 @@ def _gateway() -> dict[str, Any]:
             volumes=[f"gateway:{GATEWAY_DIR}"],
             restart="on-failure",
         ),
-        "discovery": _app(
-            ["python", "-m", "gateway.discovery"],
+        "gateway-agent": _app(
+            ["python", "-m", "gateway.agent"],
             environment={
                 "REDIS_URL": f"redis://:{_required('REDIS_PASSWORD')}@{REDIS}/0",
                 "EDS_DIR": f"{GATEWAY_DIR}/eds",
+                "POLICY_DIR": f"{GATEWAY_DIR}/policy",
             },
             volumes=[f"gateway:{GATEWAY_DIR}"],
             restart="unless-stopped",
@@ -218,7 +220,7 @@ def _gateway() -> dict[str, Any]:
             "restart": "unless-stopped",
             "depends_on": {
                 "gateway-config": {"condition": "service_completed_successfully"},
-                "discovery": {"condition": "service_started"},
+                "gateway-agent": {"condition": "service_started"},
             },
         },
     }

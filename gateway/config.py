@@ -13,8 +13,16 @@ What the contracts decide, read from the descriptor set `make gen` builds (gen/d
 - how often: a local token bucket per gateway as a floor, then global limits shared by every
   gateway (sign-in attempts per client address, writes per user and per address), counted by
   the rate-limit service, failing open;
-- who may call: every request is checked by the auth service (Envoy's ext_authz, after
-  transcoding, so REST and gRPC alike), failing closed (503) when it cannot answer;
+- who may call, decided in Envoy without a hop (docs/decisions.md, "Edge auth"): on
+  AUTHENTICATED and ADMIN routes the bearer token is verified by jwt_authn (EdDSA keys only,
+  issuer, audience and expiry required, a maximum lifetime, verified tokens cached), then its
+  session is looked up in the revoked sessions (an RBAC hash lookup), then on ADMIN routes
+  the verified roles must hold "admin" (RBAC on the token's claims); the key set and the
+  revoked sessions are ECDS files the gateway's agent keeps in step with the auth service's
+  policy (gateway.policy), applied without a restart. RPCs whose contract asks for
+  `(common.v1.policy_check)` are also checked by the auth service on every call (ext_authz),
+  failing closed (503). Clients' copies of the headers Envoy writes from a verified token
+  are removed first;
 - the upstream clusters: one per service (the package's first part: `order.v1` -> `order`),
   its endpoints from the registry through file-based EDS (`gateway.discovery` writes the
   files), health-checked over gRPC health, with outlier detection.
@@ -22,7 +30,8 @@ What the contracts decide, read from the descriptor set `make gen` builds (gen/d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,14 +40,36 @@ from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from chassis.identity import USER_HEADER
 from services import catalogue
 from services.catalogue import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit
 
-__all__ = ["GatewayConfig", "Rpc", "bootstrap", "eds_path", "routable_rpcs"]
+__all__ = [
+    "GatewayConfig",
+    "Rpc",
+    "bootstrap",
+    "eds_path",
+    "jwt_authn_config",
+    "policy_paths",
+    "revocations_config",
+    "routable_rpcs",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
+# Written by Envoy from a verified token, after removing any copy a client sent: the caller's
+# user id (what per-user rate limits count by) and session id (what revocations match).
+# Services never read them: they verify the token themselves (chassis.identity).
+USER_HEADER = "x-ordermesh-user"
+SESSION_HEADER = "x-ordermesh-session"
+# The filters whose configuration comes from the policy files (gateway.policy), by file.
+JWT_FILTER = "ordermesh.jwt_authn"
+REVOCATIONS_FILTER = "ordermesh.revocations"
+ADMIN_FILTER = "ordermesh.admin"
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+# jwt_authn's requirement for a valid token from the issuer, and where it puts the claims.
+TOKEN_REQUIREMENT = "token"
+PROVIDER = "issuer"
+CLAIMS_METADATA = "claims"
 # The gateway's own services (besides those its routes lead to).
 AUTH_CLUSTER = "auth"
 RATE_LIMIT_CLUSTER = "ratelimit"
@@ -85,6 +116,8 @@ class Rpc:
     http_verb: str  # "get", "post", ... or "" without a REST rule
     # Its request carries an `idempotency_key`: the service applies a repeated request once.
     deduplicated: bool
+    # Its contract asks for the auth service's check on every call (ext_authz).
+    policy_check: bool = False
 
     @property
     def path(self) -> str:
@@ -130,6 +163,7 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                         access=access,
                         http_verb=rule.WhichOneof("pattern") or "",
                         deduplicated=method.input_type in keyed,
+                        policy_check=options.Extensions[options_pb2.policy_check],
                     )
                 )
     return rpcs
@@ -145,9 +179,18 @@ class GatewayConfig:
     health_check_interval_s: float = 1.0
     route_timeout_s: float = 15.0
     max_connections: int = 10_000
-    # Every request is checked by the auth service (ext_authz), registered as service "auth".
+    # Where the gateway's agent writes the policy files (gateway.policy).
+    policy_dir: Path = Path("policy")
+    # Tokens are verified (and revocations, roles and policy checks applied); the policy
+    # checks are made by the auth service (ext_authz), registered as service "auth".
     auth: bool = True
     auth_timeout_s: float = 0.5
+    jwt_issuer: str = "ordermesh"
+    jwt_audience: str = "ordermesh"
+    # Tokens whose exp is further than this from their iat are refused, whoever signed them.
+    max_token_lifetime_s: int = 3600
+    clock_skew_s: int = 5
+    verified_tokens_cached: int = 10_000
     # Global limits (the rate-limit service, registered as "ratelimit"), shared by every
     # gateway using the same domain; and each gateway's own floor, in requests per second.
     rate_limit: bool = True
@@ -173,6 +216,83 @@ class GatewayConfig:
 
 def eds_path(eds_dir: Path, cluster: str) -> Path:
     return eds_dir / f"{cluster}.json"
+
+
+def policy_paths(config: GatewayConfig) -> dict[str, Path]:
+    """The policy files (ECDS), each named after the filter it configures."""
+    return {
+        "jwt": config.policy_dir / f"{JWT_FILTER}.json",
+        "revocations": config.policy_dir / f"{REVOCATIONS_FILTER}.json",
+    }
+
+
+def jwt_authn_config(config: GatewayConfig, jwks: Mapping[str, Any]) -> dict[str, Any]:
+    """jwt_authn verifying the issuer's tokens against `jwks`, which holds only the EdDSA keys
+    the auth service accepted (services.auth.service): a token naming another algorithm (none,
+    HS256 with a public key, RS256) finds no key."""
+    return {
+        "@type": _type("filters.http.jwt_authn.v3.JwtAuthentication"),
+        "providers": {
+            PROVIDER: {
+                "issuer": config.jwt_issuer,
+                "audiences": [config.jwt_audience],
+                "local_jwks": {"inline_string": json.dumps(jwks, sort_keys=True)},
+                "require_expiration": True,
+                "max_lifetime": _seconds(config.max_token_lifetime_s),
+                "clock_skew_seconds": config.clock_skew_s,
+                # The services verify the token again (chassis.identity): it goes on to them.
+                "forward": True,
+                "claim_to_headers": [
+                    {"header_name": USER_HEADER, "claim_name": "sub"},
+                    {"header_name": SESSION_HEADER, "claim_name": "sid"},
+                ],
+                "payload_in_metadata": CLAIMS_METADATA,
+                "jwt_cache_config": {"jwt_cache_size": config.verified_tokens_cached},
+            }
+        },
+        "requirement_map": {TOKEN_REQUIREMENT: {"provider_name": PROVIDER}},
+    }
+
+
+def _rbac_action(name: str, action: str) -> dict[str, Any]:
+    return {
+        "action": {
+            "name": name,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.rbac.v3.Action",
+                "name": name,
+                "action": action,
+            },
+        }
+    }
+
+
+# The RBAC action name a revoked session's denial carries (Envoy's response code details say
+# `rbac_access_denied_matched_policy[revoked]`, which the local replies turn into a 401).
+REVOKED = "revoked"
+
+
+def revocations_config(revoked: Mapping[str, Any]) -> dict[str, Any]:
+    """RBAC denying the sessions in `revoked`: one hash lookup of the session header, however
+    many there are (a list of principals would be a linear scan; see ../shared/NOTES.md)."""
+    rbac: dict[str, Any] = {"@type": _type("filters.http.rbac.v3.RBAC")}
+    if revoked:  # Envoy refuses an empty map; no rules at all means no denial
+        deny = _rbac_action(REVOKED, "DENY")
+        rbac["matcher"] = {
+            "matcher_tree": {
+                "input": {
+                    "name": "session",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.type.matcher.v3."
+                        "HttpRequestHeaderMatchInput",
+                        "header_name": SESSION_HEADER,
+                    },
+                },
+                "exact_match_map": {"map": {session: deny for session in sorted(revoked)}},
+            },
+            "on_no_match": _rbac_action("allow", "ALLOW"),
+        }
+    return rbac
 
 
 def _type(extension: str) -> str:
@@ -202,7 +322,7 @@ def _rate_limits(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
     """The limits a call counts against. Global (the rate-limit service): sign-in attempts
     (public writes: Register, Login, RefreshToken, Logout) per client address; other writes per
     user and per address. Local (Envoy, READS_STAGE): reads per verified user, or per address
-    for a caller without a token (the auth service removes a client's copy of the header)."""
+    for a caller without a token (clients' copies of the header are removed first)."""
     by_address: dict[str, Any] = {BY_ADDRESS: {}}
     by_user = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": BY_USER}}
     if rpc.is_read:
@@ -230,7 +350,7 @@ def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
     if rpc.retry_safe:
         retry_on += ["unavailable", "reset"]
     limits = _rate_limits(rpc, config)
-    return {
+    route: dict[str, Any] = {
         "match": {"path": rpc.path},
         "route": {
             **({"rate_limits": limits} if limits else {}),
@@ -245,6 +365,60 @@ def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
             },
         },
     }
+    if config.auth:
+        route["typed_per_filter_config"] = _access_of(rpc)
+    return route
+
+
+# On ADMIN routes: the verified token's roles must hold "admin" (jwt_authn put its claims in
+# the request's dynamic metadata).
+ADMIN = {"string_match": {"exact": "admin"}}
+ADMIN_ROLE = {
+    "rules": {
+        "action": "ALLOW",
+        "policies": {
+            "admin": {
+                "permissions": [{"any": True}],
+                "principals": [
+                    {
+                        "sourced_metadata": {
+                            "metadata_matcher": {
+                                "filter": "envoy.filters.http.jwt_authn",
+                                "path": [{"key": CLAIMS_METADATA}, {"key": "roles"}],
+                                "value": {
+                                    "list_match": {"one_of": {"string_match": {"exact": "admin"}}}
+                                },
+                            }
+                        }
+                    }
+                ],
+            }
+        },
+    }
+}
+
+
+EXT_AUTHZ_OFF = {"@type": _type("filters.http.ext_authz.v3.ExtAuthzPerRoute"), "disabled": True}
+
+
+def _access_of(rpc: Rpc) -> dict[str, Any]:
+    """The per-route configuration of the access filters: a token required on AUTHENTICATED
+    and ADMIN routes, the admin role on ADMIN ones, the auth service's check where the
+    contract asks for it."""
+    jwt: dict[str, Any] = {"@type": _type("filters.http.jwt_authn.v3.PerRouteConfig")}
+    if rpc.access == options_pb2.ACCESS_PUBLIC:
+        jwt["disabled"] = True
+    else:
+        jwt["requirement_name"] = TOKEN_REQUIREMENT
+    filters: dict[str, Any] = {JWT_FILTER: jwt}
+    if rpc.access == options_pb2.ACCESS_ADMIN:
+        filters[ADMIN_FILTER] = {
+            "@type": _type("filters.http.rbac.v3.RBACPerRoute"),
+            "rbac": ADMIN_ROLE,
+        }
+    if not rpc.policy_check:
+        filters[EXT_AUTHZ_FILTER] = EXT_AUTHZ_OFF
+    return filters
 
 
 def _cluster(name: str, config: GatewayConfig) -> dict[str, Any]:
@@ -301,6 +475,19 @@ def _status_is(status: int, op: str = "EQ") -> dict[str, Any]:
     return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
 
 
+def _details_start(prefix: str) -> dict[str, Any]:
+    """A local reply whose response code details start with `prefix` (a CEL filter)."""
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": _type("access_loggers.filters.cel.v3.ExpressionFilter"),
+                "expression": f"response.code_details.startsWith({json.dumps(prefix)})",
+            },
+        }
+    }
+
+
 def _local_replies() -> dict[str, Any]:
     def body(code: int, message: str) -> dict[str, Any]:
         return {"json_format": {"code": code, "message": message, "details": []}}
@@ -312,9 +499,44 @@ def _local_replies() -> dict[str, Any]:
     auth_failed = {
         "and_filter": {"filters": [_status_is(503), {"response_flag_filter": {"flags": ["UAEX"]}}]}
     }
+
+    def challenge(value: str) -> list[dict[str, Any]]:
+        header = {"key": "www-authenticate", "value": value}
+        return [{"header": header, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+
+    # Every refused token is a 401 (jwt_authn answers 403 for a wrong audience) with the
+    # challenge of RFC 6750: no error code without a token, invalid_token otherwise.
+    invalid_token = challenge('Bearer error="invalid_token"')
     return {
         "mappers": [
             {"filter": auth_failed, "body_format_override": body(14, unchecked)},
+            # Which access filter refused, from Envoy's response code details.
+            {
+                "filter": _details_start("jwt_authn_access_denied{Jwt_is_missing}"),
+                "status_code": 401,
+                "headers_to_add": challenge("Bearer"),
+                "body_format_override": body(
+                    16, "no access token: send 'authorization: Bearer <token>'"
+                ),
+            },
+            {
+                "filter": _details_start("jwt_authn_access_denied"),
+                "status_code": 401,
+                "headers_to_add": invalid_token,
+                "body_format_override": body(
+                    16, "the access token was refused: %LOCAL_REPLY_BODY%"
+                ),
+            },
+            {
+                "filter": _details_start(f"rbac_access_denied_matched_policy[{REVOKED}]"),
+                "status_code": 401,
+                "headers_to_add": invalid_token,
+                "body_format_override": body(16, "this session was ended: log in again"),
+            },
+            {
+                "filter": _details_start("rbac_access_denied"),
+                "body_format_override": body(7, "this RPC is for administrators only"),
+            },
             *(
                 {
                     "filter": _status_is(status),
@@ -409,8 +631,9 @@ def _transcoder(rpcs: Sequence[Rpc], config: GatewayConfig) -> dict[str, Any]:
 
 
 def _ext_authz(config: GatewayConfig) -> dict[str, Any]:
+    """The auth service's check, disabled on the routes whose contract does not ask for it."""
     return {
-        "name": "envoy.filters.http.ext_authz",
+        "name": EXT_AUTHZ_FILTER,
         "typed_config": {
             "@type": _type("filters.http.ext_authz.v3.ExtAuthz"),
             "transport_api_version": "V3",
@@ -423,6 +646,52 @@ def _ext_authz(config: GatewayConfig) -> dict[str, Any]:
             "failure_mode_allow": False,
             "status_on_error": {"code": 503},
             "allowed_headers": {"patterns": [{"exact": "authorization"}]},
+        },
+    }
+
+
+def _from_policy_file(path: Path, extension: str) -> dict[str, Any]:
+    """A filter configured by a policy file (ECDS), reloaded when the file is replaced."""
+    return {
+        "name": path.stem,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": str(path),
+                    "watched_directory": {"path": str(path.parent)},
+                },
+            },
+            "type_urls": [_type(extension)],
+        },
+    }
+
+
+def _access_filters(config: GatewayConfig) -> list[dict[str, Any]]:
+    """Token, revocations, admin role, then the auth service's check (see the module doc)."""
+    paths = policy_paths(config)
+    return [
+        _from_policy_file(paths["jwt"], "filters.http.jwt_authn.v3.JwtAuthentication"),
+        _from_policy_file(paths["revocations"], "filters.http.rbac.v3.RBAC"),
+        # No rules but on ADMIN routes. (Not a filter disabled but on some routes: Envoy
+        # decides that from the route before transcoding, and a REST path has none.)
+        {"name": ADMIN_FILTER, "typed_config": {"@type": _type("filters.http.rbac.v3.RBAC")}},
+        _ext_authz(config),
+    ]
+
+
+def _strip_identity_headers() -> dict[str, Any]:
+    """Removes clients' copies of the headers Envoy writes from a verified token."""
+    return {
+        "name": "ordermesh.strip_identity_headers",
+        "typed_config": {
+            "@type": _type("filters.http.header_mutation.v3.HeaderMutation"),
+            "mutations": {
+                "request_mutations": [
+                    {"remove": USER_HEADER},
+                    {"remove": SESSION_HEADER},
+                ]
+            },
         },
     }
 
@@ -529,12 +798,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
         "direct_response": {"status": 404, "body": {"inline_string": "no such route"}},
     }
     if config.auth:
-        unrouted["typed_per_filter_config"] = {
-            "envoy.filters.http.ext_authz": {
-                "@type": _type("filters.http.ext_authz.v3.ExtAuthzPerRoute"),
-                "disabled": True,
-            }
-        }
+        unrouted["typed_per_filter_config"] = {EXT_AUTHZ_FILTER: EXT_AUTHZ_OFF}
     routes.append(unrouted)
     manager = {
         "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
@@ -553,7 +817,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                     # A client's deadline is enforced here (max_stream_duration), not passed
                     # on: a service answering DEADLINE_EXCEEDED (504) to a crafted
                     # `grpc-timeout: 1n` would count as an instance failing, and eject it.
-                    "request_headers_to_remove": ["grpc-timeout"],
+                    "request_headers_to_remove": ["grpc-timeout", USER_HEADER, SESSION_HEADER],
                 }
             ],
         },
@@ -575,10 +839,11 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             "initial_connection_window_size": 1048576,
         },
         "http_filters": [
-            # The floor first, then the body's size, then transcoding, so the auth check sees
-            # REST calls as their gRPC paths, and the global limits last, as they count calls
-            # by the verified user.
+            # The floor first, then the body's size, then transcoding, so the access filters
+            # see REST calls as their gRPC paths, and the limits last, as they count calls by
+            # the verified user.
             _local_limit(config),
+            _strip_identity_headers(),
             _header_names(),
             {
                 "name": "envoy.filters.http.buffer",
@@ -588,7 +853,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                 },
             },
             _transcoder(rpcs, config),
-            *([_ext_authz(config)] if config.auth else []),
+            *(_access_filters(config) if config.auth else []),
             _reads_per_client(config),
             *([_global_limit(config)] if config.rate_limit else []),
             {
@@ -660,7 +925,6 @@ def main() -> None:
     listener on 127.0.0.1 (a container's gateway, see compose.yaml). An output named *.json is
     written as JSON (Envoy reads either; the image has no YAML library)."""
     import argparse
-    import json
     import shutil
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -670,8 +934,11 @@ def main() -> None:
     parser.add_argument("--eds-dir", type=Path, default=Path(".build/run/gateway/eds"))
     parser.add_argument("--descriptor-set", type=Path, help="where Envoy reads the contracts")
     parser.add_argument("--admin-port", type=int, help="an admin listener on 127.0.0.1")
+    parser.add_argument("--policy-dir", type=Path, default=Path(".build/run/gateway/policy"))
     parser.add_argument(
-        "--empty-eds", action="store_true", help="write an empty EDS file for each missing one"
+        "--prepare",
+        action="store_true",
+        help="write each missing file Envoy reads at start (EDS and policy files)",
     )
     args = parser.parse_args()
     if args.descriptor_set is not None:
@@ -680,16 +947,14 @@ def main() -> None:
         host=args.host,
         port=args.port,
         eds_dir=args.eds_dir,
+        policy_dir=args.policy_dir,
         descriptor_set=args.descriptor_set or DESCRIPTOR_SET.relative_to(ROOT),
     )
     rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
-    if args.empty_eds:  # Envoy refuses to start on an EDS path that does not exist yet
-        from gateway.discovery import EdsFiles
+    if args.prepare:  # Envoy refuses to start on an EDS or ECDS path that does not exist yet
+        from gateway.agent import prepare
 
-        files = EdsFiles(args.eds_dir)
-        for cluster in clusters_of(config):
-            if not eds_path(args.eds_dir, cluster).exists():
-                files.write(cluster, [])
+        prepare(config)
     if args.admin_port is not None:
         address = {"address": "127.0.0.1", "port_value": args.admin_port}
         rendered["admin"] = {"address": {"socket_address": address}}

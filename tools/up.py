@@ -184,7 +184,7 @@ def main() -> int:
         started.append(gateway)
         gateway.start()
         gateway.wait_for_healthy(args.instances)
-        for process in [*instances, gateway.discovery, gateway.envoy.process]:
+        for process in [*instances, gateway.agent, gateway.envoy.process]:
             supervisor.watch(process)
         supervisor.start()
         password = system.admin_password

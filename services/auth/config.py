@@ -7,5 +7,8 @@ from chassis.runtime import AuthenticatedSettings
 
 class AuthSettings(AuthenticatedSettings):
     service_name: str = "auth"
-    # Required here: the key the callers it forwards are signed with (chassis.identity).
-    identity_key: str = Field(min_length=32, repr=False)
+    # Required here: where the edge policy is published to every gateway (gateway.policy).
+    redis_url: str = Field(min_length=1)
+    # How often the token issuer's key set is fetched and republished; the issuer publishes
+    # each new key `signing_key_lead_s` before it signs with it, which must be longer.
+    keys_refresh_s: float = Field(default=10.0, gt=0)

@@ -7,12 +7,14 @@ import redis.asyncio as aioredis
 from chassis import config
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
-from chassis.identity import AccessPolicy, SignedIdentity
+from chassis.identity import AccessPolicy
 from chassis.runtime import Runtime
+from chassis.tokens import grpc_jwks_source
+from gateway.policy import PolicyFeed, PolicyWatcher
 from services import catalogue
-from services.auth import api
+from services.auth import api, consumers
 from services.auth.config import AuthSettings
-from services.auth.revocations import SESSIONS, Revocations
+from services.auth.service import EdgePolicyKeeper
 
 
 async def main() -> None:
@@ -21,26 +23,26 @@ async def main() -> None:
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
     async with Runtime.open(settings) as runtime:
-        redis = (
-            aioredis.from_url(settings.redis_url, socket_timeout=1.0, decode_responses=True)
-            if settings.redis_url
-            else None
+        redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, decode_responses=True)
+        runtime.on_close(redis.aclose)
+        feed = PolicyFeed(redis)
+        issuer = await runtime.upstream(
+            catalogue.ISSUER.service, fallback=settings.user_service_addr
         )
-        if redis is not None:
-            runtime.on_close(redis.aclose)
-        revocations = Revocations(redis)
-        await revocations.load()
-        await runtime.consume(SESSIONS, revocations.handlers())
-        # Bearer tokens only: a forwarded identity is what this service issues, never trusts.
-        # The APIs behind the gateway, whose RPCs' access levels this service enforces.
+        policy = EdgePolicyKeeper(
+            feed,
+            grpc_jwks_source(catalogue.ISSUER, issuer),
+            keys_refresh_s=settings.keys_refresh_s,
+        )
+        runtime.background(policy.keep_publishing(), name="publish keys")
+        runtime.background(PolicyWatcher(feed, policy.follow).run(), name="follow policy")
+        await runtime.consume(consumers.SESSIONS, consumers.handlers(policy))
+        # The APIs behind the gateway, whose RPCs' access levels the per-call check enforces.
         apis = [api for service in catalogue.domain_services() for api in service.apis()]
-        policy = AccessPolicy(apis, await runtime.token_verifier(catalogue.ISSUER))
-        authorization = api.Authorization(
-            policy, SignedIdentity(settings.identity_key), revocations
-        )
+        access = AccessPolicy(apis, await runtime.token_verifier(catalogue.ISSUER))
         await serve(
             settings,
-            [api.service(authorization)],
+            [api.service(api.Authorization(access, policy))],
             readiness=runtime.readiness(),
             notes=runtime.notes,
         )

@@ -25,6 +25,5 @@ async def main() -> None:
             [api.service(inventory)],
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
-            identity=runtime.signed_identity(),
             notes=runtime.notes,
         )

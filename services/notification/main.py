@@ -54,6 +54,5 @@ async def main() -> None:
             [api.service(notifications)],
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
-            identity=runtime.signed_identity(),
             notes=runtime.notes,
         )

@@ -49,7 +49,6 @@ async def main() -> None:
             [api.service(orders)],
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
-            identity=runtime.signed_identity(),
             notes=runtime.notes,
         )
 

@@ -1,10 +1,17 @@
 """The keys that sign access tokens: Ed25519, rotated, published as a JWKS while they matter.
 
-A key signs for `lifetime_s`; after that a new key takes over, and the old one stays published
-until the last token it signed has expired, so tokens verify across a rotation (old and new
-keys overlap in the JWKS). Keys live in the service's store, shared by its instances; a key is
-created by whichever instance first finds none current. Private keys are kept as PEM in the
-store: whoever can read the store can mint tokens (docs/decisions.md).
+A key signs for `lifetime_s`; then its successor takes over, and it stays published until the
+last token it signed has expired, so tokens verify across a rotation. The successor is
+published `lead_s` before it signs anything: a verifier that refreshes the key set more often
+than that (the gateways, through the auth service) knows every key before the first token it
+signs, so no valid token is ever refused for an unknown key. A forced rotation (`rotate()`)
+keeps that promise too: the new key is published at once and takes over after `lead_s`.
+
+Keys live in the service's store, shared by its instances; a key (or a successor) is created
+by whichever instance first finds it missing. Each instance re-reads which key signs at least
+every `recheck_s`, so all follow a rotation another made; a key stays published `recheck_s`
+longer than its tokens live, for the tokens an instance signed before it noticed. Private keys
+are kept as PEM in the store: whoever can read the store can mint tokens (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -46,33 +53,48 @@ class SigningKeys:
         *,
         lifetime_s: float,
         token_ttl_s: float,
+        lead_s: float,
+        recheck_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ):
+        if not 0 < lead_s < lifetime_s:
+            raise ValueError(f"lead_s={lead_s} must be above 0 and below lifetime_s={lifetime_s}")
         self._store = store
         self._lifetime_s = lifetime_s
         self._token_ttl_s = token_ttl_s
+        self._lead_s = lead_s
+        self._recheck_s = recheck_s
         self._clock = clock
         self._current: SigningKey | None = None
+        self._checked_at = float("-inf")
 
     async def current(self) -> SigningKey:
-        """The key to sign with now; creates one if none is current."""
+        """The key to sign with now; creates one (and its successor, when due) if missing."""
         now = self._clock()
-        if self._current is None or self._current.sign_until <= now:
+        if (
+            self._current is None
+            or self._current.sign_until <= now
+            or now - self._checked_at >= self._recheck_s
+        ):
             self._current = await run_transaction(self._store, self._current_or_new)
+            self._checked_at = now
         return self._current
 
     async def rotate(self) -> SigningKey:
-        """Starts a new key now; the previous one stays published until its tokens expire."""
+        """Publishes a new key now, which takes over signing after `lead_s`; the keys before
+        it sign until then, and stay published until their tokens expire."""
 
         async def rotate(tx: Transaction) -> SigningKey:
-            now = self._clock()
+            handover = self._clock() + self._lead_s
             for document in await self._published(tx):
-                if document["sign_until"] > now:
-                    await tx.update(SIGNING_KEYS.name, {**document, "sign_until": now})
-            return await self._create(tx)
+                if document["sign_until"] > handover:  # cut short; a successor never signs
+                    cut = max(document["sign_from"], handover)
+                    await tx.update(SIGNING_KEYS.name, {**document, "sign_until": cut})
+            return await self._create(tx, sign_from=handover)
 
-        self._current = await run_transaction(self._store, rotate)
-        return self._current
+        new = await run_transaction(self._store, rotate)
+        self._current = None
+        return new
 
     async def jwks(self) -> dict[str, Any]:
         """The public keys that verify tokens now: the current key and those still needed."""
@@ -85,17 +107,23 @@ class SigningKeys:
         documents = await tx.find(
             SIGNING_KEYS.name, order_by="sign_until", descending=True, limit=20
         )
-        return [d for d in documents if d["sign_until"] + self._token_ttl_s > now]
+        kept_s = self._token_ttl_s + self._recheck_s
+        return [d for d in documents if d["sign_until"] + kept_s > now]
 
     async def _current_or_new(self, tx: Transaction) -> SigningKey:
         now = self._clock()
-        for document in await self._published(tx):
-            if document["sign_from"] <= now < document["sign_until"]:
-                return _loaded(document)
-        return await self._create(tx)
+        published = await self._published(tx)
+        signing = [d for d in published if d["sign_from"] <= now < d["sign_until"]]
+        if signing:
+            current = _loaded(signing[0])
+        else:  # the system's first key (or none signed for a whole lifetime): no lead to give
+            current = await self._create(tx, sign_from=now)
+        successor = any(d["sign_from"] >= current.sign_until for d in published)
+        if current.sign_until - now <= self._lead_s and not successor:
+            await self._create(tx, sign_from=current.sign_until)
+        return current
 
-    async def _create(self, tx: Transaction) -> SigningKey:
-        now = self._clock()
+    async def _create(self, tx: Transaction, *, sign_from: float) -> SigningKey:
         private_key = Ed25519PrivateKey.generate()
         kid = uuid.uuid4().hex
         public_jwk = json.loads(OKPAlgorithm.to_jwk(private_key.public_key()))
@@ -108,8 +136,8 @@ class SigningKeys:
         document = {
             "private_pem": pem,
             "public_jwk": public_jwk,
-            "sign_from": now,
-            "sign_until": now + self._lifetime_s,
+            "sign_from": sign_from,
+            "sign_until": sign_from + self._lifetime_s,
         }
         await tx.insert(SIGNING_KEYS.name, kid, document)
         return _loaded({**document, "_id": kid})

@@ -19,6 +19,8 @@ def users_of(settings: UserSettings, accounts: Store) -> tuple[Users, SigningKey
         accounts,
         lifetime_s=settings.signing_key_lifetime_s,
         token_ttl_s=settings.access_token_ttl_s,
+        lead_s=settings.signing_key_lead_s,
+        recheck_s=settings.signing_key_recheck_s,
     )
     users = Users(
         accounts,
@@ -52,7 +54,6 @@ async def main() -> None:
             [api.service(users, keys)],
             readiness=runtime.readiness(),
             authenticator=verifier,
-            identity=runtime.signed_identity(),
             notes=runtime.notes,
         )
 

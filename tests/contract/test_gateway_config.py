@@ -1,14 +1,13 @@
 """The gateway's configuration follows the contracts, and Envoy accepts it."""
 
-import json
 import subprocess
 
 from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from gateway.config import DESCRIPTOR_SET, ROOT, GatewayConfig, clusters_of, routable_rpcs
-from gateway.discovery import assignment
+from gateway.agent import prepare
+from gateway.config import DESCRIPTOR_SET, ROOT, GatewayConfig, routable_rpcs
 from harness.envoy import envoy_binary
 from services import catalogue
 from services.inventory.config import InventorySettings
@@ -16,13 +15,12 @@ from services.inventory.config import InventorySettings
 
 def test_envoy_accepts_the_generated_config(tmp_path):
     """The committed gateway/envoy.yaml (`make lint` checks it is what `make gen` renders),
-    validated by Envoy from a directory laid out as its relative paths expect."""
+    validated by Envoy from a directory laid out as its relative paths expect, with the
+    files the gateway's agent writes before Envoy starts."""
     (tmp_path / "gen").mkdir()
     (tmp_path / "gen" / "descriptors.pb").symlink_to(DESCRIPTOR_SET)
-    eds_dir = tmp_path / ".build" / "run" / "gateway" / "eds"
-    eds_dir.mkdir(parents=True)
-    for cluster in clusters_of(GatewayConfig(port=0, eds_dir=eds_dir)):
-        (eds_dir / f"{cluster}.json").write_text(json.dumps(assignment(cluster, [], 1)))
+    run = tmp_path / ".build" / "run" / "gateway"
+    prepare(GatewayConfig(port=0, eds_dir=run / "eds", policy_dir=run / "policy"))
     validated = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(ROOT / "gateway/envoy.yaml")],
         cwd=tmp_path,

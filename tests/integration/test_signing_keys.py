@@ -1,5 +1,6 @@
-"""The user service's signing keys rotate, and old and new keys overlap in the JWKS while tokens
-signed by the old one may still be valid (a real SQLite store; the clock is the test's)."""
+"""The user service's signing keys rotate: a new key is published `lead_s` before it signs, and
+an old one stays published while tokens it signed may still be valid (a real SQLite store; the
+clock is the test's)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from chassis.tokens import InvalidToken, KeySet, TokenVerifier
 from services.user.keys import SIGNING_KEYS, SigningKeys
 from tests.clock import Clock
 
-LIFETIME_S, TOKEN_TTL_S = 3600.0, 900.0
+LIFETIME_S, TOKEN_TTL_S, LEAD_S, RECHECK_S = 3600.0, 900.0, 600.0, 30.0
 
 
 @pytest.fixture
@@ -23,6 +24,21 @@ async def store(tmp_path):
     await adapter.close()
 
 
+def signing_keys(store, clock) -> SigningKeys:
+    return SigningKeys(
+        store,
+        lifetime_s=LIFETIME_S,
+        token_ttl_s=TOKEN_TTL_S,
+        lead_s=LEAD_S,
+        recheck_s=RECHECK_S,
+        clock=clock,
+    )
+
+
+def kids(jwks) -> set[str]:
+    return {k["kid"] for k in jwks["keys"]}
+
+
 def token(key) -> str:
     """A token valid now (PyJWT checks `exp` and `iat` against the real clock)."""
     now = int(time.time())
@@ -31,8 +47,7 @@ def token(key) -> str:
 
 async def test_instances_sharing_a_store_sign_with_the_same_key(store):
     clock = Clock()
-    first = SigningKeys(store, lifetime_s=LIFETIME_S, token_ttl_s=TOKEN_TTL_S, clock=clock)
-    second = SigningKeys(store, lifetime_s=LIFETIME_S, token_ttl_s=TOKEN_TTL_S, clock=clock)
+    first, second = signing_keys(store, clock), signing_keys(store, clock)
 
     assert (await first.current()).kid == (await second.current()).kid
     assert len((await first.jwks())["keys"]) == 1
@@ -40,7 +55,7 @@ async def test_instances_sharing_a_store_sign_with_the_same_key(store):
 
 async def test_a_rotated_key_stays_published_until_its_last_token_expired(store):
     clock = Clock()
-    keys = SigningKeys(store, lifetime_s=LIFETIME_S, token_ttl_s=TOKEN_TTL_S, clock=clock)
+    keys = signing_keys(store, clock)
     verifier = TokenVerifier(
         KeySet(keys.jwks, max_age_s=60, clock=clock),
         issuer="i",
@@ -55,23 +70,42 @@ async def test_a_rotated_key_stays_published_until_its_last_token_expired(store)
     new = await keys.current()
 
     assert new.kid != old.kid
-    published = {k["kid"] for k in (await keys.jwks())["keys"]}
-    assert published == {old.kid, new.kid}
+    assert kids(await keys.jwks()) == {old.kid, new.kid}
     await verifier.verify(token(new))
     await verifier.verify(old_token)  # still published: still verifies
 
-    clock.now += TOKEN_TTL_S + 1
-    assert {k["kid"] for k in (await keys.jwks())["keys"]} == {new.kid}
+    clock.now += TOKEN_TTL_S + RECHECK_S + 1
+    assert kids(await keys.jwks()) == {new.kid}
     with pytest.raises(InvalidToken, match="unknown key"):
         await verifier.verify(old_token)
 
 
-async def test_a_forced_rotation_signs_with_a_new_key_at_once(store):
+async def test_the_next_key_is_published_lead_s_before_it_signs(store):
     clock = Clock()
-    keys = SigningKeys(store, lifetime_s=LIFETIME_S, token_ttl_s=TOKEN_TTL_S, clock=clock)
+    keys = signing_keys(store, clock)
+    first = await keys.current()
+    assert kids(await keys.jwks()) == {first.kid}
+
+    clock.now = first.sign_until - LEAD_S  # the successor is due: published, not signing
+    assert (await keys.current()).kid == first.kid
+    (successor,) = kids(await keys.jwks()) - {first.kid}
+
+    clock.now = first.sign_until
+    assert (await keys.current()).kid == successor
+
+
+async def test_a_forced_rotation_publishes_the_new_key_at_once_and_signs_with_it_after_lead_s(
+    store,
+):
+    clock = Clock()
+    keys, other_instance = signing_keys(store, clock), signing_keys(store, clock)
     old = await keys.current()
+    assert (await other_instance.current()).kid == old.kid
 
     new = await keys.rotate()
 
-    assert (await keys.current()).kid == new.kid != old.kid
-    assert {k["kid"] for k in (await keys.jwks())["keys"]} == {old.kid, new.kid}
+    assert kids(await keys.jwks()) == {old.kid, new.kid}
+    assert (await keys.current()).kid == old.kid
+    clock.now += LEAD_S
+    assert (await keys.current()).kid == new.kid
+    assert (await other_instance.current()).kid == new.kid  # it re-reads within recheck_s

@@ -167,10 +167,16 @@ Global___Bounds: _TypeAlias = Bounds  # noqa: Y015
 
 ROUTE_FIELD_NUMBER: _builtins.int
 ACCESS_FIELD_NUMBER: _builtins.int
+POLICY_CHECK_FIELD_NUMBER: _builtins.int
 BOUNDS_FIELD_NUMBER: _builtins.int
 route: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, Global___Route]
 """Every event and command message declares its route."""
 access: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Access.ValueType]
 """Every RPC declares who may call it."""
+policy_check: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""The gateway asks the auth service's policy about every call of this RPC (Envoy's
+ext_authz), besides the checks Envoy makes itself from the verified token; without an
+answer the call is refused (503). For RPCs whose decision is worth a hop per call.
+"""
 bounds: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___Bounds]
 """The bounds of a request field."""

@@ -1,0 +1,26 @@
+"""The events the auth service follows: sessions ended (SessionRevoked), into the edge policy.
+
+One durable queue shared by the auth instances: a revocation made while every instance is
+down waits there, and takes effect when one returns.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from user.v1 import events_pb2 as user_events
+
+from chassis.consumer import Handler
+from chassis.events import Envelope, Message
+from chassis.store import Transaction
+from chassis.topology import Subscription
+from services.auth.service import EdgePolicyKeeper
+
+SESSIONS = Subscription(service="auth", purpose="sessions", types=[user_events.SessionRevoked])
+
+
+def handlers(policy: EdgePolicyKeeper) -> dict[type[Message], Handler]:
+    async def revoked(event: user_events.SessionRevoked, _: Envelope, __: Transaction) -> None:
+        await policy.revoke(event.session_id, event.expire_time.ToSeconds())
+
+    return {user_events.SessionRevoked: cast(Handler, revoked)}
