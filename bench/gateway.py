@@ -1,14 +1,16 @@
 """`make bench-gateway`: what the gateway costs a call, and what its auth check adds.
 
 One run, one system (every service as a process, registered in a private Redis, on a private
-RabbitMQ), two Envoy gateways in front of it: one plain (routes and transcoding only) and one
-complete (plus the ext_authz check and the rate limits). The same authenticated read
-(UserService.GetProfile, `GET /v1/users/me`) is called four ways:
+RabbitMQ), Envoy gateways in front of it: one plain (routes and transcoding only) and two
+complete (plus the edge auth: the token verified by jwt_authn, the revoked sessions and the
+admin rule by RBAC, fed by the auth service; and the rate limits). The same authenticated
+read (UserService.GetProfile, `GET /v1/users/me`, which needs no per-call auth check) is
+called four ways:
 
     direct        gRPC straight to a user service instance (which verifies the token itself)
     envoy_grpc    gRPC through the plain gateway
     rest          REST through the plain gateway (transcoding)
-    rest_auth     REST through the complete gateway (transcoding + auth check + rate limits)
+    rest_auth     REST through a complete gateway (transcoding + edge auth + rate limits)
 
 For each, two measurements:
 - latency at a fixed rate (`--rate`, below what every path sustains), each call timed from
@@ -17,10 +19,17 @@ For each, two measurements:
   (at saturation latency is mostly queueing), and the CPU each process used per call
   (loadgen: this process; envoy: the gateway the path goes through; user, auth: the services),
   which tells where a path's cost goes.
+All of it with `--revoked` (10,000) sessions in the revoked set (written to the policy feed
+directly: real logouts of that many would take minutes of password hashing). Then how fast a
+logout reaches every gateway: `--logouts` times a session is logged out through one complete gateway
+and its access token sent to both every 5 ms until both refuse it: the time from the logout's
+start to the second refusal (logout RPC, outbox, broker, auth service, Redis, each gateway's
+agent, Envoy applying the RBAC file).
+
 Ends with `RESULT ref_ms=... direct_rps=... envoy_grpc_rps=... rest_rps=... rest_auth_rps=...
-auth_overhead_p50_ms=...` (rest_auth p50 minus rest p50 at the fixed rate; the same at
-saturation follows as auth_overhead_p50_saturated_ms). The load generator shares the machine's
-2 cores with what it measures.
+auth_overhead_p50_ms=... revocation_p99_ms=...` (rest_auth p50 minus rest p50 at the fixed
+rate; the same at saturation follows as auth_overhead_p50_saturated_ms). The load generator
+shares the machine's 2 cores with what it measures.
 """
 
 from __future__ import annotations
@@ -35,10 +44,13 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import redis.asyncio as aioredis
 from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from bench.events import percentile
 from bench.machine import reference_ms
+from gateway import policy
+from gateway.policy import PolicyFeed
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
 from harness.shop import Shop
@@ -90,6 +102,46 @@ async def saturate(call: Call, *, seconds: float, in_flight: int) -> tuple[list[
     return latencies, len(latencies) / (time.perf_counter() - started)
 
 
+async def revoke_earlier_sessions(redis_url: str, count: int) -> None:
+    """`count` sessions in the revoked set, as if ended earlier (see the module doc)."""
+    redis = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        until = time.time() + 3600
+        await redis.zadd(policy.REVOKED, {f"earlier-{n}": until for n in range(count)})
+        await PolicyFeed(redis).revoke("earlier", until)  # and the notice of the whole set
+    finally:
+        await redis.aclose()
+
+
+async def revocation_latencies(
+    shop: Shop, gateways: list[LocalGateway], *, logouts: int
+) -> list[float]:
+    """Milliseconds from each logout's start until every gateway refuses its access token."""
+    latencies = []
+    async with aiohttp.ClientSession() as http:
+
+        async def status(gateway: LocalGateway, token: str) -> int:
+            headers = {"authorization": f"Bearer {token}"}
+            async with http.get(f"{gateway.url}/v1/users/me", headers=headers) as response:
+                await response.read()
+                return response.status
+
+        for _ in range(logouts):
+            session = await shop.register()
+            assert {await status(g, session.access_token) for g in gateways} == {200}
+            started = time.perf_counter()
+            body = {"refreshToken": session.refresh_token}
+            async with http.post(f"{gateways[0].url}/v1/auth/logout", json=body) as response:
+                assert response.status == 200, await response.text()
+            pending = list(gateways)
+            while pending:
+                pending = [g for g in pending if await status(g, session.access_token) != 401]
+                if pending:
+                    await asyncio.sleep(0.005)
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
 async def run(args: argparse.Namespace) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     broker = PrivateRabbitMQ(directory / "rabbitmq")
@@ -121,20 +173,23 @@ async def run(args: argparse.Namespace) -> None:
             local_limit_per_s=unbounded,
             reads_per_client_per_s=unbounded,
         )
-        complete = LocalGateway(
-            directory / "complete",
-            redis_url=redis.url,
-            local_limit_per_s=unbounded,
-            reads_per_client_per_s=unbounded,
+        complete, other = (
+            LocalGateway(
+                directory / name,
+                redis_url=redis.url,
+                local_limit_per_s=unbounded,
+                reads_per_client_per_s=unbounded,
+            )
+            for name in ("complete", "complete-2")
         )
-        gateways = [plain, complete]
+        gateways = [plain, complete, other]
         for gateway in gateways:
             await asyncio.to_thread(gateway.start)
             await asyncio.to_thread(gateway.wait_for_healthy)
 
+        await revoke_earlier_sessions(redis.url, args.revoked)
         shop = Shop(system)
         session = await shop.register()
-        await shop.close()
         metadata = [("authorization", f"Bearer {session.access_token}")]
         request = user_service_pb2.GetProfileRequest()
 
@@ -200,7 +255,9 @@ async def run(args: argparse.Namespace) -> None:
                     f"p99 {percentile(latencies, 99):6.2f} ms | CPU us/call: {cpu}",
                     flush=True,
                 )
+            revocations = await revocation_latencies(shop, [complete, other], logouts=args.logouts)
         finally:
+            await shop.close()
             await http.close()
             await direct_channel.close()
             await envoy_channel.close()
@@ -223,9 +280,15 @@ async def run(args: argparse.Namespace) -> None:
         f"RESULT ref_ms={reference_ms():.0f} direct_rps={rps['direct']:.0f} "
         f"envoy_grpc_rps={rps['envoy_grpc']:.0f} rest_rps={rps['rest']:.0f} "
         f"rest_auth_rps={rps['rest_auth']:.0f} auth_overhead_p50_ms={fixed_overhead:.2f} "
-        f"auth_overhead_p50_saturated_ms={saturated_overhead:.2f}"
+        f"auth_overhead_p50_saturated_ms={saturated_overhead:.2f} "
+        f"revocation_p99_ms={percentile(revocations, 99):.0f}"
     )
     print(f"ratio: rest_auth/rest throughput {rps['rest_auth'] / rps['rest']:.2f}")
+    print(
+        f"revocation with {args.revoked} revoked: p50 {percentile(revocations, 50):.0f} ms  "
+        f"p99 {percentile(revocations, 99):.0f} ms  max {max(revocations):.0f} ms "
+        f"({len(revocations)} logouts)"
+    )
 
 
 def main() -> None:
@@ -233,6 +296,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per path")
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--rate", type=float, default=300.0, help="calls/s, for latency")
+    parser.add_argument("--revoked", type=int, default=10_000, help="sessions revoked before")
+    parser.add_argument("--logouts", type=int, default=100, help="revocations timed")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -213,7 +213,7 @@ def _gateway() -> dict[str, Any]:
             depends_on={"gateway-config": {"condition": "service_completed_successfully"}},
         ),
         "gateway": {
-            "image": "${ENVOY_IMAGE:-docker.io/envoyproxy/envoy:v1.35-latest}",
+            "image": "${ENVOY_IMAGE:-docker.io/envoyproxy/envoy:v1.40-latest}",
             "command": ["envoy", "-c", f"{GATEWAY_DIR}/envoy.json", "--log-level", "warn"],
             "volumes": [f"gateway:{GATEWAY_DIR}:ro"],
             "ports": ["${GATEWAY_PUBLISH:-127.0.0.1:8080}:${GATEWAY_PORT:-8080}"],

@@ -29,8 +29,14 @@ def system(
     running = System(
         tmp_path_factory.mktemp("system"),
         amqp_url=rabbitmq.add_vhost("shared-system"),
-        # Limits no test of the shared system reaches (tests/e2e/test_rate_limits.py has its own).
-        env={"REDIS_URL": redis_server.url, **UNREACHED_RATE_LIMITS},
+        # Limits no test of the shared system reaches (tests/e2e/test_rate_limits.py has its own);
+        # a new signing key followed within seconds (tests/e2e/test_key_rotation.py).
+        env={
+            "REDIS_URL": redis_server.url,
+            **UNREACHED_RATE_LIMITS,
+            "KEYS_REFRESH_S": "1",
+            "SIGNING_KEY_RECHECK_S": "2",
+        },
     )
     try:
         running.start()
