@@ -36,7 +36,8 @@ async def test_with_every_auth_instance_down_the_gateway_answers_and_keeps_refus
     system, gateway, shop
 ):
     # Every auth instance of this system: the session's, and one more (both killed below).
-    auths = [system.processes["auth"], await asyncio.to_thread(system.add_instance, "auth", "auth-x")]
+    other = await asyncio.to_thread(system.add_instance, "auth", "auth-x")
+    auths = [system.processes["auth"], other]
     await asyncio.to_thread(gateway.wait_for_healthy, 2, clusters=["auth"])
     token, _, product_id = await customer(system)
     admin = await shop.admin()
