@@ -1,1 +1,1 @@
-"""The gateway: Envoy's configuration generated from the contracts, and its endpoint discovery."""
+"""The gateway: Envoy's configuration generated from the contracts, and the agent that feeds it."""

@@ -36,6 +36,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from envoy.config.core.v3 import extension_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import Message
 from jwt.algorithms import OKPAlgorithm
 from redis.exceptions import RedisError
 
@@ -136,13 +139,14 @@ def placeholder_jwks() -> dict[str, Any]:
     return {"keys": [jwk]}
 
 
-Render = Callable[[Mapping[str, Any]], dict[str, Any]]
+Render = Callable[[Mapping[str, Any]], Message]
 
 
 class PolicyFiles:
-    """The ECDS files of one gateway, each replaced atomically, written only when changed.
+    """The ECDS files of one gateway (discovery responses in binary protobuf), each replaced
+    atomically, written only when what it says changed.
 
-    `render_jwt(jwks)` and `render_revocations(revoked)` give each filter's typed config
+    `render_jwt(jwks)` and `render_revocations(revoked)` give each filter's config
     (`gateway.config.jwt_authn_config` and `revocations_config`)."""
 
     def __init__(
@@ -154,7 +158,8 @@ class PolicyFiles:
     ):
         self._paths = dict(paths)
         self._render = {"jwt": render_jwt, "revocations": render_revocations}
-        self._written: dict[str, str] = {}
+        # What each file was last written from.
+        self._written: dict[str, dict[str, Any]] = {}
         for path in self._paths.values():
             path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -171,22 +176,17 @@ class PolicyFiles:
         self._write("revocations", policy.revoked)
 
     def _write(self, which: str, source: Mapping[str, Any]) -> None:
-        typed_config = self._render[which](source)
-        text = json.dumps(typed_config, sort_keys=True)
-        if self._written.get(which) == text:
+        if self._written.get(which) == source:
             return
         path = self._paths[which]
-        resource = {
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": path.stem,
-            "typed_config": typed_config,
-        }
+        resource = extension_pb2.TypedExtensionConfig(name=path.stem)
+        resource.typed_config.Pack(self._render[which](source))
+        response = discovery_pb2.DiscoveryResponse(version_info=str(time.time_ns()))
+        response.resources.add().Pack(resource)
         staged = path.with_name(f".{path.name}.tmp")
-        staged.write_text(
-            json.dumps({"version_info": str(time.time_ns()), "resources": [resource]})
-        )
+        staged.write_bytes(response.SerializeToString())
         os.replace(staged, path)
-        self._written[which] = text
+        self._written[which] = dict(source)
         entries = len(source.get("keys", ())) if which == "jwt" else len(source)
         log.info("edge policy written", filter=which, entries=entries)
 

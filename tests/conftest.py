@@ -49,7 +49,7 @@ def system(
 def gateway(
     system: System, redis_server: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalGateway]:
-    """Envoy and its discovery in front of the session's system, once every service is healthy."""
+    """Envoy and its agent in front of the session's system, once every service is healthy."""
     # Every test's client is 127.0.0.1: per-client read limits are tested in test_rate_limits.
     running = LocalGateway(
         tmp_path_factory.mktemp("gateway"),

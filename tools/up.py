@@ -8,8 +8,9 @@ Starts, as processes supervised here (a crashed one is started again, with backo
 - the local SMTP server and SMS/push receivers (what they get is logged);
 - `--instances N` (default 2) of every service, the gateway's auth and rate-limit services
   included, registered in Redis;
-- the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its discovery process; every request
-  is checked by the auth service and counted against the rate limits.
+- the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its agent process; every request
+  passes its access filters (tokens, revoked sessions, roles; the auth service's check where a
+  contract asks for it) and is counted against the rate limits.
 Before any service starts, the admin account (ADMIN_EMAIL, default admin@ordermesh.test) is
 created with the operator's command, `python -m services.user create-admin`, with a random
 password printed once (there is no default password anywhere; registering through the API
