@@ -53,6 +53,7 @@ class Issuer:
             "exp": now + lifetime_s,
             **claims,
         }
+        payload = {name: value for name, value in payload.items() if value is not None}
         return jwt.encode(payload, self._key, algorithm="EdDSA", headers={"kid": self.kid})
 
 
@@ -130,6 +131,16 @@ async def test_tokens_that_live_longer_than_the_maximum_are_refused(gateway, fee
 
     status, message = await answer(http, gateway, issuer.token(lifetime_s=2 * 3600))
     assert status == 401, message
+
+
+async def test_tokens_without_issuer_audience_or_expiry_are_refused(gateway, feed, http):
+    issuer = Issuer()
+    await feed.publish_keys({"keys": [issuer.jwk]})
+    await eventually(lambda: admitted(http, gateway, issuer.token()), what="key applied")
+
+    for claim in ("iss", "aud", "exp"):
+        status, message = await answer(http, gateway, issuer.token(**{claim: None}))
+        assert status == 401, f"without {claim}: {message}"
 
 
 async def test_revoked_sessions_are_refused_among_ten_thousand(gateway, client, feed, http):
