@@ -1,0 +1,99 @@
+"""The auth service's per-call check (Envoy's ext_authz, on the routes whose contract asks for
+it) decides from the same facts as Envoy: the token, the revoked sessions, the admin role."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from envoy.service.auth.v3 import external_auth_pb2
+from google.rpc import code_pb2
+from inventory.v1 import inventory_service_pb2
+from jwt.algorithms import OKPAlgorithm
+
+from chassis.identity import AccessPolicy
+from chassis.tokens import KeySet, TokenVerifier
+from gateway.policy import EdgePolicy
+from services.auth.api import Authorization
+from services.auth.service import EdgePolicyKeeper
+
+CREATE_PRODUCT = "/inventory.v1.InventoryService/CreateProduct"
+KEY = Ed25519PrivateKey.generate()
+JWK = {**json.loads(OKPAlgorithm.to_jwk(KEY.public_key())), "kid": "k1", "alg": "EdDSA"}
+
+
+def token(*, roles: list[str], sid: str = "s-1") -> str:
+    now = int(time.time())
+    claims = {"iss": "i", "aud": "a", "sub": "ada", "sid": sid, "roles": roles, "iat": now}
+    return jwt.encode({**claims, "exp": now + 300}, KEY, algorithm="EdDSA", headers={"kid": "k1"})
+
+
+def check(path: str, bearer: str | None = None) -> external_auth_pb2.CheckRequest:
+    request = external_auth_pb2.CheckRequest()
+    request.attributes.request.http.path = path
+    if bearer is not None:
+        request.attributes.request.http.headers["authorization"] = f"Bearer {bearer}"
+    return request
+
+
+def authorization(*, revoked: dict[str, float] | None = None, keys_answer: bool = True):
+    async def jwks():
+        if not keys_answer:
+            raise ConnectionError("the issuer is unreachable")
+        return {"keys": [JWK]}
+
+    verifier = TokenVerifier(KeySet(jwks), issuer="i", audience="a")
+    access = AccessPolicy(
+        [inventory_service_pb2.DESCRIPTOR.services_by_name["InventoryService"]], verifier
+    )
+    # The keeper's feed is not used by the check: it reads the keeper's copy of the policy.
+    keeper = EdgePolicyKeeper(feed=None, keys=jwks, keys_refresh_s=10.0)  # type: ignore[arg-type]
+    keeper.follow(EdgePolicy(version=1, jwks=None, revoked=revoked or {}))
+    return Authorization(access, keeper)
+
+
+def outcome(response: external_auth_pb2.CheckResponse) -> tuple[int, int]:
+    return response.status.code, response.denied_response.status.code
+
+
+@pytest.mark.parametrize(
+    ("bearer", "expected"),
+    [
+        (token(roles=["admin"]), (code_pb2.OK, 0)),
+        (token(roles=["customer"]), (code_pb2.PERMISSION_DENIED, 403)),
+        (None, (code_pb2.UNAUTHENTICATED, 401)),
+        ("not-a-token", (code_pb2.UNAUTHENTICATED, 401)),
+    ],
+    ids=["admin", "customer", "no token", "garbage"],
+)
+async def test_an_admin_rpc_is_allowed_to_admins_only(bearer, expected):
+    assert outcome(await authorization().Check(check(CREATE_PRODUCT, bearer), None)) == expected
+
+
+async def test_a_revoked_session_is_refused_even_with_the_admin_role():
+    sid = uuid.uuid4().hex
+    refusing = authorization(revoked={sid: time.time() + 600})
+    response = await refusing.Check(check(CREATE_PRODUCT, token(roles=["admin"], sid=sid)), None)
+    assert outcome(response) == (code_pb2.UNAUTHENTICATED, 401)
+    assert "session was ended" in response.status.message
+    # Once its last token has expired, the revocation no longer matters.
+    expired = authorization(revoked={sid: time.time() - 1})
+    response = await expired.Check(check(CREATE_PRODUCT, token(roles=["admin"], sid=sid)), None)
+    assert outcome(response) == (code_pb2.OK, 0)
+
+
+async def test_methods_the_gateway_does_not_route_are_not_found():
+    for path in ("/inventory.v1.InventoryService/Unknown", "/no.Such/Method"):
+        response = await authorization().Check(check(path, token(roles=["admin"])), None)
+        assert outcome(response) == (code_pb2.NOT_FOUND, 404), path
+
+
+async def test_without_the_issuers_keys_the_check_answers_unavailable():
+    response = await authorization(keys_answer=False).Check(
+        check(CREATE_PRODUCT, token(roles=["admin"])), None
+    )
+    assert outcome(response) == (code_pb2.UNAVAILABLE, 503)
