@@ -1,1 +1,2 @@
-"""Auth service: the gateway's ext_authz check of access tokens and route policy."""
+"""Auth service: decides the edge policy every gateway enforces (the token issuer's keys, the
+revoked sessions), and answers the per-call check of the RPCs whose contract asks for one."""
