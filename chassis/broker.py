@@ -35,6 +35,7 @@ import aio_pika.exceptions
 import aiormq
 import aiormq.exceptions
 
+from chassis import telemetry
 from chassis.events import Outgoing, amqp_properties
 from chassis.topology import declare_exchange
 
@@ -130,7 +131,9 @@ class Broker:
                 message.payload,
                 exchange=message.route.exchange,
                 routing_key=message.route.routing_key,
-                properties=amqp_properties(message.envelope),
+                properties=amqp_properties(
+                    message.envelope, traceparent=telemetry.current_traceparent()
+                ),
                 mandatory=True,
                 timeout=timeout_s,
                 wait=False,

@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -55,8 +56,9 @@ import aio_pika.abc
 import aiormq.abc
 from pamqp.commands import Basic
 
+from chassis import telemetry
 from chassis.broker import Broker
-from chassis.correlation import causation_id, correlation_id
+from chassis.correlation import accepted_traceparent, causation_id, correlation_id
 from chassis.errors import Conflict, DomainError
 from chassis.events import Envelope, Message, TypeRegistry, Undecodable
 from chassis.faults import is_infrastructure
@@ -99,6 +101,12 @@ def _copy(incoming: Delivery, headers: Mapping[str, Any]) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         headers={**(properties.headers or {}), **headers},
     )
+
+
+def _traceparent_of(incoming: Delivery) -> str:
+    headers = incoming.header.properties.headers or {}
+    value = headers.get("traceparent")
+    return accepted_traceparent(value.decode() if isinstance(value, bytes) else value) or ""
 
 
 def _type_of(incoming: Delivery) -> str:
@@ -303,10 +311,35 @@ class Consumer:
         """Runs the handler unless the inbox has seen the message; True if it ran."""
         correlation_id.set(envelope.correlation_id)
         causation_id.set(envelope.event_id)
-        if not await tx.first_time(self.name, envelope.event_id):
-            return False
-        await self._handlers[envelope.type](message, envelope, tx)
-        return True
+        with self._span("process", envelope.traceparent, envelope.event_id) as span:
+            if not await tx.first_time(self.name, envelope.event_id):
+                span.set_attribute("ordermesh.message.duplicate", True)
+                return False
+            await self._handlers[envelope.type](message, envelope, tx)
+            return True
+
+    def _span(
+        self, operation: str, traceparent: str, event_id: str, **attributes: Any
+    ) -> AbstractContextManager[telemetry.Span]:
+        """A CONSUMER span of this queue's work on a message (process, retry, dead-letter): a
+        child of the producer's span (the trace goes on) with a link to it, as OpenTelemetry's
+        messaging conventions ask."""
+        producer = telemetry.extract({"traceparent": traceparent})
+        return telemetry.tracer.start_as_current_span(
+            f"{operation} {self.name}",
+            context=producer,
+            kind=telemetry.SpanKind.CONSUMER,
+            links=telemetry.link_to(producer),
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process" if operation == "process" else "settle",
+                "messaging.operation.name": operation,
+                "messaging.consumer.group.name": self.name,
+                "messaging.destination.subscription.name": self.name,
+                "messaging.message.id": event_id,
+                **attributes,
+            },
+        )
 
     async def _apply_all(
         self,
@@ -433,10 +466,11 @@ class Consumer:
         if attempts > len(delays):
             await self._dead_letter(incoming, error, attempts=attempts)
             return
+        event_id = incoming.header.properties.message_id or ""
         log.warning(
             "handler failed; retrying",
             type=_type_of(incoming),
-            event_id=incoming.header.properties.message_id,
+            event_id=event_id,
             attempt=attempts,
             delay_s=delays[attempts - 1],
             error=f"{type(error).__name__}: {error}",
@@ -446,15 +480,18 @@ class Consumer:
             {ATTEMPTS: attempts, "x-last-error": f"{type(error).__name__}: {error}"[:1000],
              **self._origin(incoming)},
         )  # fmt: skip
-        await self._broker.send(retry, routing_key=self._subscription.retry_queue(attempts - 1))
+        attributes = {"ordermesh.retry.attempt": attempts, "error.type": type(error).__name__}
+        with self._span("retry", _traceparent_of(incoming), event_id, **attributes):
+            await self._broker.send(retry, routing_key=self._subscription.retry_queue(attempts - 1))
         await self._ack(incoming)
         self._ledger.record(_type_of(incoming), "retried")
 
     async def _dead_letter(self, incoming: Delivery, error: Exception, attempts: int) -> None:
+        event_id = incoming.header.properties.message_id or ""
         log.error(
             "message dead-lettered",
             type=_type_of(incoming),
-            event_id=incoming.header.properties.message_id,
+            event_id=event_id,
             attempts=attempts,
             error=f"{type(error).__name__}: {error}",
         )
@@ -469,6 +506,8 @@ class Consumer:
                 **self._origin(incoming),
             },
         )
-        await self._broker.send(dead, routing_key=self._subscription.dead_letter_queue)
+        attributes = {"ordermesh.attempts": attempts, "error.type": type(error).__name__}
+        with self._span("dead-letter", _traceparent_of(incoming), event_id, **attributes):
+            await self._broker.send(dead, routing_key=self._subscription.dead_letter_queue)
         await self._ack(incoming)
         self._ledger.record(_type_of(incoming), "dead_lettered")

@@ -26,6 +26,7 @@ from common.v1 import options_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf.descriptor import Descriptor
 
+from chassis import telemetry
 from chassis.correlation import (
     accepted_correlation_id,
     accepted_traceparent,
@@ -124,15 +125,20 @@ def outgoing(message: Message, *, producer: str) -> Outgoing:
             correlation_id=correlation,
             causation_id=causation_id.get() or "",
             producer=producer,
-            traceparent=traceparent(correlation),
+            # The span at work (the request's, or the handler's) when traces are on; else one
+            # derived from the correlation id, so that a flow's messages share a trace id.
+            traceparent=telemetry.current_traceparent() or traceparent(correlation),
         ),
         route=route_of(message),
         payload=message.SerializeToString(),
     )
 
 
-def amqp_properties(envelope: Envelope) -> aiormq.spec.Basic.Properties:
-    """The AMQP properties that carry an envelope; the body is the message's protobuf bytes."""
+def amqp_properties(
+    envelope: Envelope, *, traceparent: str | None = None
+) -> aiormq.spec.Basic.Properties:
+    """The AMQP properties that carry an envelope; the body is the message's protobuf bytes.
+    `traceparent`, the publish span's, replaces the envelope's (the span that made it)."""
     return aiormq.spec.Basic.Properties(
         message_id=envelope.event_id,
         message_type=envelope.type,
@@ -145,7 +151,7 @@ def amqp_properties(envelope: Envelope) -> aiormq.spec.Basic.Properties:
             **envelope.headers,
             "causation-id": envelope.causation_id,
             "producer": envelope.producer,
-            "traceparent": envelope.traceparent,
+            "traceparent": traceparent or envelope.traceparent,
         },
     )
 

@@ -38,7 +38,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chassis import bounds, errors
+from chassis import bounds, errors, telemetry
 from chassis.config import WILDCARDS, ServiceSettings
 from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
 from chassis.health import Readiness
@@ -117,6 +117,46 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) 
     )
 
 
+# Status codes that mean the server failed the call, not the caller (OpenTelemetry's gRPC
+# conventions mark the server span an error for these).
+SERVER_FAILURES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def _server_span(
+    method: str, metadata: Mapping[str, Any], *, traced: bool
+) -> contextlib.AbstractContextManager[telemetry.Span]:
+    """The call's SERVER span, a child of the caller's trace context (Envoy's, or another
+    service's); none for the methods of other services (health checks, reflection)."""
+    if not traced:
+        return contextlib.nullcontext(telemetry.INVALID_SPAN)
+    service, _, name = method.lstrip("/").partition("/")
+    return telemetry.tracer.start_as_current_span(
+        method.lstrip("/"),
+        context=telemetry.extract(metadata),
+        kind=telemetry.SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def _record_failure(span: telemetry.Span, exc: Exception) -> None:
+    code = status_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code in SERVER_FAILURES:
+        span.record_exception(exc)
+        span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, f"{code.name}: {exc}"))
+
+
 class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Sets the correlation id and the caller around each call; maps failures to status codes.
 
@@ -166,16 +206,20 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             metadata = dict(context.invocation_metadata() or ())
             token = correlation_id.set(_correlation_id_of(metadata))
             identity = caller.set(None)
-            try:
-                await admit(request, metadata)
-                return await inner(request, context)
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - the edge answers every failure
-                await _fail(context, method, exc)
-            finally:
-                caller.reset(identity)
-                correlation_id.reset(token)
+            with _server_span(method, metadata, traced=policy is not None) as span:
+                try:
+                    await admit(request, metadata)
+                    response = await inner(request, context)
+                    span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
+                    return response
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the edge answers every failure
+                    _record_failure(span, exc)
+                    await _fail(context, method, exc)
+                finally:
+                    caller.reset(identity)
+                    correlation_id.reset(token)
 
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(call, **codec)

@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line on stdout, the same shape in every process.
 
 Every line carries `service`, `instance` and, when work is in progress, the `correlation_id`
-from `chassis.correlation`; standard-library loggers (grpc, aio-pika) go through the same
+from `chassis.correlation` and, while a span is recording, its `trace_id` and `span_id`
+(`chassis.telemetry`); standard-library loggers (grpc, aio-pika) go through the same
 renderer, so nothing is printed in another format.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from chassis import telemetry
 from chassis.correlation import correlation_id
 
 __all__ = ["configure", "get_logger"]
@@ -23,6 +25,10 @@ def _add_correlation_id(_: WrappedLogger, __: str, event: EventDict) -> EventDic
     current = correlation_id.get()
     if current is not None:
         event.setdefault("correlation_id", current)
+    ids = telemetry.current_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
     return event
 
 

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import AbstractContextManager
 
+from chassis import telemetry
 from chassis.broker import Broker, Refused
+from chassis.events import Outgoing
 from chassis.lease import Lease
 from chassis.ledger import Ledger
 from chassis.logging import get_logger
@@ -40,6 +43,27 @@ log = get_logger(__name__)
 # Confirmed messages are marked sent in one transaction per this many (or when none is in
 # flight): the mark only spares a re-publish after a crash, so it need not be immediate.
 MARK_BATCH = 64
+
+
+def _publish_span(message: Outgoing) -> AbstractContextManager[telemetry.Span]:
+    """The PRODUCER span of a message's publication, in the trace of the work that committed
+    it (the context stored with its row): the consumers' spans are its children."""
+    envelope, route = message.envelope, message.route
+    return telemetry.tracer.start_as_current_span(
+        f"publish {route.exchange}",
+        context=telemetry.extract({"traceparent": envelope.traceparent}),
+        kind=telemetry.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": route.exchange,
+            "messaging.rabbitmq.destination.routing_key": route.routing_key,
+            "messaging.message.id": envelope.event_id,
+            "messaging.message.conversation_id": envelope.correlation_id,
+            "ordermesh.message.type": envelope.type,
+        },
+    )
 
 
 class OutboxRelay:
@@ -195,7 +219,8 @@ class OutboxRelay:
     async def _publish(self, row: OutboxRow) -> None:
         alone = self._alone == row.seq
         try:
-            await self._broker.publish(row.message)
+            with _publish_span(row.message):
+                await self._broker.publish(row.message)
         except Refused as exc:
             if exc.certain or alone:
                 self._suspects.discard(row.seq)

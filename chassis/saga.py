@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from chassis import telemetry
 from chassis.events import Envelope, Message, outgoing
 from chassis.logging import get_logger
 from chassis.store import Collection, Document, Store, Transaction, run_transaction
@@ -419,13 +420,17 @@ class Saga:
         detail: str = "",
         state: str = "",
     ) -> None:
-        saga["history"].append(
-            {
-                "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
-                "kind": kind,
-                "step": step,
-                "message_type": message_type,
-                "state": state or self._state(saga),
-                "detail": detail,
-            }
-        )
+        entry = {
+            "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+            "kind": kind,
+            "step": step,
+            "message_type": message_type,
+            "state": state or self._state(saga),
+            "detail": detail,
+        }
+        saga["history"].append(entry)
+        # The same transition as an event of the span at work (the request that started the
+        # saga, or the handling of a participant's reply), so that a trace shows the saga.
+        attributes = {f"ordermesh.saga.{k}": v for k, v in entry.items() if v and k != "time"}
+        attributes["ordermesh.saga.name"] = self.definition.name
+        telemetry.current_span().add_event(f"saga {kind}", attributes)

@@ -12,7 +12,8 @@ Guarantees:
 - instances come from the registry (`chassis.registry.Watcher`): the live ones, draining ones
   left out, taken in turn (round robin); while Redis is unreachable the last ones seen; with no
   registry, or none registered yet, the `fallback` address;
-- every call has a deadline (`timeout_s`);
+- every call has a deadline (`timeout_s`), and carries the work's correlation id
+  (`x-correlation-id`) and trace context (`traceparent`), in a CLIENT span;
 - only an idempotent call is tried again (on the next instance, up to `attempts`, after a short
   backoff), and only when the failure says the call may not have run or may run again safely:
   UNAVAILABLE or DEADLINE_EXCEEDED;
@@ -30,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 import pybreaker
 
+from chassis import telemetry
+from chassis.correlation import correlation_id
 from chassis.errors import Unavailable
 from chassis.logging import get_logger
 from chassis.registry import Registry, Watcher
@@ -117,7 +120,9 @@ class Upstream:
         address = addresses[next(self._turn) % len(addresses)]
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            channel = self._channels[address] = grpc.aio.insecure_channel(
+                address, interceptors=[_Propagating()]
+            )
         return channel
 
     async def call(
@@ -144,3 +149,33 @@ class Upstream:
                     raise
             await asyncio.sleep(0.02 * 2**attempt)
         raise AssertionError("unreachable")
+
+
+class _Propagating(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Each call carries the work's correlation id and trace context, in a CLIENT span."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
+        details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        service, _, name = method.lstrip("/").partition("/")
+        with telemetry.tracer.start_as_current_span(
+            method.lstrip("/"),
+            kind=telemetry.SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        ) as span:
+            carrier: dict[str, str] = {}
+            telemetry.inject(carrier)
+            current = correlation_id.get()
+            if current is not None:
+                carrier["x-correlation-id"] = current
+            metadata = grpc.aio.Metadata(*(details.metadata or ()), *carrier.items())
+            call = await continuation(details._replace(metadata=metadata), request)
+            code = await call.code()
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if code != grpc.StatusCode.OK:
+                span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, code.name))
+            return call

@@ -218,6 +218,10 @@ class GatewayConfig:
     max_request_bytes: int = 64 * 1024
     max_request_headers_kb: int = 32
     max_streams_per_connection: int = 100
+    # host:port of an OTLP/gRPC receiver: Envoy then traces every request (a span of its own,
+    # and one per call upstream), propagating W3C trace context to the services.
+    otlp_endpoint: str = ""
+    trace_sampling_percent: float = 100.0
 
 
 def eds_path(eds_dir: Path, cluster: str) -> Path:
@@ -822,6 +826,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                 }
             ],
         },
+        **({"tracing": _tracing(config)} if config.otlp_endpoint else {}),
         "local_reply_config": _local_replies(),
         "access_log": [_access_log()],
         # A slow or greedy client holds a stream or a connection only this long, and sends
@@ -900,7 +905,47 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                     ],
                 }
             ],
-            "clusters": [_cluster(name, config) for name in clusters],
+            "clusters": [
+                *(_cluster(name, config) for name in clusters),
+                *([_otlp_cluster(config)] if config.otlp_endpoint else []),
+            ],
+        },
+    }
+
+
+OTLP_CLUSTER = "otlp"
+
+
+def _tracing(config: GatewayConfig) -> dict[str, Any]:
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": OTLP_CLUSTER}, "timeout": "1s"},
+                "service_name": "gateway",
+            },
+        },
+        "random_sampling": {"value": config.trace_sampling_percent},
+    }
+
+
+def _otlp_cluster(config: GatewayConfig) -> dict[str, Any]:
+    host, _, port = config.otlp_endpoint.rpartition(":")
+    address = {"socket_address": {"address": host, "port_value": int(port)}}
+    return {
+        "name": OTLP_CLUSTER,
+        "type": "STRICT_DNS",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": OTLP_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _type("upstreams.http.v3.HttpProtocolOptions"),
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
         },
     }
 

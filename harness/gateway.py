@@ -32,6 +32,7 @@ class LocalGateway:
         reads_per_client_per_s: int = 50,
         auth: bool = True,
         rate_limit: bool = True,
+        otlp_endpoint: str = "",
     ):
         self.directory = directory
         self.port = port or free_port()
@@ -44,6 +45,7 @@ class LocalGateway:
             read_burst_per_client=2 * reads_per_client_per_s,
             auth=auth,
             rate_limit=rate_limit,
+            otlp_endpoint=otlp_endpoint,
         )
         self.clusters = clusters_of(self.config)
         files = [eds_path(self.config.eds_dir, c) for c in self.clusters]

@@ -28,6 +28,7 @@ import shutil
 import signal
 import sys
 import threading
+from urllib.parse import urlsplit
 
 import grpc
 from common.v1 import money_pb2
@@ -181,6 +182,9 @@ def main() -> int:
             RUN_DIR / "gateway",
             redis_url=redis_url,
             port=int(os.environ.get("GATEWAY_PORT", "8080")),
+            # The services read OTEL_* themselves (they inherit the environment); Envoy is
+            # given the same receiver.
+            otlp_endpoint=urlsplit(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).netloc,
         )
         started.append(gateway)
         gateway.start()

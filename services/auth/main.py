@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from chassis import config
+from chassis import config, telemetry
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.identity import AccessPolicy
@@ -22,6 +22,7 @@ async def main() -> None:
     chassis_logging.configure(
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
+    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
     async with Runtime.open(settings) as runtime:
         redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0, decode_responses=True)
         runtime.on_close(redis.aclose)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from chassis import config
+from chassis import config, telemetry
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.logging import get_logger
@@ -26,6 +26,7 @@ async def main() -> None:
     chassis_logging.configure(
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
+    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
     async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
         inventory = await runtime.upstream(
             "inventory",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from chassis import config
+from chassis import config, telemetry
 from chassis import logging as chassis_logging
 from chassis.config import ConfigError
 from chassis.grpc import serve
@@ -20,6 +20,7 @@ async def main() -> None:
     chassis_logging.configure(
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
+    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
     url = settings.rate_limit_redis_url or settings.redis_url
     if not url:
         raise ConfigError("RATE_LIMIT_REDIS_URL or REDIS_URL is required: the counters live there")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chassis import config
+from chassis import config, telemetry
 from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.runtime import Runtime
@@ -41,6 +41,7 @@ async def main() -> None:
     chassis_logging.configure(
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
+    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
     async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
         users, keys = users_of(settings, runtime.store)
         await keys.current()

@@ -9,8 +9,11 @@ import pybreaker
 import pytest
 from inventory.v1 import inventory_service_pb2 as pb
 from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from chassis import errors
+from chassis.correlation import correlation_id
 from chassis.errors import Unavailable
 from chassis.grpc import GrpcServer, Service
 from chassis.registry import Instance, Registration, Registry
@@ -28,6 +31,7 @@ class Named(pb_grpc.InventoryServiceServicer):
 
     async def ListProducts(self, request, context):
         self.calls += 1
+        self.seen = (correlation_id.get(), dict(context.invocation_metadata()).get("traceparent"))
         if self.hanging:
             await asyncio.sleep(30)
         return pb.ListProductsResponse(next_page_token=self.name)
@@ -173,3 +177,22 @@ async def test_business_answers_do_not_open_the_breaker():
     finally:
         await upstream.stop()
         await server.stop()
+
+
+async def test_a_call_carries_the_correlation_id_and_the_trace_context():
+    server, servicer = await serving("a")
+    upstream = Upstream("inventory", fallback=f"127.0.0.1:{server.port}")
+    await upstream.start()
+    trace_id, span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    caller = NonRecordingSpan(SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True))
+    token = correlation_id.set("flow-42")
+    try:
+        with trace.use_span(caller):
+            await answer(upstream)
+    finally:
+        correlation_id.reset(token)
+        await upstream.stop()
+        await server.stop()
+    seen_correlation, seen_traceparent = servicer.seen
+    assert seen_correlation == "flow-42"
+    assert seen_traceparent.startswith(f"00-{trace_id}-")

@@ -1,0 +1,102 @@
+"""Traces: OpenTelemetry in every service, configured by the standard `OTEL_*` variables.
+
+`configure(service=..., instance=...)`, called once by each service's `main()`:
+- with `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, and
+  `OTEL_SDK_DISABLED` not true, installs the SDK: spans batched to that endpoint over OTLP/gRPC
+  (the exporter reads the other `OTEL_EXPORTER_OTLP_*` variables), sampled as
+  `OTEL_TRACES_SAMPLER` says (by default every trace a caller started, and every new one), with
+  the resource `service.name`, `service.instance.id` and `OTEL_RESOURCE_ATTRIBUTES`; spans
+  still buffered are sent when the process exits;
+- otherwise installs nothing: the API's no-op tracer, whose spans cost about a microsecond and
+  go nowhere.
+
+The chassis writes the spans itself, with OpenTelemetry's semantic conventions: the gRPC
+server and client spans (`chassis.grpc`, `chassis.upstream`), messaging spans (`chassis.outbox`,
+`chassis.consumer`) and saga steps (`chassis.saga`). The context travels as W3C trace context:
+`traceparent` (and `tracestate`) in gRPC metadata and in AMQP headers (`inject`, `extract`).
+Logs carry the current `trace_id` and `span_id` beside the correlation id (`chassis.logging`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
+
+__all__ = [
+    "INVALID_SPAN",
+    "Link",
+    "Span",
+    "SpanKind",
+    "Status",
+    "StatusCode",
+    "configure",
+    "current_ids",
+    "current_span",
+    "current_traceparent",
+    "extract",
+    "inject",
+    "link_to",
+    "tracer",
+]
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+tracer = trace.get_tracer("ordermesh.chassis")
+
+
+def configure(*, service: str, instance: str) -> bool:
+    """Installs the SDK if the environment asks for an exporter; whether it did."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    if not any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+        return False
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # Resource.create adds what OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME say.
+    resource = Resource.create({"service.name": service, "service.instance.id": instance})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def inject(carrier: MutableMapping[str, str]) -> None:
+    """Writes the current trace context into `carrier` (gRPC metadata, AMQP headers)."""
+    propagate.inject(carrier)
+
+
+def extract(carrier: Mapping[str, str]) -> context.Context:
+    """The trace context `carrier` holds (none: a new trace starts from it)."""
+    return propagate.extract(carrier)
+
+
+def current_ids() -> tuple[str, str] | None:
+    """The current span's trace id and span id, in hex, if a sampled span is recording."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, if one is recording."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
+
+
+def link_to(parent: context.Context) -> list[Link]:
+    """A link to the span `parent` holds, if any (a consumer links to its producer)."""
+    span_context = trace.get_current_span(parent).get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
+def current_span() -> Span:
+    """The span at work (a no-op one when none is)."""
+    return trace.get_current_span()
