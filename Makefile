@@ -111,10 +111,11 @@ check-gen: gen
 		echo "generated files not committed: run 'make gen' and commit" && exit 1)
 
 # Re-pins every dependency (after a change to pyproject.toml): all of them for development, and
-# the runtime's alone for the container image (the same versions).
+# the runtime's alone for the container image (the same versions). Development needs glibc 2.34
+# (Debian 12 has 2.36): rotel's wheel is built for nothing older.
 lock: $(INSTALLED)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_31 -o requirements.lock -q
+		--python-platform x86_64-manylinux_2_34 -o requirements.lock -q
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_31 -c requirements.lock \
 		-o requirements.runtime.lock -q
@@ -125,5 +126,11 @@ system-deps:
 $(INSTALLED): pyproject.toml requirements.lock $(wildcard gen/*/__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	@# xds-protos carries an older copy of OpenTelemetry's protos in opentelemetry-proto's own
+	@# directories, and the last installed wins: opentelemetry-proto is installed again, last.
+	awk '/^opentelemetry-proto==/{p=1; print; next} p && /^[^ ]/{p=0} p' requirements.lock \
+		> $(VENV)/opentelemetry-proto.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		--force-reinstall -r $(VENV)/opentelemetry-proto.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@

@@ -9,6 +9,9 @@ messages, publisher confirms, durable quorum queues, manual acks after the handl
                 broker -> consumer -> handler + inbox commit (SQLite) -> ack
     chassis-pg  the same path with both stores on PostgreSQL (a private server, one database
                 each, commits written to the OS before they are acknowledged)
+    chassis-traced  the chassis path traced: every use case in a span, sampled at 100 %, its
+                publish and process spans exported over OTLP to a real collector on loopback
+                (rotel); measured last, as the SDK, once installed, stays for the process
 
 For each: p50/p95/p99 latency from the start of the send (for chassis, the start of the use
 case's transaction) to the end of processing (after the ack), at a fixed rate; and the
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -33,6 +37,7 @@ from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
 from inventory.v1 import events_pb2
 
 from bench.machine import reference_ms
+from chassis import telemetry
 from chassis.broker import Broker
 from chassis.consumer import Consumer
 from chassis.events import Envelope, outgoing
@@ -43,6 +48,7 @@ from chassis.store.sqlite import SqliteStore
 from chassis.topology import Subscription
 from harness import PrivateRabbitMQ
 from harness.postgres import PrivatePostgres
+from harness.rotel import PrivateRotel
 
 IN_FLIGHT = 256
 QUORUM = {"x-queue-type": "quorum"}
@@ -207,6 +213,22 @@ class ChassisPostgres(Chassis):
         )
 
 
+class ChassisTraced(Chassis):
+    name = "chassis-traced"
+    collector: PrivateRotel | None = None  # started by main()
+
+    async def start(self, url: str) -> None:
+        assert self.collector is not None
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.collector.endpoint
+        os.environ["OTEL_EXPORTER_OTLP_INSECURE"] = "true"
+        assert telemetry.configure(service="bench", instance="bench-1")
+        await super().start(url)
+
+    async def send(self, seq: int) -> None:
+        with telemetry.tracer.start_as_current_span("adjust stock", kind=telemetry.SpanKind.SERVER):
+            await super().send(seq)
+
+
 def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(p * 10) - 1]
 
@@ -261,9 +283,12 @@ async def main(args: argparse.Namespace) -> None:
     postgres = PrivatePostgres(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
     await asyncio.to_thread(postgres.start)
     ChassisPostgres.server = postgres
+    collector = PrivateRotel(Path(tempfile.mkdtemp(prefix="bench-rotel-")))
+    await asyncio.to_thread(collector.start)
+    ChassisTraced.collector = collector
     results: dict[str, tuple[list[float], float]] = {}
     try:
-        for make in (Bare, FastStream, Chassis, ChassisPostgres):
+        for make in (Bare, FastStream, Chassis, ChassisPostgres, ChassisTraced):
             results[make.name] = await measure(
                 broker.url, make, rate=args.rate, count=args.count, burst=args.burst
             )
@@ -277,6 +302,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         await asyncio.to_thread(broker.remove)
         await asyncio.to_thread(postgres.remove)
+        await asyncio.to_thread(collector.stop)
     p99 = {name: percentile(lat, 99) for name, (lat, _) in results.items()}
     rates = {name: rate_s for name, (_, rate_s) in results.items()}
     print(
@@ -284,12 +310,15 @@ async def main(args: argparse.Namespace) -> None:
         f"chassis_p99_ms={p99['chassis']:.2f} bare_p99_ms={p99['bare']:.2f} "
         f"faststream_p99_ms={p99['faststream']:.2f} chassis_pg_p99_ms={p99['chassis-pg']:.2f} "
         f"chassis_msgs_s={rates['chassis']:.0f} bare_msgs_s={rates['bare']:.0f} "
-        f"faststream_msgs_s={rates['faststream']:.0f} chassis_pg_msgs_s={rates['chassis-pg']:.0f}"
+        f"faststream_msgs_s={rates['faststream']:.0f} chassis_pg_msgs_s={rates['chassis-pg']:.0f} "
+        f"chassis_traced_p99_ms={p99['chassis-traced']:.2f} "
+        f"chassis_traced_msgs_s={rates['chassis-traced']:.0f}"
     )
     print(
         f"ratios: chassis/bare throughput {rates['chassis'] / rates['bare']:.2f}, "
         f"chassis/faststream {rates['chassis'] / rates['faststream']:.2f}, "
-        f"chassis-pg/chassis {rates['chassis-pg'] / rates['chassis']:.2f}"
+        f"chassis-pg/chassis {rates['chassis-pg'] / rates['chassis']:.2f}, "
+        f"chassis-traced/chassis {rates['chassis-traced'] / rates['chassis']:.2f}"
     )
 
 

@@ -131,11 +131,15 @@ SERVER_FAILURES = frozenset(
 )
 
 
+# Health checks (every second, from Envoy and the registry's probes) and reflection: no spans.
+UNTRACED = ("/grpc.health.", "/grpc.reflection.")
+
+
 def _server_span(
     method: str, metadata: Mapping[str, Any], *, traced: bool
 ) -> contextlib.AbstractContextManager[telemetry.Span]:
     """The call's SERVER span, a child of the caller's trace context (Envoy's, or another
-    service's); none for the methods of other services (health checks, reflection)."""
+    service's); none for health checks and reflection."""
     if not traced:
         return contextlib.nullcontext(telemetry.INVALID_SPAN)
     service, _, name = method.lstrip("/").partition("/")
@@ -182,6 +186,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         policy = self._policy if self._policy.governs(method) else None
+        traced = not method.startswith(UNTRACED)
         # A streamed request is an iterator, not a message: there is none in our contracts.
         checked = not handler.request_streaming
         codec = {
@@ -206,7 +211,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             metadata = dict(context.invocation_metadata() or ())
             token = correlation_id.set(_correlation_id_of(metadata))
             identity = caller.set(None)
-            with _server_span(method, metadata, traced=policy is not None) as span:
+            with _server_span(method, metadata, traced=traced) as span:
                 try:
                     await admit(request, metadata)
                     response = await inner(request, context)

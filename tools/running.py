@@ -1,5 +1,6 @@
 """Where the system `make up` runs keeps its state, and the addresses it leaves for the other
-commands (`make status`, `make demo`) in `.build/run/env`."""
+commands (`make status`, `make demo`) in `.build/run/env`; `ORDERMESH_RUN_DIR` moves it (a
+test's own run beside a developer's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from harness.process import private_file
 
-RUN_DIR = Path(__file__).resolve().parent.parent / ".build" / "run"
+RUN_DIR = Path(
+    os.environ.get("ORDERMESH_RUN_DIR") or Path(__file__).resolve().parent.parent / ".build" / "run"
+)
 ENV_FILE = RUN_DIR / "env"
 
 
