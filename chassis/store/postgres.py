@@ -257,6 +257,15 @@ class _Transaction:
         )
 
 
+def _lost(db: asyncpg.Connection) -> bool:
+    """Whether a pooled connection closed under its user (the pool may have taken it back
+    already, when it saw it close)."""
+    try:
+        return bool(db.is_closed())
+    except pg_errors.InterfaceError:  # "connection has been released back to the pool"
+        return True
+
+
 class PostgresStore:
     def __init__(
         self,
@@ -334,6 +343,14 @@ class PostgresStore:
                     with contextlib.suppress(pg_errors.InterfaceError):
                         db.terminate()
                     raise
+                except pg_errors.InterfaceError as exc:
+                    # The connection closed under a transaction (its server process ended, or
+                    # the server died): leaving the transaction then raises "cannot call
+                    # Transaction.__aexit__(): the underlying connection is closed" instead of
+                    # the connection error. Not a bug of the caller's: the server went away.
+                    if not _lost(db):
+                        raise
+                    raise StoreUnavailable(f"PostgreSQL connection lost: {exc}") from exc
         except CONFLICTS as exc:
             raise VersionConflict(f"a concurrent transaction: {exc}") from exc
         except UNAVAILABLE as exc:
