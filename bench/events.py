@@ -42,7 +42,7 @@ from chassis.broker import Broker
 from chassis.consumer import Consumer
 from chassis.events import Envelope, outgoing
 from chassis.outbox import OutboxRelay
-from chassis.store import Collection, Store, Transaction
+from chassis.store import Collection, Store, Transaction, run_transaction
 from chassis.store.postgres import PostgresStore
 from chassis.store.sqlite import SqliteStore
 from chassis.topology import Subscription
@@ -188,9 +188,14 @@ class Chassis(EventPath):
         event = events_pb2.StockAdjusted(product_id=f"p-{seq % 1000}", delta=1, available_stock=seq)
         message = outgoing(event, producer="bench")
         self.seq_of[message.envelope.event_id] = seq
-        async with self.producer_store.transaction() as tx:
+
+        async def commit(tx: Transaction) -> None:
             await tx.insert("products", f"{seq}-{uuid.uuid4().hex[:6]}", {"seq": seq})
             tx.publish(message, key=event.product_id)
+
+        # As the services' use cases do: again after a concurrent commit won (on PostgreSQL,
+        # 256 at once wait for the outbox's order lock, whose timeout is a conflict).
+        await run_transaction(self.producer_store, commit)
 
     async def stop(self) -> None:
         await self.relay.stop()
