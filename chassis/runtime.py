@@ -103,7 +103,8 @@ class Runtime:
         self.broker = broker
         self.ledger = ledger
         self._consumers: list[Consumer] = []
-        self._upstreams: list[Upstream] = []
+        # One per service called, shared by whoever calls it (one registry watch, one breaker).
+        self._upstreams: dict[str, Upstream] = {}
         # What an operator should know of this instance, published with its registration.
         self.noted: dict[str, str] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -198,21 +199,28 @@ class Runtime:
 
     async def upstream(self, service: str, *, fallback: str, timeout_s: float = 2.0) -> Upstream:
         """Calls to another service's instances, found in the registry when REDIS_URL is set,
-        else at `fallback` (see chassis.upstream); stopped when the runtime closes."""
+        else at `fallback` (see chassis.upstream); stopped when the runtime closes. Asked
+        again for the same service (the token verifier and a client of the issuer), the same
+        one."""
+        known = self._upstreams.get(service)
+        if known is not None:
+            if (known.fallback, known.timeout_s) != (fallback, timeout_s):
+                raise ValueError(f"{service} is already called with other settings")
+            return known
         registry = Registry(self.settings.redis_url) if self.settings.redis_url else None
         upstream = Upstream(service, fallback=fallback, registry=registry, timeout_s=timeout_s)
         await upstream.start()
         if registry is not None:
             self.on_close(registry.close)
         self.on_close(upstream.stop)  # runs before the registry closes (reverse order)
-        self._upstreams.append(upstream)
+        self._upstreams[service] = upstream
         return upstream
 
     def notes(self) -> dict[str, str]:
         """For `serve(notes=...)`: the state of each circuit breaker (`breaker.<destination>`:
         closed, open or half-open) and what the service noted in `noted`."""
         return {
-            **{f"breaker.{u.service}": u.breaker.current_state for u in self._upstreams},
+            **{f"breaker.{u.service}": u.breaker.current_state for u in self._upstreams.values()},
             **self.noted,
         }
 

@@ -81,9 +81,9 @@ class Upstream:
         reset_s: float = 10.0,
     ):
         self.service = service
-        self._fallback = fallback
+        self.fallback = fallback
         self._watcher = Watcher(registry, [service]) if registry is not None else None
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s
         self._attempts = attempts
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max,
@@ -113,7 +113,7 @@ class Upstream:
             for i in (self._watcher.instances(self.service) if self._watcher else [])
             if not i.draining
         ]
-        return live or [self._fallback]
+        return live or [self.fallback]
 
     def _next_channel(self) -> grpc.aio.Channel:
         addresses = self.addresses()
@@ -138,7 +138,7 @@ class Upstream:
             channel = self._next_channel()
             try:
                 with self.breaker.calling():
-                    return await invoke(channel, self._timeout_s)
+                    return await invoke(channel, self.timeout_s)
             except pybreaker.CircuitBreakerError:
                 raise Unavailable(
                     f"{self.service} is failing: calls fail fast for up to "
