@@ -7,8 +7,8 @@
   `OTEL_TRACES_SAMPLER` says (by default every trace a caller started, and every new one), with
   the resource `service.name`, `service.instance.id` and `OTEL_RESOURCE_ATTRIBUTES`; spans
   still buffered are sent when the process exits;
-- otherwise installs nothing: the API's no-op tracer, whose spans cost about a microsecond and
-  go nowhere.
+- otherwise installs nothing: the API's no-op tracer, whose spans go nowhere (measured: 5 us
+  a span, 10 us for a gRPC server span with the caller's context read from the metadata).
 
 The chassis writes the spans itself, with OpenTelemetry's semantic conventions: the gRPC
 server and client spans (`chassis.grpc`, `chassis.upstream`), messaging spans (`chassis.outbox`,
