@@ -5,8 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Rebuilt when the dependencies change or a new package appears in gen/ (editable installs map
-# top-level packages when they are installed).
+# top-level packages when they are installed): so is a new top-level package.
 INSTALLED := $(VENV)/.installed
+# Debian's Prometheus, unpacked (tools/prometheus.sh): `make up` runs it, the tests query it,
+# `make lint` checks the configuration and the rules with its promtool.
+PROMETHEUS := .build/prometheus/usr/bin/prometheus
+PROMTOOL := .build/prometheus/usr/bin/promtool
 
 .PHONY: up rollout status demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-gateway bench-store-drivers \
@@ -16,7 +20,7 @@ INSTALLED := $(VENV)/.installed
 # private PostgreSQL (a database per service) instead of a SQLite file per service.
 INSTANCES ?= 2
 STORE ?= sqlite
-up: system-deps $(INSTALLED)
+up: system-deps $(INSTALLED) $(PROMETHEUS)
 	$(BIN)/python -m tools.up --instances $(INSTANCES) --store $(STORE)
 
 # A rolling restart of the system `make up` runs: every instance replaced in turn, none
@@ -33,7 +37,7 @@ status: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/python -m tools.demo
 
-test: system-deps $(INSTALLED)
+test: system-deps $(INSTALLED) $(PROMETHEUS)
 	$(BIN)/pytest tests
 
 test-unit: $(INSTALLED)
@@ -88,8 +92,9 @@ gen: $(INSTALLED)
 	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
 	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
 	$(BIN)/python -m deploy.compose
+	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
 
-lint: $(INSTALLED) check-gen
+lint: $(INSTALLED) $(PROMETHEUS) check-gen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -100,10 +105,15 @@ lint: $(INSTALLED) check-gen
 	$(BIN)/python tools/contracts.py breaking
 	$(BIN)/openapi-spec-validator gateway/openapi.json
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml deploy/compose.mongodb.yaml
+	$(PROMTOOL) check config monitoring/prometheus.yml
+	$(PROMTOOL) test rules monitoring/rules.test.yml
+
+$(PROMETHEUS):
+	tools/prometheus.sh .build/prometheus
 
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
 GENERATED := gen gateway/envoy.yaml gateway/openapi.json compose.yaml deploy/compose.host-network.yaml \
-	deploy/compose.mongodb.yaml deploy/postgres/init.sql
+	deploy/compose.mongodb.yaml deploy/postgres/init.sql monitoring/prometheus.yml
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)
@@ -123,7 +133,7 @@ lock: $(INSTALLED)
 system-deps:
 	@PYTHON=$(PYTHON) tools/system-deps.sh
 
-$(INSTALLED): pyproject.toml requirements.lock $(wildcard gen/*/__init__.py)
+$(INSTALLED): pyproject.toml requirements.lock $(wildcard */__init__.py gen/*/__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	@# xds-protos carries an older copy of OpenTelemetry's protos in opentelemetry-proto's own

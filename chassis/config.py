@@ -68,6 +68,8 @@ class ServiceSettings(Settings):
     # when the port is chosen at start (`python -m chassis.probe`).
     port_file: str = ""
     service_version: str = "0.1.0"
+    # Where /metrics is served (on grpc_host); 0 lets the operating system choose.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # A silent instance drops out of the registry after registry_ttl_s; heartbeats renew it.
     registry_ttl_s: float = Field(default=6.0, gt=0)
     heartbeat_interval_s: float = Field(default=2.0, gt=0)

@@ -140,7 +140,7 @@ class Consumer:
         if missing:
             names = sorted(t.DESCRIPTOR.full_name for t in missing)
             raise ValueError(f"{subscription.queue()}: types and handlers differ on {names}")
-        self._subscription = subscription
+        self.subscription = subscription
         self._handlers = {t.DESCRIPTOR.full_name: h for t, h in handlers.items()}
         self._types = TypeRegistry(handlers)
         self._store = store
@@ -148,6 +148,8 @@ class Consumer:
         self._instance = instance
         self._ledger = ledger or Ledger()
         self.name = subscription.queue(instance)
+        # The queue the ledger counts under: a per-instance queue by its subscription's name.
+        self._counted_as = subscription.queue()
         self._channel: aio_pika.abc.AbstractRobustChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
@@ -164,9 +166,9 @@ class Consumer:
     async def start(self) -> None:
         """Declares the subscription's queues and starts consuming (manual acks)."""
         self._channel = await self._broker.connection.channel()
-        await self._channel.set_qos(prefetch_count=self._subscription.prefetch)
+        await self._channel.set_qos(prefetch_count=self.subscription.prefetch)
         self._queue = await declare_subscription(
-            self._channel, self._subscription, instance=self._instance
+            self._channel, self.subscription, instance=self._instance
         )
         # aio-pika reopens the channel and restores the queue after a reconnection.
         self._channel.reopen_callbacks.add(self._on_reopened)
@@ -218,7 +220,7 @@ class Consumer:
                 try:
                     # The queue's bindings went with it: declare the whole subscription again.
                     self._queue = await declare_subscription(
-                        self._channel, self._subscription, instance=self._instance
+                        self._channel, self.subscription, instance=self._instance
                     )
                     await self._subscribe()
                 except Exception:  # noqa: BLE001 - the broker is not ready: try again
@@ -229,7 +231,7 @@ class Consumer:
             self._resubscribing = None
 
     async def _on_delivery(self, incoming: Delivery) -> None:
-        self._ledger.record(_type_of(incoming), "delivered")
+        self._ledger.record(_type_of(incoming), "delivered", queue=self._counted_as)
         self._waiting.append(incoming)
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
@@ -427,7 +429,7 @@ class Consumer:
         assert incoming.delivery_tag is not None
         await incoming.channel.basic_reject(incoming.delivery_tag, requeue=False)
         self._unsettled.pop(incoming.delivery_tag, None)
-        self._ledger.record(_type_of(incoming), "dead_lettered")
+        self._ledger.record(_type_of(incoming), "dead_lettered", queue=self._counted_as)
 
     async def _give_back(self) -> None:
         """Returns every unsettled delivery of the batch to the broker, to be delivered again."""
@@ -442,7 +444,9 @@ class Consumer:
             self._unsettled.pop(tag, None)
 
     def _settled(self, envelope: Envelope, first_time: bool) -> None:
-        self._ledger.record(envelope.type, "processed" if first_time else "duplicate")
+        self._ledger.record(
+            envelope.type, "processed" if first_time else "duplicate", queue=self._counted_as
+        )
         if not first_time:
             log.info("duplicate absorbed", type=envelope.type, event_id=envelope.event_id)
 
@@ -462,7 +466,7 @@ class Consumer:
 
     async def _retry(self, incoming: Delivery, error: Exception) -> None:
         attempts = self._attempts(incoming) + 1
-        delays = self._subscription.retry_delays_s
+        delays = self.subscription.retry_delays_s
         if attempts > len(delays):
             await self._dead_letter(incoming, error, attempts=attempts)
             return
@@ -482,9 +486,9 @@ class Consumer:
         )  # fmt: skip
         attributes = {"ordermesh.retry.attempt": attempts, "error.type": type(error).__name__}
         with self._span("retry", _traceparent_of(incoming), event_id, **attributes):
-            await self._broker.send(retry, routing_key=self._subscription.retry_queue(attempts - 1))
+            await self._broker.send(retry, routing_key=self.subscription.retry_queue(attempts - 1))
         await self._ack(incoming)
-        self._ledger.record(_type_of(incoming), "retried")
+        self._ledger.record(_type_of(incoming), "retried", queue=self._counted_as)
 
     async def _dead_letter(self, incoming: Delivery, error: Exception, attempts: int) -> None:
         event_id = incoming.header.properties.message_id or ""
@@ -508,6 +512,6 @@ class Consumer:
         )
         attributes = {"ordermesh.attempts": attempts, "error.type": type(error).__name__}
         with self._span("dead-letter", _traceparent_of(incoming), event_id, **attributes):
-            await self._broker.send(dead, routing_key=self._subscription.dead_letter_queue)
+            await self._broker.send(dead, routing_key=self.subscription.dead_letter_queue)
         await self._ack(incoming)
-        self._ledger.record(_type_of(incoming), "dead_lettered")
+        self._ledger.record(_type_of(incoming), "dead_lettered", queue=self._counted_as)

@@ -17,7 +17,10 @@ What every service gets from it:
 - graceful shutdown on SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused,
   in-flight calls get `shutdown_grace_s` to finish;
 - with `REDIS_URL` set, registration in the registry (`chassis.registry`) once serving, with
-  heartbeats; at shutdown the instance is marked draining first and removed once drained.
+  heartbeats; at shutdown the instance is marked draining first and removed once drained;
+- its metrics (`chassis.metrics`: the RPCs by method and status code, and what the runtime
+  counts) at `/metrics` over HTTP, on METRICS_PORT (default: a free port), which the
+  registration publishes for Prometheus.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import contextlib
 import inspect
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,7 @@ from chassis.correlation import accepted_correlation_id, correlation_id, new_cor
 from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, caller
 from chassis.logging import get_logger
+from chassis.metrics import Metrics, MetricsServer, RpcMetrics
 from chassis.registry import Instance, Registration, Registry
 
 __all__ = ["STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
@@ -153,8 +158,12 @@ def _server_span(
     )
 
 
-def _record_failure(span: telemetry.Span, exc: Exception) -> None:
-    code = status_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+def _code_of(exc: Exception) -> grpc.StatusCode:
+    """The status a failed call is answered with (see `_fail`)."""
+    return status_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+
+
+def _record_failure(span: telemetry.Span, exc: Exception, code: grpc.StatusCode) -> None:
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code in SERVER_FAILURES:
         span.record_exception(exc)
@@ -167,8 +176,9 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     Each method's handler is wrapped once, at its first call, and reused: the wrapper reads what
     differs between calls (the metadata) from the call's context."""
 
-    def __init__(self, policy: AccessPolicy):
+    def __init__(self, policy: AccessPolicy, rpc_metrics: RpcMetrics):
         self._policy = policy
+        self._rpc_metrics = rpc_metrics
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -187,6 +197,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         policy = self._policy if self._policy.governs(method) else None
         traced = not method.startswith(UNTRACED)
+        record = self._rpc_metrics.recorder(method) if traced else None
         # A streamed request is an iterator, not a message: there is none in our contracts.
         checked = not handler.request_streaming
         codec = {
@@ -211,18 +222,27 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             metadata = dict(context.invocation_metadata() or ())
             token = correlation_id.set(_correlation_id_of(metadata))
             identity = caller.set(None)
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
             with _server_span(method, metadata, traced=traced) as span:
                 try:
                     await admit(request, metadata)
                     response = await inner(request, context)
-                    span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
                     return response
-                except (grpc.aio.AbortError, asyncio.CancelledError):
+                except grpc.aio.AbortError:  # the handler answered with a status of its own
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
                     raise
                 except Exception as exc:  # noqa: BLE001 - the edge answers every failure
-                    _record_failure(span, exc)
+                    code = _code_of(exc)
+                    _record_failure(span, exc, code)
                     await _fail(context, method, exc)
                 finally:
+                    if record is not None:
+                        record(code, time.perf_counter() - started)
                     caller.reset(identity)
                     correlation_id.reset(token)
 
@@ -268,8 +288,10 @@ class GrpcServer:
         port: int = 0,
         health_interval_s: float = 2.0,
         shutdown_grace_s: float = 10.0,
+        metrics: Metrics | None = None,
     ):
         self._services = list(services)
+        self.metrics = metrics or Metrics()
         self._readiness = readiness or Readiness()
         self._address = f"{host}:{port}"
         self._health_interval_s = health_interval_s
@@ -277,7 +299,8 @@ class GrpcServer:
         # SO_REUSEPORT off: a second process on a taken port must fail, not share it silently.
         policy = AccessPolicy((s.descriptor for s in self._services if s.governed), authenticator)
         self._server = grpc.aio.server(
-            interceptors=[_EdgeInterceptor(policy)], options=[("grpc.so_reuseport", 0)]
+            interceptors=[_EdgeInterceptor(policy, self.metrics.rpc)],
+            options=[("grpc.so_reuseport", 0)],
         )
         self._health = health.aio.HealthServicer()
         self._watcher: asyncio.Task[None] | None = None
@@ -292,6 +315,8 @@ class GrpcServer:
         """Binds, starts serving and returns the port; health is SERVING once probes pass."""
         for service in self._services:
             service.add_to_server(service.servicer, self._server)
+            for method in service.descriptor.methods:
+                self.metrics.rpc.declare(f"/{service.descriptor.full_name}/{method.name}")
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             [
@@ -350,12 +375,16 @@ async def serve(
     readiness: Readiness | None = None,
     authenticator: Authenticator | None = None,
     notes: Callable[[], Mapping[str, str]] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry.
 
     `notes()`, read at each heartbeat, is published with the instance's registration: what an
     operator should know of it, e.g. `Runtime.notes` (its breakers' states, and what the
-    service noted), which `make status` shows."""
+    service noted), which `make status` shows. `metrics` (`Runtime.metrics`, or the RPCs' and
+    heartbeats' alone if none) are served at `/metrics` on METRICS_PORT, published with the
+    registration."""
+    metrics = metrics or Metrics()
     server = GrpcServer(
         services,
         readiness=readiness,
@@ -364,18 +393,21 @@ async def serve(
         port=settings.grpc_port,
         health_interval_s=settings.health_interval_s,
         shutdown_grace_s=settings.shutdown_grace_s,
+        metrics=metrics,
     )
+    exporter = MetricsServer(metrics, host=settings.grpc_host, port=settings.metrics_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     registration: Registration | None = None
     try:
+        metrics_port = await exporter.start()
         port = await server.start()
         if settings.port_file:
             await asyncio.to_thread(Path(settings.port_file).write_text, f"{port}\n")
         if settings.redis_url:
-            registration = _registration(settings, port, notes)
+            registration = _registration(settings, port, metrics_port, notes, metrics)
             await registration.start()
         await stopping.wait()
         log.info("shutdown requested")
@@ -389,6 +421,7 @@ async def serve(
         if registration is not None:
             await registration.stop()
             await registration.registry.close()
+        await exporter.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
 
@@ -404,7 +437,11 @@ def advertised_host(settings: ServiceSettings) -> str:
 
 
 def _registration(
-    settings: ServiceSettings, port: int, notes: Callable[[], Mapping[str, str]] | None
+    settings: ServiceSettings,
+    port: int,
+    metrics_port: int,
+    notes: Callable[[], Mapping[str, str]] | None,
+    metrics: Metrics,
 ) -> Registration:
     return Registration(
         Registry(settings.redis_url),
@@ -413,8 +450,10 @@ def _registration(
             instance_id=settings.instance_id,
             address=f"{advertised_host(settings)}:{port}",
             version=settings.service_version,
+            metrics_port=metrics_port,
         ),
         ttl_s=settings.registry_ttl_s,
         interval_s=settings.heartbeat_interval_s,
         metadata=notes,
+        heartbeats=metrics.heartbeats,
     )

@@ -4,8 +4,9 @@ Stages: `published` (confirmed by the broker), `delivered` (received by a consum
 `processed` (its effects committed), `duplicate` (recognised by the inbox, no second effect),
 `retried` (sent to a retry queue), `dead_lettered` (sent to a dead-letter queue), `parked`
 (refused by the broker as it is, and kept in the outbox with the reason). A run
-reconciles `published == processed + dead_lettered` over all processes; the counters are also
-Prometheus metrics (`ordermesh_messages_total{type, stage}`).
+reconciles `published == processed + dead_lettered` over all processes. A consumer's stages
+also name the queue, so that the counters, served as the Prometheus metric
+`ordermesh_messages_total{type, stage, queue}`, tell each queue's deliveries by outcome.
 
 These counters live in memory and end with the process. What must survive a crash is counted
 by durable state instead: the outbox (sent rows), the inbox (handled ids) and the dead-letter
@@ -15,7 +16,7 @@ queues; the chaos tests reconcile those.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
@@ -32,24 +33,21 @@ class Ledger(Collector):
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         self.registry.register(self)
-        self._counts: Counter[tuple[str, str]] = Counter()
+        self._counts: Counter[tuple[str, str, str]] = Counter()
 
-    def record(self, type: str, stage: str, count: int = 1) -> None:
+    def record(self, type: str, stage: str, *, queue: str = "", count: int = 1) -> None:
         if stage not in STAGES:
             raise ValueError(f"unknown ledger stage {stage!r}; stages are {STAGES}")
-        self._counts[(type, stage)] += count
+        self._counts[(type, stage, queue)] += count
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(
             "ordermesh_messages", "Messages by type and stage on the event backbone",
-            labels=["type", "stage"],
+            labels=["type", "stage", "queue"],
         )  # fmt: skip
-        for (type, stage), count in sorted(self._counts.items()):
-            family.add_metric([type, stage], count)
+        for labels, count in sorted(self._counts.items()):
+            family.add_metric(labels, count)
         yield family
 
     def count(self, stage: str, type: str | None = None) -> int:
-        return sum(n for (t, s), n in self._counts.items() if s == stage and type in (None, t))
-
-    def snapshot(self) -> Mapping[tuple[str, str], int]:
-        return dict(self._counts)
+        return sum(n for (t, s, _), n in self._counts.items() if s == stage and type in (None, t))

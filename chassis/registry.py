@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from chassis.logging import get_logger
@@ -51,6 +52,8 @@ class Instance:
     started_at: float = field(default_factory=time.time)
     # True from the moment it began to shut down: it finishes what it has, takes nothing new.
     draining: bool = False
+    # The port of its Prometheus metrics (`/metrics` on its host); 0 if it serves none.
+    metrics_port: int = 0
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -79,7 +82,12 @@ class Instance:
         host, _, port = values["address"].rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"address {values['address']!r} is not host:port")
-        for name, kind in (("version", str), ("started_at", int | float), ("draining", bool)):
+        for name, kind in (
+            ("version", str),
+            ("started_at", int | float),
+            ("draining", bool),
+            ("metrics_port", int),
+        ):
             if name in values and not isinstance(values[name], kind):
                 raise ValueError(f"{name} {values[name]!r} is of the wrong type")
         metadata = values.get("metadata", {})
@@ -200,9 +208,11 @@ class Registration:
         ttl_s: float = 6.0,
         interval_s: float = 2.0,
         metadata: Callable[[], Mapping[str, str]] | None = None,
+        heartbeats: Counter | None = None,
     ):
         """`metadata()`, read at each heartbeat, is published with the instance when it
-        changes (the state of its circuit breakers, for `make status`)."""
+        changes (the state of its circuit breakers, for `make status`). `heartbeats` counts
+        each heartbeat by result: renewed, registered (in full) or failed."""
         if interval_s >= ttl_s:
             raise ValueError(f"heartbeat interval {interval_s} s is not shorter than ttl {ttl_s} s")
         self.registry = registry
@@ -211,6 +221,7 @@ class Registration:
         self._interval_s = interval_s
         self._registered = False
         self._metadata = metadata
+        self._heartbeats = heartbeats
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -243,15 +254,22 @@ class Registration:
             self._registered = False  # written in full, and announced
         try:
             if self._registered and await self.registry.renew(self.instance, ttl_s=self._ttl_s):
+                self._count("renewed")
                 return
             await self.registry.put(self.instance, ttl_s=self._ttl_s)
+            self._count("registered")
             if not self._registered:
                 log.info("registered", address=self.instance.address)
             self._registered = True
         except RedisError as exc:
+            self._count("failed")
             if self._registered:
                 log.warning("registry unreachable; heartbeats keep trying", error=str(exc))
             self._registered = False
+
+    def _count(self, result: str) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.labels(result).inc()
 
     async def _heartbeat(self) -> None:
         while True:

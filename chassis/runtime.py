@@ -12,6 +12,9 @@ What it guarantees:
   the broker), then background tasks, then the relay, then what was registered with
   `on_close`, then the broker and the store close;
 - readiness probes the store and the broker, so health turns NOT_SERVING when either is gone;
+- its metrics (`chassis.metrics`, served by `serve(metrics=runtime.metrics)`) count what the
+  relay and the consumers do and show its breakers; the outbox backlog and the dead-letter
+  queues of its subscriptions are sampled every `metrics_interval_s`;
 - what the store only keeps for a while is pruned every `prune_interval_s`: sent outbox
   messages after `outbox_retention_s`, inbox marks after `dedup_window_s`, the deduplication
   window: a message that comes again later than that would be applied again, so it must be
@@ -26,6 +29,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
+import aio_pika.abc
+import aio_pika.exceptions
 from pydantic import Field
 
 from chassis.broker import Broker
@@ -34,8 +39,8 @@ from chassis.consumer import Consumer, Handler
 from chassis.events import Message
 from chassis.faults import is_infrastructure
 from chassis.health import Probe, Readiness, amqp_probe
-from chassis.ledger import Ledger
 from chassis.logging import get_logger
+from chassis.metrics import Metrics
 from chassis.outbox import OutboxRelay
 from chassis.registry import Registry
 from chassis.store import Collection, Store, StoreError, open_store
@@ -67,6 +72,8 @@ class BackboneSettings(ServiceSettings):
     prune_interval_s: float = Field(default=3600.0, gt=0)
     # How long a starting instance waits for its store and broker to answer, then gives up.
     startup_wait_s: float = Field(default=120.0, ge=0)
+    # How often the outbox backlog and the dead-letter queues are sampled for the metrics.
+    metrics_interval_s: float = Field(default=2.0, gt=0)
 
 
 class AuthenticatedSettings(BackboneSettings):
@@ -97,11 +104,15 @@ async def _waiting_for(what: str, attempt: Callable[[], Awaitable[None]], within
 
 
 class Runtime:
-    def __init__(self, settings: BackboneSettings, store: Store, broker: Broker, ledger: Ledger):
+    def __init__(self, settings: BackboneSettings, store: Store, broker: Broker, metrics: Metrics):
         self.settings = settings
         self.store = store
         self.broker = broker
-        self.ledger = ledger
+        self.metrics = metrics
+        self.ledger = metrics.ledger
+        metrics.watch_breakers(
+            lambda: {u.service: u.breaker.current_state for u in self._upstreams.values()}
+        )
         self._consumers: list[Consumer] = []
         # One per service called, shared by whoever calls it (one registry watch, one breaker).
         self._upstreams: dict[str, Upstream] = {}
@@ -121,7 +132,7 @@ class Runtime:
         # Started beside what it needs (compose, Kubernetes), a service waits for it.
         await _waiting_for("store", lambda: store.open(collections), settings.startup_wait_s)
         broker = Broker(settings.rabbitmq_url, name=settings.instance_id)
-        runtime = cls(settings, store, broker, Ledger())
+        runtime = cls(settings, store, broker, Metrics())
         relay = OutboxRelay(
             store,
             broker,
@@ -133,6 +144,7 @@ class Runtime:
             await _waiting_for("broker", broker.connect, settings.startup_wait_s)
             relay.start()
             runtime.background(runtime._prune_forever(), name="prune")
+            runtime.background(runtime._sample_forever(), name="metrics-samples")
             yield runtime
         finally:
             for consumer in reversed(runtime._consumers):
@@ -192,6 +204,56 @@ class Runtime:
                 if deleted:
                     log.info("pruned what is past retention", rows=deleted)
             await asyncio.sleep(self.settings.prune_interval_s)
+
+    async def sample_outbox(self) -> None:
+        """Sets the metrics of the outbox backlog: how many wait, and since when."""
+        pending = await self.store.count_pending()
+        oldest = await self.store.pending(1) if pending else []
+        self.metrics.observe_outbox(
+            pending, oldest[0].message.envelope.occurred_at.timestamp() if oldest else None
+        )
+
+    async def sample_dead_letters(self, channel: aio_pika.abc.AbstractRobustChannel) -> None:
+        """Sets the metrics of the dead-letter queues of this instance's subscriptions."""
+        for consumer in self._consumers:
+            queue = consumer.subscription.dead_letter_queue
+            # Not robust: a robust channel answers a passive declaration of a queue it knows
+            # from its cache, with the count of the first time.
+            declared = await channel.declare_queue(queue, passive=True, robust=False)
+            count = declared.declaration_result.message_count
+            self.metrics.dead_letters.labels(queue).set(count or 0)
+
+    async def _sample_forever(self) -> None:
+        """Samples the store and the broker apart, each bounded: a broker that blocks this
+        connection (a memory alarm stops reading from publishers) must not stop the outbox's
+        figures, which are then what tells of it."""
+        interval = self.settings.metrics_interval_s
+        channel: aio_pika.abc.AbstractRobustChannel | None = None
+        failing: set[str] = set()
+
+        def failed(what: str, exc: BaseException) -> None:
+            # The gauges keep their last values; the outage shows in health and the rest.
+            if what not in failing:
+                log.warning("metrics not sampled now", source=what, error=repr(exc)[:200])
+            failing.add(what)
+
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(interval):
+                    await self.sample_outbox()
+                failing.discard("store")
+            except (StoreError, TimeoutError) as exc:
+                failed("store", exc)
+            try:
+                async with asyncio.timeout(interval):
+                    if channel is None or channel.is_closed:
+                        channel = await self.broker.connection.channel(publisher_confirms=False)
+                    await self.sample_dead_letters(channel)
+                failing.discard("broker")
+            except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+                channel = None  # another next time: this one may still wait for an answer
+                failed("broker", exc)
 
     def on_close(self, stop: Callable[[], Awaitable[None]]) -> None:
         """Runs `stop` when the runtime closes, after the consumers and the relay have stopped."""

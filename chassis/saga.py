@@ -19,7 +19,8 @@ Guarantees:
   times: then the saga is parked as needing an operator (`NEEDS_OPERATOR`, in its history and
   in `count_needing_operator`, which `make status` shows), never resent forever; a reply that
   arrives after that still resumes it;
-- every transition is appended to the saga's history, the audit trail the owner serves.
+- every transition is appended to the saga's history, the audit trail the owner serves, and,
+  given `metrics`, measured: how sagas end and how long they and each step take.
 
 The owner decides what a saga's end means through two callbacks, run in the transaction that
 ends the saga's forward path: `on_completed` (every step succeeded) and `on_failed` (a step
@@ -41,6 +42,7 @@ from typing import Any
 from chassis import telemetry
 from chassis.events import Envelope, Message, outgoing
 from chassis.logging import get_logger
+from chassis.metrics import SagaMetrics
 from chassis.store import Collection, Document, Store, Transaction, run_transaction
 
 __all__ = ["SAGAS", "HistoryKind", "Saga", "SagaDefinition", "SagaStatus", "Step"]
@@ -149,8 +151,13 @@ class Saga:
         clock: Callable[[], float] = time.time,
         timeout_scan_interval_s: float = 1.0,
         max_compensation_sends: int = 10,
+        metrics: SagaMetrics | None = None,
     ):
         self.definition = definition
+        self._metrics = metrics
+        if metrics is not None:
+            for outcome in OUTCOMES:  # from 0, so that the first of each shows in a rate
+                metrics.ended.labels(definition.name, outcome)
         self._clock = clock
         self._scan_interval_s = timeout_scan_interval_s
         self._max_compensation_sends = max_compensation_sends
@@ -179,8 +186,10 @@ class Saga:
         if saga is None:
             log.warning("reply for an unknown saga", saga_id=saga_id, type=envelope.type)
             return
+        seen = len(saga["history"])
         outcome = self._advance(tx, saga_id, saga, reply)
         await tx.update(SAGAS.name, _indexed(saga))
+        self._observe(saga, since=seen)
         if outcome is None:
             return
         if outcome.failure is None:
@@ -193,6 +202,7 @@ class Saga:
         saga = await tx.get(SAGAS.name, saga_id)
         if saga is None or saga["status"] == SagaStatus.COMPENSATED:
             return False
+        seen = len(saga["history"])
         if saga["status"] == SagaStatus.RUNNING:
             # The step in flight may still apply: undo it too.
             self._begin_compensation(tx, saga_id, saga, upto=saga["step"], reason=reason)
@@ -203,6 +213,7 @@ class Saga:
         else:  # already compensating: the compensations under way undo everything
             return True
         await tx.update(SAGAS.name, _indexed(saga))
+        self._observe(saga, since=seen)
         return True
 
     async def history(self, tx: Transaction, saga_id: str) -> list[Mapping[str, Any]]:
@@ -240,6 +251,7 @@ class Saga:
             return
         if saga["deadline"] > now:
             return  # a reply arrived meanwhile
+        seen = len(saga["history"])
         steps = self.definition.steps
         if saga["status"] == SagaStatus.RUNNING:
             step = steps[saga["step"]]
@@ -266,6 +278,7 @@ class Saga:
             )
             self._send_compensation(tx, saga_id, saga)
         await tx.update(SAGAS.name, _indexed(saga))
+        self._observe(saga, since=seen)
 
     async def prune_ended(self, store: Store, *, before: float, limit: int = 1000) -> int:
         """Deletes up to `limit` sagas compensated before `before` (a Unix time); returns how
@@ -410,6 +423,38 @@ class Saga:
             return f"COMPENSATING_{steps[saga['compensating'][0]].name.upper()}"
         return str(saga["status"])
 
+    def _observe(self, saga: Document, *, since: int) -> None:
+        """Measures the transitions recorded from `history[since]` on: called once they are
+        written (a conflicting update raises before), so a transaction run again after a
+        conflict is not measured twice."""
+        if self._metrics is None:
+            return
+        name = self.definition.name
+        history = saga["history"]
+        for i in range(since, len(history)):
+            entry = history[i]
+            kind = entry["kind"]
+            if kind == HistoryKind.REPLY_RECEIVED and entry["step"]:
+                sent = next(
+                    (
+                        e
+                        for e in reversed(history[:i])
+                        if e["step"] == entry["step"] and e["kind"] in SENT
+                    ),
+                    None,
+                )
+                if sent is not None:
+                    step = entry["step"]
+                    if sent["kind"] == HistoryKind.COMPENSATION_SENT:
+                        step = f"{step}:compensation"
+                    self._metrics.step_duration.labels(name, step).observe(_between(sent, entry))
+            elif kind in (HistoryKind.SAGA_ENDED, HistoryKind.SAGA_PARKED):
+                outcome = (
+                    "needs_operator" if kind == HistoryKind.SAGA_PARKED else entry["state"].lower()
+                )
+                self._metrics.ended.labels(name, outcome).inc()
+                self._metrics.duration.labels(name, outcome).observe(_between(history[0], entry))
+
     def _record(
         self,
         saga: Document,
@@ -434,3 +479,18 @@ class Saga:
         attributes = {f"ordermesh.saga.{k}": v for k, v in entry.items() if v and k != "time"}
         attributes["ordermesh.saga.name"] = self.definition.name
         telemetry.current_span().add_event(f"saga {kind}", attributes)
+
+
+SENT = (HistoryKind.COMMAND_SENT, HistoryKind.COMPENSATION_SENT)
+# How a saga ends, as its metrics say it.
+OUTCOMES = ("completed", "compensated", "needs_operator")
+
+
+def _between(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> float:
+    """Seconds between two history entries."""
+    return max(
+        0.0,
+        (
+            datetime.fromisoformat(later["time"]) - datetime.fromisoformat(earlier["time"])
+        ).total_seconds(),
+    )

@@ -175,6 +175,9 @@ class Store(Protocol):
     async def count_outbox(self) -> tuple[int, int]:
         """(pending, sent) messages in the outbox; parked ones are neither."""
 
+    async def count_pending(self) -> int:
+        """How many outbox messages wait to be published (an index read, unlike count_outbox)."""
+
     async def count_inbox(self, consumer: str) -> int:
         """How many distinct messages `consumer` has handled."""
 

@@ -325,6 +325,9 @@ class MongoStore:
         sent = await outbox.count_documents({"sent_at": {"$ne": None}})
         return pending, sent
 
+    async def count_pending(self) -> int:
+        return await self._db["outbox"].count_documents({"sent_at": None, "parked": None})
+
     async def count_inbox(self, consumer: str) -> int:
         return await self._db["inbox"].count_documents({"consumer": consumer})
 

@@ -454,6 +454,13 @@ class PostgresStore:
         assert row is not None
         return int(row[0]), int(row[1])
 
+    async def count_pending(self) -> int:
+        async with self._connection() as db:
+            count = await db.fetchval(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
+            )
+        return int(count)
+
     async def count_inbox(self, consumer: str) -> int:
         async with self._connection() as db:
             count = await db.fetchval("SELECT COUNT(*) FROM inbox WHERE consumer = $1", consumer)

@@ -483,6 +483,13 @@ class SqliteStore:
             ).fetchone()
         return int(pending), int(sent)
 
+    async def count_pending(self) -> int:
+        async with self._locked(write=False) as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
+            ).fetchone()
+        return int(count)
+
     async def count_inbox(self, consumer: str) -> int:
         async with self._locked(write=False) as db:
             (count,) = db.execute(

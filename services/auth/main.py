@@ -46,4 +46,5 @@ async def main() -> None:
             [api.service(api.Authorization(access, policy))],
             readiness=runtime.readiness(),
             notes=runtime.notes,
+            metrics=runtime.metrics,
         )

@@ -56,4 +56,5 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
             notes=runtime.notes,
+            metrics=runtime.metrics,
         )

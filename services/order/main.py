@@ -38,6 +38,7 @@ async def main() -> None:
             inventory=clients.InventoryClient(inventory, cache_s=settings.product_cache_s),
             step_timeout_s=settings.saga_step_timeout_s,
             compensation_sends=settings.saga_compensation_sends,
+            saga_metrics=runtime.metrics.sagas,
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))
         runtime.background(orders.saga.watch_timeouts(runtime.store), name="saga-timeouts")
@@ -51,6 +52,7 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
             notes=runtime.notes,
+            metrics=runtime.metrics,
         )
 
 

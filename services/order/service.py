@@ -17,6 +17,7 @@ from user.v1 import events_pb2 as user_events
 from chassis import pages
 from chassis.errors import NotFound
 from chassis.events import Message, outgoing
+from chassis.metrics import SagaMetrics
 from chassis.saga import Saga, SagaDefinition, Step
 from chassis.store import DuplicateKey, Store, Transaction, run_transaction
 from chassis.timestamps import timestamp
@@ -105,6 +106,7 @@ class Orders:
         step_timeout_s: float = 30.0,
         compensation_sends: int = 10,
         clock: Callable[[], float] = time.time,
+        saga_metrics: SagaMetrics | None = None,
     ):
         self._store = store
         self._inventory = inventory
@@ -117,6 +119,7 @@ class Orders:
             ),
             clock=clock,
             max_compensation_sends=compensation_sends,
+            metrics=saga_metrics,
         )
 
     async def place_order(

@@ -56,6 +56,7 @@ async def main() -> None:
             readiness=runtime.readiness(),
             authenticator=verifier,
             notes=runtime.notes,
+            metrics=runtime.metrics,
         )
 
 

@@ -148,6 +148,7 @@ async def test_published_messages_wait_in_the_outbox_in_order(store):
     assert [r.seq for r in await store.pending(10)] == [r.seq for r in pending[1:]]
     assert [r.seq for r in await store.pending(10, after=pending[1].seq)] == [pending[2].seq]
     assert await store.count_outbox() == (2, 1)
+    assert await store.count_pending() == 2
 
 
 async def test_the_inbox_recognises_a_message_handled_before(store):
@@ -183,6 +184,7 @@ async def test_parked_messages_leave_the_pending_ones_and_come_back_when_unparke
     assert (parked.row.seq, parked.reason) == (second.seq, "refused: too large")
     assert parked.row.message.envelope == second.message.envelope
     assert await store.count_outbox() == (2, 0)
+    assert await store.count_pending() == 2  # the parked one does not wait for the relay
     assert await store.unpark([second.message.envelope.event_id]) == 1
     assert [row.seq for row in await store.pending(10)] == [first.seq, second.seq, third.seq]
     assert await store.parked() == []

@@ -1,0 +1,129 @@
+"""A private Prometheus (Debian's binary, unpacked by tools/prometheus.sh) scraping the system.
+
+`PrivatePrometheus(directory, redis_url=...)` starts `python -m monitoring.targets` (the file of
+targets, from the registry) and Prometheus on a free port of 127.0.0.1, with the configuration
+of `monitoring.prometheus` and the rules of monitoring/rules.yml, its data under `directory`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.process import ManagedProcess, free_port
+from monitoring import prometheus
+
+__all__ = ["PROMETHEUS", "PrivatePrometheus"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS = ROOT / ".build" / "prometheus" / "usr" / "bin" / "prometheus"
+
+
+class PrivatePrometheus:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        redis_url: str,
+        gateway_admin: str = "",
+        scrape_interval_s: float = 1.0,
+        lost_kept_s: float = 300.0,
+        port: int = 0,
+    ):
+        if not PROMETHEUS.exists():
+            raise FileNotFoundError(
+                f"{PROMETHEUS} not found: run `make {PROMETHEUS.relative_to(ROOT)}`"
+            )
+        self.directory = directory
+        self.port = port or free_port()
+        self.targets_file = directory / prometheus.TARGETS
+        self.targets = ManagedProcess(
+            "prometheus-targets",
+            [sys.executable, "-m", "monitoring.targets"],
+            directory=directory,
+            env={
+                "REDIS_URL": redis_url,
+                "TARGETS_FILE": str(self.targets_file),
+                "GATEWAY_ADMIN": gateway_admin,
+                "LOST_KEPT_S": str(lost_kept_s),
+            },
+            ready=self.targets_file.exists,
+            ready_timeout_s=30.0,
+        )
+        self._config = prometheus.config(scrape_interval_s=scrape_interval_s)
+        self.process = ManagedProcess(
+            "prometheus",
+            [
+                str(PROMETHEUS),
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1d",
+            ],
+            directory=directory,
+            ready=self._ready,
+            ready_timeout_s=30.0,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "prometheus.yml").write_text(prometheus.render(self._config))
+        shutil.copy(prometheus.RULES, self.directory / prometheus.RULES.name)
+        self.targets.start()
+        self.process.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+        self.targets.stop()
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def api(self, path: str, **params: str) -> Any:
+        """The `data` of an answer of the HTTP API (`/api/v1/<path>`)."""
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10.0) as answer:
+            body = json.load(answer)
+        if body.get("status") != "success":
+            raise RuntimeError(f"Prometheus refused {path} {params}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The instant vector `expr` evaluates to: each series' labels and value."""
+        return [
+            {"labels": r["metric"], "value": float(r["value"][1])}
+            for r in self.api("query", query=expr)["result"]
+        ]
+
+    def wait_for(
+        self,
+        expr: str,
+        condition: Callable[[list[dict[str, Any]]], bool] = bool,
+        *,
+        timeout_s: float = 60.0,
+    ) -> list[dict[str, Any]]:
+        """Queries `expr` until `condition(result)` holds; TimeoutError with the last result."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = self.query(expr)
+            if condition(result):
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expr}: {result} after {timeout_s} s")
+            time.sleep(0.5)
