@@ -12,7 +12,7 @@ INSTALLED := $(VENV)/.installed
 PROMETHEUS := .build/prometheus/usr/bin/prometheus
 PROMTOOL := .build/prometheus/usr/bin/promtool
 
-.PHONY: up rollout status demo test test-unit test-integration test-contract test-containers gen lint \
+.PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-gateway bench-store-drivers \
 	compose-env image images compose-up compose-down
 
@@ -32,6 +32,17 @@ rollout: $(INSTALLED)
 # Every registered instance with its health and circuit breakers (of the system `make up` runs).
 status: $(INSTALLED)
 	$(BIN)/python -m tools.status
+
+# The log lines of every process of `make up`, in time order: `make logs ID=<correlation or
+# trace id>` for one request's, SERVICE=, LEVEL= (and worse) and SINCE= (10m, or a time) to
+# filter; it follows new lines unless FOLLOW=0.
+ID ?=
+LEVEL ?=
+SINCE ?=
+FOLLOW ?= 1
+logs: $(INSTALLED)
+	@$(BIN)/python -m tools.logs --id "$(ID)" --service "$(SERVICE)" --level "$(LEVEL)" \
+		--since "$(SINCE)" --follow "$(FOLLOW)"
 
 # A scenario through the gateway's REST API, each step printed (against `make up`).
 demo: $(INSTALLED)

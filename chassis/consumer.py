@@ -444,11 +444,17 @@ class Consumer:
             self._unsettled.pop(tag, None)
 
     def _settled(self, envelope: Envelope, first_time: bool) -> None:
-        self._ledger.record(
-            envelope.type, "processed" if first_time else "duplicate", queue=self._counted_as
+        outcome = "processed" if first_time else "duplicate"
+        self._ledger.record(envelope.type, outcome, queue=self._counted_as)
+        # Named here, not taken from the context: a batch is settled after all its messages.
+        log.info(
+            "message handled" if first_time else "duplicate absorbed",
+            queue=self.name,
+            type=envelope.type,
+            event_id=envelope.event_id,
+            correlation_id=envelope.correlation_id,
+            trace_id=envelope.traceparent.split("-")[1] if envelope.traceparent else "",
         )
-        if not first_time:
-            log.info("duplicate absorbed", type=envelope.type, event_id=envelope.event_id)
 
     @staticmethod
     def _attempts(incoming: Delivery) -> int:

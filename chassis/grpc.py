@@ -18,6 +18,8 @@ What every service gets from it:
   in-flight calls get `shutdown_grace_s` to finish;
 - with `REDIS_URL` set, registration in the registry (`chassis.registry`) once serving, with
   heartbeats; at shutdown the instance is marked draining first and removed once drained;
+- one log line per call it answered ("rpc handled": method, status code, milliseconds; about
+  20 us each, measured), health checks and reflection aside;
 - its metrics (`chassis.metrics`: the RPCs by method and status code, and what the runtime
   counts) at `/metrics` over HTTP, on METRICS_PORT (default: a free port), which the
   registration publishes for Prometheus.
@@ -242,7 +244,14 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     await _fail(context, method, exc)
                 finally:
                     if record is not None:
-                        record(code, time.perf_counter() - started)
+                        elapsed_s = time.perf_counter() - started
+                        record(code, elapsed_s)
+                        log.info(
+                            "rpc handled",
+                            method=method,
+                            code=code.name,
+                            ms=round(elapsed_s * 1e3, 2),
+                        )
                     caller.reset(identity)
                     correlation_id.reset(token)
 

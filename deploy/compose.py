@@ -40,6 +40,7 @@ RABBITMQ = "${RABBITMQ_HOST:-rabbitmq}:${RABBITMQ_PORT:-5672}"
 REDIS = "${REDIS_HOST:-redis}:${REDIS_PORT:-6379}"
 POSTGRES = "${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}"
 GRPC_PORT = "${GRPC_PORT:-50051}"
+METRICS_PORT = "${METRICS_PORT:-9464}"
 APP_IMAGE = "${ORDERMESH_IMAGE:-localhost/ordermesh:latest}"
 
 
@@ -65,6 +66,7 @@ def _service_environment(service: Service) -> dict[str, str]:
         "LOG_LEVEL": "${LOG_LEVEL:-INFO}",
         "GRPC_HOST": "${GRPC_HOST:-0.0.0.0}",
         "GRPC_PORT": GRPC_PORT,
+        "METRICS_PORT": METRICS_PORT,
         "PORT_FILE": "/run/ordermesh/grpc.port",
         "REDIS_URL": f"redis://:{_required('REDIS_PASSWORD')}@{REDIS}/0",
     }
@@ -263,11 +265,71 @@ def _services() -> dict[str, Any]:
     return rendered
 
 
+def _monitoring() -> dict[str, Any]:
+    """Prometheus (targets from the registry, the rules of monitoring/) and Grafana with the
+    dashboard, under the profile `monitoring`: `docker compose --profile monitoring up`."""
+    profile = ["monitoring"]
+    return {
+        "prometheus-targets": _app(
+            ["python", "-m", "monitoring.targets"],
+            profiles=profile,
+            environment={
+                "REDIS_URL": f"redis://:{_required('REDIS_PASSWORD')}@{REDIS}/0",
+                "TARGETS_FILE": "/etc/prometheus/targets/targets.json",
+                "GATEWAY_ADMIN": "${GATEWAY_ADMIN_TARGET:-gateway:9901}",
+            },
+            volumes=["prometheus-targets:/etc/prometheus/targets"],
+            restart="unless-stopped",
+            depends_on=["redis"],
+        ),
+        "prometheus": {
+            "image": "${PROMETHEUS_IMAGE:-docker.io/prom/prometheus:v2.53.2}",
+            "profiles": profile,
+            "command": [
+                "--config.file=/etc/prometheus/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                "--web.listen-address=${PROMETHEUS_LISTEN:-0.0.0.0}:9090",
+            ],
+            "volumes": [
+                "./monitoring/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+                "./monitoring/rules.yml:/etc/prometheus/rules.yml:ro",
+                "prometheus-targets:/etc/prometheus/targets:ro",
+                "prometheus:/prometheus",
+            ],
+            "ports": ["${PROMETHEUS_PUBLISH:-127.0.0.1:9090}:9090"],
+            "restart": "unless-stopped",
+            "depends_on": ["prometheus-targets"],
+        },
+        "grafana": {
+            "image": "${GRAFANA_IMAGE:-docker.io/grafana/grafana:11.2.0}",
+            "profiles": profile,
+            "environment": {
+                "PROMETHEUS_ADDRESS": "${PROMETHEUS_ADDRESS:-prometheus:9090}",
+                "GF_SERVER_HTTP_ADDR": "${GRAFANA_LISTEN:-0.0.0.0}",
+                "GF_SECURITY_ADMIN_PASSWORD": _required("GRAFANA_ADMIN_PASSWORD"),
+            },
+            "volumes": [
+                "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro",
+                "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro",
+            ],
+            "ports": ["${GRAFANA_PUBLISH:-127.0.0.1:3000}:3000"],
+            "restart": "unless-stopped",
+            "depends_on": ["prometheus"],
+        },
+    }
+
+
 def compose() -> dict[str, Any]:
     return {
         "name": "ordermesh",
-        "services": {**_infrastructure(), **_gateway(), **_services()},
-        "volumes": {"rabbitmq": {}, "postgres": {}, "gateway": {}},
+        "services": {**_infrastructure(), **_gateway(), **_services(), **_monitoring()},
+        "volumes": {
+            "rabbitmq": {},
+            "postgres": {},
+            "gateway": {},
+            "prometheus-targets": {},
+            "prometheus": {},
+        },
     }
 
 
@@ -276,6 +338,8 @@ LOOPBACK_LISTEN = {
     "rabbitmq": {"RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "ERL_EPMD_ADDRESS": "127.0.0.1"},
     "redis": {"REDIS_LISTEN": "127.0.0.1"},
     "gateway-config": {"GATEWAY_LISTEN": "127.0.0.1"},
+    "prometheus-targets": {"GATEWAY_ADMIN": "127.0.0.1:9901"},
+    "grafana": {"PROMETHEUS_ADDRESS": "127.0.0.1:9090", "GF_SERVER_HTTP_ADDR": "127.0.0.1"},
 }
 
 
@@ -294,9 +358,18 @@ def host_network(base: dict[str, Any]) -> dict[str, Any]:
         if "GRPC_HOST" in spec.get("environment", {}):
             # Replicas share the host's ports: each takes a free one, published in the
             # registry (and in PORT_FILE, for its health check).
-            services[name]["environment"] = {"GRPC_HOST": "127.0.0.1", "GRPC_PORT": "0"}
+            services[name]["environment"] = {
+                "GRPC_HOST": "127.0.0.1",
+                "GRPC_PORT": "0",
+                "METRICS_PORT": "0",
+            }
         if name == "postgres":
             services[name]["command"] = ["postgres", "-c", "listen_addresses=127.0.0.1"]
+        if name == "prometheus":
+            services[name]["command"] = [
+                *base["services"][name]["command"][:-1],
+                "--web.listen-address=127.0.0.1:9090",
+            ]
     return {"services": services}
 
 

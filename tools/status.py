@@ -1,14 +1,25 @@
 """`make status`: every registered instance, its health, its circuit breakers and its notes
-(what needs an operator, e.g. sagas parked after their compensations went unanswered).
+(what needs an operator, e.g. sagas parked after their compensations went unanswered); then,
+per service, the figures an operator looks at first, from Prometheus over the last minute:
+requests/s, the share of calls the server failed, p99 latency, the age of the oldest outbox
+message waiting, dead-lettered messages, and the destinations whose breaker is open.
 
-Reads the registry in Redis at REDIS_URL, or at the address `make up` wrote to
-.build/run/env; asks each instance's gRPC health service directly (1 s deadline).
+Reads the registry in Redis at REDIS_URL, and Prometheus at PROMETHEUS_URL, or at the addresses
+`make up` wrote to .build/run/env; asks each instance's gRPC health service directly (1 s
+deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,6 +37,50 @@ async def health(instance: Instance) -> str:
         except grpc.aio.AioRpcError as exc:
             return f"unreachable ({exc.code().name})"
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+# Column, PromQL by service, and how a value is shown.
+FIGURES = (
+    ("req/s", "service:grpc_server_handled:rate1m", "{:.1f}"),
+    ("errors", "service:grpc_server_errors:ratio_rate1m", "{:.2%}"),
+    ("p99 ms", "service:grpc_server_handling_seconds:p99_1m * 1000", "{:.1f}"),
+    ("outbox age s", "service:ordermesh_outbox_oldest_age_seconds:max", "{:.1f}"),
+    (
+        "dead letters",
+        "sum by (service) (max by (service, queue) (ordermesh_dead_letter_queue_messages))",
+        "{:.0f}",
+    ),
+)
+OPEN_BREAKERS = "destination:ordermesh_circuit_breaker_open:sum > 0"
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    with urllib.request.urlopen(url, timeout=3.0) as answer:
+        result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
+        return result
+
+
+def figures(prometheus: str) -> list[tuple[str, ...]]:
+    """One row per service: the FIGURES, then its open breakers."""
+    table: dict[str, dict[str, str]] = {}
+    for column, expr, shown in FIGURES:
+        for series in query(prometheus, expr):
+            number = float(series["value"][1])
+            text = "-" if math.isnan(number) else shown.format(number)
+            table.setdefault(series["metric"]["service"], {})[column] = text
+    for series in query(prometheus, OPEN_BREAKERS):
+        row = table.setdefault(series["metric"]["service"], {})
+        destinations = [*filter(None, [row.get("open breakers")]), series["metric"]["destination"]]
+        row["open breakers"] = ", ".join(destinations)
+    columns = [c for c, _, _ in FIGURES] + ["open breakers"]
+    return [(service, *(table[service].get(c, "-") for c in columns)) for service in sorted(table)]
+
+
+def printed(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
 
 
 async def main() -> int:
@@ -60,10 +115,19 @@ async def main() -> int:
     if not rows:
         print(f"no instance is registered in {url}")
         return 1
-    header = ("service", "instance", "address", "health", "circuit breakers", "notes")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    printed(("service", "instance", "address", "health", "circuit breakers", "notes"), rows)
+    prometheus = setting("PROMETHEUS_URL")
+    if prometheus is None:
+        print("\nno figures: set PROMETHEUS_URL, or start the system with `make up`")
+        return 0
+    try:
+        by_service = await asyncio.to_thread(figures, prometheus)
+    except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
+        print(f"\nno figures: Prometheus at {prometheus} did not answer ({exc})")
+        return 0
+    print(f"\nlast minute, from {prometheus}:")
+    columns = ["service", *(c for c, _, _ in FIGURES), "open breakers"]
+    printed(columns, by_service)
     return 0
 
 

@@ -10,7 +10,9 @@ Starts, as processes supervised here (a crashed one is started again, with backo
   included, registered in Redis;
 - the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its agent process; every request
   passes its access filters (tokens, revoked sessions, roles; the auth service's check where a
-  contract asks for it) and is counted against the rate limits.
+  contract asks for it) and is counted against the rate limits;
+- Prometheus on 127.0.0.1:9090 (PROMETHEUS_PORT), scraping every instance and Envoy through the
+  targets the registry gives, with the rules of monitoring/rules.yml (harness/prometheus.py).
 Before any service starts, the admin account (ADMIN_EMAIL, default admin@ordermesh.test) is
 created with the operator's command, `python -m services.user create-admin`, with a random
 password printed once (there is no default password anywhere; registering through the API
@@ -40,6 +42,7 @@ from user.v1 import user_service_pb2_grpc as user_grpc
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
 from harness.postgres import PrivatePostgres
+from harness.prometheus import PrivatePrometheus
 from harness.rollout import roll
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
@@ -140,7 +143,9 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, lambda *_: rollout_requested.set())
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     supervisor = Supervisor()
-    started: list[PrivateRabbitMQ | PrivateRedis | PrivatePostgres | System | LocalGateway] = []
+    started: list[
+        PrivateRabbitMQ | PrivateRedis | PrivatePostgres | System | LocalGateway | PrivatePrometheus
+    ] = []
     try:
         rabbitmq_url = os.environ.get("RABBITMQ_URL")
         if not rabbitmq_url:
@@ -189,7 +194,22 @@ def main() -> int:
         started.append(gateway)
         gateway.start()
         gateway.wait_for_healthy(args.instances)
-        for process in [*instances, gateway.agent, gateway.envoy.process]:
+        prometheus = PrivatePrometheus(
+            RUN_DIR / "prometheus",
+            redis_url=redis_url,
+            gateway_admin=f"127.0.0.1:{gateway.envoy.admin_port}",
+            scrape_interval_s=2.0,
+            port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
+        )
+        started.append(prometheus)
+        prometheus.start()
+        for process in [
+            *instances,
+            gateway.agent,
+            gateway.envoy.process,
+            prometheus.targets,
+            prometheus.process,
+        ]:
             supervisor.watch(process)
         supervisor.start()
         password = system.admin_password
@@ -200,6 +220,7 @@ def main() -> int:
                 "RABBITMQ_URL": rabbitmq_url,
                 "REDIS_URL": redis_url,
                 "GATEWAY_URL": gateway.url,
+                "PROMETHEUS_URL": prometheus.url,
                 "UP_PID": str(os.getpid()),
             }
         )
@@ -213,6 +234,7 @@ def main() -> int:
         print(f"\nRABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}")
         print(f"admin: {admin_email} / {password} (printed once; not stored)")
         print(examples(gateway.address, products[0]))
+        print(f"Prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         print(f"Logs: {RUN_DIR} (services/<name>/*.log, gateway/, services/sinks/sinks.log)")
         print(
             "From another terminal: `make demo` (a scenario through REST), `make status`, "
@@ -223,7 +245,7 @@ def main() -> int:
     finally:
         supervisor.stop()
         for part in reversed(started):
-            if isinstance(part, System | LocalGateway):
+            if isinstance(part, System | LocalGateway | PrivatePrometheus):
                 part.stop()
             else:
                 part.remove()

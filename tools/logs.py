@@ -1,0 +1,164 @@
+"""`make logs`: the JSON log lines of every process `make up` runs, gathered in time order.
+
+Every process of the system writes its JSON lines to its own file under the run directory
+(.build/run: `services/<service>/<instance>.log`, `gateway/`, `sinks/`, the files of an instance
+restarted after a crash included); this reads them all as one stream, ordered by time:
+
+    make logs ID=<correlation id or trace id>   one request's lines, from every service
+    make logs SERVICE=order LEVEL=warning       what the order service warned of, or worse
+    make logs SINCE=10m FOLLOW=0                the last ten minutes, then exit
+
+It follows new lines (new files too: an instance started since) like `tail -f` unless
+FOLLOW=0. Lines that are not JSON (a broker's own log) are not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from tools.running import RUN_DIR
+
+__all__ = ["Filter", "Reader", "main"]
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+# Fields every line has, shown first; the rest follow as key=value.
+HEAD = ("timestamp", "service", "instance", "level", "event")
+
+
+@dataclass(frozen=True)
+class Filter:
+    id: str = ""
+    service: str = ""
+    level: str = ""
+    since: str = ""  # ISO time, as the lines carry it
+
+    def admits(self, record: dict[str, Any]) -> bool:
+        if self.id and self.id not in (record.get("correlation_id"), record.get("trace_id")):
+            return False
+        if self.service and record.get("service") != self.service:
+            return False
+        if self.level and _rank(record.get("level")) < _rank(self.level):
+            return False
+        return not self.since or str(record.get("timestamp", "")) >= self.since
+
+
+def _rank(level: object) -> int:
+    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
+
+
+def since(value: str, *, now: datetime | None = None) -> str:
+    """SINCE as the ISO time the lines carry: `30s`, `10m`, `2h`, `1d` ago, or an ISO time."""
+    if not value:
+        return ""
+    found = re.fullmatch(r"(\d+)([smhd])", value)
+    if found is None:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"SINCE={value!r} is neither a duration (30s, 10m, 2h) nor a time"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    else:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[found[2]]
+        moment = (now or datetime.now(UTC)) - timedelta(**{unit: int(found[1])})
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Reader:
+    """Reads the complete lines added to the log files under `root` since the last read."""
+
+    root: Path
+    _offsets: dict[Path, int] = field(default_factory=dict)
+
+    def new_records(self) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for path in sorted(self.root.rglob("*.log")):
+            records.extend(self._read(path))
+        return sorted(records, key=lambda r: str(r.get("timestamp", "")))
+
+    def _read(self, path: Path) -> Iterator[dict[str, Any]]:
+        offset = self._offsets.get(path, 0)
+        try:
+            with path.open("rb") as file:
+                if file.seek(0, 2) < offset:  # truncated or replaced: from its start
+                    offset = 0
+                file.seek(offset)
+                data = file.read()
+        except OSError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
+        self._offsets[path] = offset + len(complete)
+        for line in complete.splitlines():
+            if not line.startswith(b"{"):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "timestamp" in record:
+                yield record
+
+
+def render(record: dict[str, Any]) -> str:
+    time_ = str(record.get("timestamp", ""))[11:23]
+    who = f"{record.get('service', '?')}/{record.get('instance', '?')}"
+    level = str(record.get("level", "")).upper()
+    rest = " ".join(
+        f"{key}={json.dumps(value) if not isinstance(value, str) or ' ' in value else value}"
+        for key, value in record.items()
+        if key not in HEAD
+    )
+    return f"{time_} {who:<28} {level:<7} {record.get('event', '')}  {rest}".rstrip()
+
+
+def show(reader: Reader, wanted: Filter, out: TextIO, *, follow: bool, poll_s: float = 0.5) -> int:
+    """Prints what is there (and, following, what comes); returns how many lines it printed."""
+    printed = 0
+    while True:
+        for record in reader.new_records():
+            if wanted.admits(record):
+                out.write(render(record) + "\n")
+                printed += 1
+        out.flush()
+        if not follow:
+            return printed
+        time.sleep(poll_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The system's log lines, in time order.")
+    parser.add_argument("--id", default="", help="a correlation id or a trace id")
+    parser.add_argument("--service", default="")
+    parser.add_argument("--level", default="", choices=["", *LEVELS])
+    parser.add_argument("--since", default="", help="30s, 10m, 2h, 1d, or an ISO time")
+    parser.add_argument("--follow", default="1", choices=["0", "1"])
+    parser.add_argument("--root", type=Path, default=RUN_DIR)
+    args = parser.parse_args(argv)
+    if not args.root.exists():
+        print(f"no logs at {args.root}: is `make up` running?", file=sys.stderr)
+        return 1
+    try:
+        wanted = Filter(args.id, args.service, args.level.lower(), since(args.since))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):  # how a follower is ended
+        show(Reader(args.root), wanted, sys.stdout, follow=args.follow == "1")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
