@@ -46,7 +46,7 @@ from chassis.store import Collection, Store, Transaction, run_transaction
 from chassis.store.postgres import PostgresStore
 from chassis.store.sqlite import SqliteStore
 from chassis.topology import Subscription
-from harness import PrivateRabbitMQ
+from harness import PrivateRabbitMQ, charts
 from harness.postgres import PrivatePostgres
 from harness.rotel import PrivateRotel
 
@@ -288,7 +288,7 @@ async def main(args: argparse.Namespace) -> None:
     postgres = PrivatePostgres(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
     await asyncio.to_thread(postgres.start)
     ChassisPostgres.server = postgres
-    collector = PrivateRotel(Path(tempfile.mkdtemp(prefix="bench-rotel-")))
+    collector = PrivateRotel(Path(tempfile.mkdtemp(prefix="bench-rotel-")), describe=False)
     await asyncio.to_thread(collector.start)
     ChassisTraced.collector = collector
     results: dict[str, tuple[list[float], float]] = {}
@@ -308,6 +308,12 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.to_thread(broker.remove)
         await asyncio.to_thread(postgres.remove)
         await asyncio.to_thread(collector.stop)
+    picture = charts.percentiles(
+        "bench-events.png",
+        {name: lat for name, (lat, _) in results.items()},
+        title=f"Publish to processed, per path, at {args.rate:.0f} messages/s",
+    )
+    print(f"picture: {picture}")
     p99 = {name: percentile(lat, 99) for name, (lat, _) in results.items()}
     rates = {name: rate_s for name, (_, rate_s) in results.items()}
     print(

@@ -52,7 +52,7 @@ from bench.events import percentile
 from bench.machine import reference_ms
 from gateway import policy
 from gateway.policy import PolicyFeed
-from harness import PrivateRabbitMQ, PrivateRedis
+from harness import PrivateRabbitMQ, PrivateRedis, charts
 from harness.gateway import LocalGateway
 from harness.shop import Shop
 from harness.system import UNREACHED_RATE_LIMITS, System
@@ -319,6 +319,10 @@ async def run(args: argparse.Namespace) -> None:
         f"revocation_p99_ms={percentile([r.refused_ms for r in revoked], 99):.0f}"
     )
     print(f"ratio: rest_auth/rest throughput {rps['rest_auth'] / rps['rest']:.2f}")
+    picture = charts.percentiles(
+        "bench-gateway.png", fixed, title=f"Latency per path at {args.rate:g} calls/s"
+    )
+    print(f"picture: {picture}")
     print(
         f"revocations, {args.revoked} revoked before, {len(revoked)} logouts (ms from the start):"
     )

@@ -2,7 +2,9 @@
 
 The four services run as real processes (`harness.system`) on one private RabbitMQ node, one
 instance each: first each with its SQLite store, as `make up` runs them, then each with its
-database on one private PostgreSQL server (the networked store), in the same run. Orders are
+database on one private PostgreSQL server (the networked store), then with SQLite again and
+every service tracing, sampled at 100 %, exporting over OTLP to a real collector on loopback
+(rotel, describing nothing), in the same run. Orders are
 placed over gRPC by this process; an order counts as approved when its OrderApproved event
 arrives on a queue this process binds to `order.events` (so the latency includes the event's
 publication).
@@ -11,8 +13,8 @@ publication).
   PlaceOrder start -> OrderApproved received;
 - throughput: a burst of orders with a fixed number in flight; orders approved per second.
 
-Ends with `RESULT ref_ms=... saga_p99_ms=... orders_s=... pg_saga_p99_ms=... pg_orders_s=...`
-(`ref_ms`: see bench/machine.py).
+Ends with `RESULT ref_ms=... saga_p99_ms=... orders_s=... pg_saga_p99_ms=... pg_orders_s=...
+traced_saga_p99_ms=... traced_orders_s=...` (`ref_ms`: see bench/machine.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bench.events import percentile
 from bench.machine import reference_ms
 from harness import PrivateRabbitMQ
 from harness.postgres import PrivatePostgres
+from harness.rotel import PrivateRotel
 from harness.shop import Session, Shop
 from harness.system import System
 
@@ -120,18 +123,25 @@ async def burst(
 
 
 async def one_system(
-    args: argparse.Namespace, directory: Path, broker: PrivateRabbitMQ, store: str
+    args: argparse.Namespace,
+    directory: Path,
+    broker: PrivateRabbitMQ,
+    store: str,
+    *,
+    label: str = "",
+    env: dict[str, str] | None = None,
 ) -> tuple[float, float]:
-    """Runs the latency and burst measurements on a system whose stores are `store`'s;
-    returns (p99 ms, orders/s)."""
+    """Runs the latency and burst measurements on a system whose stores are `store`'s (with
+    `env` added to the services'); returns (p99 ms, orders/s)."""
+    label = label or store
     postgres = PrivatePostgres(directory / "postgres") if store == "postgres" else None
     if postgres is not None:
         postgres.start()
     system = System(
-        directory / f"system-{store}",
-        amqp_url=broker.add_vhost(f"saga-{store}"),
+        directory / f"system-{label}",
+        amqp_url=broker.add_vhost(f"saga-{label}"),
         # Credit is not what is measured: no order should be refused for it.
-        env={"CREDIT_LIMIT_MINOR": str(10**12), "LOG_LEVEL": "WARNING"},
+        env={"CREDIT_LIMIT_MINOR": str(10**12), "LOG_LEVEL": "WARNING", **(env or {})},
         separate_sinks=True,
         postgres=postgres,
     )
@@ -149,7 +159,7 @@ async def one_system(
         )
         p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
         print(
-            f"{store:<8} at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} "
+            f"{label:<8} at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} "
             f"orders): PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  "
             f"p99 {p99:.1f} ms  (mean {statistics.fmean(latencies):.1f} ms)",
             flush=True,
@@ -163,7 +173,7 @@ async def one_system(
         ]  # fmt: skip
         orders_s = statistics.median(rates)
         print(
-            f"{store:<8} bursts of {args.burst} with {args.in_flight} in flight: "
+            f"{label:<8} bursts of {args.burst} with {args.in_flight} in flight: "
             + ", ".join(f"{r:.0f}" for r in rates)
             + f" orders/s (median {orders_s:.0f})",
             flush=True,
@@ -184,17 +194,29 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-saga-") as directory:
         broker = PrivateRabbitMQ(Path(directory) / "rabbitmq")
         broker.start()
+        collector = PrivateRotel(Path(directory) / "rotel", describe=False)
+        collector.start()
+        traced = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        }
         try:
             p99, orders_s = await one_system(args, Path(directory), broker, "sqlite")
             pg_p99, pg_orders_s = await one_system(args, Path(directory), broker, "postgres")
+            traced_p99, traced_orders_s = await one_system(
+                args, Path(directory), broker, "sqlite", label="traced", env=traced
+            )
         finally:
+            collector.stop()
             broker.remove()
     print(
         f"RESULT ref_ms={reference_ms():.0f} saga_p99_ms={p99:.2f} orders_s={orders_s:.0f} "
-        f"pg_saga_p99_ms={pg_p99:.2f} pg_orders_s={pg_orders_s:.0f}",
+        f"pg_saga_p99_ms={pg_p99:.2f} pg_orders_s={pg_orders_s:.0f} "
+        f"traced_saga_p99_ms={traced_p99:.2f} traced_orders_s={traced_orders_s:.0f}",
         flush=True,
     )
     print(f"ratio: postgres/sqlite orders/s {pg_orders_s / orders_s:.2f}")
+    print(f"ratio: traced/untraced orders/s {traced_orders_s / orders_s:.2f}")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import charts
 from harness.gateway import LocalGateway
 from harness.shop import Shop
 from harness.supervisor import Supervisor
@@ -113,11 +114,13 @@ async def test_traffic_keeps_flowing_while_instances_are_killed(world):
     traffic = Traffic(gateway.url, token, product_id)
 
     kills = 0
+    moments: list[tuple[float, str]] = []
 
     async def killing() -> None:
         nonlocal kills
         for round_ in range(5):
             await asyncio.sleep(10)
+            moments.append((time.perf_counter() - traffic.started, f"kill {round_ + 1}"))
             for pair in pairs.values():
                 victim = pair[round_ % 2]
                 assert victim.process.running, f"{victim.process.name} was not restarted"
@@ -126,6 +129,12 @@ async def test_traffic_keeps_flowing_while_instances_are_killed(world):
 
     await asyncio.gather(traffic.run(60), killing())
     rate = traffic.success_rate()
+    picture = charts.timeline(
+        "failover.png",
+        traffic.timeline,
+        marks=moments,
+        title=f"One of two instances of each service SIGKILLed every 10 s: {rate:.3%} answered",
+    )
     await asyncio.to_thread(gateway.wait_for_healthy, 2)  # every killed instance serves again
     outcome = await reconcile(system, traffic, user_id, product_id)
     print(f"failover: {kills} kills, {traffic.outcomes} success {rate:.4%}; orders {outcome}; "
@@ -136,7 +145,7 @@ async def test_traffic_keeps_flowing_while_instances_are_killed(world):
         )
         for cluster in ("auth", "user", "order", "inventory")
     }
-    print(f"outlier ejections: {ejected}")
+    print(f"outlier ejections: {ejected}; picture: {picture}")
     assert kills == 5 * len(pairs)
     assert rate >= TARGET, f"{traffic.outcomes} {ejected}: {traffic.failures[:20]}"
 
@@ -147,14 +156,25 @@ async def test_traffic_keeps_flowing_while_redis_is_stopped(world):
     token, user_id, product_id = await customer(system)
     traffic = Traffic(gateway.url, token, product_id)
 
+    moments: list[tuple[float, str]] = []
+
     async def outage() -> None:
         await asyncio.sleep(2)
-        redis.stop()
+        moments.append((time.perf_counter() - traffic.started, "Redis stopped"))
+        await asyncio.to_thread(redis.stop)
         await asyncio.sleep(20)
-        redis.start()
+        moments.append((time.perf_counter() - traffic.started, "Redis started"))
+        await asyncio.to_thread(redis.start)
 
     await asyncio.gather(traffic.run(26), outage())
     rate = traffic.success_rate()
+    picture = charts.timeline(
+        "redis-outage.png",
+        traffic.timeline,
+        marks=moments,
+        title=f"Redis (registry, rate limits) stopped for 20 s: {rate:.3%} answered",
+    )
     await reconcile(system, traffic, user_id, product_id)
-    print(f"redis outage: {traffic.outcomes} success {rate:.4%}; failures: {traffic.failures[:10]}")
+    print(f"redis outage: {traffic.outcomes} success {rate:.4%}; "
+          f"failures: {traffic.failures[:10]}; picture: {picture}")  # fmt: skip
     assert rate >= TARGET, f"{traffic.outcomes}: {traffic.failures[:20]}"

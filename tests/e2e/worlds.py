@@ -53,8 +53,12 @@ class Traffic:
         # The orders the gateway accepted, and the idempotency key of every order sent.
         self.accepted: list[str] = []
         self.keys: list[str] = []
+        # (seconds from the start when it was sent, answered?) of each request, for the picture.
+        self.timeline: list[tuple[float, bool]] = []
+        self.started = time.perf_counter()
 
     async def one(self, http: aiohttp.ClientSession, n: int) -> None:
+        sent = time.perf_counter() - self.started
         kind = ("browse", "browse", "browse", "mine", "me", "order")[n % 6]
         try:
             if kind == "browse":
@@ -80,6 +84,7 @@ class Traffic:
             ok, text = False, f"{type(exc).__name__}: {exc}"
             response = None
         self.outcomes["ok" if ok else "failed"] += 1
+        self.timeline.append((sent, ok))
         if not ok:
             status = response.status if response is not None else "-"
             self.failures.append(f"{kind} {status} {text[:200]}")
@@ -89,7 +94,7 @@ class Traffic:
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             tasks = []
-            started = time.perf_counter()
+            started = self.started = time.perf_counter()
             for n in range(int(seconds * RATE)):
                 if until is not None and until.is_set():
                     break

@@ -229,9 +229,17 @@ async def test_sigterm_drains_in_flight_calls_then_exits(redis_server):
                 await stub.ListProducts(pb.ListProductsRequest(), timeout=2)
             assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         assert await asyncio.to_thread(app.finish) == 0
-        events = [line["event"] for line in app.lines]
+        events = [line["event"] for line in app.lines if line["event"] != "rpc handled"]
         # Registered (REDIS_URL is set): marked draining before the server stops.
         assert events[-3:] == ["shutdown requested", "draining", "grpc server stopped"]
+        # ... and the call in flight was answered in between, after the shutdown began.
+        answered_at = next(
+            n for n, line in enumerate(app.lines)
+            if line["event"] == "rpc handled" and line.get("correlation_id") == "c-in-flight"
+        )  # fmt: skip
+        shutdown_at = [line["event"] for line in app.lines].index("shutdown requested")
+        assert shutdown_at < answered_at
+        assert app.lines[answered_at]["code"] == "OK"
         assert all(line["service"] == "probe" for line in app.lines)
     finally:
         if app.process.poll() is None:
