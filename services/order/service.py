@@ -145,28 +145,33 @@ class Orders:
             "create_time": now,
             "update_time": now,
         }
+
+        async def place(tx: Transaction) -> dict[str, Any]:
+            stored = await tx.insert(ORDERS.name, order_id, order)
+            event = events_pb2.OrderPlaced(
+                order_id=order_id,
+                user_id=user_id,
+                lines=lines_proto(order),
+                total=total_proto(order),
+                place_time=timestamp(now),
+            )
+            tx.publish(outgoing(event, producer=PRODUCER), key=order_id)
+            await self.saga.start(
+                tx,
+                order_id,
+                {
+                    "order_id": order_id,
+                    "user_id": user_id,
+                    "lines": lines,
+                    "total_minor": total,
+                    "currency": currency,
+                },
+            )
+            return stored
+
         try:
-            async with self._store.transaction() as tx:
-                stored = await tx.insert(ORDERS.name, order_id, order)
-                event = events_pb2.OrderPlaced(
-                    order_id=order_id,
-                    user_id=user_id,
-                    lines=lines_proto(order),
-                    total=total_proto(order),
-                    place_time=timestamp(now),
-                )
-                tx.publish(outgoing(event, producer=PRODUCER), key=order_id)
-                await self.saga.start(
-                    tx,
-                    order_id,
-                    {
-                        "order_id": order_id,
-                        "user_id": user_id,
-                        "lines": lines,
-                        "total_minor": total,
-                        "currency": currency,
-                    },
-                )
+            # Run again if it met another transaction (PostgreSQL's outbox lock, under load).
+            stored = await run_transaction(self._store, place)
         except DuplicateKey:
             # A retry with the same key (the unique index decides, once): the first order wins.
             if (placed := await self._by_idempotency(idempotency)) is not None:

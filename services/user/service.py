@@ -123,17 +123,22 @@ class Users:
             "currency": self._credit.currency,
             "preferences": domain.default_preferences(),
         }
+
+        async def register(tx: Transaction) -> dict[str, Any]:
+            stored = await tx.insert(USERS.name, user_id, user)
+            event = events_pb2.UserRegistered(
+                user_id=user_id,
+                email=email,
+                display_name=name,
+                preferences=preferences_proto(user["preferences"]),
+            )
+            event.register_time.FromNanoseconds(int(now * 1e9))
+            tx.publish(outgoing(event, producer=PRODUCER), key=user_id)
+            return stored
+
         try:
-            async with self._store.transaction() as tx:
-                stored = await tx.insert(USERS.name, user_id, user)
-                event = events_pb2.UserRegistered(
-                    user_id=user_id,
-                    email=email,
-                    display_name=name,
-                    preferences=preferences_proto(user["preferences"]),
-                )
-                event.register_time.FromNanoseconds(int(now * 1e9))
-                tx.publish(outgoing(event, producer=PRODUCER), key=user_id)
+            # Run again if it met another transaction (PostgreSQL's outbox lock, under load).
+            stored = await run_transaction(self._store, register)
         except DuplicateKey:
             raise domain.EmailTaken(f"an account with email {email!r} exists already") from None
         return stored

@@ -23,8 +23,8 @@ import pytest
 from inventory.v1 import events_pb2
 
 from chassis.events import outgoing
-from chassis.store import Collection, StoreUnavailable
-from chassis.store.postgres import PostgresStore
+from chassis.store import Collection, StoreUnavailable, VersionConflict, run_transaction
+from chassis.store.postgres import OUTBOX_LOCK, PostgresStore
 from harness import ManagedProcess
 from tests.integration.backbone_app import SUBSCRIPTION
 
@@ -236,4 +236,32 @@ async def test_a_transaction_whose_connection_is_cut_is_store_unavailable(postgr
             assert await tx.get("things", "a") is None
         assert await store.count_outbox() == (0, 0)
     finally:
+        await store.close()
+
+
+async def test_a_commit_kept_waiting_for_the_outbox_lock_is_run_again_not_failed(postgres_url):
+    """Another transaction holds the outbox's lock past the lock timeout (as at saturation):
+    the commit is a VersionConflict, and run_transaction, which every use case that publishes
+    goes through, commits it once the lock is free (an order placed in `make bench-saga` on
+    PostgreSQL was answered INTERNAL before)."""
+    store = PostgresStore(postgres_url, lock_timeout_s=0.05)
+    await store.open([Collection("things")])
+
+    async def publish(tx) -> None:
+        await tx.insert("things", "t-1", {"n": 1})
+        tx.publish(outgoing(events_pb2.StockAdjusted(product_id="t-1"), producer="test"))
+
+    holder = await psycopg.AsyncConnection.connect(postgres_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_LOCK,))
+            with pytest.raises(VersionConflict):
+                async with store.transaction() as tx:
+                    await publish(tx)
+            placing = asyncio.create_task(run_transaction(store, publish))
+            await asyncio.sleep(0.2)  # several attempts meet the lock
+        await placing
+        assert await store.count_pending() == 1
+    finally:
+        await holder.close()
         await store.close()
