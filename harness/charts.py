@@ -50,7 +50,9 @@ def timeline(
     failed: Counter[int] = Counter()
     for at, ok in outcomes:
         (answered if ok else failed)[int(at)] += 1
-    seconds = range(max((int(at) for at, _ in outcomes), default=0) + 1)
+    # Whole seconds only: the last request, sent a little after its due time, would make a
+    # last second of one request look like a collapse.
+    seconds = range(int(max((at for at, _ in outcomes), default=0.0)))
     figure, axes = plt.subplots(figsize=(10, 4))
     axes.plot(seconds, [answered[s] for s in seconds], label="answered", color="tab:green")
     axes.bar(seconds, [failed[s] for s in seconds], label="failed", color="tab:red", width=1.0)
