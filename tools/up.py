@@ -238,6 +238,7 @@ def main() -> int:
         print(f"Logs: {RUN_DIR} (services/<name>/*.log, gateway/, services/sinks/sinks.log)")
         print(
             "From another terminal: `make demo` (a scenario through REST), `make status`, "
+            "`make logs ID=<correlation id>` (one request's lines from every process), "
             "`make rollout` (a rolling restart)."
         )
         print("\nCtrl-C stops what was started here.", flush=True)
