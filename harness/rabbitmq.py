@@ -9,20 +9,27 @@ file only its owner may read), so another process on the host cannot publish to 
 saga's reply, a signing key's event). The Erlang VM runs as
 the direct child (RUNNING_UNDER_SYSTEMD makes the start script exec it), so a SIGKILL reaches
 the broker itself, as a crash would. Its data directory survives stop/start, like a real node's.
+
+`PrivateRabbitMQCluster(directory, size=3)`: that many such nodes, sharing one epmd, one Erlang
+cookie and one user, joined into one cluster at their first start (classic config peer
+discovery, started one after the other), quorum queues replicated on every node.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.process import ManagedProcess, accepts, free_port, private_file
 
-__all__ = ["PrivateRabbitMQ"]
+__all__ = ["PrivateRabbitMQ", "PrivateRabbitMQCluster"]
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
@@ -41,20 +48,37 @@ def _answers_amqp(port: int) -> bool:
 
 
 class PrivateRabbitMQ:
-    def __init__(self, directory: Path):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int = 0,
+        cluster: _Membership | None = None,
+    ):
+        """`cluster`: what this node shares with the others of a PrivateRabbitMQCluster."""
         if not SERVER.exists():
             raise FileNotFoundError(
                 f"{SERVER} not found: install RabbitMQ with `apt-get install rabbitmq-server`"
             )
         self.directory = directory
-        self.port = free_port()
+        self.port = port or free_port()
         self.dist_port = free_port()
-        self.node = f"ordermesh-test-{self.port}@localhost"
+        self.node = node_name(self.port)
         home = directory / "home"
         home.mkdir(parents=True, exist_ok=True)
         (directory / "enabled_plugins").write_text("[].\n")
-        self.user = f"ordermesh-{secrets.token_hex(4)}"
-        self.password = secrets.token_urlsafe(24)
+        self.user = cluster.user if cluster else f"ordermesh-{secrets.token_hex(4)}"
+        self.password = cluster.password if cluster else secrets.token_urlsafe(24)
+        peers = ""
+        if cluster is not None:
+            # One cookie for all, read by each node from its HOME (owner only, as Erlang asks).
+            cookie = home / ".erlang.cookie"
+            cookie.write_text(cluster.cookie)
+            cookie.chmod(0o400)
+            peers = "cluster_formation.peer_discovery_backend = classic_config\n" + "".join(
+                f"cluster_formation.classic_config.nodes.{n} = {node}\n"
+                for n, node in enumerate(cluster.nodes, start=1)
+            )
         private_file(
             directory / "rabbitmq.conf",
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
@@ -63,9 +87,9 @@ class PrivateRabbitMQ:
             # Made at the node's first start instead of guest, with every right on "/".
             f"default_user = {self.user}\n"
             f"default_pass = {self.password}\n"
-            "default_user_tags.administrator = true\n",
+            "default_user_tags.administrator = true\n" + peers,
         )
-        self.epmd_port = free_port()
+        self.epmd_port = cluster.epmd_port if cluster else free_port()
         self.env = {
             "HOME": str(home),
             "ERL_EPMD_PORT": str(self.epmd_port),
@@ -107,7 +131,7 @@ class PrivateRabbitMQ:
         return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/{vhost}"
 
     def start(self) -> None:
-        if not self.epmd.running:
+        if not accepts(self.epmd_port):  # a cluster's nodes share the first one's
             self.epmd.start()
         self.process.start()
 
@@ -144,3 +168,74 @@ class PrivateRabbitMQ:
         self.stop()
         self.epmd.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def node_name(port: int) -> str:
+    return f"ordermesh-test-{port}@localhost"
+
+
+@dataclass(frozen=True)
+class _Membership:
+    nodes: tuple[str, ...]
+    cookie: str
+    epmd_port: int
+    user: str
+    password: str
+
+
+class PrivateRabbitMQCluster:
+    """`size` private nodes joined into one cluster (see the module doc)."""
+
+    def __init__(self, directory: Path, *, size: int = 3):
+        ports = [free_port() for _ in range(size)]
+        membership = _Membership(
+            nodes=tuple(node_name(port) for port in ports),
+            cookie=secrets.token_hex(20),
+            epmd_port=free_port(),
+            user=f"ordermesh-{secrets.token_hex(4)}",
+            password=secrets.token_urlsafe(24),
+        )
+        self.directory = directory
+        self.nodes = [
+            PrivateRabbitMQ(directory / f"node-{n}", port=port, cluster=membership)
+            for n, port in enumerate(ports)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self) -> None:
+        """Starts the nodes one after the other: each later one joins the first."""
+        for node in self.nodes:
+            node.start()
+        self.wait_for_members(len(self.nodes))
+
+    def running_nodes(self) -> list[str]:
+        """The cluster's running nodes, as a live node tells."""
+        for node in self.nodes:
+            if node.process.running:
+                status = json.loads(node.ctl("cluster_status", "--formatter", "json"))
+                return sorted(status["running_nodes"])
+        return []
+
+    def wait_for_members(self, count: int, *, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.running_nodes()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.running_nodes()} after {timeout_s} s")
+            time.sleep(0.5)
+
+    def add_vhost(self, vhost: str) -> str:
+        """A vhost on the cluster (made through a live node); the URL of every node, joined by
+        commas, for the services' RABBITMQ_URL."""
+        live = next(node for node in self.nodes if node.process.running)
+        live.add_vhost(vhost)
+        return ",".join(node.vhost_url(vhost) for node in self.nodes)
+
+    def remove(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+        for node in self.nodes:
+            node.epmd.stop()
+            shutil.rmtree(node.directory, ignore_errors=True)
