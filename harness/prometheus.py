@@ -14,17 +14,27 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.process import ManagedProcess, free_port
 from monitoring import prometheus
 
-__all__ = ["PROMETHEUS", "PrivatePrometheus"]
+__all__ = ["PROMETHEUS", "PrivatePrometheus", "api"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / ".build" / "prometheus" / "usr" / "bin" / "prometheus"
+
+
+def api(url: str, path: str, params: Mapping[str, str], *, timeout_s: float = 10.0) -> Any:
+    """The `data` of an answer of the HTTP API of the Prometheus at `url` (`/api/v1/<path>`)."""
+    query = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{url}/api/v1/{path}?{query}", timeout=timeout_s) as answer:
+        body = json.load(answer)
+    if body.get("status") != "success":
+        raise RuntimeError(f"Prometheus refused {path} {params}: {body}")
+    return body["data"]
 
 
 class PrivatePrometheus:
@@ -96,13 +106,7 @@ class PrivatePrometheus:
             return False
 
     def api(self, path: str, **params: str) -> Any:
-        """The `data` of an answer of the HTTP API (`/api/v1/<path>`)."""
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10.0) as answer:
-            body = json.load(answer)
-        if body.get("status") != "success":
-            raise RuntimeError(f"Prometheus refused {path} {params}: {body}")
-        return body["data"]
+        return api(self.url, path, params)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The instant vector `expr` evaluates to: each series' labels and value."""

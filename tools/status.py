@@ -12,12 +12,9 @@ deadline).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import sys
 import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chassis.registry import Instance, Registry
+from harness.prometheus import api
 from tools.running import setting
 
 
@@ -55,10 +53,10 @@ OPEN_BREAKERS = "destination:ordermesh_circuit_breaker_open:sum > 0"
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
-    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-    with urllib.request.urlopen(url, timeout=3.0) as answer:
-        result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
-        return result
+    result: list[dict[str, Any]] = api(prometheus, "query", {"query": expr}, timeout_s=3.0)[
+        "result"
+    ]
+    return result
 
 
 def figures(prometheus: str) -> list[tuple[str, ...]]:
@@ -122,7 +120,7 @@ async def main() -> int:
         return 0
     try:
         by_service = await asyncio.to_thread(figures, prometheus)
-    except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, KeyError, ValueError, RuntimeError) as exc:
         print(f"\nno figures: Prometheus at {prometheus} did not answer ({exc})")
         return 0
     print(f"\nlast minute, from {prometheus}:")
