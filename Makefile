@@ -17,11 +17,13 @@ PROMTOOL := .build/prometheus/usr/bin/promtool
 	compose-env image images compose-up compose-down
 
 # `make up INSTANCES=3` for three instances of every service; `make up STORE=postgres` for a
-# private PostgreSQL (a database per service) instead of a SQLite file per service.
+# private PostgreSQL (a database per service) instead of a SQLite file per service;
+# `make up BROKER_NODES=3` for a cluster of three RabbitMQ nodes instead of one.
 INSTANCES ?= 2
 STORE ?= sqlite
+BROKER_NODES ?= 1
 up: system-deps $(INSTALLED) $(PROMETHEUS)
-	$(BIN)/python -m tools.up --instances $(INSTANCES) --store $(STORE)
+	$(BIN)/python -m tools.up --instances $(INSTANCES) --store $(STORE) --broker-nodes $(BROKER_NODES)
 
 # A rolling restart of the system `make up` runs: every instance replaced in turn, none
 # unavailable; `make rollout SERVICE=order` for one service.

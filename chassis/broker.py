@@ -2,7 +2,9 @@
 
 Guarantees:
 - one long-lived connection per process that reconnects by itself (aio-pika's robust
-  connection restores channels, exchanges, queues, bindings and consumers);
+  connection restores channels, exchanges, queues, bindings and consumers); given the nodes of
+  a cluster (URLs joined by commas), each attempt to connect goes to the next node, so the
+  connection, its publishers and its consumers move to a live node when theirs dies;
 - `publish()` returns only once the broker has confirmed the message, routed to at least one
   queue: it is sent persistent, with publisher confirms and `mandatory`, so an unroutable
   message raises `Unroutable` instead of vanishing, a nack raises `NotConfirmed`, and a lost
@@ -26,20 +28,23 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 import aiormq
 import aiormq.exceptions
+from yarl import URL
 
 from chassis import telemetry
 from chassis.events import Outgoing, amqp_properties
 from chassis.topology import declare_exchange
 
-__all__ = ["Broker", "BrokerError", "NotConfirmed", "Refused", "Unroutable"]
+__all__ = ["Broker", "BrokerError", "ClusterConnection", "NotConfirmed", "Refused", "Unroutable"]
 
 
 class BrokerError(Exception):
@@ -71,11 +76,60 @@ REFUSALS = (
 )
 
 
+class ClusterConnection(aio_pika.RobustConnection):
+    """A robust connection to one node of a cluster at a time, the next node at each attempt.
+
+    aio-pika connects to one URL only (mosquito/aio-pika#141). Its robust connection clears
+    `transport` before every attempt to connect (the first, and each after a loss) and then
+    connects to `self.url`: at that moment this one turns to the next node, so an attempt that
+    fails or a connection that dies moves on. The first attempt goes to `nodes[first]`.
+    """
+
+    def __init__(self, nodes: Sequence[URL], *, first: int = 0, **kwargs: Any):
+        self._nodes = list(nodes)
+        self._turn = (first - 1) % len(self._nodes)  # turned once before the first attempt
+        self._transport: aio_pika.abc.UnderlayConnection | None = None
+        super().__init__(self._nodes[first], **kwargs)
+
+    @property
+    def transport(self) -> aio_pika.abc.UnderlayConnection | None:
+        return self._transport
+
+    @transport.setter
+    def transport(self, value: aio_pika.abc.UnderlayConnection | None) -> None:
+        if value is None and "url" in vars(self):  # not while Connection.__init__ runs
+            self._turn = (self._turn + 1) % len(self._nodes)
+            self.url = self._nodes[self._turn]
+        self._transport = value
+
+
+def nodes_of(url: str) -> list[URL]:
+    """The node URLs in RABBITMQ_URL: one URL, or several joined by commas."""
+    nodes = [URL(part.strip()) for part in url.split(",") if part.strip()]
+    if not nodes:
+        raise ValueError("no RabbitMQ URL given")
+    for node in nodes:
+        if node.scheme not in ("amqp", "amqps") or not node.host:
+            raise ValueError(f"not an AMQP URL: {node.with_password(None)}")
+    return nodes
+
+
 class Broker:
-    def __init__(self, url: str, *, name: str, reconnect_interval_s: float = 1.0):
-        self._url = url
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        reconnect_interval_s: float = 1.0,
+        quorum_size: int = 0,
+    ):
+        """`url`: a node's URL, or the URLs of a cluster's nodes joined by commas.
+        `quorum_size`: how many nodes each new quorum queue has as members (0: the broker's
+        default, every node of the cluster at the time)."""
+        self._nodes = nodes_of(url)
         self._name = name
         self._reconnect_interval_s = reconnect_interval_s
+        self.quorum_size = quorum_size
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
@@ -88,15 +142,26 @@ class Broker:
         return self._connection
 
     async def connect(self, *, timeout_s: float = 30.0) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url,
-            client_properties={"connection_name": self._name},
-            timeout=timeout_s,
-            reconnect_interval=self._reconnect_interval_s,
-        )
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        """Connects to a node that answers, trying each once from one chosen at random (so
+        the processes of a system spread over the nodes)."""
+        start = random.randrange(len(self._nodes))
+        for attempt in range(len(self._nodes)):
+            connection = ClusterConnection(
+                self._nodes,
+                first=(start + attempt) % len(self._nodes),
+                client_properties={"connection_name": self._name},
+                reconnect_interval=self._reconnect_interval_s,
+            )
+            try:
+                await connection.connect(timeout=timeout_s)
+            except aio_pika.exceptions.CONNECTION_EXCEPTIONS:
+                await connection.close()
+                if attempt == len(self._nodes) - 1:
+                    raise
+            else:
+                break
+        self._connection = connection
+        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -111,7 +176,9 @@ class Broker:
                 exchange = self._exchanges.get(name)
                 if exchange is None:
                     assert self._channel is not None, "Broker.connect() was not called"
-                    exchange = await declare_exchange(self._channel, message.route)
+                    exchange = await declare_exchange(
+                        self._channel, message.route, quorum_size=self.quorum_size
+                    )
                     self._exchanges[name] = exchange
         return exchange
 

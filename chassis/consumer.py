@@ -168,7 +168,10 @@ class Consumer:
         self._channel = await self._broker.connection.channel()
         await self._channel.set_qos(prefetch_count=self.subscription.prefetch)
         self._queue = await declare_subscription(
-            self._channel, self.subscription, instance=self._instance
+            self._channel,
+            self.subscription,
+            instance=self._instance,
+            quorum_size=self._broker.quorum_size,
         )
         # aio-pika reopens the channel and restores the queue after a reconnection.
         self._channel.reopen_callbacks.add(self._on_reopened)
@@ -220,7 +223,10 @@ class Consumer:
                 try:
                     # The queue's bindings went with it: declare the whole subscription again.
                     self._queue = await declare_subscription(
-                        self._channel, self.subscription, instance=self._instance
+                        self._channel,
+                        self.subscription,
+                        instance=self._instance,
+                        quorum_size=self._broker.quorum_size,
                     )
                     await self._subscribe()
                 except Exception:  # noqa: BLE001 - the broker is not ready: try again

@@ -58,7 +58,11 @@ PRUNE_BATCH = 1000
 class BackboneSettings(ServiceSettings):
     """What a service that keeps state and speaks on the event backbone needs."""
 
+    # A node's URL, or the URLs of a cluster's nodes joined by commas.
     rabbitmq_url: str
+    # Members of each quorum queue this service creates (0: RabbitMQ's default, every node of
+    # the cluster then). Fixed at creation: set it before the queues exist.
+    rabbitmq_quorum_size: int = Field(default=0, ge=0)
     # sqlite:///<path> (one file per service, shared by its instances) or mongodb://...
     store_url: str
     # The MongoDB database; defaults to the service name.
@@ -131,7 +135,11 @@ class Runtime:
         )
         # Started beside what it needs (compose, Kubernetes), a service waits for it.
         await _waiting_for("store", lambda: store.open(collections), settings.startup_wait_s)
-        broker = Broker(settings.rabbitmq_url, name=settings.instance_id)
+        broker = Broker(
+            settings.rabbitmq_url,
+            name=settings.instance_id,
+            quorum_size=settings.rabbitmq_quorum_size,
+        )
         runtime = cls(settings, store, broker, Metrics())
         relay = OutboxRelay(
             store,

@@ -41,7 +41,12 @@ __all__ = [
 UNROUTED_KEPT = 100_000
 
 
-def _quorum(**arguments: Any) -> dict[str, Any]:
+def _quorum(size: int, **arguments: Any) -> dict[str, Any]:
+    """A quorum queue's arguments; `size`: its members at creation (0: the broker's default,
+    every node of the cluster). The broker holds a queue to the size it was created with: an
+    existing queue declared with another one is refused (PRECONDITION_FAILED)."""
+    if size:
+        arguments["x-quorum-initial-group-size"] = size
     return {"x-queue-type": "quorum", **arguments}
 
 
@@ -86,7 +91,7 @@ def unrouted_queue(exchange: str) -> str:
 
 
 async def declare_exchange(
-    channel: aio_pika.abc.AbstractChannel, route: Route
+    channel: aio_pika.abc.AbstractChannel, route: Route, *, quorum_size: int = 0
 ) -> aio_pika.abc.AbstractExchange:
     """Declares a route's exchange, durable; every declaration of it goes through here.
 
@@ -106,7 +111,9 @@ async def declare_exchange(
         queue = await channel.declare_queue(
             alternate,
             durable=True,
-            arguments=_quorum(**{"x-max-length": UNROUTED_KEPT, "x-overflow": "drop-head"}),
+            arguments=_quorum(
+                quorum_size, **{"x-max-length": UNROUTED_KEPT, "x-overflow": "drop-head"}
+            ),
         )
         await queue.bind(fallback)
         arguments["alternate-exchange"] = alternate
@@ -116,37 +123,47 @@ async def declare_exchange(
 
 
 async def declare_exchanges(
-    channel: aio_pika.abc.AbstractChannel, types: Iterable[type[Message]]
+    channel: aio_pika.abc.AbstractChannel, types: Iterable[type[Message]], *, quorum_size: int = 0
 ) -> dict[str, aio_pika.abc.AbstractExchange]:
     """Declares the exchanges of these message types, by name."""
     exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
     for route in {route_of(t) for t in types}:
         if route.exchange not in exchanges:
-            exchanges[route.exchange] = await declare_exchange(channel, route)
+            exchanges[route.exchange] = await declare_exchange(
+                channel, route, quorum_size=quorum_size
+            )
     return exchanges
 
 
 async def declare_subscription(
-    channel: aio_pika.abc.AbstractChannel, subscription: Subscription, *, instance: str = ""
+    channel: aio_pika.abc.AbstractChannel,
+    subscription: Subscription,
+    *,
+    instance: str = "",
+    quorum_size: int = 0,
 ) -> aio_pika.abc.AbstractQueue:
-    """Declares the work, retry and dead-letter queues of a subscription; returns the work queue."""
-    exchanges = await declare_exchanges(channel, subscription.types)
+    """Declares the work, retry and dead-letter queues of a subscription; returns the work queue.
+    `quorum_size`: the members of each quorum queue created (0: the broker's default)."""
+    exchanges = await declare_exchanges(channel, subscription.types, quorum_size=quorum_size)
     work = subscription.queue(instance)
     if subscription.per_instance and not instance:
         raise ValueError(f"{work}: a per-instance subscription needs the instance id")
-    await channel.declare_queue(subscription.dead_letter_queue, durable=True, arguments=_quorum())
+    await channel.declare_queue(
+        subscription.dead_letter_queue, durable=True, arguments=_quorum(quorum_size)
+    )
     for step, delay_s in enumerate(subscription.retry_delays_s):
         await channel.declare_queue(
             subscription.retry_queue(step),
             durable=True,
             arguments=_quorum(
+                quorum_size,
                 **{
                     "x-message-ttl": int(delay_s * 1000),
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": work,
                     "x-dead-letter-strategy": "at-least-once",
                     "x-overflow": "reject-publish",
-                }
+                },
             ),
         )
     if subscription.per_instance:
@@ -156,13 +173,14 @@ async def declare_subscription(
             work,
             durable=True,
             arguments=_quorum(
+                quorum_size,
                 **{
                     "x-delivery-limit": subscription.delivery_limit,
                     "x-dead-letter-exchange": "",
                     "x-dead-letter-routing-key": subscription.dead_letter_queue,
                     "x-dead-letter-strategy": "at-least-once",
                     "x-overflow": "reject-publish",
-                }
+                },
             ),
         )
     for route in subscription.routes:

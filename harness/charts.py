@@ -1,8 +1,8 @@
 """Pictures of runs (matplotlib, drawn to PNG files without a display), written next to the
 figures a test or a bench prints, in REPORTS_DIR (default .build/reports).
 
-- `timeline`: requests answered and failed per second over a run, with moments marked (the
-  kills of the failover test);
+- `timeline`: requests (or events) answered and failed per second over a run, with moments
+  marked (the kills of the failover and broker cluster tests);
 - `percentiles`: latency percentiles of each path of a bench, side by side.
 """
 
@@ -43,9 +43,10 @@ def timeline(
     *,
     marks: Sequence[tuple[float, str]] = (),
     title: str,
+    unit: str = "requests",
 ) -> Path:
-    """`outcomes`: (seconds since the start, answered?) of each request; `marks`: (seconds,
-    label) of what happened. Returns the PNG's path."""
+    """`outcomes`: (seconds since the start, answered?) of each request (or other `unit`);
+    `marks`: (seconds, label) of what happened. Returns the PNG's path."""
     answered: Counter[int] = Counter()
     failed: Counter[int] = Counter()
     for at, ok in outcomes:
@@ -61,7 +62,7 @@ def timeline(
         axes.annotate(label, (at, axes.get_ylim()[1]), rotation=90, va="top", ha="right",
                       fontsize=7, color="tab:gray")  # fmt: skip
     axes.set_xlabel("seconds")
-    axes.set_ylabel("requests per second")
+    axes.set_ylabel(f"{unit} per second")
     axes.set_title(title)
     axes.legend(loc="lower left")
     return _saved(figure, name)

@@ -33,6 +33,9 @@ __all__ = ["PrivateRabbitMQ", "PrivateRabbitMQCluster"]
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
+QUEUES = Path("/usr/lib/rabbitmq/bin/rabbitmq-queues")
+# What a quorum queue's member that takes part in its quorum reports as its Raft state.
+VOTING = {"leader", "follower"}
 # AMQP 0-9-1 protocol header; a ready broker answers with a Connection.Start method frame.
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD = 1
@@ -142,10 +145,11 @@ class PrivateRabbitMQ:
         """SIGKILL to the broker, as a crash would; its epmd stays, as a host's would."""
         self.process.kill()
 
-    def ctl(self, *args: str) -> str:
-        """Runs rabbitmqctl against this node (and no other); returns its output."""
+    def ctl(self, *args: str, tool: Path = CTL) -> str:
+        """Runs rabbitmqctl (or another of RabbitMQ's CLI tools) against this node (and no
+        other); returns its output."""
         result = subprocess.run(
-            [str(CTL), "--node", self.node, *args],
+            [str(tool), "--node", self.node, *args],
             env={**os.environ, **self.env},
             capture_output=True,
             text=True,
@@ -153,7 +157,7 @@ class PrivateRabbitMQ:
             check=False,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
+            raise RuntimeError(f"{tool.name} {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
     def add_vhost(self, vhost: str) -> str:
@@ -224,6 +228,23 @@ class PrivateRabbitMQCluster:
         while len(self.running_nodes()) < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.running_nodes()} after {timeout_s} s")
+            time.sleep(0.5)
+
+    def quorum(self, queue: str, *, vhost: str = "/") -> dict[str, str]:
+        """The Raft state of each member of a quorum queue (leader, follower, or why not:
+        nodedown, noproc, ...), by node, as a live node tells."""
+        live = next(node for node in self.nodes if node.process.running)
+        status = live.ctl("quorum_status", "--vhost", vhost, queue, "--formatter", "json",
+                          tool=QUEUES)  # fmt: skip
+        return {member["Node Name"]: str(member["Raft State"]) for member in json.loads(status)}
+
+    def wait_for_quorum(self, queue: str, *, vhost: str = "/", timeout_s: float = 60.0) -> None:
+        """Until every member of the queue takes part in its quorum again (a node that came
+        back has caught up): before another node may go, as an operator would wait."""
+        deadline = time.monotonic() + timeout_s
+        while set((states := self.quorum(queue, vhost=vhost)).values()) - VOTING:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{queue}: {states} after {timeout_s} s")
             time.sleep(0.5)
 
     def add_vhost(self, vhost: str) -> str:

@@ -1,8 +1,10 @@
 """`make up`: runs the whole system behind its gateway, until Ctrl-C.
 
 Starts, as processes supervised here (a crashed one is started again, with backoff):
-- a private RabbitMQ, unless RABBITMQ_URL points at one, and a private Redis, unless REDIS_URL
-  does (both under .build/run, gone at the next start);
+- a private RabbitMQ, unless RABBITMQ_URL points at one (or several: a cluster's nodes joined by
+  commas), and a private Redis, unless REDIS_URL does (both under .build/run, gone at the next
+  start); `--broker-nodes 3` (`make up BROKER_NODES=3`) starts a cluster of three private nodes
+  instead, each queue replicated on all three (harness/rabbitmq.py);
 - with `--store postgres` (`make up STORE=postgres`), a private PostgreSQL with a database per
   service (the default is a SQLite file per service);
 - the local SMTP server and SMS/push receivers (what they get is logged);
@@ -43,6 +45,7 @@ from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
 from harness.postgres import PrivatePostgres
 from harness.prometheus import PrivatePrometheus
+from harness.rabbitmq import PrivateRabbitMQCluster
 from harness.rollout import roll
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
@@ -133,6 +136,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Runs the whole system behind its gateway.")
     parser.add_argument("--instances", type=int, default=int(os.environ.get("INSTANCES", "2")))
     parser.add_argument(
+        "--broker-nodes", type=int, default=int(os.environ.get("BROKER_NODES", "1"))
+    )
+    parser.add_argument(
         "--store", choices=["sqlite", "postgres"], default=os.environ.get("STORE") or "sqlite"
     )
     args = parser.parse_args()
@@ -144,11 +150,28 @@ def main() -> int:
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     supervisor = Supervisor()
     started: list[
-        PrivateRabbitMQ | PrivateRedis | PrivatePostgres | System | LocalGateway | PrivatePrometheus
+        PrivateRabbitMQ
+        | PrivateRabbitMQCluster
+        | PrivateRedis
+        | PrivatePostgres
+        | System
+        | LocalGateway
+        | PrivatePrometheus
     ] = []
     try:
         rabbitmq_url = os.environ.get("RABBITMQ_URL")
-        if not rabbitmq_url:
+        services_env = {}
+        if not rabbitmq_url and args.broker_nodes > 1:
+            print(f"starting a cluster of {args.broker_nodes} private RabbitMQ nodes "
+                  f"(about {10 * args.broker_nodes} s)...", flush=True)  # fmt: skip
+            cluster = PrivateRabbitMQCluster(RUN_DIR / "rabbitmq", size=args.broker_nodes)
+            started.append(cluster)
+            cluster.start()
+            for node in cluster.nodes:
+                supervisor.watch(node.process)
+            rabbitmq_url = ",".join(cluster.urls)
+            services_env["RABBITMQ_QUORUM_SIZE"] = str(args.broker_nodes)
+        elif not rabbitmq_url:
             print("starting a private RabbitMQ (about 10 s)...", flush=True)
             broker = PrivateRabbitMQ(RUN_DIR / "rabbitmq")
             started.append(broker)
@@ -173,7 +196,7 @@ def main() -> int:
         system = System(
             RUN_DIR / "services",
             amqp_url=rabbitmq_url,
-            env={"REDIS_URL": redis_url},
+            env={"REDIS_URL": redis_url, **services_env},
             admin_email=admin_email,
             separate_sinks=True,
             postgres=postgres,

@@ -1,7 +1,7 @@
 """A producer or a consumer of the event backbone in a process of its own, for the chaos tests.
 
-    python -m tests.integration.backbone_app produce --store URL --amqp URL --total N [--rate R]
-    python -m tests.integration.backbone_app consume --store URL --amqp URL
+    python -m tests.integration.backbone_app produce --store URL --amqp URL[,URL...] --total N
+    python -m tests.integration.backbone_app consume --store URL --amqp URL[,URL...]
 
 The producer commits StockAdjusted events through the outbox (use case -> transaction ->
 outbox -> relay -> broker) until its outbox holds `--total` events, continuing where it stopped
@@ -72,7 +72,9 @@ def event(seq: int) -> tuple[events_pb2.StockAdjusted, str]:
 async def produce(args: argparse.Namespace) -> None:
     store = open_store(args.store, database="producer")
     await store.open()
-    broker = (UnconfirmedBroker if args.no_confirms else Broker)(args.amqp, name=args.instance)
+    broker = (UnconfirmedBroker if args.no_confirms else Broker)(
+        args.amqp, name=args.instance, quorum_size=args.quorum_size
+    )
     await broker.connect()
     relay = OutboxRelay(
         store, broker, owner=args.instance, poll_interval_s=0.2, lease_ttl_s=args.lease_ttl
@@ -134,7 +136,7 @@ async def consume(args: argparse.Namespace) -> None:
     chassis_logging.configure(service="chaos-consumer", instance=args.instance)
     store = open_store(args.store, database="consumer")
     await store.open([Collection("totals"), Collection("redelivered"), Collection("applied")])
-    broker = Broker(args.amqp, name=args.instance)
+    broker = Broker(args.amqp, name=args.instance, quorum_size=args.quorum_size)
     await broker.connect()
     consumer = Consumer(
         SUBSCRIPTION,
@@ -158,7 +160,8 @@ def main() -> None:
     parser.add_argument("--store", required=True, help="a store URL (sqlite:///..., ...)")
     parser.add_argument("--instance", default="app", help="this instance's name")
     parser.add_argument("--lease-ttl", type=float, default=10.0, help="the relay's lease, s")
-    parser.add_argument("--amqp", required=True)
+    parser.add_argument("--amqp", required=True, help="a node's URL, or a cluster's joined by ,")
+    parser.add_argument("--quorum-size", type=int, default=0, help="quorum queues' members")
     parser.add_argument("--total", type=int, default=0)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--rate", type=float, default=0.0, help="events/s; 0 is unbounded")

@@ -11,78 +11,12 @@ cleanly once before the chaos begins.
 """
 
 import asyncio
-import sqlite3
-import sys
-import time
-from collections import Counter
 from pathlib import Path
 
-import aio_pika
 import pytest
 
 from harness import ManagedProcess
-from tests.integration.backbone_app import KEYS, SUBSCRIPTION
-
-ROOT = Path(__file__).resolve().parents[2]
-CONSUMER = SUBSCRIPTION.queue()
-
-
-def app(mode: str, directory: Path, *args: str) -> ManagedProcess:
-    log = directory / f"{mode}.log"
-
-    def ready() -> bool:
-        # This start's own line: the log keeps those of every earlier start.
-        return mode != "consume" or f"consuming pid={process.pid}" in log.read_text()
-
-    process = ManagedProcess(
-        mode,
-        [sys.executable, "-m", "tests.integration.backbone_app", mode, *args],
-        directory=directory,
-        ready=ready,
-        env={"PYTHONPATH": str(ROOT)},
-        ready_timeout_s=60,
-    )
-    return process
-
-
-def query(db: Path, sql: str, *parameters) -> list[tuple]:
-    with sqlite3.connect(db, timeout=30) as connection:
-        return connection.execute(sql, parameters).fetchall()
-
-
-def outbox(db: Path) -> tuple[list[str], int]:
-    """Committed event ids, and how many are not yet confirmed by the broker."""
-    rows = query(db, "SELECT event_id, sent_at IS NULL FROM outbox")
-    return [r[0] for r in rows], sum(r[1] for r in rows)
-
-
-def inbox(db: Path) -> list[str]:
-    return [r[0] for r in query(db, "SELECT event_id FROM inbox WHERE consumer = ?", CONSUMER)]
-
-
-def totals(db: Path) -> dict[str, int]:
-    return {
-        r[0]: r[1] for r in query(db, "SELECT id, json_extract(doc, '$.total') FROM doc_totals")
-    }
-
-
-def expected_totals(total: int) -> dict[str, int]:
-    return dict(Counter(f"p-{seq % KEYS}" for seq in range(total)))
-
-
-async def wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.25)
-
-
-async def queue_depth(url: str, queue: str) -> int:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return declared.declaration_result.message_count or 0
+from tests.integration.flow import app, assert_exactly_once, inbox, outbox, query, wait_until
 
 
 class Flow:
@@ -110,13 +44,7 @@ class Flow:
                          f"{total} events handled")  # fmt: skip
 
     async def assert_exactly_once(self, total: int) -> None:
-        committed, unconfirmed = outbox(self.producer_db)
-        handled = inbox(self.consumer_db)
-        assert unconfirmed == 0
-        assert len(committed) == len(set(committed)) == total
-        assert sorted(handled) == sorted(committed), "lost or unknown events"
-        assert totals(self.consumer_db) == expected_totals(total), "an event applied twice"
-        assert await queue_depth(self.broker.url, SUBSCRIPTION.dead_letter_queue) == 0
+        await assert_exactly_once(self.producer_db, self.consumer_db, self.broker.url, total)
 
     def stop(self) -> None:
         self.consumer.stop()
