@@ -3,7 +3,9 @@
 What every service gets from it:
 - the standard health service (`grpc.health.v1.Health`), reporting SERVING only while every
   readiness probe passes (`chassis.health`), re-checked every `health_interval_s`, and
-  NOT_SERVING from the moment shutdown begins;
+  NOT_SERVING from the moment shutdown begins; under the name "liveness" (`LIVENESS`), SERVING
+  from the start of the server to its shutdown, whatever its dependencies say (what a
+  liveness probe asks: restarting a process does not bring its broker back);
 - server reflection, so grpcurl and other tools can list and call the services;
 - a correlation id for each call, taken from the `x-correlation-id` metadata (or Envoy's
   `x-request-id`) if it is a safe bounded token (`chassis.correlation`), else created (and the
@@ -53,11 +55,13 @@ from chassis.logging import get_logger
 from chassis.metrics import Metrics, MetricsServer, RpcMetrics
 from chassis.registry import Instance, Registration, Registry
 
-__all__ = ["STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
+__all__ = ["LIVENESS", "STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
 
 log = get_logger(__name__)
 
 CORRELATION_HEADERS = ("x-correlation-id", "x-request-id")
+# The health name that says the process serves, not whether its dependencies answer.
+LIVENESS = "liveness"
 
 STATUS_OF_ERROR: Mapping[type[errors.DomainError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -338,6 +342,7 @@ class GrpcServer:
         self.port = self._server.add_insecure_port(self._address)
         await self._set_health(False)
         await self._server.start()
+        await self._health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self._refresh_health()
         self._watcher = asyncio.create_task(self._watch_readiness())
         log.info("grpc server started", port=self.port, ready=self._readiness.ready)

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inventory.v1 import inventory_service_pb2 as pb
 from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
 
-from chassis.grpc import GrpcServer
+from chassis.grpc import LIVENESS, GrpcServer
 from chassis.health import Readiness, redis_probe
 from tests.integration import grpc_app
 
@@ -73,6 +73,7 @@ async def test_health_follows_the_dependencies(redis_factory):
 
             redis_process.kill()
             await wait_for_health(channel, NOT_SERVING)
+            assert await health_of(channel, LIVENESS) == SERVING  # alive: no restart would help
             checked = await asyncio.to_thread(grpcurl, f"127.0.0.1:{server.port}", HEALTH_CHECK)
             assert json.loads(checked) == {"status": "NOT_SERVING"}
 
