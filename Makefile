@@ -105,6 +105,7 @@ gen: $(INSTALLED)
 	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
 	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
 	$(BIN)/python -m deploy.compose
+	$(BIN)/python -m deploy.kubernetes
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
 
 lint: $(INSTALLED) $(PROMETHEUS) check-gen
@@ -120,13 +121,23 @@ lint: $(INSTALLED) $(PROMETHEUS) check-gen
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml deploy/compose.mongodb.yaml
 	$(PROMTOOL) check config monitoring/prometheus.yml
 	$(PROMTOOL) test rules monitoring/rules.test.yml
+	@# Each overlay as kustomize renders it, against the schemas of the Kubernetes version the
+	@# manifests are written for (strict: unknown fields fail). Validated, never applied here.
+	@mkdir -p .build/kubernetes
+	for overlay in dev prod; do \
+		$(BIN)/kubectl kustomize deploy/kubernetes/overlays/$$overlay > .build/kubernetes/$$overlay.yaml && \
+		$(BIN)/kubernetes-validate --strict --quiet -k $(KUBERNETES_VERSION) .build/kubernetes/$$overlay.yaml \
+		|| exit 1; done
 
 $(PROMETHEUS):
 	tools/prometheus.sh .build/prometheus
 
+# The Kubernetes version deploy/kubernetes is written for and validated against.
+KUBERNETES_VERSION := 1.33.0
+
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
 GENERATED := gen gateway/envoy.yaml gateway/openapi.json compose.yaml deploy/compose.host-network.yaml \
-	deploy/compose.mongodb.yaml deploy/postgres/init.sql monitoring/prometheus.yml
+	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)

@@ -1,0 +1,1102 @@
+"""Kubernetes manifests (kustomize), rendered from the service catalogue (`make gen`).
+
+    python -m deploy.kubernetes          writes deploy/kubernetes/{base,overlays/dev,overlays/prod}
+
+- base: the namespace (Pod Security "restricted"), every service of the catalogue as a
+  Deployment with a headless Service, the gateway (Envoy, its bootstrap and the contracts in a
+  ConfigMap, its agent as a sidecar), Redis (the registry), a RabbitMQ StatefulSet, and the
+  NetworkPolicies: deny everything, then allow exactly what the catalogue says exists (who
+  calls whom, who uses the broker, the registry and a store, the gateway's ingress, DNS,
+  Prometheus scraping the metrics ports);
+- overlays/dev: one replica of everything, a single RabbitMQ node and a PostgreSQL StatefulSet
+  (a database per service, created by deploy/postgres/init.sql);
+- overlays/prod: every service and the gateway with 3 replicas spread across nodes, a
+  PodDisruptionBudget and a HorizontalPodAutoscaler on CPU each, a 3-node RabbitMQ cluster
+  (classic config peer discovery, quorum queues of 3 members), and PostgreSQL outside the
+  cluster (an external or operator-managed database: each service's STORE_URL in a Secret).
+
+Instances find each other as everywhere else: through the Redis registry, each pod registering
+its own address (`ADVERTISED_HOST` = the pod IP); the gateway's agent turns the registry into
+Envoy's endpoints. The headless Services give the fallback addresses (`<NAME>_SERVICE_ADDR`)
+used while the registry does not answer. (docs/kubernetes.md says why.)
+
+Secrets are referenced by name and key, never written here (docs/kubernetes.md lists them).
+Requests and limits come from measured figures (docs/kubernetes.md). No Kubernetes cluster can
+run on this project's machines: these manifests are rendered and validated, not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deploy.compose import ROOT, init_sql
+from gateway import config as gateway_config
+from services import catalogue
+from services.catalogue import Need, Service
+
+NAMESPACE = "ordermesh"
+PART_OF = "ordermesh"
+IMAGE = "ordermesh"
+ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
+RABBITMQ_IMAGE = "docker.io/library/rabbitmq:3.13"
+REDIS_IMAGE = "docker.io/library/redis:7.2"
+POSTGRES_IMAGE = "docker.io/library/postgres:15"
+GRPC_PORT = 50051
+METRICS_PORT = 9464
+GATEWAY_PORT = 8080
+GATEWAY_ADMIN_PORT = 9901  # on 127.0.0.1 inside the pod only
+AMQP_PORT = 5672
+EPMD_PORT = 4369
+DIST_PORT = 25672
+RABBITMQ_METRICS_PORT = 15692
+REDIS_PORT = 6379
+POSTGRES_PORT = 5432
+# The drain (DRAINING in the registry, then in-flight calls finish) fits in the grace period.
+DRAIN_DELAY_S = 5
+SHUTDOWN_GRACE_S = 20
+TERMINATION_GRACE_S = 30
+PROD_REPLICAS = 3
+PROD_MAX_REPLICAS = 10
+RABBITMQ_PROD_NODES = 3
+# Who may scrape the metrics ports: Prometheus, in the namespace "monitoring".
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+# What the notification service sends through: SMTP (25, 465, 587) and the HTTPS providers.
+PROVIDER_PORTS = (25, 465, 587, 443)
+# Requests and limits, from the processes measured on 2026-12-01 (docs/kubernetes.md): a
+# service idles at 89-93 MB RSS; a Python process uses one core at most (the GIL).
+SERVICE_RESOURCES = {
+    "requests": {"cpu": "250m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "256Mi"},
+}
+RESOURCES = {
+    "envoy": {
+        "requests": {"cpu": "250m", "memory": "128Mi"},
+        "limits": {"cpu": "2", "memory": "256Mi"},
+    },
+    "agent": SERVICE_RESOURCES,
+    "rabbitmq": {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "1Gi"},
+    },
+    "redis": {
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    },
+    "postgres": {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "1Gi"},
+    },
+}
+# The Secrets the manifests read (created by the operator, docs/kubernetes.md).
+RABBITMQ_SECRET = "ordermesh-rabbitmq"  # password, erlang-cookie
+REDIS_SECRET = "ordermesh-redis"  # password
+STORE_SECRET = "ordermesh-store"  # one key per service that keeps state: its STORE_URL
+ADMIN_SECRET = "ordermesh-admin"  # password
+NOTIFICATION_SECRET = "ordermesh-notification"  # SMTP_HOST, SMTP_PORT, ... (its settings)
+POSTGRES_SECRET = "ordermesh-postgres"  # password (dev's own PostgreSQL)
+HEADER = (
+    "# Generated from the service catalogue by `make gen` (deploy/kubernetes.py): do not edit.\n"
+)
+
+
+def labels(name: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def selector(name: str) -> dict[str, Any]:
+    return {"matchLabels": {"app.kubernetes.io/name": name}}
+
+
+def _secret(name: str, key: str) -> dict[str, Any]:
+    return {"valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+
+
+def _field(path: str) -> dict[str, Any]:
+    return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def container_security(user: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": user,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security(user: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "runAsGroup": user,
+        "fsGroup": user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _tmp(*mounts: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Writable scratch directories (memory-backed) for a read-only root filesystem."""
+    names = [m.strip("/").replace("/", "-") for m in mounts]
+    volumes = [{"name": n, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}} for n in names]
+    return volumes, [{"name": n, "mountPath": m} for n, m in zip(names, mounts, strict=True)]
+
+
+def _grpc_probe(service: str, *, period_s: int, failures: int) -> dict[str, Any]:
+    grpc: dict[str, Any] = {"port": GRPC_PORT}
+    if service:
+        grpc["service"] = service
+    return {
+        "grpc": grpc,
+        "periodSeconds": period_s,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
+
+
+def _exec_probe(command: list[str], *, period_s: int, failures: int) -> dict[str, Any]:
+    return {
+        "exec": {"command": command},
+        "periodSeconds": period_s,
+        "failureThreshold": failures,
+        "timeoutSeconds": 5,
+    }
+
+
+def rabbitmq_url(nodes: int) -> str:
+    """The services' RABBITMQ_URL: the Service for one node; each node's address for a
+    cluster (the connection tries them in turn, chassis.broker)."""
+    if nodes == 1:
+        return f"amqp://ordermesh:$(RABBITMQ_PASSWORD)@rabbitmq:{AMQP_PORT}/"
+    return ",".join(
+        f"amqp://ordermesh:$(RABBITMQ_PASSWORD)@rabbitmq-{n}.rabbitmq-nodes:{AMQP_PORT}/"
+        for n in range(nodes)
+    )
+
+
+def service_env(service: Service, *, broker_nodes: int = 1) -> list[dict[str, Any]]:
+    """The environment of a service's container; secrets first: later values refer to them
+    (Kubernetes expands `$(NAME)` only from variables defined before)."""
+    env: list[dict[str, Any]] = [{"name": "REDIS_PASSWORD", **_secret(REDIS_SECRET, "password")}]
+    if Need.BROKER in service.needs:
+        env.append({"name": "RABBITMQ_PASSWORD", **_secret(RABBITMQ_SECRET, "password")})
+    if Need.STORE in service.needs:
+        env.append({"name": "STORE_URL", **_secret(STORE_SECRET, service.name)})
+    env += [
+        {"name": "LOG_LEVEL", "value": "INFO"},
+        {"name": "GRPC_HOST", "value": "0.0.0.0"},
+        {"name": "GRPC_PORT", "value": str(GRPC_PORT)},
+        {"name": "METRICS_PORT", "value": str(METRICS_PORT)},
+        {"name": "INSTANCE_ID", **_field("metadata.name")},
+        # Registered in the registry: others (and Envoy) reach this pod at its own address.
+        {"name": "ADVERTISED_HOST", **_field("status.podIP")},
+        {"name": "DRAIN_DELAY_S", "value": str(DRAIN_DELAY_S)},
+        {"name": "SHUTDOWN_GRACE_S", "value": str(SHUTDOWN_GRACE_S)},
+        {"name": "REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@redis:{REDIS_PORT}/0"},
+    ]
+    if Need.BROKER in service.needs:
+        env.append({"name": "RABBITMQ_URL", "value": rabbitmq_url(broker_nodes)})
+        if broker_nodes > 1:
+            env.append({"name": "RABBITMQ_QUORUM_SIZE", "value": str(broker_nodes)})
+    for callee in service.dependencies:
+        # Used while the registry does not answer: the headless Service resolves to the pods.
+        env.append({"name": service.address_variable(callee), "value": f"{callee}:{GRPC_PORT}"})
+    return env
+
+
+def admin_env(service: Service, *, broker_nodes: int = 1) -> list[dict[str, Any]]:
+    """The issuer's create-admin step: its service's settings, and the admin's account."""
+    return [
+        *service_env(service, broker_nodes=broker_nodes),
+        {"name": "ADMIN_EMAIL", "value": "admin@ordermesh.example"},
+        {"name": "ADMIN_PASSWORD", **_secret(ADMIN_SECRET, "password")},
+    ]
+
+
+def _app_container(
+    name: str,
+    command: list[str],
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": IMAGE,
+        "command": command,
+        "env": env,
+        "resources": SERVICE_RESOURCES,
+        "securityContext": container_security(10001),
+        "volumeMounts": mounts,
+        **extra,
+    }
+
+
+def _pod_template(name: str, component: str, spec: dict[str, Any], user: int) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"labels": labels(name, component)}
+    if component == "service":
+        metadata["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(METRICS_PORT),
+        }
+    return {
+        "metadata": metadata,
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": pod_security(user),
+            **spec,
+        },
+    }
+
+
+def _rolling() -> dict[str, Any]:
+    """A new pod serves before an old one goes: never fewer ready replicas than wanted."""
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def service_deployment(service: Service) -> dict[str, Any]:
+    volumes, mounts = _tmp("/tmp", "/run/ordermesh")
+    container = _app_container(
+        service.name,
+        list(service.command),
+        service_env(service),
+        mounts,
+        envFrom=[{"secretRef": {"name": NOTIFICATION_SECRET}}]
+        if "smtp_host" in service.settings.model_fields
+        else [],
+        ports=[
+            {"name": "grpc", "containerPort": GRPC_PORT},
+            {"name": "metrics", "containerPort": METRICS_PORT},
+        ],
+        # Started once the store and the broker answered (it waits for them up to 120 s).
+        startupProbe=_grpc_probe("liveness", period_s=2, failures=65),
+        livenessProbe=_grpc_probe("liveness", period_s=10, failures=3),
+        readinessProbe=_grpc_probe("", period_s=5, failures=2),
+    )
+    if not container["envFrom"]:
+        del container["envFrom"]
+    spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if service.name == catalogue.ISSUER.service:
+        # The admin account exists before the issuer serves (idempotent: --if-missing).
+        spec["initContainers"] = [
+            _app_container(
+                "create-admin",
+                [
+                    "sh",
+                    "-c",
+                    "printenv ADMIN_PASSWORD | exec python -m services.user create-admin "
+                    '--email "$ADMIN_EMAIL" --password-stdin --if-missing',
+                ],
+                admin_env(service),
+                mounts,
+            )
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": service.name, "labels": labels(service.name, "service")},
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 5,
+            "selector": selector(service.name),
+            "strategy": _rolling(),
+            "template": _pod_template(service.name, "service", spec, 10001),
+        },
+    }
+
+
+def headless_service(
+    name: str, component: str, ports: list[tuple[str, int]], *, pods: str = "", **extra: Any
+) -> dict[str, Any]:
+    """A Service without a virtual IP: its name resolves to the pods' own addresses."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels(pods or name, component)},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"app.kubernetes.io/name": pods or name},
+            "ports": [{"name": n, "port": p, "targetPort": p} for n, p in ports],
+            **extra,
+        },
+    }
+
+
+def gateway_bootstrap() -> dict[str, Any]:
+    """Envoy's bootstrap in the gateway pod: the contracts and this file from the ConfigMap,
+    the endpoint and policy files from the agent beside it, the admin on 127.0.0.1."""
+    config = gateway_config.GatewayConfig(
+        host="0.0.0.0",
+        port=GATEWAY_PORT,
+        eds_dir=Path("/gateway/eds"),
+        policy_dir=Path("/gateway/policy"),
+        descriptor_set=Path("/etc/envoy/descriptors.pb"),
+    )
+    rendered = gateway_config.bootstrap(
+        config, gateway_config.routable_rpcs(gateway_config.DESCRIPTOR_SET.read_bytes())
+    )
+    address = {"address": "127.0.0.1", "port_value": GATEWAY_ADMIN_PORT}
+    rendered["admin"] = {"address": {"socket_address": address}}
+    return rendered
+
+
+def gateway_files() -> list[Path]:
+    """What the agent writes before Envoy may start (EDS files, policy files)."""
+    config = gateway_config.GatewayConfig(
+        port=GATEWAY_PORT, eds_dir=Path("/gateway/eds"), policy_dir=Path("/gateway/policy")
+    )
+    eds = [gateway_config.eds_path(config.eds_dir, c) for c in gateway_config.clusters_of(config)]
+    return [*eds, *gateway_config.policy_paths(config).values()]
+
+
+def gateway_deployment() -> dict[str, Any]:
+    volumes, mounts = _tmp("/tmp")
+    shared = {"name": "gateway-files", "mountPath": "/gateway"}
+    files = [str(path) for path in gateway_files()]
+    agent = _app_container(
+        "agent",
+        ["python", "-m", "gateway.agent"],
+        [
+            {"name": "REDIS_PASSWORD", **_secret(REDIS_SECRET, "password")},
+            {"name": "REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@redis:{REDIS_PORT}/0"},
+            {"name": "EDS_DIR", "value": "/gateway/eds"},
+            {"name": "POLICY_DIR", "value": "/gateway/policy"},
+        ],
+        [*mounts, shared],
+        # A sidecar (started before Envoy, running beside it): Envoy starts once the agent
+        # wrote every file Envoy reads at start.
+        restartPolicy="Always",
+        startupProbe=_exec_probe(
+            [
+                "python",
+                "-c",
+                "import os, sys; sys.exit(not all(map(os.path.exists, sys.argv[1:])))",
+                *files,
+            ],
+            period_s=1,
+            failures=60,
+        ),
+    )
+    envoy = {
+        "name": "envoy",
+        "image": ENVOY_IMAGE,
+        "command": [
+            "envoy",
+            "-c",
+            "/etc/envoy/envoy.json",
+            "--log-level",
+            "warn",
+            "--drain-time-s",
+            str(DRAIN_DELAY_S),
+        ],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "resources": RESOURCES["envoy"],
+        "securityContext": container_security(101),
+        "volumeMounts": [
+            {"name": "envoy-config", "mountPath": "/etc/envoy", "readOnly": True},
+            {**shared, "readOnly": True},
+            *mounts,
+        ],
+        "startupProbe": {
+            "tcpSocket": {"port": GATEWAY_PORT},
+            "periodSeconds": 1,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": GATEWAY_PORT},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "tcpSocket": {"port": GATEWAY_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        # Out of the Service's endpoints first, then Envoy drains its connections.
+        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_DELAY_S}}},
+    }
+    spec = {
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "initContainers": [agent],
+        "containers": [envoy],
+        "volumes": [
+            *volumes,
+            {"name": "gateway-files", "emptyDir": {"sizeLimit": "64Mi"}},
+            {"name": "envoy-config", "configMap": {"name": "gateway-envoy"}},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "gateway", "labels": labels("gateway", "gateway")},
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 5,
+            "selector": selector("gateway"),
+            "strategy": _rolling(),
+            # The agent runs as the image's user, Envoy as envoy's (101): each sets its own.
+            "template": _pod_template("gateway", "gateway", spec, 10001),
+        },
+    }
+
+
+def gateway_service() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "gateway", "labels": labels("gateway", "gateway")},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": "gateway"},
+            "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": GATEWAY_PORT}],
+        },
+    }
+
+
+def redis() -> list[dict[str, Any]]:
+    volumes, mounts = _tmp("/tmp", "/data")
+    container = {
+        "name": "redis",
+        "image": REDIS_IMAGE,
+        # The password reaches Redis in a file only its user reads, never on a command line.
+        "command": [
+            "sh",
+            "-c",
+            'umask 077 && printf "requirepass %s\\n" "$REDIS_PASSWORD" > /tmp/redis.conf '
+            f'&& exec redis-server /tmp/redis.conf --port {REDIS_PORT} --save "" --appendonly no',
+        ],
+        "env": [{"name": "REDIS_PASSWORD", **_secret(REDIS_SECRET, "password")}],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+        "resources": RESOURCES["redis"],
+        "securityContext": container_security(999),
+        "volumeMounts": mounts,
+        "livenessProbe": _exec_probe(
+            ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping'], period_s=10, failures=3
+        ),
+        "readinessProbe": _exec_probe(
+            ["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'],
+            period_s=5,
+            failures=2,
+        ),
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "redis", "labels": labels("redis", "registry")},
+        "spec": {
+            "replicas": 1,
+            "selector": selector("redis"),
+            # The registry is soft state (instances register again within a heartbeat): one
+            # Redis, replaced in place; the services answer without it (docs/kubernetes.md).
+            "strategy": {"type": "Recreate"},
+            "template": _pod_template(
+                "redis", "registry", {"containers": [container], "volumes": volumes}, 999
+            ),
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "redis", "labels": labels("redis", "registry")},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": "redis"},
+            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": REDIS_PORT}],
+        },
+    }
+    return [deployment, service]
+
+
+def rabbitmq_conf(nodes: int) -> str:
+    lines = [
+        f"listeners.tcp.default = {AMQP_PORT}",
+        "loopback_users = none",
+        "cluster_formation.peer_discovery_backend = classic_config",
+        *(
+            f"cluster_formation.classic_config.nodes.{n + 1} = rabbit@rabbitmq-{n}.rabbitmq-nodes."
+            f"{NAMESPACE}.svc.cluster.local"
+            for n in range(nodes)
+        ),
+        # The minority side of a partition stops (and its clients move to the majority).
+        "cluster_partition_handling = pause_minority",
+        "vm_memory_high_watermark.relative = 0.4",
+        "disk_free_limit.absolute = 2GB",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rabbitmq(nodes: int, storage: str) -> list[dict[str, Any]]:
+    volumes, mounts = _tmp("/tmp", "/var/log/rabbitmq")
+    data = {"name": "data", "mountPath": "/var/lib/rabbitmq"}
+    config = {"name": "config", "mountPath": "/etc/rabbitmq", "readOnly": True}
+    cookie = {"name": "cookie", "mountPath": "/cookie", "readOnly": True}
+    env = [
+        {"name": "POD_NAME", **_field("metadata.name")},
+        {"name": "RABBITMQ_DEFAULT_USER", "value": "ordermesh"},
+        {"name": "RABBITMQ_DEFAULT_PASS", **_secret(RABBITMQ_SECRET, "password")},
+        {"name": "RABBITMQ_USE_LONGNAME", "value": "true"},
+        {
+            "name": "RABBITMQ_NODENAME",
+            "value": f"rabbit@$(POD_NAME).rabbitmq-nodes.{NAMESPACE}.svc.cluster.local",
+        },
+        {"name": "RABBITMQ_CONFIG_FILE", "value": "/etc/rabbitmq/rabbitmq.conf"},
+        {"name": "RABBITMQ_ENABLED_PLUGINS_FILE", "value": "/etc/rabbitmq/enabled_plugins"},
+    ]
+    # The Erlang cookie must be the node user's own file, readable by it alone: a Secret's
+    # files are not, so it is copied into place first.
+    copy_cookie = {
+        "name": "cookie",
+        "image": RABBITMQ_IMAGE,
+        "command": [
+            "sh",
+            "-c",
+            "cp /cookie/erlang-cookie /var/lib/rabbitmq/.erlang.cookie "
+            "&& chmod 400 /var/lib/rabbitmq/.erlang.cookie",
+        ],
+        "resources": RESOURCES["redis"],
+        "securityContext": container_security(999),
+        "volumeMounts": [data, cookie],
+    }
+    node = {
+        "name": "rabbitmq",
+        "image": RABBITMQ_IMAGE,
+        "env": env,
+        "ports": [
+            {"name": "amqp", "containerPort": AMQP_PORT},
+            {"name": "epmd", "containerPort": EPMD_PORT},
+            {"name": "dist", "containerPort": DIST_PORT},
+            {"name": "metrics", "containerPort": RABBITMQ_METRICS_PORT},
+        ],
+        "resources": RESOURCES["rabbitmq"],
+        "securityContext": container_security(999),
+        "volumeMounts": [data, config, *mounts],
+        "startupProbe": _exec_probe(
+            ["rabbitmq-diagnostics", "-q", "ping"], period_s=5, failures=60
+        ),
+        "livenessProbe": _exec_probe(
+            ["rabbitmq-diagnostics", "-q", "ping"], period_s=30, failures=3
+        ),
+        "readinessProbe": _exec_probe(
+            ["rabbitmq-diagnostics", "-q", "check_port_connectivity"], period_s=10, failures=3
+        ),
+        # A node leaves only when no quorum queue would lose its majority with it.
+        "lifecycle": {
+            "preStop": {
+                "exec": {
+                    "command": [
+                        "sh",
+                        "-c",
+                        "rabbitmq-upgrade await_online_quorum_plus_one -t 300; "
+                        "rabbitmq-upgrade drain -t 60",
+                    ]
+                }
+            }
+        },
+    }
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "rabbitmq", "labels": labels("rabbitmq", "broker")},
+        "spec": {
+            "replicas": nodes,
+            "serviceName": "rabbitmq-nodes",
+            # The nodes find each other at their first start: they start together.
+            "podManagementPolicy": "Parallel",
+            "selector": selector("rabbitmq"),
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": _pod_template(
+                "rabbitmq",
+                "broker",
+                {
+                    "terminationGracePeriodSeconds": 600,
+                    "initContainers": [copy_cookie],
+                    "containers": [node],
+                    "volumes": [
+                        *volumes,
+                        {"name": "config", "configMap": {"name": "rabbitmq-config"}},
+                        {
+                            "name": "cookie",
+                            "secret": {"secretName": RABBITMQ_SECRET, "defaultMode": 0o440},
+                        },
+                    ],
+                },
+                999,
+            ),
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": storage}},
+                    },
+                }
+            ],
+        },
+    }
+    return [
+        statefulset,
+        headless_service(
+            "rabbitmq-nodes",
+            "broker",
+            [("amqp", AMQP_PORT), ("epmd", EPMD_PORT), ("dist", DIST_PORT)],
+            pods="rabbitmq",
+            publishNotReadyAddresses=True,
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "rabbitmq", "labels": labels("rabbitmq", "broker")},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "rabbitmq"},
+                "ports": [{"name": "amqp", "port": AMQP_PORT, "targetPort": AMQP_PORT}],
+            },
+        },
+    ]
+
+
+def postgres() -> list[dict[str, Any]]:
+    volumes, mounts = _tmp("/tmp", "/var/run/postgresql")
+    container = {
+        "name": "postgres",
+        "image": POSTGRES_IMAGE,
+        "env": [
+            {"name": "POSTGRES_USER", "value": "ordermesh"},
+            {"name": "POSTGRES_PASSWORD", **_secret(POSTGRES_SECRET, "password")},
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+        ],
+        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT}],
+        "resources": RESOURCES["postgres"],
+        "securityContext": container_security(999),
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
+            *mounts,
+        ],
+        "livenessProbe": _exec_probe(["pg_isready", "-U", "ordermesh"], period_s=10, failures=3),
+        "readinessProbe": _exec_probe(["pg_isready", "-U", "ordermesh"], period_s=5, failures=2),
+    }
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "postgres", "labels": labels("postgres", "database")},
+        "spec": {
+            "replicas": 1,
+            "serviceName": "postgres",
+            "selector": selector("postgres"),
+            "template": _pod_template(
+                "postgres",
+                "database",
+                {
+                    "containers": [container],
+                    "volumes": [
+                        *volumes,
+                        {"name": "init", "configMap": {"name": "postgres-init"}},
+                    ],
+                },
+                999,
+            ),
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "postgres", "labels": labels("postgres", "database")},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": "postgres"},
+            "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": POSTGRES_PORT}],
+        },
+    }
+    return [statefulset, service]
+
+
+# NetworkPolicies: deny all, then exactly what the catalogue says.
+
+
+def _pods(name: str) -> dict[str, Any]:
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+
+def _ports(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def _policy(
+    name: str,
+    pods: str | None,
+    *,
+    ingress: list[dict[str, Any]] | None = None,
+    egress: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": pods}} if pods else {},
+        "policyTypes": [],
+    }
+    if ingress is not None:
+        spec["policyTypes"].append("Ingress")
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = egress
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+        "spec": spec,
+    }
+
+
+def callers_of(callee: str) -> list[str]:
+    """Who calls `callee` over gRPC: the services that depend on it, and the gateway for the
+    services it routes to and its own (auth, ratelimit)."""
+    callers = [s.name for s in catalogue.CATALOGUE if callee in s.dependencies]
+    return ["gateway", *callers]
+
+
+def network_policies() -> list[dict[str, Any]]:
+    policies = [
+        _policy("default-deny", None, ingress=[], egress=[]),
+        _policy(
+            "dns",
+            None,
+            egress=[
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                            },
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                }
+            ],
+        ),
+    ]
+    broker_users = [s.name for s in catalogue.CATALOGUE if Need.BROKER in s.needs]
+    for service in catalogue.CATALOGUE:
+        egress = [
+            {"to": [_pods(callee)], "ports": _ports(GRPC_PORT)} for callee in service.dependencies
+        ]
+        egress.append({"to": [_pods("redis")], "ports": _ports(REDIS_PORT)})
+        if Need.BROKER in service.needs:
+            egress.append({"to": [_pods("rabbitmq")], "ports": _ports(AMQP_PORT)})
+        if "smtp_host" in service.settings.model_fields:
+            egress.append({"ports": _ports(*PROVIDER_PORTS)})  # mail and providers, anywhere
+        ingress = [
+            {
+                "from": [_pods(caller) for caller in callers_of(service.name)],
+                "ports": _ports(GRPC_PORT),
+            },
+            {"from": [PROMETHEUS_PEER], "ports": _ports(METRICS_PORT)},
+        ]
+        policies.append(_policy(service.name, service.name, ingress=ingress, egress=egress))
+    routed = [s.name for s in catalogue.CATALOGUE]
+    policies += [
+        _policy(
+            "gateway",
+            "gateway",
+            ingress=[{"ports": _ports(GATEWAY_PORT)}],
+            egress=[
+                *({"to": [_pods(name)], "ports": _ports(GRPC_PORT)} for name in routed),
+                {"to": [_pods("redis")], "ports": _ports(REDIS_PORT)},
+            ],
+        ),
+        _policy(
+            "redis",
+            "redis",
+            ingress=[
+                {
+                    "from": [_pods(name) for name in ["gateway", *routed]],
+                    "ports": _ports(REDIS_PORT),
+                }
+            ],
+        ),
+        _policy(
+            "rabbitmq",
+            "rabbitmq",
+            ingress=[
+                {"from": [_pods(name) for name in broker_users], "ports": _ports(AMQP_PORT)},
+                {"from": [_pods("rabbitmq")], "ports": _ports(EPMD_PORT, DIST_PORT)},
+                {"from": [PROMETHEUS_PEER], "ports": _ports(RABBITMQ_METRICS_PORT)},
+            ],
+            egress=[{"to": [_pods("rabbitmq")], "ports": _ports(EPMD_PORT, DIST_PORT)}],
+        ),
+    ]
+    return policies
+
+
+def store_policies(*, in_cluster: bool) -> list[dict[str, Any]]:
+    """Who reaches the database: the services that keep state; in the cluster (dev's own
+    PostgreSQL), or outside it (prod: on the database's port, wherever it is; narrow it to the
+    database's address range with an ipBlock, docs/kubernetes.md)."""
+    stores = [s.name for s in catalogue.CATALOGUE if Need.STORE in s.needs]
+    to = [{"to": [_pods("postgres")]}] if in_cluster else [{}]
+    policies = [
+        _policy(f"{name}-store", name, egress=[{**t, "ports": _ports(POSTGRES_PORT)} for t in to])
+        for name in stores
+    ]
+    if in_cluster:
+        policies.append(
+            _policy(
+                "postgres",
+                "postgres",
+                ingress=[
+                    {"from": [_pods(name) for name in stores], "ports": _ports(POSTGRES_PORT)}
+                ],
+            )
+        )
+    return policies
+
+
+def namespace() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    }
+
+
+def workloads() -> list[str]:
+    """The Deployments prod runs with several replicas: every service, and the gateway."""
+    return [s.name for s in catalogue.in_start_order()] + ["gateway"]
+
+
+def prod_patches() -> list[dict[str, Any]]:
+    patches: list[dict[str, Any]] = []
+    for name in workloads():
+        spread = [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": when,
+                "labelSelector": selector(name),
+            }
+            for key, when in (
+                ("kubernetes.io/hostname", "DoNotSchedule"),
+                ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+            )
+        ]
+        patches.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "replicas": PROD_REPLICAS,
+                    "template": {"spec": {"topologySpreadConstraints": spread}},
+                },
+            }
+        )
+    for service in catalogue.in_start_order():
+        if Need.BROKER in service.needs:
+            # The whole list, in its order (a merge would put the changed entries first,
+            # before the secrets they refer to).
+            replace = {"$patch": "replace"}
+            env = [replace, *service_env(service, broker_nodes=RABBITMQ_PROD_NODES)]
+            containers = [{"name": service.name, "env": env}]
+            template: dict[str, Any] = {"spec": {"containers": containers}}
+            if service.name == catalogue.ISSUER.service:
+                admin = [replace, *admin_env(service, broker_nodes=RABBITMQ_PROD_NODES)]
+                template["spec"]["initContainers"] = [{"name": "create-admin", "env": admin}]
+            patches.append(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": service.name},
+                    "spec": {"template": template},
+                }
+            )
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector("rabbitmq"),
+        }
+    ]
+    patches.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "rabbitmq"},
+            "spec": {
+                "replicas": RABBITMQ_PROD_NODES,
+                "template": {"spec": {"topologySpreadConstraints": spread}},
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "20Gi"}},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    return patches
+
+
+def budgets() -> list[dict[str, Any]]:
+    found = []
+    for name in [*workloads(), "rabbitmq"]:
+        found.append(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+                "spec": {"maxUnavailable": 1, "selector": selector(name)},
+            }
+        )
+    return found
+
+
+def autoscalers() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": PROD_REPLICAS,
+                "maxReplicas": PROD_MAX_REPLICAS,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
+            },
+        }
+        for name in workloads()
+    ]
+
+
+def dump_all(documents: list[dict[str, Any]]) -> str:
+    return HEADER + str(yaml.safe_dump_all(documents, sort_keys=False, width=100))
+
+
+def kustomization(**fields: Any) -> str:
+    document = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
+    return HEADER + str(yaml.safe_dump(document, sort_keys=False, width=100))
+
+
+def write(root: Path) -> None:
+    out = root / "deploy" / "kubernetes"
+    shutil.rmtree(out, ignore_errors=True)
+    base, dev, prod = out / "base", out / "overlays" / "dev", out / "overlays" / "prod"
+    for directory in (base, dev, prod):
+        directory.mkdir(parents=True)
+    services = []
+    for service in catalogue.in_start_order():
+        services += [
+            service_deployment(service),
+            headless_service(
+                service.name, "service", [("grpc", GRPC_PORT), ("metrics", METRICS_PORT)]
+            ),
+        ]
+    (base / "namespace.yaml").write_text(dump_all([namespace()]))
+    (base / "services.yaml").write_text(dump_all(services))
+    (base / "gateway.yaml").write_text(dump_all([gateway_deployment(), gateway_service()]))
+    (base / "envoy.json").write_text(json.dumps(gateway_bootstrap(), indent=1) + "\n")
+    shutil.copyfile(gateway_config.DESCRIPTOR_SET, base / "descriptors.pb")
+    (base / "redis.yaml").write_text(dump_all(redis()))
+    (base / "rabbitmq.yaml").write_text(dump_all(rabbitmq(1, "1Gi")))
+    (base / "network-policies.yaml").write_text(dump_all(network_policies()))
+    (base / "kustomization.yaml").write_text(
+        kustomization(
+            namespace=NAMESPACE,
+            resources=[
+                "namespace.yaml",
+                "services.yaml",
+                "gateway.yaml",
+                "redis.yaml",
+                "rabbitmq.yaml",
+                "network-policies.yaml",
+            ],
+            configMapGenerator=[
+                {"name": "gateway-envoy", "files": ["envoy.json", "descriptors.pb"]},
+                {"name": "rabbitmq-config", "files": ["rabbitmq.conf", "enabled_plugins"]},
+            ],
+        )
+    )
+    (base / "rabbitmq.conf").write_text(rabbitmq_conf(1))
+    (base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
+
+    (dev / "postgres.yaml").write_text(dump_all([*postgres(), *store_policies(in_cluster=True)]))
+    (dev / "init.sql").write_text(init_sql())
+    (dev / "kustomization.yaml").write_text(
+        kustomization(
+            namespace=NAMESPACE,
+            resources=["../../base", "postgres.yaml"],
+            configMapGenerator=[{"name": "postgres-init", "files": ["init.sql"]}],
+            images=[{"name": IMAGE, "newName": "localhost/ordermesh", "newTag": "latest"}],
+        )
+    )
+
+    (prod / "patches.yaml").write_text(dump_all(prod_patches()))
+    (prod / "rabbitmq.conf").write_text(rabbitmq_conf(RABBITMQ_PROD_NODES))
+    (prod / "availability.yaml").write_text(dump_all([*budgets(), *autoscalers()]))
+    (prod / "store.yaml").write_text(dump_all(store_policies(in_cluster=False)))
+    (prod / "kustomization.yaml").write_text(
+        kustomization(
+            namespace=NAMESPACE,
+            resources=["../../base", "availability.yaml", "store.yaml"],
+            patches=[{"path": "patches.yaml"}],
+            configMapGenerator=[
+                {"name": "rabbitmq-config", "behavior": "merge", "files": ["rabbitmq.conf"]}
+            ],
+            images=[{"name": IMAGE, "newName": "ordermesh", "newTag": _version()}],
+        )
+    )
+
+
+def _version() -> str:
+    return str(catalogue.CATALOGUE[0].settings.model_fields["service_version"].default)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT)
+    write(parser.parse_args().root)
+
+
+if __name__ == "__main__":
+    main()
