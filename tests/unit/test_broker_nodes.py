@@ -29,11 +29,14 @@ def test_no_url_is_refused():
 async def test_each_attempt_to_connect_goes_to_the_next_node():
     """Three listeners that hang up at once: each attempt fails, and the next goes elsewhere."""
     contacted: list[int] = []
+    fourth = asyncio.Event()
 
     async def listener() -> asyncio.Server:
         async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             contacted.append(writer.get_extra_info("sockname")[1])
             writer.close()
+            if len(contacted) == 4:
+                fourth.set()
 
         return await asyncio.start_server(hang_up, "127.0.0.1", 0)
 
@@ -43,8 +46,7 @@ async def test_each_attempt_to_connect_goes_to_the_next_node():
     connection = ClusterConnection(nodes, first=1, fail_fast=False, reconnect_interval=0.05)
     connecting = asyncio.create_task(connection.connect(timeout=1))
     try:
-        while len(contacted) < 4:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(fourth.wait(), timeout=10)
     finally:
         connecting.cancel()
         await connection.close()
