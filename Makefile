@@ -13,7 +13,7 @@ PROMETHEUS := .build/prometheus/usr/bin/prometheus
 PROMTOOL := .build/prometheus/usr/bin/promtool
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
-	check-gen lock system-deps bench-events bench-saga bench-gateway bench-store-drivers \
+	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
 	compose-env image images compose-up compose-down
 
 # `make up INSTANCES=3` for three instances of every service; `make up STORE=postgres` for a
@@ -93,6 +93,10 @@ bench-events: system-deps $(INSTALLED)
 
 bench-saga: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.saga
+
+# The whole system with 1, 2, 4 and 10 instances of every service, on SQLite and PostgreSQL.
+bench-scale: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.scale
 
 bench-gateway: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.gateway
