@@ -10,11 +10,13 @@ this process binds to `order.events`. For each system:
 - ready: seconds from the first start until every instance is registered and routed by Envoy
   (the first instance of each service in start order, as `make up` does, then the others all
   at once);
-- memory: RSS and PSS of all the service processes (from /proc), in MB;
+- memory: RSS and PSS of all the service processes (from /proc), in MB; and the CPU they use
+  with no traffic at all (their timers), in cores;
 - latency: orders at a fixed rate (default 50/s) for a fixed time, PlaceOrder -> APPROVED p99;
 - throughput: a burst with a fixed number of orders in flight, orders approved per second;
-- CPU per order: the CPU seconds each component used during the burst (services, Envoy and its
-  agent, RabbitMQ, Redis, PostgreSQL), per order approved: the capacity model's figures;
+- CPU per order: the CPU seconds each component used during the burst (each service's
+  instances, Envoy and its agent, RabbitMQ, Redis, PostgreSQL), per order approved: the
+  capacity model's figures;
 - join and leave, under the fixed-rate traffic: seconds from starting one more order instance
   until Envoy sends it a request, and from SIGKILLing one until Envoy routes to it no more.
 
@@ -46,6 +48,7 @@ from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, Sy
 
 COUNTS = (1, 2, 4, 10)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+IDLE_S = 10.0
 
 
 def rss_pss_mb(pids: list[int]) -> tuple[float, float]:
@@ -97,6 +100,8 @@ class Figures:
     orders_s: float = 0.0
     join_s: float = 0.0
     leave_s: float = 0.0
+    # CPU the service processes use with no traffic (timers: health, heartbeats, polls), cores.
+    idle_cores: float = 0.0
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
 
 
@@ -170,6 +175,9 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
         assert len(pids) == count * len(system.services)
         await asyncio.sleep(2)  # settled after start
         figures.rss_mb, figures.pss_mb = rss_pss_mb(pids)
+        idle = cpu_s(pids)
+        await asyncio.sleep(IDLE_S)
+        figures.idle_cores = (cpu_s(pids) - idle) / IDLE_S
 
         shop = Shop(system, via=gateway.address)
         await approvals.start(system.amqp_url)
@@ -182,7 +190,7 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
         figures.p99_ms = percentile(latencies, 99)
 
         components = {
-            "services": pids,
+            **{s: [p.process.pid for p in system.instances(s)] for s in system.services},
             "envoy": [gateway.envoy.process.pid],
             "agent": [gateway.agent.pid],
             "rabbitmq": [broker.process.pid],
@@ -208,6 +216,7 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
         print(
             f"{store:<8} {count:>2} instances each ({len(pids)} processes): ready in "
             f"{figures.ready_s:.1f} s; RSS {figures.rss_mb:.0f} MB, PSS {figures.pss_mb:.0f} MB; "
+            f"idle {figures.idle_cores:.2f} cores; "
             f"at {args.rate:g}/s p99 {figures.p99_ms:.1f} ms; burst {figures.orders_s:.0f} "
             f"orders/s; a new instance's first request after {figures.join_s:.2f} s, a killed "
             f"one out of rotation after {figures.leave_s:.2f} s; CPU ms per order: {cpu}",

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -104,6 +105,14 @@ UNAVAILABLE = (
     # issues 784 and 1069): such a connection is closed, never given back to the pool as it is.
     pg_errors.InternalClientError,
 )
+
+
+def _created(statement: str) -> str:
+    """The table or index a CREATE ... IF NOT EXISTS statement creates (as SQL names it)."""
+    match = re.match(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\S+)", statement)
+    if match is None:
+        raise ValueError(f"not a CREATE ... IF NOT EXISTS: {statement[:60]}")
+    return match.group(1)
 
 
 def _table(collection: str) -> str:
@@ -321,7 +330,11 @@ class PostgresStore:
         async with self._connection() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
             for statement in ddl:
-                await db.execute(statement)
+                # What exists is left alone: CREATE ... IF NOT EXISTS takes the table's lock
+                # before it looks, and waits behind every writer (an instance started beside
+                # loaded ones failed at its lock timeout, in bench-scale).
+                if await db.fetchval("SELECT to_regclass($1)", _created(statement)) is None:
+                    await db.execute(statement)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -265,3 +265,27 @@ async def test_a_commit_kept_waiting_for_the_outbox_lock_is_run_again_not_failed
     finally:
         await holder.close()
         await store.close()
+
+
+async def test_an_instance_opens_its_store_while_another_writes_to_it(postgres_url):
+    """Every table holds a writer's lock (as the commits of an instance under load do): a new
+    instance's store opens all the same, its schema being there already. Such an instance,
+    added under load, exited at its lock timeout before (`make bench-scale`): CREATE INDEX IF
+    NOT EXISTS waits for the table's lock before it finds the index exists."""
+    things = Collection("things", unique=("sku",), indexed=("n",))
+    first = PostgresStore(postgres_url)
+    await first.open([things])
+    holder = await psycopg.AsyncConnection.connect(postgres_url)
+    second = PostgresStore(postgres_url, lock_timeout_s=0.2)
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "LOCK TABLE outbox, inbox, leases, doc_things IN ROW EXCLUSIVE MODE"
+            )
+            await second.open([things])
+        async with second.transaction() as tx:
+            await tx.insert("things", "t-1", {"sku": "S-1", "n": 1})
+    finally:
+        await holder.close()
+        await first.close()
+        await second.close()
