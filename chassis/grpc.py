@@ -15,7 +15,9 @@ What every service gets from it:
 - the bounds of each request field and the defined values of its enums (`chassis.bounds`),
   checked before the handler runs: INVALID_ARGUMENT naming the field;
 - one table (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message;
-  any other exception is logged and answered INTERNAL without its details;
+  a store or broker that cannot do the work now is UNAVAILABLE, a transaction that lost every
+  retry to concurrent ones ABORTED (`chassis.faults`); any other exception is logged and
+  answered INTERNAL without its details;
 - graceful shutdown on SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused,
   in-flight calls get `shutdown_grace_s` to finish;
 - with `REDIS_URL` set, registration in the registry (`chassis.registry`) once serving, with
@@ -49,11 +51,13 @@ from grpc_reflection.v1alpha import reflection
 from chassis import bounds, errors, telemetry
 from chassis.config import WILDCARDS, ServiceSettings
 from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
+from chassis.faults import is_infrastructure
 from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, caller
 from chassis.logging import get_logger
 from chassis.metrics import Metrics, MetricsServer, RpcMetrics
 from chassis.registry import Instance, Registration, Registry
+from chassis.store import VersionConflict
 
 __all__ = ["LIVENESS", "STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
 
@@ -117,11 +121,21 @@ def _correlation_id_of(metadata: dict[str, Any]) -> str:
 
 
 async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
-    """Answers a failed call: a domain error with its status and message, anything else INTERNAL."""
+    """Answers a failed call: a domain error with its status and message; a store or broker
+    that cannot do the work now UNAVAILABLE, a transaction that lost every retry to concurrent
+    ones ABORTED (both worth trying again); anything else INTERNAL."""
+    code = _code_of(exc)
     if isinstance(exc, errors.DomainError):
-        code = status_of(exc)
         log.info("rpc failed", method=method, code=code.name, error=str(exc))
         await context.abort(code, str(exc))
+    if code is not grpc.StatusCode.INTERNAL:
+        log.warning("rpc failed", method=method, code=code.name, error=repr(exc)[:300])
+        what = (
+            "concurrent changes to the same data won every retry"
+            if code is grpc.StatusCode.ABORTED
+            else f"a dependency cannot answer now ({type(exc).__name__})"
+        )
+        await context.abort(code, f"{what}: try again (correlation id {correlation_id.get()})")
     log.exception("rpc crashed", method=method)
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error, correlation id {correlation_id.get()}"
@@ -166,7 +180,13 @@ def _server_span(
 
 def _code_of(exc: Exception) -> grpc.StatusCode:
     """The status a failed call is answered with (see `_fail`)."""
-    return status_of(exc) if isinstance(exc, errors.DomainError) else grpc.StatusCode.INTERNAL
+    if isinstance(exc, errors.DomainError):
+        return status_of(exc)
+    if isinstance(exc, VersionConflict):
+        return grpc.StatusCode.ABORTED
+    if is_infrastructure(exc):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
 
 
 def _record_failure(span: telemetry.Span, exc: Exception, code: grpc.StatusCode) -> None:

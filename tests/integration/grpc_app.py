@@ -22,6 +22,7 @@ from chassis.correlation import correlation_id
 from chassis.grpc import Service, serve
 from chassis.health import Readiness, redis_probe
 from chassis.logging import get_logger
+from chassis.store import StoreUnavailable, VersionConflict
 
 log = get_logger(__name__)
 
@@ -31,7 +32,8 @@ class ProbeSettings(config.ServiceSettings):
 
 
 class ScriptedProducts(pb_grpc.InventoryServiceServicer):
-    """Answers by the page token: "missing" -> NotFound, "crash" -> a bug, "sleep:S" -> waits."""
+    """Answers by the page token: "missing" -> NotFound, "crash" -> a bug, "store-down" -> the
+    store unavailable, "contended" -> a transaction that lost every retry, "sleep:S" -> waits."""
 
     async def ListProducts(
         self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext
@@ -41,6 +43,10 @@ class ScriptedProducts(pb_grpc.InventoryServiceServicer):
             raise errors.NotFound("page token 'missing' matches no page")
         if token == "crash":
             raise RuntimeError("secret internal detail")
+        if token == "store-down":
+            raise StoreUnavailable("secret host 10.1.2.3 refused")
+        if token == "contended":
+            raise VersionConflict("a concurrent transaction: secret row")
         if token.startswith("sleep:"):
             log.info("handling a slow call")  # tests wait for this line, not for a while
             await asyncio.sleep(float(token.removeprefix("sleep:")))

@@ -120,6 +120,25 @@ async def test_an_unexpected_error_is_internal_and_keeps_its_details_in_the_logs
     assert failure.value.details() == "internal error, correlation id c-crash"
 
 
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [("store-down", grpc.StatusCode.UNAVAILABLE), ("contended", grpc.StatusCode.ABORTED)],
+)
+async def test_a_store_that_cannot_do_it_now_is_an_answer_worth_retrying(channel, token, code):
+    """Not INTERNAL: the caller (Envoy's retry policy, a client) may try again; the details
+    stay in the logs. (PlaceOrder on a saturated PostgreSQL was INTERNAL in bench-scale.)"""
+    stub = pb_grpc.InventoryServiceStub(channel)
+
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stub.ListProducts(
+            pb.ListProductsRequest(page_token=token), metadata=[("x-correlation-id", "c-1")]
+        )
+
+    assert failure.value.code() is code
+    assert "secret" not in failure.value.details()
+    assert failure.value.details().endswith("try again (correlation id c-1)")
+
+
 async def test_the_handler_sees_the_callers_correlation_id(channel):
     stub = pb_grpc.InventoryServiceStub(channel)
 
