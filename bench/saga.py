@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import aio_pika
+import grpc
 from order.v1 import events_pb2
 
 from bench.events import percentile
@@ -37,6 +38,9 @@ from harness.postgres import PrivatePostgres
 from harness.rotel import PrivateRotel
 from harness.shop import Session, Shop
 from harness.system import System
+
+RETRIES = 5
+RETRYABLE = {grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE}
 
 
 class Approvals:
@@ -76,8 +80,19 @@ class Approvals:
 async def place_and_wait(
     shop: Shop, approvals: Approvals, session: Session, product_id: str
 ) -> float:
+    """Seconds from placing an order to its approval; an answer worth retrying (ABORTED,
+    UNAVAILABLE: a saturated store) is retried as a client would, with the same key, and the
+    wait counts."""
     started = time.perf_counter()
-    order = await shop.place(session, [(product_id, 1)])
+    key = str(uuid.uuid4())
+    for attempt in range(RETRIES + 1):
+        try:
+            order = await shop.place(session, [(product_id, 1)], key=key)
+            break
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in RETRYABLE or attempt == RETRIES:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
     return (await approvals.approved(order.order_id)) - started
 
 
