@@ -459,14 +459,15 @@ def gateway_deployment() -> dict[str, Any]:
     }
 
 
-def gateway_service() -> dict[str, Any]:
+def cluster_service(name: str, component: str, port_name: str, port: int) -> dict[str, Any]:
+    """A Service with a virtual IP in front of the pods named `name`, on one port."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": "gateway", "labels": labels("gateway", "gateway")},
+        "metadata": {"name": name, "labels": labels(name, component)},
         "spec": {
-            "selector": {"app.kubernetes.io/name": "gateway"},
-            "ports": [{"name": "http", "port": GATEWAY_PORT, "targetPort": GATEWAY_PORT}],
+            "selector": {"app.kubernetes.io/name": name},
+            "ports": [{"name": port_name, "port": port, "targetPort": port}],
         },
     }
 
@@ -512,15 +513,7 @@ def redis() -> list[dict[str, Any]]:
             ),
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "redis", "labels": labels("redis", "registry")},
-        "spec": {
-            "selector": {"app.kubernetes.io/name": "redis"},
-            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": REDIS_PORT}],
-        },
-    }
+    service = cluster_service("redis", "registry", "redis", REDIS_PORT)
     return [deployment, service]
 
 
@@ -659,15 +652,7 @@ def rabbitmq(nodes: int, storage: str) -> list[dict[str, Any]]:
             pods="rabbitmq",
             publishNotReadyAddresses=True,
         ),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "rabbitmq", "labels": labels("rabbitmq", "broker")},
-            "spec": {
-                "selector": {"app.kubernetes.io/name": "rabbitmq"},
-                "ports": [{"name": "amqp", "port": AMQP_PORT, "targetPort": AMQP_PORT}],
-            },
-        },
+        cluster_service("rabbitmq", "broker", "amqp", AMQP_PORT),
     ]
 
 
@@ -723,15 +708,7 @@ def postgres() -> list[dict[str, Any]]:
             ],
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "postgres", "labels": labels("postgres", "database")},
-        "spec": {
-            "selector": {"app.kubernetes.io/name": "postgres"},
-            "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": POSTGRES_PORT}],
-        },
-    }
+    service = cluster_service("postgres", "database", "postgres", POSTGRES_PORT)
     return [statefulset, service]
 
 
@@ -1034,7 +1011,11 @@ def write(root: Path) -> None:
         ]
     (base / "namespace.yaml").write_text(dump_all([namespace()]))
     (base / "services.yaml").write_text(dump_all(services))
-    (base / "gateway.yaml").write_text(dump_all([gateway_deployment(), gateway_service()]))
+    (base / "gateway.yaml").write_text(
+        dump_all(
+            [gateway_deployment(), cluster_service("gateway", "gateway", "http", GATEWAY_PORT)]
+        )
+    )
     (base / "envoy.json").write_text(json.dumps(gateway_bootstrap(), indent=1) + "\n")
     shutil.copyfile(gateway_config.DESCRIPTOR_SET, base / "descriptors.pb")
     (base / "redis.yaml").write_text(dump_all(redis()))
