@@ -60,6 +60,10 @@ async def test_sagas_interrupted_by_a_killed_order_service_complete_after_its_re
         system.processes["user"].stop()
         placed = [(u, await shop.place(u, [(product.product_id, 1)])) for u in users * 5]
         await eventually(lambda: _is(shop.available(product.product_id), 84), what="stock reserved")
+        # Every ReserveCredit published: killed earlier, the order service may hold some in
+        # its outbox (committed with the stock's reply acked), and no reply could come for them
+        # until it is back.
+        await eventually(lambda: waiting(system, "user.commands", 15), what="15 commands")
         system.processes["order"].kill()
         system.processes["user"].start()
         # The user service answers while the order service is dead: replies wait in its queue.
