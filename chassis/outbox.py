@@ -8,7 +8,9 @@ Guarantees, given a transaction that wrote state and messages together (`Transac
   other, each only once the previous one is confirmed, so a failure never lets a later message
   of that key overtake it; messages of different keys (and without a key) go concurrently;
 - one relay per store at a time: instances of a service share its store, and only the holder
-  of the store's `outbox` lease publishes;
+  of the store's `outbox` lease publishes; while it holds the lease it watches the store
+  (`Store.watching`), so what the other instances commit goes out as soon as the store tells,
+  not at the next poll;
 - no message can stop the relay: one the broker refuses as it is (`chassis.broker.Refused`) is
   parked in the outbox with the reason (visible and replayable with `python -m
   chassis.deadletters parked|unpark`), and the relay goes on with the rest, later messages of
@@ -88,6 +90,9 @@ class OutboxRelay:
         self._lease = Lease(store, "outbox", owner=owner, ttl_s=lease_ttl_s)
         self._max_backoff_s = max_backoff_s
         self._task: asyncio.Task[None] | None = None
+        # Open (the store watched) while this relay holds the lease.
+        self._watch = contextlib.AsyncExitStack()
+        self._watching = False
         # Rows read and waiting to be published, by seq (in seq order); those being published,
         # and their keys; those confirmed and not yet marked sent; the highest seq read.
         self._waiting: dict[int, OutboxRow] = {}
@@ -119,6 +124,14 @@ class OutboxRelay:
             publishing.cancel()
         await asyncio.gather(*self._publishing.values(), return_exceptions=True)
         self._publishing.clear()
+        await self._watch_store(False)
+
+    async def _watch_store(self, holder: bool) -> None:
+        if holder and not self._watching:
+            await self._watch.enter_async_context(self._store.watching())
+        elif self._watching and not holder:
+            await self._watch.aclose()
+        self._watching = holder
 
     async def run(self) -> None:
         """Relays until cancelled; failures are logged and retried with backoff."""
@@ -126,7 +139,9 @@ class OutboxRelay:
         while True:
             failed = False
             try:
-                if not await self._lease.held():
+                holder = await self._lease.held()
+                await self._watch_store(holder)
+                if not holder:
                     await asyncio.sleep(self._lease.ttl_s / 3)
                     continue
                 started = await self.relay_once()

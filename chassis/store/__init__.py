@@ -18,7 +18,7 @@ only to be seen; inbox marks as long as the deduplication window, which must out
 latest a message can come again (a redelivery, a re-publish after a relay crash, retry steps).
 
 Adapters: `chassis.store.sqlite.SqliteStore` (the default, one file per service, WAL),
-`chassis.store.postgres.PostgresStore` (psycopg 3, a database per service, shared by instances
+`chassis.store.postgres.PostgresStore` (asyncpg, a database per service, shared by instances
 on any number of machines) and `chassis.store.mongo.MongoStore` (PyMongo async, multi-document
 transactions). All pass the one behaviour suite in tests/integration/test_store.py.
 
@@ -150,6 +150,11 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """A unit of work: commits when the block ends normally, rolls back on an exception."""
+
+    def watching(self) -> AbstractAsyncContextManager[None]:
+        """While entered, commits of the other processes sharing the store set `outbox_event`
+        too (each adapter says how soon), and so does the start of the watch (what was
+        committed before it is unseen): the relay holding the outbox lease watches."""
 
     async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         """Unsent outbox messages with a seq above `after`, oldest first."""

@@ -240,6 +240,13 @@ class MongoStore:
         if tx.outgoing:
             self.outbox_event.set()
 
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """Commits of other instances are found at the relay's next poll. A change stream on
+        the outbox could tell at once (the replica set that transactions need has them); not
+        built, as no MongoDB server can run on this project's machines to test it."""
+        yield
+
     async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         # `parked: None` also matches rows written before messages could be parked.
         cursor = (

@@ -18,7 +18,9 @@ transactions could commit their rows out of seq order and the relay, which reads
 highest seq it has seen, would pass over the later-committed lower one. A transaction that
 publishes therefore takes a transaction-level advisory lock just before it writes its outbox
 rows at commit: such commits are serialised (only their last moment, not their work), and seq
-order is commit order.
+order is commit order. It also notifies `OUTBOX_CHANNEL` (delivered at commit): the relay of
+whichever instance holds the outbox lease listens while it holds it (`watching`), and so
+publishes what other instances commit at once rather than at its next poll.
 
 Errors that say the server cannot do the work now (connection refused or lost, the server
 shutting down, out of disk or memory, no pooled connection within `pool_timeout_s`) raise
@@ -44,6 +46,7 @@ import asyncpg
 from asyncpg import exceptions as pg_errors
 
 from chassis.events import Outgoing
+from chassis.logging import get_logger
 from chassis.store import (
     Collection,
     Document,
@@ -64,10 +67,13 @@ from chassis.store.sql import (
 
 __all__ = ["PostgresStore"]
 
+log = get_logger(__name__)
+
 # Taken by every transaction that writes outbox rows (see the module doc), and while creating
 # the schema (two instances starting at once would race on CREATE ... IF NOT EXISTS).
 OUTBOX_LOCK = 0x6F75_7462_6F78  # "outbox"
 SCHEMA_LOCK = 0x7363_6865_6D61  # "schema"
+OUTBOX_CHANNEL = "ordermesh_outbox"
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS outbox ("
     " seq BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,"
@@ -259,7 +265,9 @@ class _Transaction:
         return bool(status == "INSERT 0 1")
 
     async def flush_outbox(self) -> None:
-        await self._db.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
+        await self._db.execute(
+            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')", OUTBOX_LOCK, OUTBOX_CHANNEL
+        )
         await self._db.executemany(
             f"INSERT INTO outbox ({OUTBOX_INSERT}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             [outbox_values(message, key) for message, key in self.outgoing],
@@ -379,6 +387,45 @@ class PostgresStore:
                     await tx.flush_outbox()
             if tx.outgoing:
                 self.outbox_event.set()
+
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """While entered, outbox commits of every instance set `outbox_event`: a connection of
+        its own (not the pool's) listens to OUTBOX_CHANNEL, and connects again if it is lost
+        (the event is set then too, for what was committed while it was not listening)."""
+        listener = asyncio.create_task(self._listen(), name="outbox-listener")
+        try:
+            yield
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self) -> None:
+        delay_s = 0.1
+        while True:
+            try:
+                db = await asyncpg.connect(self._url, timeout=self._connect_timeout_s)
+            except UNAVAILABLE as exc:
+                log.warning("cannot listen for outbox commits; polling", error=repr(exc))
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            delay_s = 0.1
+            try:
+                await self._listen_on(db)
+            except UNAVAILABLE as exc:
+                log.warning("lost the outbox listener; connecting again", error=repr(exc))
+            finally:
+                db.terminate()
+
+    async def _listen_on(self, db: asyncpg.Connection) -> None:
+        """Until the connection is lost."""
+        lost = asyncio.Event()
+        db.add_termination_listener(lambda _: lost.set())
+        await db.add_listener(OUTBOX_CHANNEL, lambda *_: self.outbox_event.set())
+        self.outbox_event.set()
+        await lost.wait()
 
     async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
         async with self._connection() as db:

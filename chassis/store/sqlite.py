@@ -12,6 +12,11 @@ far more once the loop is busy (measured: docs/performance.md). The fsyncs happe
 checkpoints, which a background thread runs on its own connection, off the loop. A committed
 transaction survives a crash of the process (SIGKILL included), not a power cut; pass
 `synchronous="FULL"` for that (each commit then fsyncs on the loop).
+
+Processes sharing the file cannot signal each other through SQLite: `watching` (entered by the
+relay that holds the outbox lease) asks every `WATCH_INTERVAL_S` whether another connection
+committed (`PRAGMA data_version`, a read of shared memory), so what other instances commit is
+published within that interval rather than at the relay's next poll.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,8 @@ from chassis.store.sql import (
 )
 
 __all__ = ["SqliteStore"]
+
+WATCH_INTERVAL_S = 0.01
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -395,6 +402,30 @@ class SqliteStore:
                     raise _unavailable(exc) or exc from None
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 0.05)
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """While entered, commits of other processes sharing the file set `outbox_event`
+        (within WATCH_INTERVAL_S; any commit does, whether it added outbox messages or not)."""
+        watcher = asyncio.create_task(self._watch(), name="outbox-watcher")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _watch(self) -> None:
+        seen = None
+        while True:
+            if self._db is not None:
+                # Changes when another connection commits; this connection's commits set the
+                # event already. Set at the first look too: what came before it is unseen.
+                version = self._db.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen:
+                    self.outbox_event.set()
+                seen = version
+            await asyncio.sleep(WATCH_INTERVAL_S)
 
     def _locked(self, *, write: bool = True) -> _Scope:
         """A unit of work on the raw connection, committed if the block ends normally."""

@@ -139,6 +139,31 @@ async def test_committed_events_flow_through_the_outbox_to_the_handler(broker, s
     assert ledger.count("published") == ledger.count("processed") == 20
 
 
+async def test_what_another_instance_commits_is_published_without_waiting_for_a_poll(
+    broker, store, consuming, tmp_path
+):
+    """Instances share their service's store and one of them relays: it watches the store, so
+    the others' messages go out at once (with an hour between polls, the relay would find
+    them only at a poll)."""
+    ledger = Ledger()
+    await consuming(stock_subscription(), StockCounter(), ledger)
+    relay = OutboxRelay(store, broker, owner="test", ledger=ledger, poll_interval_s=3600)
+    relay.start()
+    other = SqliteStore(tmp_path / "service.db")
+    await other.open()
+    try:
+        for i in range(10):
+            async with other.transaction() as tx:
+                tx.publish(outgoing(adjusted(f"p-{i}"), producer="test"))
+            await asyncio.sleep(0.05)
+
+        await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 10))
+    finally:
+        await relay.stop()
+        await other.close()
+    assert await store.count_outbox() == (0, 10)
+
+
 async def test_messages_of_one_key_arrive_in_the_order_they_were_committed(
     broker, store, consuming
 ):

@@ -289,3 +289,30 @@ async def test_an_instance_opens_its_store_while_another_writes_to_it(postgres_u
         await holder.close()
         await first.close()
         await second.close()
+
+
+async def test_the_outbox_listener_listens_again_after_its_connection_is_cut(postgres_url):
+    """The relay holding the lease learns of other instances' commits through LISTEN on a
+    connection of its own: cut by the server (a restart, a failover), it connects again and
+    goes on hearing them."""
+    watcher, other = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    await watcher.open()
+    await other.open()
+    listeners = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE query LIKE 'LISTEN%%' AND datname = current_database()"
+    )
+    try:
+        async with watcher.watching():
+            await asyncio.wait_for(watcher.outbox_event.wait(), 10)
+            watcher.outbox_event.clear()
+            assert rows(postgres_url, listeners) == [(True,)]
+
+            await asyncio.wait_for(watcher.outbox_event.wait(), 10)  # listening again
+            watcher.outbox_event.clear()
+            async with other.transaction() as tx:
+                tx.publish(outgoing(events_pb2.StockAdjusted(product_id="p"), producer="t"))
+            await asyncio.wait_for(watcher.outbox_event.wait(), 10)
+    finally:
+        await watcher.close()
+        await other.close()

@@ -263,6 +263,26 @@ def shared_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+async def test_a_watching_store_learns_of_what_another_instance_commits(shared_url):
+    """The relay holding the outbox lease watches its store, and so publishes what the other
+    instances commit without waiting for its next poll."""
+    watcher, other = (open_store(shared_url, database="test") for _ in range(2))
+    await watcher.open()
+    await other.open()
+    try:
+        async with watcher.watching():
+            await asyncio.wait_for(watcher.outbox_event.wait(), 10)  # the watch has begun
+            watcher.outbox_event.clear()
+            async with other.transaction() as tx:
+                tx.publish(outgoing(event(), producer="inventory"))
+
+            await asyncio.wait_for(watcher.outbox_event.wait(), 10)
+        assert len(await watcher.pending(10)) == 1
+    finally:
+        await watcher.close()
+        await other.close()
+
+
 async def test_a_stale_write_from_another_process_conflicts_and_its_retry_applies(shared_url):
     """SQLite serialises the transactions of one process: the optimistic version check is
     proven across processes, where a document changes between a read and the write after it
