@@ -67,8 +67,12 @@ class BackboneSettings(ServiceSettings):
     store_url: str
     # The MongoDB database; defaults to the service name.
     store_database: str = ""
-    # How soon the outbox relay sees what other instances sharing the store committed (its own
-    # commits wake it at once); a read of the pending rows' index each time.
+    # PostgreSQL connections each instance may open: instances x services x this must stay
+    # below the server's max_connections (docs/capacity.md).
+    store_pool_size: int = Field(default=10, ge=1)
+    # How often the outbox relay reads the pending rows' index anyway. Its own instance's
+    # commits wake it at once, and the others' as soon as the store tells (Store.watching:
+    # PostgreSQL at once, SQLite within 10 ms; MongoDB only by this poll).
     outbox_poll_interval_s: float = Field(default=0.1, gt=0)
     # Retention (see the module doc); the deduplication window is at least an hour.
     outbox_retention_s: float = Field(default=86400.0, ge=0)
@@ -131,7 +135,9 @@ class Runtime:
         cls, settings: BackboneSettings, *, collections: Sequence[Collection] = ()
     ) -> AsyncIterator[Runtime]:
         store = open_store(
-            settings.store_url, database=settings.store_database or settings.service_name
+            settings.store_url,
+            database=settings.store_database or settings.service_name,
+            pool_size=settings.store_pool_size,
         )
         # Started beside what it needs (compose, Kubernetes), a service waits for it.
         await _waiting_for("store", lambda: store.open(collections), settings.startup_wait_s)

@@ -51,9 +51,10 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         ready_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,
-        user: str | None = None,
+        user: str | int | None = None,
     ):
-        """`user`: run as this user (when this process is root and the program refuses root)."""
+        """`user`: run as this user, a name or a uid (when this process is root and the
+        program refuses root, or its traffic must be told apart)."""
         self.name = name
         self._user = user
         self.argv = list(argv)

@@ -12,13 +12,17 @@ the broker itself, as a crash would. Its data directory survives stop/start, lik
 
 `PrivateRabbitMQCluster(directory, size=3)`: that many such nodes, sharing one epmd, one Erlang
 cookie and one user, joined into one cluster at their first start (classic config peer
-discovery, started one after the other), quorum queues replicated on every node.
+discovery, started one after the other), quorum queues replicated on every node. A node that
+loses sight of the majority pauses (`pause_minority`, as in production) and resumes once it
+sees it again. `uids` runs each node as a user of its own, so that firewall rules can tell
+their traffic apart (the partition test, in a network namespace of its own).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -29,7 +33,7 @@ from pathlib import Path
 
 from harness.process import ManagedProcess, accepts, free_port, private_file
 
-__all__ = ["PrivateRabbitMQ", "PrivateRabbitMQCluster"]
+__all__ = ["PrivateRabbitMQ", "PrivateRabbitMQCluster", "answers_amqp"]
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
@@ -41,7 +45,7 @@ AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD = 1
 
 
-def _answers_amqp(port: int) -> bool:
+def answers_amqp(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
             sock.sendall(AMQP_HEADER)
@@ -57,13 +61,16 @@ class PrivateRabbitMQ:
         *,
         port: int = 0,
         cluster: _Membership | None = None,
+        uid: int | None = None,
     ):
-        """`cluster`: what this node shares with the others of a PrivateRabbitMQCluster."""
+        """`cluster`: what this node shares with the others of a PrivateRabbitMQCluster;
+        `uid`: the user it runs as (owner of `directory` then, whose parent it must traverse)."""
         if not SERVER.exists():
             raise FileNotFoundError(
                 f"{SERVER} not found: install RabbitMQ with `apt-get install rabbitmq-server`"
             )
         self.directory = directory
+        self.uid = uid
         self.port = port or free_port()
         self.dist_port = free_port()
         self.node = node_name(self.port)
@@ -78,10 +85,16 @@ class PrivateRabbitMQ:
             cookie = home / ".erlang.cookie"
             cookie.write_text(cluster.cookie)
             cookie.chmod(0o400)
-            peers = "cluster_formation.peer_discovery_backend = classic_config\n" + "".join(
-                f"cluster_formation.classic_config.nodes.{n} = {node}\n"
-                for n, node in enumerate(cluster.nodes, start=1)
+            peers = (
+                "cluster_formation.peer_discovery_backend = classic_config\n"
+                + "".join(
+                    f"cluster_formation.classic_config.nodes.{n} = {node}\n"
+                    for n, node in enumerate(cluster.nodes, start=1)
+                )
+                + "cluster_partition_handling = pause_minority\n"
             )
+            if cluster.net_ticktime_s:  # how soon an unreachable peer counts as down
+                peers += f"net_ticktime = {cluster.net_ticktime_s}\n"
         private_file(
             directory / "rabbitmq.conf",
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
@@ -122,9 +135,13 @@ class PrivateRabbitMQ:
             [str(SERVER)],
             directory=directory,
             env=self.env,
-            ready=lambda: _answers_amqp(self.port),
+            ready=lambda: answers_amqp(self.port),
             ready_timeout_s=90.0,
+            user=uid,
         )
+        if uid is not None:
+            for path in (directory, *directory.rglob("*")):
+                os.chown(path, uid, -1)
 
     @property
     def url(self) -> str:
@@ -185,12 +202,20 @@ class _Membership:
     epmd_port: int
     user: str
     password: str
+    net_ticktime_s: int | None = None
 
 
 class PrivateRabbitMQCluster:
     """`size` private nodes joined into one cluster (see the module doc)."""
 
-    def __init__(self, directory: Path, *, size: int = 3):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size: int = 3,
+        net_ticktime_s: int | None = None,
+        uids: tuple[int, ...] | None = None,
+    ):
         ports = [free_port() for _ in range(size)]
         membership = _Membership(
             nodes=tuple(node_name(port) for port in ports),
@@ -198,10 +223,16 @@ class PrivateRabbitMQCluster:
             epmd_port=free_port(),
             user=f"ordermesh-{secrets.token_hex(4)}",
             password=secrets.token_urlsafe(24),
+            net_ticktime_s=net_ticktime_s,
         )
         self.directory = directory
         self.nodes = [
-            PrivateRabbitMQ(directory / f"node-{n}", port=port, cluster=membership)
+            PrivateRabbitMQ(
+                directory / f"node-{n}",
+                port=port,
+                cluster=membership,
+                uid=uids[n] if uids else None,
+            )
             for n, port in enumerate(ports)
         ]
 
@@ -215,13 +246,30 @@ class PrivateRabbitMQCluster:
             node.start()
         self.wait_for_members(len(self.nodes))
 
-    def running_nodes(self) -> list[str]:
-        """The cluster's running nodes, as a live node tells."""
-        for node in self.nodes:
-            if node.process.running:
-                status = json.loads(node.ctl("cluster_status", "--formatter", "json"))
-                return sorted(status["running_nodes"])
-        return []
+    def live(self, through: PrivateRabbitMQ | None = None) -> PrivateRabbitMQ:
+        """The node to ask: `through`, or the first one running."""
+        return through or next(node for node in self.nodes if node.process.running)
+
+    def running_nodes(self, through: PrivateRabbitMQ | None = None) -> list[str]:
+        """The cluster's running nodes, as a live node (or `through`) tells."""
+        if not any(node.process.running for node in self.nodes):
+            return []
+        status = json.loads(self.live(through).ctl("cluster_status", "--formatter", "json"))
+        return sorted(status["running_nodes"])
+
+    def clients(self, through: PrivateRabbitMQ | None = None) -> dict[str, PrivateRabbitMQ]:
+        """The node each named client connection is on (by the AMQP port it reached)."""
+        by_port = {node.port: node for node in self.nodes}
+        found = {}
+        listed = self.live(through).ctl(
+            "list_connections", "client_properties", "port", "--no-table-headers"
+        )
+        for line in listed.splitlines():
+            name = re.search(r'\{"connection_name","([^"]+)"\}', line)
+            port = line.rsplit("\t", 1)[-1].strip()
+            if name and port.isdigit():
+                found[name.group(1)] = by_port[int(port)]
+        return found
 
     def wait_for_members(self, count: int, *, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -233,9 +281,9 @@ class PrivateRabbitMQCluster:
     def quorum(self, queue: str, *, vhost: str = "/") -> dict[str, str]:
         """The Raft state of each member of a quorum queue (leader, follower, or why not:
         nodedown, noproc, ...), by node, as a live node tells."""
-        live = next(node for node in self.nodes if node.process.running)
-        status = live.ctl("quorum_status", "--vhost", vhost, queue, "--formatter", "json",
-                          tool=QUEUES)  # fmt: skip
+        status = self.live().ctl(
+            "quorum_status", "--vhost", vhost, queue, "--formatter", "json", tool=QUEUES
+        )
         return {member["Node Name"]: str(member["Raft State"]) for member in json.loads(status)}
 
     def wait_for_quorum(self, queue: str, *, vhost: str = "/", timeout_s: float = 60.0) -> None:
@@ -250,8 +298,7 @@ class PrivateRabbitMQCluster:
     def add_vhost(self, vhost: str) -> str:
         """A vhost on the cluster (made through a live node); the URL of every node, joined by
         commas, for the services' RABBITMQ_URL."""
-        live = next(node for node in self.nodes if node.process.running)
-        live.add_vhost(vhost)
+        self.live().add_vhost(vhost)
         return ",".join(node.vhost_url(vhost) for node in self.nodes)
 
     def remove(self) -> None:

@@ -208,8 +208,9 @@ async def run_transaction(
     raise AssertionError("unreachable")
 
 
-def open_store(url: str, *, database: str) -> Store:
-    """The store adapter a URL names (`database`: MongoDB's); ValueError naming the URL if none."""
+def open_store(url: str, *, database: str, pool_size: int = 10) -> Store:
+    """The store adapter a URL names (`database`: MongoDB's, `pool_size`: PostgreSQL's
+    connections); ValueError naming the URL if none."""
     if url.startswith("sqlite:///"):
         from chassis.store.sqlite import SqliteStore
 
@@ -217,7 +218,7 @@ def open_store(url: str, *, database: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from chassis.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, pool_size=pool_size)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from chassis.store.mongo import MongoStore
 

@@ -12,7 +12,6 @@ The cluster, the services and the producer and consumer are this module's own: i
 
 import asyncio
 import itertools
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,10 +42,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 def queue_of(cluster: PrivateRabbitMQCluster, name: str, vhost: str = "/") -> tuple[str, list[str]]:
     """(leader, members) of a quorum queue, as a live node tells."""
-    live = next(node for node in cluster.nodes if node.process.running)
-    for line in live.ctl(
+    listed = cluster.live().ctl(
         "list_queues", "-p", vhost, "name", "leader", "members", "--no-table-headers"
-    ).splitlines():
+    )
+    for line in listed.splitlines():
         fields = line.split("\t")
         if fields[0] == name:
             return fields[1], sorted(m.strip() for m in fields[2].strip("[]").split(","))
@@ -104,20 +103,6 @@ async def test_a_message_confirmed_before_its_leader_is_killed_is_delivered_by_t
     await asyncio.to_thread(cluster.wait_for_members, 3)
 
 
-def connected_to(cluster: PrivateRabbitMQCluster) -> dict[str, PrivateRabbitMQ]:
-    """The node each named client connection is on (by the AMQP port it reached)."""
-    live = next(node for node in cluster.nodes if node.process.running)
-    by_port = {node.port: node for node in cluster.nodes}
-    found = {}
-    for line in live.ctl(
-        "list_connections", "client_properties", "port", "--no-table-headers"
-    ).splitlines():
-        name = re.search(r'\{"connection_name","([^"]+)"\}', line)
-        if name and line.rsplit("\t", 1)[-1].strip().isdigit():
-            found[name.group(1)] = by_port[int(line.rsplit("\t", 1)[-1])]
-    return found
-
-
 EVENTS = 15_000
 EVENTS_PER_S = 300
 ORDERS_PER_S = 10
@@ -168,12 +153,12 @@ async def test_events_and_orders_go_through_the_loss_of_the_queue_leader_then_of
         rejoined: list[float] = []  # seconds from each restart to the node back in the quorum
 
         async def kill(node: PrivateRabbitMQ, why: str) -> None:
-            clients = {name for name, on in connected_to(cluster).items() if on is node}
+            clients = {name for name, on in cluster.clients().items() if on is node}
             marks.append((time.time() - started, f"SIGKILL {why}"))
             await asyncio.to_thread(node.kill)
             await asyncio.sleep(5)
             # Those that were on it are on live nodes again.
-            now = connected_to(cluster)
+            now = cluster.clients()
             moved.extend(sorted(name for name in clients if name in now))
             assert all(now[name].process.running for name in clients if name in now)
             marks.append((time.time() - started, "restarted"))
@@ -190,7 +175,7 @@ async def test_events_and_orders_go_through_the_loss_of_the_queue_leader_then_of
         await kill(victim, "queue leader")
         # Another node: the consumer's, unless it is the one just killed.
         others = [node for node in cluster.nodes if node is not victim]
-        consumers_node = connected_to(cluster).get("chaos-consumer")
+        consumers_node = cluster.clients().get("chaos-consumer")
         await kill(consumers_node if consumers_node in others else others[0], "another node")
 
         await wait_until(lambda: not events.running, 240, "the producer to confirm every event")
