@@ -14,9 +14,8 @@ transaction survives a crash of the process (SIGKILL included), not a power cut;
 `synchronous="FULL"` for that (each commit then fsyncs on the loop).
 
 Processes sharing the file cannot signal each other through SQLite: `watching` (entered by the
-relay that holds the outbox lease) asks every `WATCH_INTERVAL_S` whether another connection
-committed (`PRAGMA data_version`, a read of shared memory), so what other instances commit is
-published within that interval rather than at the relay's next poll.
+relay that holds the outbox lease) hears their commits as writes to the WAL file (inotify),
+so what other instances commit is published at once rather than at the relay's next poll.
 """
 
 from __future__ import annotations
@@ -33,7 +32,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from asyncinotify import Inotify, Mask
+
 from chassis.events import Outgoing
+from chassis.logging import get_logger
 from chassis.store import (
     Collection,
     Document,
@@ -54,7 +56,7 @@ from chassis.store.sql import (
 
 __all__ = ["SqliteStore"]
 
-WATCH_INTERVAL_S = 0.01
+log = get_logger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -405,8 +407,8 @@ class SqliteStore:
 
     @contextlib.asynccontextmanager
     async def watching(self) -> AsyncIterator[None]:
-        """While entered, commits of other processes sharing the file set `outbox_event`
-        (within WATCH_INTERVAL_S; any commit does, whether it added outbox messages or not)."""
+        """While entered, commits of other processes sharing the file set `outbox_event` (any
+        commit does, whether it added outbox messages or not; so do checkpoints)."""
         watcher = asyncio.create_task(self._watch(), name="outbox-watcher")
         try:
             yield
@@ -416,16 +418,17 @@ class SqliteStore:
                 await watcher
 
     async def _watch(self) -> None:
-        seen = None
-        while True:
-            if self._db is not None:
-                # Changes when another connection commits; this connection's commits set the
-                # event already. Set at the first look too: what came before it is unseen.
-                version = self._db.execute("PRAGMA data_version").fetchone()[0]
-                if version != seen:
+        # A commit writes to the WAL file; the file stays while this store has it open (SQLite
+        # deletes it when the last connection closes, truncates it in place otherwise).
+        try:
+            with Inotify() as inotify:
+                inotify.add_watch(f"{self._path}-wal", Mask.MODIFY)
+                self.outbox_event.set()  # what was committed before the watch began
+                async for _ in inotify:
                     self.outbox_event.set()
-                seen = version
-            await asyncio.sleep(WATCH_INTERVAL_S)
+        except OSError as exc:  # no inotify instance left (fs.inotify.max_user_instances)
+            log.warning("cannot watch the store for other instances' commits; polling",
+                        path=self._path, error=str(exc))  # fmt: skip
 
     def _locked(self, *, write: bool = True) -> _Scope:
         """A unit of work on the raw connection, committed if the block ends normally."""
