@@ -43,9 +43,11 @@ from bench.saga import Approvals, at_rate, burst
 from chassis.config import ServiceSettings
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
-from harness.postgres import PrivatePostgres
+from harness.postgres import MAX_CONNECTIONS, PrivatePostgres
 from harness.shop import Shop, eventually
 from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
+from services import catalogue
+from services.catalogue import Need
 
 COUNTS = (1, 2, 4, 10)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -136,6 +138,10 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
     figures = Figures(count, store)
     label = f"{store}-{count}"
     postgres = PrivatePostgres(directory / f"postgres-{label}") if store == "postgres" else None
+    # Every instance's pool (and its relay's listener) within PostgreSQL's connections, with
+    # room for the bench's own: 10 each up to 4 instances, 4 each at 10.
+    stored = sum(Need.STORE in service.needs for service in catalogue.CATALOGUE)
+    pool_size = max(2, min(10, (MAX_CONNECTIONS - 20) // (stored * count) - 1))
     redis = PrivateRedis(directory / f"redis-{label}")
     redis.start()
     if postgres is not None:
@@ -148,6 +154,7 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
             # Credit is not what is measured: no order should be refused for it.
             "CREDIT_LIMIT_MINOR": str(10**12),
             "LOG_LEVEL": "WARNING",
+            "STORE_POOL_SIZE": str(pool_size),
             # The services' own default (the test systems check health every 0.5 s): at 10
             # instances of everything, 0.5 s cost 0.63 cores of 2 with no traffic at all.
             "HEALTH_INTERVAL_S": str(ServiceSettings.model_fields["health_interval_s"].default),

@@ -28,6 +28,8 @@ from harness.process import ManagedProcess, free_port, private_file
 __all__ = ["PrivatePostgres", "postgres_binaries"]
 
 USER = "ordermesh"
+# Enough for bench-scale's 10 instances of each store-backed service with small pools.
+MAX_CONNECTIONS = 300
 DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -76,7 +78,7 @@ class PrivatePostgres:
                 # Never synchronous_commit=off: a killed server then loses the commits of its
                 # last ~0.6 s, acknowledged (measured: 19 of 3,000 consumed events' effects).
                 *("-c", "fsync=off"),
-                *("-c", "max_connections=300", "-c", "shared_buffers=128MB"),
+                *("-c", f"max_connections={MAX_CONNECTIONS}", "-c", "shared_buffers=128MB"),
             ],
             directory=directory,
             ready=self._answers,

@@ -302,8 +302,9 @@ class PrivateRabbitMQCluster:
         return ",".join(node.vhost_url(vhost) for node in self.nodes)
 
     def remove(self) -> None:
+        """Stops the nodes and deletes their data; their logs stay, to read after a failure."""
         for node in reversed(self.nodes):
             node.stop()
         for node in self.nodes:
             node.epmd.stop()
-            shutil.rmtree(node.directory, ignore_errors=True)
+            shutil.rmtree(node.directory / "mnesia", ignore_errors=True)
