@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
@@ -96,6 +97,16 @@ async def place_and_wait(
     return (await approvals.approved(order.order_id)) - started
 
 
+@dataclass
+class Paced:
+    """Orders placed at a fixed rate: each one's latency in ms (a failed one's counts the time
+    it took to fail: past the client's deadline, the system did not sustain the rate), and how
+    many failed."""
+
+    latencies_ms: list[float]
+    failed: int
+
+
 async def at_rate(
     shop: Shop,
     approvals: Approvals,
@@ -104,7 +115,14 @@ async def at_rate(
     *,
     rate: float,
     seconds: float,
-) -> list[float]:
+) -> Paced:
+    async def timed(user: Session) -> tuple[float, bool]:
+        begun = time.perf_counter()
+        try:
+            return await place_and_wait(shop, approvals, user, product_id) * 1000, False
+        except (grpc.aio.AioRpcError, TimeoutError):
+            return (time.perf_counter() - begun) * 1000, True
+
     count = int(rate * seconds)
     tasks = []
     started = time.perf_counter()
@@ -112,9 +130,9 @@ async def at_rate(
         delay = started + n / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        user = users[n % len(users)]
-        tasks.append(asyncio.create_task(place_and_wait(shop, approvals, user, product_id)))
-    return [latency * 1000 for latency in await asyncio.gather(*tasks)]
+        tasks.append(asyncio.create_task(timed(users[n % len(users)])))
+    outcomes = await asyncio.gather(*tasks)
+    return Paced([ms for ms, _ in outcomes], sum(failed for _, failed in outcomes))
 
 
 async def burst(
@@ -169,14 +187,16 @@ async def one_system(
         product = await shop.product(price_minor=100, stock=10**9)
         users = [await shop.register() for _ in range(args.users)]
         await at_rate(shop, approvals, users, product.product_id, rate=args.rate, seconds=2)
-        latencies = await at_rate(
+        paced = await at_rate(
             shop, approvals, users, product.product_id, rate=args.rate, seconds=args.seconds
         )
+        latencies = paced.latencies_ms
         p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
         print(
             f"{label:<8} at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} "
             f"orders): PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  "
-            f"p99 {p99:.1f} ms  (mean {statistics.fmean(latencies):.1f} ms)",
+            f"p99 {p99:.1f} ms  (mean {statistics.fmean(latencies):.1f} ms; "
+            f"{paced.failed} failed)",
             flush=True,
         )
         rates = [

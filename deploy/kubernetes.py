@@ -64,6 +64,10 @@ TERMINATION_GRACE_S = 30
 PROD_REPLICAS = 3
 PROD_MAX_REPLICAS = 10
 RABBITMQ_PROD_NODES = 3
+# The connections prod's PostgreSQL must allow (docs/kubernetes.md). A pod of a store-backed
+# service opens at most STORE_POOL_SIZE and its relay's listener; at the autoscalers' maximum
+# they fit: 10 pods x 5 services x (5 + 1) = 300.
+PROD_POSTGRES_CONNECTIONS = 300
 # Who may scrape the metrics ports: Prometheus, in the namespace "monitoring".
 PROMETHEUS_PEER = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
@@ -188,7 +192,14 @@ def rabbitmq_url(nodes: int) -> str:
     )
 
 
-def service_env(service: Service, *, broker_nodes: int = 1) -> list[dict[str, Any]]:
+def prod_pool_size() -> int:
+    stored = sum(Need.STORE in service.needs for service in catalogue.CATALOGUE)
+    return PROD_POSTGRES_CONNECTIONS // (PROD_MAX_REPLICAS * stored) - 1
+
+
+def service_env(
+    service: Service, *, broker_nodes: int = 1, pool_size: int = 0
+) -> list[dict[str, Any]]:
     """The environment of a service's container; secrets first: later values refer to them
     (Kubernetes expands `$(NAME)` only from variables defined before)."""
     env: list[dict[str, Any]] = [{"name": "REDIS_PASSWORD", **_secret(REDIS_SECRET, "password")}]
@@ -196,6 +207,8 @@ def service_env(service: Service, *, broker_nodes: int = 1) -> list[dict[str, An
         env.append({"name": "RABBITMQ_PASSWORD", **_secret(RABBITMQ_SECRET, "password")})
     if Need.STORE in service.needs:
         env.append({"name": "STORE_URL", **_secret(STORE_SECRET, service.name)})
+        if pool_size:
+            env.append({"name": "STORE_POOL_SIZE", "value": str(pool_size)})
     env += [
         {"name": "LOG_LEVEL", "value": "INFO"},
         {"name": "GRPC_HOST", "value": "0.0.0.0"},
@@ -218,10 +231,12 @@ def service_env(service: Service, *, broker_nodes: int = 1) -> list[dict[str, An
     return env
 
 
-def admin_env(service: Service, *, broker_nodes: int = 1) -> list[dict[str, Any]]:
+def admin_env(
+    service: Service, *, broker_nodes: int = 1, pool_size: int = 0
+) -> list[dict[str, Any]]:
     """The issuer's create-admin step: its service's settings, and the admin's account."""
     return [
-        *service_env(service, broker_nodes=broker_nodes),
+        *service_env(service, broker_nodes=broker_nodes, pool_size=pool_size),
         {"name": "ADMIN_EMAIL", "value": "admin@ordermesh.example"},
         {"name": "ADMIN_PASSWORD", **_secret(ADMIN_SECRET, "password")},
     ]
@@ -902,11 +917,12 @@ def prod_patches() -> list[dict[str, Any]]:
             # The whole list, in its order (a merge would put the changed entries first,
             # before the secrets they refer to).
             replace = {"$patch": "replace"}
-            env = [replace, *service_env(service, broker_nodes=RABBITMQ_PROD_NODES)]
+            settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": prod_pool_size()}
+            env = [replace, *service_env(service, **settings)]
             containers = [{"name": service.name, "env": env}]
             template: dict[str, Any] = {"spec": {"containers": containers}}
             if service.name == catalogue.ISSUER.service:
-                admin = [replace, *admin_env(service, broker_nodes=RABBITMQ_PROD_NODES)]
+                admin = [replace, *admin_env(service, **settings)]
                 template["spec"]["initContainers"] = [{"name": "create-admin", "env": admin}]
             patches.append(
                 {

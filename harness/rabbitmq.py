@@ -295,6 +295,20 @@ class PrivateRabbitMQCluster:
                 raise TimeoutError(f"{queue}: {states} after {timeout_s} s")
             time.sleep(0.5)
 
+    def wait_until_safe_to_stop(self, node: PrivateRabbitMQ, *, timeout_s: float = 60.0) -> None:
+        """Until no quorum queue (of any vhost) would lose its quorum with `node` gone, as
+        `rabbitmq-queues check_if_node_is_quorum_critical` tells: the check before taking a
+        node away."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                node.ctl("check_if_node_is_quorum_critical", tool=QUEUES)
+                return
+            except RuntimeError as critical:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{node.node} still quorum critical: {critical}") from None
+            time.sleep(0.5)
+
     def add_vhost(self, vhost: str) -> str:
         """A vhost on the cluster (made through a live node); the URL of every node, joined by
         commas, for the services' RABBITMQ_URL."""

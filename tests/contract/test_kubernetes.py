@@ -284,3 +284,23 @@ def test_prod_runs_a_three_node_broker_cluster_and_postgresql_outside():
             assert env["RABBITMQ_QUORUM_SIZE"]["value"] == "3", service.name
             assert env["STORE_URL"]["valueFrom"]["secretKeyRef"] == {
                 "name": kubernetes.STORE_SECRET, "key": service.name}  # fmt: skip
+
+
+def test_prod_pools_fit_the_databases_connections_at_the_autoscalers_maximum():
+    """Every pod of a store-backed service opens up to STORE_POOL_SIZE connections and one for
+    its outbox relay's listener; with every autoscaler at its maximum they must fit in what
+    docs/kubernetes.md asks of the database (the services' default pool of 10 would not)."""
+    scalers = {d["spec"]["scaleTargetRef"]["name"]: d["spec"]["maxReplicas"]
+               for d in of_kind("prod", "HorizontalPodAutoscaler")}  # fmt: skip
+    connections = 0
+    for service in catalogue.CATALOGUE:
+        if Need.STORE not in service.needs:
+            continue
+        for container in containers(named("prod", "Deployment", service.name)):
+            pool = int(env_of(container)["STORE_POOL_SIZE"]["value"])
+        connections += scalers[service.name] * (pool + 1)
+    assert connections <= kubernetes.PROD_POSTGRES_CONNECTIONS
+    assert (
+        f"`max_connections` of at least {kubernetes.PROD_POSTGRES_CONNECTIONS}"
+        in (ROOT / "docs" / "kubernetes.md").read_text()
+    )

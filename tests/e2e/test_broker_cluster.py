@@ -153,6 +153,7 @@ async def test_events_and_orders_go_through_the_loss_of_the_queue_leader_then_of
         rejoined: list[float] = []  # seconds from each restart to the node back in the quorum
 
         async def kill(node: PrivateRabbitMQ, why: str) -> None:
+            await asyncio.to_thread(cluster.wait_until_safe_to_stop, node)
             clients = {name for name, on in cluster.clients().items() if on is node}
             marks.append((time.time() - started, f"SIGKILL {why}"))
             await asyncio.to_thread(node.kill)

@@ -18,15 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 CONSUMER = SUBSCRIPTION.queue()
 
 
-def app(mode: str, directory: Path, *args: str) -> ManagedProcess:
-    log = directory / f"{mode}.log"
+def app(mode: str, directory: Path, *args: str, name: str = "") -> ManagedProcess:
+    """A producer or consumer process; `name` (default: the mode) names it and its log."""
+    name = name or mode
+    log = directory / f"{name}.log"
 
     def ready() -> bool:
         # This start's own line: the log keeps those of every earlier start.
         return mode != "consume" or f"consuming pid={process.pid}" in log.read_text()
 
     process = ManagedProcess(
-        mode,
+        name,
         [sys.executable, "-m", "tests.integration.backbone_app", mode, *args],
         directory=directory,
         ready=ready,

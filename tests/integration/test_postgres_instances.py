@@ -13,7 +13,6 @@ killed under the flow.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -26,27 +25,7 @@ from chassis.events import outgoing
 from chassis.store import Collection, StoreUnavailable, VersionConflict, run_transaction
 from chassis.store.postgres import OUTBOX_LOCK, PostgresStore
 from harness import ManagedProcess
-from tests.integration.backbone_app import SUBSCRIPTION
-
-ROOT = Path(__file__).resolve().parents[2]
-CONSUMER = SUBSCRIPTION.queue()
-
-
-def app(mode: str, name: str, directory: Path, *args: str) -> ManagedProcess:
-    log = directory / f"{name}.log"
-
-    def ready() -> bool:
-        return mode != "consume" or f"consuming pid={process.pid}" in log.read_text()
-
-    process = ManagedProcess(
-        name,
-        [sys.executable, "-m", "tests.integration.backbone_app", mode, "--instance", name, *args],
-        directory=directory,
-        ready=ready,
-        env={"PYTHONPATH": str(ROOT)},
-        ready_timeout_s=60,
-    )
-    return process
+from tests.integration.flow import CONSUMER, app
 
 
 def rows(url: str, sql: str, *parameters) -> list[tuple]:
@@ -73,15 +52,15 @@ class Shared:
         self.processes: list[ManagedProcess] = []
 
     def producer(self, name: str, total: int, *options: str) -> ManagedProcess:
-        process = app("produce", name, self.directory, "--store", self.producer_url,
+        process = app("produce", self.directory, "--instance", name, "--store", self.producer_url,
                       "--amqp", self.broker.url, "--total", str(total), "--lease-ttl", "2",
-                      *options)  # fmt: skip
+                      *options, name=name)  # fmt: skip
         self.processes.append(process)
         return process
 
     def consumer(self, name: str) -> ManagedProcess:
-        process = app("consume", name, self.directory, "--store", self.consumer_url,
-                      "--amqp", self.broker.url)  # fmt: skip
+        process = app("consume", self.directory, "--instance", name, "--store", self.consumer_url,
+                      "--amqp", self.broker.url, name=name)  # fmt: skip
         self.processes.append(process)
         return process
 
