@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,13 +112,16 @@ async def at_rate(
     shop: Shop,
     approvals: Approvals,
     users: list[Session],
-    product_id: str,
+    products: Sequence[str],
     *,
     rate: float,
     seconds: float,
 ) -> Paced:
-    async def timed(user: Session) -> tuple[float, bool]:
+    """Order n is user n's (modulo) and buys product n (modulo)."""
+
+    async def timed(n: int) -> tuple[float, bool]:
         begun = time.perf_counter()
+        user, product_id = users[n % len(users)], products[n % len(products)]
         try:
             return await place_and_wait(shop, approvals, user, product_id) * 1000, False
         except (grpc.aio.AioRpcError, TimeoutError):
@@ -130,7 +134,7 @@ async def at_rate(
         delay = started + n / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(timed(users[n % len(users)])))
+        tasks.append(asyncio.create_task(timed(n)))
     outcomes = await asyncio.gather(*tasks)
     return Paced([ms for ms, _ in outcomes], sum(failed for _, failed in outcomes))
 
@@ -139,7 +143,7 @@ async def burst(
     shop: Shop,
     approvals: Approvals,
     users: list[Session],
-    product_id: str,
+    products: Sequence[str],
     *,
     total: int,
     in_flight: int,
@@ -148,7 +152,8 @@ async def burst(
 
     async def one(n: int) -> None:
         async with slots:
-            await place_and_wait(shop, approvals, users[n % len(users)], product_id)
+            user, product_id = users[n % len(users)], products[n % len(products)]
+            await place_and_wait(shop, approvals, user, product_id)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(total)))
@@ -186,9 +191,9 @@ async def one_system(
         await approvals.start(system.amqp_url)
         product = await shop.product(price_minor=100, stock=10**9)
         users = [await shop.register() for _ in range(args.users)]
-        await at_rate(shop, approvals, users, product.product_id, rate=args.rate, seconds=2)
+        await at_rate(shop, approvals, users, [product.product_id], rate=args.rate, seconds=2)
         paced = await at_rate(
-            shop, approvals, users, product.product_id, rate=args.rate, seconds=args.seconds
+            shop, approvals, users, [product.product_id], rate=args.rate, seconds=args.seconds
         )
         latencies = paced.latencies_ms
         p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
@@ -201,7 +206,7 @@ async def one_system(
         )
         rates = [
             await burst(
-                shop, approvals, users, product.product_id, total=args.burst,
+                shop, approvals, users, [product.product_id], total=args.burst,
                 in_flight=args.in_flight,
             )
             for _ in range(3)

@@ -196,11 +196,17 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
 
         shop = Shop(system, via=gateway.address)
         await approvals.start(system.amqp_url)
-        product = await shop.product(price_minor=100, stock=10**9)
+        # Orders spread over products, as a shop's are: one product for all of them makes its
+        # stock one row that every ReserveStock updates (on PostgreSQL, instances then meet
+        # on it and retry).
+        products = [
+            (await shop.product(price_minor=100, stock=10**9)).product_id
+            for _ in range(args.products)
+        ]
         users = [await shop.register() for _ in range(args.users)]
-        await at_rate(shop, approvals, users, product.product_id, rate=args.rate, seconds=2)
+        await at_rate(shop, approvals, users, products, rate=args.rate, seconds=2)
         paced = await at_rate(
-            shop, approvals, users, product.product_id, rate=args.rate, seconds=args.seconds
+            shop, approvals, users, products, rate=args.rate, seconds=args.seconds
         )
         figures.p99_ms, figures.failed = percentile(paced.latencies_ms, 99), paced.failed
 
@@ -214,7 +220,7 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
         }
         before = {k: cpu_s(v, with_children=k == "postgres") for k, v in components.items()}
         figures.orders_s = await burst(
-            shop, approvals, users, product.product_id, total=args.burst, in_flight=args.in_flight
+            shop, approvals, users, products, total=args.burst, in_flight=args.in_flight
         )
         figures.cpu_ms_per_order = {
             k: (cpu_s(v, with_children=k == "postgres") - before[k]) * 1000 / args.burst
@@ -222,7 +228,7 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
         }
 
         traffic = asyncio.create_task(
-            at_rate(shop, approvals, users, product.product_id, rate=args.rate, seconds=15)
+            at_rate(shop, approvals, users, products, rate=args.rate, seconds=15)
         )
         await asyncio.sleep(2)
         figures.join_s, figures.leave_s = await joined_and_left(system, gateway, "order-extra")
@@ -300,6 +306,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=600)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--products", type=int, default=20)
     asyncio.run(run(parser.parse_args()))
 
 
