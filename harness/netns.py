@@ -2,10 +2,11 @@
 
 `network_namespace()` moves the calling thread (and so every process and thread it starts
 from then on) into a new network namespace with only a loopback interface, brought up; on
-exit the thread goes back to the namespace it came from. Rules made with `iptables()` inside
-exist only there: the machine's own firewall, interfaces and services are never touched, and
-nothing outside the namespace can be reached from it. The namespace disappears with the last
-process in it.
+exit the thread goes back to the namespace it came from. Only that thread: threads that
+existed before (an event loop's thread pool) stay outside, and so does what they start.
+Rules made with `iptables()` inside exist only there: the machine's own firewall, interfaces
+and services are never touched, and nothing outside the namespace can be reached from it.
+The namespace disappears with the last process in it.
 
 Needs CAP_SYS_ADMIN and CAP_NET_ADMIN (root, as on this project's machines): otherwise
 `NamespaceUnavailable` says why, for the caller to skip.

@@ -9,7 +9,9 @@ connections; they move to the majority, which goes on. Once the cut is healed th
 resumes and its replica of the queue catches up. Every event is handled once.
 
 Everything here is started by this module and ended by it, by PID; the namespace goes with the
-last of its processes.
+last of its processes. Processes are started from the test's own thread, never through
+asyncio.to_thread: the session's thread pool was made outside the namespace, and what its
+threads start runs outside it.
 """
 
 import asyncio
@@ -93,13 +95,13 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
                    "--rate", str(EVENTS_PER_S))  # fmt: skip
 
     try:
-        await asyncio.to_thread(consumer.start)
+        consumer.start()
         first = producer(100)  # the first of the events: the producer's exchange declared
-        await asyncio.to_thread(first.start)
+        first.start()
         await wait_until(lambda: not first.running, 60, "the first events to be confirmed")
         started = time.time()
         events = producer(EVENTS)
-        await asyncio.to_thread(events.start)
+        events.start()
         await asyncio.sleep(5)
 
         victim = cluster.clients()["partition-consumer"]  # the consumer's node is cut off
@@ -126,8 +128,8 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
 
         healed_at = time.time()
         heal()
-        await asyncio.to_thread(cluster.wait_for_members, 3, timeout_s=120)
-        await asyncio.to_thread(cluster.wait_for_quorum, CONSUMER, vhost="partition")
+        cluster.wait_for_members(3, timeout_s=120)
+        cluster.wait_for_quorum(CONSUMER, vhost="partition")
         rejoined_s = time.time() - healed_at
 
         await wait_until(lambda: not events.running, 240, "the producer to confirm every event")
@@ -135,7 +137,7 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
         await assert_exactly_once(producer_db, consumer_db, witness.vhost_url("partition"), EVENTS)
     finally:
         heal()
-        await asyncio.to_thread(consumer.stop)
+        consumer.stop()
 
     handled = sorted(at - started for (at,) in query(consumer_db, "SELECT processed_at FROM inbox")
                      if at >= started)  # fmt: skip
