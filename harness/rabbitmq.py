@@ -246,23 +246,35 @@ class PrivateRabbitMQCluster:
             node.start()
         self.wait_for_members(len(self.nodes))
 
-    def live(self, through: PrivateRabbitMQ | None = None) -> PrivateRabbitMQ:
-        """The node to ask: `through`, or the first one running."""
-        return through or next(node for node in self.nodes if node.process.running)
+    def live(self) -> PrivateRabbitMQ:
+        """The first node whose process runs."""
+        return next(node for node in self.nodes if node.process.running)
+
+    def ask(self, *args: str, tool: Path = CTL, through: PrivateRabbitMQ | None = None) -> str:
+        """A CLI command's output from `through`, or from the first running node that answers
+        (a paused node's process runs, its broker does not)."""
+        if through is not None:
+            return through.ctl(*args, tool=tool)
+        refusals = []
+        for node in self.nodes:
+            if node.process.running:
+                try:
+                    return node.ctl(*args, tool=tool)
+                except RuntimeError as refused:
+                    refusals.append(str(refused))
+        raise RuntimeError(f"no node answers: {refusals}")
 
     def running_nodes(self, through: PrivateRabbitMQ | None = None) -> list[str]:
-        """The cluster's running nodes, as a live node (or `through`) tells."""
-        if not any(node.process.running for node in self.nodes):
-            return []
-        status = json.loads(self.live(through).ctl("cluster_status", "--formatter", "json"))
+        """The cluster's running nodes, as a node tells."""
+        status = json.loads(self.ask("cluster_status", "--formatter", "json", through=through))
         return sorted(status["running_nodes"])
 
     def clients(self, through: PrivateRabbitMQ | None = None) -> dict[str, PrivateRabbitMQ]:
         """The node each named client connection is on (by the AMQP port it reached)."""
         by_port = {node.port: node for node in self.nodes}
         found = {}
-        listed = self.live(through).ctl(
-            "list_connections", "client_properties", "port", "--no-table-headers"
+        listed = self.ask(
+            "list_connections", "client_properties", "port", "--no-table-headers", through=through
         )
         for line in listed.splitlines():
             name = re.search(r'\{"connection_name","([^"]+)"\}', line)
@@ -273,15 +285,23 @@ class PrivateRabbitMQCluster:
 
     def wait_for_members(self, count: int, *, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while len(self.running_nodes()) < count:
+        while True:
+            try:
+                running = self.running_nodes()
+            except RuntimeError as none_answers:  # all starting, or paused
+                running, why = [], str(none_answers)
+            else:
+                why = str(running)
+            if len(running) >= count:
+                return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.running_nodes()} after {timeout_s} s")
+                raise TimeoutError(f"{why} after {timeout_s} s")
             time.sleep(0.5)
 
     def quorum(self, queue: str, *, vhost: str = "/") -> dict[str, str]:
         """The Raft state of each member of a quorum queue (leader, follower, or why not:
         nodedown, noproc, ...), by node, as a live node tells."""
-        status = self.live().ctl(
+        status = self.ask(
             "quorum_status", "--vhost", vhost, queue, "--formatter", "json", tool=QUEUES
         )
         return {member["Node Name"]: str(member["Raft State"]) for member in json.loads(status)}

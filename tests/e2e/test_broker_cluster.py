@@ -42,7 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 def queue_of(cluster: PrivateRabbitMQCluster, name: str, vhost: str = "/") -> tuple[str, list[str]]:
     """(leader, members) of a quorum queue, as a live node tells."""
-    listed = cluster.live().ctl(
+    listed = cluster.ask(
         "list_queues", "-p", vhost, "name", "leader", "members", "--no-table-headers"
     )
     for line in listed.splitlines():
