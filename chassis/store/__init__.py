@@ -32,9 +32,18 @@ transactions). All pass the one behaviour suite in tests/integration/test_store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -53,6 +62,7 @@ __all__ = [
     "VersionConflict",
     "open_store",
     "run_transaction",
+    "running",
 ]
 
 Document = dict[str, Any]
@@ -206,6 +216,18 @@ async def run_transaction(
                 raise
         await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
     raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def running(work: Coroutine[Any, Any, None], *, name: str) -> AsyncIterator[None]:
+    """`work` as a task while the block runs, cancelled when it ends (an adapter's watch)."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def open_store(url: str, *, database: str, pool_size: int = 10) -> Store:

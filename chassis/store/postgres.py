@@ -39,7 +39,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -55,6 +55,7 @@ from chassis.store import (
     ParkedRow,
     StoreUnavailable,
     VersionConflict,
+    running,
 )
 from chassis.store.sql import (
     OUTBOX_COLUMNS,
@@ -388,18 +389,11 @@ class PostgresStore:
             if tx.outgoing:
                 self.outbox_event.set()
 
-    @asynccontextmanager
-    async def watching(self) -> AsyncIterator[None]:
+    def watching(self) -> AbstractAsyncContextManager[None]:
         """While entered, outbox commits of every instance set `outbox_event`: a connection of
         its own (not the pool's) listens to OUTBOX_CHANNEL, and connects again if it is lost
         (the event is set then too, for what was committed while it was not listening)."""
-        listener = asyncio.create_task(self._listen(), name="outbox-listener")
-        try:
-            yield
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        return running(self._listen(), name="outbox-listener")
 
     async def _listen(self) -> None:
         delay_s = 0.1

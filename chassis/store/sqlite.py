@@ -28,7 +28,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from chassis.store import (
     ParkedRow,
     StoreUnavailable,
     VersionConflict,
+    running,
 )
 from chassis.store.sql import (
     OUTBOX_COLUMNS,
@@ -405,17 +406,10 @@ class SqliteStore:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 0.05)
 
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[None]:
+    def watching(self) -> contextlib.AbstractAsyncContextManager[None]:
         """While entered, commits of other processes sharing the file set `outbox_event` (any
         commit does, whether it added outbox messages or not; so do checkpoints)."""
-        watcher = asyncio.create_task(self._watch(), name="outbox-watcher")
-        try:
-            yield
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        return running(self._watch(), name="outbox-watcher")
 
     async def _watch(self) -> None:
         # A commit writes to the WAL file; the file stays while this store has it open (SQLite

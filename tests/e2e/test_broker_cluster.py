@@ -25,7 +25,7 @@ from harness.rabbitmq import PrivateRabbitMQ, PrivateRabbitMQCluster
 from harness.shop import Shop
 from harness.system import System
 from tests.e2e.worlds import STOCK
-from tests.integration.flow import CONSUMER, app, assert_exactly_once, inbox, query, wait_until
+from tests.integration.flow import CONSUMER, Flow, assert_exactly_once, inbox, query, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -112,16 +112,9 @@ async def test_events_and_orders_go_through_the_loss_of_the_queue_leader_then_of
     cluster, tmp_path_factory
 ):
     directory = tmp_path_factory.mktemp("cluster-chaos")
-    producer_db, consumer_db = directory / "producer.db", directory / "consumer.db"
-    url = cluster.add_vhost("chaos")  # every node's URL, joined by commas
-    flow = ("--amqp", url, "--quorum-size", "3")
-    consumer = app("consume", directory, "--store", f"sqlite:///{consumer_db}", *flow,
-                   "--instance", "chaos-consumer")  # fmt: skip
-
-    def producer(total: int):
-        return app("produce", directory, "--store", f"sqlite:///{producer_db}", *flow,
-                   "--instance", "chaos-producer", "--total", str(total),
-                   "--rate", str(EVENTS_PER_S))  # fmt: skip
+    flow = Flow(directory, cluster.add_vhost("chaos"), name="chaos", rate=EVENTS_PER_S)
+    producer_db, consumer_db = flow.producer_db, flow.consumer_db
+    consumer, producer = flow.consumer(), flow.producer
 
     system = System(
         directory / "system",

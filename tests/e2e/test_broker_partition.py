@@ -26,7 +26,7 @@ import pytest
 
 from harness.netns import NamespaceUnavailable, iptables, network_namespace
 from harness.rabbitmq import PrivateRabbitMQ, PrivateRabbitMQCluster, answers_amqp
-from tests.integration.flow import CONSUMER, app, assert_exactly_once, inbox, query, wait_until
+from tests.integration.flow import CONSUMER, Flow, assert_exactly_once, inbox, query, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -84,15 +84,9 @@ def heal() -> None:
 async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled_once(
     cluster, tmp_path
 ):
-    producer_db, consumer_db = tmp_path / "producer.db", tmp_path / "consumer.db"
-    flow = ("--amqp", cluster.add_vhost("partition"), "--quorum-size", "3")
-    consumer = app("consume", tmp_path, "--store", f"sqlite:///{consumer_db}", *flow,
-                   "--instance", "partition-consumer")  # fmt: skip
-
-    def producer(total: int):
-        return app("produce", tmp_path, "--store", f"sqlite:///{producer_db}", *flow,
-                   "--instance", "partition-producer", "--total", str(total),
-                   "--rate", str(EVENTS_PER_S))  # fmt: skip
+    flow = Flow(tmp_path, cluster.add_vhost("partition"), name="partition", rate=EVENTS_PER_S)
+    producer_db, consumer_db = flow.producer_db, flow.consumer_db
+    consumer, producer = flow.consumer(), flow.producer
 
     try:
         consumer.start()

@@ -38,6 +38,28 @@ def app(mode: str, directory: Path, *args: str, name: str = "") -> ManagedProces
     return process
 
 
+class Flow:
+    """A producer and a consumer on one broker (every node of a cluster: `url`), events at
+    `rate` per second from the producer's outbox to the consumer's inbox, on quorum queues of
+    `quorum_size` members; their stores and logs in `directory`; `name` prefixes their
+    connections' names (`<name>-producer`, `<name>-consumer`)."""
+
+    def __init__(self, directory: Path, url: str, *, name: str, rate: int, quorum_size: int = 3):
+        self.producer_db, self.consumer_db = directory / "producer.db", directory / "consumer.db"
+        self._directory, self._name, self._rate = directory, name, rate
+        self._common = ("--amqp", url, "--quorum-size", str(quorum_size))
+
+    def consumer(self) -> ManagedProcess:
+        return app("consume", self._directory, "--store", f"sqlite:///{self.consumer_db}",
+                   *self._common, "--instance", f"{self._name}-consumer")  # fmt: skip
+
+    def producer(self, total: int) -> ManagedProcess:
+        """Commits events until its outbox holds `total`, and exits once all are confirmed."""
+        return app("produce", self._directory, "--store", f"sqlite:///{self.producer_db}",
+                   *self._common, "--instance", f"{self._name}-producer", "--total", str(total),
+                   "--rate", str(self._rate))  # fmt: skip
+
+
 def query(db: Path, sql: str, *parameters) -> list[tuple]:
     with sqlite3.connect(db, timeout=30) as connection:
         return connection.execute(sql, parameters).fetchall()
