@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from bench.events import percentile
 from bench.machine import reference_ms
 from bench.saga import Approvals, at_rate, burst
@@ -110,6 +112,22 @@ class Figures:
     # CPU the service processes use with no traffic (timers: health, heartbeats, polls), cores.
     idle_cores: float = 0.0
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    # PostgreSQL's transactions per order during the burst: committed, rolled back.
+    commits_per_order: float = 0.0
+    rollbacks_per_order: float = 0.0
+
+
+def transactions(postgres: PrivatePostgres | None) -> tuple[int, int]:
+    """(committed, rolled back) transactions of every database on the server so far (a
+    rollback is mostly a transaction that met another on a row or a lock and was run again)."""
+    if postgres is None:
+        return 0, 0
+    with psycopg.connect(postgres.url()) as db:
+        row = db.execute(
+            "SELECT sum(xact_commit), sum(xact_rollback) FROM pg_stat_database"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def requests_to(gateway: LocalGateway, cluster: str, address: str) -> int:
@@ -219,6 +237,7 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
             **({"postgres": [postgres.process.pid]} if postgres is not None else {}),
         }
         before = {k: cpu_s(v, with_children=k == "postgres") for k, v in components.items()}
+        commits, rollbacks = transactions(postgres)
         figures.orders_s = await burst(
             shop, approvals, users, products, total=args.burst, in_flight=args.in_flight
         )
@@ -226,6 +245,9 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
             k: (cpu_s(v, with_children=k == "postgres") - before[k]) * 1000 / args.burst
             for k, v in components.items()
         }
+        after_commits, after_rollbacks = transactions(postgres)
+        figures.commits_per_order = (after_commits - commits) / args.burst
+        figures.rollbacks_per_order = (after_rollbacks - rollbacks) / args.burst
 
         traffic = asyncio.create_task(
             at_rate(shop, approvals, users, products, rate=args.rate, seconds=15)
@@ -241,7 +263,13 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
             f"at {args.rate:g}/s p99 {figures.p99_ms:.1f} ms ({figures.failed} failed); "
             f"burst {figures.orders_s:.0f} orders/s; a new instance's first request after "
             f"{figures.join_s:.2f} s, a killed one out of rotation after "
-            f"{figures.leave_s:.2f} s; CPU ms per order: {cpu}",
+            f"{figures.leave_s:.2f} s; CPU ms per order: {cpu}"
+            + (
+                f"; PostgreSQL transactions per order: {figures.commits_per_order:.1f} "
+                f"committed, {figures.rollbacks_per_order:.2f} rolled back"
+                if postgres is not None
+                else ""
+            ),
             flush=True,
         )
         return figures

@@ -396,25 +396,24 @@ class PostgresStore:
         return running(self._listen(), name="outbox-listener")
 
     async def _listen(self) -> None:
-        delay_s = 0.1
+        """Listens, again after each failure, after a pause that doubles (0.1 s to 5 s) unless
+        the last listen lasted: whatever goes wrong here only leaves the relay to its poll."""
+        pause_s = 0.1
         while True:
+            began = time.monotonic()
             try:
                 db = await asyncpg.connect(self._url, timeout=self._connect_timeout_s)
-            except UNAVAILABLE as exc:
-                log.warning("cannot listen for outbox commits; polling", error=repr(exc))
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
-                continue
-            delay_s = 0.1
-            try:
-                await self._listen_on(db)
-            except UNAVAILABLE as exc:
-                log.warning("lost the outbox listener; connecting again", error=repr(exc))
-            finally:
-                db.terminate()
+                try:
+                    await self._listen_on(db)
+                finally:
+                    db.terminate()
+            except Exception as exc:  # noqa: BLE001 - unreachable, refused, cut
+                log.warning("not listening for outbox commits; polling", error=repr(exc))
+            pause_s = 0.1 if time.monotonic() - began > 60 else min(pause_s * 2, 5.0)
+            await asyncio.sleep(pause_s)
 
     async def _listen_on(self, db: asyncpg.Connection) -> None:
-        """Until the connection is lost."""
+        """Until the connection is lost (then returns)."""
         lost = asyncio.Event()
         db.add_termination_listener(lambda _: lost.set())
         await db.add_listener(OUTBOX_CHANNEL, lambda *_: self.outbox_event.set())
