@@ -86,15 +86,13 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
 ):
     flow = Flow(tmp_path, cluster.add_vhost("partition"), name="partition", rate=EVENTS_PER_S)
     producer_db, consumer_db = flow.producer_db, flow.consumer_db
-    consumer, producer = flow.consumer(), flow.producer
-
+    # The first 100 of the events declare the producer's exchange; then the rest.
+    consumer, first, events = flow.consumer(), flow.producer(100), flow.producer(EVENTS)
     try:
         consumer.start()
-        first = producer(100)  # the first of the events: the producer's exchange declared
         first.start()
         await wait_until(lambda: not first.running, 60, "the first events to be confirmed")
         started = time.time()
-        events = producer(EVENTS)
         events.start()
         await asyncio.sleep(5)
 
@@ -131,7 +129,8 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
         await assert_exactly_once(producer_db, consumer_db, witness.vhost_url("partition"), EVENTS)
     finally:
         heal()
-        consumer.stop()
+        for process in (consumer, first, events):
+            process.stop()
 
     handled = sorted(at - started for (at,) in query(consumer_db, "SELECT processed_at FROM inbox")
                      if at >= started)  # fmt: skip
