@@ -12,7 +12,10 @@ buf workspace in buf.yaml) before buf runs; they are never committed.
 against one image). It checks the working tree against HEAD and every commit that changed
 `proto/` against its parent, from BUF_BREAKING_AGAINST (a commit, e.g. what main was before a
 push) or else from the first commit: a break anywhere in the history fails, however many
-commits a change lands at once.
+commits a change lands at once. Besides buf's FILE rules (which cover the events' and
+commands' fields as they cover the RPCs'), it fails a changed `(common.v1.route)` of an
+existing event or command: buf does not compare custom options, and consumers are bound to
+the route.
 """
 
 from __future__ import annotations
@@ -102,6 +105,34 @@ def breaking_changes(current: Path, against: Path) -> str:
     return result.stdout.strip()
 
 
+def route_changes(current: Path, against: Path) -> str:
+    """The routed messages (events, commands) of `against` whose `(common.v1.route)` differs in
+    `current` (two images), one line each; empty if none. buf compares no custom option's value,
+    and a route is where every consumer's queue is bound: changing it loses messages as surely
+    as renumbering a field. (A routed message deleted is buf's to report.)"""
+    from common.v1 import options_pb2
+    from google.protobuf import descriptor_pb2
+
+    def routes(image: Path) -> dict[str, str]:
+        found = {}
+        for file in descriptor_pb2.FileDescriptorSet.FromString(image.read_bytes()).file:
+            for message in file.message_type:
+                if message.options.HasExtension(options_pb2.route):
+                    route = message.options.Extensions[options_pb2.route]
+                    found[f"{file.package}.{message.name}"] = (
+                        f"{route.exchange} ({options_pb2.ExchangeKind.Name(route.exchange_kind)}) "
+                        f"{route.routing_key!r} {options_pb2.MessageKind.Name(route.kind)}"
+                    )
+        return found
+
+    before, after = routes(against), routes(current)
+    return "\n".join(
+        f"{name}: route changed from {before[name]} to {after[name]}"
+        for name in sorted(before.keys() & after.keys())
+        if before[name] != after[name]
+    )
+
+
 def _has_proto(rev: str) -> bool:
     found = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{rev}:proto"],
@@ -140,7 +171,11 @@ def breaking() -> int:
             comparisons.append(("the working tree", working_tree, image_of_commit("HEAD")))
         failed = False
         for where, current, against in comparisons:
-            report = breaking_changes(current, against)
+            report = "\n".join(
+                found
+                for found in (breaking_changes(current, against), route_changes(current, against))
+                if found
+            )
             if report:
                 failed = True
                 print(f"breaking: {where} breaks contracts:\n{report}", file=sys.stderr)

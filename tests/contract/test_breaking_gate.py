@@ -72,3 +72,50 @@ def test_changing_a_field_type_fails(workspace, landed):
     edit(workspace, "common/v1/money.proto", "int64 amount_minor = 1;", "double amount_minor = 1;")
 
     assert 'changed type from "int64" to "double"' in changes(workspace, landed)
+
+
+def test_changing_an_events_route_fails(workspace, landed):
+    """Consumers' queues are bound to the old routing key: buf does not compare the option's
+    value, the gate does."""
+    edit(workspace, "order/v1/events.proto",
+         'routing_key: "order.approved"', 'routing_key: "order.accepted"')  # fmt: skip
+    image = workspace / "changed.binpb"
+    contracts.build_image(workspace, image)
+
+    assert changes(workspace, landed) == ""  # buf alone lets it through
+    assert contracts.route_changes(image, landed) == (
+        "order.v1.OrderApproved: route changed from order.events (EXCHANGE_KIND_TOPIC) "
+        "'order.approved' MESSAGE_KIND_EVENT to order.events (EXCHANGE_KIND_TOPIC) "
+        "'order.accepted' MESSAGE_KIND_EVENT"
+    )
+
+
+def test_renaming_an_events_field_fails(workspace, landed):
+    """Binary consumers would still decode it, JSON ones (and code reading it by name) not."""
+    edit(workspace, "order/v1/events.proto", "  string user_id = 2;", "  string customer_id = 2;")
+
+    assert 'changed name from "user_id" to "customer_id"' in changes(workspace, landed)
+
+
+def test_adding_an_event_passes(workspace, landed):
+    edit(
+        workspace,
+        "order/v1/events.proto",
+        "message OrderApproved {",
+        """message OrderShipped {
+  option (common.v1.route) = {
+    exchange: "order.events"
+    exchange_kind: EXCHANGE_KIND_TOPIC
+    routing_key: "order.shipped"
+    kind: MESSAGE_KIND_EVENT
+  };
+  string order_id = 1;
+}
+
+message OrderApproved {""",
+    )
+    image = workspace / "changed.binpb"
+    contracts.build_image(workspace, image)
+
+    assert changes(workspace, landed) == ""
+    assert contracts.route_changes(image, landed) == ""
