@@ -46,13 +46,13 @@ from bench.events import percentile
 from bench.machine import reference_ms
 from bench.saga import Approvals, at_rate, burst
 from chassis.config import ServiceSettings
+from chassis.runtime import BackboneSettings
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
 from harness.postgres import MAX_CONNECTIONS, PrivatePostgres
 from harness.shop import Shop, eventually
 from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
 from services import catalogue
-from services.catalogue import Need
 
 COUNTS = (1, 2, 4, 10)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -160,10 +160,10 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
     figures = Figures(count, store)
     label = f"{store}-{count}"
     postgres = PrivatePostgres(directory / f"postgres-{label}") if store == "postgres" else None
-    # Every instance's pool (and its relay's listener) within PostgreSQL's connections, with
-    # room for the bench's own: 10 each up to 4 instances, 4 each at 10.
-    stored = sum(Need.STORE in service.needs for service in catalogue.CATALOGUE)
-    pool_size = max(2, min(10, (MAX_CONNECTIONS - 20) // (stored * count) - 1))
+    # Every instance's pool within PostgreSQL's connections, with room for the bench's own:
+    # the services' default up to 4 instances, 4 each at 10.
+    default_pool = BackboneSettings.model_fields["store_pool_size"].default
+    pool_size = min(default_pool, catalogue.pool_size_within(MAX_CONNECTIONS - 20, count))
     redis = PrivateRedis(directory / f"redis-{label}")
     redis.start()
     if postgres is not None:

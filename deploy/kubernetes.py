@@ -192,11 +192,6 @@ def rabbitmq_url(nodes: int) -> str:
     )
 
 
-def prod_pool_size() -> int:
-    stored = sum(Need.STORE in service.needs for service in catalogue.CATALOGUE)
-    return PROD_POSTGRES_CONNECTIONS // (PROD_MAX_REPLICAS * stored) - 1
-
-
 def service_env(
     service: Service, *, broker_nodes: int = 1, pool_size: int = 0
 ) -> list[dict[str, Any]]:
@@ -917,7 +912,8 @@ def prod_patches() -> list[dict[str, Any]]:
             # The whole list, in its order (a merge would put the changed entries first,
             # before the secrets they refer to).
             replace = {"$patch": "replace"}
-            settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": prod_pool_size()}
+            pool_size = catalogue.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
+            settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": pool_size}
             env = [replace, *service_env(service, **settings)]
             containers = [{"name": service.name, "env": env}]
             template: dict[str, Any] = {"spec": {"containers": containers}}

@@ -164,6 +164,20 @@ CATALOGUE: tuple[Service, ...] = (
 )
 
 
+def pool_size_within(connections: int, instances: int) -> int:
+    """The PostgreSQL pool (STORE_POOL_SIZE) each instance may have when every store-backed
+    service runs `instances` of them on one server that allows `connections`: an instance
+    opens its pool and, while its relay holds the outbox lease, one connection to LISTEN."""
+    stored = sum(Need.STORE in service.needs for service in CATALOGUE)
+    pool = connections // (stored * instances) - 1
+    if pool < 1:
+        raise ValueError(
+            f"{instances} instances of each of {stored} store-backed services do not fit in "
+            f"{connections} PostgreSQL connections: raise max_connections or use a pooler"
+        )
+    return pool
+
+
 def entry(name: str) -> Service:
     for service in CATALOGUE:
         if service.name == name:
