@@ -1,0 +1,128 @@
+"""Golden files of every message type our consumers take, as the contracts of earlier releases
+encoded them (tests/golden), replayed byte for byte through today's consumers: the shared
+system's real processes. Each is handled once (its event id is in its consumer's inbox) and
+none is dead-lettered; the notification service still writes what they mean, and commands are
+still answered."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+
+from chassis.events import CONTENT_TYPE
+from harness.shop import eventually
+from services.auth.consumers import SESSIONS
+from services.inventory.consumers import COMMANDS as INVENTORY_COMMANDS
+from services.notification.consumers import EVENTS as NOTIFICATIONS
+from services.user.consumers import COMMANDS as USER_COMMANDS
+from tests.golden.record import EMAIL, EVENTS
+
+GOLDEN = sorted(EVENTS.glob("*/*.json"))
+SAGA_REPLIES = "order.saga-replies"
+# The queue each type is consumed from, and the store (service) whose inbox records it.
+CONSUMERS = {
+    t.DESCRIPTOR.full_name: (s.queue(), s.service)
+    for s in (NOTIFICATIONS, INVENTORY_COMMANDS, USER_COMMANDS, SESSIONS)
+    for t in s.types
+}
+
+
+def consumer_of(golden: dict) -> tuple[str, str]:
+    return CONSUMERS.get(golden["type"], (SAGA_REPLIES, "order"))
+
+
+def rows(system, service: str, sql: str, *parameters) -> list[tuple]:
+    path = system.directory / service / "store.sqlite3"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+        return db.execute(sql, parameters).fetchall()
+
+
+async def depth(channel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    return declared.declaration_result.message_count or 0
+
+
+def test_there_are_golden_files_of_every_consumed_type():
+    recorded = {json.loads(path.read_text())["type"] for path in GOLDEN}
+    assert set(CONSUMERS) <= recorded, set(CONSUMERS) - recorded
+    assert any(consumer_of({"type": t})[0] == SAGA_REPLIES for t in recorded)
+
+
+@pytest.mark.parametrize("version", sorted({p.parent.name for p in GOLDEN}))
+async def test_golden_events_of_an_earlier_contract_are_handled_by_todays_consumers(
+    system, version
+):
+    goldens = [json.loads(p.read_text()) for p in GOLDEN if p.parent.name == version]
+    # Who the golden user is must be known before what concerns them.
+    goldens.sort(key=lambda g: g["type"] != "user.v1.UserRegistered")
+    connection = await aio_pika.connect(system.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        queues = {consumer_of(g)[0] for g in goldens}
+        dead_before = {q: await depth(channel, f"{q}.dlq") for q in queues}
+        for golden in goldens:
+            exchange = await channel.get_exchange(golden["exchange"])
+            await exchange.publish(
+                aio_pika.Message(
+                    base64.b64decode(golden["payload"]),
+                    message_id=golden["event_id"],
+                    type=golden["type"],
+                    content_type=CONTENT_TYPE,
+                    timestamp=datetime.now(UTC),
+                    correlation_id=f"golden-{version}",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers={"producer": "golden", "causation-id": ""},
+                ),
+                routing_key=golden["routing_key"],
+                mandatory=True,
+            )
+
+        def handled() -> list[str]:
+            return [
+                g["type"]
+                for g in goldens
+                if (queue_and_service := consumer_of(g))[1] != "auth"
+                and rows(
+                    system,
+                    queue_and_service[1],
+                    "SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?",
+                    *(queue_and_service[0], g["event_id"]),
+                )
+            ]
+
+        stored = [g["type"] for g in goldens if consumer_of(g)[1] != "auth"]
+        await eventually(lambda: len(handled()) == len(stored), what="every golden event handled")
+
+        async def drained() -> bool:
+            return all([await depth(channel, q) == 0 for q in queues])
+
+        await eventually(drained, what="every consumer's queue drained")
+        assert {q: await depth(channel, f"{q}.dlq") for q in queues} == dead_before
+
+    # What they mean, to today's consumers: the golden user was welcomed and told of the
+    # order's outcomes (by email, as their preferences ask) ...
+    subjects = await eventually(
+        lambda: len(mail := system.mail.to(EMAIL)) >= 4 and [m["Subject"] for m in mail],
+        what="the golden user's emails",
+    )
+    assert sorted(s.split()[-1] for s in subjects) == [
+        "approved", "cancelled", "ordermesh", "rejected"
+    ]  # fmt: skip
+    approved = [m for m in system.mail.to(EMAIL) if m["Subject"].endswith("approved")]
+    assert "2 x Golden teapot at 12.50 EUR" in approved[0].get_content()
+    # ... and the commands were answered, each reply caused by its command.
+    for golden in goldens:
+        if golden["type"] in ("inventory.v1.ReserveStock", "user.v1.ReserveCredit"):
+            service = consumer_of(golden)[1]
+            replies = rows(
+                system,
+                service,
+                "SELECT type FROM outbox WHERE json_extract(envelope, '$.causation_id') = ?",
+                golden["event_id"],
+            )
+            assert replies, f"{golden['type']} of {version} was not answered"
