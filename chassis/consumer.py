@@ -136,7 +136,7 @@ class Consumer:
         instance: str = "",
         ledger: Ledger | None = None,
     ):
-        missing = set(subscription.types) ^ set(handlers)
+        missing = set(subscription.handled) ^ set(handlers)
         if missing:
             names = sorted(t.DESCRIPTOR.full_name for t in missing)
             raise ValueError(f"{subscription.queue()}: types and handlers differ on {names}")

@@ -13,6 +13,12 @@ For a subscription `<service>.<purpose>` this declares:
   delay (one fixed TTL per queue, so messages expire in order) and goes back to the work queue;
 - the dead-letter queue `<queue>.dlq`, where messages end with their failure in headers.
 
+A consumer moving from a message type to its successor (docs/versioning.md) lists the old type
+as `draining`: still handled, no longer bound. The successor is bound before the old binding
+goes, so from the moment its queue is declared every fact reaches the queue in one type or both
+(the producer publishes both during the migration window; the handler keeps a fact once), and
+what was queued in the old type before is still handled, not dead-lettered as unknown.
+
 A subscription marked `per_instance` (for fanout exchanges, where every instance must see every
 message) gets a queue of its own per process, which goes away with the process; it has no retry
 queues (a retry queue routes back to one queue), so its failures go to the dead-letter queue.
@@ -63,6 +69,8 @@ class Subscription:
     delivery_limit: int = 10
     prefetch: int = 32
     per_instance: bool = False
+    # Types being replaced by a successor in `types`: handled, no longer bound (see above).
+    draining: Sequence[type[Message]] = ()
 
     def __post_init__(self) -> None:
         if self.per_instance and self.retry_delays_s:
@@ -80,6 +88,11 @@ class Subscription:
 
     def retry_queue(self, step: int) -> str:
         return f"{self.service}.{self.purpose}.retry.{step}"
+
+    @property
+    def handled(self) -> list[type[Message]]:
+        """Every type its consumer takes: what it is bound to, and what it is draining."""
+        return [*self.types, *self.draining]
 
     @property
     def routes(self) -> list[Route]:
@@ -144,7 +157,7 @@ async def declare_subscription(
 ) -> aio_pika.abc.AbstractQueue:
     """Declares the work, retry and dead-letter queues of a subscription; returns the work queue.
     `quorum_size`: the members of each quorum queue created (0: the broker's default)."""
-    exchanges = await declare_exchanges(channel, subscription.types, quorum_size=quorum_size)
+    exchanges = await declare_exchanges(channel, subscription.handled, quorum_size=quorum_size)
     work = subscription.queue(instance)
     if subscription.per_instance and not instance:
         raise ValueError(f"{work}: a per-instance subscription needs the instance id")
@@ -185,4 +198,7 @@ async def declare_subscription(
         )
     for route in subscription.routes:
         await queue.bind(exchanges[route.exchange], routing_key=route.routing_key)
+    # After the successors' bindings (an unbinding of what is not bound changes nothing).
+    for route in {route_of(t) for t in subscription.draining} - set(subscription.routes):
+        await queue.unbind(exchanges[route.exchange], routing_key=route.routing_key)
     return queue

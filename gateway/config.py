@@ -23,6 +23,8 @@ What the contracts decide, read from the descriptor set `make gen` builds (gen/d
   `(common.v1.policy_check)` are also checked by the auth service on every call (ext_authz),
   failing closed (503). Clients' copies of the headers Envoy writes from a verified token
   are removed first;
+- what callers of a deprecated API are told: its `(common.v1.api_lifecycle)` puts the
+  Deprecation and Sunset headers in every answer of its routes (chassis.lifecycle);
 - the upstream clusters: one per service (the package's first part: `order.v1` -> `order`),
   its endpoints from the registry through file-based EDS (`gateway.agent` writes the
   files), health-checked over gRPC health, with outlier detection.
@@ -46,6 +48,7 @@ from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.message import Message
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
+from chassis.lifecycle import api_lifecycles
 from services import catalogue
 from services.catalogue import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit
 
@@ -130,6 +133,8 @@ class Rpc:
     deduplicated: bool
     # Its contract asks for the auth service's check on every call (ext_authz).
     policy_check: bool = False
+    # The headers every answer carries: Deprecation and Sunset, if its API is deprecated.
+    answer_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> str:
@@ -154,9 +159,12 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
         for message in file.message_type
         if any(field.name == IDEMPOTENCY_KEY for field in message.field)
     }
+    lifecycles = api_lifecycles(files)
     rpcs = []
     for file in files.file:
         for service in file.service:
+            name = f"{file.package}.{service.name}"
+            answer_headers = tuple(lifecycles[name].headers().items())
             for method in service.method:
                 options = method.options
                 access = (
@@ -169,13 +177,14 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                 rule = options.Extensions[annotations_pb2.http]
                 rpcs.append(
                     Rpc(
-                        service=f"{file.package}.{service.name}",
+                        service=name,
                         method=method.name,
-                        cluster=catalogue.by_api(f"{file.package}.{service.name}").name,
+                        cluster=catalogue.by_api(name).name,
                         access=access,
                         http_verb=rule.WhichOneof("pattern") or "",
                         deduplicated=method.input_type in keyed,
                         policy_check=options.Extensions[options_pb2.policy_check],
+                        answer_headers=answer_headers,
                     )
                 )
     return rpcs
@@ -379,6 +388,11 @@ def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
     }
     if config.auth:
         route["typed_per_filter_config"] = _access_of(rpc)
+    if rpc.answer_headers:
+        route["response_headers_to_add"] = [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in rpc.answer_headers
+        ]
     return route
 
 

@@ -27,6 +27,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
 from chassis.bounds import bounds_of
+from chassis.lifecycle import lifecycle_of
 from gateway.config import DESCRIPTOR_SET, routable_rpcs
 
 __all__ = ["document", "methods_of"]
@@ -154,8 +155,11 @@ def _operation(
         {"name": name, "in": "path", "required": True, "schema": schemas.field(fields[name])}
         for name in in_path
     ]
+    # `OrderService_PlaceOrder` in v1 (as it always was), `OrderServiceV2_PlaceOrder` in v2.
+    version = method.containing_service.file.package.rsplit(".", 1)[-1]
+    suffix = "" if version == "v1" else version.capitalize()
     operation: dict[str, Any] = {
-        "operationId": f"{method.containing_service.name}_{method.name}",
+        "operationId": f"{method.containing_service.name}{suffix}_{method.name}",
         "tags": [method.containing_service.full_name],
         "description": f"gRPC `{method.containing_service.full_name}/{method.name}`.",
     }
@@ -197,6 +201,29 @@ def _operation(
     return TEMPLATE.sub(lambda m: "{" + m.group(1) + "}", template), operation
 
 
+def _tell_deprecation(operation: dict[str, Any], method: MethodDescriptor) -> None:
+    """Marks the operations of a deprecated API, with the headers the gateway adds."""
+    service = method.containing_service
+    lifecycle = lifecycle_of(service.full_name, service.GetOptions())
+    if not lifecycle.deprecated:
+        return
+    operation["deprecated"] = True
+    operation["description"] += (
+        f" Deprecated: use {lifecycle.successor}; served until "
+        f"{lifecycle.headers().get('Sunset', 'further notice')}."
+    )
+    operation["responses"]["200"]["headers"] = {
+        "Deprecation": {
+            "description": "RFC 9745: when this API was deprecated (@<unix seconds>)",
+            "schema": {"type": "string"},
+        },
+        "Sunset": {
+            "description": "RFC 8594: after when it may no longer be served",
+            "schema": {"type": "string"},
+        },
+    }
+
+
 def document(descriptor_set: bytes) -> dict[str, Any]:
     """The OpenAPI 3.0 document of the gateway's REST API."""
     methods = methods_of(descriptor_set)
@@ -208,6 +235,7 @@ def document(descriptor_set: bytes) -> dict[str, Any]:
         method = methods[rpc.path]
         template = getattr(method.GetOptions().Extensions[annotations_pb2.http], rpc.http_verb)
         path, operation = _operation(method, rpc.access, template, schemas)
+        _tell_deprecation(operation, method)
         paths.setdefault(path, {})[rpc.http_verb] = operation
     return {
         "openapi": "3.0.3",

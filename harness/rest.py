@@ -16,6 +16,8 @@ class Rest:
         self.base_url = base_url
         self.http = aiohttp.ClientSession()
         self.reached: set[str] = set()
+        # The headers of the last answer.
+        self.headers: dict[str, str] = {}
 
     async def close(self) -> None:
         await self.http.close()
@@ -37,5 +39,6 @@ class Rest:
             payload: dict[str, Any] = await response.json(content_type=None)
             assert response.status == expect, f"{method} {path}: {response.status} {payload}"
             assert response.headers["content-type"].startswith("application/json")
+            self.headers = {k.lower(): v for k, v in response.headers.items()}
         self.reached.add(rpc)
         return payload

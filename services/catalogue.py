@@ -157,7 +157,12 @@ ISSUER = KeyIssuer("user", _published_keys)
 CATALOGUE: tuple[Service, ...] = (
     Service("user", UserSettings, serves=("user.v1.UserService",)),
     Service("inventory", InventorySettings, serves=("inventory.v1.InventoryService",)),
-    Service("order", OrderSettings, serves=("order.v1.OrderService",), calls=("inventory",)),
+    Service(
+        "order",
+        OrderSettings,
+        serves=("order.v1.OrderService", "order.v2.OrderService"),
+        calls=("inventory",),
+    ),
     Service("notification", NotificationSettings, serves=("notification.v1.NotificationService",)),
     Service("auth", AuthSettings, gateway=True),
     Service("ratelimit", RateLimitSettings, gateway=True),

@@ -61,15 +61,24 @@ def money(amount_minor: int, currency: str) -> str:
 
 
 def order_text(
-    kind: str, *, name: str, order_id: str, reason: str = "", lines: Sequence[str] = ()
+    kind: str,
+    *,
+    name: str,
+    order_id: str,
+    reason: str = "",
+    lines: Sequence[str] = (),
+    delivery: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """Subject and body of an order notification."""
+    """Subject and body of an order notification; `delivery`: the lines of the address an
+    approved order goes to, if it has one."""
     short = order_id[:8]
     if kind == ORDER_APPROVED:
         items = "\n".join(f"  - {line}" for line in lines)
+        goes_to = "".join(f"\n  {line}" for line in delivery)
         return (
             f"Order {short} approved",
-            f"Hello {name},\n\nyour order {order_id} is approved:\n{items}\n",
+            f"Hello {name},\n\nyour order {order_id} is approved:\n{items}\n"
+            + (f"\nIt will be delivered to:{goes_to}\n" if delivery else ""),
         )
     if kind == ORDER_REJECTED:
         return (
@@ -81,6 +90,14 @@ def order_text(
         f"Hello {name},\n\nyour order {order_id} is cancelled."
         + (f" Reason: {reason}.\n" if reason else "\n"),
     )
+
+
+def address_lines(
+    recipient: str, lines: Sequence[str], postal_code: str, locality: str, region_code: str
+) -> list[str]:
+    """An address as it is written on a parcel (the postal code before the locality)."""
+    town = " ".join(part for part in (postal_code, locality) if part)
+    return [line for line in (recipient, *lines, town, region_code) if line]
 
 
 def welcome_text(name: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from notification.v1 import events_pb2
 from order.v1 import events_pb2 as order_events
+from order.v2 import events_pb2 as order_events_v2
 from user.v1 import events_pb2 as user_events
 from user.v1 import user_service_pb2
 
@@ -100,24 +101,40 @@ class Notifications:
         self,
         tx: Transaction,
         kind: str,
-        event: order_events.OrderApproved
+        event: order_events_v2.OrderApproved
+        | order_events.OrderApproved
         | order_events.OrderRejected
         | order_events.OrderCancelled,
     ) -> None:
+        """An order's outcome, told. order.v1.OrderApproved is still taken while it drains
+        from the queue (its successor, order.v2.OrderApproved, is what is bound)."""
         recipient = await tx.get(RECIPIENTS.name, event.user_id)
         if recipient is None:
             raise domain.RecipientUnknown(f"user {event.user_id} is not known here yet")
-        lines = []
+        lines: list[str] = []
+        delivery: list[str] = []
         reason = ""
-        if isinstance(event, order_events.OrderApproved):
+        if isinstance(event, order_events_v2.OrderApproved | order_events.OrderApproved):
+            items = event.items if isinstance(event, order_events_v2.OrderApproved) else event.lines
             lines = [
                 f"{line.quantity} x {line.product_name} at "
                 f"{domain.money(line.unit_price.amount_minor, line.unit_price.currency_code)}"
-                for line in event.lines
+                for line in items
             ]
             lines.append(
                 f"total {domain.money(event.total.amount_minor, event.total.currency_code)}"
             )
+            if isinstance(event, order_events_v2.OrderApproved) and event.HasField(
+                "delivery_address"
+            ):
+                address = event.delivery_address
+                delivery = domain.address_lines(
+                    address.recipient,
+                    address.address_lines,
+                    address.postal_code,
+                    address.locality,
+                    address.region_code,
+                )
         else:
             reason = event.reason
         subject, body = domain.order_text(
@@ -126,6 +143,7 @@ class Notifications:
             order_id=event.order_id,
             reason=reason,
             lines=lines,
+            delivery=delivery,
         )
         await self._notify(tx, recipient, kind, event.order_id, subject, body)
 

@@ -7,20 +7,58 @@ PENDING --owner cancels---> CANCELLED
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from chassis.errors import FailedPrecondition, InvalidArgument
 
 PENDING, APPROVED, REJECTED, CANCELLED = "PENDING", "APPROVED", "REJECTED", "CANCELLED"
 MAX_LINES, MAX_QUANTITY, MAX_KEY = 100, 10_000, 128
+REGION_CODE = re.compile(r"[A-Z]{2}")
 
 
 @dataclass(frozen=True)
 class Item:
     product_id: str
     quantity: int
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where an order is delivered (order.v2; orders placed through v1 have none)."""
+
+    recipient: str
+    address_lines: tuple[str, ...]
+    locality: str
+    postal_code: str
+    region_code: str
+
+    def as_document(self) -> dict[str, Any]:
+        return {**asdict(self), "address_lines": list(self.address_lines)}
+
+
+def checked_address(address: Address) -> Address:
+    """A delivery address with what delivery needs, or InvalidArgument naming what is missing."""
+    missing = [
+        name
+        for name, value in (
+            ("recipient", address.recipient.strip()),
+            ("address_lines", "".join(address.address_lines).strip()),
+            ("locality", address.locality.strip()),
+            ("region_code", address.region_code),
+        )
+        if not value
+    ]
+    if missing:
+        raise InvalidArgument(f"delivery_address: {', '.join(missing)} required")
+    if not REGION_CODE.fullmatch(address.region_code):
+        raise InvalidArgument(
+            f"delivery_address.region_code: {address.region_code!r} is not a CLDR region code "
+            "(two capital letters, e.g. DE)"
+        )
+    return address
 
 
 def check_idempotency_key(key: str) -> str:

@@ -12,7 +12,7 @@ from chassis.logging import get_logger
 from chassis.runtime import Runtime
 from chassis.store import Store, StoreError
 from services import catalogue
-from services.order import api, clients, consumers, store
+from services.order import api, api_v2, clients, consumers, store
 from services.order.config import OrderSettings
 from services.order.service import Orders
 
@@ -48,7 +48,7 @@ async def main() -> None:
         )
         await serve(
             settings,
-            [api.service(orders)],
+            [api.service(orders), api_v2.service(orders)],
             readiness=runtime.readiness(),
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
             notes=runtime.notes,

@@ -8,10 +8,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from common.v1 import money_pb2
+from common.v1 import address_pb2, money_pb2
 from inventory.v1 import events_pb2 as inventory_events
 from order.v1 import events_pb2
 from order.v1 import order_service_pb2 as pb
+from order.v2 import events_pb2 as events_v2
+from order.v2 import order_service_pb2 as pb_v2
 from user.v1 import events_pb2 as user_events
 
 from chassis import pages
@@ -41,8 +43,33 @@ def lines_proto(order: Mapping[str, Any]) -> list[pb.OrderLine]:
     ]
 
 
+def items_proto(order: Mapping[str, Any]) -> list[pb_v2.Item]:
+    """The order's lines as order.v2 has them: each with its line total."""
+    currency = order["currency"]
+    return [
+        pb_v2.Item(
+            product_id=line["product_id"],
+            product_name=line["product_name"],
+            quantity=line["quantity"],
+            unit_price=money_pb2.Money(
+                amount_minor=line["unit_price_minor"], currency_code=currency
+            ),
+            line_total=money_pb2.Money(
+                amount_minor=line["quantity"] * line["unit_price_minor"], currency_code=currency
+            ),
+        )
+        for line in order["lines"]
+    ]
+
+
 def total_proto(order: Mapping[str, Any]) -> money_pb2.Money:
     return money_pb2.Money(amount_minor=order["total_minor"], currency_code=order["currency"])
+
+
+def address_proto(order: Mapping[str, Any]) -> address_pb2.PostalAddress | None:
+    """The order's delivery address; None for one placed through order.v1 (or before v2)."""
+    address = order.get("delivery_address")
+    return None if address is None else address_pb2.PostalAddress(**address)
 
 
 def _credit_refused(reply: Message) -> str:
@@ -123,9 +150,15 @@ class Orders:
         )
 
     async def place_order(
-        self, user_id: str, *, idempotency_key: str, items: Sequence[domain.Item]
+        self,
+        user_id: str,
+        *,
+        idempotency_key: str,
+        items: Sequence[domain.Item],
+        delivery_address: domain.Address | None = None,
     ) -> dict[str, Any]:
-        """A PENDING order whose saga has started; the same order again for a repeated key."""
+        """A PENDING order whose saga has started; the same order again for a repeated key.
+        `delivery_address`: required by order.v2, which checks it; order.v1 has none."""
         idempotency = f"{user_id}/{domain.check_idempotency_key(idempotency_key)}"
         merged = domain.merged_items(items)
         products = await asyncio.gather(*(self._inventory.product(i.product_id) for i in merged))
@@ -142,6 +175,7 @@ class Orders:
             "lines": lines,
             "total_minor": total,
             "currency": currency,
+            "delivery_address": delivery_address and delivery_address.as_document(),
             "create_time": now,
             "update_time": now,
         }
@@ -154,6 +188,7 @@ class Orders:
                 lines=lines_proto(order),
                 total=total_proto(order),
                 place_time=timestamp(now),
+                delivery_address=address_proto(order),
             )
             tx.publish(outgoing(event, producer=PRODUCER), key=order_id)
             await self.saga.start(
@@ -229,14 +264,25 @@ class Orders:
             return
         now = self._clock()
         await tx.update(ORDERS.name, {**order, "status": domain.APPROVED, "update_time": now})
-        event = events_pb2.OrderApproved(
+        # Both versions until order.v1.OrderApproved's sunset (docs/versioning.md), in the
+        # same transaction: a consumer bound to either gets every approval.
+        approved = events_v2.OrderApproved(
+            order_id=order["_id"],
+            user_id=order["user_id"],
+            items=items_proto(order),
+            total=total_proto(order),
+            delivery_address=address_proto(order),
+            approve_time=timestamp(now),
+        )
+        approved_v1 = events_pb2.OrderApproved(
             order_id=order["_id"],
             user_id=order["user_id"],
             lines=lines_proto(order),
             total=total_proto(order),
             approve_time=timestamp(now),
         )
-        tx.publish(outgoing(event, producer=PRODUCER), key=order["_id"])
+        for event in (approved, approved_v1):
+            tx.publish(outgoing(event, producer=PRODUCER), key=order["_id"])
 
     async def _reject(self, tx: Transaction, data: Mapping[str, Any], reason: str) -> None:
         order = await tx.get(ORDERS.name, data["order_id"])

@@ -14,6 +14,9 @@ from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor, descriptor_pb2
 
+from chassis.lifecycle import lifecycle_of
+from services.catalogue import by_api
+
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_FILES = sorted(p.relative_to(ROOT / "proto") for p in (ROOT / "proto").rglob("*.proto"))
 FILES = [
@@ -57,8 +60,48 @@ def test_the_four_domain_services_exist_with_their_exact_names():
         "user.v1.UserService",
         "inventory.v1.InventoryService",
         "order.v1.OrderService",
+        "order.v2.OrderService",
         "notification.v1.NotificationService",
     }
+
+
+SERVICES = [s for f in FILES for s in f.services_by_name.values()]
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.full_name)
+def test_every_api_declares_a_lifecycle_its_policy_allows(service):
+    lifecycle = lifecycle_of(service.full_name, service.GetOptions())
+
+    if lifecycle.deprecated:
+        successor = next(s for s in SERVICES if s.full_name == lifecycle.successor)
+        assert successor.file.package != service.file.package
+        assert not lifecycle_of(successor.full_name, successor.GetOptions()).deprecated
+        # Served beside it, by the same service, until the sunset.
+        assert by_api(successor.full_name) == by_api(service.full_name)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
+def test_a_rest_path_starts_with_its_package_version(method):
+    rule = method.GetOptions().Extensions[annotations_pb2.http]
+    path = getattr(rule, rule.WhichOneof("pattern"))
+    version = method.containing_service.file.package.split(".")[1]
+
+    # Or a path a standard fixes (RFC 8615), e.g. /.well-known/jwks.json.
+    assert path.startswith((f"/{version}/", "/.well-known/")), path
+
+
+@pytest.mark.parametrize(
+    ("file", "message", "route"), ROUTED, ids=lambda x: getattr(x, "full_name", "")
+)
+def test_a_replaced_event_names_a_successor_on_its_exchange(file, message, route):
+    options = message.GetOptions()
+    if not options.HasExtension(options_pb2.message_lifecycle):
+        return
+    lifecycle = lifecycle_of(message.full_name, options, options_pb2.message_lifecycle)
+    if lifecycle.deprecated:
+        successors = [m for _, m, r in ROUTED if m.full_name == lifecycle.successor]
+        assert successors, f"{message.full_name}: no routed successor {lifecycle.successor}"
+        assert route_of(successors[0]).exchange == route.exchange
 
 
 @pytest.mark.parametrize("file", FILES, ids=lambda f: f.name)

@@ -56,6 +56,7 @@ def test_only_public_authenticated_and_admin_rpcs_are_routed(monkeypatch):
             _method("Forgotten", None),
         ],
     )
+    service.options.Extensions[options_pb2.api_lifecycle].stability = options_pb2.STABILITY_BETA
     files = descriptor_pb2.FileDescriptorSet(
         file=[
             descriptor_pb2.FileDescriptorProto(

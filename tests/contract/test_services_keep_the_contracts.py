@@ -28,10 +28,11 @@ from services.user import consumers as user_consumers
 
 SERVICES = {service.name: service.serves[0] for service in catalogue.domain_services()}
 ROUTED_MODULES = [
-    f"{domain}.v1.{kind}_pb2"
-    for domain in SERVICES
+    f"{package}.{kind}_pb2"
+    for service in catalogue.domain_services()
+    for package in service.packages
     for kind in ("events", "commands")
-    if importlib.util.find_spec(f"{domain}.v1.{kind}_pb2")
+    if importlib.util.find_spec(f"{package}.{kind}_pb2")
 ]
 
 
@@ -137,7 +138,7 @@ async def test_every_published_message_decodes_in_every_consumer_that_declares_i
         await connection.close()
 
     for subscription in subscriptions():
-        registry = TypeRegistry(subscription.types)
+        registry = TypeRegistry(subscription.handled)
         for message in seen:
             if type_of(message) in registry:
                 envelope, decoded = registry.decode(message)

@@ -16,6 +16,8 @@ import uuid
 import aio_pika
 import pytest
 from inventory.v1 import commands_pb2, events_pb2
+from order.v1 import events_pb2 as order_v1
+from order.v2 import events_pb2 as order_v2
 
 from chassis.broker import Broker, NotConfirmed, Unroutable
 from chassis.consumer import Consumer
@@ -27,7 +29,7 @@ from chassis.ledger import Ledger
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection
 from chassis.store.sqlite import SqliteStore
-from chassis.topology import Subscription, unrouted_queue
+from chassis.topology import Subscription, declare_subscription, unrouted_queue
 
 FAST_RETRIES = (0.1, 0.2)
 
@@ -678,3 +680,51 @@ async def test_a_message_whose_settling_fails_holds_back_the_rest_and_nothing_is
     assert failing.failures == 0
     assert sorted(handler.order) == list(range(15))
     assert await totals(store) == {f"p-{i}": 1 for i in range(15)}
+
+
+async def test_a_consumer_moving_to_a_successor_type_still_takes_what_was_queued_in_the_old(
+    broker, store
+):
+    """docs/versioning.md: order.v1.OrderApproved is replaced by order.v2.OrderApproved; the
+    producer publishes both; the consumer moves to v2 with v1 `draining`."""
+    purpose = f"approvals-{uuid.uuid4().hex[:6]}"
+    before = Subscription(service="test", purpose=purpose, types=[order_v1.OrderApproved])
+    after = dataclasses.replace(
+        before, types=[order_v2.OrderApproved], draining=[order_v1.OrderApproved]
+    )
+    channel = await broker.connection.channel()
+    await declare_subscription(channel, before)
+    # Approvals committed before the consumer moved: each in both versions, only v1 is bound.
+    for n in range(3):
+        for event in (
+            order_v2.OrderApproved(order_id=f"o-{n}"),
+            order_v1.OrderApproved(order_id=f"o-{n}"),
+        ):
+            await broker.publish(outgoing(event, producer="test"))
+    taken: list[tuple[str, str]] = []
+
+    async def take(message, envelope, tx):
+        taken.append((envelope.type, message.order_id))
+
+    moved = Consumer(after, {order_v2.OrderApproved: take, order_v1.OrderApproved: take},
+                     store=store, broker=broker)  # fmt: skip
+    await moved.start()
+    try:
+        # And after: the v2 copy reaches the queue, the v1 one no longer does.
+        for event in (
+            order_v2.OrderApproved(order_id="o-3"),
+            order_v1.OrderApproved(order_id="o-3"),
+        ):
+            await broker.publish(outgoing(event, producer="test"))
+        await eventually(lambda: asyncio.sleep(0, len(taken) == 4))
+        await asyncio.sleep(0.5)  # nothing else comes
+    finally:
+        await moved.stop()
+
+    assert sorted(taken) == [
+        *(("order.v1.OrderApproved", f"o-{n}") for n in range(3)),
+        ("order.v2.OrderApproved", "o-3"),
+    ]
+    dead = await channel.declare_queue(after.dead_letter_queue, passive=True)
+    assert dead.declaration_result.message_count == 0
+    await channel.close()

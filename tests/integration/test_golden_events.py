@@ -28,7 +28,7 @@ SAGA_REPLIES = "order.saga-replies"
 CONSUMERS = {
     t.DESCRIPTOR.full_name: (s.queue(), s.service)
     for s in (NOTIFICATIONS, INVENTORY_COMMANDS, USER_COMMANDS, SESSIONS)
-    for t in s.types
+    for t in s.handled
 }
 
 

@@ -25,21 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ommon/v1/options.proto\x12\tcommon.v1\x1a google/protobuf/descriptor.proto\"\x84\x01\n\x05Route\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12.\n\rexchange_kind\x18\x02 \x01(\x0e\x32\x17.common.v1.ExchangeKind\x12\x13\n\x0brouting_key\x18\x03 \x01(\t\x12$\n\x04kind\x18\x04 \x01(\x0e\x32\x16.common.v1.MessageKind\"/\n\x06\x42ounds\x12\x12\n\nmax_length\x18\x01 \x01(\r\x12\x11\n\tmax_items\x18\x02 \x01(\r*z\n\x0c\x45xchangeKind\x12\x1d\n\x19\x45XCHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XCHANGE_KIND_TOPIC\x10\x01\x12\x18\n\x14\x45XCHANGE_KIND_DIRECT\x10\x02\x12\x18\n\x14\x45XCHANGE_KIND_FANOUT\x10\x03*]\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12MESSAGE_KIND_EVENT\x10\x01\x12\x18\n\x14MESSAGE_KIND_COMMAND\x10\x02*t\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x18\n\x14\x41\x43\x43\x45SS_AUTHENTICATED\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x04:B\n\x05route\x12\x1f.google.protobuf.MessageOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x10.common.v1.Route:C\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x0e\x32\x11.common.v1.Access:6\n\x0cpolicy_check\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:B\n\x06\x62ounds\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\x0b\x32\x11.common.v1.Boundsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ommon/v1/options.proto\x12\tcommon.v1\x1a google/protobuf/descriptor.proto\"\x84\x01\n\x05Route\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12.\n\rexchange_kind\x18\x02 \x01(\x0e\x32\x17.common.v1.ExchangeKind\x12\x13\n\x0brouting_key\x18\x03 \x01(\t\x12$\n\x04kind\x18\x04 \x01(\x0e\x32\x16.common.v1.MessageKind\"/\n\x06\x42ounds\x12\x12\n\nmax_length\x18\x01 \x01(\r\x12\x11\n\tmax_items\x18\x02 \x01(\r\"v\n\tLifecycle\x12\'\n\tstability\x18\x01 \x01(\x0e\x32\x14.common.v1.Stability\x12\x18\n\x10\x64\x65precation_date\x18\x02 \x01(\t\x12\x13\n\x0bsunset_date\x18\x03 \x01(\t\x12\x11\n\tsuccessor\x18\x04 \x01(\t*z\n\x0c\x45xchangeKind\x12\x1d\n\x19\x45XCHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XCHANGE_KIND_TOPIC\x10\x01\x12\x18\n\x14\x45XCHANGE_KIND_DIRECT\x10\x02\x12\x18\n\x14\x45XCHANGE_KIND_FANOUT\x10\x03*]\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12MESSAGE_KIND_EVENT\x10\x01\x12\x18\n\x14MESSAGE_KIND_COMMAND\x10\x02*t\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x18\n\x14\x41\x43\x43\x45SS_AUTHENTICATED\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x13\n\x0f\x41\x43\x43\x45SS_INTERNAL\x10\x04*e\n\tStability\x12\x19\n\x15STABILITY_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTABILITY_ALPHA\x10\x01\x12\x12\n\x0eSTABILITY_BETA\x10\x02\x12\x14\n\x10STABILITY_STABLE\x10\x03:B\n\x05route\x12\x1f.google.protobuf.MessageOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x10.common.v1.Route:C\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x0e\x32\x11.common.v1.Access:6\n\x0cpolicy_check\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:B\n\x06\x62ounds\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\x0b\x32\x11.common.v1.Bounds:N\n\rapi_lifecycle\x12\x1f.google.protobuf.ServiceOptions\x18\xd5\x86\x03 \x01(\x0b\x32\x14.common.v1.Lifecycle:R\n\x11message_lifecycle\x12\x1f.google.protobuf.MessageOptions\x18\xd6\x86\x03 \x01(\x0b\x32\x14.common.v1.Lifecycleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXCHANGEKIND']._serialized_start=256
-  _globals['_EXCHANGEKIND']._serialized_end=378
-  _globals['_MESSAGEKIND']._serialized_start=380
-  _globals['_MESSAGEKIND']._serialized_end=473
-  _globals['_ACCESS']._serialized_start=475
-  _globals['_ACCESS']._serialized_end=591
+  _globals['_EXCHANGEKIND']._serialized_start=376
+  _globals['_EXCHANGEKIND']._serialized_end=498
+  _globals['_MESSAGEKIND']._serialized_start=500
+  _globals['_MESSAGEKIND']._serialized_end=593
+  _globals['_ACCESS']._serialized_start=595
+  _globals['_ACCESS']._serialized_end=711
+  _globals['_STABILITY']._serialized_start=713
+  _globals['_STABILITY']._serialized_end=814
   _globals['_ROUTE']._serialized_start=73
   _globals['_ROUTE']._serialized_end=205
   _globals['_BOUNDS']._serialized_start=207
   _globals['_BOUNDS']._serialized_end=254
+  _globals['_LIFECYCLE']._serialized_start=256
+  _globals['_LIFECYCLE']._serialized_end=374
 # @@protoc_insertion_point(module_scope)

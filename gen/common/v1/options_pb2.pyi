@@ -102,6 +102,34 @@ ACCESS_INTERNAL: Access.ValueType  # 4
 """Never routed from outside; service-to-service only."""
 Global___Access: _TypeAlias = Access  # noqa: Y015
 
+class _Stability:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StabilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Stability.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STABILITY_UNSPECIFIED: _Stability.ValueType  # 0
+    STABILITY_ALPHA: _Stability.ValueType  # 1
+    """May change or go away in any release; never for production callers."""
+    STABILITY_BETA: _Stability.ValueType  # 2
+    """Complete; may still change incompatibly, announced a deprecation period ahead."""
+    STABILITY_STABLE: _Stability.ValueType  # 3
+    """Changes only compatibly within its major version."""
+
+class Stability(_Stability, metaclass=_StabilityEnumTypeWrapper):
+    """How far an API (or an event) may still change, after AIP-181. docs/versioning.md says what
+    each level promises and how long a deprecated version is served.
+    """
+
+STABILITY_UNSPECIFIED: Stability.ValueType  # 0
+STABILITY_ALPHA: Stability.ValueType  # 1
+"""May change or go away in any release; never for production callers."""
+STABILITY_BETA: Stability.ValueType  # 2
+"""Complete; may still change incompatibly, announced a deprecation period ahead."""
+STABILITY_STABLE: Stability.ValueType  # 3
+"""Changes only compatibly within its major version."""
+Global___Stability: _TypeAlias = Stability  # noqa: Y015
+
 @_typing.final
 class Route(_message.Message):
     """Where a message travels on the event backbone."""
@@ -165,10 +193,52 @@ class Bounds(_message.Message):
 
 Global___Bounds: _TypeAlias = Bounds  # noqa: Y015
 
+@_typing.final
+class Lifecycle(_message.Message):
+    """Where an API or an event stands in its life. Read by the gateway (the Deprecation and Sunset
+    headers of a deprecated API's answers), the OpenAPI and AsyncAPI documents, and the contract
+    checks (a sunset no earlier than its stability's deprecation period allows).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STABILITY_FIELD_NUMBER: _builtins.int
+    DEPRECATION_DATE_FIELD_NUMBER: _builtins.int
+    SUNSET_DATE_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_FIELD_NUMBER: _builtins.int
+    stability: Global___Stability.ValueType
+    deprecation_date: _builtins.str
+    """The day (UTC) from which it is deprecated, e.g. "2026-12-03"; empty if it is not. Callers
+    are told in a Deprecation header (RFC 9745) of every answer.
+    """
+    sunset_date: _builtins.str
+    """The day (UTC) from which it may no longer be served or published (a Sunset header, RFC
+    8594).
+    """
+    successor: _builtins.str
+    """Its replacement's full name, e.g. "order.v2.OrderService" or "order.v2.OrderApproved"."""
+    def __init__(
+        self,
+        *,
+        stability: Global___Stability.ValueType = ...,
+        deprecation_date: _builtins.str = ...,
+        sunset_date: _builtins.str = ...,
+        successor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deprecation_date", b"deprecation_date", "stability", b"stability", "successor", b"successor", "sunset_date", b"sunset_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Lifecycle: _TypeAlias = Lifecycle  # noqa: Y015
+
 ROUTE_FIELD_NUMBER: _builtins.int
 ACCESS_FIELD_NUMBER: _builtins.int
 POLICY_CHECK_FIELD_NUMBER: _builtins.int
 BOUNDS_FIELD_NUMBER: _builtins.int
+API_LIFECYCLE_FIELD_NUMBER: _builtins.int
+MESSAGE_LIFECYCLE_FIELD_NUMBER: _builtins.int
 route: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, Global___Route]
 """Every event and command message declares its route."""
 access: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Access.ValueType]
@@ -180,3 +250,7 @@ answer the call is refused (503). For RPCs whose decision is worth a hop per cal
 """
 bounds: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___Bounds]
 """The bounds of a request field."""
+api_lifecycle: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.ServiceOptions, Global___Lifecycle]
+"""Every API declares its lifecycle."""
+message_lifecycle: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MessageOptions, Global___Lifecycle]
+"""Events and commands replaced by a successor declare when they stop being published."""

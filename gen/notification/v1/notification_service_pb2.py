@@ -28,7 +28,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*notification/v1/notification_service.proto\x12\x0fnotification.v1\x1a\x1c\x63ommon/v1/notification.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.common.v1.NotificationKind\x12#\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x12.common.v1.Channel\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32#.notification.v1.NotificationStatus\x12\x11\n\trecipient\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x12\n\nsubject_id\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x12\n\nlast_error\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x9a\xb5\x18\x03\x08\x80\x04\"j\n\x19ListNotificationsResponse\x12\x34\n\rnotifications\x18\x01 \x03(\x0b\x32\x1d.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x98\x01\n\x12NotificationStatus\x12#\n\x1fNOTIFICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bNOTIFICATION_STATUS_PENDING\x10\x01\x12\x1c\n\x18NOTIFICATION_STATUS_SENT\x10\x02\x12\x1e\n\x1aNOTIFICATION_STATUS_FAILED\x10\x03\x32\xa1\x01\n\x13NotificationService\x12\x89\x01\n\x11ListNotifications\x12).notification.v1.ListNotificationsRequest\x1a*.notification.v1.ListNotificationsResponse\"\x1d\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notificationsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*notification/v1/notification_service.proto\x12\x0fnotification.v1\x1a\x1c\x63ommon/v1/notification.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.common.v1.NotificationKind\x12#\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x12.common.v1.Channel\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32#.notification.v1.NotificationStatus\x12\x11\n\trecipient\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x12\n\nsubject_id\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x12\n\nlast_error\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x1b\n\npage_token\x18\x02 \x01(\tB\x07\x9a\xb5\x18\x03\x08\x80\x04\"j\n\x19ListNotificationsResponse\x12\x34\n\rnotifications\x18\x01 \x03(\x0b\x32\x1d.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x98\x01\n\x12NotificationStatus\x12#\n\x1fNOTIFICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bNOTIFICATION_STATUS_PENDING\x10\x01\x12\x1c\n\x18NOTIFICATION_STATUS_SENT\x10\x02\x12\x1e\n\x1aNOTIFICATION_STATUS_FAILED\x10\x03\x32\xa9\x01\n\x13NotificationService\x12\x89\x01\n\x11ListNotifications\x12).notification.v1.ListNotificationsRequest\x1a*.notification.v1.ListNotificationsResponse\"\x1d\x90\xb5\x18\x02\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/notifications\x1a\x06\xaa\xb5\x18\x02\x08\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\232\265\030\003\010\200\004'
+  _globals['_NOTIFICATIONSERVICE']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE']._serialized_options = b'\252\265\030\002\010\003'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\220\265\030\002\202\323\344\223\002\023\022\021/v1/notifications'
   _globals['_NOTIFICATIONSTATUS']._serialized_start=733
@@ -48,5 +50,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=624
   _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=730
   _globals['_NOTIFICATIONSERVICE']._serialized_start=888
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1049
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=1057
 # @@protoc_insertion_point(module_scope)

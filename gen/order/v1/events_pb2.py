@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from common.v1 import address_pb2 as common_dot_v1_dot_address__pb2
 from common.v1 import money_pb2 as common_dot_v1_dot_money__pb2
 from common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from order.v1 import order_service_pb2 as order_dot_v1_dot_order__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15order/v1/events.proto\x12\x08order.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1corder/v1/order_service.proto\"\xcb\x01\n\x0bOrderPlaced\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\"\n\x05lines\x18\x03 \x03(\x0b\x32\x13.order.v1.OrderLine\x12\x1f\n\x05total\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12.\n\nplace_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:$\x8a\xb5\x18 \n\x0corder.events\x10\x01\x1a\x0corder.placed \x01\"\xd1\x01\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\"\n\x05lines\x18\x03 \x03(\x0b\x32\x13.order.v1.OrderLine\x12\x1f\n\x05total\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12\x30\n\x0c\x61pprove_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:&\x8a\xb5\x18\"\n\x0corder.events\x10\x01\x1a\x0eorder.approved \x01\"\x9b\x01\n\rOrderRejected\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0breject_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:&\x8a\xb5\x18\"\n\x0corder.events\x10\x01\x1a\x0eorder.rejected \x01\"\x9d\x01\n\x0eOrderCancelled\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0b\x63\x61ncel_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\'\x8a\xb5\x18#\n\x0corder.events\x10\x01\x1a\x0forder.cancelled \x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15order/v1/events.proto\x12\x08order.v1\x1a\x17\x63ommon/v1/address.proto\x1a\x15\x63ommon/v1/money.proto\x1a\x17\x63ommon/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1corder/v1/order_service.proto\"\xff\x01\n\x0bOrderPlaced\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\"\n\x05lines\x18\x03 \x03(\x0b\x32\x13.order.v1.OrderLine\x12\x1f\n\x05total\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12.\n\nplace_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x10\x64\x65livery_address\x18\x06 \x01(\x0b\x32\x18.common.v1.PostalAddress:$\x8a\xb5\x18 \n\x0corder.events\x10\x01\x1a\x0corder.placed \x01\"\x89\x02\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\"\n\x05lines\x18\x03 \x03(\x0b\x32\x13.order.v1.OrderLine\x12\x1f\n\x05total\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12\x30\n\x0c\x61pprove_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:^\x18\x01\x8a\xb5\x18\"\n\x0corder.events\x10\x01\x1a\x0eorder.approved \x01\xb2\xb5\x18\x32\x08\x03\x12\n2026-12-03\x1a\n2027-12-03\"\x16order.v2.OrderApproved\"\x9b\x01\n\rOrderRejected\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0breject_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:&\x8a\xb5\x18\"\n\x0corder.events\x10\x01\x1a\x0eorder.rejected \x01\"\x9d\x01\n\x0eOrderCancelled\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0b\x63\x61ncel_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\'\x8a\xb5\x18#\n\x0corder.events\x10\x01\x1a\x0forder.cancelled \x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +39,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERPLACED']._loaded_options = None
   _globals['_ORDERPLACED']._serialized_options = b'\212\265\030 \n\014order.events\020\001\032\014order.placed \001'
   _globals['_ORDERAPPROVED']._loaded_options = None
-  _globals['_ORDERAPPROVED']._serialized_options = b'\212\265\030\"\n\014order.events\020\001\032\016order.approved \001'
+  _globals['_ORDERAPPROVED']._serialized_options = b'\030\001\212\265\030\"\n\014order.events\020\001\032\016order.approved \001\262\265\0302\010\003\022\n2026-12-03\032\n2027-12-03\"\026order.v2.OrderApproved'
   _globals['_ORDERREJECTED']._loaded_options = None
   _globals['_ORDERREJECTED']._serialized_options = b'\212\265\030\"\n\014order.events\020\001\032\016order.rejected \001'
   _globals['_ORDERCANCELLED']._loaded_options = None
   _globals['_ORDERCANCELLED']._serialized_options = b'\212\265\030#\n\014order.events\020\001\032\017order.cancelled \001'
-  _globals['_ORDERPLACED']._serialized_start=147
-  _globals['_ORDERPLACED']._serialized_end=350
-  _globals['_ORDERAPPROVED']._serialized_start=353
-  _globals['_ORDERAPPROVED']._serialized_end=562
-  _globals['_ORDERREJECTED']._serialized_start=565
-  _globals['_ORDERREJECTED']._serialized_end=720
-  _globals['_ORDERCANCELLED']._serialized_start=723
-  _globals['_ORDERCANCELLED']._serialized_end=880
+  _globals['_ORDERPLACED']._serialized_start=172
+  _globals['_ORDERPLACED']._serialized_end=427
+  _globals['_ORDERAPPROVED']._serialized_start=430
+  _globals['_ORDERAPPROVED']._serialized_end=695
+  _globals['_ORDERREJECTED']._serialized_start=698
+  _globals['_ORDERREJECTED']._serialized_end=853
+  _globals['_ORDERCANCELLED']._serialized_start=856
+  _globals['_ORDERCANCELLED']._serialized_end=1013
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from common.v1 import address_pb2 as _address_pb2
 from common.v1 import money_pb2 as _money_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -19,6 +20,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -32,6 +38,7 @@ class OrderPlaced(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     PLACE_TIME_FIELD_NUMBER: _builtins.int
+    DELIVERY_ADDRESS_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     user_id: _builtins.str
     @_builtins.property
@@ -40,6 +47,12 @@ class OrderPlaced(_message.Message):
     def total(self) -> _money_pb2.Money: ...
     @_builtins.property
     def place_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def delivery_address(self) -> _address_pb2.PostalAddress:
+        """Where the order goes; unset for an order placed through order.v1.OrderService, which has
+        none. (Added compatibly: consumers built before it ignore it.)
+        """
+
     def __init__(
         self,
         *,
@@ -48,17 +61,21 @@ class OrderPlaced(_message.Message):
         lines: _abc.Iterable[_order_service_pb2.OrderLine] | None = ...,
         total: _money_pb2.Money | None = ...,
         place_time: _timestamp_pb2.Timestamp | None = ...,
+        delivery_address: _address_pb2.PostalAddress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["place_time", b"place_time", "total", b"total"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_address", b"delivery_address", "place_time", b"place_time", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "order_id", b"order_id", "place_time", b"place_time", "total", b"total", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_address", b"delivery_address", "lines", b"lines", "order_id", b"order_id", "place_time", b"place_time", "total", b"total", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderPlaced: _TypeAlias = OrderPlaced  # noqa: Y015
 
+@_deprecated("""This message has been marked as deprecated using proto message options.""")
 @_typing.final
 class OrderApproved(_message.Message):
+    """Deprecated: order.v2.OrderApproved replaces it and is published beside it until its sunset."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_ID_FIELD_NUMBER: _builtins.int

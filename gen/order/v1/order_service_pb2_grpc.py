@@ -29,6 +29,9 @@ class OrderServiceStub:
     """Orders and the saga that settles them: PlaceOrder answers at once with a PENDING order; the
     saga reserves stock, then credit, and the order ends APPROVED, or REJECTED with a reason.
     Every RPC acts on the caller's own orders; another user's order is NOT_FOUND.
+
+    Deprecated: order.v2.OrderService replaces it (orders with a delivery address, and items
+    with their line totals); served until its sunset, and told in every answer's headers.
     """
 
     def __init__(self, channel):
@@ -68,6 +71,9 @@ class OrderServiceServicer:
     """Orders and the saga that settles them: PlaceOrder answers at once with a PENDING order; the
     saga reserves stock, then credit, and the order ends APPROVED, or REJECTED with a reason.
     Every RPC acts on the caller's own orders; another user's order is NOT_FOUND.
+
+    Deprecated: order.v2.OrderService replaces it (orders with a delivery address, and items
+    with their line totals); served until its sunset, and told in every answer's headers.
     """
 
     def PlaceOrder(self, request, context):
@@ -145,6 +151,9 @@ class OrderService:
     """Orders and the saga that settles them: PlaceOrder answers at once with a PENDING order; the
     saga reserves stock, then credit, and the order ends APPROVED, or REJECTED with a reason.
     Every RPC acts on the caller's own orders; another user's order is NOT_FOUND.
+
+    Deprecated: order.v2.OrderService replaces it (orders with a delivery address, and items
+    with their line totals); served until its sunset, and told in every answer's headers.
     """
 
     @staticmethod

@@ -16,6 +16,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import Self as _Self
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 _T = _typing.TypeVar("_T")
 
 class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
@@ -26,10 +31,14 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
+@_deprecated("""This stub has been marked as deprecated using proto service options.""")
 class OrderServiceStub:
     """Orders and the saga that settles them: PlaceOrder answers at once with a PENDING order; the
     saga reserves stock, then credit, and the order ends APPROVED, or REJECTED with a reason.
     Every RPC acts on the caller's own orders; another user's order is NOT_FOUND.
+
+    Deprecated: order.v2.OrderService replaces it (orders with a delivery address, and items
+    with their line totals); served until its sunset, and told in every answer's headers.
     """
 
     @_typing.overload
@@ -48,11 +57,15 @@ class OrderServiceStub:
     GetOrderHistory: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.GetOrderHistoryRequest, _order_service_pb2.GetOrderHistoryResponse]
     """The audit trail of the order's saga: commands, replies, timeouts and compensations."""
 
+@_deprecated("""This stub has been marked as deprecated using proto service options.""")
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
     """Orders and the saga that settles them: PlaceOrder answers at once with a PENDING order; the
     saga reserves stock, then credit, and the order ends APPROVED, or REJECTED with a reason.
     Every RPC acts on the caller's own orders; another user's order is NOT_FOUND.
+
+    Deprecated: order.v2.OrderService replaces it (orders with a delivery address, and items
+    with their line totals); served until its sunset, and told in every answer's headers.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -68,10 +81,14 @@ class OrderServiceAsyncStub(OrderServiceStub):
     GetOrderHistory: _aio.UnaryUnaryMultiCallable[_order_service_pb2.GetOrderHistoryRequest, _order_service_pb2.GetOrderHistoryResponse]  # type: ignore[assignment]
     """The audit trail of the order's saga: commands, replies, timeouts and compensations."""
 
+@_deprecated("""This servicer has been marked as deprecated using proto service options.""")
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders and the saga that settles them: PlaceOrder answers at once with a PENDING order; the
     saga reserves stock, then credit, and the order ends APPROVED, or REJECTED with a reason.
     Every RPC acts on the caller's own orders; another user's order is NOT_FOUND.
+
+    Deprecated: order.v2.OrderService replaces it (orders with a delivery address, and items
+    with their line totals); served until its sunset, and told in every answer's headers.
     """
 
     @_abc_1.abstractmethod
@@ -115,4 +132,5 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_service_pb2.GetOrderHistoryResponse, _abc.Awaitable[_order_service_pb2.GetOrderHistoryResponse]]:
         """The audit trail of the order's saga: commands, replies, timeouts and compensations."""
 
+@_deprecated("""This servicer has been marked as deprecated using proto service options.""")
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
