@@ -16,7 +16,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from common.v1 import money_pb2, notification_pb2
+from common.v1 import address_pb2, money_pb2, notification_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,6 +24,8 @@ from inventory.v1 import commands_pb2 as inventory_commands
 from inventory.v1 import events_pb2 as inventory_events
 from order.v1 import events_pb2 as order_events
 from order.v1 import order_service_pb2 as order_pb
+from order.v2 import events_pb2 as order_events_v2
+from order.v2 import order_service_pb2 as order_v2_pb
 from user.v1 import commands_pb2 as user_commands
 from user.v1 import events_pb2 as user_events
 from user.v1 import user_service_pb2 as user_pb
@@ -74,6 +76,28 @@ def examples() -> list[Message]:
         user_events.SessionRevoked(user_id=USER, session_id=SESSION, expire_time=WHEN),
         order_events.OrderApproved(
             order_id=ORDER, user_id=USER, lines=[line], total=_money(2500), approve_time=WHEN
+        ),
+        order_events_v2.OrderApproved(
+            order_id=ORDER,
+            user_id=USER,
+            items=[
+                order_v2_pb.Item(
+                    product_id=PRODUCT,
+                    product_name="Golden teapot",
+                    quantity=2,
+                    unit_price=_money(1250),
+                    line_total=_money(2500),
+                )
+            ],
+            total=_money(2500),
+            delivery_address=address_pb2.PostalAddress(
+                recipient="Goldie",
+                address_lines=["1 Golden Row"],
+                locality="Goldtown",
+                postal_code="12345",
+                region_code="DE",
+            ),
+            approve_time=WHEN,
         ),
         order_events.OrderRejected(
             order_id=ORDER, user_id=USER, reason="out of stock: golden", reject_time=WHEN
