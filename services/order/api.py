@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, TypeAlias
 
 import grpc
@@ -31,9 +32,10 @@ def order_proto(order: Mapping[str, Any]) -> pb.Order:
     )
 
 
-def history_proto(entry: Mapping[str, Any]) -> pb.HistoryEntry:
-    proto = pb.HistoryEntry(
-        kind=pb.HistoryEntryKind.Value(f"HISTORY_ENTRY_KIND_{entry['kind']}"),
+def history_proto(entry: Mapping[str, Any], messages: ModuleType = pb) -> Any:
+    """A saga history entry as `messages` (order.v1's or order.v2's generated module) has it."""
+    proto = messages.HistoryEntry(
+        kind=messages.HistoryEntryKind.Value(f"HISTORY_ENTRY_KIND_{entry['kind']}"),
         step=entry["step"],
         message_type=entry["message_type"],
         saga_state=entry["state"],

@@ -16,6 +16,7 @@ from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
 from services.order import domain
+from services.order.api import history_proto
 from services.order.service import Orders, address_proto, items_proto, total_proto
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -86,6 +87,14 @@ class OrderApi(pb_grpc.OrderServiceServicer):
             current_caller().user_id, request.order_id, reason=request.reason
         )
         return pb.CancelOrderResponse(order=order_proto(order))
+
+    async def GetOrderHistory(
+        self, request: pb.GetOrderHistoryRequest, context: Context
+    ) -> pb.GetOrderHistoryResponse:
+        entries = await self._orders.history(current_caller().user_id, request.order_id)
+        return pb.GetOrderHistoryResponse(
+            order_id=request.order_id, entries=[history_proto(e, pb) for e in entries]
+        )
 
 
 def service(orders: Orders) -> Service:

@@ -101,6 +101,16 @@ async def test_a_v1_client_and_a_v2_client_see_the_same_orders(rest, shop, syste
     got = await rest.call("GetOrder", "GET", f"/v2/orders/{second}", token=token)
     assert got["order"]["deliveryAddress"] == ADDRESS
 
+    async def history(version: str) -> list:
+        path = f"/{version}/orders/{first}/history"
+        return (await rest.call("GetOrderHistory", "GET", path, token=token))["entries"]
+
+    async def compensated() -> bool:  # the cancellation's releases, after its answer
+        return (await history("v1"))[-1]["kind"] == "HISTORY_ENTRY_KIND_SAGA_ENDED"
+
+    await eventually(compensated, what="the cancelled order's saga ended")
+    assert await history("v1") == await history("v2")
+
     v2_methods = {r.method for r in routable_rpcs(DESCRIPTOR_SET.read_bytes()) if r.service == V2}
     assert v2_methods <= rest.reached
 

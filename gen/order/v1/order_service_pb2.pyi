@@ -69,6 +69,8 @@ class _HistoryEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     """A completed step's compensation was sent."""
     HISTORY_ENTRY_KIND_SAGA_ENDED: _HistoryEntryKind.ValueType  # 6
     """The saga ended (the order is APPROVED, REJECTED or CANCELLED)."""
+    HISTORY_ENTRY_KIND_SAGA_PARKED: _HistoryEntryKind.ValueType  # 7
+    """A compensation got no reply however often it was sent: an operator must look at it."""
 
 class HistoryEntryKind(_HistoryEntryKind, metaclass=_HistoryEntryKindEnumTypeWrapper): ...
 
@@ -85,6 +87,8 @@ HISTORY_ENTRY_KIND_COMPENSATION_SENT: HistoryEntryKind.ValueType  # 5
 """A completed step's compensation was sent."""
 HISTORY_ENTRY_KIND_SAGA_ENDED: HistoryEntryKind.ValueType  # 6
 """The saga ended (the order is APPROVED, REJECTED or CANCELLED)."""
+HISTORY_ENTRY_KIND_SAGA_PARKED: HistoryEntryKind.ValueType  # 7
+"""A compensation got no reply however often it was sent: an operator must look at it."""
 Global___HistoryEntryKind: _TypeAlias = HistoryEntryKind  # noqa: Y015
 
 @_typing.final

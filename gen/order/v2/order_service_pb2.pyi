@@ -51,6 +51,47 @@ ORDER_STATE_CANCELLED: OrderState.ValueType  # 4
 """Cancelled by its owner; nothing stays reserved."""
 Global___OrderState: _TypeAlias = OrderState  # noqa: Y015
 
+class _HistoryEntryKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HistoryEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HistoryEntryKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HISTORY_ENTRY_KIND_UNSPECIFIED: _HistoryEntryKind.ValueType  # 0
+    HISTORY_ENTRY_KIND_SAGA_STARTED: _HistoryEntryKind.ValueType  # 1
+    """The saga started."""
+    HISTORY_ENTRY_KIND_COMMAND_SENT: _HistoryEntryKind.ValueType  # 2
+    """A step's command was written to the outbox."""
+    HISTORY_ENTRY_KIND_REPLY_RECEIVED: _HistoryEntryKind.ValueType  # 3
+    """A participant's reply arrived."""
+    HISTORY_ENTRY_KIND_STEP_TIMED_OUT: _HistoryEntryKind.ValueType  # 4
+    """A step got no reply within its timeout."""
+    HISTORY_ENTRY_KIND_COMPENSATION_SENT: _HistoryEntryKind.ValueType  # 5
+    """A completed step's compensation was sent."""
+    HISTORY_ENTRY_KIND_SAGA_ENDED: _HistoryEntryKind.ValueType  # 6
+    """The saga ended (the order is APPROVED, REJECTED or CANCELLED)."""
+    HISTORY_ENTRY_KIND_SAGA_PARKED: _HistoryEntryKind.ValueType  # 7
+    """A compensation got no reply however often it was sent: an operator must look at it."""
+
+class HistoryEntryKind(_HistoryEntryKind, metaclass=_HistoryEntryKindEnumTypeWrapper): ...
+
+HISTORY_ENTRY_KIND_UNSPECIFIED: HistoryEntryKind.ValueType  # 0
+HISTORY_ENTRY_KIND_SAGA_STARTED: HistoryEntryKind.ValueType  # 1
+"""The saga started."""
+HISTORY_ENTRY_KIND_COMMAND_SENT: HistoryEntryKind.ValueType  # 2
+"""A step's command was written to the outbox."""
+HISTORY_ENTRY_KIND_REPLY_RECEIVED: HistoryEntryKind.ValueType  # 3
+"""A participant's reply arrived."""
+HISTORY_ENTRY_KIND_STEP_TIMED_OUT: HistoryEntryKind.ValueType  # 4
+"""A step got no reply within its timeout."""
+HISTORY_ENTRY_KIND_COMPENSATION_SENT: HistoryEntryKind.ValueType  # 5
+"""A completed step's compensation was sent."""
+HISTORY_ENTRY_KIND_SAGA_ENDED: HistoryEntryKind.ValueType  # 6
+"""The saga ended (the order is APPROVED, REJECTED or CANCELLED)."""
+HISTORY_ENTRY_KIND_SAGA_PARKED: HistoryEntryKind.ValueType  # 7
+"""A compensation got no reply however often it was sent: an operator must look at it."""
+Global___HistoryEntryKind: _TypeAlias = HistoryEntryKind  # noqa: Y015
+
 @_typing.final
 class NewItem(_message.Message):
     """What the client asks for: a product and a quantity."""
@@ -345,3 +386,86 @@ class CancelOrderResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelOrderResponse: _TypeAlias = CancelOrderResponse  # noqa: Y015
+
+@_typing.final
+class GetOrderHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderHistoryRequest: _TypeAlias = GetOrderHistoryRequest  # noqa: Y015
+
+@_typing.final
+class HistoryEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    MESSAGE_TYPE_FIELD_NUMBER: _builtins.int
+    SAGA_STATE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    kind: Global___HistoryEntryKind.ValueType
+    step: _builtins.str
+    """The saga step, e.g. "reserve_stock"; empty for SAGA_STARTED and SAGA_ENDED."""
+    message_type: _builtins.str
+    """Full proto name of the command or reply, e.g. "inventory.v1.ReserveStock"."""
+    saga_state: _builtins.str
+    """The saga's state after this entry, e.g. "RESERVING_CREDIT"."""
+    detail: _builtins.str
+    """Readable detail, e.g. a rejection reason."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        kind: Global___HistoryEntryKind.ValueType = ...,
+        step: _builtins.str = ...,
+        message_type: _builtins.str = ...,
+        saga_state: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "kind", b"kind", "message_type", b"message_type", "saga_state", b"saga_state", "step", b"step", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryEntry: _TypeAlias = HistoryEntry  # noqa: Y015
+
+@_typing.final
+class GetOrderHistoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        entries: _abc.Iterable[Global___HistoryEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOrderHistoryResponse: _TypeAlias = GetOrderHistoryResponse  # noqa: Y015

@@ -67,6 +67,11 @@ class OrderServiceStub:
                 request_serializer=order_dot_v2_dot_order__service__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=order_dot_v2_dot_order__service__pb2.CancelOrderResponse.FromString,
                 _registered_method=True)
+        self.GetOrderHistory = channel.unary_unary(
+                '/order.v2.OrderService/GetOrderHistory',
+                request_serializer=order_dot_v2_dot_order__service__pb2.GetOrderHistoryRequest.SerializeToString,
+                response_deserializer=order_dot_v2_dot_order__service__pb2.GetOrderHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -113,6 +118,13 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOrderHistory(self, request, context):
+        """The audit trail of the order's saga: commands, replies, timeouts and compensations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +147,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CancelOrder,
                     request_deserializer=order_dot_v2_dot_order__service__pb2.CancelOrderRequest.FromString,
                     response_serializer=order_dot_v2_dot_order__service__pb2.CancelOrderResponse.SerializeToString,
+            ),
+            'GetOrderHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrderHistory,
+                    request_deserializer=order_dot_v2_dot_order__service__pb2.GetOrderHistoryRequest.FromString,
+                    response_serializer=order_dot_v2_dot_order__service__pb2.GetOrderHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +275,33 @@ class OrderService:
             '/order.v2.OrderService/CancelOrder',
             order_dot_v2_dot_order__service__pb2.CancelOrderRequest.SerializeToString,
             order_dot_v2_dot_order__service__pb2.CancelOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrderHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/order.v2.OrderService/GetOrderHistory',
+            order_dot_v2_dot_order__service__pb2.GetOrderHistoryRequest.SerializeToString,
+            order_dot_v2_dot_order__service__pb2.GetOrderHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,8 @@ class OrderServiceStub:
     """The caller's orders, newest first, a page at a time."""
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.CancelOrderRequest, _order_service_pb2.CancelOrderResponse]
     """Cancels an order; what its saga reserved is released. Emits order.v1.OrderCancelled."""
+    GetOrderHistory: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.GetOrderHistoryRequest, _order_service_pb2.GetOrderHistoryResponse]
+    """The audit trail of the order's saga: commands, replies, timeouts and compensations."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -83,6 +85,8 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """The caller's orders, newest first, a page at a time."""
     CancelOrder: _aio.UnaryUnaryMultiCallable[_order_service_pb2.CancelOrderRequest, _order_service_pb2.CancelOrderResponse]  # type: ignore[assignment]
     """Cancels an order; what its saga reserved is released. Emits order.v1.OrderCancelled."""
+    GetOrderHistory: _aio.UnaryUnaryMultiCallable[_order_service_pb2.GetOrderHistoryRequest, _order_service_pb2.GetOrderHistoryResponse]  # type: ignore[assignment]
+    """The audit trail of the order's saga: commands, replies, timeouts and compensations."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders and the saga that settles them, version 2: every order says where it goes, and each
@@ -132,5 +136,13 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_service_pb2.CancelOrderResponse, _abc.Awaitable[_order_service_pb2.CancelOrderResponse]]:
         """Cancels an order; what its saga reserved is released. Emits order.v1.OrderCancelled."""
+
+    @_abc_1.abstractmethod
+    def GetOrderHistory(
+        self,
+        request: _order_service_pb2.GetOrderHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_service_pb2.GetOrderHistoryResponse, _abc.Awaitable[_order_service_pb2.GetOrderHistoryResponse]]:
+        """The audit trail of the order's saga: commands, replies, timeouts and compensations."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
