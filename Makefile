@@ -108,11 +108,12 @@ gen: $(INSTALLED)
 	$(BIN)/python tools/contracts.py gen
 	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
 	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
+	$(BIN)/python -m tools.asyncapi -o docs/asyncapi.yaml
 	$(BIN)/python -m deploy.compose
 	$(BIN)/python -m deploy.kubernetes
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
 
-lint: $(INSTALLED) $(PROMETHEUS) check-gen
+lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) check-gen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -122,6 +123,7 @@ lint: $(INSTALLED) $(PROMETHEUS) check-gen
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/python tools/contracts.py breaking
 	$(BIN)/openapi-spec-validator gateway/openapi.json
+	node tools/node/validate-asyncapi.mjs docs/asyncapi.yaml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml deploy/compose.mongodb.yaml
 	$(PROMTOOL) check config monitoring/prometheus.yml
 	$(PROMTOOL) test rules monitoring/rules.test.yml
@@ -136,11 +138,18 @@ lint: $(INSTALLED) $(PROMETHEUS) check-gen
 $(PROMETHEUS):
 	tools/prometheus.sh .build/prometheus
 
+# The npm tools of `make lint` (AsyncAPI's parser), exactly as package-lock.json pins them.
+NODE_TOOLS := tools/node/node_modules/.installed
+$(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
+	@PYTHON=$(PYTHON) tools/system-deps.sh
+	npm ci --prefix tools/node --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
 # The Kubernetes version deploy/kubernetes is written for and validated against.
 KUBERNETES_VERSION := 1.33.0
 
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
-GENERATED := gen gateway/envoy.yaml gateway/openapi.json compose.yaml deploy/compose.host-network.yaml \
+GENERATED := gen gateway/envoy.yaml gateway/openapi.json docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
 	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \

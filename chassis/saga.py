@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,6 +117,21 @@ class SagaDefinition:
         for step in self.steps:
             if (step.compensation is None) != (step.compensated is None):
                 raise ValueError(f"{self.name}.{step.name}: a compensation needs its reply type")
+
+    @property
+    def command_types(self) -> list[type[Message]]:
+        """Every command the saga sends (its steps' actions and compensations, by the message
+        type each declares it returns): what its owner publishes to the participants."""
+        types: list[type[Message]] = []
+        for step in self.steps:
+            for make in (step.action, step.compensation):
+                if make is None:
+                    continue
+                made = typing.get_type_hints(make).get("return")
+                if not (isinstance(made, type) and issubclass(made, Message)):
+                    raise TypeError(f"{self.name}.{step.name}: {make!r} declares no message type")
+                types.append(made)
+        return list(dict.fromkeys(types))
 
     @property
     def reply_types(self) -> list[type[Message]]:

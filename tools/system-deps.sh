@@ -2,9 +2,9 @@
 # Makes sure the system packages the project runs on are present: Python >= 3.11 with venv,
 # RabbitMQ, Redis and PostgreSQL (their binaries only: tests and `make up` start private
 # instances and never use or touch a server the machine may already run), Podman and
-# debootstrap (the container tests), iptables and iproute2 (the partition test). Installs
-# what is missing with apt-get when running as root on Debian; otherwise says exactly what to
-# install.
+# debootstrap (the container tests), iptables and iproute2 (the partition test), Node.js and
+# npm (the AsyncAPI document's validation). Installs what is missing with apt-get when running
+# as root on Debian; otherwise says exactly what to install.
 set -euo pipefail
 
 python=${PYTHON:-python3}
@@ -27,6 +27,9 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# `make lint` validates the AsyncAPI document with AsyncAPI's own parser (npm).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The partition test cuts connections with iptables in a network namespace of its own.
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)

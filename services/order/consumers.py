@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from chassis.consumer import Handler
 from chassis.events import Message
-from chassis.saga import Saga
+from chassis.saga import Saga, SagaDefinition
 from chassis.topology import Subscription
 
 
+def replies_of(definition: SagaDefinition) -> Subscription:
+    """The subscription to every reply the saga awaits."""
+    return Subscription(service="order", purpose="saga-replies", types=definition.reply_types)
+
+
 def saga_replies(saga: Saga) -> tuple[Subscription, dict[type[Message], Handler]]:
-    """The subscription to every reply the saga awaits, each handled by the saga."""
-    types = saga.definition.reply_types
-    subscription = Subscription(service="order", purpose="saga-replies", types=types)
-    return subscription, dict.fromkeys(types, saga.handle_reply)
+    """The subscription to the saga's replies, each handled by the saga."""
+    subscription = replies_of(saga.definition)
+    return subscription, dict.fromkeys(subscription.types, saga.handle_reply)

@@ -19,12 +19,7 @@ from chassis.events import TypeRegistry, route_of
 from chassis.topology import declare_exchange
 from gateway.config import IDEMPOTENCY_KEY
 from harness.shop import eventually
-from services import catalogue
-from services.inventory import consumers as inventory_consumers
-from services.notification import consumers as notification_consumers
-from services.order import consumers as order_consumers
-from services.order.service import order_saga
-from services.user import consumers as user_consumers
+from services import catalogue, messaging
 
 SERVICES = {service.name: service.serves[0] for service in catalogue.domain_services()}
 ROUTED_MODULES = [
@@ -36,22 +31,9 @@ ROUTED_MODULES = [
 ]
 
 
-async def _nothing(*_):
-    return None
-
-
 def subscriptions():
-    """Every consumer subscription of every service."""
-    saga = order_saga(on_completed=_nothing, on_failed=_nothing, step_timeout_s=1)
-    order_replies = order_consumers.Subscription(
-        service="order", purpose="saga-replies", types=saga.reply_types
-    )
-    return [
-        user_consumers.COMMANDS,
-        inventory_consumers.COMMANDS,
-        notification_consumers.EVENTS,
-        order_replies,
-    ]
+    """Every consumer subscription of every domain service (auth's events are its own test's)."""
+    return [s for name, found in messaging.subscriptions().items() if name != "auth" for s in found]
 
 
 def routed_types():
