@@ -11,6 +11,8 @@ INSTALLED := $(VENV)/.installed
 # `make lint` checks the configuration and the rules with its promtool.
 PROMETHEUS := .build/prometheus/usr/bin/prometheus
 PROMTOOL := .build/prometheus/usr/bin/promtool
+# The npm tools of `make lint` (AsyncAPI's parser), exactly as package-lock.json pins them.
+NODE_TOOLS := tools/node/node_modules/.installed
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
@@ -138,8 +140,6 @@ lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) check-gen
 $(PROMETHEUS):
 	tools/prometheus.sh .build/prometheus
 
-# The npm tools of `make lint` (AsyncAPI's parser), exactly as package-lock.json pins them.
-NODE_TOOLS := tools/node/node_modules/.installed
 $(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
 	@PYTHON=$(PYTHON) tools/system-deps.sh
 	npm ci --prefix tools/node --no-audit --no-fund --ignore-scripts --loglevel=error

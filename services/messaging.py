@@ -51,8 +51,7 @@ def events_published() -> dict[str, list[type[Message]]]:
     """The events each service publishes: the events of its contract packages."""
     return {
         service.name: [
-            GetMessageClass(m)
-            for m in service.routed_messages(options_pb2.MESSAGE_KIND_EVENT)
+            GetMessageClass(m) for m in service.routed_messages(options_pb2.MESSAGE_KIND_EVENT)
         ]
         for service in catalogue.domain_services()
     }
