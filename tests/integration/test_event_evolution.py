@@ -8,6 +8,7 @@ as unknown (for anything it passes on), acks, and dead-letters nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ import uuid
 from io import BytesIO
 from pathlib import Path
 
+import aio_pika
 import grpc
 import grpc_tools
 import pytest
@@ -89,6 +91,17 @@ def old_consumer(system, tmp_path):
         yield revision, store
     finally:
         process.stop()
+        asyncio.run(_delete_queues(system.amqp_url))
+
+
+async def _delete_queues(url: str) -> None:
+    """The test's queues go with it: the shared system's consumers are all that is left."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        retries = [SUBSCRIPTION.retry_queue(n) for n in range(len(SUBSCRIPTION.retry_delays_s))]
+        for queue in (SUBSCRIPTION.queue(), SUBSCRIPTION.dead_letter_queue, *retries):
+            await channel.queue_delete(queue)
 
 
 def decoded(store: Path, order_id: str) -> dict | None:
