@@ -40,7 +40,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -59,7 +59,18 @@ from chassis.metrics import Metrics, MetricsServer, RpcMetrics
 from chassis.registry import Instance, Registration, Registry
 from chassis.store import VersionConflict
 
-__all__ = ["LIVENESS", "STATUS_OF_ERROR", "GrpcServer", "Service", "serve", "status_of"]
+if TYPE_CHECKING:  # chassis.graphql answers failures as this module does: it imports it
+    from chassis.graphql import Subgraph
+
+__all__ = [
+    "LIVENESS",
+    "STATUS_OF_ERROR",
+    "GrpcServer",
+    "Service",
+    "failure",
+    "serve",
+    "status_of",
+]
 
 log = get_logger(__name__)
 
@@ -120,26 +131,31 @@ def _correlation_id_of(metadata: dict[str, Any]) -> str:
     return new_correlation_id()
 
 
-async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
-    """Answers a failed call: a domain error with its status and message; a store or broker
-    that cannot do the work now UNAVAILABLE, a transaction that lost every retry to concurrent
-    ones ABORTED (both worth trying again); anything else INTERNAL."""
+def failure(exc: Exception, *, what: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message a failed call (`what`: e.g. its method) is answered with, logged
+    once: a domain error with its status and message; a store or broker that cannot do the
+    work now UNAVAILABLE, a transaction that lost every retry to concurrent ones ABORTED (both
+    worth trying again); anything else INTERNAL, without its details. The gRPC edge and the
+    GraphQL subgraphs (chassis.graphql) answer alike."""
     code = _code_of(exc)
     if isinstance(exc, errors.DomainError):
-        log.info("rpc failed", method=method, code=code.name, error=str(exc))
-        await context.abort(code, str(exc))
+        log.info("call failed", method=what, code=code.name, error=str(exc))
+        return code, str(exc)
     if code is not grpc.StatusCode.INTERNAL:
-        log.warning("rpc failed", method=method, code=code.name, error=repr(exc)[:300])
-        what = (
+        log.warning("call failed", method=what, code=code.name, error=repr(exc)[:300])
+        cause = (
             "concurrent changes to the same data won every retry"
             if code is grpc.StatusCode.ABORTED
             else f"a dependency cannot answer now ({type(exc).__name__})"
         )
-        await context.abort(code, f"{what}: try again (correlation id {correlation_id.get()})")
-    log.exception("rpc crashed", method=method)
-    await context.abort(
-        grpc.StatusCode.INTERNAL, f"internal error, correlation id {correlation_id.get()}"
-    )
+        return code, f"{cause}: try again (correlation id {correlation_id.get()})"
+    log.error("call crashed", method=what, exc_info=exc)
+    return code, f"internal error, correlation id {correlation_id.get()}"
+
+
+async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    """Answers a failed call (see `failure`)."""
+    await context.abort(*failure(exc, what=method))
 
 
 # Status codes that mean the server failed the call, not the caller (OpenTelemetry's gRPC
@@ -410,8 +426,10 @@ async def serve(
     authenticator: Authenticator | None = None,
     notes: Callable[[], Mapping[str, str]] | None = None,
     metrics: Metrics | None = None,
+    subgraph: Subgraph | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry.
+    `subgraph`: its GraphQL subgraph, at `/graphql` beside `/metrics` (chassis.graphql).
 
     `notes()`, read at each heartbeat, is published with the instance's registration: what an
     operator should know of it, e.g. `Runtime.notes` (its breakers' states, and what the
@@ -429,7 +447,12 @@ async def serve(
         shutdown_grace_s=settings.shutdown_grace_s,
         metrics=metrics,
     )
-    exporter = MetricsServer(metrics, host=settings.grpc_host, port=settings.metrics_port)
+    routes = {}
+    if subgraph is not None:
+        routes["/graphql"] = subgraph.view(authenticator, metrics.registry)
+    exporter = MetricsServer(
+        metrics, host=settings.grpc_host, port=settings.metrics_port, routes=routes
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

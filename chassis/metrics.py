@@ -25,7 +25,7 @@ breakers read, when Prometheus scrapes or the runtime samples, never per message
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import grpc
 from aiohttp import web
@@ -165,18 +165,29 @@ class Metrics:
 
 
 class MetricsServer:
-    """`/metrics` over HTTP on the event loop (aiohttp), at `host:port` (0: a free port)."""
+    """`/metrics` over HTTP on the event loop (aiohttp), at `host:port` (0: a free port), and
+    the instance's other HTTP `routes` (its GraphQL subgraph's `/graphql`)."""
 
-    def __init__(self, metrics: Metrics, *, host: str, port: int = 0):
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        host: str,
+        port: int = 0,
+        routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+    ):
         self._metrics = metrics
         self._host = host
         self._port = port
+        self._routes = dict(routes or {})
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> int:
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
+        for path, handler in self._routes.items():
+            app.router.add_route("*", path, handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_port=False)

@@ -7,7 +7,7 @@ from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.runtime import Runtime
 from services import catalogue
-from services.inventory import api, consumers, store
+from services.inventory import api, consumers, graph, store
 from services.inventory.config import InventorySettings
 from services.inventory.service import Inventory
 
@@ -28,4 +28,5 @@ async def main() -> None:
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
             notes=runtime.notes,
             metrics=runtime.metrics,
+            subgraph=graph.subgraph(inventory),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from common.v1 import money_pb2
@@ -105,6 +105,11 @@ class Inventory:
     async def product(self, product_id: str) -> dict[str, Any]:
         async with self._store.transaction() as tx:
             return await self._product(tx, product_id)
+
+    async def products(self, product_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Several products in one transaction, in the order asked; None for a missing one."""
+        async with self._store.transaction() as tx:
+            return [await tx.get(PRODUCTS.name, i) if i else None for i in product_ids]
 
     async def list_products(
         self, *, page_size: int, page_token: str

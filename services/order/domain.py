@@ -107,8 +107,12 @@ def priced_lines(
         raise InvalidArgument(
             f"an order's products must share a currency, not {sorted(currencies)}"
         )
-    total = sum(line["quantity"] * line["unit_price_minor"] for line in lines)
+    total = sum(line_total_minor(line) for line in lines)
     return lines, total, currencies.pop()
+
+
+def line_total_minor(line: Mapping[str, Any]) -> int:
+    return int(line["quantity"]) * int(line["unit_price_minor"])
 
 
 def check_cancellable(order: Mapping[str, Any]) -> None:

@@ -12,7 +12,7 @@ from chassis.logging import get_logger
 from chassis.runtime import Runtime
 from chassis.store import Store, StoreError
 from services import catalogue
-from services.order import api, api_v2, clients, consumers, store
+from services.order import api, api_v2, clients, consumers, graph, store
 from services.order.config import OrderSettings
 from services.order.service import Orders
 
@@ -53,6 +53,7 @@ async def main() -> None:
             authenticator=await runtime.token_verifier(catalogue.ISSUER),
             notes=runtime.notes,
             metrics=runtime.metrics,
+            subgraph=graph.subgraph(orders),
         )
 
 

@@ -55,7 +55,7 @@ def items_proto(order: Mapping[str, Any]) -> list[pb_v2.Item]:
                 amount_minor=line["unit_price_minor"], currency_code=currency
             ),
             line_total=money_pb2.Money(
-                amount_minor=line["quantity"] * line["unit_price_minor"], currency_code=currency
+                amount_minor=domain.line_total_minor(line), currency_code=currency
             ),
         )
         for line in order["lines"]

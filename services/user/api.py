@@ -15,6 +15,7 @@ from chassis.errors import InvalidArgument
 from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
+from services.user import domain
 from services.user.keys import SigningKeys
 from services.user.service import Tokens, Users, preferences_proto
 
@@ -23,7 +24,7 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 def profile_proto(user: Mapping[str, Any]) -> pb.Profile:
     limit = int(user["credit_limit_minor"])
-    available = max(0, limit - int(user["credit_reserved_minor"]))
+    available = domain.credit_available(user)
     return pb.Profile(
         user_id=user["_id"],
         email=user["email"],

@@ -111,6 +111,11 @@ class CreditDecision:
     available_minor: int
 
 
+def credit_available(user: Mapping[str, Any]) -> int:
+    """What a user may still reserve: the limit minus current reservations, never below 0."""
+    return max(0, int(user["credit_limit_minor"]) - int(user["credit_reserved_minor"]))
+
+
 def decide_credit(
     *, limit_minor: int, reserved_minor: int, amount_minor: int, currency: str, requested: str
 ) -> CreditDecision:

@@ -8,7 +8,7 @@ from chassis.grpc import serve
 from chassis.runtime import Runtime
 from chassis.store import Store, open_store
 from chassis.tokens import KeySet, TokenVerifier
-from services.user import api, consumers, store
+from services.user import api, consumers, graph, store
 from services.user.config import UserSettings
 from services.user.keys import SigningKeys
 from services.user.service import CreditPolicy, TokenPolicy, Users
@@ -57,6 +57,7 @@ async def main() -> None:
             authenticator=verifier,
             notes=runtime.notes,
             metrics=runtime.metrics,
+            subgraph=graph.subgraph(users),
         )
 
 

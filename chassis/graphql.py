@@ -1,0 +1,249 @@
+"""GraphQL subgraphs (Apollo Federation v2, with strawberry) served by a service beside its gRPC
+API: `/graphql` on the instance's HTTP server, the one of `/metrics`, whose port it registers.
+The federation gateway (gateway/graphql) reaches them through Envoy; nothing else should.
+
+What every subgraph gets from here, so that its resolvers only call its use cases:
+- the caller, from `authorization: Bearer <token>`, verified as a gRPC call's is
+  (chassis.tokens, the same cache); `caller_of(info)` in a resolver that needs one raises
+  Unauthenticated, naming what is wrong with the token if one was sent; public fields ignore
+  tokens, as public RPCs do;
+- errors as GraphQL errors with the gRPC status in `extensions` (`code`: its name,
+  `grpcStatus`: its number), with the message the gRPC edge would give (chassis.grpc.failure:
+  a domain error's own message, INTERNAL without details); a query the schema refuses is
+  INVALID_ARGUMENT;
+- batched loading: `load(info, name, key)` goes through a DataLoader per request, built from
+  the subgraph's batch functions, so that the entities of one level cost one call;
+- metrics: `ordermesh_graphql_requests_total{operation}` and, per batch function,
+  `ordermesh_graphql_batches_total{loader}` and `ordermesh_graphql_batch_keys_total{loader}`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NewType
+
+import grpc
+import strawberry
+from aiohttp import web
+from graphql.error import GraphQLError
+from prometheus_client import CollectorRegistry, Counter
+from strawberry.aiohttp.views import GraphQLView
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import SchemaExtension
+from strawberry.federation import Schema
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.scalar import ScalarDefinition
+
+from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
+from chassis.errors import Unauthenticated
+from chassis.grpc import failure
+from chassis.identity import Authenticator
+from chassis.tokens import Claims
+
+__all__ = [
+    "DateTime",
+    "GraphqlMetrics",
+    "Int64",
+    "Money",
+    "Subgraph",
+    "caller_of",
+    "load",
+    "money",
+]
+
+# 64-bit integers as strings, as protobuf's JSON mapping (and so the REST API) has them:
+# GraphQL's Int is 32 bits.
+Int64 = NewType("Int64", int)
+SCALARS: dict[object, ScalarDefinition] = {
+    Int64: strawberry.scalar(
+        name="Int64",
+        serialize=str,
+        parse_value=int,
+        description="A 64-bit integer, as a string (protobuf's JSON mapping)",
+    )
+}
+DateTime = datetime.datetime
+
+
+@strawberry.federation.type(shareable=True, description="An amount in integer minor units")
+class Money:
+    amount_minor: Int64
+    currency_code: str
+
+
+def money(amount_minor: int, currency: str) -> Money:
+    return Money(amount_minor=Int64(amount_minor), currency_code=currency)
+
+
+BatchFunction = Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]
+
+
+class GraphqlMetrics:
+    """What the subgraph of one process was asked, and how its batches went."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.requests = Counter(
+            "ordermesh_graphql_requests", "GraphQL operations the subgraph executed, by type",
+            ["operation"], registry=registry,
+        )  # fmt: skip
+        self.batches = Counter(
+            "ordermesh_graphql_batches", "Calls of a batch function (one per level and request)",
+            ["loader"], registry=registry,
+        )  # fmt: skip
+        self.batch_keys = Counter(
+            "ordermesh_graphql_batch_keys", "Keys the batch calls loaded",
+            ["loader"], registry=registry,
+        )  # fmt: skip
+
+
+@dataclass
+class Context:
+    """A request's context: its verified caller (or why there is none) and its loaders."""
+
+    caller: Claims | None
+    token_problem: str
+    loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+
+
+def caller_of(info: strawberry.Info) -> Claims:
+    """The verified caller; Unauthenticated for a request without a valid token."""
+    context: Context = info.context
+    if context.caller is None:
+        raise Unauthenticated(context.token_problem)
+    return context.caller
+
+
+async def load(info: strawberry.Info, loader: str, key: Any) -> Any:
+    """`key` loaded by the batch function `loader`, batched with the request's other loads."""
+    context: Context = info.context
+    return await context.loaders[loader].load(key)
+
+
+def _error_extensions(error: GraphQLError) -> tuple[str, dict[str, Any]]:
+    original = error.original_error
+    if original is None:  # the document itself: unparsable, or not valid for the schema
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, error.message
+    elif isinstance(original, Exception):
+        code, message = failure(original, what=".".join(str(p) for p in error.path or ()))
+    else:
+        raise original
+    return message, {"code": code.name, "grpcStatus": code.value[0]}
+
+
+class _Statuses(SchemaExtension):
+    """Every error with its gRPC status in `extensions`, and the message the edge would give."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if not errors:
+            return
+        answered = []
+        for error in errors:
+            message, extensions = _error_extensions(error)
+            answered.append(
+                GraphQLError(
+                    message,
+                    nodes=error.nodes,
+                    source=error.source,
+                    positions=error.positions,
+                    path=error.path,
+                    extensions={**(error.extensions or {}), **extensions},
+                )
+            )
+        result.errors = answered  # type: ignore[union-attr]
+
+
+class _Counted(SchemaExtension):
+    """Counts the operations executed, by type."""
+
+    def __init__(self, metrics: GraphqlMetrics):
+        self._metrics = metrics
+
+    def on_execute(self) -> Iterator[None]:
+        operation = self.execution_context.operation_type
+        self._metrics.requests.labels(operation.value if operation else "unknown").inc()
+        yield
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    """A service's subgraph: its schema's root types and entities, and its batch functions
+    (each takes keys and returns one value, or an exception, per key, in order)."""
+
+    name: str
+    query: type
+    mutation: type | None = None
+    types: Sequence[type] = ()
+    loaders: Mapping[str, BatchFunction] = field(default_factory=dict)
+
+    def schema(self, metrics: GraphqlMetrics | None = None) -> Schema:
+        extensions: list[Any] = [_Statuses]
+        if metrics is not None:
+            extensions.append(lambda: _Counted(metrics))
+        return Schema(
+            query=self.query,
+            mutation=self.mutation,
+            types=list(self.types),
+            extensions=extensions,
+            # Field suggestions ("did you mean ...") would tell a stranger the schema.
+            config=StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True),
+        )
+
+    def sdl(self) -> str:
+        """The subgraph's schema in SDL with its federation directives, for composition."""
+        return str(self.schema().as_str()) + "\n"
+
+    def view(
+        self, authenticator: Authenticator | None, registry: CollectorRegistry
+    ) -> GraphQLView[Context, None]:
+        """The aiohttp handler of `/graphql`, its metrics in `registry`."""
+        metrics = GraphqlMetrics(registry)
+        loaders = self.loaders
+        schema = self.schema(metrics)
+
+        def counted(name: str, batch: BatchFunction) -> BatchFunction:
+            async def load_batch(keys: Sequence[Any]) -> Sequence[Any]:
+                metrics.batches.labels(name).inc()
+                metrics.batch_keys.labels(name).inc(len(keys))
+                return await batch(keys)
+
+            return load_batch
+
+        class View(GraphQLView[Context, None]):
+            async def get_context(self, request: web.Request, response: object) -> Context:
+                given = request.headers.get("x-correlation-id") or request.headers.get(
+                    "x-request-id", ""
+                )
+                correlation_id.set(accepted_correlation_id(given) or new_correlation_id())
+                caller, problem = await _caller(authenticator, request.headers)
+                return Context(
+                    caller=caller,
+                    token_problem=problem,
+                    loaders={
+                        name: DataLoader(load_fn=counted(name, batch))
+                        for name, batch in loaders.items()
+                    },
+                )
+
+        return View(schema=schema, graphql_ide=None, allow_queries_via_get=False)
+
+
+async def _caller(
+    authenticator: Authenticator | None, headers: Mapping[str, str]
+) -> tuple[Claims | None, str]:
+    value = headers.get("authorization", "")
+    if not value:
+        return None, "no access token: send 'authorization: Bearer <token>'"
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, "the authorization header is not 'Bearer <token>'"
+    if authenticator is None:
+        return None, "this server verifies no tokens"
+    try:
+        return await authenticator.verify(token.strip()), ""
+    except Unauthenticated as exc:
+        return None, str(exc)
