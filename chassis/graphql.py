@@ -19,7 +19,6 @@ What every subgraph gets from here, so that its resolvers only call its use case
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType
@@ -43,7 +42,6 @@ from chassis.identity import Authenticator
 from chassis.tokens import Claims
 
 __all__ = [
-    "DateTime",
     "GraphqlMetrics",
     "Int64",
     "Money",
@@ -64,7 +62,6 @@ SCALARS: dict[object, ScalarDefinition] = {
         description="A 64-bit integer, as a string (protobuf's JSON mapping)",
     )
 }
-DateTime = datetime.datetime
 
 
 @strawberry.federation.type(shareable=True, description="An amount in integer minor units")
