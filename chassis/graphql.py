@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NewType
+from typing import Any, Final, NewType
 
 import grpc
 import strawberry
@@ -73,6 +73,10 @@ class Money:
 def money(amount_minor: int, currency: str) -> Money:
     return Money(amount_minor=Int64(amount_minor), currency_code=currency)
 
+
+# The newest version The Guild's composition (tools/supergraph.py) knows; the one of @cost and
+# @listSize, which the gateway's cost limit reads.
+FEDERATION_VERSION: Final = "2.9"
 
 BatchFunction = Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]
 
@@ -183,6 +187,7 @@ class Subgraph:
             extensions.append(lambda: _Counted(metrics))
         return Schema(
             query=self.query,
+            federation_version=FEDERATION_VERSION,
             mutation=self.mutation,
             types=list(self.types),
             extensions=extensions,

@@ -352,8 +352,14 @@ class GrpcServer:
             options=[("grpc.so_reuseport", 0)],
         )
         self._health = health.aio.HealthServicer()
+        self._serving = False
         self._watcher: asyncio.Task[None] | None = None
         self.port = 0
+
+    @property
+    def serving(self) -> bool:
+        """What its health says of the whole server: SERVING (ready, not shutting down)."""
+        return self._serving
 
     @property
     def health_names(self) -> list[str]:
@@ -386,6 +392,7 @@ class GrpcServer:
 
     async def stop(self) -> None:
         """NOT_SERVING at once, then refuses new calls and lets in-flight ones finish."""
+        self._serving = False
         await self._health.enter_graceful_shutdown()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -402,6 +409,7 @@ class GrpcServer:
         )
         for name in self.health_names:
             await self._health.set(name, status)
+        self._serving = ready
 
     async def _refresh_health(self) -> None:
         was_ready = self._readiness.ready
@@ -451,7 +459,11 @@ async def serve(
     if subgraph is not None:
         routes["/graphql"] = subgraph.view(authenticator, metrics.registry)
     exporter = MetricsServer(
-        metrics, host=settings.grpc_host, port=settings.metrics_port, routes=routes
+        metrics,
+        host=settings.grpc_host,
+        port=settings.metrics_port,
+        routes=routes,
+        serving=lambda: server.serving,
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

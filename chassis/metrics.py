@@ -166,7 +166,9 @@ class Metrics:
 
 class MetricsServer:
     """`/metrics` over HTTP on the event loop (aiohttp), at `host:port` (0: a free port), and
-    the instance's other HTTP `routes` (its GraphQL subgraph's `/graphql`)."""
+    the instance's other HTTP `routes` (its GraphQL subgraph's `/graphql`); with `serving`,
+    `/healthz`: 200 while it says the instance serves (its gRPC health), else 503, for what
+    checks the HTTP routes (the gateway's subgraph clusters)."""
 
     def __init__(
         self,
@@ -175,17 +177,21 @@ class MetricsServer:
         host: str,
         port: int = 0,
         routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+        serving: Callable[[], bool] | None = None,
     ):
         self._metrics = metrics
         self._host = host
         self._port = port
         self._routes = dict(routes or {})
+        self._serving = serving
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> int:
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
+        if self._serving is not None:
+            app.router.add_get("/healthz", self._health)
         for path, handler in self._routes.items():
             app.router.add_route("*", path, handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -199,6 +205,12 @@ class MetricsServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _health(self, _: web.Request) -> web.Response:
+        assert self._serving is not None
+        if self._serving():
+            return web.Response(text="SERVING\n")
+        return web.Response(status=503, text="NOT_SERVING\n")
 
     async def _scrape(self, _: web.Request) -> web.Response:
         response = web.Response(body=self._metrics.exposition())

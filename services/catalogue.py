@@ -53,6 +53,7 @@ __all__ = [
     "by_api",
     "domain_services",
     "entry",
+    "graph_services",
     "in_start_order",
 ]
 
@@ -75,6 +76,8 @@ class Service:
     calls: tuple[str, ...] = ()
     # One of the gateway's own services (the auth check, the global rate limits).
     gateway: bool = False
+    # It serves a GraphQL subgraph (`services.<name>.graph`), part of the gateway's supergraph.
+    graph: bool = False
 
     @property
     def module(self) -> str:
@@ -155,13 +158,14 @@ async def _published_keys(channel: grpc.aio.Channel, timeout_s: float) -> Messag
 ISSUER = KeyIssuer("user", _published_keys)
 
 CATALOGUE: tuple[Service, ...] = (
-    Service("user", UserSettings, serves=("user.v1.UserService",)),
-    Service("inventory", InventorySettings, serves=("inventory.v1.InventoryService",)),
+    Service("user", UserSettings, serves=("user.v1.UserService",), graph=True),
+    Service("inventory", InventorySettings, serves=("inventory.v1.InventoryService",), graph=True),
     Service(
         "order",
         OrderSettings,
         serves=("order.v1.OrderService", "order.v2.OrderService"),
         calls=("inventory",),
+        graph=True,
     ),
     Service("notification", NotificationSettings, serves=("notification.v1.NotificationService",)),
     Service("auth", AuthSettings, gateway=True),
@@ -193,6 +197,11 @@ def entry(name: str) -> Service:
 def domain_services() -> list[Service]:
     """The services behind the gateway, whose RPCs it routes."""
     return [s for s in CATALOGUE if not s.gateway]
+
+
+def graph_services() -> list[Service]:
+    """The services whose subgraphs the GraphQL gateway composes (tools/supergraph.py)."""
+    return [s for s in CATALOGUE if s.graph]
 
 
 def by_api(full_name: str) -> Service:

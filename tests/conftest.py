@@ -49,12 +49,14 @@ def system(
 def gateway(
     system: System, redis_server: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalGateway]:
-    """Envoy and its agent in front of the session's system, once every service is healthy."""
+    """Envoy and its agent, and the GraphQL federation gateway behind it, in front of the
+    session's system, once every service (and subgraph) is healthy."""
     # Every test's client is 127.0.0.1: per-client read limits are tested in test_rate_limits.
     running = LocalGateway(
         tmp_path_factory.mktemp("gateway"),
         redis_url=redis_server.url,
         reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
+        graphql=True,
     )
     try:
         running.start()

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import strawberry
+from strawberry import UNSET
+from strawberry.federation.schema_directives import ListSize
 
 from chassis.errors import NotFound
 from chassis.graphql import Int64, Money, Subgraph, load, money
@@ -67,7 +69,12 @@ def subgraph(inventory: Inventory) -> Subgraph:
         async def product(self, info: strawberry.Info, product_id: strawberry.ID) -> Product:
             return await load(info, PRODUCTS, str(product_id))  # type: ignore[no-any-return]
 
-        @strawberry.field(description="Products by SKU, `first` at a time (at most 100)")
+        @strawberry.field(
+            description="Products by SKU, `first` at a time (at most 100)",
+            directives=[
+                ListSize(assumed_size=UNSET, slicing_arguments=["first"], sized_fields=["products"])
+            ],
+        )
         async def products(self, first: int = 20, after: str = "") -> ProductPage:
             found, token = await inventory.list_products(page_size=first, page_token=after)
             return ProductPage(products=[product_of(p) for p in found], next_page_token=token)

@@ -17,7 +17,8 @@ from typing import Any
 import strawberry
 from common.v1 import address_pb2
 from order.v2 import order_service_pb2 as pb
-from strawberry.federation.schema_directives import Key
+from strawberry import UNSET
+from strawberry.federation.schema_directives import Key, ListSize
 from strawberry.federation.types import FieldSet
 
 from chassis import bounds
@@ -102,7 +103,10 @@ class User:
     ) -> User:
         return cls(user_id=userId)
 
-    @strawberry.field(description="The user's orders, newest first (the caller's own only)")
+    @strawberry.field(
+        description="The user's orders, newest first (the caller's own only), at most 100",
+        directives=[ListSize(assumed_size=UNSET, slicing_arguments=["first"], sized_fields=UNSET)],
+    )
     async def orders(self, info: strawberry.Info, first: int = 20) -> list[Order]:
         caller = caller_of(info)
         if str(self.user_id) != caller.user_id:

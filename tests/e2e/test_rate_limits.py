@@ -35,7 +35,7 @@ def world(rabbitmq, tmp_path_factory):
     ) as (redis, system):
         directory = system.directory.parent
         gateways = [
-            LocalGateway(directory / "gateway-a", redis_url=redis.url),
+            LocalGateway(directory / "gateway-a", redis_url=redis.url, graphql=True),
             LocalGateway(
                 directory / "gateway-b", redis_url=redis.url, local_limit_per_s=FLOOR_PER_SECOND
             ),
@@ -108,6 +108,69 @@ async def test_writes_are_limited_per_user(world, http):
         f"{a.url}/v1/users/me", headers={"authorization": f"Bearer {ada.access_token}"}
     ) as response:
         assert response.status == 200  # reads are not counted
+
+
+PLACE = """
+mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { orderId } }
+"""
+
+
+async def graphql(http, gateway, query: str, token: str = "", **variables) -> tuple[int, dict]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    body = {"query": query, "variables": variables}
+    async with http.post(f"{gateway.url}/graphql", json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_graphql_mutations_spend_the_same_write_budget_as_rest(world, http):
+    _, system, (a, _) = world
+    shop = Shop(system)
+    try:
+        ada = await shop.register()
+        product = await shop.product(price_minor=100, stock=100)
+    finally:
+        await shop.close()
+    await a_fresh_minute()
+
+    async def place() -> tuple[int, dict]:
+        order = {
+            "idempotencyKey": str(uuid.uuid4()),
+            "items": [{"productId": product.product_id, "quantity": 1}],
+            "deliveryAddress": {"recipient": "Ada", "addressLines": ["Main St 1"],
+                                "locality": "Berlin", "regionCode": "DE"},
+        }  # fmt: skip
+        return await graphql(http, a, PLACE, ada.access_token, input=order)
+
+    async with http.patch(
+        f"{a.url}/v1/users/me",
+        json={"displayName": "Ada"},
+        headers={"authorization": f"Bearer {ada.access_token}"},
+    ) as response:
+        assert response.status == 200
+    placed = [await place() for _ in range(WRITES_PER_USER_PER_MINUTE - 1)]
+    assert all("errors" not in answer for _, answer in placed), placed
+    _, refused = await place()
+    (error,) = refused["errors"]
+    assert error["extensions"]["code"] == "RESOURCE_EXHAUSTED", refused
+    assert error["extensions"]["grpcStatus"] == RESOURCE_EXHAUSTED
+    # Queries are reads, not writes.
+    status, me = await graphql(http, a, "{ me { displayName } }", ada.access_token)
+    assert (status, me) == (200, {"data": {"me": {"displayName": "Ada"}}})
+
+
+async def test_graphql_reads_are_limited_per_client_as_rest_reads_are(world, http):
+    _, _, (a, _) = world
+    burst = a.config.read_burst_per_client
+    query = "{ products(first: 1) { products { name } } }"
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=("127.0.0.4", 0))
+    ) as one:
+        answers = await asyncio.gather(*(graphql(one, a, query) for _ in range(2 * burst)))
+    limited = [answer for status, answer in answers if status == 429]
+    assert limited, "no request was limited"
+    (error,) = limited[0]["errors"]
+    assert error["extensions"] == {"code": "RESOURCE_EXHAUSTED", "grpcStatus": RESOURCE_EXHAUSTED}
+    assert (await graphql(http, a, query))[0] == 200  # another client's reads are their own
 
 
 async def test_the_local_limit_is_a_floor_per_gateway(world, http):
