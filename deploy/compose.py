@@ -6,7 +6,8 @@
 compose.yaml is the whole system for Docker Compose (or Podman): RabbitMQ, Redis, PostgreSQL
 (a database per service that keeps state), the gateway (Envoy, its bootstrap rendered by
 `gateway.config` in a one-shot container, its endpoints and edge policy written by its agent,
-`gateway.agent`, from the registry and the auth service's policy), and every service of the
+`gateway.agent`, from the registry and the auth service's policy; the GraphQL federation
+gateway behind its /graphql, Hive Gateway's official image), and every service of the
 catalogue with REPLICAS instances, restart policies, health checks (`python -m chassis.probe`),
 a read-only root filesystem and a rolling-update policy. Every address and port is a variable
 whose default suits a normal Docker network; every secret is a variable that must be set
@@ -41,6 +42,8 @@ REDIS = "${REDIS_HOST:-redis}:${REDIS_PORT:-6379}"
 POSTGRES = "${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}"
 GRPC_PORT = "${GRPC_PORT:-50051}"
 METRICS_PORT = "${METRICS_PORT:-9464}"
+GRAPHQL_PORT = "${GRAPHQL_PORT:-4000}"
+SUBGRAPHS_PORT = "${SUBGRAPHS_PORT:-8081}"
 APP_IMAGE = "${ORDERMESH_IMAGE:-localhost/ordermesh:latest}"
 
 
@@ -193,12 +196,16 @@ def _gateway() -> dict[str, Any]:
                 '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
                 f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
                 f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
-                '--admin-port "$$GATEWAY_ADMIN_PORT" --prepare',
+                '--admin-port "$$GATEWAY_ADMIN_PORT" --graphql-address "$$GRAPHQL_ADDRESS" '
+                '--subgraphs-host "$$GATEWAY_LISTEN" --subgraphs-port "$$SUBGRAPHS_PORT" '
+                "--prepare",
             ],
             environment={
                 "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
                 "GATEWAY_PORT": "${GATEWAY_PORT:-8080}",
                 "GATEWAY_ADMIN_PORT": "${GATEWAY_ADMIN_PORT:-9901}",
+                "GRAPHQL_ADDRESS": f"${{GRAPHQL_HOST:-graphql}}:{GRAPHQL_PORT}",
+                "SUBGRAPHS_PORT": SUBGRAPHS_PORT,
             },
             volumes=[f"gateway:{GATEWAY_DIR}"],
             restart="on-failure",
@@ -214,6 +221,26 @@ def _gateway() -> dict[str, Any]:
             restart="unless-stopped",
             depends_on={"gateway-config": {"condition": "service_completed_successfully"}},
         ),
+        # The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql): Hive
+        # Gateway's official image, with the configuration and the supergraph of this commit.
+        "graphql": {
+            "image": "${GRAPHQL_IMAGE:-ghcr.io/graphql-hive/gateway:2.15.1}",
+            "command": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
+            "read_only": True,
+            "tmpfs": ["/tmp"],
+            "security_opt": ["no-new-privileges:true"],
+            "cap_drop": ["ALL"],
+            "environment": {
+                "HOST": "${GRAPHQL_LISTEN:-0.0.0.0}",
+                "PORT": GRAPHQL_PORT,
+                "SUBGRAPHS_URL": f"http://${{GATEWAY_HOST:-gateway}}:{SUBGRAPHS_PORT}",
+            },
+            "volumes": [
+                f"./gateway/graphql/{name}:/gateway/{name}:ro"
+                for name in ("gateway.config.mjs", "supergraph.graphql")
+            ],
+            "restart": "unless-stopped",
+        },
         "gateway": {
             "image": "${ENVOY_IMAGE:-docker.io/envoyproxy/envoy:v1.40-latest}",
             "command": ["envoy", "-c", f"{GATEWAY_DIR}/envoy.json", "--log-level", "warn"],
@@ -337,7 +364,14 @@ def compose() -> dict[str, Any]:
 LOOPBACK_LISTEN = {
     "rabbitmq": {"RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "ERL_EPMD_ADDRESS": "127.0.0.1"},
     "redis": {"REDIS_LISTEN": "127.0.0.1"},
-    "gateway-config": {"GATEWAY_LISTEN": "127.0.0.1"},
+    "gateway-config": {
+        "GATEWAY_LISTEN": "127.0.0.1",
+        "GRAPHQL_ADDRESS": f"127.0.0.1:{GRAPHQL_PORT}",
+    },
+    "graphql": {
+        "HOST": "127.0.0.1",
+        "SUBGRAPHS_URL": f"http://127.0.0.1:{SUBGRAPHS_PORT}",
+    },
     "prometheus-targets": {"GATEWAY_ADMIN": "127.0.0.1:9901"},
     "grafana": {"PROMETHEUS_ADDRESS": "127.0.0.1:9090", "GF_SERVER_HTTP_ADDR": "127.0.0.1"},
 }

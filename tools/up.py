@@ -10,9 +10,10 @@ Starts, as processes supervised here (a crashed one is started again, with backo
 - the local SMTP server and SMS/push receivers (what they get is logged);
 - `--instances N` (default 2) of every service, the gateway's auth and rate-limit services
   included, registered in Redis;
-- the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its agent process; every request
-  passes its access filters (tokens, revoked sessions, roles; the auth service's check where a
-  contract asks for it) and is counted against the rate limits;
+- the gateway: Envoy on 127.0.0.1:8080 (GATEWAY_PORT) with its agent process, and the GraphQL
+  federation gateway behind its /graphql; every request passes its access filters (tokens,
+  revoked sessions, roles; the auth service's check where a contract asks for it) and is
+  counted against the rate limits;
 - Prometheus on 127.0.0.1:9090 (PROMETHEUS_PORT), scraping every instance and Envoy through the
   targets the registry gives, with the rules of monitoring/rules.yml (harness/prometheus.py).
 Before any service starts, the admin account (ADMIN_EMAIL, default admin@ordermesh.test) is
@@ -84,7 +85,7 @@ def seed(gateway: str, admin_email: str, password: str) -> list[str]:
 
 def examples(gateway: str, product_id: str) -> str:
     return f"""
-The gateway serves REST and gRPC on http://{gateway}. Try it:
+The gateway serves REST, gRPC and GraphQL (/graphql) on http://{gateway}. Try it:
 
   curl -s http://{gateway}/v1/products
   curl -s -X POST http://{gateway}/v1/users \\
@@ -96,6 +97,10 @@ The gateway serves REST and gRPC on http://{gateway}. Try it:
       -d '{{"idempotencyKey": "k-1", "items": [{{"productId": "{product_id}", "quantity": 2}}]}}'
   curl -s http://{gateway}/v1/orders -H "authorization: Bearer $TOKEN"
   curl -s http://{gateway}/v1/notifications -H "authorization: Bearer $TOKEN"
+
+  Q='{{ me {{ orders {{ state items {{ quantity product {{ name price {{ amountMinor }} }} }} }} }} }}'  # noqa: E501
+  curl -s http://{gateway}/graphql -H "authorization: Bearer $TOKEN" \\
+      -H 'content-type: application/json' -d "{{\\"query\\": \\"$Q\\"}}"
 
   grpcurl -plaintext -import-path proto -import-path .build/protodeps \\
       -proto inventory/v1/inventory_service.proto \\
@@ -213,6 +218,7 @@ def main() -> int:
             # The services read OTEL_* themselves (they inherit the environment); Envoy is
             # given the same receiver.
             otlp_endpoint=urlsplit(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).netloc,
+            graphql=True,
         )
         started.append(gateway)
         gateway.start()
@@ -230,6 +236,7 @@ def main() -> int:
             *instances,
             gateway.agent,
             gateway.envoy.process,
+            *([gateway.graphql.process] if gateway.graphql else []),
             prometheus.targets,
             prometheus.process,
         ]:

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from deploy import images
+from gateway.config import graph_cluster
 from harness.compose import PodmanApi, Stack
 from harness.gateway import endpoints_of
 from harness.process import free_port
@@ -41,6 +42,7 @@ def host_network_env(mail_port: int) -> dict[str, str]:
         "REDIS_IMAGE": "localhost/ordermesh-redis:test",
         "POSTGRES_IMAGE": "localhost/ordermesh-postgres:test",
         "ENVOY_IMAGE": "localhost/ordermesh-envoy:test",
+        "GRAPHQL_IMAGE": images.GRAPHQL,
         "RABBITMQ_HOST": "127.0.0.1",
         "RABBITMQ_PORT": str(rabbitmq_port),
         "RABBITMQ_DIST_PORT": str(free_port()),
@@ -52,6 +54,8 @@ def host_network_env(mail_port: int) -> dict[str, str]:
         "POSTGRES_PORT": str(free_port()),
         "GATEWAY_PORT": str(free_port()),
         "GATEWAY_ADMIN_PORT": str(free_port()),
+        "GRAPHQL_PORT": str(free_port()),
+        "SUBGRAPHS_PORT": str(free_port()),
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(mail_port),
         "ADMIN_EMAIL": ADMIN_EMAIL,
@@ -119,7 +123,9 @@ async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(
         async with aiohttp.ClientSession() as http, http.get(admin) as answer:
             clusters = endpoints_of(await answer.text())
         healthy = {c: sum(f == ["HEALTHY"] for _, f in hosts) for c, hosts in clusters.items()}
-        return all(healthy.get(s.name) == 2 for s in catalogue.CATALOGUE)
+        return all(healthy.get(s.name) == 2 for s in catalogue.CATALOGUE) and all(
+            healthy.get(graph_cluster(s.name)) == 2 for s in catalogue.graph_services()
+        )
 
     await eventually(every_instance_routed, timeout_s=120, what="2 healthy instances of each")
     print(f"every instance routed {time.monotonic() - started:.0f} s after `compose up` returned")
@@ -178,6 +184,32 @@ async def test_the_rest_journey_through_the_containers(stack, base_url, mail):
 
         await eventually(notified, timeout_s=60, what="the approval notification sent")
         assert mail.to(email), "no mail reached the SMTP server"
+
+        # The same order through GraphQL: the federation gateway's container, the subgraphs of
+        # the order and inventory containers.
+        query = "{ me { orders { orderId state items { quantity product { name } } } } }"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{base_url}/graphql",
+                json={"query": query},
+                headers={"authorization": f"Bearer {token}"},
+            ) as answer,
+        ):
+            assert answer.status == 200, await answer.text()
+            assert await answer.json() == {
+                "data": {
+                    "me": {
+                        "orders": [
+                            {
+                                "orderId": order_id,
+                                "state": "APPROVED",
+                                "items": [{"quantity": 2, "product": {"name": "Container"}}],
+                            }
+                        ]
+                    }
+                }
+            }
 
         # Another user is refused the order: not found, as if it did not exist.
         other = {"email": f"other-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
