@@ -409,12 +409,16 @@ def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
         "securityContext": container_security(10001),
         "volumeMounts": [
             *(
-                {"name": "graphql-config", "mountPath": f"/gateway/{name}", "subPath": name,
-                 "readOnly": True}
+                {
+                    "name": "graphql-config",
+                    "mountPath": f"/gateway/{name}",
+                    "subPath": name,
+                    "readOnly": True,
+                }
                 for name in GRAPHQL_FILES
             ),
             *mounts,
-        ],  # fmt: skip
+        ],
         "startupProbe": {**probe, "periodSeconds": 1, "failureThreshold": 60},
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 2},

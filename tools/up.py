@@ -98,7 +98,7 @@ The gateway serves REST, gRPC and GraphQL (/graphql) on http://{gateway}. Try it
   curl -s http://{gateway}/v1/orders -H "authorization: Bearer $TOKEN"
   curl -s http://{gateway}/v1/notifications -H "authorization: Bearer $TOKEN"
 
-  Q='{{ me {{ orders {{ state items {{ quantity product {{ name price {{ amountMinor }} }} }} }} }} }}'  # noqa: E501
+  Q='{{ me {{ orders {{ state items {{ quantity product {{ name }} }} }} }} }}'
   curl -s http://{gateway}/graphql -H "authorization: Bearer $TOKEN" \\
       -H 'content-type: application/json' -d "{{\\"query\\": \\"$Q\\"}}"
 
