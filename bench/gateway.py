@@ -5,12 +5,15 @@ RabbitMQ), Envoy gateways in front of it: one plain (routes and transcoding only
 complete (plus the edge auth: the token verified by jwt_authn, the revoked sessions and the
 admin rule by RBAC, fed by the auth service; and the rate limits). The same authenticated
 read (UserService.GetProfile, `GET /v1/users/me`, which needs no per-call auth check) is
-called four ways:
+called five ways:
 
     direct        gRPC straight to a user service instance (which verifies the token itself)
     envoy_grpc    gRPC through the plain gateway
     rest          REST through the plain gateway (transcoding)
     rest_auth     REST through a complete gateway (transcoding + edge auth + rate limits)
+    graphql       the same fields as `{ me { ... } }` through the complete gateway's /graphql:
+                  Envoy (edge auth, limits), the federation gateway (Hive Gateway, Node), Envoy's
+                  subgraph listener, the user service's subgraph (which verifies the token)
 
 For each, two measurements:
 - latency at a fixed rate (`--rate`, below what every path sustains), each call timed from
@@ -27,9 +30,9 @@ start to the second refusal (logout RPC, outbox, broker, auth service, Redis, ea
 agent, Envoy applying the RBAC file).
 
 Ends with `RESULT ref_ms=... direct_rps=... envoy_grpc_rps=... rest_rps=... rest_auth_rps=...
-auth_overhead_p50_ms=... revocation_p99_ms=...` (rest_auth p50 minus rest p50 at the fixed
-rate; the same at saturation follows as auth_overhead_p50_saturated_ms). The load generator
-shares the machine's 2 cores with what it measures.
+graphql_rps=... auth_overhead_p50_ms=... revocation_p99_ms=...` (rest_auth p50 minus rest p50
+at the fixed rate; the same at saturation follows as auth_overhead_p50_saturated_ms). The load
+generator shares the machine's 2 cores with what it measures.
 """
 
 from __future__ import annotations
@@ -214,8 +217,9 @@ async def run(args: argparse.Namespace) -> None:
                 redis_url=redis.url,
                 local_limit_per_s=unbounded,
                 reads_per_client_per_s=unbounded,
+                graphql=graphql,
             )
-            for name in ("complete", "complete-2")
+            for name, graphql in (("complete", True), ("complete-2", False))
         )
         gateways = [plain, complete, other]
         for gateway in gateways:
@@ -251,6 +255,21 @@ async def run(args: argparse.Namespace) -> None:
 
             return call
 
+        # What GET /v1/users/me answers (a User), as GraphQL fields.
+        me = (
+            "{ me { userId email displayName roles creditLimit { amountMinor currencyCode } "
+            "creditAvailable { amountMinor currencyCode } } }"
+        )
+
+        def graphql_call(url: str) -> Call:
+            async def call() -> None:
+                async with http.post(f"{url}/graphql", json={"query": me}) as response:
+                    answer = await response.json()
+                    if response.status != 200 or "errors" in answer:
+                        raise RuntimeError(f"{url}: {response.status} {answer}")
+
+            return call
+
         direct, direct_channel = grpc_call(system.address("user"))
         through, envoy_channel = grpc_call(plain.address)
         paths = {
@@ -258,13 +277,21 @@ async def run(args: argparse.Namespace) -> None:
             "envoy_grpc": through,
             "rest": rest_call(plain.url),
             "rest_auth": rest_call(complete.url),
+            "graphql": graphql_call(complete.url),
         }
         pids = {
             "loadgen": os.getpid(),
             "user": system.processes["user"].process.pid,
             "auth": system.processes["auth"].process.pid,
         }
-        through_gateway = {"envoy_grpc": plain, "rest": plain, "rest_auth": complete}
+        through_gateway = {
+            "envoy_grpc": plain,
+            "rest": plain,
+            "rest_auth": complete,
+            "graphql": complete,
+        }
+        assert complete.graphql is not None
+        hive = {"graphql": complete.graphql.process.pid}
         fixed: dict[str, list[float]] = {}
         saturated: dict[str, tuple[list[float], float]] = {}
         try:
@@ -273,6 +300,8 @@ async def run(args: argparse.Namespace) -> None:
                 fixed[name] = await at_rate(call, rate=args.rate, seconds=args.seconds)
                 via = through_gateway.get(name)
                 measured = {**pids, **({"envoy": via.envoy.process.pid} if via else {})}
+                if name == "graphql":
+                    measured |= hive
                 before = {role: cpu_s(pid) for role, pid in measured.items() if pid}
                 saturated[name] = latencies, rps = await saturate(
                     call, seconds=args.seconds, in_flight=args.in_flight
@@ -314,11 +343,13 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"RESULT ref_ms={reference_ms():.0f} direct_rps={rps['direct']:.0f} "
         f"envoy_grpc_rps={rps['envoy_grpc']:.0f} rest_rps={rps['rest']:.0f} "
-        f"rest_auth_rps={rps['rest_auth']:.0f} auth_overhead_p50_ms={fixed_overhead:.2f} "
+        f"rest_auth_rps={rps['rest_auth']:.0f} graphql_rps={rps['graphql']:.0f} "
+        f"auth_overhead_p50_ms={fixed_overhead:.2f} "
         f"auth_overhead_p50_saturated_ms={saturated_overhead:.2f} "
         f"revocation_p99_ms={percentile([r.refused_ms for r in revoked], 99):.0f}"
     )
     print(f"ratio: rest_auth/rest throughput {rps['rest_auth'] / rps['rest']:.2f}")
+    print(f"ratio: graphql/rest_auth throughput {rps['graphql'] / rps['rest_auth']:.2f}")
     picture = charts.percentiles(
         "bench-gateway.png", fixed, title=f"Latency per path at {args.rate:g} calls/s"
     )
