@@ -849,12 +849,10 @@ def network_policies() -> list[dict[str, Any]]:
                 "from": [_pods(caller) for caller in callers_of(service.name)],
                 "ports": _ports(GRPC_PORT),
             },
-            # Prometheus scrapes it; the gateway calls its GraphQL subgraph there.
-            {
-                "from": [PROMETHEUS_PEER, *([_pods("gateway")] if service.graph else [])],
-                "ports": _ports(METRICS_PORT),
-            },
+            {"from": [PROMETHEUS_PEER], "ports": _ports(METRICS_PORT)},
         ]
+        if service.graph:  # the gateway calls its GraphQL subgraph on its HTTP server
+            ingress.append({"from": [_pods("gateway")], "ports": _ports(METRICS_PORT)})
         policies.append(_policy(service.name, service.name, ingress=ingress, egress=egress))
     routed = [s.name for s in catalogue.CATALOGUE]
     policies += [

@@ -154,6 +154,29 @@ def test_the_gateway_runs_envoy_with_the_generated_bootstrap_and_its_agent(overl
     assert admin["address"] == "127.0.0.1"  # never reachable from outside the pod
 
 
+def test_the_gateway_pod_runs_the_graphql_gateway_with_this_commits_supergraph(overlay):
+    pod = named(overlay, "Deployment", "gateway")["spec"]["template"]["spec"]
+    graphql = next(c for c in pod["containers"] if c["name"] == "graphql")
+    volume = next(v for v in pod["volumes"] if v["name"] == "graphql-config")
+    config = named(overlay, "ConfigMap", volume["configMap"]["name"])
+    for name in kubernetes.GRAPHQL_FILES:
+        assert config["data"][name] == (ROOT / "gateway" / "graphql" / name).read_text()
+        mount = next(m for m in graphql["volumeMounts"] if m.get("subPath") == name)
+        assert mount["mountPath"] == f"/gateway/{name}"
+    env = {e["name"]: e["value"] for e in graphql["env"]}
+    bootstrap = kubernetes.gateway_bootstrap()
+    listeners = bootstrap["static_resources"]["listeners"]
+    [subgraphs] = [listener for listener in listeners if listener["name"] == "subgraphs"]
+    address = subgraphs["address"]["socket_address"]
+    assert address["address"] == "127.0.0.1"  # the pod's loopback: Envoy and Hive share it
+    assert env["SUBGRAPHS_URL"] == f"http://127.0.0.1:{address['port_value']}"
+    [graphql_cluster] = [
+        c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "graphql"
+    ]
+    endpoint = graphql_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert endpoint["endpoint"]["address"]["socket_address"]["port_value"] == int(env["PORT"])
+
+
 # NetworkPolicies: the traffic they allow between the system's pods, on the ports they listen
 # on, against what the catalogue says.
 
@@ -207,6 +230,8 @@ def expected_traffic(overlay: str) -> set[tuple[str, str, int]]:
     expected = {("gateway", "redis", kubernetes.REDIS_PORT)}
     for service in catalogue.CATALOGUE:
         expected.add(("gateway", service.name, grpc))
+        if service.graph:  # its GraphQL subgraph, on its HTTP server
+            expected.add(("gateway", service.name, kubernetes.METRICS_PORT))
         expected.add((service.name, "redis", kubernetes.REDIS_PORT))
         expected |= {(service.name, callee, grpc) for callee in service.dependencies}
         if Need.BROKER in service.needs:
