@@ -132,6 +132,8 @@ def subgraph_path(service: str) -> str:
     return f"{GRAPHQL_PATH}/{service}"
 
 
+# What a call may always be retried on: it never reached an instance.
+NEVER_ARRIVED = ("connect-failure", "refused-stream", "reset-before-request")
 # The field by which a request asks to be applied once however often it is sent.
 IDEMPOTENCY_KEY = "idempotency_key"
 ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
@@ -411,7 +413,7 @@ def _write_limits() -> list[dict[str, Any]]:
 
 
 def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
-    retry_on = ["connect-failure", "refused-stream", "reset-before-request"]
+    retry_on = list(NEVER_ARRIVED)
     if rpc.retry_safe:
         retry_on += ["unavailable", "reset"]
     limits = _rate_limits(rpc, config)
@@ -496,7 +498,6 @@ def _cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[st
     """A service's instances from their EDS file, health-checked over gRPC health; without
     `http2`, their HTTP servers (subgraphs), over HTTP/1.1, health-checked at `/healthz`,
     which says what their gRPC health does (chassis.metrics)."""
-    interval = _seconds(config.health_check_interval_s)
     protocol: dict[str, Any] = (
         {"http2_protocol_options": {}} if http2 else {"http_protocol_options": {}}
     )
@@ -520,16 +521,7 @@ def _cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[st
                 "explicit_http_config": protocol,
             }
         },
-        "health_checks": [
-            {
-                "timeout": "1s",
-                "interval": interval,
-                "no_traffic_interval": interval,
-                "unhealthy_threshold": 2,
-                "healthy_threshold": 1,
-                **check,
-            }
-        ],
+        "health_checks": [_health_check(config, check)],
         "circuit_breakers": RETRY_BUDGET,
         # An instance is ejected for failing to answer (502, 503, 504: a reset, UNAVAILABLE,
         # a timeout), never for errors it answers (INTERNAL is 500): those say a request met a
@@ -545,6 +537,18 @@ def _cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[st
             "base_ejection_time": "5s",
             "max_ejection_percent": 50,
         },
+    }
+
+
+def _health_check(config: GatewayConfig, kind: dict[str, Any]) -> dict[str, Any]:
+    interval = _seconds(config.health_check_interval_s)
+    return {
+        "timeout": "1s",
+        "interval": interval,
+        "no_traffic_interval": interval,
+        "unhealthy_threshold": 2,
+        "healthy_threshold": 1,
+        **kind,
     }
 
 
@@ -931,7 +935,7 @@ def _graphql_route(config: GatewayConfig) -> dict[str, Any]:
             "cluster": GRAPHQL_CLUSTER,
             "timeout": _seconds(config.route_timeout_s),
             "retry_policy": {
-                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "retry_on": ",".join(NEVER_ARRIVED),
                 "num_retries": 2,
             },
         },
@@ -942,7 +946,6 @@ def _graphql_route(config: GatewayConfig) -> dict[str, Any]:
 def _graphql_cluster(config: GatewayConfig) -> dict[str, Any]:
     host, _, port = config.graphql_address.rpartition(":")
     address = {"socket_address": {"address": host, "port_value": int(port)}}
-    interval = _seconds(config.health_check_interval_s)
     return {
         "name": GRAPHQL_CLUSTER,
         "type": "STRICT_DNS",
@@ -951,16 +954,7 @@ def _graphql_cluster(config: GatewayConfig) -> dict[str, Any]:
             "cluster_name": GRAPHQL_CLUSTER,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
-        "health_checks": [
-            {
-                "timeout": "1s",
-                "interval": interval,
-                "no_traffic_interval": interval,
-                "unhealthy_threshold": 2,
-                "healthy_threshold": 1,
-                "http_health_check": {"path": "/readiness"},
-            }
-        ],
+        "health_checks": [_health_check(config, {"http_health_check": {"path": "/readiness"}})],
     }
 
 
@@ -979,7 +973,7 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
             "prefix_rewrite": GRAPHQL_PATH,
             "timeout": _seconds(config.route_timeout_s),
             "retry_policy": {
-                "retry_on": "connect-failure,refused-stream,reset-before-request",
+                "retry_on": ",".join(NEVER_ARRIVED),
                 "num_retries": 2,
                 "retry_host_predicate": [PREVIOUS_HOSTS],
                 "host_selection_retry_max_attempts": HOST_REPICKS,
