@@ -27,7 +27,8 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-# `make lint` validates the AsyncAPI document with AsyncAPI's own parser (npm).
+# npm tools: `make gen` composes the GraphQL supergraph, `make lint` validates the AsyncAPI
+# document with AsyncAPI's own parser; npm installs the GraphQL gateway (with its own Node 20).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The partition test cuts connections with iptables in a network namespace of its own.
