@@ -234,6 +234,7 @@ def _gateway() -> dict[str, Any]:
                 "HOST": "${GRAPHQL_LISTEN:-0.0.0.0}",
                 "PORT": GRAPHQL_PORT,
                 "SUBGRAPHS_URL": f"http://${{GATEWAY_HOST:-gateway}}:{SUBGRAPHS_PORT}",
+                "LOG_JSON": "1",
             },
             "volumes": [
                 f"./gateway/graphql/{name}:/gateway/{name}:ro"

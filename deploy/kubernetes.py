@@ -404,6 +404,7 @@ def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
                 "name": "SUBGRAPHS_URL",
                 "value": f"http://127.0.0.1:{gateway_config.SUBGRAPHS_PORT}",
             },
+            {"name": "LOG_JSON", "value": "1"},
         ],
         "resources": RESOURCES["graphql"],
         "securityContext": container_security(10001),

@@ -42,7 +42,7 @@ class PrivateGraphqlGateway:
                 "HOST": "127.0.0.1",
                 "PORT": str(self.port),
                 "SUBGRAPHS_URL": subgraphs_url,
-                "NO_COLOR": "1",
+                "LOG_JSON": "1",  # its first lines too, before the configuration's logger
             },
             ready=self._is_ready,
             ready_timeout_s=60.0,

@@ -10,7 +10,8 @@
 //   SUBGRAPHS_URL      the subgraph listener, e.g. http://127.0.0.1:8081 (the supergraph's
 //                      URLs name compose.yaml's; this replaces their origin)
 //   MAX_DEPTH, MAX_COST, MAX_TOKENS   the limits below
-import { defineConfig } from "@graphql-hive/gateway";
+//   LOG_LEVEL, INSTANCE_ID             its JSON log lines
+import { defineConfig, JSONLogWriter, Logger } from "@graphql-hive/gateway";
 import { fileURLToPath } from "node:url";
 import { GraphQLError } from "graphql";
 
@@ -129,5 +130,10 @@ export const gatewayConfig = defineConfig({
   },
   plugins: () => [subgraphCalls, statuses],
   upstreamTimeout: 10_000,
-  logging: process.env.LOG_LEVEL || "info",
+  // JSON lines with the service's name, as every process of the system writes them (`make logs`).
+  logging: new Logger({
+    level: (process.env.LOG_LEVEL || "info").toLowerCase(),
+    attrs: { service: "graphql", instance: process.env.INSTANCE_ID || "graphql" },
+    writers: [new JSONLogWriter()],
+  }),
 });
