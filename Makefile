@@ -127,6 +127,7 @@ lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) check-gen
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/python tools/contracts.py breaking
+	$(BIN)/python -m tools.supergraph --breaking
 	$(BIN)/openapi-spec-validator gateway/openapi.json
 	node tools/node/validate-asyncapi.mjs docs/asyncapi.yaml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml deploy/compose.mongodb.yaml

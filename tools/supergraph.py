@@ -5,7 +5,9 @@
 Each service the catalogue marks `graph` gives its subgraph's SDL (`services.<name>.graph`,
 with its Federation v2 directives); The Guild's composition (tools/node/compose-supergraph.mjs)
 checks that they compose and writes the supergraph the Hive Gateway serves (gateway/graphql).
-A subgraph that no longer composes with the others fails `make gen`, naming the conflict.
+A subgraph that no longer composes with the others fails `make gen`, naming the conflict;
+`python -m tools.supergraph --breaking` (run by `make lint`) fails on a change that breaks
+what the schema served before (docs/versioning.md).
 
 The supergraph names each subgraph's URL at the gateway's subgraph listener (Envoy, which
 balances and health-checks the instances: gateway.config) as compose.yaml runs it; the Hive
@@ -18,8 +20,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,8 @@ __all__ = ["subgraph_sdls", "supergraph"]
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "tools" / "node" / "compose-supergraph.mjs"
+BREAKING = ROOT / "tools" / "node" / "graphql-breaking.mjs"
+SUPERGRAPH = ROOT / "gateway" / "graphql" / "supergraph.graphql"
 
 
 def subgraph_sdls() -> dict[str, str]:
@@ -60,10 +66,56 @@ def supergraph(base_url: str = f"http://127.0.0.1:{SUBGRAPHS_PORT}") -> str:
     return composed.stdout
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def breaking(path: Path = SUPERGRAPH) -> int:
+    """Fails if a commit that changed the supergraph broke what its parent served (removed or
+    retyped a field, made an argument required, ...: tools/node/graphql-breaking.mjs), or the
+    working tree breaks HEAD's; as `make lint` runs buf breaking on the contracts.
+    GRAPHQL_BREAKING_AGAINST=<commit> starts from that commit instead of the first."""
+    relative = str(path.relative_to(ROOT))
+    since = os.environ.get("GRAPHQL_BREAKING_AGAINST")
+    commits = _git("rev-list", "--reverse", f"{since}..HEAD" if since else "HEAD", "--", relative)
+
+    def version(rev: str) -> str | None:
+        found = subprocess.run(
+            ["git", "show", f"{rev}:{relative}"], cwd=ROOT, capture_output=True, text=True
+        )
+        return found.stdout if found.returncode == 0 else None
+
+    comparisons = [(f"commit {c[:12]}", version(f"{c}~1"), version(c)) for c in commits.split()]
+    comparisons.append(("the working tree", version("HEAD"), path.read_text()))
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, (where, earlier, later) in enumerate(comparisons):
+            if earlier is None or later is None or earlier == later:
+                continue
+            files = [Path(tmp) / f"{n}-{side}.graphql" for side in ("earlier", "later")]
+            for file, text in zip(files, (earlier, later), strict=True):
+                file.write_text(text)
+            found = subprocess.run(
+                ["node", str(BREAKING), *map(str, files)], capture_output=True, text=True
+            )
+            if found.returncode != 0:
+                failed += 1
+                print(f"breaking: {where} breaks the GraphQL schema:\n{found.stdout}", end="")
+    print(f"graphql breaking: {len(comparisons)} comparison(s), {failed or 'no'} broken")
+    return 1 if failed else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("-o", "--output", type=Path)
+    parser.add_argument("--breaking", action="store_true", help="check it broke nothing")
     args = parser.parse_args()
+    if args.breaking:
+        sys.exit(breaking())
+    if args.output is None:
+        parser.error("-o is required")
     try:
         composed = supergraph()
     except RuntimeError as exc:
