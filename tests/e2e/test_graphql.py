@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from chassis.registry import Registry
+from harness.shop import eventually
 
 ADDRESS = {"recipient": "Ada", "addressLines": ["Main St 1"], "locality": "Berlin",
            "regionCode": "DE"}  # fmt: skip
@@ -108,6 +109,28 @@ async def test_a_bad_token_is_refused_by_envoy_as_a_graphql_error(graphql, gatew
     assert subgraph_calls(gateway) == before  # refused at the edge
 
 
+async def test_a_logged_out_sessions_token_is_refused_on_graphql_as_on_rest(graphql, gateway, shop):
+    ada = await shop.register()
+    assert "errors" not in (await graphql("{ me { email } }", token=ada.access_token))[1]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{gateway.url}/v1/auth/logout", json={"refreshToken": ada.refresh_token}
+        ) as response,
+    ):
+        assert response.status == 200
+
+    async def refused() -> bool:
+        status, answer = await graphql("{ me { email } }", token=ada.access_token)
+        return status == 401 and answer["errors"][0]["message"] == (
+            "this session was ended: log in again"
+        )
+
+    await eventually(refused, timeout_s=10, what="the ended session refused at /graphql")
+    _, answer = await graphql("{ me { email } }", token=ada.access_token)
+    assert answer["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED", "grpcStatus": 16}
+
+
 async def test_orders_of_me_cost_one_call_per_subgraph_for_20_orders(
     graphql, gateway, loader_batches, shop, system
 ):
@@ -163,6 +186,14 @@ async def test_orders_are_placed_and_cancelled_and_counted_as_writes(graphql, ga
     assert seen.order_id == order["orderId"]
     # Asked of the global write limits (per user and per address), as a REST write is.
     assert gateway.envoy.counter("cluster.order-graph.ratelimit.ok") >= checked + 1
+
+    # The order's user, from the user subgraph.
+    _, owned = await graphql(
+        "query($id: ID!) { order(orderId: $id) { user { email } } }",
+        token=ada.access_token,
+        id=order["orderId"],
+    )
+    assert owned == {"data": {"order": {"user": {"email": ada.email}}}}
 
     _, cancelled = await graphql(CANCEL, token=ada.access_token, id=order["orderId"])
     assert cancelled["data"]["cancelOrder"] == {"orderId": order["orderId"], "state": "CANCELLED"}
