@@ -27,7 +27,11 @@ What the contracts decide, read from the descriptor set `make gen` builds (gen/d
   Deprecation and Sunset headers in every answer of its routes (chassis.lifecycle);
 - the upstream clusters: one per service (the package's first part: `order.v1` -> `order`),
   its endpoints from the registry through file-based EDS (`gateway.agent` writes the
-  files), health-checked over gRPC health, with outlier detection.
+  files), health-checked over gRPC health, with outlier detection;
+- GraphQL, with `graphql_address`: `/graphql` to the federation gateway (gateway/graphql),
+  with the edge auth and read limits of REST and GraphQL-shaped refusals, and a subgraph
+  listener through which it calls each service's subgraph (a `<service>-graph` cluster of
+  the instances' HTTP servers), counting mutations against the global write limits.
 """
 
 from __future__ import annotations
