@@ -5,11 +5,10 @@ subgraphs through Envoy's subgraph listener at `subgraphs_url`."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+from functools import partial
 from pathlib import Path
 
-from harness.process import ManagedProcess, free_port
+from harness.process import ManagedProcess, answers_ok, free_port
 
 __all__ = ["GRAPHQL_DIR", "PrivateGraphqlGateway", "node_binary"]
 
@@ -44,21 +43,13 @@ class PrivateGraphqlGateway:
                 "SUBGRAPHS_URL": subgraphs_url,
                 "LOG_JSON": "1",  # its first lines too, before the configuration's logger
             },
-            ready=self._is_ready,
+            ready=partial(answers_ok, f"http://127.0.0.1:{self.port}/readiness"),
             ready_timeout_s=60.0,
         )
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def _is_ready(self) -> bool:
-        try:
-            url = f"http://{self.address}/readiness"
-            with urllib.request.urlopen(url, timeout=2.0) as response:
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
 
     def start(self) -> None:
         self.process.start()

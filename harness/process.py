@@ -13,10 +13,12 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "NotReady", "accepts", "free_port", "private_file"]
+__all__ = ["ManagedProcess", "NotReady", "accepts", "answers_ok", "free_port", "private_file"]
 
 
 class NotReady(RuntimeError):
@@ -37,6 +39,15 @@ def accepts(port: int) -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
             return True
     except OSError:
+        return False
+
+
+def answers_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether a GET of `url` answers 200 (a readiness endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
         return False
 
 

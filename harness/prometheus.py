@@ -11,14 +11,14 @@ import json
 import shutil
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.process import ManagedProcess, free_port
+from harness.process import ManagedProcess, answers_ok, free_port
 from monitoring import prometheus
 
 __all__ = ["PROMETHEUS", "PrivatePrometheus", "api"]
@@ -79,7 +79,7 @@ class PrivatePrometheus:
                 "--storage.tsdb.retention.time=1d",
             ],
             directory=directory,
-            ready=self._ready,
+            ready=partial(answers_ok, f"http://127.0.0.1:{self.port}/-/ready", 1.0),
             ready_timeout_s=30.0,
         )
 
@@ -97,13 +97,6 @@ class PrivatePrometheus:
     def stop(self) -> None:
         self.process.stop()
         self.targets.stop()
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as answer:
-                return bool(answer.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
 
     def api(self, path: str, **params: str) -> Any:
         return api(self.url, path, params)
