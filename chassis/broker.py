@@ -12,6 +12,10 @@ Guarantees:
   `.unrouted` queue (see `chassis.topology`); commands without a handler queue are Unroutable;
 - a failed publish may still have reached the broker: callers that retry (the outbox relay)
   create duplicates, never losses, and consumers absorb duplicates;
+- a confirm that does not come in time replaces the channel: RabbitMQ before 4.2 may leave
+  every later publish of a channel to a quorum queue unconfirmed, for as long as the channel
+  lives, once one of them was lost in a network partition (rabbitmq-server#14589; seen in
+  tests/e2e/test_broker_partition.py), so the retries go out on a new channel;
 - a message that cannot be published as it is raises `Refused`, which retrying will not mend:
   AMQP cannot encode it (a property too long, a header of no AMQP type), or the broker closed
   the channel over a publish (PRECONDITION_FAILED: a size over its limit, a property it
@@ -28,6 +32,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import struct
 from collections.abc import Awaitable, Sequence
@@ -161,7 +166,25 @@ class Broker:
             else:
                 break
         self._connection = connection
-        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel = await self._open_channel()
+
+    async def _open_channel(self) -> aio_pika.abc.AbstractChannel:
+        return await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def _renew_channel(self, stale: aio_pika.abc.AbstractChannel) -> None:
+        """A new channel in place of `stale`, once however many publishes on it timed out;
+        the exchanges are declared again through it. With the connection down, the stale one
+        stays, for the robust connection to restore."""
+        async with self._declaring:
+            if self._channel is not stale:
+                return
+            try:
+                self._channel = await self._open_channel()
+            except aio_pika.exceptions.CONNECTION_EXCEPTIONS:  # TimeoutError is an OSError
+                return
+            self._exchanges.clear()
+        with contextlib.suppress(*aio_pika.exceptions.CONNECTION_EXCEPTIONS):
+            await stale.close()
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -185,13 +208,14 @@ class Broker:
     async def publish(self, message: Outgoing, *, timeout_s: float = 10.0) -> None:
         """Publishes to the message's route and waits for the broker's confirm."""
         await self._exchange(message)  # declared once per process (and restored on reconnect)
-        assert self._channel is not None
+        robust = self._channel
+        assert robust is not None
         # Straight to the underlying aiormq channel: aio_pika.Message would be built only to
         # be turned into these properties. wait=False hands the frames to the connection's
         # writer without holding the channel's lock until they are written, so concurrent
         # publishes do not take turns; the confirm still says when the broker has the message
         # (measured: bench-events, docs/performance.md).
-        channel = await self._channel.get_underlay_channel()
+        channel = await robust.get_underlay_channel()
         assert isinstance(channel, aiormq.Channel)  # `wait` is not in aiormq's abstract channel
         await self._confirmed(
             channel.basic_publish(
@@ -206,6 +230,7 @@ class Broker:
                 wait=False,
             ),
             f"{message.envelope.type} to {message.route.exchange}/{message.route.routing_key}",
+            robust,
         )
 
     async def send(
@@ -221,19 +246,22 @@ class Broker:
         The default exchange ("") delivers straight to the queue named by the routing key
         (retry and dead-letter queues); a named one must exist (dead-letter replays).
         """
-        assert self._channel is not None, "Broker.connect() was not called"
+        robust = self._channel
+        assert robust is not None, "Broker.connect() was not called"
         target = (
-            self._channel.default_exchange
+            robust.default_exchange
             if not exchange
-            else await self._channel.get_exchange(exchange, ensure=False)
+            else await robust.get_exchange(exchange, ensure=False)
         )
         await self._confirmed(
             target.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout_s),
             f"{message.type} to {exchange or 'queue'} {routing_key}",
+            robust,
         )
 
-    @staticmethod
-    async def _confirmed(publishing: Awaitable[object], what: str) -> None:
+    async def _confirmed(
+        self, publishing: Awaitable[object], what: str, channel: aio_pika.abc.AbstractChannel
+    ) -> None:
         try:
             await publishing
         except (TypeError, ValueError, struct.error) as exc:
@@ -246,7 +274,10 @@ class Broker:
         except aio_pika.exceptions.DeliveryError as exc:
             raise NotConfirmed(f"{what}: the broker did not confirm it ({exc})") from None
         except TimeoutError:
-            raise NotConfirmed(f"{what}: no confirm before the timeout") from None
+            await self._renew_channel(channel)
+            raise NotConfirmed(
+                f"{what}: no confirm before the timeout (on a new channel next)"
+            ) from None
         except (
             aiormq.exceptions.AMQPError,
             aiormq.exceptions.ChannelInvalidStateError,

@@ -49,7 +49,7 @@ def namespace():
 
 
 @pytest.fixture(scope="module")
-def cluster(namespace):
+def cluster(namespace, tmp_path_factory):
     # The nodes' users must reach their directories: not under pytest's (its owner's only).
     directory = Path(tempfile.mkdtemp(prefix="ordermesh-partition-"))
     directory.chmod(0o711)
@@ -59,6 +59,8 @@ def cluster(namespace):
         yield running
     finally:
         running.remove()
+        # The nodes' logs, kept with pytest's other files to read after a failure.
+        shutil.copytree(directory, tmp_path_factory.mktemp("partition-nodes"), dirs_exist_ok=True)
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -104,7 +106,10 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
         cut_off(victim, others)
         await wait_until(lambda: not answers_amqp(victim.port), 90, "the victim to pause")
         paused_s = time.time() - cut_at
-        assert victim.node not in cluster.running_nodes(witness)
+        # The victim may count the others down (and pause) before they count it down.
+        await wait_until(
+            lambda: victim.node not in cluster.running_nodes(witness), 30, "the others to drop it"
+        )
         await wait_until(
             lambda: (
                 clients <= set(now := cluster.clients(witness))

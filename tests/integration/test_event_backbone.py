@@ -302,6 +302,39 @@ async def test_an_event_nobody_subscribes_to_is_kept_not_dropped(broker):
     await channel.close()
 
 
+def channels_of(rabbitmq, vhost: str, connection_name: str) -> list[int]:
+    """The numbers of the channels open on the broker for the named connection."""
+    listed = rabbitmq.ctl("list_connections", "-q", "--no-table-headers", "pid", "vhost",
+                          "client_properties")  # fmt: skip
+    [pid] = [row[0] for row in rows_of(listed) if row[1] == vhost and connection_name in row[2]]
+    listed = rabbitmq.ctl("list_channels", "-q", "--no-table-headers", "connection", "number")
+    return sorted(int(number) for connection, number in rows_of(listed) if connection == pid)
+
+
+def rows_of(listed: str) -> list[list[str]]:
+    return [line.split("\t") for line in listed.splitlines()]
+
+
+async def test_a_publish_whose_confirm_does_not_come_in_time_is_retried_on_a_new_channel(
+    rabbitmq, amqp_url, broker
+):
+    # A channel whose confirm never came may never confirm again (RabbitMQ before 4.2, after a
+    # partition): the broker gives up on it, and what the caller retries goes out on another.
+    vhost = amqp_url.rsplit("/", 1)[1]
+    await broker.publish(outgoing(events_pb2.ProductCreated(), producer="test"))
+    assert channels_of(rabbitmq, vhost, '"test"') == [1]
+
+    with pytest.raises(NotConfirmed, match="no confirm before the timeout"):
+        await broker.publish(outgoing(events_pb2.ProductCreated(), producer="test"), timeout_s=1e-6)
+    await broker.publish(outgoing(events_pb2.ProductCreated(), producer="test"))
+
+    assert channels_of(rabbitmq, vhost, '"test"') == [2], "the channel that timed out is closed"
+    channel = await broker.connection.channel()
+    queue = await channel.declare_queue(unrouted_queue("inventory.events"), passive=True)
+    assert (queue.declaration_result.message_count or 0) >= 2, "the retried publish is kept"
+    await channel.close()
+
+
 async def test_the_envelope_travels_in_amqp_properties(broker, store):
     message = outgoing(adjusted("p-1"), producer="inventory")
 
