@@ -81,6 +81,10 @@ REFUSALS = (
 )
 
 
+# How long a channel that replaces one whose confirm did not come may take to open.
+CHANNEL_OPEN_TIMEOUT_S = 10.0
+
+
 class ClusterConnection(aio_pika.RobustConnection):
     """A robust connection to one node of a cluster at a time, the next node at each attempt.
 
@@ -166,25 +170,26 @@ class Broker:
             else:
                 break
         self._connection = connection
-        self._channel = await self._open_channel()
-
-    async def _open_channel(self) -> aio_pika.abc.AbstractChannel:
-        return await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def _renew_channel(self, stale: aio_pika.abc.AbstractChannel) -> None:
         """A new channel in place of `stale`, once however many publishes on it timed out;
-        the exchanges are declared again through it. With the connection down, the stale one
-        stays, for the robust connection to restore."""
+        the exchanges are declared again through it. If none opens in time (the connection
+        down, or blocked by a broker's alarm), the stale one stays."""
         async with self._declaring:
             if self._channel is not stale:
                 return
+            fresh = self.connection.channel(publisher_confirms=True, on_return_raises=True)
+            unused: aio_pika.abc.AbstractChannel = fresh
             try:
-                self._channel = await self._open_channel()
+                await asyncio.wait_for(fresh.initialize(), CHANNEL_OPEN_TIMEOUT_S)
             except aio_pika.exceptions.CONNECTION_EXCEPTIONS:  # TimeoutError is an OSError
-                return
-            self._exchanges.clear()
+                pass
+            else:
+                self._channel, unused = fresh, stale
+                self._exchanges.clear()
         with contextlib.suppress(*aio_pika.exceptions.CONNECTION_EXCEPTIONS):
-            await stale.close()
+            await unused.close()
 
     async def close(self) -> None:
         if self._connection is not None:
