@@ -280,9 +280,7 @@ class Broker:
             raise NotConfirmed(f"{what}: the broker did not confirm it ({exc})") from None
         except TimeoutError:
             await self._renew_channel(channel)
-            raise NotConfirmed(
-                f"{what}: no confirm before the timeout (on a new channel next)"
-            ) from None
+            raise NotConfirmed(f"{what}: no confirm before the timeout; channel replaced") from None
         except (
             aiormq.exceptions.AMQPError,
             aiormq.exceptions.ChannelInvalidStateError,

@@ -121,7 +121,8 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
             lambda: victim.node not in cluster.running_nodes(witness), 30, "the others to drop it"
         )
         # The majority goes on without it: the queue's leader, if it was the victim's replica,
-        # is elected anew among the other two first.
+        # is elected anew among the other two first, and a publisher's channel that lost a
+        # send in the cut is replaced (chassis.broker).
         await wait_until(
             lambda: len(inbox(consumer_db)) > handled_cut, 30, "the majority to go on, cut off"
         )
