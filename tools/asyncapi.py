@@ -91,23 +91,33 @@ class _Comments:
         return self._by_name.get(full_name, "")
 
 
+# Where a source location's path steps, by the field numbers of descriptor.proto: from what it
+# is at, through a number, to what it reaches and the list that holds it.
+_STEPS = {
+    ("file", 4): ("message", "message_type"),
+    ("file", 5): ("enum", "enum_type"),
+    ("message", 2): ("field", "field"),
+    ("message", 3): ("message", "nested_type"),
+    ("message", 4): ("enum", "enum_type"),
+    ("message", 8): ("oneof", "oneof_decl"),
+    ("enum", 2): ("value", "value"),
+}
+
+
 def _name_at(file: descriptor_pb2.FileDescriptorProto, path: list[int]) -> str:
-    """The full name of what a source location's path points at (top-level messages, their
-    fields, top-level enums and their values), or ""."""
-    prefix = f"{file.package}."
-    if len(path) >= 2 and path[0] == 4:  # message_type
-        message = file.message_type[path[1]]
-        if len(path) == 2:
-            return prefix + message.name
-        if len(path) == 4 and path[2] == 2:  # field
-            return f"{prefix}{message.name}.{message.field[path[3]].name}"
-    if len(path) >= 2 and path[0] == 5:  # enum_type
-        enum = file.enum_type[path[1]]
-        if len(path) == 2:
-            return prefix + enum.name
-        if len(path) == 4 and path[2] == 2:  # value
-            return f"{prefix}{enum.name}.{enum.value[path[3]].name}"
-    return ""
+    """The full name of what a source location's path points at (a message, nested or not,
+    its fields and oneofs, an enum and its values), or ""."""
+    if not path or len(path) % 2:
+        return ""
+    at: Any = file
+    kind, name = "file", file.package
+    for number, index in zip(path[::2], path[1::2], strict=True):
+        if (kind, number) not in _STEPS:
+            return ""
+        kind, held_in = _STEPS[kind, number]
+        at = getattr(at, held_in)[index]
+        name = f"{name}.{at.name}"
+    return name
 
 
 def contracts_with_comments() -> list[descriptor_pb2.FileDescriptorProto]:
@@ -132,23 +142,41 @@ def _comment_lines(text: str, indent: str = "") -> list[str]:
     return [f"{indent}//{' ' if line else ''}{line}" for line in text.splitlines()]
 
 
+def _outermost(item: Descriptor | EnumDescriptor) -> Descriptor | EnumDescriptor:
+    while item.containing_type is not None:
+        item = item.containing_type
+    return item
+
+
+def _map_entry(field: FieldDescriptor) -> Descriptor | None:
+    """The synthetic entry message of a map field, or None."""
+    kind = field.message_type
+    return kind if kind is not None and kind.GetOptions().map_entry else None
+
+
 def _used_types(root: Descriptor) -> list[Descriptor | EnumDescriptor]:
-    """The message and every message and enum it uses, transitively, root first; Google's
+    """The top-level messages and enums that `root` uses, transitively, its own first (a type
+    nested in another stands for the one it is nested in, rendered whole); Google's
     well-known types stay imports."""
     found: dict[str, Descriptor | EnumDescriptor] = {}
+    seen: set[str] = set()
 
     def visit(item: Descriptor | EnumDescriptor) -> None:
-        if item.full_name in found or item.full_name.startswith("google.protobuf."):
+        if item.full_name in seen or item.full_name.startswith("google.protobuf."):
             return
-        if item.containing_type is not None:
-            raise NotImplementedError(f"{item.full_name}: nested types are not rendered yet")
-        found[item.full_name] = item
+        seen.add(item.full_name)
+        top = _outermost(item)
+        found.setdefault(top.full_name, top)
+        if top is not item:
+            visit(top)
         if isinstance(item, Descriptor):
+            for nested in item.nested_types:
+                visit(nested)
+            for enum in item.enum_types:
+                visit(enum)
             for field in item.fields:
-                if field.message_type is not None:
-                    visit(field.message_type)
-                elif field.enum_type is not None:
-                    visit(field.enum_type)
+                if kind := field.message_type or field.enum_type:
+                    visit(kind)
 
     visit(root)
     return list(found.values())
@@ -157,56 +185,94 @@ def _used_types(root: Descriptor) -> list[Descriptor | EnumDescriptor]:
 def proto_text(message: type[Message], comments: _Comments) -> str:
     """A self-contained proto3 text of `message` for AsyncAPI's protobuf schema parser."""
     used = _used_types(message.DESCRIPTOR)
-    names: dict[str, str] = {}
+    tops: dict[str, str] = {}
     for item in used:
-        if item.name in names.values():
+        if item.name in tops.values():
             raise ValueError(f"{message.DESCRIPTOR.full_name}: two types named {item.name}")
-        names[item.full_name] = item.name
+        tops[item.full_name] = item.name
     imports = set()
+
+    def name_of(kind: Descriptor | EnumDescriptor, scope: Descriptor) -> str:
+        """How a field of `scope` names `kind`: relative to the package, or in full where a
+        type nested in `scope` or around it has the name's first part (protoc would resolve
+        it there)."""
+        if kind.full_name.startswith("google.protobuf."):
+            imports.add(kind.file.name)
+            return kind.full_name
+        top = _outermost(kind)
+        name = tops[top.full_name] + kind.full_name.removeprefix(top.full_name)
+        first = name.split(".", 1)[0]
+        around: Descriptor | None = scope
+        while around is not None:
+            if first in around.nested_types_by_name or first in around.enum_types_by_name:
+                return f".{message.DESCRIPTOR.file.package}.{name}"
+            around = around.containing_type
+        return name
+
+    def type_of(field: FieldDescriptor, scope: Descriptor) -> str:
+        kind = field.message_type or field.enum_type
+        return SCALARS[field.type] if kind is None else name_of(kind, scope)
+
+    def field_line(field: FieldDescriptor, indent: str, label: str = "") -> list[str]:
+        scope = field.containing_type
+        if entry := _map_entry(field):
+            key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
+            declared = f"map<{type_of(key, scope)}, {type_of(value, scope)}>"
+            label = ""  # a map is repeated entries, and says so itself
+        else:
+            declared = type_of(field, scope)
+        return [
+            *_comment_lines(comments.of(field.full_name), indent),
+            f"{indent}{label}{declared} {field.name} = {field.number};",
+        ]
+
+    def render(item: Descriptor | EnumDescriptor, indent: str) -> list[str]:
+        note = comments.of(item.full_name)
+        if item.containing_type is None and item.file.package != message.DESCRIPTOR.file.package:
+            note = f"{item.full_name}" + (f": {note}" if note else "")
+        if item.full_name == message.DESCRIPTOR.full_name:
+            # The parser takes the message no other uses, unless one is marked: a type used
+            # only through one nested in it would be a second.
+            note = (note + "\n" if note else "") + "@RootNode"
+        inner = indent + "  "
+        if isinstance(item, EnumDescriptor):
+            lines = [*_comment_lines(note, indent), f"{indent}enum {item.name} {{"]
+            for value in item.values:
+                lines += _comment_lines(comments.of(f"{item.full_name}.{value.name}"), inner)
+                lines.append(f"{inner}{value.name} = {value.number};")
+            return [*lines, f"{indent}}}"]
+        lines = [*_comment_lines(note, indent), f"{indent}message {item.name} {{"]
+        for enum in item.enum_types:
+            lines += render(enum, inner)
+        for nested in item.nested_types:
+            if not nested.GetOptions().map_entry:
+                lines += render(nested, inner)
+        for field in item.fields:
+            oneof = field.containing_oneof
+            if oneof is None:
+                lines += field_line(field, inner, "repeated " if field.is_repeated else "")
+            elif oneof.name.startswith("_"):  # proto3 `optional` (a synthetic oneof)
+                lines += field_line(field, inner, "optional ")
+            elif field is oneof.fields[0]:
+                lines += [*_comment_lines(comments.of(oneof.full_name), inner),
+                          f"{inner}oneof {oneof.name} {{"]  # fmt: skip
+                for member in oneof.fields:
+                    lines += field_line(member, inner + "  ")
+                lines.append(f"{inner}}}")
+        return [*lines, f"{indent}}}"]
+
+    body: list[str] = []
+    for item in used:
+        body += [*render(item, ""), ""]
     lines = [
         "// @Option primitiveTypesWithLimits false",
         'syntax = "proto3";',
         "",
         f"package {message.DESCRIPTOR.file.package};",
         "",
+        *(f'import "{name}";' for name in sorted(imports)),
+        *([""] if imports else []),
     ]
-    body: list[str] = []
-    for item in used:
-        note = comments.of(item.full_name)
-        if item.file.package != message.DESCRIPTOR.file.package:
-            note = f"{item.full_name}" + (f": {note}" if note else "")
-        body += [
-            *_comment_lines(note),
-            f"{'enum' if isinstance(item, EnumDescriptor) else 'message'} {item.name} {{",
-        ]
-        if isinstance(item, EnumDescriptor):
-            for value in item.values:
-                body += _comment_lines(comments.of(f"{item.full_name}.{value.name}"), "  ")
-                body.append(f"  {value.name} = {value.number};")
-        else:
-            for field in item.fields:
-                if (
-                    field.containing_oneof is not None
-                    and not field.containing_oneof.name.startswith("_")
-                ):
-                    raise NotImplementedError(f"{field.full_name}: oneofs are not rendered yet")
-                if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                    raise NotImplementedError(f"{field.full_name}: maps are not rendered yet")
-                kind = field.message_type or field.enum_type
-                if kind is None:
-                    type_name = SCALARS[field.type]
-                elif kind.full_name.startswith("google.protobuf."):
-                    type_name = kind.full_name
-                    imports.add(kind.file.name)
-                else:
-                    type_name = names[kind.full_name]
-                label = "repeated " if field.is_repeated else ""
-                if field.containing_oneof is not None:  # proto3 `optional` (a synthetic oneof)
-                    label = "optional "
-                body += _comment_lines(comments.of(field.full_name), "  ")
-                body.append(f"  {label}{type_name} {field.name} = {field.number};")
-        body += ["}", ""]
-    lines += [f'import "{name}";' for name in sorted(imports)] + ([""] if imports else [])
     return "\n".join(lines + body).rstrip() + "\n"
 
 
