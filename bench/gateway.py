@@ -53,12 +53,13 @@ from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from bench.events import percentile
 from bench.machine import reference_ms
-from gateway import policy
-from gateway.policy import PolicyFeed
+from chassis import policy
+from chassis.store import open_store, run_transaction
 from harness import PrivateRabbitMQ, PrivateRedis, charts
 from harness.gateway import LocalGateway
 from harness.shop import Shop
 from harness.system import UNREACHED_RATE_LIMITS, System
+from services.auth import service as auth_policy
 
 Call = Callable[[], Awaitable[None]]
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -106,15 +107,17 @@ async def saturate(call: Call, *, seconds: float, in_flight: int) -> tuple[list[
     return latencies, len(latencies) / (time.perf_counter() - started)
 
 
-async def revoke_earlier_sessions(redis_url: str, count: int) -> None:
-    """`count` sessions in the revoked set, as if ended earlier (see the module doc)."""
-    redis = aioredis.from_url(redis_url, decode_responses=True)
+async def revoke_earlier_sessions(system: System, count: int) -> None:
+    """`count` sessions revoked in the auth service's store, as if ended earlier (see the module
+    doc); its instances publish them with the next check."""
+    store = open_store(system.store_url("auth"), database="auth")
+    await store.open(auth_policy.COLLECTIONS)
     try:
         until = time.time() + 3600
-        await redis.zadd(policy.REVOKED, {f"earlier-{n}": until for n in range(count)})
-        await PolicyFeed(redis).revoke("earlier", until)  # and the notice of the whole set
+        revoked = {f"earlier-{n}": until for n in range(count)}
+        await run_transaction(store, lambda tx: auth_policy.record_revocations(tx, revoked))
     finally:
-        await redis.aclose()
+        await store.close()
 
 
 @dataclass
@@ -132,7 +135,7 @@ async def revocations(
 ) -> list[Revocation]:
     redis = aioredis.from_url(redis_url, decode_responses=True)
     pubsub = redis.pubsub()
-    await pubsub.subscribe(policy.CHANNEL)
+    await pubsub.subscribe(policy.CHANNEL)  # each policy published
     notices: list[float] = []
 
     async def listen() -> None:
@@ -206,6 +209,7 @@ async def run(args: argparse.Namespace) -> None:
         plain = LocalGateway(
             directory / "plain",
             redis_url=redis.url,
+            verify_key=system.policy_verify_key,
             auth=False,
             rate_limit=False,
             local_limit_per_s=unbounded,
@@ -215,6 +219,7 @@ async def run(args: argparse.Namespace) -> None:
             LocalGateway(
                 directory / name,
                 redis_url=redis.url,
+                verify_key=system.policy_verify_key,
                 local_limit_per_s=unbounded,
                 reads_per_client_per_s=unbounded,
                 graphql=graphql,
@@ -226,7 +231,7 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.to_thread(gateway.start)
             await asyncio.to_thread(gateway.wait_for_healthy)
 
-        await revoke_earlier_sessions(redis.url, args.revoked)
+        await revoke_earlier_sessions(system, args.revoked)
         shop = Shop(system)
         session = await shop.register()
         metadata = [("authorization", f"Bearer {session.access_token}")]

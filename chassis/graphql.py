@@ -13,6 +13,8 @@ What every subgraph gets from here, so that its resolvers only call its use case
   INVALID_ARGUMENT;
 - batched loading: `load(info, name, key)` goes through a DataLoader per request, built from
   the subgraph's batch functions, so that the entities of one level cost one call;
+- list arguments within the contracts' bounds: `page_size(first)` is the page a list field
+  serves for its `first`, or InvalidArgument naming `first`;
 - metrics: `ordermesh_graphql_requests_total{operation}` and, per batch function,
   `ordermesh_graphql_batches_total{loader}` and `ordermesh_graphql_batch_keys_total{loader}`.
 """
@@ -27,6 +29,7 @@ import grpc
 import strawberry
 from aiohttp import web
 from graphql.error import GraphQLError
+from multidict import CIMultiDictProxy
 from prometheus_client import CollectorRegistry, Counter
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.dataloader import DataLoader
@@ -35,11 +38,12 @@ from strawberry.federation import Schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.scalar import ScalarDefinition
 
+from chassis import pages
 from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
-from chassis.errors import Unauthenticated
+from chassis.errors import InvalidArgument, Unauthenticated
 from chassis.grpc import failure
 from chassis.identity import Authenticator
-from chassis.tokens import Claims
+from chassis.tokens import Claims, bearer_token
 
 __all__ = [
     "GraphqlMetrics",
@@ -49,6 +53,7 @@ __all__ = [
     "caller_of",
     "load",
     "money",
+    "page_size",
 ]
 
 # 64-bit integers as strings, as protobuf's JSON mapping (and so the REST API) has them:
@@ -122,6 +127,16 @@ async def load(info: strawberry.Info, loader: str, key: Any) -> Any:
     """`key` loaded by the batch function `loader`, batched with the request's other loads."""
     context: Context = info.context
     return await context.loaders[loader].load(key)
+
+
+def page_size(first: int) -> int:
+    """The page a list field serves for its `first`: from 1 to what every list RPC serves at
+    most (chassis.pages.MAX_SIZE), or InvalidArgument naming it. A list RPC serves its default
+    for 0; a GraphQL argument has its default in the schema, and the federation gateway prices
+    a list by its `first`: 0 or 1,000 would be served more than they were priced."""
+    if not 1 <= first <= pages.MAX_SIZE:
+        raise InvalidArgument(f"first: {first}, not from 1 to {pages.MAX_SIZE}")
+    return first
 
 
 def _error_extensions(error: GraphQLError) -> tuple[str, dict[str, Any]]:
@@ -243,17 +258,14 @@ class Subgraph:
 
 
 async def _caller(
-    authenticator: Authenticator | None, headers: Mapping[str, str]
+    authenticator: Authenticator | None, headers: CIMultiDictProxy[str]
 ) -> tuple[Claims | None, str]:
-    value = headers.get("authorization", "")
-    if not value:
-        return None, "no access token: send 'authorization: Bearer <token>'"
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None, "the authorization header is not 'Bearer <token>'"
-    if authenticator is None:
-        return None, "this server verifies no tokens"
+    """The verified caller, or why there is none. The header as HTTP joins it: two
+    `authorization` values are refused, never one of them taken."""
     try:
-        return await authenticator.verify(token.strip()), ""
+        token = bearer_token(",".join(headers.getall("authorization", [])))
+        if authenticator is None:
+            return None, "this server verifies no tokens"
+        return await authenticator.verify(token), ""
     except Unauthenticated as exc:
         return None, str(exc)

@@ -112,6 +112,15 @@ class Service:
     governed: bool = True
 
 
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, Any]:
+    """The call's metadata by key; a key sent more than once has its values joined by a comma,
+    as HTTP joins a repeated header (so that two `authorization` values are seen as two)."""
+    metadata: dict[str, Any] = {}
+    for key, value in context.invocation_metadata() or ():
+        metadata[key] = f"{metadata[key]},{value}" if key in metadata else value
+    return metadata
+
+
 def _correlation_id_of(metadata: dict[str, Any]) -> str:
     for header in CORRELATION_HEADERS:
         value = metadata.get(header)
@@ -261,7 +270,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     bounds.check(request)
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            metadata = dict(context.invocation_metadata() or ())
+            metadata = _metadata(context)
             token = correlation_id.set(_correlation_id_of(metadata))
             identity = caller.set(None)
             started = time.perf_counter()
@@ -301,7 +310,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return grpc.stream_unary_rpc_method_handler(call, **codec)
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            metadata = dict(context.invocation_metadata() or ())
+            metadata = _metadata(context)
             token = correlation_id.set(_correlation_id_of(metadata))
             identity = caller.set(None)
             try:

@@ -12,9 +12,10 @@ the handler never runs. For the others, the verified caller is in a contextvar f
 duration: handlers take the caller from `current_caller()`, never from the request.
 
 Behind the gateway the same holds: Envoy verified the token (and refused revoked sessions)
-and forwards it unchanged, and the service verifies it again (cached per token,
-chassis.tokens), so a caller is never taken from a header a client or another process could
-write.
+and forwards it unchanged, and the service verifies it again (cached per token, and its session
+checked against the revocations on every call, chassis.tokens), so a caller is never taken from
+a header a client or another process could write. One `authorization` value, `Bearer <token>`
+(`chassis.tokens.bearer_token`): two values (repeated metadata) are refused.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from common.v1 import options_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from chassis.errors import PermissionDenied, Unauthenticated
-from chassis.tokens import Claims
+from chassis.tokens import Claims, bearer_token
 
 __all__ = [
     "AccessPolicy",
@@ -88,20 +89,10 @@ class AccessPolicy:
             return None
         if level not in (options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN):
             raise PermissionDenied(f"{path} declares no access level in its contract")
-        token = _bearer_token(metadata)
+        token = bearer_token(metadata.get("authorization", ""))
         if self._authenticator is None:
             raise Unauthenticated(f"{path} needs a verified caller; this server verifies none")
         claims = await self._authenticator.verify(token)
         if level == options_pb2.ACCESS_ADMIN and not claims.is_admin:
             raise PermissionDenied(f"{path} is for administrators only")
         return claims
-
-
-def _bearer_token(metadata: Mapping[str, str]) -> str:
-    value = metadata.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    if not value:
-        raise Unauthenticated("no access token: send 'authorization: Bearer <token>'")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("the authorization metadata is not 'Bearer <token>'")
-    return token.strip()

@@ -31,6 +31,7 @@ from typing import Any
 
 import aio_pika.abc
 import aio_pika.exceptions
+import redis.asyncio as aioredis
 from pydantic import Field
 
 from chassis.broker import Broker
@@ -42,6 +43,7 @@ from chassis.health import Probe, Readiness, amqp_probe
 from chassis.logging import get_logger
 from chassis.metrics import Metrics
 from chassis.outbox import OutboxRelay
+from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Registry
 from chassis.store import Collection, Store, StoreError, open_store
 from chassis.tokens import KeyIssuer, KeySet, TokenVerifier, grpc_jwks_source
@@ -83,6 +85,10 @@ class BackboneSettings(ServiceSettings):
     startup_wait_s: float = Field(default=120.0, ge=0)
     # How often the outbox backlog and the dead-letter queues are sampled for the metrics.
     metrics_interval_s: float = Field(default=2.0, gt=0)
+    # The auth service's public policy key (chassis.policy): with the registry's Redis, the
+    # sessions it revoked are refused by this service's token checks too (`Runtime.revoked`).
+    # Empty: only the gateway refuses them.
+    edge_policy_verify_key: str = ""
 
 
 class AuthenticatedSettings(BackboneSettings):
@@ -129,6 +135,7 @@ class Runtime:
         self.noted: dict[str, str] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
+        self._revoked: Callable[[str], bool] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -318,7 +325,26 @@ class Runtime:
             keys,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            revoked=self.revoked(),
         )
+
+    def revoked(self) -> Callable[[str], bool]:
+        """Whether a session is revoked, by the edge policy followed from the registry's Redis
+        (chassis.policy), for a TokenVerifier; what it holds is exported with the instance's
+        metrics. Followed once per runtime."""
+        if self._revoked is not None:
+            return self._revoked
+        settings = self.settings
+        if not (settings.redis_url and settings.edge_policy_verify_key):
+            log.warning("revoked sessions are refused by the gateway only: no policy to follow")
+            return lambda _: False
+        redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
+        self.on_close(redis.aclose)
+        follower = PolicyFollower(PolicyFeed(redis), verify_key(settings.edge_policy_verify_key))
+        export_metrics(follower, self.metrics.registry)
+        self.background(follower.run(), name="follow edge policy")
+        self._revoked = follower.is_revoked
+        return self._revoked
 
     def readiness(self, extra: Mapping[str, Probe] | None = None) -> Readiness:
         async def store_probe() -> None:

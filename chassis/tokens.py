@@ -7,7 +7,15 @@ Guarantees of `TokenVerifier.verify()`: a token is accepted only if
 - its signature verifies with that key;
 - it carries `iss`, `aud`, `exp`, `iat` and `sub`; issuer and audience are the expected ones,
   and it has not expired (with `leeway_s` of clock skew).
-Anything else raises `InvalidToken` (an `Unauthenticated` domain error) naming the reason.
+Anything else raises `InvalidToken` (an `Unauthenticated` domain error) naming the reason, and
+so does a token of a session the edge policy says was ended (`revoked`, a
+`chassis.policy.PolicyFollower` of the auth service's published policy, checked on every call,
+cached tokens too): a call straight to a service is refused as the gateway refuses it, within
+the same second.
+
+The credential rule, the same at the gateway (gateway.config) and every service (`bearer_token`):
+one `authorization` value, `Bearer <token>` with the scheme as written here and a token of the
+JWT alphabet; anything else is refused, never taken for "no token". Never in a URL.
 
 Verified tokens are remembered (up to `cache_size`, each until it expires), so a client that
 sends the same token with every call pays for its signature check once; a token is immutable,
@@ -22,6 +30,7 @@ again when a token names a `kid` it does not know (a rotation), at most once per
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -45,6 +54,7 @@ __all__ = [
     "KeyIssuer",
     "KeySet",
     "TokenVerifier",
+    "bearer_token",
     "grpc_jwks_source",
 ]
 
@@ -58,6 +68,24 @@ JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
 
 class InvalidToken(Unauthenticated):
     pass
+
+
+# A compact JWS: three base64url parts (the second may be empty, the third not).
+BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+)")
+ENDED = "this session was ended: log in again"
+
+
+def bearer_token(value: str) -> str:
+    """The token of an `authorization` value; Unauthenticated unless it is `Bearer <jwt>`
+    (two values, joined by a comma as HTTP does, are not)."""
+    if not value:
+        raise Unauthenticated("no access token: send 'authorization: Bearer <token>'")
+    match = BEARER.fullmatch(value)
+    if match is None:
+        raise Unauthenticated(
+            "the authorization header is not one 'Bearer <token>' (scheme as written, one token)"
+        )
+    return match.group(1)
 
 
 @dataclass(frozen=True)
@@ -165,8 +193,10 @@ class TokenVerifier:
         algorithms: Sequence[str] = ALGORITHMS,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
+        revoked: Callable[[str], bool] = lambda _: False,
     ):
         self._keys = keys
+        self._revoked = revoked
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
@@ -176,15 +206,17 @@ class TokenVerifier:
         self._clock = clock
 
     async def verify(self, token: str) -> Claims:
-        cached = self._verified.get(token)
-        if cached is not None:
-            if cached.expires_at + self._leeway_s > self._clock():
-                return cached
+        claims = self._verified.get(token)
+        if claims is not None and claims.expires_at + self._leeway_s <= self._clock():
             del self._verified[token]
-        claims = await self._verify(token)
-        self._verified[token] = claims
-        if len(self._verified) > self._cache_size:
-            self._verified.popitem(last=False)
+            claims = None
+        if claims is None:
+            claims = await self._verify(token)
+            self._verified[token] = claims
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        if claims.session_id and self._revoked(claims.session_id):
+            raise InvalidToken(ENDED)
         return claims
 
     async def _verify(self, token: str) -> Claims:

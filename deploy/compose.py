@@ -8,10 +8,12 @@ compose.yaml is the whole system for Docker Compose (or Podman): RabbitMQ, Redis
 `gateway.config` in a one-shot container, its endpoints and edge policy written by its agent,
 `gateway.agent`, from the registry and the auth service's policy; the GraphQL federation
 gateway behind its /graphql, Hive Gateway's official image), and every service of the
-catalogue with REPLICAS instances, restart policies, health checks (`python -m chassis.probe`),
-a read-only root filesystem and a rolling-update policy. Every address and port is a variable
-whose default suits a normal Docker network; every secret is a variable that must be set
-(`make compose-env` writes them, fresh, to `.env`).
+catalogue with REPLICAS instances, restart policies, health checks (`python -m chassis.probe`;
+the agent's: its `/ready`, a verified edge policy and endpoints), a read-only root filesystem
+and a rolling-update policy. Every address and port is a variable whose default suits a normal
+Docker network; every secret is a variable that must be set (`make compose-env` writes them,
+fresh, to `.env`), handed only to the processes whose settings take it: the edge policy's
+signing key to the auth service, its public half to every follower (`_policy_environment`).
 
 - compose.host-network.yaml: every container on the host's network, bound to 127.0.0.1, on the
   ports the env file gives (this project's machines allow no bridge network);
@@ -22,11 +24,13 @@ whose default suits a normal Docker network; every secret is a variable that mus
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gateway.agent import AgentSettings
 from services import catalogue
 from services.catalogue import Need, Service
 
@@ -44,7 +48,14 @@ GRPC_PORT = "${GRPC_PORT:-50051}"
 METRICS_PORT = "${METRICS_PORT:-9464}"
 GRAPHQL_PORT = "${GRAPHQL_PORT:-4000}"
 SUBGRAPHS_PORT = "${SUBGRAPHS_PORT:-8081}"
+# The gateway's agent: `/ready` (its health check) and `/metrics`, never published.
+GATEWAY_AGENT_PORT = "${GATEWAY_AGENT_PORT:-9902}"
 APP_IMAGE = "${ORDERMESH_IMAGE:-localhost/ordermesh:latest}"
+# The agent's health check: exits non-zero unless `/ready` answers 200 (urlopen raises on 503).
+AGENT_READY = (
+    "import os, urllib.request; "
+    "urllib.request.urlopen('http://127.0.0.1:' + os.environ['PORT'] + '/ready', timeout=2)"
+)
 
 
 def _required(name: str) -> str:
@@ -64,6 +75,17 @@ def _app(command: list[str], **extra: Any) -> dict[str, Any]:
     }
 
 
+def _policy_environment(fields: Iterable[str]) -> dict[str, str]:
+    """The edge policy's keys (chassis.policy) for a process whose settings have `fields`: the
+    public half to every follower, the private half to its signer (the auth service) only."""
+    env = {}
+    if "edge_policy_verify_key" in fields:
+        env["EDGE_POLICY_VERIFY_KEY"] = _required("EDGE_POLICY_VERIFY_KEY")
+    if "edge_policy_signing_key" in fields:
+        env["EDGE_POLICY_SIGNING_KEY"] = _required("EDGE_POLICY_SIGNING_KEY")
+    return env
+
+
 def _service_environment(service: Service) -> dict[str, str]:
     env = {
         "LOG_LEVEL": "${LOG_LEVEL:-INFO}",
@@ -79,6 +101,7 @@ def _service_environment(service: Service) -> dict[str, str]:
         env["STORE_URL"] = (
             f"postgresql://ordermesh:{_required('POSTGRES_PASSWORD')}@{POSTGRES}/{service.name}"
         )
+    env |= _policy_environment(service.settings.model_fields)
     for callee in service.dependencies:
         variable = service.address_variable(callee)
         # Used while the registry does not answer; a service name resolves to its replicas.
@@ -216,9 +239,21 @@ def _gateway() -> dict[str, Any]:
                 "REDIS_URL": f"redis://:{_required('REDIS_PASSWORD')}@{REDIS}/0",
                 "EDS_DIR": f"{GATEWAY_DIR}/eds",
                 "POLICY_DIR": f"{GATEWAY_DIR}/policy",
+                **_policy_environment(AgentSettings.model_fields),
+                "HOST": "${GATEWAY_AGENT_LISTEN:-0.0.0.0}",
+                "PORT": GATEWAY_AGENT_PORT,
             },
             volumes=[f"gateway:{GATEWAY_DIR}"],
             restart="unless-stopped",
+            # Healthy once it holds a verified edge policy and endpoints of every routed
+            # service (`/ready`; the image has Python, no curl).
+            healthcheck={
+                "test": ["CMD", "python", "-c", AGENT_READY],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 3,
+                "start_period": "20s",
+            },
             depends_on={"gateway-config": {"condition": "service_completed_successfully"}},
         ),
         # The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql): Hive
@@ -305,6 +340,7 @@ def _monitoring() -> dict[str, Any]:
                 "REDIS_URL": f"redis://:{_required('REDIS_PASSWORD')}@{REDIS}/0",
                 "TARGETS_FILE": "/etc/prometheus/targets/targets.json",
                 "GATEWAY_ADMIN": "${GATEWAY_ADMIN_TARGET:-gateway:9901}",
+                "GATEWAY_AGENT": "${GATEWAY_AGENT_TARGET:-gateway-agent:9902}",
             },
             volumes=["prometheus-targets:/etc/prometheus/targets"],
             restart="unless-stopped",
@@ -373,7 +409,11 @@ LOOPBACK_LISTEN = {
         "HOST": "127.0.0.1",
         "SUBGRAPHS_URL": f"http://127.0.0.1:{SUBGRAPHS_PORT}",
     },
-    "prometheus-targets": {"GATEWAY_ADMIN": "127.0.0.1:9901"},
+    "gateway-agent": {"HOST": "127.0.0.1"},
+    "prometheus-targets": {
+        "GATEWAY_ADMIN": "127.0.0.1:9901",
+        "GATEWAY_AGENT": f"127.0.0.1:{GATEWAY_AGENT_PORT}",
+    },
     "grafana": {"PROMETHEUS_ADDRESS": "127.0.0.1:9090", "GF_SERVER_HTTP_ADDR": "127.0.0.1"},
 }
 

@@ -2,9 +2,17 @@
 
     python -m deploy.env [-o .env] [--force] [NAME=VALUE ...]
 
-Each secret compose.yaml requires is generated (`secrets.token_urlsafe`); NAME=VALUE pairs
-are added (addresses, ports, images: e.g. the host-network ports the container tests use). An
-existing file is kept unless `--force`: its secrets are those of the volumes made with it.
+Each secret compose.yaml requires is generated: the passwords with `secrets.token_urlsafe`, the
+edge policy's key pair with `chassis.policy.new_policy_keys` (EDGE_POLICY_SIGNING_KEY for the
+auth service, EDGE_POLICY_VERIFY_KEY for everyone who follows its policy). NAME=VALUE pairs are
+added (addresses, ports, images: e.g. the host-network ports the container tests use).
+
+An existing file is kept unless `--force`: its secrets are those of the volumes made with it.
+What it lacks is added to it, every value it holds staying as it is: a file written before the
+edge policy was signed gets a fresh key pair (nothing stored depends on it: the auth service
+signs its next policy with the new key, and every follower is given the new public half at the
+same `compose up`). A file with one half of the pair only, or two halves that do not match, is
+refused, naming the key: guessing would leave every follower refusing the policy.
 """
 
 from __future__ import annotations
@@ -12,8 +20,13 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from chassis.policy import new_policy_keys, signing_key, verify_key
 from deploy.compose import ROOT
 
 SECRETS = (
@@ -23,12 +36,23 @@ SECRETS = (
     "ADMIN_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
 )
+# The edge policy's key pair (chassis.policy): the private half goes to the auth service only.
+POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"
+POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
+POLICY_KEYS = (POLICY_SIGNING_KEY, POLICY_VERIFY_KEY)
+HEADER = "# Written by `make compose-env` (deploy/env.py): secrets of this deployment."
+
+
+def fresh() -> dict[str, str]:
+    """Every secret compose.yaml requires, new."""
+    signing, verify = new_policy_keys()
+    values = {name: secrets.token_urlsafe(32) for name in SECRETS}
+    return values | {POLICY_SIGNING_KEY: signing, POLICY_VERIFY_KEY: verify}
 
 
 def render(extra: dict[str, str]) -> str:
-    values = {name: secrets.token_urlsafe(32) for name in SECRETS} | extra
-    lines = ["# Written by `make compose-env` (deploy/env.py): secrets of this deployment."]
-    lines += [f"{name}={value}" for name, value in values.items()]
+    values = fresh() | extra
+    lines = [HEADER] + [f"{name}={value}" for name, value in values.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -39,6 +63,54 @@ def write(path: Path, extra: dict[str, str]) -> None:
     path.write_text(render(extra))
 
 
+def read(path: Path) -> dict[str, str]:
+    """The NAME=VALUE lines of an env file (comments and blank lines skipped; quotes around a
+    value taken off, as compose does)."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            name, value = line.split("=", 1)
+            found[name.strip()] = value.strip().strip("'\"")
+    return found
+
+
+def missing(existing: Mapping[str, str]) -> dict[str, str]:
+    """The secrets an env file holding `existing` lacks, new; ValueError if it holds half of
+    the edge policy's key pair, or a pair that does not match."""
+    added = {name: value for name, value in fresh().items() if name not in existing}
+    held = [name for name in POLICY_KEYS if name in existing]
+    if len(held) == 1:
+        raise ValueError(
+            f"{held[0]} is set but not its other half: remove it, and a fresh pair of "
+            f"{' and '.join(POLICY_KEYS)} is added"
+        )
+    if held and _raw(signing_key(existing[POLICY_SIGNING_KEY]).public_key()) != _raw(
+        verify_key(existing[POLICY_VERIFY_KEY])
+    ):
+        raise ValueError(
+            f"{POLICY_VERIFY_KEY} is not the public half of {POLICY_SIGNING_KEY}: every "
+            "follower would refuse the auth service's policy (remove both: a fresh pair is added)"
+        )
+    return added
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def complete(path: Path) -> list[str]:
+    """Adds to the existing env file at `path` the secrets it lacks (its values stay); the
+    names added."""
+    added = missing(read(path))
+    if added:
+        text = path.read_text()
+        lines = [text.rstrip("\n")] if text.strip() else []
+        lines += [f"{name}={value}" for name, value in added.items()]
+        path.chmod(0o600)
+        path.write_text("\n".join(lines) + "\n")
+    return list(added)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=ROOT / ".env")
@@ -46,7 +118,13 @@ def main() -> int:
     parser.add_argument("pairs", nargs="*", metavar="NAME=VALUE")
     args = parser.parse_args()
     if args.output.exists() and not args.force:
-        print(f"{args.output} exists: kept (its secrets are the volumes'; --force replaces it)")
+        try:
+            added = complete(args.output)
+        except ValueError as exc:
+            print(f"{args.output}: {exc}", file=sys.stderr)
+            return 1
+        kept = f"{args.output} exists: kept (its secrets are the volumes'; --force replaces it)"
+        print(f"{kept}; added {', '.join(added)}" if added else kept)
         return 0
     extra = dict(pair.split("=", 1) for pair in args.pairs)
     write(args.output, extra)

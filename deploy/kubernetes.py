@@ -4,7 +4,8 @@
 
 - base: the namespace (Pod Security "restricted"), every service of the catalogue as a
   Deployment with a headless Service, the gateway (Envoy, its bootstrap and the contracts in a
-  ConfigMap, its agent as a sidecar), Redis (the registry), a RabbitMQ StatefulSet, and the
+  ConfigMap, its agent as a sidecar whose readiness, a verified edge policy and endpoints, is
+  the pod's), Redis (the registry), a RabbitMQ StatefulSet, and the
   NetworkPolicies: deny everything, then allow exactly what the catalogue says exists (who
   calls whom, who uses the broker, the registry and a store, the gateway's ingress, DNS,
   Prometheus scraping the metrics ports);
@@ -20,7 +21,8 @@ its own address (`ADVERTISED_HOST` = the pod IP); the gateway's agent turns the 
 Envoy's endpoints. The headless Services give the fallback addresses (`<NAME>_SERVICE_ADDR`)
 used while the registry does not answer. (docs/kubernetes.md says why.)
 
-Secrets are referenced by name and key, never written here (docs/kubernetes.md lists them).
+Secrets are referenced by name and key, never written here (docs/kubernetes.md lists them);
+the edge policy's signing key is in a Secret of its own that only the auth service reads.
 Requests and limits come from measured figures (docs/kubernetes.md). No Kubernetes cluster can
 run on this project's machines: these manifests are rendered and validated, not run.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ import yaml
 
 from deploy.compose import ROOT, init_sql
 from gateway import config as gateway_config
+from gateway.agent import AgentSettings
 from services import catalogue
 from services.catalogue import Need, Service
 
@@ -54,6 +58,8 @@ GRPC_PORT = 50051
 METRICS_PORT = 9464
 GATEWAY_PORT = 8080
 GATEWAY_ADMIN_PORT = 9901  # on 127.0.0.1 inside the pod only
+# The gateway's agent: `/ready` (the kubelet's probe) and `/metrics` (Prometheus).
+AGENT_PORT = 9902
 AMQP_PORT = 5672
 EPMD_PORT = 4369
 DIST_PORT = 25672
@@ -114,6 +120,10 @@ STORE_SECRET = "ordermesh-store"  # one key per service that keeps state: its ST
 ADMIN_SECRET = "ordermesh-admin"  # password
 NOTIFICATION_SECRET = "ordermesh-notification"  # SMTP_HOST, SMTP_PORT, ... (its settings)
 POSTGRES_SECRET = "ordermesh-postgres"  # password (dev's own PostgreSQL)
+# The edge policy's key pair (chassis.policy), in two Secrets: the public half for every
+# follower, the private half for its signer alone (an object RBAC can keep from the others).
+POLICY_VERIFY_SECRET = "ordermesh-edge-policy"  # verify-key
+POLICY_SIGNING_SECRET = "ordermesh-edge-policy-signing"  # signing-key
 HEADER = (
     "# Generated from the service catalogue by `make gen` (deploy/kubernetes.py): do not edit.\n"
 )
@@ -199,6 +209,21 @@ def rabbitmq_url(nodes: int) -> str:
     )
 
 
+def policy_env(fields: Iterable[str]) -> list[dict[str, Any]]:
+    """The edge policy's keys for a container whose settings have `fields`: the public half to
+    every follower, the private half to its signer (the auth service) only."""
+    env = []
+    if "edge_policy_verify_key" in fields:
+        env.append(
+            {"name": "EDGE_POLICY_VERIFY_KEY", **_secret(POLICY_VERIFY_SECRET, "verify-key")}
+        )
+    if "edge_policy_signing_key" in fields:
+        env.append(
+            {"name": "EDGE_POLICY_SIGNING_KEY", **_secret(POLICY_SIGNING_SECRET, "signing-key")}
+        )
+    return env
+
+
 def service_env(
     service: Service, *, broker_nodes: int = 1, pool_size: int = 0
 ) -> list[dict[str, Any]]:
@@ -211,6 +236,7 @@ def service_env(
         env.append({"name": "STORE_URL", **_secret(STORE_SECRET, service.name)})
         if pool_size:
             env.append({"name": "STORE_POOL_SIZE", "value": str(pool_size)})
+    env += policy_env(service.settings.model_fields)
     env += [
         {"name": "LOG_LEVEL", "value": "INFO"},
         {"name": "GRPC_HOST", "value": "0.0.0.0"},
@@ -265,10 +291,11 @@ def _app_container(
 
 def _pod_template(name: str, component: str, spec: dict[str, Any], user: int) -> dict[str, Any]:
     metadata: dict[str, Any] = {"labels": labels(name, component)}
-    if component == "service":
+    scraped = {"service": METRICS_PORT, "gateway": AGENT_PORT}  # the gateway's: its agent's
+    if component in scraped:
         metadata["annotations"] = {
             "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(METRICS_PORT),
+            "prometheus.io/port": str(scraped[component]),
         }
     return {
         "metadata": metadata,
@@ -438,11 +465,25 @@ def gateway_deployment() -> dict[str, Any]:
             {"name": "REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@redis:{REDIS_PORT}/0"},
             {"name": "EDS_DIR", "value": "/gateway/eds"},
             {"name": "POLICY_DIR", "value": "/gateway/policy"},
+            *policy_env(AgentSettings.model_fields),
+            # On the pod's address, for the kubelet's probe and Prometheus (the gateway's
+            # NetworkPolicy lets only Prometheus in on it).
+            {"name": "HOST", "value": "0.0.0.0"},
+            {"name": "PORT", "value": str(AGENT_PORT)},
         ],
         [*mounts, shared],
+        ports=[{"name": "agent", "containerPort": AGENT_PORT}],
         # A sidecar (started before Envoy, running beside it): Envoy starts once the agent
-        # wrote every file Envoy reads at start.
+        # wrote every file Envoy reads at start; the pod is Ready only while the agent is too,
+        # i.e. holds a verified edge policy and endpoints of every routed service (a sidecar's
+        # readiness counts towards its pod's).
         restartPolicy="Always",
+        readinessProbe={
+            "httpGet": {"path": "/ready", "port": AGENT_PORT},
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+            "timeoutSeconds": 2,
+        },
         startupProbe=_exec_probe(
             [
                 "python",
@@ -860,7 +901,10 @@ def network_policies() -> list[dict[str, Any]]:
         _policy(
             "gateway",
             "gateway",
-            ingress=[{"ports": _ports(GATEWAY_PORT)}],
+            ingress=[
+                {"ports": _ports(GATEWAY_PORT)},
+                {"from": [PROMETHEUS_PEER], "ports": _ports(AGENT_PORT)},
+            ],
             egress=[
                 *({"to": [_pods(name)], "ports": _ports(GRPC_PORT)} for name in routed),
                 *(

@@ -2,13 +2,20 @@
 
 - endpoints: the registry's instances of every service the gateway routes to, as EDS files
   (`gateway.discovery`), and of each one's GraphQL subgraph;
-- edge policy: the key set and the revoked sessions the auth service publishes, as ECDS files
-  (`gateway.policy`).
+- edge policy: the key set and the revoked sessions the auth service publishes, verified
+  against EDGE_POLICY_VERIFY_KEY (chassis.policy), as ECDS files (`gateway.policy`).
 
-Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, and JWT_ISSUER, JWT_AUDIENCE,
-MAX_TOKEN_LIFETIME_S as the services have them. At start every file Envoy needs exists before
-Envoy does (the files already there are kept until something newer is read); while Redis is
+Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIFY_KEY, and
+JWT_ISSUER, JWT_AUDIENCE, MAX_TOKEN_LIFETIME_S as the services have them; PORT, where it serves
+`/ready` and `/metrics` on HOST (127.0.0.1). At start every file Envoy needs exists before Envoy
+does (the files already there are kept until something newer is read); while Redis is
 unreachable the files keep what they say.
+
+`/ready` answers 200 once the agent has written a verified policy and, for every service the
+gateway routes to, instances read from the registry (503 before: a gateway holding a
+placeholder key and no endpoints would refuse every call); it stays ready after, when Redis or
+a service goes away, since the files still hold what was last known (the policy's age says how
+stale: `ordermesh_edge_policy_age_seconds`).
 """
 
 from __future__ import annotations
@@ -16,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from chassis import config as chassis_config
 from chassis import logging as chassis_logging
 from chassis.config import Settings
+from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Instance, Registry, Watcher
 from gateway.config import (
     GatewayConfig,
@@ -36,7 +46,7 @@ from gateway.config import (
     revocations_config,
 )
 from gateway.discovery import EdsFiles
-from gateway.policy import PolicyFeed, PolicyFiles, PolicyWatcher
+from gateway.policy import PolicyFiles
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run"]
 
@@ -45,10 +55,15 @@ class AgentSettings(Settings):
     redis_url: str
     eds_dir: Path
     policy_dir: Path
+    # The auth service's public policy key (chassis.policy): a policy it does not verify is
+    # never written.
+    edge_policy_verify_key: str
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
     max_token_lifetime_s: int = 3600
     refresh_s: float = 1.0
+    host: str = "127.0.0.1"
+    port: int = 0
     log_level: str = "INFO"
 
 
@@ -72,6 +87,7 @@ def prepare(config: GatewayConfig) -> None:
 
 
 async def run(settings: AgentSettings) -> None:
+    key = verify_key(settings.edge_policy_verify_key)
     config = GatewayConfig(
         port=0,
         eds_dir=settings.eds_dir,
@@ -84,16 +100,27 @@ async def run(settings: AgentSettings) -> None:
     registry = Registry(settings.redis_url)
     eds = EdsFiles(settings.eds_dir)
     graphs = set(graph_clusters())
+    clusters = clusters_of(config)
+    found: set[str] = set()  # the clusters that had instances at some read
 
     def write(service: str, instances: Sequence[Instance]) -> None:
         eds.write(service, instances)
         if graph_cluster(service) in graphs:
             eds.write(graph_cluster(service), instances, graph=True)
+        if instances:
+            found.add(service)
 
-    watcher = Watcher(registry, clusters_of(config), on_change=write, refresh_s=settings.refresh_s)
+    watcher = Watcher(registry, clusters, on_change=write, refresh_s=settings.refresh_s)
     redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
     files = policy_files(config)
-    policy = PolicyWatcher(PolicyFeed(redis), files.write, refresh_s=settings.refresh_s)
+    policy = PolicyFollower(PolicyFeed(redis), key, files.write, refresh_s=settings.refresh_s)
+    metrics = CollectorRegistry()
+    export_metrics(policy, metrics)
+
+    def ready() -> bool:
+        return policy.held is not None and found.issuperset(clusters)
+
+    server = await _serve(settings, ready, metrics)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -109,6 +136,31 @@ async def run(settings: AgentSettings) -> None:
         await watcher.stop()
         await registry.close()
         await redis.aclose()
+        await server.cleanup()
+
+
+async def _serve(
+    settings: AgentSettings, ready: Callable[[], bool], metrics: CollectorRegistry
+) -> web.AppRunner:
+    async def readiness(_: web.Request) -> web.Response:
+        return (
+            web.Response(text="ready\n")
+            if ready()
+            else web.Response(status=503, text="no verified policy or no endpoints yet\n")
+        )
+
+    async def scrape(_: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(metrics))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app = web.Application()
+    app.router.add_get("/ready", readiness)
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    return runner
 
 
 def main() -> None:

@@ -81,10 +81,15 @@ DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
 # Services never read them: they verify the token themselves (chassis.identity).
 USER_HEADER = "x-ordermesh-user"
 SESSION_HEADER = "x-ordermesh-session"
+# The verified token's roles, joined by commas: what the federation gateway lets admins do
+# (introspection).
+ROLES_HEADER = "x-ordermesh-roles"
+IDENTITY_HEADERS = (USER_HEADER, SESSION_HEADER, ROLES_HEADER)
 # The filters whose configuration comes from the policy files (gateway.policy), by file.
 JWT_FILTER = "ordermesh.jwt_authn"
 REVOCATIONS_FILTER = "ordermesh.revocations"
 ADMIN_FILTER = "ordermesh.admin"
+CREDENTIALS_FILTER = "ordermesh.credentials"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 # jwt_authn's requirements: a valid token from the issuer; a valid one if any is sent (GraphQL,
 # where public fields need none); and where it puts the claims.
@@ -297,11 +302,15 @@ def jwt_authn_config(config: GatewayConfig, jwks: Mapping[str, Any]) -> Message:
         "require_expiration": True,
         "max_lifetime": _seconds(config.max_token_lifetime_s),
         "clock_skew_seconds": config.clock_skew_s,
+        # Only from `authorization: Bearer <token>` (jwt_authn also reads `?access_token=` by
+        # default: a token in a URL is refused before, see `_credentials`).
+        "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
         # The services verify the token again (chassis.identity): it goes on to them.
         "forward": True,
         "claim_to_headers": [
             {"header_name": USER_HEADER, "claim_name": "sub"},
             {"header_name": SESSION_HEADER, "claim_name": "sid"},
+            {"header_name": ROLES_HEADER, "claim_name": "roles"},
         ],
         "payload_in_metadata": CLAIMS_METADATA,
         "jwt_cache_config": {"jwt_cache_size": config.verified_tokens_cached},
@@ -561,25 +570,47 @@ def _status_is(status: int, op: str = "EQ") -> dict[str, Any]:
     return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
 
 
+def _limited_by(limit: str) -> dict[str, Any]:
+    """A 429 of one of Envoy's own limits (LIMIT_HEADER)."""
+    return _cel(f"response.headers[{json.dumps(LIMIT_HEADER)}] == {json.dumps(limit)}")
+
+
 def _details_start(prefix: str) -> dict[str, Any]:
-    """A local reply whose response code details start with `prefix` (a CEL filter)."""
+    """A local reply whose response code details start with `prefix`."""
+    return _cel(f"response.code_details.startsWith({json.dumps(prefix)})")
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    """A local reply for which a CEL expression holds."""
     return {
         "extension_filter": {
             "name": "envoy.access_loggers.extension_filters.cel",
             "typed_config": {
                 "@type": _type("access_loggers.filters.cel.v3.ExpressionFilter"),
-                "expression": f"response.code_details.startsWith({json.dumps(prefix)})",
+                "expression": expression,
             },
         }
     }
 
 
 LIMITED = "too many requests: try again after the seconds in Retry-After"
+# Set on the 429 of each of Envoy's own limits, so that a client (and the local reply's
+# message) can tell its own limit from the gateway's floor.
+LIMIT_HEADER = "x-ordermesh-limit"
+PER_CLIENT, FLOOR = "per-client", "gateway"
+LIMIT_MESSAGES = {
+    PER_CLIENT: "too many reads from this client: try again after the seconds in Retry-After",
+    FLOOR: "the gateway is at its capacity for everyone: try again after the seconds in "
+    "Retry-After",
+}
 
 
-def _local_replies(graphql: bool) -> dict[str, Any]:
-    """Envoy's own answers as the services' errors: JSON with the gRPC code and a message; on
-    `/graphql` (with `graphql`), a GraphQL response whose error has them in `extensions`."""
+Reply = tuple[dict[str, Any], int, str, dict[str, Any]]
+
+
+def _replies() -> list[Reply]:
+    """Envoy's own answers, each (which reply, its gRPC code, its message, what else it sets),
+    the first that matches."""
     # The auth check could not be made (no instance answered in time, or one could not verify
     # tokens): Envoy's own reply has no text.
     unchecked = "cannot check credentials now: the auth service is unavailable; try again"
@@ -595,8 +626,7 @@ def _local_replies(graphql: bool) -> dict[str, Any]:
     # challenge of RFC 6750: no error code without a token, invalid_token otherwise.
     invalid_token = challenge('Bearer error="invalid_token"')
     unauthenticated = {"status_code": 401, "headers_to_add": invalid_token}
-    # (which reply, its gRPC code, its message, what else it sets), the first that matches
-    replies: list[tuple[dict[str, Any], int, str, dict[str, Any]]] = [
+    return [
         (auth_failed, 14, unchecked, {}),
         # Which access filter refused, from Envoy's response code details.
         (
@@ -612,17 +642,30 @@ def _local_replies(graphql: bool) -> dict[str, Any]:
             unauthenticated,
         ),
         (
+            _details_start(f"rbac_access_denied_matched_policy[{CREDENTIALS}]"),
+            16,
+            "send one access token, as 'authorization: Bearer <token>', and never in a URL",
+            unauthenticated,
+        ),
+        (
             _details_start(f"rbac_access_denied_matched_policy[{REVOKED}]"),
             16,
             "this session was ended: log in again",
             unauthenticated,
         ),
         (_details_start("rbac_access_denied"), 7, "this RPC is for administrators only", {}),
+        *((_limited_by(limit), 8, message, {}) for limit, message in LIMIT_MESSAGES.items()),
         *(
             (_status_is(status), code, LIMITED if status == 429 else "%LOCAL_REPLY_BODY%", {})
             for status, code in GRPC_CODE_OF_STATUS.items()
         ),
     ]
+
+
+def _local_replies(graphql: bool) -> dict[str, Any]:
+    """Envoy's own answers as the services' errors: JSON with the gRPC code and a message; on
+    `/graphql` (with `graphql`), a GraphQL response whose error has them in `extensions`."""
+    replies = _replies()
     mappers = [
         {"filter": match, **extra, "body_format_override": _error_body(code, message)}
         for match, code, message, extra in replies
@@ -779,12 +822,21 @@ def _from_policy_file(path: Path, extension: str) -> dict[str, Any]:
 JWT = "filters.http.jwt_authn.v3.JwtAuthentication"
 
 
-def _access_filters(config: GatewayConfig) -> list[dict[str, Any]]:
-    """Token, revocations, admin role, then the auth service's check (see the module doc)."""
+def _token_filters(config: GatewayConfig) -> list[dict[str, Any]]:
+    """The credential rule, the token (verified where a route asks), its session not revoked."""
     paths = policy_paths(config)
     return [
+        _credentials(),
         _from_policy_file(paths["jwt"], JWT),
         _from_policy_file(paths["revocations"], "filters.http.rbac.v3.RBAC"),
+    ]
+
+
+def _access_filters(config: GatewayConfig) -> list[dict[str, Any]]:
+    """The token's filters, the admin role, then the auth service's check (see the module
+    doc)."""
+    return [
+        *_token_filters(config),
         # No rules but on ADMIN routes. (Not a filter disabled but on some routes: Envoy
         # decides that from the route before transcoding, and a REST path has none.)
         {"name": ADMIN_FILTER, "typed_config": {"@type": _type("filters.http.rbac.v3.RBAC")}},
@@ -798,17 +850,73 @@ def _strip_identity_headers() -> dict[str, Any]:
         "name": "ordermesh.strip_identity_headers",
         "typed_config": {
             "@type": _type("filters.http.header_mutation.v3.HeaderMutation"),
-            "mutations": {
-                "request_mutations": [
-                    {"remove": USER_HEADER},
-                    {"remove": SESSION_HEADER},
-                ]
+            "mutations": {"request_mutations": [{"remove": name} for name in IDENTITY_HEADERS]},
+        },
+    }
+
+
+# The credential rule (the same in every service, chassis.tokens.bearer_token): one
+# `authorization` value, `Bearer ` as written, then a compact JWS. Envoy joins a repeated header
+# with commas before matching, so two tokens never match.
+BEARER = r"Bearer [A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+"
+# The policy name a refused credential's denial carries (answered 401, `_local_replies`).
+CREDENTIALS = "credentials"
+
+
+def _credentials() -> dict[str, Any]:
+    """Refuses (401) a request whose credential is unusable, rather than taking it for one
+    without: an `authorization` header that is not one bearer token (`bearer x`, two tokens,
+    another scheme), or a token in the URL (`access_token=`, which would also be logged).
+    Without it, jwt_authn would see no token in `authorization: bearer <t>`, and a route that
+    allows a missing token (/graphql) would pass a revoked session's token on."""
+    malformed = {
+        "and_ids": {
+            "ids": [
+                {"header": {"name": "authorization", "present_match": True}},
+                {
+                    "header": {
+                        "name": "authorization",
+                        "string_match": {"safe_regex": {"regex": BEARER}},
+                        "invert_match": True,
+                    }
+                },
+            ]
+        }
+    }
+    in_url = {
+        "header": {
+            "name": ":path",
+            "string_match": {"safe_regex": {"regex": r"[^?]*\?(.*&)?access_token=.*"}},
+        }
+    }
+    return {
+        "name": CREDENTIALS_FILTER,
+        "typed_config": {
+            "@type": _type("filters.http.rbac.v3.RBAC"),
+            "rules": {
+                "action": "DENY",
+                "policies": {
+                    CREDENTIALS: {
+                        "permissions": [{"any": True}],
+                        "principals": [{"or_ids": {"ids": [malformed, in_url]}}],
+                    }
+                },
             },
         },
     }
 
 
+def _limited_headers(limit: str) -> list[dict[str, Any]]:
+    return [
+        {"append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "header": {"key": key, "value": value}}
+        for key, value in (("retry-after", "1"), (LIMIT_HEADER, limit))
+    ]
+
+
 def _local_limit(config: GatewayConfig) -> dict[str, Any]:
+    """The gateway's floor: a token bucket shared by every client, after the per-client limits
+    (which refuse a greedy client's excess first, so that it never spends the floor): it
+    protects the gateway and what is behind it from overload, and its 429 says so."""
     every = {"numerator": 100, "denominator": "HUNDRED"}
     return {
         "name": "envoy.filters.http.local_ratelimit",
@@ -822,12 +930,7 @@ def _local_limit(config: GatewayConfig) -> dict[str, Any]:
             },
             "filter_enabled": {"runtime_key": "local_rate_limit_enabled", "default_value": every},
             "filter_enforced": {"runtime_key": "local_rate_limit_enforced", "default_value": every},
-            "response_headers_to_add": [
-                {
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    "header": {"key": "retry-after", "value": "1"},
-                }
-            ],
+            "response_headers_to_add": _limited_headers(FLOOR),
         },
     }
 
@@ -865,14 +968,12 @@ def _reads_per_client(config: GatewayConfig) -> dict[str, Any]:
             ],
             # Buckets kept (least recently used go first): clients seen lately.
             "max_dynamic_descriptors": 20_000,
+            # A client's read spends its own bucket only (Envoy's default also spends the
+            # default bucket, which made it a second floor, refusing in the client's name).
+            "always_consume_default_token_bucket": False,
             "filter_enabled": {"runtime_key": "reads_per_client_enabled", "default_value": every},
             "filter_enforced": {"runtime_key": "reads_per_client_enforced", "default_value": every},
-            "response_headers_to_add": [
-                {
-                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                    "header": {"key": "retry-after", "value": "1"},
-                }
-            ],
+            "response_headers_to_add": _limited_headers(PER_CLIENT),
         },
     }
 
@@ -965,10 +1066,12 @@ def _graphql_cluster(config: GatewayConfig) -> dict[str, Any]:
 def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
     """The federation gateway's way to the subgraphs: `subgraph_path(service)` to the
     service's healthy instances, balanced, retried when a call never reached one; a mutation
-    (OPERATION_HEADER) counted against the global write limits, per user (from the token the
-    federation gateway passes on, verified here again: what is counted by is never taken on
-    trust) and per address (the client's, the last X-Forwarded-For hop before the federation
-    gateway's)."""
+    (OPERATION_HEADER) counted against the global write limits, per user and per address (the
+    client's, the last X-Forwarded-For hop before the federation gateway's). The token the
+    federation gateway passes on meets the public listener's rules again (the credential rule,
+    verified if sent, its session not revoked): what is counted by, and what a subgraph acts
+    as, is never taken on trust, even from a caller of this port other than the federation
+    gateway."""
     routes: list[dict[str, Any]] = []
     for service in graph_services():
         path = subgraph_path(service.name)
@@ -989,7 +1092,6 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
                 {
                     "match": {"path": path, "headers": mutation},
                     "route": {**target, "rate_limits": _write_limits()},
-                    **({"typed_per_filter_config": _token_if_any()} if config.auth else {}),
                 }
             )
         routes.append({"match": {"path": path}, "route": target})
@@ -1009,29 +1111,27 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
         "xff_num_trusted_hops": 1,
         "route_config": {
             "name": "subgraphs",
-            "virtual_hosts": [{"name": "subgraphs", "domains": ["*"], "routes": routes}],
+            "virtual_hosts": [
+                {
+                    "name": "subgraphs",
+                    "domains": ["*"],
+                    "routes": routes,
+                    **({"typed_per_filter_config": _token_if_any()} if config.auth else {}),
+                }
+            ],
         },
         **({"tracing": _tracing(config)} if config.otlp_endpoint else {}),
-        # What Envoy answers itself (a write limit reached, no healthy instance) as a GraphQL
-        # response, which the federation gateway passes on to its client.
+        # What Envoy answers itself (a refused token, a write limit reached, no healthy
+        # instance) as a GraphQL response, which the federation gateway passes on to its client.
         "local_reply_config": {
             "mappers": [
-                {
-                    "filter": _status_is(status),
-                    "body_format_override": _graphql_error_body(
-                        code, LIMITED if status == 429 else "%LOCAL_REPLY_BODY%"
-                    ),
-                }
-                for status, code in GRPC_CODE_OF_STATUS.items()
+                {"filter": match, **extra, "body_format_override": _graphql_error_body(code, text)}
+                for match, code, text, extra in _replies()
             ]
         },
         "access_log": [_access_log()],
         "http_filters": [
-            *(
-                [_strip_identity_headers(), _from_policy_file(policy_paths(config)["jwt"], JWT)]
-                if config.auth and config.rate_limit
-                else []
-            ),
+            *([_strip_identity_headers(), *_access_filters(config)[:3]] if config.auth else []),
             *([_global_limit(config)] if config.rate_limit else []),
             {
                 "name": "envoy.filters.http.router",
@@ -1094,7 +1194,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                     # A client's deadline is enforced here (max_stream_duration), not passed
                     # on: a service answering DEADLINE_EXCEEDED (504) to a crafted
                     # `grpc-timeout: 1n` would count as an instance failing, and eject it.
-                    "request_headers_to_remove": ["grpc-timeout", USER_HEADER, SESSION_HEADER],
+                    "request_headers_to_remove": ["grpc-timeout", *IDENTITY_HEADERS],
                 }
             ],
         },
@@ -1117,10 +1217,11 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             "initial_connection_window_size": 1048576,
         },
         "http_filters": [
-            # The floor first, then the body's size, then transcoding, so the access filters
-            # see REST calls as their gRPC paths, and the limits last, as they count calls by
-            # the verified user.
-            _local_limit(config),
+            # The body's size, then transcoding, so the access filters see REST calls as their
+            # gRPC paths, then the limits, as they count calls by the verified user: each
+            # client's first, then the floor shared by all (a busy client's excess is refused
+            # by its own limit and never spends the floor: with the floor first, 21 clients at
+            # their read limit got everyone 429).
             _strip_identity_headers(),
             _header_names(),
             {
@@ -1134,6 +1235,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             *(_access_filters(config) if config.auth else []),
             _reads_per_client(config),
             *([_global_limit(config)] if config.rate_limit else []),
+            _local_limit(config),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _type("filters.http.router.v3.Router")},

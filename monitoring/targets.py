@@ -12,10 +12,12 @@ which is what the InstanceMissing alert is made of. One that drained and deregis
 once. While Redis is unreachable the file keeps what it says.
 
 With GATEWAY_ADMIN (host:port of Envoy's admin listener) the gateway is a target too, at
-`/stats/prometheus`, labelled `service="gateway"`.
+`/stats/prometheus`, labelled `service="gateway"`; with GATEWAY_AGENT (host:port of the
+gateway's agent) so is its agent, at `/metrics` (the edge policy it holds), labelled
+`service="gateway-agent"`.
 
-Settings from the environment: REDIS_URL, TARGETS_FILE, GATEWAY_ADMIN, LOST_KEPT_S (default
-300).
+Settings from the environment: REDIS_URL, TARGETS_FILE, GATEWAY_ADMIN, GATEWAY_AGENT,
+LOST_KEPT_S (default 300).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class TargetsSettings(Settings):
     redis_url: str
     targets_file: Path
     gateway_admin: str = ""
+    gateway_agent: str = ""
     lost_kept_s: float = 300.0
     refresh_s: float = 1.0
     log_level: str = "INFO"
@@ -56,19 +59,22 @@ class Targets:
         *,
         lost_kept_s: float,
         gateway_admin: str = "",
+        gateway_agent: str = "",
         clock: Callable[[], float] = time.monotonic,
     ):
         self._path = path
-        self._gateway = (
-            [
+        self._gateway: list[dict[str, Any]] = []
+        if gateway_admin:
+            self._gateway.append(
                 {
                     "targets": [gateway_admin],
                     "labels": {"service": "gateway", "__metrics_path__": "/stats/prometheus"},
                 }
-            ]
-            if gateway_admin
-            else []
-        )
+            )
+        if gateway_agent:
+            self._gateway.append(
+                {"targets": [gateway_agent], "labels": {"service": "gateway-agent"}}
+            )
         self._lost_kept_s = lost_kept_s
         self._clock = clock
         self._live: dict[str, list[Instance]] = {}
@@ -126,6 +132,7 @@ async def run(settings: TargetsSettings) -> None:
         settings.targets_file,
         lost_kept_s=settings.lost_kept_s,
         gateway_admin=settings.gateway_admin,
+        gateway_agent=settings.gateway_agent,
     )
     if not settings.targets_file.exists():
         targets.write()  # Prometheus starts with an empty list rather than a missing file

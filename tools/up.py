@@ -214,6 +214,7 @@ def main() -> int:
         gateway = LocalGateway(
             RUN_DIR / "gateway",
             redis_url=redis_url,
+            verify_key=system.policy_verify_key,
             port=int(os.environ.get("GATEWAY_PORT", "8080")),
             # The services read OTEL_* themselves (they inherit the environment); Envoy is
             # given the same receiver.
@@ -227,6 +228,7 @@ def main() -> int:
             RUN_DIR / "prometheus",
             redis_url=redis_url,
             gateway_admin=f"127.0.0.1:{gateway.envoy.admin_port}",
+            gateway_agent=f"127.0.0.1:{gateway.agent_port}",
             scrape_interval_s=2.0,
             port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
         )

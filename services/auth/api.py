@@ -2,8 +2,8 @@
 
 Envoy has already verified the token, refused revoked sessions and checked the admin role
 (gateway.config); this is the Python policy component, deciding again from the same facts
-(the token verified against the issuer's keys, chassis.tokens; this instance's copy of the
-revoked sessions), and the place for rules worth a hop per call. `Check` gets the call after
+(the token verified against the issuer's keys and the revoked sessions of the published
+policy, chassis.tokens), and the place for rules worth a hop per call. `Check` gets the call after
 transcoding, so REST and gRPC alike arrive as the gRPC path `/pkg.Service/Method`, and answers:
 - a method the contracts do not route from outside (INTERNAL, undeclared, unknown): 404;
 - PUBLIC: allowed;
@@ -27,7 +27,6 @@ from chassis.errors import PermissionDenied, Unauthenticated, Unavailable
 from chassis.grpc import Service
 from chassis.identity import AccessPolicy
 from chassis.logging import get_logger
-from services.auth.service import EdgePolicyKeeper
 
 log = get_logger(__name__)
 
@@ -53,9 +52,8 @@ def _deny(status: int, code: int, message: str) -> external_auth_pb2.CheckRespon
 
 
 class Authorization(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, access: AccessPolicy, policy: EdgePolicyKeeper):
+    def __init__(self, access: AccessPolicy):
         self._access = access
-        self._policy = policy
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
@@ -65,7 +63,7 @@ class Authorization(external_auth_pb2_grpc.AuthorizationServicer):  # type: igno
         if self._access.level(path) not in ROUTED:
             return _deny(404, code_pb2.NOT_FOUND, "no such route")
         try:
-            claims = await self._access.admit(path, http.headers)
+            await self._access.admit(path, http.headers)
         except Unauthenticated as exc:
             return _deny(401, code_pb2.UNAUTHENTICATED, str(exc))
         except PermissionDenied as exc:
@@ -73,8 +71,6 @@ class Authorization(external_auth_pb2_grpc.AuthorizationServicer):  # type: igno
         except Unavailable as exc:
             log.warning("cannot verify tokens", error=str(exc))
             return _deny(503, code_pb2.UNAVAILABLE, "cannot verify tokens now; try again")
-        if claims is not None and self._policy.revoked(claims.session_id):
-            return _deny(401, code_pb2.UNAUTHENTICATED, "this session was ended: log in again")
         return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=code_pb2.OK))
 
 

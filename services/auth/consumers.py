@@ -1,7 +1,8 @@
 """The events the auth service follows: sessions ended (SessionRevoked), into the edge policy.
 
 One durable queue shared by the auth instances: a revocation made while every instance is
-down waits there, and takes effect when one returns.
+down waits there, and takes effect when one returns. It is recorded in the store in the
+consumer's transaction (applied once), then published (services.auth.service).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ SESSIONS = Subscription(service="auth", purpose="sessions", types=[user_events.S
 
 
 def handlers(policy: EdgePolicyKeeper) -> dict[type[Message], Handler]:
-    async def revoked(event: user_events.SessionRevoked, _: Envelope, __: Transaction) -> None:
-        await policy.revoke(event.session_id, event.expire_time.ToSeconds())
+    async def revoked(event: user_events.SessionRevoked, _: Envelope, tx: Transaction) -> None:
+        await policy.revoke(tx, event.session_id, event.expire_time.ToSeconds())
 
     return {user_events.SessionRevoked: cast(Handler, revoked)}

@@ -1,84 +1,190 @@
 """The edge policy the auth service decides: which keys verify tokens, which sessions are ended.
 
-Both are published to every gateway through `gateway.policy.PolicyFeed` (Redis), where each
-gateway's agent turns them into Envoy configuration; the auth service is then on no request's
-path, except the RPCs whose contract asks for its check (`api.py`), which use the same facts:
+The policy's durable home is this service's store (every instance shares it): the revoked
+sessions, one document each, and the current version with the key set. Every change bumps
+the version in the transaction that makes it. From there it is signed with the policy key
+(EDGE_POLICY_SIGNING_KEY) and published to every gateway and service through
+`chassis.policy.PolicyFeed` (Redis), where each follower verifies it before using it; the auth
+service is then on no request's path, except the RPCs whose contract asks for its check
+(`api.py`).
+
+- `revoke()`: a session ended before its access tokens expire, refused until the last of them
+  does (SessionRevoked, `consumers.py`), written in the consumer's transaction (applied once);
 - `publish_keys()`: the token issuer's key set (its EdDSA keys that name a `kid`), fetched from
-  the issuer and published when it changed, every `keys_refresh_s`. The issuer publishes a new
+  the issuer every `keys_refresh_s`, a new version when it changed. The issuer publishes a new
   key before it signs with it (services.user.keys), longer ahead than this interval, so a
   gateway knows every key before the first token it signs arrives;
-- `revoke()`: a session ended before its access tokens expire, refused until the last of them
-  does (SessionRevoked, `consumers.py`). A policy store that cannot be written is
-  Unavailable: the event waits in its queue until Redis is back, and nothing is lost;
-- `revoked()`: this instance's copy of the revoked sessions, kept in step with the feed
-  (`follow()`), for the per-call check.
+- `keep_publishing()`: publishes the store's policy when Redis holds an older one or none (a
+  change, or Redis restarted or flushed: within `check_s` of its return), and issues it again
+  every `chassis.policy.REISSUE_S` (its age tells followers it is current); forgets
+  revocations whose tokens have all expired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from chassis.errors import Unavailable
 from chassis.logging import get_logger
+from chassis.policy import REISSUE_S, EdgePolicy, PolicyFeed, seal
+from chassis.store import Collection, Store, Transaction, run_transaction
 from chassis.tokens import ALGORITHMS, JwksSource
-from gateway.policy import EdgePolicy, PolicyFeed
 
-__all__ = ["EdgePolicyKeeper"]
+__all__ = ["COLLECTIONS", "EdgePolicyKeeper", "record_revocations"]
 
 log = get_logger(__name__)
+
+# Session id -> {"until": when its last access token expires}.
+REVOKED = Collection("revoked_sessions")
+# CURRENT -> {"version": n, "jwks": the key set or None}.
+POLICY = Collection("edge_policy")
+CURRENT = "current"
+COLLECTIONS = (REVOKED, POLICY)
+# Revocations kept this long after their tokens expired (a follower with a slow clock).
+EXPIRED_KEPT_S = 300.0
 
 
 class EdgePolicyKeeper:
     def __init__(
         self,
+        store: Store,
         feed: PolicyFeed,
         keys: JwksSource,
+        signing_key: Ed25519PrivateKey,
         *,
         keys_refresh_s: float,
+        check_s: float = 0.25,
+        reissue_s: float = REISSUE_S,
         clock: Callable[[], float] = time.time,
     ):
+        self._store = store
         self._feed = feed
         self._keys = keys
+        self._signing_key = signing_key
         self._keys_refresh_s = keys_refresh_s
+        self._check_s = check_s
+        self._reissue_s = reissue_s
         self._clock = clock
-        self._revoked: dict[str, float] = {}
+        self._changed = asyncio.Event()
 
-    def revoked(self, session_id: str) -> bool:
-        until = self._revoked.get(session_id)
-        return until is not None and until > self._clock()
-
-    def follow(self, policy: EdgePolicy) -> None:
-        self._revoked = dict(policy.revoked)
-
-    async def revoke(self, session_id: str, until: float) -> None:
-        self._revoked[session_id] = max(until, self._revoked.get(session_id, 0.0))
-        try:
-            await self._feed.revoke(session_id, until)
-        except RedisError as exc:
-            raise Unavailable(f"the revocation cannot be published: {exc}") from exc
+    async def revoke(self, tx: Transaction, session_id: str, until: float) -> None:
+        """Refuses `session_id` until `until` (a later expiry already recorded is kept)."""
+        if await record_revocations(tx, {session_id: until}):
+            self._changed.set()  # published once committed: the next check reads the version
 
     async def publish_keys(self) -> None:
         jwks = await self._keys()
         keys = [k for k in jwks.get("keys", ()) if k.get("alg") in ALGORITHMS and k.get("kid")]
         if not keys:
             raise Unavailable("the token issuer publishes no key this system accepts")
-        if await self._feed.publish_keys({"keys": _sorted(keys)}):
-            log.info("key set published", kids=[k["kid"] for k in keys])
+        accepted = {"keys": _sorted(keys)}
+
+        async def change(tx: Transaction) -> bool:
+            current = await tx.get(POLICY.name, CURRENT)
+            if current is not None and current["jwks"] == accepted:
+                return False
+            await _next_version(tx, jwks=accepted)
+            return True
+
+        if await run_transaction(self._store, change):
+            log.info("key set changed", kids=[k["kid"] for k in keys])
+            self._changed.set()
+
+    async def publish(self, *, force: bool = False) -> EdgePolicy | None:
+        """Publishes the store's policy if Redis holds an older one, none, or one due to be
+        issued again (or with `force`); the policy published, if one was."""
+        current = await run_transaction(self._store, lambda tx: tx.get(POLICY.name, CURRENT))
+        if current is None or current["jwks"] is None:
+            return None  # nothing a gateway could verify a token with yet
+        now = self._clock()
+        stamp = await self._feed.stamp()
+        if not force and stamp is not None:
+            version, issued_at = stamp
+            if version >= current["version"] and now - issued_at < self._reissue_s:
+                return None
+
+        async def read(tx: Transaction) -> EdgePolicy:
+            current = await tx.get(POLICY.name, CURRENT)
+            assert current is not None
+            return EdgePolicy(
+                version=current["version"],
+                issued_at=now,
+                jwks=current["jwks"],
+                revoked={
+                    r["_id"]: r["until"] for r in await tx.find(REVOKED.name) if r["until"] > now
+                },
+            )
+
+        policy = await run_transaction(self._store, read)
+        await self._feed.publish(policy, seal(policy, self._signing_key))
+        log.info("edge policy published", version=policy.version, revoked=len(policy.revoked))
+        return policy
+
+    async def forget_expired(self) -> int:
+        """Deletes the revocations whose tokens all expired a while ago; how many."""
+        before = self._clock() - EXPIRED_KEPT_S
+
+        async def forget(tx: Transaction) -> int:
+            expired = [r["_id"] for r in await tx.find(REVOKED.name) if r["until"] < before]
+            for session in expired:
+                await tx.delete(REVOKED.name, session)
+            return len(expired)
+
+        return await run_transaction(self._store, forget)
 
     async def keep_publishing(self) -> None:
-        """Publishes the key set every `keys_refresh_s`, and forgets expired revocations."""
+        """Fetches the issuer's keys every `keys_refresh_s` and forgets expired revocations;
+        checks every `check_s` (at once after a change) that Redis holds the current policy."""
+        refreshed_at = float("-inf")
         while True:
-            try:
-                await self.publish_keys()
-                await self._feed.forget_expired()
-            except Exception as exc:  # noqa: BLE001 - the feed keeps the last set; try again
-                log.warning("edge policy not refreshed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(self._keys_refresh_s)
+            if time.monotonic() - refreshed_at >= self._keys_refresh_s:
+                refreshed_at = time.monotonic()
+                await self._attempt("keys not refreshed", self.publish_keys)
+                await self._attempt("expired revocations not forgotten", self.forget_expired)
+            await self._attempt("edge policy not published", self.publish)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._check_s):
+                    await self._changed.wait()
+            self._changed.clear()
+
+    @staticmethod
+    async def _attempt(what: str, work: Callable[[], Any]) -> None:
+        try:
+            await work()
+        except Exception as exc:  # noqa: BLE001 - Redis, the store or the issuer: next round
+            log.warning(what, error=f"{type(exc).__name__}: {exc}")
+
+
+async def record_revocations(tx: Transaction, revoked: Mapping[str, float]) -> bool:
+    """Records each session of `revoked` as refused until its time (a later expiry already
+    recorded is kept), in a new version of the policy if any changed; whether one did."""
+    changed = False
+    for session_id, until in revoked.items():
+        known = await tx.get(REVOKED.name, session_id)
+        if known is None:
+            await tx.insert(REVOKED.name, session_id, {"until": until})
+        elif until > known["until"]:
+            await tx.update(REVOKED.name, {**known, "until": until})
+        else:
+            continue
+        changed = True
+    if changed:
+        await _next_version(tx)
+    return changed
+
+
+async def _next_version(tx: Transaction, **changed: Any) -> None:
+    current = await tx.get(POLICY.name, CURRENT)
+    if current is None:
+        await tx.insert(POLICY.name, CURRENT, {"version": 1, "jwks": None, **changed})
+    else:
+        await tx.update(POLICY.name, {**current, "version": current["version"] + 1, **changed})
 
 
 def _sorted(keys: list[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -46,9 +46,13 @@ async def main() -> None:
         users, keys = users_of(settings, runtime.store)
         await keys.current()
         await runtime.consume(consumers.COMMANDS, consumers.handlers(users))
-        # The service verifies its own tokens against its own keys, without a network hop.
+        # The service verifies its own tokens against its own keys, without a network hop, and
+        # refuses ended sessions as the published edge policy says, as every service does.
         verifier = TokenVerifier(
-            KeySet(keys.jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            KeySet(keys.jwks),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            revoked=runtime.revoked(),
         )
         await serve(
             settings,

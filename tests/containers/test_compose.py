@@ -54,6 +54,7 @@ def host_network_env(mail_port: int) -> dict[str, str]:
         "POSTGRES_PORT": str(free_port()),
         "GATEWAY_PORT": str(free_port()),
         "GATEWAY_ADMIN_PORT": str(free_port()),
+        "GATEWAY_AGENT_PORT": str(free_port()),
         "GRAPHQL_PORT": str(free_port()),
         "SUBGRAPHS_PORT": str(free_port()),
         "SMTP_HOST": "127.0.0.1",
@@ -132,6 +133,10 @@ async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(
     for service in ("user", "inventory", "order", "notification", "auth", "ratelimit"):
         running = [c for c in stack.containers(service) if c["State"] == "running"]
         assert len(running) == 2, f"{service}: {stack.containers(service)}"
+    # The agent's health check: a policy signed by the auth service's key from the env file,
+    # verified with its public half, and endpoints of every service.
+    [agent] = stack.containers("gateway-agent")
+    assert await asyncio.to_thread(stack.healthy, agent["Name"]), "the gateway's agent is not ready"
 
 
 async def test_the_rest_journey_through_the_containers(stack, base_url, mail):

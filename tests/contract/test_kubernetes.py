@@ -3,8 +3,10 @@ renders each overlay (`make lint` validates the same renderings against Kubernet
 
 No cluster runs here: these are the promises the manifests make on paper — probes, a restricted
 security context, requests and limits, graceful termination longer than the drain, rolling
-updates with no unavailable replica, secrets only by reference, and NetworkPolicies that allow
-exactly the traffic the service catalogue says exists.
+updates with no unavailable replica, secrets only by reference (the edge policy's signing key
+in a Secret only the auth service reads), a gateway pod that is not Ready before its agent holds
+a verified edge policy and endpoints, and NetworkPolicies that allow exactly the traffic the
+service catalogue says exists.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 import yaml
 
 from deploy import kubernetes
+from gateway.agent import AgentSettings
 from services import catalogue
 from services.catalogue import Need
 
@@ -29,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 OVERLAYS = ("dev", "prod")
 WORKLOADS = ("Deployment", "StatefulSet")
-SECRET_NAMES = re.compile(r"PASSWORD|PASS$|TOKEN|SECRET|COOKIE|^STORE_URL$")
+SECRET_NAMES = re.compile(r"PASSWORD|PASS$|TOKEN|SECRET|COOKIE|_KEY$|^STORE_URL$")
 
 
 @cache
@@ -175,6 +178,82 @@ def test_the_gateway_pod_runs_the_graphql_gateway_with_this_commits_supergraph(o
     ]
     endpoint = graphql_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     assert endpoint["endpoint"]["address"]["socket_address"]["port_value"] == int(env["PORT"])
+
+
+def secrets_read(container: dict[str, Any]) -> set[str]:
+    """The Secrets a container reads, by name (env entries, envFrom)."""
+    found = {
+        entry["valueFrom"]["secretKeyRef"]["name"]
+        for entry in container.get("env", [])
+        if "secretKeyRef" in entry.get("valueFrom", {})
+    }
+    return found | {
+        s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s
+    }
+
+
+def test_the_edge_policy_signing_key_is_read_by_the_auth_service_only(overlay):
+    for workload in of_kind(overlay, *WORKLOADS):
+        pod = workload["spec"]["template"]["spec"]
+        mounted = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+        assert kubernetes.POLICY_SIGNING_SECRET not in mounted
+        for container in containers(workload):
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            signer = workload["metadata"]["name"] == container["name"] == "auth"
+            assert (kubernetes.POLICY_SIGNING_SECRET in secrets_read(container)) == signer, where
+            assert ("EDGE_POLICY_SIGNING_KEY" in env_of(container)) == signer, where
+    auth = next(c for c in containers(named(overlay, "Deployment", "auth")) if c["name"] == "auth")
+    assert env_of(auth)["EDGE_POLICY_SIGNING_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": kubernetes.POLICY_SIGNING_SECRET, "key": "signing-key"}  # fmt: skip
+    assert kubernetes.POLICY_VERIFY_SECRET != kubernetes.POLICY_SIGNING_SECRET
+
+
+def test_every_follower_of_the_edge_policy_reads_its_verify_key_from_a_secret(overlay):
+    verify = {"name": kubernetes.POLICY_VERIFY_SECRET, "key": "verify-key"}
+    followers = {"gateway/agent"}
+    for service in catalogue.CATALOGUE:
+        if "edge_policy_verify_key" in service.settings.model_fields:
+            # The service and its pod's create-admin step (the user service's settings).
+            followers |= {f"{service.name}/{c['name']}" for c in containers(
+                named(overlay, "Deployment", service.name))}  # fmt: skip
+    assert {"auth/auth", "user/user", "order/order", "gateway/agent"} <= followers
+    assert "edge_policy_verify_key" in AgentSettings.model_fields
+    for workload in of_kind(overlay, *WORKLOADS):
+        for container in containers(workload):
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            env = env_of(container)
+            assert ("EDGE_POLICY_VERIFY_KEY" in env) == (where in followers), where
+            if where in followers:
+                assert env["EDGE_POLICY_VERIFY_KEY"]["valueFrom"]["secretKeyRef"] == verify, where
+
+
+def test_the_gateway_pod_is_ready_only_once_its_agent_holds_a_verified_policy(overlay):
+    deployment = named(overlay, "Deployment", "gateway")
+    template = deployment["spec"]["template"]
+    [agent] = template["spec"]["initContainers"]
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    port = int(env["PORT"])
+    assert port == kubernetes.AGENT_PORT
+    assert env["HOST"] == "0.0.0.0"  # the kubelet probes the pod's address, not its loopback
+    # A sidecar's readiness is its pod's: out of the Service's endpoints until `/ready` is 200.
+    assert agent["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port}
+    assert {"name": "agent", "containerPort": port} in agent["ports"]
+    # Its /metrics (the policy's age) is scraped, by Prometheus only.
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": str(port)}  # fmt: skip
+    ingress = named(overlay, "NetworkPolicy", "gateway")["spec"]["ingress"]
+    assert {
+        "from": [kubernetes.PROMETHEUS_PEER],
+        "ports": [{"protocol": "TCP", "port": port}],
+    } in ingress
+
+
+def test_the_docs_name_every_secret_the_manifests_read(overlay):
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    for workload in of_kind(overlay, *WORKLOADS):
+        for container in containers(workload):
+            for secret in secrets_read(container):
+                assert f"create secret generic {secret} " in docs, secret
 
 
 # NetworkPolicies: the traffic they allow between the system's pods, on the ports they listen

@@ -38,12 +38,14 @@ def world(rabbitmq: PrivateRabbitMQ, tmp_path_factory: pytest.TempPathFactory):
         gateway = LocalGateway(
             directory / "gateway",
             redis_url=redis.url,
+            verify_key=system.policy_verify_key,
             reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
         )
         prometheus = PrivatePrometheus(
             directory / "prometheus",
             redis_url=redis.url,
             gateway_admin=f"127.0.0.1:{gateway.envoy.admin_port}",
+            gateway_agent=f"127.0.0.1:{gateway.agent_port}",
         )
         try:
             gateway.start()

@@ -1,5 +1,6 @@
 """Rate limits at the gateway: global limits shared by every gateway instance (the rate-limit
-service, counters in Redis), Envoy's local limit as a floor, and what happens without Redis.
+service, counters in Redis), Envoy's local limit as a floor, and what happens without Redis
+(and to the edge policy when Redis is emptied).
 
 This module runs its own system, Redis and two gateways: it stops its Redis, and its limits
 are tight enough to be reached, which the session's shared system must never be."""
@@ -9,20 +10,26 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 
 import aiohttp
 import grpc
 import pytest
+import redis.asyncio as aioredis
+from user.v1 import user_service_pb2 as user_pb
 
+from chassis.policy import PolicyFeed
 from harness.gateway import LocalGateway
-from harness.shop import Shop
+from harness.shop import Shop, eventually
 from tests.e2e.worlds import own_system
 
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 SIGN_IN_PER_MINUTE = 6
 WRITES_PER_USER_PER_MINUTE = 4
 FLOOR_PER_SECOND = 20
+# Gateway b's reads per client: low enough that a few busy clients stay under its floor.
+READS_PER_CLIENT_B = 2
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +42,18 @@ def world(rabbitmq, tmp_path_factory):
     ) as (redis, system):
         directory = system.directory.parent
         gateways = [
-            LocalGateway(directory / "gateway-a", redis_url=redis.url, graphql=True),
             LocalGateway(
-                directory / "gateway-b", redis_url=redis.url, local_limit_per_s=FLOOR_PER_SECOND
+                directory / "gateway-a",
+                redis_url=redis.url,
+                verify_key=system.policy_verify_key,
+                graphql=True,
+            ),
+            LocalGateway(
+                directory / "gateway-b",
+                redis_url=redis.url,
+                verify_key=system.policy_verify_key,
+                local_limit_per_s=FLOOR_PER_SECOND,
+                reads_per_client_per_s=READS_PER_CLIENT_B,
             ),
         ]
         try:
@@ -173,17 +189,68 @@ async def test_graphql_reads_are_limited_per_client_as_rest_reads_are(world, htt
     assert (await graphql(http, a, query))[0] == 200  # another client's reads are their own
 
 
+def from_address(n: int) -> aiohttp.ClientSession:
+    """A client of its own loopback address, 127.0.0.`n`."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{n}", 0)))
+
+
+async def browse(client: aiohttp.ClientSession, gateway) -> tuple[int, str]:
+    async with client.get(f"{gateway.url}/v1/products?pageSize=1") as response:
+        body = await response.json(content_type=None)
+        return response.status, body.get("message", "") if response.status != 200 else ""
+
+
 async def test_the_local_limit_is_a_floor_per_gateway(world, http):
+    """Many clients, each within its own limit, together over the floor: the floor refuses
+    the rest, and its 429 says it is the gateway's capacity, not the client's limit."""
     _, _, (_, b) = world
-
-    async def browse() -> int:
-        async with http.get(f"{b.url}/v1/products?pageSize=1") as response:
-            return response.status
-
-    await asyncio.sleep(1.1)  # a full bucket
-    statuses = await asyncio.gather(*(browse() for _ in range(FLOOR_PER_SECOND * 2)))
+    clients = [from_address(n) for n in range(10, 10 + FLOOR_PER_SECOND)]
+    try:
+        await asyncio.sleep(1.1)  # full buckets
+        answers = await asyncio.gather(*(browse(c, b) for c in clients for _ in range(2)))
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    statuses = [status for status, _ in answers]
     assert statuses.count(429) >= FLOOR_PER_SECOND // 2
     assert statuses.count(200) >= FLOOR_PER_SECOND // 2
+    assert {m for s, m in answers if s == 429} == {
+        "the gateway is at its capacity for everyone: try again after the seconds in Retry-After"
+    }
+
+
+async def test_busy_clients_meet_their_own_limit_before_the_shared_floor(world, http):
+    """Busy clients (each of its own address) ask far more than their read limit, together
+    twice the floor: each is refused by its own limit, whose 429 says so, and never spends the
+    floor, so a polite client is always served. (With the floor first, as before, their
+    excess used it up: about 1,000 / 50 = 21 busy addresses got everyone 429.)"""
+    _, _, (_, b) = world
+    busy = [from_address(n) for n in range(40, 44)]
+    polite = from_address(99)
+    answers: Counter[tuple[int, str]] = Counter()
+    served: list[int] = []
+    deadline = time.monotonic() + 3
+
+    async def greedy(client: aiohttp.ClientSession) -> None:
+        while time.monotonic() < deadline:  # 10 a second each: 40 a second, the floor is 20
+            answers[await browse(client, b)] += 1
+            await asyncio.sleep(0.1)
+
+    async def politely() -> None:
+        while time.monotonic() < deadline:
+            served.append((await browse(polite, b))[0])
+            await asyncio.sleep(1 / READS_PER_CLIENT_B)  # within its own limit
+
+    try:
+        await asyncio.sleep(1.1)  # full buckets
+        await asyncio.gather(*(greedy(c) for c in busy), politely())
+    finally:
+        await asyncio.gather(*(c.close() for c in [*busy, polite]))
+    print(f"busy clients: {dict(answers)}; the polite one: {served}")
+    limited = {message for (status, message) in answers if status == 429}
+    assert limited == {
+        "too many reads from this client: try again after the seconds in Retry-After"
+    }
+    assert set(served) == {200}
 
 
 async def test_without_redis_the_global_limits_fail_open_and_traffic_continues(world, http):
@@ -223,14 +290,63 @@ async def test_reads_are_limited_per_client_so_one_cannot_get_everyone_limited(w
     assert statuses.count(429) > 0
     assert await profile(bob) == 200  # another user's reads are their own
 
-    async def browse(client: aiohttp.ClientSession) -> int:
-        async with client.get(f"{a.url}/v1/products?pageSize=1") as response:
-            return response.status
+    async with from_address(2) as one, from_address(3) as two:
+        statuses = await asyncio.gather(*(browse(one, a) for _ in range(2 * burst)))
+        assert [s for s, _ in statuses].count(429) > 0
+        assert (await browse(two, a))[0] == 200
 
-    async with (
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as one,
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0))) as two,
-    ):
-        statuses = await asyncio.gather(*(browse(one) for _ in range(2 * burst)))
-        assert statuses.count(429) > 0
-        assert await browse(two) == 200
+
+async def test_a_flushed_redis_lifts_no_revocation_and_the_policy_is_published_again(world, http):
+    """Redis keeps nothing on disk: a restart, like FLUSHALL, empties it. The revoked sessions
+    live in the auth service's store and in what every gateway and service verified last: under
+    traffic, a logged-out session stays refused through the flush at both gateways and at the
+    service itself, the auth service publishes the policy again within a second, and a logout
+    after the flush is enforced too."""
+    redis, system, gateways = world
+    shop = Shop(system)
+    feed = aioredis.from_url(redis.url)
+    try:
+        victim, other, later = [await shop.register() for _ in range(3)]
+        await shop.users.Logout(user_pb.LogoutRequest(refresh_token=victim.refresh_token))
+
+        async def status(gateway, session) -> int:
+            headers = {"authorization": f"Bearer {session.access_token}"}
+            async with http.get(f"{gateway.url}/v1/users/me", headers=headers) as response:
+                return response.status
+
+        async def everywhere(session, expected: int) -> bool:
+            return all([await status(g, session) == expected for g in gateways])
+
+        await eventually(lambda: everywhere(victim, 401), what="the logout enforced")
+        seen: dict[str, Counter[int]] = {"victim": Counter(), "other": Counter()}
+        flushed = asyncio.Event()
+
+        async def traffic() -> None:
+            while not flushed.is_set():
+                for gateway in gateways:
+                    seen["victim"][await status(gateway, victim)] += 1
+                    seen["other"][await status(gateway, other)] += 1
+                await asyncio.sleep(0.2)  # under gateway b's floor (FLOOR_PER_SECOND)
+
+        running = asyncio.create_task(traffic())
+        await asyncio.sleep(1)
+        await feed.flushall()
+        emptied = time.monotonic()
+        await eventually(
+            lambda: PolicyFeed(feed).stamp(), timeout_s=1.0, what="the policy published again"
+        )
+        republished_s = time.monotonic() - emptied
+        await asyncio.sleep(3)
+        flushed.set()
+        await running
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await shop.credit_available(victim)
+        assert refused.value.details() == "this session was ended: log in again"
+
+        await shop.users.Logout(user_pb.LogoutRequest(refresh_token=later.refresh_token))
+        await eventually(lambda: everywhere(later, 401), what="a logout after the flush")
+    finally:
+        await feed.aclose()
+        await shop.close()
+    print(f"flushed Redis: policy published again after {republished_s * 1000:.0f} ms; {seen}")
+    assert set(seen["victim"]) == {401}, seen

@@ -16,10 +16,9 @@ from inventory.v1 import inventory_service_pb2
 from jwt.algorithms import OKPAlgorithm
 
 from chassis.identity import AccessPolicy
+from chassis.policy import EdgePolicy
 from chassis.tokens import KeySet, TokenVerifier
-from gateway.policy import EdgePolicy
 from services.auth.api import Authorization
-from services.auth.service import EdgePolicyKeeper
 
 CREATE_PRODUCT = "/inventory.v1.InventoryService/CreateProduct"
 KEY = Ed25519PrivateKey.generate()
@@ -46,14 +45,18 @@ def authorization(*, revoked: dict[str, float] | None = None, keys_answer: bool 
             raise ConnectionError("the issuer is unreachable")
         return {"keys": [JWK]}
 
-    verifier = TokenVerifier(KeySet(jwks), issuer="i", audience="a")
+    # The revoked sessions as a follower of the published policy holds them (chassis.policy).
+    policy = EdgePolicy(version=1, issued_at=time.time(), jwks=None, revoked=revoked or {})
+    verifier = TokenVerifier(
+        KeySet(jwks),
+        issuer="i",
+        audience="a",
+        revoked=lambda session: policy.is_revoked(session, time.time()),
+    )
     access = AccessPolicy(
         [inventory_service_pb2.DESCRIPTOR.services_by_name["InventoryService"]], verifier
     )
-    # The keeper's feed is not used by the check: it reads the keeper's copy of the policy.
-    keeper = EdgePolicyKeeper(feed=None, keys=jwks, keys_refresh_s=10.0)  # type: ignore[arg-type]
-    keeper.follow(EdgePolicy(version=1, jwks=None, revoked=revoked or {}))
-    return Authorization(access, keeper)
+    return Authorization(access)
 
 
 def outcome(response: external_auth_pb2.CheckResponse) -> tuple[int, int]:

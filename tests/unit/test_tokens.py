@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-from chassis.errors import Unavailable
-from chassis.tokens import InvalidToken, KeySet, TokenVerifier
+from chassis.errors import Unauthenticated, Unavailable
+from chassis.tokens import InvalidToken, KeySet, TokenVerifier, bearer_token
 from tests.clock import Clock
 
 ISSUER, AUDIENCE = "ordermesh", "ordermesh"
@@ -220,3 +220,39 @@ async def test_without_any_key_set_verification_is_unavailable(clock):
     verifier = TokenVerifier(KeySet(down, clock=clock), issuer=ISSUER, audience=AUDIENCE)
     with pytest.raises(Unavailable):
         await verifier.verify(signed(Ed25519PrivateKey.generate(), "k1"))
+
+
+async def test_a_revoked_sessions_token_is_refused_even_once_verified_and_cached(keys, clock):
+    revoked: set[str] = set()
+    key_set = KeySet(keys, clock=clock)
+    verifier = TokenVerifier(
+        key_set, issuer=ISSUER, audience=AUDIENCE, revoked=lambda session: session in revoked
+    )
+    token = signed(keys.private["k1"], "k1", sid="s-ended")
+    assert (await verifier.verify(token)).session_id == "s-ended"  # verified, and cached
+
+    revoked.add("s-ended")
+    with pytest.raises(InvalidToken, match="this session was ended"):
+        await verifier.verify(token)
+    # Another session of the same user is not affected.
+    assert await verifier.verify(signed(keys.private["k1"], "k1", sid="s-other"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",  # none
+        "bearer {token}",  # the scheme as jwt_authn does not read it: never "no token"
+        "BEARER {token}",
+        "Bearer  {token}",
+        "Basic dXNlcjpwYXNz",
+        "Bearer {token},Bearer {token}",  # two values, as HTTP joins a repeated header
+        "Bearer {token} extra",
+        "Bearer",
+    ],
+)
+def test_the_credential_rule_takes_one_bearer_token_as_written_and_refuses_the_rest(value):
+    token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1In0.c2ln"
+    assert bearer_token(f"Bearer {token}") == token
+    with pytest.raises(Unauthenticated):
+        bearer_token(value.format(token=token))

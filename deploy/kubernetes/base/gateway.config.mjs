@@ -5,15 +5,40 @@
 //
 // Run from this directory (the harness, tools/up.py, compose.yaml and the Kubernetes
 // manifests do): node_modules/.bin/node node_modules/@graphql-hive/gateway/dist/bin.js
-// supergraph. Settings from the environment:
+// supergraph. It needs the packages of package.json (graphql-query-complexity and three of
+// graphql-armor's besides Hive's own). Settings from the environment:
 //   PORT, HOST         where it listens (127.0.0.1:4000: only Envoy beside it should connect)
 //   SUBGRAPHS_URL      the subgraph listener, e.g. http://127.0.0.1:8081 (the supergraph's
 //                      URLs name compose.yaml's; this replaces their origin)
-//   MAX_DEPTH, MAX_COST, MAX_TOKENS   the limits below
+//   MAX_DEPTH, MAX_TOKENS, MAX_COST, MAX_ALIASES, MAX_DIRECTIVES   the limits below
+//   CORS_ORIGINS       the web origins whose pages may call /graphql from a browser,
+//                      comma-separated, e.g. https://shop.example.com (none by default)
 //   LOG_LEVEL, INSTANCE_ID             its JSON log lines
+//
+// What it tells Envoy's subgraph listener on every call it makes for a client's operation:
+//   x-ordermesh-graphql-cost       the operation's estimated cost (a decimal integer, the
+//                                  same on each of its calls), which the rate limits charge
+//   x-ordermesh-graphql-call       1, 2, ...: which of the operation's calls this is (the
+//                                  cost is the whole operation's: charge it once)
+//   x-ordermesh-graphql-operation  "mutation" on a mutation's calls (counted as writes)
 import { defineConfig, JSONLogWriter, Logger } from "@graphql-hive/gateway";
+import { maxAliasesPlugin } from "@escape.tech/graphql-armor-max-aliases";
+import { maxDepthPlugin } from "@escape.tech/graphql-armor-max-depth";
+import { maxDirectivesPlugin } from "@escape.tech/graphql-armor-max-directives";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { GraphQLError } from "graphql";
+import {
+  getNamedType,
+  getVariableValues,
+  GraphQLError,
+  isCompositeType,
+  isListType,
+  isNonNullType,
+  Kind,
+  parse,
+  valueFromASTUntyped,
+} from "graphql";
+import { getComplexity } from "graphql-query-complexity";
 
 const number = (name, fallback) => {
   const value = process.env[name];
@@ -25,7 +50,28 @@ const number = (name, fallback) => {
   return parsed;
 };
 
+/** CORS_ORIGINS: exact origins (scheme://host[:port]); "*" is refused, as a path would be. */
+const origins = (name) => {
+  const given = (process.env[name] ?? "").split(",").map((o) => o.trim()).filter(Boolean);
+  for (const origin of given) {
+    let parsed = null;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      // refused below
+    }
+    if (parsed === null || parsed.origin !== origin) {
+      throw new Error(`${name}: ${JSON.stringify(origin)} is not an origin (scheme://host[:port])`);
+    }
+  }
+  return new Set(given);
+};
+
+const SUPERGRAPH = fileURLToPath(new URL("supergraph.graphql", import.meta.url));
 const subgraphs = process.env.SUBGRAPHS_URL ? new URL(process.env.SUBGRAPHS_URL) : null;
+const MAX_COST = number("MAX_COST", 5000);
+const CORS_ORIGINS = origins("CORS_ORIGINS");
+const ENDPOINT = "/graphql";
 
 // What a client's request carries on to the subgraphs: the token (each subgraph verifies it,
 // as the services do, and so does Envoy's subgraph listener, whose write limits count by its
@@ -38,26 +84,283 @@ const PROPAGATED = [
   "traceparent",
   "tracestate",
 ];
-// Set on the calls made for a mutation: Envoy's subgraph listener counts those as writes.
 const OPERATION_HEADER = "x-ordermesh-graphql-operation";
+const COST_HEADER = "x-ordermesh-graphql-cost";
+const CALL_HEADER = "x-ordermesh-graphql-call";
+// Set by Envoy from the verified token (after removing any copy the client sent): its roles,
+// comma-separated.
+const ROLES_HEADER = "x-ordermesh-roles";
 
-/** Points each subgraph call at SUBGRAPHS_URL and marks a mutation's. */
+const graphqlError = (message, code, grpcStatus, extensions = {}) =>
+  new GraphQLError(message, { extensions: { code, grpcStatus, ...extensions } });
+
+// ---- Cost -------------------------------------------------------------------------------
+// An operation's estimated cost, computed before any subgraph is asked, over the client's
+// document with its fragments expanded where they are spread (graphql-query-complexity): each
+// object costs 1, a scalar 0; a list field multiplies what it selects by its size: its slicing
+// argument (`first`, from @listSize in the supergraph; a page's list by its page's `first`),
+// else LIST_SIZE. Introspection costs as much as any other selection. `products(first: 100)
+// { products { name } }` costs 101; 20 orders of 10 items with products cost 621.
+//
+// Hive's own demandControl summed the cost of each subgraph call's document as written: a
+// fragment's fields were counted once where the fragment was defined, outside the list that
+// spread it, so 60 x `products(first: 100) { ...P }` (P on ProductPage) cost 3,090 and was
+// answered, while the same inline cost 6,060 and was refused; nor was anything known before
+// the first subgraph call. Its figures for inline queries are these.
+const LIST_SIZE = 10;
+// Past this many selections visited (fragments spread into one another multiply them), the
+// estimate stops and the operation is refused.
+const MAX_NODES = 10_000;
+
+/** Per "Type.field", the @listSize of the supergraph (slicing arguments, sized fields). */
+const listSizes = (sdl) => {
+  const found = new Map();
+  const sized = new Set();
+  const document = parse(sdl);
+  const returns = new Map(); // "Type.field" -> the named type it returns
+  for (const definition of document.definitions) {
+    if (definition.kind !== Kind.OBJECT_TYPE_DEFINITION || !definition.fields) continue;
+    for (const field of definition.fields) {
+      let type = field.type;
+      while (type.kind !== Kind.NAMED_TYPE) type = type.type;
+      const key = `${definition.name.value}.${field.name.value}`;
+      returns.set(key, type.name.value);
+      for (const directive of field.directives ?? []) {
+        if (directive.name.value !== "listSize" && directive.name.value !== "cost__listSize") {
+          continue;
+        }
+        const args = Object.fromEntries(
+          (directive.arguments ?? []).map((a) => [a.name.value, valueFromASTUntyped(a.value)]),
+        );
+        found.set(key, {
+          slicingArguments: args.slicingArguments ?? [],
+          sizedFields: args.sizedFields ?? [],
+          assumedSize: args.assumedSize ?? null,
+        });
+      }
+    }
+  }
+  // The lists a page's `first` sizes (ProductPage.products): their own size is their page's.
+  for (const [key, listSize] of found) {
+    for (const field of listSize.sizedFields) sized.add(`${returns.get(key)}.${field}`);
+  }
+  return { found, sized };
+};
+
+const LIST_SIZES = listSizes(readFileSync(SUPERGRAPH, "utf8"));
+
+const listDepth = (type) => {
+  let depth = 0;
+  for (let t = type; isListType(t) || isNonNullType(t); t = t.ofType) {
+    if (isListType(t)) depth += 1;
+  }
+  return depth;
+};
+
+const sizeOf = (listSize, args) => {
+  const given = listSize.slicingArguments
+    .map((name) => Number(args[name]))
+    .filter((n) => Number.isFinite(n));
+  // As Hive counts them: a size below 1 counts 1 (the subgraphs refuse it anyway).
+  if (given.length > 0) return Math.max(1, ...given);
+  return listSize.assumedSize ?? LIST_SIZE;
+};
+
+const estimator = ({ type, field, args, childComplexity }) => {
+  const key = `${type.name}.${field.name}`;
+  const own = isCompositeType(getNamedType(field.type)) ? 1 : 0;
+  const listSize = LIST_SIZES.found.get(key);
+  // A page sized by its `first` multiplies what it holds: its list, and scalars that cost 0.
+  if (listSize?.sizedFields.length) return own + sizeOf(listSize, args) * childComplexity;
+  if (listSize) return sizeOf(listSize, args) * (own + childComplexity);
+  if (LIST_SIZES.sized.has(key)) return own + childComplexity;
+  const lists = listDepth(field.type);
+  return (lists > 0 ? LIST_SIZE * lists : 1) * (own + childComplexity);
+};
+
+/** The operation's estimated cost; null if its variables are wrong (execution says how). */
+const costOf = ({ schema, document, variableValues, operationName }) => {
+  const operations = document.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION);
+  const operation =
+    operationName == null ? operations[0] : operations.find((o) => o.name?.value === operationName);
+  if (operation === undefined) return null;
+  const variables = getVariableValues(schema, operation.variableDefinitions ?? [], variableValues ?? {});
+  if (variables.errors) return null;
+  return getComplexity({
+    schema,
+    query: document,
+    variables: variableValues ?? {},
+    operationName: operationName ?? undefined,
+    estimators: [estimator],
+    maxQueryNodes: MAX_NODES,
+  });
+};
+
+// The cost of each request's operation, by its context, for the calls it makes.
+const costs = new WeakMap();
+
+const tooCostly = (estimated, message) =>
+  graphqlError(message, "RESOURCE_EXHAUSTED", 8, {
+    reason: "COST_ESTIMATED_TOO_EXPENSIVE",
+    cost: { estimated, max: MAX_COST },
+  });
+
+/** Refuses an operation that costs more than MAX_COST before any subgraph is asked; tells
+ * the client its cost in `extensions.cost`, and Envoy on each subgraph call. */
+const costLimit = {
+  onExecute({ args, setResultAndStopExecution }) {
+    let estimated;
+    try {
+      estimated = costOf(args);
+    } catch (error) {
+      // Past MAX_NODES, or anything else the estimate could not do: never answered unpriced.
+      setResultAndStopExecution({ errors: [tooCostly(null, error.message)] });
+      return;
+    }
+    if (estimated === null) return;
+    costs.set(args.contextValue, { estimated, calls: 0 });
+    if (estimated > MAX_COST) {
+      setResultAndStopExecution({
+        errors: [
+          tooCostly(estimated, `Operation estimated cost ${estimated} exceeded configured maximum ${MAX_COST}`),
+        ],
+        extensions: { cost: { estimated, max: MAX_COST } },
+      });
+      return;
+    }
+    return {
+      onExecuteDone({ result, setResult }) {
+        if (result === null || typeof result !== "object" || Symbol.asyncIterator in result) return;
+        setResult({ ...result, extensions: { ...result.extensions, cost: { estimated, max: MAX_COST } } });
+      },
+    };
+  },
+};
+
+/** Points each subgraph call at SUBGRAPHS_URL, and tells Envoy what it is part of. */
 const subgraphCalls = {
-  onFetch({ url, setURL, options, setOptions, executionRequest }) {
+  onFetch({ url, setURL, options, setOptions, context, executionRequest }) {
     if (subgraphs !== null) {
       const target = new URL(url);
       target.protocol = subgraphs.protocol;
       target.host = subgraphs.host;
       setURL(target.toString());
     }
-    if (executionRequest?.operationType === "mutation") {
-      const headers = new Headers(options.headers);
-      headers.set(OPERATION_HEADER, "mutation");
-      setOptions({ ...options, headers: Object.fromEntries(headers) });
+    const headers = new Headers(options.headers);
+    const cost = costs.get(context);
+    if (cost === undefined) {
+      // Never a call without its operation's cost: Envoy could not charge it.
+      throw graphqlError("internal error: a subgraph call of an unpriced operation", "INTERNAL", 13);
     }
+    cost.calls += 1;
+    headers.set(COST_HEADER, String(cost.estimated));
+    headers.set(CALL_HEADER, String(cost.calls));
+    if (executionRequest?.operationType === "mutation") headers.set(OPERATION_HEADER, "mutation");
+    setOptions({ ...options, headers: Object.fromEntries(headers) });
   },
 };
 
+// ---- Introspection -----------------------------------------------------------------------
+// The composed schema is published as a file (supergraph.graphql); introspection is for
+// admins only (Envoy verified their token and says its roles), within the same depth, alias
+// and cost limits as any query. Each refusal is a validation rule of its own name, so that
+// Yoga's validation cache (by document and rule names) never hands one caller's verdict to
+// another.
+const introspects = (node) =>
+  node.name.value === "__schema" || node.name.value === "__type";
+
+function IntrospectionNeedsAnAdminToken(context) {
+  return {
+    Field(node) {
+      if (introspects(node)) {
+        context.reportError(
+          new GraphQLError("introspection is for admins: send an admin's token", {
+            nodes: [node],
+            extensions: { code: "UNAUTHENTICATED", grpcStatus: 16, http: { status: 401, spec: false } },
+          }),
+        );
+      }
+    },
+  };
+}
+
+function IntrospectionIsForAdmins(context) {
+  return {
+    Field(node) {
+      if (introspects(node)) {
+        context.reportError(
+          new GraphQLError("introspection is for admins", {
+            nodes: [node],
+            extensions: { code: "PERMISSION_DENIED", grpcStatus: 7, http: { status: 403, spec: false } },
+          }),
+        );
+      }
+    },
+  };
+}
+
+const adminOnlyIntrospection = {
+  onValidate({ context, addValidationRule }) {
+    const headers = context.request.headers;
+    if (!headers.has("authorization")) {
+      addValidationRule(IntrospectionNeedsAnAdminToken);
+      return;
+    }
+    const roles = (headers.get(ROLES_HEADER) ?? "").split(",").map((r) => r.trim());
+    if (!roles.includes("admin")) addValidationRule(IntrospectionIsForAdmins);
+  },
+};
+
+// ---- HTTP --------------------------------------------------------------------------------
+// Only POST with the operation in its JSON body: nothing in the URL (neither a query, whose
+// variables could hold anything, nor a token: tokens travel in `authorization` only, and URLs
+// end up in logs and browser histories). Cross-origin callers only from CORS_ORIGINS, without
+// credentials (the token is a header the page's script sets, never a cookie).
+const ALLOWED_HEADERS = ["authorization", "content-type", "x-request-id", "traceparent", "tracestate"];
+
+const refusal = (fetchAPI, status, code, grpcStatus, message, headers = {}) =>
+  new fetchAPI.Response(JSON.stringify({ errors: [{ message, extensions: { code, grpcStatus } }] }), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+
+const corsHeaders = (origin) => ({
+  "access-control-allow-origin": origin,
+  "access-control-allow-methods": "POST",
+  "access-control-allow-headers": ALLOWED_HEADERS.join(", "),
+  "access-control-max-age": "600",
+  vary: "Origin",
+});
+
+const requests = {
+  onRequest({ request, url, fetchAPI, endResponse }) {
+    if (url.pathname !== ENDPOINT) return;
+    const origin = request.headers.get("origin");
+    if (request.method === "OPTIONS") {
+      endResponse(
+        origin !== null && CORS_ORIGINS.has(origin)
+          ? new fetchAPI.Response(null, { status: 204, headers: corsHeaders(origin) })
+          : refusal(fetchAPI, 403, "PERMISSION_DENIED", 7, "this origin may not call /graphql"),
+      );
+    } else if (request.method !== "POST") {
+      endResponse(
+        refusal(fetchAPI, 405, "INVALID_ARGUMENT", 3, "POST the operation as JSON", { allow: "POST" }),
+      );
+    } else if (url.search !== "") {
+      endResponse(
+        refusal(fetchAPI, 400, "INVALID_ARGUMENT", 3,
+          "nothing goes in the URL: the operation in the body, a token in 'authorization: Bearer'"),
+      );
+    }
+  },
+  onResponse({ request, response }) {
+    const origin = request.headers.get("origin");
+    if (origin === null || !CORS_ORIGINS.has(origin)) return;
+    for (const [name, value] of Object.entries(corsHeaders(origin))) response.headers.set(name, value);
+  },
+};
+
+// ---- Errors ------------------------------------------------------------------------------
 // Every error a client sees carries a gRPC status in `extensions` (`code`: its name,
 // `grpcStatus`: its number), as the subgraphs' errors do (chassis.graphql); those the gateway
 // makes itself get one from their code, kept as `reason`.
@@ -70,16 +373,23 @@ const STATUS_OF_CODE = {
   SUBREQUEST_HTTP_ERROR: ["UNAVAILABLE", 14],
   INTERNAL_SERVER_ERROR: ["INTERNAL", 13],
 };
-// graphql-armor's refusals (depth, tokens) say "Syntax Error: ..." and carry no code: they
-// are the request's fault, answered 400.
+// graphql-armor's refusals (depth, tokens, aliases, directives) say "Syntax Error: ..." and
+// carry no code: they are the request's fault, answered 400.
 const REFUSED = ["INVALID_ARGUMENT", 3];
+// "Did you mean ...?" would tell a stranger the schema: graphql-armor masks it in validation
+// errors (blockFieldSuggestions), and this in the rest (a variable's misspelt input field).
+const SUGGESTION = /\s*Did you mean .+\?/g;
 
 const withStatus = (error) => {
   const extensions = error.extensions ?? {};
-  if (extensions.grpcStatus !== undefined) return error;
-  const [code, grpcStatus] = STATUS_OF_CODE[extensions.code] ?? REFUSED;
+  const message = error.message.replace(SUGGESTION, "");
+  if (extensions.grpcStatus !== undefined && message === error.message) return error;
+  const [code, grpcStatus] =
+    extensions.grpcStatus !== undefined
+      ? [extensions.code, extensions.grpcStatus]
+      : (STATUS_OF_CODE[extensions.code] ?? REFUSED);
   const http = extensions.http ?? (extensions.code === undefined ? { status: 400 } : undefined);
-  return new GraphQLError(error.message, {
+  return new GraphQLError(message, {
     nodes: error.nodes,
     source: error.source,
     positions: error.positions,
@@ -89,7 +399,7 @@ const withStatus = (error) => {
       ...extensions,
       code,
       grpcStatus,
-      ...(extensions.code ? { reason: extensions.code } : {}),
+      ...(extensions.code && extensions.code !== code ? { reason: extensions.code } : {}),
       ...(http ? { http } : {}),
     },
   });
@@ -103,20 +413,22 @@ const statuses = {
 };
 
 export const gatewayConfig = defineConfig({
-  supergraph: fileURLToPath(new URL("supergraph.graphql", import.meta.url)),
+  supergraph: SUPERGRAPH,
   // The schema is composed offline and never changes while the gateway runs.
   pollingInterval: 0,
   host: process.env.HOST || "127.0.0.1",
   port: number("PORT", 4000),
-  graphqlEndpoint: "/graphql",
+  graphqlEndpoint: ENDPOINT,
   landingPage: false,
   graphiql: false,
-  // Refused before any subgraph is asked: too deep (me.orders.items.product.price.amountMinor
-  // is 6), too many tokens, or too costly (each object costs 1, each list `first` of them,
-  // or 10 where it has no `first`: 20 orders of 10 items with products cost about 600).
-  maxDepth: number("MAX_DEPTH", 8),
+  // CORS is `requests` above: Yoga's own answers every preflight 204 and a listed origin's
+  // with any other's refusal ("null") still credentialed.
+  cors: false,
+  // Refused before any subgraph is asked, every query alike (introspection too): too many
+  // tokens (Hive's), too deep, too many aliases or directives (graphql-armor's, counted through
+  // fragments, a fragment's selections at the depth it is spread: me.orders.items.product.
+  // price.amountMinor is 6), too costly (costLimit).
   maxTokens: number("MAX_TOKENS", 1000),
-  demandControl: { maxCost: number("MAX_COST", 5000), listSize: 10 },
   blockFieldSuggestions: true,
   propagateHeaders: {
     fromClientToSubgraphs({ request }) {
@@ -128,12 +440,23 @@ export const gatewayConfig = defineConfig({
       );
     },
   },
-  plugins: () => [subgraphCalls, statuses],
+  plugins: () => [
+    requests,
+    maxDepthPlugin({ n: number("MAX_DEPTH", 8), ignoreIntrospection: false, flattenFragments: true }),
+    maxAliasesPlugin({ n: number("MAX_ALIASES", 15) }),
+    maxDirectivesPlugin({ n: number("MAX_DIRECTIVES", 10) }),
+    adminOnlyIntrospection,
+    costLimit,
+    subgraphCalls,
+    statuses,
+  ],
   upstreamTimeout: 10_000,
   // JSON lines with the service's name, as every process of the system writes them (`make logs`).
+  // At debug level Hive logs each subgraph call's headers: never its token.
   logging: new Logger({
     level: (process.env.LOG_LEVEL || "info").toLowerCase(),
     attrs: { service: "graphql", instance: process.env.INSTANCE_ID || "graphql" },
     writers: [new JSONLogWriter()],
+    redact: ["headers.authorization", "headers.Authorization", "headers.cookie"],
   }),
 });
