@@ -73,7 +73,10 @@ class Targets:
             )
         if gateway_agent:
             self._gateway.append(
-                {"targets": [gateway_agent], "labels": {"service": "gateway-agent"}}
+                {
+                    "targets": [gateway_agent],
+                    "labels": {"service": "gateway-agent", "instance_id": gateway_agent},
+                }
             )
         self._lost_kept_s = lost_kept_s
         self._clock = clock

@@ -53,7 +53,7 @@ def world(rabbitmq: PrivateRabbitMQ, tmp_path_factory: pytest.TempPathFactory):
             prometheus.start()
             # Every target scraped at least once: what happens next shows as an increase.
             prometheus.wait_for(
-                'up{job="ordermesh"} == 1', lambda r: len(r) == len(system.processes) + 1
+                'up{job="ordermesh"} == 1', lambda r: len(r) == len(system.processes) + 2
             )
             yield system, gateway, prometheus
         finally:
@@ -83,13 +83,21 @@ def active(alert: str, **labels: str) -> str:
 
 async def test_every_instance_and_the_gateway_are_scraped_and_come_and_go_with_the_registry(world):
     system, _, prometheus = world
-    expected = {p.service for p in system.processes.values()} | {"gateway"}
+    expected = {p.service for p in system.processes.values()} | {"gateway", "gateway-agent"}
 
     up = prometheus.wait_for(
         'up{job="ordermesh"} == 1', lambda r: {x["labels"]["service"] for x in r} == expected
     )
-    assert len(up) == len(system.processes) + 1
+    assert len(up) == len(system.processes) + 2
     assert prometheus.query('envoy_server_live{service="gateway"}')[0]["value"] == 1
+    # Every follower of the edge policy (the agent, each service that verifies tokens) holds a
+    # verified one, issued by the auth service moments ago.
+    held = prometheus.wait_for("ordermesh_edge_policy_held == 1", lambda r: len(r) == 6)
+    assert {x["labels"]["service"] for x in held} == {
+        "gateway-agent", "auth", "user", "inventory", "order", "notification"
+    }  # fmt: skip
+    ages = prometheus.query("ordermesh_edge_policy_age_seconds")
+    assert all(0 <= x["value"] < 60 for x in ages), ages
 
     extra = system.add_instance("inventory", "inventory-extra")
     try:
