@@ -5,19 +5,24 @@ For each delivery of a subscription's queue, exactly one of these happens:
   the message is acked only after that transaction committed;
 - duplicate: the inbox already holds its event id (a redelivery, or a re-publish by the
   outbox); it is acked with no second effect;
-- retried: the handler failed through the message's own fault (a bug, a concurrent change that
-  won); a copy goes to the retry queue of the next backoff step (confirmed by the broker) and
-  only then is the original acked;
+- retried: the handler failed through the message's own fault (a bug, a domain Conflict: what
+  it needs is not there yet); a copy goes to the retry queue of the next backoff step
+  (confirmed by the broker) and only then is the original acked;
 - dead-lettered: the message cannot be decoded or has an unknown type (at once), the handler
   raised a DomainError (a message that can never apply), or it failed on every retry step; a
   copy goes to `<queue>.dlq` with the reason in headers, then the original is acked.
 
-An infrastructure fault (chassis.faults: the store locked past its busy timeout or its disk
-full, the broker gone while settling, a dependency that cannot answer) is not the message's
-fault and uses up no retry step: the message waits, with doubling waits of at most
+An infrastructure fault (chassis.faults: the store locked past its busy timeout, its disk
+full or read-only, the broker gone while settling, a dependency that cannot answer) is not the
+message's fault and uses up no retry step: the message waits, with doubling waits of at most
 `LONGEST_WAIT_S`, and is tried again until the infrastructure is back, holding back the
-messages after it (they would meet the same fault). Stopping the consumer, or losing the
-channel, ends the wait with the message unacked: the broker delivers it again.
+messages after it (they would meet the same fault). Contention is waited out the same way: a
+transaction that lost to concurrent ones on every rerun of `run_transaction` (a
+VersionConflict: many consumers on one document, a row held by a long transaction) says
+nothing about the message either. Each wait is logged with its kind and counted (the ledger's
+`waited`); a handler that conflicts with itself every time (a bug) would hold its queue, in
+plain sight there. Stopping the consumer, or losing the channel, ends the wait with the message
+unacked: the broker delivers it again.
 
 Messages that arrive together are handled together, in arrival order: one transaction for a
 batch, then one ack for all of it; if any handler of the batch fails, the batch is rolled back
@@ -61,7 +66,7 @@ from chassis.broker import Broker
 from chassis.correlation import accepted_traceparent, causation_id, correlation_id
 from chassis.errors import Conflict, DomainError
 from chassis.events import Envelope, Message, TypeRegistry, Undecodable
-from chassis.faults import is_infrastructure
+from chassis.faults import Fault, passing_fault
 from chassis.ledger import Ledger
 from chassis.logging import get_logger
 from chassis.store import Store, Transaction, run_transaction
@@ -84,6 +89,11 @@ RESUBSCRIBE_INTERVAL_S = 1.0
 # Waits between tries of a message while its infrastructure is down: doubling, at most the last.
 FIRST_WAIT_S = 0.05
 LONGEST_WAIT_S = 5.0
+WAITING: dict[Fault, str] = {
+    "infrastructure": "infrastructure fault; the message waits and is tried again",
+    "contention": "contention: concurrent transactions won every rerun; the message waits and "
+    "is tried again",
+}
 T = TypeVar("T")
 
 
@@ -295,13 +305,16 @@ class Consumer:
         if len(decoded) > 1:
             last = decoded[-1][0]
             try:
+                # Contention is not waited out here: one by one, the messages that meet
+                # none commit, and each that does waits on its own.
                 firsts = await self._until_done(
                     last,
                     lambda: run_transaction(self._store, lambda tx: self._apply_all(tx, decoded)),
+                    contention=False,
                 )
             except _Interrupted:
                 raise
-            except Exception:  # noqa: BLE001 - the message's own fault: one by one below
+            except Exception:  # noqa: BLE001 - a message's own fault, or contention: one by one
                 pass
             else:
                 if id(last.channel) in self._tainted:  # it may hold unsettled deliveries
@@ -376,27 +389,36 @@ class Consumer:
         await self._settle(incoming, self._ack)
         self._settled(envelope, first)
 
-    async def _until_done(self, incoming: Delivery, work: Callable[[], Awaitable[T]]) -> T:
-        """`work()`, done again after each infrastructure fault (chassis.faults), with bounded
-        backoff, until it is done; other failures are raised. Interrupted if the delivery's
-        channel closes (it comes again) or the consumer stops (it stays unacked)."""
+    async def _until_done(
+        self, incoming: Delivery, work: Callable[[], Awaitable[T]], *, contention: bool = True
+    ) -> T:
+        """`work()`, done again after each fault that passes (chassis.faults: the
+        infrastructure's; contention too unless `contention` is False), with bounded backoff,
+        until it is done; other failures are raised. Interrupted if the delivery's channel
+        closes (it comes again) or the consumer stops (it stays unacked)."""
         wait_s = FIRST_WAIT_S
+        waited_s = 0.0
         while True:
             try:
                 return await work()
             except Exception as exc:
-                if not is_infrastructure(exc):
+                fault = passing_fault(exc)
+                if fault is None or (fault == "contention" and not contention):
                     raise
                 if incoming.channel.is_closed:
                     raise _ChannelGone from exc
                 log.warning(
-                    "infrastructure fault; the message waits and is tried again",
+                    WAITING[fault],
+                    fault=fault,
                     queue=self.name,
                     type=_type_of(incoming),
                     event_id=incoming.header.properties.message_id,
                     wait_s=wait_s,
+                    waited_s=round(waited_s, 3),
                     error=f"{type(exc).__name__}: {exc}",
                 )
+                self._ledger.record(_type_of(incoming), "waited", queue=self._counted_as)
+                waited_s += wait_s
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_s):
                         await self._stopping.wait()

@@ -1,13 +1,19 @@
-"""Whose fault a failure is: the infrastructure's, which passes, or the work's own, which stays.
+"""Whose fault a failure is: the infrastructure's or contention's, which pass, or the work's own,
+which stays.
 
-A consumer treats the two differently (see chassis.consumer): a message whose own fault it is
+A consumer treats them differently (see chassis.consumer): a message whose own fault it is
 (undecodable, unknown type, a domain error, a bug in its handler) is retried a bounded number
-of times and dead-lettered; an infrastructure fault (the store unavailable, the broker or a
-connection gone, a dependency that cannot answer) says nothing about the message, so the
-message waits, with bounded backoff, until the infrastructure is back, and is then processed.
+of times and dead-lettered; an infrastructure fault (the store unavailable or read-only, the
+broker or a connection gone, a dependency that cannot answer) says nothing about the message,
+and neither does contention (concurrent transactions kept changing what the work changes: a
+VersionConflict that outlasted `run_transaction`'s reruns, as when many consumers update one
+document or a long transaction holds its row). So the message waits, with bounded backoff,
+until the infrastructure is back or the contention has passed, and is then processed.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import aiormq.exceptions
 import grpc
@@ -15,9 +21,11 @@ import grpc.aio
 
 from chassis.broker import BrokerError, Refused
 from chassis.errors import Unavailable
-from chassis.store import StoreUnavailable
+from chassis.store import StoreUnavailable, VersionConflict
 
-__all__ = ["is_infrastructure"]
+__all__ = ["Fault", "is_contention", "is_infrastructure", "passing_fault"]
+
+Fault = Literal["infrastructure", "contention"]
 
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     StoreUnavailable,
@@ -38,3 +46,18 @@ def is_infrastructure(error: BaseException) -> bool:
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code() in UNANSWERED
     return isinstance(error, INFRASTRUCTURE)
+
+
+def is_contention(error: BaseException) -> bool:
+    """Whether `error` is contention: concurrent work won every time the work ran (a
+    VersionConflict out of `run_transaction`); the same work, run once they are done, passes."""
+    return isinstance(error, VersionConflict)
+
+
+def passing_fault(error: BaseException) -> Fault | None:
+    """Which fault that passes `error` is, or None if it is the work's own."""
+    if is_infrastructure(error):
+        return "infrastructure"
+    if is_contention(error):
+        return "contention"
+    return None

@@ -3,7 +3,9 @@
 Stages: `published` (confirmed by the broker), `delivered` (received by a consumer),
 `processed` (its effects committed), `duplicate` (recognised by the inbox, no second effect),
 `retried` (sent to a retry queue), `dead_lettered` (sent to a dead-letter queue), `parked`
-(refused by the broker as it is, and kept in the outbox with the reason). A run
+(refused by the broker as it is, and kept in the outbox with the reason); and `waited`, which
+counts tries, not messages: each time a message met a fault that passes (the infrastructure's,
+or contention: chassis.faults) and waits to be tried again. A run
 reconciles `published == processed + dead_lettered` over all processes. A consumer's stages
 also name the queue, so that the counters, served as the Prometheus metric
 `ordermesh_messages_total{type, stage, queue}`, tell each queue's deliveries by outcome.
@@ -24,7 +26,16 @@ from prometheus_client.registry import Collector
 
 __all__ = ["STAGES", "Ledger"]
 
-STAGES = ("published", "delivered", "processed", "duplicate", "retried", "dead_lettered", "parked")
+STAGES = (
+    "published",
+    "delivered",
+    "processed",
+    "duplicate",
+    "retried",
+    "dead_lettered",
+    "parked",
+    "waited",
+)
 
 
 class Ledger(Collector):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,11 +34,13 @@ def after_of(token: str) -> tuple[Any, str] | None:
         return None
     try:
         value, id = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    # RecursionError: a nesting deeper than json's recursion limit (the contracts bound the token
+    # at 512 characters, but not every caller has passed through the contracts' edge).
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise InvalidArgument(f"page_token {token!r} is not a token this service issued") from None
-    # A token this service issued holds a sort value a store can compare (text, a number that
-    # fits 64 bits) and an id; anything else was made by someone else.
-    if not isinstance(id, str) or not _sortable(value):
+    # A token this service issued holds a sort value every store can compare (text, a number
+    # that fits 64 bits) and an id; anything else was made by someone else.
+    if not _text(id) or not _sortable(value):
         raise InvalidArgument(f"page_token {token!r} is not a token this service issued")
     return value, id
 
@@ -47,7 +50,23 @@ def _sortable(value: object) -> bool:
         return False
     if isinstance(value, int):
         return -(2**63) <= value < 2**63
-    return isinstance(value, str | float) and value == value  # NaN compares with nothing
+    if isinstance(value, float):
+        # PostgreSQL's JSONB has no Infinity nor NaN (`1e400` decodes to Infinity too), and NaN
+        # compares with nothing.
+        return math.isfinite(value)
+    return _text(value)
+
+
+def _text(value: object) -> bool:
+    """Text every store takes: UTF-8 (a lone surrogate such as a decoded `"\\ud800"` is not),
+    without NUL (PostgreSQL's text and JSONB cannot hold it)."""
+    if not isinstance(value, str) or "\0" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def next_token(page: Sequence[Mapping[str, Any]], *, size: int, order_by: str) -> str:

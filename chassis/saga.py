@@ -10,7 +10,9 @@ Guarantees:
   redelivered (the inbox applies it once), a command committed is in the outbox;
 - steps run in their declared order; a step's reply is matched by its type, and a reply that
   is not the one awaited (late, duplicate, for an ended saga) is recorded and changes nothing;
-- a step that gets no reply within its timeout has failed; since its command may still apply
+- a step that gets no reply within its timeout has failed (its deadline set and compared on
+  one clock, the store's, `chassis.store.StoreClock`, by whichever instance runs the scan);
+  since its command may still apply
   later, its compensation is sent too (participants make a release of nothing a no-op, and
   refuse a reservation that arrives after its release);
 - after a failure (or an abort), the compensations of the steps that may have applied run in
@@ -44,7 +46,14 @@ from chassis import telemetry
 from chassis.events import Envelope, Message, outgoing
 from chassis.logging import get_logger
 from chassis.metrics import SagaMetrics
-from chassis.store import Collection, Document, Store, Transaction, run_transaction
+from chassis.store import (
+    Collection,
+    Document,
+    Store,
+    StoreClock,
+    Transaction,
+    run_transaction,
+)
 
 __all__ = ["SAGAS", "HistoryKind", "Saga", "SagaDefinition", "SagaStatus", "Step"]
 
@@ -239,9 +248,12 @@ class Saga:
     # -- timeouts ------------------------------------------------------------------------
 
     async def watch_timeouts(self, store: Store) -> None:
-        """Times out overdue steps until cancelled (run it as a background task of the owner)."""
+        """Times out overdue steps until cancelled (run it as a background task of the owner);
+        with a StoreClock, measures it against the store's before each scan."""
         while True:
             try:
+                if isinstance(self._clock, StoreClock):
+                    await self._clock.sync()
                 await self.expire_overdue(store)
             except asyncio.CancelledError:
                 raise

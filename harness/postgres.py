@@ -3,7 +3,12 @@ password, from Debian's PostgreSQL binaries; never the machine's own server.
 
 The cluster has one superuser, `ordermesh`, whose password (generated for each server) is
 written to a file only its owner may read; clients connect over TCP on 127.0.0.1 with SCRAM.
-`database(name)` creates a database (one per service) and returns its URL. PostgreSQL refuses
+`database(name)` makes a database (one per service) with its two roles, as every deployment
+does (deploy/databases.py, the same psql script): `<name>_owner`, whose URL it returns (it
+creates the schema: a test that opens a store of its own uses it), and `<name>_runtime`, the
+role a service runs as (`runtime_url(name)`), which may read and write the tables but change
+none, nor open another database. Each role's password is generated once and kept in a file
+of mode 600 under the server's folder (`roles/<role>.password`). PostgreSQL refuses
 to run as root: when this process is root, the server runs as the `postgres` user (made by
 Debian's package), and its data directory is a fresh one under the system's temporary folder
 (pytest's temporary folders are readable by root only).
@@ -14,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import re
 import secrets
 import shutil
 import subprocess
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import psycopg
 
+from deploy import databases
 from harness.process import ManagedProcess, free_port, private_file
 
 __all__ = ["PrivatePostgres", "postgres_binaries"]
@@ -30,7 +35,6 @@ __all__ = ["PrivatePostgres", "postgres_binaries"]
 USER = "ordermesh"
 # Enough for bench-scale's 10 instances of each store-backed service with small pools.
 MAX_CONNECTIONS = 300
-DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 def postgres_binaries() -> Path:
@@ -67,6 +71,8 @@ class PrivatePostgres:
         else:
             self.data = directory / "data"
         self._initialised = False
+        # The databases whose roles this object made or brought up to date (once each).
+        self._provisioned: set[str] = set()
         self.process = ManagedProcess(
             "postgres",
             [
@@ -131,14 +137,49 @@ class PrivatePostgres:
         self.process.kill()
 
     def database(self, name: str) -> str:
-        """Creates database `name` (if missing) and returns its URL."""
-        if not DATABASE_NAME.match(name):
-            raise ValueError(f"database name {name!r}: expected [a-z][a-z0-9_]*")
-        with psycopg.connect(self.url(), autocommit=True) as db:
-            exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-            if exists is None:
-                db.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+        """Makes database `name` and its roles (what is missing, once per server object), and
+        returns its owner's URL."""
+        if name not in self._provisioned:
+            self._provision(name)
+            self._provisioned.add(name)
+        return self._role_url(databases.owner(name), name)
+
+    def runtime_url(self, name: str) -> str:
+        """The URL of database `name` (made with `database(name)`) for its runtime role."""
+        return self._role_url(databases.runtime(name), name)
+
+    def _role_url(self, role: str, database: str) -> str:
+        return f"postgresql://{role}:{self._password(role)}@127.0.0.1:{self.port}/{database}"
+
+    def _password(self, role: str) -> str:
+        """`role`'s password: generated on first use, kept in a file of mode 600."""
+        path = self.directory / "roles" / f"{role}.password"
+        if not path.exists():
+            private_file(path, secrets.token_urlsafe(24) + "\n")
+        return path.read_text().strip()
+
+    def _provision(self, name: str) -> None:
+        """Runs deploy/databases.py's script for `name`, as the superuser, with psql."""
+        env = {
+            **os.environ,
+            "PGPASSWORD": self.password,
+            **{databases.password_variable(r): self._password(r) for r in databases.roles(name)},
+        }
+        done = subprocess.run(
+            [
+                str(self._bin / "psql"),
+                *("-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port)),
+                *("-U", USER, "-d", "postgres", "-f", "-"),
+            ],
+            input=databases.init_sql([name]),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"making database {name!r} and its roles: {done.stderr.strip()}")
 
     def remove(self) -> None:
         """Stops the server and deletes its data."""

@@ -9,7 +9,9 @@ restarted after a crash included); this reads them all as one stream, ordered by
     make logs SINCE=10m FOLLOW=0                the last ten minutes, then exit
 
 It follows new lines (new files too: an instance started since) like `tail -f` unless
-FOLLOW=0. Lines that are not JSON (a broker's own log) are not read.
+FOLLOW=0. Lines that are not JSON (a broker's own log) are not read. Lines quote values clients
+chose: what a terminal would obey (escape sequences, carriage returns, newlines, bidirectional
+overrides) is shown escaped (`render`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,15 +116,51 @@ class Reader:
 
 
 def render(record: dict[str, Any]) -> str:
-    time_ = str(record.get("timestamp", ""))[11:23]
-    who = f"{record.get('service', '?')}/{record.get('instance', '?')}"
-    level = str(record.get("level", "")).upper()
+    """One line for a terminal. Lines quote what clients chose (a name, a reason, a header), so
+    every character a terminal would obey rather than show is written as an escape."""
+    time_ = visible(str(record.get("timestamp", ""))[11:23])
+    who = visible(f"{record.get('service', '?')}/{record.get('instance', '?')}")
+    level = visible(str(record.get("level", "")).upper())
     rest = " ".join(
-        f"{key}={json.dumps(value) if not isinstance(value, str) or ' ' in value else value}"
-        for key, value in record.items()
-        if key not in HEAD
+        f"{visible(str(key))}={_value(value)}" for key, value in record.items() if key not in HEAD
     )
-    return f"{time_} {who:<28} {level:<7} {record.get('event', '')}  {rest}".rstrip()
+    return f"{time_} {who:<28} {level:<7} {visible(str(record.get('event', '')))}  {rest}".rstrip()
+
+
+def _value(value: object) -> str:
+    """A field's value: a plain word as it is, anything else as JSON (quoted, escaped)."""
+    if isinstance(value, str) and not _UNPLAIN.search(value) and visible(value) == value:
+        return value
+    return visible(json.dumps(value, ensure_ascii=False))
+
+
+# What makes a value be quoted: a space (a value would seem to end there), a quote, a backslash
+# (so that an escape in a quoted value is always one that `visible` or JSON wrote).
+_UNPLAIN = re.compile(r'[\s"\\]')
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+# Characters a terminal obeys or that change what the line seems to say: controls (C0, DEL, C1:
+# escape sequences, a carriage return that overwrites the line, a newline that forges one),
+# format characters (bidirectional overrides, zero-width ones), line and paragraph separators,
+# and lone surrogates (which JSON lines can carry, and which no terminal encoding can write).
+_OBEYED = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str) -> str:
+    """The text with each character of _OBEYED written as a JSON escape (`\\u001b`, `\\n`)."""
+    if _PRINTABLE_ASCII.fullmatch(text):  # nearly every line: nothing to look up
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in _OBEYED else c for c in text)
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # beyond the BMP: the UTF-16 pair JSON writes
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def show(reader: Reader, wanted: Filter, out: TextIO, *, follow: bool, poll_s: float = 0.5) -> int:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -56,6 +57,7 @@ __all__ = [
     "OutboxRow",
     "ParkedRow",
     "Store",
+    "StoreClock",
     "StoreError",
     "StoreUnavailable",
     "Transaction",
@@ -198,6 +200,31 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Returns if the store answers; raises otherwise (a readiness probe)."""
+
+    async def now(self) -> float:
+        """The store's own clock (Unix seconds): the one clock every process sharing the store
+        can agree on (`StoreClock`)."""
+
+
+class StoreClock:
+    """The store's clock, read on this host: the local clock plus the offset at which the
+    store's was last measured (`sync()`, half a round trip's precision). Deadlines that several
+    processes on several hosts set and compare (a saga's step timeouts) are set and compared on
+    this one clock, so that a host whose clock runs ahead neither times a step out early nor
+    late. Before the first `sync()` it is the local clock."""
+
+    def __init__(self, store: Store, *, local: Callable[[], float] = time.time):
+        self._store = store
+        self._local = local
+        self.offset = 0.0
+
+    async def sync(self) -> None:
+        before = self._local()
+        store_now = await self._store.now()
+        self.offset = store_now - (before + self._local()) / 2
+
+    def __call__(self) -> float:
+        return self._local() + self.offset
 
 
 async def run_transaction(

@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC
 from typing import Any
 
 import aio_pika
@@ -340,3 +341,7 @@ class MongoStore:
 
     async def ping(self) -> None:
         await self._client.admin.command("ping")
+
+    async def now(self) -> float:
+        hello = await self._client.admin.command("hello")
+        return float(hello["localTime"].replace(tzinfo=UTC).timestamp())

@@ -2,6 +2,9 @@
 
 One database per service (its URL names it); instances on any number of machines share it.
 Documents are JSONB in a table per collection, with expression indexes on `doc -> 'field'`.
+`open()` creates what is missing of them; a service runs as a role that may not (its database's
+runtime role, deploy/databases.py), so its owner creates them first (`services.schema`), and
+`open()` then only finds them: what is missing is a StoreError that says so.
 
 Transactions are READ COMMITTED. Optimistic versions hold across instances because an update
 is `UPDATE ... WHERE id = $1 AND version = $2`: PostgreSQL re-checks the condition on the row
@@ -18,14 +21,23 @@ transactions could commit their rows out of seq order and the relay, which reads
 highest seq it has seen, would pass over the later-committed lower one. A transaction that
 publishes therefore takes a transaction-level advisory lock just before it writes its outbox
 rows at commit: such commits are serialised (only their last moment, not their work), and seq
-order is commit order. It also notifies `OUTBOX_CHANNEL` (delivered at commit): the relay of
+order is commit order. It waits for that lock up to `outbox_lock_timeout_s` (5 s), not the
+rows' `lock_timeout_s`: its holder waits for nothing after taking it (the lock is its last), so
+the wait is a queue of commits, never a conflict nor a deadlock; at 100 ms, commits queued
+behind busy ones failed and ran their whole transaction again, up to failing for good
+(measured: docs/decisions.md). A lock not free even then (its holder stuck) is
+StoreUnavailable. It also notifies `OUTBOX_CHANNEL` (delivered at commit): the relay of
 whichever instance holds the outbox lease listens while it holds it (`watching`), and so
 publishes what other instances commit at once rather than at its next poll.
 
 Errors that say the server cannot do the work now (connection refused or lost, the server
-shutting down, out of disk or memory, no pooled connection within `pool_timeout_s`) raise
-StoreUnavailable; nothing was committed. The connection that met such an error is closed, and
-the pool opens a new one in its place.
+shutting down, out of disk or memory, no pooled connection within `pool_timeout_s`, the server
+read-only: a demoted primary, a hot standby, a server fenced with
+`default_transaction_read_only`) raise StoreUnavailable; nothing was committed. The connection
+that met such an error is closed, and the pool opens a new one in its place; new connections
+are only ever to a server that takes writes (`target_session_attrs=read-write` unless the URL
+says otherwise; of a URL's several hosts, the primary): a connection to a read-only server is
+refused at once, as StoreUnavailable too.
 
 asyncpg rather than psycopg 3: with the store's own operations, 1.5-1.8x the throughput
 (`make bench-store-drivers`, docs/decisions.md).
@@ -53,6 +65,7 @@ from chassis.store import (
     DuplicateKey,
     OutboxRow,
     ParkedRow,
+    StoreError,
     StoreUnavailable,
     VersionConflict,
     running,
@@ -110,7 +123,13 @@ UNAVAILABLE = (
     # A connection whose server went away mid-operation can be left in a state asyncpg cannot
     # use ("cannot switch to state ...; another operation is in progress": MagicStack/asyncpg
     # issues 784 and 1069): such a connection is closed, never given back to the pool as it is.
+    # Also the refusal of a server that takes no writes (TargetServerAttributeNotMatched).
     pg_errors.InternalClientError,
+    # SQLSTATE 25006: the server takes no writes now (a failover's demoted primary, a hot
+    # standby, `default_transaction_read_only` set to fence it). The store never asks for a
+    # read-only transaction, so it says nothing of the work: wait for a primary. The connection
+    # is closed: a new one goes to whichever host takes writes.
+    pg_errors.ReadOnlySQLTransactionError,
 )
 
 
@@ -265,14 +284,28 @@ class _Transaction:
         )
         return bool(status == "INSERT 0 1")
 
-    async def flush_outbox(self) -> None:
-        await self._db.execute(
-            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')", OUTBOX_LOCK, OUTBOX_CHANNEL
-        )
+    async def flush_outbox(self, lock_timeout_s: float) -> None:
+        # One round trip (the simple protocol: constants only): the lock's own timeout, the lock.
+        try:
+            await self._db.execute(
+                f"SET LOCAL lock_timeout = {int(lock_timeout_s * 1000)}; "
+                f"SELECT pg_advisory_xact_lock({OUTBOX_LOCK}), pg_notify('{OUTBOX_CHANNEL}', '')"
+            )
+        except pg_errors.LockNotAvailableError as exc:
+            raise StoreUnavailable(
+                f"the outbox's commit lock was not free within {lock_timeout_s:g} s: another "
+                "transaction holds it (stuck?)"
+            ) from exc
         await self._db.executemany(
             f"INSERT INTO outbox ({OUTBOX_INSERT}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             [outbox_values(message, key) for message, key in self.outgoing],
         )
+
+
+def _writable(url: str) -> dict[str, str]:
+    """asyncpg's connection options that refuse a server taking no writes, unless `url` says
+    which servers it wants itself."""
+    return {} if "target_session_attrs" in url else {"target_session_attrs": "read-write"}
 
 
 def _lost(db: asyncpg.Connection) -> bool:
@@ -293,12 +326,14 @@ class PostgresStore:
         pool_timeout_s: float = 5.0,
         connect_timeout_s: float = 5.0,
         lock_timeout_s: float = 0.1,
+        outbox_lock_timeout_s: float = 5.0,
     ):
         self._url = url
         self._pool_size = pool_size
         self._pool_timeout_s = pool_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._lock_timeout_s = lock_timeout_s
+        self._outbox_lock_timeout_s = outbox_lock_timeout_s
         self._pool: asyncpg.Pool | None = None
         # The unique fields of each collection that has some.
         self._unique: Mapping[str, Sequence[str]] = {}
@@ -333,6 +368,8 @@ class PostgresStore:
                 init=_decode_json,
                 reset=_reset,
                 server_settings={"lock_timeout": str(int(self._lock_timeout_s * 1000))},
+                # Only to a server that takes writes (PostgreSQL 14+ says at once if it does not).
+                **_writable(self._url),
             )
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL does not answer: {exc}") from exc
@@ -343,7 +380,16 @@ class PostgresStore:
                 # before it looks, and waits behind every writer (an instance started beside
                 # loaded ones failed at its lock timeout, in bench-scale).
                 if await db.fetchval("SELECT to_regclass($1)", _created(statement)) is None:
-                    await db.execute(statement)
+                    try:
+                        await db.execute(statement)
+                    except pg_errors.InsufficientPrivilegeError as exc:
+                        # A service runs as a role that may not change the schema: its
+                        # owner makes it first (services.schema, deploy/databases.py).
+                        raise StoreError(
+                            f"{_created(statement)} does not exist and this role may not "
+                            f"create it ({exc}): create the schema as the database's owner "
+                            "first (`python -m services.schema <service>`)"
+                        ) from exc
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -385,7 +431,7 @@ class PostgresStore:
                 tx = _Transaction(db, self._unique)
                 yield tx
                 if tx.outgoing:
-                    await tx.flush_outbox()
+                    await tx.flush_outbox(self._outbox_lock_timeout_s)
             if tx.outgoing:
                 self.outbox_event.set()
 
@@ -522,6 +568,10 @@ class PostgresStore:
     async def ping(self) -> None:
         async with self._connection() as db:
             await db.fetchval("SELECT 1")
+
+    async def now(self) -> float:
+        async with self._connection() as db:
+            return float(await db.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
 
 
 def _count(status: str) -> int:

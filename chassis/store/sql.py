@@ -25,7 +25,7 @@ OUTBOX_INSERT = (
 
 def checked(name: str) -> str:
     """A collection or field name, safe to put in SQL (it is never a parameter)."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid collection or field name ([a-z][a-z0-9_]*)")
     return name
 

@@ -528,3 +528,7 @@ class SqliteStore:
     async def ping(self) -> None:
         async with self._locked(write=False) as db:
             db.execute("SELECT 1").fetchone()
+
+    async def now(self) -> float:
+        # The file is on this host: every process sharing it reads this host's clock.
+        return time.time()

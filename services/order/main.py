@@ -10,7 +10,7 @@ from chassis import logging as chassis_logging
 from chassis.grpc import serve
 from chassis.logging import get_logger
 from chassis.runtime import Runtime
-from chassis.store import Store, StoreError
+from chassis.store import Store, StoreClock, StoreError
 from services import catalogue
 from services.order import api, api_v2, clients, consumers, graph, store
 from services.order.config import OrderSettings
@@ -38,6 +38,9 @@ async def main() -> None:
             inventory=clients.InventoryClient(inventory, cache_s=settings.product_cache_s),
             step_timeout_s=settings.saga_step_timeout_s,
             compensation_sends=settings.saga_compensation_sends,
+            # Step deadlines set by one instance are checked by any other, maybe on another
+            # host: all of them on the store's clock.
+            clock=StoreClock(runtime.store),
             saga_metrics=runtime.metrics.sagas,
         )
         await runtime.consume(*consumers.saga_replies(orders.saga))

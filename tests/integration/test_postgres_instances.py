@@ -22,7 +22,7 @@ import pytest
 from inventory.v1 import events_pb2
 
 from chassis.events import outgoing
-from chassis.store import Collection, StoreUnavailable, VersionConflict, run_transaction
+from chassis.store import Collection, StoreUnavailable, run_transaction
 from chassis.store.postgres import OUTBOX_LOCK, PostgresStore
 from harness import ManagedProcess
 from tests.integration.flow import CONSUMER, app
@@ -218,28 +218,42 @@ async def test_a_transaction_whose_connection_is_cut_is_store_unavailable(postgr
         await store.close()
 
 
-async def test_a_commit_kept_waiting_for_the_outbox_lock_is_run_again_not_failed(postgres_url):
-    """Another transaction holds the outbox's lock past the lock timeout (as at saturation):
-    the commit is a VersionConflict, and run_transaction, which every use case that publishes
-    goes through, commits it once the lock is free (an order placed in `make bench-saga` on
-    PostgreSQL was answered INTERNAL before)."""
-    store = PostgresStore(postgres_url, lock_timeout_s=0.05)
+async def test_a_commit_kept_waiting_for_the_outbox_lock_waits_its_turn_not_failed(postgres_url):
+    """Another transaction holds the outbox's lock past the rows' lock timeout (as a holder
+    does when its process gets no CPU at saturation): the commit waits its turn and commits, at
+    its first attempt. At the rows' 100 ms it failed (VersionConflict) and ran its whole
+    transaction again, up to failing for good under contention: an order placed in `make
+    bench-saga` on PostgreSQL was answered INTERNAL, then ABORTED. Held past
+    `outbox_lock_timeout_s` (its holder stuck), the commit is StoreUnavailable, which every
+    caller waits out, and nothing of it is committed."""
+    store = PostgresStore(postgres_url, lock_timeout_s=0.05, outbox_lock_timeout_s=1.0)
     await store.open([Collection("things")])
+    attempts = 0
 
-    async def publish(tx) -> None:
-        await tx.insert("things", "t-1", {"n": 1})
-        tx.publish(outgoing(events_pb2.StockAdjusted(product_id="t-1"), producer="test"))
+    async def publish(tx, id: str) -> None:
+        nonlocal attempts
+        attempts += 1
+        await tx.insert("things", id, {"n": 1})
+        tx.publish(outgoing(events_pb2.StockAdjusted(product_id=id), producer="test"))
 
     holder = await psycopg.AsyncConnection.connect(postgres_url)
     try:
         async with holder.transaction():
             await holder.execute("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_LOCK,))
-            with pytest.raises(VersionConflict):
-                async with store.transaction() as tx:
-                    await publish(tx)
-            placing = asyncio.create_task(run_transaction(store, publish))
-            await asyncio.sleep(0.2)  # several attempts meet the lock
+            placing = asyncio.create_task(run_transaction(store, lambda tx: publish(tx, "t-1")))
+            await asyncio.sleep(0.5)  # ten times the rows' lock timeout
+            assert not placing.done()
         await placing
+        assert attempts == 1, "the commit was run again instead of waiting for the lock"
+        assert await store.count_pending() == 1
+
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_LOCK,))
+            began = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="outbox's commit lock"):
+                async with store.transaction() as tx:
+                    await publish(tx, "t-2")
+            assert time.monotonic() - began >= 1.0
         assert await store.count_pending() == 1
     finally:
         await holder.close()

@@ -3,6 +3,7 @@ commands are read from the outbox, replies handed to the saga as its consumer wo
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +15,7 @@ from user.v1 import events_pb2 as user_events
 
 from chassis.events import Envelope
 from chassis.saga import SAGAS, Saga, SagaDefinition, SagaStatus, Step
+from chassis.store import StoreClock
 from chassis.store.sqlite import SqliteStore
 from tests.clock import Clock
 
@@ -301,3 +303,30 @@ async def test_compensated_sagas_are_pruned_after_retention_and_completed_ones_k
     async with store.transaction() as tx:
         assert await tx.get(SAGAS.name, "o-rejected") is None
         assert (await tx.get(SAGAS.name, "o-approved"))["status"] == SagaStatus.COMPLETED
+
+
+async def test_step_deadlines_are_set_and_compared_on_the_stores_clock(store, outcomes, clock):
+    """Instances on hosts whose clocks disagree: one 15 s slow starts the saga (its first step
+    times out after 10 s), one 20 s fast scans for overdue steps. On their own clocks the step
+    would be overdue at once (the slow one sets its deadline 5 s in the past of the fast one);
+    on the store's, which each measures, it is not, and it is once the store's clock passes the
+    deadline. (The store's clock is the test's `clock`, as a database server's would be.)"""
+
+    async def store_now() -> float:
+        return clock()
+
+    store.now = store_now
+    slow = StoreClock(store, local=lambda: clock() - 15)
+    fast = StoreClock(store, local=lambda: clock() + 20)
+    await asyncio.gather(slow.sync(), fast.sync())
+    assert (slow(), fast()) == (clock(), clock())
+
+    await start(store, Saga(definition(outcomes), clock=slow))
+    scanner = Saga(definition(outcomes), clock=fast)
+    assert await scanner.expire_overdue(store) == 0
+    assert (await state(store))["status"] == SagaStatus.RUNNING
+
+    clock.now += 9
+    assert await scanner.expire_overdue(store) == 0
+    clock.now += 2
+    assert await scanner.expire_overdue(store) == 1

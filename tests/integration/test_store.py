@@ -6,6 +6,7 @@ on this project's machines, so here it is skipped with that reason.
 """
 
 import asyncio
+import base64
 import os
 import sys
 import time
@@ -14,6 +15,8 @@ import uuid
 import pytest
 from inventory.v1 import events_pb2
 
+from chassis import pages
+from chassis.errors import InvalidArgument
 from chassis.events import outgoing
 from chassis.store import Collection, DuplicateKey, VersionConflict, open_store, run_transaction
 from chassis.store.postgres import PostgresStore
@@ -129,6 +132,46 @@ async def test_find_filters_orders_and_pages(store):
 
     assert [d["_id"] for d in first] == ["a-4", "a-3", "a-2"]
     assert [d["_id"] for d in second] == ["a-1", "a-0"]
+
+
+async def test_a_page_token_resumes_the_list_where_the_last_page_ended(store):
+    async with store.transaction() as tx:
+        for i in range(3):
+            await tx.insert("accounts", f"a-{i}", {"email": f"{i}@x", "created": i + 0.5})
+
+    first, token = await pages.read_page(
+        store, "accounts", page_size=2, page_token="", order_by="created"
+    )
+    second, last = await pages.read_page(
+        store, "accounts", page_size=2, page_token=token, order_by="created"
+    )
+
+    assert [d["_id"] for d in first + second] == ["a-0", "a-1", "a-2"]
+    assert last == ""
+
+
+@pytest.mark.parametrize(
+    "forged_json",
+    [
+        '[Infinity, "a-1"]',
+        '[-Infinity, "a-1"]',
+        '[NaN, "a-1"]',
+        '[1e400, "a-1"]',
+        '["\\u0000", "a-1"]',
+        '["\\ud800", "a-1"]',
+        '["x", "a\\u0000"]',
+        '["x", "\\udc00"]',
+    ],
+)
+async def test_a_forged_page_token_is_invalid_argument_on_every_adapter(store, forged_json):
+    """A token holding a value the store cannot compare (PostgreSQL's JSONB has no Infinity nor
+    NaN, no text holds NUL, UTF-8 has no lone surrogate) names the token; it is not INTERNAL."""
+    async with store.transaction() as tx:
+        await tx.insert("accounts", "a-1", {"email": "ann@example.com", "created": 1})
+    token = base64.urlsafe_b64encode(forged_json.encode()).decode()
+
+    with pytest.raises(InvalidArgument, match=r"page_token .* is not a token this service issued"):
+        await pages.read_page(store, "accounts", page_size=2, page_token=token, order_by="created")
 
 
 async def test_published_messages_wait_in_the_outbox_in_order(store):
