@@ -15,6 +15,11 @@ PROMTOOL := .build/prometheus/usr/bin/promtool
 # the GraphQL federation gateway with its own Node 20, exactly as their package-lock.json pin them.
 NODE_TOOLS := tools/node/node_modules/.installed
 GRAPHQL_GATEWAY := gateway/graphql/node_modules/.installed
+# checkov (`make lint`) in a virtualenv of its own, from its own lock (tools/checkov): its pins
+# would move the project's. Offline: no update check, nothing downloaded (.checkov.yaml).
+CHECKOV_VENV := .build/checkov
+CHECKOV_INSTALLED := $(CHECKOV_VENV)/.installed
+CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
@@ -77,7 +82,7 @@ test-containers: system-deps $(INSTALLED)
 compose-env: $(INSTALLED)
 	$(BIN)/python -m deploy.env
 
-image: $(INSTALLED)
+image: $(INSTALLED) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m deploy.images build
 
 # The images the tests use on these machines, from Debian's packages (no registry needed).
@@ -118,7 +123,7 @@ gen: $(INSTALLED) $(NODE_TOOLS)
 	$(BIN)/python -m deploy.kubernetes
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
 
-lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) check-gen
+lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -140,9 +145,28 @@ lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) check-gen
 		$(BIN)/kubectl kustomize deploy/kubernetes/overlays/$$overlay > .build/kubernetes/$$overlay.yaml && \
 		$(BIN)/kubernetes-validate --strict --quiet -k $(KUBERNETES_VERSION) .build/kubernetes/$$overlay.yaml \
 		|| exit 1; done
+	@# The security scanners: a finding that no baseline accepts (each entry with its reason)
+	@# fails. bandit on the code that ships.
+	$(BIN)/bandit -c pyproject.toml -q -b .bandit-baseline.json -r chassis services gateway monitoring
+	@# checkov on each overlay as rendered above, against its own baseline (checkov matches a
+	@# finding by resource, whatever the file), then on the compose files and the Containerfiles,
+	@# as copies named Dockerfile (checkov knows one by its name only).
+	@rm -rf .build/containerfiles
+	@for file in deploy/Containerfile deploy/images/*/Containerfile; do \
+		mkdir -p .build/containerfiles/$$(dirname $$file) && \
+		cp $$file .build/containerfiles/$$(dirname $$file)/Dockerfile || exit 1; done
+	$(CHECKOV) --baseline deploy/checkov/dev.baseline.json -f .build/kubernetes/dev.yaml
+	$(CHECKOV) --baseline deploy/checkov/prod.baseline.json -f .build/kubernetes/prod.yaml \
+		compose.yaml deploy/compose.*.yaml $$(find .build/containerfiles -name Dockerfile)
 
 $(PROMETHEUS):
 	tools/prometheus.sh .build/prometheus
+
+$(CHECKOV_INSTALLED): tools/checkov/requirements.lock
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes \
+		-r tools/checkov/requirements.lock
+	@touch $@
 
 $(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
 	@PYTHON=$(PYTHON) tools/system-deps.sh
@@ -170,14 +194,16 @@ check-gen: gen
 		echo "generated files not committed: run 'make gen' and commit" && exit 1)
 
 # Re-pins every dependency (after a change to pyproject.toml): all of them for development, and
-# the runtime's alone for the container image (the same versions). Development needs glibc 2.34
-# (Debian 12 has 2.36): rotel's wheel is built for nothing older.
+# the runtime's alone for the container image (the same versions); checkov's apart (tools/checkov).
+# Development needs glibc 2.34 (Debian 12 has 2.36): rotel's wheel is built for nothing older.
 lock: $(INSTALLED)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_34 -o requirements.lock -q
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_31 -c requirements.lock \
 		-o requirements.runtime.lock -q
+	$(BIN)/uv pip compile tools/checkov/requirements.in --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_31 -o tools/checkov/requirements.lock -q
 
 system-deps:
 	@PYTHON=$(PYTHON) tools/system-deps.sh

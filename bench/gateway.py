@@ -60,6 +60,7 @@ from harness.gateway import LocalGateway
 from harness.shop import Shop
 from harness.system import UNREACHED_RATE_LIMITS, System
 from services.auth import service as auth_policy
+from services.auth import store as auth_store
 
 Call = Callable[[], Awaitable[None]]
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -111,7 +112,7 @@ async def revoke_earlier_sessions(system: System, count: int) -> None:
     """`count` sessions revoked in the auth service's store, as if ended earlier (see the module
     doc); its instances publish them with the next check."""
     store = open_store(system.store_url("auth"), database="auth")
-    await store.open(auth_policy.COLLECTIONS)
+    await store.open(auth_store.COLLECTIONS)
     try:
         until = time.time() + 3600
         revoked = {f"earlier-{n}": until for n in range(count)}
@@ -209,7 +210,7 @@ async def run(args: argparse.Namespace) -> None:
         plain = LocalGateway(
             directory / "plain",
             redis_url=redis.url,
-            verify_key=system.policy_verify_key,
+            secrets=system.gateway_secrets,
             auth=False,
             rate_limit=False,
             local_limit_per_s=unbounded,
@@ -219,7 +220,7 @@ async def run(args: argparse.Namespace) -> None:
             LocalGateway(
                 directory / name,
                 redis_url=redis.url,
-                verify_key=system.policy_verify_key,
+                secrets=system.gateway_secrets,
                 local_limit_per_s=unbounded,
                 reads_per_client_per_s=unbounded,
                 graphql=graphql,

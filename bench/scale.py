@@ -188,7 +188,7 @@ async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabb
     gateway = LocalGateway(
         directory / f"gateway-{label}",
         redis_url=redis.url,
-        verify_key=system.policy_verify_key,
+        secrets=system.gateway_secrets,
         reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
         local_limit_per_s=100_000,
     )

@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from typing import TypeVar
+from typing import Self, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ConfigError", "ServiceSettings", "Settings", "load"]
@@ -70,9 +70,39 @@ class ServiceSettings(Settings):
     service_version: str = "0.1.0"
     # Where /metrics is served (on grpc_host); 0 lets the operating system choose.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # The secret of the system's internal hops (chassis.identity.INTERNAL_HEADER): required on
+    # the calls to this instance's GraphQL subgraph. Empty: the subgraph takes any caller.
+    internal_token: str = ""
     # A silent instance drops out of the registry after registry_ttl_s; heartbeats renew it.
     registry_ttl_s: float = Field(default=6.0, gt=0)
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    # Mutual TLS on gRPC (chassis.tls), PEM files: this instance's certificate (naming its
+    # service), its key, and the CA that signs every service's. All three or none (plaintext).
+    grpc_tls_cert: str = ""
+    grpc_tls_key: str = ""
+    grpc_tls_ca: str = ""
+
+    @model_validator(mode="after")
+    def _tls_all_or_none(self) -> Self:
+        # A ConfigError, not a ValueError: pydantic would print every setting with it.
+        files = {
+            _variable(type(self), field): getattr(self, field)
+            for field in ("grpc_tls_cert", "grpc_tls_key", "grpc_tls_ca")
+        }
+        missing = [variable for variable, path in files.items() if not path]
+        if missing and len(missing) < len(files):
+            raise ConfigError(
+                f"{' and '.join(missing)} not set: mutual TLS needs "
+                f"{', '.join(files)} together (or none of them, for plaintext)"
+            )
+        absent = [
+            f"{variable}={path!r}"
+            for variable, path in files.items()
+            if path and not os.path.isfile(path)
+        ]
+        if absent:
+            raise ConfigError(f"{', '.join(absent)}: no such file")
+        return self
 
 
 S = TypeVar("S", bound=Settings)

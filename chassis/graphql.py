@@ -21,6 +21,8 @@ What every subgraph gets from here, so that its resolvers only call its use case
 
 from __future__ import annotations
 
+import hmac
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NewType
@@ -42,7 +44,8 @@ from chassis import pages
 from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
 from chassis.errors import InvalidArgument, Unauthenticated
 from chassis.grpc import failure
-from chassis.identity import Authenticator
+from chassis.identity import INTERNAL_HEADER, Authenticator
+from chassis.logging import get_logger
 from chassis.tokens import Claims, bearer_token
 
 __all__ = [
@@ -55,6 +58,8 @@ __all__ = [
     "money",
     "page_size",
 ]
+
+log = get_logger(__name__)
 
 # 64-bit integers as strings, as protobuf's JSON mapping (and so the REST API) has them:
 # GraphQL's Int is 32 bits.
@@ -84,6 +89,15 @@ def money(amount_minor: int, currency: str) -> Money:
 FEDERATION_VERSION: Final = "2.9"
 
 DOCUMENTS_CACHED = 1024
+# The answer to a call that did not come through the gateway (no INTERNAL_HEADER secret).
+REFUSED_CALLER = {
+    "errors": [
+        {
+            "message": "this port takes calls from the gateway only",
+            "extensions": {"code": "UNAUTHENTICATED", "grpcStatus": 16},
+        }
+    ]
+}
 
 BatchFunction = Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]
 
@@ -139,10 +153,15 @@ def page_size(first: int) -> int:
     return first
 
 
+# graphql-js's "Did you mean ...?": it would tell a stranger the schema's names.
+SUGGESTION = re.compile(r"\s*Did you mean .+?\?")
+
+
 def _error_extensions(error: GraphQLError) -> tuple[str, dict[str, Any]]:
     original = error.original_error
-    if original is None:  # the document itself: unparsable, or not valid for the schema
-        code, message = grpc.StatusCode.INVALID_ARGUMENT, error.message
+    # The document itself (unparsable, or not valid for the schema), or its variables.
+    if original is None or isinstance(original, GraphQLError):
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, SUGGESTION.sub("", error.message)
     elif isinstance(original, Exception):
         code, message = failure(original, what=".".join(str(p) for p in error.path or ()))
     else:
@@ -223,9 +242,14 @@ class Subgraph:
         return str(self.schema().as_str()) + "\n"
 
     def view(
-        self, authenticator: Authenticator | None, registry: CollectorRegistry
-    ) -> GraphQLView[Context, None]:
-        """The aiohttp handler of `/graphql`, its metrics in `registry`."""
+        self,
+        authenticator: Authenticator | None,
+        registry: CollectorRegistry,
+        *,
+        internal_token: str = "",
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The aiohttp handler of `/graphql`, its metrics in `registry`; with `internal_token`,
+        a call without it in INTERNAL_HEADER is refused (401), before anything is parsed."""
         metrics = GraphqlMetrics(registry)
         loaders = self.loaders
         schema = self.schema(metrics)
@@ -254,7 +278,19 @@ class Subgraph:
                     },
                 )
 
-        return View(schema=schema, graphql_ide=None, allow_queries_via_get=False)
+        view = View(schema=schema, graphql_ide=None, allow_queries_via_get=False)
+        if not internal_token:
+            log.warning("the GraphQL subgraph takes any caller: no INTERNAL_TOKEN")
+            return view
+        expected = internal_token.encode()
+
+        async def from_the_gateway(request: web.Request) -> web.StreamResponse:
+            given = request.headers.get(INTERNAL_HEADER, "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json_response(REFUSED_CALLER, status=401)
+            return await view(request)
+
+        return from_the_gateway
 
 
 async def _caller(

@@ -6,6 +6,8 @@ What every service gets from it:
   NOT_SERVING from the moment shutdown begins; under the name "liveness" (`LIVENESS`), SERVING
   from the start of the server to its shutdown, whatever its dependencies say (what a
   liveness probe asks: restarting a process does not bring its broker back);
+- with GRPC_TLS_CERT, GRPC_TLS_KEY and GRPC_TLS_CA set, mutual TLS: only clients with a
+  certificate from that CA connect (`chassis.tls`);
 - server reflection, so grpcurl and other tools can list and call the services;
 - a correlation id for each call, taken from the `x-correlation-id` metadata (or Envoy's
   `x-request-id`) if it is a safe bounded token (`chassis.correlation`), else created (and the
@@ -58,6 +60,7 @@ from chassis.logging import get_logger
 from chassis.metrics import Metrics, MetricsServer, RpcMetrics
 from chassis.registry import Instance, Registration, Registry
 from chassis.store import VersionConflict
+from chassis.tls import MutualTls
 
 if TYPE_CHECKING:  # chassis.graphql answers failures as this module does: it imports it
     from chassis.graphql import Subgraph
@@ -347,8 +350,11 @@ class GrpcServer:
         health_interval_s: float = 2.0,
         shutdown_grace_s: float = 10.0,
         metrics: Metrics | None = None,
+        credentials: grpc.ServerCredentials | None = None,
     ):
+        """`credentials`: TLS (chassis.tls); None serves plaintext."""
         self._services = list(services)
+        self._credentials = credentials
         self.metrics = metrics or Metrics()
         self._readiness = readiness or Readiness()
         self._address = f"{host}:{port}"
@@ -390,7 +396,11 @@ class GrpcServer:
             ],
             self._server,
         )
-        self.port = self._server.add_insecure_port(self._address)
+        self.port = (
+            self._server.add_secure_port(self._address, self._credentials)
+            if self._credentials is not None
+            else self._server.add_insecure_port(self._address)
+        )
         await self._set_health(False)
         await self._server.start()
         await self._health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
@@ -454,6 +464,7 @@ async def serve(
     heartbeats' alone if none) are served at `/metrics` on METRICS_PORT, published with the
     registration."""
     metrics = metrics or Metrics()
+    tls = MutualTls.of(settings)
     server = GrpcServer(
         services,
         readiness=readiness,
@@ -463,10 +474,13 @@ async def serve(
         health_interval_s=settings.health_interval_s,
         shutdown_grace_s=settings.shutdown_grace_s,
         metrics=metrics,
+        credentials=tls.server_credentials() if tls is not None else None,
     )
     routes = {}
     if subgraph is not None:
-        routes["/graphql"] = subgraph.view(authenticator, metrics.registry)
+        routes["/graphql"] = subgraph.view(
+            authenticator, metrics.registry, internal_token=settings.internal_token
+        )
     exporter = MetricsServer(
         metrics,
         host=settings.grpc_host,

@@ -31,6 +31,7 @@ from chassis.errors import PermissionDenied, Unauthenticated
 from chassis.tokens import Claims, bearer_token
 
 __all__ = [
+    "INTERNAL_HEADER",
     "AccessPolicy",
     "Authenticator",
     "caller",
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 caller: ContextVar[Claims | None] = ContextVar("caller", default=None)
+# Carries the secret of the system's internal hops (INTERNAL_TOKEN): the gateway sets it on the
+# calls it makes to a service's HTTP routes (its GraphQL subgraph), which refuse calls without
+# it, so that a port reachable on the host is not a door around the gateway.
+INTERNAL_HEADER = "x-ordermesh-internal"
 
 
 def current_caller() -> Claims:

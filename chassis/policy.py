@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from redis.exceptions import RedisError
 
 from chassis.logging import get_logger
+from chassis.tokens import CLOCK_SKEW_S
 
 __all__ = [
     "REISSUE_S",
@@ -87,8 +88,10 @@ class EdgePolicy:
     revoked: Mapping[str, float] = field(default_factory=dict)
 
     def is_revoked(self, session_id: str, now: float) -> bool:
+        """Whether `session_id` is refused at `now`: until its last token expired, and the
+        clock skew every verifier tolerates past that (chassis.tokens.CLOCK_SKEW_S)."""
         until = self.revoked.get(session_id)
-        return until is not None and until > now
+        return until is not None and until + CLOCK_SKEW_S > now
 
     def newer_than(self, other: EdgePolicy | None) -> bool:
         return other is None or (self.version, self.issued_at) > (other.version, other.issued_at)

@@ -3,7 +3,13 @@
 The container health check of every service (compose.yaml, the image's HEALTHCHECK): it asks
 the gRPC health service on GRPC_HOST (a wildcard means this machine, 127.0.0.1) and the port in
 GRPC_PORT, or, when that is 0 (chosen at start), the port the server wrote to PORT_FILE.
-Exits 1 naming what it found otherwise (not serving, no answer, no port yet).
+Exits 1 naming what it found otherwise (not serving, no answer, no port yet). `--service NAME`
+asks about one health name instead of the whole server (e.g. "liveness", chassis.grpc.LIVENESS).
+
+With GRPC_TLS_CERT, GRPC_TLS_KEY and GRPC_TLS_CA set (chassis.tls), it connects as the server's
+clients do: presenting the instance's own certificate and checking that the server's bears the
+first DNS name of that certificate (the server presents the same one); the address dialled
+proves nothing (chassis.tls).
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import sys
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chassis.config import WILDCARDS
+from chassis.tls import MutualTls, target_name_options
 
 
 def port_of(environ: os._Environ[str] | dict[str, str]) -> int | None:
@@ -31,9 +39,28 @@ def port_of(environ: os._Environ[str] | dict[str, str]) -> int | None:
         return None
 
 
+def channel_to(address: str, environ: os._Environ[str] | dict[str, str]) -> grpc.Channel:
+    """A channel to this container's server: plaintext, or mutual TLS with its own certificate."""
+    files = [environ.get(f"GRPC_TLS_{name}", "") for name in ("CERT", "KEY", "CA")]
+    if not any(files):
+        return grpc.insecure_channel(address)
+    if not all(files):
+        raise SystemExit("GRPC_TLS_CERT, GRPC_TLS_KEY and GRPC_TLS_CA: all three, or none")
+    certificate, key, ca = files
+    tls = MutualTls.from_files(certificate=certificate, key=key, ca=ca)
+    names = (
+        x509.load_pem_x509_certificate(tls.certificate)
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value.get_values_for_type(x509.DNSName)
+    )
+    options = target_name_options(names[0]) if names else []
+    return grpc.secure_channel(address, tls.channel_credentials(), options=options)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=2.0)
+    parser.add_argument("--service", default="", help="a health name; default: the server")
     args = parser.parse_args()
     port = port_of(os.environ)
     if port is None:
@@ -42,9 +69,9 @@ def main() -> int:
     host = os.environ.get("GRPC_HOST", "127.0.0.1")
     host = "127.0.0.1" if host in WILDCARDS else host
     try:
-        with grpc.insecure_channel(f"{host}:{port}") as channel:
+        with channel_to(f"{host}:{port}", os.environ) as channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=args.timeout
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
     except grpc.RpcError as exc:
         print(f"{host}:{port} does not answer: {exc.code().name}", file=sys.stderr)

@@ -46,6 +46,7 @@ from chassis.outbox import OutboxRelay
 from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Registry
 from chassis.store import Collection, Store, StoreError, open_store
+from chassis.tls import MutualTls
 from chassis.tokens import KeyIssuer, KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
 from chassis.upstream import Upstream
@@ -283,16 +284,22 @@ class Runtime:
 
     async def upstream(self, service: str, *, fallback: str, timeout_s: float = 2.0) -> Upstream:
         """Calls to another service's instances, found in the registry when REDIS_URL is set,
-        else at `fallback` (see chassis.upstream); stopped when the runtime closes. Asked
-        again for the same service (the token verifier and a client of the issuer), the same
-        one."""
+        else at `fallback` (see chassis.upstream), over mutual TLS when GRPC_TLS_* are set
+        (chassis.tls); stopped when the runtime closes. Asked again for the same service (the
+        token verifier and a client of the issuer), the same one."""
         known = self._upstreams.get(service)
         if known is not None:
             if (known.fallback, known.timeout_s) != (fallback, timeout_s):
                 raise ValueError(f"{service} is already called with other settings")
             return known
         registry = Registry(self.settings.redis_url) if self.settings.redis_url else None
-        upstream = Upstream(service, fallback=fallback, registry=registry, timeout_s=timeout_s)
+        upstream = Upstream(
+            service,
+            fallback=fallback,
+            registry=registry,
+            timeout_s=timeout_s,
+            tls=MutualTls.of(self.settings),
+        )
         await upstream.start()
         if registry is not None:
             self.on_close(registry.close)

@@ -48,6 +48,7 @@ from chassis.upstream import Upstream
 
 __all__ = [
     "ALGORITHMS",
+    "CLOCK_SKEW_S",
     "Claims",
     "InvalidToken",
     "JwksSource",
@@ -59,6 +60,12 @@ __all__ = [
 ]
 
 ALGORITHMS = ("EdDSA",)
+# How far apart two hosts' clocks may be, for every verifier of a token (each service here,
+# jwt_authn at the gateway, gateway.config): a token issued by a host whose clock runs up to
+# this much ahead is accepted at once, and one is accepted up to this long after its expiry
+# (so a revoked session stays revoked that much longer, chassis.policy). NTP keeps hosts
+# within milliseconds; this tolerates one whose time sync failed for a while.
+CLOCK_SKEW_S = 30
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
 
 log = get_logger(__name__)
@@ -189,7 +196,7 @@ class TokenVerifier:
         *,
         issuer: str,
         audience: str,
-        leeway_s: float = 5.0,
+        leeway_s: float = CLOCK_SKEW_S,
         algorithms: Sequence[str] = ALGORITHMS,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,

@@ -12,6 +12,7 @@ Guarantees:
 - instances come from the registry (`chassis.registry.Watcher`): the live ones, draining ones
   left out, taken in turn (round robin); while Redis is unreachable the last ones seen; with no
   registry, or none registered yet, the `fallback` address;
+- with `tls` (chassis.tls), mutual TLS to every instance, whose certificate must name `service`;
 - every call has a deadline (`timeout_s`), and carries the work's correlation id
   (`x-correlation-id`) and trace context (`traceparent`), in a CLIENT span;
 - only an idempotent call is tried again (on the next instance, up to `attempts`, after a short
@@ -42,6 +43,7 @@ from chassis.correlation import correlation_id
 from chassis.errors import Unavailable
 from chassis.logging import get_logger
 from chassis.registry import Registry, Watcher
+from chassis.tls import MutualTls, tls_channel
 
 __all__ = ["Upstream"]
 
@@ -79,8 +81,10 @@ class Upstream:
         attempts: int = 3,
         fail_max: int = 5,
         reset_s: float = 10.0,
+        tls: MutualTls | None = None,
     ):
         self.service = service
+        self._tls = tls
         self.fallback = fallback
         self._watcher = Watcher(registry, [service]) if registry is not None else None
         self.timeout_s = timeout_s
@@ -120,8 +124,8 @@ class Upstream:
         address = addresses[next(self._turn) % len(addresses)]
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, interceptors=[_Propagating()]
+            channel = self._channels[address] = tls_channel(
+                address, service=self.service, tls=self._tls, interceptors=[_Propagating()]
             )
         return channel
 

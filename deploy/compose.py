@@ -4,16 +4,26 @@
                                         deploy/compose.mongodb.yaml, deploy/postgres/init.sql
 
 compose.yaml is the whole system for Docker Compose (or Podman): RabbitMQ, Redis, PostgreSQL
-(a database per service that keeps state), the gateway (Envoy, its bootstrap rendered by
+(a database per service that keeps state, with an owner role and a runtime role each, made or
+brought up to date at every `up` by the one-shot `postgres-roles` from deploy/postgres/init.sql,
+deploy/databases.py; then each service's schema made as its owner by the one-shot
+`<name>-schema`, which the service's containers wait for; the services connect as their
+runtime roles, and the superuser's password reaches the server and `postgres-roles` only), the
+gateway (Envoy, its bootstrap rendered by
 `gateway.config` in a one-shot container, its endpoints and edge policy written by its agent,
-`gateway.agent`, from the registry and the auth service's policy; the GraphQL federation
-gateway behind its /graphql, Hive Gateway's official image), and every service of the
+`gateway.agent`, from the registry and the auth service's policy; HTTPS and gRPC over TLS
+with the certificate and key of the compose secrets `gateway-tls-cert` and `gateway-tls-key`,
+the files GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name, or plaintext with GATEWAY_PLAINTEXT=1; the
+GraphQL federation gateway behind its /graphql, our image of Hive Gateway with the packages of
+gateway/graphql, deploy/images.py), and every service of the
 catalogue with REPLICAS instances, restart policies, health checks (`python -m chassis.probe`;
 the agent's: its `/ready`, a verified edge policy and endpoints), a read-only root filesystem
 and a rolling-update policy. Every address and port is a variable whose default suits a normal
 Docker network; every secret is a variable that must be set (`make compose-env` writes them,
 fresh, to `.env`), handed only to the processes whose settings take it: the edge policy's
-signing key to the auth service, its public half to every follower (`_policy_environment`).
+signing key to the auth service, its public half to every follower (`_policy_environment`);
+the internal hops' secret to Envoy, its agent, the federation gateway and the services with a
+GraphQL subgraph (`_internal_environment`).
 
 - compose.host-network.yaml: every container on the host's network, bound to 127.0.0.1, on the
   ports the env file gives (this project's machines allow no bridge network);
@@ -30,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from deploy import databases, images
 from gateway.agent import AgentSettings
 from services import catalogue
 from services.catalogue import Need, Service
@@ -50,12 +61,31 @@ GRAPHQL_PORT = "${GRAPHQL_PORT:-4000}"
 SUBGRAPHS_PORT = "${SUBGRAPHS_PORT:-8081}"
 # The gateway's agent: `/ready` (its health check) and `/metrics`, never published.
 GATEWAY_AGENT_PORT = "${GATEWAY_AGENT_PORT:-9902}"
-APP_IMAGE = "${ORDERMESH_IMAGE:-localhost/ordermesh:latest}"
+APP_IMAGE = f"${{ORDERMESH_IMAGE:-{images.APP}}}"
+GRAPHQL_IMAGE = f"${{GRAPHQL_IMAGE:-{images.GRAPHQL}}}"
+# The gateway's certificate chain and key (PEM), as compose secrets: the files the operator
+# names, by default the local CA's that `make compose-env` makes (deploy/env.py, deploy/tls.py).
+# Mounted into Envoy's container only, where the bootstrap names them.
+TLS_SECRETS = {
+    "gateway-tls-cert": "${GATEWAY_TLS_CERT:-./.build/tls/gateway.crt}",
+    "gateway-tls-key": "${GATEWAY_TLS_KEY:-./.build/tls/gateway.key}",
+}
+SECRETS_DIR = "/run/secrets"
+# The bootstrap's TLS arguments: the secrets' files, or --plaintext when GATEWAY_PLAINTEXT=1.
+TLS_ARGUMENTS = (
+    'case "$$GATEWAY_PLAINTEXT" in 1) tls=--plaintext ;; '
+    f"*) tls='--tls-cert {SECRETS_DIR}/gateway-tls-cert "
+    f"--tls-key {SECRETS_DIR}/gateway-tls-key' ;; esac; "
+)
 # The agent's health check: exits non-zero unless `/ready` answers 200 (urlopen raises on 503).
 AGENT_READY = (
     "import os, urllib.request; "
     "urllib.request.urlopen('http://127.0.0.1:' + os.environ['PORT'] + '/ready', timeout=2)"
 )
+# Run by the shell: Podman's Docker-compatible API (4.3) splits a CMD health check's arguments
+# at every space (`python -c import os, ...`: a syntax error, never healthy), and joins a
+# CMD-SHELL one's again before handing it to `sh -c`.
+AGENT_HEALTHCHECK = ["CMD-SHELL", f'exec python -c "{AGENT_READY}"']
 
 
 def _required(name: str) -> str:
@@ -75,6 +105,17 @@ def _app(command: list[str], **extra: Any) -> dict[str, Any]:
     }
 
 
+def store_url(name: str, role: str) -> str:
+    """The URL of database `name` for `role` (its owner's or its runtime role's)."""
+    password = _required(databases.password_variable(role))
+    return f"postgresql://{role}:{password}@{POSTGRES}/{name}"
+
+
+def stores() -> list[str]:
+    """The services that keep state: each has its database."""
+    return [s.name for s in catalogue.in_start_order() if Need.STORE in s.needs]
+
+
 def _policy_environment(fields: Iterable[str]) -> dict[str, str]:
     """The edge policy's keys (chassis.policy) for a process whose settings have `fields`: the
     public half to every follower, the private half to its signer (the auth service) only."""
@@ -84,6 +125,13 @@ def _policy_environment(fields: Iterable[str]) -> dict[str, str]:
     if "edge_policy_signing_key" in fields:
         env["EDGE_POLICY_SIGNING_KEY"] = _required("EDGE_POLICY_SIGNING_KEY")
     return env
+
+
+def _internal_environment() -> dict[str, str]:
+    """The secret of the internal hops (gateway.config's INTERNAL_HEADER), for the processes
+    that send or check it: Envoy, its agent (the subgraph listener's check), the federation
+    gateway, and each service with a GraphQL subgraph (never their one-shot steps)."""
+    return {"INTERNAL_TOKEN": _required("INTERNAL_TOKEN")}
 
 
 def _service_environment(service: Service) -> dict[str, str]:
@@ -98,9 +146,7 @@ def _service_environment(service: Service) -> dict[str, str]:
     if Need.BROKER in service.needs:
         env["RABBITMQ_URL"] = f"amqp://ordermesh:{_required('RABBITMQ_PASSWORD')}@{RABBITMQ}/"
     if Need.STORE in service.needs:
-        env["STORE_URL"] = (
-            f"postgresql://ordermesh:{_required('POSTGRES_PASSWORD')}@{POSTGRES}/{service.name}"
-        )
+        env["STORE_URL"] = store_url(service.name, databases.runtime(service.name))
     env |= _policy_environment(service.settings.model_fields)
     for callee in service.dependencies:
         variable = service.address_variable(callee)
@@ -177,10 +223,7 @@ def _infrastructure() -> dict[str, Any]:
                 "POSTGRES_PASSWORD": _required("POSTGRES_PASSWORD"),
                 "PGPORT": "${POSTGRES_PORT:-5432}",
             },
-            "volumes": [
-                "postgres:/var/lib/postgresql/data",
-                "./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/10-databases.sql:ro",
-            ],
+            "volumes": ["postgres:/var/lib/postgresql/data"],
             "restart": "unless-stopped",
             "healthcheck": {
                 "test": ["CMD-SHELL", 'pg_isready -U ordermesh -p "$$PGPORT"'],
@@ -192,8 +235,61 @@ def _infrastructure() -> dict[str, Any]:
     }
 
 
+# Waits for the server (up to 2 minutes: nothing here waits for health checks), then runs the
+# roles script as the superuser. `$$` is a `$` to compose and to Kubernetes alike (its Job).
+ROLES_COMMAND = (
+    "i=0; until pg_isready -q; do i=$$((i + 1)); [ $$i -lt 120 ] || exit 1; sleep 1; done; "
+    "exec psql -X -q -v ON_ERROR_STOP=1 -f /ordermesh/init.sql"
+)
+
+
+def _stores() -> dict[str, Any]:
+    """The databases' roles, made or brought up to date at every `up` (`postgres-roles`, the
+    only container besides the server given the superuser's password), then each service's
+    schema, made as its database's owner (`<name>-schema`, given that role's password only)."""
+    roles = [role for name in stores() for role in databases.roles(name)]
+    rendered: dict[str, Any] = {
+        "postgres-roles": {
+            "image": "${POSTGRES_IMAGE:-docker.io/library/postgres:15}",
+            "command": ["sh", "-c", ROLES_COMMAND],
+            "environment": {
+                "PGHOST": "${POSTGRES_HOST:-postgres}",
+                "PGPORT": "${POSTGRES_PORT:-5432}",
+                "PGUSER": "ordermesh",
+                "PGDATABASE": "postgres",
+                "PGPASSWORD": _required("POSTGRES_PASSWORD"),
+                **{
+                    databases.password_variable(role): _required(databases.password_variable(role))
+                    for role in roles
+                },
+            },
+            "volumes": ["./deploy/postgres/init.sql:/ordermesh/init.sql:ro"],
+            "read_only": True,
+            "tmpfs": ["/tmp"],
+            "security_opt": ["no-new-privileges:true"],
+            "cap_drop": ["ALL"],
+            "depends_on": ["postgres"],
+        }
+    }
+    for name in stores():
+        rendered[f"{name}-schema"] = _app(
+            ["python", "-m", "services.schema", name],
+            environment={"STORE_URL": store_url(name, databases.owner(name))},
+            depends_on={"postgres-roles": {"condition": "service_completed_successfully"}},
+        )
+    return rendered
+
+
+def _started(*names: str) -> dict[str, Any]:
+    return {name: {"condition": "service_started"} for name in names}
+
+
+def _schema_made(name: str) -> dict[str, Any]:
+    return {f"{name}-schema": {"condition": "service_completed_successfully"}}
+
+
 def _gateway() -> dict[str, Any]:
-    backbone = ["rabbitmq", "redis", "postgres"]
+    issuer = catalogue.ISSUER.service
     return {
         "create-admin": _app(
             [
@@ -209,21 +305,22 @@ def _gateway() -> dict[str, Any]:
             },
             # Until the store answers (nothing here waits for health checks).
             restart="on-failure",
-            depends_on=backbone,
+            depends_on={**_started("rabbitmq", "redis", "postgres"), **_schema_made(issuer)},
         ),
         "gateway-config": _app(
             [
                 "sh",
                 "-c",
-                f"exec python -m gateway.config -o {GATEWAY_DIR}/envoy.json "
+                TLS_ARGUMENTS + f"exec python -m gateway.config -o {GATEWAY_DIR}/envoy.json "
                 '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
                 f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
                 f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
                 '--admin-port "$$GATEWAY_ADMIN_PORT" --graphql-address "$$GRAPHQL_ADDRESS" '
                 '--subgraphs-host "$$GATEWAY_LISTEN" --subgraphs-port "$$SUBGRAPHS_PORT" '
-                "--prepare",
+                "$$tls --prepare",
             ],
             environment={
+                "GATEWAY_PLAINTEXT": "${GATEWAY_PLAINTEXT:-}",
                 "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
                 "GATEWAY_PORT": "${GATEWAY_PORT:-8080}",
                 "GATEWAY_ADMIN_PORT": "${GATEWAY_ADMIN_PORT:-9901}",
@@ -240,6 +337,7 @@ def _gateway() -> dict[str, Any]:
                 "EDS_DIR": f"{GATEWAY_DIR}/eds",
                 "POLICY_DIR": f"{GATEWAY_DIR}/policy",
                 **_policy_environment(AgentSettings.model_fields),
+                **_internal_environment(),
                 "HOST": "${GATEWAY_AGENT_LISTEN:-0.0.0.0}",
                 "PORT": GATEWAY_AGENT_PORT,
             },
@@ -248,7 +346,7 @@ def _gateway() -> dict[str, Any]:
             # Healthy once it holds a verified edge policy and endpoints of every routed
             # service (`/ready`; the image has Python, no curl).
             healthcheck={
-                "test": ["CMD", "python", "-c", AGENT_READY],
+                "test": AGENT_HEALTHCHECK,
                 "interval": "5s",
                 "timeout": "3s",
                 "retries": 3,
@@ -256,10 +354,12 @@ def _gateway() -> dict[str, Any]:
             },
             depends_on={"gateway-config": {"condition": "service_completed_successfully"}},
         ),
-        # The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql): Hive
-        # Gateway's official image, with the configuration and the supergraph of this commit.
+        # The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql): our image
+        # of Hive Gateway with gateway/graphql's packages (deploy/images.py; its configuration
+        # imports more than Hive's official image has), with the configuration and the
+        # supergraph of this commit. CORS_ORIGINS: the web origins allowed (none by default).
         "graphql": {
-            "image": "${GRAPHQL_IMAGE:-ghcr.io/graphql-hive/gateway:2.15.1}",
+            "image": GRAPHQL_IMAGE,
             "command": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
             "read_only": True,
             "tmpfs": ["/tmp"],
@@ -269,6 +369,8 @@ def _gateway() -> dict[str, Any]:
                 "HOST": "${GRAPHQL_LISTEN:-0.0.0.0}",
                 "PORT": GRAPHQL_PORT,
                 "SUBGRAPHS_URL": f"http://${{GATEWAY_HOST:-gateway}}:{SUBGRAPHS_PORT}",
+                "CORS_ORIGINS": "${CORS_ORIGINS:-}",
+                **_internal_environment(),
                 "LOG_JSON": "1",
             },
             "volumes": [
@@ -280,7 +382,10 @@ def _gateway() -> dict[str, Any]:
         "gateway": {
             "image": "${ENVOY_IMAGE:-docker.io/envoyproxy/envoy:v1.40-latest}",
             "command": ["envoy", "-c", f"{GATEWAY_DIR}/envoy.json", "--log-level", "warn"],
+            # Envoy adds it to the calls of /graphql and of the subgraph listener's routes.
+            "environment": _internal_environment(),
             "volumes": [f"gateway:{GATEWAY_DIR}:ro"],
+            "secrets": list(TLS_SECRETS),
             "ports": ["${GATEWAY_PUBLISH:-127.0.0.1:8080}:${GATEWAY_PORT:-8080}"],
             "restart": "unless-stopped",
             "depends_on": {
@@ -295,12 +400,17 @@ def _services() -> dict[str, Any]:
     rendered = {}
     for service in catalogue.in_start_order():
         needs = ["redis"] + (["rabbitmq", "postgres"] if Need.STORE in service.needs else [])
-        depends = needs + list(service.dependencies)
+        depends = _started(*needs, *service.dependencies)
+        if Need.STORE in service.needs:
+            depends |= _schema_made(service.name)
         if service.name == catalogue.ISSUER.service:
-            depends.append("create-admin")
+            depends |= _started("create-admin")
+        environment = _service_environment(service)
+        if service.graph:  # its subgraph takes calls carrying the secret only
+            environment |= _internal_environment()
         rendered[service.name] = _app(
             list(service.command),
-            environment=_service_environment(service),
+            environment=environment,
             restart="unless-stopped",
             depends_on=depends,
             healthcheck={
@@ -386,7 +496,13 @@ def _monitoring() -> dict[str, Any]:
 def compose() -> dict[str, Any]:
     return {
         "name": "ordermesh",
-        "services": {**_infrastructure(), **_gateway(), **_services(), **_monitoring()},
+        "services": {
+            **_infrastructure(),
+            **_stores(),
+            **_gateway(),
+            **_services(),
+            **_monitoring(),
+        },
         "volumes": {
             "rabbitmq": {},
             "postgres": {},
@@ -394,6 +510,7 @@ def compose() -> dict[str, Any]:
             "prometheus-targets": {},
             "prometheus": {},
         },
+        "secrets": {name: {"file": path} for name, path in TLS_SECRETS.items()},
     }
 
 
@@ -490,13 +607,8 @@ def mongodb() -> dict[str, Any]:
 
 
 def init_sql() -> str:
-    stores = [s for s in catalogue.in_start_order() if Need.STORE in s.needs]
-    lines = [
-        "-- Generated from the service catalogue by `make gen` (deploy/compose.py): do not edit.",
-        "-- One database per service that keeps state; run once, when the volume is empty.",
-    ]
-    lines += [f'CREATE DATABASE "{s.name}" OWNER ordermesh;' for s in stores]
-    return "\n".join(lines) + "\n"
+    """deploy/postgres/init.sql: the databases and roles of every service that keeps state."""
+    return databases.init_sql(stores())
 
 
 class _Dumper(yaml.SafeDumper):  # type: ignore[misc]

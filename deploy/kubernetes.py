@@ -4,17 +4,29 @@
 
 - base: the namespace (Pod Security "restricted"), every service of the catalogue as a
   Deployment with a headless Service, the gateway (Envoy, its bootstrap and the contracts in a
-  ConfigMap, its agent as a sidecar whose readiness, a verified edge policy and endpoints, is
-  the pod's), Redis (the registry), a RabbitMQ StatefulSet, and the
+  ConfigMap, serving HTTPS and gRPC over TLS with the certificate of the Secret
+  `ordermesh-gateway-tls`; its agent as a sidecar whose readiness, a verified edge policy and
+  endpoints, is the pod's; the GraphQL federation gateway, our image `ordermesh-graphql`),
+  Redis (the registry), a RabbitMQ StatefulSet, and the
   NetworkPolicies: deny everything, then allow exactly what the catalogue says exists (who
   calls whom, who uses the broker, the registry and a store, the gateway's ingress, DNS,
   Prometheus scraping the metrics ports);
 - overlays/dev: one replica of everything, a single RabbitMQ node and a PostgreSQL StatefulSet
-  (a database per service, created by deploy/postgres/init.sql);
+  (a database per service with its owner and runtime roles, made or brought up to date by the
+  Job `postgres-roles` from deploy/postgres/init.sql, deploy/databases.py);
 - overlays/prod: every service and the gateway with 3 replicas spread across nodes, a
   PodDisruptionBudget and a HorizontalPodAutoscaler on CPU each, a 3-node RabbitMQ cluster
-  (classic config peer discovery, quorum queues of 3 members), and PostgreSQL outside the
-  cluster (an external or operator-managed database: each service's STORE_URL in a Secret).
+  (classic config peer discovery, quorum queues of 3 members), PostgreSQL outside the
+  cluster (an external or operator-managed database: each service's STORE_URL in a Secret),
+  and mutual TLS on every gRPC hop inside the cluster (chassis.tls): each service with the
+  certificate of a Secret of its own, probed by `python -m chassis.probe` in its container
+  (the kubelet's gRPC probes speak plaintext only), Envoy with a client certificate and its
+  own bootstrap (overlays/prod/envoy.json, merged into base's ConfigMap). dev stays plaintext.
+
+A store-backed service's pod first runs the schema step as its database's owner (the init
+container `schema`, `python -m services.schema <name>`, the owner's URL from the Secret
+`ordermesh-store-owner`); the service then connects as its runtime role (`ordermesh-store`),
+which can change no schema nor open another service's database.
 
 Instances find each other as everywhere else: through the Redis registry, each pod registering
 its own address (`ADVERTISED_HOST` = the pod IP); the gateway's agent turns the registry into
@@ -22,7 +34,9 @@ Envoy's endpoints. The headless Services give the fallback addresses (`<NAME>_SE
 used while the registry does not answer. (docs/kubernetes.md says why.)
 
 Secrets are referenced by name and key, never written here (docs/kubernetes.md lists them);
-the edge policy's signing key is in a Secret of its own that only the auth service reads.
+the edge policy's signing key is in a Secret of its own that only the auth service reads; the
+internal hops' secret (INTERNAL_TOKEN) reaches Envoy, its agent, the federation gateway and the
+services with a GraphQL subgraph only.
 Requests and limits come from measured figures (docs/kubernetes.md). No Kubernetes cluster can
 run on this project's machines: these manifests are rendered and validated, not run.
 """
@@ -38,7 +52,8 @@ from typing import Any
 
 import yaml
 
-from deploy.compose import ROOT, init_sql
+from deploy import databases
+from deploy.compose import ROLES_COMMAND, ROOT, init_sql, stores
 from gateway import config as gateway_config
 from gateway.agent import AgentSettings
 from services import catalogue
@@ -48,7 +63,9 @@ NAMESPACE = "ordermesh"
 PART_OF = "ordermesh"
 IMAGE = "ordermesh"
 ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
-GRAPHQL_IMAGE = "ghcr.io/graphql-hive/gateway:2.15.1"
+# Our image of Hive Gateway with gateway/graphql's packages (deploy/images.py): the overlays
+# name its registry and tag, as the application image's.
+GRAPHQL_IMAGE = "ordermesh-graphql"
 GRAPHQL_PORT = 4000  # the federation gateway, beside Envoy in its pod
 GRAPHQL_FILES = ("gateway.config.mjs", "supergraph.graphql")
 RABBITMQ_IMAGE = "docker.io/library/rabbitmq:3.13"
@@ -116,14 +133,31 @@ RESOURCES = {
 # The Secrets the manifests read (created by the operator, docs/kubernetes.md).
 RABBITMQ_SECRET = "ordermesh-rabbitmq"  # password, erlang-cookie
 REDIS_SECRET = "ordermesh-redis"  # password
-STORE_SECRET = "ordermesh-store"  # one key per service that keeps state: its STORE_URL
+STORE_SECRET = "ordermesh-store"  # one key per service that keeps state: its runtime role's URL
+# One key per service that keeps state: its database owner's URL, for the schema step only.
+STORE_OWNER_SECRET = "ordermesh-store-owner"
 ADMIN_SECRET = "ordermesh-admin"  # password
 NOTIFICATION_SECRET = "ordermesh-notification"  # SMTP_HOST, SMTP_PORT, ... (its settings)
-POSTGRES_SECRET = "ordermesh-postgres"  # password (dev's own PostgreSQL)
+POSTGRES_SECRET = "ordermesh-postgres"  # password (dev's own PostgreSQL's superuser)
+# One key per role of each database (`order_owner`, `order_runtime`, ...): its password, for
+# dev's `postgres-roles` Job (the same passwords as in the URLs above).
+POSTGRES_ROLES_SECRET = "ordermesh-postgres-roles"
 # The edge policy's key pair (chassis.policy), in two Secrets: the public half for every
 # follower, the private half for its signer alone (an object RBAC can keep from the others).
 POLICY_VERIFY_SECRET = "ordermesh-edge-policy"  # verify-key
 POLICY_SIGNING_SECRET = "ordermesh-edge-policy-signing"  # signing-key
+# The secret of the internal hops (gateway.config's INTERNAL_HEADER), 16 characters at least.
+INTERNAL_SECRET = "ordermesh-internal"  # token
+# The gateway's certificate chain and key (type kubernetes.io/tls: tls.crt, tls.key), mounted
+# into Envoy's container at GATEWAY_TLS_DIR, where the bootstrap names them.
+GATEWAY_TLS_SECRET = "ordermesh-gateway-tls"
+GATEWAY_TLS_DIR = Path("/etc/ordermesh/tls")
+# Mutual TLS on the gRPC hops inside the cluster (chassis.tls), in prod: each service's pods
+# mount a Secret of their own (`grpc_tls_secret`), Envoy a client certificate's; both of type
+# kubernetes.io/tls with the keys cert-manager writes (tls.crt, tls.key, ca.crt).
+GRPC_TLS_DIR = Path("/etc/ordermesh/grpc-tls")
+GATEWAY_CLIENT_TLS_SECRET = "ordermesh-gateway-client-tls"
+UPSTREAM_TLS_DIR = Path("/etc/ordermesh/upstream-tls")
 HEADER = (
     "# Generated from the service catalogue by `make gen` (deploy/kubernetes.py): do not edit.\n"
 )
@@ -198,6 +232,50 @@ def _exec_probe(command: list[str], *, period_s: int, failures: int) -> dict[str
     }
 
 
+def grpc_tls_secret(service: str) -> str:
+    """The Secret of `service`'s certificate (naming it: DNS SAN `<service>`), key and CA."""
+    return f"ordermesh-{service}-tls"
+
+
+def _tls_volume(name: str, secret: str) -> dict[str, Any]:
+    # Readable by the pod's group (fsGroup, which each container's user is in), no one else.
+    return {"name": name, "secret": {"secretName": secret, "defaultMode": 0o440}}
+
+
+def tls_env() -> list[dict[str, Any]]:
+    """Mutual TLS for a service's container (chassis.tls): the files of its mounted Secret."""
+    return [
+        {"name": f"GRPC_TLS_{variable}", "value": str(GRPC_TLS_DIR / key)}
+        for variable, key in (("CERT", "tls.crt"), ("KEY", "tls.key"), ("CA", "ca.crt"))
+    ]
+
+
+def service_probes(*, mutual_tls: bool = False) -> dict[str, dict[str, Any]]:
+    """A service's probes, against its gRPC health service: readiness asks the whole server
+    (its dependencies), startup and liveness `liveness` (the process; chassis.grpc.LIVENESS);
+    startup allows 130 s (a service waits up to 120 s for its store and broker at start).
+
+    Plaintext: the kubelet's own gRPC probes. With mutual TLS those cannot connect (they speak
+    plaintext only): `python -m chassis.probe` runs in the container instead, presenting the
+    pod's certificate. A run costs 0.15-0.18 s of CPU (a Python start, grpc and cryptography
+    imported; measured 2026-12), so readiness and liveness run half as often as the gRPC
+    probes: 0.027 cores a pod, 11 % of its CPU request (at 5 s and 10 s: 22 %, which the
+    autoscaler would count towards its 70 %). A probe's timeout covers the start."""
+    if not mutual_tls:
+        return {
+            "startupProbe": _grpc_probe("liveness", period_s=2, failures=65),
+            "livenessProbe": _grpc_probe("liveness", period_s=10, failures=3),
+            "readinessProbe": _grpc_probe("", period_s=5, failures=2),
+        }
+    probe = ["python", "-m", "chassis.probe"]
+    liveness = [*probe, "--service", "liveness"]
+    return {
+        "startupProbe": _exec_probe(liveness, period_s=2, failures=65),
+        "livenessProbe": _exec_probe(liveness, period_s=20, failures=3),
+        "readinessProbe": _exec_probe(probe, period_s=10, failures=2),
+    }
+
+
 def rabbitmq_url(nodes: int) -> str:
     """The services' RABBITMQ_URL: the Service for one node; each node's address for a
     cluster (the connection tries them in turn, chassis.broker)."""
@@ -222,6 +300,25 @@ def policy_env(fields: Iterable[str]) -> list[dict[str, Any]]:
             {"name": "EDGE_POLICY_SIGNING_KEY", **_secret(POLICY_SIGNING_SECRET, "signing-key")}
         )
     return env
+
+
+def internal_env() -> list[dict[str, Any]]:
+    """The secret of the internal hops, for the containers that send or check it: Envoy, its
+    agent, the federation gateway, and each service with a GraphQL subgraph (never its
+    pod's init steps)."""
+    return [{"name": "INTERNAL_TOKEN", **_secret(INTERNAL_SECRET, "token")}]
+
+
+def serving_env(
+    service: Service, *, broker_nodes: int = 1, pool_size: int = 0, mutual_tls: bool = False
+) -> list[dict[str, Any]]:
+    """The environment of the container that serves `service`: its settings, the internal
+    hops' secret if it has a GraphQL subgraph (which takes calls carrying it only), and its
+    certificate's files with `mutual_tls` (never its pod's init steps, which call no service)."""
+    env = service_env(service, broker_nodes=broker_nodes, pool_size=pool_size)
+    if service.graph:
+        env += internal_env()
+    return [*env, *tls_env()] if mutual_tls else env
 
 
 def service_env(
@@ -318,7 +415,7 @@ def service_deployment(service: Service) -> dict[str, Any]:
     container = _app_container(
         service.name,
         list(service.command),
-        service_env(service),
+        serving_env(service),
         mounts,
         envFrom=[{"secretRef": {"name": NOTIFICATION_SECRET}}]
         if "smtp_host" in service.settings.model_fields
@@ -327,10 +424,7 @@ def service_deployment(service: Service) -> dict[str, Any]:
             {"name": "grpc", "containerPort": GRPC_PORT},
             {"name": "metrics", "containerPort": METRICS_PORT},
         ],
-        # Started once the store and the broker answered (it waits for them up to 120 s).
-        startupProbe=_grpc_probe("liveness", period_s=2, failures=65),
-        livenessProbe=_grpc_probe("liveness", period_s=10, failures=3),
-        readinessProbe=_grpc_probe("", period_s=5, failures=2),
+        **service_probes(),
     )
     if not container["envFrom"]:
         del container["envFrom"]
@@ -339,9 +433,21 @@ def service_deployment(service: Service) -> dict[str, Any]:
         "containers": [container],
         "volumes": volumes,
     }
+    init: list[dict[str, Any]] = []
+    if Need.STORE in service.needs:
+        # Its schema, made by its database's owner before the service runs as its runtime role
+        # (whose Secret holds no owner's password).
+        init.append(
+            _app_container(
+                "schema",
+                ["python", "-m", "services.schema", service.name],
+                [{"name": "STORE_URL", **_secret(STORE_OWNER_SECRET, service.name)}],
+                mounts,
+            )
+        )
     if service.name == catalogue.ISSUER.service:
         # The admin account exists before the issuer serves (idempotent: --if-missing).
-        spec["initContainers"] = [
+        init.append(
             _app_container(
                 "create-admin",
                 [
@@ -353,7 +459,9 @@ def service_deployment(service: Service) -> dict[str, Any]:
                 admin_env(service),
                 mounts,
             )
-        ]
+        )
+    if init:
+        spec["initContainers"] = init
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -385,9 +493,18 @@ def headless_service(
     }
 
 
-def gateway_bootstrap() -> dict[str, Any]:
+def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
     """Envoy's bootstrap in the gateway pod: the contracts and this file from the ConfigMap,
-    the endpoint and policy files from the agent beside it, the admin on 127.0.0.1."""
+    the endpoint and policy files from the agent beside it, the admin on 127.0.0.1; HTTPS and
+    gRPC over TLS with the certificate and key of the Secret GATEWAY_TLS_SECRET; with
+    `mutual_tls`, its calls to the services (their gRPC clusters) over mutual TLS with the
+    client certificate of GATEWAY_CLIENT_TLS_SECRET, each checking that it reached the service
+    it meant (chassis.tls)."""
+    upstream = gateway_config.UpstreamTls(
+        certificate=UPSTREAM_TLS_DIR / "tls.crt",
+        key=UPSTREAM_TLS_DIR / "tls.key",
+        ca=UPSTREAM_TLS_DIR / "ca.crt",
+    )
     config = gateway_config.GatewayConfig(
         host="0.0.0.0",
         port=GATEWAY_PORT,
@@ -395,6 +512,9 @@ def gateway_bootstrap() -> dict[str, Any]:
         policy_dir=Path("/gateway/policy"),
         descriptor_set=Path("/etc/envoy/descriptors.pb"),
         graphql_address=f"127.0.0.1:{GRAPHQL_PORT}",
+        tls_cert=GATEWAY_TLS_DIR / "tls.crt",
+        tls_key=GATEWAY_TLS_DIR / "tls.key",
+        upstream_tls=upstream if mutual_tls else None,
     )
     rendered = gateway_config.bootstrap(
         config, gateway_config.routable_rpcs(gateway_config.DESCRIPTOR_SET.read_bytes())
@@ -415,10 +535,12 @@ def gateway_files() -> list[Path]:
 
 
 def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql), Hive Gateway's
-    official image with this commit's configuration and supergraph; it calls the subgraphs
-    through Envoy's subgraph listener on the pod's loopback. Its port is not in the pod's
-    network policy: only Envoy beside it, and the kubelet's probes, reach it."""
+    """The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql), our image of
+    Hive Gateway (with the packages its configuration imports) with this commit's
+    configuration and supergraph; it calls the subgraphs through Envoy's subgraph listener on
+    the pod's loopback. Its port is not in the pod's network policy: only Envoy beside it, and
+    the kubelet's probes, reach it (and Envoy's calls only are answered: INTERNAL_TOKEN).
+    CORS_ORIGINS: the web origins whose pages may call /graphql (none; a patch sets them)."""
     probe = {"httpGet": {"path": "/readiness", "port": GRAPHQL_PORT}}
     return {
         "name": "graphql",
@@ -431,6 +553,8 @@ def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
                 "name": "SUBGRAPHS_URL",
                 "value": f"http://127.0.0.1:{gateway_config.SUBGRAPHS_PORT}",
             },
+            {"name": "CORS_ORIGINS", "value": ""},
+            *internal_env(),
             {"name": "LOG_JSON", "value": "1"},
         ],
         "resources": RESOURCES["graphql"],
@@ -466,6 +590,7 @@ def gateway_deployment() -> dict[str, Any]:
             {"name": "EDS_DIR", "value": "/gateway/eds"},
             {"name": "POLICY_DIR", "value": "/gateway/policy"},
             *policy_env(AgentSettings.model_fields),
+            *internal_env(),
             # On the pod's address, for the kubelet's probe and Prometheus (the gateway's
             # NetworkPolicy lets only Prometheus in on it).
             {"name": "HOST", "value": "0.0.0.0"},
@@ -507,14 +632,19 @@ def gateway_deployment() -> dict[str, Any]:
             "--drain-time-s",
             str(DRAIN_DELAY_S),
         ],
-        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        # Envoy adds it to the calls of /graphql and of the subgraph listener's routes.
+        "env": internal_env(),
+        "ports": [{"name": "https", "containerPort": GATEWAY_PORT}],
         "resources": RESOURCES["envoy"],
         "securityContext": container_security(101),
         "volumeMounts": [
             {"name": "envoy-config", "mountPath": "/etc/envoy", "readOnly": True},
+            {"name": "gateway-tls", "mountPath": str(GATEWAY_TLS_DIR), "readOnly": True},
             {**shared, "readOnly": True},
             *mounts,
         ],
+        # TCP probes: the listener speaks TLS (a plain HTTP probe would fail the handshake),
+        # and what makes the pod Ready is the agent's (below).
         "startupProbe": {
             "tcpSocket": {"port": GATEWAY_PORT},
             "periodSeconds": 1,
@@ -542,6 +672,7 @@ def gateway_deployment() -> dict[str, Any]:
             {"name": "gateway-files", "emptyDir": {"sizeLimit": "64Mi"}},
             {"name": "envoy-config", "configMap": {"name": "gateway-envoy"}},
             {"name": "graphql-config", "configMap": {"name": "gateway-graphql"}},
+            _tls_volume("gateway-tls", GATEWAY_TLS_SECRET),  # Envoy's user 101 is in fsGroup
         ],
     }
     return {
@@ -769,11 +900,7 @@ def postgres() -> list[dict[str, Any]]:
         "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT}],
         "resources": RESOURCES["postgres"],
         "securityContext": container_security(999),
-        "volumeMounts": [
-            {"name": "data", "mountPath": "/var/lib/postgresql/data"},
-            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
-            *mounts,
-        ],
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}, *mounts],
         "livenessProbe": _exec_probe(["pg_isready", "-U", "ordermesh"], period_s=10, failures=3),
         "readinessProbe": _exec_probe(["pg_isready", "-U", "ordermesh"], period_s=5, failures=2),
     }
@@ -788,13 +915,7 @@ def postgres() -> list[dict[str, Any]]:
             "template": _pod_template(
                 "postgres",
                 "database",
-                {
-                    "containers": [container],
-                    "volumes": [
-                        *volumes,
-                        {"name": "init", "configMap": {"name": "postgres-init"}},
-                    ],
-                },
+                {"containers": [container], "volumes": volumes},
                 999,
             ),
             "volumeClaimTemplates": [
@@ -809,7 +930,51 @@ def postgres() -> list[dict[str, Any]]:
         },
     }
     service = cluster_service("postgres", "database", "postgres", POSTGRES_PORT)
-    return [statefulset, service]
+    return [statefulset, service, postgres_roles()]
+
+
+def postgres_roles() -> dict[str, Any]:
+    """The Job that makes each service's database and roles, or brings them up to date, as the
+    superuser (deploy/databases.py's script, idempotent): the only pod besides the server given
+    the superuser's password. Deleted a while after it ends, so that the next `kubectl apply`
+    runs it again (a new service's database, changed passwords)."""
+    roles = [role for name in stores() for role in databases.roles(name)]
+    volumes, mounts = _tmp("/tmp")
+    container = {
+        "name": "roles",
+        "image": POSTGRES_IMAGE,
+        "command": ["sh", "-c", ROLES_COMMAND],
+        "env": [
+            {"name": "PGHOST", "value": "postgres"},
+            {"name": "PGPORT", "value": str(POSTGRES_PORT)},
+            {"name": "PGUSER", "value": "ordermesh"},
+            {"name": "PGDATABASE", "value": "postgres"},
+            {"name": "PGPASSWORD", **_secret(POSTGRES_SECRET, "password")},
+            *(
+                {"name": databases.password_variable(role), **_secret(POSTGRES_ROLES_SECRET, role)}
+                for role in roles
+            ),
+        ],
+        "resources": SERVICE_RESOURCES,
+        "securityContext": container_security(999),
+        "volumeMounts": [{"name": "init", "mountPath": "/ordermesh", "readOnly": True}, *mounts],
+    }
+    pod = _pod_template(
+        "postgres-roles",
+        "database",
+        {
+            "restartPolicy": "OnFailure",
+            "containers": [container],
+            "volumes": [{"name": "init", "configMap": {"name": "postgres-init"}}, *volumes],
+        },
+        999,
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "postgres-roles", "labels": labels("postgres-roles", "database")},
+        "spec": {"backoffLimit": 10, "ttlSecondsAfterFinished": 600, "template": pod},
+    }
 
 
 # NetworkPolicies: deny all, then exactly what the catalogue says.
@@ -942,22 +1107,27 @@ def store_policies(*, in_cluster: bool) -> list[dict[str, Any]]:
     """Who reaches the database: the services that keep state; in the cluster (dev's own
     PostgreSQL), or outside it (prod: on the database's port, wherever it is; narrow it to the
     database's address range with an ipBlock, docs/kubernetes.md)."""
-    stores = [s.name for s in catalogue.CATALOGUE if Need.STORE in s.needs]
     to = [{"to": [_pods("postgres")]}] if in_cluster else [{}]
     policies = [
         _policy(f"{name}-store", name, egress=[{**t, "ports": _ports(POSTGRES_PORT)} for t in to])
-        for name in stores
+        for name in stores()
     ]
     if in_cluster:
-        policies.append(
+        clients = [*stores(), "postgres-roles"]
+        policies += [
+            _policy(
+                "postgres-roles",
+                "postgres-roles",
+                egress=[{"to": [_pods("postgres")], "ports": _ports(POSTGRES_PORT)}],
+            ),
             _policy(
                 "postgres",
                 "postgres",
                 ingress=[
-                    {"from": [_pods(name) for name in stores], "ports": _ports(POSTGRES_PORT)}
+                    {"from": [_pods(name) for name in clients], "ports": _ports(POSTGRES_PORT)}
                 ],
-            )
-        )
+            ),
+        ]
     return policies
 
 
@@ -1006,27 +1176,8 @@ def prod_patches() -> list[dict[str, Any]]:
                 },
             }
         )
-    for service in catalogue.in_start_order():
-        if Need.BROKER in service.needs:
-            # The whole list, in its order (a merge would put the changed entries first,
-            # before the secrets they refer to).
-            replace = {"$patch": "replace"}
-            pool_size = catalogue.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
-            settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": pool_size}
-            env = [replace, *service_env(service, **settings)]
-            containers = [{"name": service.name, "env": env}]
-            template: dict[str, Any] = {"spec": {"containers": containers}}
-            if service.name == catalogue.ISSUER.service:
-                admin = [replace, *admin_env(service, **settings)]
-                template["spec"]["initContainers"] = [{"name": "create-admin", "env": admin}]
-            patches.append(
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": service.name},
-                    "spec": {"template": template},
-                }
-            )
+    patches += [service_patch(service) for service in catalogue.in_start_order()]
+    patches.append(gateway_patch())
     spread = [
         {
             "maxSkew": 1,
@@ -1056,6 +1207,56 @@ def prod_patches() -> list[dict[str, Any]]:
         }
     )
     return patches
+
+
+def service_patch(service: Service) -> dict[str, Any]:
+    """A service in prod: its settings for the broker cluster and the database's connections,
+    and mutual TLS from its own Secret (its serving container only), probed in the container."""
+    # The env lists and the probes replaced whole: a merge would put the changed entries
+    # first, before the secrets they refer to, and leave the gRPC probe beside the exec one.
+    replace: dict[str, Any] = {"$patch": "replace"}
+    pool_size = catalogue.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
+    settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": pool_size}
+    probes = service_probes(mutual_tls=True)
+    container: dict[str, Any] = {
+        "name": service.name,
+        "env": [replace, *serving_env(service, **settings, mutual_tls=True)],
+        "volumeMounts": [{"name": "grpc-tls", "mountPath": str(GRPC_TLS_DIR), "readOnly": True}],
+        **{name: {**replace, **probe} for name, probe in probes.items()},
+    }
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [_tls_volume("grpc-tls", grpc_tls_secret(service.name))],
+    }
+    if service.name == catalogue.ISSUER.service:
+        admin = [replace, *admin_env(service, **settings)]
+        # The schema step named first, or the merge would put create-admin before it.
+        spec["initContainers"] = [{"name": "schema"}, {"name": "create-admin", "env": admin}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": service.name},
+        "spec": {"template": {"spec": spec}},
+    }
+
+
+def gateway_patch() -> dict[str, Any]:
+    """The gateway in prod: Envoy's client certificate for its calls to the services over
+    mutual TLS (the prod bootstrap, `gateway_bootstrap(mutual_tls=True)`, names its files)."""
+    mount = {"name": "gateway-client-tls", "mountPath": str(UPSTREAM_TLS_DIR), "readOnly": True}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "gateway"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"name": "envoy", "volumeMounts": [mount]}],
+                    "volumes": [_tls_volume("gateway-client-tls", GATEWAY_CLIENT_TLS_SECRET)],
+                }
+            }
+        },
+    }
 
 
 def budgets() -> list[dict[str, Any]]:
@@ -1124,7 +1325,7 @@ def write(root: Path) -> None:
     (base / "services.yaml").write_text(dump_all(services))
     (base / "gateway.yaml").write_text(
         dump_all(
-            [gateway_deployment(), cluster_service("gateway", "gateway", "http", GATEWAY_PORT)]
+            [gateway_deployment(), cluster_service("gateway", "gateway", "https", GATEWAY_PORT)]
         )
     )
     (base / "envoy.json").write_text(json.dumps(gateway_bootstrap(), indent=1) + "\n")
@@ -1162,11 +1363,21 @@ def write(root: Path) -> None:
             namespace=NAMESPACE,
             resources=["../../base", "postgres.yaml"],
             configMapGenerator=[{"name": "postgres-init", "files": ["init.sql"]}],
-            images=[{"name": IMAGE, "newName": "localhost/ordermesh", "newTag": "latest"}],
+            images=[
+                {"name": IMAGE, "newName": "localhost/ordermesh", "newTag": "latest"},
+                {
+                    "name": GRAPHQL_IMAGE,
+                    "newName": "localhost/ordermesh-graphql",
+                    "newTag": "latest",
+                },
+            ],
         )
     )
 
     (prod / "patches.yaml").write_text(dump_all(prod_patches()))
+    (prod / "envoy.json").write_text(
+        json.dumps(gateway_bootstrap(mutual_tls=True), indent=1) + "\n"
+    )
     (prod / "rabbitmq.conf").write_text(rabbitmq_conf(RABBITMQ_PROD_NODES))
     (prod / "availability.yaml").write_text(dump_all([*budgets(), *autoscalers()]))
     (prod / "store.yaml").write_text(dump_all(store_policies(in_cluster=False)))
@@ -1175,10 +1386,16 @@ def write(root: Path) -> None:
             namespace=NAMESPACE,
             resources=["../../base", "availability.yaml", "store.yaml"],
             patches=[{"path": "patches.yaml"}],
+            # The bootstrap with mutual TLS to the services, in place of base's (same ConfigMap,
+            # its descriptors kept; a new name, so a change rolls the gateway out).
             configMapGenerator=[
-                {"name": "rabbitmq-config", "behavior": "merge", "files": ["rabbitmq.conf"]}
+                {"name": "rabbitmq-config", "behavior": "merge", "files": ["rabbitmq.conf"]},
+                {"name": "gateway-envoy", "behavior": "merge", "files": ["envoy.json"]},
             ],
-            images=[{"name": IMAGE, "newName": "ordermesh", "newTag": _version()}],
+            images=[
+                {"name": IMAGE, "newName": "ordermesh", "newTag": _version()},
+                {"name": GRAPHQL_IMAGE, "newName": "ordermesh-graphql", "newTag": _version()},
+            ],
         )
     )
 

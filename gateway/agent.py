@@ -3,9 +3,12 @@
 - endpoints: the registry's instances of every service the gateway routes to, as EDS files
   (`gateway.discovery`), and of each one's GraphQL subgraph;
 - edge policy: the key set and the revoked sessions the auth service publishes, verified
-  against EDGE_POLICY_VERIFY_KEY (chassis.policy), as ECDS files (`gateway.policy`).
+  against EDGE_POLICY_VERIFY_KEY (chassis.policy), as ECDS files (`gateway.policy`);
+- the subgraph listener's check of its callers (INTERNAL_TOKEN, `gateway.config`), an ECDS file
+  too, so that the secret is in no committed configuration.
 
-Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIFY_KEY, and
+Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIFY_KEY,
+INTERNAL_TOKEN, and
 JWT_ISSUER, JWT_AUDIENCE, MAX_TOKEN_LIFETIME_S as the services have them; PORT, where it serves
 `/ready` and `/metrics` on HOST (127.0.0.1). At start every file Envoy needs exists before Envoy
 does (the files already there are kept until something newer is read); while Redis is
@@ -29,6 +32,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import Field
 
 from chassis import config as chassis_config
 from chassis import logging as chassis_logging
@@ -41,12 +45,13 @@ from gateway.config import (
     eds_path,
     graph_cluster,
     graph_clusters,
+    internal_hop_config,
     jwt_authn_config,
     policy_paths,
     revocations_config,
 )
-from gateway.discovery import EdsFiles
-from gateway.policy import PolicyFiles
+from gateway.discovery import EdsFiles, reachable
+from gateway.policy import PolicyFiles, write_filter_config
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run"]
 
@@ -58,6 +63,8 @@ class AgentSettings(Settings):
     # The auth service's public policy key (chassis.policy): a policy it does not verify is
     # never written.
     edge_policy_verify_key: str
+    # The secret of the system's internal hops (gateway.config, INTERNAL_HEADER).
+    internal_token: str = Field(min_length=16)
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
     max_token_lifetime_s: int = 3600
@@ -77,13 +84,18 @@ def policy_files(config: GatewayConfig) -> PolicyFiles:
 
 def prepare(config: GatewayConfig) -> None:
     """Writes each file Envoy reads at start that does not exist yet: an empty EDS file per
-    cluster, and the policy files of an empty policy (no token verifies yet)."""
+    cluster, the policy files of an empty policy (no token verifies yet), and a subgraph
+    listener's check that refuses every caller (no secret known yet)."""
     files = EdsFiles(config.eds_dir)
     for cluster in clusters_of(config) + graph_clusters():
         if not eds_path(config.eds_dir, cluster).exists():
             files.write(cluster, [])
     if config.auth:
         policy_files(config).prepare()
+    internal = policy_paths(config)["internal"]
+    if not internal.exists():
+        internal.parent.mkdir(parents=True, exist_ok=True)
+        write_filter_config(internal, internal_hop_config(""))
 
 
 async def run(settings: AgentSettings) -> None:
@@ -97,6 +109,9 @@ async def run(settings: AgentSettings) -> None:
         max_token_lifetime_s=settings.max_token_lifetime_s,
     )
     prepare(config)
+    write_filter_config(
+        policy_paths(config)["internal"], internal_hop_config(settings.internal_token)
+    )
     registry = Registry(settings.redis_url)
     eds = EdsFiles(settings.eds_dir)
     graphs = set(graph_clusters())
@@ -107,7 +122,7 @@ async def run(settings: AgentSettings) -> None:
         eds.write(service, instances)
         if graph_cluster(service) in graphs:
             eds.write(graph_cluster(service), instances, graph=True)
-        if instances:
+        if reachable(instances):  # what the EDS file holds: instances Envoy can reach
             found.add(service)
 
     watcher = Watcher(registry, clusters, on_change=write, refresh_s=settings.refresh_s)

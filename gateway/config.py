@@ -53,16 +53,21 @@ from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.message import Message
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
+from chassis import pages
+from chassis.identity import INTERNAL_HEADER
 from chassis.lifecycle import api_lifecycles
+from chassis.tokens import CLOCK_SKEW_S
 from services import catalogue
 from services.catalogue import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit, graph_services
 
 __all__ = [
     "GRAPHQL_PATH",
+    "INTERNAL_HEADER",
     "OPERATION_HEADER",
     "SUBGRAPHS_PORT",
     "GatewayConfig",
     "Rpc",
+    "UpstreamTls",
     "bootstrap",
     "eds_path",
     "graph_cluster",
@@ -81,10 +86,17 @@ DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
 # Services never read them: they verify the token themselves (chassis.identity).
 USER_HEADER = "x-ordermesh-user"
 SESSION_HEADER = "x-ordermesh-session"
-# The verified token's roles, joined by commas: what the federation gateway lets admins do
-# (introspection).
-ROLES_HEADER = "x-ordermesh-roles"
-IDENTITY_HEADERS = (USER_HEADER, SESSION_HEADER, ROLES_HEADER)
+IDENTITY_HEADERS = (USER_HEADER, SESSION_HEADER)
+# The internal hops of GraphQL (Envoy -> the federation gateway -> the subgraph listener -> a
+# service's subgraph) carry a secret every part of the system is given (INTERNAL_TOKEN, which
+# Envoy reads from its environment and the agent writes into the subgraph listener's check):
+# each hop refuses a caller without it, so a port reachable on the host or in the network is
+# not a door around the gateway. And the client's address as the public listener saw it,
+# which the write limits count by: never a header the client wrote (X-Forwarded-For).
+CLIENT_HEADER = "x-ordermesh-client"
+INTERNAL_TOKEN = "%ENVIRONMENT(INTERNAL_TOKEN)%"
+INTERNAL_FILTER = "ordermesh.internal"
+HOP_HEADERS = (INTERNAL_HEADER, CLIENT_HEADER)
 # The filters whose configuration comes from the policy files (gateway.policy), by file.
 JWT_FILTER = "ordermesh.jwt_authn"
 REVOCATIONS_FILTER = "ordermesh.revocations"
@@ -222,6 +234,13 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
 
 
 @dataclass(frozen=True)
+class UpstreamTls:
+    certificate: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     port: int
     # Where the gateway's agent writes one EDS file per service.
@@ -241,7 +260,7 @@ class GatewayConfig:
     jwt_audience: str = "ordermesh"
     # Tokens whose exp is further than this from their iat are refused, whoever signed them.
     max_token_lifetime_s: int = 3600
-    clock_skew_s: int = 5
+    clock_skew_s: int = CLOCK_SKEW_S
     verified_tokens_cached: int = 10_000
     # Global limits (the rate-limit service, registered as "ratelimit"), shared by every
     # gateway using the same domain; and each gateway's own floor, in requests per second.
@@ -271,10 +290,28 @@ class GatewayConfig:
     graphql_address: str = ""
     subgraphs_host: str = "127.0.0.1"
     subgraphs_port: int = SUBGRAPHS_PORT
+    # HTTPS and gRPC over TLS on `port`, from these files (PEM; a deployment's secret), with
+    # HSTS; both None: plaintext, only where the operator asks for it (the tests, a gateway
+    # behind a TLS-terminating load balancer).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    hsts_max_age_s: int = 365 * 86400
+    # Mutual TLS to the services (when they run with GRPC_TLS_*, chassis.tls): the gateway's
+    # client certificate, its key and the CA that signs every service's; each service's
+    # certificate must name it (DNS SAN `<service>`). None: plaintext to the services.
+    upstream_tls: UpstreamTls | None = None
     # host:port of an OTLP/gRPC receiver: Envoy then traces every request (a span of its own,
     # and one per call upstream), propagating W3C trace context to the services.
     otlp_endpoint: str = ""
     trace_sampling_percent: float = 100.0
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key (tls_cert, tls_key)")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 def eds_path(eds_dir: Path, cluster: str) -> Path:
@@ -288,6 +325,7 @@ def policy_paths(config: GatewayConfig) -> dict[str, Path]:
     return {
         "jwt": config.policy_dir / f"{JWT_FILTER}.pb",
         "revocations": config.policy_dir / f"{REVOCATIONS_FILTER}.pb",
+        "internal": config.policy_dir / f"{INTERNAL_FILTER}.pb",
     }
 
 
@@ -310,7 +348,6 @@ def jwt_authn_config(config: GatewayConfig, jwks: Mapping[str, Any]) -> Message:
         "claim_to_headers": [
             {"header_name": USER_HEADER, "claim_name": "sub"},
             {"header_name": SESSION_HEADER, "claim_name": "sid"},
-            {"header_name": ROLES_HEADER, "claim_name": "roles"},
         ],
         "payload_in_metadata": CLAIMS_METADATA,
         "jwt_cache_config": {"jwt_cache_size": config.verified_tokens_cached},
@@ -355,6 +392,33 @@ def revocations_config(revoked: Mapping[str, Any]) -> Message:
     for session in revoked:
         sessions[session].action.CopyFrom(deny)
     rbac.matcher.on_no_match.action.CopyFrom(_rbac_action("allow", rbac_config_pb2.RBAC.ALLOW))
+    return cast(Message, rbac)
+
+
+# The RBAC policy name of a refused internal hop (answered 401, `_replies`).
+INTERNAL_HOP = "internal-hop"
+
+
+def internal_hop_config(token: str) -> Message:
+    """RBAC refusing a call to the subgraph listener that does not carry `token` in
+    INTERNAL_HEADER (no token known yet: every call)."""
+    caller = (
+        {"not_id": {"header": {"name": INTERNAL_HEADER, "string_match": {"exact": token}}}}
+        if token
+        else {"any": True}
+    )
+    rbac = rbac_pb2.RBAC()
+    json_format.ParseDict(
+        {
+            "rules": {
+                "action": "DENY",
+                "policies": {
+                    INTERNAL_HOP: {"permissions": [{"any": True}], "principals": [caller]}
+                },
+            }
+        },
+        rbac,
+    )
     return cast(Message, rbac)
 
 
@@ -421,8 +485,36 @@ def _read_limits() -> list[dict[str, Any]]:
     ]
 
 
-def _write_limits() -> list[dict[str, Any]]:
-    return [_descriptor(Limit.WRITE, BY_USER_ACTION), _descriptor(Limit.WRITE, BY_ADDRESS_ACTION)]
+# Behind the federation gateway: the client's address as the public listener saw it.
+CLIENT_ACTION = {"request_headers": {"header_name": CLIENT_HEADER, "descriptor_key": BY_ADDRESS}}
+
+
+def _cost_limits() -> list[dict[str, Any]]:
+    """A GraphQL operation's cost, charged once (at its first call) against its client's read
+    bucket: the verified user's, or the address's the public listener saw for a caller without
+    a token (the reads of `_read_limits`, behind the federation gateway)."""
+    first_call = {"name": CALL_HEADER, "string_match": {"exact": "1"}}
+
+    def first_of(klass: Limit, *headers: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "header_value_match": {
+                "descriptor_key": LIMIT_CLASS,
+                "descriptor_value": klass.value,
+                "headers": [first_call, *headers],
+            }
+        }
+
+    cost = {"format": f"%REQ({COST_HEADER})%"}
+    anonymous = {"name": USER_HEADER, "present_match": False}
+    return [
+        {"actions": [first_of(Limit.READ_BY_USER), BY_USER_ACTION], "hits_addend": cost},
+        {"actions": [first_of(Limit.READ_BY_ADDRESS, anonymous), CLIENT_ACTION],
+         "hits_addend": cost},
+    ]  # fmt: skip
+
+
+def _write_limits(by_address: dict[str, Any] = BY_ADDRESS_ACTION) -> list[dict[str, Any]]:
+    return [_descriptor(Limit.WRITE, BY_USER_ACTION), _descriptor(Limit.WRITE, by_address)]
 
 
 def _route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
@@ -535,6 +627,11 @@ def _cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[st
             }
         },
         "health_checks": [_health_check(config, check)],
+        **(
+            {"transport_socket": _upstream_tls(config.upstream_tls, name)}
+            if http2 and config.upstream_tls
+            else {}
+        ),
         "circuit_breakers": RETRY_BUDGET,
         # An instance is ejected for failing to answer (502, 503, 504: a reset, UNAVAILABLE,
         # a timeout), never for errors it answers (INTERNAL is 500): those say a request met a
@@ -549,6 +646,34 @@ def _cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[st
             "interval": "1s",
             "base_ejection_time": "5s",
             "max_ejection_percent": 50,
+        },
+    }
+
+
+def _upstream_tls(tls: UpstreamTls, service: str) -> dict[str, Any]:
+    """Mutual TLS to `service`'s instances: the gateway's certificate, and theirs verified
+    against the CA and their name (chassis.tls: a certificate names its service), so that a
+    call meant for one service is never answered by another. Health checks go through it."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _type("transport_sockets.tls.v3.UpstreamTlsContext"),
+            "sni": service,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(tls.certificate)},
+                        "private_key": {"filename": str(tls.key)},
+                    }
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": str(tls.ca)},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": service}}
+                    ],
+                },
+            },
         },
     }
 
@@ -648,6 +773,12 @@ def _replies() -> list[Reply]:
             unauthenticated,
         ),
         (
+            _details_start(f"rbac_access_denied_matched_policy[{INTERNAL_HOP}]"),
+            16,
+            "this port takes calls from the gateway only",
+            {"status_code": 401},
+        ),
+        (
             _details_start(f"rbac_access_denied_matched_policy[{REVOKED}]"),
             16,
             "this session was ended: log in again",
@@ -719,8 +850,10 @@ def _access_log() -> dict[str, Any]:
                     "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
                     # As the client sent it, and the RPC it was routed as (the same when it
                     # was not transcoded); the transcoder makes every method POST.
-                    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
-                    "rpc": "%REQ(:PATH)%",
+                    # Without the query: nothing of a URL's query is logged (a token sent there
+                    # by mistake, refused, would be).
+                    "path": "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                    "rpc": "%REQ_WITHOUT_QUERY(:PATH)%",
                     "status": "%RESPONSE_CODE%",
                     "grpc_status": "%GRPC_STATUS%",
                     "flags": "%RESPONSE_FLAGS%",
@@ -728,7 +861,15 @@ def _access_log() -> dict[str, Any]:
                     "upstream": "%UPSTREAM_HOST%",
                     "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
                     "duration_ms": "%DURATION%",
-                }
+                },
+                "formatters": [
+                    {
+                        "name": "envoy.formatter.req_without_query",
+                        "typed_config": {
+                            "@type": _type("formatter.req_without_query.v3.ReqWithoutQuery")
+                        },
+                    }
+                ],
             },
         },
     }
@@ -844,13 +985,15 @@ def _access_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _strip_identity_headers() -> dict[str, Any]:
-    """Removes clients' copies of the headers Envoy writes from a verified token."""
+def _strip_identity_headers(*, hops: bool = True) -> dict[str, Any]:
+    """Removes clients' copies of the headers Envoy writes from a verified token, and with
+    `hops` (the public listener) those of the internal hops."""
+    names = IDENTITY_HEADERS + (HOP_HEADERS if hops else ())
     return {
         "name": "ordermesh.strip_identity_headers",
         "typed_config": {
             "@type": _type("filters.http.header_mutation.v3.HeaderMutation"),
-            "mutations": {"request_mutations": [{"remove": name} for name in IDENTITY_HEADERS]},
+            "mutations": {"request_mutations": [{"remove": name} for name in names]},
         },
     }
 
@@ -935,14 +1078,19 @@ def _local_limit(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
-def _reads_per_client(config: GatewayConfig) -> dict[str, Any]:
+def _reads_per_client(
+    config: GatewayConfig, *, units: int = 1, charged: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A token bucket per client for reads (a bucket per value of the user or address entry,
-    Envoy's dynamic descriptors); calls with no read descriptor use a bucket as large as the
-    floor's, i.e. are not limited here."""
+    Envoy's dynamic descriptors), of `units` tokens a read (the subgraph listener's: a GraphQL
+    operation spends its cost, COST_OF_A_READ a read, by the descriptors of `charged`: a
+    route's descriptors spend one token, and only the filter's own may spend more, Envoy's
+    `hits_addend`); calls with no read descriptor use a bucket as large as the floor's, i.e.
+    are not limited here."""
     every = {"numerator": 100, "denominator": "HUNDRED"}
     per_client = {
-        "max_tokens": config.read_burst_per_client,
-        "tokens_per_fill": config.reads_per_client_per_s,
+        "max_tokens": config.read_burst_per_client * units,
+        "tokens_per_fill": config.reads_per_client_per_s * units,
         "fill_interval": "1s",
     }
     return {
@@ -951,6 +1099,7 @@ def _reads_per_client(config: GatewayConfig) -> dict[str, Any]:
             "@type": _type("filters.http.local_ratelimit.v3.LocalRateLimit"),
             "stat_prefix": "reads_per_client",
             "stage": READS_STAGE,
+            **({"rate_limits": charged} if charged else {}),
             "token_bucket": {
                 "max_tokens": config.local_limit_per_s,
                 "tokens_per_fill": config.local_limit_per_s,
@@ -1004,6 +1153,15 @@ TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 # Set by the federation gateway on its calls for a mutation (gateway/graphql): the subgraph
 # listener counts those against the global write limits.
 OPERATION_HEADER = "x-ordermesh-graphql-operation"
+# Set by the federation gateway on every call it makes for an operation: the operation's
+# estimated cost (gateway/graphql), and which of its calls this is (1, 2, ...).
+COST_HEADER = "x-ordermesh-graphql-cost"
+CALL_HEADER = "x-ordermesh-graphql-call"
+# What one read costs in the GraphQL cost model: a REST read returns at most a page of
+# `pages.MAX_SIZE` objects, each costing 1. An operation is charged its cost in these units
+# against its client's read bucket: per second, GraphQL resolves for one client what its REST
+# reads may return (50 reads of 100 objects), never more.
+COST_OF_A_READ = pages.MAX_SIZE
 
 
 def graph_cluster(service: str) -> str:
@@ -1045,7 +1203,18 @@ def _graphql_route(config: GatewayConfig) -> dict[str, Any]:
             },
         },
         "typed_per_filter_config": per_route,
+        "request_headers_to_add": _hop_headers(
+            (INTERNAL_HEADER, INTERNAL_TOKEN),
+            (CLIENT_HEADER, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+        ),
     }
+
+
+def _hop_headers(*headers: tuple[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for key, value in headers
+    ]
 
 
 def _graphql_cluster(config: GatewayConfig) -> dict[str, Any]:
@@ -1067,12 +1236,15 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
     """The federation gateway's way to the subgraphs: `subgraph_path(service)` to the
     service's healthy instances, balanced, retried when a call never reached one; a mutation
     (OPERATION_HEADER) counted against the global write limits, per user and per address (the
-    client's, the last X-Forwarded-For hop before the federation gateway's). The token the
+    client's, in CLIENT_HEADER from the public listener); every operation's cost (COST_HEADER)
+    charged once against its client's read bucket (`_cost_limits`). Only the federation
+    gateway may call it (INTERNAL_HEADER, checked first, `internal_hop_config`). The token the
     federation gateway passes on meets the public listener's rules again (the credential rule,
     verified if sent, its session not revoked): what is counted by, and what a subgraph acts
     as, is never taken on trust, even from a caller of this port other than the federation
     gateway."""
     routes: list[dict[str, Any]] = []
+    to_subgraph = _hop_headers((INTERNAL_HEADER, INTERNAL_TOKEN))
     for service in graph_services():
         path = subgraph_path(service.name)
         target = {
@@ -1088,13 +1260,17 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
         }
         mutation = [{"name": OPERATION_HEADER, "string_match": {"exact": "mutation"}}]
         if config.rate_limit:
+            writes = _write_limits(CLIENT_ACTION)
             routes.append(
                 {
                     "match": {"path": path, "headers": mutation},
-                    "route": {**target, "rate_limits": _write_limits()},
+                    "route": {**target, "rate_limits": writes},
+                    "request_headers_to_add": to_subgraph,
                 }
             )
-        routes.append({"match": {"path": path}, "route": target})
+        routes.append(
+            {"match": {"path": path}, "route": target, "request_headers_to_add": to_subgraph}
+        )
     routes.append(
         {
             "match": {"prefix": "/"},
@@ -1105,10 +1281,10 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
         "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
         "stat_prefix": "subgraphs",
         "codec_type": "AUTO",
-        # The client's address is the one before the federation gateway's in X-Forwarded-For
-        # (the public listener appended it).
+        # The client's address comes in CLIENT_HEADER, from the public listener; no
+        # X-Forwarded-For is believed.
         "use_remote_address": True,
-        "xff_num_trusted_hops": 1,
+        "xff_num_trusted_hops": 0,
         "route_config": {
             "name": "subgraphs",
             "virtual_hosts": [
@@ -1131,7 +1307,15 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
         },
         "access_log": [_access_log()],
         "http_filters": [
-            *([_strip_identity_headers(), *_access_filters(config)[:3]] if config.auth else []),
+            # Only the federation gateway's calls (INTERNAL_HEADER), then as on the public
+            # listener: the credential rule, the token if sent, its session not revoked.
+            _from_policy_file(policy_paths(config)["internal"], "filters.http.rbac.v3.RBAC"),
+            *(
+                [_strip_identity_headers(hops=False), *_token_filters(config)]
+                if config.auth
+                else []
+            ),
+            _reads_per_client(config, units=COST_OF_A_READ, charged=_cost_limits()),
             *([_global_limit(config)] if config.rate_limit else []),
             {
                 "name": "envoy.filters.http.router",
@@ -1142,21 +1326,41 @@ def _subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
     return _listener("subgraphs", config.subgraphs_host, config.subgraphs_port, manager)
 
 
-def _listener(name: str, host: str, port: int, manager: dict[str, Any]) -> dict[str, Any]:
+def _listener(
+    name: str, host: str, port: int, manager: dict[str, Any], *, tls: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    chain: dict[str, Any] = {
+        "filters": [
+            {"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}
+        ]
+    }
+    if tls is not None:
+        chain["transport_socket"] = tls
     return {
         "name": name,
         "address": {"socket_address": {"address": host, "port_value": port}},
         "per_connection_buffer_limit_bytes": 32768,
-        "filter_chains": [
-            {
-                "filters": [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": manager,
-                    }
-                ]
-            }
-        ],
+        "filter_chains": [chain],
+    }
+
+
+def _downstream_tls(config: GatewayConfig) -> dict[str, Any]:
+    """HTTPS and gRPC over TLS (ALPN: HTTP/2, then HTTP/1.1), TLS 1.2 at least, with the
+    certificate and key of the files the configuration names (a deployment's secret)."""
+    certificate = {
+        "certificate_chain": {"filename": str(config.tls_cert)},
+        "private_key": {"filename": str(config.tls_key)},
+    }
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _type("transport_sockets.tls.v3.DownstreamTlsContext"),
+            "common_tls_context": {
+                "tls_certificates": [certificate],
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+            },
+        },
     }
 
 
@@ -1195,6 +1399,16 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                     # on: a service answering DEADLINE_EXCEEDED (504) to a crafted
                     # `grpc-timeout: 1n` would count as an instance failing, and eject it.
                     "request_headers_to_remove": ["grpc-timeout", *IDENTITY_HEADERS],
+                    # Browsers that once reached it over HTTPS never try plaintext again.
+                    **(
+                        {
+                            "response_headers_to_add": _hop_headers(
+                                ("strict-transport-security", f"max-age={config.hsts_max_age_s}")
+                            )
+                        }
+                        if config.tls
+                        else {}
+                    ),
                 }
             ],
         },
@@ -1261,7 +1475,13 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
         },
         "static_resources": {
             "listeners": [
-                _listener("gateway", config.host, config.port, manager),
+                _listener(
+                    "gateway",
+                    config.host,
+                    config.port,
+                    manager,
+                    tls=_downstream_tls(config) if config.tls else None,
+                ),
                 *([_subgraph_listener(config)] if graphql else []),
             ],
             "clusters": [
@@ -1354,6 +1574,16 @@ def main() -> None:
     parser.add_argument("--subgraphs-port", type=int, default=SUBGRAPHS_PORT)
     parser.add_argument("--policy-dir", type=Path, default=Path(".build/run/gateway/policy"))
     parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=Path(".build/tls/gateway.crt"),
+        help="the gateway's certificate chain (PEM), for HTTPS and gRPC over TLS",
+    )
+    parser.add_argument("--tls-key", type=Path, default=Path(".build/tls/gateway.key"))
+    parser.add_argument(
+        "--plaintext", action="store_true", help="no TLS (behind a TLS-terminating proxy)"
+    )
+    parser.add_argument(
         "--prepare",
         action="store_true",
         help="write each missing file Envoy reads at start (EDS and policy files)",
@@ -1370,6 +1600,8 @@ def main() -> None:
         graphql_address=args.graphql_address,
         subgraphs_host=args.subgraphs_host,
         subgraphs_port=args.subgraphs_port,
+        tls_cert=None if args.plaintext else args.tls_cert,
+        tls_key=None if args.plaintext else args.tls_key,
     )
     rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
     if args.prepare:  # Envoy refuses to start on an EDS or ECDS path that does not exist yet

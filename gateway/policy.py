@@ -32,8 +32,9 @@ from jwt.algorithms import OKPAlgorithm
 
 from chassis.logging import get_logger
 from chassis.policy import EdgePolicy
+from chassis.tokens import CLOCK_SKEW_S
 
-__all__ = ["PolicyFiles"]
+__all__ = ["PolicyFiles", "write_filter_config"]
 
 log = get_logger(__name__)
 
@@ -80,19 +81,25 @@ class PolicyFiles:
         if policy.jwks is not None:
             self._write("jwt", policy.jwks)
         now = time.time()
-        self._write("revocations", {s: t for s, t in policy.revoked.items() if t > now})
+        revoked = {s: t for s, t in policy.revoked.items() if t + CLOCK_SKEW_S > now}
+        self._write("revocations", revoked)
 
     def _write(self, which: str, source: Mapping[str, Any]) -> None:
         if self._written.get(which) == source:
             return
-        path = self._paths[which]
-        resource = extension_pb2.TypedExtensionConfig(name=path.stem)
-        resource.typed_config.Pack(self._render[which](source))
-        response = discovery_pb2.DiscoveryResponse(version_info=str(time.time_ns()))
-        response.resources.add().Pack(resource)
-        staged = path.with_name(f".{path.name}.tmp")
-        staged.write_bytes(response.SerializeToString())
-        os.replace(staged, path)
+        write_filter_config(self._paths[which], self._render[which](source))
         self._written[which] = dict(source)
         entries = len(source.get("keys", ())) if which == "jwt" else len(source)
         log.info("edge policy written", filter=which, entries=entries)
+
+
+def write_filter_config(path: Path, config: Message) -> None:
+    """`config` as the ECDS file at `path` (a discovery response in binary protobuf, the
+    resource named after the file), replaced atomically: Envoy applies it without a restart."""
+    resource = extension_pb2.TypedExtensionConfig(name=path.stem)
+    resource.typed_config.Pack(config)
+    response = discovery_pb2.DiscoveryResponse(version_info=str(time.time_ns()))
+    response.resources.add().Pack(resource)
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_bytes(response.SerializeToString())
+    os.replace(staged, path)

@@ -3,9 +3,11 @@ against Podman's Docker-compatible API, on the host's network (deploy/compose.ho
 
 `PodmanApi(directory)` is `podman system service` on a socket of its own (started and ended
 here, by PID). `Stack(directory, api, env)` is one compose project: a private env file (mode
-600) with fresh secrets (`deploy.env`: the passwords and the edge policy's key pair) and the
-ports given, `up()`, `down()` (containers and volumes),
-the containers of a service, and `crash()` of one.
+600) with fresh secrets (`deploy.env`: the passwords, the edge policy's key pair, the internal
+hops' secret) and the ports given, the gateway's certificate from a local CA of its own
+(`deploy.tls`, as `make compose-env` makes one: `ca_file` is what clients trust, `url` the
+gateway's HTTPS address), `up()`, `down()` (containers and volumes), the containers of a
+service, and `crash()` of one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from deploy.env import write as write_env
 from deploy.images import podman_env
+from deploy.tls import local_certificate
 from harness.process import ManagedProcess
 
 __all__ = ["PodmanApi", "Stack"]
@@ -75,12 +78,22 @@ class Stack:
         self.project = f"ordermesh-test-{uuid.uuid4().hex[:8]}"
         self.env_file = directory / "compose.env"
         directory.mkdir(parents=True, exist_ok=True)
-        write_env(self.env_file, dict(env))
+        tls = local_certificate(directory / "tls")
+        self.ca_file = tls.ca
+        write_env(
+            self.env_file,
+            {**env, "GATEWAY_TLS_CERT": str(tls.certificate), "GATEWAY_TLS_KEY": str(tls.key)},
+        )
         self.settings = dict(
             line.split("=", 1)
             for line in self.env_file.read_text().splitlines()
             if line and not line.startswith("#")
         )
+
+    @property
+    def url(self) -> str:
+        """The gateway's HTTPS address on the host (its certificate names 127.0.0.1)."""
+        return f"https://127.0.0.1:{self.settings.get('GATEWAY_PORT', '8080')}"
 
     def compose(self, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
         files = [item for path in FILES for item in ("-f", str(path))]

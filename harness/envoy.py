@@ -7,6 +7,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,11 @@ def envoy_binary() -> Path:
 
 
 class PrivateEnvoy:
-    def __init__(self, directory: Path, config: dict[str, Any]):
-        """`config` is Envoy's bootstrap as data; the admin listener is added here."""
+    def __init__(
+        self, directory: Path, config: dict[str, Any], *, env: Mapping[str, str] | None = None
+    ):
+        """`config` is Envoy's bootstrap as data; the admin listener is added here; `env`, what
+        its environment adds (INTERNAL_TOKEN: gateway.config)."""
         self.directory = directory
         self.admin_port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
@@ -56,6 +60,7 @@ class PrivateEnvoy:
                 "warning",
             ],
             directory=directory,
+            env=dict(env or {}),
             ready=self._is_ready,
             ready_timeout_s=30.0,
         )

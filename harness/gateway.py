@@ -2,8 +2,9 @@
 `graphql` the GraphQL federation gateway behind its `/graphql`.
 
 Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_url=...,
-verify_key=...)` starts `python -m gateway.agent` (EDS files from the registry, the edge policy's
-files from the auth service's feed, verified with `verify_key`), then Envoy with the bootstrap
+secrets=system.gateway_secrets)` starts `python -m gateway.agent` (EDS files from the registry,
+the edge policy's files from the auth service's feed, verified with EDGE_POLICY_VERIFY_KEY of
+`secrets`), then Envoy with the bootstrap
 generated from the contracts (`gateway.config`), on `port` (a free one if 0), then the
 federation gateway (harness.graphql) on a free port, calling the subgraphs through Envoy's
 subgraph listener (another).
@@ -14,11 +15,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gateway.config import (
     GatewayConfig,
+    UpstreamTls,
     bootstrap,
     clusters_of,
     eds_path,
@@ -28,6 +30,7 @@ from gateway.config import (
 from harness.envoy import PrivateEnvoy
 from harness.graphql import PrivateGraphqlGateway
 from harness.process import ManagedProcess, answers_ok, free_port
+from harness.tls import Issued, LocalCA
 
 __all__ = ["LocalGateway", "endpoints_of"]
 
@@ -38,7 +41,7 @@ class LocalGateway:
         directory: Path,
         *,
         redis_url: str,
-        verify_key: str,
+        secrets: Mapping[str, str],
         port: int = 0,
         local_limit_per_s: int = 1000,
         reads_per_client_per_s: int = 50,
@@ -46,13 +49,21 @@ class LocalGateway:
         rate_limit: bool = True,
         otlp_endpoint: str = "",
         graphql: bool = False,
+        tls: Issued | None = None,
+        upstream_tls: LocalCA | None = None,
     ):
+        """`tls`: HTTPS and gRPC over TLS with this certificate (harness.tls), else plaintext
+        (what the tests ask for: their clients then need no CA); `upstream_tls`: the CA of a
+        system run with mutual TLS (`System(tls=True).tls`), which issues the gateway's client
+        certificate."""
         self.directory = directory
         self.port = port or free_port()
         subgraphs_port = free_port()
         self.graphql = (
             PrivateGraphqlGateway(
-                directory / "graphql", subgraphs_url=f"http://127.0.0.1:{subgraphs_port}"
+                directory / "graphql",
+                subgraphs_url=f"http://127.0.0.1:{subgraphs_port}",
+                env={"INTERNAL_TOKEN": secrets["INTERNAL_TOKEN"]},
             )
             if graphql
             else None
@@ -69,6 +80,9 @@ class LocalGateway:
             otlp_endpoint=otlp_endpoint,
             graphql_address=self.graphql.address if self.graphql else "",
             subgraphs_port=subgraphs_port,
+            tls_cert=tls.certificate if tls else None,
+            tls_key=tls.key if tls else None,
+            upstream_tls=_client_of(upstream_tls) if upstream_tls else None,
         )
         self.clusters = clusters_of(self.config) + (graph_clusters() if graphql else [])
         files = [eds_path(self.config.eds_dir, c) for c in self.clusters]
@@ -83,13 +97,17 @@ class LocalGateway:
                 "REDIS_URL": redis_url,
                 "EDS_DIR": str(self.config.eds_dir),
                 "POLICY_DIR": str(self.config.policy_dir),
-                "EDGE_POLICY_VERIFY_KEY": verify_key,
+                **secrets,
                 "PORT": str(self.agent_port),
             },
             ready=lambda: all(path.exists() for path in files),
             ready_timeout_s=30.0,
         )
-        self.envoy = PrivateEnvoy(directory / "envoy", bootstrap(self.config))
+        self.envoy = PrivateEnvoy(
+            directory / "envoy",
+            bootstrap(self.config),
+            env={"INTERNAL_TOKEN": secrets["INTERNAL_TOKEN"]},
+        )
 
     @property
     def address(self) -> str:
@@ -97,7 +115,7 @@ class LocalGateway:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.config.tls else 'http'}://{self.address}"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -161,6 +179,11 @@ class LocalGateway:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gateway endpoints not healthy in time: {endpoints}")
             time.sleep(0.1)
+
+
+def _client_of(ca: LocalCA) -> UpstreamTls:
+    issued = ca.issue("gateway")
+    return UpstreamTls(certificate=issued.certificate, key=issued.key, ca=ca.ca_file)
 
 
 def endpoints_of(clusters_json: str) -> dict[str, list[tuple[str, list[str]]]]:

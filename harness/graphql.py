@@ -1,10 +1,12 @@
 """The GraphQL federation gateway as a local process: Hive Gateway on the Node 20 that
 gateway/graphql installs (`make` runs `npm ci` there), serving the committed supergraph with
 gateway/graphql/gateway.config.mjs, on 127.0.0.1:`port` (a free one if 0), calling the
-subgraphs through Envoy's subgraph listener at `subgraphs_url`."""
+subgraphs through Envoy's subgraph listener at `subgraphs_url`; `env` adds to its settings
+(CORS_ORIGINS, the MAX_* limits, LOG_LEVEL: gateway.config.mjs lists them)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +27,14 @@ def node_binary() -> Path:
 
 
 class PrivateGraphqlGateway:
-    def __init__(self, directory: Path, *, subgraphs_url: str, port: int = 0):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        subgraphs_url: str,
+        port: int = 0,
+        env: Mapping[str, str] | None = None,
+    ):
         self.port = port or free_port()
         self.process = ManagedProcess(
             "graphql",
@@ -42,6 +51,7 @@ class PrivateGraphqlGateway:
                 "PORT": str(self.port),
                 "SUBGRAPHS_URL": subgraphs_url,
                 "LOG_JSON": "1",  # its first lines too, before the configuration's logger
+                **(env or {}),
             },
             ready=partial(answers_ok, f"http://127.0.0.1:{self.port}/readiness"),
             ready_timeout_s=60.0,
@@ -53,6 +63,10 @@ class PrivateGraphqlGateway:
 
     def start(self) -> None:
         self.process.start()
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
 
     def stop(self) -> None:
         self.process.stop()

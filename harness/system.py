@@ -14,11 +14,13 @@ in `admin_password` (its email `admin_email`, ADMIN_EMAIL unless given).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import subprocess
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -28,8 +30,10 @@ from chassis.policy import new_policy_keys
 from harness.postgres import PrivatePostgres
 from harness.process import ManagedProcess, accepts, free_port
 from harness.sinks import HttpSink, MailSink
+from harness.tls import LocalCA
 from services import catalogue
 from services.catalogue import Need
+from services.schema import create_schema
 
 __all__ = [
     "ADMIN_EMAIL",
@@ -50,9 +54,12 @@ UNREACHED_READS_PER_CLIENT = 1_000_000
 ADMIN_EMAIL = "admin@ordermesh.test"
 
 
-def _serving(port: int) -> bool:
+def _serving(port: int, *, service: str, tls: LocalCA | None) -> bool:
+    address = f"127.0.0.1:{port}"
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with (
+            tls.channel(address, service=service) if tls else grpc.insecure_channel(address)
+        ) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             response = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
     except grpc.RpcError:
@@ -61,7 +68,16 @@ def _serving(port: int) -> bool:
 
 
 class ServiceProcess:
-    def __init__(self, service: str, directory: Path, env: Mapping[str, str], *, instance: str):
+    def __init__(
+        self,
+        service: str,
+        directory: Path,
+        env: Mapping[str, str],
+        *,
+        instance: str,
+        tls: LocalCA | None = None,
+    ):
+        """`tls`: the CA of a system whose services speak mutual TLS (`System(tls=True)`)."""
         self.service = service
         self.port = free_port()
         self.process = ManagedProcess(
@@ -69,7 +85,7 @@ class ServiceProcess:
             [sys.executable, "-m", f"services.{service}"],
             directory=directory,
             env={**env, "GRPC_PORT": str(self.port), "INSTANCE_ID": instance},
-            ready=lambda: _serving(self.port),
+            ready=lambda: _serving(self.port, service=service, tls=tls),
             ready_timeout_s=60.0,
             stop_timeout_s=20.0,
         )
@@ -102,10 +118,13 @@ class System:
         admin_email: str = ADMIN_EMAIL,
         separate_sinks: bool = False,
         postgres: PrivatePostgres | None = None,
+        tls: bool = False,
     ):
         """`postgres`: the services' stores are databases there (one per service), instead of
-        a SQLite file each in `directory`."""
+        a SQLite file each in `directory`. `tls`: the services' gRPC is mutual TLS, each with a
+        certificate of a CA made for this system (`self.tls`, which gives tests theirs)."""
         self.directory = directory
+        self.tls = LocalCA(directory / "tls") if tls else None
         self.postgres = postgres
         self.mail = MailSink()
         self.http = HttpSink()
@@ -132,8 +151,10 @@ class System:
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(16)
         # The edge policy's keys (chassis.policy): the auth service signs with the first, the
-        # gateways (`LocalGateway(verify_key=...)`) and the services verify with the second.
+        # gateways and the services verify with the second; the secret of the internal hops
+        # (gateway.config): the gateways and the services' subgraphs.
         self.policy_signing_key, self.policy_verify_key = new_policy_keys()
+        self.internal_token = secrets.token_urlsafe(32)
         # The gateway's own services need the registry, to find the services they call.
         wanted = catalogue.CATALOGUE if "REDIS_URL" in self._env else catalogue.domain_services()
         self.services = [service.name for service in catalogue.in_start_order(wanted)]
@@ -150,7 +171,11 @@ class System:
         self._create_admin()
         for service in self.services:
             process = ServiceProcess(
-                service, self.directory / service, self._env_of(service), instance=f"{service}-1"
+                service,
+                self.directory / service,
+                self._env_of(service),
+                instance=f"{service}-1",
+                tls=self.tls,
             )
             self.processes[service] = process
             process.start()
@@ -181,6 +206,7 @@ class System:
             self.directory / old.service,
             self._env_of(old.service),
             instance=f"{old.service}-r{self._replacements}",
+            tls=self.tls,
         )
         new.start()
         if self.processes.get(old.service) is old:
@@ -192,17 +218,36 @@ class System:
     def add_instance(self, service: str, name: str, **env: str) -> ServiceProcess:
         """Starts one more instance of `service` (sharing its store)."""
         process = ServiceProcess(
-            service, self.directory / service, {**self._env_of(service), **env}, instance=name
+            service,
+            self.directory / service,
+            {**self._env_of(service), **env},
+            instance=name,
+            tls=self.tls,
         )
         self.added.append(process)
         process.start()
         return process
 
+    @property
+    def gateway_secrets(self) -> dict[str, str]:
+        """What a gateway of this system is given (`LocalGateway(secrets=...)`)."""
+        return {
+            "EDGE_POLICY_VERIFY_KEY": self.policy_verify_key,
+            "INTERNAL_TOKEN": self.internal_token,
+        }
+
     def store_url(self, name: str) -> str:
-        """The store of service `name` (its instances share it)."""
-        if self.postgres is not None:
-            return self.postgres.database(name)
-        return f"sqlite:///{self.directory / name / 'store.sqlite3'}"
+        """The store of service `name` (its instances share it). On PostgreSQL: its database,
+        its schema made by the database's owner (the schema step compose and Kubernetes run,
+        `services.schema`), and the URL of its runtime role, which cannot change that schema
+        nor open another service's database."""
+        if self.postgres is None:
+            return f"sqlite:///{self.directory / name / 'store.sqlite3'}"
+        owner = self.postgres.database(name)
+        # In a thread of its own: the caller may be running an event loop (an async test).
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, create_schema(name, owner, wait_s=0)).result()
+        return self.postgres.runtime_url(name)
 
     def _env_of(self, name: str) -> dict[str, str]:
         """What service `name` is started with: what its catalogue entry needs, and only the
@@ -219,6 +264,10 @@ class System:
             env["EDGE_POLICY_VERIFY_KEY"] = self.policy_verify_key
         if "edge_policy_signing_key" in service.settings.model_fields:
             env["EDGE_POLICY_SIGNING_KEY"] = self.policy_signing_key
+        if service.graph:
+            env["INTERNAL_TOKEN"] = self.internal_token
+        if self.tls is not None:
+            env |= self.tls.settings(name)
         return {**env, **self._providers_env(service), **self._env}
 
     def _providers_env(self, service: catalogue.Service) -> dict[str, str]:

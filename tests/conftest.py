@@ -55,7 +55,7 @@ def gateway(
     running = LocalGateway(
         tmp_path_factory.mktemp("gateway"),
         redis_url=redis_server.url,
-        verify_key=system.policy_verify_key,
+        secrets=system.gateway_secrets,
         reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
         graphql=True,
     )

@@ -3,12 +3,13 @@
 Register, log in, choose SMS as well as email, browse, order (approved by the saga), read the
 notifications, order more than is in stock (rejected, nothing kept), cancel the first order
 (stock and credit come back). Against the system `make up` runs (its gateway address is in
-.build/run/env), or GATEWAY_URL.
+.build/run/env), or GATEWAY_URL (and GATEWAY_CA, the CA that issued its certificate).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import time
 import urllib.error
@@ -20,9 +21,11 @@ from tools.running import setting
 
 
 class Client:
-    def __init__(self, base: str):
+    def __init__(self, base: str, ca_file: str | None = None):
+        """`ca_file`: the CA `make up` made for its gateway's certificate (GATEWAY_CA)."""
         self.base = base
         self.token = ""
+        self._tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(
@@ -33,7 +36,7 @@ class Client:
             | ({"authorization": f"Bearer {self.token}"} if self.token else {}),
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self._tls) as response:
                 result: dict[str, Any] = json.load(response)
                 return result
         except urllib.error.HTTPError as exc:
@@ -65,7 +68,7 @@ def main() -> int:
     if base is None:
         print("no gateway: start the system with `make up`, or set GATEWAY_URL", file=sys.stderr)
         return 2
-    client = Client(base.rstrip("/"))
+    client = Client(base.rstrip("/"), setting("GATEWAY_CA"))
 
     step("Browse the catalogue (public)")
     products = client.call("GET", "/v1/products?pageSize=10")["products"]

@@ -3,7 +3,7 @@
 # RabbitMQ, Redis and PostgreSQL (their binaries only: tests and `make up` start private
 # instances and never use or touch a server the machine may already run), Podman and
 # debootstrap (the container tests), iptables and iproute2 (the partition test), Node.js and
-# npm (the AsyncAPI document's validation). Installs what is missing with apt-get when running
+# npm (the AsyncAPI document's validation), libfaketime (a service with a shifted clock). Installs what is missing with apt-get when running
 # as root on Debian; otherwise says exactly what to install.
 set -euo pipefail
 
@@ -31,6 +31,8 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # document with AsyncAPI's own parser; npm installs the GraphQL gateway (with its own Node 20).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# A service whose clock is shifted (the clock-skew test): libfaketime, preloaded.
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || missing+=(libfaketime)
 # The partition test cuts connections with iptables in a network namespace of its own.
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)

@@ -6,7 +6,10 @@ Starts, as processes supervised here (a crashed one is started again, with backo
   start); `--broker-nodes 3` (`make up BROKER_NODES=3`) starts a cluster of three private nodes
   instead, each queue replicated on all three (harness/rabbitmq.py);
 - with `--store postgres` (`make up STORE=postgres`), a private PostgreSQL with a database per
-  service (the default is a SQLite file per service);
+  service, each made with its owner role, which makes its schema, and the runtime role the
+  service connects as, which cannot change it nor open another's (harness/postgres.py,
+  harness/system.py; their passwords in .build/run/postgres/roles, mode 600); the default is a
+  SQLite file per service;
 - the local SMTP server and SMS/push receivers (what they get is logged);
 - `--instances N` (default 2) of every service, the gateway's auth and rate-limit services
   included, registered in Redis;
@@ -33,6 +36,7 @@ import shutil
 import signal
 import sys
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import grpc
@@ -42,6 +46,7 @@ from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
+from deploy.tls import local_certificate
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
 from harness.postgres import PrivatePostgres
@@ -50,6 +55,7 @@ from harness.rabbitmq import PrivateRabbitMQCluster
 from harness.rollout import roll
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
+from harness.tls import Issued
 from tools import rollout, running
 from tools.running import RUN_DIR
 
@@ -61,9 +67,28 @@ CATALOGUE = [
 ]
 
 
-def seed(gateway: str, admin_email: str, password: str) -> list[str]:
+# The local CA and the gateway's certificate, made once and kept beside the run directory (the
+# same as `make compose-env` makes), so that a browser or a tool told to trust the CA trusts
+# every later `make up` too.
+TLS_DIR = RUN_DIR.parent / "tls"
+
+
+def gateway_certificate() -> tuple[Issued, Path] | None:
+    """The gateway's certificate and the CA that issued it (TLS_DIR), made if missing or about
+    to expire; None with GATEWAY_PLAINTEXT=1 (plaintext, as asked)."""
+    if os.environ.get("GATEWAY_PLAINTEXT") == "1":
+        return None
+    local = local_certificate(TLS_DIR)
+    return Issued(certificate=local.certificate, key=local.key), local.ca
+
+
+def seed(gateway: str, admin_email: str, password: str, ca_file: Path | None) -> list[str]:
     """Creates the demo catalogue through the gateway, as the admin; product ids."""
-    with grpc.insecure_channel(gateway) as channel:
+    with (
+        grpc.secure_channel(gateway, grpc.ssl_channel_credentials(ca_file.read_bytes()))
+        if ca_file
+        else grpc.insecure_channel(gateway)
+    ) as channel:
         users = user_grpc.UserServiceStub(channel)
         login = users.Login(user_pb.LoginRequest(email=admin_email, password=password), timeout=10)
         admin = [("authorization", f"Bearer {login.tokens.access_token}")]
@@ -83,28 +108,38 @@ def seed(gateway: str, admin_email: str, password: str) -> list[str]:
         ]
 
 
-def examples(gateway: str, product_id: str) -> str:
+def examples(url: str, address: str, product_id: str, ca_file: Path | None) -> str:
+    curl = f"curl -s --cacert {ca_file}" if ca_file else "curl -s"
+    trust = (
+        f"It answers with a certificate of a local CA made for it ({ca_file}): the commands\n"
+        "below trust it (--cacert, -cacert); add it to a browser's or the system's trusted\n"
+        "authorities to use others. GATEWAY_PLAINTEXT=1 make up serves plaintext instead.\n"
+        if ca_file
+        else "It serves plaintext, as asked (GATEWAY_PLAINTEXT=1).\n"
+    )
+    grpc_tls = f"-cacert {ca_file}" if ca_file else "-plaintext"
     return f"""
-The gateway serves REST, gRPC and GraphQL (/graphql) on http://{gateway}. Try it:
+The gateway serves REST, gRPC and GraphQL (/graphql) on {url}.
+{trust}Try it:
 
-  curl -s http://{gateway}/v1/products
-  curl -s -X POST http://{gateway}/v1/users \\
+  {curl} {url}/v1/products
+  {curl} -X POST {url}/v1/users \\
       -d '{{"email": "ada@example.com", "password": "choose-a-long-one", "displayName": "Ada"}}'
-  TOKEN=$(curl -s -X POST http://{gateway}/v1/auth/login \\
+  TOKEN=$({curl} -X POST {url}/v1/auth/login \\
       -d '{{"email": "ada@example.com", "password": "choose-a-long-one"}}' \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens"]["accessToken"])')
-  curl -s -X POST http://{gateway}/v1/orders -H "authorization: Bearer $TOKEN" \\
+  {curl} -X POST {url}/v1/orders -H "authorization: Bearer $TOKEN" \\
       -d '{{"idempotencyKey": "k-1", "items": [{{"productId": "{product_id}", "quantity": 2}}]}}'
-  curl -s http://{gateway}/v1/orders -H "authorization: Bearer $TOKEN"
-  curl -s http://{gateway}/v1/notifications -H "authorization: Bearer $TOKEN"
+  {curl} {url}/v1/orders -H "authorization: Bearer $TOKEN"
+  {curl} {url}/v1/notifications -H "authorization: Bearer $TOKEN"
 
   Q='{{ me {{ orders {{ state items {{ quantity product {{ name }} }} }} }} }}'
-  curl -s http://{gateway}/graphql -H "authorization: Bearer $TOKEN" \\
+  {curl} {url}/graphql -H "authorization: Bearer $TOKEN" \\
       -H 'content-type: application/json' -d "{{\\"query\\": \\"$Q\\"}}"
 
-  grpcurl -plaintext -import-path proto -import-path .build/protodeps \\
+  grpcurl {grpc_tls} -import-path proto -import-path .build/protodeps \\
       -proto inventory/v1/inventory_service.proto \\
-      {gateway} inventory.v1.InventoryService/ListProducts
+      {address} inventory.v1.InventoryService/ListProducts
 
 (the gateway does not route server reflection: give grpcurl the contracts, as above)
 """
@@ -211,15 +246,18 @@ def main() -> int:
         instances = [p.process for p in system.processes.values()]
         for n in range(2, args.instances + 1):
             instances += [system.add_instance(s, f"{s}-{n}").process for s in system.services]
+        tls = gateway_certificate()
+        ca_file = tls[1] if tls else None
         gateway = LocalGateway(
             RUN_DIR / "gateway",
             redis_url=redis_url,
-            verify_key=system.policy_verify_key,
+            secrets=system.gateway_secrets,
             port=int(os.environ.get("GATEWAY_PORT", "8080")),
             # The services read OTEL_* themselves (they inherit the environment); Envoy is
             # given the same receiver.
             otlp_endpoint=urlsplit(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).netloc,
             graphql=True,
+            tls=tls[0] if tls else None,
         )
         started.append(gateway)
         gateway.start()
@@ -245,13 +283,14 @@ def main() -> int:
             supervisor.watch(process)
         supervisor.start()
         password = system.admin_password
-        products = seed(gateway.address, admin_email, password)
+        products = seed(gateway.address, admin_email, password, ca_file)
         # For `make status` and `make demo`, from another terminal.
         running.publish(
             {
                 "RABBITMQ_URL": rabbitmq_url,
                 "REDIS_URL": redis_url,
                 "GATEWAY_URL": gateway.url,
+                **({"GATEWAY_CA": str(ca_file)} if ca_file else {}),
                 "PROMETHEUS_URL": prometheus.url,
                 "UP_PID": str(os.getpid()),
             }
@@ -265,7 +304,7 @@ def main() -> int:
 
         print(f"\nRABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}")
         print(f"admin: {admin_email} / {password} (printed once; not stored)")
-        print(examples(gateway.address, products[0]))
+        print(examples(gateway.url, gateway.address, products[0], ca_file))
         print(f"Prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         print(f"Logs: {RUN_DIR} (services/<name>/*.log, gateway/, services/sinks/sinks.log)")
         print(

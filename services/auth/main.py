@@ -14,7 +14,8 @@ from chassis.tokens import grpc_jwks_source
 from services import catalogue
 from services.auth import api, consumers
 from services.auth.config import AuthSettings
-from services.auth.service import COLLECTIONS, EdgePolicyKeeper
+from services.auth.service import EdgePolicyKeeper
+from services.auth.store import COLLECTIONS
 
 
 async def main() -> None:

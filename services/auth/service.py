@@ -33,19 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from chassis.errors import Unavailable
 from chassis.logging import get_logger
 from chassis.policy import REISSUE_S, EdgePolicy, PolicyFeed, seal
-from chassis.store import Collection, Store, Transaction, run_transaction
-from chassis.tokens import ALGORITHMS, JwksSource
+from chassis.store import Store, Transaction, run_transaction
+from chassis.tokens import ALGORITHMS, CLOCK_SKEW_S, JwksSource
+from services.auth.store import CURRENT, POLICY, REVOKED
 
-__all__ = ["COLLECTIONS", "EdgePolicyKeeper", "record_revocations"]
+__all__ = ["EdgePolicyKeeper", "record_revocations"]
 
 log = get_logger(__name__)
 
-# Session id -> {"until": when its last access token expires}.
-REVOKED = Collection("revoked_sessions")
-# CURRENT -> {"version": n, "jwks": the key set or None}.
-POLICY = Collection("edge_policy")
-CURRENT = "current"
-COLLECTIONS = (REVOKED, POLICY)
 # Revocations kept this long after their tokens expired (a follower with a slow clock).
 EXPIRED_KEPT_S = 300.0
 
@@ -117,7 +112,9 @@ class EdgePolicyKeeper:
                 issued_at=now,
                 jwks=current["jwks"],
                 revoked={
-                    r["_id"]: r["until"] for r in await tx.find(REVOKED.name) if r["until"] > now
+                    r["_id"]: r["until"]
+                    for r in await tx.find(REVOKED.name)
+                    if r["until"] + CLOCK_SKEW_S > now
                 },
             )
 

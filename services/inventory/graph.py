@@ -7,15 +7,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import strawberry
+from inventory.v1 import inventory_service_pb2 as pb
 from strawberry import UNSET
 from strawberry.federation.schema_directives import ListSize
 
-from chassis.errors import NotFound
-from chassis.graphql import Int64, Money, Subgraph, load, money
+from chassis import bounds
+from chassis.errors import InvalidArgument, NotFound
+from chassis.graphql import Int64, Money, Subgraph, load, money, page_size
 from services.inventory import domain
 from services.inventory.service import Inventory
 
 PRODUCTS = "products"
+# `after` is ListProducts' page_token, bounded as the contract bounds it.
+_PAGE_TOKEN = bounds.bounds_of(pb.ListProductsRequest.DESCRIPTOR.fields_by_name["page_token"])
+AFTER_MAX_LENGTH = _PAGE_TOKEN.max_length if _PAGE_TOKEN is not None else 0
 
 
 @strawberry.federation.type(keys=["productId"], description="A product on sale")
@@ -76,7 +81,11 @@ def subgraph(inventory: Inventory) -> Subgraph:
             ],
         )
         async def products(self, first: int = 20, after: str = "") -> ProductPage:
-            found, token = await inventory.list_products(page_size=first, page_token=after)
+            if len(after) > AFTER_MAX_LENGTH:
+                raise InvalidArgument(f"after: {len(after)} characters, at most {AFTER_MAX_LENGTH}")
+            found, token = await inventory.list_products(
+                page_size=page_size(first), page_token=after
+            )
             return ProductPage(products=[product_of(p) for p in found], next_page_token=token)
 
     return Subgraph(name="inventory", query=Query, types=[Product], loaders={PRODUCTS: products})

@@ -23,12 +23,11 @@ from strawberry.federation.types import FieldSet
 
 from chassis import bounds
 from chassis.errors import NotFound
-from chassis.graphql import Money, Subgraph, caller_of, load, money
+from chassis.graphql import Money, Subgraph, caller_of, load, money, page_size
 from services.order import domain
 from services.order.api_v2 import address_of
 from services.order.service import Orders
 
-MAX_ORDERS = 100
 ORDERS, ORDERS_OF = "orders", "orders_of"
 
 
@@ -111,7 +110,7 @@ class User:
         caller = caller_of(info)
         if str(self.user_id) != caller.user_id:
             raise NotFound(f"user {self.user_id} does not exist")
-        return await load(info, ORDERS_OF, (caller.user_id, min(first, MAX_ORDERS)))  # type: ignore[no-any-return]
+        return await load(info, ORDERS_OF, (caller.user_id, page_size(first)))  # type: ignore[no-any-return]
 
 
 def _time(seconds: float) -> datetime.datetime:

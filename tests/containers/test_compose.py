@@ -1,6 +1,8 @@
 """compose.yaml run for real: images built with Podman, the stack brought up with Docker Compose
-v2 against Podman's API, the REST journey of the end-to-end tests through its gateway, a service
-container killed under traffic, and everything torn down (containers, volumes, images).
+v2 against Podman's API, the REST journey of the end-to-end tests through its gateway (HTTPS,
+with a certificate of a local CA made for the stack, as `make compose-env` makes one; and the
+same order through GraphQL), a service container killed under traffic, and everything torn
+down (containers, volumes, images).
 
 On this project's machines every container is on the host's network, listening on 127.0.0.1 on
 free ports (deploy/compose.host-network.yaml; no bridge network is ever made), the images are
@@ -12,6 +14,7 @@ together, in order, on one stack.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -100,14 +103,35 @@ def stack(tmp_path_factory, mail):
 
 @pytest.fixture(scope="module")
 def base_url(stack) -> str:
-    return f"http://127.0.0.1:{stack.settings['GATEWAY_PORT']}"
+    return stack.url
 
 
-async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(stack, base_url):
+@pytest.fixture(scope="module")
+def trusted(stack) -> ssl.SSLContext:
+    """What a client of the gateway trusts: the CA of the stack's certificate."""
+    return ssl.create_default_context(cafile=str(stack.ca_file))
+
+
+def https(trusted: ssl.SSLContext) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusted))
+
+
+async def rest_client(base_url: str, trusted: ssl.SSLContext) -> Rest:
+    """harness.rest's client, its session trusting the stack's CA (it makes one of its own,
+    trusting the system's CAs only)."""
+    rest = Rest(base_url)
+    await rest.http.close()
+    rest.http = https(trusted)
+    return rest
+
+
+async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(
+    stack, base_url, trusted
+):
     started = time.monotonic()
 
     async def ready() -> bool:
-        async with aiohttp.ClientSession() as http:
+        async with https(trusted) as http:
             try:
                 async with http.get(f"{base_url}/v1/products?pageSize=1") as answer:
                     if answer.status != 200:
@@ -118,6 +142,14 @@ async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(
                 return False
 
     await eventually(ready, timeout_s=240, what="the gateway answering from the services")
+    # HTTPS with HSTS, from the certificate of the compose secrets; nothing in plaintext.
+    async with https(trusted) as http, http.get(f"{base_url}/v1/products") as answer:
+        assert answer.headers["strict-transport-security"].startswith("max-age=")
+    plaintext = base_url.replace("https://", "http://")
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientError):
+            async with http.get(f"{plaintext}/v1/products") as answer:
+                await answer.read()
     admin = f"http://127.0.0.1:{stack.settings['GATEWAY_ADMIN_PORT']}/clusters?format=json"
 
     async def every_instance_routed() -> bool:
@@ -139,8 +171,8 @@ async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(
     assert await asyncio.to_thread(stack.healthy, agent["Name"]), "the gateway's agent is not ready"
 
 
-async def test_the_rest_journey_through_the_containers(stack, base_url, mail):
-    rest = Rest(base_url)
+async def test_the_rest_journey_through_the_containers(stack, base_url, trusted, mail):
+    rest = await rest_client(base_url, trusted)
     try:
         email = f"compose-{uuid.uuid4().hex[:8]}@example.com"
         credentials = {"email": email, "password": PASSWORD}
@@ -190,11 +222,11 @@ async def test_the_rest_journey_through_the_containers(stack, base_url, mail):
         await eventually(notified, timeout_s=60, what="the approval notification sent")
         assert mail.to(email), "no mail reached the SMTP server"
 
-        # The same order through GraphQL: the federation gateway's container, the subgraphs of
-        # the order and inventory containers.
+        # The same order through GraphQL: the federation gateway's container (our image), the
+        # subgraphs of the order and inventory containers, each hop with the internal token.
         query = "{ me { orders { orderId state items { quantity product { name } } } } }"
         async with (
-            aiohttp.ClientSession() as http,
+            https(trusted) as http,
             http.post(
                 f"{base_url}/graphql",
                 json={"query": query},
@@ -225,8 +257,10 @@ async def test_the_rest_journey_through_the_containers(stack, base_url, mail):
         await rest.close()
 
 
-async def test_a_killed_service_container_is_restarted_while_traffic_is_answered(stack, base_url):
-    rest = Rest(base_url)
+async def test_a_killed_service_container_is_restarted_while_traffic_is_answered(
+    stack, base_url, trusted
+):
+    rest = await rest_client(base_url, trusted)
     outcomes: Counter[str] = Counter()
     answered_at: list[float] = []
     try:
@@ -241,7 +275,7 @@ async def test_a_killed_service_container_is_restarted_while_traffic_is_answered
 
         async def traffic() -> None:
             headers = {"authorization": f"Bearer {token}"}
-            async with aiohttp.ClientSession() as http:
+            async with https(trusted) as http:
                 while not stop.is_set():
                     try:
                         async with http.get(f"{base_url}/v1/users/me", headers=headers) as answer:

@@ -9,6 +9,7 @@ from google.protobuf import descriptor_pb2
 from gateway.agent import prepare
 from gateway.config import DESCRIPTOR_SET, ROOT, GatewayConfig, routable_rpcs
 from harness.envoy import envoy_binary
+from harness.tls import LocalCA
 from services import catalogue
 from services.inventory.config import InventorySettings
 
@@ -16,11 +17,12 @@ from services.inventory.config import InventorySettings
 def test_envoy_accepts_the_generated_config(tmp_path):
     """The committed gateway/envoy.yaml (`make lint` checks it is what `make gen` renders),
     validated by Envoy from a directory laid out as its relative paths expect, with the
-    files the gateway's agent writes before Envoy starts."""
+    files the gateway's agent writes before Envoy starts, and its TLS certificate."""
     (tmp_path / "gen").mkdir()
     (tmp_path / "gen" / "descriptors.pb").symlink_to(DESCRIPTOR_SET)
     run = tmp_path / ".build" / "run" / "gateway"
     prepare(GatewayConfig(port=0, eds_dir=run / "eds", policy_dir=run / "policy"))
+    LocalCA(tmp_path / ".build" / "tls").issue("gateway")  # what `make up` makes once
     validated = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(ROOT / "gateway/envoy.yaml")],
         cwd=tmp_path,

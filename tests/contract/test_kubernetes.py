@@ -5,8 +5,14 @@ No cluster runs here: these are the promises the manifests make on paper — pro
 security context, requests and limits, graceful termination longer than the drain, rolling
 updates with no unavailable replica, secrets only by reference (the edge policy's signing key
 in a Secret only the auth service reads), a gateway pod that is not Ready before its agent holds
-a verified edge policy and endpoints, and NetworkPolicies that allow exactly the traffic the
-service catalogue says exists.
+a verified edge policy and endpoints, NetworkPolicies that allow exactly the traffic the
+service catalogue says exists, and each service on its database as its own runtime role (the
+schema made first by its owner; no superuser's or owner's password in a service's container);
+the internal hops' secret in exactly Envoy, its agent, the federation gateway and the services
+with a GraphQL subgraph; Envoy serving TLS from the mounted Secret its bootstrap names; the
+federation gateway on our image; in prod, mutual TLS on every gRPC hop inside the cluster
+(each service from a Secret of its own, probed in its container; Envoy with a client
+certificate, checking each service's name), and none of it in dev.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy import kubernetes
+from deploy import databases, kubernetes
 from gateway.agent import AgentSettings
 from services import catalogue
 from services.catalogue import Need
@@ -32,7 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 OVERLAYS = ("dev", "prod")
 WORKLOADS = ("Deployment", "StatefulSet")
+PODS = (*WORKLOADS, "Job")  # what runs containers
 SECRET_NAMES = re.compile(r"PASSWORD|PASS$|TOKEN|SECRET|COOKIE|_KEY$|^STORE_URL$")
+# Mutual TLS between the services and from Envoy to them: on in prod, plaintext in dev.
+MUTUAL_TLS = {"dev": False, "prod": True}
+TLS_VARIABLES = {"GRPC_TLS_CERT": "tls.crt", "GRPC_TLS_KEY": "tls.key", "GRPC_TLS_CA": "ca.crt"}
 
 
 @cache
@@ -62,6 +72,18 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def secret_volumes(workload: dict[str, Any]) -> dict[str, str]:
+    """A pod's Secret volumes: volume name -> Secret name."""
+    volumes = workload["spec"]["template"]["spec"].get("volumes", [])
+    return {v["name"]: v["secret"]["secretName"] for v in volumes if "secret" in v}
+
+
+def with_settings(workload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A service pod's containers that run with the service's settings: all but the schema
+    step, which has its owner's URL only."""
+    return (c for c in containers(workload) if c["name"] != "schema")
+
+
 @pytest.fixture(params=OVERLAYS)
 def overlay(request) -> str:
     return request.param
@@ -76,7 +98,7 @@ def test_every_object_is_in_the_namespace_and_the_namespace_is_restricted(overla
 
 
 def test_every_container_is_unprivileged_with_requests_and_limits(overlay):
-    for workload in of_kind(overlay, *WORKLOADS):
+    for workload in of_kind(overlay, *PODS):
         pod = workload["spec"]["template"]["spec"]
         name = workload["metadata"]["name"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -108,11 +130,21 @@ def test_every_service_is_probed_over_grpc_health_and_drains_within_its_grace(ov
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["command"] == list(service.command)
-    # Kubernetes' own gRPC probe against the health service: readiness follows the
-    # dependencies, liveness and startup only the process (chassis.grpc.LIVENESS).
-    assert container["readinessProbe"]["grpc"] == {"port": kubernetes.GRPC_PORT}
-    for probe in ("livenessProbe", "startupProbe"):
-        assert container[probe]["grpc"] == {"port": kubernetes.GRPC_PORT, "service": "liveness"}
+    # Against the health service: readiness follows the dependencies, liveness and startup only
+    # the process (chassis.grpc.LIVENESS). Plaintext: Kubernetes' own gRPC probe; with mutual
+    # TLS, which it cannot speak, our probe in the container (with the pod's certificate).
+    probes = {"readinessProbe": "", "livenessProbe": "liveness", "startupProbe": "liveness"}
+    for probe, health in probes.items():
+        if MUTUAL_TLS[overlay]:
+            assert "grpc" not in container[probe], probe
+            asked = ["--service", health] if health else []
+            assert container[probe]["exec"]["command"] == [
+                "python", "-m", "chassis.probe", *asked]  # fmt: skip
+            assert container[probe]["timeoutSeconds"] >= 2, probe  # a Python start, a handshake
+        else:
+            assert "exec" not in container[probe], probe
+            asked = {"service": health} if health else {}
+            assert container[probe]["grpc"] == {"port": kubernetes.GRPC_PORT, **asked}
     env = env_of(container)
     drain = float(env["SHUTDOWN_GRACE_S"]["value"]) + float(env["DRAIN_DELAY_S"]["value"])
     assert pod["terminationGracePeriodSeconds"] > drain
@@ -125,12 +157,16 @@ def test_every_service_is_probed_over_grpc_health_and_drains_within_its_grace(ov
 
 def test_secrets_are_referenced_never_written(overlay):
     assert not of_kind(overlay, "Secret")
-    for workload in of_kind(overlay, *WORKLOADS):
+    for workload in of_kind(overlay, *PODS):
+        volumes = secret_volumes(workload)
         for container in containers(workload):
+            # A secret's file (GRPC_TLS_KEY) is named by its path in a mounted Secret.
+            mounted = tuple(f"{m['mountPath']}/" for m in container.get("volumeMounts", [])
+                            if m["name"] in volumes)  # fmt: skip
             defined: set[str] = set()
             for name, entry in env_of(container).items():
                 where = f"{workload['metadata']['name']}/{container['name']}: {name}"
-                if SECRET_NAMES.search(name):
+                if SECRET_NAMES.search(name) and not entry.get("value", "").startswith(mounted):
                     assert "secretKeyRef" in entry.get("valueFrom", {}), where
                 value = entry.get("value", "")
                 for password in re.findall(r"://[^:/@,]*:([^@,]*)@", value):
@@ -151,7 +187,8 @@ def test_the_gateway_runs_envoy_with_the_generated_bootstrap_and_its_agent(overl
     ]
     volume = next(v for v in pod["volumes"] if v["name"] == "envoy-config")
     config = named(overlay, "ConfigMap", volume["configMap"]["name"])
-    assert json.loads(config["data"]["envoy.json"]) == kubernetes.gateway_bootstrap()
+    assert json.loads(config["data"]["envoy.json"]) == kubernetes.gateway_bootstrap(
+        mutual_tls=MUTUAL_TLS[overlay])  # fmt: skip
     assert "descriptors.pb" in config["binaryData"]
     admin = kubernetes.gateway_bootstrap()["admin"]["address"]["socket_address"]
     assert admin["address"] == "127.0.0.1"  # never reachable from outside the pod
@@ -166,7 +203,7 @@ def test_the_gateway_pod_runs_the_graphql_gateway_with_this_commits_supergraph(o
         assert config["data"][name] == (ROOT / "gateway" / "graphql" / name).read_text()
         mount = next(m for m in graphql["volumeMounts"] if m.get("subPath") == name)
         assert mount["mountPath"] == f"/gateway/{name}"
-    env = {e["name"]: e["value"] for e in graphql["env"]}
+    env = {e["name"]: e.get("value") for e in graphql["env"]}
     bootstrap = kubernetes.gateway_bootstrap()
     listeners = bootstrap["static_resources"]["listeners"]
     [subgraphs] = [listener for listener in listeners if listener["name"] == "subgraphs"]
@@ -214,7 +251,7 @@ def test_every_follower_of_the_edge_policy_reads_its_verify_key_from_a_secret(ov
     for service in catalogue.CATALOGUE:
         if "edge_policy_verify_key" in service.settings.model_fields:
             # The service and its pod's create-admin step (the user service's settings).
-            followers |= {f"{service.name}/{c['name']}" for c in containers(
+            followers |= {f"{service.name}/{c['name']}" for c in with_settings(
                 named(overlay, "Deployment", service.name))}  # fmt: skip
     assert {"auth/auth", "user/user", "order/order", "gateway/agent"} <= followers
     assert "edge_policy_verify_key" in AgentSettings.model_fields
@@ -250,7 +287,7 @@ def test_the_gateway_pod_is_ready_only_once_its_agent_holds_a_verified_policy(ov
 
 def test_the_docs_name_every_secret_the_manifests_read(overlay):
     docs = (ROOT / "docs" / "kubernetes.md").read_text()
-    for workload in of_kind(overlay, *WORKLOADS):
+    for workload in of_kind(overlay, *PODS):
         for container in containers(workload):
             for secret in secrets_read(container):
                 assert f"create secret generic {secret} " in docs, secret
@@ -382,7 +419,7 @@ def test_prod_runs_a_three_node_broker_cluster_and_postgresql_outside():
     for service in catalogue.CATALOGUE:
         if Need.BROKER not in service.needs:
             continue
-        for container in containers(named("prod", "Deployment", service.name)):
+        for container in with_settings(named("prod", "Deployment", service.name)):
             env = env_of(container)
             assert len(env["RABBITMQ_URL"]["value"].split(",")) == 3, service.name
             assert env["RABBITMQ_QUORUM_SIZE"]["value"] == "3", service.name
@@ -400,7 +437,7 @@ def test_prod_pools_fit_the_databases_connections_at_the_autoscalers_maximum():
     for service in catalogue.CATALOGUE:
         if Need.STORE not in service.needs:
             continue
-        for container in containers(named("prod", "Deployment", service.name)):
+        for container in with_settings(named("prod", "Deployment", service.name)):
             pool = int(env_of(container)["STORE_POOL_SIZE"]["value"])
         connections += scalers[service.name] * (pool + 1)
     assert connections <= kubernetes.PROD_POSTGRES_CONNECTIONS
@@ -408,3 +445,247 @@ def test_prod_pools_fit_the_databases_connections_at_the_autoscalers_maximum():
         f"`max_connections` of at least {kubernetes.PROD_POSTGRES_CONNECTIONS}"
         in (ROOT / "docs" / "kubernetes.md").read_text()
     )
+
+
+# PostgreSQL: a role per service with rights on its own database only.
+
+STORES = [s for s in catalogue.CATALOGUE if Need.STORE in s.needs]
+
+
+@pytest.mark.parametrize("service", STORES, ids=lambda s: s.name)
+def test_a_service_runs_as_its_runtime_role_after_its_owner_made_the_schema(overlay, service):
+    pod = named(overlay, "Deployment", service.name)["spec"]["template"]["spec"]
+    schema = pod["initContainers"][0]  # before anything of the service runs
+    assert schema["name"] == "schema"
+    assert schema["command"] == ["python", "-m", "services.schema", service.name]
+    assert schema["env"] == [{"name": "STORE_URL", "valueFrom": {"secretKeyRef": {
+        "name": kubernetes.STORE_OWNER_SECRET, "key": service.name}}}]  # fmt: skip
+    for container in with_settings(named(overlay, "Deployment", service.name)):
+        assert env_of(container)["STORE_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": kubernetes.STORE_SECRET, "key": service.name}  # fmt: skip
+
+
+def test_no_superuser_or_owner_password_reaches_a_service(overlay):
+    """The superuser's password reaches dev's server and its roles Job only; the roles'
+    passwords that Job only; an owner's URL the schema step only; the runtime URLs the
+    containers of the services that keep state (the service, the issuer's create-admin)."""
+    readers: dict[str, set[str]] = {}
+    for workload in of_kind(overlay, *PODS):
+        for container in containers(workload):
+            for secret in secrets_read(container):
+                where = f"{workload['kind']}/{workload['metadata']['name']}/{container['name']}"
+                readers.setdefault(secret, set()).add(where)
+    stores = {s.name for s in STORES}
+    roles_job = {"Job/postgres-roles/roles"} if overlay == "dev" else set()
+    server = {"StatefulSet/postgres/postgres"} if overlay == "dev" else set()
+    assert readers.get(kubernetes.POSTGRES_SECRET, set()) == server | roles_job
+    assert readers.get(kubernetes.POSTGRES_ROLES_SECRET, set()) == roles_job
+    assert readers[kubernetes.STORE_OWNER_SECRET] == {f"Deployment/{n}/schema" for n in stores}
+    issuer = catalogue.ISSUER.service
+    assert readers[kubernetes.STORE_SECRET] == {f"Deployment/{n}/{n}" for n in stores} | {
+        f"Deployment/{issuer}/create-admin"}  # fmt: skip
+
+
+def test_dev_makes_every_database_and_its_roles_with_the_roles_script():
+    job = named("dev", "Job", "postgres-roles")
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"] == ["sh", "-c", kubernetes.ROLES_COMMAND]
+    volume = next(v for v in pod["volumes"] if v["name"] == "init")
+    config = named("dev", "ConfigMap", volume["configMap"]["name"])
+    assert config["data"]["init.sql"] == (ROOT / "deploy" / "postgres" / "init.sql").read_text()
+    env = env_of(container)
+    for service in STORES:
+        for role in databases.roles(service.name):
+            assert env[databases.password_variable(role)]["valueFrom"]["secretKeyRef"] == {
+                "name": kubernetes.POSTGRES_ROLES_SECRET, "key": role}  # fmt: skip
+    assert env["PGHOST"]["value"] == "postgres"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0  # the next apply runs it again
+    assert not [j for j in of_kind("prod", "Job") if j["metadata"]["name"] == "postgres-roles"]
+    # It reaches the server, and nothing else does but the services that keep state.
+    ingress = named("dev", "NetworkPolicy", "postgres")["spec"]["ingress"]
+    clients = [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+               for rule in ingress for p in rule["from"]]  # fmt: skip
+    assert sorted(clients) == sorted([*(s.name for s in STORES), "postgres-roles"])
+    assert named("dev", "NetworkPolicy", "postgres-roles")["spec"]["egress"] == [
+        {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}}}],
+         "ports": [{"protocol": "TCP", "port": kubernetes.POSTGRES_PORT}]}]  # fmt: skip
+
+
+# The internal hops' secret, TLS at the gateway, the federation gateway's image.
+
+
+def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_and_the_subgraphs_only(
+    overlay,
+):
+    readers = {
+        f"{workload['metadata']['name']}/{container['name']}"
+        for workload in of_kind(overlay, *PODS)
+        for container in containers(workload)
+        if "INTERNAL_TOKEN" in env_of(container)
+    }
+    subgraphs = {f"{s.name}/{s.name}" for s in catalogue.graph_services()}
+    assert subgraphs == {"user/user", "inventory/inventory", "order/order"}
+    assert readers == {"gateway/envoy", "gateway/agent", "gateway/graphql"} | subgraphs
+    for workload in of_kind(overlay, *PODS):
+        for container in containers(workload):
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert (kubernetes.INTERNAL_SECRET in secrets_read(container)) == (where in readers)
+            if where in readers:
+                assert env_of(container)["INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+                    "name": kubernetes.INTERNAL_SECRET, "key": "token"}  # fmt: skip
+
+
+def test_envoy_serves_tls_with_the_certificate_of_the_mounted_secret(overlay):
+    pod = named(overlay, "Deployment", "gateway")["spec"]["template"]["spec"]
+    envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
+    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get(
+        "secretName") == kubernetes.GATEWAY_TLS_SECRET)  # fmt: skip
+    # Readable by the pod's group (fsGroup, a group of Envoy's user too), by no other user.
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] > 0
+    [mount] = [m for m in envoy["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount == {"name": volume["name"], "mountPath": str(kubernetes.GATEWAY_TLS_DIR),
+                     "readOnly": True}  # fmt: skip
+    # The bootstrap names the Secret's keys (a kubernetes.io/tls Secret's: tls.crt, tls.key).
+    [gateway] = [listener for listener in kubernetes.gateway_bootstrap()["static_resources"][
+        "listeners"] if listener["name"] == "gateway"]  # fmt: skip
+    [chain] = gateway["filter_chains"]
+    tls = chain["transport_socket"]["typed_config"]["common_tls_context"]
+    assert tls["tls_certificates"] == [{
+        "certificate_chain": {"filename": f"{kubernetes.GATEWAY_TLS_DIR}/tls.crt"},
+        "private_key": {"filename": f"{kubernetes.GATEWAY_TLS_DIR}/tls.key"}}]  # fmt: skip
+    # Only Envoy's container has the key.
+    for workload in of_kind(overlay, *PODS):
+        for container in containers(workload):
+            mounted = {m["name"] for m in container.get("volumeMounts", [])}
+            holder = (workload["metadata"]["name"], container["name"]) == ("gateway", "envoy")
+            assert (volume["name"] in mounted) == holder
+
+
+def test_envoys_probes_and_service_fit_a_tls_port(overlay):
+    """A probe speaking HTTP to the TLS port would fail its handshake: the kubelet opens a TCP
+    connection (the pod's readiness is its agent's)."""
+    pod = named(overlay, "Deployment", "gateway")["spec"]["template"]["spec"]
+    envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert envoy[probe]["tcpSocket"] == {"port": kubernetes.GATEWAY_PORT}, probe
+    assert envoy["ports"] == [{"name": "https", "containerPort": kubernetes.GATEWAY_PORT}]
+    service = named(overlay, "Service", "gateway")
+    port = kubernetes.GATEWAY_PORT
+    assert service["spec"]["ports"] == [{"name": "https", "port": port, "targetPort": port}]
+
+
+def test_the_docs_say_how_to_create_the_gateways_tls_secret():
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    assert f"create secret tls {kubernetes.GATEWAY_TLS_SECRET} --cert=" in docs
+
+
+# Mutual TLS on the gRPC hops inside the cluster: prod only.
+
+
+def tls_files(workload: dict[str, Any], container: dict[str, Any], secret: str) -> str:
+    """Where `container` has the Secret `secret` mounted (read-only, and only there)."""
+    volumes = [name for name, s in secret_volumes(workload).items() if s == secret]
+    assert len(volumes) == 1, (secret, volumes)
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == volumes[0]]
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount  # a renewed Secret reaches the files
+    volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == volumes[0])  # fmt: skip
+    assert volume["secret"]["defaultMode"] == 0o440  # the pod's group only
+    return str(mount["mountPath"])
+
+
+@pytest.mark.parametrize("service", catalogue.CATALOGUE, ids=lambda s: s.name)
+def test_in_prod_every_service_serves_and_calls_over_mutual_tls_from_its_own_secret(service):
+    deployment = named("prod", "Deployment", service.name)
+    secret = kubernetes.grpc_tls_secret(service.name)
+    assert secret == f"ordermesh-{service.name}-tls"
+    for container in containers(deployment):
+        env = env_of(container)
+        if container["name"] != service.name:  # its init steps call no service: no key
+            assert not set(TLS_VARIABLES) & set(env), container["name"]
+            mounted = {m["name"] for m in container.get("volumeMounts", [])}
+            assert not mounted & set(secret_volumes(deployment)), container["name"]
+            continue
+        directory = tls_files(deployment, container, secret)
+        for variable, key in TLS_VARIABLES.items():
+            assert env[variable] == {"name": variable, "value": f"{directory}/{key}"}
+    # No pod but the service's own mounts its Secret.
+    for workload in of_kind("prod", *PODS):
+        if workload["metadata"]["name"] != service.name:
+            assert secret not in secret_volumes(workload).values(), workload["metadata"]["name"]
+
+
+def test_in_prod_envoy_calls_every_grpc_cluster_over_mutual_tls_naming_the_service():
+    gateway = named("prod", "Deployment", "gateway")
+    pod = gateway["spec"]["template"]["spec"]
+    envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
+    directory = tls_files(gateway, envoy, kubernetes.GATEWAY_CLIENT_TLS_SECRET)
+    # Only Envoy's container has the client key.
+    for container in containers(gateway):
+        mounted = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+        assert (directory in mounted.values()) == (container["name"] == "envoy")
+    volume = next(v for v in pod["volumes"] if v["name"] == "envoy-config")
+    bootstrap = json.loads(named("prod", "ConfigMap", volume["configMap"]["name"])["data"][
+        "envoy.json"])  # fmt: skip
+    grpc_clusters = {}
+    for cluster in bootstrap["static_resources"]["clusters"]:
+        options = cluster.get("typed_extension_protocol_options", {}).values()
+        if any("http2_protocol_options" in o["explicit_http_config"] for o in options):
+            grpc_clusters[cluster["name"]] = cluster
+        else:  # HTTP (the federation gateway, the subgraphs): not the services' gRPC port
+            assert "transport_socket" not in cluster, cluster["name"]
+    # Every service (the routed ones, the auth check, the rate limits) and nothing else.
+    assert set(grpc_clusters) == {s.name for s in catalogue.CATALOGUE}
+    for name, cluster in grpc_clusters.items():
+        socket = cluster["transport_socket"]
+        assert socket["name"] == "envoy.transport_sockets.tls", name
+        tls = socket["typed_config"]
+        assert tls["@type"].endswith("transport_sockets.tls.v3.UpstreamTlsContext"), name
+        assert tls["sni"] == name
+        context = tls["common_tls_context"]
+        assert context["tls_certificates"] == [{
+            "certificate_chain": {"filename": f"{directory}/tls.crt"},
+            "private_key": {"filename": f"{directory}/tls.key"}}]  # fmt: skip
+        assert context["validation_context"] == {
+            "trusted_ca": {"filename": f"{directory}/ca.crt"},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": name}}],
+        }
+
+
+def test_dev_stays_plaintext_inside_the_cluster():
+    for workload in of_kind("dev", *PODS):
+        for container in containers(workload):
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert not set(TLS_VARIABLES) & set(env_of(container)), where
+        # The gateway's serving certificate is the only one.
+        for secret in secret_volumes(workload).values():
+            assert secret in (kubernetes.GATEWAY_TLS_SECRET, kubernetes.RABBITMQ_SECRET), secret
+    assert "UpstreamTlsContext" not in json.dumps(kubernetes.gateway_bootstrap())
+    assert "UpstreamTlsContext" in json.dumps(kubernetes.gateway_bootstrap(mutual_tls=True))
+
+
+def test_the_docs_say_how_to_make_every_mounted_secret(overlay):
+    """Each certificate's Secret: named, with its cert-manager Certificate."""
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    for workload in of_kind(overlay, *PODS):
+        for secret in secret_volumes(workload).values():
+            assert f"`{secret}`" in docs or f" {secret} " in docs, secret
+    if MUTUAL_TLS[overlay]:
+        for shown in ("kind: Issuer", "kind: Certificate", "- server auth", "- client auth"):
+            assert shown in docs, shown
+        assert "kubectl -n ordermesh rollout restart deployment" in docs
+
+
+@pytest.mark.parametrize(
+    ("overlay", "image"),
+    [("dev", "localhost/ordermesh-graphql:latest"), ("prod", "ordermesh-graphql:0.1.0")],
+)
+def test_the_graphql_gateway_runs_our_image(overlay, image):
+    pod = named(overlay, "Deployment", "gateway")["spec"]["template"]["spec"]
+    graphql = next(c for c in pod["containers"] if c["name"] == "graphql")
+    assert graphql["image"] == image
+    env = env_of(graphql)
+    assert env["CORS_ORIGINS"] == {"name": "CORS_ORIGINS", "value": ""}  # none by default

@@ -17,6 +17,7 @@ import grpc
 import pytest
 from multidict import CIMultiDict
 
+from chassis.identity import INTERNAL_HEADER
 from chassis.registry import Registry
 from harness.shop import eventually
 
@@ -95,11 +96,15 @@ async def test_a_revoked_token_is_refused_at_graphql_however_it_is_written(gatew
 
 async def test_a_revoked_token_is_refused_behind_the_gateway_too(gateway, shop, http, system):
     """The subgraph listener, the user service's subgraph and gRPC API, called directly, as a
-    process inside the system could: each refuses the ended session within a second."""
+    process inside the system could (with the internal hops' secret): each refuses the ended
+    session within a second."""
     victim = await shop.register()
     direct = await subgraph_urls(system)
     listener = f"http://127.0.0.1:{gateway.config.subgraphs_port}/graphql/user"
-    bearer = {"authorization": f"Bearer {victim.access_token}"}
+    bearer = {
+        "authorization": f"Bearer {victim.access_token}",
+        INTERNAL_HEADER: system.internal_token,
+    }
     assert await shop.credit_available(victim) >= 0
     for url in [*direct, listener]:
         status, answer = await graphql(http, url, bearer)
@@ -126,6 +131,31 @@ async def test_a_revoked_token_is_refused_behind_the_gateway_too(gateway, shop, 
     status, answer = await graphql(http, listener, bearer)
     assert (status, answer["errors"][0]["message"]) == (401, ENDED)
     print(f"a service refused the ended session {refused_s * 1000:.0f} ms after the logout")
+
+
+async def test_the_internal_ports_refuse_whoever_did_not_come_through_the_gateway(
+    gateway, shop, http, system
+):
+    """The federation gateway's port, the subgraph listener and each subgraph answer anyone
+    who can reach them (any local user, any container of the network) only with the internal
+    hops' secret, which Envoy's public listener adds: without it, or with a wrong one, 401,
+    before any token or query is looked at."""
+    ada = await shop.register()
+    bearer = {"authorization": f"Bearer {ada.access_token}"}
+    doors = [
+        f"http://{gateway.graphql.address}/graphql",
+        f"http://127.0.0.1:{gateway.config.subgraphs_port}/graphql/user",
+        *await subgraph_urls(system),
+    ]
+    for url in doors:
+        for wrong in ({}, {INTERNAL_HEADER: "guessed-" + system.internal_token[8:]}):
+            status, answer = await graphql(http, url, {**bearer, **wrong})
+            assert status == 401, (url, wrong, answer)
+            (error,) = answer["errors"]
+            assert error["message"] == "this port takes calls from the gateway only", url
+    # Through the gateway, the same request is answered.
+    status, answer = await graphql(http, f"{gateway.url}/graphql", bearer)
+    assert (status, answer["data"]) == (200, {"me": {"email": ada.email}})
 
 
 async def subgraph_urls(system) -> list[str]:

@@ -42,7 +42,7 @@ def world(rabbitmq, tmp_path_factory):
         gateway = LocalGateway(
             system.directory.parent / "gateway",
             redis_url=redis.url,
-            verify_key=system.policy_verify_key,
+            secrets=system.gateway_secrets,
             reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
         )
         supervisor = Supervisor(min_backoff_s=0.5, max_backoff_s=2.0)

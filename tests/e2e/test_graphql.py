@@ -101,7 +101,8 @@ async def test_public_fields_need_no_token_and_me_says_why_it_needs_one(graphql,
 
 async def test_a_bad_token_is_refused_by_envoy_as_a_graphql_error(graphql, gateway):
     before = subgraph_calls(gateway)
-    status, answer = await graphql("{ me { email } }", token="not-a-jwt")
+    # Shaped as a token (what is not is refused before, by the credential rule), but no token.
+    status, answer = await graphql("{ me { email } }", token="eyJub3Qi.eyJ2YWxpZCI.c2ln")
     assert status == 401
     (error,) = answer["errors"]
     assert error["extensions"] == {"code": "UNAUTHENTICATED", "grpcStatus": 16}

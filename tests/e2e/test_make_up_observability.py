@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -78,12 +79,19 @@ def run(env: dict[str, str], *argv: str) -> str:
     return done.stdout
 
 
+def trusted(env: dict[str, str]) -> ssl.SSLContext:
+    """A client trusting the CA `make up` made for its gateway (beside its run directory)."""
+    return ssl.create_default_context(
+        cafile=str(Path(env["ORDERMESH_RUN_DIR"]).parent / "tls" / "ca.crt")
+    )
+
+
 def status_shows_each_services_figures(env: dict[str, str]) -> None:
     deadline = time.monotonic() + 60
     while True:
         for _ in range(5):  # reads of the catalogue, counted by the inventory service
-            products = f"http://127.0.0.1:{env['GATEWAY_PORT']}/v1/products"
-            with urllib.request.urlopen(products, timeout=5) as answer:
+            products = f"https://127.0.0.1:{env['GATEWAY_PORT']}/v1/products"
+            with urllib.request.urlopen(products, timeout=5, context=trusted(env)) as answer:
                 assert answer.status == 200
         out = run(env, "-m", "tools.status")
         figures = out.partition("last minute, from ")[2].splitlines()[1:]

@@ -38,7 +38,7 @@ def world(rabbitmq: PrivateRabbitMQ, tmp_path_factory: pytest.TempPathFactory):
         gateway = LocalGateway(
             directory / "gateway",
             redis_url=redis.url,
-            verify_key=system.policy_verify_key,
+            secrets=system.gateway_secrets,
             reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
         )
         prometheus = PrivatePrometheus(

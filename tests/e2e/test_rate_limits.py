@@ -45,13 +45,13 @@ def world(rabbitmq, tmp_path_factory):
             LocalGateway(
                 directory / "gateway-a",
                 redis_url=redis.url,
-                verify_key=system.policy_verify_key,
+                secrets=system.gateway_secrets,
                 graphql=True,
             ),
             LocalGateway(
                 directory / "gateway-b",
                 redis_url=redis.url,
-                verify_key=system.policy_verify_key,
+                secrets=system.gateway_secrets,
                 local_limit_per_s=FLOOR_PER_SECOND,
                 reads_per_client_per_s=READS_PER_CLIENT_B,
             ),
@@ -350,3 +350,25 @@ async def test_a_flushed_redis_lifts_no_revocation_and_the_policy_is_published_a
         await shop.close()
     print(f"flushed Redis: policy published again after {republished_s * 1000:.0f} ms; {seen}")
     assert set(seen["victim"]) == {401}, seen
+
+
+async def test_graphql_operations_are_charged_their_cost_as_reads(world, http):
+    """A client's GraphQL reads spend its read bucket by what they cost, in units of what one
+    REST read may return (a page of 100 objects): an operation of cost 2,412 (12 pages of 100
+    products with their prices) spends 24 reads, so 8 at once overdraw the burst of 100 reads,
+    where counting requests would have taken a hundred of them. Another client's bucket is its
+    own."""
+    _, _, (a, _) = world
+    pages = " ".join(
+        f"p{n}: products(first: 100) {{ products {{ name price {{ amountMinor }} }} }}"
+        for n in range(12)
+    )
+    async with from_address(5) as one, from_address(6) as other:
+        answers = await asyncio.gather(*(graphql(one, a, f"{{ {pages} }}") for _ in range(8)))
+        statuses = sorted(status for status, _ in answers)
+        assert statuses.count(200) >= 1, answers
+        limited = [answer for status, answer in answers if "errors" in answer]
+        assert limited, statuses  # 8 x 2,412 of a bucket of 10,000: not all of them
+        error = limited[0]["errors"][0]
+        assert error["extensions"]["code"] == "RESOURCE_EXHAUSTED", limited[0]
+        assert (await graphql(other, a, f"{{ {pages} }}"))[0] == 200

@@ -27,7 +27,7 @@ def world(rabbitmq, tmp_path_factory):
         gateway = LocalGateway(
             system.directory.parent / "gateway",
             redis_url=redis.url,
-            verify_key=system.policy_verify_key,
+            secrets=system.gateway_secrets,
             reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
         )
         try:

@@ -33,7 +33,7 @@ def world(rabbitmq, tmp_path_factory):
             gateway = LocalGateway(
                 system.directory.parent / "gateway",
                 redis_url=redis.url,
-                verify_key=system.policy_verify_key,
+                secrets=system.gateway_secrets,
                 otlp_endpoint=receiver.endpoint.removeprefix("http://"),
             )
             gateway.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import uuid
 
@@ -71,6 +72,7 @@ def redis(tmp_path_factory):
 
 
 SIGNING_KEY, VERIFY_KEY = new_policy_keys()
+SECRETS = {"EDGE_POLICY_VERIFY_KEY": VERIFY_KEY, "INTERNAL_TOKEN": secrets.token_urlsafe(32)}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def gateway(redis, tmp_path_factory):
     running = LocalGateway(
         tmp_path_factory.mktemp("edge-gateway"),
         redis_url=redis.url,
-        verify_key=VERIFY_KEY,
+        secrets=SECRETS,
         rate_limit=False,
     )
     running.start()
@@ -285,7 +287,7 @@ async def test_the_gateway_is_ready_only_with_a_verified_policy_and_every_servic
     gateway = LocalGateway(
         tmp_path_factory.mktemp("fresh-gateway"),
         redis_url=redis.url,
-        verify_key=VERIFY_KEY,
+        secrets=SECRETS,
         rate_limit=False,
     )
     await asyncio.to_thread(gateway.start)

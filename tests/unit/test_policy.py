@@ -21,6 +21,7 @@ from chassis.policy import (
     unseal,
     verify_key,
 )
+from chassis.tokens import CLOCK_SKEW_S
 from tests.clock import Clock
 
 JWKS = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "k1", "alg": "EdDSA"}]}
@@ -123,7 +124,9 @@ async def test_a_follower_keeps_the_newest_verified_policy_through_flushes_forge
     assert follower.age_s() == 0.0
     assert applied == [1, 1]
 
-    clock.now = 2001.0  # the revoked session's last token expired: nothing to refuse
+    clock.now = 2000.0 + CLOCK_SKEW_S - 1  # expired, but a verifier's clock may lag that much
+    assert follower.is_revoked("ended")
+    clock.now = 2000.0 + CLOCK_SKEW_S + 1  # its last token expired everywhere: nothing to refuse
     assert not follower.is_revoked("ended")
 
 

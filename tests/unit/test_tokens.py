@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import inspect
 import json
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -16,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 from chassis.errors import Unauthenticated, Unavailable
-from chassis.tokens import InvalidToken, KeySet, TokenVerifier, bearer_token
+from chassis.tokens import CLOCK_SKEW_S, InvalidToken, KeySet, TokenVerifier, bearer_token
 from tests.clock import Clock
 
 ISSUER, AUDIENCE = "ordermesh", "ordermesh"
@@ -256,3 +258,32 @@ def test_the_credential_rule_takes_one_bearer_token_as_written_and_refuses_the_r
     assert bearer_token(f"Bearer {token}") == token
     with pytest.raises(Unauthenticated):
         bearer_token(value.format(token=token))
+
+
+@pytest.mark.parametrize(
+    ("issuer_ahead_s", "accepted"),
+    [(CLOCK_SKEW_S - 5, True), (-(CLOCK_SKEW_S - 5), True), (CLOCK_SKEW_S + 5, False)],
+)
+async def test_a_token_from_a_host_whose_clock_is_shifted_within_the_skew_is_accepted(
+    keys, clock, issuer_ahead_s, accepted
+):
+    """The issuer's clock runs `issuer_ahead_s` ahead of this service's (behind if negative):
+    a token it just issued is accepted within the one skew every verifier tolerates
+    (CLOCK_SKEW_S, jwt_authn's clock_skew_seconds too), refused beyond it."""
+    issued = time.time() + issuer_ahead_s
+    token = signed(keys.private["k1"], "k1", iat=int(issued), exp=int(issued) + 60)
+    verifier = TokenVerifier(KeySet(keys, clock=clock), issuer=ISSUER, audience=AUDIENCE)
+    if accepted:
+        assert (await verifier.verify(token)).user_id == "u-1"
+    else:
+        with pytest.raises(InvalidToken):
+            await verifier.verify(token)
+
+
+def test_every_verifier_tolerates_the_same_clock_skew():
+    from gateway.config import GatewayConfig, jwt_authn_config
+
+    config = jwt_authn_config(GatewayConfig(port=0, eds_dir=Path()), {"keys": []})
+    (provider,) = config.providers.values()
+    assert provider.clock_skew_seconds == CLOCK_SKEW_S
+    assert inspect.signature(TokenVerifier).parameters["leeway_s"].default == CLOCK_SKEW_S

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Makes the cluster on the first start (SCRAM, the given superuser and password), runs the
-# init scripts on a server that listens on its socket only, then runs the server.
+# init scripts on a server that listens on its socket only, then runs the server. Any other
+# command (psql, pg_isready: compose's `postgres-roles`) runs as it is, as in the official image.
 set -eu
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
+if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     umask 077
     printf '%s\n' "$POSTGRES_PASSWORD" > /tmp/pwfile
     initdb -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile=/tmp/pwfile \
