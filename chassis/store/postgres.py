@@ -515,17 +515,17 @@ class PostgresStore:
         return _count(status)
 
     async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
-        now = time.time()
+        # On the server's clock: instances on hosts whose clocks disagree see the same expiry.
+        now = "extract(epoch FROM clock_timestamp())"
         async with self._connection() as db:
             status = await db.execute(
-                "INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, $3) "
+                f"INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, {now} + $3) "
                 "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
                 "expires_at = excluded.expires_at WHERE leases.owner = excluded.owner "
-                "OR leases.expires_at < $4",
+                f"OR leases.expires_at < {now}",
                 name,
                 owner,
-                now + ttl_s,
-                now,
+                ttl_s,
             )
         return _count(status) == 1
 
