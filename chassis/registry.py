@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -351,7 +352,7 @@ class Watcher:
                 self._known[service] = instances
                 if self._on_change is not None:
                     result = self._on_change(service, instances)
-                    if result is not None:
+                    if inspect.isawaitable(result):
                         await result
         return True
 

@@ -50,7 +50,7 @@ from gateway.config import (
     policy_paths,
     revocations_config,
 )
-from gateway.discovery import EdsFiles, reachable
+from gateway.discovery import EdsFiles
 from gateway.policy import PolicyFiles, write_filter_config
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run"]
@@ -119,11 +119,10 @@ async def run(settings: AgentSettings) -> None:
     found: set[str] = set()  # the clusters that had instances at some read
 
     def write(service: str, instances: Sequence[Instance]) -> None:
-        eds.write(service, instances)
+        if eds.write(service, instances):  # endpoints Envoy can reach
+            found.add(service)
         if graph_cluster(service) in graphs:
             eds.write(graph_cluster(service), instances, graph=True)
-        if reachable(instances):  # what the EDS file holds: instances Envoy can reach
-            found.add(service)
 
     watcher = Watcher(registry, clusters, on_change=write, refresh_s=settings.refresh_s)
     redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)

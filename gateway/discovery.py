@@ -107,14 +107,19 @@ class EdsFiles:
         self._version = 0
         directory.mkdir(parents=True, exist_ok=True)
 
-    def write(self, cluster: str, instances: Sequence[Instance], *, graph: bool = False) -> None:
+    def write(
+        self, cluster: str, instances: Sequence[Instance], *, graph: bool = False
+    ) -> list[str]:
+        """Writes `cluster`'s file; the endpoints it holds (those Envoy can reach)."""
         self._version += 1
         target = eds_path(self.directory, cluster)
         staged = target.with_name(f".{target.name}.tmp")
         response = assignment(cluster, instances, self._version, graph=graph)
         staged.write_text(json.dumps(response))
         os.replace(staged, target)
-        log.info("endpoints", cluster=cluster, addresses=_addresses(response))
+        addresses = _addresses(response)
+        log.info("endpoints", cluster=cluster, addresses=addresses)
+        return addresses
 
 
 def _addresses(response: dict[str, Any]) -> list[str]:
