@@ -115,7 +115,7 @@ bench-store-drivers: system-deps $(INSTALLED)
 
 gen: $(INSTALLED) $(NODE_TOOLS)
 	$(BIN)/python tools/contracts.py gen
-	$(BIN)/python -m gateway.config -o gateway/envoy.yaml
+	$(BIN)/python -m gateway.envoy -o gateway/envoy.yaml
 	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
 	$(BIN)/python -m tools.asyncapi -o docs/asyncapi.yaml
 	$(BIN)/python -m tools.supergraph -o gateway/graphql/supergraph.graphql

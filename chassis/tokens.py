@@ -13,7 +13,7 @@ so does a token of a session the edge policy says was ended (`revoked`, a
 cached tokens too): a call straight to a service is refused as the gateway refuses it, within
 the same second.
 
-The credential rule, the same at the gateway (gateway.config) and every service (`bearer_token`):
+The credential rule, the same at the gateway (gateway.envoy) and every service (`bearer_token`):
 one `authorization` value, `Bearer <token>` with the scheme as written here and a token of the
 JWT alphabet; anything else is refused, never taken for "no token". Never in a URL.
 
@@ -61,7 +61,7 @@ __all__ = [
 
 ALGORITHMS = ("EdDSA",)
 # How far apart two hosts' clocks may be, for every verifier of a token (each service here,
-# jwt_authn at the gateway, gateway.config): a token issued by a host whose clock runs up to
+# jwt_authn at the gateway, gateway.envoy): a token issued by a host whose clock runs up to
 # this much ahead is accepted at once, and one is accepted up to this long after its expiry
 # (so a revoked session stays revoked that much longer, chassis.policy). NTP keeps hosts
 # within milliseconds; this tolerates one whose time sync failed for a while.

@@ -10,7 +10,7 @@ deploy/databases.py; then each service's schema made as its owner by the one-sho
 `<name>-schema`, which the service's containers wait for; the services connect as their
 runtime roles, and the superuser's password reaches the server and `postgres-roles` only), the
 gateway (Envoy, its bootstrap rendered by
-`gateway.config` in a one-shot container, its endpoints and edge policy written by its agent,
+`gateway.envoy` in a one-shot container, its endpoints and edge policy written by its agent,
 `gateway.agent`, from the registry and the auth service's policy; HTTPS and gRPC over TLS
 with the certificate and key of the compose secrets `gateway-tls-cert` and `gateway-tls-key`,
 the files GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name, or plaintext with GATEWAY_PLAINTEXT=1; the
@@ -128,7 +128,7 @@ def _policy_environment(fields: Iterable[str]) -> dict[str, str]:
 
 
 def _internal_environment() -> dict[str, str]:
-    """The secret of the internal hops (gateway.config's INTERNAL_HEADER), for the processes
+    """The secret of the internal hops (gateway.envoy's INTERNAL_HEADER), for the processes
     that send or check it: Envoy, its agent (the subgraph listener's check), the federation
     gateway, and each service with a GraphQL subgraph (never their one-shot steps)."""
     return {"INTERNAL_TOKEN": _required("INTERNAL_TOKEN")}
@@ -311,7 +311,7 @@ def _gateway() -> dict[str, Any]:
             [
                 "sh",
                 "-c",
-                TLS_ARGUMENTS + f"exec python -m gateway.config -o {GATEWAY_DIR}/envoy.json "
+                TLS_ARGUMENTS + f"exec python -m gateway.envoy -o {GATEWAY_DIR}/envoy.json "
                 '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
                 f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
                 f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "

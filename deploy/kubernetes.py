@@ -54,8 +54,9 @@ import yaml
 
 from deploy import databases
 from deploy.compose import ROLES_COMMAND, ROOT, init_sql, stores
-from gateway import config as gateway_config
+from gateway import envoy as gateway_config
 from gateway.agent import AgentSettings
+from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 from services import catalogue
 from services.catalogue import Need, Service
 
@@ -146,7 +147,7 @@ POSTGRES_ROLES_SECRET = "ordermesh-postgres-roles"
 # follower, the private half for its signer alone (an object RBAC can keep from the others).
 POLICY_VERIFY_SECRET = "ordermesh-edge-policy"  # verify-key
 POLICY_SIGNING_SECRET = "ordermesh-edge-policy-signing"  # signing-key
-# The secret of the internal hops (gateway.config's INTERNAL_HEADER), 16 characters at least.
+# The secret of the internal hops (gateway.envoy's INTERNAL_HEADER), 16 characters at least.
 INTERNAL_SECRET = "ordermesh-internal"  # token
 # The gateway's certificate chain and key (type kubernetes.io/tls: tls.crt, tls.key), mounted
 # into Envoy's container at GATEWAY_TLS_DIR, where the bootstrap names them.
@@ -516,9 +517,7 @@ def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
         tls_key=GATEWAY_TLS_DIR / "tls.key",
         upstream_tls=upstream if mutual_tls else None,
     )
-    rendered = gateway_config.bootstrap(
-        config, gateway_config.routable_rpcs(gateway_config.DESCRIPTOR_SET.read_bytes())
-    )
+    rendered = gateway_config.bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
     address = {"address": "127.0.0.1", "port_value": GATEWAY_ADMIN_PORT}
     rendered["admin"] = {"address": {"socket_address": address}}
     return rendered
@@ -1331,7 +1330,7 @@ def write(root: Path) -> None:
     (base / "envoy.json").write_text(json.dumps(gateway_bootstrap(), indent=1) + "\n")
     for name in GRAPHQL_FILES:
         shutil.copyfile(ROOT / "gateway" / "graphql" / name, base / name)
-    shutil.copyfile(gateway_config.DESCRIPTOR_SET, base / "descriptors.pb")
+    shutil.copyfile(DESCRIPTOR_SET, base / "descriptors.pb")
     (base / "redis.yaml").write_text(dump_all(redis()))
     (base / "rabbitmq.yaml").write_text(dump_all(rabbitmq(1, "1Gi")))
     (base / "network-policies.yaml").write_text(dump_all(network_policies()))

@@ -4,7 +4,7 @@
   (`gateway.discovery`), and of each one's GraphQL subgraph;
 - edge policy: the key set and the revoked sessions the auth service publishes, verified
   against EDGE_POLICY_VERIFY_KEY (chassis.policy), as ECDS files (`gateway.policy`);
-- the subgraph listener's check of its callers (INTERNAL_TOKEN, `gateway.config`), an ECDS file
+- the subgraph listener's check of its callers (INTERNAL_TOKEN, `gateway.envoy`), an ECDS file
   too, so that the secret is in no committed configuration.
 
 Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIFY_KEY,
@@ -39,7 +39,8 @@ from chassis import logging as chassis_logging
 from chassis.config import Settings
 from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Instance, Registry, Watcher
-from gateway.config import (
+from gateway.discovery import EdsFiles
+from gateway.envoy import (
     GatewayConfig,
     clusters_of,
     eds_path,
@@ -50,7 +51,6 @@ from gateway.config import (
     policy_paths,
     revocations_config,
 )
-from gateway.discovery import EdsFiles
 from gateway.policy import PolicyFiles, write_filter_config
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run"]
@@ -63,7 +63,7 @@ class AgentSettings(Settings):
     # The auth service's public policy key (chassis.policy): a policy it does not verify is
     # never written.
     edge_policy_verify_key: str
-    # The secret of the system's internal hops (gateway.config, INTERNAL_HEADER).
+    # The secret of the system's internal hops (gateway.envoy, INTERNAL_HEADER).
     internal_token: str = Field(min_length=16)
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"

@@ -28,7 +28,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 
 from chassis.bounds import bounds_of
 from chassis.lifecycle import lifecycle_of
-from gateway.config import DESCRIPTOR_SET, routable_rpcs
+from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 
 __all__ = ["document", "methods_of"]
 

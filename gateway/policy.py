@@ -2,7 +2,7 @@
 
 `PolicyFiles` renders a verified policy into two ECDS files: jwt_authn's providers with the key
 set inline, and an RBAC filter denying the revoked sessions through a hash lookup (see
-`gateway.config`), binary protobuf, each replaced by an atomic rename so Envoy applies it without
+`gateway.envoy`), binary protobuf, each replaced by an atomic rename so Envoy applies it without
 a restart. Each gateway's agent (`gateway.agent`) writes them from the policy its
 `chassis.policy.PolicyFollower` verified.
 
@@ -54,7 +54,7 @@ class PolicyFiles:
     atomically, written only when what it says changed.
 
     `render_jwt(jwks)` and `render_revocations(revoked)` give each filter's config
-    (`gateway.config.jwt_authn_config` and `revocations_config`)."""
+    (`gateway.envoy.jwt_authn_config` and `revocations_config`)."""
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_ur
 secrets=system.gateway_secrets)` starts `python -m gateway.agent` (EDS files from the registry,
 the edge policy's files from the auth service's feed, verified with EDGE_POLICY_VERIFY_KEY of
 `secrets`), then Envoy with the bootstrap
-generated from the contracts (`gateway.config`), on `port` (a free one if 0), then the
+generated from the contracts (`gateway.envoy`), on `port` (a free one if 0), then the
 federation gateway (harness.graphql) on a free port, calling the subgraphs through Envoy's
 subgraph listener (another).
 """
@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gateway.config import (
+from gateway.envoy import (
     GatewayConfig,
     UpstreamTls,
     bootstrap,

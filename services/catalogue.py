@@ -11,7 +11,7 @@ one of the gateway's own services. The rest is derived, from the contracts or th
 - the events it publishes and the commands it takes, from the `(common.v1.route)` of the
   messages of its packages; the access level of each RPC, from `(common.v1.access)`.
 
-`make up`, the test system (`harness.system`), the gateway (`gateway.config`) and its auth
+`make up`, the test system (`harness.system`), the gateway (`gateway.envoy`) and its auth
 policy (`services.auth`), compose.yaml (`deploy/compose.py`) all read it. Adding a service
 touches its package, its contract and one entry here.
 """

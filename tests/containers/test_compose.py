@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from deploy import images
-from gateway.config import graph_cluster
+from gateway.envoy import graph_cluster
 from harness.compose import PodmanApi, Stack
 from harness.gateway import endpoints_of
 from harness.process import free_port

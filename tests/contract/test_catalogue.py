@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from common.v1 import options_pb2
 
-from gateway.config import GatewayConfig, clusters_of, routable_rpcs
+from gateway.contracts import routable_rpcs
+from gateway.envoy import GatewayConfig, clusters_of
 from services import catalogue
 from services.catalogue import CATALOGUE, GLOBAL_LIMITS, Service
 from services.ratelimit.config import RateLimitSettings

@@ -377,7 +377,7 @@ def test_on_the_host_network_nothing_is_published_and_everything_is_on_loopback(
     )
 
 
-# The internal hops' secret (gateway.config's INTERNAL_HEADER).
+# The internal hops' secret (gateway.envoy's INTERNAL_HEADER).
 
 INTERNAL = "${INTERNAL_TOKEN:?run make compose-env}"
 # The agent's other required settings, for checking a token against its own.
@@ -463,7 +463,7 @@ def test_make_image_builds_the_graphql_image_on_the_base_users_pull(monkeypatch)
 
 
 def _run_gateway_config(tmp_path: Path, **env: str) -> list[str]:
-    """The arguments compose's `gateway-config` command gives gateway.config (`$$` is `$` once
+    """The arguments compose's `gateway-config` command gives gateway.envoy (`$$` is `$` once
     compose has read the file), with `python` a stub that prints them."""
     stub = tmp_path / "bin" / "python"
     stub.parent.mkdir(exist_ok=True)
@@ -481,7 +481,7 @@ def _run_gateway_config(tmp_path: Path, **env: str) -> list[str]:
 @pytest.mark.parametrize("plaintext", ["", "0"])
 def test_the_gateway_serves_tls_with_the_secrets_files(tmp_path, plaintext):
     args = _run_gateway_config(tmp_path, GATEWAY_PLAINTEXT=plaintext)
-    assert args[:3] == ["-m", "gateway.config", "-o"]
+    assert args[:3] == ["-m", "gateway.envoy", "-o"]
     cert, key = (f"{compose.SECRETS_DIR}/{name}" for name in compose.TLS_SECRETS)
     assert args[args.index("--tls-cert") + 1] == cert
     assert args[args.index("--tls-key") + 1] == key

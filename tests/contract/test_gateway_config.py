@@ -7,7 +7,8 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gateway.agent import prepare
-from gateway.config import DESCRIPTOR_SET, ROOT, GatewayConfig, routable_rpcs
+from gateway.contracts import DESCRIPTOR_SET, ROOT, routable_rpcs
+from gateway.envoy import GatewayConfig
 from harness.envoy import envoy_binary
 from harness.tls import LocalCA
 from services import catalogue

@@ -17,7 +17,7 @@ from user.v1 import user_service_pb2 as user_pb
 
 from chassis.events import TypeRegistry, route_of
 from chassis.topology import declare_exchange
-from gateway.config import IDEMPOTENCY_KEY
+from gateway.contracts import IDEMPOTENCY_KEY
 from harness.shop import eventually
 from services import catalogue, messaging
 
@@ -79,7 +79,7 @@ async def test_every_rpc_answers_an_empty_request_without_unimplemented_or_crash
             answer = (grpc.StatusCode.OK, "")
     code, details = answer
     if IDEMPOTENCY_KEY in request_type.DESCRIPTOR.fields_by_name:
-        # The gateway sends such a write again after a failure (gateway.config): it is safe
+        # The gateway sends such a write again after a failure (gateway.envoy): it is safe
         # only because the service applies it once per key, and so requires one.
         assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{method.full_name}: {code.name}"
         assert IDEMPOTENCY_KEY in details

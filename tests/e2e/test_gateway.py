@@ -12,7 +12,7 @@ import pytest
 from common.v1 import options_pb2
 from order.v1 import order_service_pb2 as order_pb
 
-from gateway.config import DESCRIPTOR_SET, routable_rpcs
+from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 from gateway.openapi import methods_of
 from harness.rest import Rest
 from harness.shop import PASSWORD, Shop, eventually

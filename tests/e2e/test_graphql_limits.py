@@ -41,7 +41,7 @@ MAX_COST, MAX_ALIASES, MAX_DIRECTIVES, MAX_TOKENS = 5000, 15, 10, 1000
 SUPERGRAPH = graphql.build_schema((GRAPHQL_DIR / "supergraph.graphql").read_text())
 SHOP_ORIGIN = "https://shop.example"
 # Envoy puts the verified token's roles in this header, after removing any copy the client
-# sent (gateway/config.py); the federation gateway lets admins introspect by it.
+# sent (gateway/envoy); the federation gateway lets admins introspect by it.
 # A roles header, as a client could send one: the gateway believes only the verified token's.
 ROLES = "x-ordermesh-roles"
 COST = "x-ordermesh-graphql-cost"
@@ -174,7 +174,7 @@ class SecondGateway:
 def second(gateway, system, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
     """A federation gateway of this module's, with CORS_ORIGINS and debug logging, calling the
     subgraphs through a recording proxy in front of the session gateway's subgraph listener."""
-    proxy = RecordingProxy(f"http://127.0.0.1:{gateway.config.subgraphs_port}")
+    proxy = RecordingProxy(f"http://127.0.0.1:{gateway.envoy.subgraphs_port}")
     running = PrivateGraphqlGateway(
         tmp_path_factory.mktemp("graphql"),
         subgraphs_url=proxy.url,

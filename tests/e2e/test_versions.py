@@ -15,7 +15,7 @@ from order.v1 import order_service_pb2_grpc as order_v1_grpc
 from order.v2 import order_service_pb2 as order_v2
 from order.v2 import order_service_pb2_grpc as order_v2_grpc
 
-from gateway.config import DESCRIPTOR_SET, routable_rpcs
+from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 from harness.rest import Rest
 from harness.shop import eventually
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from gateway.config import DESCRIPTOR_SET
+from gateway.contracts import DESCRIPTOR_SET
 from gateway.openapi import methods_of
 from harness.shop import PASSWORD
 from harness.system import ADMIN_EMAIL

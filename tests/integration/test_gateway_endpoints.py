@@ -14,8 +14,8 @@ import uuid
 import pytest
 
 from chassis.registry import Instance, Registry, Watcher
-from gateway.config import eds_path
 from gateway.discovery import EdsFiles
+from gateway.envoy import eds_path
 from harness.shop import eventually
 
 CLUSTER = "order"

@@ -281,7 +281,7 @@ async def test_a_token_from_a_host_whose_clock_is_shifted_within_the_skew_is_acc
 
 
 def test_every_verifier_tolerates_the_same_clock_skew():
-    from gateway.config import GatewayConfig, jwt_authn_config
+    from gateway.envoy import GatewayConfig, jwt_authn_config
 
     config = jwt_authn_config(GatewayConfig(port=0, eds_dir=Path()), {"keys": []})
     (provider,) = config.providers.values()

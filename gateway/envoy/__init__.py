@@ -48,16 +48,14 @@ from envoy.config.rbac.v3 import rbac_pb2 as rbac_config_pb2
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_authn_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.type.matcher.v3 import http_inputs_pb2
-from google.api import annotations_pb2
-from google.protobuf import descriptor_pb2, json_format
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
 from chassis import pages
 from chassis.identity import INTERNAL_HEADER
-from chassis.lifecycle import api_lifecycles
 from chassis.tokens import CLOCK_SKEW_S
-from services import catalogue
+from gateway.contracts import DESCRIPTOR_SET, Rpc, routable_rpcs
 from services.catalogue import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit, graph_services
 
 __all__ = [
@@ -79,8 +77,6 @@ __all__ = [
     "subgraph_path",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
-DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
 # Written by Envoy from a verified token, after removing any copy a client sent: the caller's
 # user id (what per-user rate limits count by) and session id (what revocations match).
 # Services never read them: they verify the token themselves (chassis.identity).
@@ -155,82 +151,11 @@ def subgraph_path(service: str) -> str:
 
 # What a call may always be retried on: it never reached an instance.
 NEVER_ARRIVED = ("connect-failure", "refused-stream", "reset-before-request")
-# The field by which a request asks to be applied once however often it is sent.
-IDEMPOTENCY_KEY = "idempotency_key"
-ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
 # What Envoy answers itself (the transcoder's rejections, no healthy upstream, ...) as the same
 # JSON as the services' errors: {"code": <gRPC code>, "message": ...}, by HTTP status.
 GRPC_CODE_OF_STATUS = {
     400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 413: 8, 429: 8, 431: 8, 502: 14, 503: 14, 504: 4
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Rpc:
-    service: str  # the gRPC service's full name, e.g. "order.v1.OrderService"
-    method: str
-    cluster: str  # the service that serves it, e.g. "order"
-    access: int
-    http_verb: str  # "get", "post", ... or "" without a REST rule
-    # Its request carries an `idempotency_key`: the service applies a repeated request once.
-    deduplicated: bool
-    # Its contract asks for the auth service's check on every call (ext_authz).
-    policy_check: bool = False
-    # The headers every answer carries: Deprecation and Sunset, if its API is deprecated.
-    answer_headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def path(self) -> str:
-        return f"/{self.service}/{self.method}"
-
-    @property
-    def is_read(self) -> bool:
-        return self.http_verb == "get"
-
-    @property
-    def retry_safe(self) -> bool:
-        """Whether a call that may have been applied can be sent again."""
-        return self.is_read or self.deduplicated
-
-
-def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
-    """The RPCs the gateway routes, in the order of the descriptor set."""
-    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
-    keyed = {
-        f".{file.package}.{message.name}"
-        for file in files.file
-        for message in file.message_type
-        if any(field.name == IDEMPOTENCY_KEY for field in message.field)
-    }
-    lifecycles = api_lifecycles(files)
-    rpcs = []
-    for file in files.file:
-        for service in file.service:
-            name = f"{file.package}.{service.name}"
-            answer_headers = tuple(lifecycles[name].headers().items())
-            for method in service.method:
-                options = method.options
-                access = (
-                    options.Extensions[options_pb2.access]
-                    if options.HasExtension(options_pb2.access)
-                    else options_pb2.ACCESS_UNSPECIFIED
-                )
-                if access not in ROUTABLE:
-                    continue
-                rule = options.Extensions[annotations_pb2.http]
-                rpcs.append(
-                    Rpc(
-                        service=name,
-                        method=method.name,
-                        cluster=catalogue.by_api(name).name,
-                        access=access,
-                        http_verb=rule.WhichOneof("pattern") or "",
-                        deduplicated=method.input_type in keyed,
-                        policy_check=options.Extensions[options_pb2.policy_check],
-                        answer_headers=answer_headers,
-                    )
-                )
-    return rpcs
 
 
 @dataclass(frozen=True)
@@ -1546,83 +1471,3 @@ def _companions(config: GatewayConfig) -> list[str]:
     return ([AUTH_CLUSTER] if config.auth else []) + (
         [RATE_LIMIT_CLUSTER] if config.rate_limit else []
     )
-
-
-def main() -> None:
-    """Writes the gateway's bootstrap as YAML: `python -m gateway.config -o gateway/envoy.yaml`.
-
-    With `--descriptor-set PATH` the bootstrap names the descriptor set at PATH (where Envoy
-    will read it) and a copy of it is written there; with `--admin-port` it has an admin
-    listener on 127.0.0.1 (a container's gateway, see compose.yaml). An output named *.json is
-    written as JSON (Envoy reads either; the image has no YAML library)."""
-    import argparse
-    import shutil
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1", help="the address the gateway listens on")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--eds-dir", type=Path, default=Path(".build/run/gateway/eds"))
-    parser.add_argument("--descriptor-set", type=Path, help="where Envoy reads the contracts")
-    parser.add_argument("--admin-port", type=int, help="an admin listener on 127.0.0.1")
-    parser.add_argument(
-        "--graphql-address",
-        default="127.0.0.1:4000",
-        help="host:port of the GraphQL federation gateway ('' for no /graphql)",
-    )
-    parser.add_argument("--subgraphs-host", default="127.0.0.1")
-    parser.add_argument("--subgraphs-port", type=int, default=SUBGRAPHS_PORT)
-    parser.add_argument("--policy-dir", type=Path, default=Path(".build/run/gateway/policy"))
-    parser.add_argument(
-        "--tls-cert",
-        type=Path,
-        default=Path(".build/tls/gateway.crt"),
-        help="the gateway's certificate chain (PEM), for HTTPS and gRPC over TLS",
-    )
-    parser.add_argument("--tls-key", type=Path, default=Path(".build/tls/gateway.key"))
-    parser.add_argument(
-        "--plaintext", action="store_true", help="no TLS (behind a TLS-terminating proxy)"
-    )
-    parser.add_argument(
-        "--prepare",
-        action="store_true",
-        help="write each missing file Envoy reads at start (EDS and policy files)",
-    )
-    args = parser.parse_args()
-    if args.descriptor_set is not None:
-        shutil.copyfile(DESCRIPTOR_SET, args.descriptor_set)
-    config = GatewayConfig(
-        host=args.host,
-        port=args.port,
-        eds_dir=args.eds_dir,
-        policy_dir=args.policy_dir,
-        descriptor_set=args.descriptor_set or DESCRIPTOR_SET.relative_to(ROOT),
-        graphql_address=args.graphql_address,
-        subgraphs_host=args.subgraphs_host,
-        subgraphs_port=args.subgraphs_port,
-        tls_cert=None if args.plaintext else args.tls_cert,
-        tls_key=None if args.plaintext else args.tls_key,
-    )
-    rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
-    if args.prepare:  # Envoy refuses to start on an EDS or ECDS path that does not exist yet
-        from gateway.agent import prepare
-
-        prepare(config)
-    if args.admin_port is not None:
-        address = {"address": "127.0.0.1", "port_value": args.admin_port}
-        rendered["admin"] = {"address": {"socket_address": address}}
-    header = (
-        "# Generated from the contracts by `make gen` (gateway/config.py): do not edit.\n"
-        "# Paths are relative to the repository's root; `make up` and the tests render their own\n"
-        "# copy with their ports and directories, and add an admin listener.\n"
-    )
-    if args.output.suffix == ".json":
-        args.output.write_text(json.dumps(rendered, indent=1) + "\n")
-        return
-    import yaml
-
-    args.output.write_text(header + yaml.safe_dump(rendered, sort_keys=False, width=100))
-
-
-if __name__ == "__main__":
-    main()
