@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -57,27 +56,20 @@ from typing import Any
 import asyncpg
 from asyncpg import exceptions as pg_errors
 
-from chassis.events import Outgoing
 from chassis.logging import get_logger
 from chassis.store import (
     Collection,
     Document,
     DuplicateKey,
-    OutboxRow,
-    ParkedRow,
     StoreError,
     StoreUnavailable,
     VersionConflict,
     running,
 )
-from chassis.store.sql import (
-    OUTBOX_COLUMNS,
-    OUTBOX_INSERT,
-    body,
-    checked,
-    outbox_row,
-    outbox_values,
-)
+from chassis.store.sql import body, table
+from chassis.store.sql.dialect import POSTGRES, schema
+from chassis.store.sql.outbox import SqlOutbox
+from chassis.store.sql.transaction import SqlTransaction
 
 __all__ = ["PostgresStore"]
 
@@ -88,22 +80,6 @@ log = get_logger(__name__)
 OUTBOX_LOCK = 0x6F75_7462_6F78  # "outbox"
 SCHEMA_LOCK = 0x7363_6865_6D61  # "schema"
 OUTBOX_CHANNEL = "ordermesh_outbox"
-SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS outbox ("
-    " seq BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,"
-    " exchange TEXT NOT NULL, exchange_type TEXT NOT NULL, routing_key TEXT NOT NULL,"
-    " is_command BOOLEAN NOT NULL, payload BYTEA NOT NULL, envelope TEXT NOT NULL,"
-    " sent_at DOUBLE PRECISION, parked_at DOUBLE PRECISION, parked_reason TEXT)",
-    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq)"
-    " WHERE sent_at IS NULL AND parked_at IS NULL",
-    "CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id)",
-    "CREATE TABLE IF NOT EXISTS inbox (consumer TEXT NOT NULL, event_id TEXT NOT NULL,"
-    " processed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (consumer, event_id))",
-    "CREATE INDEX IF NOT EXISTS inbox_processed ON inbox (processed_at)",
-    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-    " expires_at DOUBLE PRECISION NOT NULL)",
-]
 # Rerun the transaction: another one got there first, or holds a row it must change.
 CONFLICTS = (
     pg_errors.DeadlockDetectedError,
@@ -133,33 +109,6 @@ UNAVAILABLE = (
 )
 
 
-def _created(statement: str) -> str:
-    """The table or index a CREATE ... IF NOT EXISTS statement creates (as SQL names it)."""
-    match = re.match(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\S+)", statement)
-    if match is None:
-        raise ValueError(f"not a CREATE ... IF NOT EXISTS: {statement[:60]}")
-    return match.group(1)
-
-
-def _table(collection: str) -> str:
-    return f'"doc_{checked(collection)}"'
-
-
-def _field(name: str) -> str:
-    return "id" if name == "_id" else f"(doc -> '{checked(name)}')"
-
-
-def _cast(name: str) -> str:
-    """The type of a parameter compared with `_field(name)`: text for the id, else JSONB (its
-    value encoded by the connection's codec)."""
-    return "" if name == "_id" else "::jsonb"
-
-
-def _document(row: asyncpg.Record) -> Document:
-    id, version, doc = row
-    return {**doc, "_id": id, "_version": version}
-
-
 def _duplicate(exc: pg_errors.UniqueViolationError, collection: str) -> DuplicateKey:
     constraint = getattr(exc, "constraint_name", None) or ""
     prefix = f"doc_{collection}_u_"
@@ -180,22 +129,44 @@ async def _reset(db: asyncpg.Connection) -> None:
         await db.execute("ROLLBACK")
 
 
-class _Transaction:
-    def __init__(self, db: asyncpg.Connection, unique: Mapping[str, Sequence[str]]):
+class _Executor:
+    """Statements on one pooled connection; a row count from the command's status."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: asyncpg.Connection):
+        self._db = db
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self._db.fetch(sql, *args)]
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return _count(await self._db.execute(sql, *args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._db.executemany(sql, rows)
+
+
+class _Transaction(SqlTransaction):
+    """A write that clashes on a unique field leaves the transaction usable, as in every
+    adapter: an insert does nothing on conflict, an update runs in a savepoint."""
+
+    def __init__(
+        self,
+        db: asyncpg.Connection,
+        unique: Mapping[str, Sequence[str]],
+        *,
+        outbox_lock_timeout_s: float,
+    ):
+        super().__init__(_Executor(db), POSTGRES)
         self._db = db
         self._unique = unique
-        self.outgoing: list[tuple[Outgoing, str]] = []
-
-    async def get(self, collection: str, id: str) -> Document | None:
-        row = await self._db.fetchrow(
-            f"SELECT id, version, doc FROM {_table(collection)} WHERE id = $1", id
-        )
-        return _document(row) if row else None
+        self._outbox_lock_timeout_s = outbox_lock_timeout_s
 
     async def insert(self, collection: str, id: str, document: Mapping[str, Any]) -> Document:
         # ON CONFLICT DO NOTHING: a duplicate leaves the transaction usable, as in every adapter.
         status = await self._db.execute(
-            f"INSERT INTO {_table(collection)} (id, version, doc) VALUES ($1, 1, $2) "
+            f"INSERT INTO {table(collection)} (id, version, doc) VALUES ($1, 1, $2) "
             "ON CONFLICT DO NOTHING",
             id,
             body(document),
@@ -211,7 +182,8 @@ class _Transaction:
             return "_id"
         for field in self._unique.get(collection, ()):
             found = await self._db.fetchval(
-                f"SELECT 1 FROM {_table(collection)} WHERE {_field(field)} = $1::jsonb",
+                f"SELECT 1 FROM {table(collection)} "
+                f"WHERE {POSTGRES.field(field)} = {POSTGRES.compared(field, 1)}",
                 document.get(field),
             )
             if found is not None:
@@ -221,7 +193,7 @@ class _Transaction:
     async def update(self, collection: str, document: Mapping[str, Any]) -> Document:
         id, version = document["_id"], document["_version"]
         sql = (
-            f"UPDATE {_table(collection)} SET version = version + 1, doc = $1 "
+            f"UPDATE {table(collection)} SET version = version + 1, doc = $1 "
             "WHERE id = $2 AND version = $3"
         )
         if collection in self._unique:
@@ -237,54 +209,9 @@ class _Transaction:
             raise VersionConflict(f"{collection}/{id} changed since version {version} was read")
         return {**document, "_version": version + 1}
 
-    async def delete(self, collection: str, id: str) -> bool:
-        status = await self._db.execute(f"DELETE FROM {_table(collection)} WHERE id = $1", id)
-        return bool(status == "DELETE 1")
-
-    async def find(
-        self,
-        collection: str,
-        *,
-        where: Mapping[str, Any] | None = None,
-        order_by: str = "_id",
-        descending: bool = False,
-        after: tuple[Any, str] | None = None,
-        limit: int | None = None,
-    ) -> list[Document]:
-        clauses: list[str] = []
-        parameters: list[Any] = []
-        for name, value in (where or {}).items():
-            parameters.append(value)
-            clauses.append(f"{_field(name)} = ${len(parameters)}{_cast(name)}")
-        order = _field(order_by)
-        if after is not None:
-            parameters += list(after)
-            placeholder = f"(${len(parameters) - 1}{_cast(order_by)}, ${len(parameters)})"
-            clauses.append(f"({order}, id) {'<' if descending else '>'} {placeholder}")
-        direction = "DESC" if descending else "ASC"
-        sql = f"SELECT id, version, doc FROM {_table(collection)}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY {order} {direction}, id {direction}"
-        if limit is not None:
-            parameters.append(limit)
-            sql += f" LIMIT ${len(parameters)}"
-        return [_document(row) for row in await self._db.fetch(sql, *parameters)]
-
-    def publish(self, message: Outgoing, *, key: str = "") -> None:
-        self.outgoing.append((message, key))
-
-    async def first_time(self, consumer: str, event_id: str) -> bool:
-        status = await self._db.execute(
-            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING",
-            consumer,
-            event_id,
-            time.time(),
-        )
-        return bool(status == "INSERT 0 1")
-
-    async def flush_outbox(self, lock_timeout_s: float) -> None:
+    async def flush_outbox(self) -> None:
+        """Takes the outbox's commit lock (see the module doc), then writes the rows."""
+        lock_timeout_s = self._outbox_lock_timeout_s
         # One round trip (the simple protocol: constants only): the lock's own timeout, the lock.
         try:
             await self._db.execute(
@@ -296,10 +223,7 @@ class _Transaction:
                 f"the outbox's commit lock was not free within {lock_timeout_s:g} s: another "
                 "transaction holds it (stuck?)"
             ) from exc
-        await self._db.executemany(
-            f"INSERT INTO outbox ({OUTBOX_INSERT}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            [outbox_values(message, key) for message, key in self.outgoing],
-        )
+        await super().flush_outbox()
 
 
 def _writable(url: str) -> dict[str, str]:
@@ -317,7 +241,12 @@ def _lost(db: asyncpg.Connection) -> bool:
         return True
 
 
-class PostgresStore:
+class PostgresStore(SqlOutbox):
+    """The outbox, inbox and lease statements are SqlOutbox's; this class keeps the pool, its
+    error classification, the schema's and the outbox's advisory locks, and LISTEN."""
+
+    dialect = POSTGRES
+
     def __init__(
         self,
         url: str,
@@ -341,24 +270,7 @@ class PostgresStore:
         self.outbox_event = asyncio.Event()
 
     async def open(self, collections: Sequence[Collection] = ()) -> None:
-        ddl = list(SCHEMA)
         self._unique = {c.name: c.unique for c in collections if c.unique}
-        for collection in collections:
-            table = _table(collection.name)
-            ddl.append(
-                f"CREATE TABLE IF NOT EXISTS {table} "
-                "(id TEXT PRIMARY KEY, version BIGINT NOT NULL, doc JSONB NOT NULL)"
-            )
-            ddl += [
-                f'CREATE UNIQUE INDEX IF NOT EXISTS "doc_{collection.name}_u_{field}" '
-                f"ON {table} ({_field(field)})"
-                for field in collection.unique
-            ]
-            ddl += [
-                f'CREATE INDEX IF NOT EXISTS "doc_{collection.name}_i_{field}" '
-                f"ON {table} ({_field(field)}, id)"
-                for field in collection.indexed
-            ]
         try:
             self._pool = self._pool or await asyncpg.create_pool(
                 self._url,
@@ -375,18 +287,18 @@ class PostgresStore:
             raise StoreUnavailable(f"PostgreSQL does not answer: {exc}") from exc
         async with self._connection() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-            for statement in ddl:
+            for name, statement in schema(POSTGRES, collections):
                 # What exists is left alone: CREATE ... IF NOT EXISTS takes the table's lock
                 # before it looks, and waits behind every writer (an instance started beside
                 # loaded ones failed at its lock timeout, in bench-scale).
-                if await db.fetchval("SELECT to_regclass($1)", _created(statement)) is None:
+                if await db.fetchval("SELECT to_regclass($1)", name) is None:
                     try:
                         await db.execute(statement)
                     except pg_errors.InsufficientPrivilegeError as exc:
                         # A service runs as a role that may not change the schema: its
                         # owner makes it first (services.schema, deploy/databases.py).
                         raise StoreError(
-                            f"{_created(statement)} does not exist and this role may not "
+                            f"{name} does not exist and this role may not "
                             f"create it ({exc}): create the schema as the database's owner "
                             "first (`python -m services.schema <service>`)"
                         ) from exc
@@ -425,13 +337,27 @@ class PostgresStore:
             raise StoreUnavailable(f"PostgreSQL cannot do it now: {exc!r}") from exc
 
     @asynccontextmanager
+    async def _session(self, *, write: bool, atomic: bool = False) -> AsyncIterator[_Executor]:
+        # A statement on its own commits on its own (it takes the row locks it needs, whether
+        # it writes or not); several that must commit together share one transaction, the
+        # others none (a transaction is two round trips more).
+        async with self._connection() as db:
+            if atomic:
+                async with db.transaction():
+                    yield _Executor(db)
+            else:
+                yield _Executor(db)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Transaction]:
         async with self._connection() as db:
             async with db.transaction():
-                tx = _Transaction(db, self._unique)
+                tx = _Transaction(
+                    db, self._unique, outbox_lock_timeout_s=self._outbox_lock_timeout_s
+                )
                 yield tx
                 if tx.outgoing:
-                    await tx.flush_outbox(self._outbox_lock_timeout_s)
+                    await tx.flush_outbox()
             if tx.outgoing:
                 self.outbox_event.set()
 
@@ -465,113 +391,6 @@ class PostgresStore:
         await db.add_listener(OUTBOX_CHANNEL, lambda *_: self.outbox_event.set())
         self.outbox_event.set()
         await lost.wait()
-
-    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
-        async with self._connection() as db:
-            rows = await db.fetch(
-                f"SELECT {OUTBOX_COLUMNS} FROM outbox "
-                "WHERE sent_at IS NULL AND parked_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
-                after,
-                limit,
-            )
-        return [outbox_row(tuple(row)) for row in rows]
-
-    async def mark_sent(self, seqs: Sequence[int]) -> None:
-        async with self._connection() as db:
-            await db.execute(
-                "UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])",
-                time.time(),
-                list(seqs),
-            )
-
-    async def park(self, refused: Sequence[tuple[int, str]]) -> None:
-        async with self._connection() as db:
-            now = time.time()
-            await db.executemany(
-                "UPDATE outbox SET parked_at = $1, parked_reason = $2 "
-                "WHERE seq = $3 AND sent_at IS NULL",
-                [(now, reason, seq) for seq, reason in refused],
-            )
-
-    async def parked(self, limit: int = 1000) -> list[ParkedRow]:
-        async with self._connection() as db:
-            rows = await db.fetch(
-                f"SELECT {OUTBOX_COLUMNS}, parked_reason, parked_at FROM outbox "
-                "WHERE parked_at IS NOT NULL ORDER BY seq LIMIT $1",
-                limit,
-            )
-        return [
-            ParkedRow(outbox_row(tuple(row)[:-2]), reason=row[-2], parked_at=row[-1])
-            for row in rows
-        ]
-
-    async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
-        sql = "UPDATE outbox SET parked_at = NULL, parked_reason = NULL WHERE parked_at IS NOT NULL"
-        async with self._connection() as db:
-            if event_ids is None:
-                status = await db.execute(sql)
-            else:
-                status = await db.execute(sql + " AND event_id = ANY($1::text[])", list(event_ids))
-        return _count(status)
-
-    async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
-        # On the server's clock: instances on hosts whose clocks disagree see the same expiry.
-        now = "extract(epoch FROM clock_timestamp())"
-        async with self._connection() as db:
-            status = await db.execute(
-                f"INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, {now} + $3) "
-                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
-                "expires_at = excluded.expires_at WHERE leases.owner = excluded.owner "
-                f"OR leases.expires_at < {now}",
-                name,
-                owner,
-                ttl_s,
-            )
-        return _count(status) == 1
-
-    async def prune(self, *, sent_before: float, handled_before: float, limit: int = 1000) -> int:
-        async with self._connection() as db, db.transaction():
-            sent = await db.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                "WHERE sent_at IS NOT NULL AND sent_at < $1 LIMIT $2)",
-                sent_before,
-                limit,
-            )
-            handled = await db.execute(
-                "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id "
-                "FROM inbox WHERE processed_at < $1 LIMIT $2)",
-                handled_before,
-                limit,
-            )
-        return _count(sent) + _count(handled)
-
-    async def count_outbox(self) -> tuple[int, int]:
-        async with self._connection() as db:
-            row = await db.fetchrow(
-                "SELECT COUNT(*) - COUNT(sent_at) - COUNT(parked_at), COUNT(sent_at) FROM outbox"
-            )
-        assert row is not None
-        return int(row[0]), int(row[1])
-
-    async def count_pending(self) -> int:
-        async with self._connection() as db:
-            count = await db.fetchval(
-                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
-            )
-        return int(count)
-
-    async def count_inbox(self, consumer: str) -> int:
-        async with self._connection() as db:
-            count = await db.fetchval("SELECT COUNT(*) FROM inbox WHERE consumer = $1", consumer)
-        return int(count)
-
-    async def ping(self) -> None:
-        async with self._connection() as db:
-            await db.fetchval("SELECT 1")
-
-    async def now(self) -> float:
-        async with self._connection() as db:
-            return float(await db.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
 
 
 def _count(status: str) -> int:

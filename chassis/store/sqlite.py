@@ -22,92 +22,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from asyncinotify import Inotify, Mask
 
-from chassis.events import Outgoing
 from chassis.logging import get_logger
 from chassis.store import (
     Collection,
     Document,
     DuplicateKey,
-    OutboxRow,
-    ParkedRow,
     StoreUnavailable,
     VersionConflict,
     running,
 )
-from chassis.store.sql import (
-    OUTBOX_COLUMNS,
-    OUTBOX_INSERT,
-    body,
-    checked,
-    outbox_row,
-    outbox_values,
-)
+from chassis.store.sql import body, table
+from chassis.store.sql.dialect import SQLITE, schema
+from chassis.store.sql.outbox import SqlOutbox
+from chassis.store.sql.transaction import SqlTransaction
 
 __all__ = ["SqliteStore"]
 
 log = get_logger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    exchange TEXT NOT NULL,
-    exchange_type TEXT NOT NULL,
-    routing_key TEXT NOT NULL,
-    is_command INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    envelope TEXT NOT NULL,
-    sent_at REAL,
-    parked_at REAL,
-    parked_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_sent ON outbox(sent_at) WHERE sent_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS inbox (
-    consumer TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    processed_at REAL NOT NULL,
-    PRIMARY KEY (consumer, event_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS inbox_processed ON inbox(processed_at);
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    expires_at REAL NOT NULL
-);
-"""
 
+class _Executor:
+    """Statements on the store's connection (they run on the loop's thread: see the module doc)."""
 
-def _table(collection: str) -> str:
-    return f'"doc_{checked(collection)}"'
+    __slots__ = ("_db",)
 
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
 
-def _field(name: str) -> str:
-    if name == "_id":
-        return "id"
-    return f"json_extract(doc, '$.{checked(name)}')"
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return self._db.execute(sql, args).fetchall()
 
+    async def execute(self, sql: str, *args: Any) -> int:
+        return self._db.execute(sql, args).rowcount
 
-def _document(id: str, version: int, raw: str) -> Document:
-    return {**json.loads(raw), "_id": id, "_version": version}
-
-
-def _body(document: Mapping[str, Any]) -> str:
-    return json.dumps(body(document))
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
 
 
 def _duplicate(exc: sqlite3.IntegrityError, collection: str) -> DuplicateKey:
@@ -117,22 +78,18 @@ def _duplicate(exc: sqlite3.IntegrityError, collection: str) -> DuplicateKey:
     return DuplicateKey(f"{collection}: another document has the same {what}")
 
 
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self._db = db
-        self.outgoing: list[tuple[Outgoing, str]] = []
+class _Transaction(SqlTransaction):
+    """A unique field that clashes is named by SQLite's error (the index's name)."""
 
-    async def get(self, collection: str, id: str) -> Document | None:
-        row = self._db.execute(
-            f"SELECT id, version, doc FROM {_table(collection)} WHERE id = ?", (id,)
-        ).fetchone()
-        return _document(row[0], row[1], row[2]) if row else None
+    def __init__(self, db: sqlite3.Connection):
+        super().__init__(_Executor(db), SQLITE)
+        self._db = db
 
     async def insert(self, collection: str, id: str, document: Mapping[str, Any]) -> Document:
         try:
             self._db.execute(
-                f"INSERT INTO {_table(collection)} (id, version, doc) VALUES (?, 1, ?)",
-                (id, _body(document)),
+                f"INSERT INTO {table(collection)} (id, version, doc) VALUES (?, 1, ?)",
+                (id, SQLITE.encoded(body(document))),
             )
         except sqlite3.IntegrityError as exc:
             raise _duplicate(exc, collection) from None
@@ -142,61 +99,15 @@ class _Transaction:
         id, version = document["_id"], document["_version"]
         try:
             cursor = self._db.execute(
-                f"UPDATE {_table(collection)} SET version = version + 1, doc = ? "
+                f"UPDATE {table(collection)} SET version = version + 1, doc = ? "
                 "WHERE id = ? AND version = ?",
-                (_body(document), id, version),
+                (SQLITE.encoded(body(document)), id, version),
             )
         except sqlite3.IntegrityError as exc:
             raise _duplicate(exc, collection) from None
         if cursor.rowcount != 1:
             raise VersionConflict(f"{collection}/{id} changed since version {version} was read")
         return {**document, "_version": version + 1}
-
-    async def delete(self, collection: str, id: str) -> bool:
-        cursor = self._db.execute(f"DELETE FROM {_table(collection)} WHERE id = ?", (id,))
-        return cursor.rowcount == 1
-
-    async def find(
-        self,
-        collection: str,
-        *,
-        where: Mapping[str, Any] | None = None,
-        order_by: str = "_id",
-        descending: bool = False,
-        after: tuple[Any, str] | None = None,
-        limit: int | None = None,
-    ) -> list[Document]:
-        clauses = [f"{_field(name)} = ?" for name in (where or {})]
-        parameters: list[Any] = list((where or {}).values())
-        order = _field(order_by)
-        if after is not None:
-            clauses.append(f"({order}, id) {'<' if descending else '>'} (?, ?)")
-            parameters += list(after)
-        direction = "DESC" if descending else "ASC"
-        sql = f"SELECT id, version, doc FROM {_table(collection)}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY {order} {direction}, id {direction}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            parameters.append(limit)
-        return [_document(*row) for row in self._db.execute(sql, parameters)]
-
-    def publish(self, message: Outgoing, *, key: str = "") -> None:
-        self.outgoing.append((message, key))
-
-    async def first_time(self, consumer: str, event_id: str) -> bool:
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)",
-            (consumer, event_id, time.time()),
-        )
-        return cursor.rowcount == 1
-
-    def flush_outbox(self) -> None:
-        self._db.executemany(
-            f"INSERT INTO outbox ({OUTBOX_INSERT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [outbox_values(message, key) for message, key in self.outgoing],
-        )
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -311,7 +222,7 @@ class _TransactionScope:
         assert tx is not None
         if exc_type is None and tx.outgoing:
             try:
-                tx.flush_outbox()
+                await tx.flush_outbox()
             except BaseException as error:
                 await self._scope.__aexit__(type(error), error, None)
                 raise
@@ -320,7 +231,12 @@ class _TransactionScope:
             self._store.outbox_event.set()
 
 
-class SqliteStore:
+class SqliteStore(SqlOutbox):
+    """The outbox, inbox and lease statements are SqlOutbox's; this class keeps the connection,
+    its lock and transactions, the checkpointer and the watch."""
+
+    dialect = SQLITE
+
     def __init__(
         self,
         path: Path | str,
@@ -355,31 +271,15 @@ class SqliteStore:
         # Reads through a memory map and a larger page cache: no syscall per page read.
         self._db.execute("PRAGMA mmap_size = 268435456")
         self._db.execute("PRAGMA cache_size = -32768")
-        ddl = [statement for statement in SCHEMA.split(";") if statement.strip()]
-        for collection in collections:
-            table = _table(collection.name)
-            ddl.append(
-                f"CREATE TABLE IF NOT EXISTS {table} "
-                "(id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL)"
-            )
-            ddl += [
-                f'CREATE UNIQUE INDEX IF NOT EXISTS "doc_{collection.name}_u_{field}" '
-                f"ON {table} ({_field(field)})"
-                for field in collection.unique
-            ]
-            ddl += [
-                f'CREATE INDEX IF NOT EXISTS "doc_{collection.name}_i_{field}" '
-                f"ON {table} ({_field(field)}, id)"
-                for field in collection.indexed
-            ]
         async with self._locked() as db:
-            for statement in ddl:
-                db.execute(statement)
-            # Files made before messages could be parked get the columns (NULL: not parked).
+            # Files made before messages could be parked get the columns (NULL: not parked),
+            # before the indexes that read them are made.
             columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
             for column, kind in (("parked_at", "REAL"), ("parked_reason", "TEXT")):
-                if column not in columns:
+                if columns and column not in columns:
                     db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
+            for _, statement in schema(SQLITE, collections):
+                db.execute(statement)
 
         self._checkpointer = _Checkpointer(self._path, self._checkpoint_interval_s)
         self._checkpointer.start()
@@ -428,107 +328,11 @@ class SqliteStore:
         """A unit of work on the raw connection, committed if the block ends normally."""
         return _Scope(self, write=write)
 
+    @asynccontextmanager
+    async def _session(self, *, write: bool, atomic: bool = False) -> AsyncIterator[_Executor]:
+        # One transaction on the connection whatever `atomic` says: SQLite's are explicit here.
+        async with self._locked(write=write) as db:
+            yield _Executor(db)
+
     def transaction(self) -> _TransactionScope:
         return _TransactionScope(self)
-
-    async def pending(self, limit: int, *, after: int = 0) -> list[OutboxRow]:
-        async with self._locked(write=False) as db:
-            rows = db.execute(
-                f"SELECT {OUTBOX_COLUMNS} FROM outbox "
-                "WHERE sent_at IS NULL AND parked_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
-                (after, limit),
-            ).fetchall()
-        return [outbox_row(row) for row in rows]
-
-    async def park(self, refused: Sequence[tuple[int, str]]) -> None:
-        async with self._locked() as db:
-            now = time.time()
-            db.executemany(
-                "UPDATE outbox SET parked_at = ?, parked_reason = ? "
-                "WHERE seq = ? AND sent_at IS NULL",
-                [(now, reason, seq) for seq, reason in refused],
-            )
-
-    async def parked(self, limit: int = 1000) -> list[ParkedRow]:
-        async with self._locked(write=False) as db:
-            rows = db.execute(
-                f"SELECT {OUTBOX_COLUMNS}, parked_reason, parked_at FROM outbox "
-                "WHERE parked_at IS NOT NULL ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [ParkedRow(outbox_row(row[:-2]), reason=row[-2], parked_at=row[-1]) for row in rows]
-
-    async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
-        async with self._locked() as db:
-            sql = "UPDATE outbox SET parked_at = NULL, parked_reason = NULL "
-            if event_ids is None:
-                cursor = db.execute(sql + "WHERE parked_at IS NOT NULL")
-            else:
-                cursor = db.executemany(
-                    sql + "WHERE parked_at IS NOT NULL AND event_id = ?",
-                    [(event_id,) for event_id in event_ids],
-                )
-            return cursor.rowcount
-
-    async def mark_sent(self, seqs: Sequence[int]) -> None:
-        async with self._locked() as db:
-            now = time.time()
-            db.executemany("UPDATE outbox SET sent_at = ? WHERE seq = ?", [(now, s) for s in seqs])
-
-    async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
-        now = time.time()
-        async with self._locked() as db:
-            cursor = db.execute(
-                "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
-                "expires_at = excluded.expires_at WHERE leases.owner = excluded.owner "
-                "OR leases.expires_at < ?",
-                (name, owner, now + ttl_s, now),
-            )
-            return cursor.rowcount == 1
-
-    async def prune(self, *, sent_before: float, handled_before: float, limit: int = 1000) -> int:
-        async with self._locked() as db:
-            # The newest row stays: SQLite gives a new row the highest seq + 1, and a seq must
-            # never be handed out twice (the relay reads on from the highest it has seen).
-            sent = db.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                "WHERE sent_at IS NOT NULL AND sent_at < ? "
-                "AND seq < (SELECT MAX(seq) FROM outbox) LIMIT ?)",
-                (sent_before, limit),
-            ).rowcount
-            handled = db.execute(
-                "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id "
-                "FROM inbox WHERE processed_at < ? LIMIT ?)",
-                (handled_before, limit),
-            ).rowcount
-        return int(sent + handled)
-
-    async def count_outbox(self) -> tuple[int, int]:
-        async with self._locked(write=False) as db:
-            pending, sent = db.execute(
-                "SELECT COUNT(*) - COUNT(sent_at) - COUNT(parked_at), COUNT(sent_at) FROM outbox"
-            ).fetchone()
-        return int(pending), int(sent)
-
-    async def count_pending(self) -> int:
-        async with self._locked(write=False) as db:
-            (count,) = db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
-            ).fetchone()
-        return int(count)
-
-    async def count_inbox(self, consumer: str) -> int:
-        async with self._locked(write=False) as db:
-            (count,) = db.execute(
-                "SELECT COUNT(*) FROM inbox WHERE consumer = ?", (consumer,)
-            ).fetchone()
-        return int(count)
-
-    async def ping(self) -> None:
-        async with self._locked(write=False) as db:
-            db.execute("SELECT 1").fetchone()
-
-    async def now(self) -> float:
-        # The file is on this host: every process sharing it reads this host's clock.
-        return time.time()

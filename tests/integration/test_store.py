@@ -7,11 +7,15 @@ on this project's machines, so here it is skipped with that reason.
 
 import asyncio
 import base64
+import contextlib
 import os
+import re
+import sqlite3
 import sys
 import time
 import uuid
 
+import psycopg
 import pytest
 from inventory.v1 import events_pb2
 
@@ -20,6 +24,7 @@ from chassis.errors import InvalidArgument
 from chassis.events import outgoing
 from chassis.store import Collection, DuplicateKey, VersionConflict, open_store, run_transaction
 from chassis.store.postgres import PostgresStore
+from chassis.store.sql import OUTBOX_INSERT, outbox_values
 from chassis.store.sqlite import SqliteStore
 
 COLLECTIONS = [
@@ -348,3 +353,91 @@ async def test_a_stale_write_from_another_process_conflicts_and_its_retry_applie
             assert (await tx.get("accounts", "a-1"))["credit"] == 102  # no update lost
     finally:
         await store.close()
+
+
+def _sqlite(path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+def _postgres(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url) as db:
+        return db.execute(sql).fetchall()
+
+
+def _shape(definition: str) -> str:
+    """An index's columns and condition, however its database prints them."""
+    columns, _, condition = definition.partition(" WHERE ")
+    return re.sub(r"[()\s]", "", columns.rsplit(" (", 1)[-1] + "|" + condition).lower()
+
+
+SQLITE_INDEXES = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql NOT NULL"
+
+
+async def test_sqlite_and_postgresql_make_the_same_tables_and_indexes(tmp_path, postgres_url):
+    path = tmp_path / "service.db"
+    for store in (SqliteStore(path), PostgresStore(postgres_url)):
+        await store.open(COLLECTIONS)
+        await store.close()
+    sqlite_tables = _sqlite(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    postgres_tables = _postgres(
+        postgres_url, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    )
+    sqlite_indexes = dict(_sqlite(path, SQLITE_INDEXES))
+    postgres_indexes = dict(
+        _postgres(
+            postgres_url,
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND indexname NOT LIKE '%_pkey'",
+        )
+    )
+
+    assert set(sqlite_tables) == set(postgres_tables) == {
+        ("outbox",), ("inbox",), ("leases",), ("doc_accounts",),
+    }  # fmt: skip
+    assert set(sqlite_indexes) == set(postgres_indexes)
+    for name in ("outbox_pending", "outbox_sent", "outbox_event", "inbox_processed"):
+        assert _shape(sqlite_indexes[name]) == _shape(postgres_indexes[name]), name
+
+
+# The SQLite schema of the version before messages could be parked.
+EARLIER_SQLITE_SCHEMA = """
+CREATE TABLE outbox (seq INTEGER PRIMARY KEY, key TEXT NOT NULL, event_id TEXT NOT NULL,
+    type TEXT NOT NULL, exchange TEXT NOT NULL, exchange_type TEXT NOT NULL,
+    routing_key TEXT NOT NULL, is_command INTEGER NOT NULL, payload BLOB NOT NULL,
+    envelope TEXT NOT NULL, sent_at REAL);
+CREATE INDEX outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
+CREATE TABLE inbox (consumer TEXT NOT NULL, event_id TEXT NOT NULL, processed_at REAL NOT NULL,
+    PRIMARY KEY (consumer, event_id)) WITHOUT ROWID;
+CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
+"""
+
+
+async def test_a_sqlite_file_of_an_earlier_version_opens_with_its_messages(tmp_path):
+    """Its outbox gets the columns and indexes it lacks; an index it has keeps its definition
+    (outbox_pending without `AND parked_at IS NULL`), and serves the same reads."""
+    path = tmp_path / "service.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(EARLIER_SQLITE_SCHEMA)
+        db.execute(
+            f"INSERT INTO outbox ({OUTBOX_INSERT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            outbox_values(outgoing(event("p-0"), producer="test"), "p"),
+        )
+        db.commit()
+    store = SqliteStore(path)
+    await store.open(COLLECTIONS)
+    try:
+        async with store.transaction() as tx:
+            tx.publish(outgoing(event("p-1"), producer="test"), key="p")
+        first, second = await store.pending(10)
+        await store.park([(first.seq, "refused")])
+
+        assert await store.pending(10) == [second]
+        assert await store.count_pending() == 1
+        assert await store.unpark([first.message.envelope.event_id]) == 1
+        assert [row.seq for row in await store.pending(10)] == [first.seq, second.seq]
+    finally:
+        await store.close()
+    indexes = dict(_sqlite(path, SQLITE_INDEXES))
+    assert indexes["outbox_pending"].endswith("WHERE sent_at IS NULL")
+    assert indexes["outbox_event"].endswith("WHERE parked_at IS NOT NULL")

@@ -1,12 +1,30 @@
-"""What the SQL adapters (SQLite, PostgreSQL) share: names, and the outbox's rows."""
+"""The SQL stores' shared part (SQLite, PostgreSQL): the outbox, inbox and lease SQL written once.
+
+As eventuate-common writes its message tables' SQL once (`EventuateCommonJdbcOperations`) and
+lets a dialect say what each database spells differently, the statements here are written
+once and run on any SQL store through two small pieces:
+- an `Executor`: one connection's statements (fetch, execute with its row count, executemany),
+  which each adapter implements on its driver;
+- a `Dialect` (`chassis.store.sql.dialect`): parameters, column types, a list parameter, the
+  clock leases compare, what `prune` must keep.
+
+    chassis.store.sql              names, the outbox's rows, the Executor protocol
+    chassis.store.sql.dialect      Dialect, SQLITE, POSTGRES and the schema both create
+    chassis.store.sql.outbox       SqlOutbox: the relay's side of the port (pending ... prune)
+    chassis.store.sql.transaction  SqlTransaction: a unit of work's reads, inbox and outbox rows
+
+Each adapter keeps what really differs: its connections and transaction scope, its error
+classification, how a duplicate is named, SQLite's checkpointer and file watch, PostgreSQL's
+advisory locks and LISTEN.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 
@@ -23,11 +41,30 @@ OUTBOX_INSERT = (
 )
 
 
+class Executor(Protocol):
+    """Statements on one connection, inside whatever transaction its adapter began. Parameters
+    are numbered as the statement's dialect says (`Dialect.statement`)."""
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        """The rows a query returns."""
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Runs a statement; returns how many rows it inserted, changed or deleted."""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Runs a statement once per row of parameters."""
+
+
 def checked(name: str) -> str:
     """A collection or field name, safe to put in SQL (it is never a parameter)."""
     if not NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid collection or field name ([a-z][a-z0-9_]*)")
     return name
+
+
+def table(collection: str) -> str:
+    """The table of a collection's documents, quoted as SQL names it."""
+    return f'"doc_{checked(collection)}"'
 
 
 def body(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,7 +97,7 @@ def outbox_values(message: Outgoing, key: str) -> tuple[Any, ...]:
     )
 
 
-def outbox_row(row: tuple[Any, ...] | Any) -> OutboxRow:
+def outbox_row(row: Sequence[Any]) -> OutboxRow:
     """An OutboxRow from the OUTBOX_COLUMNS of a row."""
     seq, key, event_id, type, exchange, exchange_type, routing_key, is_command, payload, raw = row
     envelope = json.loads(raw)
