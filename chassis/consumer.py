@@ -37,7 +37,9 @@ kills the process) is covered by the broker: after `delivery_limit` deliveries t
 dead-letters it. The consumer keeps going after every failure.
 
 Dead-letter headers: `x-error-class`, `x-error-message`, `x-attempts`, `x-consumer`,
-`x-failed-at`, `x-original-exchange`, `x-original-routing-key`.
+`x-failed-at`, `x-original-exchange`, `x-original-routing-key`. The settling side (acks,
+retries, dead letters, rejections, the waits for faults that pass) is chassis.settlement; each
+outcome is counted in the ledger under its `chassis.ledger.Stage`.
 
 Deliveries are taken from aio-pika's channel at the aiormq level (one task per delivery instead
 of two, and no `IncomingMessage` built per delivery; measured: bench-events): aio-pika still
@@ -49,26 +51,26 @@ declares the subscription again and resubscribes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager
-from datetime import UTC, datetime
-from typing import Any, TypeVar
 
-import aio_pika
 import aio_pika.abc
-import aiormq.abc
 from pamqp.commands import Basic
 
-from chassis import telemetry
 from chassis.broker import Broker
-from chassis.correlation import accepted_traceparent, causation_id, correlation_id
+from chassis.correlation import causation_id, correlation_id
 from chassis.errors import Conflict, DomainError
 from chassis.events import Envelope, Message, TypeRegistry, Undecodable
-from chassis.faults import Fault, passing_fault
-from chassis.ledger import Ledger
+from chassis.ledger import Ledger, Stage
 from chassis.logging import get_logger
+from chassis.settlement import (
+    ChannelGone,
+    Delivery,
+    Interrupted,
+    Settlement,
+    Stopping,
+    consumer_span,
+)
 from chassis.store import Store, Transaction, run_transaction
 from chassis.topology import Subscription, declare_subscription
 
@@ -77,62 +79,9 @@ __all__ = ["Consumer", "Handler"]
 log = get_logger(__name__)
 
 Handler = Callable[[Message, Envelope, Transaction], Awaitable[None]]
-ATTEMPTS = "x-attempts"
 # Most messages handled in one transaction (and acked with one frame).
 BATCH = 64
-ORIGINAL_EXCHANGE = "x-original-exchange"
-ORIGINAL_ROUTING_KEY = "x-original-routing-key"
-
-
-Delivery = aiormq.abc.DeliveredMessage
 RESUBSCRIBE_INTERVAL_S = 1.0
-# Waits between tries of a message while its infrastructure is down: doubling, at most the last.
-FIRST_WAIT_S = 0.05
-LONGEST_WAIT_S = 5.0
-WAITING: dict[Fault, str] = {
-    "infrastructure": "infrastructure fault; the message waits and is tried again",
-    "contention": "contention: concurrent transactions won every rerun; the message waits and "
-    "is tried again",
-}
-T = TypeVar("T")
-
-
-def _copy(incoming: Delivery, headers: Mapping[str, Any]) -> aio_pika.Message:
-    """The incoming message as a new persistent message, with extra headers."""
-    properties = incoming.header.properties
-    return aio_pika.Message(
-        incoming.body,
-        message_id=properties.message_id,
-        type=properties.message_type,
-        timestamp=properties.timestamp,
-        correlation_id=properties.correlation_id,
-        content_type=properties.content_type,
-        app_id=properties.app_id,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers={**(properties.headers or {}), **headers},
-    )
-
-
-def _traceparent_of(incoming: Delivery) -> str:
-    headers = incoming.header.properties.headers or {}
-    value = headers.get("traceparent")
-    return accepted_traceparent(value.decode() if isinstance(value, bytes) else value) or ""
-
-
-def _type_of(incoming: Delivery) -> str:
-    return incoming.header.properties.message_type or "<no type>"
-
-
-class _Interrupted(Exception):
-    """Handling stopped with deliveries unsettled; the broker delivers them again."""
-
-
-class _ChannelGone(_Interrupted):
-    """The deliveries' channel closed: they come again on the new one."""
-
-
-class _Stopping(_Interrupted):
-    """The consumer stops while the infrastructure is down: what it holds stays unacked."""
 
 
 class Consumer:
@@ -156,10 +105,7 @@ class Consumer:
         self._store = store
         self._broker = broker
         self._instance = instance
-        self._ledger = ledger or Ledger()
         self.name = subscription.queue(instance)
-        # The queue the ledger counts under: a per-instance queue by its subscription's name.
-        self._counted_as = subscription.queue()
         self._channel: aio_pika.abc.AbstractRobustChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
@@ -167,11 +113,14 @@ class Consumer:
         # Deliveries not yet handled, in arrival order, and the task that handles them.
         self._waiting: deque[Delivery] = deque()
         self._drainer: asyncio.Task[None] | None = None
-        # The deliveries of the batch in hand not yet acked or rejected, by tag.
-        self._unsettled: dict[int, Delivery] = {}
-        # Channels (by id) that may hold deliveries left unsettled: acked one by one.
-        self._tainted: set[int] = set()
         self._stopping = asyncio.Event()
+        self._settlement = Settlement(
+            subscription,
+            broker=broker,
+            ledger=ledger or Ledger(),
+            name=self.name,
+            stopping=self._stopping,
+        )
 
     async def start(self) -> None:
         """Declares the subscription's queues and starts consuming (manual acks)."""
@@ -247,7 +196,7 @@ class Consumer:
             self._resubscribing = None
 
     async def _on_delivery(self, incoming: Delivery) -> None:
-        self._ledger.record(_type_of(incoming), "delivered", queue=self._counted_as)
+        self._settlement.count(incoming, Stage.DELIVERED)
         self._waiting.append(incoming)
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
@@ -269,35 +218,37 @@ class Consumer:
                     batch.append(self._waiting.popleft())
                 if first.channel.is_closed:
                     continue  # they come again on the new channel
-                self._unsettled = {d.delivery_tag or 0: d for d in batch}
+                settlement = self._settlement
+                settlement.unsettled = {d.delivery_tag or 0: d for d in batch}
                 try:
                     await self._handle_batch(batch)
-                except _ChannelGone:
+                except ChannelGone:
                     log.warning(
                         "channel closed while settling; the messages come again",
                         queue=self.name,
-                        count=len(self._unsettled),
+                        count=len(settlement.unsettled),
                     )
-                except _Stopping:
+                except Stopping:
                     return  # what is held stays unacked; the broker delivers it again
                 except Exception:  # a bug here must not lose what the batch held
                     log.exception(
                         "could not handle messages; they are given back to the broker",
                         queue=self.name,
-                        count=len(self._unsettled),
+                        count=len(settlement.unsettled),
                     )
-                    await self._give_back()
+                    await settlement.give_back()
         finally:
             self._drainer = None
 
     async def _handle_batch(self, batch: list[Delivery]) -> None:
         """All of a batch in one transaction; if any handler fails, each message on its own."""
+        settlement = self._settlement
         decoded = []
         for incoming in batch:
             try:
                 envelope, message = self._types.decode(incoming)
             except Undecodable as exc:
-                await self._settle(incoming, self._dead_letter, exc, 0)
+                await settlement.settle(incoming, settlement.dead_letter, exc, 0)
                 continue
             decoded.append((incoming, envelope, message))
         if not decoded:
@@ -307,23 +258,19 @@ class Consumer:
             try:
                 # Contention is not waited out here: one by one, the messages that meet
                 # none commit, and each that does waits on its own.
-                firsts = await self._until_done(
+                firsts = await settlement.until_done(
                     last,
                     lambda: run_transaction(self._store, lambda tx: self._apply_all(tx, decoded)),
                     contention=False,
                 )
-            except _Interrupted:
+            except Interrupted:
                 raise
             except Exception:  # noqa: BLE001 - a message's own fault, or contention: one by one
                 pass
             else:
-                if id(last.channel) in self._tainted:  # it may hold unsettled deliveries
-                    for incoming, _, _ in decoded:
-                        await self._settle(incoming, self._ack)
-                else:  # every earlier delivery on the channel is settled: one ack for all
-                    await self._settle(last, self._ack, True)
+                await settlement.ack_batch([incoming for incoming, _, _ in decoded])
                 for (_, envelope, _), first in zip(decoded, firsts, strict=True):
-                    self._settled(envelope, first)
+                    settlement.settled(envelope, first)
                 return
         for item in decoded:
             await self._handle_one(*item)
@@ -332,35 +279,12 @@ class Consumer:
         """Runs the handler unless the inbox has seen the message; True if it ran."""
         correlation_id.set(envelope.correlation_id)
         causation_id.set(envelope.event_id)
-        with self._span("process", envelope.traceparent, envelope.event_id) as span:
+        with consumer_span(self.name, "process", envelope.traceparent, envelope.event_id) as span:
             if not await tx.first_time(self.name, envelope.event_id):
                 span.set_attribute("ordermesh.message.duplicate", True)
                 return False
             await self._handlers[envelope.type](message, envelope, tx)
             return True
-
-    def _span(
-        self, operation: str, traceparent: str, event_id: str, **attributes: Any
-    ) -> AbstractContextManager[telemetry.Span]:
-        """A CONSUMER span of this queue's work on a message (process, retry, dead-letter): a
-        child of the producer's span (the trace goes on) with a link to it, as OpenTelemetry's
-        messaging conventions ask."""
-        producer = telemetry.extract({"traceparent": traceparent})
-        return telemetry.tracer.start_as_current_span(
-            f"{operation} {self.name}",
-            context=producer,
-            kind=telemetry.SpanKind.CONSUMER,
-            links=telemetry.link_to(producer),
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "process" if operation == "process" else "settle",
-                "messaging.operation.name": operation,
-                "messaging.consumer.group.name": self.name,
-                "messaging.destination.subscription.name": self.name,
-                "messaging.message.id": event_id,
-                **attributes,
-            },
-        )
 
     async def _apply_all(
         self,
@@ -370,182 +294,22 @@ class Consumer:
         return [await self._apply(tx, envelope, message) for _, envelope, message in decoded]
 
     async def _handle_one(self, incoming: Delivery, envelope: Envelope, message: Message) -> None:
+        settlement = self._settlement
         try:
-            first = await self._until_done(
+            first = await settlement.until_done(
                 incoming,
                 lambda: run_transaction(self._store, lambda tx: self._apply(tx, envelope, message)),
             )
-        except _Interrupted:
+        except Interrupted:
             raise
         except DomainError as exc:
             if isinstance(exc, Conflict):  # a concurrent change won: the message may apply later
-                await self._settle(incoming, self._retry, exc)
+                await settlement.settle(incoming, settlement.retry, exc)
             else:
-                await self._settle(incoming, self._dead_letter, exc, self._attempts(incoming) + 1)
+                await settlement.settle(incoming, settlement.dead_letter, exc)
             return
         except Exception as exc:  # noqa: BLE001 - a handler bug, or a fault we cannot name
-            await self._settle(incoming, self._retry, exc)
+            await settlement.settle(incoming, settlement.retry, exc)
             return
-        await self._settle(incoming, self._ack)
-        self._settled(envelope, first)
-
-    async def _until_done(
-        self, incoming: Delivery, work: Callable[[], Awaitable[T]], *, contention: bool = True
-    ) -> T:
-        """`work()`, done again after each fault that passes (chassis.faults: the
-        infrastructure's; contention too unless `contention` is False), with bounded backoff,
-        until it is done; other failures are raised. Interrupted if the delivery's channel
-        closes (it comes again) or the consumer stops (it stays unacked)."""
-        wait_s = FIRST_WAIT_S
-        waited_s = 0.0
-        while True:
-            try:
-                return await work()
-            except Exception as exc:
-                fault = passing_fault(exc)
-                if fault is None or (fault == "contention" and not contention):
-                    raise
-                if incoming.channel.is_closed:
-                    raise _ChannelGone from exc
-                log.warning(
-                    WAITING[fault],
-                    fault=fault,
-                    queue=self.name,
-                    type=_type_of(incoming),
-                    event_id=incoming.header.properties.message_id,
-                    wait_s=wait_s,
-                    waited_s=round(waited_s, 3),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                self._ledger.record(_type_of(incoming), "waited", queue=self._counted_as)
-                waited_s += wait_s
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait_s):
-                        await self._stopping.wait()
-                    raise _Stopping from exc
-                wait_s = min(wait_s * 2, LONGEST_WAIT_S)
-
-    async def _settle(
-        self, incoming: Delivery, settle: Callable[..., Awaitable[None]], *args: Any
-    ) -> None:
-        """Settles a delivery (acks it, or sends it on and acks it), waiting out infrastructure
-        faults. If it cannot be settled for another reason (a copy the broker refuses), the
-        delivery is rejected: the broker dead-letters it. Never left unacked behind a later ack."""
-        try:
-            await self._until_done(incoming, lambda: settle(incoming, *args))
-        except _Interrupted:
-            raise
-        except Exception:
-            log.exception(
-                "could not settle a message; the broker dead-letters it",
-                queue=self.name,
-                event_id=incoming.header.properties.message_id,
-            )
-            await self._until_done(incoming, lambda: self._reject(incoming))
-
-    async def _ack(self, incoming: Delivery, multiple: bool = False) -> None:
-        """Acks on the channel the message came on (with `multiple`, every delivery of the
-        batch up to it: only ever when all of them are settled)."""
-        assert incoming.delivery_tag is not None
-        await incoming.channel.basic_ack(incoming.delivery_tag, multiple=multiple)
-        if multiple:
-            self._unsettled.clear()
-        else:
-            self._unsettled.pop(incoming.delivery_tag, None)
-
-    async def _reject(self, incoming: Delivery) -> None:
-        assert incoming.delivery_tag is not None
-        await incoming.channel.basic_reject(incoming.delivery_tag, requeue=False)
-        self._unsettled.pop(incoming.delivery_tag, None)
-        self._ledger.record(_type_of(incoming), "dead_lettered", queue=self._counted_as)
-
-    async def _give_back(self) -> None:
-        """Returns every unsettled delivery of the batch to the broker, to be delivered again."""
-        for tag, incoming in list(self._unsettled.items()):
-            try:
-                await incoming.channel.basic_nack(tag, requeue=True)
-            except Exception:  # noqa: BLE001 - most likely the channel is gone: they come again
-                log.warning("could not give a message back; it comes again", queue=self.name)
-                # Should the channel live on, no ack on it may cover more than one delivery.
-                self._tainted.add(id(incoming.channel))
-                return
-            self._unsettled.pop(tag, None)
-
-    def _settled(self, envelope: Envelope, first_time: bool) -> None:
-        outcome = "processed" if first_time else "duplicate"
-        self._ledger.record(envelope.type, outcome, queue=self._counted_as)
-        # Named here, not taken from the context: a batch is settled after all its messages.
-        log.info(
-            "message handled" if first_time else "duplicate absorbed",
-            queue=self.name,
-            type=envelope.type,
-            event_id=envelope.event_id,
-            correlation_id=envelope.correlation_id,
-            trace_id=envelope.traceparent.split("-")[1] if envelope.traceparent else "",
-        )
-
-    @staticmethod
-    def _attempts(incoming: Delivery) -> int:
-        value = (incoming.header.properties.headers or {}).get(ATTEMPTS, 0)
-        return int(value) if isinstance(value, int | str) else 0
-
-    @staticmethod
-    def _origin(incoming: Delivery) -> dict[str, Any]:
-        """Where the message was first published (retries arrive from the default exchange)."""
-        headers = incoming.header.properties.headers or {}
-        return {
-            ORIGINAL_EXCHANGE: headers.get(ORIGINAL_EXCHANGE, incoming.exchange or ""),
-            ORIGINAL_ROUTING_KEY: headers.get(ORIGINAL_ROUTING_KEY, incoming.routing_key or ""),
-        }
-
-    async def _retry(self, incoming: Delivery, error: Exception) -> None:
-        attempts = self._attempts(incoming) + 1
-        delays = self.subscription.retry_delays_s
-        if attempts > len(delays):
-            await self._dead_letter(incoming, error, attempts=attempts)
-            return
-        event_id = incoming.header.properties.message_id or ""
-        log.warning(
-            "handler failed; retrying",
-            type=_type_of(incoming),
-            event_id=event_id,
-            attempt=attempts,
-            delay_s=delays[attempts - 1],
-            error=f"{type(error).__name__}: {error}",
-        )
-        retry = _copy(
-            incoming,
-            {ATTEMPTS: attempts, "x-last-error": f"{type(error).__name__}: {error}"[:1000],
-             **self._origin(incoming)},
-        )  # fmt: skip
-        attributes = {"ordermesh.retry.attempt": attempts, "error.type": type(error).__name__}
-        with self._span("retry", _traceparent_of(incoming), event_id, **attributes):
-            await self._broker.send(retry, routing_key=self.subscription.retry_queue(attempts - 1))
-        await self._ack(incoming)
-        self._ledger.record(_type_of(incoming), "retried", queue=self._counted_as)
-
-    async def _dead_letter(self, incoming: Delivery, error: Exception, attempts: int) -> None:
-        event_id = incoming.header.properties.message_id or ""
-        log.error(
-            "message dead-lettered",
-            type=_type_of(incoming),
-            event_id=event_id,
-            attempts=attempts,
-            error=f"{type(error).__name__}: {error}",
-        )
-        dead = _copy(
-            incoming,
-            {
-                "x-error-class": type(error).__name__,
-                "x-error-message": str(error)[:1000],
-                ATTEMPTS: attempts,
-                "x-consumer": self.name,
-                "x-failed-at": datetime.now(UTC).isoformat(),
-                **self._origin(incoming),
-            },
-        )
-        attributes = {"ordermesh.attempts": attempts, "error.type": type(error).__name__}
-        with self._span("dead-letter", _traceparent_of(incoming), event_id, **attributes):
-            await self._broker.send(dead, routing_key=self.subscription.dead_letter_queue)
-        await self._ack(incoming)
-        self._ledger.record(_type_of(incoming), "dead_lettered", queue=self._counted_as)
+        await settlement.settle(incoming, settlement.ack)
+        settlement.settled(envelope, first)

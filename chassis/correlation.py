@@ -10,6 +10,11 @@ What arrives from outside is accepted only if it is a bounded token of safe char
 (`accepted_correlation_id`, `accepted_traceparent`): a correlation id travels into AMQP
 properties (at most 255 bytes), headers and logs, so a client must not be able to choose one
 that a broker refuses or a reader misreads. An edge that refuses one starts a new flow.
+
+Every edge takes it the same way, `adopt(value, source=...)`: the value if it is accepted, else
+a new id; a refusal is logged, in one line shape (`source`, `length`, the new `correlation_id`).
+The gRPC and GraphQL edges read it from `x-correlation-id`, else Envoy's `x-request-id`
+(`adopt_header`); the consumer from the message's AMQP `correlation_id` property.
 """
 
 from __future__ import annotations
@@ -18,12 +23,19 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from contextvars import ContextVar
+from typing import Any
+
+import structlog
 
 __all__ = [
+    "CORRELATION_HEADERS",
     "CORRELATION_ID_MAX",
     "accepted_correlation_id",
     "accepted_traceparent",
+    "adopt",
+    "adopt_header",
     "causation_id",
     "correlation_id",
     "new_correlation_id",
@@ -34,6 +46,11 @@ __all__ = [
 CORRELATION_ID_MAX = 128
 _TOKEN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{CORRELATION_ID_MAX - 1}}}")
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+# Where a gRPC or HTTP caller puts it, in order: ours, else the request id Envoy gives each request.
+CORRELATION_HEADERS = ("x-correlation-id", "x-request-id")
+
+# structlog's, not chassis.logging's: that module imports this one (its processor adds the id).
+log = structlog.stdlib.get_logger(__name__)
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
@@ -49,6 +66,34 @@ def accepted_correlation_id(value: object) -> str | None:
     if isinstance(value, str) and _TOKEN.fullmatch(value):
         return value
     return None
+
+
+def adopt(value: str | None, *, source: str) -> str:
+    """The correlation id of work that arrived with `value` (None or "" if it came with none):
+    `value` if it is accepted (`accepted_correlation_id`), else a new one, the refusal logged.
+    `source` says where it came from, for that line (e.g. "grpc x-request-id")."""
+    accepted = accepted_correlation_id(value)
+    if accepted is not None:
+        return accepted
+    created = new_correlation_id()
+    if value:
+        log.warning(
+            "correlation id refused: not a safe bounded token; a new one is used",
+            source=source,
+            length=len(value),
+            correlation_id=created,
+        )
+    return created
+
+
+def adopt_header(headers: Mapping[str, Any], *, edge: str) -> str:
+    """The correlation id of a gRPC call or HTTP request (`edge`: which, for the log): the first
+    of CORRELATION_HEADERS it carries, adopted; a new one if it carries none."""
+    for header in CORRELATION_HEADERS:
+        value = headers.get(header)
+        if value:
+            return adopt(value, source=f"{edge} {header}")
+    return new_correlation_id()
 
 
 def accepted_traceparent(value: object) -> str | None:

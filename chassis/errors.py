@@ -1,7 +1,7 @@
 """The domain error hierarchy: what went wrong, in business terms, with no transport attached.
 
 Domain code raises these (or its own subclasses); adapters translate them once, in one table
-(`chassis.grpc.STATUS_OF_ERROR`). Messages name the offending value, because they reach the
+(`chassis.failures.STATUS_OF_ERROR`). Messages name the offending value, because they reach the
 client as they are. Any other exception is a bug and reaches the client as INTERNAL, without
 its message.
 

@@ -30,12 +30,12 @@ from chassis import telemetry
 from chassis.correlation import (
     accepted_correlation_id,
     accepted_traceparent,
+    adopt,
     causation_id,
     correlation_id,
     new_correlation_id,
     traceparent,
 )
-from chassis.logging import get_logger
 
 __all__ = [
     "CONTENT_TYPE",
@@ -57,7 +57,6 @@ EXCHANGE_KINDS = {
 }
 
 Message = protobuf_message.Message
-log = get_logger(__name__)
 
 
 class Undecodable(Exception):
@@ -192,27 +191,12 @@ class TypeRegistry:
             event_id=properties.message_id,
             type=type,
             occurred_at=properties.timestamp or datetime.now(UTC),
-            correlation_id=_correlation_of(properties),
+            correlation_id=adopt(
+                properties.correlation_id, source=f"amqp message {properties.message_id}"
+            ),
             causation_id=_text(headers.get("causation-id")),
             producer=_text(headers.get("producer")),
             traceparent=accepted_traceparent(_text(headers.get("traceparent"))) or "",
             headers=headers,
         )
         return envelope, decoded
-
-
-def _correlation_of(properties: aiormq.spec.Basic.Properties) -> str:
-    """The message's correlation id if it is a safe token, else a new one (refusal logged)."""
-    received = properties.correlation_id
-    accepted = accepted_correlation_id(received)
-    if accepted is not None:
-        return accepted
-    created = new_correlation_id()
-    if received:
-        log.warning(
-            "correlation id refused: not a safe bounded token; a new one is used",
-            event_id=properties.message_id,
-            length=len(received),
-            correlation_id=created,
-        )
-    return created

@@ -8,9 +8,12 @@ What every subgraph gets from here, so that its resolvers only call its use case
   Unauthenticated, naming what is wrong with the token if one was sent; public fields ignore
   tokens, as public RPCs do;
 - errors as GraphQL errors with the gRPC status in `extensions` (`code`: its name,
-  `grpcStatus`: its number), with the message the gRPC edge would give (chassis.grpc.failure:
+  `grpcStatus`: its number), with the message the gRPC edge would give (chassis.failures:
   a domain error's own message, INTERNAL without details); a query the schema refuses is
   INVALID_ARGUMENT;
+- a correlation id for each request, from `x-correlation-id` (or Envoy's `x-request-id`) if it
+  is a safe bounded token, else created (the refusal logged), as every edge does
+  (`chassis.correlation.adopt`);
 - batched loading: `load(info, name, key)` goes through a DataLoader per request, built from
   the subgraph's batch functions, so that the entities of one level cost one call;
 - list arguments within the contracts' bounds: `page_size(first)` is the page a list field
@@ -41,9 +44,9 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.scalar import ScalarDefinition
 
 from chassis import pages
-from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
+from chassis.correlation import adopt_header, correlation_id
 from chassis.errors import InvalidArgument, Unauthenticated
-from chassis.grpc import failure
+from chassis.failures import failure
 from chassis.identity import INTERNAL_HEADER, Authenticator
 from chassis.logging import get_logger
 from chassis.tokens import Claims, bearer_token
@@ -264,10 +267,7 @@ class Subgraph:
 
         class View(GraphQLView[Context, None]):
             async def get_context(self, request: web.Request, response: object) -> Context:
-                given = request.headers.get("x-correlation-id") or request.headers.get(
-                    "x-request-id", ""
-                )
-                correlation_id.set(accepted_correlation_id(given) or new_correlation_id())
+                correlation_id.set(adopt_header(request.headers, edge="graphql"))
                 caller, problem = await _caller(authenticator, request.headers)
                 return Context(
                     caller=caller,

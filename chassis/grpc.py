@@ -10,16 +10,18 @@ What every service gets from it:
   certificate from that CA connect (`chassis.tls`);
 - server reflection, so grpcurl and other tools can list and call the services;
 - a correlation id for each call, taken from the `x-correlation-id` metadata (or Envoy's
-  `x-request-id`) if it is a safe bounded token (`chassis.correlation`), else created (and the
-  refusal logged), and set in `chassis.correlation` for the handler's duration;
+  `x-request-id`) if it is a safe bounded token, else created (and the refusal logged), as
+  every edge does (`chassis.correlation.adopt`), and set in `chassis.correlation` for the
+  handler's duration;
 - the access level each RPC declares in its contract, enforced before the handler runs, and
   the verified caller in `chassis.identity` for the handler's duration;
 - the bounds of each request field and the defined values of its enums (`chassis.bounds`),
   checked before the handler runs: INVALID_ARGUMENT naming the field;
-- one table (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message;
-  a store or broker that cannot do the work now is UNAVAILABLE, a transaction that lost every
-  retry to concurrent ones ABORTED (`chassis.faults`); any other exception is logged and
-  answered INTERNAL without its details;
+- failures answered as `chassis.failures` says (the GraphQL subgraphs answer alike): one table
+  (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message; a store
+  or broker that cannot do the work now is UNAVAILABLE, a transaction that lost every retry to
+  concurrent ones ABORTED (`chassis.faults`); any other exception is logged and answered
+  INTERNAL without its details;
 - graceful shutdown on SIGTERM or SIGINT: health goes NOT_SERVING, new calls are refused,
   in-flight calls get `shutdown_grace_s` to finish;
 - with `REDIS_URL` set, registration in the registry (`chassis.registry`) once serving, with
@@ -39,7 +41,7 @@ import inspect
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,57 +52,27 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chassis import bounds, errors, telemetry
+from chassis import bounds, telemetry
 from chassis.config import WILDCARDS, ServiceSettings
-from chassis.correlation import accepted_correlation_id, correlation_id, new_correlation_id
-from chassis.faults import is_infrastructure
+from chassis.correlation import adopt_header, correlation_id
+from chassis.failures import code_of, failure
 from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, caller
 from chassis.logging import get_logger
 from chassis.metrics import Metrics, MetricsServer, RpcMetrics
 from chassis.registry import Instance, Registration, Registry
-from chassis.store import VersionConflict
 from chassis.tls import MutualTls
+from chassis.watch import follow
 
-if TYPE_CHECKING:  # chassis.graphql answers failures as this module does: it imports it
+if TYPE_CHECKING:  # its type only: strawberry costs a service without a subgraph 0.18 s at start
     from chassis.graphql import Subgraph
 
-__all__ = [
-    "LIVENESS",
-    "STATUS_OF_ERROR",
-    "GrpcServer",
-    "Service",
-    "failure",
-    "serve",
-    "status_of",
-]
+__all__ = ["LIVENESS", "GrpcServer", "Service", "serve"]
 
 log = get_logger(__name__)
 
-CORRELATION_HEADERS = ("x-correlation-id", "x-request-id")
 # The health name that says the process serves, not whether its dependencies answer.
 LIVENESS = "liveness"
-
-STATUS_OF_ERROR: Mapping[type[errors.DomainError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.Conflict: grpc.StatusCode.ABORTED,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.DomainError: grpc.StatusCode.UNKNOWN,
-}
-
-
-def status_of(error: errors.DomainError) -> grpc.StatusCode:
-    """The status code of a domain error: that of its nearest class in STATUS_OF_ERROR."""
-    for cls in type(error).__mro__:
-        if cls in STATUS_OF_ERROR:
-            return STATUS_OF_ERROR[cls]
-    raise TypeError(f"{type(error).__name__} is not a DomainError")
 
 
 @dataclass(frozen=True)
@@ -124,49 +96,8 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, Any]:
     return metadata
 
 
-def _correlation_id_of(metadata: dict[str, Any]) -> str:
-    for header in CORRELATION_HEADERS:
-        value = metadata.get(header)
-        if not value:
-            continue
-        accepted = accepted_correlation_id(value)
-        if accepted is not None:
-            return accepted
-        created = new_correlation_id()
-        log.warning(
-            "correlation id refused: not a safe bounded token; a new one is used",
-            header=header,
-            length=len(value),
-            correlation_id=created,
-        )
-        return created
-    return new_correlation_id()
-
-
-def failure(exc: Exception, *, what: str) -> tuple[grpc.StatusCode, str]:
-    """The status and message a failed call (`what`: e.g. its method) is answered with, logged
-    once: a domain error with its status and message; a store or broker that cannot do the
-    work now UNAVAILABLE, a transaction that lost every retry to concurrent ones ABORTED (both
-    worth trying again); anything else INTERNAL, without its details. The gRPC edge and the
-    GraphQL subgraphs (chassis.graphql) answer alike."""
-    code = _code_of(exc)
-    if isinstance(exc, errors.DomainError):
-        log.info("call failed", method=what, code=code.name, error=str(exc))
-        return code, str(exc)
-    if code is not grpc.StatusCode.INTERNAL:
-        log.warning("call failed", method=what, code=code.name, error=repr(exc)[:300])
-        cause = (
-            "concurrent changes to the same data won every retry"
-            if code is grpc.StatusCode.ABORTED
-            else f"a dependency cannot answer now ({type(exc).__name__})"
-        )
-        return code, f"{cause}: try again (correlation id {correlation_id.get()})"
-    log.error("call crashed", method=what, exc_info=exc)
-    return code, f"internal error, correlation id {correlation_id.get()}"
-
-
 async def _fail(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
-    """Answers a failed call (see `failure`)."""
+    """Answers a failed call (see chassis.failures)."""
     await context.abort(*failure(exc, what=method))
 
 
@@ -206,15 +137,17 @@ def _server_span(
     )
 
 
-def _code_of(exc: Exception) -> grpc.StatusCode:
-    """The status a failed call is answered with (see `_fail`)."""
-    if isinstance(exc, errors.DomainError):
-        return status_of(exc)
-    if isinstance(exc, VersionConflict):
-        return grpc.StatusCode.ABORTED
-    if is_infrastructure(exc):
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.INTERNAL
+@contextlib.contextmanager
+def _call_scope(metadata: Mapping[str, Any]) -> Iterator[None]:
+    """The call's correlation id (adopted from its metadata) and no caller yet (`admit` sets
+    it), for the handler's duration, then what was there before."""
+    token = correlation_id.set(adopt_header(metadata, edge="grpc"))
+    identity = caller.set(None)
+    try:
+        yield
+    finally:
+        caller.reset(identity)
+        correlation_id.reset(token)
 
 
 def _record_failure(span: telemetry.Span, exc: Exception, code: grpc.StatusCode) -> None:
@@ -274,38 +207,35 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = _metadata(context)
-            token = correlation_id.set(_correlation_id_of(metadata))
-            identity = caller.set(None)
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            with _server_span(method, metadata, traced=traced) as span:
-                try:
-                    await admit(request, metadata)
-                    response = await inner(request, context)
-                    span.set_attribute("rpc.grpc.status_code", code.value[0])
-                    return response
-                except grpc.aio.AbortError:  # the handler answered with a status of its own
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the edge answers every failure
-                    code = _code_of(exc)
-                    _record_failure(span, exc, code)
-                    await _fail(context, method, exc)
-                finally:
-                    if record is not None:
-                        elapsed_s = time.perf_counter() - started
-                        record(code, elapsed_s)
-                        log.info(
-                            "rpc handled",
-                            method=method,
-                            code=code.name,
-                            ms=round(elapsed_s * 1e3, 2),
-                        )
-                    caller.reset(identity)
-                    correlation_id.reset(token)
+            with _call_scope(metadata):
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                with _server_span(method, metadata, traced=traced) as span:
+                    try:
+                        await admit(request, metadata)
+                        response = await inner(request, context)
+                        span.set_attribute("rpc.grpc.status_code", code.value[0])
+                        return response
+                    except grpc.aio.AbortError:  # the handler answered with a status of its own
+                        code = context.code() or grpc.StatusCode.UNKNOWN
+                        raise
+                    except asyncio.CancelledError:
+                        code = grpc.StatusCode.CANCELLED
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - the edge answers every failure
+                        code = code_of(exc)
+                        _record_failure(span, exc, code)
+                        await _fail(context, method, exc)
+                    finally:
+                        if record is not None:
+                            elapsed_s = time.perf_counter() - started
+                            record(code, elapsed_s)
+                            log.info(
+                                "rpc handled",
+                                method=method,
+                                code=code.name,
+                                ms=round(elapsed_s * 1e3, 2),
+                            )
 
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(call, **codec)
@@ -314,19 +244,15 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             metadata = _metadata(context)
-            token = correlation_id.set(_correlation_id_of(metadata))
-            identity = caller.set(None)
-            try:
-                await admit(request, metadata)
-                async for response in inner(request, context):
-                    yield response
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - the edge answers every failure
-                await _fail(context, method, exc)
-            finally:
-                caller.reset(identity)
-                correlation_id.reset(token)
+            with _call_scope(metadata):
+                try:
+                    await admit(request, metadata)
+                    async for response in inner(request, context):
+                        yield response
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the edge answers every failure
+                    await _fail(context, method, exc)
 
         # A streaming handler either yields its responses or awaits context.write() for each
         # (as the health service's Watch does); the wrapper must be of the same kind.
@@ -405,7 +331,14 @@ class GrpcServer:
         await self._server.start()
         await self._health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self._refresh_health()
-        self._watcher = asyncio.create_task(self._watch_readiness())
+        readiness = follow(
+            self._refresh_health,
+            refresh_s=self._health_interval_s,
+            wait_first=True,
+            name="readiness",
+            failed="readiness not checked; checking again",
+        )
+        self._watcher = asyncio.create_task(readiness, name="readiness")
         log.info("grpc server started", port=self.port, ready=self._readiness.ready)
         return self.port
 
@@ -438,11 +371,6 @@ class GrpcServer:
             log.info("ready")
         elif was_ready and not ready:
             log.warning("not ready", failures=self._readiness.failures)
-
-    async def _watch_readiness(self) -> None:
-        while True:
-            await asyncio.sleep(self._health_interval_s)
-            await self._refresh_health()
 
 
 async def serve(

@@ -19,23 +19,30 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from enum import StrEnum
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["STAGES", "Ledger"]
+__all__ = ["STAGES", "Ledger", "Stage"]
 
-STAGES = (
-    "published",
-    "delivered",
-    "processed",
-    "duplicate",
-    "retried",
-    "dead_lettered",
-    "parked",
-    "waited",
-)
+
+class Stage(StrEnum):
+    """The stages a message is counted at (see the module doc), named once: each is the string
+    the ledger stores and Prometheus shows (`Stage.PROCESSED == "processed"`)."""
+
+    PUBLISHED = "published"
+    DELIVERED = "delivered"
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead_lettered"
+    PARKED = "parked"
+    WAITED = "waited"
+
+
+STAGES = tuple(stage.value for stage in Stage)
 
 
 class Ledger(Collector):

@@ -25,9 +25,7 @@ What holds when parts fail or lie:
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import json
 import math
 import time
@@ -44,6 +42,7 @@ from redis.exceptions import RedisError
 
 from chassis.logging import get_logger
 from chassis.tokens import CLOCK_SKEW_S
+from chassis.watch import RedisNotices, follow
 
 __all__ = [
     "REISSUE_S",
@@ -197,18 +196,10 @@ class PolicyFeed:
             raise TypeError("the edge policy is binary: read it with decode_responses=False")
         return value
 
-    async def wait_for_notice(self, notice: asyncio.Event, *, poll_s: float) -> None:
-        """Sets `notice` at every change announced, until cancelled or Redis fails."""
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(CHANNEL)
-            while True:
-                message = await pubsub.get_message(timeout=poll_s)
-                if message is not None:  # a change, or the subscription (read what came before)
-                    notice.set()
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+    def notices(self) -> RedisNotices:
+        """Each new policy announced, and each subscription: what was published before it (or
+        while Redis was away) is read then."""
+        return RedisNotices(self._redis.pubsub, CHANNEL)
 
 
 def _stamp(version: int, issued_at: float) -> str:
@@ -242,7 +233,6 @@ class PolicyFollower:
         # takes 60-80 ms of its main thread to apply 10,000 revocations; docs/performance.md).
         self._min_interval_s = min_interval_s
         self._clock = clock
-        self._notice = asyncio.Event()
         self.held: EdgePolicy | None = None
         # Sealed documents refused since start (forged, unreadable or older than the one held).
         self.refused = 0
@@ -255,19 +245,18 @@ class PolicyFollower:
         return None if self.held is None else max(0.0, self._clock() - self.held.issued_at)
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._refresh_s):
-                        await self._notice.wait()
-                self._notice.clear()
-                await self.check()
-                await asyncio.sleep(self._min_interval_s)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        """Checks the feed at each notice, and every `refresh_s` in case one was missed, until
+        cancelled; a lost subscription is made again."""
+        await follow(
+            self.check,
+            notices=self._feed.notices(),
+            refresh_s=self._refresh_s,
+            wait_first=True,
+            pause_s=self._min_interval_s,
+            name="edge-policy",
+            failed="edge policy not checked; checking again",
+            lost="edge policy notices lost; reading every refresh",
+        )
 
     async def check(self) -> None:
         """Reads the feed once; applies what it holds if it is verified and newer."""
@@ -302,14 +291,6 @@ class PolicyFollower:
             log.exception("edge policy not applied; trying again at the next change")
             return
         self.held = policy
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                await self._feed.wait_for_notice(self._notice, poll_s=self._refresh_s)
-            except (RedisError, OSError) as exc:
-                log.warning("edge policy notices lost; reading every refresh", error=str(exc))
-            await asyncio.sleep(self._refresh_s)
 
 
 def export_metrics(follower: PolicyFollower, registry: CollectorRegistry) -> None:

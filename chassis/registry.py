@@ -24,7 +24,6 @@ Layout, under a namespace (default `ordermesh`):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import time
@@ -37,6 +36,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from chassis.logging import get_logger
+from chassis.watch import RedisNotices, follow
 
 __all__ = ["Instance", "Registration", "Registry", "Watcher"]
 
@@ -227,7 +227,14 @@ class Registration:
 
     async def start(self) -> None:
         await self._beat()
-        self._task = asyncio.create_task(self._heartbeat(), name="registry-heartbeat")
+        heartbeats = follow(
+            self._beat,
+            refresh_s=self._interval_s,
+            wait_first=True,
+            name="registry-heartbeat",
+            failed="heartbeat failed; heartbeats keep trying",
+        )
+        self._task = asyncio.create_task(heartbeats, name="registry-heartbeat")
 
     async def drain(self) -> None:
         """Tells the watchers this instance takes no new calls (it stays listed)."""
@@ -272,11 +279,6 @@ class Registration:
         if self._heartbeats is not None:
             self._heartbeats.labels(result).inc()
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self._beat()
-
 
 Listener = Callable[[str, Sequence[Instance]], Awaitable[None] | None]
 
@@ -310,9 +312,12 @@ class Watcher:
         self._clock = clock
         self._known: dict[str, list[Instance]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._poke = asyncio.Event()
+        # Each change announced; the subscription itself is none (`start` has just read).
+        self._notices = RedisNotices(
+            registry.pubsub, registry.changes_channel, subscribed_is_notice=False
+        )
         # Set while subscribed to the changes channel (cleared when Redis is lost).
-        self.listening = asyncio.Event()
+        self.listening = self._notices.listening
         self._reachable = True
         self._keep_until = float("-inf")
 
@@ -323,10 +328,18 @@ class Watcher:
     async def start(self) -> None:
         """Reads every service once (if Redis answers), then keeps watching."""
         await self.refresh()
-        self._tasks = [
-            asyncio.create_task(self._run(), name="registry-watcher"),
-            asyncio.create_task(self._listen(), name="registry-listener"),
-        ]
+        watching = follow(
+            self.refresh,
+            notices=self._notices,
+            refresh_s=self._refresh_s,
+            wait_first=True,
+            name="registry-watcher",
+            # A listener's failure must not end the watch. Redis's own outages are logged by
+            # `refresh` (once each), not again as lost notices.
+            failed="registry watch failed; it goes on",
+            services=self._services,
+        )
+        self._tasks = [asyncio.create_task(watching, name="registry-watcher")]
 
     async def stop(self) -> None:
         await _cancelled(self._tasks)
@@ -355,40 +368,6 @@ class Watcher:
                     if inspect.isawaitable(result):
                         await result
         return True
-
-    async def _run(self) -> None:
-        while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # lands as the wait ends.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._refresh_s):
-                    await self._poke.wait()
-            self._poke.clear()
-            try:
-                await self.refresh()
-            except Exception:  # a listener's failure must not end the watch
-                log.exception("registry watch failed; it goes on", services=self._services)
-
-    async def _listen(self) -> None:
-        """Pokes the refresh loop on each announced change; reconnects after Redis outages."""
-        while True:
-            pubsub = self._registry.pubsub()
-            try:
-                await pubsub.subscribe(self._registry.changes_channel)
-                while True:
-                    message = await pubsub.get_message(timeout=self._refresh_s)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":  # Redis confirmed the subscription
-                        self.listening.set()
-                    else:
-                        self._poke.set()
-            except (RedisError, OSError):
-                self.listening.clear()
-                await asyncio.sleep(self._refresh_s)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _merged(known: Sequence[Instance], found: Sequence[Instance]) -> list[Instance]:

@@ -23,6 +23,7 @@ LOST_KEPT_S (default 300).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ from chassis import config as chassis_config
 from chassis import logging as chassis_logging
 from chassis.config import Settings
 from chassis.registry import Instance, Registry, Watcher
+from chassis.watch import follow
 from services import catalogue
 
 __all__ = ["Targets", "TargetsSettings", "run"]
@@ -151,14 +153,26 @@ async def run(settings: TargetsSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await watcher.start()
+
+    async def expire() -> None:
+        targets.write()
+
+    # Lost instances leave when their time is up, whether the registry changed or not.
+    expiring = asyncio.create_task(
+        follow(
+            expire,
+            refresh_s=settings.refresh_s,
+            wait_first=True,
+            name="targets-expiry",
+            failed="targets not written; trying again",
+        )
+    )
     try:
-        while not stopping.is_set():
-            # Lost instances leave when their time is up, whether the registry changed or not.
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=settings.refresh_s)
-            except TimeoutError:
-                targets.write()
+        await stopping.wait()
     finally:
+        expiring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiring
         await watcher.stop()
         await registry.close()
 

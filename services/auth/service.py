@@ -23,7 +23,6 @@ service is then on no request's path, except the RPCs whose contract asks for it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,6 +34,7 @@ from chassis.logging import get_logger
 from chassis.policy import REISSUE_S, EdgePolicy, PolicyFeed, seal
 from chassis.store import Store, Transaction, run_transaction
 from chassis.tokens import ALGORITHMS, CLOCK_SKEW_S, JwksSource
+from chassis.watch import follow
 from services.auth.store import CURRENT, POLICY, REVOKED
 
 __all__ = ["EdgePolicyKeeper", "record_revocations"]
@@ -139,16 +139,22 @@ class EdgePolicyKeeper:
         """Fetches the issuer's keys every `keys_refresh_s` and forgets expired revocations;
         checks every `check_s` (at once after a change) that Redis holds the current policy."""
         refreshed_at = float("-inf")
-        while True:
+
+        async def one_round() -> None:
+            nonlocal refreshed_at
             if time.monotonic() - refreshed_at >= self._keys_refresh_s:
                 refreshed_at = time.monotonic()
                 await self._attempt("keys not refreshed", self.publish_keys)
                 await self._attempt("expired revocations not forgotten", self.forget_expired)
             await self._attempt("edge policy not published", self.publish)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._check_s):
-                    await self._changed.wait()
-            self._changed.clear()
+
+        await follow(
+            one_round,
+            notices=self._changed,
+            refresh_s=self._check_s,
+            name="edge-policy-publisher",
+            failed="edge policy round failed; trying again",
+        )
 
     @staticmethod
     async def _attempt(what: str, work: Callable[[], Any]) -> None:

@@ -12,7 +12,6 @@ A crash between a provider's acceptance and the commit of SENT sends that notifi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from chassis.events import outgoing
 from chassis.lease import Lease
 from chassis.logging import get_logger
 from chassis.store import Store, Transaction, run_transaction
+from chassis.watch import follow
 from services.notification import domain
 from services.notification.clients import Channel
 from services.notification.store import NOTIFICATIONS, RECIPIENTS
@@ -200,20 +200,19 @@ class Notifications:
     # -- delivery --------------------------------------------------------------------------
 
     async def dispatch_forever(self) -> None:
-        """Sends what is due until cancelled, while this instance holds the dispatch lease."""
-        while True:
-            self._due.clear()
-            try:
-                if await self._lease.held():
-                    await self.dispatch_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dispatching notifications failed; trying again")
-            # asyncio.timeout, not wait_for, which can swallow a cancellation on 3.11.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_interval_s):
-                    await self._due.wait()
+        """Sends what is due until cancelled, while this instance holds the dispatch lease: at
+        once, after each notification written here, and every `poll_interval_s`."""
+        await follow(
+            self._dispatch_if_leased,
+            notices=self._due,
+            refresh_s=self._poll_interval_s,
+            name="notification-dispatcher",
+            failed="dispatching notifications failed; trying again",
+        )
+
+    async def _dispatch_if_leased(self) -> None:
+        if await self._lease.held():
+            await self.dispatch_due()
 
     async def dispatch_due(self, *, limit: int = 64) -> int:
         """Sends the notifications whose attempt is due, concurrently; returns how many.

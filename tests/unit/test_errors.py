@@ -4,7 +4,7 @@ import grpc
 import pytest
 
 from chassis import errors
-from chassis.grpc import STATUS_OF_ERROR, status_of
+from chassis.failures import STATUS_OF_ERROR, status_of
 
 
 class InsufficientStock(errors.FailedPrecondition):

@@ -1,0 +1,35 @@
+"""The ledger's stages are named once (chassis.ledger.Stage) and counted, and shown to
+Prometheus, as the same strings as before they had names."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chassis.ledger import STAGES, Ledger, Stage
+
+
+def test_each_stage_is_its_string():
+    assert list(STAGES) == [
+        "published", "delivered", "processed", "duplicate",
+        "retried", "dead_lettered", "parked", "waited",
+    ]  # fmt: skip
+    assert [str(stage) for stage in Stage] == list(STAGES)
+
+
+def test_a_stage_named_or_written_counts_as_one():
+    registry = CollectorRegistry()
+    ledger = Ledger(registry)
+
+    ledger.record("order.v1.OrderPlaced", Stage.PROCESSED, queue="q")
+    ledger.record("order.v1.OrderPlaced", "processed", queue="q")
+
+    assert ledger.count(Stage.PROCESSED) == 2
+    assert ledger.count("processed", "order.v1.OrderPlaced") == 2
+    labels = {"type": "order.v1.OrderPlaced", "stage": "processed", "queue": "q"}
+    assert registry.get_sample_value("ordermesh_messages_total", labels) == 2
+
+
+def test_an_unknown_stage_is_refused_with_the_list():
+    with pytest.raises(ValueError, match=r"unknown ledger stage 'acked'.*'processed'"):
+        Ledger().record("t", "acked")
