@@ -40,17 +40,10 @@ from chassis.config import Settings
 from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Instance, Registry, Watcher
 from gateway.discovery import EdsFiles
-from gateway.envoy import (
-    GatewayConfig,
-    clusters_of,
-    eds_path,
-    graph_cluster,
-    graph_clusters,
-    internal_hop_config,
-    jwt_authn_config,
-    policy_paths,
-    revocations_config,
-)
+from gateway.envoy.clusters import clusters_of
+from gateway.envoy.config import GatewayConfig, eds_path, policy_paths
+from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
+from gateway.envoy.names import graph_cluster, graph_clusters
 from gateway.policy import PolicyFiles, write_filter_config
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run"]

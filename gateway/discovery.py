@@ -36,7 +36,7 @@ from typing import Any
 
 from chassis.logging import get_logger
 from chassis.registry import Instance
-from gateway.envoy import eds_path
+from gateway.envoy.config import eds_path
 
 __all__ = ["EdsFiles", "assignment", "reachable"]
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from gateway.agent import prepare
 from gateway.contracts import DESCRIPTOR_SET, ROOT, routable_rpcs
-from gateway.envoy import SUBGRAPHS_PORT, GatewayConfig, bootstrap
+from gateway.envoy.bootstrap import bootstrap
+from gateway.envoy.config import GatewayConfig
+from gateway.envoy.names import SUBGRAPHS_PORT
 
 
 def main() -> None:

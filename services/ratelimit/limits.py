@@ -1,6 +1,7 @@
 """Which requests count against which limit, and how many each limit allows.
 
-The gateway describes each request it asks about (Envoy's rate-limit descriptors):
+The gateway describes each request it asks about (Envoy's rate-limit descriptors, in the
+vocabulary of services.ratelimit.descriptors):
     (class=sign-in, remote_address=<client ip>)   Login, Register, RefreshToken
     (class=write, user=<user id>)                 every other call that changes state...
     (class=write, remote_address=<client ip>)     ...counted per user and per client address
@@ -14,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from services.catalogue import LIMIT_CLASS
+from services.ratelimit.descriptors import LIMIT_CLASS
 
 __all__ = ["UNITS", "Limit", "Limits", "parse"]
 

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from chassis import config, telemetry
-from chassis import logging as chassis_logging
 from chassis.config import ConfigError
 from chassis.grpc import serve
 from chassis.health import Readiness, redis_probe
-from services.catalogue import GLOBAL_LIMITS
+from services.defaults import configured
 from services.ratelimit import api
 from services.ratelimit.config import RateLimitSettings
+from services.ratelimit.descriptors import GLOBAL_LIMITS
 from services.ratelimit.limits import Limits, parse
 
 
 async def main() -> None:
-    settings = config.load(RateLimitSettings)
-    chassis_logging.configure(
-        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
-    )
-    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
+    # Only the defaults' first steps: the service keeps no store and speaks on no backbone, so
+    # it has no runtime (services.defaults); its counters' Redis is all it depends on.
+    settings = configured(RateLimitSettings)
     url = settings.rate_limit_redis_url or settings.redis_url
     if not url:
         raise ConfigError("RATE_LIMIT_REDIS_URL or REDIS_URL is required: the counters live there")

@@ -11,8 +11,9 @@ from common.v1 import options_pb2
 from gateway.contracts import routable_rpcs
 from gateway.envoy import GatewayConfig, clusters_of
 from services import catalogue
-from services.catalogue import CATALOGUE, GLOBAL_LIMITS, Service
+from services.catalogue import CATALOGUE, Service
 from services.ratelimit.config import RateLimitSettings
+from services.ratelimit.descriptors import GLOBAL_LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTORS = ROOT / "gen" / "descriptors.pb"

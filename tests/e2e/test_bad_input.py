@@ -71,12 +71,12 @@ async def test_input_beyond_the_contract_is_a_400_naming_the_field(
 
 
 async def test_a_body_or_headers_beyond_the_gateways_limits_are_413_and_431(http, gateway):
-    too_long = "x" * (gateway.envoy.max_request_bytes + 1)
+    too_long = "x" * (gateway.config.max_request_bytes + 1)
     async with http.post("/v1/users", json={"email": too_long}) as answer:
         assert answer.status == 413
         assert (await answer.json(content_type=None))["code"] == 8  # RESOURCE_EXHAUSTED
 
-    header = "h" * (gateway.envoy.max_request_headers_kb * 1024)
+    header = "h" * (gateway.config.max_request_headers_kb * 1024)
     async with http.get("/v1/products", headers={"x-large": header}) as answer:
         assert answer.status == 431
 
@@ -94,7 +94,7 @@ async def test_clients_holding_partial_requests_are_cut_off_and_others_still_ser
     async with http.get("/v1/products") as answer:
         assert answer.status == 200
 
-    waited_s = gateway.envoy.request_headers_timeout_s + 10  # a bound on waiting, not a timing
+    waited_s = gateway.config.request_headers_timeout_s + 10  # a bound on waiting, not a timing
     answers = await asyncio.wait_for(
         asyncio.gather(*(reader.read() for reader, _ in held)), timeout=waited_s
     )

@@ -100,7 +100,7 @@ async def test_a_revoked_token_is_refused_behind_the_gateway_too(gateway, shop, 
     session within a second."""
     victim = await shop.register()
     direct = await subgraph_urls(system)
-    listener = f"http://127.0.0.1:{gateway.envoy.subgraphs_port}/graphql/user"
+    listener = f"http://127.0.0.1:{gateway.config.subgraphs_port}/graphql/user"
     bearer = {
         "authorization": f"Bearer {victim.access_token}",
         INTERNAL_HEADER: system.internal_token,
@@ -144,7 +144,7 @@ async def test_the_internal_ports_refuse_whoever_did_not_come_through_the_gatewa
     bearer = {"authorization": f"Bearer {ada.access_token}"}
     doors = [
         f"http://{gateway.graphql.address}/graphql",
-        f"http://127.0.0.1:{gateway.envoy.subgraphs_port}/graphql/user",
+        f"http://127.0.0.1:{gateway.config.subgraphs_port}/graphql/user",
         *await subgraph_urls(system),
     ]
     for url in doors:

@@ -174,7 +174,7 @@ class SecondGateway:
 def second(gateway, system, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
     """A federation gateway of this module's, with CORS_ORIGINS and debug logging, calling the
     subgraphs through a recording proxy in front of the session gateway's subgraph listener."""
-    proxy = RecordingProxy(f"http://127.0.0.1:{gateway.envoy.subgraphs_port}")
+    proxy = RecordingProxy(f"http://127.0.0.1:{gateway.config.subgraphs_port}")
     running = PrivateGraphqlGateway(
         tmp_path_factory.mktemp("graphql"),
         subgraphs_url=proxy.url,

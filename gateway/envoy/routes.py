@@ -1,0 +1,69 @@
+"""The public listener's routes: one per routable RPC (its limits, its retries, its access), and
+the transcoder that turns the REST API of the contracts' `google.api.http` rules into gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.contracts import Rpc
+from gateway.envoy.access import access_of
+from gateway.envoy.config import GatewayConfig
+from gateway.envoy.limits import rate_limits
+from gateway.envoy.names import TRANSCODER, seconds, type_url
+from gateway.envoy.retries import HOST_REPICKS, NEVER_ARRIVED, PREVIOUS_HOSTS
+
+__all__ = ["rpc_route", "transcoder"]
+
+
+def rpc_route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:
+    retry_on = list(NEVER_ARRIVED)
+    if rpc.retry_safe:
+        retry_on += ["unavailable", "reset"]
+    limits = rate_limits(rpc, config)
+    route: dict[str, Any] = {
+        "match": {"path": rpc.path},
+        "route": {
+            **({"rate_limits": limits} if limits else {}),
+            "cluster": rpc.cluster,
+            "timeout": seconds(config.route_timeout_s),
+            # A client's grpc-timeout, if shorter, is the call's deadline.
+            "max_stream_duration": {"grpc_timeout_header_max": seconds(config.route_timeout_s)},
+            "retry_policy": {
+                "retry_on": ",".join(retry_on),
+                "num_retries": 2,
+                "retry_host_predicate": [PREVIOUS_HOSTS],
+                "host_selection_retry_max_attempts": HOST_REPICKS,
+            },
+        },
+    }
+    if config.auth:
+        route["typed_per_filter_config"] = access_of(rpc)
+    if rpc.answer_headers:
+        route["response_headers_to_add"] = [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in rpc.answer_headers
+        ]
+    return route
+
+
+def transcoder(rpcs: Sequence[Rpc], config: GatewayConfig) -> dict[str, Any]:
+    return {
+        "name": TRANSCODER,
+        "typed_config": {
+            "@type": type_url("filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
+            "proto_descriptor": str(config.descriptor_set),
+            "services": sorted({rpc.service for rpc in rpcs if rpc.http_verb}),
+            "print_options": {
+                "always_print_primitive_fields": True,
+                "always_print_enums_as_ints": False,
+                "preserve_proto_field_names": False,
+            },
+            # gRPC errors become JSON bodies: {"code": 5, "message": "...", "details": []}.
+            "convert_grpc_status": True,
+            "request_validation_options": {
+                "reject_unknown_method": True,
+                "reject_unknown_query_parameters": True,
+            },
+        },
+    }
