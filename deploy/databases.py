@@ -17,7 +17,9 @@ makes). It is run as a superuser (or an administrator with CREATEROLE and CREATE
 never appear in it: psql reads each role's from the environment (`\\getenv`), from the variable
 `password_variable(role)` (POSTGRES_ORDER_RUNTIME_PASSWORD, ...). On a server of its own it
 also closes the server's other databases (`postgres`, `template1`, ...) to PUBLIC; on a server
-shared with others, run it with `-v shared_server=1` to leave theirs alone.
+shared with others, run it with `-v shared_server=1` to leave theirs alone. `stores()` names the
+services that keep state (a database each); `ROLES_COMMAND` runs the script where the server
+may still be starting (compose's `postgres-roles`, the Kubernetes Job).
 """
 
 from __future__ import annotations
@@ -25,13 +27,35 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["init_sql", "owner", "password_variable", "roles", "runtime"]
+from services import catalogue
+from services.catalogue import Need
+
+__all__ = [
+    "ROLES_COMMAND",
+    "init_sql",
+    "owner",
+    "password_variable",
+    "roles",
+    "runtime",
+    "stores",
+]
 
 # What a database name may be: with `_runtime` after it, a role name within PostgreSQL's 63.
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,54}$")
 HEADER = "-- Generated from the service catalogue by `make gen` (deploy/databases.py): do not edit."
 RUNTIME_TABLES = "SELECT, INSERT, UPDATE, DELETE"
 RUNTIME_SEQUENCES = "USAGE, SELECT"
+# Waits for the server (up to 2 minutes: nothing here waits for health checks), then runs the
+# roles script as the superuser. `$$` is a `$` to compose and to Kubernetes alike (its Job).
+ROLES_COMMAND = (
+    "i=0; until pg_isready -q; do i=$$((i + 1)); [ $$i -lt 120 ] || exit 1; sleep 1; done; "
+    "exec psql -X -q -v ON_ERROR_STOP=1 -f /ordermesh/init.sql"
+)
+
+
+def stores() -> list[str]:
+    """The services that keep state: each has its database."""
+    return [s.name for s in catalogue.in_start_order() if Need.STORE in s.needs]
 
 
 def _checked(name: str) -> str:

@@ -38,8 +38,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from chassis.policy import new_policy_keys, signing_key, verify_key
 from deploy import databases
-from deploy.compose import ROOT, stores
+from deploy.databases import stores
 from deploy.tls import local_certificate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The passwords of the roles of the services' databases: an older file gets them added, and
 # `postgres-roles` makes the roles with them at the next `up`.

@@ -37,6 +37,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from deploy.envoy import envoy_binary
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / ".build"
 WHEELS = BUILD / "wheels"
@@ -187,19 +189,13 @@ def build_all(*, base_image: str, infrastructure: bool) -> None:
     )
     if infrastructure:
         envoy_context = INFRASTRUCTURE["localhost/ordermesh-envoy:test"]
-        shutil.copy2(_envoy_binary(), envoy_context / "envoy")
+        shutil.copy2(envoy_binary(), envoy_context / "envoy")
         try:
             for tag, context in INFRASTRUCTURE.items():
                 build(tag, context, base_image=DEBIAN_BASE)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 (envoy_context / "envoy").unlink()
-
-
-def _envoy_binary() -> Path:
-    from harness.envoy import envoy_binary
-
-    return envoy_binary()
 
 
 LABEL = "io.ordermesh.built-by=ordermesh"

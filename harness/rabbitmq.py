@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.process import ManagedProcess, accepts, free_port, private_file
+from deploy.private import private_file
+from harness.process import ManagedProcess, accepts, free_port
 
 __all__ = ["PrivateRabbitMQ", "PrivateRabbitMQCluster", "answers_amqp"]
 

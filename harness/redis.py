@@ -12,7 +12,8 @@ import shutil
 import socket
 from pathlib import Path
 
-from harness.process import ManagedProcess, free_port, private_file
+from deploy.private import private_file
+from harness.process import ManagedProcess, free_port
 
 __all__ = ["PrivateRedis"]
 

@@ -5,8 +5,8 @@ store and broker answer). `System` starts the services of the catalogue (`servic
 in their start order: the domain services and, given a registry in REDIS_URL, the gateway's
 own (auth, rate limit), against a given broker, each with what its entry says it needs (a
 SQLite file in the system's directory or a database on a given PostgreSQL as its store, the
-addresses of the services it calls)
-and with the SMTP and HTTP sinks as the notification providers; a test owns its system and
+addresses of the services it calls: deploy.environment decides them, `LocalTarget` spells
+them) and with the SMTP and HTTP sinks as the notification providers; a test owns its system and
 may kill, restart or stop any of its processes. Before any service starts, the admin account
 is created with the operator's command (`python -m services.user create-admin`), its password
 in `admin_password` (its email `admin_email`, ADMIN_EMAIL unless given).
@@ -27,12 +27,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chassis.policy import new_policy_keys
+from deploy.ca import LocalCA
+from deploy.environment import (
+    INTERNAL_TOKEN,
+    POLICY_SIGNING_KEY,
+    POLICY_VERIFY_KEY,
+    REGISTRY,
+    environment,
+    gateway_secrets,
+)
 from harness.postgres import PrivatePostgres
 from harness.process import ManagedProcess, accepts, free_port
 from harness.sinks import HttpSink, MailSink
-from harness.tls import LocalCA
 from services import catalogue
-from services.catalogue import Need
 from services.schema import create_schema
 
 __all__ = [
@@ -147,6 +154,7 @@ class System:
         self.added: list[ServiceProcess] = []
         self._replacements = 0
         self.amqp_url = amqp_url
+        # What every service is also given (REDIS_URL, limits...), over what is decided here.
         self._env = dict(env or {})
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(16)
@@ -156,7 +164,7 @@ class System:
         self.policy_signing_key, self.policy_verify_key = new_policy_keys()
         self.internal_token = secrets.token_urlsafe(32)
         # The gateway's own services need the registry, to find the services they call.
-        wanted = catalogue.CATALOGUE if "REDIS_URL" in self._env else catalogue.domain_services()
+        wanted = catalogue.CATALOGUE if REGISTRY in self._env else catalogue.domain_services()
         self.services = [service.name for service in catalogue.in_start_order(wanted)]
 
     def address(self, service: str) -> str:
@@ -231,10 +239,7 @@ class System:
     @property
     def gateway_secrets(self) -> dict[str, str]:
         """What a gateway of this system is given (`LocalGateway(secrets=...)`)."""
-        return {
-            "EDGE_POLICY_VERIFY_KEY": self.policy_verify_key,
-            "INTERNAL_TOKEN": self.internal_token,
-        }
+        return gateway_secrets(LocalTarget(self))
 
     def store_url(self, name: str) -> str:
         """The store of service `name` (its instances share it). On PostgreSQL: its database,
@@ -250,40 +255,17 @@ class System:
         return self.postgres.runtime_url(name)
 
     def _env_of(self, name: str) -> dict[str, str]:
-        """What service `name` is started with: what its catalogue entry needs, and only the
-        secrets it uses (the rate-limit service has no broker or store)."""
+        """What service `name` is started with: what deploy.environment decides from its
+        catalogue entry (only the secrets it uses: the rate-limit service has no broker or
+        store), how it runs here, and what the system was given (`env`)."""
+        here = {"LOG_LEVEL": "INFO", "HEALTH_INTERVAL_S": "0.5"}
         service = catalogue.entry(name)
-        env = {"LOG_LEVEL": "INFO", "HEALTH_INTERVAL_S": "0.5"}
-        if Need.BROKER in service.needs:
-            env["RABBITMQ_URL"] = self.amqp_url
-        if Need.STORE in service.needs:
-            env["STORE_URL"] = self.store_url(name)
-        for callee in service.dependencies:
-            env[service.address_variable(callee)] = self.address(callee)
-        if "edge_policy_verify_key" in service.settings.model_fields:
-            env["EDGE_POLICY_VERIFY_KEY"] = self.policy_verify_key
-        if "edge_policy_signing_key" in service.settings.model_fields:
-            env["EDGE_POLICY_SIGNING_KEY"] = self.policy_signing_key
-        if service.graph:
-            env["INTERNAL_TOKEN"] = self.internal_token
+        env = here | environment(service, LocalTarget(self))
+        if service.notifies:  # the tests' retries, short
+            env["NOTIFICATION_RETRY_DELAYS_S"] = "[0.2, 0.5, 1.0]"
         if self.tls is not None:
             env |= self.tls.settings(name)
-        return {**env, **self._providers_env(service), **self._env}
-
-    def _providers_env(self, service: catalogue.Service) -> dict[str, str]:
-        """The sinks, as the providers of a service that notifies (has SMTP settings)."""
-        env: dict[str, str] = {}
-        if "smtp_host" in service.settings.model_fields:
-            env |= {
-                "SMTP_HOST": "127.0.0.1",
-                "SMTP_PORT": str(self.mail.port),
-                "SMS_PROVIDER_URL": self.http.url("sms"),
-                "SMS_PROVIDER_TOKEN": "sms-test-token",
-                "PUSH_PROVIDER_URL": self.http.url("push"),
-                "PUSH_PROVIDER_TOKEN": "push-test-token",
-                "NOTIFICATION_RETRY_DELAYS_S": "[0.2, 0.5, 1.0]",
-            }
-        return env
+        return env | self._env
 
     def stop(self) -> None:
         for process in [*reversed(self.added), *reversed(list(self.processes.values()))]:
@@ -293,3 +275,41 @@ class System:
         else:
             self.http.stop()
             self.mail.stop()
+
+
+class LocalTarget:
+    """The local processes' spelling of each variable (deploy.environment.Target): real
+    addresses and ports, this system's secrets, its sinks as the notification providers."""
+
+    def __init__(self, system: System):
+        self.system = system
+
+    def registry(self) -> str | None:
+        # Given with the system's `env` (REDIS_URL), or none: the tests without a registry.
+        return self.system._env.get(REGISTRY)
+
+    def broker(self) -> str:
+        return self.system.amqp_url
+
+    def store(self, service: str) -> str:
+        return self.system.store_url(service)
+
+    def address(self, callee: str, *, variable: str) -> str:
+        return self.system.address(callee)
+
+    def secret(self, name: str) -> str:
+        return {
+            POLICY_VERIFY_KEY: self.system.policy_verify_key,
+            POLICY_SIGNING_KEY: self.system.policy_signing_key,
+            INTERNAL_TOKEN: self.system.internal_token,
+        }[name]
+
+    def providers(self) -> dict[str, str]:
+        return {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.system.mail.port),
+            "SMS_PROVIDER_URL": self.system.http.url("sms"),
+            "SMS_PROVIDER_TOKEN": "sms-test-token",
+            "PUSH_PROVIDER_URL": self.system.http.url("push"),
+            "PUSH_PROVIDER_TOKEN": "push-test-token",
+        }

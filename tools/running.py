@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.process import private_file
+from deploy.private import private_file
 
 RUN_DIR = Path(
     os.environ.get("ORDERMESH_RUN_DIR") or Path(__file__).resolve().parent.parent / ".build" / "run"

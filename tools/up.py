@@ -46,6 +46,7 @@ from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
+from deploy.ca import Issued
 from deploy.tls import local_certificate
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
@@ -55,7 +56,6 @@ from harness.rabbitmq import PrivateRabbitMQCluster
 from harness.rollout import roll
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
-from harness.tls import Issued
 from tools import rollout, running
 from tools.running import RUN_DIR
 

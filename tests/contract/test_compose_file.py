@@ -254,13 +254,13 @@ def test_every_address_comes_from_a_variable():
 
 def test_one_database_per_service_that_keeps_state():
     sql = (ROOT / "deploy" / "postgres" / "init.sql").read_text()
-    assert sql == databases.init_sql(compose.stores())
+    assert sql == databases.init_sql(databases.stores())
     for service in catalogue.CATALOGUE:
         created = f'CREATE DATABASE "{service.name}" OWNER {service.name}_owner' in sql
         assert created == (catalogue.Need.STORE in service.needs), service.name
 
 
-STORES = compose.stores()
+STORES = databases.stores()
 
 
 def _variables(spec: dict) -> set[str]:
@@ -300,7 +300,7 @@ def test_each_services_schema_is_made_by_its_owner_before_it_starts(name):
 
 def test_the_roles_step_runs_the_roles_script_at_every_up_as_the_superuser():
     roles = BASE["services"]["postgres-roles"]
-    assert roles["command"] == ["sh", "-c", compose.ROLES_COMMAND]
+    assert roles["command"] == ["sh", "-c", databases.ROLES_COMMAND]
     assert roles["volumes"] == ["./deploy/postgres/init.sql:/ordermesh/init.sql:ro"]
     assert roles["environment"]["PGPASSWORD"] == "${POSTGRES_PASSWORD:?run make compose-env}"
     assert _variables(roles) >= set(STORE_ROLE_PASSWORDS)

@@ -29,7 +29,29 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy import databases, kubernetes
+from deploy import databases, facts
+from deploy.manifests.gateway import (
+    GATEWAY_TLS_DIR,
+    GRAPHQL_FILES,
+    gateway_bootstrap,
+    gateway_files,
+)
+from deploy.manifests.overlays import PROD_POSTGRES_CONNECTIONS, RABBITMQ_PROD_NODES
+from deploy.manifests.pods import NAMESPACE
+from deploy.manifests.policies import PROMETHEUS_PEER
+from deploy.manifests.secrets import (
+    GATEWAY_CLIENT_TLS_SECRET,
+    GATEWAY_TLS_SECRET,
+    INTERNAL_SECRET,
+    POLICY_SIGNING_SECRET,
+    POLICY_VERIFY_SECRET,
+    POSTGRES_ROLES_SECRET,
+    POSTGRES_SECRET,
+    RABBITMQ_SECRET,
+    STORE_OWNER_SECRET,
+    STORE_SECRET,
+    grpc_tls_secret,
+)
 from gateway.agent import AgentSettings
 from services import catalogue
 from services.catalogue import Need
@@ -94,7 +116,7 @@ def test_every_object_is_in_the_namespace_and_the_namespace_is_restricted(overla
         if doc["kind"] == "Namespace":
             assert doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
         else:
-            assert doc["metadata"].get("namespace") == kubernetes.NAMESPACE, doc["metadata"]
+            assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]
 
 
 def test_every_container_is_unprivileged_with_requests_and_limits(overlay):
@@ -144,14 +166,14 @@ def test_every_service_is_probed_over_grpc_health_and_drains_within_its_grace(ov
         else:
             assert "exec" not in container[probe], probe
             asked = {"service": health} if health else {}
-            assert container[probe]["grpc"] == {"port": kubernetes.GRPC_PORT, **asked}
+            assert container[probe]["grpc"] == {"port": facts.GRPC_PORT, **asked}
     env = env_of(container)
     drain = float(env["SHUTDOWN_GRACE_S"]["value"]) + float(env["DRAIN_DELAY_S"]["value"])
     assert pod["terminationGracePeriodSeconds"] > drain
     assert env["ADVERTISED_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     for callee in service.dependencies:
-        assert env[service.address_variable(callee)]["value"] == f"{callee}:{kubernetes.GRPC_PORT}"
+        assert env[service.address_variable(callee)]["value"] == f"{callee}:{facts.GRPC_PORT}"
         named(overlay, "Service", callee)  # the fallback address resolves
 
 
@@ -182,15 +204,13 @@ def test_the_gateway_runs_envoy_with_the_generated_bootstrap_and_its_agent(overl
     [agent] = pod["initContainers"]
     assert agent["restartPolicy"] == "Always"  # a sidecar, started before Envoy
     assert agent["command"] == ["python", "-m", "gateway.agent"]
-    assert agent["startupProbe"]["exec"]["command"][3:] == [
-        str(path) for path in kubernetes.gateway_files()
-    ]
+    assert agent["startupProbe"]["exec"]["command"][3:] == [str(path) for path in gateway_files()]
     volume = next(v for v in pod["volumes"] if v["name"] == "envoy-config")
     config = named(overlay, "ConfigMap", volume["configMap"]["name"])
-    assert json.loads(config["data"]["envoy.json"]) == kubernetes.gateway_bootstrap(
+    assert json.loads(config["data"]["envoy.json"]) == gateway_bootstrap(
         mutual_tls=MUTUAL_TLS[overlay])  # fmt: skip
     assert "descriptors.pb" in config["binaryData"]
-    admin = kubernetes.gateway_bootstrap()["admin"]["address"]["socket_address"]
+    admin = gateway_bootstrap()["admin"]["address"]["socket_address"]
     assert admin["address"] == "127.0.0.1"  # never reachable from outside the pod
 
 
@@ -199,12 +219,12 @@ def test_the_gateway_pod_runs_the_graphql_gateway_with_this_commits_supergraph(o
     graphql = next(c for c in pod["containers"] if c["name"] == "graphql")
     volume = next(v for v in pod["volumes"] if v["name"] == "graphql-config")
     config = named(overlay, "ConfigMap", volume["configMap"]["name"])
-    for name in kubernetes.GRAPHQL_FILES:
+    for name in GRAPHQL_FILES:
         assert config["data"][name] == (ROOT / "gateway" / "graphql" / name).read_text()
         mount = next(m for m in graphql["volumeMounts"] if m.get("subPath") == name)
         assert mount["mountPath"] == f"/gateway/{name}"
     env = {e["name"]: e.get("value") for e in graphql["env"]}
-    bootstrap = kubernetes.gateway_bootstrap()
+    bootstrap = gateway_bootstrap()
     listeners = bootstrap["static_resources"]["listeners"]
     [subgraphs] = [listener for listener in listeners if listener["name"] == "subgraphs"]
     address = subgraphs["address"]["socket_address"]
@@ -233,20 +253,20 @@ def test_the_edge_policy_signing_key_is_read_by_the_auth_service_only(overlay):
     for workload in of_kind(overlay, *WORKLOADS):
         pod = workload["spec"]["template"]["spec"]
         mounted = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
-        assert kubernetes.POLICY_SIGNING_SECRET not in mounted
+        assert POLICY_SIGNING_SECRET not in mounted
         for container in containers(workload):
             where = f"{workload['metadata']['name']}/{container['name']}"
             signer = workload["metadata"]["name"] == container["name"] == "auth"
-            assert (kubernetes.POLICY_SIGNING_SECRET in secrets_read(container)) == signer, where
+            assert (POLICY_SIGNING_SECRET in secrets_read(container)) == signer, where
             assert ("EDGE_POLICY_SIGNING_KEY" in env_of(container)) == signer, where
     auth = next(c for c in containers(named(overlay, "Deployment", "auth")) if c["name"] == "auth")
     assert env_of(auth)["EDGE_POLICY_SIGNING_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": kubernetes.POLICY_SIGNING_SECRET, "key": "signing-key"}  # fmt: skip
-    assert kubernetes.POLICY_VERIFY_SECRET != kubernetes.POLICY_SIGNING_SECRET
+        "name": POLICY_SIGNING_SECRET, "key": "signing-key"}  # fmt: skip
+    assert POLICY_VERIFY_SECRET != POLICY_SIGNING_SECRET
 
 
 def test_every_follower_of_the_edge_policy_reads_its_verify_key_from_a_secret(overlay):
-    verify = {"name": kubernetes.POLICY_VERIFY_SECRET, "key": "verify-key"}
+    verify = {"name": POLICY_VERIFY_SECRET, "key": "verify-key"}
     followers = {"gateway/agent"}
     for service in catalogue.CATALOGUE:
         if "edge_policy_verify_key" in service.settings.model_fields:
@@ -270,7 +290,7 @@ def test_the_gateway_pod_is_ready_only_once_its_agent_holds_a_verified_policy(ov
     [agent] = template["spec"]["initContainers"]
     env = {e["name"]: e.get("value") for e in agent["env"]}
     port = int(env["PORT"])
-    assert port == kubernetes.AGENT_PORT
+    assert port == facts.AGENT_PORT
     assert env["HOST"] == "0.0.0.0"  # the kubelet probes the pod's address, not its loopback
     # A sidecar's readiness is its pod's: out of the Service's endpoints until `/ready` is 200.
     assert agent["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port}
@@ -280,7 +300,7 @@ def test_the_gateway_pod_is_ready_only_once_its_agent_holds_a_verified_policy(ov
         "prometheus.io/scrape": "true", "prometheus.io/port": str(port)}  # fmt: skip
     ingress = named(overlay, "NetworkPolicy", "gateway")["spec"]["ingress"]
     assert {
-        "from": [kubernetes.PROMETHEUS_PEER],
+        "from": [PROMETHEUS_PEER],
         "ports": [{"protocol": "TCP", "port": port}],
     } in ingress
 
@@ -342,19 +362,19 @@ def allowed_traffic(overlay: str) -> set[tuple[str, str, int]]:
 
 
 def expected_traffic(overlay: str) -> set[tuple[str, str, int]]:
-    grpc, amqp = kubernetes.GRPC_PORT, kubernetes.AMQP_PORT
-    expected = {("gateway", "redis", kubernetes.REDIS_PORT)}
+    grpc, amqp = facts.GRPC_PORT, facts.AMQP_PORT
+    expected = {("gateway", "redis", facts.REDIS_PORT)}
     for service in catalogue.CATALOGUE:
         expected.add(("gateway", service.name, grpc))
         if service.graph:  # its GraphQL subgraph, on its HTTP server
-            expected.add(("gateway", service.name, kubernetes.METRICS_PORT))
-        expected.add((service.name, "redis", kubernetes.REDIS_PORT))
+            expected.add(("gateway", service.name, facts.METRICS_PORT))
+        expected.add((service.name, "redis", facts.REDIS_PORT))
         expected |= {(service.name, callee, grpc) for callee in service.dependencies}
         if Need.BROKER in service.needs:
             expected.add((service.name, "rabbitmq", amqp))
         if Need.STORE in service.needs and overlay == "dev":
-            expected.add((service.name, "postgres", kubernetes.POSTGRES_PORT))
-    expected |= {("rabbitmq", "rabbitmq", p) for p in (kubernetes.EPMD_PORT, kubernetes.DIST_PORT)}
+            expected.add((service.name, "postgres", facts.POSTGRES_PORT))
+    expected |= {("rabbitmq", "rabbitmq", p) for p in (facts.EPMD_PORT, facts.DIST_PORT)}
     return expected
 
 
@@ -370,9 +390,9 @@ def test_from_outside_only_the_gateway_and_the_metrics_ports_are_reachable(overl
         for rule in policy["spec"].get("ingress", []):
             if "from" not in rule:  # from anywhere
                 assert policy["metadata"]["name"] == "gateway", policy["metadata"]["name"]
-                assert rule["ports"] == [{"protocol": "TCP", "port": kubernetes.GATEWAY_PORT}]
+                assert rule["ports"] == [{"protocol": "TCP", "port": facts.GATEWAY_PORT}]
             elif any("namespaceSelector" in peer for peer in rule["from"]):
-                assert rule["from"] == [kubernetes.PROMETHEUS_PEER]
+                assert rule["from"] == [PROMETHEUS_PEER]
 
 
 def test_dev_runs_one_of_everything_with_its_own_database():
@@ -410,7 +430,7 @@ def test_prod_runs_every_workload_replicated_spread_budgeted_and_autoscaled():
 def test_prod_runs_a_three_node_broker_cluster_and_postgresql_outside():
     assert not [w for w in of_kind("prod", *WORKLOADS) if w["metadata"]["name"] == "postgres"]
     rabbitmq = named("prod", "StatefulSet", "rabbitmq")
-    assert rabbitmq["spec"]["replicas"] == kubernetes.RABBITMQ_PROD_NODES == 3
+    assert rabbitmq["spec"]["replicas"] == RABBITMQ_PROD_NODES == 3
     config = next(v["configMap"]["name"] for v in rabbitmq["spec"]["template"]["spec"]["volumes"]
                   if v["name"] == "config")  # fmt: skip
     conf = named("prod", "ConfigMap", config)["data"]["rabbitmq.conf"]
@@ -424,7 +444,7 @@ def test_prod_runs_a_three_node_broker_cluster_and_postgresql_outside():
             assert len(env["RABBITMQ_URL"]["value"].split(",")) == 3, service.name
             assert env["RABBITMQ_QUORUM_SIZE"]["value"] == "3", service.name
             assert env["STORE_URL"]["valueFrom"]["secretKeyRef"] == {
-                "name": kubernetes.STORE_SECRET, "key": service.name}  # fmt: skip
+                "name": STORE_SECRET, "key": service.name}  # fmt: skip
 
 
 def test_prod_pools_fit_the_databases_connections_at_the_autoscalers_maximum():
@@ -440,9 +460,9 @@ def test_prod_pools_fit_the_databases_connections_at_the_autoscalers_maximum():
         for container in with_settings(named("prod", "Deployment", service.name)):
             pool = int(env_of(container)["STORE_POOL_SIZE"]["value"])
         connections += scalers[service.name] * (pool + 1)
-    assert connections <= kubernetes.PROD_POSTGRES_CONNECTIONS
+    assert connections <= PROD_POSTGRES_CONNECTIONS
     assert (
-        f"`max_connections` of at least {kubernetes.PROD_POSTGRES_CONNECTIONS}"
+        f"`max_connections` of at least {PROD_POSTGRES_CONNECTIONS}"
         in (ROOT / "docs" / "kubernetes.md").read_text()
     )
 
@@ -459,10 +479,10 @@ def test_a_service_runs_as_its_runtime_role_after_its_owner_made_the_schema(over
     assert schema["name"] == "schema"
     assert schema["command"] == ["python", "-m", "services.schema", service.name]
     assert schema["env"] == [{"name": "STORE_URL", "valueFrom": {"secretKeyRef": {
-        "name": kubernetes.STORE_OWNER_SECRET, "key": service.name}}}]  # fmt: skip
+        "name": STORE_OWNER_SECRET, "key": service.name}}}]  # fmt: skip
     for container in with_settings(named(overlay, "Deployment", service.name)):
         assert env_of(container)["STORE_URL"]["valueFrom"]["secretKeyRef"] == {
-            "name": kubernetes.STORE_SECRET, "key": service.name}  # fmt: skip
+            "name": STORE_SECRET, "key": service.name}  # fmt: skip
 
 
 def test_no_superuser_or_owner_password_reaches_a_service(overlay):
@@ -478,11 +498,11 @@ def test_no_superuser_or_owner_password_reaches_a_service(overlay):
     stores = {s.name for s in STORES}
     roles_job = {"Job/postgres-roles/roles"} if overlay == "dev" else set()
     server = {"StatefulSet/postgres/postgres"} if overlay == "dev" else set()
-    assert readers.get(kubernetes.POSTGRES_SECRET, set()) == server | roles_job
-    assert readers.get(kubernetes.POSTGRES_ROLES_SECRET, set()) == roles_job
-    assert readers[kubernetes.STORE_OWNER_SECRET] == {f"Deployment/{n}/schema" for n in stores}
+    assert readers.get(POSTGRES_SECRET, set()) == server | roles_job
+    assert readers.get(POSTGRES_ROLES_SECRET, set()) == roles_job
+    assert readers[STORE_OWNER_SECRET] == {f"Deployment/{n}/schema" for n in stores}
     issuer = catalogue.ISSUER.service
-    assert readers[kubernetes.STORE_SECRET] == {f"Deployment/{n}/{n}" for n in stores} | {
+    assert readers[STORE_SECRET] == {f"Deployment/{n}/{n}" for n in stores} | {
         f"Deployment/{issuer}/create-admin"}  # fmt: skip
 
 
@@ -490,7 +510,7 @@ def test_dev_makes_every_database_and_its_roles_with_the_roles_script():
     job = named("dev", "Job", "postgres-roles")
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert container["command"] == ["sh", "-c", kubernetes.ROLES_COMMAND]
+    assert container["command"] == ["sh", "-c", databases.ROLES_COMMAND]
     volume = next(v for v in pod["volumes"] if v["name"] == "init")
     config = named("dev", "ConfigMap", volume["configMap"]["name"])
     assert config["data"]["init.sql"] == (ROOT / "deploy" / "postgres" / "init.sql").read_text()
@@ -498,7 +518,7 @@ def test_dev_makes_every_database_and_its_roles_with_the_roles_script():
     for service in STORES:
         for role in databases.roles(service.name):
             assert env[databases.password_variable(role)]["valueFrom"]["secretKeyRef"] == {
-                "name": kubernetes.POSTGRES_ROLES_SECRET, "key": role}  # fmt: skip
+                "name": POSTGRES_ROLES_SECRET, "key": role}  # fmt: skip
     assert env["PGHOST"]["value"] == "postgres"
     assert job["spec"]["ttlSecondsAfterFinished"] > 0  # the next apply runs it again
     assert not [j for j in of_kind("prod", "Job") if j["metadata"]["name"] == "postgres-roles"]
@@ -509,7 +529,7 @@ def test_dev_makes_every_database_and_its_roles_with_the_roles_script():
     assert sorted(clients) == sorted([*(s.name for s in STORES), "postgres-roles"])
     assert named("dev", "NetworkPolicy", "postgres-roles")["spec"]["egress"] == [
         {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}}}],
-         "ports": [{"protocol": "TCP", "port": kubernetes.POSTGRES_PORT}]}]  # fmt: skip
+         "ports": [{"protocol": "TCP", "port": facts.POSTGRES_PORT}]}]  # fmt: skip
 
 
 # The internal hops' secret, TLS at the gateway, the federation gateway's image.
@@ -530,31 +550,31 @@ def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_and_the_
     for workload in of_kind(overlay, *PODS):
         for container in containers(workload):
             where = f"{workload['metadata']['name']}/{container['name']}"
-            assert (kubernetes.INTERNAL_SECRET in secrets_read(container)) == (where in readers)
+            assert (INTERNAL_SECRET in secrets_read(container)) == (where in readers)
             if where in readers:
                 assert env_of(container)["INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-                    "name": kubernetes.INTERNAL_SECRET, "key": "token"}  # fmt: skip
+                    "name": INTERNAL_SECRET, "key": "token"}  # fmt: skip
 
 
 def test_envoy_serves_tls_with_the_certificate_of_the_mounted_secret(overlay):
     pod = named(overlay, "Deployment", "gateway")["spec"]["template"]["spec"]
     envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
     volume = next(v for v in pod["volumes"] if v.get("secret", {}).get(
-        "secretName") == kubernetes.GATEWAY_TLS_SECRET)  # fmt: skip
+        "secretName") == GATEWAY_TLS_SECRET)  # fmt: skip
     # Readable by the pod's group (fsGroup, a group of Envoy's user too), by no other user.
     assert volume["secret"]["defaultMode"] == 0o440
     assert pod["securityContext"]["fsGroup"] > 0
     [mount] = [m for m in envoy["volumeMounts"] if m["name"] == volume["name"]]
-    assert mount == {"name": volume["name"], "mountPath": str(kubernetes.GATEWAY_TLS_DIR),
+    assert mount == {"name": volume["name"], "mountPath": str(GATEWAY_TLS_DIR),
                      "readOnly": True}  # fmt: skip
     # The bootstrap names the Secret's keys (a kubernetes.io/tls Secret's: tls.crt, tls.key).
-    [gateway] = [listener for listener in kubernetes.gateway_bootstrap()["static_resources"][
+    [gateway] = [listener for listener in gateway_bootstrap()["static_resources"][
         "listeners"] if listener["name"] == "gateway"]  # fmt: skip
     [chain] = gateway["filter_chains"]
     tls = chain["transport_socket"]["typed_config"]["common_tls_context"]
     assert tls["tls_certificates"] == [{
-        "certificate_chain": {"filename": f"{kubernetes.GATEWAY_TLS_DIR}/tls.crt"},
-        "private_key": {"filename": f"{kubernetes.GATEWAY_TLS_DIR}/tls.key"}}]  # fmt: skip
+        "certificate_chain": {"filename": f"{GATEWAY_TLS_DIR}/tls.crt"},
+        "private_key": {"filename": f"{GATEWAY_TLS_DIR}/tls.key"}}]  # fmt: skip
     # Only Envoy's container has the key.
     for workload in of_kind(overlay, *PODS):
         for container in containers(workload):
@@ -569,16 +589,16 @@ def test_envoys_probes_and_service_fit_a_tls_port(overlay):
     pod = named(overlay, "Deployment", "gateway")["spec"]["template"]["spec"]
     envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert envoy[probe]["tcpSocket"] == {"port": kubernetes.GATEWAY_PORT}, probe
-    assert envoy["ports"] == [{"name": "https", "containerPort": kubernetes.GATEWAY_PORT}]
+        assert envoy[probe]["tcpSocket"] == {"port": facts.GATEWAY_PORT}, probe
+    assert envoy["ports"] == [{"name": "https", "containerPort": facts.GATEWAY_PORT}]
     service = named(overlay, "Service", "gateway")
-    port = kubernetes.GATEWAY_PORT
+    port = facts.GATEWAY_PORT
     assert service["spec"]["ports"] == [{"name": "https", "port": port, "targetPort": port}]
 
 
 def test_the_docs_say_how_to_create_the_gateways_tls_secret():
     docs = (ROOT / "docs" / "kubernetes.md").read_text()
-    assert f"create secret tls {kubernetes.GATEWAY_TLS_SECRET} --cert=" in docs
+    assert f"create secret tls {GATEWAY_TLS_SECRET} --cert=" in docs
 
 
 # Mutual TLS on the gRPC hops inside the cluster: prod only.
@@ -600,7 +620,7 @@ def tls_files(workload: dict[str, Any], container: dict[str, Any], secret: str) 
 @pytest.mark.parametrize("service", catalogue.CATALOGUE, ids=lambda s: s.name)
 def test_in_prod_every_service_serves_and_calls_over_mutual_tls_from_its_own_secret(service):
     deployment = named("prod", "Deployment", service.name)
-    secret = kubernetes.grpc_tls_secret(service.name)
+    secret = grpc_tls_secret(service.name)
     assert secret == f"ordermesh-{service.name}-tls"
     for container in containers(deployment):
         env = env_of(container)
@@ -622,7 +642,7 @@ def test_in_prod_envoy_calls_every_grpc_cluster_over_mutual_tls_naming_the_servi
     gateway = named("prod", "Deployment", "gateway")
     pod = gateway["spec"]["template"]["spec"]
     envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
-    directory = tls_files(gateway, envoy, kubernetes.GATEWAY_CLIENT_TLS_SECRET)
+    directory = tls_files(gateway, envoy, GATEWAY_CLIENT_TLS_SECRET)
     # Only Envoy's container has the client key.
     for container in containers(gateway):
         mounted = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
@@ -662,9 +682,9 @@ def test_dev_stays_plaintext_inside_the_cluster():
             assert not set(TLS_VARIABLES) & set(env_of(container)), where
         # The gateway's serving certificate is the only one.
         for secret in secret_volumes(workload).values():
-            assert secret in (kubernetes.GATEWAY_TLS_SECRET, kubernetes.RABBITMQ_SECRET), secret
-    assert "UpstreamTlsContext" not in json.dumps(kubernetes.gateway_bootstrap())
-    assert "UpstreamTlsContext" in json.dumps(kubernetes.gateway_bootstrap(mutual_tls=True))
+            assert secret in (GATEWAY_TLS_SECRET, RABBITMQ_SECRET), secret
+    assert "UpstreamTlsContext" not in json.dumps(gateway_bootstrap())
+    assert "UpstreamTlsContext" in json.dumps(gateway_bootstrap(mutual_tls=True))
 
 
 def test_the_docs_say_how_to_make_every_mounted_secret(overlay):

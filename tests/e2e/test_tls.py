@@ -12,8 +12,8 @@ import pytest
 from inventory.v1 import inventory_service_pb2 as inventory_pb
 from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 
+from deploy.ca import LocalCA
 from harness.gateway import LocalGateway
-from harness.tls import LocalCA
 
 
 @pytest.fixture(scope="module")

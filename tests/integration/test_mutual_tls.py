@@ -30,13 +30,13 @@ from user.v1 import user_service_pb2_grpc as user_grpc
 
 from chassis.tls import MutualTls, target_name_options, tls_channel
 from chassis.upstream import Upstream
+from deploy.ca import LocalCA
 from harness.gateway import LocalGateway
 from harness.process import ManagedProcess, accepts, free_port
 from harness.rabbitmq import PrivateRabbitMQ
 from harness.redis import PrivateRedis
 from harness.shop import Shop
 from harness.system import System
-from harness.tls import LocalCA
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -1,4 +1,4 @@
-"""A local certificate authority for a test system: a CA and a certificate per service, as files.
+"""A local certificate authority: a CA and a certificate per service, as files.
 
     ca = LocalCA(directory)
     env = ca.settings("inventory")         # GRPC_TLS_CERT, GRPC_TLS_KEY, GRPC_TLS_CA
@@ -8,7 +8,8 @@ Made with `cryptography` (ECDSA P-256: the cheapest handshake grpc offers). Each
 names its service as a DNS subject alternative name (what `chassis.tls` clients check), plus
 `localhost` and 127.0.0.1 (what tools such as grpcurl dial here), and may serve as both a server
 and a client certificate (mutual TLS: every service is both). Keys are written readable by
-their owner only. Nothing here ships: deployments get their certificates from their own CA.
+their owner only. For the test systems, `make up` and the gateway certificate `make compose-env`
+makes when the operator gives none (deploy/tls.py); deployments get theirs from their own CA.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chassis.tls import MutualTls, target_name_options
-from harness.process import private_file
+from deploy.private import private_file
 
 __all__ = ["Issued", "LocalCA"]
 

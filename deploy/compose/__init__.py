@@ -1,0 +1,433 @@
+"""compose.yaml, rendered from the service catalogue (`make gen`; its overrides: .overrides).
+
+    python -m deploy.compose            writes compose.yaml, deploy/compose.host-network.yaml,
+                                        deploy/compose.mongodb.yaml, deploy/postgres/init.sql
+
+compose.yaml is the whole system for Docker Compose (or Podman): RabbitMQ, Redis, PostgreSQL
+(a database per service that keeps state, with an owner role and a runtime role each, made or
+brought up to date at every `up` by the one-shot `postgres-roles` from deploy/postgres/init.sql,
+deploy/databases.py; then each service's schema made as its owner by the one-shot
+`<name>-schema`, which the service's containers wait for; the services connect as their
+runtime roles, and the superuser's password reaches the server and `postgres-roles` only), the
+gateway (Envoy, its bootstrap rendered by
+`gateway.envoy` in a one-shot container, its endpoints and edge policy written by its agent,
+`gateway.agent`, from the registry and the auth service's policy; HTTPS and gRPC over TLS
+with the certificate and key of the compose secrets `gateway-tls-cert` and `gateway-tls-key`,
+the files GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name, or plaintext with GATEWAY_PLAINTEXT=1; the
+GraphQL federation gateway behind its /graphql, our image of Hive Gateway with the packages of
+gateway/graphql, deploy/images.py), and every service of the
+catalogue with REPLICAS instances, restart policies, health checks (`python -m chassis.probe`;
+the agent's: its `/ready`, a verified edge policy and endpoints), a read-only root filesystem
+and a rolling-update policy. Every address and port is a variable whose default suits a normal
+Docker network (its default from deploy/facts.py); every secret is a variable that must be set
+(`make compose-env` writes them, fresh, to `.env`), handed only to the processes whose
+settings take it, as deploy/environment.py decides for every target (`ComposeTarget` spells
+it): the edge policy's signing key to the auth service, its public half to every follower;
+the internal hops' secret to Envoy, its agent, the federation gateway and the services with a
+GraphQL subgraph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy import databases, facts, images
+from deploy.databases import ROLES_COMMAND, stores
+from deploy.environment import PROVIDERS, agent_environment, environment, internal_hops
+from services import catalogue
+from services.catalogue import Need, Service
+
+__all__ = [
+    "ComposeTarget",
+    "app",
+    "gateway",
+    "infrastructure",
+    "overridable",
+    "published",
+    "required",
+    "services",
+    "store_url",
+    "stores_and_schemas",
+]
+
+REPLICAS = 2
+# The volume the gateway's bootstrap, contracts, EDS and policy files share.
+GATEWAY_DIR = "/gateway"
+HEADER = "# Generated from the service catalogue by `make gen` (deploy/compose): do not edit.\n"
+
+
+def overridable(name: str, default: object) -> str:
+    """A value the operator may set in the env file, `default` otherwise."""
+    return f"${{{name}:-{default}}}"
+
+
+# Every address and port, as a variable with a default for a normal Docker network.
+RABBITMQ = f"${{RABBITMQ_HOST:-rabbitmq}}:{overridable('RABBITMQ_PORT', facts.AMQP_PORT)}"
+REDIS = f"${{REDIS_HOST:-redis}}:{overridable('REDIS_PORT', facts.REDIS_PORT)}"
+POSTGRES = f"${{POSTGRES_HOST:-postgres}}:{overridable('POSTGRES_PORT', facts.POSTGRES_PORT)}"
+GRPC_PORT = overridable("GRPC_PORT", facts.GRPC_PORT)
+METRICS_PORT = overridable("METRICS_PORT", facts.METRICS_PORT)
+GRAPHQL_PORT = overridable("GRAPHQL_PORT", facts.GRAPHQL_PORT)
+SUBGRAPHS_PORT = overridable("SUBGRAPHS_PORT", facts.SUBGRAPHS_PORT)
+# The gateway's agent: `/ready` (its health check) and `/metrics`, never published.
+GATEWAY_AGENT_PORT = overridable("GATEWAY_AGENT_PORT", facts.AGENT_PORT)
+APP_IMAGE = overridable("ORDERMESH_IMAGE", images.APP)
+GRAPHQL_IMAGE = overridable("GRAPHQL_IMAGE", images.GRAPHQL)
+POSTGRES_IMAGE = overridable("POSTGRES_IMAGE", facts.POSTGRES_IMAGE)
+MONGODB_IMAGE = overridable("MONGODB_IMAGE", facts.MONGODB_IMAGE)
+# The gateway's certificate chain and key (PEM), as compose secrets: the files the operator
+# names, by default the local CA's that `make compose-env` makes (deploy/env.py, deploy/tls.py).
+# Mounted into Envoy's container only, where the bootstrap names them.
+TLS_SECRETS = {
+    "gateway-tls-cert": "${GATEWAY_TLS_CERT:-./.build/tls/gateway.crt}",
+    "gateway-tls-key": "${GATEWAY_TLS_KEY:-./.build/tls/gateway.key}",
+}
+SECRETS_DIR = "/run/secrets"
+# The bootstrap's TLS arguments: the secrets' files, or --plaintext when GATEWAY_PLAINTEXT=1.
+TLS_ARGUMENTS = (
+    'case "$$GATEWAY_PLAINTEXT" in 1) tls=--plaintext ;; '
+    f"*) tls='--tls-cert {SECRETS_DIR}/gateway-tls-cert "
+    f"--tls-key {SECRETS_DIR}/gateway-tls-key' ;; esac; "
+)
+# The agent's health check: exits non-zero unless `/ready` answers 200 (urlopen raises on 503).
+AGENT_READY = (
+    "import os, urllib.request; "
+    "urllib.request.urlopen('http://127.0.0.1:' + os.environ['PORT'] + '/ready', timeout=2)"
+)
+# Run by the shell: Podman's Docker-compatible API (4.3) splits a CMD health check's arguments
+# at every space (`python -c import os, ...`: a syntax error, never healthy), and joins a
+# CMD-SHELL one's again before handing it to `sh -c`.
+AGENT_HEALTHCHECK = ["CMD-SHELL", f'exec python -c "{AGENT_READY}"']
+
+
+def published(variable: str, port: int) -> str:
+    """A port published on the host: on its loopback address unless the env file says."""
+    return f"{overridable(variable, f'127.0.0.1:{port}')}:{port}"
+
+
+def required(name: str) -> str:
+    return f"${{{name}:?run make compose-env}}"
+
+
+def app(command: list[str], **extra: Any) -> dict[str, Any]:
+    """A container of the application image: non-root, read-only, no privileges."""
+    return {
+        "image": APP_IMAGE,
+        "command": command,
+        "read_only": True,
+        "tmpfs": ["/tmp", "/run/ordermesh"],
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        **extra,
+    }
+
+
+def store_url(name: str, role: str) -> str:
+    """The URL of database `name` for `role` (its owner's or its runtime role's)."""
+    password = required(databases.password_variable(role))
+    return f"postgresql://{role}:{password}@{POSTGRES}/{name}"
+
+
+class ComposeTarget:
+    """compose's spelling of each variable (deploy.environment.Target): addresses with
+    defaults for a normal Docker network, secrets that `make compose-env` must have set."""
+
+    def registry(self) -> str:
+        return f"redis://:{required('REDIS_PASSWORD')}@{REDIS}/0"
+
+    def broker(self) -> str:
+        return f"amqp://ordermesh:{required('RABBITMQ_PASSWORD')}@{RABBITMQ}/"
+
+    def store(self, service: str) -> str:
+        return store_url(service, databases.runtime(service))
+
+    def address(self, callee: str, *, variable: str) -> str:
+        # Used while the registry does not answer; a service name resolves to its replicas.
+        return overridable(variable, f"{callee}:{GRPC_PORT}")
+
+    def secret(self, name: str) -> str:
+        return required(name)
+
+    def providers(self) -> dict[str, str]:
+        defaults = {"SMTP_HOST": "mail", "SMTP_PORT": 25}
+        return {name: overridable(name, defaults.get(name, "")) for name in PROVIDERS}
+
+
+TARGET = ComposeTarget()
+
+
+def _service_environment(service: Service, *, serving: bool = True) -> dict[str, str]:
+    """What a process of `service` is started with: how it listens here, then what
+    deploy.environment decides (`serving=False`: a one-shot step of it)."""
+    listening = {
+        "LOG_LEVEL": "${LOG_LEVEL:-INFO}",
+        "GRPC_HOST": "${GRPC_HOST:-0.0.0.0}",
+        "GRPC_PORT": GRPC_PORT,
+        "METRICS_PORT": METRICS_PORT,
+        "PORT_FILE": "/run/ordermesh/grpc.port",
+    }
+    return listening | environment(service, TARGET, serving=serving)
+
+
+def infrastructure() -> dict[str, Any]:
+    return {
+        "rabbitmq": {
+            "image": overridable("RABBITMQ_IMAGE", facts.RABBITMQ_IMAGE),
+            "hostname": "rabbitmq",
+            "environment": {
+                "RABBITMQ_DEFAULT_USER": "ordermesh",
+                "RABBITMQ_DEFAULT_PASS": required("RABBITMQ_PASSWORD"),
+                "RABBITMQ_NODE_IP_ADDRESS": "${RABBITMQ_LISTEN:-0.0.0.0}",
+                "RABBITMQ_NODE_PORT": overridable("RABBITMQ_PORT", facts.AMQP_PORT),
+                "RABBITMQ_DIST_PORT": overridable("RABBITMQ_DIST_PORT", facts.DIST_PORT),
+                "ERL_EPMD_PORT": overridable("RABBITMQ_EPMD_PORT", facts.EPMD_PORT),
+                "RABBITMQ_NODENAME": "${RABBITMQ_NODENAME:-rabbit@rabbitmq}",
+            },
+            "volumes": ["rabbitmq:/var/lib/rabbitmq"],
+            "restart": "unless-stopped",
+            "healthcheck": {
+                "test": ["CMD", "rabbitmq-diagnostics", "-q", "check_port_connectivity"],
+                "interval": "10s",
+                "timeout": "10s",
+                "retries": 5,
+                "start_period": "30s",
+            },
+        },
+        "redis": {
+            "image": overridable("REDIS_IMAGE", facts.REDIS_IMAGE),
+            # The password reaches Redis in a file only its user reads, never on a command line
+            # that any local user could read.
+            "command": [
+                "sh",
+                "-c",
+                'umask 077 && printf "requirepass %s\\n" "$$REDIS_PASSWORD" > /tmp/redis.conf '
+                '&& exec redis-server /tmp/redis.conf --bind "$$REDIS_LISTEN" '
+                '--port "$$REDIS_PORT" --save "" --appendonly no',
+            ],
+            "environment": {
+                "REDIS_PASSWORD": required("REDIS_PASSWORD"),
+                "REDIS_LISTEN": "${REDIS_LISTEN:-0.0.0.0}",
+                "REDIS_PORT": overridable("REDIS_PORT", facts.REDIS_PORT),
+            },
+            "restart": "unless-stopped",
+            "healthcheck": {
+                "test": [
+                    "CMD-SHELL",
+                    'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli -p "$$REDIS_PORT" ping | grep PONG',
+                ],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 5,
+            },
+        },
+        "postgres": {
+            "image": POSTGRES_IMAGE,
+            "command": ["postgres", "-c", "listen_addresses=${POSTGRES_LISTEN:-*}"],
+            "environment": {
+                "POSTGRES_USER": "ordermesh",
+                "POSTGRES_PASSWORD": required("POSTGRES_PASSWORD"),
+                "PGPORT": overridable("POSTGRES_PORT", facts.POSTGRES_PORT),
+            },
+            "volumes": ["postgres:/var/lib/postgresql/data"],
+            "restart": "unless-stopped",
+            "healthcheck": {
+                "test": ["CMD-SHELL", 'pg_isready -U ordermesh -p "$$PGPORT"'],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 10,
+            },
+        },
+    }
+
+
+def stores_and_schemas() -> dict[str, Any]:
+    """The databases' roles, made or brought up to date at every `up` (`postgres-roles`, the
+    only container besides the server given the superuser's password), then each service's
+    schema, made as its database's owner (`<name>-schema`, given that role's password only)."""
+    roles = [role for name in stores() for role in databases.roles(name)]
+    rendered: dict[str, Any] = {
+        "postgres-roles": {
+            "image": POSTGRES_IMAGE,
+            "command": ["sh", "-c", ROLES_COMMAND],
+            "environment": {
+                "PGHOST": "${POSTGRES_HOST:-postgres}",
+                "PGPORT": overridable("POSTGRES_PORT", facts.POSTGRES_PORT),
+                "PGUSER": "ordermesh",
+                "PGDATABASE": "postgres",
+                "PGPASSWORD": required("POSTGRES_PASSWORD"),
+                **{
+                    databases.password_variable(role): required(databases.password_variable(role))
+                    for role in roles
+                },
+            },
+            "volumes": ["./deploy/postgres/init.sql:/ordermesh/init.sql:ro"],
+            "read_only": True,
+            "tmpfs": ["/tmp"],
+            "security_opt": ["no-new-privileges:true"],
+            "cap_drop": ["ALL"],
+            "depends_on": ["postgres"],
+        }
+    }
+    for name in stores():
+        rendered[f"{name}-schema"] = app(
+            ["python", "-m", "services.schema", name],
+            environment={"STORE_URL": store_url(name, databases.owner(name))},
+            depends_on={"postgres-roles": {"condition": "service_completed_successfully"}},
+        )
+    return rendered
+
+
+def _started(*names: str) -> dict[str, Any]:
+    return {name: {"condition": "service_started"} for name in names}
+
+
+def _schema_made(name: str) -> dict[str, Any]:
+    return {f"{name}-schema": {"condition": "service_completed_successfully"}}
+
+
+def gateway() -> dict[str, Any]:
+    issuer = catalogue.ISSUER.service
+    return {
+        "create-admin": app(
+            [
+                "sh",
+                "-c",
+                "printenv ADMIN_PASSWORD | exec python -m services.user create-admin "
+                '--email "$$ADMIN_EMAIL" --password-stdin --if-missing',
+            ],
+            environment={
+                **_service_environment(catalogue.entry("user"), serving=False),
+                "ADMIN_EMAIL": "${ADMIN_EMAIL:-admin@ordermesh.example}",
+                "ADMIN_PASSWORD": required("ADMIN_PASSWORD"),
+            },
+            # Until the store answers (nothing here waits for health checks).
+            restart="on-failure",
+            depends_on={**_started("rabbitmq", "redis", "postgres"), **_schema_made(issuer)},
+        ),
+        "gateway-config": app(
+            [
+                "sh",
+                "-c",
+                TLS_ARGUMENTS + f"exec python -m gateway.envoy -o {GATEWAY_DIR}/envoy.json "
+                '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
+                f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
+                f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
+                '--admin-port "$$GATEWAY_ADMIN_PORT" --graphql-address "$$GRAPHQL_ADDRESS" '
+                '--subgraphs-host "$$GATEWAY_LISTEN" --subgraphs-port "$$SUBGRAPHS_PORT" '
+                "$$tls --prepare",
+            ],
+            environment={
+                "GATEWAY_PLAINTEXT": "${GATEWAY_PLAINTEXT:-}",
+                "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
+                "GATEWAY_PORT": overridable("GATEWAY_PORT", facts.GATEWAY_PORT),
+                "GATEWAY_ADMIN_PORT": overridable("GATEWAY_ADMIN_PORT", facts.GATEWAY_ADMIN_PORT),
+                "GRAPHQL_ADDRESS": f"${{GRAPHQL_HOST:-graphql}}:{GRAPHQL_PORT}",
+                "SUBGRAPHS_PORT": SUBGRAPHS_PORT,
+            },
+            volumes=[f"gateway:{GATEWAY_DIR}"],
+            restart="on-failure",
+        ),
+        "gateway-agent": app(
+            ["python", "-m", "gateway.agent"],
+            environment={
+                **agent_environment(
+                    TARGET, eds_dir=f"{GATEWAY_DIR}/eds", policy_dir=f"{GATEWAY_DIR}/policy"
+                ),
+                "HOST": "${GATEWAY_AGENT_LISTEN:-0.0.0.0}",
+                "PORT": GATEWAY_AGENT_PORT,
+            },
+            volumes=[f"gateway:{GATEWAY_DIR}"],
+            restart="unless-stopped",
+            # Healthy once it holds a verified edge policy and endpoints of every routed
+            # service (`/ready`; the image has Python, no curl).
+            healthcheck={
+                "test": AGENT_HEALTHCHECK,
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 3,
+                "start_period": "20s",
+            },
+            depends_on={"gateway-config": {"condition": "service_completed_successfully"}},
+        ),
+        # The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql): our image
+        # of Hive Gateway with gateway/graphql's packages (deploy/images.py; its configuration
+        # imports more than Hive's official image has), with the configuration and the
+        # supergraph of this commit. CORS_ORIGINS: the web origins allowed (none by default).
+        "graphql": {
+            "image": GRAPHQL_IMAGE,
+            "command": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
+            "read_only": True,
+            "tmpfs": ["/tmp"],
+            "security_opt": ["no-new-privileges:true"],
+            "cap_drop": ["ALL"],
+            "environment": {
+                "HOST": "${GRAPHQL_LISTEN:-0.0.0.0}",
+                "PORT": GRAPHQL_PORT,
+                "SUBGRAPHS_URL": f"http://${{GATEWAY_HOST:-gateway}}:{SUBGRAPHS_PORT}",
+                "CORS_ORIGINS": "${CORS_ORIGINS:-}",
+                **internal_hops(TARGET),
+                "LOG_JSON": "1",
+            },
+            "volumes": [
+                f"./gateway/graphql/{name}:/gateway/{name}:ro"
+                for name in ("gateway.config.mjs", "supergraph.graphql")
+            ],
+            "restart": "unless-stopped",
+        },
+        "gateway": {
+            "image": overridable("ENVOY_IMAGE", facts.ENVOY_IMAGE),
+            "command": ["envoy", "-c", f"{GATEWAY_DIR}/envoy.json", "--log-level", "warn"],
+            # Envoy adds it to the calls of /graphql and of the subgraph listener's routes.
+            "environment": internal_hops(TARGET),
+            "volumes": [f"gateway:{GATEWAY_DIR}:ro"],
+            "secrets": list(TLS_SECRETS),
+            "ports": [
+                f"{overridable('GATEWAY_PUBLISH', f'127.0.0.1:{facts.GATEWAY_PORT}')}:"
+                + overridable("GATEWAY_PORT", facts.GATEWAY_PORT)
+            ],
+            "restart": "unless-stopped",
+            "depends_on": {
+                "gateway-config": {"condition": "service_completed_successfully"},
+                "gateway-agent": {"condition": "service_started"},
+            },
+        },
+    }
+
+
+def services() -> dict[str, Any]:
+    rendered = {}
+    for service in catalogue.in_start_order():
+        needs = ["redis"] + (["rabbitmq", "postgres"] if Need.STORE in service.needs else [])
+        depends = _started(*needs, *service.dependencies)
+        if Need.STORE in service.needs:
+            depends |= _schema_made(service.name)
+        if service.name == catalogue.ISSUER.service:
+            depends |= _started("create-admin")
+        rendered[service.name] = app(
+            list(service.command),
+            environment=_service_environment(service),
+            restart="unless-stopped",
+            depends_on=depends,
+            healthcheck={
+                "test": ["CMD", "python", "-m", "chassis.probe"],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 3,
+                "start_period": "20s",
+            },
+            # SIGTERM drains (out of the registry, in-flight calls finish) within the grace.
+            stop_grace_period=f"{facts.TERMINATION_GRACE_S}s",
+            deploy={
+                "replicas": REPLICAS,
+                "update_config": {
+                    "parallelism": 1,
+                    "order": "start-first",
+                    "delay": "5s",
+                    "failure_action": "rollback",
+                    "monitor": "20s",
+                },
+                "rollback_config": {"parallelism": 1, "order": "start-first"},
+                "restart_policy": {"condition": "any", "delay": "2s"},
+            },
+        )
+    return rendered

@@ -1,0 +1,184 @@
+"""A container's environment in the manifests: deploy.environment's decisions spelt as Secret
+references and `$(VAR)` (`KubernetesTarget`), with what is Kubernetes' own around them (the
+pod's name and address, the drain within the grace period, prod's sizes, mutual TLS's files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deploy import facts
+from deploy.environment import (
+    BROKER,
+    INTERNAL_TOKEN,
+    POLICY_SIGNING_KEY,
+    POLICY_VERIFY_KEY,
+    REGISTRY,
+    STORE,
+    environment,
+    internal_hops,
+)
+from deploy.manifests.secrets import (
+    ADMIN_SECRET,
+    INTERNAL_SECRET,
+    POLICY_SIGNING_SECRET,
+    POLICY_VERIFY_SECRET,
+    RABBITMQ_SECRET,
+    REDIS_SECRET,
+    STORE_SECRET,
+    secret_ref,
+)
+from services.catalogue import Service
+
+# Where a service's container finds its certificate, key and CA in prod (its Secret's files).
+GRPC_TLS_DIR = Path("/etc/ordermesh/grpc-tls")
+
+
+def field_ref(path: str) -> dict[str, Any]:
+    return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def tls_env() -> list[dict[str, Any]]:
+    """Mutual TLS for a service's container (chassis.tls): the files of its mounted Secret."""
+    return [
+        {"name": f"GRPC_TLS_{variable}", "value": str(GRPC_TLS_DIR / key)}
+        for variable, key in (("CERT", "tls.crt"), ("KEY", "tls.key"), ("CA", "ca.crt"))
+    ]
+
+
+def rabbitmq_url(nodes: int) -> str:
+    """The services' RABBITMQ_URL: the Service for one node; each node's address for a
+    cluster (the connection tries them in turn, chassis.broker)."""
+    if nodes == 1:
+        return f"amqp://ordermesh:$(RABBITMQ_PASSWORD)@rabbitmq:{facts.AMQP_PORT}/"
+    return ",".join(
+        f"amqp://ordermesh:$(RABBITMQ_PASSWORD)@rabbitmq-{n}.rabbitmq-nodes:{facts.AMQP_PORT}/"
+        for n in range(nodes)
+    )
+
+
+# The variables the URLs of the registry and the broker refer to by `$(NAME)`: each its
+# Secret's `password`, defined before them (Kubernetes expands `$(NAME)` only from variables
+# defined before).
+PASSWORDS = {
+    REGISTRY: ("REDIS_PASSWORD", REDIS_SECRET),
+    BROKER: ("RABBITMQ_PASSWORD", RABBITMQ_SECRET),
+}
+# The secrets deploy.environment names: each a Secret's key.
+SECRET_KEYS = {
+    POLICY_VERIFY_KEY: (POLICY_VERIFY_SECRET, "verify-key"),
+    POLICY_SIGNING_KEY: (POLICY_SIGNING_SECRET, "signing-key"),
+    INTERNAL_TOKEN: (INTERNAL_SECRET, "token"),
+}
+
+
+class KubernetesTarget:
+    """Kubernetes' spelling of each variable (deploy.environment.Target): an env entry's
+    `value` or `valueFrom`, its name added by `entries`."""
+
+    def __init__(self, *, broker_nodes: int = 1):
+        self.broker_nodes = broker_nodes
+
+    def registry(self) -> dict[str, Any]:
+        return {"value": f"redis://:$(REDIS_PASSWORD)@redis:{facts.REDIS_PORT}/0"}
+
+    def broker(self) -> dict[str, Any]:
+        return {"value": rabbitmq_url(self.broker_nodes)}
+
+    def store(self, service: str) -> dict[str, Any]:
+        return secret_ref(STORE_SECRET, service)
+
+    def address(self, callee: str, *, variable: str) -> dict[str, Any]:
+        # Used while the registry does not answer: the headless Service resolves to the pods.
+        return {"value": f"{callee}:{facts.GRPC_PORT}"}
+
+    def secret(self, name: str) -> dict[str, Any]:
+        return secret_ref(*SECRET_KEYS[name])
+
+    def providers(self) -> dict[str, dict[str, Any]]:
+        # The notifier's providers come whole from NOTIFICATION_SECRET (`envFrom`, .services).
+        return {}
+
+
+def entries(env: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"name": name, **value} for name, value in env.items()]
+
+
+def passwords(env: Mapping[str, object]) -> list[dict[str, Any]]:
+    """The passwords the URLs among `env` refer to."""
+    return [
+        {"name": password, **secret_ref(secret, "password")}
+        for variable, (password, secret) in PASSWORDS.items()
+        if variable in env
+    ]
+
+
+def internal_env() -> list[dict[str, Any]]:
+    """The secret of the internal hops, for Envoy and the federation gateway (deploy.environment
+    gives it to the agent and the services with a subgraph too)."""
+    return entries(internal_hops(KubernetesTarget()))
+
+
+def _sized(env: list[dict[str, Any]], *, broker_nodes: int, pool_size: int) -> list[dict[str, Any]]:
+    """`env` with the sizes of prod's cluster after what they size: the pool of each store's
+    connections, the members of each quorum queue."""
+    sized = []
+    for entry in env:
+        sized.append(entry)
+        if entry["name"] == STORE and pool_size:
+            sized.append({"name": "STORE_POOL_SIZE", "value": str(pool_size)})
+        if entry["name"] == BROKER and broker_nodes > 1:
+            sized.append({"name": "RABBITMQ_QUORUM_SIZE", "value": str(broker_nodes)})
+    return sized
+
+
+def service_env(
+    service: Service, *, broker_nodes: int = 1, pool_size: int = 0
+) -> list[dict[str, Any]]:
+    """The environment of a service's container (its serving one and its create-admin step):
+    the passwords first, then what is read whole from Secrets, then how the pod runs, then the
+    values that refer to the passwords."""
+    target = KubernetesTarget(broker_nodes=broker_nodes)
+    decided = environment(service, target, serving=False)
+    read = [e for e in entries(decided) if "valueFrom" in e]
+    given = [e for e in entries(decided) if "valueFrom" not in e]
+    running = [
+        {"name": "LOG_LEVEL", "value": "INFO"},
+        {"name": "GRPC_HOST", "value": "0.0.0.0"},
+        {"name": "GRPC_PORT", "value": str(facts.GRPC_PORT)},
+        {"name": "METRICS_PORT", "value": str(facts.METRICS_PORT)},
+        {"name": "INSTANCE_ID", **field_ref("metadata.name")},
+        # Registered in the registry: others (and Envoy) reach this pod at its own address.
+        {"name": "ADVERTISED_HOST", **field_ref("status.podIP")},
+        {"name": "DRAIN_DELAY_S", "value": str(facts.DRAIN_DELAY_S)},
+        {"name": "SHUTDOWN_GRACE_S", "value": str(facts.SHUTDOWN_GRACE_S)},
+    ]
+    sizes = {"broker_nodes": broker_nodes, "pool_size": pool_size}
+    return [*passwords(decided), *_sized(read, **sizes), *running, *_sized(given, **sizes)]
+
+
+def serving_env(
+    service: Service, *, broker_nodes: int = 1, pool_size: int = 0, mutual_tls: bool = False
+) -> list[dict[str, Any]]:
+    """The environment of the container that serves `service`: `service_env`, what only its
+    serving process holds (the internal hops' secret if it has a GraphQL subgraph), and its
+    certificate's files with `mutual_tls` (never its pod's init steps, which call no service)."""
+    target = KubernetesTarget(broker_nodes=broker_nodes)
+    steps = environment(service, target, serving=False)
+    serving = {k: v for k, v in environment(service, target).items() if k not in steps}
+    env = [*service_env(service, broker_nodes=broker_nodes, pool_size=pool_size)]
+    env += entries(serving)
+    return [*env, *tls_env()] if mutual_tls else env
+
+
+def admin_env(
+    service: Service, *, broker_nodes: int = 1, pool_size: int = 0
+) -> list[dict[str, Any]]:
+    """The issuer's create-admin step: its service's settings, and the admin's account."""
+    return [
+        *service_env(service, broker_nodes=broker_nodes, pool_size=pool_size),
+        {"name": "ADMIN_EMAIL", "value": "admin@ordermesh.example"},
+        {"name": "ADMIN_PASSWORD", **secret_ref(ADMIN_SECRET, "password")},
+    ]

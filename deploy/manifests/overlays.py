@@ -1,0 +1,182 @@
+"""What prod changes on base: every service and the gateway with several replicas spread
+across nodes, a PodDisruptionBudget and a HorizontalPodAutoscaler on CPU each, a RabbitMQ
+cluster, the settings for the database's connections, and mutual TLS on every gRPC hop inside
+the cluster (each service from a Secret of its own, probed in its container)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.manifests.environment import GRPC_TLS_DIR, admin_env, serving_env
+from deploy.manifests.gateway import UPSTREAM_TLS_DIR
+from deploy.manifests.pods import PART_OF, selector, service_probes, tls_volume
+from deploy.manifests.secrets import GATEWAY_CLIENT_TLS_SECRET, grpc_tls_secret
+from services import catalogue
+from services.catalogue import Service
+
+PROD_REPLICAS = 3
+
+
+PROD_MAX_REPLICAS = 10
+
+
+RABBITMQ_PROD_NODES = 3
+
+
+# The connections prod's PostgreSQL must allow (docs/kubernetes.md). A pod of a store-backed
+# service opens at most STORE_POOL_SIZE and its relay's listener; at the autoscalers' maximum
+# they fit: 10 pods x 5 services x (5 + 1) = 300.
+PROD_POSTGRES_CONNECTIONS = 300
+
+
+def workloads() -> list[str]:
+    """The Deployments prod runs with several replicas: every service, and the gateway."""
+    return [s.name for s in catalogue.in_start_order()] + ["gateway"]
+
+
+def prod_patches() -> list[dict[str, Any]]:
+    patches: list[dict[str, Any]] = []
+    for name in workloads():
+        spread = [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": when,
+                "labelSelector": selector(name),
+            }
+            for key, when in (
+                ("kubernetes.io/hostname", "DoNotSchedule"),
+                ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+            )
+        ]
+        patches.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "replicas": PROD_REPLICAS,
+                    "template": {"spec": {"topologySpreadConstraints": spread}},
+                },
+            }
+        )
+    patches += [service_patch(service) for service in catalogue.in_start_order()]
+    patches.append(gateway_patch())
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector("rabbitmq"),
+        }
+    ]
+    patches.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "rabbitmq"},
+            "spec": {
+                "replicas": RABBITMQ_PROD_NODES,
+                "template": {"spec": {"topologySpreadConstraints": spread}},
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "20Gi"}},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    return patches
+
+
+def service_patch(service: Service) -> dict[str, Any]:
+    """A service in prod: its settings for the broker cluster and the database's connections,
+    and mutual TLS from its own Secret (its serving container only), probed in the container."""
+    # The env lists and the probes replaced whole: a merge would put the changed entries
+    # first, before the secrets they refer to, and leave the gRPC probe beside the exec one.
+    replace: dict[str, Any] = {"$patch": "replace"}
+    pool_size = catalogue.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
+    settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": pool_size}
+    probes = service_probes(mutual_tls=True)
+    container: dict[str, Any] = {
+        "name": service.name,
+        "env": [replace, *serving_env(service, **settings, mutual_tls=True)],
+        "volumeMounts": [{"name": "grpc-tls", "mountPath": str(GRPC_TLS_DIR), "readOnly": True}],
+        **{name: {**replace, **probe} for name, probe in probes.items()},
+    }
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [tls_volume("grpc-tls", grpc_tls_secret(service.name))],
+    }
+    if service.name == catalogue.ISSUER.service:
+        admin = [replace, *admin_env(service, **settings)]
+        # The schema step named first, or the merge would put create-admin before it.
+        spec["initContainers"] = [{"name": "schema"}, {"name": "create-admin", "env": admin}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": service.name},
+        "spec": {"template": {"spec": spec}},
+    }
+
+
+def gateway_patch() -> dict[str, Any]:
+    """The gateway in prod: Envoy's client certificate for its calls to the services over
+    mutual TLS (the prod bootstrap, `gateway_bootstrap(mutual_tls=True)`, names its files)."""
+    mount = {"name": "gateway-client-tls", "mountPath": str(UPSTREAM_TLS_DIR), "readOnly": True}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "gateway"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"name": "envoy", "volumeMounts": [mount]}],
+                    "volumes": [tls_volume("gateway-client-tls", GATEWAY_CLIENT_TLS_SECRET)],
+                }
+            }
+        },
+    }
+
+
+def budgets() -> list[dict[str, Any]]:
+    found = []
+    for name in [*workloads(), "rabbitmq"]:
+        found.append(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+                "spec": {"maxUnavailable": 1, "selector": selector(name)},
+            }
+        )
+    return found
+
+
+def autoscalers() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": PROD_REPLICAS,
+                "maxReplicas": PROD_MAX_REPLICAS,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 70},
+                        },
+                    }
+                ],
+            },
+        }
+        for name in workloads()
+    ]

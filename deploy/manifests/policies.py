@@ -1,0 +1,180 @@
+"""The NetworkPolicies: deny everything, then allow exactly what the catalogue says exists (who
+calls whom, who uses the broker, the registry and a store, the gateway's ingress, DNS,
+Prometheus scraping the metrics ports)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy import facts
+from deploy.databases import stores
+from deploy.manifests.pods import PART_OF
+from services import catalogue
+from services.catalogue import Need
+
+# Who may scrape the metrics ports: Prometheus, in the namespace "monitoring".
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+# What the notification service sends through: SMTP (25, 465, 587) and the HTTPS providers.
+PROVIDER_PORTS = (25, 465, 587, 443)
+
+
+def _pods(name: str) -> dict[str, Any]:
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+
+def _ports(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def _policy(
+    name: str,
+    pods: str | None,
+    *,
+    ingress: list[dict[str, Any]] | None = None,
+    egress: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": pods}} if pods else {},
+        "policyTypes": [],
+    }
+    if ingress is not None:
+        spec["policyTypes"].append("Ingress")
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = egress
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+        "spec": spec,
+    }
+
+
+def callers_of(callee: str) -> list[str]:
+    """Who calls `callee` over gRPC: the services that depend on it, and the gateway for the
+    services it routes to and its own (auth, ratelimit)."""
+    callers = [s.name for s in catalogue.CATALOGUE if callee in s.dependencies]
+    return ["gateway", *callers]
+
+
+def network_policies() -> list[dict[str, Any]]:
+    policies = [
+        _policy("default-deny", None, ingress=[], egress=[]),
+        _policy(
+            "dns",
+            None,
+            egress=[
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                            },
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                }
+            ],
+        ),
+    ]
+    broker_users = [s.name for s in catalogue.CATALOGUE if Need.BROKER in s.needs]
+    for service in catalogue.CATALOGUE:
+        egress = [
+            {"to": [_pods(callee)], "ports": _ports(facts.GRPC_PORT)}
+            for callee in service.dependencies
+        ]
+        egress.append({"to": [_pods("redis")], "ports": _ports(facts.REDIS_PORT)})
+        if Need.BROKER in service.needs:
+            egress.append({"to": [_pods("rabbitmq")], "ports": _ports(facts.AMQP_PORT)})
+        if service.notifies:
+            egress.append({"ports": _ports(*PROVIDER_PORTS)})  # mail and providers, anywhere
+        ingress = [
+            {
+                "from": [_pods(caller) for caller in callers_of(service.name)],
+                "ports": _ports(facts.GRPC_PORT),
+            },
+            {"from": [PROMETHEUS_PEER], "ports": _ports(facts.METRICS_PORT)},
+        ]
+        if service.graph:  # the gateway calls its GraphQL subgraph on its HTTP server
+            ingress.append({"from": [_pods("gateway")], "ports": _ports(facts.METRICS_PORT)})
+        policies.append(_policy(service.name, service.name, ingress=ingress, egress=egress))
+    routed = [s.name for s in catalogue.CATALOGUE]
+    policies += [
+        _policy(
+            "gateway",
+            "gateway",
+            ingress=[
+                {"ports": _ports(facts.GATEWAY_PORT)},
+                {"from": [PROMETHEUS_PEER], "ports": _ports(facts.AGENT_PORT)},
+            ],
+            egress=[
+                *({"to": [_pods(name)], "ports": _ports(facts.GRPC_PORT)} for name in routed),
+                *(
+                    {"to": [_pods(s.name)], "ports": _ports(facts.METRICS_PORT)}
+                    for s in catalogue.graph_services()
+                ),
+                {"to": [_pods("redis")], "ports": _ports(facts.REDIS_PORT)},
+            ],
+        ),
+        _policy(
+            "redis",
+            "redis",
+            ingress=[
+                {
+                    "from": [_pods(name) for name in ["gateway", *routed]],
+                    "ports": _ports(facts.REDIS_PORT),
+                }
+            ],
+        ),
+        _policy(
+            "rabbitmq",
+            "rabbitmq",
+            ingress=[
+                {"from": [_pods(name) for name in broker_users], "ports": _ports(facts.AMQP_PORT)},
+                {"from": [_pods("rabbitmq")], "ports": _ports(facts.EPMD_PORT, facts.DIST_PORT)},
+                {"from": [PROMETHEUS_PEER], "ports": _ports(facts.RABBITMQ_METRICS_PORT)},
+            ],
+            egress=[{"to": [_pods("rabbitmq")], "ports": _ports(facts.EPMD_PORT, facts.DIST_PORT)}],
+        ),
+    ]
+    return policies
+
+
+def store_policies(*, in_cluster: bool) -> list[dict[str, Any]]:
+    """Who reaches the database: the services that keep state; in the cluster (dev's own
+    PostgreSQL), or outside it (prod: on the database's port, wherever it is; narrow it to the
+    database's address range with an ipBlock, docs/kubernetes.md)."""
+    to = [{"to": [_pods("postgres")]}] if in_cluster else [{}]
+    policies = [
+        _policy(
+            f"{name}-store", name, egress=[{**t, "ports": _ports(facts.POSTGRES_PORT)} for t in to]
+        )
+        for name in stores()
+    ]
+    if in_cluster:
+        clients = [*stores(), "postgres-roles"]
+        policies += [
+            _policy(
+                "postgres-roles",
+                "postgres-roles",
+                egress=[{"to": [_pods("postgres")], "ports": _ports(facts.POSTGRES_PORT)}],
+            ),
+            _policy(
+                "postgres",
+                "postgres",
+                ingress=[
+                    {
+                        "from": [_pods(name) for name in clients],
+                        "ports": _ports(facts.POSTGRES_PORT),
+                    }
+                ],
+            ),
+        ]
+    return policies
