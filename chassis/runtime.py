@@ -2,8 +2,18 @@
 
     settings = config.load(InventorySettings)
     async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
-        runtime.consume(commands_subscription, handlers)
-        await serve(settings, [api], readiness=runtime.readiness())
+        inventory = Inventory(runtime.store)
+        await runtime.consume(consumers.COMMANDS, consumers.handlers(inventory))
+        await serve(
+            settings,
+            [api.service(inventory)],
+            readiness=runtime.readiness(),
+            authenticator=await runtime.token_verifier(ISSUER),
+            notes=runtime.notes,
+            metrics=runtime.metrics,
+        )
+
+which is what `services.defaults.run_service` does for every service with a store and a broker.
 
 What it guarantees:
 - the store is opened (collections and indexes created) before anything else, the broker
@@ -50,6 +60,7 @@ from chassis.tls import MutualTls
 from chassis.tokens import KeyIssuer, KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
 from chassis.upstream import Upstream
+from chassis.watch import follow
 
 __all__ = ["AuthenticatedSettings", "BackboneSettings", "Runtime"]
 
@@ -218,15 +229,21 @@ class Runtime:
                 return deleted
 
     async def _prune_forever(self) -> None:
-        while True:
+        async def prune() -> None:
             try:
                 deleted = await self.prune()
             except StoreError:
                 log.warning("could not prune the store now; trying at the next interval")
-            else:
-                if deleted:
-                    log.info("pruned what is past retention", rows=deleted)
-            await asyncio.sleep(self.settings.prune_interval_s)
+                return
+            if deleted:
+                log.info("pruned what is past retention", rows=deleted)
+
+        await follow(
+            prune,
+            refresh_s=self.settings.prune_interval_s,
+            name="prune",
+            failed="could not prune the store now; trying at the next interval",
+        )
 
     async def sample_outbox(self) -> None:
         """Sets the metrics of the outbox backlog: how many wait, and since when."""

@@ -19,10 +19,13 @@ Guarantees:
   reverse order, one after the other, each awaiting its reply; a compensation that times out is
   sent again, because a compensation must eventually apply, up to `max_compensation_sends`
   times: then the saga is parked as needing an operator (`NEEDS_OPERATOR`, in its history and
-  in `count_needing_operator`, which `make status` shows), never resent forever; a reply that
-  arrives after that still resumes it;
+  in `count_needing_operator`, which `maintain` notes for `make status`), never resent
+  forever; a reply that arrives after that still resumes it;
 - every transition is appended to the saga's history, the audit trail the owner serves, and,
-  given `metrics`, measured: how sagas end and how long they and each step take.
+  given `metrics`, measured: how sagas end and how long they and each step take (the stored
+  record, its history and its measures: chassis.saga_record);
+- `maintain`, the owner's upkeep beside `watch_timeouts`, keeps the count of parked sagas in
+  the instance's notes and deletes compensated sagas after their retention.
 
 The owner decides what a saga's end means through two callbacks, run in the transaction that
 ends the saga's forward path: `on_completed` (every step succeeded) and `on_failed` (a step
@@ -38,28 +41,28 @@ import time
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-from chassis import telemetry
+from chassis import saga_record
 from chassis.events import Envelope, Message, outgoing
 from chassis.logging import get_logger
 from chassis.metrics import SagaMetrics
-from chassis.store import (
-    Collection,
-    Document,
-    Store,
-    StoreClock,
-    Transaction,
-    run_transaction,
+from chassis.saga_record import (
+    ACTIVE,
+    OUTCOMES,
+    SAGAS,
+    HistoryKind,
+    SagaStatus,
+    measure,
+    record,
+    stored,
 )
+from chassis.store import Document, Store, StoreClock, Transaction, run_transaction
+from chassis.watch import follow
 
 __all__ = ["SAGAS", "HistoryKind", "Saga", "SagaDefinition", "SagaStatus", "Step"]
 
 log = get_logger(__name__)
-
-SAGAS = Collection("sagas", indexed=("active", "deadline", "status", "ended_at"))
 
 Data = Mapping[str, Any]
 
@@ -69,25 +72,6 @@ class _Outcome:
     """How a saga's forward path ended: every step succeeded (failure None), or why not."""
 
     failure: str | None = None
-
-
-class SagaStatus(StrEnum):
-    RUNNING = "RUNNING"  # a step's command is out; awaiting its reply
-    COMPENSATING = "COMPENSATING"  # a compensation is out; awaiting its reply
-    COMPLETED = "COMPLETED"
-    COMPENSATED = "COMPENSATED"
-    # A compensation got no reply however often it was sent: an operator must look at it.
-    NEEDS_OPERATOR = "NEEDS_OPERATOR"
-
-
-class HistoryKind(StrEnum):
-    SAGA_STARTED = "SAGA_STARTED"
-    COMMAND_SENT = "COMMAND_SENT"
-    REPLY_RECEIVED = "REPLY_RECEIVED"
-    STEP_TIMED_OUT = "STEP_TIMED_OUT"
-    COMPENSATION_SENT = "COMPENSATION_SENT"
-    SAGA_PARKED = "SAGA_PARKED"
-    SAGA_ENDED = "SAGA_ENDED"
 
 
 @dataclass(frozen=True)
@@ -153,15 +137,6 @@ class SagaDefinition:
         return list(dict.fromkeys(types))
 
 
-ACTIVE = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-
-
-def _indexed(saga: Document) -> Document:
-    """The saga as stored: `active` (whether a reply is awaited, which the timeout scan looks
-    up by index) derived from its status, never set by hand."""
-    return {**saga, "active": saga["status"] in ACTIVE}
-
-
 def _key(saga_id: str) -> str:
     return f"saga:{saga_id}"
 
@@ -202,7 +177,7 @@ class Saga:
         }
         self._record(saga, HistoryKind.SAGA_STARTED, state="STARTED")
         self._send_action(tx, saga_id, saga)
-        await tx.insert(SAGAS.name, saga_id, _indexed(saga))
+        await tx.insert(SAGAS.name, saga_id, stored(saga))
 
     async def handle_reply(self, reply: Message, envelope: Envelope, tx: Transaction) -> None:
         """Advances the saga a participant's reply belongs to (a `chassis.consumer` handler)."""
@@ -213,7 +188,7 @@ class Saga:
             return
         seen = len(saga["history"])
         outcome = self._advance(tx, saga_id, saga, reply)
-        await tx.update(SAGAS.name, _indexed(saga))
+        await tx.update(SAGAS.name, stored(saga))
         self._observe(saga, since=seen)
         if outcome is None:
             return
@@ -237,7 +212,7 @@ class Saga:
             )
         else:  # already compensating: the compensations under way undo everything
             return True
-        await tx.update(SAGAS.name, _indexed(saga))
+        await tx.update(SAGAS.name, stored(saga))
         self._observe(saga, since=seen)
         return True
 
@@ -250,16 +225,18 @@ class Saga:
     async def watch_timeouts(self, store: Store) -> None:
         """Times out overdue steps until cancelled (run it as a background task of the owner);
         with a StoreClock, measures it against the store's before each scan."""
-        while True:
-            try:
-                if isinstance(self._clock, StoreClock):
-                    await self._clock.sync()
-                await self.expire_overdue(store)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("saga timeout scan failed; trying again")
-            await asyncio.sleep(self._scan_interval_s)
+
+        async def scan() -> None:
+            if isinstance(self._clock, StoreClock):
+                await self._clock.sync()
+            await self.expire_overdue(store)
+
+        await follow(
+            scan,
+            refresh_s=self._scan_interval_s,
+            name="saga-timeouts",
+            failed="saga timeout scan failed; trying again",
+        )
 
     async def expire_overdue(self, store: Store, *, limit: int = 100) -> int:
         """Times out the overdue steps of active sagas; returns how many."""
@@ -305,31 +282,28 @@ class Saga:
                 detail="compensation got no reply; sending it again",
             )
             self._send_compensation(tx, saga_id, saga)
-        await tx.update(SAGAS.name, _indexed(saga))
+        await tx.update(SAGAS.name, stored(saga))
         self._observe(saga, since=seen)
+
+    # -- upkeep ----------------------------------------------------------------------------
 
     async def prune_ended(self, store: Store, *, before: float, limit: int = 1000) -> int:
         """Deletes up to `limit` sagas compensated before `before` (a Unix time); returns how
         many. Completed sagas stay: an approved order may still be cancelled, and its saga is
         what undoes it."""
-        async with store.transaction() as tx:
-            ended = await tx.find(
-                SAGAS.name,
-                where={"status": SagaStatus.COMPENSATED},
-                order_by="ended_at",
-                after=(0, ""),
-                limit=limit,
-            )
-            old = [saga["_id"] for saga in ended if saga["ended_at"] < before]
-            for saga_id in old:
-                await tx.delete(SAGAS.name, saga_id)
-        return len(old)
+        return await saga_record.prune_ended(store, before=before, limit=limit)
 
     async def count_needing_operator(self, store: Store) -> int:
         """How many sagas are parked as needing an operator."""
-        async with store.transaction() as tx:
-            parked = await tx.find(SAGAS.name, where={"status": SagaStatus.NEEDS_OPERATOR})
-        return len(parked)
+        return await saga_record.count_needing_operator(store)
+
+    async def maintain(self, store: Store, *, notes: dict[str, str], retention_s: float) -> None:
+        """The upkeep of the owner's sagas until cancelled (run it as a background task of the
+        owner, beside `watch_timeouts`): `notes` tells how many sagas need an operator, for
+        `make status`, and compensated sagas older than `retention_s` are deleted, hourly."""
+        async with asyncio.TaskGroup() as upkeep:
+            upkeep.create_task(saga_record.keep_noting_parked(store, notes))
+            upkeep.create_task(saga_record.keep_pruning(store, retention_s=retention_s))
 
     # -- the state machine ---------------------------------------------------------------
 
@@ -452,73 +426,18 @@ class Saga:
         return str(saga["status"])
 
     def _observe(self, saga: Document, *, since: int) -> None:
-        """Measures the transitions recorded from `history[since]` on: called once they are
-        written (a conflicting update raises before), so a transaction run again after a
-        conflict is not measured twice."""
-        if self._metrics is None:
-            return
-        name = self.definition.name
-        history = saga["history"]
-        for i in range(since, len(history)):
-            entry = history[i]
-            kind = entry["kind"]
-            if kind == HistoryKind.REPLY_RECEIVED and entry["step"]:
-                sent = next(
-                    (
-                        e
-                        for e in reversed(history[:i])
-                        if e["step"] == entry["step"] and e["kind"] in SENT
-                    ),
-                    None,
-                )
-                if sent is not None:
-                    step = entry["step"]
-                    if sent["kind"] == HistoryKind.COMPENSATION_SENT:
-                        step = f"{step}:compensation"
-                    self._metrics.step_duration.labels(name, step).observe(_between(sent, entry))
-            elif kind in (HistoryKind.SAGA_ENDED, HistoryKind.SAGA_PARKED):
-                outcome = (
-                    "needs_operator" if kind == HistoryKind.SAGA_PARKED else entry["state"].lower()
-                )
-                self._metrics.ended.labels(name, outcome).inc()
-                self._metrics.duration.labels(name, outcome).observe(_between(history[0], entry))
+        """Measures the transitions recorded from `history[since]` on (saga_record.measure)."""
+        if self._metrics is not None:
+            measure(self._metrics, self.definition.name, saga["history"], since=since)
 
-    def _record(
-        self,
-        saga: Document,
-        kind: str,
-        *,
-        step: str = "",
-        message_type: str = "",
-        detail: str = "",
-        state: str = "",
-    ) -> None:
-        entry = {
-            "time": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
-            "kind": kind,
-            "step": step,
-            "message_type": message_type,
-            "state": state or self._state(saga),
-            "detail": detail,
-        }
-        saga["history"].append(entry)
-        # The same transition as an event of the span at work (the request that started the
-        # saga, or the handling of a participant's reply), so that a trace shows the saga.
-        attributes = {f"ordermesh.saga.{k}": v for k, v in entry.items() if v and k != "time"}
-        attributes["ordermesh.saga.name"] = self.definition.name
-        telemetry.current_span().add_event(f"saga {kind}", attributes)
-
-
-SENT = (HistoryKind.COMMAND_SENT, HistoryKind.COMPENSATION_SENT)
-# How a saga ends, as its metrics say it.
-OUTCOMES = ("completed", "compensated", "needs_operator")
-
-
-def _between(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> float:
-    """Seconds between two history entries."""
-    return max(
-        0.0,
-        (
-            datetime.fromisoformat(later["time"]) - datetime.fromisoformat(earlier["time"])
-        ).total_seconds(),
-    )
+    def _record(self, saga: Document, kind: str, *, state: str = "", **details: str) -> None:
+        """Appends a transition to the saga's history (saga_record.record), in the state it
+        leaves the saga in unless `state` says otherwise."""
+        record(
+            saga,
+            kind,
+            saga_name=self.definition.name,
+            at=self._clock(),
+            state=state or self._state(saga),
+            **details,
+        )

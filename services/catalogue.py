@@ -7,13 +7,17 @@ one of the gateway's own services. The rest is derived, from the contracts or th
 
 - its dependencies (`needs`): the broker and a store if its settings are `BackboneSettings`,
   the token issuer if they are `AuthenticatedSettings`, the registry always;
+- its roles: it notifies through the providers if its settings are `NotifierSettings`, signs
+  the edge policy if `PolicySignerSettings` (services.roles), follows it if `BackboneSettings`
+  (which hold the policy's public key);
 - the address variable of each service it calls (`<NAME>_SERVICE_ADDR`, a settings field);
 - the events it publishes and the commands it takes, from the `(common.v1.route)` of the
   messages of its packages; the access level of each RPC, from `(common.v1.access)`.
 
 `make up`, the test system (`harness.system`), the gateway (`gateway.envoy`) and its auth
-policy (`services.auth`), compose.yaml (`deploy/compose.py`) all read it. Adding a service
-touches its package, its contract and one entry here.
+policy (`services.auth`), and each service's variables in every deployment
+(`deploy.environment`: the harness, compose.yaml, the Kubernetes manifests) all read it.
+Adding a service touches its package, its contract and one entry here.
 """
 
 from __future__ import annotations
@@ -24,30 +28,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import grpc
 from common.v1 import options_pb2
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
-from google.protobuf.message import Message
-from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from chassis.config import ServiceSettings
 from chassis.runtime import AuthenticatedSettings, BackboneSettings
-from chassis.tokens import KeyIssuer
 from services.auth.config import AuthSettings
 from services.inventory.config import InventorySettings
+from services.issuer import ISSUER
 from services.notification.config import NotificationSettings
 from services.order.config import OrderSettings
 from services.ratelimit.config import RateLimitSettings
+from services.roles import NotifierSettings, PolicySignerSettings
 from services.user.config import UserSettings
 
 __all__ = [
-    "BY_ADDRESS",
-    "BY_USER",
     "CATALOGUE",
-    "GLOBAL_LIMITS",
     "ISSUER",
-    "LIMIT_CLASS",
-    "Limit",
     "Need",
     "Service",
     "by_api",
@@ -99,6 +96,21 @@ class Service:
         return issubclass(self.settings, AuthenticatedSettings)
 
     @property
+    def notifies(self) -> bool:
+        """It sends through the notification providers (SMTP, SMS, push)."""
+        return issubclass(self.settings, NotifierSettings)
+
+    @property
+    def signs_policy(self) -> bool:
+        """It signs the edge policy: the only holder of its private key."""
+        return issubclass(self.settings, PolicySignerSettings)
+
+    @property
+    def follows_policy(self) -> bool:
+        """It holds the edge policy's public key (its token checks refuse revoked sessions)."""
+        return issubclass(self.settings, BackboneSettings)
+
+    @property
     def dependencies(self) -> tuple[str, ...]:
         """The services it calls: the token issuer first (for its keys), then its own calls."""
         issuer = (ISSUER.service,) if self.verifies_tokens and self.name != ISSUER.service else ()
@@ -146,16 +158,6 @@ def _api_descriptor(full_name: str) -> ServiceDescriptor:
     descriptor: ServiceDescriptor = generated.DESCRIPTOR.services_by_name[name]
     return descriptor
 
-
-async def _published_keys(channel: grpc.aio.Channel, timeout_s: float) -> Message:
-    response: Message = await user_service_pb2_grpc.UserServiceStub(channel).GetJwks(
-        user_service_pb2.GetJwksRequest(), timeout=timeout_s
-    )
-    return response
-
-
-# The service whose signing keys verify access tokens, and the RPC that publishes them.
-ISSUER = KeyIssuer("user", _published_keys)
 
 CATALOGUE: tuple[Service, ...] = (
     Service("user", UserSettings, serves=("user.v1.UserService",), graph=True),
@@ -227,27 +229,3 @@ def in_start_order(services: Sequence[Service] = CATALOGUE) -> list[Service]:
         visit(service, ())
     wanted = {s.name for s in services}
     return [s for s in ordered.values() if s.name in wanted]
-
-
-class Limit(StrEnum):
-    """The classes of the gateway's rate-limit descriptors (the entry LIMIT_CLASS)."""
-
-    # Global (the rate-limit service): public writes (sign-in attempts) per address, other
-    # writes per user and per address.
-    SIGN_IN = "sign-in"
-    WRITE = "write"
-    # Local (Envoy): reads per verified user, or per address for a caller without a token.
-    READ_BY_USER = "read-by-user"
-    READ_BY_ADDRESS = "read-by-address"
-
-
-# The descriptor entries: the limit's class, and what it counts by (filled in by Envoy).
-LIMIT_CLASS = "class"
-BY_USER = "user"
-BY_ADDRESS = "remote_address"
-# Each global limit's descriptor, "<class>:<by>", and the rate-limit service's setting of it.
-GLOBAL_LIMITS = {
-    f"{Limit.SIGN_IN}:{BY_ADDRESS}": "rate_limit_sign_in",
-    f"{Limit.WRITE}:{BY_USER}": "rate_limit_write_per_user",
-    f"{Limit.WRITE}:{BY_ADDRESS}": "rate_limit_write_per_address",
-}

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from chassis import config, telemetry
-from chassis import logging as chassis_logging
-from chassis.grpc import serve
 from chassis.identity import AccessPolicy
 from chassis.policy import PolicyFeed, signing_key
 from chassis.runtime import Runtime
@@ -16,37 +13,32 @@ from services.auth import api, consumers
 from services.auth.config import AuthSettings
 from services.auth.service import EdgePolicyKeeper
 from services.auth.store import COLLECTIONS
+from services.defaults import Served, run_service
+from services.issuer import ISSUER
 
 
 async def main() -> None:
-    settings = config.load(AuthSettings)
-    chassis_logging.configure(
-        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
+    await run_service(AuthSettings, wire, collections=COLLECTIONS)
+
+
+async def wire(runtime: Runtime, settings: AuthSettings) -> Served:
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0)
+    runtime.on_close(redis.aclose)
+    issuer = await runtime.upstream(ISSUER.service, fallback=settings.user_service_addr)
+    policy = EdgePolicyKeeper(
+        runtime.store,
+        PolicyFeed(redis),
+        grpc_jwks_source(ISSUER, issuer),
+        signing_key(settings.edge_policy_signing_key),
+        keys_refresh_s=settings.keys_refresh_s,
     )
-    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
-    async with Runtime.open(settings, collections=COLLECTIONS) as runtime:
-        redis = aioredis.from_url(settings.redis_url, socket_timeout=1.0)
-        runtime.on_close(redis.aclose)
-        issuer = await runtime.upstream(
-            catalogue.ISSUER.service, fallback=settings.user_service_addr
-        )
-        policy = EdgePolicyKeeper(
-            runtime.store,
-            PolicyFeed(redis),
-            grpc_jwks_source(catalogue.ISSUER, issuer),
-            signing_key(settings.edge_policy_signing_key),
-            keys_refresh_s=settings.keys_refresh_s,
-        )
-        runtime.background(policy.keep_publishing(), name="publish policy")
-        await runtime.consume(consumers.SESSIONS, consumers.handlers(policy))
-        # The APIs behind the gateway, whose RPCs' access levels the per-call check enforces;
-        # the verifier refuses revoked sessions too (it follows the published policy).
-        apis = [api for service in catalogue.domain_services() for api in service.apis()]
-        access = AccessPolicy(apis, await runtime.token_verifier(catalogue.ISSUER))
-        await serve(
-            settings,
-            [api.service(api.Authorization(access))],
-            readiness=runtime.readiness(),
-            notes=runtime.notes,
-            metrics=runtime.metrics,
-        )
+    runtime.background(policy.keep_publishing(), name="publish policy")
+    await runtime.consume(consumers.SESSIONS, consumers.handlers(policy))
+    # The APIs behind the gateway, whose RPCs' access levels the per-call check enforces;
+    # the verifier refuses revoked sessions too (it follows the published policy).
+    apis = [found for service in catalogue.domain_services() for found in service.apis()]
+    verifier = await runtime.token_verifier(ISSUER)
+    # Envoy's Authorization is open to its caller (the gateway), like health: the verifier
+    # given to serve checks no RPC of it; it is handed on so that no second one is made.
+    authorization = api.Authorization(AccessPolicy(apis, verifier))
+    return Served([api.service(authorization)], authenticator=verifier)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from chassis import config, telemetry
-from chassis import logging as chassis_logging
-from chassis.grpc import serve
 from chassis.runtime import Runtime
-from services import catalogue
+from services.defaults import Served, run_service
 from services.notification import api, consumers, store
 from services.notification.clients import Channel, EmailChannel, HttpChannel
 from services.notification.config import NotificationSettings
@@ -14,11 +11,10 @@ from services.notification.service import Notifications
 
 
 async def main() -> None:
-    settings = config.load(NotificationSettings)
-    chassis_logging.configure(
-        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
-    )
-    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
+    await run_service(NotificationSettings, wire, collections=store.COLLECTIONS)
+
+
+async def wire(runtime: Runtime, settings: NotificationSettings) -> Served:
     email = EmailChannel(
         host=settings.smtp_host,
         port=settings.smtp_port,
@@ -28,7 +24,7 @@ async def main() -> None:
         timeout_s=settings.provider_timeout_s,
     )
     channels: dict[str, Channel] = {"email": email}
-    providers: list[EmailChannel | HttpChannel] = [email]
+    runtime.on_close(email.close)
     for name, url, token in (
         ("sms", settings.sms_provider_url, settings.sms_provider_token),
         ("push", settings.push_provider_url, settings.push_provider_token),
@@ -38,23 +34,13 @@ async def main() -> None:
                 name, url=url, token=token, timeout_s=settings.provider_timeout_s
             )
             channels[name] = provider
-            providers.append(provider)
-    async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
-        notifications = Notifications(
-            runtime.store,
-            channels=channels,
-            retry_delays_s=settings.notification_retry_delays_s,
-            owner=settings.instance_id,
-        )
-        for client in providers:
-            runtime.on_close(client.close)
-        await runtime.consume(consumers.EVENTS, consumers.handlers(notifications))
-        runtime.background(notifications.dispatch_forever(), name="notification-dispatcher")
-        await serve(
-            settings,
-            [api.service(notifications)],
-            readiness=runtime.readiness(),
-            authenticator=await runtime.token_verifier(catalogue.ISSUER),
-            notes=runtime.notes,
-            metrics=runtime.metrics,
-        )
+            runtime.on_close(provider.close)
+    notifications = Notifications(
+        runtime.store,
+        channels=channels,
+        retry_delays_s=settings.notification_retry_delays_s,
+        owner=settings.instance_id,
+    )
+    await runtime.consume(consumers.EVENTS, consumers.handlers(notifications))
+    runtime.background(notifications.dispatch_forever(), name="notification-dispatcher")
+    return Served([api.service(notifications)])

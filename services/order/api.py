@@ -1,4 +1,8 @@
-"""The gRPC face of the order service: proto in, a use case for the caller, proto out."""
+"""The gRPC face of the order service (order.v1): proto in, a use case for the caller, proto out;
+and order.v1's events of an order's changes (`Events`), which the use cases publish.
+
+The mapping of what both versions share (money, addresses, the saga's history) is here too,
+for services.order.api_v2."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from types import ModuleType
 from typing import Any, TypeAlias
 
 import grpc
+from common.v1 import address_pb2, money_pb2
+from order.v1 import events_pb2
 from order.v1 import order_service_pb2 as pb
 from order.v1 import order_service_pb2_grpc as pb_grpc
 
@@ -14,9 +20,33 @@ from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
 from services.order import domain
-from services.order.service import Orders, lines_proto, total_proto
+from services.order.service import Orders
 
 Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def lines_proto(order: Mapping[str, Any]) -> list[pb.OrderLine]:
+    return [
+        pb.OrderLine(
+            product_id=line["product_id"],
+            product_name=line["product_name"],
+            quantity=line["quantity"],
+            unit_price=money_pb2.Money(
+                amount_minor=line["unit_price_minor"], currency_code=order["currency"]
+            ),
+        )
+        for line in order["lines"]
+    ]
+
+
+def total_proto(order: Mapping[str, Any]) -> money_pb2.Money:
+    return money_pb2.Money(amount_minor=order["total_minor"], currency_code=order["currency"])
+
+
+def address_proto(order: Mapping[str, Any]) -> address_pb2.PostalAddress | None:
+    """The order's delivery address; None for one placed through order.v1 (or before v2)."""
+    address = order.get("delivery_address")
+    return None if address is None else address_pb2.PostalAddress(**address)
 
 
 def order_proto(order: Mapping[str, Any]) -> pb.Order:
@@ -43,6 +73,46 @@ def history_proto(entry: Mapping[str, Any], messages: ModuleType = pb) -> Any:
     )
     proto.time.FromJsonString(entry["time"].replace("+00:00", "Z"))
     return proto
+
+
+class Events:
+    """order.v1's events of an order's changes (services.order.service.OrderEvents), from the
+    order as stored after each: the time of the change is its `update_time`."""
+
+    def placed(self, order: Mapping[str, Any]) -> events_pb2.OrderPlaced:
+        return events_pb2.OrderPlaced(
+            order_id=order["_id"],
+            user_id=order["user_id"],
+            lines=lines_proto(order),
+            total=total_proto(order),
+            place_time=timestamp(order["create_time"]),
+            delivery_address=address_proto(order),
+        )
+
+    def approved(self, order: Mapping[str, Any]) -> events_pb2.OrderApproved:
+        return events_pb2.OrderApproved(
+            order_id=order["_id"],
+            user_id=order["user_id"],
+            lines=lines_proto(order),
+            total=total_proto(order),
+            approve_time=timestamp(order["update_time"]),
+        )
+
+    def rejected(self, order: Mapping[str, Any]) -> events_pb2.OrderRejected:
+        return events_pb2.OrderRejected(
+            order_id=order["_id"],
+            user_id=order["user_id"],
+            reason=order["status_reason"],
+            reject_time=timestamp(order["update_time"]),
+        )
+
+    def cancelled(self, order: Mapping[str, Any]) -> events_pb2.OrderCancelled:
+        return events_pb2.OrderCancelled(
+            order_id=order["_id"],
+            user_id=order["user_id"],
+            reason=order["status_reason"],
+            cancel_time=timestamp(order["update_time"]),
+        )
 
 
 class OrderApi(pb_grpc.OrderServiceServicer):

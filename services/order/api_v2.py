@@ -1,5 +1,6 @@
 """The gRPC face of order.v2, beside order.v1's (services.order.api): the same use cases, the
-same orders; what differs is what a client sends and sees (proto/order/v2)."""
+same orders; what differs is what a client sends and sees (proto/order/v2), and order.v2's
+events of an order's changes (`Events`), which the use cases publish."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import grpc
-from common.v1 import address_pb2
+from common.v1 import address_pb2, money_pb2
+from order.v2 import events_pb2
 from order.v2 import order_service_pb2 as pb
 from order.v2 import order_service_pb2_grpc as pb_grpc
 
@@ -16,10 +18,29 @@ from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
 from services.order import domain
-from services.order.api import history_proto
-from services.order.service import Orders, address_proto, items_proto, total_proto
+from services.order.api import address_proto, history_proto, total_proto
+from services.order.service import Orders
 
 Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def items_proto(order: Mapping[str, Any]) -> list[pb.Item]:
+    """The order's lines as order.v2 has them: each with its line total."""
+    currency = order["currency"]
+    return [
+        pb.Item(
+            product_id=line["product_id"],
+            product_name=line["product_name"],
+            quantity=line["quantity"],
+            unit_price=money_pb2.Money(
+                amount_minor=line["unit_price_minor"], currency_code=currency
+            ),
+            line_total=money_pb2.Money(
+                amount_minor=domain.line_total_minor(line), currency_code=currency
+            ),
+        )
+        for line in order["lines"]
+    ]
 
 
 def order_proto(order: Mapping[str, Any]) -> pb.Order:
@@ -49,6 +70,30 @@ def address_of(request: pb.PlaceOrderRequest) -> domain.Address:
             region_code=given.region_code,
         )
     )
+
+
+class Events:
+    """order.v2's events of an order's changes (services.order.service.OrderEvents): its
+    approval only; order.v1's events tell of the rest."""
+
+    def placed(self, order: Mapping[str, Any]) -> None:
+        return None
+
+    def approved(self, order: Mapping[str, Any]) -> events_pb2.OrderApproved:
+        return events_pb2.OrderApproved(
+            order_id=order["_id"],
+            user_id=order["user_id"],
+            items=items_proto(order),
+            total=total_proto(order),
+            delivery_address=address_proto(order),
+            approve_time=timestamp(order["update_time"]),
+        )
+
+    def rejected(self, order: Mapping[str, Any]) -> None:
+        return None
+
+    def cancelled(self, order: Mapping[str, Any]) -> None:
+        return None
 
 
 class OrderApi(pb_grpc.OrderServiceServicer):

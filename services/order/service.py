@@ -1,4 +1,9 @@
-"""The order service's use cases, and the order saga: reserve stock, reserve credit, approve."""
+"""The order service's use cases, and the order saga: reserve stock, reserve credit, approve.
+
+The use cases speak the domain's terms and the stored order; what each version of the
+contract says of an order's change (its events) is built by that version's face
+(`OrderEvents`: services.order.api, services.order.api_v2) and published here, in the
+transaction that makes the change."""
 
 from __future__ import annotations
 
@@ -6,14 +11,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from common.v1 import address_pb2, money_pb2
 from inventory.v1 import events_pb2 as inventory_events
-from order.v1 import events_pb2
-from order.v1 import order_service_pb2 as pb
-from order.v2 import events_pb2 as events_v2
-from order.v2 import order_service_pb2 as pb_v2
 from user.v1 import events_pb2 as user_events
 
 from chassis import pages
@@ -22,54 +22,23 @@ from chassis.events import Message, outgoing
 from chassis.metrics import SagaMetrics
 from chassis.saga import Saga, SagaDefinition, Step
 from chassis.store import DuplicateKey, Store, Transaction, run_transaction
-from chassis.timestamps import timestamp
 from services.order import clients, domain
 from services.order.store import ORDERS
 
 PRODUCER = "order"
 
 
-def lines_proto(order: Mapping[str, Any]) -> list[pb.OrderLine]:
-    return [
-        pb.OrderLine(
-            product_id=line["product_id"],
-            product_name=line["product_name"],
-            quantity=line["quantity"],
-            unit_price=money_pb2.Money(
-                amount_minor=line["unit_price_minor"], currency_code=order["currency"]
-            ),
-        )
-        for line in order["lines"]
-    ]
+class OrderEvents(Protocol):
+    """What one version of the order contract says of an order's changes: its event for each,
+    built from the order as stored after the change; None where the version has none."""
 
+    def placed(self, order: Mapping[str, Any]) -> Message | None: ...
 
-def items_proto(order: Mapping[str, Any]) -> list[pb_v2.Item]:
-    """The order's lines as order.v2 has them: each with its line total."""
-    currency = order["currency"]
-    return [
-        pb_v2.Item(
-            product_id=line["product_id"],
-            product_name=line["product_name"],
-            quantity=line["quantity"],
-            unit_price=money_pb2.Money(
-                amount_minor=line["unit_price_minor"], currency_code=currency
-            ),
-            line_total=money_pb2.Money(
-                amount_minor=domain.line_total_minor(line), currency_code=currency
-            ),
-        )
-        for line in order["lines"]
-    ]
+    def approved(self, order: Mapping[str, Any]) -> Message | None: ...
 
+    def rejected(self, order: Mapping[str, Any]) -> Message | None: ...
 
-def total_proto(order: Mapping[str, Any]) -> money_pb2.Money:
-    return money_pb2.Money(amount_minor=order["total_minor"], currency_code=order["currency"])
-
-
-def address_proto(order: Mapping[str, Any]) -> address_pb2.PostalAddress | None:
-    """The order's delivery address; None for one placed through order.v1 (or before v2)."""
-    address = order.get("delivery_address")
-    return None if address is None else address_pb2.PostalAddress(**address)
+    def cancelled(self, order: Mapping[str, Any]) -> Message | None: ...
 
 
 def _credit_refused(reply: Message) -> str:
@@ -130,6 +99,7 @@ class Orders:
         store: Store,
         *,
         inventory: clients.InventoryClient,
+        events: Sequence[OrderEvents],
         step_timeout_s: float = 30.0,
         compensation_sends: int = 10,
         clock: Callable[[], float] = time.time,
@@ -137,6 +107,7 @@ class Orders:
     ):
         self._store = store
         self._inventory = inventory
+        self._events = events
         self._clock = clock
         self.saga = Saga(
             order_saga(
@@ -182,15 +153,7 @@ class Orders:
 
         async def place(tx: Transaction) -> dict[str, Any]:
             stored = await tx.insert(ORDERS.name, order_id, order)
-            event = events_pb2.OrderPlaced(
-                order_id=order_id,
-                user_id=user_id,
-                lines=lines_proto(order),
-                total=total_proto(order),
-                place_time=timestamp(now),
-                delivery_address=address_proto(order),
-            )
-            tx.publish(outgoing(event, producer=PRODUCER), key=order_id)
+            self._publish(tx, stored, [version.placed(stored) for version in self._events])
             await self.saga.start(
                 tx,
                 order_id,
@@ -243,10 +206,7 @@ class Orders:
                 {**order, "status": domain.CANCELLED, "status_reason": reason, "update_time": now},
             )
             await self.saga.abort(tx, order_id, reason or "cancelled by its owner")
-            event = events_pb2.OrderCancelled(
-                order_id=order_id, user_id=user_id, reason=reason, cancel_time=timestamp(now)
-            )
-            tx.publish(outgoing(event, producer=PRODUCER), key=order_id)
+            self._publish(tx, order, [version.cancelled(order) for version in self._events])
             return order
 
         return await run_transaction(self._store, cancel)
@@ -263,43 +223,33 @@ class Orders:
         if order is None or order["status"] != domain.PENDING:
             return
         now = self._clock()
-        await tx.update(ORDERS.name, {**order, "status": domain.APPROVED, "update_time": now})
-        # Both versions until order.v1.OrderApproved's sunset (docs/versioning.md), in the
-        # same transaction: a consumer bound to either gets every approval.
-        approved = events_v2.OrderApproved(
-            order_id=order["_id"],
-            user_id=order["user_id"],
-            items=items_proto(order),
-            total=total_proto(order),
-            delivery_address=address_proto(order),
-            approve_time=timestamp(now),
+        approved = await tx.update(
+            ORDERS.name, {**order, "status": domain.APPROVED, "update_time": now}
         )
-        approved_v1 = events_pb2.OrderApproved(
-            order_id=order["_id"],
-            user_id=order["user_id"],
-            lines=lines_proto(order),
-            total=total_proto(order),
-            approve_time=timestamp(now),
-        )
-        for event in (approved, approved_v1):
-            tx.publish(outgoing(event, producer=PRODUCER), key=order["_id"])
+        # Every version's (order.v1's until its sunset, docs/versioning.md), in the same
+        # transaction: a consumer bound to either gets every approval.
+        self._publish(tx, approved, [version.approved(approved) for version in self._events])
 
     async def _reject(self, tx: Transaction, data: Mapping[str, Any], reason: str) -> None:
         order = await tx.get(ORDERS.name, data["order_id"])
         if order is None or order["status"] != domain.PENDING:
             return  # cancelled meanwhile: the cancellation already undoes the saga
         now = self._clock()
-        await tx.update(
+        rejected = await tx.update(
             ORDERS.name,
             {**order, "status": domain.REJECTED, "status_reason": reason, "update_time": now},
         )
-        event = events_pb2.OrderRejected(
-            order_id=order["_id"],
-            user_id=order["user_id"],
-            reason=reason,
-            reject_time=timestamp(now),
-        )
-        tx.publish(outgoing(event, producer=PRODUCER), key=order["_id"])
+        self._publish(tx, rejected, [version.rejected(rejected) for version in self._events])
+
+    @staticmethod
+    def _publish(
+        tx: Transaction, order: Mapping[str, Any], events: Sequence[Message | None]
+    ) -> None:
+        """Publishes the events of an order's change with the commit, keyed by the order (so
+        they keep their order), skipping a version that has none."""
+        for event in events:
+            if event is not None:
+                tx.publish(outgoing(event, producer=PRODUCER), key=order["_id"])
 
     async def _by_idempotency(self, idempotency: str) -> dict[str, Any] | None:
         async with self._store.transaction() as tx:

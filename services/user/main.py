@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from chassis import config, telemetry
-from chassis import logging as chassis_logging
-from chassis.grpc import serve
+from chassis import config
 from chassis.runtime import Runtime
 from chassis.store import Store, open_store
 from chassis.tokens import KeySet, TokenVerifier
+from services.defaults import Served, run_service
 from services.user import api, consumers, graph, store
 from services.user.config import UserSettings
 from services.user.keys import SigningKeys
@@ -37,32 +36,24 @@ def users_of(settings: UserSettings, accounts: Store) -> tuple[Users, SigningKey
 
 
 async def main() -> None:
-    settings = config.load(UserSettings)
-    chassis_logging.configure(
-        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
+    await run_service(UserSettings, wire, collections=store.COLLECTIONS)
+
+
+async def wire(runtime: Runtime, settings: UserSettings) -> Served:
+    users, keys = users_of(settings, runtime.store)
+    await keys.current()
+    await runtime.consume(consumers.COMMANDS, consumers.handlers(users))
+    # The service verifies its own tokens against its own keys, without a network hop, and
+    # refuses ended sessions as the published edge policy says, as every service does.
+    verifier = TokenVerifier(
+        KeySet(keys.jwks),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        revoked=runtime.revoked(),
     )
-    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
-    async with Runtime.open(settings, collections=store.COLLECTIONS) as runtime:
-        users, keys = users_of(settings, runtime.store)
-        await keys.current()
-        await runtime.consume(consumers.COMMANDS, consumers.handlers(users))
-        # The service verifies its own tokens against its own keys, without a network hop, and
-        # refuses ended sessions as the published edge policy says, as every service does.
-        verifier = TokenVerifier(
-            KeySet(keys.jwks),
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            revoked=runtime.revoked(),
-        )
-        await serve(
-            settings,
-            [api.service(users, keys)],
-            readiness=runtime.readiness(),
-            authenticator=verifier,
-            notes=runtime.notes,
-            metrics=runtime.metrics,
-            subgraph=graph.subgraph(users),
-        )
+    return Served(
+        [api.service(users, keys)], subgraph=graph.subgraph(users), authenticator=verifier
+    )
 
 
 async def create_admin(email: str, password: str) -> str:

@@ -18,6 +18,7 @@ from chassis.saga import SAGAS, Saga, SagaDefinition, SagaStatus, Step
 from chassis.store import StoreClock
 from chassis.store.sqlite import SqliteStore
 from tests.clock import Clock
+from tests.integration.flow import wait_until
 
 ORDER = "o-1"
 
@@ -281,6 +282,28 @@ async def test_a_compensation_that_never_gets_a_reply_parks_the_saga_for_an_oper
 
     assert (await state(store))["status"] == SagaStatus.COMPENSATED
     assert await saga.count_needing_operator(store) == 0
+
+
+async def test_the_upkeep_notes_how_many_sagas_need_an_operator_for_make_status(
+    store, outcomes, clock
+):
+    saga = Saga(definition(outcomes), clock=clock, max_compensation_sends=1)
+    await start(store, saga)
+    await reply(store, saga, inventory_events.StockReserved(order_id=ORDER))
+    await reply(store, saga, user_events.CreditLimitExceeded(order_id=ORDER))
+    clock.now += 11
+    await saga.expire_overdue(store)  # the one send of ReleaseStock got no reply: parked
+    notes: dict[str, str] = {"breaker.inventory": "closed"}
+
+    upkeep = asyncio.create_task(saga.maintain(store, notes=notes, retention_s=3600))
+    try:
+        await wait_until(lambda: "sagas_needing_operator" in notes, 5, "the upkeep's count")
+    finally:
+        upkeep.cancel()
+
+    assert notes == {"breaker.inventory": "closed", "sagas_needing_operator": "1"}
+    with pytest.raises(asyncio.CancelledError):
+        await upkeep
 
 
 async def test_compensated_sagas_are_pruned_after_retention_and_completed_ones_kept(

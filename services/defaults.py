@@ -1,0 +1,88 @@
+"""One call that gives a service its defaults, as eShop's `AddServiceDefaults()` does: a
+service's `main()` is `run_service(SettingsClass, wire, collections=...)`, and `wire` says only
+what is the service's own.
+
+`run_service` does, in this order:
+- `configured`: loads the settings (failing fast with the variable's name), then sets up the
+  JSON logs and, if the environment asks for it, the trace exporter;
+- `Runtime.open`: the store (with the service's collections), the broker, the outbox relay and
+  the runtime's own upkeep (chassis.runtime);
+- `wire(runtime, settings)`: the service's use cases over `runtime.store`, its consumers
+  (`runtime.consume`), its background work (`runtime.background`) and what it closes
+  (`runtime.on_close`); it returns what it serves (`Served`);
+- the verifier of callers' tokens: the service's own if it gives one, else, for
+  `AuthenticatedSettings`, one of the token issuer's published keys (services.issuer), loaded
+  before the first call is served;
+- `chassis.grpc.serve` of its APIs and subgraph, with the runtime's readiness, notes and
+  metrics, until SIGTERM or SIGINT; then the runtime closes in its order.
+
+A service without a store or a broker (the rate-limit service) has no runtime: it takes the
+first step alone (`configured`) and serves by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from chassis import config, telemetry
+from chassis import logging as chassis_logging
+from chassis.config import ServiceSettings
+from chassis.graphql import Subgraph
+from chassis.grpc import Service, serve
+from chassis.identity import Authenticator
+from chassis.runtime import AuthenticatedSettings, BackboneSettings, Runtime
+from chassis.store import Collection
+from services.issuer import ISSUER
+
+__all__ = ["Served", "configured", "run_service"]
+
+AnySettings = TypeVar("AnySettings", bound=ServiceSettings)
+Settings = TypeVar("Settings", bound=BackboneSettings)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a service serves, as its wiring decides."""
+
+    apis: Sequence[Service]
+    # Its GraphQL subgraph (chassis.graphql), at /graphql beside /metrics.
+    subgraph: Subgraph | None = None
+    # Who verifies its callers' access tokens when not a verifier of the issuer's keys: the
+    # issuer's own (it holds the keys), or the one a service made already for its own use.
+    authenticator: Authenticator | None = None
+
+
+def configured(settings_class: type[AnySettings]) -> AnySettings:
+    """The settings from the environment, with the process's logs and traces set up for them."""
+    settings = config.load(settings_class)
+    chassis_logging.configure(
+        service=settings.service_name, instance=settings.instance_id, level=settings.log_level
+    )
+    telemetry.configure(service=settings.service_name, instance=settings.instance_id)
+    return settings
+
+
+async def run_service(
+    settings_class: type[Settings],
+    wire: Callable[[Runtime, Settings], Awaitable[Served]],
+    *,
+    collections: Sequence[Collection] = (),
+) -> None:
+    """Runs a service until SIGTERM or SIGINT; see the module doc."""
+    settings = configured(settings_class)
+    async with Runtime.open(settings, collections=collections) as runtime:
+        served = await wire(runtime, settings)
+        authenticator = served.authenticator
+        if authenticator is None and isinstance(settings, AuthenticatedSettings):
+            authenticator = await runtime.token_verifier(ISSUER)
+        await serve(
+            settings,
+            served.apis,
+            readiness=runtime.readiness(),
+            authenticator=authenticator,
+            notes=runtime.notes,
+            metrics=runtime.metrics,
+            subgraph=served.subgraph,
+        )

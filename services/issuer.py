@@ -1,0 +1,27 @@
+"""The token issuer: the service whose signing keys verify every access token, and the RPC that
+publishes them (`user.v1.UserService/GetJwks`).
+
+A fact of the whole system kept apart from the catalogue, so that a service that verifies
+tokens (through `services.defaults`) or publishes the keys in the edge policy (the auth
+service) learns who the issuer is without importing every other service's settings.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.message import Message
+from user.v1 import user_service_pb2, user_service_pb2_grpc
+
+from chassis.tokens import KeyIssuer
+
+__all__ = ["ISSUER"]
+
+
+async def _published_keys(channel: grpc.aio.Channel, timeout_s: float) -> Message:
+    response: Message = await user_service_pb2_grpc.UserServiceStub(channel).GetJwks(
+        user_service_pb2.GetJwksRequest(), timeout=timeout_s
+    )
+    return response
+
+
+ISSUER = KeyIssuer("user", _published_keys)
