@@ -23,7 +23,7 @@ CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --conf
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
-	compose-env image images compose-up compose-down
+	compose-env image images compose-up compose-down test-deps
 
 # `make up INSTANCES=3` for three instances of every service; `make up STORE=postgres` for a
 # private PostgreSQL (a database per service) instead of a SQLite file per service;
@@ -59,7 +59,7 @@ logs: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/python -m tools.demo
 
-test: system-deps $(INSTALLED) $(PROMETHEUS) $(GRAPHQL_GATEWAY)
+test: test-deps $(INSTALLED) $(PROMETHEUS) $(GRAPHQL_GATEWAY)
 	$(BIN)/pytest tests
 
 test-unit: $(INSTALLED)
@@ -72,7 +72,7 @@ test-contract: $(INSTALLED)
 	$(BIN)/pytest tests/contract
 
 # compose.yaml run for real with Podman and Docker Compose v2 (part of `make test`).
-test-containers: system-deps $(INSTALLED)
+test-containers: test-deps $(INSTALLED)
 	$(BIN)/pytest tests/containers
 
 # The system as containers (docs/deployment.md). `make compose-env` writes .env with fresh
@@ -86,7 +86,7 @@ image: $(INSTALLED) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m deploy.images build
 
 # The images the tests use on these machines, from Debian's packages (no registry needed).
-images: system-deps $(INSTALLED)
+images: test-deps $(INSTALLED)
 	$(BIN)/python -m deploy.images base
 	$(BIN)/python -m deploy.images build --base localhost/ordermesh-debian:bookworm --infrastructure
 
@@ -120,8 +120,9 @@ gen: $(INSTALLED) $(NODE_TOOLS)
 	$(BIN)/python -m tools.asyncapi -o docs/asyncapi.yaml
 	$(BIN)/python -m tools.supergraph -o gateway/graphql/supergraph.graphql
 	$(BIN)/python -m deploy.compose
-	$(BIN)/python -m deploy.kubernetes
+	$(BIN)/python -m deploy.manifests
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
+	$(BIN)/python -m tools.architecture
 
 lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
 	$(BIN)/ruff check .
@@ -186,7 +187,8 @@ KUBERNETES_VERSION := 1.33.0
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
 GENERATED := gen gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergraph.graphql \
 	docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
-	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml
+	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml \
+	README.md docs/architecture.md
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)
@@ -205,8 +207,13 @@ lock: $(INSTALLED)
 	$(BIN)/uv pip compile tools/checkov/requirements.in --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_31 -o tools/checkov/requirements.lock -q
 
+# What running the system needs (`make up`); test-deps adds what only the tests need
+# (Podman, debootstrap, libfaketime, iptables: tools/system-deps.sh says which test uses what).
 system-deps:
 	@PYTHON=$(PYTHON) tools/system-deps.sh
+
+test-deps:
+	@PYTHON=$(PYTHON) tools/system-deps.sh --test
 
 $(INSTALLED): pyproject.toml requirements.lock $(wildcard */__init__.py gen/*/__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

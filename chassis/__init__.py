@@ -1,29 +1,47 @@
 """The shared runtime every service is built on: one module per concept.
 
-config       frozen settings read once from the environment, failing fast with the variable's name
-correlation  the correlation and causation ids of the work in progress, in contextvars
-errors       the domain error hierarchy that adapters map to gRPC status codes (pure, no I/O)
-health       readiness: probes of a service's dependencies, and whether all of them answer
-probe        python -m chassis.probe: a container's health check, asking the instance's gRPC health
-logging      structlog JSON lines carrying service, instance and correlation id
-grpc         serve(): the gRPC server every service runs (health, reflection, access, errors)
-tokens       access tokens verified against the issuer's published keys (JWKS)
-identity     the access level of each RPC from its contract, the verified caller, and the
-             caller the gateway forwards (signed)
-registry     instances registered in Redis with leases; watchers of the live ones
-upstream     calls to another service's instances: deadlines, safe retries, a circuit breaker
-events       messages on the wire: routes from the contracts, the envelope, decoding
-topology     exchanges, queues, bindings, retry and dead-letter queues, derived from the contracts
-broker       the process's RabbitMQ connection and its confirmed, mandatory publisher
-store        the storage port (unit of work, outbox, inbox); SQLite, PostgreSQL and MongoDB adapters
-lease        one holder at a time of a named lease among the instances sharing a store
-outbox       the relay that publishes committed outbox messages, in order per key
-consumer     consumers with explicit outcomes: processed once, retried, or dead-lettered
-faults       whose fault a failure is: the infrastructure's (wait for it) or the message's own
-deadletters  list dead-lettered and parked messages with their reasons; replay them after a fix
-ledger       counts of messages per type and stage, also as Prometheus metrics
-saga         multi-service transactions as steps with compensations, timeouts and history
-runtime      a service's store, broker, relay, consumers and readiness, opened in order
-pages        page sizes and page tokens of list RPCs
-timestamps   stored times as google.protobuf.Timestamp
+config         frozen settings read once from the environment, failing fast with the variable's name
+correlation    the correlation and causation ids of the work in progress, in contextvars
+errors         the domain error hierarchy that adapters map to gRPC status codes (pure, no I/O)
+vocabulary     common.v1's notification vocabulary, between the wire's enums and the domain's names
+health         readiness: probes of a service's dependencies, and whether all of them answer
+probe          python -m chassis.probe: a container's health check, asking its instance's health
+logging        structlog JSON lines carrying service, instance and correlation id
+telemetry      OpenTelemetry traces from the standard OTEL_* variables; the chassis writes the spans
+metrics        a process's Prometheus metrics, served at /metrics on the address it registers
+grpc           serve(): the gRPC server every service runs (health, reflection, access, errors)
+failures       how a failed call is answered: domain errors to status codes in one table, the rest
+               UNAVAILABLE, ABORTED or INTERNAL (the gRPC edge and the GraphQL subgraphs alike)
+graphql        a service's GraphQL subgraph (Apollo Federation v2) beside its gRPC API
+bounds         the bounds of every request field, from the contracts, checked at the gRPC edge
+lifecycle      where an API or an event stands in its life (deprecation, sunset), from its contract
+tls            mutual TLS between services: one CA, a certificate per service, both ends verified
+tokens         access tokens verified against the issuer's published keys (JWKS)
+policy         the edge policy (the keys that verify tokens, the ended sessions), signed, as the
+               auth service decides it and every gateway and token verifier reads it
+identity       the access level of each RPC from its contract, the verified caller, and the
+               caller the gateway forwards (signed)
+registry       instances registered in Redis with leases; watchers of the live ones
+watch          follow(): wait for a notice or the interval, work again, survive failures and outages
+upstream       calls to another service's instances: deadlines, safe retries, a circuit breaker
+events         messages on the wire: routes from the contracts, the envelope, decoding
+topology       exchanges, queues, bindings, retry and dead-letter queues, derived from the contracts
+broker         the process's RabbitMQ connection and its confirmed, mandatory publisher
+store          the storage port (unit of work, outbox, inbox) every adapter implements
+store.sql      the SQL adapters' shared part: the outbox, inbox and lease SQL written once
+store.sqlite   the SQLite adapter: one file per service, WAL, one writer at a time
+store.postgres the PostgreSQL adapter: asyncpg and its pool of connections
+store.mongo    the MongoDB adapter: PyMongo's async client, multi-document transactions
+lease          one holder at a time of a named lease among the instances sharing a store
+outbox         the relay that publishes committed outbox messages, in order per key
+consumer       consumers with explicit outcomes: processed once, retried, or dead-lettered
+settlement     a consumer's deliveries settled: acked, retried, dead-lettered, rejected, given back
+faults         whose fault a failure is: the infrastructure's (wait for it) or the message's own
+deadletters    list dead-lettered and parked messages with their reasons; replay them after a fix
+ledger         counts of messages per type and stage, also as Prometheus metrics
+saga           multi-service transactions as steps with compensations, timeouts and history
+saga_record    a saga's stored record: its document, history (audit trail), measures and upkeep
+runtime        a service's store, broker, relay, consumers and readiness, opened in order
+pages          page sizes and page tokens of list RPCs
+timestamps     stored times as google.protobuf.Timestamp
 """

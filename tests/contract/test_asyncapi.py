@@ -12,7 +12,7 @@ import yaml
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from services import messaging
-from tools.asyncapi import _Comments, proto_text
+from tools.prototext import Comments, proto_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
@@ -133,7 +133,7 @@ message Stop { Parcel.Size size = 1; }
     parcel = pool.FindMessageTypeByName("shapes.v1.Parcel")
     message = message_factory.GetMessageClass(parcel)
 
-    rendered = proto_text(message, _Comments(files))
+    rendered = proto_text(message, Comments(files))
 
     assert "// Where it goes.\n  oneof destination {" in rendered
     again, _ = _compiled_files(rendered)
