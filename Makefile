@@ -59,8 +59,9 @@ logs: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/python -m tools.demo
 
+# The 25 slowest setups, calls and teardowns are printed at the end: where CI's time goes.
 test: test-deps $(INSTALLED) $(PROMETHEUS) $(GRAPHQL_GATEWAY)
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=25
 
 test-unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit

@@ -28,7 +28,7 @@ events         messages on the wire: routes from the contracts, the envelope, de
 topology       exchanges, queues, bindings, retry and dead-letter queues, derived from the contracts
 broker         the process's RabbitMQ connection and its confirmed, mandatory publisher
 store          the storage port (unit of work, outbox, inbox) every adapter implements
-store.sql      the SQL adapters' shared part: the outbox, inbox and lease SQL written once
+store.sql      the SQL adapters' shared part: the schema; documents', outbox, inbox, lease SQL
 store.sqlite   the SQLite adapter: one file per service, WAL, one writer at a time
 store.postgres the PostgreSQL adapter: asyncpg and its pool of connections
 store.mongo    the MongoDB adapter: PyMongo's async client, multi-document transactions

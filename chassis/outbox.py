@@ -34,7 +34,7 @@ from chassis import telemetry
 from chassis.broker import Broker, Refused
 from chassis.events import Outgoing
 from chassis.lease import Lease
-from chassis.ledger import Ledger
+from chassis.ledger import Ledger, Stage
 from chassis.logging import get_logger
 from chassis.store import OutboxRow, Store
 
@@ -173,7 +173,7 @@ class OutboxRelay:
             confirmed, self._confirmed = self._confirmed, []
             await self._store.mark_sent([row.seq for row in confirmed])
             for row in confirmed:
-                self._ledger.record(row.message.envelope.type, "published")
+                self._ledger.record(row.message.envelope.type, Stage.PUBLISHED)
         room = self._batch - len(self._waiting) - len(self._publishing)
         if room > 0 and (committed or self._must_read):
             self._must_read = False
@@ -265,7 +265,7 @@ class OutboxRelay:
         await self._store.park([(row.seq, reason) for row, reason in self._refused])
         refused, self._refused = self._refused, []
         for row, reason in refused:
-            self._ledger.record(row.message.envelope.type, "parked")
+            self._ledger.record(row.message.envelope.type, Stage.PARKED)
             log.error(
                 "message parked in the outbox: the broker refuses it as it is",
                 type=row.message.envelope.type,

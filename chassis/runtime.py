@@ -242,7 +242,7 @@ class Runtime:
             prune,
             refresh_s=self.settings.prune_interval_s,
             name="prune",
-            failed="could not prune the store now; trying at the next interval",
+            failed="pruning the store failed; trying at the next interval",
         )
 
     async def sample_outbox(self) -> None:

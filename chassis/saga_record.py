@@ -192,7 +192,7 @@ async def keep_noting_parked(store: Store, notes: dict[str, str]) -> None:
         note,
         refresh_s=PARKED_COUNT_INTERVAL_S,
         name="saga-parked",
-        failed="could not count the sagas needing an operator",
+        failed="counting the sagas needing an operator failed; trying again",
     )
 
 
@@ -210,5 +210,5 @@ async def keep_pruning(store: Store, *, retention_s: float) -> None:
         prune,
         refresh_s=SAGA_PRUNE_INTERVAL_S,
         name="saga-pruning",
-        failed="could not prune ended sagas now",
+        failed="pruning ended sagas failed; trying again",
     )

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["ManagedProcess", "NotReady", "accepts", "answers_ok", "free_port"]
@@ -123,6 +123,20 @@ class ManagedProcess:
             self._wait(self._stop_timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    @staticmethod
+    def stop_all(processes: Iterable[ManagedProcess]) -> None:
+        """Graceful stop of several at once: SIGTERM to each, then each waited for (SIGKILL
+        past its timeout), so that their drains overlap instead of adding up (a whole system's
+        teardown took 10 s one after another)."""
+        running = [process for process in processes if process.running]
+        for process in running:
+            process._signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process._wait(process._stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
     def kill(self) -> None:
         """SIGKILL to the process and its children, as a crash would; reaps it."""

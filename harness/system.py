@@ -268,8 +268,10 @@ class System:
         return env | self._env
 
     def stop(self) -> None:
-        for process in [*reversed(self.added), *reversed(list(self.processes.values()))]:
-            process.stop()
+        ManagedProcess.stop_all(
+            process.process
+            for process in [*reversed(self.added), *reversed(list(self.processes.values()))]
+        )
         if self._sinks is not None:
             self._sinks.stop()
         else:

@@ -21,7 +21,7 @@ gateway.contracts), one module per Envoy concept:
   session is looked up in the revoked sessions (an RBAC hash lookup), then on ADMIN routes
   the verified roles must hold "admin" (RBAC on the token's claims); the key set and the
   revoked sessions are ECDS files (`ecds`) the gateway's agent keeps in step with the auth
-  service's policy (gateway.policy), applied without a restart. RPCs whose contract asks for
+  service's policy (chassis.policy), applied without a restart. RPCs whose contract asks for
   `(common.v1.policy_check)` are also checked by the auth service on every call (ext_authz),
   failing closed (503). Clients' copies of the headers Envoy writes from a verified token
   are removed first;
@@ -47,8 +47,6 @@ from gateway.envoy.clusters import clusters_of
 from gateway.envoy.config import GatewayConfig, UpstreamTls, eds_path, policy_paths
 from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
 from gateway.envoy.names import (
-    GRAPHQL_PATH,
-    OPERATION_HEADER,
     SESSION_HEADER,
     SUBGRAPHS_PORT,
     USER_HEADER,
@@ -58,8 +56,6 @@ from gateway.envoy.names import (
 )
 
 __all__ = [
-    "GRAPHQL_PATH",
-    "OPERATION_HEADER",
     "SESSION_HEADER",
     "SUBGRAPHS_PORT",
     "USER_HEADER",

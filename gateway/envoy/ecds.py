@@ -1,7 +1,8 @@
 """The filters whose configuration is a policy file (ECDS), reloaded by Envoy when the file is
 replaced: what the gateway's agent renders at run time from the auth service's policy
-(gateway.policy) and the internal hops' secret. jwt_authn verifying the issuer's tokens, the
-RBAC of revoked sessions, and the subgraph listener's check of its callers."""
+(chassis.policy, written as files by gateway.policy) and the internal hops' secret. jwt_authn
+verifying the issuer's tokens, the RBAC of revoked sessions, and the subgraph listener's check
+of its callers."""
 
 from __future__ import annotations
 

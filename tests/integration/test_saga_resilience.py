@@ -90,8 +90,8 @@ async def test_sagas_interrupted_by_a_killed_order_service_complete_after_its_re
 
 
 async def test_on_postgres_the_sagas_of_a_killed_instance_are_completed_by_the_other(
-    own_system, postgres_factory
-):
+    postgres_factory, own_system
+):  # PostgreSQL first: torn down after the services (it waited 30 s for their connections)
     """Two order instances on one PostgreSQL store, as on two machines: the sagas one of them
     started complete on the other after it is killed for good."""
     system = own_system(postgres_factory())

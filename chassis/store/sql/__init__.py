@@ -1,4 +1,5 @@
-"""The SQL stores' shared part (SQLite, PostgreSQL): the outbox, inbox and lease SQL written once.
+"""The SQL stores' shared part (SQLite, PostgreSQL): the schema and the documents', outbox, inbox
+and lease SQL, written once.
 
 As eventuate-common writes its message tables' SQL once (`EventuateCommonJdbcOperations`) and
 lets a dialect say what each database spells differently, the statements here are written
