@@ -37,8 +37,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from chassis.policy import new_policy_keys, signing_key, verify_key
-from deploy import databases
+from deploy import databases, facts
 from deploy.databases import stores
+from deploy.environment import POLICY_SIGNING_KEY, POLICY_VERIFY_KEY
 from deploy.tls import local_certificate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +60,6 @@ SECRETS = (
     *STORE_ROLE_PASSWORDS,
 )
 # The edge policy's key pair (chassis.policy): the private half goes to the auth service only.
-POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"
-POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
 POLICY_KEYS = (POLICY_SIGNING_KEY, POLICY_VERIFY_KEY)
 HEADER = "# Written by `make compose-env` (deploy/env.py): secrets of this deployment."
 # The gateway's certificate chain and key (compose secrets, PEM): files the operator names,
@@ -156,7 +155,7 @@ def gateway_tls(values: Mapping[str, str], project: Path) -> str:
         return f"the gateway serves plaintext ({PLAINTEXT}=1): HTTP and gRPC without TLS"
     if made is None:
         return f"the gateway serves HTTPS and gRPC over TLS with {given[TLS_FILES[0]]}"
-    address = values.get("GATEWAY_PUBLISH", "127.0.0.1:8080")
+    address = values.get("GATEWAY_PUBLISH", f"127.0.0.1:{facts.GATEWAY_PORT}")
     ca = _shown(made.ca)
     return (
         f"the gateway serves HTTPS and gRPC over TLS with {_shown(made.certificate)}, of a "

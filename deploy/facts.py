@@ -10,7 +10,7 @@ images (the application's, the federation gateway's) are deploy/images.py's.
 
 from __future__ import annotations
 
-from gateway.envoy import SUBGRAPHS_PORT
+from gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
 
 __all__ = [
     "AGENT_PORT",
@@ -53,12 +53,11 @@ MONGODB_IMAGE = "docker.io/library/mongo:7"
 GRPC_PORT = 50051
 METRICS_PORT = 9464
 # The gateway: Envoy's listener (HTTPS and gRPC over TLS), its admin (on 127.0.0.1 only), its
-# agent's `/ready` and `/metrics`, the federation gateway behind /graphql; SUBGRAPHS_PORT, the
-# subgraph listener, is the Envoy generator's (gateway.envoy).
-GATEWAY_PORT = 8080
+# agent's `/ready` and `/metrics`, the federation gateway behind /graphql; GATEWAY_PORT,
+# GRAPHQL_PORT and SUBGRAPHS_PORT (the subgraph listener) are the Envoy generator's defaults
+# (gateway.envoy.names).
 GATEWAY_ADMIN_PORT = 9901
 AGENT_PORT = 9902
-GRAPHQL_PORT = 4000
 # RabbitMQ: AMQP, the Erlang port mapper and distribution (a cluster's nodes), its metrics.
 AMQP_PORT = 5672
 EPMD_PORT = 4369

@@ -11,7 +11,7 @@ from gateway.agent import prepare
 from gateway.contracts import DESCRIPTOR_SET, ROOT, routable_rpcs
 from gateway.envoy.bootstrap import bootstrap
 from gateway.envoy.config import GatewayConfig
-from gateway.envoy.names import SUBGRAPHS_PORT
+from gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
 
 
 def main() -> None:
@@ -24,13 +24,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1", help="the address the gateway listens on")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=GATEWAY_PORT)
     parser.add_argument("--eds-dir", type=Path, default=Path(".build/run/gateway/eds"))
     parser.add_argument("--descriptor-set", type=Path, help="where Envoy reads the contracts")
     parser.add_argument("--admin-port", type=int, help="an admin listener on 127.0.0.1")
     parser.add_argument(
         "--graphql-address",
-        default="127.0.0.1:4000",
+        default=f"127.0.0.1:{GRAPHQL_PORT}",
         help="host:port of the GraphQL federation gateway ('' for no /graphql)",
     )
     parser.add_argument("--subgraphs-host", default="127.0.0.1")

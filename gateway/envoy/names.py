@@ -21,8 +21,10 @@ __all__ = [
     "COST_HEADER",
     "CREDENTIALS_FILTER",
     "EXT_AUTHZ_FILTER",
+    "GATEWAY_PORT",
     "GRAPHQL_CLUSTER",
     "GRAPHQL_PATH",
+    "GRAPHQL_PORT",
     "HOP_HEADERS",
     "IDENTITY_HEADERS",
     "INTERNAL_FILTER",
@@ -95,6 +97,10 @@ CALL_HEADER = "x-ordermesh-graphql-call"
 # on this port where compose.yaml runs it (make up and the tests pick free ones).
 GRAPHQL_PATH = "/graphql"
 SUBGRAPHS_PORT = 8081
+# Envoy's public listener, and the GraphQL federation gateway behind /graphql (their defaults;
+# deploy.facts names them for every target).
+GATEWAY_PORT = 8080
+GRAPHQL_PORT = 4000
 
 
 def subgraph_path(service: str) -> str:
