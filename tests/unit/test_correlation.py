@@ -6,24 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import uuid
 
 import pytest
 
-from chassis import logging as chassis_logging
 from chassis.correlation import adopt, adopt_header
-
-
-@pytest.fixture
-def output():
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    stream = io.StringIO()
-    chassis_logging.configure(service="test", instance="test-1", level="INFO", stream=stream)
-    yield stream
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def lines(output: io.StringIO) -> list[dict]:

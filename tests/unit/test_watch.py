@@ -10,28 +10,15 @@ import asyncio
 import io
 import itertools
 import json
-import logging
 import time
 from collections.abc import Callable
 
 import pytest
 
-from chassis import logging as chassis_logging
 from chassis.watch import NoticesLost, follow
 
 SOON_S = 1.0  # far below every interval the tests set when a notice is what must wake it
 NEVER_S = 60.0
-
-
-@pytest.fixture
-def output():
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    stream = io.StringIO()
-    chassis_logging.configure(service="test", instance="test-1", level="INFO", stream=stream)
-    yield stream
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def lines(output: io.StringIO) -> list[dict]:
