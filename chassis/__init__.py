@@ -37,10 +37,14 @@ outbox         the relay that publishes committed outbox messages, in order per 
 consumer       consumers with explicit outcomes: processed once, retried, or dead-lettered
 settlement     a consumer's deliveries settled: acked, retried, dead-lettered, rejected, given back
 faults         whose fault a failure is: the infrastructure's (wait for it) or the message's own
-deadletters    list dead-lettered and parked messages with their reasons; replay them after a fix
+operations     an operator's view of a service's messages (parked, dead letters, history) and the
+               actions on them, audited
+operator_api   the gRPC servicer of the operator API (ops.v1.OperatorService) over `operations`
+deadletters    python -m chassis.deadletters: the operator's actions from the command line
 ledger         counts of messages per type and stage, also as Prometheus metrics
 saga           multi-service transactions as steps with compensations, timeouts and history
 saga_record    a saga's stored record: its document, history (audit trail), measures and upkeep
+saga_operations the gRPC servicer of the sagas' operator API (ops.v1.SagaService)
 runtime        a service's store, broker, relay, consumers and readiness, opened in order
 pages          page sizes and page tokens of list RPCs
 timestamps     stored times as google.protobuf.Timestamp

@@ -36,7 +36,7 @@ the inbox absorbs. A consumer that crashes on a message every time (a poison mes
 kills the process) is covered by the broker: after `delivery_limit` deliveries the work queue
 dead-letters it. The consumer keeps going after every failure.
 
-Dead-letter headers: `x-error-class`, `x-error-message`, `x-attempts`, `x-consumer`,
+Dead-letter headers: `x-error-class`, `x-error-message`, `x-attempts`, `x-consumer`, `x-instance`,
 `x-failed-at`, `x-original-exchange`, `x-original-routing-key`. The settling side (acks,
 retries, dead letters, rejections, the waits for faults that pass) is chassis.settlement; each
 outcome is counted in the ledger under its `chassis.ledger.Stage`.
@@ -120,6 +120,7 @@ class Consumer:
             ledger=ledger or Ledger(),
             name=self.name,
             stopping=self._stopping,
+            instance=instance,
         )
 
     async def start(self) -> None:

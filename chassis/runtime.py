@@ -52,6 +52,7 @@ from chassis.faults import is_infrastructure
 from chassis.health import Probe, Readiness, amqp_probe
 from chassis.logging import get_logger
 from chassis.metrics import Metrics
+from chassis.operations import OPERATOR_ACTIONS, Operations
 from chassis.outbox import OutboxRelay
 from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Registry
@@ -148,6 +149,17 @@ class Runtime:
         self._background: list[asyncio.Task[None]] = []
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
         self._revoked: Callable[[str], bool] | None = None
+        # The operator's view and actions over its messages (the operator API serves them).
+        self.operations = Operations(
+            service=settings.service_name,
+            store=store,
+            broker=broker,
+            consumers=lambda: [consumer.name for consumer in self._consumers],
+            dead_letter_queues=lambda: list(
+                dict.fromkeys(c.subscription.dead_letter_queue for c in self._consumers)
+            ),
+            instance=settings.instance_id,
+        )
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -160,7 +172,9 @@ class Runtime:
             pool_size=settings.store_pool_size,
         )
         # Started beside what it needs (compose, Kubernetes), a service waits for it.
-        await _waiting_for("store", lambda: store.open(collections), settings.startup_wait_s)
+        await _waiting_for(
+            "store", lambda: store.open([*collections, OPERATOR_ACTIONS]), settings.startup_wait_s
+        )
         broker = Broker(
             settings.rabbitmq_url,
             name=settings.instance_id,

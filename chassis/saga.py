@@ -25,7 +25,16 @@ Guarantees:
   given `metrics`, measured: how sagas end and how long they and each step take (the stored
   record, its history and its measures: chassis.saga_record);
 - `maintain`, the owner's upkeep beside `watch_timeouts`, keeps the count of parked sagas in
-  the instance's notes and deletes compensated sagas after their retention.
+  the instance's notes and deletes compensated sagas after their retention;
+- an operator's actions (chassis.saga_operations serves them: ops.v1.SagaService) act only on
+  a parked saga, each in one transaction: `retry_compensation` sends the awaited compensation
+  again, with a fresh count of sends and a new deadline (the saga is COMPENSATING again),
+  `resolve` ends the saga COMPENSATED on the operator's word (no compensation is sent: the
+  operator vouches for every one still to run). Each records who took it and why in the
+  saga's history (OPERATOR_RETRIED, OPERATOR_RESOLVED; a resolve then SAGA_ENDED, measured as
+  the engine measures a compensated end) and in the logs; on a saga in any other status it
+  changes nothing (it is idempotent) and says so in the logs. A reply that comes after a
+  resolve is recorded and ignored, as any reply not awaited.
 
 The owner decides what a saga's end means through two callbacks, run in the transaction that
 ends the saga's forward path: `on_completed` (every step succeeded) and `on_failed` (a step
@@ -41,9 +50,12 @@ import time
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from chassis import saga_record
+from chassis import saga_record, telemetry
+from chassis.correlation import correlation_id
+from chassis.errors import InvalidArgument, NotFound
 from chassis.events import Envelope, Message, outgoing
 from chassis.logging import get_logger
 from chassis.metrics import SagaMetrics
@@ -60,7 +72,7 @@ from chassis.saga_record import (
 from chassis.store import Document, Store, StoreClock, Transaction, run_transaction
 from chassis.watch import follow
 
-__all__ = ["SAGAS", "HistoryKind", "Saga", "SagaDefinition", "SagaStatus", "Step"]
+__all__ = ["SAGAS", "HistoryKind", "Saga", "SagaDefinition", "SagaStatus", "SagaView", "Step"]
 
 log = get_logger(__name__)
 
@@ -137,6 +149,26 @@ class SagaDefinition:
         return list(dict.fromkeys(types))
 
 
+@dataclass(frozen=True)
+class SagaView:
+    """A saga as an operator sees it: where it stands, and its whole history (oldest first)."""
+
+    saga_id: str
+    status: SagaStatus
+    # Where it is, e.g. "RESERVING_CREDIT" or "COMPENSATING_RESERVE_STOCK".
+    state: str
+    # The step it awaits, or whose compensation it awaits; empty when it awaits nothing.
+    step: str
+    # The times of its first and last history entries.
+    started_at: datetime
+    updated_at: datetime
+    failure_reason: str
+    history: Sequence[Mapping[str, Any]]
+    # The request that started it (empty for sagas stored before they were kept).
+    correlation_id: str = ""
+    trace_id: str = ""
+
+
 def _key(saga_id: str) -> str:
     return f"saga:{saga_id}"
 
@@ -174,6 +206,9 @@ class Saga:
             "compensating": [],
             "deadline": None,
             "history": [],
+            # The request that started it: the key to its messages and log lines.
+            "correlation_id": correlation_id.get() or "",
+            "trace_id": (telemetry.current_ids() or ("", ""))[0],
         }
         self._record(saga, HistoryKind.SAGA_STARTED, state="STARTED")
         self._send_action(tx, saga_id, saga)
@@ -304,6 +339,150 @@ class Saga:
         async with asyncio.TaskGroup() as upkeep:
             upkeep.create_task(saga_record.keep_noting_parked(store, notes))
             upkeep.create_task(saga_record.keep_pruning(store, retention_s=retention_s))
+
+    # -- an operator's view and actions (ops.v1.SagaService: chassis.saga_operations) -------
+
+    async def list_sagas(
+        self,
+        store: Store,
+        *,
+        status: SagaStatus | None = None,
+        min_age_s: float = 0.0,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[SagaView], str]:
+        """A page of this definition's sagas in `status` (all if None) not updated for at least
+        `min_age_s` (on the saga's clock), oldest update first, and the next page's token."""
+        if min_age_s < 0:
+            raise InvalidArgument(f"min_age_seconds {min_age_s:g} is negative")
+        where: dict[str, Any] = {"definition": self.definition.name}
+        if status is not None:
+            where["status"] = status
+        found, next_token = await saga_record.read_sagas(
+            store,
+            where=where,
+            updated_before=self._clock() - min_age_s,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return [self._view(saga) for saga in found], next_token
+
+    async def get(self, store: Store, saga_id: str) -> SagaView:
+        """One saga of this definition, with its whole history; NotFound if there is none."""
+        async with store.transaction() as tx:
+            return self._view(await self._operated(tx, saga_id))
+
+    async def retry_compensation(
+        self, store: Store, saga_id: str, *, actor: str, reason: str
+    ) -> SagaView:
+        """Sends the awaited compensation of a parked saga again (see the module doc)."""
+        return await self._act(
+            store, saga_id, "retry_compensation", self._retry, actor=actor, reason=reason
+        )
+
+    async def resolve(self, store: Store, saga_id: str, *, actor: str, reason: str) -> SagaView:
+        """Ends a parked saga COMPENSATED on the operator's word (see the module doc)."""
+        return await self._act(store, saga_id, "resolve", self._resolve, actor=actor, reason=reason)
+
+    async def _act(
+        self,
+        store: Store,
+        saga_id: str,
+        name: str,
+        action: Callable[..., None],
+        *,
+        actor: str,
+        reason: str,
+    ) -> SagaView:
+        """Applies an operator's action to a parked saga in one transaction, measures and logs
+        it once committed; a saga in any other status is left as it is."""
+
+        async def act(tx: Transaction) -> tuple[Document, int, bool]:
+            saga = await self._operated(tx, saga_id)
+            seen = len(saga["history"])
+            if saga["status"] != SagaStatus.NEEDS_OPERATOR:
+                return saga, seen, False
+            action(tx, saga_id, saga, actor=actor, reason=reason)
+            return await tx.update(SAGAS.name, stored(saga)), seen, True
+
+        saga, seen, changed = await run_transaction(store, act)
+        if changed:
+            self._observe(saga, since=seen)
+            log.info(
+                "an operator acted on a saga",
+                action=name,
+                saga_id=saga_id,
+                actor=actor,
+                reason=reason,
+                status=saga["status"],
+            )
+        else:
+            log.info(
+                "an operator's action changed nothing: the saga does not need an operator",
+                action=name,
+                saga_id=saga_id,
+                actor=actor,
+                reason=reason,
+                status=saga["status"],
+            )
+        return self._view(saga)
+
+    def _retry(
+        self, tx: Transaction, saga_id: str, saga: Document, *, actor: str, reason: str
+    ) -> None:
+        saga.update(status=SagaStatus.COMPENSATING, sends=0)
+        step = self.definition.steps[saga["compensating"][0]]
+        self._record(saga, HistoryKind.OPERATOR_RETRIED, step=step.name, detail=reason, actor=actor)
+        self._send_compensation(tx, saga_id, saga)
+
+    def _resolve(
+        self, tx: Transaction, saga_id: str, saga: Document, *, actor: str, reason: str
+    ) -> None:
+        awaited, *unsent = (self.definition.steps[i].name for i in saga["compensating"])
+        detail = reason
+        if unsent:
+            detail += f" (the compensations of {', '.join(unsent)} are taken as done too)"
+        saga["compensating"] = []
+        self._record(
+            saga,
+            HistoryKind.OPERATOR_RESOLVED,
+            state=SagaStatus.COMPENSATED,
+            step=awaited,
+            detail=detail,
+            actor=actor,
+        )
+        self._continue_compensation(tx, saga_id, saga)  # nothing left: ends it, SAGA_ENDED
+
+    async def _operated(self, tx: Transaction, saga_id: str) -> Document:
+        """A saga of this definition, for an operator; NotFound if there is none."""
+        saga = await tx.get(SAGAS.name, saga_id) if saga_id else None
+        if saga is None or saga["definition"] != self.definition.name:
+            raise NotFound(f"saga {saga_id!r} not found")
+        return saga
+
+    def _view(self, saga: Document) -> SagaView:
+        status = SagaStatus(saga["status"])
+        steps = self.definition.steps
+        step = ""
+        if status == SagaStatus.RUNNING:
+            step = steps[saga["step"]].name
+        elif (
+            status in (SagaStatus.COMPENSATING, SagaStatus.NEEDS_OPERATOR) and saga["compensating"]
+        ):
+            step = steps[saga["compensating"][0]].name
+        history = saga["history"]
+        return SagaView(
+            saga_id=saga["_id"],
+            status=status,
+            state=self._state(saga),
+            step=step,
+            started_at=datetime.fromisoformat(history[0]["time"]),
+            updated_at=datetime.fromisoformat(history[-1]["time"]),
+            failure_reason=saga.get("reason", ""),
+            history=list(history),
+            correlation_id=saga.get("correlation_id", ""),
+            trace_id=saga.get("trace_id", ""),
+        )
 
     # -- the state machine ---------------------------------------------------------------
 

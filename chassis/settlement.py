@@ -143,8 +143,11 @@ class Settlement:
         ledger: Ledger,
         name: str,
         stopping: asyncio.Event,
+        instance: str = "",
     ):
         self._subscription = subscription
+        # Named in the dead letters it writes (x-instance).
+        self._instance = instance
         self._broker = broker
         self._ledger = ledger
         self._name = name
@@ -313,6 +316,7 @@ class Settlement:
                 "x-error-message": str(error)[:1000],
                 ATTEMPTS: attempts,
                 "x-consumer": self._name,
+                "x-instance": self._instance,
                 "x-failed-at": datetime.now(UTC).isoformat(),
                 **_origin(incoming),
             },

@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
 # The field by which a request asks to be applied once however often it is sent.
 IDEMPOTENCY_KEY = "idempotency_key"
+# The field, and the gRPC metadata, by which a call of an API several services serve names the
+# service it is for.
+ADDRESS_FIELD = "service"
+ADDRESS_HEADER = "x-ordermesh-service"
 ROUTABLE = {options_pb2.ACCESS_PUBLIC, options_pb2.ACCESS_AUTHENTICATED, options_pb2.ACCESS_ADMIN}
 
 
@@ -36,6 +40,11 @@ class Rpc:
     policy_check: bool = False
     # The headers every answer carries: Deprecation and Sunset, if its API is deprecated.
     answer_headers: tuple[tuple[str, str], ...] = ()
+    # Set when several services serve the API (the operator API): a call names the service it
+    # is for, and is routed to `cluster` only if it names it (`ADDRESS_HEADER` in gRPC, the
+    # path's `{service}` in REST, which starts with `rest_prefix`).
+    addressed: bool = False
+    rest_prefix: str = ""
 
     @property
     def path(self) -> str:
@@ -76,16 +85,38 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                 if access not in ROUTABLE:
                     continue
                 rule = options.Extensions[annotations_pb2.http]
-                rpcs.append(
-                    Rpc(
-                        service=name,
-                        method=method.name,
-                        cluster=catalogue.by_api(name).name,
-                        access=access,
-                        http_verb=rule.WhichOneof("pattern") or "",
-                        deduplicated=method.input_type in keyed,
-                        policy_check=options.Extensions[options_pb2.policy_check],
-                        answer_headers=answer_headers,
+                verb = rule.WhichOneof("pattern") or ""
+                servers = catalogue.serving(name)
+                addressed = len(servers) > 1
+                for server in servers:
+                    rpcs.append(
+                        Rpc(
+                            service=name,
+                            method=method.name,
+                            cluster=server.name,
+                            access=access,
+                            http_verb=verb,
+                            deduplicated=method.input_type in keyed,
+                            policy_check=options.Extensions[options_pb2.policy_check],
+                            answer_headers=answer_headers,
+                            addressed=addressed,
+                            rest_prefix=(
+                                _rest_prefix(getattr(rule, verb), server.name)
+                                if addressed and verb
+                                else ""
+                            ),
+                        )
                     )
-                )
     return rpcs
+
+
+def _rest_prefix(template: str, service: str) -> str:
+    """The start of the REST paths of a call naming `service`: "/v1/ops/order/" for
+    "/v1/ops/{service}/dead-letters"."""
+    marker = "{" + ADDRESS_FIELD + "}"
+    if marker not in template:
+        raise ValueError(
+            f"{template}: an API several services serve names the service in its REST path "
+            f"({marker})"
+        )
+    return template[: template.index(marker)] + service + "/"

@@ -47,11 +47,12 @@ __all__ = [
     "ISSUER",
     "Need",
     "Service",
-    "by_api",
+    "OPERATOR_API",
     "domain_services",
     "entry",
     "graph_services",
     "in_start_order",
+    "serving",
 ]
 
 
@@ -63,11 +64,18 @@ class Need(StrEnum):
     REGISTRY = "registry"
 
 
+# The operator API over its messages that every service with a runtime (a store and a broker)
+# serves (services.defaults, chassis.operator_api); the gateway routes a call to the service the
+# call names.
+OPERATOR_API = "ops.v1.OperatorService"
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
     settings: type[ServiceSettings]
-    # Full names of the gRPC APIs it serves that the gateway routes (by their access levels).
+    # Full names of the gRPC APIs of its own that it serves: the gateway routes them (by their
+    # access levels) with the operator API, if it has one (`routed_apis`).
     serves: tuple[str, ...] = ()
     # The services it calls over gRPC, besides the token issuer (derived from its settings).
     calls: tuple[str, ...] = ()
@@ -90,6 +98,13 @@ class Service:
             {Need.BROKER, Need.STORE} if issubclass(self.settings, BackboneSettings) else set()
         )
         return frozenset({Need.REGISTRY, *backbone})
+
+    @property
+    def routed_apis(self) -> tuple[str, ...]:
+        """The APIs the gateway routes to it: its own (a domain service's), and the operator
+        API of every service with a runtime, the gateway's own included."""
+        own = () if self.gateway else self.serves
+        return own + ((OPERATOR_API,) if issubclass(self.settings, BackboneSettings) else ())
 
     @property
     def verifies_tokens(self) -> bool:
@@ -127,8 +142,9 @@ class Service:
         return tuple(dict.fromkeys(api.rsplit(".", 1)[0] for api in self.serves))
 
     def apis(self) -> list[ServiceDescriptor]:
-        """The descriptors of the APIs it serves (importing their generated modules)."""
-        return [_api_descriptor(api) for api in self.serves]
+        """The descriptors of the APIs the gateway routes to it (importing their generated
+        modules)."""
+        return [_api_descriptor(api) for api in self.routed_apis]
 
     def routed_messages(self, kind: int) -> list[Descriptor]:
         """The messages of its packages with a `(common.v1.route)` of `kind`
@@ -165,7 +181,7 @@ CATALOGUE: tuple[Service, ...] = (
     Service(
         "order",
         OrderSettings,
-        serves=("order.v1.OrderService", "order.v2.OrderService"),
+        serves=("order.v1.OrderService", "order.v2.OrderService", "ops.v1.SagaService"),
         calls=("inventory",),
         graph=True,
     ),
@@ -206,12 +222,13 @@ def graph_services() -> list[Service]:
     return [s for s in CATALOGUE if s.graph]
 
 
-def by_api(full_name: str) -> Service:
-    """The service that serves the gRPC API `full_name` (e.g. "order.v1.OrderService")."""
-    for service in CATALOGUE:
-        if full_name in service.serves:
-            return service
-    raise KeyError(f"no service in the catalogue serves {full_name}: add it to its entry")
+def serving(full_name: str) -> list[Service]:
+    """The services the gateway routes the gRPC API `full_name` to (e.g. "order.v1.OrderService":
+    the order service; the operator API: every service with a runtime)."""
+    found = [service for service in CATALOGUE if full_name in service.routed_apis]
+    if not found:
+        raise KeyError(f"no service in the catalogue serves {full_name}: add it to its entry")
+    return found
 
 
 def in_start_order(services: Sequence[Service] = CATALOGUE) -> list[Service]:

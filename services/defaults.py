@@ -13,7 +13,8 @@ what is the service's own.
 - the verifier of callers' tokens: the service's own if it gives one, else, for
   `AuthenticatedSettings`, one of the token issuer's published keys (services.issuer), loaded
   before the first call is served;
-- `chassis.grpc.serve` of its APIs and subgraph, with the runtime's readiness, notes and
+- `chassis.grpc.serve` of its APIs, the operator API over its messages
+  (chassis.operator_api) and its subgraph, with the runtime's readiness, notes and
   metrics, until SIGTERM or SIGINT; then the runtime closes in its order.
 
 A service without a store or a broker (the rate-limit service) has no runtime: it takes the
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from chassis import config, telemetry
+from chassis import config, operator_api, telemetry
 from chassis import logging as chassis_logging
 from chassis.config import ServiceSettings
 from chassis.grpc import Service, serve
@@ -81,7 +82,7 @@ async def run_service(
             authenticator = await runtime.token_verifier(ISSUER)
         await serve(
             settings,
-            served.apis,
+            [*served.apis, operator_api.service(runtime.operations)],
             readiness=runtime.readiness(),
             authenticator=authenticator,
             notes=runtime.notes,

@@ -54,6 +54,8 @@ __all__ = [
     "Collection",
     "Document",
     "DuplicateKey",
+    "Handled",
+    "OutboxRecord",
     "OutboxRow",
     "ParkedRow",
     "Store",
@@ -101,6 +103,26 @@ class OutboxRow:
     seq: int
     key: str
     message: Outgoing
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """An outbox message as an operator looks it up: when it was sent or parked (Unix times,
+    None if not), and why it was parked."""
+
+    row: OutboxRow
+    sent_at: float | None
+    parked_at: float | None
+    parked_reason: str | None
+
+
+@dataclass(frozen=True)
+class Handled:
+    """An inbox mark: `consumer` handled `event_id` at `processed_at` (a Unix time)."""
+
+    consumer: str
+    event_id: str
+    processed_at: float
 
 
 @dataclass(frozen=True)
@@ -181,6 +203,16 @@ class Store(Protocol):
 
     async def unpark(self, event_ids: Iterable[str] | None = None) -> int:
         """Makes these parked messages (all if None) pending again; returns how many."""
+
+    async def outbox_records(
+        self, *, event_ids: Sequence[str] = (), correlation_id: str = "", limit: int = 500
+    ) -> list[OutboxRecord]:
+        """The outbox messages (pending, sent within the retention, or parked) with one of
+        these event ids or this correlation id, oldest first. An operator's lookup: it reads
+        the whole outbox, which has no index of either (it would slow every write)."""
+
+    async def handled(self, consumers: Sequence[str], event_ids: Sequence[str]) -> list[Handled]:
+        """The inbox marks of these consumers for these event ids (by the inbox's key)."""
 
     async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Takes or renews a named lease for `owner`; False while another owner holds it."""

@@ -30,6 +30,8 @@ from chassis.store import (
     Collection,
     Document,
     DuplicateKey,
+    Handled,
+    OutboxRecord,
     OutboxRow,
     ParkedRow,
     StoreUnavailable,
@@ -287,6 +289,31 @@ class MongoStore:
             query["event_id"] = {"$in": list(event_ids)}
         result = await self._db["outbox"].update_many(query, {"$set": {"parked": None}})
         return result.modified_count
+
+    async def outbox_records(
+        self, *, event_ids: Sequence[str] = (), correlation_id: str = "", limit: int = 500
+    ) -> list[OutboxRecord]:
+        either: list[dict[str, Any]] = [{"event_id": {"$in": list(event_ids)}}]
+        if correlation_id:
+            either.append({"envelope.correlation_id": correlation_id})
+        cursor = self._db["outbox"].find({"$or": either}, sort=[("_id", ASCENDING)]).limit(limit)
+        return [
+            OutboxRecord(
+                _outbox_row(raw),
+                sent_at=raw["sent_at"],
+                parked_at=(raw.get("parked") or {}).get("at"),
+                parked_reason=(raw.get("parked") or {}).get("reason"),
+            )
+            async for raw in cursor
+        ]
+
+    async def handled(self, consumers: Sequence[str], event_ids: Sequence[str]) -> list[Handled]:
+        keys = [f"{consumer}|{event_id}" for consumer in consumers for event_id in event_ids]
+        cursor = self._db["inbox"].find({"_id": {"$in": keys}}, sort=[("processed_at", ASCENDING)])
+        return [
+            Handled(raw["consumer"], raw["_id"].partition("|")[2], raw["processed_at"])
+            async for raw in cursor
+        ]
 
     async def mark_sent(self, seqs: Sequence[int]) -> None:
         await self._db["outbox"].update_many(

@@ -23,7 +23,7 @@ from gateway.envoy.names import (
     type_url,
 )
 from gateway.envoy.replies import access_log, header_names, local_replies
-from gateway.envoy.routes import rpc_route, transcoder
+from gateway.envoy.routes import rpc_routes, transcoder
 
 __all__ = ["bootstrap"]
 
@@ -31,9 +31,9 @@ __all__ = ["bootstrap"]
 def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[str, Any]:
     """Envoy's bootstrap for the gateway (without the admin listener: see PrivateEnvoy)."""
     rpcs = list(rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes()))
-    clusters = sorted({rpc.cluster for rpc in rpcs}) + companions(config)
+    clusters = sorted({rpc.cluster for rpc in rpcs} | set(companions(config)))
     graphql = bool(config.graphql_address)
-    routes = [rpc_route(rpc, config) for rpc in rpcs]
+    routes = [route for rpc in rpcs for route in rpc_routes(rpc, config)]
     if graphql:
         routes.append(graphql_route(config))
     # Anything else (health, reflection, INTERNAL and undeclared RPCs, unknown paths) is

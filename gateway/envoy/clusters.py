@@ -128,7 +128,7 @@ def otlp_cluster(config: GatewayConfig) -> dict[str, Any]:
 def clusters_of(config: GatewayConfig) -> list[str]:
     """The services the gateway calls (one EDS file each)."""
     routed = {rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes())}
-    return sorted(routed) + companions(config)
+    return sorted(routed | set(companions(config)))
 
 
 def companions(config: GatewayConfig) -> list[str]:

@@ -6,14 +6,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.contracts import Rpc
+from gateway.contracts import ADDRESS_HEADER, Rpc
 from gateway.envoy.access import access_of
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.limits import rate_limits
 from gateway.envoy.names import TRANSCODER, seconds, type_url
 from gateway.envoy.retries import HOST_REPICKS, NEVER_ARRIVED, PREVIOUS_HOSTS
 
-__all__ = ["rpc_route", "transcoder"]
+__all__ = ["rpc_route", "rpc_routes", "transcoder"]
+
+
+def rpc_routes(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
+    """The route of an RPC; for an API several services serve, one for gRPC calls naming
+    `rpc.cluster` in their metadata and one for REST calls naming it in their path (the
+    transcoder keeps the path it was given in x-envoy-original-path)."""
+    route = rpc_route(rpc, config)
+    if not rpc.addressed:
+        return [route]
+    by_name = [{"name": ADDRESS_HEADER, "string_match": {"exact": rpc.cluster}}]
+    matches = [{"path": rpc.path, "headers": by_name}]
+    if rpc.rest_prefix:
+        by_path = [{"name": "x-envoy-original-path", "string_match": {"prefix": rpc.rest_prefix}}]
+        matches.append({"path": rpc.path, "headers": by_path})
+    return [{**route, "match": match} for match in matches]
 
 
 def rpc_route(rpc: Rpc, config: GatewayConfig) -> dict[str, Any]:

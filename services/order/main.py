@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chassis import saga_operations
 from chassis.runtime import Runtime
 from chassis.store import StoreClock
 from services.defaults import Served, run_service
@@ -41,4 +42,12 @@ async def wire(runtime: Runtime, settings: OrderSettings) -> Served:
         ),
         name="saga-upkeep",
     )
-    return Served([api.service(orders), api_v2.service(orders)], subgraph=graph.subgraph(orders))
+    return Served(
+        [
+            api.service(orders),
+            api_v2.service(orders),
+            # The operator API of its sagas (ADMIN): list, look at, retry, resolve.
+            saga_operations.service(orders.saga, runtime.store, service_name=settings.service_name),
+        ],
+        subgraph=graph.subgraph(orders),
+    )

@@ -11,7 +11,7 @@ from common.v1 import options_pb2
 from gateway.contracts import routable_rpcs
 from gateway.envoy import GatewayConfig, clusters_of
 from services import catalogue
-from services.catalogue import CATALOGUE, Service
+from services.catalogue import CATALOGUE, OPERATOR_API, Need, Service
 from services.ratelimit.config import RateLimitSettings
 from services.ratelimit.descriptors import GLOBAL_LIMITS
 
@@ -24,15 +24,25 @@ def test_every_service_package_has_an_entry_and_every_entry_a_package():
     assert packages == {service.name for service in CATALOGUE}
 
 
-def test_every_routed_api_is_served_by_one_entry():
-    apis = {rpc.service for rpc in routable_rpcs(DESCRIPTORS.read_bytes())}
-    served = [api for service in CATALOGUE for api in service.serves]
-    assert sorted(served) == sorted(apis)
+def test_every_routed_api_is_routed_to_the_entries_that_serve_it():
+    routed = {(rpc.service, rpc.cluster) for rpc in routable_rpcs(DESCRIPTORS.read_bytes())}
+    served = {(api, service.name) for service in CATALOGUE for api in service.routed_apis}
+    assert routed == served
+
+
+def test_the_operator_api_is_routed_to_every_service_with_a_runtime_and_named_by_the_call():
+    rpcs = [r for r in routable_rpcs(DESCRIPTORS.read_bytes()) if r.service == OPERATOR_API]
+    with_runtime = {s.name for s in CATALOGUE if Need.STORE in s.needs}
+    assert {rpc.cluster for rpc in rpcs} == with_runtime
+    assert all(rpc.addressed and rpc.access == options_pb2.ACCESS_ADMIN for rpc in rpcs)
+    # An API only one service serves is routed by its path alone.
+    assert not any(r.addressed for r in routable_rpcs(DESCRIPTORS.read_bytes())
+                   if r.service == "order.v1.OrderService")  # fmt: skip
 
 
 def test_an_api_no_entry_serves_is_refused_by_name():
     with pytest.raises(KeyError, match=r"shipping\.v1\.ShippingService"):
-        catalogue.by_api("shipping.v1.ShippingService")
+        catalogue.serving("shipping.v1.ShippingService")
 
 
 def test_the_gateway_has_a_cluster_for_every_service_of_the_catalogue():

@@ -15,7 +15,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor, descriptor_pb2
 
 from chassis.lifecycle import lifecycle_of
-from services.catalogue import by_api
+from services.catalogue import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_FILES = sorted(p.relative_to(ROOT / "proto") for p in (ROOT / "proto").rglob("*.proto"))
@@ -77,7 +77,7 @@ def test_every_api_declares_a_lifecycle_its_policy_allows(service):
         assert successor.file.package != service.file.package
         assert not lifecycle_of(successor.full_name, successor.GetOptions()).deprecated
         # Served beside it, by the same service, until the sunset.
-        assert by_api(successor.full_name) == by_api(service.full_name)
+        assert serving(successor.full_name) == serving(service.full_name)
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)

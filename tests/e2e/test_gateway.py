@@ -12,7 +12,7 @@ import pytest
 from common.v1 import options_pb2
 from order.v1 import order_service_pb2 as order_pb
 
-from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
+from gateway.contracts import ADDRESS_HEADER, DESCRIPTOR_SET, routable_rpcs
 from gateway.openapi import methods_of
 from harness.rest import Rest
 from harness.shop import PASSWORD, Shop, eventually
@@ -132,6 +132,7 @@ async def test_every_rest_route_works_end_to_end(rest, shop):
         return bool(listed["notifications"])
 
     await eventually(notified, what="a notification listed")
+    await operator_calls(rest, admin, order_id=order_id)
     refreshed = await rest.call(
         "RefreshToken", "POST", "/v1/auth/refresh", {"refreshToken": tokens["refreshToken"]}
     )
@@ -142,12 +143,69 @@ async def test_every_rest_route_works_end_to_end(rest, shop):
     assert rest.reached == {rpc.method for rpc in RPCS if rpc.http_verb}
 
 
+async def operator_calls(rest: Rest, admin: str, *, order_id: str) -> None:
+    """The operator API's REST routes, on the order service (its saga, messages, queues)."""
+    ops = "/v1/ops/order"
+    history = await rest.call(
+        "GetMessageHistory", "GET", f"{ops}/message-history?eventIds={order_id}", token=admin
+    )
+    assert history == {"entries": []}  # an order id is no message's event id
+    sagas = await rest.call("ListSagas", "GET", f"{ops}/sagas?pageSize=100", token=admin)
+    assert "sagas" in sagas
+    saga = await rest.call("GetSaga", "GET", f"{ops}/sagas/{order_id}", token=admin)
+    # Cancelled after its approval: its steps were compensated.
+    assert saga["saga"]["status"] == "SAGA_STATUS_COMPENSATED"
+    correlation = saga["saga"]["correlationId"]
+    history = await rest.call(
+        "GetMessageHistory",
+        "GET",
+        f"{ops}/message-history?correlationId={correlation}",
+        token=admin,
+    )
+    published = [e["type"] for e in history["entries"] if e["fate"] == "MESSAGE_FATE_PUBLISHED"]
+    assert {"order.v1.OrderPlaced", "inventory.v1.ReserveStock"} <= set(published)
+    # Actions on what is not stuck change nothing, and say so.
+    why = {"reason": "an end-to-end test"}
+    for rpc, verb in (("RetryCompensation", "retryCompensation"), ("ResolveSaga", "resolve")):
+        unchanged = await rest.call(rpc, "POST", f"{ops}/sagas/{order_id}:{verb}", why, token=admin)
+        assert unchanged["saga"]["status"] == "SAGA_STATUS_COMPENSATED"
+    assert await rest.call("ListParkedMessages", "GET", f"{ops}/parked-messages", token=admin) == {
+        "messages": []
+    }
+    unparked = await rest.call(
+        "UnparkMessages",
+        "POST",
+        f"{ops}/parked-messages:unpark",
+        {"eventIds": [order_id], **why},
+        token=admin,
+    )
+    assert unparked == {"unparked": 0}
+    letters = await rest.call("ListDeadLetters", "GET", f"{ops}/dead-letters", token=admin)
+    queue = letters["queues"][0]["name"]
+    assert queue.startswith("order.")
+    assert queue.endswith(".dlq")
+    for rpc, verb, count in (
+        ("ReplayDeadLetters", "replay", "replayed"),
+        ("DiscardDeadLetters", "discard", "discarded"),
+    ):
+        done = await rest.call(
+            rpc,
+            "POST",
+            f"{ops}/dead-letters:{verb}",
+            {"queue": queue, "eventIds": [order_id], **why},
+            token=admin,
+        )
+        assert done == {count: 0}
+
+
 async def test_every_routable_rpc_answers_over_grpc_through_the_gateway(gateway):
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         for rpc in RPCS:
             call = channel.unary_unary(rpc.path)
+            # An API several services serve is routed by the service the call names.
+            named = [(ADDRESS_HEADER, rpc.cluster)] if rpc.addressed else []
             try:
-                await call(b"", timeout=10)
+                await call(b"", timeout=10, metadata=named)
                 code, details = grpc.StatusCode.OK, ""
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details()

@@ -22,10 +22,10 @@ from order.v2 import events_pb2 as order_v2
 from chassis.broker import Broker, NotConfirmed, Unroutable
 from chassis.consumer import Consumer
 from chassis.correlation import correlation_id
-from chassis.deadletters import list_dead_letters
 from chassis.errors import FailedPrecondition
 from chassis.events import CONTENT_TYPE, amqp_properties, outgoing
 from chassis.ledger import Ledger
+from chassis.operations import Fate, Operations
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection
 from chassis.store.sqlite import SqliteStore
@@ -360,7 +360,7 @@ async def deadletters_cli(*args: str) -> str:
 
 
 async def test_dead_letters_are_listed_with_their_reason_and_replayed_after_a_fix(
-    broker, store, consuming, amqp_url
+    broker, store, consuming, amqp_url, tmp_path
 ):
     ledger = Ledger()
     subscription = stock_subscription()
@@ -385,15 +385,62 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed_after_a_fi
     assert entry["original_route"] == ["inventory.events", "inventory.stock.adjusted"]
     assert entry["body"] == {"product_id": "p-1", "delta": "7"}
 
-    replayed = await deadletters_cli(
-        "replay", "--amqp", amqp_url, "--queue", queue, "--id", fixed.envelope.event_id
-    )
+    assert entry["replays"] == []
+
+    store_url = f"sqlite:///{tmp_path / 'service.db'}"
+    replay = ("replay", "--amqp", amqp_url, "--store", store_url, "--queue", queue,
+              "--id", fixed.envelope.event_id, "--reason", "the fix is deployed")  # fmt: skip
+    replayed = await deadletters_cli(*replay)
 
     assert replayed.strip() == f"replayed 1 message(s) from {queue}"
     await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 1))
     assert await totals(store) == {"p-1": 7}
-    [left] = await list_dead_letters(broker.connection, queue)
-    assert left.event_id == other.envelope.event_id
+    [left] = json_lines(await deadletters_cli("list", "--amqp", amqp_url, "--queue", queue))
+    assert left["event_id"] == other.envelope.event_id
+    # Acting again on what was acted on changes nothing.
+    assert (await deadletters_cli(*replay)).strip() == f"replayed 0 message(s) from {queue}"
+    # The audit trail names who replayed it and why, beside what the service did with it.
+    operations = Operations(service="inventory", store=store, broker=broker,
+                            consumers=lambda: [subscription.queue()])  # fmt: skip
+    history = await operations.history(event_ids=[fixed.envelope.event_id])
+    [action] = [entry for entry in history if entry.fate == Fate.OPERATOR_ACTION]
+    assert action.detail == "replayed: the fix is deployed"
+    assert action.actor.startswith("cli:")
+    assert action.where == queue
+    assert [entry.fate for entry in history][-1] == Fate.PROCESSED
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+async def test_a_dead_letter_replayed_that_fails_again_shows_its_replay_and_can_be_discarded(
+    broker, store, consuming, amqp_url, tmp_path
+):
+    subscription = stock_subscription()
+    ledger = Ledger()
+    await consuming(subscription, StockCounter(fail_times=99, error=FailedPrecondition), ledger)
+    message = outgoing(adjusted("p-1", delta=3), producer="test")
+    await broker.publish(message)
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 1))
+    queue = subscription.dead_letter_queue
+    store_url = f"sqlite:///{tmp_path / 'service.db'}"
+    await deadletters_cli("replay", "--amqp", amqp_url, "--store", store_url, "--queue", queue,
+                          "--all", "--reason", "try once more")  # fmt: skip
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 2))
+
+    [again] = json_lines(await deadletters_cli("list", "--amqp", amqp_url, "--queue", queue))
+    [replay] = again["replays"]
+    assert replay["reason"] == "try once more"
+    assert replay["queue"] == queue
+    assert replay["by"].startswith("cli:")
+
+    discard = ("discard", "--amqp", amqp_url, "--store", store_url, "--queue", queue,
+               "--id", message.envelope.event_id, "--reason", "a test product")  # fmt: skip
+    assert (await deadletters_cli(*discard)).strip() == f"discarded 1 message(s) from {queue}"
+    assert json_lines(await deadletters_cli("list", "--amqp", amqp_url, "--queue", queue)) == []
+    assert (await deadletters_cli(*discard)).strip() == f"discarded 0 message(s) from {queue}"
+    assert await totals(store) == {}
 
 
 class RefusesOneProduct(StockCounter):
@@ -531,7 +578,9 @@ async def test_a_message_the_broker_refuses_is_parked_alone_and_replayed_after_a
         rabbitmq.ctl("eval", "application:set_env(rabbit, max_message_size, 134217728).")
         await broker.close()  # a new channel takes the broker's new limit
         await broker.connect()
-        unparked = await deadletters_cli("unpark", "--store", store_url, "--all")
+        unparked = await deadletters_cli(
+            "unpark", "--store", store_url, "--all", "--reason", "the limit is raised"
+        )
 
         assert unparked.strip() == "1 parked message(s) pending again"
         await eventually(lambda: asyncio.sleep(0, ledger.count("processed") == 21))

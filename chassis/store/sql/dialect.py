@@ -64,6 +64,10 @@ class Dialect(ABC):
         return f"${number}"
 
     @abstractmethod
+    def text_of(self, column: str, key: str) -> str:
+        """The text at `key` of a TEXT column holding a JSON object (the outbox's envelope)."""
+
+    @abstractmethod
     def in_list(self, column: str, number: int, element: str) -> str:
         """A condition: `column` is one of the values of list parameter `number`, whose
         elements are of SQL type `element`."""
@@ -107,6 +111,9 @@ class _Sqlite(Dialect):
     def field(self, name: str) -> str:
         return "id" if name == "_id" else f"json_extract(doc, '$.{checked(name)}')"
 
+    def text_of(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{checked(key)}')"
+
     def in_list(self, column: str, number: int, element: str) -> str:
         # One statement for the whole list, not one per value: marking 100 rows sent took
         # 335 µs against 445 µs with executemany (200k rows, WAL, synchronous=NORMAL).
@@ -141,6 +148,9 @@ class _Postgres(Dialect):
     def compared(self, name: str, number: int) -> str:
         # Text for the id, else JSONB (the value encoded by the connection's codec).
         return f"${number}" if name == "_id" else f"${number}::jsonb"
+
+    def text_of(self, column: str, key: str) -> str:
+        return f"({column}::jsonb ->> '{checked(key)}')"
 
     def in_list(self, column: str, number: int, element: str) -> str:
         return f"{column} = ANY(${number}::{element}[])"

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 
-from chassis.store import OutboxRow, ParkedRow
+from chassis.store import Handled, OutboxRecord, OutboxRow, ParkedRow
 from chassis.store.sql import OUTBOX_COLUMNS, Executor, outbox_row
 from chassis.store.sql.dialect import Dialect
 
@@ -90,6 +90,44 @@ class SqlOutbox(ABC):
                 d.statement(f"{_UNPARK} AND {d.in_list('event_id', 1, 'text')}"),
                 d.list_value(list(event_ids)),
             )
+
+    async def outbox_records(
+        self, *, event_ids: Sequence[str] = (), correlation_id: str = "", limit: int = 500
+    ) -> list[OutboxRecord]:
+        d = self.dialect
+        async with self._session(write=False) as db:
+            rows = await db.fetch(
+                d.statement(
+                    f"SELECT {OUTBOX_COLUMNS}, sent_at, parked_at, parked_reason FROM outbox "
+                    f"WHERE {d.in_list('event_id', 1, 'text')} "
+                    f"OR ($2 <> '' AND {d.text_of('envelope', 'correlation_id')} = $2) "
+                    "ORDER BY seq LIMIT $3"
+                ),
+                d.list_value(list(event_ids)),
+                correlation_id,
+                limit,
+            )
+        return [
+            OutboxRecord(outbox_row(row[:-3]), sent_at=row[-3], parked_at=row[-2],
+                         parked_reason=row[-1])
+            for row in rows
+        ]  # fmt: skip
+
+    async def handled(self, consumers: Sequence[str], event_ids: Sequence[str]) -> list[Handled]:
+        d = self.dialect
+        async with self._session(write=False) as db:
+            rows = await db.fetch(
+                d.statement(
+                    "SELECT consumer, event_id, processed_at FROM inbox "
+                    f"WHERE {d.in_list('consumer', 1, 'text')} "
+                    f"AND {d.in_list('event_id', 2, 'text')} ORDER BY processed_at"
+                ),
+                d.list_value(list(consumers)),
+                d.list_value(list(event_ids)),
+            )
+        return [
+            Handled(consumer, event_id, processed_at) for consumer, event_id, processed_at in rows
+        ]
 
     async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         d = self.dialect

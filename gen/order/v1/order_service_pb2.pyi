@@ -71,6 +71,10 @@ class _HistoryEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     """The saga ended (the order is APPROVED, REJECTED or CANCELLED)."""
     HISTORY_ENTRY_KIND_SAGA_PARKED: _HistoryEntryKind.ValueType  # 7
     """A compensation got no reply however often it was sent: an operator must look at it."""
+    HISTORY_ENTRY_KIND_OPERATOR_RETRIED: _HistoryEntryKind.ValueType  # 8
+    """An operator sent the awaited compensation again (the detail says why)."""
+    HISTORY_ENTRY_KIND_OPERATOR_RESOLVED: _HistoryEntryKind.ValueType  # 9
+    """An operator ended the saga on their word, as compensated (the detail says why)."""
 
 class HistoryEntryKind(_HistoryEntryKind, metaclass=_HistoryEntryKindEnumTypeWrapper): ...
 
@@ -89,6 +93,10 @@ HISTORY_ENTRY_KIND_SAGA_ENDED: HistoryEntryKind.ValueType  # 6
 """The saga ended (the order is APPROVED, REJECTED or CANCELLED)."""
 HISTORY_ENTRY_KIND_SAGA_PARKED: HistoryEntryKind.ValueType  # 7
 """A compensation got no reply however often it was sent: an operator must look at it."""
+HISTORY_ENTRY_KIND_OPERATOR_RETRIED: HistoryEntryKind.ValueType  # 8
+"""An operator sent the awaited compensation again (the detail says why)."""
+HISTORY_ENTRY_KIND_OPERATOR_RESOLVED: HistoryEntryKind.ValueType  # 9
+"""An operator ended the saga on their word, as compensated (the detail says why)."""
 Global___HistoryEntryKind: _TypeAlias = HistoryEntryKind  # noqa: Y015
 
 @_typing.final

@@ -1,0 +1,179 @@
+"""The gRPC servicer of the operator API (ops.v1.OperatorService) over a service's `Operations`
+(chassis.operations): translate and delegate. Every service with a store and a broker serves
+it (services.defaults); the gRPC edge admits only administrators (the contract says ADMIN)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+from ops.v1 import ops_service_pb2 as pb
+from ops.v1 import ops_service_pb2_grpc as pb_grpc
+
+from chassis.grpc import Service
+from chassis.operations import (
+    DeadLetter,
+    HistoryEntry,
+    Operations,
+    acting,
+    addressed,
+    decoded,
+)
+
+__all__ = ["service"]
+
+
+def _time(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def _iso_time(text: str) -> timestamp_pb2.Timestamp | None:
+    stamp = timestamp_pb2.Timestamp()
+    try:
+        stamp.FromJsonString(text)
+    except ValueError:
+        return None
+    return stamp
+
+
+def _struct(body: dict[str, Any] | None) -> struct_pb2.Struct | None:
+    if body is None:
+        return None
+    struct = struct_pb2.Struct()
+    struct.update(body)
+    return struct
+
+
+def _int(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
+def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
+    failure = letter.failure
+    return pb.DeadLetter(
+        queue=letter.queue,
+        event_id=letter.event_id,
+        type=letter.type,
+        correlation_id=letter.correlation_id,
+        failure=pb.Failure(
+            error_class=failure.get("error-class", ""),
+            error_message=failure.get("error-message", ""),
+            attempts=_int(failure.get("attempts", "")),
+            consumer=failure.get("consumer", ""),
+            instance=failure.get("instance", ""),
+            failed_time=_iso_time(failure.get("failed-at", "")),
+        ),
+        original_exchange=letter.original_exchange,
+        original_routing_key=letter.original_routing_key,
+        replays=[
+            pb.Replay(
+                time=_iso_time(replay.get("at", "")),
+                actor=replay.get("by", ""),
+                reason=replay.get("reason", ""),
+                queue=replay.get("queue", ""),
+            )
+            for replay in letter.replays
+        ],
+        body=_struct(letter.body),
+    )
+
+
+def _entry(entry: HistoryEntry) -> pb.MessageHistoryEntry:
+    return pb.MessageHistoryEntry(
+        time=_time(entry.at),
+        fate=pb.MessageFate.Value(f"MESSAGE_FATE_{entry.fate.value}"),
+        event_id=entry.event_id,
+        type=entry.type,
+        correlation_id=entry.correlation_id,
+        where=entry.where,
+        instance=entry.instance,
+        actor=entry.actor,
+        detail=entry.detail,
+    )
+
+
+def _page(size: int) -> int:
+    return 100 if size <= 0 else size
+
+
+class OperatorApi(pb_grpc.OperatorServiceServicer):
+    def __init__(self, operations: Operations):
+        self._ops = operations
+
+    async def ListParkedMessages(
+        self, request: pb.ListParkedMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListParkedMessagesResponse:
+        addressed(request.service, self._ops.service)
+        parked = await self._ops.parked(limit=_page(request.page_size))
+        return pb.ListParkedMessagesResponse(
+            messages=[
+                pb.ParkedMessage(
+                    seq=p.row.seq,
+                    event_id=p.row.message.envelope.event_id,
+                    type=p.row.message.envelope.type,
+                    exchange=p.row.message.route.exchange,
+                    routing_key=p.row.message.route.routing_key,
+                    reason=p.reason,
+                    parked_time=_time(p.parked_at),
+                    correlation_id=p.row.message.envelope.correlation_id,
+                    body=_struct(decoded(p.row.message.envelope.type, p.row.message.payload)),
+                )
+                for p in parked
+            ]
+        )
+
+    async def UnparkMessages(
+        self, request: pb.UnparkMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnparkMessagesResponse:
+        addressed(request.service, self._ops.service)
+        by = acting(request.reason)
+        return pb.UnparkMessagesResponse(
+            unparked=await self._ops.unpark(set(request.event_ids), by)
+        )
+
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeadLettersResponse:
+        addressed(request.service, self._ops.service)
+        letters = await self._ops.dead_letters(request.queue, limit=_page(request.page_size))
+        depths = await self._ops.depths()
+        return pb.ListDeadLettersResponse(
+            dead_letters=[_dead_letter(letter) for letter in letters],
+            queues=[pb.DeadLetterQueue(name=n, messages=c) for n, c in depths.items()],
+        )
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReplayDeadLettersResponse:
+        addressed(request.service, self._ops.service)
+        by = acting(request.reason)
+        replayed = await self._ops.replay(request.queue, set(request.event_ids), by)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def DiscardDeadLetters(
+        self, request: pb.DiscardDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DiscardDeadLettersResponse:
+        addressed(request.service, self._ops.service)
+        by = acting(request.reason)
+        discarded = await self._ops.discard(request.queue, set(request.event_ids), by)
+        return pb.DiscardDeadLettersResponse(discarded=discarded)
+
+    async def GetMessageHistory(
+        self, request: pb.GetMessageHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMessageHistoryResponse:
+        addressed(request.service, self._ops.service)
+        entries = await self._ops.history(
+            event_ids=list(request.event_ids), correlation_id=request.correlation_id
+        )
+        return pb.GetMessageHistoryResponse(entries=[_entry(entry) for entry in entries])
+
+
+def service(operations: Operations) -> Service:
+    return Service(
+        descriptor=pb.DESCRIPTOR.services_by_name["OperatorService"],
+        servicer=OperatorApi(operations),
+        add_to_server=pb_grpc.add_OperatorServiceServicer_to_server,
+    )
