@@ -11,6 +11,10 @@ INSTALLED := $(VENV)/.installed
 # `make lint` checks the configuration and the rules with its promtool.
 PROMETHEUS := .build/prometheus/usr/bin/prometheus
 PROMTOOL := .build/prometheus/usr/bin/promtool
+# Debian's Alertmanager, unpacked (tools/alertmanager.sh): `make up` and the tests run it,
+# Prometheus sends it the alerts, `make lint` checks monitoring/alertmanager.yml with its amtool.
+ALERTMANAGER := .build/alertmanager/usr/bin/prometheus-alertmanager
+AMTOOL := .build/alertmanager/usr/bin/amtool
 # The npm tools of `make gen` (GraphQL composition) and `make lint` (AsyncAPI's parser), and
 # the GraphQL federation gateway with its own Node 20, exactly as their package-lock.json pin them.
 NODE_TOOLS := tools/node/node_modules/.installed
@@ -31,7 +35,7 @@ CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --conf
 INSTANCES ?= 2
 STORE ?= sqlite
 BROKER_NODES ?= 1
-up: system-deps $(INSTALLED) $(PROMETHEUS) $(GRAPHQL_GATEWAY)
+up: system-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m tools.up --instances $(INSTANCES) --store $(STORE) --broker-nodes $(BROKER_NODES)
 
 # A rolling restart of the system `make up` runs: every instance replaced in turn, none
@@ -60,7 +64,7 @@ demo: $(INSTALLED)
 	$(BIN)/python -m tools.demo
 
 # The 25 slowest setups, calls and teardowns are printed at the end: where CI's time goes.
-test: test-deps $(INSTALLED) $(PROMETHEUS) $(GRAPHQL_GATEWAY)
+test: test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)
 	$(BIN)/pytest tests --durations=25
 
 test-unit: $(INSTALLED)
@@ -124,8 +128,9 @@ gen: $(INSTALLED) $(NODE_TOOLS)
 	$(BIN)/python -m deploy.manifests
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
 	$(BIN)/python -m tools.architecture
+	$(BIN)/python -m tools.console_assets
 
-lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
+lint: $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -140,6 +145,7 @@ lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml deploy/compose.mongodb.yaml
 	$(PROMTOOL) check config monitoring/prometheus.yml
 	$(PROMTOOL) test rules monitoring/rules.test.yml
+	$(AMTOOL) check-config monitoring/alertmanager.yml
 	@# Each overlay as kustomize renders it, against the schemas of the Kubernetes version the
 	@# manifests are written for (strict: unknown fields fail). Validated, never applied here.
 	@mkdir -p .build/kubernetes
@@ -161,8 +167,12 @@ lint: $(INSTALLED) $(PROMETHEUS) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
 	$(CHECKOV) --baseline deploy/checkov/prod.baseline.json -f .build/kubernetes/prod.yaml \
 		compose.yaml deploy/compose.*.yaml $$(find .build/containerfiles -name Dockerfile)
 
-$(PROMETHEUS):
+# Again when the script changes (it unpacks the web pages' assets too).
+$(PROMETHEUS): tools/prometheus.sh
 	tools/prometheus.sh .build/prometheus
+
+$(ALERTMANAGER): tools/alertmanager.sh
+	tools/alertmanager.sh .build/alertmanager
 
 $(CHECKOV_INSTALLED): tools/checkov/requirements.lock
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
@@ -189,7 +199,7 @@ KUBERNETES_VERSION := 1.33.0
 GENERATED := gen gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergraph.graphql \
 	docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
 	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml \
-	README.md docs/architecture.md
+	README.md docs/architecture.md services/console/static/htmx.min.js
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)

@@ -7,6 +7,7 @@ vocabulary     common.v1's notification vocabulary, between the wire's enums and
 health         readiness: probes of a service's dependencies, and whether all of them answer
 probe          python -m chassis.probe: a container's health check, asking its instance's health
 logging        structlog JSON lines carrying service, instance and correlation id
+logfiles       the JSON log lines of a run's processes, read from their files (make logs, console)
 telemetry      OpenTelemetry traces from the standard OTEL_* variables; the chassis writes the spans
 metrics        a process's Prometheus metrics, served at /metrics on the address it registers
 grpc           serve(): the gRPC server every service runs (health, reflection, access, errors)
@@ -37,6 +38,7 @@ outbox         the relay that publishes committed outbox messages, in order per 
 consumer       consumers with explicit outcomes: processed once, retried, or dead-lettered
 settlement     a consumer's deliveries settled: acked, retried, dead-lettered, rejected, given back
 faults         whose fault a failure is: the infrastructure's (wait for it) or the message's own
+switches       fault switches turned on and off at run time from a flagd flag file, off by default
 operations     an operator's view of a service's messages (parked, dead letters, history) and the
                actions on them, audited
 operator_api   the gRPC servicer of the operator API (ops.v1.OperatorService) over `operations`

@@ -81,6 +81,9 @@ class ServiceSettings(Settings):
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
     grpc_tls_ca: str = ""
+    # The flagd flag file of the fault switches (chassis.switches), followed while running;
+    # empty: every switch off and nothing read. Development and tests only: never in production.
+    fault_flags_file: str = ""
 
     @model_validator(mode="after")
     def _tls_all_or_none(self) -> Self:

@@ -36,6 +36,9 @@ the inbox absorbs. A consumer that crashes on a message every time (a poison mes
 kills the process) is covered by the broker: after `delivery_limit` deliveries the work queue
 dead-letters it. The consumer keeps going after every failure.
 
+A fault switch (chassis.switches, `handler-fails`) on for a message keeps its handler from
+running: the delivery fails with InjectedFault, retried and dead-lettered as a bug would be.
+
 Dead-letter headers: `x-error-class`, `x-error-message`, `x-attempts`, `x-consumer`, `x-instance`,
 `x-failed-at`, `x-original-exchange`, `x-original-routing-key`. The settling side (acks,
 retries, dead letters, rejections, the waits for faults that pass) is chassis.settlement; each
@@ -72,6 +75,7 @@ from chassis.settlement import (
     consumer_span,
 )
 from chassis.store import Store, Transaction, run_transaction
+from chassis.switches import HANDLER_FAILS, Switches
 from chassis.topology import Subscription, declare_subscription
 
 __all__ = ["Consumer", "Handler"]
@@ -94,6 +98,7 @@ class Consumer:
         broker: Broker,
         instance: str = "",
         ledger: Ledger | None = None,
+        switches: Switches | None = None,
     ):
         missing = set(subscription.handled) ^ set(handlers)
         if missing:
@@ -106,6 +111,9 @@ class Consumer:
         self._broker = broker
         self._instance = instance
         self.name = subscription.queue(instance)
+        # None: every fault switch off. They see a per-instance queue by its subscription's name.
+        self._switches = switches or Switches()
+        self._switched_queue = subscription.queue()
         self._channel: aio_pika.abc.AbstractRobustChannel | None = None
         self._queue: aio_pika.abc.AbstractQueue | None = None
         self._tag: str | None = None
@@ -284,6 +292,12 @@ class Consumer:
             if not await tx.first_time(self.name, envelope.event_id):
                 span.set_attribute("ordermesh.message.duplicate", True)
                 return False
+            self._switches.inject(
+                HANDLER_FAILS,
+                service=self.subscription.service,
+                queue=self._switched_queue,
+                type=envelope.type,
+            )
             await self._handlers[envelope.type](message, envelope, tx)
             return True
 

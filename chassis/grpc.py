@@ -30,7 +30,8 @@ What every service gets from it:
   20 us each, measured), health checks and reflection aside;
 - its metrics (`chassis.metrics`: the RPCs by method and status code, and what the runtime
   counts) at `/metrics` over HTTP, on METRICS_PORT (default: a free port), which the
-  registration publishes for Prometheus.
+  registration publishes for Prometheus; on the same port, the HTTP applications it is given
+  (`apps`, each at its prefix: the operator console's pages).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -382,9 +384,12 @@ async def serve(
     notes: Callable[[], Mapping[str, str]] | None = None,
     metrics: Metrics | None = None,
     subgraph: Subgraph | None = None,
+    apps: Mapping[str, web.Application] | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry.
     `subgraph`: its GraphQL subgraph, at `/graphql` beside `/metrics` (chassis.graphql).
+    `apps`: HTTP applications beside `/metrics`, each mounted at its prefix (e.g. `/console`),
+    answering only calls that carry INTERNAL_TOKEN, when it is set (chassis.metrics).
 
     `notes()`, read at each heartbeat, is published with the instance's registration: what an
     operator should know of it, e.g. `Runtime.notes` (its breakers' states, and what the
@@ -415,6 +420,8 @@ async def serve(
         port=settings.metrics_port,
         routes=routes,
         serving=lambda: server.serving,
+        apps=apps,
+        internal_token=settings.internal_token,
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

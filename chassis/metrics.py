@@ -16,7 +16,9 @@ the registry (service, instance_id):
   outcome}` from start to end, `ordermesh_saga_step_duration_seconds{saga, step}` from a
   step's command to its reply;
 - registry heartbeats: `ordermesh_registry_heartbeats_total{result}` (renewed, registered,
-  failed).
+  failed);
+- fault switches (`chassis.switches`): `ordermesh_fault_switch_active{switch}`, 1 while on,
+  and the failures they injected, `ordermesh_fault_injections_total{switch}`.
 
 The hot paths pay one increment or one histogram observation; gauges are sampled, and the
 breakers read, when Prometheus scrapes or the runtime samples, never per message.
@@ -24,6 +26,7 @@ breakers read, when Prometheus scrapes or the runtime samples, never per message
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
@@ -40,9 +43,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from chassis.identity import INTERNAL_HEADER
 from chassis.ledger import Ledger
 
-__all__ = ["BREAKER_STATES", "Metrics", "MetricsServer", "RpcMetrics", "SagaMetrics"]
+__all__ = [
+    "BREAKER_STATES", "Metrics", "MetricsServer", "RpcMetrics", "SagaMetrics", "SwitchMetrics",
+]  # fmt: skip
 
 # Latency buckets from 1 ms to 10 s: a call on this system takes from a millisecond (a read) to
 # seconds (a saga step behind a broker outage).
@@ -106,6 +112,20 @@ class SagaMetrics:
         )  # fmt: skip
 
 
+class SwitchMetrics:
+    """Which fault switches are on in this process, and the failures they injected."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.active = Gauge(
+            "ordermesh_fault_switch_active", "1 while a fault switch is on in this process",
+            ["switch"], registry=registry,
+        )  # fmt: skip
+        self.injected = Counter(
+            "ordermesh_fault_injections", "Failures a fault switch injected, by switch",
+            ["switch"], registry=registry,
+        )  # fmt: skip
+
+
 class _Breakers(Collector):
     def __init__(self) -> None:
         self.states: Callable[[], Mapping[str, str]] = dict
@@ -130,6 +150,7 @@ class Metrics:
         self.ledger = Ledger(self.registry)
         self.rpc = RpcMetrics(self.registry)
         self.sagas = SagaMetrics(self.registry)
+        self.switches = SwitchMetrics(self.registry)
         self.heartbeats = Counter(
             "ordermesh_registry_heartbeats", "Heartbeats to the registry, by result",
             ["result"], registry=self.registry,
@@ -166,9 +187,14 @@ class Metrics:
 
 class MetricsServer:
     """`/metrics` over HTTP on the event loop (aiohttp), at `host:port` (0: a free port), and
-    the instance's other HTTP `routes` (its GraphQL subgraph's `/graphql`); with `serving`,
-    `/healthz`: 200 while it says the instance serves (its gRPC health), else 503, for what
-    checks the HTTP routes (the gateway's subgraph clusters)."""
+    the instance's other HTTP `routes` (its GraphQL subgraph's `/graphql`) and `apps`, each an
+    application of its own mounted at its prefix (the operator console's `/console`); with
+    `serving`, `/healthz`: 200 while it says the instance serves (its gRPC health), else 503,
+    for what checks the HTTP routes (the gateway's subgraph clusters).
+
+    With `internal_token`, a request to one of the `apps` without that secret in
+    INTERNAL_HEADER (the gateway adds it on its way there) is refused (401) before the app
+    sees it: the instance's port is no door around the gateway."""
 
     def __init__(
         self,
@@ -178,22 +204,28 @@ class MetricsServer:
         port: int = 0,
         routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
         serving: Callable[[], bool] | None = None,
+        apps: Mapping[str, web.Application] | None = None,
+        internal_token: str = "",
     ):
         self._metrics = metrics
         self._host = host
         self._port = port
         self._routes = dict(routes or {})
+        self._apps = dict(apps or {})
+        self._internal_token = internal_token.encode()
         self._serving = serving
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> int:
-        app = web.Application()
+        app = web.Application(middlewares=[self._from_the_gateway] if self._apps else [])
         app.router.add_get("/metrics", self._scrape)
         if self._serving is not None:
             app.router.add_get("/healthz", self._health)
         for path, handler in self._routes.items():
             app.router.add_route("*", path, handler)
+        for prefix, sub in self._apps.items():
+            app.add_subapp(prefix, sub)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_port=False)
@@ -205,6 +237,22 @@ class MetricsServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _from_the_gateway(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if self._internal_token and any(
+            request.path == prefix or request.path.startswith(f"{prefix}/") for prefix in self._apps
+        ):
+            given = request.headers.get(INTERNAL_HEADER, "").encode()
+            if not hmac.compare_digest(given, self._internal_token):
+                return web.Response(
+                    status=401,
+                    text="not through the gateway\n",
+                    headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+                )
+        return await handler(request)
 
     async def _health(self, _: web.Request) -> web.Response:
         assert self._serving is not None

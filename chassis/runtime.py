@@ -57,6 +57,7 @@ from chassis.outbox import OutboxRelay
 from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Registry
 from chassis.store import Collection, Store, StoreError, open_store
+from chassis.switches import Switches
 from chassis.tls import MutualTls
 from chassis.tokens import KeyIssuer, KeySet, TokenVerifier, grpc_jwks_source
 from chassis.topology import Subscription
@@ -138,6 +139,9 @@ class Runtime:
         self.broker = broker
         self.metrics = metrics
         self.ledger = metrics.ledger
+        # The fault switches an operator turns on while it runs (chassis.switches): off unless
+        # FAULT_FLAGS_FILE names a file that turns one on.
+        self.switches = Switches(settings.fault_flags_file, metrics=metrics.switches)
         metrics.watch_breakers(
             lambda: {u.service: u.breaker.current_state for u in self._upstreams.values()}
         )
@@ -193,6 +197,7 @@ class Runtime:
             relay.start()
             runtime.background(runtime._prune_forever(), name="prune")
             runtime.background(runtime._sample_forever(), name="metrics-samples")
+            runtime.background(runtime.switches.follow(), name="fault-switches")
             yield runtime
         finally:
             for consumer in reversed(runtime._consumers):
@@ -217,6 +222,7 @@ class Runtime:
             broker=self.broker,
             instance=self.settings.instance_id,
             ledger=self.ledger,
+            switches=self.switches,
         )
         await consumer.start()
         self._consumers.append(consumer)

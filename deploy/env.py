@@ -13,9 +13,12 @@ container tests use).
 
 The gateway serves HTTPS and gRPC over TLS with the certificate and key the files
 GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name (compose secrets; paths relative to the directory of
-the env file, compose's project directory). Without them, a certificate of a local CA is made
-under `.build/tls` beside the env file (deploy/tls.py), where compose.yaml looks by default, and
-how to trust it is printed. GATEWAY_PLAINTEXT=1 asks for plaintext instead.
+the env file, compose's project directory), and the containers that call it (the console)
+verify it with the CA that GATEWAY_TLS_CA names (PEM: the issuer's, or a system bundle for a
+certificate of a public CA), given with them. Without them, a certificate of a local CA is
+made under `.build/tls` beside the env file (deploy/tls.py), where compose.yaml looks by
+default (its `ca.crt` too), and how to trust it is printed. GATEWAY_PLAINTEXT=1 asks for
+plaintext instead.
 
 An existing file is kept unless `--force`: its secrets are those of the volumes made with it.
 What it lacks is added to it, every value it holds staying as it is: a file written before the
@@ -65,6 +68,9 @@ HEADER = "# Written by `make compose-env` (deploy/env.py): secrets of this deplo
 # The gateway's certificate chain and key (compose secrets, PEM): files the operator names,
 # else a local CA's (deploy/tls.py); GATEWAY_PLAINTEXT=1 asks for plaintext.
 TLS_FILES = ("GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY")
+# The CA the gateway's clients inside the deployment verify it with (compose's `gateway-ca`):
+# given with TLS_FILES, else the local CA's.
+CA_FILE = "GATEWAY_TLS_CA"
 PLAINTEXT = "GATEWAY_PLAINTEXT"
 
 
@@ -141,20 +147,40 @@ def gateway_tls(values: Mapping[str, str], project: Path) -> str:
     `values` name (relative to `project`, compose's project directory), or a local CA's
     certificate under `project`/.build/tls, made if missing or about to expire (made even for
     plaintext: compose mounts the files its secrets name). ValueError if one of TLS_FILES is
-    set without the other, or names no file."""
+    set without the other, if they are set without CA_FILE (or it without them), or if one
+    names no file."""
     given = {name: values[name] for name in TLS_FILES if values.get(name)}
     if len(given) == 1:
         [held] = given
         [other] = [name for name in TLS_FILES if name != held]
         raise ValueError(f"{held} is set but not {other}: the gateway needs both")
+    if values.get(CA_FILE):
+        given[CA_FILE] = values[CA_FILE]
     absent = [f"{name}={path}" for name, path in given.items() if not (project / path).is_file()]
     if absent:
         raise ValueError(f"{', '.join(absent)}: no such file")
+    if len(given) == 1:  # the CA alone
+        raise ValueError(
+            f"{CA_FILE} is set without {' and '.join(TLS_FILES)}: it would not be the CA of "
+            "the local certificate made for the gateway"
+        )
+    if given and CA_FILE not in given:
+        raise ValueError(
+            f"{' and '.join(TLS_FILES)} are set but not {CA_FILE}: the CA that issued the "
+            "certificate, which the console verifies the gateway with (a system bundle, e.g. "
+            "/etc/ssl/certs/ca-certificates.crt, for a public CA's)"
+        )
     made = None if given else local_certificate(project / ".build" / "tls")
     if values.get(PLAINTEXT) == "1":
-        return f"the gateway serves plaintext ({PLAINTEXT}=1): HTTP and gRPC without TLS"
+        return (
+            f"the gateway serves plaintext ({PLAINTEXT}=1): HTTP and gRPC without TLS (set "
+            f"GATEWAY_URL=http://gateway:{facts.GATEWAY_PORT} too: the console's way to it)"
+        )
     if made is None:
-        return f"the gateway serves HTTPS and gRPC over TLS with {given[TLS_FILES[0]]}"
+        return (
+            f"the gateway serves HTTPS and gRPC over TLS with {given[TLS_FILES[0]]}, verified "
+            f"with {given[CA_FILE]}"
+        )
     address = values.get("GATEWAY_PUBLISH", f"127.0.0.1:{facts.GATEWAY_PORT}")
     ca = _shown(made.ca)
     return (

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
-from services.catalogue import Need, Service
+from services.catalogue import OPERATOR_API, SAGA_API, Need, Service, serving
 
 __all__ = [
     "BROKER",
     "INTERNAL_TOKEN",
+    "MONITORING",
     "POLICY_SIGNING_KEY",
     "POLICY_VERIFY_KEY",
     "PROVIDERS",
@@ -46,6 +47,8 @@ POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
 POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"
 # The secret of the internal hops (gateway.envoy's INTERNAL_HEADER).
 INTERNAL_TOKEN = "INTERNAL_TOKEN"
+# What a monitoring process may be told (services.roles.MonitorSettings).
+MONITORING = ("PROMETHEUS_URL", "ALERTMANAGER_URL", "JAEGER_URL", "LOG_DIR")
 # What a notifying service is told of its providers (services.roles.NotifierSettings).
 PROVIDERS = (
     "SMTP_HOST",
@@ -79,6 +82,17 @@ class Target(Protocol[V]):
     def providers(self) -> dict[str, V]:
         """The notification providers (PROVIDERS); none where the target hands them over
         whole (Kubernetes: a Secret as `envFrom`)."""
+
+    def gateway(self) -> dict[str, V]:
+        """Where a client inside the deployment reaches the gateway: GATEWAY_URL, and
+        GATEWAY_CA where its certificate's CA is not one the system trusts."""
+
+    def monitoring(self) -> dict[str, V]:
+        """What the target runs of MONITORING (PROMETHEUS_URL, ALERTMANAGER_URL, JAEGER_URL,
+        LOG_DIR), each where it runs."""
+
+    def value(self, text: str) -> V:
+        """A plain value, the same in every target."""
 
 
 def internal_hops(target: Target[V]) -> dict[str, V]:
@@ -115,9 +129,20 @@ def environment(service: Service, target: Target[V], *, serving: bool = True) ->
         env[variable] = target.address(callee, variable=variable)
     if service.notifies:
         env |= target.providers()
-    if serving and service.graph:  # its subgraph takes calls carrying the secret only
+    if service.calls_gateway:
+        env |= target.gateway()
+        env["OPERATOR_API_SERVICES"] = target.value(",".join(serving_names(OPERATOR_API)))
+        env["SAGA_API_SERVICES"] = target.value(",".join(serving_names(SAGA_API)))
+    if service.monitors:
+        env |= target.monitoring()
+    # Its subgraph, or its web pages, take calls carrying the secret only.
+    if serving and (service.graph or service.web):
         env |= internal_hops(target)
     return env
+
+
+def serving_names(api: str) -> list[str]:
+    return [service.name for service in serving(api)]
 
 
 def agent_environment(target: Target[V], *, eds_dir: V, policy_dir: V) -> dict[str, V]:

@@ -14,6 +14,8 @@ from gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
 
 __all__ = [
     "AGENT_PORT",
+    "ALERTMANAGER_IMAGE",
+    "ALERTMANAGER_PORT",
     "AMQP_PORT",
     "DIST_PORT",
     "DRAIN_DELAY_S",
@@ -25,9 +27,12 @@ __all__ = [
     "GRAFANA_PORT",
     "GRAPHQL_PORT",
     "GRPC_PORT",
+    "JAEGER_IMAGE",
+    "JAEGER_UI_PORT",
     "METRICS_PORT",
     "MONGODB_IMAGE",
     "MONGODB_PORT",
+    "OTLP_GRPC_PORT",
     "POSTGRES_IMAGE",
     "POSTGRES_PORT",
     "PROMETHEUS_IMAGE",
@@ -47,6 +52,10 @@ POSTGRES_IMAGE = "docker.io/library/postgres:15"
 ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v2.53.2"
 GRAFANA_IMAGE = "docker.io/grafana/grafana:11.2.0"
+# Where Prometheus sends its alerts; its configuration is monitoring/alertmanager.yml.
+ALERTMANAGER_IMAGE = "docker.io/prom/alertmanager:v0.27.0"
+# Traces: Jaeger's all-in-one (its UI, and its OTLP receiver for the services' spans).
+JAEGER_IMAGE = "docker.io/jaegertracing/all-in-one:1.76.0"
 MONGODB_IMAGE = "docker.io/library/mongo:7"
 
 # A service's gRPC and its /metrics (and, for a service with a subgraph, its GraphQL).
@@ -67,7 +76,11 @@ REDIS_PORT = 6379
 POSTGRES_PORT = 5432
 MONGODB_PORT = 27017
 PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
 GRAFANA_PORT = 3000
+# Jaeger's UI and API, and its OTLP/gRPC receiver.
+JAEGER_UI_PORT = 16686
+OTLP_GRPC_PORT = 4317
 
 # The drain (DRAINING in the registry, then in-flight calls finish) fits in the grace period.
 DRAIN_DELAY_S = 5

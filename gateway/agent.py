@@ -43,8 +43,9 @@ from gateway.discovery import EdsFiles
 from gateway.envoy.clusters import clusters_of
 from gateway.envoy.config import GatewayConfig, eds_path, policy_paths
 from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
-from gateway.envoy.names import graph_cluster, graph_clusters
+from gateway.envoy.names import graph_cluster, graph_clusters, web_cluster, web_clusters
 from gateway.policy import PolicyFiles, write_filter_config
+from services.catalogue import web_services
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run"]
 
@@ -80,7 +81,7 @@ def prepare(config: GatewayConfig) -> None:
     cluster, the policy files of an empty policy (no token verifies yet), and a subgraph
     listener's check that refuses every caller (no secret known yet)."""
     files = EdsFiles(config.eds_dir)
-    for cluster in clusters_of(config) + graph_clusters():
+    for cluster in clusters_of(config) + graph_clusters() + web_clusters():
         if not eds_path(config.eds_dir, cluster).exists():
             files.write(cluster, [])
     if config.auth:
@@ -109,15 +110,21 @@ async def run(settings: AgentSettings) -> None:
     eds = EdsFiles(settings.eds_dir)
     graphs = set(graph_clusters())
     clusters = clusters_of(config)
+    # Services with web pages alone (the console) are watched for their HTTP servers only, and
+    # the gateway is ready without them: they serve people, not the system's calls.
+    webs = [service.name for service in web_services()]
     found: set[str] = set()  # the clusters that had instances at some read
 
     def write(service: str, instances: Sequence[Instance]) -> None:
-        if eds.write(service, instances):  # endpoints Envoy can reach
+        if service in clusters and eds.write(service, instances):  # endpoints Envoy can reach
             found.add(service)
         if graph_cluster(service) in graphs:
-            eds.write(graph_cluster(service), instances, graph=True)
+            eds.write(graph_cluster(service), instances, http=True)
+        if service in webs:
+            eds.write(web_cluster(service), instances, http=True)
 
-    watcher = Watcher(registry, clusters, on_change=write, refresh_s=settings.refresh_s)
+    watched = sorted({*clusters, *webs})
+    watcher = Watcher(registry, watched, on_change=write, refresh_s=settings.refresh_s)
     redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
     files = policy_files(config)
     policy = PolicyFollower(PolicyFeed(redis), key, files.write, refresh_s=settings.refresh_s)

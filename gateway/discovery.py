@@ -3,7 +3,8 @@
 The gateway's agent (`gateway.agent`) watches the registry (`chassis.registry.Watcher`:
 pub/sub plus a periodic re-read) and writes, for every service the gateway routes to,
 `<EDS_DIR>/<service>.json`: a discovery response holding the service's ClusterLoadAssignment;
-and for a service with a GraphQL subgraph, `<service>-graph.json`: its instances' HTTP servers.
+and for a service with a GraphQL subgraph, `<service>-graph.json`: its instances' HTTP servers
+(and the same for a service with web pages, the console: `<service>-web.json`).
 Envoy reloads a file when it is moved into the watched directory, so each file is written
 beside it and renamed over it (never seen half-written).
 
@@ -43,14 +44,14 @@ __all__ = ["EdsFiles", "assignment", "reachable"]
 log = get_logger(__name__)
 
 
-def reachable(instances: Sequence[Instance], *, graph: bool = False) -> list[Instance]:
-    """The instances Envoy can be given: with an IP address (and, with `graph`, a metrics port
-    in range); each other one is logged, naming its address."""
+def reachable(instances: Sequence[Instance], *, http: bool = False) -> list[Instance]:
+    """The instances Envoy can be given: with an IP address (and, with `http`, the port of their
+    HTTP server, beside /metrics, in range); each other one is logged, naming its address."""
     kept = []
     for i in instances:
-        port = i.metrics_port if graph else i.port
-        if graph and not port:
-            continue  # it serves no subgraph
+        port = i.metrics_port if http else i.port
+        if http and not port:
+            continue  # it serves no HTTP
         if _ip(i.host) is None or not 0 < port < 65536:
             log.warning(
                 "instance left out of the gateway: its address is not an IP address and port",
@@ -74,13 +75,14 @@ def _ip(host: str) -> str | None:
 
 
 def assignment(
-    cluster: str, instances: Sequence[Instance], version: int, *, graph: bool = False
+    cluster: str, instances: Sequence[Instance], version: int, *, http: bool = False
 ) -> dict[str, Any]:
     """The EDS discovery response for one cluster: the instances' gRPC servers, or with
-    `graph` their HTTP servers (their subgraphs); only those `reachable` keeps."""
+    `http` their HTTP servers (their subgraphs, their web pages); only those `reachable`
+    keeps."""
     endpoints = []
-    for i in reachable(instances, graph=graph):
-        port = i.metrics_port if graph else i.port
+    for i in reachable(instances, http=http):
+        port = i.metrics_port if http else i.port
         endpoint = {
             "address": {"socket_address": {"address": _ip(i.host), "port_value": port}},
             "hostname": i.instance_id,
@@ -108,13 +110,13 @@ class EdsFiles:
         directory.mkdir(parents=True, exist_ok=True)
 
     def write(
-        self, cluster: str, instances: Sequence[Instance], *, graph: bool = False
+        self, cluster: str, instances: Sequence[Instance], *, http: bool = False
     ) -> list[str]:
         """Writes `cluster`'s file; the endpoints it holds (those Envoy can reach)."""
         self._version += 1
         target = eds_path(self.directory, cluster)
         staged = target.with_name(f".{target.name}.tmp")
-        response = assignment(cluster, instances, self._version, graph=graph)
+        response = assignment(cluster, instances, self._version, http=http)
         staged.write_text(json.dumps(response))
         os.replace(staged, target)
         addresses = _addresses(response)

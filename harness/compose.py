@@ -82,7 +82,13 @@ class Stack:
         self.ca_file = tls.ca
         write_env(
             self.env_file,
-            {**env, "GATEWAY_TLS_CERT": str(tls.certificate), "GATEWAY_TLS_KEY": str(tls.key)},
+            {
+                **env,
+                "GATEWAY_TLS_CERT": str(tls.certificate),
+                "GATEWAY_TLS_KEY": str(tls.key),
+                # The console verifies the gateway with it (a compose secret of its own).
+                "GATEWAY_TLS_CA": str(tls.ca),
+            },
         )
         self.settings = dict(
             line.split("=", 1)

@@ -2,7 +2,15 @@
 
 `PrivatePrometheus(directory, redis_url=...)` starts `python -m monitoring.targets` (the file of
 targets, from the registry) and Prometheus on a free port of 127.0.0.1, with the configuration
-of `monitoring.prometheus` and the rules of monitoring/rules.yml, its data under `directory`.
+of `monitoring.prometheus` and the rules of monitoring/rules.yml, its data under `directory`,
+sending its alerts to the Alertmanager given (`alertmanager="host:port"`, harness/alertmanager.py).
+
+Debian's build serves its web pages from files that it reads at run time from the system's
+/usr/share/prometheus/web (--web.local-assets; without them each page answers 500, "error
+reading base template"): it is given those of the unpacked package (tools/prometheus.sh unpacks
+the JavaScript packages they link to beside it), and the console directories likewise. Its UI
+is Prometheus's classic one only (Debian leaves out the React UI): `/` and `/graph` lead to
+/classic/graph, and the pages are under /classic/ (PAGES); /alerts and /targets answer 404.
 """
 
 from __future__ import annotations
@@ -21,10 +29,18 @@ from typing import Any
 from harness.process import ManagedProcess, answers_ok, free_port
 from monitoring import prometheus
 
-__all__ = ["PROMETHEUS", "PrivatePrometheus", "api"]
+__all__ = ["PAGES", "PROMETHEUS", "PrivatePrometheus", "api"]
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS = ROOT / ".build" / "prometheus" / "usr" / "bin" / "prometheus"
+UNPACKED = ROOT / ".build" / "prometheus"
+PROMETHEUS = UNPACKED / "usr" / "bin" / "prometheus"
+# Its web pages (Debian's build: the classic UI), by what they show.
+PAGES = {
+    "graph": "/classic/graph",
+    "alerts": "/classic/alerts",
+    "targets": "/classic/targets",
+    "rules": "/classic/rules",
+}
 
 
 def api(url: str, path: str, params: Mapping[str, str], *, timeout_s: float = 10.0) -> Any:
@@ -45,6 +61,7 @@ class PrivatePrometheus:
         redis_url: str,
         gateway_admin: str = "",
         gateway_agent: str = "",
+        alertmanager: str = "",
         scrape_interval_s: float = 1.0,
         lost_kept_s: float = 300.0,
         port: int = 0,
@@ -70,7 +87,10 @@ class PrivatePrometheus:
             ready=self.targets_file.exists,
             ready_timeout_s=30.0,
         )
-        self._config = prometheus.config(scrape_interval_s=scrape_interval_s)
+        self._config = prometheus.config(
+            scrape_interval_s=scrape_interval_s,
+            alertmanagers=[alertmanager] if alertmanager else [],
+        )
         self.process = ManagedProcess(
             "prometheus",
             [
@@ -79,6 +99,9 @@ class PrivatePrometheus:
                 f"--storage.tsdb.path={directory / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=1d",
+                f"--web.local-assets={UNPACKED / 'usr' / 'share' / 'prometheus' / 'web'}/",
+                f"--web.console.templates={UNPACKED / 'etc' / 'prometheus' / 'consoles'}",
+                f"--web.console.libraries={UNPACKED / 'etc' / 'prometheus' / 'console_libraries'}",
             ],
             directory=directory,
             ready=partial(answers_ok, f"http://127.0.0.1:{self.port}/-/ready", 1.0),

@@ -126,10 +126,17 @@ class System:
         separate_sinks: bool = False,
         postgres: PrivatePostgres | None = None,
         tls: bool = False,
+        gateway_url: str = "",
+        gateway_ca: str = "",
+        monitoring: Mapping[str, str] | None = None,
     ):
         """`postgres`: the services' stores are databases there (one per service), instead of
         a SQLite file each in `directory`. `tls`: the services' gRPC is mutual TLS, each with a
-        certificate of a CA made for this system (`self.tls`, which gives tests theirs)."""
+        certificate of a CA made for this system (`self.tls`, which gives tests theirs).
+        `gateway_url` (and `gateway_ca`, the CA of its certificate): where the gateway in front
+        of this system will answer; the services that reach the system through it (the
+        console) run only with one. `monitoring`: what runs of deploy.environment.MONITORING
+        (PROMETHEUS_URL...), for the services that read it."""
         self.directory = directory
         self.tls = LocalCA(directory / "tls") if tls else None
         self.postgres = postgres
@@ -163,9 +170,19 @@ class System:
         # (gateway.envoy): the gateways and the services' subgraphs.
         self.policy_signing_key, self.policy_verify_key = new_policy_keys()
         self.internal_token = secrets.token_urlsafe(32)
+        # The fault switches' file (chassis.switches): none is on until a test or an operator
+        # turns one on there.
+        self.flags_file = directory / "flags.json"
+        self.gateway_url = gateway_url
+        self.gateway_ca = gateway_ca
+        self.monitoring = dict(monitoring or {})
         # The gateway's own services need the registry, to find the services they call.
         wanted = catalogue.CATALOGUE if REGISTRY in self._env else catalogue.domain_services()
-        self.services = [service.name for service in catalogue.in_start_order(wanted)]
+        self.services = [
+            service.name
+            for service in catalogue.in_start_order(wanted)
+            if gateway_url or not service.calls_gateway
+        ]
 
     def address(self, service: str) -> str:
         return self.processes[service].address
@@ -265,6 +282,8 @@ class System:
             env["NOTIFICATION_RETRY_DELAYS_S"] = "[0.2, 0.5, 1.0]"
         if self.tls is not None:
             env |= self.tls.settings(name)
+        # The fault switches of every process of this system (python -m chassis.switches).
+        env["FAULT_FLAGS_FILE"] = str(self.flags_file)
         return env | self._env
 
     def stop(self) -> None:
@@ -305,6 +324,16 @@ class LocalTarget:
             POLICY_SIGNING_KEY: self.system.policy_signing_key,
             INTERNAL_TOKEN: self.system.internal_token,
         }[name]
+
+    def gateway(self) -> dict[str, str]:
+        ca = {"GATEWAY_CA": self.system.gateway_ca} if self.system.gateway_ca else {}
+        return {"GATEWAY_URL": self.system.gateway_url, **ca}
+
+    def monitoring(self) -> dict[str, str]:
+        return self.system.monitoring
+
+    def value(self, text: str) -> str:
+        return text
 
     def providers(self) -> dict[str, str]:
         return {

@@ -34,25 +34,33 @@ from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from chassis.config import ServiceSettings
 from chassis.runtime import AuthenticatedSettings, BackboneSettings
 from services.auth.config import AuthSettings
+from services.console.config import ConsoleSettings
 from services.inventory.config import InventorySettings
 from services.issuer import ISSUER
 from services.notification.config import NotificationSettings
 from services.order.config import OrderSettings
 from services.ratelimit.config import RateLimitSettings
-from services.roles import NotifierSettings, PolicySignerSettings
+from services.roles import (
+    GatewayClientSettings,
+    MonitorSettings,
+    NotifierSettings,
+    PolicySignerSettings,
+)
 from services.user.config import UserSettings
 
 __all__ = [
     "CATALOGUE",
     "ISSUER",
+    "OPERATOR_API",
+    "SAGA_API",
     "Need",
     "Service",
-    "OPERATOR_API",
     "domain_services",
     "entry",
     "graph_services",
     "in_start_order",
     "serving",
+    "web_services",
 ]
 
 
@@ -68,6 +76,8 @@ class Need(StrEnum):
 # serves (services.defaults, chassis.operator_api); the gateway routes a call to the service the
 # call names.
 OPERATOR_API = "ops.v1.OperatorService"
+# The operator API of the sagas a service orchestrates (chassis.saga_operations).
+SAGA_API = "ops.v1.SagaService"
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,9 @@ class Service:
     gateway: bool = False
     # It serves a GraphQL subgraph (`services.<name>.graph`), part of the gateway's supergraph.
     graph: bool = False
+    # The path under which the gateway serves its web pages (e.g. "/console"), from its
+    # instances' HTTP servers beside /metrics; empty: it has none.
+    web: str = ""
 
     @property
     def module(self) -> str:
@@ -107,6 +120,12 @@ class Service:
         return own + ((OPERATOR_API,) if issubclass(self.settings, BackboneSettings) else ())
 
     @property
+    def called_by_gateway(self) -> bool:
+        """The gateway calls its gRPC server: it routes APIs to it, or it is one of the
+        gateway's own services (the console's pages are on its HTTP server instead)."""
+        return self.gateway or bool(self.routed_apis)
+
+    @property
     def verifies_tokens(self) -> bool:
         return issubclass(self.settings, AuthenticatedSettings)
 
@@ -124,6 +143,16 @@ class Service:
     def follows_policy(self) -> bool:
         """It holds the edge policy's public key (its token checks refuse revoked sessions)."""
         return issubclass(self.settings, BackboneSettings)
+
+    @property
+    def calls_gateway(self) -> bool:
+        """It calls the system through its gateway, as a client does (the console)."""
+        return issubclass(self.settings, GatewayClientSettings)
+
+    @property
+    def monitors(self) -> bool:
+        """It reads what the system publishes about itself (metrics, alerts, traces, logs)."""
+        return issubclass(self.settings, MonitorSettings)
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -181,11 +210,13 @@ CATALOGUE: tuple[Service, ...] = (
     Service(
         "order",
         OrderSettings,
-        serves=("order.v1.OrderService", "order.v2.OrderService", "ops.v1.SagaService"),
+        serves=("order.v1.OrderService", "order.v2.OrderService", SAGA_API),
         calls=("inventory",),
         graph=True,
     ),
     Service("notification", NotificationSettings, serves=("notification.v1.NotificationService",)),
+    # The operator console: web pages at the gateway, reaching the system through it.
+    Service("console", ConsoleSettings, web="/console"),
     Service("auth", AuthSettings, gateway=True),
     Service("ratelimit", RateLimitSettings, gateway=True),
 )
@@ -213,8 +244,14 @@ def entry(name: str) -> Service:
 
 
 def domain_services() -> list[Service]:
-    """The services behind the gateway, whose RPCs it routes."""
-    return [s for s in CATALOGUE if not s.gateway]
+    """The services behind the gateway whose own RPCs it routes (not the console, which
+    serves web pages only)."""
+    return [s for s in CATALOGUE if not s.gateway and s.serves]
+
+
+def web_services() -> list[Service]:
+    """The services whose web pages the gateway serves (gateway.envoy.web)."""
+    return [s for s in CATALOGUE if s.web]
 
 
 def graph_services() -> list[Service]:

@@ -6,14 +6,24 @@ hands it its variables (deploy.environment).
 - `NotifierSettings`: it sends through the notification providers (SMTP, SMS, push), whose
   addresses and credentials it is given;
 - `PolicySignerSettings`: it signs the edge policy (chassis.policy) with the private key that
-  no other process holds.
+  no other process holds;
+- `GatewayClientSettings`: it calls the system through its gateway, as any client does (the
+  console, with its signed-in admin's token), and is told which services serve which
+  operator API;
+- `MonitorSettings`: it reads what the system publishes about itself: Prometheus, Alertmanager,
+  a trace viewer, the processes' log files.
 """
 
 from pydantic import Field
 
 from chassis.config import Settings
 
-__all__ = ["NotifierSettings", "PolicySignerSettings"]
+__all__ = [
+    "GatewayClientSettings",
+    "MonitorSettings",
+    "NotifierSettings",
+    "PolicySignerSettings",
+]
 
 
 class NotifierSettings(Settings):
@@ -37,3 +47,42 @@ class PolicySignerSettings(Settings):
     # The private key the edge policy is signed with; gateways and services hold its public
     # half (EDGE_POLICY_VERIFY_KEY). Raw Ed25519, base64url (chassis.policy.new_policy_keys).
     edge_policy_signing_key: str = Field(min_length=1)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+class GatewayClientSettings(Settings):
+    """How a process reaches the system through its gateway."""
+
+    # http(s)://host:port of the gateway (gRPC and HTTPS on the same port).
+    gateway_url: str = Field(min_length=1)
+    # The PEM file of the CA that issued the gateway's certificate; empty: the system's trusted
+    # authorities.
+    gateway_ca: str = ""
+    # The services that serve ops.v1.OperatorService, and those that serve ops.v1.SagaService,
+    # comma-separated, as the gateway routes them (the catalogue decides: deploy.environment).
+    operator_api_services: str = ""
+    saga_api_services: str = ""
+
+    @property
+    def operator_services(self) -> tuple[str, ...]:
+        return _names(self.operator_api_services)
+
+    @property
+    def saga_services(self) -> tuple[str, ...]:
+        return _names(self.saga_api_services)
+
+
+class MonitorSettings(Settings):
+    """Where a process reads what the system publishes about itself; each is optional."""
+
+    # Prometheus's HTTP API.
+    prometheus_url: str = ""
+    # Alertmanager's API v2; empty: Prometheus's own alerts.
+    alertmanager_url: str = ""
+    # A trace viewer (Jaeger's UI): {JAEGER_URL}/trace/<trace id>.
+    jaeger_url: str = ""
+    # The run directory the processes write their JSON log lines to (`make up`: .build/run).
+    log_dir: str = ""

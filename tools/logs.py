@@ -9,9 +9,10 @@ restarted after a crash included); this reads them all as one stream, ordered by
     make logs SINCE=10m FOLLOW=0                the last ten minutes, then exit
 
 It follows new lines (new files too: an instance started since) like `tail -f` unless
-FOLLOW=0. Lines that are not JSON (a broker's own log) are not read. Lines quote values clients
-chose: what a terminal would obey (escape sequences, carriage returns, newlines, bidirectional
-overrides) is shown escaped (`render`).
+FOLLOW=0. The files are read by `chassis.logfiles`, as the operator console reads them: lines
+that are not JSON (a broker's own log) are not read. Lines quote values clients chose: what a
+terminal would obey (escape sequences, carriage returns, newlines, bidirectional overrides) is
+shown escaped (`render`).
 """
 
 from __future__ import annotations
@@ -23,40 +24,17 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from chassis.logfiles import LEVELS, Filter, Reader
 from tools.running import RUN_DIR
 
 __all__ = ["Filter", "Reader", "main"]
 
-LEVELS = ("debug", "info", "warning", "error", "critical")
 # Fields every line has, shown first; the rest follow as key=value.
 HEAD = ("timestamp", "service", "instance", "level", "event")
-
-
-@dataclass(frozen=True)
-class Filter:
-    id: str = ""
-    service: str = ""
-    level: str = ""
-    since: str = ""  # ISO time, as the lines carry it
-
-    def admits(self, record: dict[str, Any]) -> bool:
-        if self.id and self.id not in (record.get("correlation_id"), record.get("trace_id")):
-            return False
-        if self.service and record.get("service") != self.service:
-            return False
-        if self.level and _rank(record.get("level")) < _rank(self.level):
-            return False
-        return not self.since or str(record.get("timestamp", "")) >= self.since
-
-
-def _rank(level: object) -> int:
-    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
 
 
 def since(value: str, *, now: datetime | None = None) -> str:
@@ -77,42 +55,6 @@ def since(value: str, *, now: datetime | None = None) -> str:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[found[2]]
         moment = (now or datetime.now(UTC)) - timedelta(**{unit: int(found[1])})
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class Reader:
-    """Reads the complete lines added to the log files under `root` since the last read."""
-
-    root: Path
-    _offsets: dict[Path, int] = field(default_factory=dict)
-
-    def new_records(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
-        for path in sorted(self.root.rglob("*.log")):
-            records.extend(self._read(path))
-        return sorted(records, key=lambda r: str(r.get("timestamp", "")))
-
-    def _read(self, path: Path) -> Iterator[dict[str, Any]]:
-        offset = self._offsets.get(path, 0)
-        try:
-            with path.open("rb") as file:
-                if file.seek(0, 2) < offset:  # truncated or replaced: from its start
-                    offset = 0
-                file.seek(offset)
-                data = file.read()
-        except OSError:
-            return
-        complete = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
-        self._offsets[path] = offset + len(complete)
-        for line in complete.splitlines():
-            if not line.startswith(b"{"):
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "timestamp" in record:
-                yield record
 
 
 def render(record: dict[str, Any]) -> str:

@@ -2,26 +2,32 @@
 (what needs an operator, e.g. sagas parked after their compensations went unanswered); then,
 per service, the figures an operator looks at first, from Prometheus over the last minute:
 requests/s, the share of calls the server failed, p99 latency, the age of the oldest outbox
-message waiting, dead-lettered messages, and the destinations whose breaker is open.
+message waiting, dead-lettered messages, and the destinations whose breaker is open; then the
+alerts firing (monitoring/rules.yml), with their severity, service, instance and since when:
+those Alertmanager holds (its API v2), or without an Alertmanager those of Prometheus (firing,
+and pending: their condition holds, not yet for their `for:`).
 
-Reads the registry in Redis at REDIS_URL, and Prometheus at PROMETHEUS_URL, or at the addresses
-`make up` wrote to .build/run/env; asks each instance's gRPC health service directly (1 s
-deadline).
+Reads the registry in Redis at REDIS_URL, Prometheus at PROMETHEUS_URL and Alertmanager at
+ALERTMANAGER_URL, or at the addresses `make up` wrote to .build/run/env; asks each instance's
+gRPC health service directly (1 s deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import sys
 import urllib.error
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chassis.registry import Instance, Registry
+from harness.alertmanager import alerts
 from harness.prometheus import api
 from tools.running import setting
 
@@ -75,6 +81,60 @@ def figures(prometheus: str) -> list[tuple[str, ...]]:
     return [(service, *(table[service].get(c, "-") for c in columns)) for service in sorted(table)]
 
 
+ALERT_COLUMNS = ("alert", "severity", "service", "instance", "state", "since")
+# Alertmanager's states, as an operator says them.
+STATES = {"active": "firing", "suppressed": "silenced", "unprocessed": "received"}
+
+
+def since(timestamp: str, now: datetime) -> str:
+    """An RFC 3339 time (Alertmanager's `startsAt`, Prometheus's `activeAt`, whose fractions
+    of a second go to nanoseconds) as UTC, and how long ago."""
+    whole = re.sub(r"\.\d+", "", timestamp).replace("Z", "+00:00")
+    at = datetime.fromisoformat(whole).astimezone(UTC)
+    seconds = max(0, int((now - at).total_seconds()))
+    if seconds >= 3600:
+        ago = f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+    elif seconds >= 60:
+        ago = f"{seconds // 60}m{seconds % 60:02d}s"
+    else:
+        ago = f"{seconds}s"
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC ({ago} ago)"
+
+
+def alert_row(labels: dict[str, str], state: str, started: str, now: datetime) -> tuple[str, ...]:
+    return (
+        labels.get("alertname", "-"),
+        labels.get("severity", "-"),
+        labels.get("service") or labels.get("queue") or "-",
+        labels.get("instance_id") or labels.get("instance") or "-",
+        state,
+        since(started, now),
+    )
+
+
+def alertmanager_alerts(url: str, now: datetime) -> list[tuple[str, ...]]:
+    """Every alert the Alertmanager at `url` holds, oldest first."""
+    held = sorted(alerts(url, timeout_s=3.0), key=lambda alert: str(alert["startsAt"]))
+    return [
+        alert_row(
+            alert["labels"],
+            STATES.get(alert["status"]["state"], alert["status"]["state"]),
+            alert["startsAt"],
+            now,
+        )
+        for alert in held
+    ]
+
+
+def prometheus_alerts(url: str, now: datetime) -> list[tuple[str, ...]]:
+    """The alerts of the Prometheus at `url`, firing or pending, oldest first."""
+    active = api(url, "alerts", {}, timeout_s=3.0)["alerts"]
+    return [
+        alert_row(alert["labels"], alert["state"], alert["activeAt"], now)
+        for alert in sorted(active, key=lambda alert: str(alert["activeAt"]))
+    ]
+
+
 def printed(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -117,16 +177,36 @@ async def main() -> int:
     prometheus = setting("PROMETHEUS_URL")
     if prometheus is None:
         print("\nno figures: set PROMETHEUS_URL, or start the system with `make up`")
-        return 0
-    try:
-        by_service = await asyncio.to_thread(figures, prometheus)
-    except (urllib.error.URLError, OSError, KeyError, ValueError, RuntimeError) as exc:
-        print(f"\nno figures: Prometheus at {prometheus} did not answer ({exc})")
-        return 0
-    print(f"\nlast minute, from {prometheus}:")
-    columns = ["service", *(c for c, _, _ in FIGURES), "open breakers"]
-    printed(columns, by_service)
+    else:
+        try:
+            by_service = await asyncio.to_thread(figures, prometheus)
+        except (urllib.error.URLError, OSError, KeyError, ValueError, RuntimeError) as exc:
+            print(f"\nno figures: Prometheus at {prometheus} did not answer ({exc})")
+        else:
+            print(f"\nlast minute, from {prometheus}:")
+            columns = ["service", *(c for c, _, _ in FIGURES), "open breakers"]
+            printed(columns, by_service)
+    await asyncio.to_thread(show_alerts, prometheus)
     return 0
+
+
+def show_alerts(prometheus: str | None) -> None:
+    """The alerts, from Alertmanager if there is one, else from Prometheus."""
+    alertmanager = setting("ALERTMANAGER_URL")
+    source = alertmanager or prometheus
+    if source is None:
+        return
+    read = alertmanager_alerts if alertmanager else prometheus_alerts
+    try:
+        rows = read(source, datetime.now(UTC))
+    except (urllib.error.URLError, OSError, KeyError, ValueError, RuntimeError) as exc:
+        print(f"\nno alerts: {source} did not answer ({exc})")
+        return
+    if not rows:
+        print(f"\nno alert firing, from {source}")
+        return
+    print(f"\nalerts, from {source}:")
+    printed(ALERT_COLUMNS, rows)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
 #   tools/system-deps.sh --test   that, and what only the tests need (`make test`): Podman,
 #                                 runc and debootstrap (the container tests and `make images`),
 #                                 libfaketime (a service with a shifted clock), iptables and
-#                                 iproute2 (the broker partition test). Podman's package enables
+#                                 iproute2 (the broker partition test), Chromium (the browser
+#                                 tests, driven by Playwright). Podman's package enables
 #                                 its system services: a machine that only runs the system
 #                                 never gets them.
 set -euo pipefail
@@ -55,6 +56,9 @@ if $tests; then
   # The partition test cuts connections with iptables in a network namespace of its own.
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  # The browser tests (tests/browser): Playwright drives Debian's Chromium, /usr/bin/chromium
+  # (`playwright install` downloads a browser of its own: it cannot here).
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -17,12 +17,19 @@ Starts, as processes supervised here (a crashed one is started again, with backo
   federation gateway behind its /graphql; every request passes its access filters (tokens,
   revoked sessions, roles; the auth service's check where a contract asks for it) and is
   counted against the rate limits;
-- Prometheus on 127.0.0.1:9090 (PROMETHEUS_PORT), scraping every instance and Envoy through the
-  targets the registry gives, with the rules of monitoring/rules.yml (harness/prometheus.py).
+- Alertmanager on 127.0.0.1:9093 (ALERTMANAGER_PORT), with monitoring/alertmanager.yml
+  (harness/alertmanager.py), and Prometheus on 127.0.0.1:9090 (PROMETHEUS_PORT), scraping every
+  instance and Envoy through the targets the registry gives, with the rules of
+  monitoring/rules.yml, sending their alerts to that Alertmanager (harness/prometheus.py).
 Before any service starts, the admin account (ADMIN_EMAIL, default admin@ordermesh.test) is
 created with the operator's command, `python -m services.user create-admin`, with a random
 password printed once (there is no default password anywhere; registering through the API
-makes customers only); then a demo catalogue is seeded, and curl and grpcurl commands printed.
+makes customers only); then a demo catalogue is seeded, and curl and grpcurl commands printed,
+and the pages to open in a browser (`pages`: the browser tests open each of them).
+
+What other terminals and the tests read (tools/running.py): the addresses in .build/run/env
+(`make status`, `make demo`), and the process id of every process it runs in
+.build/run/processes, kept current as the supervisor restarts them.
 
 `make rollout [SERVICE=name]` (tools/rollout.py), from another terminal, asks this process for a
 rolling restart (SIGUSR1): every instance replaced in turn, none unavailable (harness/rollout.py).
@@ -36,7 +43,9 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import grpc
@@ -49,9 +58,11 @@ from user.v1 import user_service_pb2_grpc as user_grpc
 from deploy.ca import Issued
 from deploy.tls import local_certificate
 from harness import PrivateRabbitMQ, PrivateRedis
+from harness.alertmanager import PrivateAlertmanager
 from harness.gateway import LocalGateway
 from harness.postgres import PrivatePostgres
-from harness.prometheus import PrivatePrometheus
+from harness.process import ManagedProcess
+from harness.prometheus import PAGES, PrivatePrometheus
 from harness.rabbitmq import PrivateRabbitMQCluster
 from harness.rollout import roll
 from harness.supervisor import Supervisor
@@ -145,6 +156,65 @@ The gateway serves REST, gRPC and GraphQL (/graphql) on {url}.
 """
 
 
+class Page(NamedTuple):
+    """A page of the running system to open in a browser: what it is, and its address."""
+
+    what: str
+    url: str
+
+
+def pages(gateway_url: str, prometheus_url: str, alertmanager_url: str) -> list[Page]:
+    """Every page `make up` tells the operator to open, printed by `main` and each opened in
+    Chromium by tests/browser/test_make_up_pages.py (add one here, and a check there)."""
+    return [
+        Page("the operator console (sign in as the admin)", f"{gateway_url}/console/"),
+        Page("the catalogue, through the gateway (REST)", f"{gateway_url}/v1/products"),
+        Page("Prometheus: queries and graphs", f"{prometheus_url}{PAGES['graph']}"),
+        Page("Prometheus: alerts (monitoring/rules.yml)", f"{prometheus_url}{PAGES['alerts']}"),
+        Page("Prometheus: what it scrapes", f"{prometheus_url}{PAGES['targets']}"),
+        # Debian's Alertmanager has no web UI (its Elm sources are not built): its API.
+        Page("Alertmanager: the alerts it holds", f"{alertmanager_url}/api/v2/alerts"),
+    ]
+
+
+def printed_pages(listed: Iterable[Page]) -> str:
+    return "Open in a browser:\n" + "".join(f"  {page.url}  {page.what}\n" for page in listed)
+
+
+def processes_of(
+    part: PrivateRabbitMQ
+    | PrivateRabbitMQCluster
+    | PrivateRedis
+    | PrivatePostgres
+    | PrivateAlertmanager
+    | PrivatePrometheus,
+) -> list[ManagedProcess]:
+    if isinstance(part, PrivateRabbitMQCluster):
+        return [node.process for node in part.nodes]
+    if isinstance(part, PrivatePrometheus):
+        return [part.targets, part.process]
+    return [part.process]
+
+
+def keep_processes_published(
+    stop: threading.Event, current: Callable[[], list[ManagedProcess]]
+) -> None:
+    """Writes the process id of each process `current()` gives (tools/running.py) whenever one
+    changes: the supervisor restarts them, a rolling restart replaces them."""
+    published: dict[str, int] = {}
+    while True:
+        pids: dict[str, int] = {}
+        for process in current():
+            if process.pid is not None and process.running:
+                name = process.name if process.name not in pids else f"{process.name}#{process.pid}"
+                pids[name] = process.pid
+        if pids != published:
+            running.publish_processes(pids)
+            published = pids
+        if stop.wait(0.5):
+            return
+
+
 def rollouts(
     requested: threading.Event,
     stop: threading.Event,
@@ -196,6 +266,7 @@ def main() -> int:
         | PrivatePostgres
         | System
         | LocalGateway
+        | PrivateAlertmanager
         | PrivatePrometheus
     ] = []
     try:
@@ -232,6 +303,14 @@ def main() -> int:
             postgres.start()
             supervisor.watch(postgres.process)
         admin_email = os.environ.get("ADMIN_EMAIL", ADMIN_EMAIL)
+        tls = gateway_certificate()
+        ca_file = tls[1] if tls else None
+        # Where the gateway, Prometheus and Alertmanager will answer: the console, started with
+        # the services, reaches the system through the first and reads the others.
+        gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
+        gateway_url = f"{'https' if tls else 'http'}://127.0.0.1:{gateway_port}"
+        prometheus_port = int(os.environ.get("PROMETHEUS_PORT", "9090"))
+        alertmanager_port = int(os.environ.get("ALERTMANAGER_PORT", "9093"))
         print(f"starting {args.instances} instance(s) of each service...", flush=True)
         system = System(
             RUN_DIR / "services",
@@ -240,19 +319,24 @@ def main() -> int:
             admin_email=admin_email,
             separate_sinks=True,
             postgres=postgres,
+            gateway_url=gateway_url,
+            gateway_ca=str(ca_file or ""),
+            monitoring={
+                "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus_port}",
+                "ALERTMANAGER_URL": f"http://127.0.0.1:{alertmanager_port}",
+                "LOG_DIR": str(RUN_DIR),
+            },
         )
         started.append(system)
         system.start()
         instances = [p.process for p in system.processes.values()]
         for n in range(2, args.instances + 1):
             instances += [system.add_instance(s, f"{s}-{n}").process for s in system.services]
-        tls = gateway_certificate()
-        ca_file = tls[1] if tls else None
         gateway = LocalGateway(
             RUN_DIR / "gateway",
             redis_url=redis_url,
             secrets=system.gateway_secrets,
-            port=int(os.environ.get("GATEWAY_PORT", "8080")),
+            port=gateway_port,
             # The services read OTEL_* themselves (they inherit the environment); Envoy is
             # given the same receiver.
             otlp_endpoint=urlsplit(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).netloc,
@@ -262,13 +346,18 @@ def main() -> int:
         started.append(gateway)
         gateway.start()
         gateway.wait_for_healthy(args.instances)
+        assert gateway.url == gateway_url, (gateway.url, gateway_url)
+        alertmanager = PrivateAlertmanager(RUN_DIR / "alertmanager", port=alertmanager_port)
+        started.append(alertmanager)
+        alertmanager.start()
         prometheus = PrivatePrometheus(
             RUN_DIR / "prometheus",
             redis_url=redis_url,
             gateway_admin=f"127.0.0.1:{gateway.envoy.admin_port}",
             gateway_agent=f"127.0.0.1:{gateway.agent_port}",
+            alertmanager=alertmanager.address,
             scrape_interval_s=2.0,
-            port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
+            port=prometheus_port,
         )
         started.append(prometheus)
         prometheus.start()
@@ -277,11 +366,29 @@ def main() -> int:
             gateway.agent,
             gateway.envoy.process,
             *([gateway.graphql.process] if gateway.graphql else []),
+            alertmanager.process,
             prometheus.targets,
             prometheus.process,
         ]:
             supervisor.watch(process)
         supervisor.start()
+        infrastructure = [part for part in started if not isinstance(part, System | LocalGateway)]
+
+        def current() -> list[ManagedProcess]:
+            return [
+                *(p.process for p in [*system.processes.values(), *system.added]),
+                gateway.agent,
+                gateway.envoy.process,
+                *([gateway.graphql.process] if gateway.graphql else []),
+                *(process for part in infrastructure for process in processes_of(part)),
+            ]
+
+        threading.Thread(
+            target=keep_processes_published,
+            args=(stop, current),
+            name="processes",
+            daemon=True,
+        ).start()
         password = system.admin_password
         products = seed(gateway.address, admin_email, password, ca_file)
         # For `make status` and `make demo`, from another terminal.
@@ -292,6 +399,7 @@ def main() -> int:
                 "GATEWAY_URL": gateway.url,
                 **({"GATEWAY_CA": str(ca_file)} if ca_file else {}),
                 "PROMETHEUS_URL": prometheus.url,
+                "ALERTMANAGER_URL": alertmanager.url,
                 "UP_PID": str(os.getpid()),
             }
         )
@@ -305,7 +413,7 @@ def main() -> int:
         print(f"\nRABBITMQ_URL={rabbitmq_url}\nREDIS_URL={redis_url}")
         print(f"admin: {admin_email} / {password} (printed once; not stored)")
         print(examples(gateway.url, gateway.address, products[0], ca_file))
-        print(f"Prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
+        print(printed_pages(pages(gateway.url, prometheus.url, alertmanager.url)))
         print(f"Logs: {RUN_DIR} (services/<name>/*.log, gateway/, services/sinks/sinks.log)")
         print(
             "From another terminal: `make demo` (a scenario through REST), `make status`, "
@@ -317,7 +425,7 @@ def main() -> int:
     finally:
         supervisor.stop()
         for part in reversed(started):
-            if isinstance(part, System | LocalGateway | PrivatePrometheus):
+            if isinstance(part, System | LocalGateway | PrivateAlertmanager | PrivatePrometheus):
                 part.stop()
             else:
                 part.remove()

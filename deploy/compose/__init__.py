@@ -24,7 +24,11 @@ Docker network (its default from deploy/facts.py); every secret is a variable th
 settings take it, as deploy/environment.py decides for every target (`ComposeTarget` spells
 it): the edge policy's signing key to the auth service, its public half to every follower;
 the internal hops' secret to Envoy, its agent, the federation gateway and the services with a
-GraphQL subgraph.
+GraphQL subgraph or web pages. The clients of the gateway among them (the console) reach Envoy
+on this network (GATEWAY_URL) and verify it with the CA of the compose secret `gateway-ca`
+(GATEWAY_TLS_CA, by default the local CA's). The monitoring (Prometheus sending its alerts to
+Alertmanager, Grafana) and the traces (Jaeger) are under the profiles `monitoring` and
+`observability` (deploy.compose.monitoring).
 """
 
 from __future__ import annotations
@@ -71,6 +75,12 @@ GRAPHQL_PORT = overridable("GRAPHQL_PORT", facts.GRAPHQL_PORT)
 SUBGRAPHS_PORT = overridable("SUBGRAPHS_PORT", facts.SUBGRAPHS_PORT)
 # The gateway's agent: `/ready` (its health check) and `/metrics`, never published.
 GATEWAY_AGENT_PORT = overridable("GATEWAY_AGENT_PORT", facts.AGENT_PORT)
+GATEWAY_PORT = overridable("GATEWAY_PORT", facts.GATEWAY_PORT)
+# Where a container reaches Envoy on a normal Docker network (its certificate names `gateway`).
+GATEWAY_URL = f"https://${{GATEWAY_HOST:-gateway}}:{GATEWAY_PORT}"
+# Where the services send their spans (OTLP/gRPC): nowhere unless the operator sets it, with the
+# profile `observability` (its Jaeger: http://jaeger:4317).
+OTLP_ENDPOINT = overridable("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 APP_IMAGE = overridable("ORDERMESH_IMAGE", images.APP)
 GRAPHQL_IMAGE = overridable("GRAPHQL_IMAGE", images.GRAPHQL)
 POSTGRES_IMAGE = overridable("POSTGRES_IMAGE", facts.POSTGRES_IMAGE)
@@ -82,6 +92,12 @@ TLS_SECRETS = {
     "gateway-tls-cert": "${GATEWAY_TLS_CERT:-./.build/tls/gateway.crt}",
     "gateway-tls-key": "${GATEWAY_TLS_KEY:-./.build/tls/gateway.key}",
 }
+# The CA that issued the gateway's certificate (PEM), as a compose secret: the file
+# GATEWAY_TLS_CA names, by default the local CA's beside the certificate. Mounted into the
+# containers that call the system through the gateway (the console), which verify the gateway
+# with it (GATEWAY_CA).
+GATEWAY_CA_SECRET = "gateway-ca"
+CA_SECRETS = {GATEWAY_CA_SECRET: "${GATEWAY_TLS_CA:-./.build/tls/ca.crt}"}
 SECRETS_DIR = "/run/secrets"
 # The bootstrap's TLS arguments: the secrets' files, or --plaintext when GATEWAY_PLAINTEXT=1.
 TLS_ARGUMENTS = (
@@ -152,6 +168,31 @@ class ComposeTarget:
         defaults = {"SMTP_HOST": "mail", "SMTP_PORT": 25}
         return {name: overridable(name, defaults.get(name, "")) for name in PROVIDERS}
 
+    def gateway(self) -> dict[str, str]:
+        # Envoy's listener on this network (HTTPS by default; GATEWAY_URL=http://... with
+        # GATEWAY_PLAINTEXT=1), verified with the CA of the compose secret `gateway-ca`.
+        return {
+            "GATEWAY_URL": overridable("GATEWAY_URL", GATEWAY_URL),
+            "GATEWAY_CA": f"{SECRETS_DIR}/{GATEWAY_CA_SECRET}",
+        }
+
+    def monitoring(self) -> dict[str, str]:
+        # Prometheus and Alertmanager run under the profile `monitoring`, Jaeger under
+        # `observability` (deploy.compose.monitoring). JAEGER_URL is where a browser opens a
+        # trace (the published UI): none unless the operator sets it with that profile.
+        return {
+            "PROMETHEUS_URL": overridable(
+                "PROMETHEUS_URL", f"http://prometheus:{facts.PROMETHEUS_PORT}"
+            ),
+            "ALERTMANAGER_URL": overridable(
+                "ALERTMANAGER_URL", f"http://alertmanager:{facts.ALERTMANAGER_PORT}"
+            ),
+            "JAEGER_URL": overridable("JAEGER_URL", ""),
+        }
+
+    def value(self, text: str) -> str:
+        return text.replace("$", "$$")  # never interpolated
+
 
 TARGET = ComposeTarget()
 
@@ -165,6 +206,7 @@ def _service_environment(service: Service, *, serving: bool = True) -> dict[str,
         "GRPC_PORT": GRPC_PORT,
         "METRICS_PORT": METRICS_PORT,
         "PORT_FILE": "/run/ordermesh/grpc.port",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_ENDPOINT,
     }
     return listening | environment(service, TARGET, serving=serving)
 
@@ -319,7 +361,7 @@ def gateway() -> dict[str, Any]:
             environment={
                 "GATEWAY_PLAINTEXT": "${GATEWAY_PLAINTEXT:-}",
                 "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
-                "GATEWAY_PORT": overridable("GATEWAY_PORT", facts.GATEWAY_PORT),
+                "GATEWAY_PORT": GATEWAY_PORT,
                 "GATEWAY_ADMIN_PORT": overridable("GATEWAY_ADMIN_PORT", facts.GATEWAY_ADMIN_PORT),
                 "GRAPHQL_ADDRESS": f"${{GRAPHQL_HOST:-graphql}}:{GRAPHQL_PORT}",
                 "SUBGRAPHS_PORT": SUBGRAPHS_PORT,
@@ -383,7 +425,7 @@ def gateway() -> dict[str, Any]:
             "secrets": list(TLS_SECRETS),
             "ports": [
                 f"{overridable('GATEWAY_PUBLISH', f'127.0.0.1:{facts.GATEWAY_PORT}')}:"
-                + overridable("GATEWAY_PORT", facts.GATEWAY_PORT)
+                + GATEWAY_PORT
             ],
             "restart": "unless-stopped",
             "depends_on": {
@@ -403,9 +445,13 @@ def services() -> dict[str, Any]:
             depends |= _schema_made(service.name)
         if service.name == catalogue.ISSUER.service:
             depends |= _started("create-admin")
+        # A client of the gateway verifies it with its certificate's CA (GATEWAY_CA); it
+        # needs the gateway only once called (it starts without it).
+        extra = {"secrets": [GATEWAY_CA_SECRET]} if service.calls_gateway else {}
         rendered[service.name] = app(
             list(service.command),
             environment=_service_environment(service),
+            **extra,
             restart="unless-stopped",
             depends_on=depends,
             healthcheck={

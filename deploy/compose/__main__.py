@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from deploy import compose, databases
-from deploy.compose.monitoring import monitoring
+from deploy.compose.monitoring import Block, configs, monitoring
 from deploy.compose.overrides import Reset, ResetValue, host_network, mongodb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,13 @@ def document() -> dict[str, Any]:
             "gateway": {},
             "prometheus-targets": {},
             "prometheus": {},
+            "alertmanager": {},
         },
-        "secrets": {name: {"file": path} for name, path in compose.TLS_SECRETS.items()},
+        "configs": configs(),
+        "secrets": {
+            name: {"file": path}
+            for name, path in {**compose.TLS_SECRETS, **compose.CA_SECRETS}.items()
+        },
     }
 
 
@@ -45,6 +50,9 @@ class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
 
 _Dumper.add_representer(Reset, lambda dumper, _: dumper.represent_sequence("!reset", []))
 _Dumper.add_representer(ResetValue, lambda dumper, _: dumper.represent_scalar("!reset", ""))
+_Dumper.add_representer(
+    Block, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|")
+)
 
 
 def dump(document: dict[str, Any]) -> str:

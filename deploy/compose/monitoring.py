@@ -1,4 +1,13 @@
-"""compose.yaml's monitoring: Prometheus, its targets from the registry, and Grafana."""
+"""compose.yaml's monitoring and observability, each under a profile of its own:
+
+- `monitoring`: Prometheus (its targets from the registry, the rules of monitoring/, its alerts
+  sent to Alertmanager), Alertmanager (monitoring/alertmanager.yml) and Grafana with the
+  dashboard: `docker compose --profile monitoring up`;
+- `observability`: Jaeger's all-in-one, receiving the services' spans over OTLP/gRPC and showing
+  them: `docker compose --profile observability up`, with OTEL_EXPORTER_OTLP_ENDPOINT (where
+  the services send spans; empty by default: none) and JAEGER_URL (where the console links a
+  trace) set in the env file.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +15,72 @@ from typing import Any
 
 from deploy import facts
 from deploy.compose import TARGET, app, overridable, published, required
+from monitoring import prometheus
 
-__all__ = ["monitoring"]
+__all__ = [
+    "JAEGER_LISTENERS",
+    "MONITORING",
+    "OBSERVABILITY",
+    "Block",
+    "configs",
+    "monitoring",
+    "prometheus_config",
+]
+
+MONITORING = "monitoring"
+OBSERVABILITY = "observability"
+# Prometheus's configuration (monitoring.prometheus, with its alerts sent to `alertmanager`) as
+# an inline compose config, mounted where the rules sit beside it.
+PROMETHEUS_CONFIG = "prometheus"
+PROMETHEUS_DIR = "/etc/prometheus"
+ALERTMANAGER_TARGET = f"alertmanager:{facts.ALERTMANAGER_PORT}"
+# Jaeger's listeners (all-in-one 1.x, each a variable named after its flag): the UI and its API,
+# the OTLP receivers, its own collector's and admin ports. Each is set (1.60 and later listen on
+# localhost only by default).
+JAEGER_LISTENERS = {
+    "QUERY_HTTP_SERVER_HOST_PORT": facts.JAEGER_UI_PORT,
+    "QUERY_GRPC_SERVER_HOST_PORT": 16685,
+    "COLLECTOR_OTLP_GRPC_HOST_PORT": facts.OTLP_GRPC_PORT,
+    "COLLECTOR_OTLP_HTTP_HOST_PORT": 4318,
+    "COLLECTOR_GRPC_SERVER_HOST_PORT": 14250,
+    "COLLECTOR_HTTP_SERVER_HOST_PORT": 14268,
+    "ADMIN_HTTP_HOST_PORT": 14269,
+}
+# Official images with no writable root of their own needed: no privileges either.
+LOCKED_DOWN = {
+    "read_only": True,
+    "security_opt": ["no-new-privileges:true"],
+    "cap_drop": ["ALL"],
+}
+
+
+class Block(str):
+    """A text written as a YAML literal block (`|`), as it reads in its own file."""
+
+    __slots__ = ()
+
+
+def prometheus_config(alertmanager: str) -> Block:
+    """Prometheus's configuration, its alerts sent to `alertmanager` (host:port; a compose
+    variable's default: the operator may name another)."""
+    return Block(prometheus.render(prometheus.config(alertmanagers=[alertmanager])))
+
+
+def configs() -> dict[str, Any]:
+    """compose.yaml's top-level `configs`."""
+    target = overridable("ALERTMANAGER_TARGET", ALERTMANAGER_TARGET)
+    return {PROMETHEUS_CONFIG: {"content": prometheus_config(target)}}
 
 
 def monitoring() -> dict[str, Any]:
-    """Prometheus (targets from the registry, the rules of monitoring/) and Grafana with the
-    dashboard, under the profile `monitoring`: `docker compose --profile monitoring up`."""
-    profile = ["monitoring"]
+    profile = [MONITORING]
     return {
         "prometheus-targets": app(
             ["python", "-m", "monitoring.targets"],
             profiles=profile,
             environment={
                 "REDIS_URL": TARGET.registry(),
-                "TARGETS_FILE": "/etc/prometheus/targets/targets.json",
+                "TARGETS_FILE": f"{PROMETHEUS_DIR}/targets/targets.json",
                 "GATEWAY_ADMIN": overridable(
                     "GATEWAY_ADMIN_TARGET", f"gateway:{facts.GATEWAY_ADMIN_PORT}"
                 ),
@@ -28,7 +88,7 @@ def monitoring() -> dict[str, Any]:
                     "GATEWAY_AGENT_TARGET", f"gateway-agent:{facts.AGENT_PORT}"
                 ),
             },
-            volumes=["prometheus-targets:/etc/prometheus/targets"],
+            volumes=[f"prometheus-targets:{PROMETHEUS_DIR}/targets"],
             restart="unless-stopped",
             depends_on=["redis"],
         ),
@@ -36,19 +96,40 @@ def monitoring() -> dict[str, Any]:
             "image": overridable("PROMETHEUS_IMAGE", facts.PROMETHEUS_IMAGE),
             "profiles": profile,
             "command": [
-                "--config.file=/etc/prometheus/prometheus.yml",
+                f"--config.file={PROMETHEUS_DIR}/prometheus.yml",
                 "--storage.tsdb.path=/prometheus",
                 f"--web.listen-address=${{PROMETHEUS_LISTEN:-0.0.0.0}}:{facts.PROMETHEUS_PORT}",
             ],
+            "configs": [
+                {"source": PROMETHEUS_CONFIG, "target": f"{PROMETHEUS_DIR}/prometheus.yml"}
+            ],
             "volumes": [
-                "./monitoring/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
-                "./monitoring/rules.yml:/etc/prometheus/rules.yml:ro",
-                "prometheus-targets:/etc/prometheus/targets:ro",
+                f"./monitoring/rules.yml:{PROMETHEUS_DIR}/rules.yml:ro",
+                f"prometheus-targets:{PROMETHEUS_DIR}/targets:ro",
                 "prometheus:/prometheus",
             ],
             "ports": [published("PROMETHEUS_PUBLISH", facts.PROMETHEUS_PORT)],
             "restart": "unless-stopped",
-            "depends_on": ["prometheus-targets"],
+            "depends_on": ["prometheus-targets", "alertmanager"],
+        },
+        # One Alertmanager (no cluster: no gossip port), its silences and notification log in
+        # its volume.
+        "alertmanager": {
+            "image": overridable("ALERTMANAGER_IMAGE", facts.ALERTMANAGER_IMAGE),
+            "profiles": profile,
+            "command": [
+                "--config.file=/etc/alertmanager/alertmanager.yml",
+                "--storage.path=/alertmanager",
+                "--cluster.listen-address=",
+                f"--web.listen-address=${{ALERTMANAGER_LISTEN:-0.0.0.0}}:{facts.ALERTMANAGER_PORT}",
+            ],
+            "volumes": [
+                "./monitoring/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
+                "alertmanager:/alertmanager",
+            ],
+            **LOCKED_DOWN,
+            "ports": [published("ALERTMANAGER_PUBLISH", facts.ALERTMANAGER_PORT)],
+            "restart": "unless-stopped",
         },
         "grafana": {
             "image": overridable("GRAFANA_IMAGE", facts.GRAFANA_IMAGE),
@@ -67,5 +148,22 @@ def monitoring() -> dict[str, Any]:
             "ports": [published("GRAFANA_PUBLISH", facts.GRAFANA_PORT)],
             "restart": "unless-stopped",
             "depends_on": ["prometheus"],
+        },
+        # Traces in memory (a restart forgets them): the UI published, the OTLP receiver
+        # reached by the services on this network only.
+        "jaeger": {
+            "image": overridable("JAEGER_IMAGE", facts.JAEGER_IMAGE),
+            "profiles": [OBSERVABILITY],
+            "environment": {
+                "COLLECTOR_OTLP_ENABLED": "true",
+                **{
+                    variable: f"${{JAEGER_LISTEN:-0.0.0.0}}:{port}"
+                    for variable, port in JAEGER_LISTENERS.items()
+                },
+            },
+            **LOCKED_DOWN,
+            "tmpfs": ["/tmp"],
+            "ports": [published("JAEGER_PUBLISH", facts.JAEGER_UI_PORT)],
+            "restart": "unless-stopped",
         },
     }

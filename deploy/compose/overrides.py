@@ -13,7 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from deploy import facts
-from deploy.compose import GATEWAY_AGENT_PORT, GRAPHQL_PORT, MONGODB_IMAGE, SUBGRAPHS_PORT
+from deploy.compose import (
+    GATEWAY_AGENT_PORT,
+    GATEWAY_PORT,
+    GRAPHQL_PORT,
+    MONGODB_IMAGE,
+    SUBGRAPHS_PORT,
+    overridable,
+)
+from deploy.compose.monitoring import JAEGER_LISTENERS, PROMETHEUS_CONFIG, prometheus_config
 from services import catalogue
 from services.catalogue import Need
 
@@ -42,6 +50,21 @@ LOOPBACK_LISTEN = {
         "PROMETHEUS_ADDRESS": f"127.0.0.1:{facts.PROMETHEUS_PORT}",
         "GF_SERVER_HTTP_ADDR": "127.0.0.1",
     },
+    "jaeger": {variable: f"127.0.0.1:{port}" for variable, port in JAEGER_LISTENERS.items()},
+}
+# The servers whose listening address is the last argument of their command.
+LISTEN_ARGUMENT = {
+    "prometheus": f"--web.listen-address=127.0.0.1:{facts.PROMETHEUS_PORT}",
+    "alertmanager": f"--web.listen-address=127.0.0.1:{facts.ALERTMANAGER_PORT}",
+}
+# What the clients of the gateway and of the monitoring are told, on the loopback address
+# (the gateway's certificate names 127.0.0.1).
+LOOPBACK_CLIENTS = {
+    "GATEWAY_URL": overridable("GATEWAY_URL", f"https://127.0.0.1:{GATEWAY_PORT}"),
+    "PROMETHEUS_URL": overridable("PROMETHEUS_URL", f"http://127.0.0.1:{facts.PROMETHEUS_PORT}"),
+    "ALERTMANAGER_URL": overridable(
+        "ALERTMANAGER_URL", f"http://127.0.0.1:{facts.ALERTMANAGER_PORT}"
+    ),
 }
 
 
@@ -57,22 +80,28 @@ def host_network(base: dict[str, Any]) -> dict[str, Any]:
             services[name]["hostname"] = ResetValue()
         if name in LOOPBACK_LISTEN:
             services[name]["environment"] = LOOPBACK_LISTEN[name]
-        if "GRPC_HOST" in spec.get("environment", {}):
+        environment = spec.get("environment", {})
+        if "GRPC_HOST" in environment:
             # Replicas share the host's ports: each takes a free one, published in the
             # registry (and in PORT_FILE, for its health check).
             services[name]["environment"] = {
                 "GRPC_HOST": "127.0.0.1",
                 "GRPC_PORT": "0",
                 "METRICS_PORT": "0",
+                **{k: v for k, v in LOOPBACK_CLIENTS.items() if k in environment},
             }
         if name == "postgres":
             services[name]["command"] = ["postgres", "-c", "listen_addresses=127.0.0.1"]
-        if name == "prometheus":
+        if name in LISTEN_ARGUMENT:
             services[name]["command"] = [
                 *base["services"][name]["command"][:-1],
-                f"--web.listen-address=127.0.0.1:{facts.PROMETHEUS_PORT}",
+                LISTEN_ARGUMENT[name],
             ]
-    return {"services": services}
+    target = overridable("ALERTMANAGER_TARGET", f"127.0.0.1:{facts.ALERTMANAGER_PORT}")
+    return {
+        "services": services,
+        "configs": {PROMETHEUS_CONFIG: {"content": prometheus_config(target)}},
+    }
 
 
 class Reset(list[Any]):

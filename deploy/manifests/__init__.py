@@ -39,6 +39,11 @@ its own address (`ADVERTISED_HOST` = the pod IP); the gateway's agent turns the 
 Envoy's endpoints. The headless Services give the fallback addresses (`<NAME>_SERVICE_ADDR`)
 used while the registry does not answer. (docs/kubernetes.md says why.)
 
+The console, a client of the gateway, reaches it at its Service (https://gateway:8080) and
+verifies it with the CA of the ConfigMap `ordermesh-gateway-ca`; it reads the cluster's own
+Prometheus and Alertmanager (the Prometheus Operator's, in the namespace `monitoring`, which the
+policies already let scrape): no Prometheus is rendered here, so no Alertmanager either.
+
 Secrets are referenced by name and key, never written here (docs/kubernetes.md lists them);
 the edge policy's signing key is in a Secret of its own that only the auth service reads; the
 internal hops' secret (INTERNAL_TOKEN) reaches Envoy, its agent, the federation gateway and the

@@ -20,6 +20,7 @@ from deploy.environment import (
     environment,
     internal_hops,
 )
+from deploy.manifests.policies import MONITORING_NAMESPACE
 from deploy.manifests.secrets import (
     ADMIN_SECRET,
     INTERNAL_SECRET,
@@ -34,6 +35,23 @@ from services.catalogue import Service
 
 # Where a service's container finds its certificate, key and CA in prod (its Secret's files).
 GRPC_TLS_DIR = Path("/etc/ordermesh/grpc-tls")
+# Where a client of the gateway inside the cluster (the console) reaches it: its Service, on
+# its TLS port (the gateway's certificate names `gateway`), verified with the CA of the
+# ConfigMap GATEWAY_CA_CONFIGMAP (key `ca.crt`; created by the operator: a CA is no secret),
+# mounted at GATEWAY_CA_DIR.
+GATEWAY_URL = f"https://gateway:{facts.GATEWAY_PORT}"
+GATEWAY_CA_CONFIGMAP = "ordermesh-gateway-ca"
+GATEWAY_CA_DIR = Path("/etc/ordermesh/gateway-ca")
+# The cluster's Prometheus and Alertmanager, as the Prometheus Operator serves them in the
+# namespace "monitoring" (the Services it makes for each); an overlay patches them for others.
+MONITORING_URLS = {
+    "PROMETHEUS_URL": (
+        f"http://prometheus-operated.{MONITORING_NAMESPACE}.svc:{facts.PROMETHEUS_PORT}"
+    ),
+    "ALERTMANAGER_URL": (
+        f"http://alertmanager-operated.{MONITORING_NAMESPACE}.svc:{facts.ALERTMANAGER_PORT}"
+    ),
+}
 
 
 def field_ref(path: str) -> dict[str, Any]:
@@ -100,6 +118,19 @@ class KubernetesTarget:
     def providers(self) -> dict[str, dict[str, Any]]:
         # The notifier's providers come whole from NOTIFICATION_SECRET (`envFrom`, .services).
         return {}
+
+    def gateway(self) -> dict[str, dict[str, Any]]:
+        return {
+            "GATEWAY_URL": {"value": GATEWAY_URL},
+            "GATEWAY_CA": {"value": str(GATEWAY_CA_DIR / "ca.crt")},
+        }
+
+    def monitoring(self) -> dict[str, dict[str, Any]]:
+        # No trace viewer, and no log files (the pods log to their output).
+        return {name: {"value": url} for name, url in MONITORING_URLS.items()}
+
+    def value(self, text: str) -> dict[str, Any]:
+        return {"value": text}
 
 
 def entries(env: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,9 +1,12 @@
 """The NetworkPolicies: deny everything, then allow exactly what the catalogue says exists (who
-calls whom, who uses the broker, the registry and a store, the gateway's ingress, DNS,
-Prometheus scraping the metrics ports)."""
+calls whom, who uses the broker, the registry and a store, the gateway's ingress, the web pages
+and subgraphs the gateway calls on the services' HTTP ports, the clients of the gateway inside
+the cluster, DNS, Prometheus scraping the metrics ports, the monitors reading Prometheus and
+Alertmanager)."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 from deploy import facts
@@ -12,11 +15,21 @@ from deploy.manifests.pods import PART_OF
 from services import catalogue
 from services.catalogue import Need
 
-# Who may scrape the metrics ports: Prometheus, in the namespace "monitoring".
-PROMETHEUS_PEER = {
-    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-}
+# The cluster's monitoring, in the namespace "monitoring" (as the Prometheus Operator runs it:
+# its pods labelled by name). Prometheus scrapes the metrics ports; the console reads Prometheus
+# and Alertmanager (deploy.manifests.environment.MONITORING_URLS).
+MONITORING_NAMESPACE = "monitoring"
+
+
+def _monitoring_peer(name: str) -> dict[str, Any]:
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+    }
+
+
+PROMETHEUS_PEER = _monitoring_peer("prometheus")
+ALERTMANAGER_PEER = _monitoring_peer("alertmanager")
 
 
 # What the notification service sends through: SMTP (25, 465, 587) and the HTTPS providers.
@@ -60,7 +73,7 @@ def callers_of(callee: str) -> list[str]:
     """Who calls `callee` over gRPC: the services that depend on it, and the gateway for the
     services it routes to and its own (auth, ratelimit)."""
     callers = [s.name for s in catalogue.CATALOGUE if callee in s.dependencies]
-    return ["gateway", *callers]
+    return ["gateway", *callers] if catalogue.entry(callee).called_by_gateway else callers
 
 
 def network_policies() -> list[dict[str, Any]]:
@@ -95,17 +108,28 @@ def network_policies() -> list[dict[str, Any]]:
             egress.append({"to": [_pods("rabbitmq")], "ports": _ports(facts.AMQP_PORT)})
         if service.notifies:
             egress.append({"ports": _ports(*PROVIDER_PORTS)})  # mail and providers, anywhere
+        if service.calls_gateway:  # as a client does, on its TLS port
+            egress.append({"to": [_pods("gateway")], "ports": _ports(facts.GATEWAY_PORT)})
+        if service.monitors:  # copies: the scrape rule below names Prometheus too
+            egress += [
+                {"to": [deepcopy(PROMETHEUS_PEER)], "ports": _ports(facts.PROMETHEUS_PORT)},
+                {"to": [deepcopy(ALERTMANAGER_PEER)], "ports": _ports(facts.ALERTMANAGER_PORT)},
+            ]
+        # A rule with no peers would let anyone in: a service nobody calls (the console) has
+        # no gRPC rule.
+        callers = callers_of(service.name)
         ingress = [
-            {
-                "from": [_pods(caller) for caller in callers_of(service.name)],
-                "ports": _ports(facts.GRPC_PORT),
-            },
+            *([{"from": [_pods(c) for c in callers], "ports": _ports(facts.GRPC_PORT)}]
+              if callers else []),
             {"from": [PROMETHEUS_PEER], "ports": _ports(facts.METRICS_PORT)},
-        ]
-        if service.graph:  # the gateway calls its GraphQL subgraph on its HTTP server
+        ]  # fmt: skip
+        if service.graph or service.web:
+            # The gateway calls its GraphQL subgraph, or its web pages, on its HTTP server
+            # (each call with the internal hops' secret, which it requires).
             ingress.append({"from": [_pods("gateway")], "ports": _ports(facts.METRICS_PORT)})
         policies.append(_policy(service.name, service.name, ingress=ingress, egress=egress))
-    routed = [s.name for s in catalogue.CATALOGUE]
+    routed = [s.name for s in catalogue.CATALOGUE if s.called_by_gateway]
+    registered = [s.name for s in catalogue.CATALOGUE]
     policies += [
         _policy(
             "gateway",
@@ -118,7 +142,8 @@ def network_policies() -> list[dict[str, Any]]:
                 *({"to": [_pods(name)], "ports": _ports(facts.GRPC_PORT)} for name in routed),
                 *(
                     {"to": [_pods(s.name)], "ports": _ports(facts.METRICS_PORT)}
-                    for s in catalogue.graph_services()
+                    for s in catalogue.CATALOGUE
+                    if s.graph or s.web
                 ),
                 {"to": [_pods("redis")], "ports": _ports(facts.REDIS_PORT)},
             ],
@@ -128,7 +153,7 @@ def network_policies() -> list[dict[str, Any]]:
             "redis",
             ingress=[
                 {
-                    "from": [_pods(name) for name in ["gateway", *routed]],
+                    "from": [_pods(name) for name in ["gateway", *registered]],
                     "ports": _ports(facts.REDIS_PORT),
                 }
             ],

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from deploy import facts
-from deploy.manifests.environment import admin_env, serving_env
+from deploy.manifests.environment import (
+    GATEWAY_CA_CONFIGMAP,
+    GATEWAY_CA_DIR,
+    admin_env,
+    serving_env,
+)
 from deploy.manifests.pods import (
     app_container,
     headless_service,
@@ -24,11 +29,27 @@ from services.catalogue import Need, Service
 
 def service_deployment(service: Service) -> dict[str, Any]:
     volumes, mounts = scratch("/tmp", "/run/ordermesh")
+    own_mounts = mounts
+    if service.calls_gateway:
+        # The CA it verifies the gateway with (GATEWAY_CA), in its serving container only.
+        volumes.append(
+            {
+                "name": "gateway-ca",
+                "configMap": {
+                    "name": GATEWAY_CA_CONFIGMAP,
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                },
+            }
+        )
+        own_mounts = [
+            *mounts,
+            {"name": "gateway-ca", "mountPath": str(GATEWAY_CA_DIR), "readOnly": True},
+        ]
     container = app_container(
         service.name,
         list(service.command),
         serving_env(service),
-        mounts,
+        own_mounts,
         envFrom=[{"secretRef": {"name": NOTIFICATION_SECRET}}] if service.notifies else [],
         ports=[
             {"name": "grpc", "containerPort": facts.GRPC_PORT},

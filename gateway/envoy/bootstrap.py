@@ -21,9 +21,12 @@ from gateway.envoy.names import (
     hop_headers,
     seconds,
     type_url,
+    web_clusters,
 )
 from gateway.envoy.replies import access_log, header_names, local_replies
 from gateway.envoy.routes import rpc_routes, transcoder
+from gateway.envoy.web import web_route
+from services.catalogue import web_services
 
 __all__ = ["bootstrap"]
 
@@ -36,6 +39,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
     routes = [route for rpc in rpcs for route in rpc_routes(rpc, config)]
     if graphql:
         routes.append(graphql_route(config))
+    routes += [web_route(service, config) for service in web_services()]
     # Anything else (health, reflection, INTERNAL and undeclared RPCs, unknown paths) is
     # answered by the route table itself, without asking the auth service.
     unrouted: dict[str, Any] = {
@@ -156,6 +160,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                     if graphql
                     else []
                 ),
+                *(cluster(name, config, http2=False) for name in web_clusters()),
                 *([otlp_cluster(config)] if config.otlp_endpoint else []),
             ],
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chassis.identity import INTERNAL_HEADER
-from services.catalogue import graph_services
+from services.catalogue import graph_services, web_services
 
 __all__ = [
     "ADMIN_FILTER",
@@ -47,6 +47,8 @@ __all__ = [
     "seconds",
     "subgraph_path",
     "type_url",
+    "web_cluster",
+    "web_clusters",
 ]
 
 # Written by Envoy from a verified token, after removing any copy a client sent: the caller's
@@ -114,6 +116,15 @@ def graph_cluster(service: str) -> str:
 
 def graph_clusters() -> list[str]:
     return [graph_cluster(service.name) for service in graph_services()]
+
+
+def web_cluster(service: str) -> str:
+    """The cluster of a service's web pages: its instances' HTTP servers (gateway.discovery)."""
+    return f"{service}-web"
+
+
+def web_clusters() -> list[str]:
+    return [web_cluster(service.name) for service in web_services()]
 
 
 def type_url(extension: str) -> str:

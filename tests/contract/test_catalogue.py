@@ -10,6 +10,7 @@ from common.v1 import options_pb2
 
 from gateway.contracts import routable_rpcs
 from gateway.envoy import GatewayConfig, clusters_of
+from gateway.envoy.names import web_cluster, web_clusters
 from services import catalogue
 from services.catalogue import CATALOGUE, OPERATOR_API, Need, Service
 from services.ratelimit.config import RateLimitSettings
@@ -46,8 +47,12 @@ def test_an_api_no_entry_serves_is_refused_by_name():
 
 
 def test_the_gateway_has_a_cluster_for_every_service_of_the_catalogue():
+    """A gRPC cluster for each service it calls, a web cluster for each with web pages."""
     config = GatewayConfig(port=8080, eds_dir=Path("eds"), descriptor_set=DESCRIPTORS)
-    assert sorted(clusters_of(config)) == sorted(service.name for service in CATALOGUE)
+    clusters = [*clusters_of(config), *web_clusters()]
+    assert sorted(clusters) == sorted(
+        web_cluster(service.name) if service.web else service.name for service in CATALOGUE
+    )
 
 
 @pytest.mark.parametrize("service", CATALOGUE, ids=lambda s: s.name)

@@ -385,9 +385,10 @@ AGENT = {"redis_url": "redis://127.0.0.1:1/0", "eds_dir": "eds", "policy_dir": "
          "edge_policy_verify_key": "unused"}  # fmt: skip
 
 
-def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_and_the_subgraphs_only():
+def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_subgraphs_and_pages_only():
     """Envoy sends it, the agent writes the subgraph listener's check of it, the federation
-    gateway checks and sends it, the services with a GraphQL subgraph check it; their one-shot
+    gateway checks and sends it, the services with a GraphQL subgraph or web pages check it
+    (the console); their one-shot
     steps (create-admin, the schema steps) serve nothing and do not get it."""
     assert "internal_token" in AgentSettings.model_fields
     assert "internal_token" in ServiceSettings.model_fields
@@ -396,7 +397,9 @@ def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_and_the_
     readers = {
         name for name, spec in BASE["services"].items() if "INTERNAL_TOKEN" in _variables(spec)
     }
-    assert readers == {"gateway", "gateway-agent", "graphql"} | subgraphs
+    pages = {s.name for s in catalogue.web_services()}
+    assert pages == {"console"}  # its pages take the gateway's calls only
+    assert readers == {"gateway", "gateway-agent", "graphql"} | subgraphs | pages
     for name in readers:
         assert BASE["services"][name]["environment"]["INTERNAL_TOKEN"] == INTERNAL, name
     assert "INTERNAL_TOKEN" in SECRETS
@@ -491,10 +494,15 @@ def test_the_gateway_serves_tls_with_the_secrets_files(tmp_path, plaintext):
     assert (
         gateway["secrets"] == list(compose.TLS_SECRETS) == ["gateway-tls-cert", "gateway-tls-key"]
     )
-    assert [name for name, spec in BASE["services"].items() if "secrets" in spec] == ["gateway"]
+    # The console, the gateway's client inside compose, holds the CA it verifies it with.
+    holders = {
+        name: spec["secrets"] for name, spec in BASE["services"].items() if "secrets" in spec
+    }
+    assert holders == {"gateway": list(compose.TLS_SECRETS), "console": ["gateway-ca"]}
     assert BASE["secrets"] == {
         "gateway-tls-cert": {"file": "${GATEWAY_TLS_CERT:-./.build/tls/gateway.crt}"},
         "gateway-tls-key": {"file": "${GATEWAY_TLS_KEY:-./.build/tls/gateway.key}"},
+        "gateway-ca": {"file": "${GATEWAY_TLS_CA:-./.build/tls/ca.crt}"},
     }
     assert BASE["services"]["gateway-config"]["environment"]["GATEWAY_PLAINTEXT"] == (
         "${GATEWAY_PLAINTEXT:-}")  # fmt: skip
@@ -538,8 +546,9 @@ def test_compose_env_makes_a_local_ca_certificate_for_the_gateway_once(
 def test_compose_env_makes_none_when_given_the_gateways_files(tmp_path, monkeypatch, capsys):
     (tmp_path / "site.crt").write_text("a certificate")
     (tmp_path / "site.key").write_text("its key")
+    (tmp_path / "site-ca.crt").write_text("the CA that issued it")
     env = tmp_path / ".env"
-    given = ["GATEWAY_TLS_CERT=site.crt", "GATEWAY_TLS_KEY=site.key"]
+    given = ["GATEWAY_TLS_CERT=site.crt", "GATEWAY_TLS_KEY=site.key", "GATEWAY_TLS_CA=site-ca.crt"]
     monkeypatch.setattr(sys, "argv", ["deploy.env", "-o", str(env), *given])
     assert env_main() == 0
     assert not (tmp_path / ".build").exists()

@@ -53,7 +53,7 @@ METHODS = [
 ]
 
 
-def test_the_four_domain_services_exist_with_their_exact_names():
+def test_the_four_domain_services_and_the_operator_apis_exist_with_their_exact_names():
     services = {s.full_name for f in FILES for s in f.services_by_name.values()}
 
     assert services == {
@@ -62,6 +62,8 @@ def test_the_four_domain_services_exist_with_their_exact_names():
         "order.v1.OrderService",
         "order.v2.OrderService",
         "notification.v1.NotificationService",
+        "ops.v1.OperatorService",
+        "ops.v1.SagaService",
     }
 
 

@@ -3,9 +3,11 @@ Kubernetes manifests give every service of the catalogue, and the gateway's agen
 set of settings (deploy.environment decides them once; each target only spells them).
 
 Each target's own variables are named here, with why they are its own: how a process listens
-and is named there, its probes' and its drain's timing, prod's sizes, and the passwords
-Kubernetes defines before the URLs that refer to them. Anything else one target gives and
-another does not fails the test: a target that forgets a variable, or decides one alone.
+and is named there, its probes' and its drain's timing, prod's sizes, the passwords
+Kubernetes defines before the URLs that refer to them, compose's switch for traces, and what
+each target runs of the monitoring (`Target.monitoring()`: a monitor is given exactly that).
+Anything else one target gives and another does not fails the test: a target that forgets a
+variable, or decides one alone.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from unittest import mock
 import pytest
 import yaml
 
-from deploy.environment import PROVIDERS
+from deploy.compose import ComposeTarget
+from deploy.environment import MONITORING, PROVIDERS
+from deploy.manifests.environment import KubernetesTarget
 from deploy.manifests.secrets import NOTIFICATION_SECRET
 from harness.gateway import LocalGateway
 from harness.system import ServiceProcess, System
@@ -27,8 +31,12 @@ from services import catalogue
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "gateway-agent"
 # How a service process runs in each target, not what it is given by the model.
-LOCAL_OWN = {"HEALTH_INTERVAL_S", "NOTIFICATION_RETRY_DELAYS_S"}  # the tests' quick pace
-COMPOSE_OWN = {"GRPC_HOST", "GRPC_PORT", "METRICS_PORT", "PORT_FILE"}
+# The tests' quick pace; the fault switches' file, which only `make up` and the tests give
+# (no deployment may turn a fault on: chassis.switches).
+LOCAL_OWN = {"HEALTH_INTERVAL_S", "NOTIFICATION_RETRY_DELAYS_S", "FAULT_FLAGS_FILE"}
+# Where the services send their spans: the profile `observability`'s Jaeger when the operator
+# sets it (empty by default), in compose only.
+COMPOSE_OWN = {"GRPC_HOST", "GRPC_PORT", "METRICS_PORT", "PORT_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT"}
 KUBERNETES_OWN = {
     *("GRPC_HOST", "GRPC_PORT", "METRICS_PORT", "INSTANCE_ID", "ADVERTISED_HOST"),
     *("DRAIN_DELAY_S", "SHUTDOWN_GRACE_S"),
@@ -74,9 +82,23 @@ def _kubernetes(name: str, path: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory) -> System:
-    """A system as `make up` makes it (a registry given), its processes made, none started."""
+    """A system as `make up` makes it (a registry given; its gateway's URL and certificate's
+    CA, its Prometheus, Alertmanager and log files, for the console), its processes made, none
+    started."""
     directory = tmp_path_factory.mktemp("system")
-    system = System(directory, amqp_url="amqp://broker/", env={"REDIS_URL": "redis://registry"})
+    system = System(
+        directory,
+        amqp_url="amqp://broker/",
+        env={"REDIS_URL": "redis://registry"},
+        gateway_url="https://127.0.0.1:8080",
+        gateway_ca=str(directory / "ca.crt"),
+        monitoring={
+            "PROMETHEUS_URL": "http://127.0.0.1:9090",
+            "ALERTMANAGER_URL": "http://127.0.0.1:9093",
+            "LOG_DIR": str(directory / "run"),
+        },
+    )
+    assert set(system.services) == {s.name for s in catalogue.CATALOGUE}
     for name in system.services:
         system.processes[name] = ServiceProcess(name, directory / name, {}, instance=name)
     return system
@@ -95,6 +117,20 @@ def _compose(name: str) -> set[str]:
     return set(services[name]["environment"])
 
 
+def _monitoring(local: System) -> dict[str, set[str]]:
+    """What each target runs of MONITORING (`make up`: its Prometheus, Alertmanager and the
+    processes' log files; compose: Prometheus and Alertmanager, Jaeger with its profile;
+    Kubernetes: the cluster's Prometheus and Alertmanager)."""
+    found = {
+        "local": set(local.monitoring),
+        "compose": set(ComposeTarget().monitoring()),
+        "kubernetes": set(KubernetesTarget().monitoring()),
+    }
+    for names in found.values():
+        assert names <= set(MONITORING)
+    return found
+
+
 @pytest.mark.parametrize("name", [s.name for s in catalogue.CATALOGUE])
 def test_every_target_gives_a_service_the_same_settings(name, local):
     given = {
@@ -102,11 +138,18 @@ def test_every_target_gives_a_service_the_same_settings(name, local):
         "compose": _compose(name) - COMPOSE_OWN,
         "kubernetes": _kubernetes(name, "deploy/kubernetes/base/services.yaml") - KUBERNETES_OWN,
     }
+    # Of the monitoring, a monitor is given what its target runs; anyone else nothing.
+    monitors = catalogue.entry(name).monitors
+    runs = {t: names if monitors else set() for t, names in _monitoring(local).items()}
+    for target in given:
+        assert given[target] & set(MONITORING) == runs[target], target
+        given[target] -= set(MONITORING)
     assert given["local"] == given["compose"] == given["kubernetes"], given
     # Prod's patch replaces the container's `env` and keeps base's `envFrom` (a merge).
     kept = _kubernetes(name, "deploy/kubernetes/base/services.yaml") & set(PROVIDERS)
     prod = _kubernetes(name, "deploy/kubernetes/overlays/prod/patches.yaml") | kept
-    assert prod - KUBERNETES_OWN - PROD_OWN == given["kubernetes"]
+    assert prod & set(MONITORING) == runs["kubernetes"]
+    assert prod - KUBERNETES_OWN - PROD_OWN - set(MONITORING) == given["kubernetes"]
 
 
 def test_every_target_gives_the_gateway_agent_the_same_settings(local, tmp_path):

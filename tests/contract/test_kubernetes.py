@@ -365,9 +365,12 @@ def expected_traffic(overlay: str) -> set[tuple[str, str, int]]:
     grpc, amqp = facts.GRPC_PORT, facts.AMQP_PORT
     expected = {("gateway", "redis", facts.REDIS_PORT)}
     for service in catalogue.CATALOGUE:
-        expected.add(("gateway", service.name, grpc))
-        if service.graph:  # its GraphQL subgraph, on its HTTP server
+        if service.called_by_gateway:
+            expected.add(("gateway", service.name, grpc))
+        if service.graph or service.web:  # its subgraph or its pages, on its HTTP server
             expected.add(("gateway", service.name, facts.METRICS_PORT))
+        if service.calls_gateway:  # as a client does
+            expected.add((service.name, "gateway", facts.GATEWAY_PORT))
         expected.add((service.name, "redis", facts.REDIS_PORT))
         expected |= {(service.name, callee, grpc) for callee in service.dependencies}
         if Need.BROKER in service.needs:
@@ -535,7 +538,7 @@ def test_dev_makes_every_database_and_its_roles_with_the_roles_script():
 # The internal hops' secret, TLS at the gateway, the federation gateway's image.
 
 
-def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_and_the_subgraphs_only(
+def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_subgraphs_and_pages_only(
     overlay,
 ):
     readers = {
@@ -546,7 +549,9 @@ def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_and_the_
     }
     subgraphs = {f"{s.name}/{s.name}" for s in catalogue.graph_services()}
     assert subgraphs == {"user/user", "inventory/inventory", "order/order"}
-    assert readers == {"gateway/envoy", "gateway/agent", "gateway/graphql"} | subgraphs
+    pages = {f"{s.name}/{s.name}" for s in catalogue.web_services()}
+    assert pages == {"console/console"}
+    assert readers == {"gateway/envoy", "gateway/agent", "gateway/graphql"} | subgraphs | pages
     for workload in of_kind(overlay, *PODS):
         for container in containers(workload):
             where = f"{workload['metadata']['name']}/{container['name']}"
@@ -657,8 +662,9 @@ def test_in_prod_envoy_calls_every_grpc_cluster_over_mutual_tls_naming_the_servi
             grpc_clusters[cluster["name"]] = cluster
         else:  # HTTP (the federation gateway, the subgraphs): not the services' gRPC port
             assert "transport_socket" not in cluster, cluster["name"]
-    # Every service (the routed ones, the auth check, the rate limits) and nothing else.
-    assert set(grpc_clusters) == {s.name for s in catalogue.CATALOGUE}
+    # Every service it calls over gRPC (the routed ones, the auth check, the rate limits) and
+    # nothing else.
+    assert set(grpc_clusters) == {s.name for s in catalogue.CATALOGUE if s.called_by_gateway}
     for name, cluster in grpc_clusters.items():
         socket = cluster["transport_socket"]
         assert socket["name"] == "envoy.transport_sockets.tls", name

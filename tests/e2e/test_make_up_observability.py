@@ -33,6 +33,7 @@ def test_make_up_traces_every_service_shows_its_figures_and_gathers_its_logs(tmp
         "PYTHONPATH": str(ROOT),
         "GATEWAY_PORT": str(free_port()),
         "PROMETHEUS_PORT": str(free_port()),
+        "ALERTMANAGER_PORT": str(free_port()),
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "200",

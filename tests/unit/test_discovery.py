@@ -51,7 +51,7 @@ def test_a_subgraph_cluster_takes_only_metrics_ports_envoy_accepts():
         instance("order-4", "order-4:50054", metrics_port=9104),
     ]
 
-    response = assignment("order-graph", instances, 1, graph=True)
+    response = assignment("order-graph", instances, 1, http=True)
 
     assert endpoints(response) == [("order-1", "127.0.0.1", 9101)]
 

@@ -1,0 +1,7 @@
+"""`python -m services.console` runs the operator console."""
+
+import asyncio
+
+from services.console.main import main
+
+asyncio.run(main())

@@ -1,0 +1,571 @@
+"""The console's use cases: signing admins in and out, and the data of each page, read from what
+the system publishes (the registry, Prometheus, the operator API through the gateway, the log
+files), with the signed-in admin's token on every call to the system's APIs.
+
+    SignedOut (Unauthenticated)   the session is gone, or the gateway no longer takes its token:
+                                  sign in again
+    NotAnAdmin (PermissionDenied) the account is not an admin's
+
+Other failures are chassis.errors domain errors, their message shown on the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from redis.exceptions import RedisError
+
+from chassis import logfiles
+from chassis.errors import (
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from chassis.logging import get_logger
+from chassis.registry import Registry
+from chassis.tokens import TokenVerifier
+from services.console.clients import Accounts, Operators, Prometheus, Tokens, figures_query
+from services.console.config import ConsoleSettings
+from services.console.domain import (
+    AlertView,
+    DeadLetterView,
+    InstanceView,
+    LiveSystem,
+    MessageEvent,
+    ParkedView,
+    SagaStep,
+    SagaView,
+    Series,
+    Story,
+    live_system,
+    story_of,
+)
+from services.console.sessions import Session, Sessions
+
+__all__ = ["Console", "MessagesPage", "NotAnAdmin", "SignedOut"]
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+# An access token this close to its expiry is refreshed before it is used.
+REFRESH_MARGIN_S = 30.0
+# The ids the story of a request is asked for by: an order id (a UUID), a correlation id, a trace
+# id (32 hex digits).
+STORY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_REASON, MAX_IDS = 500, 100
+LOG_LIMIT = 2000
+
+
+class SignedOut(Unauthenticated):
+    pass
+
+
+class NotAnAdmin(PermissionDenied):
+    pass
+
+
+class Alerts(Protocol):
+    async def alerts(self) -> list[AlertView]: ...
+
+
+@dataclass(frozen=True)
+class MessagesPage:
+    service: str
+    dead_letters: Sequence[DeadLetterView]
+    # Every dead-letter queue of the service, with its depth.
+    queues: Mapping[str, int]
+    parked: Sequence[ParkedView]
+    problems: Sequence[str]
+
+
+def _reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise InvalidArgument("a reason is required: say why you act")
+    if len(reason) > MAX_REASON:
+        raise InvalidArgument(f"the reason is {len(reason)} characters long; at most {MAX_REASON}")
+    return reason
+
+
+def _ids(ids: Sequence[str]) -> list[str]:
+    chosen = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
+    if not chosen:
+        raise InvalidArgument("no message chosen")
+    if len(chosen) > MAX_IDS:
+        raise InvalidArgument(f"{len(chosen)} messages chosen; at most {MAX_IDS} at a time")
+    return chosen
+
+
+class Console:
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        *,
+        sessions: Sessions,
+        accounts: Accounts,
+        operators: Operators,
+        verifier: TokenVerifier,
+        registry: Registry,
+        prometheus: Prometheus | None = None,
+        alerts: Alerts | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.sessions = sessions
+        self._accounts = accounts
+        self._operators = operators
+        self._verifier = verifier
+        self._registry = registry
+        self._prometheus = prometheus
+        self._alerts = alerts
+        self._clock = clock
+        self._live: LiveSystem | None = None
+        self._live_lock = asyncio.Lock()
+
+    # Signing in and out.
+
+    async def sign_in(self, email: str, password: str) -> Session:
+        """A new session for an admin's account; Unauthenticated for a wrong e-mail or
+        password, NotAnAdmin for an account that is not an admin's."""
+        email = email.strip()
+        if not email or not password or len(email) > 254 or len(password) > 128:
+            raise InvalidArgument("give the e-mail and the password of an admin's account")
+        tokens = await self._accounts.login(email, password)
+        claims = await self._verifier.verify(tokens.access_token)
+        if not claims.is_admin:
+            await self._end(tokens.refresh_token)
+            log.warning("console sign-in refused: not an admin", user_id=claims.user_id)
+            raise NotAnAdmin("this account is not an admin's: the console is for admins only")
+        try:
+            email, name = await self._accounts.profile(tokens.access_token)
+        except DomainError as exc:  # the name is for the nav bar; the e-mail will do
+            log.warning("profile not read at sign-in", error=str(exc))
+            name = ""
+        session = await self.sessions.create(
+            user_id=claims.user_id,
+            email=email,
+            name=name or email,
+            roles=claims.roles,
+            access_token=tokens.access_token,
+            access_expires_at=tokens.access_expires_at,
+            refresh_token=tokens.refresh_token,
+            refresh_expires_at=tokens.refresh_expires_at,
+        )
+        log.info("admin signed in to the console", user_id=claims.user_id)
+        return session
+
+    async def _end(self, refresh_token: str) -> None:
+        try:
+            await self._accounts.logout(refresh_token)
+        except DomainError as exc:  # the session ends here anyway; its tokens then expire
+            log.warning("logout not confirmed by the user service", error=str(exc))
+
+    async def sign_out(self, session: Session) -> None:
+        await self.sessions.delete(session.id)
+        await self._end(session.refresh_token)
+        log.info("admin signed out of the console", user_id=session.user_id)
+
+    async def _fresh(self, session: Session) -> Session:
+        """The session with an access token that is not about to expire (refreshed, once for
+        every request of the session that needs it)."""
+        if session.access_expires_at - self._clock() > REFRESH_MARGIN_S:
+            return session
+        async with self.sessions.refreshing(session.id):
+            current = await self.sessions.get(session.id)
+            if current is None:
+                raise SignedOut("the session ended: sign in again")
+            if current.access_expires_at - self._clock() > REFRESH_MARGIN_S:
+                return current
+            try:
+                tokens: Tokens = await self._accounts.refresh(current.refresh_token)
+                claims = await self._verifier.verify(tokens.access_token)
+            except Unauthenticated:
+                await self.sessions.delete(session.id)
+                raise SignedOut("the session expired: sign in again") from None
+            if not claims.is_admin:
+                await self.sessions.delete(session.id)
+                raise SignedOut("this account is no longer an admin's")
+            refreshed = current.with_tokens(
+                access_token=tokens.access_token,
+                access_expires_at=tokens.access_expires_at,
+                refresh_token=tokens.refresh_token,
+                refresh_expires_at=tokens.refresh_expires_at,
+            )
+            await self.sessions.save(refreshed)
+            return refreshed
+
+    async def _as(self, session: Session, call: Callable[[str], Awaitable[T]]) -> T:
+        """`call(token)` with the admin's access token; a token the gateway refuses ends the
+        session."""
+        token = (await self._fresh(session)).access_token
+        try:
+            return await call(token)
+        except Unauthenticated:
+            await self.sessions.delete(session.id)
+            raise SignedOut("the gateway refused the session's token: sign in again") from None
+
+    def _operated(self, service: str) -> str:
+        if service not in self.settings.operator_services:
+            raise NotFound(f"no operator API of a service {service!r}")
+        return service
+
+    def _saga_service(self, service: str) -> str:
+        if service not in self.settings.saga_services:
+            raise NotFound(f"no saga API of a service {service!r}")
+        return service
+
+    # The live system.
+
+    async def live(self) -> LiveSystem:
+        """The live system, read at most once per half refresh interval whoever asks."""
+        fresh_s = self.settings.console_refresh_s / 2
+        if self._live is not None and self._clock() - self._live.read_at < fresh_s:
+            return self._live
+        async with self._live_lock:
+            if self._live is not None and self._clock() - self._live.read_at < fresh_s:
+                return self._live
+            read_at = self._clock()
+            (
+                (instances, registry_problem),
+                (series, figures_problem),
+                (alerts, alerts_problem),
+            ) = await asyncio.gather(self._registered(), self._figures(), self._firing())
+            problems = [p for p in (registry_problem, figures_problem, alerts_problem) if p]
+            self._live = live_system(instances, series, alerts, problems=problems, read_at=read_at)
+            return self._live
+
+    async def _registered(self) -> tuple[dict[str, list[InstanceView]], str]:
+        try:
+            names = await self._registry.services()
+            listed = await asyncio.gather(*(self._registry.instances(n) for n in names))
+        except (RedisError, OSError) as exc:
+            return {}, f"the registry did not answer: {exc}"
+        return {
+            name: [
+                InstanceView(
+                    instance_id=i.instance_id,
+                    address=i.address,
+                    version=i.version,
+                    started_at=i.started_at,
+                    draining=i.draining,
+                    breakers={
+                        k.removeprefix("breaker."): v
+                        for k, v in i.metadata.items()
+                        if k.startswith("breaker.")
+                    },
+                    notes={k: v for k, v in i.metadata.items() if not k.startswith("breaker.")},
+                )
+                for i in instances
+            ]
+            for name, instances in zip(names, listed, strict=True)
+        }, ""
+
+    async def _figures(self) -> tuple[list[Series], str]:
+        if self._prometheus is None:
+            return [], "no figures: PROMETHEUS_URL is not set"
+        try:
+            return await self._prometheus.query(figures_query()), ""
+        except (DomainError, OSError, ValueError, KeyError, TimeoutError) as exc:
+            return [], f"Prometheus did not answer: {type(exc).__name__}: {exc}"
+
+    async def _firing(self) -> tuple[list[AlertView], str]:
+        if self._alerts is None:
+            return [], ""
+        try:
+            return await self._alerts.alerts(), ""
+        except (DomainError, OSError, ValueError, KeyError, TimeoutError) as exc:
+            return [], f"the alerts could not be read: {type(exc).__name__}: {exc}"
+
+    # One request's story.
+
+    async def story(self, session: Session, key: str) -> Story:
+        """Everything the system recorded of one request, found by an order id, a correlation
+        id or a trace id."""
+        key = key.strip()
+        if not STORY_KEY.fullmatch(key):
+            raise InvalidArgument("give an order id, a correlation id or a trace id")
+        problems: list[str] = []
+        saga, history, saga_service = await self._saga_of(session, key, problems)
+        correlation_id = saga.correlation_id if saga and saga.correlation_id else ""
+        trace_id = saga.trace_id if saga else ""
+        if not correlation_id:  # the key's own lines say which request it names
+            correlation_id, trace_id = self._ids_in(await self._log_lines({key}), key)
+        messages, records = await asyncio.gather(
+            self._messages_of(session, correlation_id, problems),
+            self._log_lines({key, correlation_id, trace_id} - {""}),
+        )
+        trace_url = (
+            f"{self.settings.jaeger_url.rstrip('/')}/trace/{trace_id}"
+            if self.settings.jaeger_url and trace_id
+            else ""
+        )
+        return story_of(
+            key,
+            saga=saga,
+            saga_history=history,
+            saga_service=saga_service,
+            messages=messages,
+            log_records=records,
+            correlation_id=correlation_id,
+            trace_id=trace_id,
+            problems=problems,
+            logs_note=self._logs_note(len(records)),
+            trace_url=trace_url,
+        )
+
+    async def _saga_of(
+        self, session: Session, key: str, problems: list[str]
+    ) -> tuple[SagaView | None, list[SagaStep], str]:
+        for service in self.settings.saga_services:
+            try:
+                saga, history = await self._as(
+                    session, partial(self._operators.saga, service=service, saga_id=key)
+                )
+            except (NotFound, InvalidArgument):
+                continue
+            except SignedOut:
+                raise
+            except DomainError as exc:
+                problems.append(str(exc))
+                continue
+            return saga, history, service
+        return None, [], ""
+
+    @staticmethod
+    def _ids_in(records: Sequence[Mapping[str, object]], key: str) -> tuple[str, str]:
+        """The correlation id and trace id of the request whose lines carry `key`."""
+        for record in records:
+            if key in (record.get("correlation_id"), record.get("trace_id")):
+                return str(record.get("correlation_id") or key), str(record.get("trace_id") or "")
+        return key, ""
+
+    async def _messages_of(
+        self, session: Session, correlation_id: str, problems: list[str]
+    ) -> list[MessageEvent]:
+        """What every service did with the request's messages. A service's inbox keeps no
+        correlation ids: every service is asked for the correlation id, then again for the
+        event ids the answers named (what each consumed)."""
+        if not correlation_id:
+            return []
+        first = await self._histories(session, problems, correlation_id=correlation_id)
+        event_ids = list(dict.fromkeys(e.event_id for e in first if e.event_id))
+        if not event_ids:
+            return first
+        found = list(first)
+        for start in range(0, len(event_ids), MAX_IDS):
+            found += await self._histories(
+                session, problems, event_ids=event_ids[start : start + MAX_IDS]
+            )
+        return list(dict.fromkeys(found))  # each record once, in the order first seen
+
+    async def _histories(
+        self,
+        session: Session,
+        problems: list[str],
+        *,
+        correlation_id: str = "",
+        event_ids: Sequence[str] = (),
+    ) -> list[MessageEvent]:
+        async def history(service: str) -> list[MessageEvent]:
+            return await self._as(
+                session,
+                partial(
+                    self._operators.message_history,
+                    service=service,
+                    correlation_id=correlation_id,
+                    event_ids=event_ids,
+                ),
+            )
+
+        services = self.settings.operator_services
+        answers = await asyncio.gather(*(history(s) for s in services), return_exceptions=True)
+        events: list[MessageEvent] = []
+        for answer in answers:
+            if isinstance(answer, SignedOut):
+                raise answer
+            if isinstance(answer, DomainError):
+                if str(answer) not in problems:
+                    problems.append(str(answer))
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                events.extend(answer)
+        return events
+
+    async def _log_lines(self, ids: set[str]) -> list[dict[str, Any]]:
+        if not self.settings.log_dir:
+            return []
+        return await asyncio.to_thread(
+            logfiles.search, Path(self.settings.log_dir), ids, limit=LOG_LIMIT
+        )
+
+    def _logs_note(self, found: int) -> str:
+        where = self.settings.log_dir
+        if not where:
+            return (
+                "Log lines are not read here (LOG_DIR is not set): under `make up` they are in "
+                ".build/run, and `make logs ID=<correlation id>` shows them."
+            )
+        if not Path(where).is_dir():
+            return f"No log directory at {where}."
+        if found >= LOG_LIMIT:
+            return f"The first {LOG_LIMIT} log lines of {where}."
+        return f"Log lines from {where}."
+
+    # Dead letters and parked messages.
+
+    async def messages(self, session: Session, service: str) -> MessagesPage:
+        service = self._operated(service)
+        problems: list[str] = []
+        letters: list[DeadLetterView] = []
+        queues: dict[str, int] = {}
+        parked: list[ParkedView] = []
+        dead, held = await asyncio.gather(
+            self._as(session, lambda token: self._operators.dead_letters(token, service)),
+            self._as(session, lambda token: self._operators.parked(token, service)),
+            return_exceptions=True,
+        )
+        for answer in (dead, held):
+            if isinstance(answer, SignedOut):
+                raise answer
+            if isinstance(answer, DomainError):
+                problems.append(str(answer))
+            elif isinstance(answer, BaseException):
+                raise answer
+        if not isinstance(dead, BaseException):
+            letters, queues = dead
+        if not isinstance(held, BaseException):
+            parked = held
+        return MessagesPage(service, letters, queues, parked, problems)
+
+    async def dead_letter(
+        self, session: Session, service: str, *, queue: str, event_id: str
+    ) -> DeadLetterView:
+        service = self._operated(service)
+        letters, _ = await self._as(
+            session, lambda token: self._operators.dead_letters(token, service, queue=queue)
+        )
+        for letter in letters:
+            if letter.event_id == event_id:
+                return letter
+        raise NotFound(f"no dead letter {event_id!r} in {queue!r} now")
+
+    async def parked_message(self, session: Session, service: str, event_id: str) -> ParkedView:
+        service = self._operated(service)
+        for message in await self._as(
+            session, lambda token: self._operators.parked(token, service)
+        ):
+            if message.event_id == event_id:
+                return message
+        raise NotFound(f"no parked message {event_id!r} now")
+
+    async def replay(
+        self, session: Session, service: str, chosen: Sequence[tuple[str, str]], reason: str
+    ) -> int:
+        """Replays the chosen (queue, event id) dead letters; how many were."""
+        return await self._on_dead_letters(session, service, chosen, reason, "replay")
+
+    async def discard(
+        self, session: Session, service: str, chosen: Sequence[tuple[str, str]], reason: str
+    ) -> int:
+        return await self._on_dead_letters(session, service, chosen, reason, "discard")
+
+    async def _on_dead_letters(
+        self,
+        session: Session,
+        service: str,
+        chosen: Sequence[tuple[str, str]],
+        reason: str,
+        action: str,
+    ) -> int:
+        service, reason = self._operated(service), _reason(reason)
+        by_queue: dict[str, list[str]] = {}
+        for queue, event_id in chosen:
+            by_queue.setdefault(queue.strip(), []).append(event_id)
+        if not by_queue or "" in by_queue:
+            raise InvalidArgument("no dead letter chosen (each names its queue)")
+        act = self._operators.replay if action == "replay" else self._operators.discard
+        done = 0
+        for queue, ids in by_queue.items():
+            event_ids = _ids(ids)
+            done += await self._as(
+                session,
+                partial(act, service=service, queue=queue, event_ids=event_ids, reason=reason),
+            )
+        log.info("operator action", action=action, service=service, count=done,
+                 user_id=session.user_id)  # fmt: skip
+        return done
+
+    async def unpark(
+        self, session: Session, service: str, event_ids: Sequence[str], reason: str
+    ) -> int:
+        service, reason, ids = self._operated(service), _reason(reason), _ids(event_ids)
+        done = await self._as(
+            session,
+            lambda token: self._operators.unpark(token, service, event_ids=ids, reason=reason),
+        )
+        log.info("operator action", action="unpark", service=service, count=done,
+                 user_id=session.user_id)  # fmt: skip
+        return done
+
+    # Sagas.
+
+    async def sagas(
+        self,
+        session: Session,
+        service: str,
+        *,
+        status: str = "",
+        min_age_s: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[SagaView], str]:
+        service = self._saga_service(service)
+        if min_age_s < 0:
+            raise InvalidArgument(f"minimum age {min_age_s} s is negative")
+        return await self._as(
+            session,
+            lambda token: self._operators.sagas(
+                token, service, status=status, min_age_s=min_age_s, page_token=page_token
+            ),
+        )
+
+    async def saga(
+        self, session: Session, service: str, saga_id: str
+    ) -> tuple[SagaView, list[SagaStep]]:
+        service = self._saga_service(service)
+        return await self._as(session, lambda token: self._operators.saga(token, service, saga_id))
+
+    async def retry_compensation(
+        self, session: Session, service: str, saga_id: str, reason: str
+    ) -> SagaView:
+        service, reason = self._saga_service(service), _reason(reason)
+        saga = await self._as(
+            session,
+            lambda token: self._operators.retry_compensation(
+                token, service, saga_id, reason=reason
+            ),
+        )
+        log.info("operator action", action="retry compensation", service=service,
+                 saga_id=saga_id, user_id=session.user_id)  # fmt: skip
+        return saga
+
+    async def resolve_saga(
+        self, session: Session, service: str, saga_id: str, reason: str
+    ) -> SagaView:
+        service, reason = self._saga_service(service), _reason(reason)
+        saga = await self._as(
+            session,
+            lambda token: self._operators.resolve_saga(token, service, saga_id, reason=reason),
+        )
+        log.info("operator action", action="resolve saga", service=service, saga_id=saga_id,
+                 user_id=session.user_id)  # fmt: skip
+        return saga

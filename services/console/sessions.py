@@ -1,0 +1,166 @@
+"""The console's sign-in sessions, kept server-side in Redis; the browser holds only their id.
+
+Guarantees:
+- a session id is 256 random bits (`secrets`), given to the browser once, in its cookie; Redis
+  keeps the session under the id's SHA-256, so what Redis holds does not sign anyone in;
+- a session ends after `ttl_s` without use (each use extends it), when its refresh token
+  expires, or at sign-out; whichever comes first;
+- its tokens (access and refresh) never leave the server: they go to the gateway only, in the
+  calls made for its admin;
+- each session has its own CSRF token (random, 256 bits), checked on every POST
+  (services.console.security);
+- one refresh at a time per session (`refreshing`, a Redis lock shared by every console
+  instance): a rotated refresh token is never spent twice by two requests of one page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, replace
+
+import redis.asyncio as aioredis
+
+__all__ = ["Session", "Sessions", "new_token"]
+
+# What a session id looks like (token_urlsafe(32)): anything else is not looked up.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    user_id: str
+    email: str
+    name: str
+    roles: tuple[str, ...]
+    access_token: str
+    access_expires_at: float
+    refresh_token: str
+    refresh_expires_at: float
+    csrf_token: str
+    created_at: float
+
+    def to_json(self) -> str:
+        fields = asdict(self)
+        del fields["id"]
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, session_id: str, raw: str) -> Session:
+        fields = json.loads(raw)
+        fields["roles"] = tuple(fields.get("roles", ()))
+        return cls(id=session_id, **fields)
+
+    def with_tokens(
+        self,
+        *,
+        access_token: str,
+        access_expires_at: float,
+        refresh_token: str,
+        refresh_expires_at: float,
+    ) -> Session:
+        return replace(
+            self,
+            access_token=access_token,
+            access_expires_at=access_expires_at,
+            refresh_token=refresh_token,
+            refresh_expires_at=refresh_expires_at,
+        )
+
+
+class Sessions:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        ttl_s: float,
+        namespace: str = "ordermesh:console",
+    ):
+        """`redis` must decode responses (strings)."""
+        self._redis = redis
+        self._ttl_s = ttl_s
+        self._ns = namespace
+
+    def _key(self, session_id: str, kind: str = "session") -> str:
+        digest = hashlib.sha256(session_id.encode()).hexdigest()
+        return f"{self._ns}:{kind}:{digest}"
+
+    def _expiry_ms(self, session: Session) -> int:
+        left_s = min(self._ttl_s, session.refresh_expires_at - time.time())
+        return max(1, int(left_s * 1000))
+
+    async def create(
+        self,
+        *,
+        user_id: str,
+        email: str,
+        name: str,
+        roles: tuple[str, ...],
+        access_token: str,
+        access_expires_at: float,
+        refresh_token: str,
+        refresh_expires_at: float,
+    ) -> Session:
+        session = Session(
+            id=new_token(),
+            user_id=user_id,
+            email=email,
+            name=name,
+            roles=roles,
+            access_token=access_token,
+            access_expires_at=access_expires_at,
+            refresh_token=refresh_token,
+            refresh_expires_at=refresh_expires_at,
+            csrf_token=new_token(),
+            created_at=time.time(),
+        )
+        await self.save(session)
+        return session
+
+    async def get(self, session_id: str | None) -> Session | None:
+        """The live session with this id, its life extended; None if there is none."""
+        if not session_id or not SESSION_ID.fullmatch(session_id):
+            return None
+        key = self._key(session_id)
+        raw = await self._redis.get(key)
+        if raw is None:
+            return None
+        try:
+            session = Session.from_json(session_id, str(raw))
+        except (ValueError, TypeError, KeyError):
+            await self._redis.delete(key)
+            return None
+        await self._redis.pexpire(key, self._expiry_ms(session))
+        return session
+
+    async def save(self, session: Session) -> None:
+        await self._redis.set(self._key(session.id), session.to_json(), px=self._expiry_ms(session))
+
+    async def delete(self, session_id: str) -> None:
+        await self._redis.delete(self._key(session_id), self._key(session_id, "flash"))
+
+    async def flash(self, session_id: str, message: str) -> None:
+        """A message for the next page this session shows (an action's outcome)."""
+        await self._redis.set(self._key(session_id, "flash"), message, ex=60)
+
+    async def take_flash(self, session_id: str) -> str:
+        """The message left for this page, once."""
+        message = await self._redis.getdel(self._key(session_id, "flash"))
+        return str(message or "")
+
+    @contextlib.asynccontextmanager
+    async def refreshing(self, session_id: str) -> AsyncIterator[None]:
+        """Holds this session's refresh lock (every instance's), for up to 10 s."""
+        lock = self._redis.lock(self._key(session_id, "refresh"), timeout=10, blocking_timeout=10)
+        async with lock:
+            yield

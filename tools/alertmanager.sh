@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Unpacks Debian's prometheus-alertmanager package (prometheus-alertmanager and amtool) into the
+# directory given, never installing it: the installed package starts a server on every
+# interface (its init script), with clustering on 0.0.0.0:9094.
+#
+# Debian's build reads files from the system's /usr/share/prometheus/alertmanager at run time,
+# a path compiled in (no flag): its notification templates (default.tmpl and email.tmpl, without
+# which it refuses its configuration and exits) and, in place of a web application (its Elm UI
+# needs a compiler and packages Debian does not have), the page of no-ui/ (what the UI would be,
+# and the API's handlers). harness/alertmanager.py runs it in a mount namespace of its own where
+# this directory's usr/share lies over the system's (an overlay seen by that process alone:
+# nothing is written to /usr), and points --web.ui-path at no-ui/.
+set -euo pipefail
+
+dest=$(realpath -m "$1")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+if ! apt-get download prometheus-alertmanager >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq
+    apt-get download prometheus-alertmanager >/dev/null
+  else
+    echo "error: cannot download Debian's prometheus-alertmanager; run 'sudo apt-get update'" >&2
+    exit 1
+  fi
+fi
+rm -rf "$dest"
+mkdir -p "$dest"
+dpkg-deb -x prometheus-alertmanager_*.deb "$dest"
+for file in default.tmpl email.tmpl no-ui/index.html; do
+  test -f "$dest/usr/share/prometheus/alertmanager/$file"
+done
+# Newer than this script (make's prerequisite): dpkg-deb keeps the package's dates.
+touch "$dest/usr/bin/prometheus-alertmanager" "$dest/usr/bin/amtool"
+echo "unpacked $(ls prometheus-alertmanager_*.deb) into $dest"
