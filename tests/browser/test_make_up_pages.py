@@ -1,9 +1,10 @@
 """Every page `make up` prints to open renders in Chromium: answered below 400, no page error, no
 script or style sheet missing, and showing what it is for (Prometheus's pages from Debian's
 build, whose assets are read from files at run time; Alertmanager's API; the gateway's REST
-over its TLS; the console's sign-in). Then an alert fired by a rule for real reaches Alertmanager, and `make status`
-shows it: an instance hung (SIGSTOP: the supervisor restarts a killed one too soon for the
-rule's `for: 10s`) is missed by Prometheus's scrapes until OrdermeshInstanceMissing fires.
+over its TLS; the console's sign-in). Then an alert fired by a rule for real reaches
+Alertmanager, and `make status` shows it: an instance hung (SIGSTOP: the supervisor restarts
+a killed one too soon for the rule's `for: 10s`) is missed by Prometheus's scrapes until
+OrdermeshInstanceMissing fires.
 """
 
 from __future__ import annotations
