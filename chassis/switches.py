@@ -196,7 +196,8 @@ class Switches:
 
     def _evaluate(self, switch: str, context: dict[str, str]) -> bool:
         state = self._state
-        assert state.evaluator is not None
+        if state.evaluator is None:  # no file read yet: every switch is off
+            return False
         try:
             details = state.evaluator.resolve_boolean_value(
                 switch, False, EvaluationContext(attributes=dict(context))
