@@ -27,6 +27,7 @@ CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --conf
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
+	bench-console screenshots \
 	compose-env image images compose-up compose-down test-deps
 
 # `make up INSTANCES=3` for three instances of every service; `make up STORE=postgres` for a
@@ -66,6 +67,11 @@ demo: $(INSTALLED)
 # The 25 slowest setups, calls and teardowns are printed at the end: where CI's time goes.
 test: test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)
 	$(BIN)/pytest tests --durations=25
+
+# The console's main pages as the browser tests see them, into docs/images (docs/operations.md
+# and the README show them): the console's browser tests, run with their screenshots on.
+screenshots: test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)
+	ORDERMESH_SCREENSHOTS=docs/images $(BIN)/pytest tests/browser/test_console.py
 
 test-unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
@@ -114,6 +120,12 @@ bench-scale: system-deps $(INSTALLED)
 
 bench-gateway: system-deps $(INSTALLED) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m bench.gateway
+
+# What keeping the operator console open costs the system, and its pages' times, with 10
+# instances of every service (CONSOLE_INSTANCES= for another count).
+CONSOLE_INSTANCES ?= 10
+bench-console: system-deps test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)
+	$(BIN)/python -m bench.console --instances $(CONSOLE_INSTANCES)
 
 bench-store-drivers: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.store_drivers

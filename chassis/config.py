@@ -71,7 +71,8 @@ class ServiceSettings(Settings):
     # Where /metrics is served (on grpc_host); 0 lets the operating system choose.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # The secret of the system's internal hops (chassis.identity.INTERNAL_HEADER): required on
-    # the calls to this instance's GraphQL subgraph. Empty: the subgraph takes any caller.
+    # the calls to this instance's HTTP routes (its GraphQL subgraph, its web pages). Empty: a
+    # subgraph takes any caller (the console's settings require it).
     internal_token: str = ""
     # A silent instance drops out of the registry after registry_ttl_s; heartbeats renew it.
     registry_ttl_s: float = Field(default=6.0, gt=0)

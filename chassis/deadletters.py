@@ -36,6 +36,7 @@ from typing import Any
 
 from chassis import logging as chassis_logging
 from chassis.broker import Broker, BrokerError
+from chassis.errors import DomainError
 from chassis.operations import OPERATOR_ACTIONS, Operations, Operator, decoded
 from chassis.store import ParkedRow, open_store
 
@@ -63,6 +64,11 @@ def _operator(reason: str) -> Operator:
     return Operator(actor=f"cli:{getpass.getuser()}@{socket.gethostname()}", reason=reason)
 
 
+def _refused(exc: Exception) -> int:
+    print(f"not done: {exc}", file=sys.stderr)
+    return 1
+
+
 async def _run(args: argparse.Namespace, operations: Operations) -> int:
     chosen = None if getattr(args, "all", False) else set(getattr(args, "id", []))
     if args.command == "list":
@@ -72,16 +78,10 @@ async def _run(args: argparse.Namespace, operations: Operations) -> int:
         for parked in await operations.parked(limit=args.limit):
             print(parked_as_json(parked))
     elif args.command == "unpark":
-        if chosen is None:
-            chosen = {p.row.message.envelope.event_id for p in await operations.parked(limit=500)}
         count = await operations.unpark(chosen, _operator(args.reason))
         print(f"{count} parked message(s) pending again")
     elif args.command == "replay":
-        try:
-            count = await operations.replay(args.queue, chosen, _operator(args.reason))
-        except BrokerError as exc:
-            print(f"replay stopped: {exc}", file=sys.stderr)
-            return 1
+        count = await operations.replay(args.queue, chosen, _operator(args.reason))
         print(f"replayed {count} message(s) from {args.queue}")
     else:
         count = await operations.discard(args.queue, chosen, _operator(args.reason))
@@ -110,6 +110,8 @@ async def _main(args: argparse.Namespace) -> int:
             dead_letter_queues=lambda: [queue] if queue else [],
         )
         return await _run(args, operations)
+    except (DomainError, BrokerError) as exc:  # a bad argument, or the broker refusing
+        return _refused(exc)
     finally:
         if broker is not None:
             await broker.close()

@@ -40,8 +40,9 @@ __all__ = [
 
 caller: ContextVar[Claims | None] = ContextVar("caller", default=None)
 # Carries the secret of the system's internal hops (INTERNAL_TOKEN): the gateway sets it on the
-# calls it makes to a service's HTTP routes (its GraphQL subgraph), which refuse calls without
-# it, so that a port reachable on the host is not a door around the gateway.
+# calls it makes to a service's HTTP routes (its GraphQL subgraph, its web pages: the console),
+# which refuse calls without it, so that a port reachable on the host is not a door around the
+# gateway.
 INTERNAL_HEADER = "x-ordermesh-internal"
 
 

@@ -20,6 +20,8 @@ Guarantees:
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -32,7 +34,6 @@ from typing import Any
 
 import aio_pika
 import aio_pika.abc
-from common.v1 import options_pb2
 from google.protobuf import descriptor_pool, json_format, message_factory
 
 from chassis.broker import Broker
@@ -75,6 +76,8 @@ ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 REPLAYS = "x-replays"
 # The most messages a listing or a lookup returns.
 MOST = 500
+# No limit: an operator's action on every parked message.
+EVERY = 1_000_000_000
 
 
 class Action(StrEnum):
@@ -123,23 +126,33 @@ def acting(reason: str) -> Operator:
     return Operator(actor=current_caller().user_id, reason=reason.strip())
 
 
-_loaded = False
+# The package of a contract's message type, e.g. "inventory.v1": the only modules a decoding
+# imports (a type name comes from a message's headers, which anyone who can publish writes).
+CONTRACT_PACKAGE = re.compile(r"[a-z][a-z0-9_]*\.v[0-9]+")
+
+
+def _message_class(type_name: str) -> Any:
+    """The generated class of a contract's message type, its package's modules imported the
+    first time one of its types is asked for; KeyError if there is none."""
+    pool = descriptor_pool.Default()
+    try:
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(type_name))
+    except KeyError:
+        package = type_name.rpartition(".")[0]
+        if not CONTRACT_PACKAGE.fullmatch(package):
+            raise
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        for module in sorted(Path(location).glob("*_pb2.py")):
+            importlib.import_module(f"{package}.{module.stem}")
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(type_name))
 
 
 def decoded(type_name: str, body: bytes) -> dict[str, Any] | None:
     """A message's body as JSON, from its contract; None if its type is unknown or it does not
     parse."""
-    global _loaded
-    if not _loaded:  # every generated module, so that any message type is known by name
-        root = Path(options_pb2.__file__).parents[2]
-        for module in root.rglob("*_pb2.py"):
-            importlib.import_module(".".join(module.relative_to(root).with_suffix("").parts))
-        _loaded = True
-    if not type_name:
-        return None
     try:
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(type_name)
-        message = message_factory.GetMessageClass(descriptor).FromString(body)
+        message = _message_class(type_name).FromString(body)
     except Exception:  # noqa: BLE001 - an unknown type or a bad body is shown undecoded
         return None
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
@@ -208,20 +221,29 @@ def _dead_letter(queue: str, message: aio_pika.abc.AbstractIncomingMessage) -> D
 
 @asynccontextmanager
 async def _held(
-    connection: aio_pika.abc.AbstractConnection, queue: str, *, most: int | None = None
+    connection: aio_pika.abc.AbstractConnection,
+    queue: str,
+    *,
+    most: int | None = None,
+    wanted: Collection[str] | None = None,
 ) -> AsyncIterator[list[aio_pika.abc.AbstractIncomingMessage]]:
-    """The messages now in `queue` (the first `most`), taken unacknowledged; those not acked
-    go back to the queue when this ends."""
+    """The messages now in `queue` (the first `most`; with `wanted`, only until those event ids
+    are all held), taken unacknowledged; those not acked go back to the queue when this ends."""
     channel = await connection.channel()
     try:
         declared = await channel.declare_queue(queue, passive=True)
         count = declared.declaration_result.message_count or 0
         held = []
+        missing = set(wanted) if wanted is not None else None
         for _ in range(count if most is None else min(count, most)):
             message = await declared.get(fail=False)
             if message is None:
                 break
             held.append(message)
+            if missing is not None:
+                missing.discard(message.message_id or "")
+                if not missing:
+                    break
         yield held
     finally:
         await channel.close()  # the broker requeues whatever was not acked
@@ -259,23 +281,24 @@ class Operations:
     async def parked(self, limit: int = 100) -> list[ParkedRow]:
         return await self.store.parked(limit=min(limit, MOST))
 
-    async def unpark(self, event_ids: Collection[str], by: Operator) -> int:
-        """Makes these parked messages pending again; the relay publishes them."""
-        parked = [
-            p
-            for p in await self.store.parked(limit=MOST)
-            if p.row.message.envelope.event_id in event_ids
-        ]
-        if not parked:
+    async def unpark(self, event_ids: Collection[str] | None, by: Operator) -> int:
+        """Makes these parked messages (every one if None) pending again; the relay publishes
+        them. Those not parked (any more) are left alone, and not recorded."""
+        if event_ids is None:
+            rows = [p.row for p in await self.store.parked(limit=EVERY)]
+        else:
+            found = await self.store.outbox_records(event_ids=list(event_ids), limit=EVERY)
+            rows = [r.row for r in found if r.parked_at is not None and r.sent_at is None]
+        if not rows:
             return 0
         at = time.time()
-        count = await self.store.unpark([p.row.message.envelope.event_id for p in parked])
+        count = await self.store.unpark([row.message.envelope.event_id for row in rows])
         await self._record(
             Action.UNPARKED,
             by,
             [
-                (p.row.message.envelope.event_id, p.row.message.envelope.correlation_id, "outbox")
-                for p in parked
+                (row.message.envelope.event_id, row.message.envelope.correlation_id, "outbox")
+                for row in rows
             ],
             at=at,
         )
@@ -321,7 +344,7 @@ class Operations:
         done: list[tuple[str, str, str]] = []
         at = time.time()
         try:
-            async with _held(self.broker.connection, queue) as held:
+            async with _held(self.broker.connection, queue, wanted=event_ids) as held:
                 for message in held:
                     letter = _dead_letter(queue, message)
                     if event_ids is not None and letter.event_id not in event_ids:
@@ -369,7 +392,7 @@ class Operations:
         done: list[tuple[str, str, str]] = []
         at = time.time()
         try:
-            async with _held(self.broker.connection, queue) as held:
+            async with _held(self.broker.connection, queue, wanted=event_ids) as held:
                 for message in held:
                     letter = _dead_letter(queue, message)
                     if event_ids is not None and letter.event_id not in event_ids:

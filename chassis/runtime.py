@@ -64,9 +64,12 @@ from chassis.topology import Subscription
 from chassis.upstream import Upstream
 from chassis.watch import follow
 
-__all__ = ["AuthenticatedSettings", "BackboneSettings", "Runtime"]
+__all__ = ["RUNTIME_COLLECTIONS", "AuthenticatedSettings", "BackboneSettings", "Runtime"]
 
 log = get_logger(__name__)
+# The collections the runtime keeps in every service's store besides the service's own: the
+# operators' audit trail (chassis.operations). The schema step makes them too (services.schema).
+RUNTIME_COLLECTIONS = (OPERATOR_ACTIONS,)
 # Rows deleted per transaction while pruning, so that no prune holds the store for long.
 PRUNE_BATCH = 1000
 
@@ -177,7 +180,9 @@ class Runtime:
         )
         # Started beside what it needs (compose, Kubernetes), a service waits for it.
         await _waiting_for(
-            "store", lambda: store.open([*collections, OPERATOR_ACTIONS]), settings.startup_wait_s
+            "store",
+            lambda: store.open([*collections, *RUNTIME_COLLECTIONS]),
+            settings.startup_wait_s,
         )
         broker = Broker(
             settings.rabbitmq_url,

@@ -87,7 +87,10 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                 rule = options.Extensions[annotations_pb2.http]
                 verb = rule.WhichOneof("pattern") or ""
                 servers = catalogue.serving(name)
-                addressed = len(servers) > 1
+                # Named by the call (its REST path binds `{service}`): routed by that name,
+                # however many serve it (the operator APIs); else by the path alone.
+                template = getattr(rule, verb) if verb else ""
+                addressed = "{" + ADDRESS_FIELD + "}" in template or len(servers) > 1
                 for server in servers:
                     rpcs.append(
                         Rpc(
@@ -101,9 +104,7 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                             answer_headers=answer_headers,
                             addressed=addressed,
                             rest_prefix=(
-                                _rest_prefix(getattr(rule, verb), server.name)
-                                if addressed and verb
-                                else ""
+                                _rest_prefix(template, server.name) if addressed and verb else ""
                             ),
                         )
                     )

@@ -84,8 +84,9 @@ SAGA_API = "ops.v1.SagaService"
 class Service:
     name: str
     settings: type[ServiceSettings]
-    # Full names of the gRPC APIs of its own that it serves: the gateway routes them (by their
-    # access levels) with the operator API, if it has one (`routed_apis`).
+    # Full names of the gRPC APIs it serves besides the operator API every service with a
+    # runtime has (its own, and the sagas' operator API if it runs sagas): the gateway routes
+    # them by their access levels, with that operator API (`routed_apis`).
     serves: tuple[str, ...] = ()
     # The services it calls over gRPC, besides the token issuer (derived from its settings).
     calls: tuple[str, ...] = ()

@@ -11,7 +11,8 @@ or drop none: its `Store.open()` then finds everything here, and creates nothing
 is left alone, so the step runs at every deployment (a new collection or index of a new
 version is made before that version starts).
 
-The collections are those the service's `main` opens: `services.<name>.store.COLLECTIONS`. It
+The collections are those the service's `main` opens (`services.<name>.store.COLLECTIONS`) and
+the runtime's own (`chassis.runtime.RUNTIME_COLLECTIONS`: the operators' audit trail). It
 waits for the database up to STARTUP_WAIT_S (120 s) like a service does; any other failure exits
 non-zero, naming it.
 """
@@ -26,6 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from chassis.runtime import RUNTIME_COLLECTIONS
 from chassis.store import Collection, StoreError, StoreUnavailable, open_store
 from services import catalogue
 from services.catalogue import Need
@@ -34,9 +36,10 @@ __all__ = ["collections", "create_schema"]
 
 
 def collections(service: str) -> Sequence[Collection]:
-    """The collections service `service` keeps (what its main passes to `Runtime.open`)."""
+    """The collections service `service` keeps: what its main passes to `Runtime.open`, and
+    what the runtime keeps beside them (RUNTIME_COLLECTIONS)."""
     found: Sequence[Collection] = importlib.import_module(f"services.{service}.store").COLLECTIONS
-    return found
+    return [*found, *RUNTIME_COLLECTIONS]
 
 
 async def create_schema(service: str, url: str, *, wait_s: float = 120.0) -> None:

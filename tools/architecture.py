@@ -218,6 +218,10 @@ def services_diagram() -> str:
             chart.edge(envoy, nodes[service.name], *apis[service.name])
         if service.graph:
             chart.edge(graphql, nodes[service.name], "subgraph")
+        if service.web:
+            chart.edge(envoy, nodes[service.name], f"web pages {service.web}")
+        if service.calls_gateway:  # as a client, with its signed-in user's token
+            chart.edge(nodes[service.name], envoy, "calls as a client", dotted=True)
     for service in catalogue.CATALOGUE:
         for callee in service.dependencies:
             if callee in service.calls:
@@ -245,6 +249,8 @@ def services_table() -> str:
         ]
         if service.graph:
             served.append("a GraphQL subgraph")
+        if service.web:
+            served.append(f"web pages at `{service.web}`")
         if service.gateway:
             served += [f"the gateway's `{name}` (gRPC)" for name in filters.get(service.name, [])]
         publishes = [f"`{_full(m)}`" for m in published.get(service.name, [])]

@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from tools.running import setting
+from harness.running import setting
 
 
 class Client:

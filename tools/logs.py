@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from chassis.logfiles import LEVELS, Filter, Reader
-from tools.running import RUN_DIR
+from harness.running import RUN_DIR
 
-__all__ = ["Filter", "Reader", "main"]
+__all__ = ["main"]
 
 # Fields every line has, shown first; the rest follow as key=value.
 HEAD = ("timestamp", "service", "instance", "level", "event")

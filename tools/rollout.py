@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from tools import running
+from harness import running
 
 REQUEST = running.RUN_DIR / "rollout-request"
 LOG = running.RUN_DIR / "rollout.log"

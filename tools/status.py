@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chassis.registry import Instance, Registry
 from harness.alertmanager import alerts
 from harness.prometheus import api
-from tools.running import setting
+from harness.running import setting
 
 
 async def health(instance: Instance) -> str:

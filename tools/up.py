@@ -27,7 +27,7 @@ password printed once (there is no default password anywhere; registering throug
 makes customers only); then a demo catalogue is seeded, and curl and grpcurl commands printed,
 and the pages to open in a browser (`pages`: the browser tests open each of them).
 
-What other terminals and the tests read (tools/running.py): the addresses in .build/run/env
+What other terminals and the tests read (harness/running.py): the addresses in .build/run/env
 (`make status`, `make demo`), and the process id of every process it runs in
 .build/run/processes, kept current as the supervisor restarts them.
 
@@ -65,10 +65,10 @@ from harness.process import ManagedProcess
 from harness.prometheus import PAGES, PrivatePrometheus
 from harness.rabbitmq import PrivateRabbitMQCluster
 from harness.rollout import roll
+from harness.running import RUN_DIR
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
 from tools import rollout, running
-from tools.running import RUN_DIR
 
 CATALOGUE = [
     ("MUG-RED", "Red mug", 1250, 40),
@@ -199,7 +199,7 @@ def processes_of(
 def keep_processes_published(
     stop: threading.Event, current: Callable[[], list[ManagedProcess]]
 ) -> None:
-    """Writes the process id of each process `current()` gives (tools/running.py) whenever one
+    """Writes the process id of each process `current()` gives (harness/running.py) whenever one
     changes: the supervisor restarts them, a rolling restart replaces them."""
     published: dict[str, int] = {}
     while True:

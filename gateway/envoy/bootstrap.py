@@ -25,7 +25,7 @@ from gateway.envoy.names import (
 )
 from gateway.envoy.replies import access_log, header_names, local_replies
 from gateway.envoy.routes import rpc_routes, transcoder
-from gateway.envoy.web import web_route
+from gateway.envoy.web import web_routes
 from services.catalogue import web_services
 
 __all__ = ["bootstrap"]
@@ -39,7 +39,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
     routes = [route for rpc in rpcs for route in rpc_routes(rpc, config)]
     if graphql:
         routes.append(graphql_route(config))
-    routes += [web_route(service, config) for service in web_services()]
+    routes += [route for service in web_services() for route in web_routes(service, config)]
     # Anything else (health, reflection, INTERNAL and undeclared RPCs, unknown paths) is
     # answered by the route table itself, without asking the auth service.
     unrouted: dict[str, Any] = {

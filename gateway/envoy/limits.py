@@ -41,6 +41,7 @@ __all__ = [
     "rate_limits",
     "read_limits",
     "reads_per_client",
+    "sign_in_limits",
     "write_limits",
 ]
 
@@ -72,8 +73,13 @@ def rate_limits(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
     if not config.rate_limit:
         return []
     if rpc.access == options_pb2.ACCESS_PUBLIC:
-        return [_descriptor(Limit.SIGN_IN, BY_ADDRESS_ACTION)]
+        return sign_in_limits(config)
     return write_limits()
+
+
+def sign_in_limits(config: GatewayConfig) -> list[dict[str, Any]]:
+    """Sign-in attempts per client address (Login, and a web page's sign-in form)."""
+    return [_descriptor(Limit.SIGN_IN, BY_ADDRESS_ACTION)] if config.rate_limit else []
 
 
 def read_limits() -> list[dict[str, Any]]:

@@ -16,6 +16,9 @@ class ConsoleSettings(ServiceSettings, GatewayClientSettings, MonitorSettings):
     service_name: str = "console"
     # Required: the sessions live there, and the registry the live system is read from.
     redis_url: str = Field(min_length=1)
+    # Required: its pages answer only the gateway's calls, which carry this secret (without it
+    # the port would be a door around the gateway's limits).
+    internal_token: str = Field(min_length=16)
     # What the access tokens must say (chassis.tokens), as every service checks them.
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import aiohttp
 from redis.exceptions import RedisError
 
 from chassis import logfiles
@@ -52,6 +53,9 @@ from services.console.domain import (
 from services.console.sessions import Session, Sessions
 
 __all__ = ["Console", "MessagesPage", "NotAnAdmin", "SignedOut"]
+
+# What reading Prometheus or Alertmanager may fail with: the page says so, and goes on.
+READ_FAILURES = (DomainError, aiohttp.ClientError, OSError, ValueError, KeyError, TimeoutError)
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -274,7 +278,14 @@ class Console:
             return [], "no figures: PROMETHEUS_URL is not set"
         try:
             return await self._prometheus.query(figures_query()), ""
-        except (DomainError, OSError, ValueError, KeyError, TimeoutError) as exc:
+        except (
+            DomainError,
+            aiohttp.ClientError,
+            OSError,
+            ValueError,
+            KeyError,
+            TimeoutError,
+        ) as exc:
             return [], f"Prometheus did not answer: {type(exc).__name__}: {exc}"
 
     async def _firing(self) -> tuple[list[AlertView], str]:
@@ -282,7 +293,14 @@ class Console:
             return [], ""
         try:
             return await self._alerts.alerts(), ""
-        except (DomainError, OSError, ValueError, KeyError, TimeoutError) as exc:
+        except (
+            DomainError,
+            aiohttp.ClientError,
+            OSError,
+            ValueError,
+            KeyError,
+            TimeoutError,
+        ) as exc:
             return [], f"the alerts could not be read: {type(exc).__name__}: {exc}"
 
     # One request's story.

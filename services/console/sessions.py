@@ -2,9 +2,12 @@
 
 Guarantees:
 - a session id is 256 random bits (`secrets`), given to the browser once, in its cookie; Redis
-  keeps the session under the id's SHA-256, so what Redis holds does not sign anyone in;
-- a session ends after `ttl_s` without use (each use extends it), when its refresh token
-  expires, or at sign-out; whichever comes first;
+  keeps the session under the id's SHA-256, sealed (AES-GCM) with a key derived from the id
+  (HKDF): whoever reads Redis (every service shares it) learns neither the id nor the admin's
+  tokens, so what Redis holds signs nobody in;
+- a session ends after `ttl_s` without use (each use extends it, but not the live page's own
+  refreshes: `get(..., extend=False)`, so an open tab left alone is signed out), when its
+  refresh token expires, or at sign-out; whichever comes first;
 - its tokens (access and refresh) never leave the server: they go to the gateway only, in the
   calls made for its admin;
 - each session has its own CSRF token (random, 256 bits), checked on every POST
@@ -15,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -25,6 +29,10 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, replace
 
 import redis.asyncio as aioredis
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = ["Session", "Sessions", "new_token"]
 
@@ -34,6 +42,12 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+def _key_of(session_id: str) -> bytes:
+    """The key that seals a session: derived from its id, which only the browser keeps."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"console session")
+    return derived.derive(session_id.encode())
 
 
 @dataclass(frozen=True)
@@ -50,14 +64,23 @@ class Session:
     csrf_token: str
     created_at: float
 
-    def to_json(self) -> str:
+    def sealed(self) -> str:
+        """The session as Redis keeps it: its fields, sealed with its id's key."""
         fields = asdict(self)
         del fields["id"]
-        return json.dumps(fields)
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(_key_of(self.id)).encrypt(nonce, json.dumps(fields).encode(), None)
+        return base64.b64encode(nonce + sealed).decode()
 
     @classmethod
-    def from_json(cls, session_id: str, raw: str) -> Session:
-        fields = json.loads(raw)
+    def unsealed(cls, session_id: str, raw: str) -> Session:
+        """The session Redis kept; ValueError if it was not sealed with this id's key."""
+        data = base64.b64decode(raw)
+        try:
+            opened = AESGCM(_key_of(session_id)).decrypt(data[:12], data[12:], None)
+        except InvalidTag as exc:
+            raise ValueError("a session not sealed with this id's key") from exc
+        fields = json.loads(opened)
         fields["roles"] = tuple(fields.get("roles", ()))
         return cls(id=session_id, **fields)
 
@@ -127,8 +150,9 @@ class Sessions:
         await self.save(session)
         return session
 
-    async def get(self, session_id: str | None) -> Session | None:
-        """The live session with this id, its life extended; None if there is none."""
+    async def get(self, session_id: str | None, *, extend: bool = True) -> Session | None:
+        """The live session with this id, its life extended if `extend` (a person's request,
+        not a page refreshing itself); None if there is none."""
         if not session_id or not SESSION_ID.fullmatch(session_id):
             return None
         key = self._key(session_id)
@@ -136,15 +160,16 @@ class Sessions:
         if raw is None:
             return None
         try:
-            session = Session.from_json(session_id, str(raw))
+            session = Session.unsealed(session_id, str(raw))
         except (ValueError, TypeError, KeyError):
             await self._redis.delete(key)
             return None
-        await self._redis.pexpire(key, self._expiry_ms(session))
+        if extend:
+            await self._redis.pexpire(key, self._expiry_ms(session))
         return session
 
     async def save(self, session: Session) -> None:
-        await self._redis.set(self._key(session.id), session.to_json(), px=self._expiry_ms(session))
+        await self._redis.set(self._key(session.id), session.sealed(), px=self._expiry_ms(session))
 
     async def delete(self, session_id: str) -> None:
         await self._redis.delete(self._key(session_id), self._key(session_id, "flash"))

@@ -144,6 +144,10 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         _secure(request, exc)
         raise
+    except Exception:  # a bug, or a dependency failing in a way not foreseen: logged, and
+        # answered like any other page, with the security headers
+        log.exception("console request failed", path=request.path)
+        response = _page(request, "error.html", error="Something went wrong.", status=500)
     _secure(request, response)
     return response
 
@@ -159,7 +163,9 @@ async def _signed_in(request: web.Request, handler: Handler) -> web.StreamRespon
     if request.match_info.handler in _PUBLIC:
         return await handler(request)
     console = request.app[CONSOLE]
-    session = await console.sessions.get(request.cookies.get(COOKIE))
+    # The live page's own refreshes do not count as use: a tab left open signs out when idle.
+    refresh = request.match_info.handler is live_fragment
+    session = await console.sessions.get(request.cookies.get(COOKIE), extend=not refresh)
     if session is None:
         return _unauthenticated(request)
     if request.method not in ("GET", "HEAD"):

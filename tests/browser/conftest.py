@@ -5,7 +5,8 @@ Alertmanager), started once for the whole browser suite, and opened in a real Ch
 
 The fixtures, for any browser test (the web console's too):
 
-- `up` (session): the system, started for real as `make up` starts it (2 instances of every
+- `up` (this package's: stopped once the browser tests end, so that the other suites do not run
+  beside it): the system, started for real as `make up` starts it (2 instances of every
   service) with a run directory of its own and free ports, and stopped after the suite. A
   `RunningSystem`: `.gateway_url`, `.admin_email`, `.admin_password`, `.ca_file` (the local CA
   the gateway's certificate comes from), `.pages` (every page `make up` printed to open, as
@@ -16,7 +17,7 @@ The fixtures, for any browser test (the web console's too):
   `.resume(name)` (SIGSTOP / SIGCONT: a hung process, which nothing restarts: resume it before
   the test ends), and `.tool("tools.status")` (a `make` command run against it). Its class,
   and `eventually` (a condition waited for), are in tests/browser/system.py to import.
-- `browser` (session): Chromium, headless, with a fresh profile (Playwright's `launch` gives
+- `browser` (this package's): Chromium, headless, with a fresh profile (Playwright's `launch` gives
   it a new temporary user-data dir and removes it on close), trusting the gateway's certificate
   (`--ignore-certificate-errors-spki-list` with its key's pin) and no other.
 - `page` (each test): a page in a context of its own (no cookies or storage shared), and
@@ -25,18 +26,19 @@ The fixtures, for any browser test (the web console's too):
 
 from __future__ import annotations
 
+import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Page as BrowserPage
 
+from harness import running
 from harness.process import ManagedProcess, free_port
 from tests.browser.system import RunningSystem, spki_pin
-from tools import running
 from tools.up import pages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +56,7 @@ CHROMIUM_ARGS = [
 READY = "Ctrl-C stops what was started here."
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     directory = tmp_path_factory.mktemp("make-up")
     run_dir = directory / "run"
@@ -103,7 +105,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     assert "stopped." in process.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(up: RunningSystem) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: run `tools/system-deps.sh --test` (Debian's chromium)")
@@ -140,3 +142,18 @@ def problems(page: BrowserPage) -> list[str]:
         ),
     )
     return met
+
+
+@pytest.fixture
+def screenshot() -> Callable[[BrowserPage, str], None]:
+    """`screenshot(page, name)`: the page as the browser shows it, saved as
+    `$ORDERMESH_SCREENSHOTS/<name>.png` when that is set (`make screenshots`: docs/images, where
+    docs/operations.md and the README show them); nothing otherwise."""
+    directory = os.environ.get("ORDERMESH_SCREENSHOTS", "")
+
+    def take(page: BrowserPage, name: str) -> None:
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True)
+
+    return take

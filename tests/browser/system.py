@@ -21,8 +21,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from harness import running
 from harness.process import ManagedProcess
-from tools import running
 from tools.up import Page
 
 __all__ = ["RunningSystem", "eventually", "printed_pages", "spki_pin"]

@@ -64,6 +64,10 @@ async def parts(redis_server: PrivateRedis) -> AsyncIterator[Parts]:
         redis_url=redis_server.url,
         gateway_url=f"http://127.0.0.1:{closed_port()}",
         console_call_timeout_s=1.0,
+        internal_token="an-internal-secret-for-this-test",
+        # As deploy.environment derives them from the catalogue.
+        operator_api_services="user,inventory,order,notification,auth",
+        saga_api_services="order",
     )
     redis = aioredis.from_url(redis_server.url, decode_responses=True)
     # A namespace of the test's own: the shared Redis holds other tests' registrations.

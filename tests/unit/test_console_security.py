@@ -13,6 +13,7 @@ from services.console.security import (
     is_https,
     origin_of,
 )
+from services.console.sessions import Session, new_token
 
 ORIGIN = "https://127.0.0.1:8080"
 TOKEN = "t" * 43
@@ -115,3 +116,19 @@ def test_https_is_what_the_gateway_says_it_saw_else_the_connection():
     assert is_https(None, secure=True)
     assert not is_https(None, secure=False)
     assert origin_of(https=True, host="Console.Example:8080") == "https://console.example:8080"
+
+
+def test_a_session_is_kept_sealed_with_a_key_only_its_id_gives():
+    session = Session(
+        id=new_token(), user_id="u-1", email="admin@example.com", name="Admin",
+        roles=("admin",), access_token="eyJ.access.token", access_expires_at=0.0,
+        refresh_token="refresh-secret", refresh_expires_at=0.0, csrf_token=new_token(),
+        created_at=0.0,
+    )  # fmt: skip
+    kept = session.sealed()
+
+    assert "eyJ.access.token" not in kept
+    assert "refresh-secret" not in kept
+    assert Session.unsealed(session.id, kept) == session
+    with pytest.raises(ValueError, match="not sealed with this id's key"):
+        Session.unsealed(new_token(), kept)
