@@ -169,6 +169,18 @@ class Metrics:
             "Messages in the dead-letter queue of each subscription this instance consumes",
             ["queue"], registry=self.registry,
         )  # fmt: skip
+        self.queue_messages = Gauge(
+            "ordermesh_queue_messages",
+            "Messages waiting in each queue this instance consumes (ready, not yet delivered)",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.queue_consumers = Gauge(
+            "ordermesh_queue_consumers",
+            "Consumers subscribed to each queue this instance consumes, every instance's",
+            ["queue"],
+            registry=self.registry,
+        )
         self._breakers = _Breakers()
         self.registry.register(self._breakers)
 

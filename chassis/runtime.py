@@ -279,11 +279,19 @@ class Runtime:
         )
 
     async def sample_dead_letters(self, channel: aio_pika.abc.AbstractRobustChannel) -> None:
-        """Sets the metrics of the dead-letter queues of this instance's subscriptions."""
+        """Sets the metrics of this instance's subscriptions' queues: each work queue's depth
+        and consumers, each dead-letter queue's depth (one passive declaration each)."""
         for consumer in self._consumers:
-            queue = consumer.subscription.dead_letter_queue
             # Not robust: a robust channel answers a passive declaration of a queue it knows
             # from its cache, with the count of the first time.
+            work = await channel.declare_queue(consumer.name, passive=True, robust=False)
+            self.metrics.queue_messages.labels(consumer.name).set(
+                work.declaration_result.message_count or 0
+            )
+            self.metrics.queue_consumers.labels(consumer.name).set(
+                work.declaration_result.consumer_count or 0
+            )
+            queue = consumer.subscription.dead_letter_queue
             declared = await channel.declare_queue(queue, passive=True, robust=False)
             count = declared.declaration_result.message_count
             self.metrics.dead_letters.labels(queue).set(count or 0)

@@ -57,7 +57,7 @@ from user.v1 import user_service_pb2_grpc as user_grpc
 
 from deploy.ca import Issued
 from deploy.tls import local_certificate
-from harness import PrivateRabbitMQ, PrivateRedis
+from harness import PrivateRabbitMQ, PrivateRedis, running
 from harness.alertmanager import PrivateAlertmanager
 from harness.gateway import LocalGateway
 from harness.postgres import PrivatePostgres
@@ -68,7 +68,7 @@ from harness.rollout import roll
 from harness.running import RUN_DIR
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
-from tools import rollout, running
+from tools import rollout
 
 CATALOGUE = [
     ("MUG-RED", "Red mug", 1250, 40),

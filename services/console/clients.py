@@ -397,6 +397,8 @@ FIGURES: Mapping[str, str] = {
     "p99_ms": "service:grpc_server_handling_seconds:p99_1m * 1000",
     "outbox_age_s": "service:ordermesh_outbox_oldest_age_seconds:max",
     "dead_letters": "queue:ordermesh_dead_letter_queue_messages:max",
+    "waiting": "max by (queue) (ordermesh_queue_messages)",
+    "consumers": "max by (queue) (ordermesh_queue_consumers)",
     "open_breaker": "destination:ordermesh_circuit_breaker_open:sum > 0",
     "up": 'up{job="ordermesh"}',
     # Per consumer queue, deliveries by outcome; with no queue, what a service published.

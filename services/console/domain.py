@@ -104,12 +104,15 @@ class ServiceView:
 
 @dataclass(frozen=True)
 class QueueView:
-    """A consumer's queue: its deliveries per second by outcome (the ledger's stages), and the
-    messages waiting in its dead-letter queue."""
+    """A consumer's queue: the messages waiting in it and its consumers (every instance's),
+    its deliveries per second by outcome (the ledger's stages), and the messages waiting in
+    its dead-letter queue."""
 
     name: str
     rates: Mapping[str, float] = field(default_factory=dict)
     dead_letters: float | None = None
+    waiting: float | None = None
+    consumers: float | None = None
 
     @property
     def status(self) -> str:
@@ -158,6 +161,7 @@ def live_system(
     scraped: dict[str, bool] = {}
     rates: dict[str, dict[str, float]] = {}
     dead: dict[str, float] = {}
+    depth: dict[str, dict[str, float]] = {}
     published: dict[str, dict[str, float]] = {}
     for one in series:
         figure, labels, value = one.labels.get("figure", ""), one.labels, _number(one.value)
@@ -174,6 +178,8 @@ def live_system(
             published.setdefault(service, {})[labels.get("stage", "?")] = value
         elif figure == "dead_letters" and labels.get("queue"):
             dead[labels["queue"].removesuffix(".dlq")] = value
+        elif figure in ("waiting", "consumers") and labels.get("queue"):
+            depth.setdefault(labels["queue"], {})[figure] = value
         elif figure and service:
             figures.setdefault(service, {})[figure] = value
     services = []
@@ -191,8 +197,14 @@ def live_system(
             )
         )
     queues = [
-        QueueView(name=q, rates=rates.get(q, {}), dead_letters=dead.get(q))
-        for q in sorted(set(rates) | set(dead))
+        QueueView(
+            name=q,
+            rates=rates.get(q, {}),
+            dead_letters=dead.get(q),
+            waiting=depth.get(q, {}).get("waiting"),
+            consumers=depth.get(q, {}).get("consumers"),
+        )
+        for q in sorted(set(rates) | set(dead) | set(depth))
     ]
     return LiveSystem(
         services=services,

@@ -174,6 +174,9 @@ async def a_dead_letter_is_seen(system: System, prometheus: PrivatePrometheus) -
     prometheus.wait_for(
         'sum(ordermesh_messages_total{queue="notification.events", stage="dead_lettered"})', one(1)
     )
+    # Its work queue: nothing waiting, and the consumer of each instance subscribed.
+    prometheus.wait_for('max(ordermesh_queue_messages{queue="notification.events"})', one(0))
+    prometheus.wait_for('max(ordermesh_queue_consumers{queue="notification.events"})', at_least(1))
 
 
 async def a_stalled_outbox_is_seen(

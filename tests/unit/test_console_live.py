@@ -103,6 +103,22 @@ def test_queues_get_their_rates_by_stage_and_their_dead_letters():
     assert live.published == {"order": {"published": 4.0}}
 
 
+def test_queues_get_the_messages_waiting_and_their_consumers():
+    live = live_system(
+        {},
+        [
+            figure("waiting", 12, queue="inventory.saga"),
+            figure("consumers", 2, queue="inventory.saga"),
+            figure("dead_letters", 0, queue="inventory.saga.dlq"),
+        ],
+    )
+
+    [saga] = live.queues
+    assert (saga.name, saga.waiting, saga.consumers, saga.dead_letters) == (
+        "inventory.saga", 12, 2, 0,
+    )  # fmt: skip
+
+
 def test_a_figure_prometheus_cannot_compute_is_left_out():
     live = live_system(
         {"order": [instance("order-1")]}, [figure("p99_ms", math.nan, service="order")]
