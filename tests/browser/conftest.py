@@ -69,9 +69,12 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
         "ALERTMANAGER_PORT": str(free_port()),
         # The services inherit these: a saga's step times out after 3 s and a compensation is
         # given up after 2 sends, so that a test parks a saga for an operator in seconds
-        # (test_console.py), not the minutes the defaults (30 s, 10 sends) would take.
+        # (test_console.py), not the minutes the defaults (30 s, 10 sends) would take; and the
+        # suite, one client address, signs in (customers, the admin, the console) some 20
+        # times in a few minutes, past the default 10 a minute.
         "SAGA_STEP_TIMEOUT_S": "3",
         "SAGA_COMPENSATION_SENDS": "2",
+        "RATE_LIMIT_SIGN_IN": "100/m",
     }
     process = ManagedProcess(
         "up",
