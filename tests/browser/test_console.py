@@ -125,6 +125,8 @@ def test_an_admin_sees_every_service_and_instance_and_one_gone_then_back(
     for service in services:
         for n in (1, 2):
             expect(instance_row(page, f"{service}-{n}")).to_be_visible()
+    # Once Prometheus has scraped them, the queues' figures (the page refreshes itself).
+    expect(page.get_by_test_id("queue-row").first).to_be_visible(timeout=60_000)
     screenshot(page, "console-live")
 
     # A hung instance stops renewing its lease: gone from the page within seconds (no reload:
