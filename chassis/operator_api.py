@@ -20,14 +20,9 @@ from chassis.operations import (
     addressed,
     decoded,
 )
+from chassis.timestamps import timestamp
 
 __all__ = ["service"]
-
-
-def _time(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
 
 
 def _iso_time(text: str) -> timestamp_pb2.Timestamp | None:
@@ -83,7 +78,7 @@ def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
 
 def _entry(entry: HistoryEntry) -> pb.MessageHistoryEntry:
     return pb.MessageHistoryEntry(
-        time=_time(entry.at),
+        time=timestamp(entry.at),
         fate=pb.MessageFate.Value(f"MESSAGE_FATE_{entry.fate.value}"),
         event_id=entry.event_id,
         type=entry.type,
@@ -117,7 +112,7 @@ class OperatorApi(pb_grpc.OperatorServiceServicer):
                     exchange=p.row.message.route.exchange,
                     routing_key=p.row.message.route.routing_key,
                     reason=p.reason,
-                    parked_time=_time(p.parked_at),
+                    parked_time=timestamp(p.parked_at),
                     correlation_id=p.row.message.envelope.correlation_id,
                     body=_struct(decoded(p.row.message.envelope.type, p.row.message.payload)),
                 )
