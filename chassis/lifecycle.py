@@ -22,6 +22,8 @@ from typing import Any
 from common.v1 import options_pb2
 from google.protobuf import descriptor_pb2
 
+from chassis.vocabulary import enum_name
+
 __all__ = ["DEPRECATION_PERIOD", "Lifecycle", "api_lifecycles", "lifecycle_of"]
 
 # The least time a deprecated version is still served, by stability (AIP-185).
@@ -52,7 +54,7 @@ class Lifecycle:
 
     @property
     def stability_name(self) -> str:
-        return options_pb2.Stability.Name(self.stability).removeprefix("STABILITY_").lower()
+        return enum_name(options_pb2.Stability, self.stability).lower()
 
     @property
     def deprecated(self) -> bool:

@@ -28,22 +28,21 @@ from chassis.operations import acting, addressed
 from chassis.saga import Saga, SagaView
 from chassis.saga_record import SagaStatus
 from chassis.store import Store
+from chassis.vocabulary import enum_name, enum_value
 
 __all__ = ["SagaOperations", "entry_proto", "saga_proto", "service", "status_of"]
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
 # The wire's value of each history kind, by the kind's name (chassis.saga_record.HistoryKind).
-_KINDS = {
-    name.removeprefix("SAGA_HISTORY_KIND_"): value for name, value in pb.SagaHistoryKind.items()
-}
+_KINDS = {enum_name(pb.SagaHistoryKind, value): value for value in pb.SagaHistoryKind.values()}
 
 
 def status_of(status: pb.SagaStatus.ValueType) -> SagaStatus | None:
     """The status a request names; None for SAGA_STATUS_UNSPECIFIED (any status)."""
     if status == pb.SAGA_STATUS_UNSPECIFIED:
         return None
-    return SagaStatus(pb.SagaStatus.Name(status).removeprefix("SAGA_STATUS_"))
+    return SagaStatus(enum_name(pb.SagaStatus, status))
 
 
 def _timestamp(time: datetime) -> Timestamp:
@@ -55,7 +54,7 @@ def _timestamp(time: datetime) -> Timestamp:
 def saga_proto(saga: SagaView) -> pb.Saga:
     return pb.Saga(
         saga_id=saga.saga_id,
-        status=pb.SagaStatus.Value(f"SAGA_STATUS_{saga.status}"),
+        status=enum_value(pb.SagaStatus, saga.status),
         state=saga.state,
         step=saga.step,
         start_time=_timestamp(saga.started_at),

@@ -1,33 +1,94 @@
-"""common.v1's notification vocabulary in both directions: the enum values on the wire and the
-names domain code uses ("email", "order_approved"). The user service stores each user's choice
-of channels per kind; the notification service honours it; both translate here, once.
+"""Enum values on the wire and the names domain code uses, in both directions.
+
+Every enum of our contracts prefixes its values with its own name in UPPER_SNAKE_CASE, as the
+Protobuf style guide has it and buf lint (ENUM_VALUE_PREFIX) enforces: ops.v1's SagaStatus has
+SAGA_STATUS_NEEDS_OPERATOR, whose name here is "NEEDS_OPERATOR". `enum_name` and `enum_value`
+translate any such enum, the prefix derived from the enum's descriptor; an unknown name is a
+ValueError naming the enum and the name (a caller turns it into InvalidArgument).
+
+common.v1's notification vocabulary is named in lower case ("email", "order_approved"): the user
+service stores each user's choice of channels per kind; the notification service honours it;
+both translate here, once.
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import re
+from functools import cache
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from common.v1 import notification_pb2
 
-__all__ = ["channel", "channel_name", "kind", "kind_name"]
+if TYPE_CHECKING:
+    # The stubs' generic wrapper: mypy-protobuf's enums are its subclasses, each with its own
+    # ValueType, so a value keeps its enum's type through `enum_value`.
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+__all__ = [
+    "channel",
+    "channel_name",
+    "enum_name",
+    "enum_prefix",
+    "enum_value",
+    "kind",
+    "kind_name",
+]
+
+V = TypeVar("V", bound=int)
 
 Channel: TypeAlias = notification_pb2.Channel.ValueType
 Kind: TypeAlias = notification_pb2.NotificationKind.ValueType
 
+# Where a word of a PascalCase name begins: after a lower-case letter or a digit, or at the last
+# capital of an acronym that a word follows ("HTTPMethod" -> HTTP_METHOD).
+_WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+@cache
+def _prefix(enum: str) -> str:
+    return _WORD.sub("_", enum).upper() + "_"
+
+
+def enum_prefix(enum_type: _EnumTypeWrapper[V]) -> str:
+    """The prefix of the enum's values: SagaStatus -> "SAGA_STATUS_"."""
+    return _prefix(enum_type.DESCRIPTOR.name)
+
+
+def enum_name(enum_type: _EnumTypeWrapper[V], value: V) -> str:
+    """SAGA_STATUS_NEEDS_OPERATOR -> "NEEDS_OPERATOR"; a number the enum does not define is
+    protobuf's ValueError."""
+    return enum_type.Name(value).removeprefix(enum_prefix(enum_type))
+
+
+def enum_value(enum_type: _EnumTypeWrapper[V], name: str) -> V:
+    """The value the name stands for, matched exactly: "NEEDS_OPERATOR" ->
+    SAGA_STATUS_NEEDS_OPERATOR."""
+    prefix = enum_prefix(enum_type)
+    try:
+        return enum_type.Value(prefix + name)
+    except ValueError:
+        known = ", ".join(v.name.removeprefix(prefix) for v in enum_type.DESCRIPTOR.values)
+        raise ValueError(
+            f"{enum_type.DESCRIPTOR.full_name} has no value named {name!r} (known: {known})"
+        ) from None
+
 
 def channel_name(value: Channel) -> str:
     """CHANNEL_EMAIL -> "email"; CHANNEL_UNSPECIFIED -> "unspecified"."""
-    return notification_pb2.Channel.Name(value).removeprefix("CHANNEL_").lower()
+    return enum_name(notification_pb2.Channel, value).lower()
 
 
 def kind_name(value: Kind) -> str:
     """NOTIFICATION_KIND_ORDER_APPROVED -> "order_approved"."""
-    return notification_pb2.NotificationKind.Name(value).removeprefix("NOTIFICATION_KIND_").lower()
+    return enum_name(notification_pb2.NotificationKind, value).lower()
 
 
 def channel(name: str) -> Channel:
-    return notification_pb2.Channel.Value(f"CHANNEL_{name.upper()}")
+    """The channel a name in any case stands for: "email" -> CHANNEL_EMAIL."""
+    return enum_value(notification_pb2.Channel, name.upper())
 
 
 def kind(name: str) -> Kind:
-    return notification_pb2.NotificationKind.Value(f"NOTIFICATION_KIND_{name.upper()}")
+    """The kind a name in any case stands for: "order_approved" ->
+    NOTIFICATION_KIND_ORDER_APPROVED."""
+    return enum_value(notification_pb2.NotificationKind, name.upper())

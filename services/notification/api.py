@@ -25,7 +25,7 @@ def notification_proto(notification: Mapping[str, Any]) -> pb.Notification:
         notification_id=notification["_id"],
         kind=vocabulary.kind(notification["kind"]),
         channel=vocabulary.channel(channel),
-        status=pb.NotificationStatus.Value(f"NOTIFICATION_STATUS_{notification['status']}"),
+        status=vocabulary.enum_value(pb.NotificationStatus, notification["status"]),
         recipient=domain.masked(channel, notification["address"]),
         subject=notification["subject"],
         subject_id=notification["subject_id"],

@@ -19,6 +19,7 @@ from order.v1 import order_service_pb2_grpc as pb_grpc
 from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
+from chassis.vocabulary import enum_value
 from services.order import domain
 from services.order.service import Orders
 
@@ -53,7 +54,7 @@ def order_proto(order: Mapping[str, Any]) -> pb.Order:
     return pb.Order(
         order_id=order["_id"],
         user_id=order["user_id"],
-        status=pb.OrderStatus.Value(f"ORDER_STATUS_{order['status']}"),
+        status=enum_value(pb.OrderStatus, order["status"]),
         lines=lines_proto(order),
         total=total_proto(order),
         status_reason=order["status_reason"],
@@ -65,7 +66,7 @@ def order_proto(order: Mapping[str, Any]) -> pb.Order:
 def history_proto(entry: Mapping[str, Any], messages: ModuleType = pb) -> Any:
     """A saga history entry as `messages` (order.v1's or order.v2's generated module) has it."""
     proto = messages.HistoryEntry(
-        kind=messages.HistoryEntryKind.Value(f"HISTORY_ENTRY_KIND_{entry['kind']}"),
+        kind=enum_value(messages.HistoryEntryKind, entry["kind"]),
         step=entry["step"],
         message_type=entry["message_type"],
         saga_state=entry["state"],

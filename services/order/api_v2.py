@@ -17,6 +17,7 @@ from chassis.errors import InvalidArgument
 from chassis.grpc import Service
 from chassis.identity import current_caller
 from chassis.timestamps import timestamp
+from chassis.vocabulary import enum_value
 from services.order import domain
 from services.order.api import address_proto, history_proto, total_proto
 from services.order.service import Orders
@@ -47,7 +48,7 @@ def order_proto(order: Mapping[str, Any]) -> pb.Order:
     return pb.Order(
         order_id=order["_id"],
         user_id=order["user_id"],
-        state=pb.OrderState.Value(f"ORDER_STATE_{order['status']}"),
+        state=enum_value(pb.OrderState, order["status"]),
         items=items_proto(order),
         total=total_proto(order),
         delivery_address=address_proto(order),
