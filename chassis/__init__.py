@@ -3,7 +3,8 @@
 config         frozen settings read once from the environment, failing fast with the variable's name
 correlation    the correlation and causation ids of the work in progress, in contextvars
 errors         the domain error hierarchy that adapters map to gRPC status codes (pure, no I/O)
-vocabulary     common.v1's notification vocabulary, between the wire's enums and the domain's names
+vocabulary     enum values on the wire and the names domain code uses (common.v1's notification
+               vocabulary among them), both ways
 health         readiness: probes of a service's dependencies, and whether all of them answer
 probe          python -m chassis.probe: a container's health check, asking its instance's health
 logging        structlog JSON lines carrying service, instance and correlation id
@@ -40,12 +41,19 @@ settlement     a consumer's deliveries settled: acked, retried, dead-lettered, r
 faults         whose fault a failure is: the infrastructure's (wait for it) or the message's own
 switches       fault switches turned on and off at run time from a flagd flag file, off by default
 operations     an operator's view of a service's messages (parked, dead letters, history) and the
-               actions on them, audited
+               actions on them, audited; who acts (Operator)
+dead_letter    a dead letter as an operator sees it, read off its queue without losing it, replayed
+message_history what a service did with a message: its history entries, from each of its records
+decoding       a message's body as JSON from its contract, for an operator to read
 operator_api   the gRPC servicer of the operator API (ops.v1.OperatorService) over `operations`
 deadletters    python -m chassis.deadletters: the operator's actions from the command line
 ledger         counts of messages per type and stage, also as Prometheus metrics
-saga           multi-service transactions as steps with compensations, timeouts and history
+saga           multi-service transactions as steps with compensations, timeouts and history: the
+               `Saga` its owner runs and its operator acts through
+saga_definition a saga as data: its steps, each action beside its compensation (pure)
+saga_engine    a saga's transitions: replies, timeouts, compensations in reverse, parking
 saga_record    a saga's stored record: its document, history (audit trail), measures and upkeep
+saga_operator  an operator's view of sagas (SagaView) and their actions on a parked one
 saga_operations the gRPC servicer of the sagas' operator API (ops.v1.SagaService)
 runtime        a service's store, broker, relay, consumers and readiness, opened in order
 pages          page sizes and page tokens of list RPCs

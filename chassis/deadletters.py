@@ -36,8 +36,9 @@ from typing import Any
 
 from chassis import logging as chassis_logging
 from chassis.broker import Broker, BrokerError
+from chassis.decoding import decoded
 from chassis.errors import DomainError
-from chassis.operations import OPERATOR_ACTIONS, Operations, Operator, decoded
+from chassis.operations import OPERATOR_ACTIONS, Operations, Operator
 from chassis.store import ParkedRow, open_store
 
 __all__ = ["main", "parked_as_json"]

@@ -24,7 +24,7 @@ from chassis.faults import is_infrastructure
 from chassis.logging import get_logger
 from chassis.store import VersionConflict
 
-__all__ = ["STATUS_OF_ERROR", "code_of", "failure", "status_of"]
+__all__ = ["STATUS_OF_ERROR", "code_of", "error_of", "failure", "status_of"]
 
 log = get_logger(__name__)
 
@@ -40,6 +40,18 @@ STATUS_OF_ERROR: Mapping[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.DomainError: grpc.StatusCode.UNKNOWN,
 }
+
+
+def error_of(code: grpc.StatusCode) -> type[errors.DomainError]:
+    """The domain error a caller raises for a call answered with `code`: STATUS_OF_ERROR read
+    backwards (OUT_OF_RANGE is an InvalidArgument); Unavailable for a code no domain error
+    answers with (UNKNOWN, INTERNAL, DEADLINE_EXCEEDED...): the call did not get its answer."""
+    if code is grpc.StatusCode.OUT_OF_RANGE:
+        return errors.InvalidArgument
+    for error, status in STATUS_OF_ERROR.items():
+        if status is code and error is not errors.DomainError:
+            return error
+    return errors.Unavailable
 
 
 def status_of(error: errors.DomainError) -> grpc.StatusCode:

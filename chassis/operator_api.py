@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from ops.v1 import ops_service_pb2 as pb
 from ops.v1 import ops_service_pb2_grpc as pb_grpc
 
+from chassis.decoding import decoded
 from chassis.grpc import Service
 from chassis.operations import (
     DeadLetter,
@@ -18,9 +19,9 @@ from chassis.operations import (
     Operations,
     acting,
     addressed,
-    decoded,
 )
 from chassis.timestamps import timestamp
+from chassis.vocabulary import enum_value
 
 __all__ = ["service"]
 
@@ -79,7 +80,7 @@ def _dead_letter(letter: DeadLetter) -> pb.DeadLetter:
 def _entry(entry: HistoryEntry) -> pb.MessageHistoryEntry:
     return pb.MessageHistoryEntry(
         time=timestamp(entry.at),
-        fate=pb.MessageFate.Value(f"MESSAGE_FATE_{entry.fate.value}"),
+        fate=enum_value(pb.MessageFate, entry.fate.value),
         event_id=entry.event_id,
         type=entry.type,
         correlation_id=entry.correlation_id,

@@ -25,7 +25,8 @@ from chassis.correlation import correlation_id
 from chassis.errors import FailedPrecondition
 from chassis.events import CONTENT_TYPE, amqp_properties, outgoing
 from chassis.ledger import Ledger
-from chassis.operations import Fate, Operations
+from chassis.message_history import Fate
+from chassis.operations import Operations
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection
 from chassis.store.sqlite import SqliteStore
