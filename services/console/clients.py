@@ -9,8 +9,9 @@
   (`FIGURES`, each series labelled with its `figure`), and its firing alerts, or
   Alertmanager's (`Alertmanager`) where one is deployed.
 
-A failed call is raised as a chassis.errors domain error (`STATUS_ERRORS`, one table), its
-message naming the call and what the gateway said.
+A failed call is raised as a chassis.errors domain error (`chassis.failures.error_of`: the
+table the services answer by, read backwards), its message naming the call and what the
+gateway said.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import aiohttp
 import grpc
 import grpc.aio
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from ops.v1 import ops_service_pb2 as ops
@@ -34,18 +36,13 @@ from ops.v1 import ops_service_pb2_grpc as ops_grpc
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
+from chassis.bounds import bounds_of
 from chassis.errors import (
-    AlreadyExists,
-    Conflict,
     DomainError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
     Unavailable,
 )
+from chassis.failures import error_of
+from chassis.vocabulary import enum_name, enum_value
 from services.console.domain import (
     AlertView,
     DeadLetterView,
@@ -58,7 +55,7 @@ from services.console.domain import (
 
 __all__ = [
     "FIGURES",
-    "STATUS_ERRORS",
+    "MAX_IDS",
     "Accounts",
     "Alertmanager",
     "Gateway",
@@ -68,22 +65,24 @@ __all__ = [
     "figures_query",
 ]
 
-STATUS_ERRORS: Mapping[grpc.StatusCode, type[DomainError]] = {
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.ABORTED: Conflict,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-}
+
+def _most_ids(*requests: Descriptor) -> int:
+    """The fewest event ids any of these ops.v1 requests takes (its contract's bound)."""
+    limits = [bounds_of(r.fields_by_name["event_ids"]) for r in requests]
+    return min(b.max_items for b in limits if b is not None)
+
+
+# The most event ids one call of the operator API names.
+MAX_IDS = _most_ids(
+    ops.UnparkMessagesRequest.DESCRIPTOR,
+    ops.ReplayDeadLettersRequest.DESCRIPTOR,
+    ops.DiscardDeadLettersRequest.DESCRIPTOR,
+    ops.GetMessageHistoryRequest.DESCRIPTOR,
+)
 
 
 def _failure(exc: grpc.aio.AioRpcError, what: str) -> DomainError:
-    kind = STATUS_ERRORS.get(exc.code(), Unavailable)
-    return kind(f"{what}: {exc.code().name}: {exc.details() or 'no detail'}")
+    return error_of(exc.code())(f"{what}: {exc.code().name}: {exc.details() or 'no detail'}")
 
 
 class Gateway:
@@ -136,10 +135,6 @@ def _body(message: Message) -> str:
     if not message.HasField("body"):
         return ""
     return json.dumps(json_format.MessageToDict(message.body), indent=2, sort_keys=True)  # type: ignore[attr-defined]
-
-
-def _name(enum: Any, value: int, prefix: str) -> str:
-    return str(enum.Name(value)).removeprefix(prefix)
 
 
 @dataclass(frozen=True)
@@ -208,7 +203,7 @@ class Accounts:
 def _saga(saga: ops.Saga) -> SagaView:
     return SagaView(
         saga_id=saga.saga_id,
-        status=_name(ops.SagaStatus, saga.status, "SAGA_STATUS_"),
+        status=enum_name(ops.SagaStatus, saga.status),
         state=saga.state,
         step=saga.step,
         started_at=_time(saga, "start_time"),
@@ -318,7 +313,7 @@ class Operators:
             MessageEvent(
                 service=service,
                 time=_time(e, "time"),
-                fate=_name(ops.MessageFate, e.fate, "MESSAGE_FATE_").lower().replace("_", "-"),
+                fate=enum_name(ops.MessageFate, e.fate).lower().replace("_", "-"),
                 event_id=e.event_id,
                 type=e.type,
                 where=e.where,
@@ -343,11 +338,7 @@ class Operators:
         page's token ("" on the last)."""
         request = ops.ListSagasRequest(
             service=service,
-            status=(
-                ops.SagaStatus.Value(f"SAGA_STATUS_{status}")
-                if status
-                else ops.SAGA_STATUS_UNSPECIFIED
-            ),
+            status=enum_value(ops.SagaStatus, status) if status else ops.SAGA_STATUS_UNSPECIFIED,
             min_age_seconds=min_age_s,
             page_size=page_size,
             page_token=page_token,
@@ -361,9 +352,7 @@ class Operators:
         history = [
             SagaStep(
                 time=_time(h, "time"),
-                kind=_name(ops.SagaHistoryKind, h.kind, "SAGA_HISTORY_KIND_")
-                .lower()
-                .replace("_", " "),
+                kind=enum_name(ops.SagaHistoryKind, h.kind).lower().replace("_", " "),
                 step=h.step,
                 message_type=h.message_type,
                 saga_state=h.saga_state,

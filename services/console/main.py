@@ -21,8 +21,9 @@ from chassis.tokens import KeySet, TokenVerifier
 from services.console import assets, web
 from services.console.clients import Accounts, Alertmanager, Gateway, Operators, Prometheus
 from services.console.config import ConsoleSettings
+from services.console.live import Alerts
 from services.console.security import PREFIX
-from services.console.service import Alerts, Console
+from services.console.service import Console
 from services.console.sessions import Sessions
 from services.defaults import configured
 

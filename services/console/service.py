@@ -12,18 +12,12 @@ Other failures are chassis.errors domain errors, their message shown on the page
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
-import aiohttp
-from redis.exceptions import RedisError
-
-from chassis import logfiles
 from chassis.errors import (
     DomainError,
     InvalidArgument,
@@ -34,39 +28,28 @@ from chassis.errors import (
 from chassis.logging import get_logger
 from chassis.registry import Registry
 from chassis.tokens import TokenVerifier
-from services.console.clients import Accounts, Operators, Prometheus, Tokens, figures_query
+from services.console.clients import MAX_IDS, Accounts, Operators, Prometheus, Tokens
 from services.console.config import ConsoleSettings
 from services.console.domain import (
-    AlertView,
     DeadLetterView,
-    InstanceView,
     LiveSystem,
-    MessageEvent,
     ParkedView,
     SagaStep,
     SagaView,
-    Series,
     Story,
-    live_system,
-    story_of,
 )
+from services.console.live import Alerts, LiveReader
 from services.console.sessions import Session, Sessions
+from services.console.story import StoryReader
 
 __all__ = ["Console", "MessagesPage", "NotAnAdmin", "SignedOut"]
-
-# What reading Prometheus or Alertmanager may fail with: the page says so, and goes on.
-READ_FAILURES = (DomainError, aiohttp.ClientError, OSError, ValueError, KeyError, TimeoutError)
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 # An access token this close to its expiry is refreshed before it is used.
 REFRESH_MARGIN_S = 30.0
-# The ids the story of a request is asked for by: an order id (a UUID), a correlation id, a trace
-# id (32 hex digits).
-STORY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-MAX_REASON, MAX_IDS = 500, 100
-LOG_LIMIT = 2000
+MAX_REASON = 500
 
 
 class SignedOut(Unauthenticated):
@@ -75,10 +58,6 @@ class SignedOut(Unauthenticated):
 
 class NotAnAdmin(PermissionDenied):
     pass
-
-
-class Alerts(Protocol):
-    async def alerts(self) -> list[AlertView]: ...
 
 
 @dataclass(frozen=True)
@@ -128,12 +107,16 @@ class Console:
         self._accounts = accounts
         self._operators = operators
         self._verifier = verifier
-        self._registry = registry
-        self._prometheus = prometheus
-        self._alerts = alerts
         self._clock = clock
-        self._live: LiveSystem | None = None
-        self._live_lock = asyncio.Lock()
+        # Read at most once per half refresh interval, whoever asks.
+        self._live = LiveReader(
+            registry,
+            fresh_s=settings.console_refresh_s / 2,
+            prometheus=prometheus,
+            alerts=alerts,
+            clock=clock,
+        )
+        self._stories = StoryReader(settings, operators)
 
     # Signing in and out.
 
@@ -227,217 +210,15 @@ class Console:
             raise NotFound(f"no saga API of a service {service!r}")
         return service
 
-    # The live system.
+    # The live system and one request's story.
 
     async def live(self) -> LiveSystem:
-        """The live system, read at most once per half refresh interval whoever asks."""
-        fresh_s = self.settings.console_refresh_s / 2
-        if self._live is not None and self._clock() - self._live.read_at < fresh_s:
-            return self._live
-        async with self._live_lock:
-            if self._live is not None and self._clock() - self._live.read_at < fresh_s:
-                return self._live
-            read_at = self._clock()
-            (
-                (instances, registry_problem),
-                (series, figures_problem),
-                (alerts, alerts_problem),
-            ) = await asyncio.gather(self._registered(), self._figures(), self._firing())
-            problems = [p for p in (registry_problem, figures_problem, alerts_problem) if p]
-            self._live = live_system(instances, series, alerts, problems=problems, read_at=read_at)
-            return self._live
-
-    async def _registered(self) -> tuple[dict[str, list[InstanceView]], str]:
-        try:
-            names = await self._registry.services()
-            listed = await asyncio.gather(*(self._registry.instances(n) for n in names))
-        except (RedisError, OSError) as exc:
-            return {}, f"the registry did not answer: {exc}"
-        return {
-            name: [
-                InstanceView(
-                    instance_id=i.instance_id,
-                    address=i.address,
-                    version=i.version,
-                    started_at=i.started_at,
-                    draining=i.draining,
-                    breakers={
-                        k.removeprefix("breaker."): v
-                        for k, v in i.metadata.items()
-                        if k.startswith("breaker.")
-                    },
-                    notes={k: v for k, v in i.metadata.items() if not k.startswith("breaker.")},
-                )
-                for i in instances
-            ]
-            for name, instances in zip(names, listed, strict=True)
-        }, ""
-
-    async def _figures(self) -> tuple[list[Series], str]:
-        if self._prometheus is None:
-            return [], "no figures: PROMETHEUS_URL is not set"
-        try:
-            return await self._prometheus.query(figures_query()), ""
-        except (
-            DomainError,
-            aiohttp.ClientError,
-            OSError,
-            ValueError,
-            KeyError,
-            TimeoutError,
-        ) as exc:
-            return [], f"Prometheus did not answer: {type(exc).__name__}: {exc}"
-
-    async def _firing(self) -> tuple[list[AlertView], str]:
-        if self._alerts is None:
-            return [], ""
-        try:
-            return await self._alerts.alerts(), ""
-        except (
-            DomainError,
-            aiohttp.ClientError,
-            OSError,
-            ValueError,
-            KeyError,
-            TimeoutError,
-        ) as exc:
-            return [], f"the alerts could not be read: {type(exc).__name__}: {exc}"
-
-    # One request's story.
+        return await self._live.read()
 
     async def story(self, session: Session, key: str) -> Story:
         """Everything the system recorded of one request, found by an order id, a correlation
         id or a trace id."""
-        key = key.strip()
-        if not STORY_KEY.fullmatch(key):
-            raise InvalidArgument("give an order id, a correlation id or a trace id")
-        problems: list[str] = []
-        saga, history, saga_service = await self._saga_of(session, key, problems)
-        correlation_id = saga.correlation_id if saga and saga.correlation_id else ""
-        trace_id = saga.trace_id if saga else ""
-        if not correlation_id:  # the key's own lines say which request it names
-            correlation_id, trace_id = self._ids_in(await self._log_lines({key}), key)
-        messages, records = await asyncio.gather(
-            self._messages_of(session, correlation_id, problems),
-            self._log_lines({key, correlation_id, trace_id} - {""}),
-        )
-        trace_url = (
-            f"{self.settings.jaeger_url.rstrip('/')}/trace/{trace_id}"
-            if self.settings.jaeger_url and trace_id
-            else ""
-        )
-        return story_of(
-            key,
-            saga=saga,
-            saga_history=history,
-            saga_service=saga_service,
-            messages=messages,
-            log_records=records,
-            correlation_id=correlation_id,
-            trace_id=trace_id,
-            problems=problems,
-            logs_note=self._logs_note(len(records)),
-            trace_url=trace_url,
-        )
-
-    async def _saga_of(
-        self, session: Session, key: str, problems: list[str]
-    ) -> tuple[SagaView | None, list[SagaStep], str]:
-        for service in self.settings.saga_services:
-            try:
-                saga, history = await self._as(
-                    session, partial(self._operators.saga, service=service, saga_id=key)
-                )
-            except (NotFound, InvalidArgument):
-                continue
-            except SignedOut:
-                raise
-            except DomainError as exc:
-                problems.append(str(exc))
-                continue
-            return saga, history, service
-        return None, [], ""
-
-    @staticmethod
-    def _ids_in(records: Sequence[Mapping[str, object]], key: str) -> tuple[str, str]:
-        """The correlation id and trace id of the request whose lines carry `key`."""
-        for record in records:
-            if key in (record.get("correlation_id"), record.get("trace_id")):
-                return str(record.get("correlation_id") or key), str(record.get("trace_id") or "")
-        return key, ""
-
-    async def _messages_of(
-        self, session: Session, correlation_id: str, problems: list[str]
-    ) -> list[MessageEvent]:
-        """What every service did with the request's messages. A service's inbox keeps no
-        correlation ids: every service is asked for the correlation id, then again for the
-        event ids the answers named (what each consumed)."""
-        if not correlation_id:
-            return []
-        first = await self._histories(session, problems, correlation_id=correlation_id)
-        event_ids = list(dict.fromkeys(e.event_id for e in first if e.event_id))
-        if not event_ids:
-            return first
-        found = list(first)
-        for start in range(0, len(event_ids), MAX_IDS):
-            found += await self._histories(
-                session, problems, event_ids=event_ids[start : start + MAX_IDS]
-            )
-        return list(dict.fromkeys(found))  # each record once, in the order first seen
-
-    async def _histories(
-        self,
-        session: Session,
-        problems: list[str],
-        *,
-        correlation_id: str = "",
-        event_ids: Sequence[str] = (),
-    ) -> list[MessageEvent]:
-        async def history(service: str) -> list[MessageEvent]:
-            return await self._as(
-                session,
-                partial(
-                    self._operators.message_history,
-                    service=service,
-                    correlation_id=correlation_id,
-                    event_ids=event_ids,
-                ),
-            )
-
-        services = self.settings.operator_services
-        answers = await asyncio.gather(*(history(s) for s in services), return_exceptions=True)
-        events: list[MessageEvent] = []
-        for answer in answers:
-            if isinstance(answer, SignedOut):
-                raise answer
-            if isinstance(answer, DomainError):
-                if str(answer) not in problems:
-                    problems.append(str(answer))
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                events.extend(answer)
-        return events
-
-    async def _log_lines(self, ids: set[str]) -> list[dict[str, Any]]:
-        if not self.settings.log_dir:
-            return []
-        return await asyncio.to_thread(
-            logfiles.search, Path(self.settings.log_dir), ids, limit=LOG_LIMIT
-        )
-
-    def _logs_note(self, found: int) -> str:
-        where = self.settings.log_dir
-        if not where:
-            return (
-                "Log lines are not read here (LOG_DIR is not set): under `make up` they are in "
-                ".build/run, and `make logs ID=<correlation id>` shows them."
-            )
-        if not Path(where).is_dir():
-            return f"No log directory at {where}."
-        if found >= LOG_LIMIT:
-            return f"The first {LOG_LIMIT} log lines of {where}."
-        return f"Log lines from {where}."
+        return await self._stories.read(key, partial(self._as, session))
 
     # Dead letters and parked messages.
 

@@ -27,7 +27,7 @@ from chassis.metrics import Metrics, MetricsServer
 from chassis.registry import Instance, Registry
 from chassis.tokens import KeySet, TokenVerifier
 from harness.redis import PrivateRedis
-from services.console import assets
+from services.console import assets, middleware
 from services.console import web as console_web
 from services.console.clients import Accounts, Gateway, Operators
 from services.console.config import ConsoleSettings
@@ -46,8 +46,17 @@ def closed_port() -> int:
 
 
 class Parts:
-    def __init__(self, console: Console, registry: Registry, sessions: Sessions):
+    def __init__(
+        self,
+        console: Console,
+        registry: Registry,
+        sessions: Sessions,
+        *,
+        redis: aioredis.Redis,
+        namespace: str,
+    ):
         self.console, self.registry, self.sessions = console, registry, sessions
+        self.redis, self.namespace = redis, namespace
 
     async def session(self) -> Session:
         """A signed-in admin's session, as sign-in makes one (its tokens go nowhere here)."""
@@ -85,7 +94,7 @@ async def parts(redis_server: PrivateRedis) -> AsyncIterator[Parts]:
         registry=registry,
     )
     try:
-        yield Parts(console, registry, sessions)
+        yield Parts(console, registry, sessions, redis=redis, namespace=namespace)
     finally:
         await gateway.close()
         await http.close()
@@ -357,6 +366,63 @@ async def test_an_unknown_path_is_not_found_and_still_guarded(client, parts):
 
     assert response.status == 404
     assert_guarded(response)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "/console/nothing-here", {}, 303),
+        ("GET", "/console/logout", {}, 303),  # a route, not for GET: no route matches
+        ("GET", "/console/nothing-here", {"HX-Request": "true"}, 401),
+        ("POST", "/console/nothing-here", ORIGIN_HEADERS, 401),
+        ("PUT", "/console/login", ORIGIN_HEADERS, 401),  # the sign-in page's path, not its route
+    ],
+)
+async def test_a_request_that_matches_no_route_needs_a_session_like_any_page(
+    client, method, path, headers, status
+):
+    response = await client.request(method, path, headers=headers, allow_redirects=False)
+
+    assert response.status == status
+    if status == 303:
+        assert response.headers["Location"] == "/console/login"
+    else:
+        assert response.headers["HX-Redirect"] == "/console/login"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert_guarded(response)
+
+
+async def test_only_the_root_the_sign_in_page_and_the_static_files_are_served_without_a_session(
+    parts,
+):
+    app = console_web.application(parts.console, assets=assets.load())
+    named = app.router.named_resources()
+
+    public = {route.handler for name in middleware.PUBLIC_ROUTES for route in named[name]}
+    refresh = {route.handler for route in named[middleware.LIVE_REFRESH_ROUTE]}
+
+    assert public == {
+        console_web._root, console_web.login_form, console_web.sign_in, console_web.static
+    }  # fmt: skip
+    assert refresh == {console_web.live_fragment}
+
+
+async def test_the_live_pages_refresh_does_not_extend_the_session_but_a_page_does(client, parts):
+    session = await parts.session()
+    [key] = [key async for key in parts.redis.scan_iter(match=f"{parts.namespace}:session:*")]
+    await parts.redis.pexpire(key, 5_000)  # as if left alone for 55 of its 60 s
+
+    refresh = await client.get(
+        "/console/fragments/live", headers={**cookie(session), "HX-Request": "true"}
+    )
+    after_refresh_ms = await parts.redis.pttl(key)
+    page = await client.get("/console/", headers=cookie(session))
+    after_page_ms = await parts.redis.pttl(key)
+
+    assert refresh.status == 200
+    assert 0 < after_refresh_ms <= 5_000
+    assert page.status == 200
+    assert after_page_ms > 50_000
 
 
 async def test_the_metrics_server_mounts_the_console_for_the_gateway_alone(parts):

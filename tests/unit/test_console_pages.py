@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ops.v1 import ops_service_pb2 as ops
 
+from chassis.vocabulary import enum_name
 from services.console import web
 from services.console.assets import Asset
 from services.console.domain import (
@@ -20,6 +22,7 @@ from services.console.domain import (
     live_system,
     story_of,
 )
+from services.console.pages import SAGA_STATUSES, environment
 from services.console.service import MessagesPage
 from services.console.sessions import Session
 
@@ -52,7 +55,7 @@ PARKED = ParkedView(
 
 
 def render(template, **context):
-    pages = web._environment(ASSETS)
+    pages = environment(ASSETS)
     return pages.get_template(template).render(
         session=SESSION,
         csrf=SESSION.csrf_token,
@@ -157,3 +160,11 @@ def test_a_saga_that_needs_an_operator_offers_retry_and_resolve():
     assert 'data-testid="retry-compensation"' in page
     assert 'data-testid="resolve-saga"' in page
     assert 'action="/console/sagas/order/order-1/retry"' in page
+
+
+def test_the_saga_statuses_offered_are_those_of_the_operator_api_the_parked_first():
+    api = {enum_name(ops.SagaStatus, value) for value in ops.SagaStatus.values()}
+
+    assert set(SAGA_STATUSES) == api - {"UNSPECIFIED"}
+    assert len(SAGA_STATUSES) == len(api) - 1
+    assert SAGA_STATUSES[0] == "NEEDS_OPERATOR"

@@ -4,7 +4,7 @@ import grpc
 import pytest
 
 from chassis import errors
-from chassis.failures import STATUS_OF_ERROR, status_of
+from chassis.failures import STATUS_OF_ERROR, error_of, status_of
 
 
 class InsufficientStock(errors.FailedPrecondition):
@@ -34,3 +34,21 @@ def test_a_service_error_takes_the_code_of_its_nearest_chassis_class():
 )
 def test_codes_follow_grpc_conventions(error, code):
     assert status_of(error("x")) is code
+
+
+@pytest.mark.parametrize("error", [e for e in STATUS_OF_ERROR if e is not errors.DomainError])
+def test_a_caller_raises_the_error_the_service_raised(error):
+    assert error_of(status_of(error("x"))) is error
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (grpc.StatusCode.OUT_OF_RANGE, errors.InvalidArgument),
+        (grpc.StatusCode.UNKNOWN, errors.Unavailable),
+        (grpc.StatusCode.INTERNAL, errors.Unavailable),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, errors.Unavailable),
+    ],
+)
+def test_a_code_no_service_error_answers_with_is_an_unanswered_call(code, error):
+    assert error_of(code) is error

@@ -1,0 +1,103 @@
+"""The console's pages: the keys its application and requests keep what a page needs under, the
+Jinja2 environment its templates render in (autoescaped, strict: a name a template uses and is
+not given fails) with its filters, rendering a page, and redirecting to one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from services.console.assets import Asset
+from services.console.security import PREFIX
+from services.console.service import Console
+from services.console.sessions import Session
+
+__all__ = [
+    "ASSETS",
+    "CONSOLE",
+    "FLASH",
+    "PAGES",
+    "SAGA_STATUSES",
+    "SESSION",
+    "TEMPLATES",
+    "environment",
+    "render",
+    "see",
+]
+
+TEMPLATES = Path(__file__).parent / "templates"
+# ops.v1's SagaStatus names but UNSPECIFIED, in the order the console offers them rather than
+# the enum's: the parked first, then the live, then the ended (a unit test checks the set).
+SAGA_STATUSES = ("NEEDS_OPERATOR", "COMPENSATING", "RUNNING", "COMPLETED", "COMPENSATED")
+
+CONSOLE = web.AppKey("console", Console)
+PAGES = web.AppKey("pages", jinja2.Environment)
+ASSETS = web.AppKey("assets", dict[str, Asset])
+SESSION = web.RequestKey("session", Session)
+FLASH = web.RequestKey("flash", str)
+
+
+# Formatting for the templates.
+
+
+def _when(value: datetime | float | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _figure(value: float | None, shown: str = "{:.1f}") -> str:
+    return "-" if value is None else shown.format(value)
+
+
+def environment(assets: Mapping[str, Asset]) -> jinja2.Environment:
+    """The templates' environment, its pages linking to `assets` by their hashed URLs."""
+    pages = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    pages.globals.update(prefix=PREFIX, asset=assets, saga_statuses=SAGA_STATUSES)
+    pages.filters.update(when=_when, figure=_figure)
+    return pages
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    """A page: `template` with `context`, and what every page shows (the signed-in admin, the
+    CSRF token its forms send, the last action's outcome, the services in the menus)."""
+    session = request.get(SESSION)
+    console = request.app[CONSOLE]
+    body = (
+        request.app[PAGES]
+        .get_template(template)
+        .render(
+            session=session,
+            csrf=session.csrf_token if session else "",
+            flash=request.get(FLASH, ""),
+            operator_services=console.settings.operator_services,
+            saga_services=console.settings.saga_services,
+            **context,
+        )
+    )
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+def see(path: str, **query: str) -> web.Response:
+    """A redirect (303) to a page of the console, never elsewhere."""
+    target = f"{PREFIX}{path}"
+    if query:
+        target += "?" + urlencode({k: v for k, v in query.items() if v})
+    return web.Response(status=303, headers={"Location": target})
