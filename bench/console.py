@@ -8,7 +8,8 @@ ports, logs at INFO), places one order through the gateway, then measures, in th
   their children too), in cores, over WINDOW_S with no console open: the baseline; then over
   as long with the console's live page open and idle in Debian's Chromium (it asks for its live
   fragment every 2 s), alternating ROUNDS times so that drift hits both alike. The console's
-  cost is the difference, as a share of one core;
+  cost is the difference, as a share of one core, printed too for each part of the system (the
+  console, the gateway, Prometheus...: where the cost goes);
 - the time of the live fragment (what the open page asks for every 2 s), of the live page and
   of one order's story (`/console/story?id=<order id>`: the saga, every service's message
   history, twice, and the log lines of every process), each asked SAMPLES times in a row by a
@@ -54,15 +55,25 @@ READY = "Ctrl-C stops"
 PASSWORD = "correct horse battery"
 
 
-def system_cpu_s(run_dir: Path) -> float:
-    """CPU seconds used so far by every process `make up` runs, and their children."""
-    return cpu_s(list(running.processes(run_dir).values()), with_children=True)
+def part(name: str) -> str:
+    """The part of the system a process of `make up` is: `order-3` -> `order`, `envoy`."""
+    return re.sub(r"-\d+$", "", name)
 
 
-async def cores_over(run_dir: Path, seconds: float) -> float:
+def system_cpu_s(run_dir: Path) -> dict[str, float]:
+    """CPU seconds used so far by every process `make up` runs and their children, by part."""
+    used: dict[str, float] = {}
+    for name, pid in running.processes(run_dir).items():
+        used[part(name)] = used.get(part(name), 0.0) + cpu_s([pid], with_children=True)
+    return used
+
+
+async def cores_over(run_dir: Path, seconds: float) -> dict[str, float]:
+    """The cores each part of the system used over the next `seconds`."""
     before, started = system_cpu_s(run_dir), time.monotonic()
     await asyncio.sleep(seconds)
-    return (system_cpu_s(run_dir) - before) / (time.monotonic() - started)
+    after, elapsed = system_cpu_s(run_dir), time.monotonic() - started
+    return {name: (after[name] - before.get(name, 0.0)) / elapsed for name in after}
 
 
 async def signed_in(http: aiohttp.ClientSession, gateway: str, email: str, password: str) -> None:
@@ -146,8 +157,8 @@ async def measure(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) -
                 console.append(await cores_over(run_dir, args.window_s))
                 await page.goto("about:blank")
                 print(
-                    f"round {round + 1}: idle {idle[-1]:.3f} cores, with the console open "
-                    f"{console[-1]:.3f}",
+                    f"round {round + 1}: idle {sum(idle[-1].values()):.3f} cores, with the "
+                    f"console open {sum(console[-1].values()):.3f}",
                     flush=True,
                 )
             await chromium.close()
@@ -156,7 +167,16 @@ async def measure(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) -
         )
         live = await timed(http, f"{gateway}/console/", args.samples)
         story = await timed(http, f"{gateway}/console/story?id={order_id}", args.samples)
-    idle_cores, console_cores = sum(idle) / len(idle), sum(console) / len(console)
+    idle_cores = sum(sum(used.values()) for used in idle) / len(idle)
+    console_cores = sum(sum(used.values()) for used in console) / len(console)
+    # Where the console's cost goes: each part's extra CPU with the console open, largest first.
+    extra = {
+        name: sum(used.get(name, 0.0) for used in console) / len(console)
+        - sum(used.get(name, 0.0) for used in idle) / len(idle)
+        for name in console[0]
+    }
+    for name, cores in sorted(extra.items(), key=lambda item: -item[1])[:8]:
+        print(f"with the console open, {name}: {cores * 100:+.1f} % of a core")
     for name, times in (("live fragment", fragment), ("live page", live), ("story", story)):
         print(f"{name}: p50 {percentile(times, 50):.1f} ms, p95 {percentile(times, 95):.1f} ms")
     return {
