@@ -41,8 +41,9 @@ used while the registry does not answer. (docs/kubernetes.md says why.)
 
 The console, a client of the gateway, reaches it at its Service (https://gateway:8080) and
 verifies it with the CA of the ConfigMap `ordermesh-gateway-ca`; it reads the cluster's own
-Prometheus and Alertmanager (the Prometheus Operator's, in the namespace `monitoring`, which the
-policies already let scrape): no Prometheus is rendered here, so no Alertmanager either.
+Prometheus (the Prometheus Operator's, in the namespace `monitoring`, which the policies let
+scrape) and the Alertmanager rendered here (deploy.manifests.monitoring: one replica with
+monitoring/alertmanager.yml), to which that Prometheus sends its alerts.
 
 Secrets are referenced by name and key, never written here (docs/kubernetes.md lists them);
 the edge policy's signing key is in a Secret of its own that only the auth service reads; the

@@ -15,6 +15,7 @@ from deploy import databases, facts
 from deploy.databases import stores
 from deploy.manifests.gateway import GRAPHQL_FILES, gateway_bootstrap, gateway_deployment
 from deploy.manifests.infrastructure import postgres, rabbitmq, rabbitmq_conf, redis
+from deploy.manifests.monitoring import ALERTMANAGER_CONFIG, alertmanager
 from deploy.manifests.overlays import RABBITMQ_PROD_NODES, autoscalers, budgets, prod_patches
 from deploy.manifests.pods import GRAPHQL_IMAGE, IMAGE, NAMESPACE, cluster_service
 from deploy.manifests.policies import network_policies, store_policies
@@ -72,6 +73,8 @@ def write(root: Path) -> None:
     shutil.copyfile(DESCRIPTOR_SET, base / "descriptors.pb")
     (base / "redis.yaml").write_text(dump_all(redis()))
     (base / "rabbitmq.yaml").write_text(dump_all(rabbitmq(1, "1Gi")))
+    (base / "alertmanager.yaml").write_text(dump_all(alertmanager()))
+    shutil.copyfile(ROOT / "monitoring" / "alertmanager.yml", base / "alertmanager.yml")
     (base / "network-policies.yaml").write_text(dump_all(network_policies()))
     (base / "kustomization.yaml").write_text(
         kustomization(
@@ -82,12 +85,14 @@ def write(root: Path) -> None:
                 "gateway.yaml",
                 "redis.yaml",
                 "rabbitmq.yaml",
+                "alertmanager.yaml",
                 "network-policies.yaml",
             ],
             configMapGenerator=[
                 {"name": "gateway-envoy", "files": ["envoy.json", "descriptors.pb"]},
                 {"name": "gateway-graphql", "files": list(GRAPHQL_FILES)},
                 {"name": "rabbitmq-config", "files": ["rabbitmq.conf", "enabled_plugins"]},
+                {"name": ALERTMANAGER_CONFIG, "files": ["alertmanager.yml"]},
             ],
         )
     )

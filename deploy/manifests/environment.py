@@ -42,15 +42,14 @@ GRPC_TLS_DIR = Path("/etc/ordermesh/grpc-tls")
 GATEWAY_URL = f"https://gateway:{facts.GATEWAY_PORT}"
 GATEWAY_CA_CONFIGMAP = "ordermesh-gateway-ca"
 GATEWAY_CA_DIR = Path("/etc/ordermesh/gateway-ca")
-# The cluster's Prometheus and Alertmanager, as the Prometheus Operator serves them in the
-# namespace "monitoring" (the Services it makes for each); an overlay patches them for others.
+# The cluster's Prometheus, as the Prometheus Operator serves it in the namespace "monitoring"
+# (the Service it makes), and the Alertmanager these manifests run (deploy.manifests.monitoring);
+# an overlay patches them for others.
 MONITORING_URLS = {
     "PROMETHEUS_URL": (
         f"http://prometheus-operated.{MONITORING_NAMESPACE}.svc:{facts.PROMETHEUS_PORT}"
     ),
-    "ALERTMANAGER_URL": (
-        f"http://alertmanager-operated.{MONITORING_NAMESPACE}.svc:{facts.ALERTMANAGER_PORT}"
-    ),
+    "ALERTMANAGER_URL": f"http://alertmanager:{facts.ALERTMANAGER_PORT}",
 }
 
 

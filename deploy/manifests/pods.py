@@ -48,6 +48,10 @@ RESOURCES = {
         "requests": {"cpu": "100m", "memory": "64Mi"},
         "limits": {"cpu": "1", "memory": "256Mi"},
     },
+    "alertmanager": {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "128Mi"},
+    },
     "postgres": {
         "requests": {"cpu": "250m", "memory": "256Mi"},
         "limits": {"cpu": "2", "memory": "1Gi"},

@@ -16,8 +16,8 @@ from services import catalogue
 from services.catalogue import Need
 
 # The cluster's monitoring, in the namespace "monitoring" (as the Prometheus Operator runs it:
-# its pods labelled by name). Prometheus scrapes the metrics ports; the console reads Prometheus
-# and Alertmanager (deploy.manifests.environment.MONITORING_URLS).
+# its pods labelled by name). Prometheus scrapes the metrics ports and sends its alerts to the
+# Alertmanager these manifests run; the console reads both (environment.MONITORING_URLS).
 MONITORING_NAMESPACE = "monitoring"
 
 
@@ -29,7 +29,6 @@ def _monitoring_peer(name: str) -> dict[str, Any]:
 
 
 PROMETHEUS_PEER = _monitoring_peer("prometheus")
-ALERTMANAGER_PEER = _monitoring_peer("alertmanager")
 
 
 # What the notification service sends through: SMTP (25, 465, 587) and the HTTPS providers.
@@ -98,6 +97,7 @@ def network_policies() -> list[dict[str, Any]]:
         ),
     ]
     broker_users = [s.name for s in catalogue.CATALOGUE if Need.BROKER in s.needs]
+    monitors = [s.name for s in catalogue.CATALOGUE if s.monitors]
     for service in catalogue.CATALOGUE:
         egress = [
             {"to": [_pods(callee)], "ports": _ports(facts.GRPC_PORT)}
@@ -113,7 +113,7 @@ def network_policies() -> list[dict[str, Any]]:
         if service.monitors:  # copies: the scrape rule below names Prometheus too
             egress += [
                 {"to": [deepcopy(PROMETHEUS_PEER)], "ports": _ports(facts.PROMETHEUS_PORT)},
-                {"to": [deepcopy(ALERTMANAGER_PEER)], "ports": _ports(facts.ALERTMANAGER_PORT)},
+                {"to": [_pods("alertmanager")], "ports": _ports(facts.ALERTMANAGER_PORT)},
             ]
         # A rule with no peers would let anyone in: a service nobody calls (the console) has
         # no gRPC rule.
@@ -146,6 +146,18 @@ def network_policies() -> list[dict[str, Any]]:
                     if s.graph or s.web
                 ),
                 {"to": [_pods("redis")], "ports": _ports(facts.REDIS_PORT)},
+            ],
+        ),
+        # Alertmanager: the cluster's Prometheus sends it the alerts, the monitors read them.
+        _policy(
+            "alertmanager",
+            "alertmanager",
+            ingress=[
+                {"from": [PROMETHEUS_PEER], "ports": _ports(facts.ALERTMANAGER_PORT)},
+                {
+                    "from": [_pods(name) for name in monitors],
+                    "ports": _ports(facts.ALERTMANAGER_PORT),
+                },
             ],
         ),
         _policy(

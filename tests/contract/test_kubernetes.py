@@ -377,6 +377,8 @@ def expected_traffic(overlay: str) -> set[tuple[str, str, int]]:
             expected.add((service.name, "rabbitmq", amqp))
         if Need.STORE in service.needs and overlay == "dev":
             expected.add((service.name, "postgres", facts.POSTGRES_PORT))
+        if service.monitors:  # it reads the alerts (and the cluster's Prometheus)
+            expected.add((service.name, "alertmanager", facts.ALERTMANAGER_PORT))
     expected |= {("rabbitmq", "rabbitmq", p) for p in (facts.EPMD_PORT, facts.DIST_PORT)}
     return expected
 
@@ -388,7 +390,7 @@ def test_network_policies_allow_exactly_the_traffic_the_catalogue_says_exists(ov
     assert allowed_traffic(overlay) == expected_traffic(overlay)
 
 
-def test_from_outside_only_the_gateway_and_the_metrics_ports_are_reachable(overlay):
+def test_from_outside_only_the_gateway_the_metrics_ports_and_alertmanager_are_reachable(overlay):
     for policy in of_kind(overlay, "NetworkPolicy"):
         for rule in policy["spec"].get("ingress", []):
             if "from" not in rule:  # from anywhere
@@ -396,6 +398,25 @@ def test_from_outside_only_the_gateway_and_the_metrics_ports_are_reachable(overl
                 assert rule["ports"] == [{"protocol": "TCP", "port": facts.GATEWAY_PORT}]
             elif any("namespaceSelector" in peer for peer in rule["from"]):
                 assert rule["from"] == [PROMETHEUS_PEER]
+                if policy["metadata"]["name"] == "alertmanager":  # the alerts it sends
+                    assert rule["ports"] == [{"protocol": "TCP", "port": facts.ALERTMANAGER_PORT}]
+
+
+def test_alertmanager_runs_the_repositorys_configuration_and_the_console_reads_it(overlay):
+    deployment = named(overlay, "Deployment", "alertmanager")
+    (container,) = containers(deployment)
+    assert container["image"] == facts.ALERTMANAGER_IMAGE
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in container["args"]
+    maps = of_kind(overlay, "ConfigMap")
+    config = next(d for d in maps if d["metadata"]["name"].startswith("alertmanager-"))
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": config["metadata"]["name"]}} in volumes
+    assert config["data"]["alertmanager.yml"] == (ROOT / "monitoring/alertmanager.yml").read_text()
+    service = named(overlay, "Service", "alertmanager")
+    assert service["spec"]["ports"][0]["port"] == facts.ALERTMANAGER_PORT
+    console = next(c for c in containers(named(overlay, "Deployment", "console")))
+    url = f"http://alertmanager:{facts.ALERTMANAGER_PORT}"
+    assert env_of(console)["ALERTMANAGER_URL"] == {"name": "ALERTMANAGER_URL", "value": url}
 
 
 def test_dev_runs_one_of_everything_with_its_own_database():
@@ -413,8 +434,10 @@ def test_prod_runs_every_workload_replicated_spread_budgeted_and_autoscaled():
                for d in of_kind("prod", "PodDisruptionBudget")}  # fmt: skip
     scalers = {d["spec"]["scaleTargetRef"]["name"]: d
                for d in of_kind("prod", "HorizontalPodAutoscaler")}  # fmt: skip
-    # Redis (the registry) stays one: soft state, which the instances write again at once.
-    deployments = [d for d in of_kind("prod", "Deployment") if d["metadata"]["name"] != "redis"]
+    # Redis (the registry) stays one: soft state, which the instances write again at once; so
+    # does Alertmanager: Prometheus sends every firing alert again each minute.
+    one = {"redis", "alertmanager"}
+    deployments = [d for d in of_kind("prod", "Deployment") if d["metadata"]["name"] not in one]
     assert {d["metadata"]["name"] for d in deployments} == {
         *(s.name for s in catalogue.CATALOGUE), "gateway"}  # fmt: skip
     for deployment in deployments:
