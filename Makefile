@@ -180,10 +180,10 @@ lint: $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(NODE_TOOLS) $(CHECKOV_INSTALL
 		compose.yaml deploy/compose.*.yaml $$(find .build/containerfiles -name Dockerfile)
 
 # Again when the script changes (it unpacks the web pages' assets too).
-$(PROMETHEUS): tools/prometheus.sh
+$(PROMETHEUS): tools/prometheus.sh tools/debian-unpack.sh
 	tools/prometheus.sh .build/prometheus
 
-$(ALERTMANAGER): tools/alertmanager.sh
+$(ALERTMANAGER): tools/alertmanager.sh tools/debian-unpack.sh
 	tools/alertmanager.sh .build/alertmanager
 
 $(CHECKOV_INSTALLED): tools/checkov/requirements.lock

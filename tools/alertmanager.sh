@@ -13,24 +13,9 @@
 set -euo pipefail
 
 dest=$(realpath -m "$1")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-if ! apt-get download prometheus-alertmanager >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq
-    apt-get download prometheus-alertmanager >/dev/null
-  else
-    echo "error: cannot download Debian's prometheus-alertmanager; run 'sudo apt-get update'" >&2
-    exit 1
-  fi
-fi
-rm -rf "$dest"
-mkdir -p "$dest"
-dpkg-deb -x prometheus-alertmanager_*.deb "$dest"
+"$(dirname "$0")/debian-unpack.sh" "$dest" prometheus-alertmanager
 for file in default.tmpl email.tmpl no-ui/index.html; do
   test -f "$dest/usr/share/prometheus/alertmanager/$file"
 done
 # Newer than this script (make's prerequisite): dpkg-deb keeps the package's dates.
 touch "$dest/usr/bin/prometheus-alertmanager" "$dest/usr/bin/amtool"
-echo "unpacked $(ls prometheus-alertmanager_*.deb) into $dest"

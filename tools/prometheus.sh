@@ -17,23 +17,7 @@ dest=$(realpath -m "$1")
 packages=(prometheus libjs-bootstrap4 libjs-eonasdan-bootstrap-datetimepicker libjs-jquery
   libjs-jquery-hotkeys libjs-moment libjs-moment-timezone libjs-mustache libjs-popper.js
   libjs-rickshaw libjs-d3 fonts-glyphicons-halflings)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-if ! apt-get download "${packages[@]}" >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq
-    apt-get download "${packages[@]}" >/dev/null
-  else
-    echo "error: cannot download Debian's ${packages[*]}; run 'sudo apt-get update'" >&2
-    exit 1
-  fi
-fi
-rm -rf "$dest"
-mkdir -p "$dest"
-for deb in *.deb; do
-  dpkg-deb -x "$deb" "$dest"
-done
+"$(dirname "$0")/debian-unpack.sh" "$dest" "${packages[@]}"
 # Debian's libjs-popper.js (1.16.1+ds-6) puts the ES module build at popper.js/popper.min.js:
 # loaded as the plain script the pages ask for, it fails ("Unexpected token 'export'") and
 # Bootstrap's tooltips with it. The pages get the UMD build of the same version instead.
@@ -47,4 +31,3 @@ if [ -n "$dangling" ]; then
 fi
 # Newer than this script (make's prerequisite): dpkg-deb keeps the package's dates.
 touch "$dest/usr/bin/prometheus" "$dest/usr/bin/promtool"
-echo "unpacked $(ls ./*.deb | tr '\n' ' ')into $dest"

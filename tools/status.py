@@ -30,6 +30,7 @@ from chassis.registry import Instance, Registry
 from harness.alertmanager import alerts
 from harness.prometheus import api
 from harness.running import setting
+from services.console.clients import FIGURES as CONSOLE_FIGURES
 
 
 async def health(instance: Instance) -> str:
@@ -43,19 +44,20 @@ async def health(instance: Instance) -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
-# Column, PromQL by service, and how a value is shown.
+# Column, PromQL by service, and how a value is shown: the console's figures (the recording
+# rules of monitoring/rules.yml), but the dead letters summed by service.
 FIGURES = (
-    ("req/s", "service:grpc_server_handled:rate1m", "{:.1f}"),
-    ("errors", "service:grpc_server_errors:ratio_rate1m", "{:.2%}"),
-    ("p99 ms", "service:grpc_server_handling_seconds:p99_1m * 1000", "{:.1f}"),
-    ("outbox age s", "service:ordermesh_outbox_oldest_age_seconds:max", "{:.1f}"),
+    ("req/s", CONSOLE_FIGURES["rps"], "{:.1f}"),
+    ("errors", CONSOLE_FIGURES["errors"], "{:.2%}"),
+    ("p99 ms", CONSOLE_FIGURES["p99_ms"], "{:.1f}"),
+    ("outbox age s", CONSOLE_FIGURES["outbox_age_s"], "{:.1f}"),
     (
         "dead letters",
         "sum by (service) (max by (service, queue) (ordermesh_dead_letter_queue_messages))",
         "{:.0f}",
     ),
 )
-OPEN_BREAKERS = "destination:ordermesh_circuit_breaker_open:sum > 0"
+OPEN_BREAKERS = CONSOLE_FIGURES["open_breaker"]
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
