@@ -20,7 +20,7 @@ import json
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +30,6 @@ import grpc.aio
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from ops.v1 import ops_service_pb2 as ops
 from ops.v1 import ops_service_pb2_grpc as ops_grpc
 from user.v1 import user_service_pb2 as user_pb
@@ -42,6 +41,7 @@ from chassis.errors import (
     Unavailable,
 )
 from chassis.failures import error_of
+from chassis.timestamps import seconds_of, time_of
 from chassis.vocabulary import enum_name, enum_value
 from services.console.domain import (
     AlertView,
@@ -120,17 +120,6 @@ class Gateway:
         await self.channel.close()
 
 
-def _time(message: Message, name: str) -> datetime | None:
-    if not message.HasField(name):
-        return None
-    stamp: Timestamp = getattr(message, name)
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-def _seconds(stamp: Timestamp) -> float:
-    return stamp.seconds + stamp.nanos / 1e9
-
-
 def _body(message: Message) -> str:
     if not message.HasField("body"):
         return ""
@@ -156,9 +145,9 @@ class Accounts:
     def _tokens(pair: user_pb.TokenPair) -> Tokens:
         return Tokens(
             access_token=pair.access_token,
-            access_expires_at=_seconds(pair.access_token_expire_time),
+            access_expires_at=seconds_of(pair.access_token_expire_time),
             refresh_token=pair.refresh_token,
-            refresh_expires_at=_seconds(pair.refresh_token_expire_time),
+            refresh_expires_at=seconds_of(pair.refresh_token_expire_time),
         )
 
     async def login(self, email: str, password: str) -> Tokens:
@@ -206,8 +195,8 @@ def _saga(saga: ops.Saga) -> SagaView:
         status=enum_name(ops.SagaStatus, saga.status),
         state=saga.state,
         step=saga.step,
-        started_at=_time(saga, "start_time"),
-        updated_at=_time(saga, "update_time"),
+        started_at=time_of(saga, "start_time"),
+        updated_at=time_of(saga, "update_time"),
         failure_reason=saga.failure_reason,
         correlation_id=saga.correlation_id,
         trace_id=saga.trace_id,
@@ -246,7 +235,7 @@ class Operators:
                 attempts=d.failure.attempts,
                 consumer=d.failure.consumer,
                 instance=d.failure.instance,
-                failed_at=_time(d.failure, "failed_time"),
+                failed_at=time_of(d.failure, "failed_time"),
                 original_route=f"{d.original_exchange} / {d.original_routing_key}",
                 replays=[
                     f"{r.time.ToDatetime(tzinfo=UTC):%Y-%m-%d %H:%M:%S} by {r.actor}: {r.reason}"
@@ -286,7 +275,7 @@ class Operators:
                 type=m.type,
                 route=f"{m.exchange} / {m.routing_key}",
                 reason=m.reason,
-                parked_at=_time(m, "parked_time"),
+                parked_at=time_of(m, "parked_time"),
                 correlation_id=m.correlation_id,
                 body=_body(m),
             )
@@ -312,7 +301,7 @@ class Operators:
         return [
             MessageEvent(
                 service=service,
-                time=_time(e, "time"),
+                time=time_of(e, "time"),
                 fate=enum_name(ops.MessageFate, e.fate).lower().replace("_", "-"),
                 event_id=e.event_id,
                 type=e.type,
@@ -351,7 +340,7 @@ class Operators:
         answer = await self._call(self._sagas.GetSaga, request, token, service)
         history = [
             SagaStep(
-                time=_time(h, "time"),
+                time=time_of(h, "time"),
                 kind=enum_name(ops.SagaHistoryKind, h.kind).lower().replace("_", " "),
                 step=h.step,
                 message_type=h.message_type,
