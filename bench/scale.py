@@ -43,16 +43,14 @@ from pathlib import Path
 import psycopg
 
 from bench.events import percentile
-from bench.machine import reference_ms
+from bench.machine import add_log_level, reference_ms
 from bench.saga import Approvals, at_rate, burst
-from chassis.config import ServiceSettings
-from chassis.runtime import BackboneSettings
-from harness import PrivateRabbitMQ, PrivateRedis
+from bench.systems import running_system, shop_of
+from harness import PrivateRabbitMQ
 from harness.gateway import LocalGateway
-from harness.postgres import MAX_CONNECTIONS, PrivatePostgres
+from harness.postgres import PrivatePostgres
 from harness.shop import Shop, eventually
-from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
-from services import catalogue
+from harness.system import System
 
 COUNTS = (1, 2, 4, 10)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -158,133 +156,81 @@ async def joined_and_left(system: System, gateway: LocalGateway, name: str) -> t
 async def measure(args: argparse.Namespace, directory: Path, broker: PrivateRabbitMQ,
                   store: str, count: int) -> Figures:  # fmt: skip
     figures = Figures(count, store)
-    label = f"{store}-{count}"
-    postgres = PrivatePostgres(directory / f"postgres-{label}") if store == "postgres" else None
-    # Every instance's pool within PostgreSQL's connections, with room for the bench's own:
-    # the services' default up to 4 instances, 4 each at 10.
-    default_pool = BackboneSettings.model_fields["store_pool_size"].default
-    pool_size = min(default_pool, catalogue.pool_size_within(MAX_CONNECTIONS - 20, count))
-    redis = PrivateRedis(directory / f"redis-{label}")
-    redis.start()
-    if postgres is not None:
-        postgres.start()
-    system = System(
-        directory / f"system-{label}",
-        amqp_url=broker.add_vhost(label),
-        env={
-            "REDIS_URL": redis.url,
-            # Credit is not what is measured: no order should be refused for it.
-            "CREDIT_LIMIT_MINOR": str(10**12),
-            "LOG_LEVEL": "WARNING",
-            "STORE_POOL_SIZE": str(pool_size),
-            # The services' own default (the test systems check health every 0.5 s): at 10
-            # instances of everything, 0.5 s cost 0.63 cores of 2 with no traffic at all.
-            "HEALTH_INTERVAL_S": str(ServiceSettings.model_fields["health_interval_s"].default),
-            **UNREACHED_RATE_LIMITS,
-        },
-        separate_sinks=True,
-        postgres=postgres,
-    )
-    gateway = LocalGateway(
-        directory / f"gateway-{label}",
-        redis_url=redis.url,
-        secrets=system.gateway_secrets,
-        reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
-        local_limit_per_s=100_000,
-    )
     approvals = Approvals()
     shop: Shop | None = None
-    try:
-        started = time.perf_counter()
-        gateway.start()
-        await asyncio.to_thread(system.start)
-        await asyncio.gather(*(
-            asyncio.to_thread(system.add_instance, service, f"{service}-{n}")
-            for service in system.services for n in range(2, count + 1)
-        ))  # fmt: skip
-        await asyncio.to_thread(gateway.wait_for_healthy, count, timeout_s=300)
-        figures.ready_s = time.perf_counter() - started
-        pids = [p.process.pid for s in system.services for p in system.instances(s)]
-        assert None not in pids
-        assert len(pids) == count * len(system.services)
-        await asyncio.sleep(2)  # settled after start
-        figures.rss_mb, figures.pss_mb = rss_pss_mb(pids)
-        idle = cpu_s(pids)
-        await asyncio.sleep(IDLE_S)
-        figures.idle_cores = (cpu_s(pids) - idle) / IDLE_S
-
-        shop = Shop(system, via=gateway.address)
-        await approvals.start(system.amqp_url)
-        # Orders spread over products, as a shop's are: one product for all of them makes its
-        # stock one row that every ReserveStock updates (on PostgreSQL, instances then meet
-        # on it and retry).
-        products = [
-            (await shop.product(price_minor=100, stock=10**9)).product_id
-            for _ in range(args.products)
-        ]
-        users = [await shop.register() for _ in range(args.users)]
-        await at_rate(shop, approvals, users, products, rate=args.rate, seconds=2)
-        paced = await at_rate(
-            shop, approvals, users, products, rate=args.rate, seconds=args.seconds
-        )
-        figures.p99_ms, figures.failed = percentile(paced.latencies_ms, 99), paced.failed
-
-        components = {
-            **{s: [p.process.pid for p in system.instances(s)] for s in system.services},
-            "envoy": [gateway.envoy.process.pid],
-            "agent": [gateway.agent.pid],
-            "rabbitmq": [broker.process.pid],
-            "redis": [redis.process.pid],
-            **({"postgres": [postgres.process.pid]} if postgres is not None else {}),
-        }
-        before = {k: cpu_s(v, with_children=k == "postgres") for k, v in components.items()}
-        commits, rollbacks = transactions(postgres)
-        figures.orders_s = await burst(
-            shop, approvals, users, products, total=args.burst, in_flight=args.in_flight
-        )
-        figures.cpu_ms_per_order = {
-            k: (cpu_s(v, with_children=k == "postgres") - before[k]) * 1000 / args.burst
-            for k, v in components.items()
-        }
-        after_commits, after_rollbacks = transactions(postgres)
-        figures.commits_per_order = (after_commits - commits) / args.burst
-        figures.rollbacks_per_order = (after_rollbacks - rollbacks) / args.burst
-
-        traffic = asyncio.create_task(
-            at_rate(shop, approvals, users, products, rate=args.rate, seconds=15)
-        )
-        await asyncio.sleep(2)
-        figures.join_s, figures.leave_s = await joined_and_left(system, gateway, "order-extra")
-        await traffic
-        cpu = "  ".join(f"{k} {v:.2f}" for k, v in figures.cpu_ms_per_order.items())
-        print(
-            f"{store:<8} {count:>2} instances each ({len(pids)} processes): ready in "
-            f"{figures.ready_s:.1f} s; RSS {figures.rss_mb:.0f} MB, PSS {figures.pss_mb:.0f} MB; "
-            f"idle {figures.idle_cores:.2f} cores; "
-            f"at {args.rate:g}/s p99 {figures.p99_ms:.1f} ms ({figures.failed} failed); "
-            f"burst {figures.orders_s:.0f} orders/s; a new instance's first request after "
-            f"{figures.join_s:.2f} s, a killed one out of rotation after "
-            f"{figures.leave_s:.2f} s; CPU ms per order: {cpu}"
-            + (
-                f"; PostgreSQL transactions per order: {figures.commits_per_order:.1f} "
-                f"committed, {figures.rollbacks_per_order:.2f} rolled back"
-                if postgres is not None
-                else ""
-            ),
-            flush=True,
-        )
-        return figures
-    finally:
+    async with running_system(directory, broker, store, count, log_level=args.log_level) as running:
+        system, gateway, postgres = running.system, running.gateway, running.postgres
+        figures.ready_s = running.ready_s
         try:
+            pids = [p.process.pid for s in system.services for p in system.instances(s)]
+            assert None not in pids
+            assert len(pids) == count * len(system.services)
+            await asyncio.sleep(2)  # settled after start
+            figures.rss_mb, figures.pss_mb = rss_pss_mb(pids)
+            idle = cpu_s(pids)
+            await asyncio.sleep(IDLE_S)
+            figures.idle_cores = (cpu_s(pids) - idle) / IDLE_S
+
+            shop, users, products = await shop_of(
+                system, gateway, users=args.users, products=args.products
+            )
+            await approvals.start(system.amqp_url)
+            await at_rate(shop, approvals, users, products, rate=args.rate, seconds=2)
+            paced = await at_rate(
+                shop, approvals, users, products, rate=args.rate, seconds=args.seconds
+            )
+            figures.p99_ms, figures.failed = percentile(paced.latencies_ms, 99), paced.failed
+
+            components = {
+                **{s: [p.process.pid for p in system.instances(s)] for s in system.services},
+                "envoy": [gateway.envoy.process.pid],
+                "agent": [gateway.agent.pid],
+                "rabbitmq": [broker.process.pid],
+                "redis": [running.redis.process.pid],
+                **({"postgres": [postgres.process.pid]} if postgres is not None else {}),
+            }
+            before = {k: cpu_s(v, with_children=k == "postgres") for k, v in components.items()}
+            commits, rollbacks = transactions(postgres)
+            figures.orders_s = await burst(
+                shop, approvals, users, products, total=args.burst, in_flight=args.in_flight
+            )
+            figures.cpu_ms_per_order = {
+                k: (cpu_s(v, with_children=k == "postgres") - before[k]) * 1000 / args.burst
+                for k, v in components.items()
+            }
+            after_commits, after_rollbacks = transactions(postgres)
+            figures.commits_per_order = (after_commits - commits) / args.burst
+            figures.rollbacks_per_order = (after_rollbacks - rollbacks) / args.burst
+
+            traffic = asyncio.create_task(
+                at_rate(shop, approvals, users, products, rate=args.rate, seconds=15)
+            )
+            await asyncio.sleep(2)
+            figures.join_s, figures.leave_s = await joined_and_left(system, gateway, "order-extra")
+            await traffic
+            cpu = "  ".join(f"{k} {v:.2f}" for k, v in figures.cpu_ms_per_order.items())
+            print(
+                f"{store:<8} {count:>2} instances each ({len(pids)} processes): ready in "
+                f"{figures.ready_s:.1f} s; RSS {figures.rss_mb:.0f} MB, "
+                f"PSS {figures.pss_mb:.0f} MB; "
+                f"idle {figures.idle_cores:.2f} cores; "
+                f"at {args.rate:g}/s p99 {figures.p99_ms:.1f} ms ({figures.failed} failed); "
+                f"burst {figures.orders_s:.0f} orders/s; a new instance's first request after "
+                f"{figures.join_s:.2f} s, a killed one out of rotation after "
+                f"{figures.leave_s:.2f} s; CPU ms per order: {cpu}"
+                + (
+                    f"; PostgreSQL transactions per order: {figures.commits_per_order:.1f} "
+                    f"committed, {figures.rollbacks_per_order:.2f} rolled back"
+                    if postgres is not None
+                    else ""
+                ),
+                flush=True,
+            )
+            return figures
+        finally:
             if shop is not None:
                 await shop.close()
             await approvals.stop()
-            system.stop()
-            gateway.stop()
-        finally:
-            redis.remove()
-            if postgres is not None:
-                postgres.remove()
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -336,6 +282,7 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--products", type=int, default=20)
+    add_log_level(parser)
     asyncio.run(run(parser.parse_args()))
 
 
