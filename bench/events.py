@@ -1,6 +1,6 @@
-"""`make bench-events`: publish -> processed latency and throughput of four event paths.
+"""`make bench-events`: publish -> processed latency and throughput of six event paths.
 
-All four run in one run, on one private RabbitMQ node, with the same guarantees: persistent
+All run in one run, on one private RabbitMQ node, with the same guarantees: persistent
 messages, publisher confirms, durable quorum queues, manual acks after the handler.
 
     bare        aio-pika: publish with confirms; consume, handle, ack
@@ -8,7 +8,10 @@ messages, publisher confirms, durable quorum queues, manual acks after the handl
     chassis     our full path: a use case commits state + event (SQLite) -> outbox relay ->
                 broker -> consumer -> handler + inbox commit (SQLite) -> ack
     chassis-pg  the same path with both stores on PostgreSQL (a private server, one database
-                each, commits written to the OS before they are acknowledged)
+                each, `fsync=off`: commits written to the OS, not flushed to disk, before they
+                are acknowledged: a killed server loses nothing, a crashed machine could)
+    chassis-pg-durable  the same on a server that flushes every commit to disk before it is
+                acknowledged (fsync on: PostgreSQL's defaults, as a production server runs)
     chassis-traced  the chassis path traced: every use case in a span, sampled at 100 %, its
                 publish and process spans exported over OTLP to a real collector on loopback
                 (rotel); measured last, as the SDK, once installed, stays for the process
@@ -36,7 +39,7 @@ from faststream import AckPolicy
 from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
 from inventory.v1 import events_pb2
 
-from bench.machine import reference_ms
+from bench.machine import add_log_level, reference_ms
 from chassis import logging as chassis_logging
 from chassis import telemetry
 from chassis.broker import Broker
@@ -219,6 +222,11 @@ class ChassisPostgres(Chassis):
         )
 
 
+class ChassisPostgresDurable(ChassisPostgres):
+    name = "chassis-pg-durable"
+    server: PrivatePostgres | None = None  # started by main(), durable
+
+
 class ChassisTraced(Chassis):
     name = "chassis-traced"
     collector: PrivateRotel | None = None  # started by main()
@@ -289,18 +297,22 @@ async def main(args: argparse.Namespace) -> None:
     postgres = PrivatePostgres(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
     await asyncio.to_thread(postgres.start)
     ChassisPostgres.server = postgres
+    durable = PrivatePostgres(Path(tempfile.mkdtemp(prefix="bench-postgres-")), durable=True)
+    await asyncio.to_thread(durable.start)
+    ChassisPostgresDurable.server = durable
     collector = PrivateRotel(Path(tempfile.mkdtemp(prefix="bench-rotel-")), describe=False)
     await asyncio.to_thread(collector.start)
     ChassisTraced.collector = collector
     results: dict[str, tuple[list[float], float]] = {}
     try:
-        for make in (Bare, FastStream, Chassis, ChassisPostgres, ChassisTraced):
+        paths = (Bare, FastStream, Chassis, ChassisPostgres, ChassisPostgresDurable, ChassisTraced)
+        for make in paths:
             results[make.name] = await measure(
                 broker.url, make, rate=args.rate, count=args.count, burst=args.burst
             )
             lat, rate_s = results[make.name]
             print(
-                f"{make.name:<11} at {args.rate:.0f}/s: p50 {percentile(lat, 50):6.2f} ms  "
+                f"{make.name:<18} at {args.rate:.0f}/s: p50 {percentile(lat, 50):6.2f} ms  "
                 f"p95 {percentile(lat, 95):6.2f} ms  p99 {percentile(lat, 99):6.2f} ms   "
                 f"bursts of {args.burst}: {rate_s:7.0f} msg/s",
                 flush=True,
@@ -308,6 +320,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         await asyncio.to_thread(broker.remove)
         await asyncio.to_thread(postgres.remove)
+        await asyncio.to_thread(durable.remove)
         await asyncio.to_thread(collector.stop)
     picture = charts.percentiles(
         "bench-events.png",
@@ -323,6 +336,8 @@ async def main(args: argparse.Namespace) -> None:
         f"faststream_p99_ms={p99['faststream']:.2f} chassis_pg_p99_ms={p99['chassis-pg']:.2f} "
         f"chassis_msgs_s={rates['chassis']:.0f} bare_msgs_s={rates['bare']:.0f} "
         f"faststream_msgs_s={rates['faststream']:.0f} chassis_pg_msgs_s={rates['chassis-pg']:.0f} "
+        f"chassis_pg_durable_p99_ms={p99['chassis-pg-durable']:.2f} "
+        f"chassis_pg_durable_msgs_s={rates['chassis-pg-durable']:.0f} "
         f"chassis_traced_p99_ms={p99['chassis-traced']:.2f} "
         f"chassis_traced_msgs_s={rates['chassis-traced']:.0f}"
     )
@@ -330,6 +345,7 @@ async def main(args: argparse.Namespace) -> None:
         f"ratios: chassis/bare throughput {rates['chassis'] / rates['bare']:.2f}, "
         f"chassis/faststream {rates['chassis'] / rates['faststream']:.2f}, "
         f"chassis-pg/chassis {rates['chassis-pg'] / rates['chassis']:.2f}, "
+        f"chassis-pg-durable/chassis {rates['chassis-pg-durable'] / rates['chassis']:.2f}, "
         f"chassis-traced/chassis {rates['chassis-traced'] / rates['chassis']:.2f}"
     )
 
@@ -339,7 +355,12 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=300.0, help="events/s for the latency run")
     parser.add_argument("--count", type=int, default=3000, help="events in the latency run")
     parser.add_argument("--burst", type=int, default=10000, help="events in the throughput run")
-    # The chassis logs each message it handles at INFO (about 20 us a line, measured apart): at
-    # WARNING here, so that the figures compare with the earlier runs' and the output stays read.
-    chassis_logging.configure(service="bench", instance="bench-1", level="WARNING")
-    asyncio.run(main(parser.parse_args()))
+    add_log_level(parser)
+    args = parser.parse_args()
+    # The chassis logs a line for each message it handles at INFO, as the services do: written
+    # to a file, as a service's output is under `make up`, so that the bench's own stays read.
+    with tempfile.NamedTemporaryFile("w", prefix="bench-events-", suffix=".log") as lines:
+        chassis_logging.configure(
+            service="bench", instance="bench-1", level=args.log_level, stream=lines
+        )
+        asyncio.run(main(args))

@@ -52,7 +52,7 @@ import redis.asyncio as aioredis
 from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from bench.events import percentile
-from bench.machine import reference_ms
+from bench.machine import add_log_level, reference_ms
 from chassis import policy
 from chassis.store import open_store, run_transaction
 from harness import PrivateRabbitMQ, PrivateRedis, charts
@@ -198,7 +198,7 @@ async def run(args: argparse.Namespace) -> None:
             amqp_url=broker.url,
             env={
                 "REDIS_URL": redis.url,
-                "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": args.log_level,
                 **UNREACHED_RATE_LIMITS,
             },
             separate_sinks=True,
@@ -383,6 +383,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="calls/s, for latency")
     parser.add_argument("--revoked", type=int, default=10_000, help="sessions revoked before")
     parser.add_argument("--logouts", type=int, default=100, help="revocations timed")
+    add_log_level(parser)
     asyncio.run(run(parser.parse_args()))
 
 

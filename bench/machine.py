@@ -1,4 +1,5 @@
-"""How fast this machine runs Python right now: a reference to read other figures against.
+"""What every bench shares: how fast this machine runs Python right now (a reference to read
+other figures against), and the settings the system runs at.
 
 Figures on the project's machines drift with their load from day to day (measured: the same
 bench 2.5x slower on one day than the day before, for every path alike); printing this beside
@@ -7,7 +8,19 @@ them tells a slow machine from a slow change.
 
 from __future__ import annotations
 
+import argparse
 import time
+
+# The log level the services ship with (chassis.config), and so what the benches run at:
+# at INFO each RPC and each handled message leaves a line.
+LOG_LEVEL = "INFO"
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """`--log-level`, the services' LOG_LEVEL; by default what the system ships with."""
+    parser.add_argument(
+        "--log-level", default=LOG_LEVEL, help=f"the services' LOG_LEVEL (default {LOG_LEVEL})"
+    )
 
 
 def reference_ms() -> float:

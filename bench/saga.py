@@ -1,20 +1,27 @@
 """`make bench-saga`: latency from PlaceOrder to APPROVED, and sustained orders per second.
 
-The four services run as real processes (`harness.system`) on one private RabbitMQ node, one
-instance each: first each with its SQLite store, as `make up` runs them, then each with its
-database on one private PostgreSQL server (the networked store), then with SQLite again and
-every service tracing, sampled at 100 %, exporting over OTLP to a real collector on loopback
-(rotel, describing nothing), in the same run. Orders are
-placed over gRPC by this process; an order counts as approved when its OrderApproved event
-arrives on a queue this process binds to `order.events` (so the latency includes the event's
-publication).
+Every service of the catalogue runs as real processes (`harness.system`, the gateway's auth and
+rate-limit services included), one instance each, behind the gateway (Envoy and its agent), on
+one private RabbitMQ node, at the log level the services ship with (INFO; `--log-level`): first
+each with its SQLite store, as `make up` runs them, then each with its database on one private
+PostgreSQL server (the networked store), then with SQLite again and every service tracing,
+sampled at 100 %, exporting over OTLP to a real collector on loopback (rotel, describing
+nothing), in the same run. On each system orders are placed over gRPC by this process, by 200
+customers with a token each: first straight to the order service (the baseline), then through
+the gateway (the headline: Envoy, its token check, the per-user write limit a deployment has,
+60 a minute, by the rate-limit service); an order counts as approved when its OrderApproved
+event arrives on a queue this process binds to `order.events` (so the latency includes the
+event's publication).
 
 - latency: orders placed at a fixed rate (default 100/s) for a fixed time; p50/p95/p99 of
   PlaceOrder start -> OrderApproved received;
-- throughput: a burst of orders with a fixed number in flight; orders approved per second.
+- throughput: three bursts of orders with a fixed number in flight; orders approved per second
+  (the median).
 
-Ends with `RESULT ref_ms=... saga_p99_ms=... orders_s=... pg_saga_p99_ms=... pg_orders_s=...
-traced_saga_p99_ms=... traced_orders_s=...` (`ref_ms`: see bench/machine.py).
+Ends with `RESULT ref_ms=... log_level=... sqlite_gateway_p99_ms=... sqlite_gateway_orders_s=...
+sqlite_direct_p99_ms=... sqlite_direct_orders_s=...` and the same for `pg_` and `traced_`
+(`ref_ms`: see bench/machine.py), then the ratios: gateway/direct, PostgreSQL/SQLite,
+traced/untraced.
 """
 
 from __future__ import annotations
@@ -34,12 +41,12 @@ import grpc
 from order.v1 import events_pb2
 
 from bench.events import percentile
-from bench.machine import reference_ms
+from bench.machine import add_log_level, reference_ms
+from bench.systems import running_system
 from harness import PrivateRabbitMQ
-from harness.postgres import PrivatePostgres
 from harness.rotel import PrivateRotel
 from harness.shop import Session, Shop
-from harness.system import System
+from services.ratelimit.config import RateLimitSettings
 
 RETRIES = 5
 RETRYABLE = {grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE}
@@ -160,6 +167,53 @@ async def burst(
     return total / (time.perf_counter() - started)
 
 
+# Through the gateway, the write limit a deployment has per user (services.ratelimit); the
+# limits per address stay out of reach: all the load comes from this one address.
+DEPLOYED_LIMITS = {
+    "RATE_LIMIT_WRITE_PER_USER": str(
+        RateLimitSettings.model_fields["rate_limit_write_per_user"].default
+    ),
+}
+
+
+async def one_path(
+    args: argparse.Namespace,
+    shop: Shop,
+    approvals: Approvals,
+    users: list[Session],
+    product_id: str,
+    label: str,
+) -> tuple[float, float]:
+    """The latency run and three bursts through `shop`; returns (p99 ms, median orders/s)."""
+    await at_rate(shop, approvals, users, [product_id], rate=args.rate, seconds=2)
+    paced = await at_rate(
+        shop, approvals, users, [product_id], rate=args.rate, seconds=args.seconds
+    )
+    latencies = paced.latencies_ms
+    p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
+    print(
+        f"{label:<16} at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} "
+        f"orders): PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  "
+        f"p99 {p99:.1f} ms  (mean {statistics.fmean(latencies):.1f} ms; "
+        f"{paced.failed} failed)",
+        flush=True,
+    )
+    rates = [
+        await burst(
+            shop, approvals, users, [product_id], total=args.burst, in_flight=args.in_flight
+        )
+        for _ in range(3)
+    ]
+    orders_s = statistics.median(rates)
+    print(
+        f"{label:<16} bursts of {args.burst} with {args.in_flight} in flight: "
+        + ", ".join(f"{r:.0f}" for r in rates)
+        + f" orders/s (median {orders_s:.0f})",
+        flush=True,
+    )
+    return p99, orders_s
+
+
 async def one_system(
     args: argparse.Namespace,
     directory: Path,
@@ -168,69 +222,34 @@ async def one_system(
     *,
     label: str = "",
     env: dict[str, str] | None = None,
-) -> tuple[float, float]:
-    """Runs the latency and burst measurements on a system whose stores are `store`'s (with
-    `env` added to the services'); returns (p99 ms, orders/s)."""
+) -> dict[str, float]:
+    """The latency and burst runs on a system whose stores are `store`'s (with `env` added to
+    the services'), first straight to the order service, then through the gateway."""
     label = label or store
-    postgres = PrivatePostgres(directory / "postgres") if store == "postgres" else None
-    if postgres is not None:
-        postgres.start()
-    system = System(
-        directory / f"system-{label}",
-        amqp_url=broker.add_vhost(f"saga-{label}"),
-        # Credit is not what is measured: no order should be refused for it.
-        env={"CREDIT_LIMIT_MINOR": str(10**12), "LOG_LEVEL": "WARNING", **(env or {})},
-        separate_sinks=True,
-        postgres=postgres,
-    )
-    approvals = Approvals()
-    shop: Shop | None = None
-    try:
-        system.start()
-        shop = Shop(system)
-        await approvals.start(system.amqp_url)
-        product = await shop.product(price_minor=100, stock=10**9)
-        users = [await shop.register() for _ in range(args.users)]
-        await at_rate(shop, approvals, users, [product.product_id], rate=args.rate, seconds=2)
-        paced = await at_rate(
-            shop, approvals, users, [product.product_id], rate=args.rate, seconds=args.seconds
-        )
-        latencies = paced.latencies_ms
-        p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
-        print(
-            f"{label:<8} at {args.rate:g} orders/s for {args.seconds:g} s ({len(latencies)} "
-            f"orders): PlaceOrder -> APPROVED p50 {p50:.1f} ms  p95 {p95:.1f} ms  "
-            f"p99 {p99:.1f} ms  (mean {statistics.fmean(latencies):.1f} ms; "
-            f"{paced.failed} failed)",
-            flush=True,
-        )
-        rates = [
-            await burst(
-                shop, approvals, users, [product.product_id], total=args.burst,
-                in_flight=args.in_flight,
-            )
-            for _ in range(3)
-        ]  # fmt: skip
-        orders_s = statistics.median(rates)
-        print(
-            f"{label:<8} bursts of {args.burst} with {args.in_flight} in flight: "
-            + ", ".join(f"{r:.0f}" for r in rates)
-            + f" orders/s (median {orders_s:.0f})",
-            flush=True,
-        )
-        return p99, orders_s
-    finally:
+    figures: dict[str, float] = {}
+    environment = {**DEPLOYED_LIMITS, **(env or {})}
+    async with running_system(directory, broker, store, 1, label=label, env=environment) as up:
+        through = Shop(up.system, via=up.gateway.address)
+        direct = Shop(up.system)
+        approvals = Approvals()
         try:
-            if shop is not None:
-                await shop.close()
-            await approvals.stop()
-            system.stop()
+            await approvals.start(up.system.amqp_url)
+            product = await through.product(price_minor=100, stock=10**9)
+            users = [await through.register() for _ in range(args.users)]
+            for path, shop in (("direct", direct), ("gateway", through)):
+                p99, orders_s = await one_path(
+                    args, shop, approvals, users, product.product_id, f"{label} {path}"
+                )
+                figures[f"{path}_p99_ms"], figures[f"{path}_orders_s"] = p99, orders_s
         finally:
-            if postgres is not None:
-                postgres.remove()
+            await through.close()
+            await direct.close()
+            await approvals.stop()
+    return figures
 
 
 async def run(args: argparse.Namespace) -> None:
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-saga-") as directory:
         broker = PrivateRabbitMQ(Path(directory) / "rabbitmq")
         broker.start()
@@ -241,22 +260,33 @@ async def run(args: argparse.Namespace) -> None:
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
         }
         try:
-            p99, orders_s = await one_system(args, Path(directory), broker, "sqlite")
-            pg_p99, pg_orders_s = await one_system(args, Path(directory), broker, "postgres")
-            traced_p99, traced_orders_s = await one_system(
+            results["sqlite"] = await one_system(args, Path(directory), broker, "sqlite")
+            results["pg"] = await one_system(args, Path(directory), broker, "postgres")
+            results["traced"] = await one_system(
                 args, Path(directory), broker, "sqlite", label="traced", env=traced
             )
         finally:
             collector.stop()
             broker.remove()
-    print(
-        f"RESULT ref_ms={reference_ms():.0f} saga_p99_ms={p99:.2f} orders_s={orders_s:.0f} "
-        f"pg_saga_p99_ms={pg_p99:.2f} pg_orders_s={pg_orders_s:.0f} "
-        f"traced_saga_p99_ms={traced_p99:.2f} traced_orders_s={traced_orders_s:.0f}",
-        flush=True,
-    )
-    print(f"ratio: postgres/sqlite orders/s {pg_orders_s / orders_s:.2f}")
-    print(f"ratio: traced/untraced orders/s {traced_orders_s / orders_s:.2f}")
+    fields = [f"ref_ms={reference_ms():.0f}", f"log_level={args.log_level}"]
+    for label, figures in results.items():
+        fields += [
+            f"{label}_gateway_p99_ms={figures['gateway_p99_ms']:.2f}",
+            f"{label}_gateway_orders_s={figures['gateway_orders_s']:.0f}",
+            f"{label}_direct_p99_ms={figures['direct_p99_ms']:.2f}",
+            f"{label}_direct_orders_s={figures['direct_orders_s']:.0f}",
+        ]
+    print("RESULT " + " ".join(fields), flush=True)
+    sqlite, pg, traced_figures = results["sqlite"], results["pg"], results["traced"]
+    for path in ("gateway", "direct"):
+        print(f"ratio: {path} postgres/sqlite orders/s "
+              f"{pg[f'{path}_orders_s'] / sqlite[f'{path}_orders_s']:.2f}")  # fmt: skip
+        print(f"ratio: {path} traced/untraced orders/s "
+              f"{traced_figures[f'{path}_orders_s'] / sqlite[f'{path}_orders_s']:.2f}")  # fmt: skip
+    for label, figures in results.items():
+        print(f"ratio: {label} gateway/direct orders/s "
+              f"{figures['gateway_orders_s'] / figures['direct_orders_s']:.2f}, p99 "
+              f"{figures['gateway_p99_ms'] / figures['direct_p99_ms']:.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -265,7 +295,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--in-flight", type=int, default=64)
-    parser.add_argument("--users", type=int, default=20)
+    # Many customers, each with a token of their own (the gateway's token caches do not hold
+    # one for all) and within the write limit per user at the default rate and bursts.
+    parser.add_argument("--users", type=int, default=200)
+    add_log_level(parser)
     asyncio.run(run(parser.parse_args()))
 
 

@@ -53,7 +53,9 @@ def postgres_binaries() -> Path:
 
 
 class PrivatePostgres:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, durable: bool = False):
+        """`durable`: every commit flushed to disk before it is acknowledged (fsync, as a
+        production server runs); by default not (see below)."""
         self.directory = directory
         self.port = free_port()
         self.password = secrets.token_urlsafe(24)
@@ -80,11 +82,12 @@ class PrivatePostgres:
                 str(self._bin / "postgres"),
                 *("-D", str(self.data), "-p", str(self.port)),
                 *("-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data}"),
-                # Every commit is written to the OS before it is acknowledged, so a killed
-                # server loses nothing; no fsync: only a crash of the machine could (test data).
-                # Never synchronous_commit=off: a killed server then loses the commits of its
-                # last ~0.6 s, acknowledged (measured: 19 of 3,000 consumed events' effects).
-                *("-c", "fsync=off"),
+                # Unless durable, `fsync=off`: every commit is written to the OS before it is
+                # acknowledged, so a killed server loses nothing, but nothing is flushed to
+                # disk: a crash of the machine could lose it (test data). Never
+                # synchronous_commit=off: a killed server then loses the commits of its last
+                # ~0.6 s, acknowledged (measured: 19 of 3,000 consumed events' effects).
+                *(() if durable else ("-c", "fsync=off")),
                 *("-c", f"max_connections={MAX_CONNECTIONS}", "-c", "shared_buffers=128MB"),
             ],
             directory=directory,
