@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from harness import figures
 from harness.envoy import PrivateEnvoy
 from harness.postgres import PrivatePostgres
 from harness.rabbitmq import PrivateRabbitMQ
@@ -110,3 +111,20 @@ def envoy_factory(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Private
     yield start
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture
+def record_figure(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """`record_figure(what, **values)`: a figure this test measured, printed at the end of the
+    run and written to the reports (harness.figures)."""
+    return lambda what, **values: figures.record(request.node.nodeid, what, **values)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = figures.summary()
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+        written = figures.write()
+        terminalreporter.write_line(f"  (written to {written})")

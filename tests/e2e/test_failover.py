@@ -109,7 +109,7 @@ async def reconcile(
     return outcome
 
 
-async def test_traffic_keeps_flowing_while_instances_are_killed(world):
+async def test_traffic_keeps_flowing_while_instances_are_killed(world, record_figure):
     _, system, gateway, pairs = world
     token, user_id, product_id = await customer(system)
     traffic = Traffic(gateway.url, token, product_id)
@@ -147,11 +147,19 @@ async def test_traffic_keeps_flowing_while_instances_are_killed(world):
         for cluster in ("auth", "user", "order", "inventory")
     }
     print(f"outlier ejections: {ejected}; picture: {picture}")
+    answered, sent = traffic.outcomes["ok"], sum(traffic.outcomes.values())
+    record_figure(
+        f"failover: {answered:,} of {sent:,} answered ({rate:.3%}; floor {TARGET:.1%}), "
+        f"{kills} kills",
+        answered=answered,
+        sent=sent,
+        kills=kills,
+    )
     assert kills == 5 * len(pairs)
     assert rate >= TARGET, f"{traffic.outcomes} {ejected}: {traffic.failures[:20]}"
 
 
-async def test_traffic_keeps_flowing_while_redis_is_stopped(world):
+async def test_traffic_keeps_flowing_while_redis_is_stopped(world, record_figure):
     redis, system, gateway, _ = world
     await asyncio.to_thread(gateway.wait_for_healthy, 2)  # everyone back from the last test
     token, user_id, product_id = await customer(system)
@@ -178,4 +186,10 @@ async def test_traffic_keeps_flowing_while_redis_is_stopped(world):
     await reconcile(system, traffic, user_id, product_id)
     print(f"redis outage: {traffic.outcomes} success {rate:.4%}; "
           f"failures: {traffic.failures[:10]}; picture: {picture}")  # fmt: skip
+    answered, sent = traffic.outcomes["ok"], sum(traffic.outcomes.values())
+    record_figure(
+        f"Redis stopped 20 s: {answered:,} of {sent:,} answered ({rate:.3%})",
+        answered=answered,
+        sent=sent,
+    )
     assert rate >= TARGET, f"{traffic.outcomes}: {traffic.failures[:20]}"

@@ -40,7 +40,7 @@ def world(rabbitmq, tmp_path_factory):
             gateway.stop()
 
 
-async def test_a_rolling_restart_of_every_service_answers_every_request(world):
+async def test_a_rolling_restart_of_every_service_answers_every_request(world, record_figure):
     system, gateway = world
     token, _, product_id = await customer(system)
     traffic = Traffic(gateway.url, token, product_id)
@@ -61,6 +61,13 @@ async def test_a_rolling_restart_of_every_service_answers_every_request(world):
         f"rolling restart of {len(took)} instances in {sum(took):.0f} s "
         f"({min(took):.1f}-{max(took):.1f} s each): {traffic.outcomes['ok']} of {answered} "
         f"answered; failures: {traffic.failures[:5]}"
+    )
+    record_figure(
+        f"rolling restart of {len(took)} instances: {traffic.outcomes['ok']:,} of "
+        f"{answered:,} answered, {traffic.outcomes['failed']} failed",
+        answered=traffic.outcomes["ok"],
+        sent=answered,
+        instances=len(took),
     )
     assert answered >= 100 * sum(took) * 0.9, "less traffic than asked for: nothing proven"
     assert traffic.outcomes["failed"] == 0, traffic.failures[:10]
