@@ -5,12 +5,17 @@ RabbitMQ), Envoy gateways in front of it: one plain (routes and transcoding only
 complete (plus the edge auth: the token verified by jwt_authn, the revoked sessions and the
 admin rule by RBAC, fed by the auth service; and the rate limits). The same authenticated
 read (UserService.GetProfile, `GET /v1/users/me`, which needs no per-call auth check) is
-called five ways:
+called six ways:
 
     direct        gRPC straight to a user service instance (which verifies the token itself)
     envoy_grpc    gRPC through the plain gateway
     rest          REST through the plain gateway (transcoding)
     rest_auth     REST through a complete gateway (transcoding + edge auth + rate limits)
+    rest_users    the same through a gateway with the limits a deployment has (a floor of 1,000
+                  requests/s, 50 reads/s per user: GatewayConfig's defaults), each call with
+                  the token of the next of `--users` customers (so the token caches of
+                  jwt_authn and of the user service's verifier hold one per customer, not one
+                  for all)
     graphql       the same fields as `{ me { ... } }` through the complete gateway's /graphql:
                   Envoy (edge auth, limits), the federation gateway (Hive Gateway, Node), Envoy's
                   subgraph listener, the user service's subgraph (which verifies the token)
@@ -30,7 +35,8 @@ start to the second refusal (logout RPC, outbox, broker, auth service, Redis, ea
 agent, Envoy applying the RBAC file).
 
 Ends with `RESULT ref_ms=... direct_rps=... envoy_grpc_rps=... rest_rps=... rest_auth_rps=...
-graphql_rps=... auth_overhead_p50_ms=... revocation_p99_ms=...` (rest_auth p50 minus rest p50
+rest_users_rps=... graphql_rps=... rest_users_p50_ms=... rest_users_p99_ms=...
+auth_overhead_p50_ms=... revocation_p99_ms=...` (rest_auth p50 minus rest p50
 at the fixed rate; the same at saturation follows as auth_overhead_p50_saturated_ms). The load
 generator shares the machine's 2 cores with what it measures.
 """
@@ -39,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import itertools
 import os
 import tempfile
 import time
@@ -55,6 +63,7 @@ from bench.events import percentile
 from bench.machine import add_log_level, reference_ms
 from chassis import policy
 from chassis.store import open_store, run_transaction
+from gateway.envoy.config import GatewayConfig
 from harness import PrivateRabbitMQ, PrivateRedis, charts
 from harness.gateway import LocalGateway
 from harness.shop import Shop
@@ -63,6 +72,8 @@ from services.auth import service as auth_policy
 from services.auth import store as auth_store
 
 Call = Callable[[], Awaitable[None]]
+# The limits a gateway has unless its deployment sets others (GatewayConfig's defaults).
+DEPLOYED = {f.name: f.default for f in dataclasses.fields(GatewayConfig)}
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
@@ -227,7 +238,15 @@ async def run(args: argparse.Namespace) -> None:
             )
             for name, graphql in (("complete", True), ("complete-2", False))
         )
-        gateways = [plain, complete, other]
+        # The limits a deployment has (GatewayConfig's defaults).
+        deployed = LocalGateway(
+            directory / "deployed",
+            redis_url=redis.url,
+            secrets=system.gateway_secrets,
+            local_limit_per_s=DEPLOYED["local_limit_per_s"],
+            reads_per_client_per_s=DEPLOYED["reads_per_client_per_s"],
+        )
+        gateways = [plain, complete, other, deployed]
         for gateway in gateways:
             await asyncio.to_thread(gateway.start)
             await asyncio.to_thread(gateway.wait_for_healthy)
@@ -252,14 +271,20 @@ async def run(args: argparse.Namespace) -> None:
             headers={"authorization": f"Bearer {session.access_token}"},
         )
 
-        def rest_call(url: str) -> Call:
+        def rest_call(url: str, tokens: list[str] | None = None) -> Call:
+            """GET /v1/users/me with the one session's token, or each of `tokens` in turn."""
+            turn = itertools.cycle(tokens or [session.access_token])
+
             async def call() -> None:
-                async with http.get(f"{url}/v1/users/me") as response:
+                headers = {"authorization": f"Bearer {next(turn)}"}
+                async with http.get(f"{url}/v1/users/me", headers=headers) as response:
                     await response.read()
                     if response.status != 200:
                         raise RuntimeError(f"{url}: {response.status}")
 
             return call
+
+        customers = [(await shop.register()).access_token for _ in range(args.users)]
 
         # What GET /v1/users/me answers (a User), as GraphQL fields.
         me = (
@@ -283,6 +308,7 @@ async def run(args: argparse.Namespace) -> None:
             "envoy_grpc": through,
             "rest": rest_call(plain.url),
             "rest_auth": rest_call(complete.url),
+            "rest_users": rest_call(deployed.url, customers),
             "graphql": graphql_call(complete.url),
         }
         pids = {
@@ -294,6 +320,7 @@ async def run(args: argparse.Namespace) -> None:
             "envoy_grpc": plain,
             "rest": plain,
             "rest_auth": complete,
+            "rest_users": deployed,
             "graphql": complete,
         }
         assert complete.graphql is not None
@@ -354,12 +381,16 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"RESULT ref_ms={reference_ms():.0f} direct_rps={rps['direct']:.0f} "
         f"envoy_grpc_rps={rps['envoy_grpc']:.0f} rest_rps={rps['rest']:.0f} "
-        f"rest_auth_rps={rps['rest_auth']:.0f} graphql_rps={rps['graphql']:.0f} "
+        f"rest_auth_rps={rps['rest_auth']:.0f} rest_users_rps={rps['rest_users']:.0f} "
+        f"graphql_rps={rps['graphql']:.0f} "
+        f"rest_users_p50_ms={percentile(fixed['rest_users'], 50):.2f} "
+        f"rest_users_p99_ms={percentile(fixed['rest_users'], 99):.2f} "
         f"auth_overhead_p50_ms={fixed_overhead:.2f} "
         f"auth_overhead_p50_saturated_ms={saturated_overhead:.2f} "
         f"revocation_p99_ms={percentile([r.refused_ms for r in revoked], 99):.0f}"
     )
     print(f"ratio: rest_auth/rest throughput {rps['rest_auth'] / rps['rest']:.2f}")
+    print(f"ratio: rest_users/rest_auth throughput {rps['rest_users'] / rps['rest_auth']:.2f}")
     print(f"ratio: graphql/rest_auth throughput {rps['graphql'] / rps['rest_auth']:.2f}")
     picture = charts.percentiles(
         "bench-gateway.png", fixed, title=f"Latency per path at {args.rate:g} calls/s"
@@ -383,6 +414,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="calls/s, for latency")
     parser.add_argument("--revoked", type=int, default=10_000, help="sessions revoked before")
     parser.add_argument("--logouts", type=int, default=100, help="revocations timed")
+    parser.add_argument("--users", type=int, default=200, help="customers of rest_users")
     add_log_level(parser)
     asyncio.run(run(parser.parse_args()))
 
