@@ -5,8 +5,9 @@ Stages: `published` (confirmed by the broker), `delivered` (received by a consum
 `retried` (sent to a retry queue), `dead_lettered` (sent to a dead-letter queue), `parked`
 (refused by the broker as it is, and kept in the outbox with the reason); and `waited`, which
 counts tries, not messages: each time a message met a fault that passes (the infrastructure's,
-or contention: chassis.faults) and waits to be tried again. A run
-reconciles `published == processed + dead_lettered` over all processes. A consumer's stages
+or contention: chassis.faults) and waits to be tried again. Once every message has settled,
+`published == processed + dead_lettered` should hold summed over all processes, but nothing
+sums them: the integration tests compare the counts within one process. A consumer's stages
 also name the queue, so that the counters, served as the Prometheus metric
 `ordermesh_messages_total{type, stage, queue}`, tell each queue's deliveries by outcome.
 
