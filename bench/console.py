@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import re
 import ssl
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -37,10 +35,10 @@ from playwright.async_api import async_playwright
 from bench.events import percentile
 from bench.machine import reference_ms
 from bench.scale import cpu_s
+from bench.systems import ADMIN, make_up
 from harness import running
-from harness.process import ManagedProcess, free_port
+from harness.process import ManagedProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -51,7 +49,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-READY = "Ctrl-C stops"
 PASSWORD = "correct horse battery"
 
 
@@ -127,7 +124,7 @@ async def an_order(http: aiohttp.ClientSession, gateway: str) -> str:
 
 async def measure(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) -> dict[str, str]:
     output = up.log_path.read_text(errors="replace")
-    admin = re.search(r"^admin: (\S+) / (\S+) \(printed once", output, re.M)
+    admin = ADMIN.search(output)
     assert admin, output
     addresses = running.published(run_dir)
     gateway = addresses["GATEWAY_URL"]
@@ -200,35 +197,14 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=20.0)
     args = parser.parse_args()
     reference = reference_ms()
-    with tempfile.TemporaryDirectory(prefix="bench-console-") as directory:
-        run_dir = Path(directory) / "run"
-        env = {
-            "ORDERMESH_RUN_DIR": str(run_dir),
-            "PYTHONPATH": str(ROOT),
-            "GATEWAY_PORT": str(free_port()),
-            "PROMETHEUS_PORT": str(free_port()),
-            "ALERTMANAGER_PORT": str(free_port()),
-        }
-        up = ManagedProcess(
-            "up",
-            [sys.executable, "-m", "tools.up", "--instances", str(args.instances)],
-            directory=Path(directory),
-            env=env,
-            ready=lambda: READY in up.log_path.read_text(errors="replace"),
-            ready_timeout_s=600.0,
-            stop_timeout_s=120.0,
-        )
-        started = time.monotonic()
-        up.start()
+    started = time.monotonic()
+    with make_up(args.instances) as (up, run_dir):
         print(
             f"make up with {args.instances} instances of every service: ready in "
             f"{time.monotonic() - started:.0f} s",
             flush=True,
         )
-        try:
-            figures = asyncio.run(measure(args, up, run_dir))
-        finally:
-            up.stop()
+        figures = asyncio.run(measure(args, up, run_dir))
     shown = " ".join(f"{k}={v}" for k, v in figures.items())
     print(f"RESULT ref_ms={reference:.0f} instances={args.instances} {shown}")
 
