@@ -164,7 +164,10 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Marks what was confirmed (in batches), reads what was committed, starts what may go;
         returns how many publishes it started."""
-        committed = self._store.outbox_event.is_set()
+        # A notice of a commit is kept (as `_must_read`) until a read happens: with no room for
+        # a read now, the next turn's must not miss what it announced.
+        if self._store.outbox_event.is_set():
+            self._must_read = True
         self._store.outbox_event.clear()
         self._settled.clear()
         if self._refused:
@@ -175,7 +178,7 @@ class OutboxRelay:
             for row in confirmed:
                 self._ledger.record(row.message.envelope.type, Stage.PUBLISHED)
         room = self._batch - len(self._waiting) - len(self._publishing)
-        if room > 0 and (committed or self._must_read):
+        if room > 0 and self._must_read:
             self._must_read = False
             rows = await self._store.pending(room, after=self._read_upto)
             for row in rows:

@@ -13,9 +13,14 @@ checkpoints, which a background thread runs on its own connection, off the loop.
 transaction survives a crash of the process (SIGKILL included), not a power cut; pass
 `synchronous="FULL"` for that (each commit then fsyncs on the loop).
 
-Processes sharing the file cannot signal each other through SQLite: `watching` (entered by the
-relay that holds the outbox lease) hears their commits as writes to the WAL file (inotify),
-so what other instances commit is published at once rather than at the relay's next poll.
+Processes sharing the file cannot signal each other through SQLite. A commit that added outbox
+messages touches a file beside the store (`<file>-outbox`: its times change) once the commit
+has returned, and `watching` (entered by the relay that holds the outbox lease) hears that
+(inotify), so what other instances commit is published at once rather than at the relay's next
+poll. Not the WAL file's writes: those come while a commit is being written, before the commit
+is visible (SQLite publishes it in the shared-memory index after the WAL frames), and a read on
+such a notice could miss the commit and leave it to the poll: 1 to 3 orders in 100 waited a
+second more that way (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -228,7 +233,7 @@ class _TransactionScope:
                 raise
         await self._scope.__aexit__(exc_type, exc, tb)
         if exc_type is None and tx.outgoing:
-            self._store.outbox_event.set()
+            self._store.committed_outbox()
 
 
 class SqliteStore(SqlOutbox):
@@ -246,6 +251,8 @@ class SqliteStore(SqlOutbox):
         checkpoint_interval_s: float = 1.0,
     ):
         self._path = str(path)
+        # Touched after each commit that added outbox messages: the other processes' cue.
+        self._notice_path = f"{self._path}-outbox"
         self._synchronous = synchronous
         self._busy_timeout_s = busy_timeout_s
         self._checkpoint_interval_s = checkpoint_interval_s
@@ -259,7 +266,8 @@ class SqliteStore(SqlOutbox):
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Only the service's own user may read its store (the user service's holds private
         # signing keys); SQLite gives the -wal and -shm files the same mode.
-        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        for path in (self._path, self._notice_path):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         for path in (self._path, f"{self._path}-wal", f"{self._path}-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(path, 0o600)
@@ -306,23 +314,30 @@ class SqliteStore(SqlOutbox):
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 0.05)
 
+    def committed_outbox(self) -> None:
+        """Tells this process's relay, and the other processes' (through the notice file), that
+        a commit added outbox messages; called once the commit has returned."""
+        self.outbox_event.set()
+        try:
+            os.utime(self._notice_path)
+        except OSError as exc:  # gone or not ours: the others' relays poll meanwhile
+            log.warning("outbox notice not given", path=self._notice_path, error=str(exc))
+
     def watching(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """While entered, commits of other processes sharing the file set `outbox_event` (any
-        commit does, whether it added outbox messages or not; so do checkpoints)."""
+        """While entered, the commits of other processes sharing the file that added outbox
+        messages set `outbox_event`, each once it is visible to this process's reads."""
         return running(self._watch(), name="outbox-watcher")
 
     async def _watch(self) -> None:
-        # A commit writes to the WAL file; the file stays while this store has it open (SQLite
-        # deletes it when the last connection closes, truncates it in place otherwise).
         try:
             with Inotify() as inotify:
-                inotify.add_watch(f"{self._path}-wal", Mask.MODIFY)
+                inotify.add_watch(self._notice_path, Mask.ATTRIB)
                 self.outbox_event.set()  # what was committed before the watch began
                 async for _ in inotify:
                     self.outbox_event.set()
         except OSError as exc:  # no inotify instance left (fs.inotify.max_user_instances)
             log.warning("cannot watch the store for other instances' commits; polling",
-                        path=self._path, error=str(exc))  # fmt: skip
+                        path=self._notice_path, error=str(exc))  # fmt: skip
 
     def _locked(self, *, write: bool = True) -> _Scope:
         """A unit of work on the raw connection, committed if the block ends normally."""
