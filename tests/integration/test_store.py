@@ -331,6 +331,35 @@ async def test_a_watching_store_learns_of_what_another_instance_commits(shared_u
         await other.close()
 
 
+async def test_a_watching_sqlite_store_is_told_of_outbox_commits_once_they_are_visible(tmp_path):
+    """SQLite's notice between processes is given after a commit that added outbox messages has
+    returned (a file touched), never by the WAL's writes, which come before the commit is
+    visible (a read on them could miss it, leaving it to the next poll): a commit without
+    messages says nothing, one with messages is readable when it is heard."""
+    path = tmp_path / "shared.db"
+    watcher, other = SqliteStore(path), SqliteStore(path)
+    await watcher.open([Collection("accounts")])
+    await other.open([Collection("accounts")])
+    try:
+        async with watcher.watching():
+            await asyncio.wait_for(watcher.outbox_event.wait(), 10)  # the watch has begun
+            watcher.outbox_event.clear()
+            async with other.transaction() as tx:
+                await tx.insert("accounts", "a-1", {"credit": 0})
+            await asyncio.sleep(0.3)
+            assert not watcher.outbox_event.is_set()
+
+            for n in range(20):
+                async with other.transaction() as tx:
+                    tx.publish(outgoing(event(f"p-{n}"), producer="inventory"))
+                await asyncio.wait_for(watcher.outbox_event.wait(), 10)
+                watcher.outbox_event.clear()
+                assert len(await watcher.pending(100)) == n + 1
+    finally:
+        await watcher.close()
+        await other.close()
+
+
 async def test_a_stale_write_from_another_process_conflicts_and_its_retry_applies(shared_url):
     """SQLite serialises the transactions of one process: the optimistic version check is
     proven across processes, where a document changes between a read and the write after it
