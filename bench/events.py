@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 from faststream import AckPolicy
@@ -168,9 +169,17 @@ class Chassis(EventPath):
         self.seq_of: dict[str, int] = {}
 
         class Timed(Consumer):
-            def _settled(self, envelope: Envelope, first_time: bool) -> None:
-                super()._settled(envelope, first_time)  # called once committed and acked
-                bench.processed(bench.seq_of.pop(envelope.event_id))
+            """Marks each message processed once its settlement says so (committed, acked)."""
+
+            def __init__(self, *args: Any, **kwargs: Any):
+                super().__init__(*args, **kwargs)
+                settled = self._settlement.settled
+
+                def timed(envelope: Envelope, first_time: bool) -> None:
+                    settled(envelope, first_time)
+                    bench.processed(bench.seq_of.pop(envelope.event_id))
+
+                self._settlement.settled = timed  # type: ignore[method-assign]
 
         self.consumer = Timed(
             subscription, {events_pb2.StockAdjusted: self.apply}, store=self.consumer_store,
