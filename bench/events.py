@@ -368,8 +368,11 @@ if __name__ == "__main__":
     args = parser.parse_args()
     # The chassis logs a line for each message it handles at INFO, as the services do: written
     # to a file, as a service's output is under `make up`, so that the bench's own stays read.
-    with tempfile.NamedTemporaryFile("w", prefix="bench-events-", suffix=".log") as lines:
-        chassis_logging.configure(
-            service="bench", instance="bench-1", level=args.log_level, stream=lines
-        )
-        asyncio.run(main(args))
+    # Left open until the process ends: the tracing SDK may log while it shuts down.
+    log_file = Path(tempfile.mkdtemp(prefix="bench-events-")) / "chassis.log"
+    lines = log_file.open("w")
+    chassis_logging.configure(
+        service="bench", instance="bench-1", level=args.log_level, stream=lines
+    )
+    asyncio.run(main(args))
+    print(f"the chassis's log lines: {log_file}")
