@@ -35,7 +35,7 @@ from playwright.async_api import async_playwright
 from bench.events import percentile
 from bench.machine import reference_ms
 from bench.scale import cpu_s
-from bench.systems import ADMIN, make_up
+from bench.systems import ADMIN, make_up, rest_customer
 from harness import running
 from harness.process import ManagedProcess
 
@@ -49,7 +49,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-PASSWORD = "correct horse battery"
 
 
 def part(name: str) -> str:
@@ -102,13 +101,7 @@ async def timed(http: aiohttp.ClientSession, url: str, samples: int, **headers: 
 
 async def an_order(http: aiohttp.ClientSession, gateway: str) -> str:
     """One order placed and approved through the gateway's REST API, by a new customer."""
-    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    user = {"email": email, "password": PASSWORD, "displayName": "Bench"}
-    async with http.post(f"{gateway}/v1/users", json=user) as answer:
-        assert answer.status == 200, await answer.text()
-    login = {"email": email, "password": PASSWORD}
-    async with http.post(f"{gateway}/v1/auth/login", json=login) as answer:
-        auth = {"authorization": f"Bearer {(await answer.json())['tokens']['accessToken']}"}
+    auth = await rest_customer(http, gateway)
     async with http.get(f"{gateway}/v1/products") as answer:
         product = (await answer.json())["products"][0]["productId"]
     order = {"idempotencyKey": str(uuid.uuid4()), "items": [{"productId": product, "quantity": 1}]}

@@ -12,9 +12,12 @@ import re
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
 
 from bench.machine import LOG_LEVEL
 from chassis.config import ServiceSettings
@@ -27,12 +30,13 @@ from harness.shop import Session, Shop
 from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
 from services import catalogue
 
-__all__ = ["ADMIN", "Running", "make_up", "running_system", "shop_of"]
+__all__ = ["ADMIN", "Running", "make_up", "rest_customer", "running_system", "shop_of"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # What `make up` prints once everything runs, and the admin it made (printed once).
 READY = "Ctrl-C stops"
 ADMIN = re.compile(r"^admin: (\S+) / (\S+) \(printed once", re.M)
+PASSWORD = "correct horse battery"
 
 
 @contextlib.contextmanager
@@ -162,3 +166,15 @@ async def shop_of(
     ]
     customers = [await shop.register() for _ in range(users)]
     return shop, customers, chosen
+
+
+async def rest_customer(http: aiohttp.ClientSession, gateway: str) -> dict[str, str]:
+    """A new customer's authorization header."""
+    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+    user = {"email": email, "password": PASSWORD, "displayName": "Bench"}
+    async with http.post(f"{gateway}/v1/users", json=user) as answer:
+        assert answer.status == 200, await answer.text()
+    login = {"email": email, "password": PASSWORD}
+    async with http.post(f"{gateway}/v1/auth/login", json=login) as answer:
+        tokens = (await answer.json())["tokens"]
+    return {"authorization": f"Bearer {tokens['accessToken']}"}

@@ -30,11 +30,10 @@ import aiohttp
 
 from bench.events import percentile
 from bench.machine import reference_ms
-from bench.systems import ADMIN, make_up
+from bench.systems import ADMIN, make_up, rest_customer
 from harness import running
 from harness.process import ManagedProcess
 
-PASSWORD = "correct horse battery"
 SLOW_MS = (100.0, 500.0)
 CUSTOMERS = 10
 # The bench's own sign-ins and orders come from one address and 10 customers: out of reach.
@@ -43,18 +42,6 @@ LIMITS = {
     "RATE_LIMIT_WRITE_PER_USER": "100000/m",
     "RATE_LIMIT_WRITE_PER_ADDRESS": "100000/m",
 }
-
-
-async def customer(http: aiohttp.ClientSession, gateway: str) -> dict[str, str]:
-    """A new customer's authorization header."""
-    email = f"waits-{uuid.uuid4().hex[:10]}@example.com"
-    user = {"email": email, "password": PASSWORD, "displayName": "Bench"}
-    async with http.post(f"{gateway}/v1/users", json=user) as answer:
-        assert answer.status == 200, await answer.text()
-    login = {"email": email, "password": PASSWORD}
-    async with http.post(f"{gateway}/v1/auth/login", json=login) as answer:
-        tokens = (await answer.json())["tokens"]
-    return {"authorization": f"Bearer {tokens['accessToken']}"}
 
 
 async def a_product(http: aiohttp.ClientSession, gateway: str, admin: tuple[str, str]) -> str:
@@ -103,7 +90,7 @@ async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) ->
     tls = ssl.create_default_context(cafile=addresses["GATEWAY_CA"])
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as http:
         product_id = await a_product(http, gateway, (admin[1], admin[2]))
-        customers = [await customer(http, gateway) for _ in range(CUSTOMERS)]
+        customers = [await rest_customer(http, gateway) for _ in range(CUSTOMERS)]
         for n in range(20):  # warm-up
             await one_order(http, gateway, customers[n % CUSTOMERS], product_id)
         times = []
