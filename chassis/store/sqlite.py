@@ -19,8 +19,8 @@ has returned, and `watching` (entered by the relay that holds the outbox lease) 
 (inotify), so what other instances commit is published at once rather than at the relay's next
 poll. Not the WAL file's writes: those come while a commit is being written, before the commit
 is visible (SQLite publishes it in the shared-memory index after the WAL frames), and a read on
-such a notice could miss the commit and leave it to the poll: 1 to 3 orders in 100 waited a
-second more that way (docs/performance.md).
+such a notice could miss the commit and leave it to the poll (under `make up`, 4 of 1,000
+orders with 2 instances of every service, and 4 with 4, waited a second more: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ class _TransactionScope:
                 raise
         await self._scope.__aexit__(exc_type, exc, tb)
         if exc_type is None and tx.outgoing:
-            self._store.committed_outbox()
+            self._store._committed_outbox()
 
 
 class SqliteStore(SqlOutbox):
@@ -314,7 +314,7 @@ class SqliteStore(SqlOutbox):
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 0.05)
 
-    def committed_outbox(self) -> None:
+    def _committed_outbox(self) -> None:
         """Tells this process's relay, and the other processes' (through the notice file), that
         a commit added outbox messages; called once the commit has returned."""
         self.outbox_event.set()
