@@ -35,9 +35,10 @@ from playwright.async_api import async_playwright
 from bench.events import percentile
 from bench.machine import reference_ms
 from bench.scale import cpu_s
-from bench.systems import ADMIN, make_up, rest_customer
+from bench.systems import rest_customer
 from harness import running
 from harness.process import ManagedProcess
+from harness.running import ADMIN, make_up
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -1,19 +1,16 @@
 """The systems the benches run: every service of the catalogue (the gateway's auth and rate-limit
 services included) with N instances each, registered in a private Redis, behind the gateway
 (Envoy and its agent), on a vhost of a private RabbitMQ node, at the log level the services ship
-with (`running_system`), and a shop of customers and products to order from; or `make up`
-itself, as a user runs it (`make_up`)."""
+with (`running_system`), and a shop of customers and products to order from (`make up` itself
+is harness.running.make_up)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,52 +22,13 @@ from chassis.runtime import BackboneSettings
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
 from harness.postgres import MAX_CONNECTIONS, PrivatePostgres
-from harness.process import ManagedProcess, free_port
 from harness.shop import Session, Shop
 from harness.system import UNREACHED_RATE_LIMITS, UNREACHED_READS_PER_CLIENT, System
 from services import catalogue
 
-__all__ = ["ADMIN", "Running", "make_up", "rest_customer", "running_system", "shop_of"]
+__all__ = ["PASSWORD", "Running", "rest_customer", "running_system", "shop_of"]
 
-ROOT = Path(__file__).resolve().parent.parent
-# What `make up` prints once everything runs, and the admin it made (printed once).
-READY = "Ctrl-C stops"
-ADMIN = re.compile(r"^admin: (\S+) / (\S+) \(printed once", re.M)
 PASSWORD = "correct horse battery"
-
-
-@contextlib.contextmanager
-def make_up(
-    instances: int, *, store: str = "sqlite", env: Mapping[str, str] | None = None
-) -> Iterator[tuple[ManagedProcess, Path]]:
-    """`make up` (`python -m tools.up`) with its own run directory and ports, as a user runs it;
-    yields it once it is ready, and its run directory (harness.running reads what it published);
-    stopped on exit."""
-    with tempfile.TemporaryDirectory(prefix="bench-up-") as directory:
-        run_dir = Path(directory) / "run"
-        environment = {
-            "ORDERMESH_RUN_DIR": str(run_dir),
-            "PYTHONPATH": str(ROOT),
-            "GATEWAY_PORT": str(free_port()),
-            "PROMETHEUS_PORT": str(free_port()),
-            "ALERTMANAGER_PORT": str(free_port()),
-            **(env or {}),
-        }
-        command = ["-m", "tools.up", "--instances", str(instances), "--store", store]
-        up = ManagedProcess(
-            "up",
-            [sys.executable, *command],
-            directory=Path(directory),
-            env=environment,
-            ready=lambda: READY in up.log_path.read_text(errors="replace"),
-            ready_timeout_s=600.0,
-            stop_timeout_s=120.0,
-        )
-        up.start()
-        try:
-            yield up, run_dir
-        finally:
-            up.stop()
 
 
 @dataclass

@@ -30,9 +30,10 @@ import aiohttp
 
 from bench.events import percentile
 from bench.machine import reference_ms
-from bench.systems import ADMIN, make_up, rest_customer
+from bench.systems import rest_customer
 from harness import running
 from harness.process import ManagedProcess
+from harness.running import ADMIN, make_up
 
 SLOW_MS = (100.0, 500.0)
 CUSTOMERS = 10

@@ -27,8 +27,6 @@ The fixtures, for any browser test (the web console's too):
 from __future__ import annotations
 
 import os
-import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,7 +35,6 @@ from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Page as BrowserPage
 
 from harness import running
-from harness.process import ManagedProcess, free_port
 from tests.browser.system import RunningSystem, spki_pin
 from tools.up import pages
 
@@ -53,20 +50,12 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-READY = "Ctrl-C stops what was started here."
 
 
 @pytest.fixture(scope="package")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     directory = tmp_path_factory.mktemp("make-up")
-    run_dir = directory / "run"
-    env = {
-        "ORDERMESH_RUN_DIR": str(run_dir),
-        # tools and harness are not installed packages: run them from the checkout.
-        "PYTHONPATH": str(ROOT),
-        "GATEWAY_PORT": str(free_port()),
-        "PROMETHEUS_PORT": str(free_port()),
-        "ALERTMANAGER_PORT": str(free_port()),
+    settings = {
         # The services inherit these: a saga's step times out after 3 s and a compensation is
         # given up after 2 sends, so that a test parks a saga for an operator in seconds
         # (test_console.py), not the minutes the defaults (30 s, 10 sends) would take; and the
@@ -76,20 +65,11 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
         "SAGA_COMPENSATION_SENDS": "2",
         "RATE_LIMIT_SIGN_IN": "100/m",
     }
-    process = ManagedProcess(
-        "up",
-        [sys.executable, "-m", "tools.up", "--instances", "2"],
-        directory=directory,
-        env=env,
-        ready=lambda: READY in process.log_path.read_text(errors="replace"),
-        ready_timeout_s=240.0,
-        stop_timeout_s=90.0,
-    )
-    process.start()
-    try:
-        output = process.log_path.read_text(errors="replace")
-        admin = re.search(r"^admin: (\S+) / (\S+) \(printed once", output, re.M)
-        assert admin, output
+    with running.make_up(2, env=settings, directory=directory) as (process, run_dir):
+        # What a `make` command run against it needs (`RunningSystem.tool`).
+        env = {"ORDERMESH_RUN_DIR": str(run_dir), "PYTHONPATH": str(ROOT), **settings}
+        admin = running.ADMIN.search(process.log_path.read_text(errors="replace"))
+        assert admin, process.log_path.read_text(errors="replace")
         addresses = running.published(run_dir)
         listed = pages(
             addresses["GATEWAY_URL"], addresses["PROMETHEUS_URL"], addresses["ALERTMANAGER_URL"]
@@ -103,8 +83,6 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
             addresses=addresses,
             pages=listed,
         )
-    finally:
-        process.stop()
     assert "stopped." in process.log_path.read_text(errors="replace")
 
 
