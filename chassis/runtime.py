@@ -49,7 +49,7 @@ from chassis.config import ServiceSettings
 from chassis.consumer import Consumer, Handler
 from chassis.events import Message
 from chassis.faults import is_infrastructure
-from chassis.health import Probe, Readiness, amqp_probe
+from chassis.health import KeptChannel, Probe, Readiness, amqp_probe
 from chassis.logging import get_logger
 from chassis.metrics import Metrics
 from chassis.operations import OPERATOR_ACTIONS, Operations
@@ -72,6 +72,10 @@ log = get_logger(__name__)
 RUNTIME_COLLECTIONS = (OPERATOR_ACTIONS,)
 # Rows deleted per transaction while pruning, so that no prune holds the store for long.
 PRUNE_BATCH = 1000
+
+
+# How often a service reads the edge policy's stamp when no notice came (see `revoked`).
+SERVICE_POLICY_REFRESH_S = 5.0
 
 
 class BackboneSettings(ServiceSettings):
@@ -100,8 +104,11 @@ class BackboneSettings(ServiceSettings):
     prune_interval_s: float = Field(default=3600.0, gt=0)
     # How long a starting instance waits for its store and broker to answer, then gives up.
     startup_wait_s: float = Field(default=120.0, ge=0)
-    # How often the outbox backlog and the dead-letter queues are sampled for the metrics.
-    metrics_interval_s: float = Field(default=2.0, gt=0)
+    # How often the outbox backlog and the dead-letter queues are sampled for the metrics: as
+    # often as Prometheus scrapes (monitoring/prometheus.yml, 5 s), of which only the sample
+    # before each scrape is read (every 2 s cost every idle instance a store read and two
+    # broker round trips per subscription that no scrape saw).
+    metrics_interval_s: float = Field(default=5.0, gt=0)
     # The auth service's public policy key (chassis.policy): with the registry's Redis, the
     # sessions it revoked are refused by this service's token checks too (`Runtime.revoked`).
     # Empty: only the gateway refuses them.
@@ -301,7 +308,7 @@ class Runtime:
         connection (a memory alarm stops reading from publishers) must not stop the outbox's
         figures, which are then what tells of it."""
         interval = self.settings.metrics_interval_s
-        channel: aio_pika.abc.AbstractRobustChannel | None = None
+        kept = KeptChannel(self.broker.connection)
         failing: set[str] = set()
 
         def failed(what: str, exc: BaseException) -> None:
@@ -320,12 +327,10 @@ class Runtime:
                 failed("store", exc)
             try:
                 async with asyncio.timeout(interval):
-                    if channel is None or channel.is_closed:
-                        channel = await self.broker.connection.channel(publisher_confirms=False)
-                    await self.sample_dead_letters(channel)
+                    await self.sample_dead_letters(await kept.channel())
                 failing.discard("broker")
             except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
-                channel = None  # another next time: this one may still wait for an answer
+                kept.discard()  # another next time: this one may still wait for an answer
                 failed("broker", exc)
 
     def on_close(self, stop: Callable[[], Awaitable[None]]) -> None:
@@ -397,7 +402,16 @@ class Runtime:
             return lambda _: False
         redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
         self.on_close(redis.aclose)
-        follower = PolicyFollower(PolicyFeed(redis), verify_key(settings.edge_policy_verify_key))
+        # Told of each change (Redis pub/sub, read again on each new subscription): the poll is
+        # for a notice lost while subscribed, so a service's looks every 5 s, not the
+        # gateway's 1 s (a wake-up a second in every idle instance). After Redis restarts, a
+        # service subscribes again within those 5 s: until then a logout is refused by the
+        # gateways (which follow every second) and reaches the service late.
+        follower = PolicyFollower(
+            PolicyFeed(redis),
+            verify_key(settings.edge_policy_verify_key),
+            refresh_s=SERVICE_POLICY_REFRESH_S,
+        )
         export_metrics(follower, self.metrics.registry)
         self.background(follower.run(), name="follow edge policy")
         self._revoked = follower.is_revoked

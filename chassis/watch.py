@@ -7,9 +7,10 @@ at each notice and at the latest every `refresh_s`, until it is cancelled. What 
 - a notice that arrives while the work runs is not lost: the next wait ends at once;
 - a failure of the work is logged with its traceback and the loop goes on: the next round
   is the retry (what cannot be done now is not given up);
-- notices from outside the process (`Notices`: `RedisNotices`, a Redis pub/sub channel) are
-  listened for by a task of their own; when their source is lost, the interval alone keeps the
-  work going and the source is subscribed to again every `refresh_s`;
+- notices from outside the process (`Notices`: `RedisNotices`, a Redis pub/sub channel;
+  `FileNotices`, a file's changes) are listened for by a task of their own; when their source
+  is lost, the interval alone keeps the work going and the source is subscribed to again every
+  `refresh_s`;
 - cancelling it ends it, and its listener with it.
 
 Waits use asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for can swallow a
@@ -22,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from asyncinotify import Inotify, Mask
 from redis.exceptions import RedisError
 
 from chassis.logging import get_logger
 
-__all__ = ["Notices", "NoticesLost", "RedisNotices", "follow"]
+__all__ = ["FileNotices", "Notices", "NoticesLost", "RedisNotices", "follow"]
 
 log = get_logger(__name__)
 
@@ -88,6 +91,41 @@ class RedisNotices:
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+# What may change a file: written in place (heard once the writer closes it, not at each of its
+# writes, which would read half a file), replaced by a rename (`python -m chassis.switches`
+# writes beside and renames), created, removed, or its folder's `..data` link swapped (a
+# Kubernetes ConfigMap volume).
+_FILE_CHANGES = (
+    Mask.CREATE | Mask.CLOSE_WRITE | Mask.ATTRIB | Mask.MOVED_TO | Mask.MOVED_FROM | Mask.DELETE
+)
+
+
+class FileNotices:
+    """A file's changes, as notices (inotify on its folder, so that a file replaced or created
+    is heard as one written in place). The folder gone or not watchable (no inotify instance
+    left) raises NoticesLost: `follow`'s interval then reads the file alone."""
+
+    def __init__(self, path: str | Path):
+        self._path = Path(path)
+
+    async def listen(self, notice: Callable[[], None], *, poll_s: float) -> None:
+        name = self._path.name
+        try:
+            with Inotify() as inotify:
+                inotify.add_watch(self._path.parent, _FILE_CHANGES)
+                notice()  # what changed before the watch began
+                async for event in inotify:
+                    if event.mask & Mask.IGNORED:  # the folder was removed: its watch is gone
+                        raise NoticesLost(f"{self._path.parent} is no longer watched")
+                    changed = str(event.name) if event.name is not None else ""
+                    # No name: the folder itself, or Q_OVERFLOW (events the kernel dropped, maybe
+                    # this file's).
+                    if changed in (name, "") or changed.startswith(".."):
+                        notice()
+        except OSError as exc:
+            raise NoticesLost(str(exc)) from exc
 
 
 async def follow(

@@ -55,6 +55,7 @@ from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
+from chassis import telemetry
 from deploy.ca import Issued
 from deploy.tls import local_certificate
 from harness import PrivateRabbitMQ, PrivateRedis, running
@@ -69,6 +70,9 @@ from harness.running import RUN_DIR
 from harness.supervisor import Supervisor
 from harness.system import ADMIN_EMAIL, System
 from tools import rollout
+
+# How often `make up`'s Prometheus scrapes: the console's live page refreshes as often.
+SCRAPE_S = 2.0
 
 CATALOGUE = [
     ("MUG-RED", "Red mug", 1250, 40),
@@ -315,7 +319,9 @@ def main() -> int:
         system = System(
             RUN_DIR / "services",
             amqp_url=rabbitmq_url,
-            env={"REDIS_URL": redis_url, **services_env},
+            # The queues' and outboxes' figures sampled as often as this Prometheus scrapes
+            # them (the services' default is a deployment's 5 s).
+            env={"REDIS_URL": redis_url, "METRICS_INTERVAL_S": f"{SCRAPE_S:g}", **services_env},
             admin_email=admin_email,
             separate_sinks=True,
             postgres=postgres,
@@ -338,8 +344,9 @@ def main() -> int:
             secrets=system.gateway_secrets,
             port=gateway_port,
             # The services read OTEL_* themselves (they inherit the environment); Envoy is
-            # given the same receiver.
+            # given the same receiver, and samples the new traces as they would.
             otlp_endpoint=urlsplit(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).netloc,
+            trace_sampling_percent=100 * telemetry.root_ratio(os.environ),
             graphql=True,
             tls=tls[0] if tls else None,
         )
@@ -356,7 +363,7 @@ def main() -> int:
             gateway_admin=f"127.0.0.1:{gateway.envoy.admin_port}",
             gateway_agent=f"127.0.0.1:{gateway.agent_port}",
             alertmanager=alertmanager.address,
-            scrape_interval_s=2.0,
+            scrape_interval_s=SCRAPE_S,
             port=prometheus_port,
         )
         started.append(prometheus)

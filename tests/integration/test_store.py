@@ -24,7 +24,7 @@ from chassis.errors import InvalidArgument
 from chassis.events import outgoing
 from chassis.store import Collection, DuplicateKey, VersionConflict, open_store, run_transaction
 from chassis.store.postgres import PostgresStore
-from chassis.store.sql import OUTBOX_INSERT, outbox_values
+from chassis.store.sql import OUTBOX_INSERT, outbox_values, table
 from chassis.store.sqlite import SqliteStore
 
 COLLECTIONS = [
@@ -470,3 +470,43 @@ async def test_a_sqlite_file_of_an_earlier_version_opens_with_its_messages(tmp_p
     indexes = dict(_sqlite(path, SQLITE_INDEXES))
     assert indexes["outbox_pending"].endswith("WHERE sent_at IS NULL")
     assert indexes["outbox_event"].endswith("WHERE parked_at IS NOT NULL")
+
+
+def rows_in_the_database_file(path, collection: str) -> int:
+    """What the SQLite file itself holds, the WAL ignored: what checkpoints have copied."""
+    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return db.execute(f"SELECT count(*) FROM {table(collection)}").fetchone()[0]
+    except sqlite3.OperationalError:  # the table itself not checkpointed yet
+        return 0
+    finally:
+        db.close()
+
+
+async def test_sqlite_checkpoints_what_is_written_after_an_idle_spell(tmp_path):
+    """The checkpointer does nothing while nothing was committed since its last full checkpoint,
+    and copies each commit that follows (the WAL then restarts from its beginning)."""
+    path = tmp_path / "idle.db"
+    store = SqliteStore(path, checkpoint_interval_s=0.05)
+    await store.open([Collection("things")])
+
+    async def written_through(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while rows_in_the_database_file(path, "things") != count:
+            assert time.monotonic() < deadline, "not checkpointed"
+            await asyncio.sleep(0.05)
+
+    try:
+        async with store.transaction() as tx:
+            await tx.insert("things", "a", {"n": 1})
+        await written_through(1)
+        await asyncio.sleep(0.2)
+        begun = store._checkpointer.checkpoints
+        await asyncio.sleep(0.5)  # idle: about 10 rounds, each finding nothing new
+        assert store._checkpointer.checkpoints == begun
+        for n in range(2, 12):  # each commit right after a checkpoint, as the WAL restarts
+            async with store.transaction() as tx:
+                await tx.insert("things", f"t-{n}", {"n": n})
+            await written_through(n)
+    finally:
+        await store.close()

@@ -35,7 +35,8 @@ from tests.integration.test_event_backbone import (
 )
 
 ADJUSTED = "inventory.v1.StockAdjusted"
-# Far below the 0.1 s a process takes to see a change: the tests wait for what they assert.
+# Far below the default (2 s, where a change is not heard at once): the tests wait for what they
+# assert.
 REFRESH_S = 0.02
 
 
@@ -183,8 +184,9 @@ async def test_a_switched_on_handler_fails_until_switched_off_and_its_dead_lette
         await consumer.stop()
 
 
-async def test_every_process_following_the_file_sees_a_change_within_the_refresh(flags):
-    followers = [Switches(str(flags)) for _ in range(2)]  # the default refresh: 0.1 s
+async def test_every_process_following_the_file_hears_a_change_at_once(flags):
+    # No look at the file for a minute: what they see, they heard (inotify on the folder).
+    followers = [Switches(str(flags), refresh_s=60) for _ in range(2)]
     following = [asyncio.create_task(s.follow()) for s in followers]
     try:
         await asyncio.sleep(0.05)
