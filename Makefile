@@ -27,7 +27,7 @@ CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --conf
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
-	bench-waits \
+	bench-waits bench-idle \
 	bench-console screenshots \
 	compose-env image images compose-up compose-down test-deps
 
@@ -131,6 +131,9 @@ bench-console: system-deps test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) 
 # No order waits for a poll: 1,000 orders at 20/s through the gateway, 1, 2 and 4 instances.
 bench-waits: system-deps $(INSTALLED) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m bench.waits
+
+bench-idle: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.idle
 
 bench-store-drivers: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.store_drivers

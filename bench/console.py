@@ -33,8 +33,7 @@ import aiohttp
 from playwright.async_api import async_playwright
 
 from bench.events import percentile
-from bench.machine import reference_ms
-from bench.scale import cpu_s
+from bench.machine import cpu_s, reference_ms
 from bench.systems import rest_customer
 from harness import running
 from harness.process import ManagedProcess

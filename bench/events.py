@@ -1,4 +1,4 @@
-"""`make bench-events`: publish -> processed latency and throughput of six event paths.
+"""`make bench-events`: publish -> processed latency and throughput of seven event paths.
 
 All run in one run, on one private RabbitMQ node, with the same guarantees: persistent
 messages, publisher confirms, durable quorum queues, manual acks after the handler.
@@ -12,9 +12,13 @@ messages, publisher confirms, durable quorum queues, manual acks after the handl
                 are acknowledged: a killed server loses nothing, a crashed machine could)
     chassis-pg-durable  the same on a server that flushes every commit to disk before it is
                 acknowledged (fsync on: PostgreSQL's defaults, as a production server runs)
-    chassis-traced  the chassis path traced: every use case in a span, sampled at 100 %, its
-                publish and process spans exported over OTLP to a real collector on loopback
-                (rotel); measured last, as the SDK, once installed, stays for the process
+    chassis-traced-default  the chassis path traced as a service traces by default: every use
+                case in a span, one new trace in ten sampled (parent-based, 10 %), its publish
+                and process spans exported over OTLP to a real collector on loopback (rotel);
+                measured after the untraced paths, as the SDK, once installed, stays for the
+                process
+    chassis-traced  the same with every trace sampled (each use case's span the child of a
+                caller's sampled span, which the parent-based sampler follows)
 
 For each: p50/p95/p99 latency from the start of the send (for chassis, the start of the use
 case's transaction) to the end of processing (after the ack), at a fixed rate; and the
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -39,6 +44,10 @@ import aio_pika
 from faststream import AckPolicy
 from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
 from inventory.v1 import events_pb2
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from bench.machine import add_log_level, reference_ms
 from chassis import logging as chassis_logging
@@ -236,20 +245,40 @@ class ChassisPostgresDurable(ChassisPostgres):
     server: PrivatePostgres | None = None  # started by main(), durable
 
 
-class ChassisTraced(Chassis):
-    name = "chassis-traced"
+class ChassisTracedDefault(Chassis):
+    name = "chassis-traced-default"
     collector: PrivateRotel | None = None  # started by main()
 
     async def start(self, url: str) -> None:
         assert self.collector is not None
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.collector.endpoint
         os.environ["OTEL_EXPORTER_OTLP_INSECURE"] = "true"
-        assert telemetry.configure(service="bench", instance="bench-1")
+        os.environ.pop("OTEL_TRACES_SAMPLER", None)  # the services' default
+        if not isinstance(trace.get_tracer_provider(), TracerProvider):
+            assert telemetry.configure(service="bench", instance="bench-1")
         await super().start(url)
 
+    def caller(self) -> Context | None:
+        """The context of the caller whose trace a use case continues (None: it starts one)."""
+        return None
+
     async def send(self, seq: int) -> None:
-        with telemetry.tracer.start_as_current_span("adjust stock", kind=telemetry.SpanKind.SERVER):
+        with telemetry.tracer.start_as_current_span(
+            "adjust stock", context=self.caller(), kind=telemetry.SpanKind.SERVER
+        ):
             await super().send(seq)
+
+
+class ChassisTraced(ChassisTracedDefault):
+    name = "chassis-traced"
+
+    def caller(self) -> Context | None:
+        """A new caller's sampled span for each use case: every trace sampled."""
+        caller = SpanContext(
+            random.getrandbits(128) or 1, random.getrandbits(64) or 1, is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )  # fmt: skip
+        return trace.set_span_in_context(NonRecordingSpan(caller))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -311,10 +340,13 @@ async def main(args: argparse.Namespace) -> None:
     ChassisPostgresDurable.server = durable
     collector = PrivateRotel(Path(tempfile.mkdtemp(prefix="bench-rotel-")), describe=False)
     await asyncio.to_thread(collector.start)
-    ChassisTraced.collector = collector
+    ChassisTracedDefault.collector = collector
     results: dict[str, tuple[list[float], float]] = {}
     try:
-        paths = (Bare, FastStream, Chassis, ChassisPostgres, ChassisPostgresDurable, ChassisTraced)
+        paths = (
+            Bare, FastStream, Chassis, ChassisPostgres, ChassisPostgresDurable,
+            ChassisTracedDefault, ChassisTraced,
+        )  # fmt: skip
         for make in paths:
             results[make.name] = await measure(
                 broker.url, make, rate=args.rate, count=args.count, burst=args.burst
@@ -348,14 +380,19 @@ async def main(args: argparse.Namespace) -> None:
         f"chassis_pg_durable_p99_ms={p99['chassis-pg-durable']:.2f} "
         f"chassis_pg_durable_msgs_s={rates['chassis-pg-durable']:.0f} "
         f"chassis_traced_p99_ms={p99['chassis-traced']:.2f} "
-        f"chassis_traced_msgs_s={rates['chassis-traced']:.0f}"
+        f"chassis_traced_msgs_s={rates['chassis-traced']:.0f} "
+        f"chassis_traced_default_p99_ms={p99['chassis-traced-default']:.2f} "
+        f"chassis_traced_default_msgs_s={rates['chassis-traced-default']:.0f}"
     )
     print(
         f"ratios: chassis/bare throughput {rates['chassis'] / rates['bare']:.2f}, "
         f"chassis/faststream {rates['chassis'] / rates['faststream']:.2f}, "
         f"chassis-pg/chassis {rates['chassis-pg'] / rates['chassis']:.2f}, "
         f"chassis-pg-durable/chassis {rates['chassis-pg-durable'] / rates['chassis']:.2f}, "
-        f"chassis-traced/chassis {rates['chassis-traced'] / rates['chassis']:.2f}"
+        f"chassis-traced/chassis {rates['chassis-traced'] / rates['chassis']:.2f}, "
+        f"chassis-traced-default/chassis "
+        f"{rates['chassis-traced-default'] / rates['chassis']:.2f}, "
+        f"chassis p99/bare p99 at {args.rate:.0f}/s {p99['chassis'] / p99['bare']:.2f}"
     )
 
 

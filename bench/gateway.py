@@ -5,8 +5,11 @@ RabbitMQ), Envoy gateways in front of it: one plain (routes and transcoding only
 complete (plus the edge auth: the token verified by jwt_authn, the revoked sessions and the
 admin rule by RBAC, fed by the auth service; and the rate limits). The same authenticated
 read (UserService.GetProfile, `GET /v1/users/me`, which needs no per-call auth check) is
-called six ways:
+called six ways, and one more way, the baseline of the service's own cost:
 
+    bare          gRPC to a bare grpc.aio server in a process of its own, whose GetProfile
+                  answers the user service's answer (taken once) and does nothing else: no
+                  token check, store, log line, metric or interceptor
     direct        gRPC straight to a user service instance (which verifies the token itself)
     envoy_grpc    gRPC through the plain gateway
     rest          REST through the plain gateway (transcoding)
@@ -35,11 +38,13 @@ and its access token sent to both every 5 ms until both refuse it: the time from
 start to the second refusal (logout RPC, outbox, broker, auth service, Redis, each gateway's
 agent, Envoy applying the RBAC file).
 
-Ends with `RESULT ref_ms=... direct_rps=... envoy_grpc_rps=... rest_rps=... rest_auth_rps=...
-graphql_rps=... rest_users_p50_ms=... rest_users_p99_ms=...
-auth_overhead_p50_ms=... revocation_p99_ms=...` (rest_auth p50 minus rest p50
-at the fixed rate; the same at saturation follows as auth_overhead_p50_saturated_ms). The load
-generator shares the machine's 2 cores with what it measures.
+Ends with `RESULT ref_ms=... bare_rps=... direct_rps=... envoy_grpc_rps=... rest_rps=...
+rest_auth_rps=... graphql_rps=... rest_users_p50_ms=... rest_users_p99_ms=...
+auth_overhead_p50_ms=... revocation_p99_ms=... user_cpu_us=... bare_cpu_us=...` (rest_auth p50
+minus rest p50 at the fixed rate; the same at saturation follows as
+auth_overhead_p50_saturated_ms; the CPU per call of the user service, direct, and of the bare
+server, each at its most), then the ratios. The load generator shares the machine's 2 cores
+with what it measures.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import asyncio
 import dataclasses
 import itertools
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -61,12 +67,13 @@ import redis.asyncio as aioredis
 from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from bench.events import percentile
-from bench.machine import add_log_level, reference_ms
+from bench.machine import add_log_level, cpu_s, reference_ms
 from chassis import policy
 from chassis.store import open_store, run_transaction
 from gateway.envoy.config import GatewayConfig
 from harness import PrivateRabbitMQ, PrivateRedis, charts
 from harness.gateway import LocalGateway
+from harness.process import ManagedProcess, accepts, free_port
 from harness.shop import Shop
 from harness.system import UNREACHED_RATE_LIMITS, System
 from services.auth import service as auth_policy
@@ -75,13 +82,28 @@ from services.auth import store as auth_store
 Call = Callable[[], Awaitable[None]]
 # The limits a gateway has unless its deployment sets others (GatewayConfig's defaults).
 DEPLOYED = {f.name: f.default for f in dataclasses.fields(GatewayConfig)}
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
+# The bare server: argv the port, then the answer it gives every GetProfile (serialized).
+BARE_SERVER = """
+import asyncio, sys
+import grpc
+from user.v1 import user_service_pb2, user_service_pb2_grpc
 
-def cpu_s(pid: int) -> float:
-    """The CPU time (user + system) process `pid` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+ANSWER = user_service_pb2.GetProfileResponse.FromString(bytes.fromhex(sys.argv[2]))
+
+class Users(user_service_pb2_grpc.UserServiceServicer):
+    async def GetProfile(self, request, context):
+        return ANSWER
+
+async def main() -> None:
+    server = grpc.aio.server()
+    user_service_pb2_grpc.add_UserServiceServicer_to_server(Users(), server)
+    server.add_insecure_port(f"127.0.0.1:{sys.argv[1]}")
+    await server.start()
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
 
 
 async def at_rate(call: Call, *, rate: float, seconds: float) -> list[float]:
@@ -258,6 +280,19 @@ async def run(args: argparse.Namespace) -> None:
         metadata = [("authorization", f"Bearer {session.access_token}")]
         request = user_service_pb2.GetProfileRequest()
 
+        bare_port = free_port()
+        async with grpc.aio.insecure_channel(system.address("user")) as once:
+            answer = await user_service_pb2_grpc.UserServiceStub(once).GetProfile(
+                request, metadata=metadata, timeout=5
+            )
+        bare = ManagedProcess(
+            "bare",
+            [sys.executable, "-c", BARE_SERVER, str(bare_port), answer.SerializeToString().hex()],
+            directory=directory / "bare",
+            ready=lambda: accepts(bare_port),
+        )
+        await asyncio.to_thread(bare.start)
+
         def grpc_call(address: str) -> tuple[Call, grpc.aio.Channel]:
             channel = grpc.aio.insecure_channel(address)
             stub = user_service_pb2_grpc.UserServiceStub(channel)
@@ -302,9 +337,11 @@ async def run(args: argparse.Namespace) -> None:
 
             return call
 
+        bare_call, bare_channel = grpc_call(f"127.0.0.1:{bare_port}")
         direct, direct_channel = grpc_call(system.address("user"))
         through, envoy_channel = grpc_call(plain.address)
         paths = {
+            "bare": bare_call,
             "direct": direct,
             "envoy_grpc": through,
             "rest": rest_call(plain.url),
@@ -329,6 +366,8 @@ async def run(args: argparse.Namespace) -> None:
         fixed: dict[str, list[float]] = {}
         rates: dict[str, float] = {}
         saturated: dict[str, tuple[list[float], float]] = {}
+        # CPU per call (us), by process, of each path.
+        per_call: dict[str, dict[str, float]] = {}
         try:
             for name, call in paths.items():
                 # A gateway with a deployment's limits sheds what passes its floor (429): that
@@ -342,7 +381,9 @@ async def run(args: argparse.Namespace) -> None:
                 measured = {**pids, **({"envoy": via.envoy.process.pid} if via else {})}
                 if name == "graphql":
                     measured |= hive
-                before = {role: cpu_s(pid) for role, pid in measured.items() if pid}
+                if name == "bare":
+                    measured = {"loadgen": pids["loadgen"], "bare": bare.pid}
+                before = {role: cpu_s([pid]) for role, pid in measured.items() if pid}
                 most = ""
                 if limited:
                     rates[name] = args.rate
@@ -357,11 +398,12 @@ async def run(args: argparse.Namespace) -> None:
                         f" | most: {rps:5.0f} requests/s  p50 {percentile(latencies, 50):5.2f} ms"
                         f"  p99 {percentile(latencies, 99):6.2f} ms"
                     )
-                cpu = "  ".join(
-                    f"{role} {(cpu_s(pid) - before[role]) / calls * 1e6:.0f}"
+                per_call[name] = {
+                    role: (cpu_s([pid]) - before[role]) / calls * 1e6
                     for role, pid in measured.items()
                     if pid
-                )
+                }
+                cpu = "  ".join(f"{role} {us:.0f}" for role, us in per_call[name].items())
                 if not limited:
                     # At the fixed rate, or at half the most it sustains if that is less: a
                     # path past its limit would show only its queue.
@@ -377,8 +419,10 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await shop.close()
             await http.close()
+            await bare_channel.close()
             await direct_channel.close()
             await envoy_channel.close()
+            await asyncio.to_thread(bare.stop)
     finally:
         for gateway in gateways:
             await asyncio.to_thread(gateway.stop)
@@ -393,9 +437,11 @@ async def run(args: argparse.Namespace) -> None:
         return p50("rest_auth") - p50("rest")
 
     fixed_overhead = overhead(lambda name: percentile(fixed[name], 50))
+    user_us, bare_us = per_call["direct"]["user"], per_call["bare"]["bare"]
     saturated_overhead = overhead(lambda name: percentile(saturated[name][0], 50))
     print(
-        f"RESULT ref_ms={reference_ms():.0f} direct_rps={rps['direct']:.0f} "
+        f"RESULT ref_ms={reference_ms():.0f} bare_rps={rps['bare']:.0f} "
+        f"direct_rps={rps['direct']:.0f} "
         f"envoy_grpc_rps={rps['envoy_grpc']:.0f} rest_rps={rps['rest']:.0f} "
         f"rest_auth_rps={rps['rest_auth']:.0f} "
         f"graphql_rps={rps['graphql']:.0f} "
@@ -403,8 +449,10 @@ async def run(args: argparse.Namespace) -> None:
         f"rest_users_p99_ms={percentile(fixed['rest_users'], 99):.2f} "
         f"auth_overhead_p50_ms={fixed_overhead:.2f} "
         f"auth_overhead_p50_saturated_ms={saturated_overhead:.2f} "
-        f"revocation_p99_ms={percentile([r.refused_ms for r in revoked], 99):.0f}"
+        f"revocation_p99_ms={percentile([r.refused_ms for r in revoked], 99):.0f} "
+        f"user_cpu_us={user_us:.0f} bare_cpu_us={bare_us:.0f}"
     )
+    print(f"ratio: user service / bare grpc.aio server, CPU per call {user_us / bare_us:.2f}")
     print(f"ratio: rest_auth/rest throughput {rps['rest_auth'] / rps['rest']:.2f}")
     users_p50, auth_p50 = (percentile(fixed[n], 50) for n in ("rest_users", "rest_auth"))
     print(f"ratio: rest_users/rest_auth p50 at {args.rate:g}/s {users_p50 / auth_p50:.2f}")

@@ -4,14 +4,14 @@ Every service of the catalogue runs as real processes (`harness.system`, the gat
 rate-limit services included), one instance each, behind the gateway (Envoy and its agent), on
 one private RabbitMQ node, at the log level the services ship with (INFO; `--log-level`): first
 each with its SQLite store, as `make up` runs them, then each with its database on one private
-PostgreSQL server (the networked store), then with SQLite again and every service tracing,
-sampled at 100 %, exporting over OTLP to a real collector on loopback (rotel, describing
-nothing), in the same run. On each system orders are placed over gRPC by this process, by 200
-customers with a token each: first straight to the order service (the baseline), then through
-the gateway (the headline: Envoy, its token check, the per-user write limit a deployment has,
-60 a minute, by the rate-limit service); an order counts as approved when its OrderApproved
-event arrives on a queue this process binds to `order.events` (so the latency includes the
-event's publication).
+PostgreSQL server (the networked store), then with SQLite again and every service tracing as it
+does by default (one new trace in ten sampled), then with every trace sampled, exporting over
+OTLP to a real collector on loopback (rotel, describing nothing), in the same run. On each
+system orders are placed over gRPC by this process, by 200 customers with a token each: first
+straight to the order service (the baseline), then through the gateway (the headline: Envoy, its
+token check, the per-user write limit a deployment has, 60 a minute, by the rate-limit service);
+an order counts as approved when its OrderApproved event arrives on a queue this process binds
+to `order.events` (so the latency includes the event's publication).
 
 - latency: orders placed at a fixed rate (default 100/s) for a fixed time; p50/p95/p99 of
   PlaceOrder start -> OrderApproved received;
@@ -19,15 +19,16 @@ event's publication).
   (the median).
 
 Ends with `RESULT ref_ms=... log_level=... sqlite_gateway_p99_ms=... sqlite_gateway_orders_s=...
-sqlite_direct_p99_ms=... sqlite_direct_orders_s=...` and the same for `pg_` and `traced_`
-(`ref_ms`: see bench/machine.py), then the ratios: gateway/direct, PostgreSQL/SQLite,
-traced/untraced.
+sqlite_direct_p99_ms=... sqlite_direct_orders_s=...` and the same for `pg_`, `traced_default_`
+and `traced_` (`ref_ms`: see bench/machine.py), then the ratios: gateway/direct,
+PostgreSQL/SQLite, traced/untraced.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -40,9 +41,10 @@ import aio_pika
 import grpc
 from order.v1 import events_pb2
 
-from bench.events import percentile
-from bench.machine import add_log_level, reference_ms
-from bench.systems import running_system
+from bench.events import Bare, percentile
+from bench.events import throughput as events_throughput
+from bench.machine import add_log_level, cpu_s, reference_ms
+from bench.systems import Running, running_system
 from harness import PrivateRabbitMQ
 from harness.rotel import PrivateRotel
 from harness.shop import Session, Shop
@@ -167,6 +169,30 @@ async def burst(
     return total / (time.perf_counter() - started)
 
 
+# The messages an approved order sends through the broker (OrderPlaced, ReserveStock,
+# StockReserved, ReserveCredit, CreditReserved, OrderApproved, NotificationSent).
+EVENTS_PER_ORDER = 7
+BARE_EVENTS = 7000
+
+
+async def bare_event_cpu_ms(broker: PrivateRabbitMQ) -> float:
+    """The CPU one event costs on the bare path (bench.events' aio-pika publisher and consumer,
+    persistent, confirmed, acked, on a quorum queue): this process and the broker, per event,
+    over a burst of BARE_EVENTS after a warm-up."""
+    path = Bare()
+    await path.start(broker.url)
+    try:
+        await events_throughput(path, count=1000)
+        pids = [os.getpid(), broker.process.pid]
+        before = cpu_s(pids, with_children=True)
+        await events_throughput(path, count=BARE_EVENTS)
+        used_ms = (cpu_s(pids, with_children=True) - before) * 1000 / BARE_EVENTS
+    finally:
+        await path.stop()
+    print(f"bare aio-pika: {used_ms:.3f} ms of CPU per event (this process and the broker)")
+    return used_ms
+
+
 # Through the gateway, the write limit a deployment has per user (services.ratelimit); the
 # limits per address stay out of reach: all the load comes from this one address.
 DEPLOYED_LIMITS = {
@@ -176,6 +202,20 @@ DEPLOYED_LIMITS = {
 }
 
 
+def system_pids(up: Running, broker: PrivateRabbitMQ) -> list[int]:
+    """Every process of the system that serves an order: the services' instances, the gateway
+    (Envoy, its agent), the broker, Redis, PostgreSQL (and their children: PostgreSQL's
+    backends); not this load generator, nor the stand-ins for the mail and webhook
+    providers."""
+    pids = [p.process.pid for s in up.system.services for p in up.system.instances(s)]
+    pids += [up.gateway.envoy.process.pid, up.gateway.agent.pid, broker.process.pid]
+    pids += [up.redis.process.pid]
+    if up.postgres is not None:
+        pids.append(up.postgres.process.pid)
+    assert None not in pids
+    return pids  # type: ignore[return-value]
+
+
 async def one_path(
     args: argparse.Namespace,
     shop: Shop,
@@ -183,8 +223,10 @@ async def one_path(
     users: list[Session],
     product_id: str,
     label: str,
-) -> tuple[float, float]:
-    """The latency run and three bursts through `shop`; returns (p99 ms, median orders/s)."""
+    pids: list[int],
+) -> tuple[float, float, float]:
+    """The latency run and three bursts through `shop`; returns (p99 ms, median orders/s, CPU
+    ms per order of `pids` over the bursts)."""
     await at_rate(shop, approvals, users, [product_id], rate=args.rate, seconds=2)
     paced = await at_rate(
         shop, approvals, users, [product_id], rate=args.rate, seconds=args.seconds
@@ -198,20 +240,22 @@ async def one_path(
         f"{paced.failed} failed)",
         flush=True,
     )
+    cpu_before = cpu_s(pids, with_children=True)
     rates = [
         await burst(
             shop, approvals, users, [product_id], total=args.burst, in_flight=args.in_flight
         )
         for _ in range(3)
     ]
+    cpu_ms = (cpu_s(pids, with_children=True) - cpu_before) * 1000 / (3 * args.burst)
     orders_s = statistics.median(rates)
     print(
         f"{label:<16} bursts of {args.burst} with {args.in_flight} in flight: "
         + ", ".join(f"{r:.0f}" for r in rates)
-        + f" orders/s (median {orders_s:.0f})",
+        + f" orders/s (median {orders_s:.0f}); the system's CPU {cpu_ms:.1f} ms per order",
         flush=True,
     )
-    return p99, orders_s
+    return p99, orders_s, cpu_ms
 
 
 async def one_system(
@@ -236,11 +280,13 @@ async def one_system(
             await approvals.start(up.system.amqp_url)
             product = await through.product(price_minor=100, stock=10**9)
             users = [await through.register() for _ in range(args.users)]
+            pids = system_pids(up, broker)
             for path, shop in (("direct", direct), ("gateway", through)):
-                p99, orders_s = await one_path(
-                    args, shop, approvals, users, product.product_id, f"{label} {path}"
+                p99, orders_s, cpu_ms = await one_path(
+                    args, shop, approvals, users, product.product_id, f"{label} {path}", pids
                 )
                 figures[f"{path}_p99_ms"], figures[f"{path}_orders_s"] = p99, orders_s
+                figures[f"{path}_cpu_ms"] = cpu_ms
         finally:
             await through.close()
             await direct.close()
@@ -260,15 +306,25 @@ async def run(args: argparse.Namespace) -> None:
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
         }
         try:
+            bare_ms = await bare_event_cpu_ms(broker)
             results["sqlite"] = await one_system(args, Path(directory), broker, "sqlite")
             results["pg"] = await one_system(args, Path(directory), broker, "postgres")
-            results["traced"] = await one_system(
-                args, Path(directory), broker, "sqlite", label="traced", env=traced
+            results["traced_default"] = await one_system(
+                args, Path(directory), broker, "sqlite", label="traced-default", env=traced
             )
+            results["traced"] = await one_system(
+                args, Path(directory), broker, "sqlite", label="traced",
+                env={**traced, "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+            )  # fmt: skip
         finally:
             collector.stop()
             broker.remove()
-    fields = [f"ref_ms={reference_ms():.0f}", f"log_level={args.log_level}"]
+    fields = [
+        f"ref_ms={reference_ms():.0f}",
+        f"log_level={args.log_level}",
+        f"bare_event_cpu_ms={bare_ms:.3f}",
+        f"sqlite_gateway_cpu_ms={results['sqlite']['gateway_cpu_ms']:.2f}",
+    ]
     for label, figures in results.items():
         fields += [
             f"{label}_gateway_p99_ms={figures['gateway_p99_ms']:.2f}",
@@ -277,12 +333,16 @@ async def run(args: argparse.Namespace) -> None:
             f"{label}_direct_orders_s={figures['direct_orders_s']:.0f}",
         ]
     print("RESULT " + " ".join(fields), flush=True)
-    sqlite, pg, traced_figures = results["sqlite"], results["pg"], results["traced"]
+    sqlite, pg = results["sqlite"], results["pg"]
+    per_order = sqlite["gateway_cpu_ms"] / (EVENTS_PER_ORDER * bare_ms)
+    print(f"ratio: CPU per order through the gateway / CPU of {EVENTS_PER_ORDER} bare events "
+          f"{per_order:.2f}")  # fmt: skip
     for path in ("gateway", "direct"):
         print(f"ratio: {path} postgres/sqlite orders/s "
               f"{pg[f'{path}_orders_s'] / sqlite[f'{path}_orders_s']:.2f}")  # fmt: skip
-        print(f"ratio: {path} traced/untraced orders/s "
-              f"{traced_figures[f'{path}_orders_s'] / sqlite[f'{path}_orders_s']:.2f}")  # fmt: skip
+        for traced in ("traced_default", "traced"):
+            ratio = results[traced][f"{path}_orders_s"] / sqlite[f"{path}_orders_s"]
+            print(f"ratio: {path} {traced}/untraced orders/s {ratio:.2f}")
     for label, figures in results.items():
         print(f"ratio: {label} gateway/direct orders/s "
               f"{figures['gateway_orders_s'] / figures['direct_orders_s']:.2f}, p99 "

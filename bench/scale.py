@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import tempfile
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 import psycopg
 
 from bench.events import percentile
-from bench.machine import add_log_level, reference_ms
+from bench.machine import add_log_level, cpu_s, reference_ms
 from bench.saga import Approvals, at_rate, burst
 from bench.systems import running_system, shop_of
 from harness import PrivateRabbitMQ
@@ -53,7 +52,6 @@ from harness.shop import Shop, eventually
 from harness.system import System
 
 COUNTS = (1, 2, 4, 10)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 IDLE_S = 10.0
 
 
@@ -66,33 +64,6 @@ def rss_pss_mb(pids: list[int]) -> tuple[float, float]:
         rss += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
         pss += int(re.search(r"^Pss:\s+(\d+)", rollup, re.M).group(1))
     return rss / 1024, pss / 1024
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent:
-                found.append(int(entry.name))
-    return found
-
-
-def cpu_s(pids: list[int], *, with_children: bool = False) -> float:
-    """CPU seconds (user + system) these processes (and their children) have used so far."""
-    if with_children:
-        pids = pids + [child for pid in pids for child in _children(pid)]
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
 
 
 @dataclass

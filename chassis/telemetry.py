@@ -4,7 +4,9 @@
 - with `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, and
   `OTEL_SDK_DISABLED` not true, installs the SDK: spans batched to that endpoint over OTLP/gRPC
   (the exporter reads the other `OTEL_EXPORTER_OTLP_*` variables), sampled as
-  `OTEL_TRACES_SAMPLER` says (by default every trace a caller started, and every new one), with
+  `OTEL_TRACES_SAMPLER` says (by default `parentbased_traceidratio` at `DEFAULT_RATIO`, 10 %:
+  every trace a caller sampled, and one new trace in ten; `root_ratio` says what share of new
+  traces the environment asks for, so the gateway can sample as the services do), with
   the resource `service.name`, `service.instance.id` and `OTEL_RESOURCE_ATTRIBUTES`; spans
   still buffered are sent when the process exits;
 - otherwise installs nothing: the API's no-op tracer, whose spans go nowhere (measured: 5 us
@@ -26,6 +28,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
 
 __all__ = [
+    "DEFAULT_RATIO",
     "INVALID_SPAN",
     "Link",
     "Span",
@@ -39,12 +42,38 @@ __all__ = [
     "extract",
     "inject",
     "link_to",
+    "root_ratio",
     "tracer",
 ]
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 tracer = trace.get_tracer("ordermesh.chassis")
+
+# The share of new traces sampled when OTEL_TRACES_SAMPLER is not set. Every trace sampled cost
+# the event path 0.59x of its throughput (docs/performance.md, "The cost of tracing"), which
+# suits a test of tracing, not a service's default: OpenTelemetry's own default samples all.
+DEFAULT_RATIO = 0.1
+_ALL = {"always_on", "parentbased_always_on"}
+_NONE = {"always_off", "parentbased_always_off"}
+_RATIO = {"traceidratio", "parentbased_traceidratio"}
+
+
+def root_ratio(environ: Mapping[str, str]) -> float:
+    """The share of new traces (no caller's decision to follow) that `environ` asks to sample:
+    OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG as the SDK reads them, DEFAULT_RATIO
+    when unset. A sampler this cannot read (a custom one) counts as sampling all."""
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not sampler:
+        return DEFAULT_RATIO
+    if sampler in _NONE:
+        return 0.0
+    if sampler in _RATIO:
+        try:
+            return min(max(float(environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")), 0.0), 1.0)
+        except ValueError:
+            return 1.0  # the SDK's own fallback for an unreadable ratio
+    return 1.0
 
 
 def configure(*, service: str, instance: str) -> bool:
@@ -57,10 +86,15 @@ def configure(*, service: str, instance: str) -> bool:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     # Resource.create adds what OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME say.
     resource = Resource.create({"service.name": service, "service.instance.id": instance})
-    provider = TracerProvider(resource=resource)
+    # None: the SDK reads OTEL_TRACES_SAMPLER itself.
+    sampler = None
+    if not os.environ.get("OTEL_TRACES_SAMPLER"):
+        sampler = ParentBased(TraceIdRatioBased(DEFAULT_RATIO))
+    provider = TracerProvider(resource=resource, sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return True
@@ -79,8 +113,8 @@ def extract(carrier: Mapping[str, str]) -> context.Context:
 def current_ids() -> tuple[str, str] | None:
     """The current span's trace id and span id, in hex, if a sampled span is recording."""
     span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
-        return None
+    if not (span_context.is_valid and span_context.trace_flags.sampled):
+        return None  # a trace not sampled is nowhere to be looked up
     return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
 
 

@@ -38,6 +38,8 @@ def test_make_up_traces_every_service_shows_its_figures_and_gathers_its_logs(tmp
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
+        # Every trace, at the gateway and in the services (the default samples one in ten).
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
     }
     up = ManagedProcess(
         "up",
