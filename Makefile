@@ -27,7 +27,7 @@ CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --conf
 
 .PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
-	bench-waits bench-idle \
+	bench-waits bench-idle bench-logcost \
 	bench-console screenshots \
 	compose-env image images compose-up compose-down test-deps
 
@@ -134,6 +134,9 @@ bench-waits: system-deps $(INSTALLED) $(GRAPHQL_GATEWAY)
 
 bench-idle: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.idle
+
+bench-logcost: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.logcost
 
 bench-store-drivers: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.store_drivers

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from chassis import telemetry
+from chassis.settlement import sampled_trace_id
 
 
 def test_the_otlp_exporter_and_its_protos_are_the_ones_it_was_built_with():
@@ -92,3 +93,17 @@ def test_the_standard_variables_choose_another_sampler():
 )
 def test_the_gateway_samples_new_traces_as_the_services_do(env, ratio):
     assert telemetry.root_ratio(env) == ratio
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "named"),
+    [
+        (f"00-{'ab' * 16}-{'cd' * 8}-01", "ab" * 16),
+        (f"00-{'ab' * 16}-{'cd' * 8}-00", ""),
+        ("", ""),
+        ("00-nonsense", ""),
+        (f"00-{'ab' * 16}-{'cd' * 8}-zz", ""),
+    ],
+)
+def test_a_consumers_log_line_names_a_trace_only_if_it_was_sampled(traceparent, named):
+    assert sampled_trace_id(traceparent) == named
