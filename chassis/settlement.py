@@ -72,19 +72,6 @@ def type_of(incoming: Delivery) -> str:
     return incoming.header.properties.message_type or "<no type>"
 
 
-def sampled_trace_id(traceparent: str) -> str:
-    """The trace id of a W3C traceparent whose trace was sampled, else "" (a trace not sampled
-    was never exported: a log line naming it would point at nothing)."""
-    parts = traceparent.split("-")
-    if len(parts) != 4:
-        return ""
-    try:
-        sampled = int(parts[3], 16) & 1
-    except ValueError:
-        return ""
-    return parts[1] if sampled else ""
-
-
 def consumer_span(
     queue: str, operation: str, traceparent: str, event_id: str, **attributes: Any
 ) -> AbstractContextManager[telemetry.Span]:
@@ -278,7 +265,7 @@ class Settlement:
             type=envelope.type,
             event_id=envelope.event_id,
             correlation_id=envelope.correlation_id,
-            trace_id=sampled_trace_id(envelope.traceparent),
+            trace_id=telemetry.sampled_trace_id(envelope.traceparent),
         )
 
     async def retry(self, incoming: Delivery, error: Exception) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "inject",
     "link_to",
     "root_ratio",
+    "sampled_trace_id",
     "tracer",
 ]
 
@@ -123,6 +124,19 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier.get("traceparent")
+
+
+def sampled_trace_id(traceparent: str) -> str:
+    """The trace id of a W3C traceparent whose trace was sampled, else "" (a trace not sampled
+    was never exported: a log line naming it would point at nothing)."""
+    parts = traceparent.split("-")
+    if len(parts) != 4:
+        return ""
+    try:
+        sampled = int(parts[3], 16) & 1
+    except ValueError:
+        return ""
+    return parts[1] if sampled else ""
 
 
 def link_to(parent: context.Context) -> list[Link]:

@@ -12,7 +12,6 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from chassis import telemetry
-from chassis.settlement import sampled_trace_id
 
 
 def test_the_otlp_exporter_and_its_protos_are_the_ones_it_was_built_with():
@@ -106,4 +105,4 @@ def test_the_gateway_samples_new_traces_as_the_services_do(env, ratio):
     ],
 )
 def test_a_consumers_log_line_names_a_trace_only_if_it_was_sampled(traceparent, named):
-    assert sampled_trace_id(traceparent) == named
+    assert telemetry.sampled_trace_id(traceparent) == named
