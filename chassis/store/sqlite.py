@@ -150,27 +150,20 @@ class _Checkpointer:
         self._stop.set()
         self._thread.join()
 
-    def _committed(self) -> bytes | None:
-        """The WAL index's header, which every commit of every process changes (a counter, the
-        WAL's last frame and salts: SQLite's shared-memory file, read as a file); None if it
-        cannot be read. The WAL file's size and time would not do: after a full checkpoint the
-        next writer overwrites it from the start, and its time moves in clock ticks."""
-        try:
-            with open(f"{self._path}-shm", "rb") as shm:
-                return shm.read(48)
-        except OSError:
-            return None
-
     def _run(self) -> None:
         db = sqlite3.connect(self._path, timeout=1.0, check_same_thread=False)
-        checkpointed: bytes | None = None  # what was committed when the WAL was last copied
+        checkpointed: int | None = None  # what was committed when the WAL was last copied
         try:
             while not self._stop.wait(self._interval_s):
                 # A checkpoint takes the file's locks and reads the WAL's index: when the last
                 # one copied the whole WAL and nothing was committed since (an idle instance),
-                # only the index's header is read.
-                committed = self._committed()
-                if committed is not None and committed == checkpointed:
+                # it is skipped. PRAGMA data_version changes with every other connection's
+                # commit. Never read SQLite's files with an open() of our own: closing any
+                # descriptor of a file drops every POSIX lock the process holds on it, the
+                # store's connection's WAL locks included (measured: with the WAL index read
+                # that way, 10 processes sharing a store lost committed transactions).
+                committed = db.execute("PRAGMA data_version").fetchone()[0]
+                if committed == checkpointed:
                     continue
                 self.checkpoints += 1
                 with contextlib.suppress(sqlite3.OperationalError):
