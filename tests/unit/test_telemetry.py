@@ -25,11 +25,18 @@ def test_the_otlp_exporter_and_its_protos_are_the_ones_it_was_built_with():
     )
 
 
+TRACE_ID, SPAN_ID = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+
+
+def callers_context(flags: int):
+    """The context of a remote caller's span, sampled or not as `flags` says."""
+    caller = SpanContext(TRACE_ID, SPAN_ID, is_remote=True, trace_flags=TraceFlags(flags))
+    return trace.set_span_in_context(NonRecordingSpan(caller))
+
+
 def test_without_an_sdk_a_callers_context_goes_on_to_what_the_work_sends():
-    trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
-    caller = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
-    parent = trace.set_span_in_context(NonRecordingSpan(caller))
-    with telemetry.tracer.start_as_current_span("work", context=parent):
+    trace_id, span_id = TRACE_ID, SPAN_ID
+    with telemetry.tracer.start_as_current_span("work", context=callers_context(1)):
         assert telemetry.current_traceparent() == f"00-{trace_id:032x}-{span_id:016x}-01"
         assert telemetry.current_ids() == (f"{trace_id:032x}", f"{span_id:016x}")
     assert telemetry.current_traceparent() is None
@@ -37,10 +44,8 @@ def test_without_an_sdk_a_callers_context_goes_on_to_what_the_work_sends():
 
 
 def test_a_trace_not_sampled_goes_on_but_names_no_trace_to_look_up():
-    trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
-    caller = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(0))
-    parent = trace.set_span_in_context(NonRecordingSpan(caller))
-    with telemetry.tracer.start_as_current_span("work", context=parent):
+    trace_id, span_id = TRACE_ID, SPAN_ID
+    with telemetry.tracer.start_as_current_span("work", context=callers_context(0)):
         # The caller's decision travels on (the next hop must not sample it either) ...
         assert telemetry.current_traceparent() == f"00-{trace_id:032x}-{span_id:016x}-00"
         # ... but log lines and the console name no trace: it was never exported.
