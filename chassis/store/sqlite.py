@@ -280,14 +280,18 @@ class SqliteStore(SqlOutbox):
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Only the service's own user may read its store (the user service's holds private
         # signing keys); SQLite gives the -wal and -shm files the same mode.
+        # Made only when missing (O_EXCL): closing a descriptor of a file this process has open
+        # drops every POSIX lock the process holds on it (another store's, in tests).
         for path in (self._path, self._notice_path):
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         for path in (self._path, f"{self._path}-wal", f"{self._path}-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(path, 0o600)
         # isolation_level=None: transactions are begun and ended here, explicitly.
         self._db = sqlite3.connect(self._path, isolation_level=None, timeout=0)
-        self._db.execute("PRAGMA journal_mode = WAL")
+        # Instances starting together find the file locked while one of them turns WAL on.
+        await self._execute(self._db, "PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
         self._db.execute("PRAGMA wal_autocheckpoint = 0")
         # Reads through a memory map and a larger page cache: no syscall per page read.

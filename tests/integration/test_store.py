@@ -483,6 +483,46 @@ def rows_in_the_database_file(path, collection: str) -> int:
         db.close()
 
 
+WRITER = """
+import asyncio, sys
+from chassis.events import outgoing
+from chassis.store import Collection
+from chassis.store.sqlite import SqliteStore
+from inventory.v1 import events_pb2
+
+async def main(path, name, times):
+    store = SqliteStore(path, checkpoint_interval_s=0.005)
+    await store.open([Collection("things")])
+    for n in range(times):
+        async with store.transaction() as tx:
+            await tx.insert("things", f"{name}-{n}", {"n": n})
+            reserved = events_pb2.StockReserved(order_id=f"{name}-{n}")
+            tx.publish(outgoing(reserved, producer="inventory"))
+    await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def test_processes_sharing_a_sqlite_file_lose_no_commit_while_it_is_checkpointed(tmp_path):
+    """The instances of a service share one SQLite file, each with its own checkpointer copying
+    the WAL while the others commit: every committed document and outbox message is there at the
+    end. (A checkpointer that read the file with an open() of its own dropped its process's
+    locks when it closed it, and committed transactions vanished.) They start together on a
+    new file, as `make up`'s instances do: each waits while another turns WAL on."""
+    path = tmp_path / "shared.db"  # made by the writers, which start together
+    processes, times = 6, 150
+    writers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, str(path), f"w{n}", str(times)
+        )
+        for n in range(processes)
+    ]
+    assert [await writer.wait() for writer in writers] == [0] * processes
+    assert _sqlite(path, f"SELECT count(*) FROM {table('things')}") == [(processes * times,)]
+    assert _sqlite(path, "SELECT count(*) FROM outbox") == [(processes * times,)]
+
+
 async def test_sqlite_checkpoints_what_is_written_after_an_idle_spell(tmp_path):
     """The checkpointer does nothing while nothing was committed since its last full checkpoint,
     and copies each commit that follows (the WAL then restarts from its beginning)."""
