@@ -14,6 +14,15 @@ decided, a pause of 50 ms between orders; the count over 100 ms and over 500 ms,
 slowest. The system with 1 instance of each, where no hop crosses instances, is the baseline the
 others are read against in the same run. The target: none over 100 ms with 2 and 4 instances.
 
+Where a slow order spent its time: each order carries a correlation id of the bench's own
+(`x-correlation-id`), which every service's log lines name; for the orders over 100 ms, and
+for as many orders of about the median as a reference, the lines of that id from every process
+(`chassis.logfiles.search`, as `make logs ID=...` reads them) give the steps of the saga, timed
+from the POST. Printed: each slow order's steps, and over all of them which gap between two
+steps was the longest (`--timelines 0` skips it). The decision is the order service's last
+step; what follows it until the bench's GET sees it is the bench's own polling and the
+gateway's.
+
 Ends with `RESULT ref_ms=... sqlite_over_100ms_1=... sqlite_over_100ms_2=... ... pg_...`.
 """
 
@@ -21,16 +30,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import re
 import ssl
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from bench.events import percentile
 from bench.machine import reference_ms
 from bench.systems import rest_customer
+from chassis.logfiles import search
 from harness import running
 from harness.process import ManagedProcess
 from harness.running import ADMIN, make_up
@@ -61,29 +76,37 @@ async def a_product(http: aiohttp.ClientSession, gateway: str, admin: tuple[str,
         return str((await answer.json())["product"]["productId"])
 
 
+@dataclass(frozen=True)
+class Timed:
+    ms: float  # from placing the order until a GET showed it decided
+    correlation_id: str
+    started: float  # time.time() when it was placed, the clock the log lines are stamped by
+
+
 async def one_order(
     http: aiohttp.ClientSession, gateway: str, auth: dict[str, str], product_id: str
-) -> float:
-    """Milliseconds from placing an order until it is decided."""
+) -> Timed:
     order = {
         "idempotencyKey": str(uuid.uuid4()),
         "items": [{"productId": product_id, "quantity": 1}],
     }
-    started = time.perf_counter()
-    async with http.post(f"{gateway}/v1/orders", json=order, headers=auth) as answer:
+    correlation_id = f"waits-{uuid.uuid4().hex}"
+    headers = {**auth, "x-correlation-id": correlation_id}
+    started_at, started = time.time(), time.perf_counter()
+    async with http.post(f"{gateway}/v1/orders", json=order, headers=headers) as answer:
         assert answer.status == 200, await answer.text()
         order_id = (await answer.json())["order"]["orderId"]
     while True:
         async with http.get(f"{gateway}/v1/orders/{order_id}", headers=auth) as answer:
             status = (await answer.json())["order"]["status"]
         if status != "ORDER_STATUS_PENDING":
-            return (time.perf_counter() - started) * 1000
+            return Timed((time.perf_counter() - started) * 1000, correlation_id, started_at)
         if time.perf_counter() - started > 30:
             raise AssertionError(f"order {order_id} still PENDING after 30 s")
         await asyncio.sleep(0.005)
 
 
-async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) -> list[float]:
+async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) -> list[Timed]:
     admin = ADMIN.search(up.log_path.read_text())
     assert admin, up.log_path.read_text()[-2000:]
     addresses = running.published(run_dir)
@@ -101,9 +124,65 @@ async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) ->
     return times
 
 
+def step(record: dict[str, Any]) -> str:
+    """One log line as a step of the saga: where, and what was handled."""
+    what = record.get("type") or record.get("method") or ""
+    return f"{record.get('instance') or record.get('service')} {record.get('event')} {what}"
+
+
+def steps(timed: Timed, records: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """The order's log lines as (ms since it was placed, step), in time order."""
+    return [
+        ((datetime.fromisoformat(r["timestamp"]).timestamp() - timed.started) * 1000, step(r))
+        for r in records
+    ]
+
+
+def longest_gap(timeline: list[tuple[float, str]], total_ms: float) -> tuple[float, str]:
+    """The longest wait between two steps (from the POST to the first, between steps, from the
+    last to the GET that saw the decision) and its ends, the services' instances left out."""
+    marks = [(0.0, "POST"), *timeline, (total_ms, "GET saw it decided")]
+    gaps = [(b[0] - a[0], f"{_kind(a[1])} -> {_kind(b[1])}") for a, b in itertools.pairwise(marks)]
+    return max(gaps)
+
+
+def _kind(step: str) -> str:
+    """A step without its instance's number: `order-2 message handled X` -> `order ...`."""
+    where, _, rest = step.partition(" ")
+    return f"{re.sub(r'-r?[0-9]+$', '', where)} {rest}".strip()
+
+
+def explain(times: list[Timed], run_dir: Path, shown: int) -> None:
+    """Prints where the orders over 100 ms spent their time, beside orders of about the median."""
+    slow = sorted((t for t in times if t.ms > SLOW_MS[0]), key=lambda t: -t.ms)[:shown]
+    if not slow or not shown:
+        return
+    middle = sorted(times, key=lambda t: t.ms)[len(times) // 2 - shown // 2 :][:shown]
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in search(run_dir, [t.correlation_id for t in slow + middle], limit=100_000):
+        found.setdefault(str(record.get("correlation_id")), []).append(record)
+    for label, group in (("slow", slow), ("median", middle)):
+        gaps: dict[str, list[float]] = {}
+        for timed in group:
+            timeline = steps(timed, found.get(timed.correlation_id, []))
+            gap_ms, between = longest_gap(timeline, timed.ms)
+            gaps.setdefault(between, []).append(gap_ms)
+            if label == "slow":
+                print(f"  order {timed.correlation_id}: {timed.ms:.0f} ms")
+                for at_ms, what in timeline:
+                    print(f"    +{at_ms:7.1f} ms  {what}")
+        for between, values in sorted(gaps.items(), key=lambda item: -len(item[1])):
+            print(
+                f"  {label} orders ({len(group)}): longest gap {between}: {len(values)} of them, "
+                f"{min(values):.0f}-{max(values):.0f} ms"
+            )
+
+
 def measure(args: argparse.Namespace, store: str, count: int) -> dict[str, float]:
     with make_up(count, store=store, env=LIMITS) as (up, run_dir):
-        times = asyncio.run(orders(args, up, run_dir))
+        timed = asyncio.run(orders(args, up, run_dir))
+        explain(timed, run_dir, args.timelines)
+    times = [t.ms for t in timed]
     figures = {
         **{f"over_{limit:.0f}ms": float(sum(t > limit for t in times)) for limit in SLOW_MS},
         "p50_ms": percentile(times, 50),
@@ -125,6 +204,9 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument(
+        "--timelines", type=int, default=10, help="slow orders whose steps are printed"
+    )
     args = parser.parse_args()
     results = {(s, c): measure(args, s, c) for s in args.stores for c in args.counts}
     fields = [f"ref_ms={reference_ms():.0f}", f"orders={args.orders}"]
