@@ -127,7 +127,8 @@ async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) ->
 def step(record: dict[str, Any]) -> str:
     """One log line as a step of the saga: where, and what was handled."""
     what = record.get("type") or record.get("method") or ""
-    return f"{record.get('instance') or record.get('service')} {record.get('event')} {what}"
+    took = f" (in {record['ms']} ms)" if "ms" in record else ""  # an RPC's own time
+    return f"{record.get('instance') or record.get('service')} {record.get('event')} {what}{took}"
 
 
 def steps(timed: Timed, records: list[dict[str, Any]]) -> list[tuple[float, str]]:
@@ -147,8 +148,9 @@ def longest_gap(timeline: list[tuple[float, str]], total_ms: float) -> tuple[flo
 
 
 def _kind(step: str) -> str:
-    """A step without its instance's number: `order-2 message handled X` -> `order ...`."""
-    where, _, rest = step.partition(" ")
+    """A step without its instance's number and time: `order-2 rpc handled X (in 3 ms)` ->
+    `order rpc handled X`."""
+    where, _, rest = step.partition(" (in ")[0].partition(" ")
     return f"{re.sub(r'-r?[0-9]+$', '', where)} {rest}".strip()
 
 
