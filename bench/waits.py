@@ -19,9 +19,11 @@ Where a slow order spent its time: each order carries a correlation id of the be
 for as many orders of about the median as a reference, the lines of that id from every process
 (`chassis.logfiles.search`, as `make logs ID=...` reads them) give the steps of the saga, timed
 from the POST. Printed: each slow order's steps, and over all of them which gap between two
-steps was the longest (`--timelines 0` skips it). The decision is the order service's last
-step; what follows it until the bench's GET sees it is the bench's own polling and the
-gateway's.
+steps was the longest (`--timelines 0` skips it). With `--traced` every trace is sampled and
+exported to a receiver in this process, and the slow orders' spans split each hop further
+(relay, publish and confirm, delivery, handling); tracing costs the system CPU. The decision
+is the order service's last step; what follows it until the bench's GET sees it is the bench's
+own polling and the gateway's.
 
 Ends with `RESULT ref_ms=... sqlite_over_100ms_1=... sqlite_over_100ms_2=... ... pg_...`.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import re
 import ssl
@@ -47,6 +50,7 @@ from bench.machine import reference_ms
 from bench.systems import rest_customer
 from chassis.logfiles import search
 from harness import running
+from harness.otlp import OtlpReceiver
 from harness.process import ManagedProcess
 from harness.running import ADMIN, make_up
 
@@ -154,8 +158,29 @@ def _kind(step: str) -> str:
     return f"{re.sub(r'-r?[0-9]+$', '', where)} {rest}".strip()
 
 
-def explain(times: list[Timed], run_dir: Path, shown: int) -> None:
-    """Prints where the orders over 100 ms spent their time, beside orders of about the median."""
+def spans_of(
+    timed: Timed, records: list[dict[str, Any]], receiver: OtlpReceiver
+) -> list[tuple[float, str]]:
+    """The spans of the order's trace (its log lines name it) as (ms since it was placed, what:
+    the span, its process and how long it took), in time order: they split a hop between
+    services into the relay's wake-up (commit -> publish), the publish and its confirm, the
+    delivery (publish -> process) and the consumer's handling."""
+    trace_ids = {r["trace_id"] for r in records if r.get("trace_id")}
+    spans = [span for trace_id in trace_ids for span in receiver.spans(trace_id)]
+    return sorted(
+        (
+            span.start_ns / 1e6 - timed.started * 1000,
+            f"{span.service} {span.kind} {span.name} ({(span.end_ns - span.start_ns) / 1e6:.1f}ms)",
+        )
+        for span in spans
+    )
+
+
+def explain(
+    times: list[Timed], run_dir: Path, shown: int, receiver: OtlpReceiver | None = None
+) -> None:
+    """Prints where the orders over 100 ms spent their time, beside orders of about the median
+    (and, traced, the spans of the slow ones)."""
     slow = sorted((t for t in times if t.ms > SLOW_MS[0]), key=lambda t: -t.ms)[:shown]
     if not slow or not shown:
         return
@@ -166,13 +191,17 @@ def explain(times: list[Timed], run_dir: Path, shown: int) -> None:
     for label, group in (("slow", slow), ("median", middle)):
         gaps: dict[str, list[float]] = {}
         for timed in group:
-            timeline = steps(timed, found.get(timed.correlation_id, []))
+            records = found.get(timed.correlation_id, [])
+            timeline = steps(timed, records)
             gap_ms, between = longest_gap(timeline, timed.ms)
             gaps.setdefault(between, []).append(gap_ms)
             if label == "slow":
                 print(f"  order {timed.correlation_id}: {timed.ms:.0f} ms")
                 for at_ms, what in timeline:
                     print(f"    +{at_ms:7.1f} ms  {what}")
+                if receiver is not None:
+                    for at_ms, what in spans_of(timed, records, receiver):
+                        print(f"    +{at_ms:7.1f} ms  span {what}")
         for between, values in sorted(gaps.items(), key=lambda item: -len(item[1])):
             print(
                 f"  {label} orders ({len(group)}): longest gap {between}: {len(values)} of them, "
@@ -181,9 +210,22 @@ def explain(times: list[Timed], run_dir: Path, shown: int) -> None:
 
 
 def measure(args: argparse.Namespace, store: str, count: int) -> dict[str, float]:
-    with make_up(count, store=store, env=LIMITS) as (up, run_dir):
+    with contextlib.ExitStack() as stack:
+        env, receiver = dict(LIMITS), None
+        if args.traced:  # every trace sampled, exported to a receiver in this process
+            receiver = OtlpReceiver()
+            receiver.start()
+            stack.callback(receiver.stop)
+            env |= {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            }
+        up, run_dir = stack.enter_context(make_up(count, store=store, env=env))
         timed = asyncio.run(orders(args, up, run_dir))
-        explain(timed, run_dir, args.timelines)
+        if receiver is not None:
+            time.sleep(6)  # the services' last spans are exported within 5 s (the SDK's delay)
+        explain(timed, run_dir, args.timelines, receiver)
     times = [t.ms for t in timed]
     figures = {
         **{f"over_{limit:.0f}ms": float(sum(t > limit for t in times)) for limit in SLOW_MS},
@@ -208,6 +250,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument(
         "--timelines", type=int, default=10, help="slow orders whose steps are printed"
+    )
+    parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="sample every trace and print the slow orders' spans (it costs the system CPU)",
     )
     args = parser.parse_args()
     results = {(s, c): measure(args, s, c) for s in args.stores for c in args.counts}

@@ -42,6 +42,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     events: tuple[str, ...]
     error: bool
+    start_ns: int  # since the epoch, as the exporting process's clock read it
+    end_ns: int
 
 
 def _value(value: common_pb2.AnyValue) -> Any:
@@ -82,6 +84,8 @@ class _Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                             attributes=_attributes(span.attributes),
                             events=tuple(event.name for event in span.events),
                             error=span.status.code == trace_pb2.Status.STATUS_CODE_ERROR,
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
                         )
                     )
         with self.lock:
