@@ -405,8 +405,8 @@ class Runtime:
         # Told of each change (Redis pub/sub, read again on each new subscription): the poll is
         # for a notice lost while subscribed, so a service's looks every 5 s, not the
         # gateway's 1 s (a wake-up a second in every idle instance). After Redis restarts, a
-        # service subscribes again within those 5 s: until then a logout is refused by the
-        # gateways (which follow every second) and reaches the service late.
+        # service subscribes again within half a second and reads the policy then
+        # (chassis.watch.RESUBSCRIBE_S): a logout meanwhile is not left to the 5 s poll.
         follower = PolicyFollower(
             PolicyFeed(redis),
             verify_key(settings.edge_policy_verify_key),

@@ -39,6 +39,10 @@ log = get_logger(__name__)
 # How long a stop waits for a listener to end: a library call that swallowed its cancellation
 # (redis-py's timeouts on 3.11 can) must not hold up a shutdown.
 LISTENER_STOP_S = 2.0
+# How soon a lost source of notices is subscribed to again, whatever the interval of the rounds:
+# the subscription reads what was published while it was lost (a logout, in the edge policy),
+# and attempts are made only while the source is lost.
+RESUBSCRIBE_S = 0.5
 
 
 class NoticesLost(Exception):
@@ -178,7 +182,7 @@ async def _wait(wake: asyncio.Event, timeout_s: float) -> None:
 
 
 async def _listen(notices: Notices, wake: asyncio.Event, *, poll_s: float, lost: str) -> None:
-    """Sets `wake` at each notice; subscribes again `poll_s` after the source is lost."""
+    """Sets `wake` at each notice; subscribes again soon after the source is lost."""
     while True:
         try:
             await notices.listen(wake.set, poll_s=poll_s)
@@ -187,4 +191,4 @@ async def _listen(notices: Notices, wake: asyncio.Event, *, poll_s: float, lost:
                 log.warning(lost, error=str(exc))
         except Exception:  # a bug in a source must not end the notices for good
             log.exception("notices not heard; listening again", source=type(notices).__name__)
-        await asyncio.sleep(poll_s)
+        await asyncio.sleep(min(poll_s, RESUBSCRIBE_S))

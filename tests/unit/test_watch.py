@@ -198,6 +198,20 @@ async def test_a_lost_source_is_logged_and_listened_to_again(output):
     assert lost["error"] == "connection reset"
 
 
+async def test_a_lost_source_is_listened_to_again_soon_however_long_the_interval():
+    """A service reads the edge policy every 5 s without a notice; after Redis restarts, its
+    subscription is made again (and what was published meanwhile read) well before that."""
+    source = Source()
+    task = asyncio.create_task(
+        follow(Rounds(), notices=source, refresh_s=NEVER_S, name="t", failed="f")
+    )
+    assert await source.subscribed() == 1
+
+    source.failures.put_nowait(NoticesLost("connection reset"))
+    assert await source.subscribed() == 2
+    await stopped(task)
+
+
 async def test_a_source_that_fails_unexpectedly_is_logged_and_listened_to_again(output):
     source = Source()
     task = asyncio.create_task(
