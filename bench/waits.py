@@ -225,6 +225,7 @@ def measure(args: argparse.Namespace, store: str, count: int) -> dict[str, float
         timed = asyncio.run(orders(args, up, run_dir))
         if receiver is not None:
             time.sleep(6)  # the services' last spans are exported within 5 s (the SDK's delay)
+            print(f"  traced: {len(receiver.spans())} spans received", flush=True)
         explain(timed, run_dir, args.timelines, receiver)
     times = [t.ms for t in timed]
     figures = {
