@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import re
 import ssl
 import time
 import uuid
@@ -128,34 +127,31 @@ async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) ->
     return times
 
 
-def step(record: dict[str, Any]) -> str:
-    """One log line as a step of the saga: where, and what was handled."""
-    what = record.get("type") or record.get("method") or ""
-    took = f" (in {record['ms']} ms)" if "ms" in record else ""  # an RPC's own time
-    return f"{record.get('instance') or record.get('service')} {record.get('event')} {what}{took}"
+@dataclass(frozen=True)
+class Step:
+    """One log line of an order as a step of the saga."""
+
+    at_ms: float  # since the order was placed
+    kind: str  # the service and what it handled: the same for every instance
+    shown: str  # the instance, what it handled and, for an RPC, its own time
 
 
-def steps(timed: Timed, records: list[dict[str, Any]]) -> list[tuple[float, str]]:
-    """The order's log lines as (ms since it was placed, step), in time order."""
-    return [
-        ((datetime.fromisoformat(r["timestamp"]).timestamp() - timed.started) * 1000, step(r))
-        for r in records
-    ]
+def steps(timed: Timed, records: list[dict[str, Any]]) -> list[Step]:
+    """The order's log lines as steps, in time order."""
+    found = []
+    for r in records:
+        what = f"{r.get('event')} {r.get('type') or r.get('method') or ''}"
+        took = f" (in {r['ms']} ms)" if "ms" in r else ""
+        at_ms = (datetime.fromisoformat(r["timestamp"]).timestamp() - timed.started) * 1000
+        found.append(Step(at_ms, f"{r.get('service')} {what}", f"{r.get('instance')} {what}{took}"))
+    return found
 
 
-def longest_gap(timeline: list[tuple[float, str]], total_ms: float) -> tuple[float, str]:
+def longest_gap(timeline: list[Step], total_ms: float) -> tuple[float, str]:
     """The longest wait between two steps (from the POST to the first, between steps, from the
     last to the GET that saw the decision) and its ends, the services' instances left out."""
-    marks = [(0.0, "POST"), *timeline, (total_ms, "GET saw it decided")]
-    gaps = [(b[0] - a[0], f"{_kind(a[1])} -> {_kind(b[1])}") for a, b in itertools.pairwise(marks)]
-    return max(gaps)
-
-
-def _kind(step: str) -> str:
-    """A step without its instance's number and time: `order-2 rpc handled X (in 3 ms)` ->
-    `order rpc handled X`."""
-    where, _, rest = step.partition(" (in ")[0].partition(" ")
-    return f"{re.sub(r'-r?[0-9]+$', '', where)} {rest}".strip()
+    marks = [Step(0.0, "POST", ""), *timeline, Step(total_ms, "GET saw it decided", "")]
+    return max((b.at_ms - a.at_ms, f"{a.kind} -> {b.kind}") for a, b in itertools.pairwise(marks))
 
 
 def spans_of(
@@ -197,8 +193,8 @@ def explain(
             gaps.setdefault(between, []).append(gap_ms)
             if label == "slow":
                 print(f"  order {timed.correlation_id}: {timed.ms:.0f} ms")
-                for at_ms, what in timeline:
-                    print(f"    +{at_ms:7.1f} ms  {what}")
+                for one in timeline:
+                    print(f"    +{one.at_ms:7.1f} ms  {one.shown}")
                 if receiver is not None:
                     for at_ms, what in spans_of(timed, records, receiver):
                         print(f"    +{at_ms:7.1f} ms  span {what}")
