@@ -5,6 +5,10 @@ message that replays it (`replayed`). chassis.operations lists, replays and disc
 Guarantees:
 - reading a queue takes its messages unacknowledged and gives back every one not acked when
   the reading ends, so that a listing never loses or reorders what it read past;
+- a replay or discard of named messages finds them even while another reading (a listing a
+  moment before, the console's) holds them: the broker gives back what a closed channel held
+  a few milliseconds after the close (quorum queues), so a reading that wants named messages
+  looks again for up to `SETTLE_S` before it says they are not there;
 - a replay carries the message's replays in its headers (`x-replays`: when, who, why, from
   which queue), so that a message that fails again shows them in the dead-letter queue; it
   drops the failure headers (chassis.settlement writes them) and its original route, so that
@@ -13,6 +17,8 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +44,10 @@ FAILURE_HEADERS = (
     "x-instance",
 )
 ORIGINAL_EXCHANGE = "x-original-exchange"
+# How long a reading that wants named messages looks for those out of sight. A discard right
+# after a listing found 0 of the 1 it had just listed (an e2e run): the listing's channel was
+# closed, and the quorum queue had not yet taken its message back.
+SETTLE_S = 2.0
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 REPLAYS = "x-replays"
 
@@ -113,21 +123,30 @@ async def held(
     wanted: Collection[str] | None = None,
 ) -> AsyncIterator[list[aio_pika.abc.AbstractIncomingMessage]]:
     """The messages now in `queue` (the first `most`; with `wanted`, only until those event ids
-    are all held), taken unacknowledged; those not acked go back to the queue when this ends."""
+    are all held, looking again for up to SETTLE_S for those another reader holds), taken
+    unacknowledged; those not acked go back to the queue when this ends."""
     channel = await connection.channel()
     try:
         declared = await channel.declare_queue(queue, passive=True)
-        count = declared.declaration_result.message_count or 0
-        messages = []
-        missing = set(wanted) if wanted is not None else None
-        for _ in range(count if most is None else min(count, most)):
-            message = await declared.get(fail=False)
-            if message is None:
-                break
-            messages.append(message)
-            if missing is not None:
-                missing.discard(message.message_id or "")
-                if not missing:
+        messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+        if wanted is None:
+            count = declared.declaration_result.message_count or 0
+            for _ in range(count if most is None else min(count, most)):
+                message = await declared.get(fail=False)
+                if message is None:
+                    break
+                messages.append(message)
+        else:
+            missing = set(wanted)
+            deadline = time.monotonic() + SETTLE_S
+            while missing:
+                message = await declared.get(fail=False)
+                if message is not None:
+                    messages.append(message)
+                    missing.discard(message.message_id or "")
+                elif time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                else:
                     break
         yield messages
     finally:

@@ -29,7 +29,7 @@ import psycopg
 
 from deploy import databases
 from deploy.private import private_file
-from harness.process import ManagedProcess, free_port
+from harness.process import ManagedProcess, as_user, free_port
 
 __all__ = ["PrivatePostgres", "postgres_binaries"]
 
@@ -114,14 +114,16 @@ class PrivatePostgres:
                 os.chown(scratch, self._user.pw_uid, self._user.pw_gid)
                 os.chown(pwfile, self._user.pw_uid, self._user.pw_gid)
             subprocess.run(
-                [
-                    str(self._bin / "initdb"),
-                    *("-D", str(self.data), "-U", USER, f"--pwfile={pwfile}"),
-                    *("--auth-local=scram-sha-256", "--auth-host=scram-sha-256"),
-                    # Byte order for text, as SQLite compares: the same pages in every store.
-                    *("-E", "UTF8", "--locale=C", "--no-sync"),
-                ],
-                user=self._user.pw_name if self._user else None,
+                as_user(
+                    [
+                        str(self._bin / "initdb"),
+                        *("-D", str(self.data), "-U", USER, f"--pwfile={pwfile}"),
+                        *("--auth-local=scram-sha-256", "--auth-host=scram-sha-256"),
+                        # Byte order for text, as SQLite compares: the same pages in every store.
+                        *("-E", "UTF8", "--locale=C", "--no-sync"),
+                    ],
+                    self._user.pw_name if self._user else None,
+                ),
                 capture_output=True,
                 text=True,
                 check=True,

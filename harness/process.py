@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "NotReady", "accepts", "answers_ok", "free_port"]
+__all__ = ["ManagedProcess", "NotReady", "accepts", "answers_ok", "as_user", "free_port"]
 
 
 class NotReady(RuntimeError):
@@ -31,6 +32,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def as_user(argv: Sequence[str], user: str | int | None) -> list[str]:
+    """`argv` run as `user` (a name or a uid; None: as this process) through util-linux's
+    `setpriv`, which sets the real and effective uid as subprocess's `user=` does. Not `user=`
+    itself: it makes Python fork() instead of vfork(), and a fork() runs gRPC's fork handlers,
+    after which a child forked while this process's gRPC threads are busy can die of SIGSEGV
+    before it execs (CI: "initdb died with SIGSEGV"; tests/integration/test_harness.py shows
+    it). GRPC_ENABLE_FORK_SUPPORT=0 would turn the handlers off too, but only when set before
+    grpc is first imported, which no one module of a test or bench process controls."""
+    if user is None:
+        return list(argv)
+    uid = user if isinstance(user, int) else pwd.getpwnam(user).pw_uid
+    return ["setpriv", f"--reuid={uid}", "--", *argv]
 
 
 def accepts(port: int) -> bool:
@@ -92,14 +107,13 @@ class ManagedProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self.argv,
+                as_user(self.argv, self._user),
                 cwd=self.directory,
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                user=self._user,
             )
         self.wait_ready()
 

@@ -37,7 +37,7 @@ from deploy.environment import (
     gateway_secrets,
 )
 from harness.postgres import PrivatePostgres
-from harness.process import ManagedProcess, accepts, free_port
+from harness.process import ManagedProcess, NotReady, accepts, free_port
 from harness.sinks import HttpSink, MailSink
 from services import catalogue
 from services.schema import create_schema
@@ -86,13 +86,18 @@ class ServiceProcess:
     ):
         """`tls`: the CA of a system whose services speak mutual TLS (`System(tls=True)`)."""
         self.service = service
-        self.port = free_port()
-        self.process = ManagedProcess(
+        self._made = (instance, directory, env, tls)
+        self.process = self._on(free_port())
+
+    def _on(self, port: int) -> ManagedProcess:
+        instance, directory, env, tls = self._made
+        self.port = port
+        return ManagedProcess(
             instance,
-            [sys.executable, "-m", f"services.{service}"],
+            [sys.executable, "-m", f"services.{self.service}"],
             directory=directory,
-            env={**env, "GRPC_PORT": str(self.port), "INSTANCE_ID": instance},
-            ready=lambda: _serving(self.port, service=service, tls=tls),
+            env={**env, "GRPC_PORT": str(port), "INSTANCE_ID": instance},
+            ready=lambda: _serving(port, service=self.service, tls=tls),
             ready_timeout_s=60.0,
             stop_timeout_s=20.0,
         )
@@ -102,7 +107,17 @@ class ServiceProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process.start()
+        """Starts it; on a port of its own again if the one chosen was taken before it bound
+        it (free_port's ports are the kernel's ephemeral ones: any process's outgoing
+        connection may get one meanwhile; seen once as `make up` started, "Failed to bind to
+        address 127.0.0.1:33075")."""
+        try:
+            self.process.start()
+        except NotReady as exc:
+            if "Failed to bind" not in str(exc):
+                raise
+            self.process = self._on(free_port())
+            self.process.start()
 
     def stop(self) -> None:
         self.process.stop()

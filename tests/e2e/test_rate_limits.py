@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 import grpc
@@ -86,15 +86,32 @@ async def login(http, gateway, email: str) -> tuple[int, Mapping[str, str], dict
         return response.status, response.headers, await response.json(content_type=None)
 
 
-async def test_sign_in_attempts_are_limited_per_address_across_gateways(world, http):
-    _, _, (a, b) = world
-    await a_fresh_minute()
-    email = f"nobody-{uuid.uuid4().hex[:6]}@example.com"
-    statuses = [(await login(http, gateway, email))[0] for gateway in (a, b, a, b, a, b)]
-    assert statuses == [401] * SIGN_IN_PER_MINUTE  # wrong password, not yet limited
-    for gateway in (a, b):
-        status, headers, body = await login(http, gateway, email)
-        assert status == 429
+def failed_open(gateways: Sequence[LocalGateway]) -> int:
+    """Sign-ins (served by the user service) the gateways let through unchecked because the
+    rate-limit service did not answer in time: they fail open by design (docs/decisions.md)."""
+    return sum(g.envoy.counter("cluster.user.ratelimit.failure_mode_allowed") for g in gateways)
+
+
+async def test_sign_in_attempts_are_limited_per_address_across_gateways(world):
+    _, _, gateways = world
+    a, b = gateways
+    # Each try from an address of its own (127.0.0.10, .11, ...), so with a budget of its own. A
+    # try is made again only if a gateway failed open during it (a CI run saw a 7th attempt
+    # answered 401), and at most twice.
+    for attempt in range(3):
+        await a_fresh_minute()
+        before = failed_open(gateways)
+        address = aiohttp.TCPConnector(local_addr=(f"127.0.0.{attempt + 10}", 0))
+        async with aiohttp.ClientSession(connector=address) as http:
+            email = f"nobody-{uuid.uuid4().hex[:6]}@example.com"
+            answers = [await login(http, gateway, email) for gateway in (a, b) * 4]
+        if failed_open(gateways) == before:
+            break
+        print(f"try {attempt + 1}: a gateway failed open; {[s for s, _, _ in answers]}")
+    statuses = [status for status, _, _ in answers]
+    # Wrong passwords, not yet limited; then limited at either gateway.
+    assert statuses == [401] * SIGN_IN_PER_MINUTE + [429] * 2
+    for _, headers, body in answers[SIGN_IN_PER_MINUTE:]:
         assert body["code"] == RESOURCE_EXHAUSTED
         assert "too many requests" in body["message"]
         assert 0 < int(headers["retry-after"]) <= 60
@@ -259,6 +276,7 @@ async def test_without_redis_the_global_limits_fail_open_and_traffic_continues(w
     keep serving. The local floor still applies."""
     redis, _, (a, _) = world
     email = f"nobody-{uuid.uuid4().hex[:6]}@example.com"
+    before = failed_open([a])
     redis.kill()
     try:
         statuses = [(await login(http, a, email))[0] for _ in range(SIGN_IN_PER_MINUTE + 3)]
@@ -267,6 +285,7 @@ async def test_without_redis_the_global_limits_fail_open_and_traffic_continues(w
     finally:
         redis.start()
     assert statuses == [401] * (SIGN_IN_PER_MINUTE + 3)
+    assert failed_open([a]) - before == SIGN_IN_PER_MINUTE + 3  # and Envoy counted each
 
 
 async def test_reads_are_limited_per_client_so_one_cannot_get_everyone_limited(world, http):

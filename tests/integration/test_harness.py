@@ -1,18 +1,23 @@
 """The test harness starts real, private RabbitMQ, Redis and Envoy processes that tests own."""
 
+import asyncio
 import json
 import os
+import pwd
 import stat
 import urllib.request
+from pathlib import Path
 
 import aio_pika
 import aiormq.exceptions
+import grpc
 import pytest
 import redis.asyncio
 import redis.exceptions
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from chassis.store.sqlite import SqliteStore
-from harness import free_port
+from harness import ManagedProcess, free_port
 
 QUORUM = {"x-queue-type": "quorum"}
 # RabbitMQ 3.10.8 loses track of a quorum queue declared less than about 3 minutes before a
@@ -166,3 +171,51 @@ async def test_a_sqlite_store_is_readable_by_its_owner_only(tmp_path):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         await store.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a process as another user needs root")
+async def test_processes_start_as_another_user_while_this_process_serves_grpc(tmp_path):
+    """PostgreSQL and RabbitMQ run as users of their own when the tests run as root, started
+    from a process whose gRPC threads are busy. Forked with subprocess's `user=`, such a child
+    died of SIGSEGV before it ran (gRPC's fork handlers; 1 initdb in a CI run, every try of
+    this test): each must start, as that user."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = health_pb2_grpc.HealthStub(channel)
+
+    async def calls() -> None:
+        while True:
+            await stub.Check(health_pb2.HealthCheckRequest())
+
+    busy = [asyncio.create_task(calls()) for _ in range(4)]
+    nobody = pwd.getpwnam("nobody").pw_uid
+    try:
+        for n in range(30):
+            child = ManagedProcess(
+                f"child-{n}",
+                ["sleep", "30"],
+                directory=tmp_path,
+                ready=lambda: runs("sleep"),
+                user="nobody",
+            )
+
+            def runs(program: str, child: ManagedProcess = child) -> bool:
+                return Path(f"/proc/{child.pid}/comm").read_text().strip() == program
+
+            await asyncio.to_thread(child.start)
+            try:
+                status = await asyncio.to_thread(Path(f"/proc/{child.pid}/status").read_text)
+                uids = next(line for line in status.splitlines() if line.startswith("Uid:"))
+                assert uids.split()[1:3] == [str(nobody)] * 2, uids
+                await asyncio.sleep(0.05)
+                assert child.running, child.log_tail()
+            finally:
+                await asyncio.to_thread(child.stop)
+    finally:
+        for task in busy:
+            task.cancel()
+        await channel.close()
+        await server.stop(None)

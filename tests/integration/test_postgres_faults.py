@@ -150,6 +150,24 @@ def superuser(url: str, statement: str) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
+async def fence(url: str, read_only: bool) -> None:
+    """Sets `default_transaction_read_only` for the whole server and reloads it, then waits until
+    a new connection has the new value. `pg_reload_conf()` only signals the postmaster; once a
+    backend it forks afterwards sees the value, the postmaster has signalled every older backend
+    too, and their next statement runs under it (a message sent sooner could be processed by a
+    backend still writable: seen once in CI)."""
+    if read_only:
+        superuser(url, "ALTER SYSTEM SET default_transaction_read_only = on")
+    else:
+        superuser(url, "ALTER SYSTEM RESET default_transaction_read_only")
+    superuser(url, "SELECT pg_reload_conf()")
+    wanted = [("on" if read_only else "off",)]
+    await eventually(
+        lambda: superuser(url, "SHOW default_transaction_read_only") == wanted,
+        what="the server to reload its settings",
+    )  # fmt: skip
+
+
 async def test_a_primary_fenced_read_only_holds_the_message_until_it_takes_writes_again(
     own_server,
 ):
@@ -160,13 +178,11 @@ async def test_a_primary_fenced_read_only_holds_the_message_until_it_takes_write
     await participant.send("p-1")
     await eventually(lambda: participant.count("processed") == 1, what="a first message")
 
-    superuser(admin, "ALTER SYSTEM SET default_transaction_read_only = on")
-    superuser(admin, "SELECT pg_reload_conf()")
+    await fence(admin, read_only=True)
     await participant.send("p-1", delta=2)
     await participant.assert_waiting(processed=1)
 
-    superuser(admin, "ALTER SYSTEM RESET default_transaction_read_only")
-    superuser(admin, "SELECT pg_reload_conf()")
+    await fence(admin, read_only=False)
     await eventually(lambda: participant.count("processed") == 2, what="the message processed")
     await participant.assert_processed_once_without_retry({"p-1": 3})
 

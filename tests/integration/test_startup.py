@@ -4,6 +4,7 @@ them, with nothing waiting on health checks) waits for them, then serves."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 from harness.postgres import PrivatePostgres
@@ -71,3 +72,27 @@ async def test_a_service_serves_only_once_it_has_the_keys_that_verify_tokens(
     finally:
         inventory.stop()
         user.stop()
+
+
+async def test_a_service_whose_port_was_taken_before_it_bound_it_starts_on_another(
+    amqp_url, postgres, tmp_path
+):
+    """The harness chooses a free port, then the service binds it: in between any process's
+    outgoing connection may get it (an ephemeral port). Its start then takes a new one."""
+    user = ServiceProcess(
+        "user",
+        tmp_path / "user",
+        {"STORE_URL": postgres.database("user_port"), "RABBITMQ_URL": amqp_url},
+        instance="user-1",
+    )
+    chosen = user.port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", chosen))
+        taken.listen()
+        try:
+            await asyncio.to_thread(user.start)
+            assert user.port != chosen
+            assert user.process.running
+            assert "Failed to bind" in (tmp_path / "user" / "user-1.log").read_text()
+        finally:
+            user.stop()

@@ -473,12 +473,16 @@ async def test_a_sqlite_file_of_an_earlier_version_opens_with_its_messages(tmp_p
 
 
 def rows_in_the_database_file(path, collection: str) -> int:
-    """What the SQLite file itself holds, the WAL ignored: what checkpoints have copied."""
+    """What the SQLite file itself holds, the WAL ignored: what checkpoints have copied; -1 when
+    the read met a checkpoint copying pages (read as `immutable`, without SQLite's locks, the
+    file can be half-written: "database disk image is malformed", seen once in CI)."""
     db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return db.execute(f"SELECT count(*) FROM {table(collection)}").fetchone()[0]
     except sqlite3.OperationalError:  # the table itself not checkpointed yet
         return 0
+    except sqlite3.DatabaseError:  # torn by a checkpoint under way: the next read tells
+        return -1
     finally:
         db.close()
 
