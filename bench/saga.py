@@ -156,17 +156,24 @@ async def burst(
     *,
     total: int,
     in_flight: int,
-) -> float:
+) -> tuple[float, int]:
+    """`total` orders, `in_flight` at a time: (approved orders/s, how many failed). An order
+    that fails (its answer not worth retrying, or still failing after the retries: a circuit
+    breaker failing fast on a saturated machine) counts as failed, not as approved."""
     slots = asyncio.Semaphore(in_flight)
 
-    async def one(n: int) -> None:
+    async def one(n: int) -> bool:
         async with slots:
             user, product_id = users[n % len(users)], products[n % len(products)]
-            await place_and_wait(shop, approvals, user, product_id)
+            try:
+                await place_and_wait(shop, approvals, user, product_id)
+            except (grpc.aio.AioRpcError, TimeoutError):
+                return False
+            return True
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(n) for n in range(total)))
-    return total / (time.perf_counter() - started)
+    approved = sum(await asyncio.gather(*(one(n) for n in range(total))))
+    return approved / (time.perf_counter() - started), total - approved
 
 
 # The messages an approved order sends through the broker (OrderPlaced, ReserveStock,
@@ -224,9 +231,9 @@ async def one_path(
     product_id: str,
     label: str,
     pids: list[int],
-) -> tuple[float, float, float]:
-    """The latency run and three bursts through `shop`; returns (p99 ms, median orders/s, CPU
-    ms per order of `pids` over the bursts)."""
+) -> tuple[float, float, float, int]:
+    """The latency run and three bursts through `shop`; returns (p99 ms, median approved
+    orders/s, CPU ms per order of `pids` over the bursts, failed orders of all four runs)."""
     await at_rate(shop, approvals, users, [product_id], rate=args.rate, seconds=2)
     paced = await at_rate(
         shop, approvals, users, [product_id], rate=args.rate, seconds=args.seconds
@@ -241,21 +248,24 @@ async def one_path(
         flush=True,
     )
     cpu_before = cpu_s(pids, with_children=True)
-    rates = [
+    bursts = [
         await burst(
             shop, approvals, users, [product_id], total=args.burst, in_flight=args.in_flight
         )
         for _ in range(3)
     ]
     cpu_ms = (cpu_s(pids, with_children=True) - cpu_before) * 1000 / (3 * args.burst)
+    rates = [rate for rate, _ in bursts]
+    failed = paced.failed + sum(f for _, f in bursts)
     orders_s = statistics.median(rates)
     print(
         f"{label:<16} bursts of {args.burst} with {args.in_flight} in flight: "
         + ", ".join(f"{r:.0f}" for r in rates)
-        + f" orders/s (median {orders_s:.0f}); the system's CPU {cpu_ms:.1f} ms per order",
+        + f" approved orders/s (median {orders_s:.0f}; "
+        + f"{sum(f for _, f in bursts)} failed); the system's CPU {cpu_ms:.1f} ms per order",
         flush=True,
     )
-    return p99, orders_s, cpu_ms
+    return p99, orders_s, cpu_ms, failed
 
 
 async def one_system(
@@ -282,11 +292,11 @@ async def one_system(
             users = [await through.register() for _ in range(args.users)]
             pids = system_pids(up, broker)
             for path, shop in (("direct", direct), ("gateway", through)):
-                p99, orders_s, cpu_ms = await one_path(
+                p99, orders_s, cpu_ms, failed = await one_path(
                     args, shop, approvals, users, product.product_id, f"{label} {path}", pids
                 )
                 figures[f"{path}_p99_ms"], figures[f"{path}_orders_s"] = p99, orders_s
-                figures[f"{path}_cpu_ms"] = cpu_ms
+                figures[f"{path}_cpu_ms"], figures[f"{path}_failed"] = cpu_ms, failed
         finally:
             await through.close()
             await direct.close()
@@ -331,6 +341,8 @@ async def run(args: argparse.Namespace) -> None:
             f"{label}_gateway_orders_s={figures['gateway_orders_s']:.0f}",
             f"{label}_direct_p99_ms={figures['direct_p99_ms']:.2f}",
             f"{label}_direct_orders_s={figures['direct_orders_s']:.0f}",
+            f"{label}_gateway_failed={figures['gateway_failed']:.0f}",
+            f"{label}_direct_failed={figures['direct_failed']:.0f}",
         ]
     print("RESULT " + " ".join(fields), flush=True)
     sqlite, pg = results["sqlite"], results["pg"]

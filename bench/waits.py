@@ -25,6 +25,10 @@ exported to a receiver in this process, and the slow orders' spans split each ho
 is the order service's last step; what follows it until the bench's GET sees it is the bench's
 own polling and the gateway's.
 
+The services' garbage collector is read from make up's Prometheus before and after the orders
+(`ordermesh_gc_pause_seconds` of every instance): its passes meanwhile, how many stopped a
+service for over 10 and over 50 ms, and the longest's bucket.
+
 Ends with `RESULT ref_ms=... sqlite_over_100ms_1=... sqlite_over_100ms_2=... ... pg_...`.
 """
 
@@ -109,7 +113,37 @@ async def one_order(
         await asyncio.sleep(0.005)
 
 
-async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) -> list[Timed]:
+# The garbage collector's passes of every service instance, by the bound (seconds) of their
+# histogram bucket (`ordermesh_gc_pause_seconds`, cumulative), as make up's Prometheus has them.
+PAUSES = "sum by (le) (ordermesh_gc_pause_seconds_bucket)"
+SCRAPE_WAIT_S = 5.0  # two of make up's scrapes (every 2 s) and a margin
+PAUSE_LIMITS_S = (0.01, 0.05)
+
+
+async def gc_buckets(http: aiohttp.ClientSession, prometheus: str) -> dict[float, float]:
+    """Every instance's passes so far, summed: the count at or under each bucket's bound."""
+    await asyncio.sleep(SCRAPE_WAIT_S)
+    async with http.get(f"{prometheus}/api/v1/query", params={"query": PAUSES}) as answer:
+        result = (await answer.json())["data"]["result"]
+    return {float(r["metric"]["le"]): float(r["value"][1]) for r in result}
+
+
+def pauses(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """The passes between two readings: how many, how many over each of PAUSE_LIMITS_S, and
+    the bound of the bucket that holds the longest (ms)."""
+    grew = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = grew[float("inf")]
+    figures = {"gc_passes": total}
+    for limit in PAUSE_LIMITS_S:
+        figures[f"gc_over_{limit * 1000:.0f}ms"] = total - grew[limit]
+    figures["gc_max_ms"] = 1000 * min(b for b, n in grew.items() if n == total)
+    return figures
+
+
+async def orders(
+    args: argparse.Namespace, up: ManagedProcess, run_dir: Path
+) -> tuple[list[Timed], dict[str, float]]:
+    """The orders, and the services' garbage-collector passes while they were placed."""
     admin = ADMIN.search(up.log_path.read_text())
     assert admin, up.log_path.read_text()[-2000:]
     addresses = running.published(run_dir)
@@ -120,11 +154,13 @@ async def orders(args: argparse.Namespace, up: ManagedProcess, run_dir: Path) ->
         customers = [await rest_customer(http, gateway) for _ in range(CUSTOMERS)]
         for n in range(20):  # warm-up
             await one_order(http, gateway, customers[n % CUSTOMERS], product_id)
+        before = await gc_buckets(http, addresses["PROMETHEUS_URL"])
         times = []
         for n in range(args.orders):
             times.append(await one_order(http, gateway, customers[n % CUSTOMERS], product_id))
             await asyncio.sleep(0.05)
-    return times
+        collected = pauses(before, await gc_buckets(http, addresses["PROMETHEUS_URL"]))
+    return times, collected
 
 
 @dataclass(frozen=True)
@@ -218,7 +254,7 @@ def measure(args: argparse.Namespace, store: str, count: int) -> dict[str, float
                 "OTEL_TRACES_SAMPLER": "parentbased_always_on",
             }
         up, run_dir = stack.enter_context(make_up(count, store=store, env=env))
-        timed = asyncio.run(orders(args, up, run_dir))
+        timed, collected = asyncio.run(orders(args, up, run_dir))
         if receiver is not None:
             time.sleep(6)  # the services' last spans are exported within 5 s (the SDK's delay)
             print(f"  traced: {len(receiver.spans())} spans received", flush=True)
@@ -229,12 +265,16 @@ def measure(args: argparse.Namespace, store: str, count: int) -> dict[str, float
         "p50_ms": percentile(times, 50),
         "p99_ms": percentile(times, 99),
         "max_ms": max(times),
+        **collected,
     }
     print(
         f"{store:<8} {count} instances of each: {len(times)} orders one at a time, "
         f"{figures['over_100ms']:.0f} over 100 ms, {figures['over_500ms']:.0f} over 500 ms, "
         f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
-        f"slowest {figures['max_ms']:.0f} ms",
+        f"slowest {figures['max_ms']:.0f} ms; the services' garbage collector meanwhile: "
+        f"{figures['gc_passes']:.0f} passes, {figures['gc_over_10ms']:.0f} over 10 ms, "
+        f"{figures['gc_over_50ms']:.0f} over 50 ms, the longest under "
+        f"{figures['gc_max_ms']:g} ms",
         flush=True,
     )
     return figures
@@ -263,6 +303,8 @@ def main() -> None:
             f"{prefix}_over_500ms_{count}={figures['over_500ms']:.0f}",
             f"{prefix}_p99_ms_{count}={figures['p99_ms']:.1f}",
             f"{prefix}_max_ms_{count}={figures['max_ms']:.0f}",
+            f"{prefix}_gc_over_10ms_{count}={figures['gc_over_10ms']:.0f}",
+            f"{prefix}_gc_over_50ms_{count}={figures['gc_over_50ms']:.0f}",
         ]
     print("RESULT " + " ".join(fields), flush=True)
     least = min(args.counts)

@@ -151,8 +151,20 @@ def amqp_properties(
             "causation-id": envelope.causation_id,
             "producer": envelope.producer,
             "traceparent": traceparent or envelope.traceparent,
+            # The timestamp property has whole seconds: this, the microseconds.
+            "occurred-at": envelope.occurred_at.isoformat(),
         },
     )
+
+
+def _occurred_at(header: object, timestamp: datetime | None) -> datetime:
+    """When the message was made: its `occurred-at` header (to the microsecond), else the
+    timestamp property (to the second: a producer before the header), else now."""
+    try:
+        made = datetime.fromisoformat(_text(header))
+    except ValueError:
+        return timestamp or datetime.now(UTC)
+    return made if made.tzinfo is not None else made.replace(tzinfo=UTC)
 
 
 def _text(value: object) -> str:
@@ -190,7 +202,7 @@ class TypeRegistry:
         envelope = Envelope(
             event_id=properties.message_id,
             type=type,
-            occurred_at=properties.timestamp or datetime.now(UTC),
+            occurred_at=_occurred_at(headers.get("occurred-at"), properties.timestamp),
             correlation_id=adopt(
                 properties.correlation_id, source=f"amqp message {properties.message_id}"
             ),

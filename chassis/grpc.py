@@ -17,6 +17,8 @@ What every service gets from it:
   the verified caller in `chassis.identity` for the handler's duration;
 - the bounds of each request field and the defined values of its enums (`chassis.bounds`),
   checked before the handler runs: INVALID_ARGUMENT naming the field;
+- the RPC fault switches (`chassis.switches`: `rpc-latency`, `rpc-errors`) applied once both
+  checks passed: the call answered late, or failed with the switch's status unhandled;
 - failures answered as `chassis.failures` says (the GraphQL subgraphs answer alike): one table
   (`STATUS_OF_ERROR`) that turns domain errors into status codes with their message; a store
   or broker that cannot do the work now is UNAVAILABLE, a transaction that lost every retry to
@@ -26,6 +28,8 @@ What every service gets from it:
   in-flight calls get `shutdown_grace_s` to finish;
 - with `REDIS_URL` set, registration in the registry (`chassis.registry`) once serving, with
   heartbeats; at shutdown the instance is marked draining first and removed once drained;
+- what it built to start kept out of the garbage collector's full passes, and every pass
+  timed while it serves (`chassis.garbage`);
 - one log line per call it answered ("rpc handled": method, status code, milliseconds; about
   20 us each, measured), health checks and reflection aside;
 - its metrics (`chassis.metrics`: the RPCs by method and status code, and what the runtime
@@ -40,7 +44,6 @@ import asyncio
 import contextlib
 import inspect
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,14 +58,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chassis import bounds, telemetry
-from chassis.config import WILDCARDS, ServiceSettings
+from chassis.config import ServiceSettings
 from chassis.correlation import adopt_header, correlation_id
 from chassis.failures import code_of, failure
+from chassis.garbage import keep_startup_objects
 from chassis.health import Readiness
 from chassis.identity import AccessPolicy, Authenticator, caller
 from chassis.logging import get_logger
 from chassis.metrics import Metrics, MetricsServer, RpcMetrics
-from chassis.registry import Instance, Registration, Registry
+from chassis.registration import registration_of
+from chassis.registry import Registration
+from chassis.switches import RPC_ERRORS, RpcFault, Switches
 from chassis.tls import MutualTls
 from chassis.watch import follow
 
@@ -159,15 +165,37 @@ def _record_failure(span: telemetry.Span, exc: Exception, code: grpc.StatusCode)
         span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, f"{code.name}: {exc}"))
 
 
+async def _inject(
+    fault: RpcFault, context: grpc.aio.ServicerContext, service: str, method: str
+) -> None:
+    """Answers the call late, and with the fault's status if it has one (AbortError)."""
+    if fault.delay_s:
+        await asyncio.sleep(fault.delay_s)
+    if fault.status is not None:
+        await context.abort(
+            fault.status, f"fault switch {RPC_ERRORS} is on (service={service}, method={method})"
+        )
+
+
 class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Sets the correlation id and the caller around each call; maps failures to status codes.
 
     Each method's handler is wrapped once, at its first call, and reused: the wrapper reads what
     differs between calls (the metadata) from the call's context."""
 
-    def __init__(self, policy: AccessPolicy, rpc_metrics: RpcMetrics):
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        rpc_metrics: RpcMetrics,
+        switches: Switches | None = None,
+        service: str = "",
+    ):
+        """`switches`: the process's fault switches, `service` its name (what their
+        targeting sees)."""
         self._policy = policy
         self._rpc_metrics = rpc_metrics
+        self._switches = switches
+        self._service = service
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -187,6 +215,9 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         policy = self._policy if self._policy.governs(method) else None
         traced = not method.startswith(UNTRACED)
         record = self._rpc_metrics.recorder(method) if traced else None
+        # Health checks and reflection are never slowed or failed by a switch.
+        switches = self._switches if traced else None
+        service, name = self._service, method.rpartition("/")[2]
         # A streamed request is an iterator, not a message: there is none in our contracts.
         checked = not handler.request_streaming
         codec = {
@@ -215,6 +246,9 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 with _server_span(method, metadata, traced=traced) as span:
                     try:
                         await admit(request, metadata)
+                        fault = switches.rpc_fault(service, name) if switches is not None else None
+                        if fault is not None:
+                            await _inject(fault, context, service, name)
                         response = await inner(request, context)
                         span.set_attribute("rpc.grpc.status_code", code.value[0])
                         return response
@@ -279,8 +313,11 @@ class GrpcServer:
         shutdown_grace_s: float = 10.0,
         metrics: Metrics | None = None,
         credentials: grpc.ServerCredentials | None = None,
+        switches: Switches | None = None,
+        service: str = "",
     ):
-        """`credentials`: TLS (chassis.tls); None serves plaintext."""
+        """`credentials`: TLS (chassis.tls); None serves plaintext. `switches`: the fault
+        switches its RPCs obey (none if None), `service` the name their targeting sees."""
         self._services = list(services)
         self._credentials = credentials
         self.metrics = metrics or Metrics()
@@ -291,7 +328,7 @@ class GrpcServer:
         # SO_REUSEPORT off: a second process on a taken port must fail, not share it silently.
         policy = AccessPolicy((s.descriptor for s in self._services if s.governed), authenticator)
         self._server = grpc.aio.server(
-            interceptors=[_EdgeInterceptor(policy, self.metrics.rpc)],
+            interceptors=[_EdgeInterceptor(policy, self.metrics.rpc, switches, service)],
             options=[("grpc.so_reuseport", 0)],
         )
         self._health = health.aio.HealthServicer()
@@ -385,6 +422,7 @@ async def serve(
     metrics: Metrics | None = None,
     subgraph: Subgraph | None = None,
     apps: Mapping[str, web.Application] | None = None,
+    switches: Switches | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully: every service's entry.
     `subgraph`: its GraphQL subgraph, at `/graphql` beside `/metrics` (chassis.graphql).
@@ -395,7 +433,7 @@ async def serve(
     operator should know of it, e.g. `Runtime.notes` (its breakers' states, and what the
     service noted), which `make status` shows. `metrics` (`Runtime.metrics`, or the RPCs' and
     heartbeats' alone if none) are served at `/metrics` on METRICS_PORT, published with the
-    registration."""
+    registration. `switches` (`Runtime.switches`): the fault switches its RPCs obey."""
     metrics = metrics or Metrics()
     tls = MutualTls.of(settings)
     server = GrpcServer(
@@ -408,6 +446,8 @@ async def serve(
         shutdown_grace_s=settings.shutdown_grace_s,
         metrics=metrics,
         credentials=tls.server_credentials() if tls is not None else None,
+        switches=switches,
+        service=settings.service_name,
     )
     routes = {}
     if subgraph is not None:
@@ -428,13 +468,15 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     registration: Registration | None = None
+    keep_startup_objects()
+    metrics.collections.watch()
     try:
         metrics_port = await exporter.start()
         port = await server.start()
         if settings.port_file:
             await asyncio.to_thread(Path(settings.port_file).write_text, f"{port}\n")
         if settings.redis_url:
-            registration = _registration(settings, port, metrics_port, notes, metrics)
+            registration = registration_of(settings, port, metrics_port, notes, metrics.heartbeats)
             await registration.start()
         await stopping.wait()
         log.info("shutdown requested")
@@ -449,38 +491,6 @@ async def serve(
             await registration.stop()
             await registration.registry.close()
         await exporter.stop()
+        metrics.collections.unwatch()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-
-
-def advertised_host(settings: ServiceSettings) -> str:
-    """The host others reach this instance at: ADVERTISED_HOST, else GRPC_HOST, else (bound to
-    every interface, as in a container) the address the machine's host name resolves to."""
-    if settings.advertised_host:
-        return settings.advertised_host
-    if settings.grpc_host not in WILDCARDS:
-        return settings.grpc_host
-    return socket.gethostbyname(socket.gethostname())
-
-
-def _registration(
-    settings: ServiceSettings,
-    port: int,
-    metrics_port: int,
-    notes: Callable[[], Mapping[str, str]] | None,
-    metrics: Metrics,
-) -> Registration:
-    return Registration(
-        Registry(settings.redis_url),
-        Instance(
-            service=settings.service_name,
-            instance_id=settings.instance_id,
-            address=f"{advertised_host(settings)}:{port}",
-            version=settings.service_version,
-            metrics_port=metrics_port,
-        ),
-        ttl_s=settings.registry_ttl_s,
-        interval_s=settings.heartbeat_interval_s,
-        metadata=notes,
-        heartbeats=metrics.heartbeats,
-    )

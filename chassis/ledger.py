@@ -11,6 +11,11 @@ sums them: the integration tests compare the counts within one process. A consum
 also name the queue, so that the counters, served as the Prometheus metric
 `ordermesh_messages_total{type, stage, queue}`, tell each queue's deliveries by outcome.
 
+How old each message was when its consumer had processed it (its effects committed), from the
+moment it was made (written to its producer's outbox, `occurred-at`), is a histogram per type
+and queue, `ordermesh_message_age_seconds`: the whole way of a message (outbox, relay, broker,
+delivery, handler), on the clocks of two processes (one machine's, or hosts kept in step).
+
 These counters live in memory and end with the process. What must survive a crash is counted
 by durable state instead: the outbox (sent rows), the inbox (handled ids) and the dead-letter
 queues; the chaos tests reconcile those.
@@ -18,15 +23,22 @@ queues; the chaos tests reconcile those.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterator
 from enum import StrEnum
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["STAGES", "Ledger", "Stage"]
+__all__ = ["AGE_BUCKETS", "STAGES", "Ledger", "Stage"]
+
+# From a millisecond to a minute: a message goes through in a few milliseconds, or waits out
+# a relay's poll, a retry's backoff, an outage.
+AGE_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
+)  # fmt: skip
 
 
 class Stage(StrEnum):
@@ -53,13 +65,26 @@ class Ledger(Collector):
         self.registry = registry or CollectorRegistry()
         self.registry.register(self)
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        # (type, queue) -> the count in each bucket of AGE_BUCKETS (and one over), and the sum.
+        self._ages: dict[tuple[str, str], list[int]] = {}
+        self._age_sums: dict[tuple[str, str], float] = {}
 
     def record(self, type: str, stage: str, *, queue: str = "", count: int = 1) -> None:
         if stage not in STAGES:
             raise ValueError(f"unknown ledger stage {stage!r}; stages are {STAGES}")
         self._counts[(type, stage, queue)] += count
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def processed_at_age(self, type: str, queue: str, seconds: float) -> None:
+        """A message of `type` processed from `queue` `seconds` after it was made (a clock
+        behind its producer's counts as 0)."""
+        seconds = max(seconds, 0.0)
+        counts = self._ages.get((type, queue))
+        if counts is None:  # not `setdefault`: that would make a list for every message
+            counts = self._ages[(type, queue)] = [0] * (len(AGE_BUCKETS) + 1)
+        counts[bisect.bisect_left(AGE_BUCKETS, seconds)] += 1
+        self._age_sums[(type, queue)] = self._age_sums.get((type, queue), 0.0) + seconds
+
+    def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "ordermesh_messages", "Messages by type and stage on the event backbone",
             labels=["type", "stage", "queue"],
@@ -67,6 +92,19 @@ class Ledger(Collector):
         for labels, count in sorted(self._counts.items()):
             family.add_metric(labels, count)
         yield family
+        ages = HistogramMetricFamily(
+            "ordermesh_message_age_seconds",
+            "How long after it was made (its producer's outbox) a message was processed",
+            labels=["type", "queue"],
+        )
+        bounds = [repr(b) for b in AGE_BUCKETS] + ["+Inf"]
+        for (type, queue), counts in sorted(self._ages.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(bounds, counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            ages.add_metric([type, queue], buckets, self._age_sums[(type, queue)])
+        yield ages
 
     def count(self, stage: str, type: str | None = None) -> int:
         return sum(n for (t, s, _), n in self._counts.items() if s == stage and type in (None, t))

@@ -18,7 +18,10 @@ the registry (service, instance_id):
 - registry heartbeats: `ordermesh_registry_heartbeats_total{result}` (renewed, registered,
   failed);
 - fault switches (`chassis.switches`): `ordermesh_fault_switch_active{switch}`, 1 while on,
-  and the failures they injected, `ordermesh_fault_injections_total{switch}`.
+  and the failures they injected, `ordermesh_fault_injections_total{switch}`;
+- the garbage collector (`chassis.garbage`): the objects kept out of its passes
+  (`ordermesh_gc_frozen_objects`: what the process built to start) and how long each pass
+  stopped the process (`ordermesh_gc_pause_seconds{generation}`, while it serves).
 
 The hot paths pay one increment or one histogram observation; gauges are sampled, and the
 breakers read, when Prometheus scrapes or the runtime samples, never per message.
@@ -43,6 +46,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from chassis.garbage import Collections
 from chassis.identity import INTERNAL_HEADER
 from chassis.ledger import Ledger
 
@@ -181,6 +185,8 @@ class Metrics:
             ["queue"],
             registry=self.registry,
         )
+        self.collections = Collections()
+        self.registry.register(self.collections)
         self._breakers = _Breakers()
         self.registry.register(self._breakers)
 

@@ -258,6 +258,9 @@ class Settlement:
     def settled(self, envelope: Envelope, first_time: bool) -> None:
         outcome = Stage.PROCESSED if first_time else Stage.DUPLICATE
         self._ledger.record(envelope.type, outcome, queue=self._counted_as)
+        if first_time:
+            age = (datetime.now(UTC) - envelope.occurred_at).total_seconds()
+            self._ledger.processed_at_age(envelope.type, self._counted_as, age)
         # Named here, not taken from the context: a batch is settled after all its messages.
         log.info(
             "message handled" if first_time else "duplicate absorbed",

@@ -18,13 +18,12 @@ beside it and renamed over it (never seen half-written).
 
 Left out rather than resolved: a registry entry says where one instance is, and every target
 advertises an address (Kubernetes the pod IP, compose the address the container's host name
-resolves to at start, `make up` 127.0.0.1: chassis.grpc.advertised_host), so a name there is a
-misconfiguration (e.g. GRPC_HOST=localhost). Resolving it here would be wrong as often as right:
-a compose service name resolves to every replica (the instance's id and draining state then
-written on other instances' addresses), an address resolved once goes stale (a file is
-rewritten only when the registry changes), and a lookup stalls every cluster's update while a
-resolver does not answer. Names are Envoy's to resolve (STRICT_DNS clusters), not EDS's.
-"""
+resolves to at start, `make up` 127.0.0.1: chassis.registration.advertised_host), so a name
+there is a misconfiguration (e.g. GRPC_HOST=localhost). Resolving it here would be wrong as
+often as right: a compose service name resolves to every replica (the instance's id and draining
+state then written on other instances' addresses), an address resolved once goes stale (a file
+is rewritten only when the registry changes), and a lookup stalls every cluster's update while a
+resolver does not answer. Names are Envoy's to resolve (STRICT_DNS clusters), not EDS's."""
 
 from __future__ import annotations
 

@@ -49,6 +49,9 @@ HEADERS = {
                          "handling sent this one; empty for one sent by a request."},
         "producer": {"type": "string", "description": "The service that sent it."},
         "traceparent": {"type": "string", "description": "W3C trace context of its sending."},
+        "occurred-at": {"type": "string", "format": "date-time", "description": "When it was "
+                        "made (written to its producer's outbox), to the microsecond; the "
+                        "timestamp property has whole seconds."},
         "x-delivery-count": {"type": "integer", "description": "Set by the broker on a "
                              "redelivery (quorum queues)."},
     },

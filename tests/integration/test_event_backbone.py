@@ -22,11 +22,12 @@ from order.v2 import events_pb2 as order_v2
 from chassis.broker import Broker, NotConfirmed, Unroutable
 from chassis.consumer import Consumer
 from chassis.correlation import correlation_id
+from chassis.dead_letter import held
 from chassis.errors import FailedPrecondition
 from chassis.events import CONTENT_TYPE, amqp_properties, outgoing
 from chassis.ledger import Ledger
 from chassis.message_history import Fate
-from chassis.operations import Operations
+from chassis.operations import OPERATOR_ACTIONS, Operations, Operator
 from chassis.outbox import OutboxRelay
 from chassis.store import Collection
 from chassis.store.sqlite import SqliteStore
@@ -125,7 +126,9 @@ def adjusted(product_id: str, delta: int = 1, seq: int = 0) -> events_pb2.StockA
 async def test_committed_events_flow_through_the_outbox_to_the_handler(broker, store, consuming):
     ledger = Ledger()
     counter = StockCounter()
-    await consuming(stock_subscription(), counter, ledger)
+    subscription = stock_subscription()
+    counter_queue = subscription.queue()
+    await consuming(subscription, counter, ledger)
     relay = OutboxRelay(store, broker, owner="test", ledger=ledger)
     relay.start()
     try:
@@ -140,6 +143,13 @@ async def test_committed_events_flow_through_the_outbox_to_the_handler(broker, s
     assert await totals(store) == {f"p-{k}": sum(range(k, 20, 4)) for k in range(4)}
     assert await store.count_outbox() == (0, 20)
     assert ledger.count("published") == ledger.count("processed") == 20
+    # Each one's age when processed, from its outbox row to its handler's commit: to the
+    # microsecond (the occurred-at header), not in the timestamp property's whole seconds.
+    labels = {"type": "inventory.v1.StockAdjusted", "queue": counter_queue}
+    sample = ledger.registry.get_sample_value
+    assert sample("ordermesh_message_age_seconds_count", labels) == 20
+    assert sample("ordermesh_message_age_seconds_sum", labels) > 0
+    assert sample("ordermesh_message_age_seconds_bucket", {**labels, "le": "60.0"}) == 20
 
 
 async def test_what_another_instance_commits_is_published_without_waiting_for_a_poll(
@@ -442,6 +452,37 @@ async def test_a_dead_letter_replayed_that_fails_again_shows_its_replay_and_can_
     assert json_lines(await deadletters_cli("list", "--amqp", amqp_url, "--queue", queue)) == []
     assert (await deadletters_cli(*discard)).strip() == f"discarded 0 message(s) from {queue}"
     assert await totals(store) == {}
+
+
+async def test_a_discard_finds_the_dead_letter_a_listing_is_holding_at_that_moment(
+    broker, store, consuming, tmp_path
+):
+    subscription = stock_subscription()
+    ledger = Ledger()
+    await consuming(subscription, StockCounter(fail_times=99, error=FailedPrecondition), ledger)
+    message = outgoing(adjusted("p-1"), producer="test")
+    await broker.publish(message)
+    await eventually(lambda: asyncio.sleep(0, ledger.count("dead_lettered") == 1))
+    queue = subscription.dead_letter_queue
+    audit = SqliteStore(tmp_path / "operations.db")
+    await audit.open([OPERATOR_ACTIONS])
+    operations = Operations(service="test", store=audit, broker=broker,
+                            dead_letter_queues=lambda: [queue])  # fmt: skip
+    operator = Operator(actor="ops@example.com", reason="a test product")
+
+    async with held(broker.connection, queue) as listing:  # an operator's listing, under way
+        assert len(listing) == 1
+        discarding = asyncio.create_task(
+            operations.discard(queue, [message.envelope.event_id], operator)
+        )
+        await asyncio.sleep(0.3)
+    # The listing let go of it; the discard under way takes it.
+
+    try:
+        assert await discarding == 1
+    finally:
+        await audit.close()
+    assert await dead_letters(broker, subscription) == []
 
 
 class RefusesOneProduct(StockCounter):

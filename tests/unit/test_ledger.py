@@ -33,3 +33,19 @@ def test_a_stage_named_or_written_counts_as_one():
 def test_an_unknown_stage_is_refused_with_the_list():
     with pytest.raises(ValueError, match=r"unknown ledger stage 'acked'.*'processed'"):
         Ledger().record("t", "acked")
+
+
+def test_the_age_of_each_processed_message_is_a_histogram_per_type_and_queue():
+    registry = CollectorRegistry()
+    ledger = Ledger(registry)
+
+    for seconds in (0.004, 0.02, 0.03, 2.0, -0.5):  # a consumer's clock behind counts as 0
+        ledger.processed_at_age("order.v1.OrderPlaced", "q", seconds)
+
+    labels = {"type": "order.v1.OrderPlaced", "queue": "q"}
+    sample = registry.get_sample_value
+    assert sample("ordermesh_message_age_seconds_count", labels) == 5
+    assert sample("ordermesh_message_age_seconds_sum", labels) == pytest.approx(2.054)
+    assert sample("ordermesh_message_age_seconds_bucket", {**labels, "le": "0.005"}) == 2
+    assert sample("ordermesh_message_age_seconds_bucket", {**labels, "le": "0.05"}) == 4
+    assert sample("ordermesh_message_age_seconds_bucket", {**labels, "le": "+Inf"}) == 5
