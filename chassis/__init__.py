@@ -11,6 +11,7 @@ logging        structlog JSON lines carrying service, instance and correlation i
 logfiles       the JSON log lines of a run's processes, read from their files (make logs, console)
 telemetry      OpenTelemetry traces from the standard OTEL_* variables; the chassis writes the spans
 metrics        a process's Prometheus metrics, served at /metrics on the address it registers
+garbage        the garbage collector: startup objects frozen out of its passes, each pass timed
 grpc           serve(): the gRPC server every service runs (health, reflection, access, errors)
 failures       how a failed call is answered: domain errors to status codes in one table, the rest
                UNAVAILABLE, ABORTED or INTERNAL (the gRPC edge and the GraphQL subgraphs alike)
@@ -24,6 +25,7 @@ policy         the edge policy (the keys that verify tokens, the ended sessions)
 identity       the access level of each RPC from its contract, the verified caller, and the
                caller the gateway forwards (signed)
 registry       instances registered in Redis with leases; watchers of the live ones
+registration   a serving instance's entry in the registry: the address others reach it at
 watch          follow(): wait for a notice or the interval, work again, survive failures and outages
 upstream       calls to another service's instances: deadlines, safe retries, a circuit breaker
 events         messages on the wire: routes from the contracts, the envelope, decoding
@@ -40,6 +42,7 @@ consumer       consumers with explicit outcomes: processed once, retried, or dea
 settlement     a consumer's deliveries settled: acked, retried, dead-lettered, rejected, given back
 faults         whose fault a failure is: the infrastructure's (wait for it) or the message's own
 switches       fault switches turned on and off at run time from a flagd flag file, off by default
+flag_file      python -m chassis.switches: the switches' command line, writing the flag file
 operations     an operator's view of a service's messages (parked, dead letters, history) and the
                actions on them, audited; who acts (Operator)
 dead_letter    a dead letter as an operator sees it, read off its queue without losing it, replayed

@@ -22,7 +22,7 @@ from typing import Self, TypeVar
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ConfigError", "ServiceSettings", "Settings", "load"]
+__all__ = ["ConfigError", "FaultSwitchSettings", "ServiceSettings", "Settings", "load"]
 
 
 class ConfigError(Exception):
@@ -42,7 +42,27 @@ def _default_instance_id() -> str:
 WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 
 
-class ServiceSettings(Settings):
+class FaultSwitchSettings(Settings):
+    """The fault switches' file (chassis.switches), and the guard a production deployment sets
+    so that none can be turned on there: with FAULT_SWITCHES_FORBIDDEN true, a process given a
+    FAULT_FLAGS_FILE refuses to start."""
+
+    # The flagd flag file of the fault switches, followed while running; empty: every switch
+    # off and nothing read. Development and tests only: never in production.
+    fault_flags_file: str = ""
+    fault_switches_forbidden: bool = False
+
+    @model_validator(mode="after")
+    def _no_switches_where_forbidden(self) -> Self:
+        if self.fault_switches_forbidden and self.fault_flags_file:
+            raise ConfigError(
+                f"FAULT_FLAGS_FILE={self.fault_flags_file!r} is set where fault switches are "
+                "forbidden (FAULT_SWITCHES_FORBIDDEN, set by the production overlay): unset it"
+            )
+        return self
+
+
+class ServiceSettings(FaultSwitchSettings):
     """What every service process needs, whatever it does."""
 
     service_name: str
@@ -82,9 +102,6 @@ class ServiceSettings(Settings):
     grpc_tls_cert: str = ""
     grpc_tls_key: str = ""
     grpc_tls_ca: str = ""
-    # The flagd flag file of the fault switches (chassis.switches), followed while running;
-    # empty: every switch off and nothing read. Development and tests only: never in production.
-    fault_flags_file: str = ""
 
     @model_validator(mode="after")
     def _tls_all_or_none(self) -> Self:

@@ -33,30 +33,54 @@ The switches (SWITCHES):
   then dead-lettered with x-error-class InjectedFault, as a bug would be. The targeting sees
   `service`, `queue` (the subscription's, e.g. notification.events) and `type` (the message's
   full proto name).
+- `rpc-latency`: a service answers its RPCs late, by the flag's `latency_ms` (its metadata),
+  after their caller's access and the request's bounds were checked (chassis.grpc).
+- `rpc-errors`: a service answers the share `percent` of its RPCs with the status `status` (a
+  gRPC status name, e.g. UNAVAILABLE), without running their handler.
+  The targeting of both sees `service` and `method` (the RPC's name, e.g. PlaceOrder); health
+  checks and reflection are never slowed or failed.
+- `gateway-latency` and `gateway-aborts`: the gateway delays by `latency_ms`, or answers with
+  `http_status` unrouted, the share `percent` of the calls it routes to `service` (and
+  `method`). Envoy's fault filter does it (gateway.envoy.faults): the gateway's agent follows
+  the same file and rewrites the filters' configuration, so their targeting is the conditions
+  `on` writes (service, method), not any rule flagd could evaluate (one it cannot translate
+  turns the switch off at the gateway, logged).
+
+A switch's settings (`latency_ms`; `percent` and `status`) are its flag's metadata, flagd's
+place for what a flag says beyond its variants: one rule per switch, as `on` writes it (turning
+it on again replaces the rule and its settings).
 
 From the command line (the file: --file, else FAULT_FLAGS_FILE):
 
     python -m chassis.switches on handler-fails --queue notification.events \
         --type order.v2.OrderApproved
+    python -m chassis.switches on rpc-latency --service order --method PlaceOrder \
+        --latency-ms 300
+    python -m chassis.switches on rpc-errors --service inventory --percent 50 \
+        --status UNAVAILABLE
+    python -m chassis.switches on gateway-aborts --service order --method PlaceOrder \
+        --http-status 503 --percent 20
     python -m chassis.switches off handler-fails
     python -m chassis.switches list
 
-`on` without --service, --queue or --type fails every message; `list` prints one JSON object per
-switch (on or off, where).
+`on` without a condition applies the switch to everything it can apply to; a condition the
+switch does not look at (`--queue` for an RPC switch) is refused. `list` prints one JSON object
+per switch (on or off, where, its settings).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
+import random
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 
@@ -66,16 +90,79 @@ from chassis.watch import FileNotices, follow
 if TYPE_CHECKING:
     from chassis.metrics import SwitchMetrics
 
-__all__ = ["HANDLER_FAILS", "REFRESH_S", "SWITCHES", "InjectedFault", "Switches", "main"]
+__all__ = [
+    "GATEWAY_ABORTS",
+    "GATEWAY_LATENCY",
+    "HANDLER_FAILS",
+    "REFRESH_S",
+    "RPC_ERRORS",
+    "RPC_LATENCY",
+    "SWITCHES",
+    "InjectedFault",
+    "RpcFault",
+    "Switches",
+    "listing",
+    "parse",
+]
 
 log = get_logger(__name__)
 
 HANDLER_FAILS = "handler-fails"
+RPC_LATENCY = "rpc-latency"
+RPC_ERRORS = "rpc-errors"
+GATEWAY_LATENCY = "gateway-latency"
+GATEWAY_ABORTS = "gateway-aborts"
 SWITCHES: Mapping[str, str] = {
     HANDLER_FAILS: "a consumer's handler fails (InjectedFault): retried, then dead-lettered",
+    RPC_LATENCY: "a service's RPCs answer late, by latency_ms",
+    RPC_ERRORS: "a service answers percent of its RPCs with status, unhandled",
+    GATEWAY_LATENCY: "the gateway delays percent of a service's calls by latency_ms",
+    GATEWAY_ABORTS: "the gateway answers percent of a service's calls with http_status",
 }
 # What each switch's targeting may look at (and `on` may restrict).
-CONTEXT: Mapping[str, tuple[str, ...]] = {HANDLER_FAILS: ("service", "queue", "type")}
+CONTEXT: Mapping[str, tuple[str, ...]] = {
+    HANDLER_FAILS: ("service", "queue", "type"),
+    RPC_LATENCY: ("service", "method"),
+    RPC_ERRORS: ("service", "method"),
+    GATEWAY_LATENCY: ("service", "method"),
+    GATEWAY_ABORTS: ("service", "method"),
+}
+# The statuses an RPC may be failed with: any but OK.
+STATUSES = tuple(code.name for code in grpc.StatusCode if code is not grpc.StatusCode.OK)
+
+
+def _latency_ms(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60_000:
+        raise ValueError("latency_ms is a whole number of milliseconds from 1 to 60000")
+    return value
+
+
+def _percent(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise ValueError("percent is a number above 0 and at most 100")
+    return float(value)
+
+
+def _http_status(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 400 <= value <= 599:
+        raise ValueError("http_status is an HTTP error status, from 400 to 599")
+    return value
+
+
+def _status(value: Any) -> str:
+    if value not in STATUSES:
+        raise ValueError(f"status is a gRPC status name other than OK ({', '.join(STATUSES)})")
+    return str(value)
+
+
+# The settings each switch's flag carries in its metadata, with their checks.
+SETTINGS: Mapping[str, Mapping[str, Any]] = {
+    HANDLER_FAILS: {},
+    RPC_LATENCY: {"latency_ms": _latency_ms},
+    RPC_ERRORS: {"percent": _percent, "status": _status},
+    GATEWAY_LATENCY: {"latency_ms": _latency_ms, "percent": _percent},
+    GATEWAY_ABORTS: {"percent": _percent, "http_status": _http_status},
+}
 # How often a process looks at the file when its folder cannot be watched, or a change was
 # missed (a stat, about 2 µs).
 REFRESH_S = 2.0
@@ -92,6 +179,15 @@ class MalformedFlags(ValueError):
 
 
 @dataclass(frozen=True)
+class RpcFault:
+    """What the RPC switches do to one call: answer it `delay_s` late, and with `status`
+    (unhandled) if one is set."""
+
+    delay_s: float = 0.0
+    status: grpc.StatusCode | None = None
+
+
+@dataclass(frozen=True)
 class _State:
     """What one version of the file says."""
 
@@ -100,6 +196,8 @@ class _State:
     on: frozenset[str] = frozenset()
     # Each switch's flag as written.
     flags: Mapping[str, Any] = field(default_factory=dict)
+    # Each switch's settings, checked (SETTINGS).
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 OFF = _State()
@@ -129,12 +227,14 @@ def parse(text: str) -> _State:
     except Exception as exc:  # noqa: BLE001 - flagd's ParseError, or a shape it did not expect
         raise MalformedFlags(f"not flagd's format: {type(exc).__name__}: {exc}") from None
     flags = {k: v for k, v in document.get("flags", {}).items() if k in SWITCHES}
+    settings = {}
     for switch, flag in flags.items():
         variants = flag.get("variants") if isinstance(flag, dict) else None
         if not isinstance(variants, dict) or not all(
             isinstance(v, bool) for v in variants.values()
         ):
             raise MalformedFlags(f"{switch}: a switch's variants are booleans")
+        settings[switch] = _settings(switch, flag.get("metadata") or {})
         # A rule flagd cannot evaluate (an unknown operator) fails with any context.
         nothing = EvaluationContext(attributes=dict.fromkeys(CONTEXT[switch], ""))
         try:
@@ -142,7 +242,23 @@ def parse(text: str) -> _State:
         except Exception as exc:  # noqa: BLE001 - any error of flagd's evaluation
             raise MalformedFlags(f"{switch}: {type(exc).__name__}: {exc}") from None
     on = frozenset(switch for switch, flag in flags.items() if _may_answer_on(flag))
-    return _State(evaluator=evaluator, on=on, flags=flags)
+    return _State(evaluator=evaluator, on=on, flags=flags, settings=settings)
+
+
+def _settings(switch: str, metadata: Any) -> dict[str, Any]:
+    """A switch's settings from its flag's metadata, each checked; MalformedFlags if one is
+    missing or wrong."""
+    if not isinstance(metadata, dict):
+        raise MalformedFlags(f"{switch}: its metadata is an object")
+    checked = {}
+    for name, check in SETTINGS[switch].items():
+        if name not in metadata:
+            raise MalformedFlags(f"{switch}: its metadata names no {name}")
+        try:
+            checked[name] = check(metadata[name])
+        except ValueError as exc:
+            raise MalformedFlags(f"{switch}: {exc}") from None
+    return checked
 
 
 def where(flag: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -163,11 +279,19 @@ class Switches:
     switch off). `follow()` keeps them up to date; `is_on` and `inject` answer in memory."""
 
     def __init__(
-        self, path: str = "", *, metrics: SwitchMetrics | None = None, refresh_s: float = REFRESH_S
+        self,
+        path: str = "",
+        *,
+        metrics: SwitchMetrics | None = None,
+        refresh_s: float = REFRESH_S,
+        on_change: Callable[[Switches], None] | None = None,
     ):
+        """`on_change`: called with these switches after each new version of the file was
+        taken (the gateway's agent rewrites its fault filters then)."""
         self.path = path
         self._metrics = metrics
         self._refresh_s = refresh_s
+        self._on_change = on_change
         self._state = OFF
         # The answer for each (switch, context) under the current state.
         self._answers: dict[tuple[Any, ...], bool] = {}
@@ -177,6 +301,14 @@ class Switches:
             for switch in SWITCHES:
                 metrics.active.labels(switch).set(0)
 
+    def rule(self, switch: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Where `switch` is on (the conditions `on` writes; {"targeting": ...} for a rule of
+        another shape) and its settings; None while it is off."""
+        state = self._state
+        if switch not in state.on:
+            return None
+        return where(state.flags.get(switch)), dict(state.settings.get(switch, {}))
+
     def is_on(self, switch: str, **context: str) -> bool:
         """Whether `switch` is on for the work that `context` describes (always the same keys
         for one switch, in the same order: its CONTEXT)."""
@@ -185,10 +317,32 @@ class Switches:
     def inject(self, switch: str, **context: str) -> None:
         """Raises InjectedFault (counted) if `switch` is on for `context` (as in `is_on`)."""
         if switch in self._state.on and self._answer(switch, context):
-            if self._metrics is not None:
-                self._metrics.injected.labels(switch).inc()
+            self._count(switch)
             named = ", ".join(f"{k}={v}" for k, v in context.items())
             raise InjectedFault(f"fault switch {switch} is on ({named})")
+
+    def rpc_fault(self, service: str, method: str) -> RpcFault | None:
+        """What the RPC switches do to a call of `method` (its name, e.g. PlaceOrder) in
+        `service`: None while neither is on for it (the cost of a set lookup), each fault
+        counted when it applies."""
+        state = self._state
+        if RPC_LATENCY not in state.on and RPC_ERRORS not in state.on:
+            return None
+        delay_s = 0.0
+        if self.is_on(RPC_LATENCY, service=service, method=method):
+            delay_s = state.settings[RPC_LATENCY]["latency_ms"] / 1000
+            self._count(RPC_LATENCY)
+        status = None
+        if self.is_on(RPC_ERRORS, service=service, method=method):
+            errors = state.settings[RPC_ERRORS]
+            if random.random() * 100 < errors["percent"]:  # nosec B311 - a share, not a secret
+                status = grpc.StatusCode[errors["status"]]
+                self._count(RPC_ERRORS)
+        return RpcFault(delay_s, status) if delay_s or status is not None else None
+
+    def _count(self, switch: str) -> None:
+        if self._metrics is not None:
+            self._metrics.injected.labels(switch).inc()
 
     def _answer(self, switch: str, context: dict[str, str]) -> bool:
         key = (switch, *context.values())
@@ -278,12 +432,15 @@ class Switches:
                     "fault switch on" if not was else "fault switch changed",
                     switch=switch,
                     where=where(rule) or "everything",
+                    **({"settings": state.settings[switch]} if state.settings.get(switch) else {}),
                     file=self.path,
                 )
             elif was and not now:
                 log.info("fault switch off", switch=switch, file=self.path)
             if self._metrics is not None:
                 self._metrics.active.labels(switch).set(float(now))
+        if self._on_change is not None:
+            self._on_change(self)
 
     async def follow(self) -> None:
         """Reads the file at once, then again whenever it changes, until cancelled (returns at
@@ -306,105 +463,23 @@ class Switches:
 
     def listed(self) -> list[dict[str, Any]]:
         """Each switch: on or off, and where."""
-        return _listed(self._state)
+        return listing(self._state)
 
 
-def _listed(state: _State) -> list[dict[str, Any]]:
+def listing(state: _State) -> list[dict[str, Any]]:
     return [
         {
             "switch": switch,
             "on": switch in state.on,
             "where": where(state.flags.get(switch)) if switch in state.on else {},
+            "settings": dict(state.settings.get(switch, {})) if switch in state.on else {},
             "does": does,
         }
         for switch, does in SWITCHES.items()
     ]
 
 
-def _flag(switch: str, conditions: Mapping[str, str]) -> dict[str, Any]:
-    """A switch's flag: on where every condition holds (everywhere without one)."""
-    flag: dict[str, Any] = {"state": "ENABLED", "variants": {"on": True, "off": False}}
-    if not conditions:
-        return {**flag, "defaultVariant": "on"}
-    tests = [{"==": [{"var": key}, value]} for key, value in conditions.items()]
-    test = tests[0] if len(tests) == 1 else {"and": tests}
-    return {**flag, "defaultVariant": "off", "targeting": {"if": [test, "on", "off"]}}
+if __name__ == "__main__":  # `python -m chassis.switches`: the command line (chassis.flag_file)
+    from chassis.flag_file import main
 
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {"$schema": SCHEMA, "flags": {}}
-    parse(text)  # refuses to build on a malformed file
-    document: dict[str, Any] = json.loads(text)
-    document.setdefault("flags", {})
-    return document
-
-
-def write(path: Path, document: Mapping[str, Any]) -> None:
-    """Writes the flag file beside and renames it: a reader sees the old or the new, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    beside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with beside.open("w", encoding="utf-8") as file:
-        json.dump(document, file, indent=2)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(beside, path)
-
-
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m chassis.switches", description="Turns fault switches on and off."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    on = commands.add_parser("on", help="turn a switch on (for what the options name)")
-    off = commands.add_parser("off", help="turn a switch off")
-    listed = commands.add_parser("list", help="each switch, on or off, and where")
-    for command in (on, off):
-        command.add_argument("switch", choices=sorted(SWITCHES))
-    for option in ("service", "queue", "type"):
-        on.add_argument(f"--{option}", default="", help=f"only for this {option}")
-    for command in (on, off, listed):
-        command.add_argument(
-            "--file",
-            default=os.environ.get("FAULT_FLAGS_FILE", ""),
-            help="the flag file (default: FAULT_FLAGS_FILE)",
-        )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
-    if not args.file:
-        print("no flag file: give --file or set FAULT_FLAGS_FILE", file=sys.stderr)
-        return 2
-    path = Path(args.file)
-    try:
-        document = _read(path)
-    except MalformedFlags as exc:
-        print(f"{path}: malformed ({exc}); fix or remove it first", file=sys.stderr)
-        return 1
-    if args.command == "list":
-        for entry in _listed(parse(json.dumps(document))):
-            print(json.dumps(entry))
-        return 0
-    flags = document["flags"]
-    if args.command == "on":
-        conditions = {k: getattr(args, k) for k in CONTEXT[args.switch] if getattr(args, k)}
-        flags[args.switch] = _flag(args.switch, conditions)
-        named = ", ".join(f"{k}={v}" for k, v in conditions.items()) or "everything"
-        said = f"{args.switch} on for {named}"
-    elif args.switch in flags:
-        flags[args.switch]["state"] = "DISABLED"
-        said = f"{args.switch} off"
-    else:
-        said = f"{args.switch} off (it was not on)"
-    write(path, document)
-    print(f"{said} in {path}; every process following it sees it at once")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

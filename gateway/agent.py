@@ -5,10 +5,14 @@
 - edge policy: the key set and the revoked sessions the auth service publishes, verified
   against EDGE_POLICY_VERIFY_KEY (chassis.policy), as ECDS files (`gateway.policy`);
 - the subgraph listener's check of its callers (INTERNAL_TOKEN, `gateway.envoy`), an ECDS file
-  too, so that the secret is in no committed configuration.
+  too, so that the secret is in no committed configuration;
+- with FAULT_FLAGS_FILE set, the gateway's fault switches (`gateway-latency`, `gateway-aborts`,
+  chassis.switches) as the configuration of Envoy's fault filters (gateway.envoy.faults), each
+  rewritten when the flag file changes; without it both filters pass every call.
 
 Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIFY_KEY,
-INTERNAL_TOKEN, and
+INTERNAL_TOKEN, FAULT_FLAGS_FILE (development and tests only; refused with
+FAULT_SWITCHES_FORBIDDEN, as the production overlay sets), and
 JWT_ISSUER, JWT_AUDIENCE, MAX_TOKEN_LIFETIME_S as the services have them; PORT, where it serves
 `/ready` and `/metrics` on HOST (127.0.0.1). At start every file Envoy needs exists before Envoy
 does (the files already there are kept until something newer is read); while Redis is
@@ -24,7 +28,6 @@ stale: `ordermesh_edge_policy_age_seconds`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,21 +39,26 @@ from pydantic import Field
 
 from chassis import config as chassis_config
 from chassis import logging as chassis_logging
-from chassis.config import Settings
+from chassis.config import FaultSwitchSettings
+from chassis.logging import get_logger
 from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from chassis.registry import Instance, Registry, Watcher
+from chassis.switches import Switches
 from gateway.discovery import EdsFiles
 from gateway.envoy.clusters import clusters_of
 from gateway.envoy.config import GatewayConfig, eds_path, policy_paths
 from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
+from gateway.envoy.faults import fault_config, fault_paths
 from gateway.envoy.names import graph_cluster, graph_clusters, web_cluster, web_clusters
 from gateway.policy import PolicyFiles, write_filter_config
 from services.catalogue import web_services
 
-__all__ = ["AgentSettings", "policy_files", "prepare", "run"]
+__all__ = ["AgentSettings", "policy_files", "prepare", "run", "write_faults"]
+
+log = get_logger(__name__)
 
 
-class AgentSettings(Settings):
+class AgentSettings(FaultSwitchSettings):
     redis_url: str
     eds_dir: Path
     policy_dir: Path
@@ -90,6 +98,22 @@ def prepare(config: GatewayConfig) -> None:
     if not internal.exists():
         internal.parent.mkdir(parents=True, exist_ok=True)
         write_filter_config(internal, internal_hop_config(""))
+    for switch, path in fault_paths(config).items():
+        if not path.exists():
+            write_filter_config(path, fault_config(switch))
+
+
+def write_faults(config: GatewayConfig, switches: Switches) -> None:
+    """Each gateway switch's filter as the flag file now says; one whose rule the gateway
+    cannot apply is written off, and logged."""
+    for switch, path in fault_paths(config).items():
+        rule = switches.rule(switch)
+        try:
+            fault = fault_config(switch, *rule) if rule is not None else fault_config(switch)
+        except ValueError as exc:
+            log.error("fault switch off at the gateway", switch=switch, error=str(exc))
+            fault = fault_config(switch)
+        write_filter_config(path, fault)
 
 
 async def run(settings: AgentSettings) -> None:
@@ -128,6 +152,9 @@ async def run(settings: AgentSettings) -> None:
     redis = aioredis.from_url(settings.redis_url, socket_timeout=2.0)
     files = policy_files(config)
     policy = PolicyFollower(PolicyFeed(redis), key, files.write, refresh_s=settings.refresh_s)
+    switches = Switches(
+        settings.fault_flags_file, on_change=lambda switches: write_faults(config, switches)
+    )
     metrics = CollectorRegistry()
     export_metrics(policy, metrics)
 
@@ -140,13 +167,13 @@ async def run(settings: AgentSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await watcher.start()
-    policy_task = asyncio.create_task(policy.run())
+    tasks = [asyncio.create_task(policy.run()), asyncio.create_task(switches.follow())]
     try:
         await stopping.wait()
     finally:
-        policy_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await policy_task
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await watcher.stop()
         await registry.close()
         await redis.aclose()

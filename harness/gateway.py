@@ -25,6 +25,7 @@ from gateway.envoy import (
     bootstrap,
     clusters_of,
     eds_path,
+    fault_paths,
     graph_clusters,
     policy_paths,
 )
@@ -52,11 +53,13 @@ class LocalGateway:
         graphql: bool = False,
         tls: Issued | None = None,
         upstream_tls: LocalCA | None = None,
+        flags_file: Path | None = None,
     ):
         """`tls`: HTTPS and gRPC over TLS with this certificate (deploy.ca), else plaintext
         (what the tests ask for: their clients then need no CA); `upstream_tls`: the CA of a
         system run with mutual TLS (`System(tls=True).tls`), which issues the gateway's client
-        certificate."""
+        certificate; `flags_file`: the fault switches' file its agent follows (the system's,
+        `System.flags_file`), none if None."""
         self.directory = directory
         self.port = port or free_port()
         subgraphs_port = free_port()
@@ -88,6 +91,7 @@ class LocalGateway:
         )
         self.clusters = clusters_of(self.config) + (graph_clusters() if graphql else [])
         files = [eds_path(self.config.eds_dir, c) for c in self.clusters]
+        files += fault_paths(self.config).values()
         if auth:
             files += policy_paths(self.config).values()
         self.agent_port = free_port()
@@ -101,6 +105,7 @@ class LocalGateway:
                 "POLICY_DIR": str(self.config.policy_dir),
                 **secrets,
                 "PORT": str(self.agent_port),
+                **({"FAULT_FLAGS_FILE": str(flags_file)} if flags_file else {}),
             },
             ready=lambda: all(path.exists() for path in files),
             ready_timeout_s=30.0,

@@ -88,4 +88,5 @@ async def run_service(
             notes=runtime.notes,
             metrics=runtime.metrics,
             subgraph=served.subgraph,
+            switches=runtime.switches,
         )

@@ -58,6 +58,7 @@ def gateway(
         secrets=system.gateway_secrets,
         reads_per_client_per_s=UNREACHED_READS_PER_CLIENT,
         graphql=True,
+        flags_file=system.flags_file,
     )
     try:
         running.start()

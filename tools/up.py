@@ -349,6 +349,7 @@ def main() -> int:
             trace_sampling_percent=100 * telemetry.root_ratio(os.environ),
             graphql=True,
             tls=tls[0] if tls else None,
+            flags_file=system.flags_file,  # the gateway's fault switches, as the services'
         )
         started.append(gateway)
         gateway.start()

@@ -27,7 +27,9 @@ PostgreSQL), `policies` (NetworkPolicies), `overlays` (what prod changes), and `
   and mutual TLS on every gRPC hop inside the cluster (chassis.tls): each service with the
   certificate of a Secret of its own, probed by `python -m chassis.probe` in its container
   (the kubelet's gRPC probes speak plaintext only), Envoy with a client certificate and its
-  own bootstrap (overlays/prod/envoy.json, merged into base's ConfigMap). dev stays plaintext.
+  own bootstrap (overlays/prod/envoy.json, merged into base's ConfigMap); and no fault
+  switch (FAULT_SWITCHES_FORBIDDEN on every service and the gateway's agent: given a flag
+  file, they refuse to start). dev stays plaintext.
 
 A store-backed service's pod first runs the schema step as its database's owner (the init
 container `schema`, `python -m services.schema <name>`, the owner's URL from the Secret

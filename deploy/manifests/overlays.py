@@ -93,9 +93,15 @@ def prod_patches() -> list[dict[str, Any]]:
     return patches
 
 
+# No fault switch can be turned on in prod: a service or agent given a flag file refuses to
+# start (chassis.config.FaultSwitchSettings).
+NO_FAULTS = {"name": "FAULT_SWITCHES_FORBIDDEN", "value": "true"}
+
+
 def service_patch(service: Service) -> dict[str, Any]:
     """A service in prod: its settings for the broker cluster and the database's connections,
-    and mutual TLS from its own Secret (its serving container only), probed in the container."""
+    and mutual TLS from its own Secret (its serving container only), probed in the container;
+    fault switches forbidden."""
     # The env lists and the probes replaced whole: a merge would put the changed entries
     # first, before the secrets they refer to, and leave the gRPC probe beside the exec one.
     replace: dict[str, Any] = {"$patch": "replace"}
@@ -104,7 +110,7 @@ def service_patch(service: Service) -> dict[str, Any]:
     probes = service_probes(mutual_tls=True)
     container: dict[str, Any] = {
         "name": service.name,
-        "env": [replace, *serving_env(service, **settings, mutual_tls=True)],
+        "env": [replace, *serving_env(service, **settings, mutual_tls=True), NO_FAULTS],
         "volumeMounts": [{"name": "grpc-tls", "mountPath": str(GRPC_TLS_DIR), "readOnly": True}],
         **{name: {**replace, **probe} for name, probe in probes.items()},
     }
@@ -126,7 +132,8 @@ def service_patch(service: Service) -> dict[str, Any]:
 
 def gateway_patch() -> dict[str, Any]:
     """The gateway in prod: Envoy's client certificate for its calls to the services over
-    mutual TLS (the prod bootstrap, `gateway_bootstrap(mutual_tls=True)`, names its files)."""
+    mutual TLS (the prod bootstrap, `gateway_bootstrap(mutual_tls=True)`, names its files);
+    fault switches forbidden to its agent."""
     mount = {"name": "gateway-client-tls", "mountPath": str(UPSTREAM_TLS_DIR), "readOnly": True}
     return {
         "apiVersion": "apps/v1",
@@ -136,6 +143,8 @@ def gateway_patch() -> dict[str, Any]:
             "template": {
                 "spec": {
                     "containers": [{"name": "envoy", "volumeMounts": [mount]}],
+                    # The agent runs beside Envoy as a sidecar (an init container that stays).
+                    "initContainers": [{"name": "agent", "env": [NO_FAULTS]}],
                     "volumes": [tls_volume("gateway-client-tls", GATEWAY_CLIENT_TLS_SECRET)],
                 }
             }

@@ -33,7 +33,10 @@ gateway.contracts), one module per Envoy concept:
 - GraphQL, with `graphql_address` (`graphql`): `/graphql` to the federation gateway
   (gateway/graphql), with the edge auth and read limits of REST and GraphQL-shaped refusals,
   and a subgraph listener through which it calls each service's subgraph (a `<service>-graph`
-  cluster of the instances' HTTP servers), counting mutations against the global write limits.
+  cluster of the instances' HTTP servers), counting mutations against the global write limits;
+- the fault switches at the gateway (`faults`): Envoy's fault filter, delaying or aborting a
+  share of a service's calls while `gateway-latency` or `gateway-aborts` is on, ECDS files the
+  agent rewrites from the fault switches' flag file.
 
 The names every part shares are in `names`, the settings (`GatewayConfig`) in `config`, the
 listeners and tracing in `listeners`; `bootstrap` composes them. Submodules import their
@@ -46,6 +49,7 @@ from gateway.envoy.bootstrap import bootstrap
 from gateway.envoy.clusters import clusters_of
 from gateway.envoy.config import GatewayConfig, UpstreamTls, eds_path, policy_paths
 from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
+from gateway.envoy.faults import fault_config, fault_paths
 from gateway.envoy.names import (
     SESSION_HEADER,
     SUBGRAPHS_PORT,
@@ -64,6 +68,8 @@ __all__ = [
     "bootstrap",
     "clusters_of",
     "eds_path",
+    "fault_config",
+    "fault_paths",
     "graph_cluster",
     "graph_clusters",
     "internal_hop_config",

@@ -11,6 +11,7 @@ from gateway.contracts import Rpc, routable_rpcs
 from gateway.envoy.access import EXT_AUTHZ_OFF, access_filters, strip_identity_headers
 from gateway.envoy.clusters import cluster, companions, otlp_cluster
 from gateway.envoy.config import GatewayConfig
+from gateway.envoy.faults import fault_filters
 from gateway.envoy.graphql import graphql_cluster, graphql_route, subgraph_listener
 from gateway.envoy.limits import global_limit, local_limit, reads_per_client
 from gateway.envoy.listeners import downstream_tls, listener, tracing
@@ -118,6 +119,8 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             reads_per_client(config),
             *([global_limit(config)] if config.rate_limit else []),
             local_limit(config),
+            # What the fault switches inject, on calls every filter before let through.
+            *fault_filters(config),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": type_url("filters.http.router.v3.Router")},

@@ -1,2 +1,3 @@
 """Operator console: the web pages admins run the system from (the live system, one request's
-story, dead letters and parked messages, stuck sagas), served at /console behind the gateway."""
+story, dead letters and parked messages, stuck sagas, fault switches), served at /console behind
+the gateway."""

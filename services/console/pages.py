@@ -1,11 +1,13 @@
 """The console's pages: the keys its application and requests keep what a page needs under, the
 Jinja2 environment its templates render in (autoescaped, strict: a name a template uses and is
-not given fails) with its filters, rendering a page, and redirecting to one.
+not given fails) with its filters, rendering a page, redirecting to one, and the two shapes of
+a handler: a page of what a read gives (`shown`), an action that goes back with its outcome
+(`act`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,10 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
+from chassis.errors import DomainError, InvalidArgument, NotFound
 from services.console.assets import Asset
 from services.console.security import PREFIX
-from services.console.service import Console
+from services.console.service import Console, SignedOut
 from services.console.sessions import Session
 
 __all__ = [
@@ -27,9 +30,11 @@ __all__ = [
     "SAGA_STATUSES",
     "SESSION",
     "TEMPLATES",
+    "act",
     "environment",
     "render",
     "see",
+    "shown",
 ]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -101,3 +106,37 @@ def see(path: str, **query: str) -> web.Response:
     if query:
         target += "?" + urlencode({k: v for k, v in query.items() if v})
     return web.Response(status=303, headers={"Location": target})
+
+
+async def shown(
+    request: web.Request, template: str, read: Callable[[], Awaitable[Mapping[str, Any]]]
+) -> web.StreamResponse:
+    """A page of what `read()` gives; a failure shown on the page, with its status."""
+    try:
+        context = await read()
+    except SignedOut:
+        raise
+    except NotFound as exc:
+        return render(request, "error.html", error=str(exc), status=404)
+    except InvalidArgument as exc:
+        return render(request, "error.html", error=str(exc), status=400)
+    except DomainError as exc:
+        return render(request, "error.html", error=str(exc), status=502)
+    return render(request, template, **context)
+
+
+async def act(
+    request: web.Request, back: web.Response, change: Callable[[], Awaitable[str]]
+) -> web.StreamResponse:
+    """Runs an action, `change()`, and goes back to `back`, with its outcome (or why it
+    failed) shown."""
+    console = request.app[CONSOLE]
+    session = request[SESSION]
+    try:
+        outcome = await change()
+    except SignedOut:
+        raise
+    except DomainError as exc:
+        outcome = f"Not done: {exc}"
+    await console.sessions.flash(session.id, outcome)
+    return back

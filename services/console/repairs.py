@@ -7,14 +7,12 @@ shown there.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from chassis.errors import DomainError, InvalidArgument, NotFound
-from services.console.pages import CONSOLE, SAGA_STATUSES, SESSION, render, see
-from services.console.service import SignedOut
+from services.console.pages import CONSOLE, SAGA_STATUSES, SESSION, act, see, shown
 
 __all__ = [
     "dead_letter",
@@ -44,39 +42,6 @@ def _service(request: web.Request, services: tuple[str, ...]) -> str:
     return service
 
 
-async def _shown(
-    request: web.Request, template: str, read: Callable[[], Awaitable[Mapping[str, Any]]]
-) -> web.StreamResponse:
-    """A page of what `read()` gives; a failure shown on the page, with its status."""
-    try:
-        context = await read()
-    except SignedOut:
-        raise
-    except NotFound as exc:
-        return render(request, "error.html", error=str(exc), status=404)
-    except InvalidArgument as exc:
-        return render(request, "error.html", error=str(exc), status=400)
-    except DomainError as exc:
-        return render(request, "error.html", error=str(exc), status=502)
-    return render(request, template, **context)
-
-
-async def _act(
-    request: web.Request, back: web.Response, act: Callable[[], Awaitable[str]]
-) -> web.StreamResponse:
-    """Runs an action and goes back to `back`, with its outcome (or why it failed) shown."""
-    console = request.app[CONSOLE]
-    session = request[SESSION]
-    try:
-        outcome = await act()
-    except SignedOut:
-        raise
-    except DomainError as exc:
-        outcome = f"Not done: {exc}"
-    await console.sessions.flash(session.id, outcome)
-    return back
-
-
 # Dead letters and parked messages.
 
 
@@ -87,7 +52,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     async def read() -> Mapping[str, Any]:
         return {"page": await console.messages(request[SESSION], service)}
 
-    return await _shown(request, "messages.html", read)
+    return await shown(request, "messages.html", read)
 
 
 async def dead_letter(request: web.Request) -> web.StreamResponse:
@@ -101,7 +66,7 @@ async def dead_letter(request: web.Request) -> web.StreamResponse:
         )
         return {"service": service, "letter": letter}
 
-    return await _shown(request, "dead_letter.html", read)
+    return await shown(request, "dead_letter.html", read)
 
 
 async def parked_message(request: web.Request) -> web.StreamResponse:
@@ -113,7 +78,7 @@ async def parked_message(request: web.Request) -> web.StreamResponse:
         message = await console.parked_message(request[SESSION], service, event_id)
         return {"service": service, "message": message}
 
-    return await _shown(request, "parked.html", read)
+    return await shown(request, "parked.html", read)
 
 
 def _chosen(values: list[str]) -> list[tuple[str, str]]:
@@ -136,14 +101,14 @@ async def _on_dead_letters(request: web.Request, action: str) -> web.StreamRespo
     chosen = _chosen([str(v) for v in form.getall("chosen", [])])
     reason = str(form.get("reason", ""))
 
-    async def act() -> str:
+    async def change() -> str:
         if action == "replay":
             done = await console.replay(request[SESSION], service, chosen, reason)
             return f"Replayed {done} of {len(chosen)} dead letter(s) of {service}."
         done = await console.discard(request[SESSION], service, chosen, reason)
         return f"Discarded {done} of {len(chosen)} dead letter(s) of {service}."
 
-    return await _act(request, see("/messages", service=service), act)
+    return await act(request, see("/messages", service=service), change)
 
 
 async def unpark(request: web.Request) -> web.StreamResponse:
@@ -153,11 +118,11 @@ async def unpark(request: web.Request) -> web.StreamResponse:
     event_ids = [str(v) for v in form.getall("event_id", [])]
     reason = str(form.get("reason", ""))
 
-    async def act() -> str:
+    async def change() -> str:
         done = await console.unpark(request[SESSION], service, event_ids, reason)
         return f"Unparked {done} of {len(event_ids)} message(s) of {service}."
 
-    return await _act(request, see("/messages", service=service), act)
+    return await act(request, see("/messages", service=service), change)
 
 
 # Sagas.
@@ -191,7 +156,7 @@ async def sagas(request: web.Request) -> web.StreamResponse:
             "next_page": next_page,
         }
 
-    return await _shown(request, "sagas.html", read)
+    return await shown(request, "sagas.html", read)
 
 
 async def saga(request: web.Request) -> web.StreamResponse:
@@ -203,7 +168,7 @@ async def saga(request: web.Request) -> web.StreamResponse:
         found, history = await console.saga(request[SESSION], service, saga_id)
         return {"service": service, "saga": found, "history": history}
 
-    return await _shown(request, "saga.html", read)
+    return await shown(request, "saga.html", read)
 
 
 async def retry_compensation(request: web.Request) -> web.StreamResponse:
@@ -220,11 +185,11 @@ async def _on_saga(request: web.Request, action: str) -> web.StreamResponse:
     saga_id = request.match_info["saga_id"]
     reason = str((await request.post()).get("reason", ""))
 
-    async def act() -> str:
+    async def change() -> str:
         if action == "retry":
             done = await console.retry_compensation(request[SESSION], service, saga_id, reason)
             return f"Compensation sent again: saga {saga_id} is {done.status}."
         done = await console.resolve_saga(request[SESSION], service, saga_id, reason)
         return f"Saga {saga_id} resolved: it is {done.status}."
 
-    return await _act(request, see(f"/sagas/{service}/{saga_id}"), act)
+    return await act(request, see(f"/sagas/{service}/{saga_id}"), change)

@@ -16,15 +16,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from chassis.errors import (
     DomainError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
 )
+from chassis.flag_file import SwitchRefused, states, turn_off, turn_on
 from chassis.logging import get_logger
 from chassis.registry import Registry
 from chassis.tokens import TokenVerifier
@@ -42,7 +45,7 @@ from services.console.live import Alerts, LiveReader
 from services.console.sessions import Session, Sessions
 from services.console.story import StoryReader
 
-__all__ = ["Console", "MessagesPage", "NotAnAdmin", "SignedOut"]
+__all__ = ["Console", "MessagesPage", "NoSwitches", "NotAnAdmin", "SignedOut"]
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -58,6 +61,10 @@ class SignedOut(Unauthenticated):
 
 class NotAnAdmin(PermissionDenied):
     pass
+
+
+class NoSwitches(FailedPrecondition):
+    """This deployment has no fault switches: the console was given no FAULT_FLAGS_FILE."""
 
 
 @dataclass(frozen=True)
@@ -368,3 +375,61 @@ class Console:
         log.info("operator action", action="resolve saga", service=service, saga_id=saga_id,
                  user_id=session.user_id)  # fmt: skip
         return saga
+
+    # Fault switches (chassis.switches), in the flag file every process of this system follows.
+
+    def _flag_file(self) -> Path:
+        if not self.settings.fault_flags_file:
+            raise NoSwitches(
+                "this deployment has no fault switches (the console was given no "
+                "FAULT_FLAGS_FILE: make up and the tests give one, no deployment does)"
+            )
+        return Path(self.settings.fault_flags_file)
+
+    async def fault_switches(self) -> list[dict[str, Any]]:
+        """Each switch: on or off, where, its settings, what it does."""
+        try:
+            return await asyncio.to_thread(states, self._flag_file())
+        except SwitchRefused as exc:
+            raise FailedPrecondition(str(exc)) from None
+
+    async def faults_on(self) -> list[dict[str, Any]]:
+        """The switches that are on (none where there are no switches); a file the processes
+        would not read shows as one entry saying so, as it is what an operator must fix."""
+        if not self.settings.fault_flags_file:
+            return []
+        try:
+            return [s for s in await self.fault_switches() if s["on"]]
+        except FailedPrecondition as exc:
+            return [{"switch": "flag file", "on": True, "where": {}, "settings": {},
+                     "does": str(exc)}]  # fmt: skip
+
+    async def turn_switch_on(
+        self,
+        session: Session,
+        switch: str,
+        *,
+        conditions: Mapping[str, str],
+        settings: Mapping[str, Any],
+        reason: str,
+    ) -> str:
+        """Turns `switch` on for what `conditions` name, with its `settings`; says what it
+        did. The admin's session is checked with the gateway first (a revoked one is refused,
+        as for every other action)."""
+        return await self._switch(session, switch, reason, turn_on, conditions, settings)
+
+    async def turn_switch_off(self, session: Session, switch: str, reason: str) -> str:
+        return await self._switch(session, switch, reason, turn_off)
+
+    async def _switch(
+        self, session: Session, switch: str, reason: str, change: Callable[..., str], *args: Any
+    ) -> str:
+        path, reason = self._flag_file(), _reason(reason)
+        await self._as(session, self._accounts.profile)
+        try:
+            said = await asyncio.to_thread(change, path, switch, *args)
+        except SwitchRefused as exc:
+            raise InvalidArgument(str(exc)) from None
+        log.warning("operator action", action="fault switch", switch=switch, outcome=said,
+                    reason=reason, user_id=session.user_id)  # fmt: skip
+        return said

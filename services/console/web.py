@@ -4,9 +4,9 @@ to them and names each route.
 
 Here are signing in and out, the live system (its page and the fragment that refreshes it), one
 request's story and the static files; the pages of dead letters, parked messages and sagas are
-in services.console.repairs. Pages render through services.console.pages; every answer passes
-the middlewares of services.console.middleware (the security headers; a session, required by
-route name).
+in services.console.repairs, the fault switches' in services.console.faults. Pages render
+through services.console.pages; every answer passes the middlewares of
+services.console.middleware (the security headers; a session, required by route name).
 
 GET never changes anything; each action is a POST of a form (its CSRF token a hidden field, or
 htmx's X-CSRF-Token header), answered by a redirect to the page it came from with its outcome.
@@ -20,7 +20,7 @@ from aiohttp import web
 
 from chassis.errors import DomainError, InvalidArgument, Unauthenticated
 from chassis.logging import get_logger
-from services.console import repairs, security
+from services.console import faults, repairs, security
 from services.console.assets import Asset
 from services.console.middleware import COOKIE, check_post, guarded, is_https, signed_in
 from services.console.pages import (
@@ -114,12 +114,16 @@ async def live(request: web.Request) -> web.StreamResponse:
         request,
         "live.html",
         live=await console.live(),
+        faults_on=await console.faults_on(),
         refresh_s=console.settings.console_refresh_s,
     )
 
 
 async def live_fragment(request: web.Request) -> web.StreamResponse:
-    return render(request, "_live.html", live=await request.app[CONSOLE].live())
+    console = request.app[CONSOLE]
+    return render(
+        request, "_live.html", live=await console.live(), faults_on=await console.faults_on()
+    )
 
 
 # One request's story.
@@ -187,5 +191,8 @@ def application(console: Console, *, assets: Mapping[str, Asset]) -> web.Applica
         name="retry_compensation",
     )
     router.add_post("/sagas/{service}/{saga_id}/resolve", repairs.resolve_saga, name="resolve_saga")
+    router.add_get("/faults", faults.faults, name="faults")
+    router.add_post("/faults/{switch}/on", faults.turn_on, name="fault_on")
+    router.add_post("/faults/{switch}/off", faults.turn_off, name="fault_off")
     router.add_get("/static/{digest}/{name}", static, name="static")
     return app

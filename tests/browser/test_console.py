@@ -1,8 +1,9 @@
 """The operator console in Chromium, on the system `make up` runs: an admin signs in and watches
 the live system lose an instance and get it back, follows an order from its placement to its
 approval, replays a message a consumer failed on once the fault is cleared (applied exactly
-once), and resolves a saga parked for an operator; a customer opens neither the console nor any
-admin RPC, and nothing of the console works without a session."""
+once), turns a fault switch on and off, and resolves a saga parked for an operator; a customer
+opens neither the console nor any admin RPC, and nothing of the console works without a
+session."""
 
 from __future__ import annotations
 
@@ -237,6 +238,67 @@ def test_a_message_a_consumer_failed_on_is_replayed_from_the_console_and_applied
         time.sleep(0.5)
 
 
+def test_a_fault_switch_is_turned_on_and_off_from_the_console_and_the_gateway_obeys_at_once(
+    up: RunningSystem, page: Page, rest: Rest, screenshot: Shot
+) -> None:
+    """The admin makes the gateway abort every order placed (gateway-aborts, 503) from the
+    console's page of faults, without a restart: customers' orders are refused while the live
+    page says which switch is on and the command line lists it, and pass again once the admin
+    turns it off."""
+    flags = str(up.run_dir / "services" / "flags.json")
+    _, token = rest.customer()
+    products = rest.ok("GET", "/v1/products?pageSize=100")["products"]
+    product_id = next(p for p in products if int(p["availableStock"]) > 0)["productId"]
+
+    def placing() -> int:
+        order = {"idempotencyKey": str(uuid.uuid4()),
+                 "items": [{"productId": product_id, "quantity": 1}]}  # fmt: skip
+        return rest.call("POST", "/v1/orders", order, token=token)[0]
+
+    def listed() -> dict[str, Any]:
+        lines = up.tool("chassis.switches", "list", "--file", flags).splitlines()
+        return {e["switch"]: e for e in map(json.loads, lines)}
+
+    sign_in(page, up)
+    page.get_by_test_id("nav-faults").click()
+    row = page.locator('[data-testid="switch-row"][data-switch="gateway-aborts"]')
+    expect(row.get_by_test_id("switch-state")).to_have_text("off")
+    try:
+        row.get_by_test_id("switch-open").click()
+        form = row.get_by_test_id("switch-on-form")
+        form.get_by_test_id("field-service").fill("order")
+        form.get_by_test_id("field-method").fill("PlaceOrder")
+        form.get_by_test_id("field-http_status").fill("503")
+        form.get_by_test_id("reason").fill("watch the shop refuse orders")
+        form.get_by_test_id("switch-on").click()
+        expect(page.get_by_test_id("flash")).to_contain_text(
+            "Turned gateway-aborts on for service=order, method=PlaceOrder"
+        )
+        expect(row.get_by_test_id("switch-state")).to_have_text("on")
+        entry = listed()["gateway-aborts"]
+        assert entry["on"], entry
+        assert entry["where"] == {"service": "order", "method": "PlaceOrder"}
+        assert entry["settings"] == {"percent": 100.0, "http_status": 503}
+        eventually(lambda: placing() == 503, timeout_s=10, what="orders aborted at the gateway")
+        assert rest.call("GET", "/v1/products?pageSize=1")[0] == 200  # the rest still answers
+        page.get_by_test_id("nav-live").click()
+        expect(
+            page.locator('[data-testid="fault-on"][data-switch="gateway-aborts"]')
+        ).to_contain_text("method=PlaceOrder")
+        screenshot(page, "console-faults-on")
+        page.get_by_test_id("nav-faults").click()
+        row.get_by_test_id("switch-open").click()
+        off = row.get_by_test_id("switch-off-form")
+        off.get_by_test_id("reason").fill("seen enough")
+        off.get_by_test_id("switch-off").click()
+        expect(page.get_by_test_id("flash")).to_contain_text("Turned gateway-aborts off")
+        expect(row.get_by_test_id("switch-state")).to_have_text("off")
+    finally:
+        up.tool("chassis.switches", "off", "gateway-aborts", "--file", flags)
+    assert not listed()["gateway-aborts"]["on"]
+    eventually(lambda: placing() == 200, timeout_s=10, what="orders placed again")
+
+
 def test_a_parked_saga_is_resolved_from_the_console_and_its_history_names_who_and_why(
     up: RunningSystem, page: Page, rest: Rest, screenshot: Shot
 ) -> None:
@@ -319,6 +381,14 @@ def test_a_customer_opens_neither_the_console_nor_an_admin_rpc_and_nothing_works
         form={"chosen": "order.saga.dlq|x", "reason": "no session"}, headers=same_origin,
     )  # fmt: skip
     assert replay.status in (401, 403)
+    switch = rest.raw(
+        "POST", "/console/faults/rpc-errors/on",
+        form={"service": "order", "reason": "no session"}, headers=same_origin,
+    )  # fmt: skip
+    assert switch.status in (401, 403)
+    assert not any(e["on"] for e in map(json.loads, up.tool(
+        "chassis.switches", "list", "--file", str(up.run_dir / "services" / "flags.json")
+    ).splitlines()))  # fmt: skip
     # A page carries its content security policy.
     policy = rest.raw("GET", "/console/login").headers["content-security-policy"]
     assert "default-src 'self'" in policy

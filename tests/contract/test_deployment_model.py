@@ -43,16 +43,22 @@ KUBERNETES_OWN = {
     # Defined before the URLs that refer to them by `$(NAME)`.
     *("REDIS_PASSWORD", "RABBITMQ_PASSWORD"),
 }
-# Prod's sizes and its mutual TLS's files, besides.
+# Prod's sizes and its mutual TLS's files, besides; and its guard against fault switches.
 PROD_OWN = {
     "STORE_POOL_SIZE",
     "RABBITMQ_QUORUM_SIZE",
     "GRPC_TLS_CERT",
     "GRPC_TLS_KEY",
     "GRPC_TLS_CA",
+    "FAULT_SWITCHES_FORBIDDEN",
 }
-# Where the agent listens: the harness's on 127.0.0.1 by default.
-AGENT_OWN = {"local": {"PORT"}, "compose": {"HOST", "PORT"}, "kubernetes": {"HOST", "PORT"}}
+# Where the agent listens: the harness's on 127.0.0.1 by default; and, as the services', the
+# fault switches' file (the gateway's switches), `make up`'s and the tests' only.
+AGENT_OWN = {
+    "local": {"PORT", "FAULT_FLAGS_FILE"},
+    "compose": {"HOST", "PORT"},
+    "kubernetes": {"HOST", "PORT"},
+}
 
 
 def _documents(path: str) -> list[dict[str, Any]]:
@@ -107,7 +113,10 @@ def local(tmp_path_factory) -> System:
 def _local_agent(system: System, directory: Path) -> set[str]:
     with mock.patch.dict(os.environ, clear=True):  # what the harness gives, not this shell's
         gateway = LocalGateway(
-            directory, redis_url="redis://registry", secrets=system.gateway_secrets
+            directory,
+            redis_url="redis://registry",
+            secrets=system.gateway_secrets,
+            flags_file=system.flags_file,  # as `make up` gives it
         )
     return set(gateway.agent._env)
 

@@ -18,6 +18,7 @@ certificate, checking each service's name), and none of it in dev.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,10 +26,12 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
 
+from chassis.config import ConfigError, ServiceSettings, load
 from deploy import databases, facts
 from deploy.manifests.gateway import (
     GATEWAY_TLS_DIR,
@@ -702,6 +705,25 @@ def test_in_prod_envoy_calls_every_grpc_cluster_over_mutual_tls_naming_the_servi
             "trusted_ca": {"filename": f"{directory}/ca.crt"},
             "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": name}}],
         }
+
+
+def test_in_prod_no_fault_switch_can_be_turned_on():
+    """Every service's serving container and the gateway's agent forbid the fault switches: a
+    flag file given to one of them by mistake stops it at start (the settings' check)."""
+    guarded = [named("prod", "Deployment", s.name) for s in catalogue.CATALOGUE]
+    guarded.append(named("prod", "Deployment", "gateway"))
+    for workload in guarded:
+        name = workload["metadata"]["name"]
+        serving = next(c for c in containers(workload) if c["name"] in (name, "agent"))
+        env = env_of(serving)
+        assert env["FAULT_SWITCHES_FORBIDDEN"]["value"] == "true", name
+        assert "FAULT_FLAGS_FILE" not in env, name
+    with pytest.raises(ConfigError, match="fault switches are forbidden"), mock.patch.dict(
+        os.environ,
+        {"SERVICE_NAME": "order", "FAULT_SWITCHES_FORBIDDEN": "true",
+         "FAULT_FLAGS_FILE": "/tmp/flags.json"},
+    ):  # fmt: skip
+        load(ServiceSettings)
 
 
 def test_dev_stays_plaintext_inside_the_cluster():

@@ -1,8 +1,10 @@
 """The handler-fails fault switch on a real consumer, broker and store: turned on from the
 command line while the consumer runs, it makes that queue's messages of that type fail, be
 retried and be dead-lettered as InjectedFault; turned off, the next ones pass, and the dead
-letter, replayed, is applied exactly once. Also: the flag file followed on disk (a malformed
-version ignored, a removed file turning every switch off) and the command line's answers."""
+letter, replayed, is applied exactly once. The RPC switches on a real gRPC server: its calls
+answered late, then failed with the status chosen, its health checks never. Also: the flag
+file followed on disk (a malformed version ignored, a removed file turning every switch off)
+and the command line's answers."""
 
 from __future__ import annotations
 
@@ -13,19 +15,25 @@ import sys
 import time
 import uuid
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inventory.v1 import events_pb2
+from inventory.v1 import inventory_service_pb2 as inventory_pb
+from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 
 from chassis.broker import Broker
 from chassis.consumer import Consumer
 from chassis.events import outgoing
+from chassis.grpc import GrpcServer
 from chassis.ledger import Ledger
 from chassis.metrics import Metrics
 from chassis.operations import OPERATOR_ACTIONS, Operations, Operator
 from chassis.store import Collection
 from chassis.store.sqlite import SqliteStore
-from chassis.switches import HANDLER_FAILS, Switches
+from chassis.switches import HANDLER_FAILS, RPC_ERRORS, RPC_LATENCY, SWITCHES, Switches
 from chassis.topology import Subscription
+from tests.integration import grpc_app
 from tests.integration.test_event_backbone import (
     FAST_RETRIES,
     StockCounter,
@@ -103,12 +111,12 @@ async def flip(*args: str) -> str:
     return out
 
 
-def sample(metrics: Metrics, name: str) -> float | None:
-    return metrics.registry.get_sample_value(name, {"switch": HANDLER_FAILS})
+def sample(metrics: Metrics, name: str, switch: str = HANDLER_FAILS) -> float | None:
+    return metrics.registry.get_sample_value(name, {"switch": switch})
 
 
-def active(metrics: Metrics) -> float | None:
-    return sample(metrics, "ordermesh_fault_switch_active")
+def active(metrics: Metrics, switch: str = HANDLER_FAILS) -> float | None:
+    return sample(metrics, "ordermesh_fault_switch_active", switch)
 
 
 async def until(condition, timeout_s: float = 5.0):
@@ -224,11 +232,16 @@ async def test_a_malformed_file_on_disk_keeps_the_last_state_and_a_removed_one_t
     assert not switches.is_on(HANDLER_FAILS, service="test", queue="q", type=ADJUSTED)
 
 
+async def listing(flags, switch: str = HANDLER_FAILS) -> dict:
+    """What `list` says of `switch`."""
+    listed = [json.loads(line) for line in (await flip("list", "--file", str(flags))).splitlines()]
+    assert [entry["switch"] for entry in listed] == list(SWITCHES)
+    return next(entry for entry in listed if entry["switch"] == switch)
+
+
 async def test_the_command_line_lists_the_switches_and_refuses_what_it_cannot_do(flags):
     await flip("on", HANDLER_FAILS, "--queue", "notification.events", "--file", str(flags))
-    [listed] = [
-        json.loads(line) for line in (await flip("list", "--file", str(flags))).splitlines()
-    ]
+    listed = await listing(flags)
     assert (listed["switch"], listed["on"]) == (HANDLER_FAILS, True)
     assert listed["where"] == {"queue": "notification.events"}
     # The file is flagd's format, as written.
@@ -237,10 +250,7 @@ async def test_the_command_line_lists_the_switches_and_refuses_what_it_cannot_do
     assert flag["variants"] == {"on": True, "off": False}
 
     await flip("off", HANDLER_FAILS, "--file", str(flags))
-    [listed] = [
-        json.loads(line) for line in (await flip("list", "--file", str(flags))).splitlines()
-    ]
-    assert listed["on"] is False
+    assert (await listing(flags))["on"] is False
 
     code, _, err = await switches_cli("list")
     assert code == 2
@@ -250,3 +260,67 @@ async def test_the_command_line_lists_the_switches_and_refuses_what_it_cannot_do
     assert code == 1
     assert "malformed" in err
     assert flags.read_text() == "{half a file"
+
+
+async def test_rpc_switches_flipped_from_the_command_line_slow_then_fail_a_servers_calls(
+    switches, metrics, flags
+):
+    server = GrpcServer(
+        [grpc_app.service()], metrics=metrics, switches=switches, service="inventory"
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = inventory_grpc.InventoryServiceStub(channel)
+            slow = ("--service", "inventory", "--method", "ListProducts", "--latency-ms", "300")
+            said = await flip("on", RPC_LATENCY, *slow, "--file", str(flags))
+            assert said.startswith(
+                "rpc-latency on for service=inventory, method=ListProducts, latency_ms 300 in "
+            )
+            await until(lambda: active(metrics, RPC_LATENCY) == 1)
+            started = time.perf_counter()
+            await stub.ListProducts(inventory_pb.ListProductsRequest(), timeout=5)
+            assert time.perf_counter() - started >= 0.3  # the latency it was told to add
+
+            # Every RPC of the service, all of them failed (the defaults: 100 %, UNAVAILABLE).
+            await flip("on", RPC_ERRORS, "--service", "inventory", "--file", str(flags))
+            await until(lambda: active(metrics, RPC_ERRORS) == 1)
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await stub.ListProducts(inventory_pb.ListProductsRequest(), timeout=5)
+            assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert failed.value.details() == (
+                "fault switch rpc-errors is on (service=inventory, method=ListProducts)"
+            )
+            # Its health is not the switch's to fail: a probe still sees it serving.
+            health = health_pb2_grpc.HealthStub(channel)
+            checked = await health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            assert checked.status == health_pb2.HealthCheckResponse.SERVING
+            # What the clients saw is in the server's metrics, and each fault counted.
+            answered = {"grpc_service": "inventory.v1.InventoryService",
+                        "grpc_method": "ListProducts", "grpc_code": "UNAVAILABLE"}  # fmt: skip
+            handled = metrics.registry.get_sample_value("grpc_server_handled_total", answered)
+            assert handled == 1
+            injected = "ordermesh_fault_injections_total"
+            assert sample(metrics, injected, RPC_ERRORS) == 1
+            assert sample(metrics, injected, RPC_LATENCY) == 2
+
+            for switch in (RPC_ERRORS, RPC_LATENCY):
+                await flip("off", switch, "--file", str(flags))
+                await until(lambda switch=switch: active(metrics, switch) == 0)
+            await stub.ListProducts(inventory_pb.ListProductsRequest(), timeout=5)
+            assert sample(metrics, injected, RPC_LATENCY) == 2  # nothing more injected
+    finally:
+        await server.stop()
+
+
+async def test_the_command_line_refuses_an_rpc_switch_it_cannot_write(flags):
+    for args, why in (
+        ((RPC_LATENCY,), "rpc-latency needs latency_ms"),
+        ((RPC_LATENCY, "--latency-ms", "0"), "from 1 to 60000"),
+        ((RPC_ERRORS, "--percent", "0"), "above 0"),
+        ((RPC_LATENCY, "--latency-ms", "50", "--queue", "q"), "does not look at queue"),
+        ((HANDLER_FAILS, "--method", "PlaceOrder"), "does not look at method"),
+    ):
+        code, _, err = await switches_cli("on", *args, "--file", str(flags))
+        assert (code, why in err) == (2, True), err
+    assert not flags.exists()  # nothing written

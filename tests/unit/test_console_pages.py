@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from ops.v1 import ops_service_pb2 as ops
 
+from chassis.flag_file import states, turn_on
+from chassis.switches import CONTEXT, RPC_ERRORS, SETTINGS, STATUSES, SWITCHES
 from chassis.vocabulary import enum_name
 from services.console import web
 from services.console.assets import Asset
@@ -72,6 +74,7 @@ def test_the_templates_are_those_the_handlers_name():
     assert names >= {
         "base.html", "login.html", "live.html", "_live.html", "story.html", "messages.html",
         "dead_letter.html", "parked.html", "sagas.html", "saga.html", "error.html",
+        "faults.html",
     }  # fmt: skip
 
 
@@ -83,7 +86,7 @@ def test_the_live_page_lists_services_and_instances_by_their_ids():
         [AlertView("OrdermeshDeadLetters", "warning", HOSTILE, "2026-12-05 10:00:00")],
     )  # fmt: skip
 
-    page = render("live.html", live=live, refresh_s=2.0)
+    page = render("live.html", live=live, faults_on=[], refresh_s=2.0)
 
     assert 'data-testid="service-row" data-service="order"' in page
     assert 'data-testid="instance-row" data-service="order" data-instance-id="order-7"' in page
@@ -168,3 +171,53 @@ def test_the_saga_statuses_offered_are_those_of_the_operator_api_the_parked_firs
     assert set(SAGA_STATUSES) == api - {"UNSPECIFIED"}
     assert len(SAGA_STATUSES) == len(api) - 1
     assert SAGA_STATUSES[0] == "NEEDS_OPERATOR"
+
+
+def faults_page(switches):
+    return render(
+        "faults.html", switches=switches, context=CONTEXT, settings=SETTINGS, statuses=STATUSES
+    )
+
+
+def test_the_faults_page_shows_each_switch_with_a_form_for_what_it_takes(tmp_path):
+    flags = tmp_path / "flags.json"
+    turn_on(flags, RPC_ERRORS, {"service": HOSTILE}, {"percent": 30.0, "status": "UNAVAILABLE"})
+
+    page = faults_page(states(flags))
+
+    assert page.count('data-testid="switch-row"') == len(SWITCHES)
+    row = page[page.index(f'data-switch="{RPC_ERRORS}"') :]
+    row = row[: row.index("</tr>")]
+    assert 'data-testid="switch-state">on<' in row
+    assert "percent 30.0" in row
+    assert "status UNAVAILABLE" in row
+    assert f'action="/console/faults/{RPC_ERRORS}/on"' in row
+    assert f'action="/console/faults/{RPC_ERRORS}/off"' in row
+    assert 'name="service"' in row
+    assert 'name="method"' in row
+    assert 'name="queue"' not in row
+    assert "<option selected>UNAVAILABLE</option>" in row
+    assert page.count('name="reason" required') == len(SWITCHES) + 1  # an off form for the one on
+    assert HOSTILE not in page
+
+
+def test_a_deployment_without_switches_says_so_and_offers_nothing():
+    page = render("faults.html", switches=None)
+
+    assert 'data-testid="no-switches"' in page
+    assert "/faults/" not in page
+
+
+def test_the_live_page_says_which_switches_are_on():
+    live = live_system({}, [], [])
+    on = [{"switch": RPC_ERRORS, "on": True, "where": {"service": HOSTILE},
+           "settings": {"percent": 30.0}, "does": ""}]  # fmt: skip
+
+    page = render("live.html", live=live, faults_on=on, refresh_s=2.0)
+
+    assert 'data-testid="fault-on" data-switch="rpc-errors"' in page
+    assert "percent 30.0" in page
+    assert HOSTILE not in page
+    assert 'data-testid="faults-on"' not in render(
+        "live.html", live=live, faults_on=[], refresh_s=2.0
+    )

@@ -7,13 +7,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import grpc
 import pytest
 
 from chassis.faults import passing_fault
+from chassis.flag_file import SwitchRefused, states, turn_on
 from chassis.metrics import Metrics
-from chassis.switches import HANDLER_FAILS, InjectedFault, Switches
+from chassis.switches import (
+    GATEWAY_ABORTS,
+    GATEWAY_LATENCY,
+    HANDLER_FAILS,
+    RPC_ERRORS,
+    RPC_LATENCY,
+    SWITCHES,
+    InjectedFault,
+    RpcFault,
+    Switches,
+)
 
 QUEUE = "notification.events"
 APPROVED = "order.v2.OrderApproved"
@@ -201,8 +214,124 @@ def test_the_list_names_each_switch_and_where_it_is_on():
     switches = Switches()
     switches.load(failing())
 
-    [entry] = switches.listed()
+    entries = {entry["switch"]: entry for entry in switches.listed()}
 
-    assert entry["switch"] == HANDLER_FAILS
-    assert entry["on"] is True
-    assert entry["where"] == {"queue": QUEUE, "type": APPROVED}
+    assert set(entries) == set(SWITCHES)
+    assert entries[HANDLER_FAILS]["on"] is True
+    assert entries[HANDLER_FAILS]["where"] == {"queue": QUEUE, "type": APPROVED}
+    assert entries[RPC_LATENCY]["on"] is False
+
+
+def rpc_flags(**flags: dict[str, Any]) -> str:
+    """A flag file with these RPC switches, each on for `where` ({}: everywhere) with the
+    `metadata` given."""
+    written = {}
+    for switch, spec in flags.items():
+        rule = [{"==": [{"var": k}, v]} for k, v in spec.get("where", {}).items()]
+        flag: dict[str, Any] = {
+            "state": "ENABLED",
+            "variants": {"on": True, "off": False},
+            "defaultVariant": "off" if rule else "on",
+            "metadata": spec["metadata"],
+        }
+        if rule:
+            flag["targeting"] = {"if": [rule[0] if len(rule) == 1 else {"and": rule}, "on", "off"]}
+        written[switch.replace("_", "-")] = flag
+    return json.dumps({"flags": written})
+
+
+def test_rpc_switches_slow_and_fail_the_calls_their_targeting_names_with_their_settings():
+    metrics = Metrics()
+    switches = Switches(metrics=metrics.switches)
+    assert switches.rpc_fault("order", "PlaceOrder") is None  # off by default
+
+    switches.load(rpc_flags(
+        rpc_latency={"where": {"service": "order", "method": "PlaceOrder"},
+                     "metadata": {"latency_ms": 300}},
+        rpc_errors={"where": {"service": "inventory"},
+                    "metadata": {"percent": 100, "status": "RESOURCE_EXHAUSTED"}},
+    ))  # fmt: skip
+
+    assert switches.rpc_fault("order", "PlaceOrder") == RpcFault(delay_s=0.3)
+    assert switches.rpc_fault("order", "GetOrder") is None
+    assert switches.rpc_fault("inventory", "ListProducts") == RpcFault(
+        status=grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    for switch, count in ((RPC_LATENCY, 1), (RPC_ERRORS, 1)):
+        labels = {"switch": switch}
+        assert (
+            metrics.registry.get_sample_value("ordermesh_fault_injections_total", labels) == count
+        )
+        assert metrics.registry.get_sample_value("ordermesh_fault_switch_active", labels) == 1
+    listed = {entry["switch"]: entry for entry in switches.listed()}
+    assert listed[RPC_ERRORS]["settings"] == {"percent": 100.0, "status": "RESOURCE_EXHAUSTED"}
+    assert listed[RPC_LATENCY]["where"] == {"service": "order", "method": "PlaceOrder"}
+
+
+def test_an_error_rate_fails_about_that_share_of_the_calls():
+    switches = Switches()
+    switches.load(rpc_flags(rpc_errors={"metadata": {"percent": 25, "status": "UNAVAILABLE"}}))
+
+    failed = sum(switches.rpc_fault("user", "GetProfile") is not None for _ in range(4000))
+
+    assert 800 <= failed <= 1200  # 1,000 expected; the bounds are over 7 standard deviations
+
+
+@pytest.mark.parametrize(
+    ("switch", "metadata", "why"),
+    [
+        ("rpc_latency", {}, "names no latency_ms"),
+        ("rpc_latency", {"latency_ms": 0}, "from 1 to 60000"),
+        ("rpc_latency", {"latency_ms": 2.5}, "whole number"),
+        ("rpc_errors", {"percent": 0, "status": "UNAVAILABLE"}, "above 0"),
+        ("rpc_errors", {"percent": 150, "status": "UNAVAILABLE"}, "at most 100"),
+        ("rpc_errors", {"percent": 50, "status": "OK"}, "other than OK"),
+        ("rpc_errors", {"percent": 50}, "names no status"),
+    ],
+)
+def test_an_rpc_switch_with_settings_out_of_range_is_malformed(switch, metadata, why, output):
+    switches = Switches("flags.json")
+    switches.load(rpc_flags(rpc_latency={"metadata": {"latency_ms": 50}}))
+
+    switches.load(rpc_flags(**{switch: {"metadata": metadata}}))
+
+    assert switches.rpc_fault("order", "PlaceOrder") == RpcFault(delay_s=0.05)  # the last good
+    [error] = [line for line in lines(output) if line["level"] == "error"]
+    assert why in error["error"]
+
+
+def test_operators_changing_the_file_at_once_lose_nothing(tmp_path):
+    """The console and the command line may change the file at the same moment: each change
+    is made under a lock, on what the other wrote."""
+    flags = tmp_path / "flags.json"
+    changes = [
+        (RPC_LATENCY, {"service": "order"}, {"latency_ms": 50}),
+        (RPC_ERRORS, {"service": "inventory"}, {"percent": 10.0, "status": "UNAVAILABLE"}),
+        (GATEWAY_LATENCY, {}, {"latency_ms": 5, "percent": 100.0}),
+        (GATEWAY_ABORTS, {"method": "PlaceOrder"}, {"percent": 1.0, "http_status": 503}),
+        (HANDLER_FAILS, {"queue": "q"}, {}),
+    ]
+    for _ in range(5):
+        flags.unlink(missing_ok=True)
+        with ThreadPoolExecutor(len(changes)) as pool:
+            list(pool.map(lambda change: turn_on(flags, *change), changes))
+        assert {s["switch"] for s in states(flags) if s["on"]} == set(SWITCHES)
+
+
+@pytest.mark.parametrize(
+    ("switch", "conditions", "settings", "why"),
+    [
+        (RPC_ERRORS, {"queue": "q"}, {"percent": 1.0, "status": "INTERNAL"}, "does not look at"),
+        (RPC_LATENCY, {}, {}, "needs latency_ms"),
+        (RPC_ERRORS, {}, {"percent": 101.0, "status": "INTERNAL"}, "percent is a number"),
+        ("no-such-switch", {}, {}, "no switch"),
+    ],
+)
+def test_what_a_switch_cannot_take_is_refused_and_nothing_written(
+    tmp_path, switch, conditions, settings, why
+):
+    flags = tmp_path / "flags.json"
+
+    with pytest.raises(SwitchRefused, match=why):
+        turn_on(flags, switch, conditions, settings)
+    assert not flags.exists()
