@@ -25,7 +25,7 @@ CHECKOV_VENV := .build/checkov
 CHECKOV_INSTALLED := $(CHECKOV_VENV)/.installed
 CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 
-.PHONY: up rollout status logs demo test test-unit test-integration test-contract test-containers gen lint \
+.PHONY: up rollout status logs demo load verify test test-unit test-integration test-contract test-containers gen lint \
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
 	bench-waits bench-idle bench-logcost \
 	bench-console screenshots \
@@ -64,6 +64,21 @@ logs: $(INSTALLED)
 # A scenario through the gateway's REST API, each step printed (against `make up`).
 demo: $(INSTALLED)
 	$(BIN)/python -m tools.demo
+
+# Realistic users against the running system's gateway (tools/load.py, Locust): USERS at once
+# for DURATION, RATE tasks a second in all (0: each user waits 1-3 s); WEB=1 for Locust's UI.
+USERS ?= 20
+RATE ?= 0
+DURATION ?= 60s
+load: $(INSTALLED)
+	$(BIN)/python -m tools.load --users $(USERS) --rate $(RATE) --duration $(DURATION) \
+		$(if $(WEB),--web)
+
+# The original system's four claims proven against a running deployment (make up unless
+# VERIFY_ARGS names another; ADMIN_PASSWORD as make up printed it): orders at a fixed rate while
+# one instance of each service is killed in turn, reconciled; a report in .build/reports/verify.
+verify: $(INSTALLED)
+	$(BIN)/python -m tools.verify $(VERIFY_ARGS)
 
 # The 25 slowest setups, calls and teardowns are printed at the end: where CI's time goes.
 test: test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)

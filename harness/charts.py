@@ -3,7 +3,10 @@ figures a test or a bench prints, in REPORTS_DIR (default .build/reports).
 
 - `timeline`: requests (or events) answered and failed per second over a run, with moments
   marked (the kills of the failover and broker cluster tests);
-- `percentiles`: latency percentiles of each path of a bench, side by side.
+- `percentiles`: latency percentiles of each path of a bench, side by side;
+- `over_time`: series of values over a run (latency percentiles), with the same marks.
+
+Each is written to `directory` (REPORTS unless given).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,7 +24,7 @@ matplotlib.use("Agg")  # files only: no display here, and none wanted
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["REPORTS", "percentiles", "timeline"]
+__all__ = ["REPORTS", "over_time", "percentiles", "timeline"]
 
 REPORTS = Path(
     os.environ.get("REPORTS_DIR") or Path(__file__).resolve().parent.parent / ".build" / "reports"
@@ -28,9 +32,10 @@ REPORTS = Path(
 PERCENTILES = (50, 90, 99, 99.9)
 
 
-def _saved(figure: Figure, name: str) -> Path:
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    path = REPORTS / name
+def _saved(figure: Figure, name: str, directory: Path | None = None) -> Path:
+    directory = directory or REPORTS
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -44,6 +49,7 @@ def timeline(
     marks: Sequence[tuple[float, str]] = (),
     title: str,
     unit: str = "requests",
+    directory: Path | None = None,
 ) -> Path:
     """`outcomes`: (seconds since the start, answered?) of each request (or other `unit`);
     `marks`: (seconds, label) of what happened. Returns the PNG's path."""
@@ -57,15 +63,45 @@ def timeline(
     figure, axes = plt.subplots(figsize=(10, 4))
     axes.plot(seconds, [answered[s] for s in seconds], label="answered", color="tab:green")
     axes.bar(seconds, [failed[s] for s in seconds], label="failed", color="tab:red", width=1.0)
-    for at, label in marks:
-        axes.axvline(at, color="tab:gray", linestyle="--", linewidth=0.8)
-        axes.annotate(label, (at, axes.get_ylim()[1]), rotation=90, va="top", ha="right",
-                      fontsize=7, color="tab:gray")  # fmt: skip
+    _mark(axes, marks)
     axes.set_xlabel("seconds")
     axes.set_ylabel(f"{unit} per second")
     axes.set_title(title)
     axes.legend(loc="lower left")
-    return _saved(figure, name)
+    return _saved(figure, name, directory)
+
+
+def _mark(axes: Any, marks: Sequence[tuple[float, str]]) -> None:
+    for at, label in marks:
+        axes.axvline(at, color="tab:gray", linestyle="--", linewidth=0.8)
+        axes.annotate(label, (at, axes.get_ylim()[1]), rotation=90, va="top", ha="right",
+                      fontsize=7, color="tab:gray")  # fmt: skip
+
+
+def over_time(
+    name: str,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    marks: Sequence[tuple[float, str]] = (),
+    title: str,
+    unit: str = "ms",
+    log: bool = False,
+    directory: Path | None = None,
+) -> Path:
+    """Each of `series`: (seconds since the start, value) points, as a line, on a logarithmic
+    axis with `log` (milliseconds and seconds on one picture); `marks` as in `timeline`.
+    Returns the PNG's path."""
+    figure, axes = plt.subplots(figsize=(10, 4))
+    for label, points in series.items():
+        axes.plot([t for t, _ in points], [v for _, v in points], label=label)
+    if log:
+        axes.set_yscale("log")
+    _mark(axes, marks)
+    axes.set_xlabel("seconds")
+    axes.set_ylabel(unit)
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    return _saved(figure, name, directory)
 
 
 def _percentile(sorted_values: Sequence[float], p: float) -> float:

@@ -6,16 +6,14 @@ here, by PID). `Stack(directory, api, env)` is one compose project: a private en
 600) with fresh secrets (`deploy.env`: the passwords, the edge policy's key pair, the internal
 hops' secret) and the ports given, the gateway's certificate from a local CA of its own
 (`deploy.tls`, as `make compose-env` makes one: `ca_file` is what clients trust, `url` the
-gateway's HTTPS address), `up()`, `down()` (containers and volumes), the containers of a
-service, and `crash()` of one.
+gateway's HTTPS address), `up()`, `down()` (containers and volumes), and the containers of a
+service (`python -m tools.chaos --compose` kills and pauses them).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -142,12 +140,6 @@ class Stack:
             check=True,
             timeout=120,
         ).stdout
-
-    def crash(self, container: str) -> None:
-        """SIGKILL to the container's main process, as a crash would: its restart policy
-        applies (`podman kill` would count as stopped by hand, and it would stay down)."""
-        pid = int(self.podman("inspect", "--format", "{{.State.Pid}}", container))
-        os.kill(pid, signal.SIGKILL)
 
     def healthy(self, container: str) -> bool:
         """Whether the container's health check passes now (run by hand: podman schedules

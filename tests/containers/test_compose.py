@@ -1,8 +1,9 @@
 """compose.yaml run for real: images built with Podman, the stack brought up with Docker Compose
 v2 against Podman's API, the REST journey of the end-to-end tests through its gateway (HTTPS,
 with a certificate of a local CA made for the stack, as `make compose-env` makes one; and the
-same order through GraphQL), a service container killed under traffic, and everything torn
-down (containers, volumes, images).
+same order through GraphQL), a service container killed and Redis paused under traffic (with
+`python -m tools.chaos --compose`, as a person would), and everything torn down (containers,
+volumes, images).
 
 On this project's machines every container is on the host's network, listening on 127.0.0.1 on
 free ports (deploy/compose.host-network.yaml; no bridge network is ever made), the images are
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -260,39 +263,83 @@ async def test_the_rest_journey_through_the_containers(stack, base_url, trusted,
         await rest.close()
 
 
+def chaos(stack: Stack, *args: str) -> subprocess.Popen[str]:
+    """`python -m tools.chaos --compose PROJECT args`, as a person runs it against the stack
+    (DOCKER_HOST: the Podman API compose runs against)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.chaos", "--compose", stack.project, *args],
+        env={**stack.api.env, "DOCKER_HOST": stack.api.docker_host},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def chaos_said(stack: Stack, *args: str) -> str:
+    done = chaos(stack, *args)
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 0, out + err
+    return out
+
+
+class Traffic:
+    """GET /v1/users/me as a signed-in customer, about 30 a second (under the gateway's limit
+    of reads per client), until stopped: each answer's status (or error) and when it came."""
+
+    def __init__(self, base_url: str, trusted: ssl.SSLContext, token: str):
+        self.outcomes: Counter[str] = Counter()
+        self.answered_at: list[float] = []
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(base_url, trusted, token))
+
+    async def _run(self, base_url: str, trusted: ssl.SSLContext, token: str) -> None:
+        headers = {"authorization": f"Bearer {token}"}
+        async with https(trusted) as http:
+            while not self._stop.is_set():
+                try:
+                    async with http.get(f"{base_url}/v1/users/me", headers=headers) as answer:
+                        self.outcomes[str(answer.status)] += 1
+                        self.answered_at.append(time.monotonic())
+                except aiohttp.ClientError as exc:
+                    self.outcomes[type(exc).__name__] += 1
+                await asyncio.sleep(0.03)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
+
+    def answered_while(self, what: str, start: float, end: float) -> None:
+        """Says what was answered between two moments, and asserts some was (else the test
+        proved nothing) and every answer was a 200."""
+        during = sum(start <= t <= end for t in self.answered_at)
+        print(f"GET /v1/users/me while {what} ({end - start:.1f} s): {dict(self.outcomes)}, "
+              f"{during} of them meanwhile")  # fmt: skip
+        assert during >= 3, f"nothing answered while {what}: the test proved nothing"
+        assert set(self.outcomes) == {"200"}, f"answers other than 200: {dict(self.outcomes)}"
+
+
+async def customer_token(rest: Rest, name: str) -> str:
+    credentials = {"email": f"{name}-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+    await rest.call("Register", "POST", "/v1/users", {**credentials, "displayName": "Kim"})
+    tokens = (await rest.call("Login", "POST", "/v1/auth/login", credentials))["tokens"]
+    return str(tokens["accessToken"])
+
+
 async def test_a_killed_service_container_is_restarted_while_traffic_is_answered(
     stack, base_url, trusted
 ):
+    """`python -m tools.chaos --compose ... kill`: the container's process killed as a crash
+    would be; its restart policy starts it again, and the gateway answered every request
+    meanwhile from the other instance."""
     rest = await rest_client(base_url, trusted)
-    outcomes: Counter[str] = Counter()
-    answered_at: list[float] = []
     try:
-        credentials = {"email": f"kill-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
-        await rest.call("Register", "POST", "/v1/users", {**credentials, "displayName": "Kim"})
-        token = (await rest.call("Login", "POST", "/v1/auth/login", credentials))["tokens"][
-            "accessToken"
-        ]
+        token = await customer_token(rest, "kill")
+        listed = chaos_said(stack, "list").splitlines()
         [victim, *_] = sorted(c["Name"] for c in stack.containers("user"))
+        assert f"{victim} running" in listed, listed
         before = stack.started_at(victim)
-        stop = asyncio.Event()
-
-        async def traffic() -> None:
-            headers = {"authorization": f"Bearer {token}"}
-            async with https(trusted) as http:
-                while not stop.is_set():
-                    try:
-                        async with http.get(f"{base_url}/v1/users/me", headers=headers) as answer:
-                            outcomes[str(answer.status)] += 1
-                            answered_at.append(time.monotonic())
-                    except aiohttp.ClientError as exc:
-                        outcomes[type(exc).__name__] += 1
-                    # About 30 a second: under the gateway's limit of reads per client.
-                    await asyncio.sleep(0.03)
-
-        running = asyncio.create_task(traffic())
+        traffic = Traffic(base_url, trusted, token)
         await asyncio.sleep(2)
         crashed = time.monotonic()
-        stack.crash(victim)
+        assert f"{victim} (pid " in await asyncio.to_thread(chaos_said, stack, "kill", victim)
 
         async def restarted() -> bool:
             state = {c["Name"]: c["State"] for c in stack.containers("user")}
@@ -305,14 +352,38 @@ async def test_a_killed_service_container_is_restarted_while_traffic_is_answered
         await eventually(restarted, timeout_s=90, what=f"{victim} restarted and serving again")
         back = time.monotonic()
         await asyncio.sleep(3)
-        stop.set()
-        await running
+        await traffic.stop()
     finally:
         await rest.close()
-    during = sum(crashed <= t <= back for t in answered_at)
-    print(
-        f"GET /v1/users/me while {victim} was killed and restarted ({back - crashed:.1f} s): "
-        f"{dict(outcomes)}, {during} of them while it was down"
-    )
-    assert during >= 3, "no traffic while the container was down: the test proved nothing"
-    assert set(outcomes) == {"200"}, f"answers other than 200: {dict(outcomes)}"
+    traffic.answered_while(f"{victim} was killed and restarted", crashed, back)
+
+
+async def test_redis_paused_by_hand_is_waited_out_and_every_request_answered(
+    stack, base_url, trusted
+):
+    """`python -m tools.chaos --compose ... pause`: Redis frozen for 5 s (its connections
+    open, nothing answered) and thawed; the gateway answered every request meanwhile (the
+    rate limits fail open, the registry's leases outlive the pause)."""
+    rest = await rest_client(base_url, trusted)
+    [redis] = [c["Name"] for c in stack.containers("redis")]
+    try:
+        token = await customer_token(rest, "pause")
+        traffic = Traffic(base_url, trusted, token)
+        await asyncio.sleep(2)
+        # Every wait off the event loop: the traffic runs on it meanwhile.
+        pausing = chaos(stack, "pause", redis, "5")
+        assert pausing.stdout is not None
+        said = await asyncio.to_thread(pausing.stdout.readline)
+        assert said.startswith(f"{redis} (container) paused for 5 s"), said
+        paused = time.monotonic()
+        states = await asyncio.to_thread(stack.containers, "redis")
+        assert [c["State"] for c in states] == ["paused"]
+        assert await asyncio.to_thread(pausing.wait, 60) == 0
+        thawed = time.monotonic()
+        states = await asyncio.to_thread(stack.containers, "redis")
+        assert [c["State"] for c in states] == ["running"]
+        await asyncio.sleep(3)
+        await traffic.stop()
+    finally:
+        await rest.close()
+    traffic.answered_while(f"{redis} was paused", paused, thawed)

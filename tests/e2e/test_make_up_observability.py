@@ -2,7 +2,8 @@
 with an OTLP endpoint it traces the whole system (to a real collector on loopback, rotel) and
 the demo scenario leaves spans of every service, the gateway's included; `make status` shows
 each service's figures from the Prometheus it runs; `make logs` gathers one request's lines
-from every process, and follows new ones."""
+from every process, and follows new ones; `make load` puts it under load within its limits;
+`tools.chaos` kills and pauses its processes by hand."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+import redis as redis_client
+
+from harness import running
 from harness.process import ManagedProcess, free_port
 from harness.rotel import PrivateRotel
 from services import catalogue
@@ -25,7 +31,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EVERY = {"gateway", *(service.name for service in catalogue.CATALOGUE if not service.web)}
 
 
-def test_make_up_traces_every_service_shows_its_figures_and_gathers_its_logs(tmp_path):
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], PrivateRotel]]:
+    """`make up` (one instance of each) tracing to a collector of its own: the environment its
+    commands are run with, and the collector."""
+    tmp_path = tmp_path_factory.mktemp("make-up")
     collector = PrivateRotel(tmp_path / "rotel")
     collector.start()
     env = {
@@ -41,37 +51,73 @@ def test_make_up_traces_every_service_shows_its_figures_and_gathers_its_logs(tmp
         # Every trace, at the gateway and in the services (the default samples one in ten).
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
     }
-    up = ManagedProcess(
+    process = ManagedProcess(
         "up",
         [sys.executable, "-m", "tools.up", "--instances", "1"],
         directory=tmp_path,
         env=env,
-        ready=lambda: "Ctrl-C stops" in up.log_path.read_text(errors="replace"),
+        ready=lambda: "Ctrl-C stops" in process.log_path.read_text(errors="replace"),
         ready_timeout_s=180.0,
         stop_timeout_s=90.0,
     )
     try:
-        up.start()
-        demo = subprocess.run(
-            [sys.executable, "-m", "tools.demo"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert demo.returncode == 0, demo.stdout + demo.stderr
-
-        deadline = time.monotonic() + 30
-        while not collector.services() >= EVERY and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert collector.services() >= EVERY
-
-        status_shows_each_services_figures(env)
-        logs_gather_one_requests_lines_and_follow(env, tmp_path / "run")
+        process.start()
+        yield env, collector
     finally:
-        up.stop()
+        process.stop()
         collector.stop()
-    assert "stopped." in up.log_path.read_text()
+    assert "stopped." in process.log_path.read_text()
+
+
+def test_make_up_traces_every_service_shows_its_figures_and_gathers_its_logs(up):
+    env, collector = up
+    demo = subprocess.run(
+        [sys.executable, "-m", "tools.demo"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+
+    deadline = time.monotonic() + 30
+    while not collector.services() >= EVERY and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert collector.services() >= EVERY
+
+    status_shows_each_services_figures(env)
+    logs_gather_one_requests_lines_and_follow(env, Path(env["ORDERMESH_RUN_DIR"]))
+
+
+def test_make_load_runs_shoppers_through_the_gateway_under_its_limits(up):
+    """`make load`'s users against `make up` as it is deployed, its limits on: 15 users (about
+    12 shoppers, each registering and signing in: twice the sign-in attempts one address may
+    make in a minute) for 20 s; none of their requests fails, orders are decided, and each
+    endpoint's percentiles are printed."""
+    env, _ = up
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.load", "--users", "15", "--rate", "15", "--duration", "20s"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {}
+    for line in done.stdout.splitlines():
+        cells = line.rsplit(maxsplit=5)
+        if len(cells) == 6 and cells[1].isdigit():
+            rows[cells[0]] = [int(cells[1]), int(cells[2]), *map(float, cells[3:])]
+    for endpoint in (
+        "POST /v1/users", "POST /v1/auth/login", "GET /v1/products", "POST /v1/orders",
+        "GET /v1/orders/{id}", "SAGA decided APPROVED", "POST /graphql Products", "Aggregated",
+    ):  # fmt: skip
+        requests, failed, p50, p95, p99 = rows[endpoint]
+        assert requests > 0, done.stdout
+        assert failed == 0, done.stdout
+        assert 0 < p50 <= p95 <= p99, done.stdout
+    assert rows["POST /v1/users"][0] >= 10, done.stdout  # the shoppers, each from its address
+    assert "failures:" not in done.stdout
 
 
 def run(env: dict[str, str], *argv: str) -> str:
@@ -145,3 +191,57 @@ def logs_gather_one_requests_lines_and_follow(env: dict[str, str], run_dir: Path
     finally:
         follower.terminate()
         follower.wait(10)
+
+
+def state_of(pid: int) -> str:
+    """The kernel's letter for the process's state (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def test_make_ups_processes_are_killed_and_paused_by_hand_and_come_back(up):
+    """`python -m tools.chaos`, last in this module (it kills part of the system): an instance
+    killed is started again by `make up` under a new pid and serves again; Redis paused
+    is stopped for the time asked, then answers again."""
+    env, _ = up
+    before = dict(line.split() for line in run(env, "-m", "tools.chaos", "list").splitlines())
+    assert {"order-1", "rabbitmq", "redis", "envoy"} <= set(before), before
+
+    said = run(env, "-m", "tools.chaos", "kill", "order-1")
+    assert said.startswith(f"order-1 (pid {before['order-1']}) killed")
+    deadline = time.monotonic() + 60
+    while True:
+        now = dict(line.split() for line in run(env, "-m", "tools.chaos", "list").splitlines())
+        if now.get("order-1") not in (None, before["order-1"]):
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.5)
+    while not any(  # `make status` shows it registered again, answering its health check
+        line.split()[:2] == ["order", "order-1"] and "SERVING" in line.split()
+        for line in run(env, "-m", "tools.status").splitlines()
+    ):
+        assert time.monotonic() < deadline, run(env, "-m", "tools.status")
+        time.sleep(0.5)
+
+    redis = int(before["redis"])
+    pausing = subprocess.Popen(
+        [sys.executable, "-m", "tools.chaos", "pause", "redis", "3"],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert pausing.stdout is not None
+        assert pausing.stdout.readline().startswith(f"redis (pid {redis}) paused for 3 s")
+        assert state_of(redis) == "T"
+        assert pausing.wait(30) == 0
+    finally:
+        pausing.kill()
+    assert state_of(redis) != "T"
+    assert "resumed" in pausing.stdout.read()
+    published = running.published(Path(env["ORDERMESH_RUN_DIR"]))
+    assert redis_client.Redis.from_url(published["REDIS_URL"], socket_timeout=5).ping()
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "tools.chaos", "kill", "nobody"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "no process named 'nobody'" in refused.stderr
