@@ -31,6 +31,7 @@ from chassis.errors import PermissionDenied, Unauthenticated
 from chassis.tokens import Claims, bearer_token
 
 __all__ = [
+    "CLIENT_HEADER",
     "INTERNAL_HEADER",
     "AccessPolicy",
     "Authenticator",
@@ -44,6 +45,11 @@ caller: ContextVar[Claims | None] = ContextVar("caller", default=None)
 # which refuse calls without it, so that a port reachable on the host is not a door around the
 # gateway.
 INTERNAL_HEADER = "x-ordermesh-internal"
+# The client's address as the gateway's public listener takes it (what its limits per address
+# count by), on every call it passes on: the connection's peer, or, for a call that carries
+# INTERNAL_HEADER's secret (a web site of the system calling for a browser), the address that
+# site names here, the browser's, which the gateway gave the site on its pages' hop.
+CLIENT_HEADER = "x-ordermesh-client"
 
 
 def current_caller() -> Claims:

@@ -13,6 +13,7 @@ from typing import Any
 
 from common.v1 import options_pb2
 
+from chassis.identity import INTERNAL_HEADER
 from gateway.contracts import Rpc
 from gateway.envoy.config import GatewayConfig, policy_paths
 from gateway.envoy.ecds import from_policy_file
@@ -20,9 +21,9 @@ from gateway.envoy.names import (
     ADMIN_FILTER,
     AUTH_CLUSTER,
     CLAIMS_METADATA,
+    CLIENT_HEADER,
     CREDENTIALS_FILTER,
     EXT_AUTHZ_FILTER,
-    HOP_HEADERS,
     IDENTITY_HEADERS,
     JWT_FILTER,
     TOKEN_IF_ANY,
@@ -37,6 +38,7 @@ __all__ = [
     "EXT_AUTHZ_OFF",
     "access_filters",
     "access_of",
+    "client_address",
     "strip_identity_headers",
     "token_filters",
     "token_if_any",
@@ -144,15 +146,53 @@ def access_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     ]
 
 
-def strip_identity_headers(*, hops: bool = True) -> dict[str, Any]:
-    """Removes clients' copies of the headers Envoy writes from a verified token, and with
-    `hops` (the public listener) those of the internal hops."""
-    names = IDENTITY_HEADERS + (HOP_HEADERS if hops else ())
+def strip_identity_headers() -> dict[str, Any]:
+    """Removes clients' copies of the headers Envoy writes from a verified token."""
     return {
         "name": "ordermesh.strip_identity_headers",
         "typed_config": {
             "@type": type_url("filters.http.header_mutation.v3.HeaderMutation"),
-            "mutations": {"request_mutations": [{"remove": name} for name in names]},
+            "mutations": {"request_mutations": [{"remove": n} for n in IDENTITY_HEADERS]},
+        },
+    }
+
+
+# The public listener's first filter. The secret is read once, when a worker loads the script.
+# An address a caller may name is an IPv4 or IPv6 literal (hex digits, dots, colons), no longer
+# than an IPv6 one: a repeated header (joined with commas) is none.
+CLIENT_ADDRESS = f"""
+local secret = os.getenv("INTERNAL_TOKEN") or ""
+local function without_port(peer)
+  return peer:match("^%[(.+)%]:%d+$") or peer:match("^(.+):%d+$") or peer
+end
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local named = headers:get("{CLIENT_HEADER}")
+  local sent = headers:get("{INTERNAL_HEADER}")
+  headers:remove("{INTERNAL_HEADER}")
+  local client = without_port(handle:streamInfo():downstreamRemoteAddress())
+  if secret ~= "" and sent == secret and named ~= nil and #named <= 45
+      and named:match("^[%x%.:]+$") then
+    client = named
+  end
+  headers:replace("{CLIENT_HEADER}", client)
+end
+"""
+
+
+def client_address() -> dict[str, Any]:
+    """The client's address every limit per address counts by, in CLIENT_HEADER (whatever a
+    caller wrote there is replaced): the connection's peer; or, for a call carrying the
+    internal hops' secret in INTERNAL_HEADER (a web site of the system calling the API for a
+    browser: the storefront, the console), the address it names in CLIENT_HEADER, the
+    browser's, which this gateway gave it on its pages' hop. Without this, every customer of
+    the storefront would share the storefront's own budget of sign-ins and writes. The secret
+    is removed from the call either way: it never reaches a service from the public listener."""
+    return {
+        "name": "ordermesh.client_address",
+        "typed_config": {
+            "@type": type_url("filters.http.lua.v3.Lua"),
+            "default_source_code": {"inline_string": CLIENT_ADDRESS.strip()},
         },
     }
 

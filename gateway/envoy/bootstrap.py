@@ -8,7 +8,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.contracts import Rpc, routable_rpcs
-from gateway.envoy.access import EXT_AUTHZ_OFF, access_filters, strip_identity_headers
+from gateway.envoy.access import (
+    EXT_AUTHZ_OFF,
+    access_filters,
+    client_address,
+    strip_identity_headers,
+)
 from gateway.envoy.clusters import cluster, companions, otlp_cluster
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.faults import fault_filters
@@ -54,7 +59,8 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
         "@type": type_url("filters.network.http_connection_manager.v3.HttpConnectionManager"),
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
-        # The client's address is the connection's peer: X-Forwarded-For is not believed.
+        # The client's address is the connection's peer (or, for a web site of the system, the
+        # browser's it names: access.client_address): X-Forwarded-For is not believed.
         "use_remote_address": True,
         "xff_num_trusted_hops": 0,
         "route_config": {
@@ -105,6 +111,7 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
             # client's first, then the floor shared by all (a busy client's excess is refused
             # by its own limit and never spends the floor: with the floor first, 21 clients at
             # their read limit got everyone 429).
+            client_address(),
             strip_identity_headers(),
             header_names(),
             {

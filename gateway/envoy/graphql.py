@@ -13,7 +13,6 @@ from gateway.envoy.clusters import health_check
 from gateway.envoy.config import GatewayConfig, policy_paths
 from gateway.envoy.ecds import from_policy_file
 from gateway.envoy.limits import (
-    CLIENT_ACTION,
     COST_OF_A_READ,
     cost_limits,
     global_limit,
@@ -23,7 +22,6 @@ from gateway.envoy.limits import (
 )
 from gateway.envoy.listeners import listener, tracing
 from gateway.envoy.names import (
-    CLIENT_HEADER,
     EXT_AUTHZ_FILTER,
     GRAPHQL_CLUSTER,
     GRAPHQL_PATH,
@@ -68,10 +66,8 @@ def graphql_route(config: GatewayConfig) -> dict[str, Any]:
             },
         },
         "typed_per_filter_config": per_route,
-        "request_headers_to_add": hop_headers(
-            (INTERNAL_HEADER, INTERNAL_TOKEN),
-            (CLIENT_HEADER, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
-        ),
+        # The client's address goes on in CLIENT_HEADER, as the public listener took it.
+        "request_headers_to_add": hop_headers((INTERNAL_HEADER, INTERNAL_TOKEN)),
     }
 
 
@@ -118,7 +114,7 @@ def subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
         }
         mutation = [{"name": OPERATION_HEADER, "string_match": {"exact": "mutation"}}]
         if config.rate_limit:
-            writes = write_limits(CLIENT_ACTION)
+            writes = write_limits()
             routes.append(
                 {
                     "match": {"path": path, "headers": mutation},
@@ -168,7 +164,7 @@ def subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
             # Only the federation gateway's calls (INTERNAL_HEADER), then as on the public
             # listener: the credential rule, the token if sent, its session not revoked.
             from_policy_file(policy_paths(config)["internal"], "filters.http.rbac.v3.RBAC"),
-            *([strip_identity_headers(hops=False), *token_filters(config)] if config.auth else []),
+            *([strip_identity_headers(), *token_filters(config)] if config.auth else []),
             reads_per_client(config, units=COST_OF_A_READ, charged=cost_limits()),
             *([global_limit(config)] if config.rate_limit else []),
             {

@@ -41,7 +41,6 @@ __all__ = [
     "rate_limits",
     "read_limits",
     "reads_per_client",
-    "sign_in_limits",
     "write_limits",
 ]
 
@@ -59,7 +58,9 @@ def _descriptor(klass: Limit, by: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-BY_ADDRESS_ACTION: dict[str, Any] = {BY_ADDRESS: {}}
+# The client's address as the public listener takes it (access.client_address), also behind
+# the federation gateway, which passes it on.
+CLIENT_ACTION = {"request_headers": {"header_name": CLIENT_HEADER, "descriptor_key": BY_ADDRESS}}
 BY_USER_ACTION = {"request_headers": {"header_name": USER_HEADER, "descriptor_key": BY_USER}}
 
 
@@ -73,13 +74,8 @@ def rate_limits(rpc: Rpc, config: GatewayConfig) -> list[dict[str, Any]]:
     if not config.rate_limit:
         return []
     if rpc.access == options_pb2.ACCESS_PUBLIC:
-        return sign_in_limits(config)
+        return [_descriptor(Limit.SIGN_IN, CLIENT_ACTION)]
     return write_limits()
-
-
-def sign_in_limits(config: GatewayConfig) -> list[dict[str, Any]]:
-    """Sign-in attempts per client address (Login, and a web page's sign-in form)."""
-    return [_descriptor(Limit.SIGN_IN, BY_ADDRESS_ACTION)] if config.rate_limit else []
 
 
 def read_limits() -> list[dict[str, Any]]:
@@ -94,12 +90,9 @@ def read_limits() -> list[dict[str, Any]]:
     }
     return [
         {"stage": READS_STAGE, **_descriptor(Limit.READ_BY_USER, BY_USER_ACTION)},
-        {"stage": READS_STAGE, "actions": [anonymous, BY_ADDRESS_ACTION]},
+        {"stage": READS_STAGE, "actions": [anonymous, CLIENT_ACTION]},
     ]
 
-
-# Behind the federation gateway: the client's address as the public listener saw it.
-CLIENT_ACTION = {"request_headers": {"header_name": CLIENT_HEADER, "descriptor_key": BY_ADDRESS}}
 
 # What one read costs in the GraphQL cost model: a REST read returns at most a page of
 # `pages.MAX_SIZE` objects, each costing 1. An operation is charged its cost in these units
@@ -132,8 +125,8 @@ def cost_limits() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def write_limits(by_address: dict[str, Any] = BY_ADDRESS_ACTION) -> list[dict[str, Any]]:
-    return [_descriptor(Limit.WRITE, BY_USER_ACTION), _descriptor(Limit.WRITE, by_address)]
+def write_limits() -> list[dict[str, Any]]:
+    return [_descriptor(Limit.WRITE, BY_USER_ACTION), _descriptor(Limit.WRITE, CLIENT_ACTION)]
 
 
 # Set on the 429 of each of Envoy's own limits, so that a client (and the local reply's

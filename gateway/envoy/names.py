@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chassis.identity import INTERNAL_HEADER
+from chassis.identity import CLIENT_HEADER
 from services.catalogue import graph_services, web_services
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "GRAPHQL_CLUSTER",
     "GRAPHQL_PATH",
     "GRAPHQL_PORT",
-    "HOP_HEADERS",
     "IDENTITY_HEADERS",
     "INTERNAL_FILTER",
     "INTERNAL_TOKEN",
@@ -61,12 +60,11 @@ IDENTITY_HEADERS = (USER_HEADER, SESSION_HEADER)
 # service's subgraph) carry a secret every part of the system is given (INTERNAL_TOKEN, which
 # Envoy reads from its environment and the agent writes into the subgraph listener's check):
 # each hop refuses a caller without it, so a port reachable on the host or in the network is
-# not a door around the gateway. And the client's address as the public listener saw it,
-# which the write limits count by: never a header the client wrote (X-Forwarded-For).
-CLIENT_HEADER = "x-ordermesh-client"
+# not a door around the gateway. And the client's address as the public listener takes it
+# (CLIENT_HEADER, access.client_address), which the limits per address count by: never a
+# header a client wrote (X-Forwarded-For).
 INTERNAL_TOKEN = "%ENVIRONMENT(INTERNAL_TOKEN)%"
 INTERNAL_FILTER = "ordermesh.internal"
-HOP_HEADERS = (INTERNAL_HEADER, CLIENT_HEADER)
 # The filters whose configuration comes from the policy files (gateway.policy), by file.
 JWT_FILTER = "ordermesh.jwt_authn"
 REVOCATIONS_FILTER = "ordermesh.revocations"

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from user.v1 import user_service_pb2 as user_pb
 
+from chassis.identity import CLIENT_HEADER, INTERNAL_HEADER
 from chassis.policy import PolicyFeed
 from harness.gateway import LocalGateway
 from harness.shop import Shop, eventually
@@ -79,9 +80,13 @@ async def a_fresh_minute() -> None:
         await asyncio.sleep(left + 0.1)
 
 
-async def login(http, gateway, email: str) -> tuple[int, Mapping[str, str], dict]:
+async def login(
+    http, gateway, email: str, headers: Mapping[str, str] | None = None
+) -> tuple[int, Mapping[str, str], dict]:
     async with http.post(
-        f"{gateway.url}/v1/auth/login", json={"email": email, "password": "wrong password!"}
+        f"{gateway.url}/v1/auth/login",
+        json={"email": email, "password": "wrong password!"},
+        headers=headers,
     ) as response:
         return response.status, response.headers, await response.json(content_type=None)
 
@@ -115,6 +120,45 @@ async def test_sign_in_attempts_are_limited_per_address_across_gateways(world):
         assert body["code"] == RESOURCE_EXHAUSTED
         assert "too many requests" in body["message"]
         assert 0 < int(headers["retry-after"]) <= 60
+
+
+async def test_a_site_of_the_system_is_counted_as_the_browser_it_names_and_nobody_else_is(world):
+    """A web site of the system (the storefront) calls the API for many browsers from one
+    address: with the internal hops' secret, the browser's address it names is what the limits
+    per address count, so each browser has its own budget; a caller naming an address without
+    the secret, or with a wrong one, is counted as itself (chassis.identity.CLIENT_HEADER)."""
+    _, system, gateways = world
+    a = gateways[0]
+    secret = system.internal_token
+
+    def naming(browser: str, token: str = secret) -> dict[str, str]:
+        return {CLIENT_HEADER: browser, INTERNAL_HEADER: token}
+
+    # As the test above, tried again (from fresh addresses) only if a gateway failed open.
+    for attempt in range(3):
+        await a_fresh_minute()
+        before = failed_open(gateways)
+        address = aiohttp.TCPConnector(local_addr=(f"127.0.0.{attempt + 20}", 0))
+        async with aiohttp.ClientSession(connector=address) as http:
+            email = f"nobody-{uuid.uuid4().hex[:6]}@example.com"
+            browsers = [f"198.51.100.{attempt * 10 + n}" for n in (1, 2)]
+            per_browser = [
+                [(await login(http, a, email, naming(b)))[0] for _ in range(SIGN_IN_PER_MINUTE + 1)]
+                for b in browsers
+            ]
+            # The site's own address has not signed in yet: forged names spend its budget.
+            forged = [
+                (await login(http, a, email, naming(f"203.0.113.{n}", token="not-the-secret")))[0]
+                for n in range(SIGN_IN_PER_MINUTE)
+            ]
+            unsigned = (await login(http, a, email, {CLIENT_HEADER: "203.0.113.99"}))[0]
+        if failed_open(gateways) == before:
+            break
+        print(f"try {attempt + 1}: a gateway failed open; {per_browser}, {forged}, {unsigned}")
+    for statuses in per_browser:
+        assert statuses == [401] * SIGN_IN_PER_MINUTE + [429]
+    assert forged == [401] * SIGN_IN_PER_MINUTE
+    assert unsigned == 429
 
 
 async def test_writes_are_limited_per_user(world, http):
