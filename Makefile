@@ -84,10 +84,11 @@ verify: $(INSTALLED)
 test: test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)
 	$(BIN)/pytest tests --durations=25
 
-# The console's main pages as the browser tests see them, into docs/images (docs/operations.md
-# and the README show them): the console's browser tests, run with their screenshots on.
+# The console's and the shop's main pages as the browser tests see them, into docs/images
+# (docs/operations.md and the README show them): their browser tests, with screenshots on.
 screenshots: test-deps $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(GRAPHQL_GATEWAY)
-	ORDERMESH_SCREENSHOTS=docs/images $(BIN)/pytest tests/browser/test_console.py
+	ORDERMESH_SCREENSHOTS=docs/images $(BIN)/pytest tests/browser/test_console.py \
+		tests/browser/test_storefront.py
 
 test-unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
@@ -166,7 +167,7 @@ gen: $(INSTALLED) $(NODE_TOOLS)
 	$(BIN)/python -m deploy.manifests
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
 	$(BIN)/python -m tools.architecture
-	$(BIN)/python -m tools.console_assets
+	$(BIN)/python -m tools.web_assets
 
 lint: $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
 	$(BIN)/ruff check .
@@ -237,7 +238,8 @@ KUBERNETES_VERSION := 1.33.0
 GENERATED := gen gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergraph.graphql \
 	docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
 	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml \
-	README.md docs/architecture.md services/console/static/htmx.min.js
+	README.md docs/architecture.md services/console/static/htmx.min.js \
+	services/storefront/static/htmx.min.js
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)

@@ -60,5 +60,10 @@ saga_operator  an operator's view of sagas (SagaView) and their actions on a par
 saga_operations the gRPC servicer of the sagas' operator API (ops.v1.SagaService)
 runtime        a service's store, broker, relay, consumers and readiness, opened in order
 pages          page sizes and page tokens of list RPCs
+web            web pages at the gateway (the console, the storefront): sessions, security, assets
+web.security   the rules against cross-site use and injection: headers, cookies, CSRF, origins
+web.sessions   sign-in sessions in Redis, sealed, holding the user's tokens and renewing them
+web.assets     static files served at their content's hash, named with their integrity
+web.site       a site: its middlewares (the headers, a session by route name) and its static files
 timestamps     stored times as google.protobuf.Timestamp
 """

@@ -46,6 +46,7 @@ from services.roles import (
     NotifierSettings,
     PolicySignerSettings,
 )
+from services.storefront.config import StorefrontSettings
 from services.user.config import UserSettings
 
 __all__ = [
@@ -97,6 +98,8 @@ class Service:
     # The path under which the gateway serves its web pages (e.g. "/console"), from its
     # instances' HTTP servers beside /metrics; empty: it has none.
     web: str = ""
+    # The gateway's root, `/`, leads to its web pages (one service at most).
+    home: bool = False
 
     @property
     def module(self) -> str:
@@ -218,6 +221,9 @@ CATALOGUE: tuple[Service, ...] = (
     Service("notification", NotificationSettings, serves=("notification.v1.NotificationService",)),
     # The operator console: web pages at the gateway, reaching the system through it.
     Service("console", ConsoleSettings, web="/console"),
+    # The customers' shop: web pages at the gateway (its root leads there), reaching the system
+    # through it with the customer's token, as any client of the public API.
+    Service("storefront", StorefrontSettings, web="/shop", home=True),
     Service("auth", AuthSettings, gateway=True),
     Service("ratelimit", RateLimitSettings, gateway=True),
 )

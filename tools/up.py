@@ -171,6 +171,7 @@ def pages(gateway_url: str, prometheus_url: str, alertmanager_url: str) -> list[
     """Every page `make up` tells the operator to open, printed by `main` and each opened in
     Chromium by tests/browser/test_make_up_pages.py (add one here, and a check there)."""
     return [
+        Page("the shop (register, order, follow your orders)", f"{gateway_url}/"),
         Page("the operator console (sign in as the admin)", f"{gateway_url}/console/"),
         Page("the catalogue, through the gateway (REST)", f"{gateway_url}/v1/products"),
         Page("Prometheus: queries and graphs", f"{prometheus_url}{PAGES['graph']}"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +42,8 @@ from chassis.errors import (
 from chassis.failures import error_of
 from chassis.timestamps import seconds_of, time_of
 from chassis.vocabulary import enum_name, enum_value
+from chassis.web.sessions import Tokens
+from chassis.web.site import naming_the_browser
 from services.console.domain import (
     AlertView,
     DeadLetterView,
@@ -61,7 +62,6 @@ __all__ = [
     "Gateway",
     "Operators",
     "Prometheus",
-    "Tokens",
     "figures_query",
 ]
 
@@ -85,13 +85,33 @@ def _failure(exc: grpc.aio.AioRpcError, what: str) -> DomainError:
     return error_of(exc.code())(f"{what}: {exc.code().name}: {exc.details() or 'no detail'}")
 
 
+class NamingTheBrowser(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Names the browser a call is made for (chassis.web.site.naming_the_browser), so that the
+    gateway counts an admin's sign-in against the admin's browser, not the console."""
+
+    def __init__(self, internal_token: str):
+        self._internal_token = internal_token
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        named = naming_the_browser(self._internal_token)
+        if named:
+            metadata = (*(client_call_details.metadata or ()), *named.items())
+            client_call_details = client_call_details._replace(metadata=metadata)
+        return await continuation(client_call_details, request)
+
+
 class Gateway:
     """The console's one way into the system's APIs: a gRPC channel to the gateway and its
     HTTPS origin."""
 
-    def __init__(self, url: str, *, ca: bytes | None, http: aiohttp.ClientSession):
+    def __init__(
+        self, url: str, *, ca: bytes | None, http: aiohttp.ClientSession, internal_token: str
+    ):
         """`url`: http(s)://host[:port]; `ca`: the PEM of the CA that issued the gateway's
-        certificate (None: the system's trusted authorities)."""
+        certificate (None: the system's trusted authorities); `internal_token`: the internal
+        hops' secret, with which a call names its admin's browser."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"GATEWAY_URL={url!r} is not http(s)://host[:port]")
@@ -101,10 +121,13 @@ class Gateway:
         self.target = f"{parts.hostname}:{port}"
         self._http = http
         self._ssl = ssl.create_default_context(cadata=ca.decode()) if ca else None
+        naming = [NamingTheBrowser(internal_token)]
         self.channel = (
-            grpc.aio.secure_channel(self.target, grpc.ssl_channel_credentials(ca))
+            grpc.aio.secure_channel(
+                self.target, grpc.ssl_channel_credentials(ca), interceptors=naming
+            )
             if self.tls
-            else grpc.aio.insecure_channel(self.target)
+            else grpc.aio.insecure_channel(self.target, interceptors=naming)
         )
 
     async def jwks(self) -> Mapping[str, Any]:
@@ -124,14 +147,6 @@ def _body(message: Message) -> str:
     if not message.HasField("body"):
         return ""
     return json.dumps(json_format.MessageToDict(message.body), indent=2, sort_keys=True)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class Tokens:
-    access_token: str
-    access_expires_at: float
-    refresh_token: str
-    refresh_expires_at: float
 
 
 class Accounts:

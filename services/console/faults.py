@@ -14,7 +14,8 @@ from aiohttp import web
 
 from chassis.errors import InvalidArgument
 from chassis.switches import CONTEXT, SETTINGS, STATUSES, SWITCHES
-from services.console.pages import CONSOLE, SESSION, act, render, see, shown
+from chassis.web.site import SESSION
+from services.console.pages import CONSOLE, act, render, see, shown
 
 __all__ = ["faults", "turn_off", "turn_on"]
 

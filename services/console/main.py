@@ -18,13 +18,14 @@ from chassis.grpc import serve
 from chassis.health import Readiness, redis_probe
 from chassis.registry import Registry
 from chassis.tokens import KeySet, TokenVerifier
-from services.console import assets, web
+from chassis.web import assets
+from chassis.web.sessions import Sessions
+from services.console import web
 from services.console.clients import Accounts, Alertmanager, Gateway, Operators, Prometheus
 from services.console.config import ConsoleSettings
 from services.console.live import Alerts
-from services.console.security import PREFIX
+from services.console.pages import PREFIX, STATIC
 from services.console.service import Console
-from services.console.sessions import Sessions
 from services.defaults import configured
 
 
@@ -35,7 +36,7 @@ async def main() -> None:
         if settings.gateway_ca
         else None
     )
-    static = await asyncio.to_thread(assets.load)
+    static = await asyncio.to_thread(assets.load, STATIC, PREFIX)
     redis = aioredis.from_url(
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
     )
@@ -43,7 +44,9 @@ async def main() -> None:
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=settings.console_call_timeout_s)
     )
-    gateway = Gateway(settings.gateway_url, ca=ca, http=http)
+    gateway = Gateway(
+        settings.gateway_url, ca=ca, http=http, internal_token=settings.internal_token
+    )
     prometheus = (
         Prometheus(settings.prometheus_url, http=http, timeout_s=settings.console_call_timeout_s)
         if settings.prometheus_url
@@ -58,7 +61,9 @@ async def main() -> None:
     )
     console = Console(
         settings,
-        sessions=Sessions(redis, ttl_s=settings.console_session_ttl_s),
+        sessions=Sessions(
+            redis, ttl_s=settings.console_session_ttl_s, namespace="ordermesh:console"
+        ),
         accounts=Accounts(gateway, timeout_s=settings.console_call_timeout_s),
         operators=Operators(gateway, timeout_s=settings.console_call_timeout_s),
         # The issuer's keys as the gateway publishes them, fetched when a sign-in first needs

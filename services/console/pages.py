@@ -17,18 +17,17 @@ import jinja2
 from aiohttp import web
 
 from chassis.errors import DomainError, InvalidArgument, NotFound
-from services.console.assets import Asset
-from services.console.security import PREFIX
-from services.console.service import Console, SignedOut
-from services.console.sessions import Session
+from chassis.web.assets import Asset
+from chassis.web.sessions import SignedOut
+from chassis.web.site import FLASH, SESSION
+from services.console.service import Console
 
 __all__ = [
-    "ASSETS",
     "CONSOLE",
-    "FLASH",
     "PAGES",
+    "PREFIX",
     "SAGA_STATUSES",
-    "SESSION",
+    "STATIC",
     "TEMPLATES",
     "act",
     "environment",
@@ -37,16 +36,18 @@ __all__ = [
     "shown",
 ]
 
+# Where the console is served, on its instance's HTTP port and at the gateway.
+PREFIX = "/console"
 TEMPLATES = Path(__file__).parent / "templates"
+# Its static files (htmx, copied from tools/node's pinned `htmx.org` by `python -m
+# tools.web_assets`, part of `make gen`; its stylesheet).
+STATIC = Path(__file__).parent / "static"
 # ops.v1's SagaStatus names but UNSPECIFIED, in the order the console offers them rather than
 # the enum's: the parked first, then the live, then the ended (a unit test checks the set).
 SAGA_STATUSES = ("NEEDS_OPERATOR", "COMPENSATING", "RUNNING", "COMPLETED", "COMPENSATED")
 
 CONSOLE = web.AppKey("console", Console)
 PAGES = web.AppKey("pages", jinja2.Environment)
-ASSETS = web.AppKey("assets", dict[str, Asset])
-SESSION = web.RequestKey("session", Session)
-FLASH = web.RequestKey("flash", str)
 
 
 # Formatting for the templates.

@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from services.console.pages import CONSOLE, SAGA_STATUSES, SESSION, act, see, shown
+from chassis.web.site import SESSION
+from services.console.pages import CONSOLE, SAGA_STATUSES, act, see, shown
 
 __all__ = [
     "dead_letter",

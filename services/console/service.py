@@ -2,7 +2,7 @@
 the system publishes (the registry, Prometheus, the operator API through the gateway, the log
 files), with the signed-in admin's token on every call to the system's APIs.
 
-    SignedOut (Unauthenticated)   the session is gone, or the gateway no longer takes its token:
+    SignedOut (chassis.web)       the session is gone, or the gateway no longer takes its token:
                                   sign in again
     NotAnAdmin (PermissionDenied) the account is not an admin's
 
@@ -25,13 +25,13 @@ from chassis.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
 )
 from chassis.flag_file import SwitchRefused, states, turn_off, turn_on
 from chassis.logging import get_logger
 from chassis.registry import Registry
 from chassis.tokens import TokenVerifier
-from services.console.clients import MAX_IDS, Accounts, Operators, Prometheus, Tokens
+from chassis.web.sessions import Session, Sessions, SignedOut, Tokens
+from services.console.clients import MAX_IDS, Accounts, Operators, Prometheus
 from services.console.config import ConsoleSettings
 from services.console.domain import (
     DeadLetterView,
@@ -42,21 +42,14 @@ from services.console.domain import (
     Story,
 )
 from services.console.live import Alerts, LiveReader
-from services.console.sessions import Session, Sessions
 from services.console.story import StoryReader
 
-__all__ = ["Console", "MessagesPage", "NoSwitches", "NotAnAdmin", "SignedOut"]
+__all__ = ["Console", "MessagesPage", "NoSwitches", "NotAnAdmin"]
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
-# An access token this close to its expiry is refreshed before it is used.
-REFRESH_MARGIN_S = 30.0
 MAX_REASON = 500
-
-
-class SignedOut(Unauthenticated):
-    pass
 
 
 class NotAnAdmin(PermissionDenied):
@@ -114,7 +107,6 @@ class Console:
         self._accounts = accounts
         self._operators = operators
         self._verifier = verifier
-        self._clock = clock
         # Read at most once per half refresh interval, whoever asks.
         self._live = LiveReader(
             registry,
@@ -145,15 +137,9 @@ class Console:
             log.warning("profile not read at sign-in", error=str(exc))
             name = ""
         session = await self.sessions.create(
-            user_id=claims.user_id,
-            email=email,
-            name=name or email,
-            roles=claims.roles,
-            access_token=tokens.access_token,
-            access_expires_at=tokens.access_expires_at,
-            refresh_token=tokens.refresh_token,
-            refresh_expires_at=tokens.refresh_expires_at,
-        )
+            user_id=claims.user_id, email=email, name=name or email, roles=claims.roles,
+            tokens=tokens,
+        )  # fmt: skip
         log.info("admin signed in to the console", user_id=claims.user_id)
         return session
 
@@ -168,44 +154,18 @@ class Console:
         await self._end(session.refresh_token)
         log.info("admin signed out of the console", user_id=session.user_id)
 
-    async def _fresh(self, session: Session) -> Session:
-        """The session with an access token that is not about to expire (refreshed, once for
-        every request of the session that needs it)."""
-        if session.access_expires_at - self._clock() > REFRESH_MARGIN_S:
-            return session
-        async with self.sessions.refreshing(session.id):
-            current = await self.sessions.get(session.id)
-            if current is None:
-                raise SignedOut("the session ended: sign in again")
-            if current.access_expires_at - self._clock() > REFRESH_MARGIN_S:
-                return current
-            try:
-                tokens: Tokens = await self._accounts.refresh(current.refresh_token)
-                claims = await self._verifier.verify(tokens.access_token)
-            except Unauthenticated:
-                await self.sessions.delete(session.id)
-                raise SignedOut("the session expired: sign in again") from None
-            if not claims.is_admin:
-                await self.sessions.delete(session.id)
-                raise SignedOut("this account is no longer an admin's")
-            refreshed = current.with_tokens(
-                access_token=tokens.access_token,
-                access_expires_at=tokens.access_expires_at,
-                refresh_token=tokens.refresh_token,
-                refresh_expires_at=tokens.refresh_expires_at,
-            )
-            await self.sessions.save(refreshed)
-            return refreshed
+    async def _renew(self, refresh_token: str) -> Tokens:
+        """New tokens for a session, if its account is still an admin's (else SignedOut)."""
+        tokens = await self._accounts.refresh(refresh_token)
+        claims = await self._verifier.verify(tokens.access_token)
+        if not claims.is_admin:
+            raise SignedOut("this account is no longer an admin's")
+        return tokens
 
     async def _as(self, session: Session, call: Callable[[str], Awaitable[T]]) -> T:
         """`call(token)` with the admin's access token; a token the gateway refuses ends the
         session."""
-        token = (await self._fresh(session)).access_token
-        try:
-            return await call(token)
-        except Unauthenticated:
-            await self.sessions.delete(session.id)
-            raise SignedOut("the gateway refused the session's token: sign in again") from None
+        return await self.sessions.using(session, self._renew, call)
 
     def _operated(self, service: str) -> str:
         if service not in self.settings.operator_services:

@@ -5,8 +5,8 @@ to them and names each route.
 Here are signing in and out, the live system (its page and the fragment that refreshes it), one
 request's story and the static files; the pages of dead letters, parked messages and sagas are
 in services.console.repairs, the fault switches' in services.console.faults. Pages render
-through services.console.pages; every answer passes the middlewares of
-services.console.middleware (the security headers; a session, required by route name).
+through services.console.pages; every answer passes the middlewares of chassis.web.site (the
+security headers; a session, required by route name).
 
 GET never changes anything; each action is a POST of a form (its CSRF token a hidden field, or
 htmx's X-CSRF-Token header), answered by a redirect to the page it came from with its outcome.
@@ -20,29 +20,45 @@ from aiohttp import web
 
 from chassis.errors import DomainError, InvalidArgument, Unauthenticated
 from chassis.logging import get_logger
-from services.console import faults, repairs, security
-from services.console.assets import Asset
-from services.console.middleware import COOKIE, check_post, guarded, is_https, signed_in
-from services.console.pages import (
+from chassis.web.assets import Asset
+from chassis.web.security import CSRF_FIELD
+from chassis.web.sessions import SignedOut, new_token
+from chassis.web.site import (
     ASSETS,
-    CONSOLE,
-    PAGES,
     SESSION,
-    TEMPLATES,
-    environment,
-    render,
-    see,
+    SITE,
+    STATIC_ROUTE,
+    Site,
+    check_post,
+    guarded,
+    signed_in,
+    static,
 )
-from services.console.security import CSRF_FIELD, PREFIX
-from services.console.service import Console, NotAnAdmin, SignedOut
-from services.console.sessions import new_token
+from services.console import faults, repairs
+from services.console.pages import CONSOLE, PAGES, PREFIX, TEMPLATES, environment, render, see
+from services.console.service import Console, NotAnAdmin
 
-# COOKIE (services.console.middleware's) and TEMPLATES (services.console.pages') are named here
-# too: what mounts or tests the console imports this module alone.
-__all__ = ["COOKIE", "LOGIN_COOKIE", "TEMPLATES", "application"]
+# TEMPLATES (services.console.pages') is named here too: what mounts or tests the console
+# imports this module alone.
+__all__ = [
+    "COOKIE",
+    "LIVE_REFRESH_ROUTE",
+    "LOGIN_COOKIE",
+    "PUBLIC_ROUTES",
+    "TEMPLATES",
+    "application",
+]
 
 log = get_logger(__name__)
 
+# The session's cookie: its id, all the browser holds of it (chassis.web.sessions).
+COOKIE = "console_session"
+# The routes served without a session, by name: the console's bare root (a redirect), the
+# sign-in page and form (and the static files, chassis.web.site's). A route with another name,
+# or none (a request that matches no route), needs a session.
+PUBLIC_ROUTES = frozenset({"root", "login"})
+# The live page's refresh, which is not an admin's use of the console.
+LIVE_REFRESH_ROUTE = "live_fragment"
 # The sign-in form's own CSRF token (there is no session yet), for 10 minutes.
 LOGIN_COOKIE = "console_login"
 LOGIN_TOKEN_S = 600
@@ -58,18 +74,16 @@ async def _root(_: web.Request) -> web.StreamResponse:
 def _login_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
     token = new_token()
     response = render(request, "login.html", status=status, login_token=token, error=error)
-    response.set_cookie(
-        LOGIN_COOKIE,
-        token,
-        **security.cookie_attributes(secure=is_https(request), max_age_s=LOGIN_TOKEN_S),
-    )
+    site = request.app[SITE]
+    response.set_cookie(LOGIN_COOKIE, token, **site.cookie_attributes(request, LOGIN_TOKEN_S))
     return response
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    if await request.app[CONSOLE].sessions.get(request.cookies.get(COOKIE)) is not None:
+    if request.get(SESSION) is not None:
         return see("/")
-    return _login_page(request)
+    ended = "Your session ended: sign in again." if request.query.get("ended") else ""
+    return _login_page(request, error=ended)
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
@@ -93,7 +107,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         log.warning("console sign-in failed", error=str(exc))
         return _login_page(request, error=f"Cannot sign in now: {exc}", status=503)
     response = see("/")
-    response.set_cookie(COOKIE, session.id, **security.cookie_attributes(secure=is_https(request)))
+    response.set_cookie(COOKIE, session.id, **request.app[SITE].cookie_attributes(request))
     response.del_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
 
@@ -142,25 +156,25 @@ async def story(request: web.Request) -> web.StreamResponse:
     return render(request, "story.html", key=key, story=found, error="")
 
 
-# The static files.
-
-
-async def static(request: web.Request) -> web.StreamResponse:
-    asset = request.app[ASSETS].get(request.match_info["name"])
-    if asset is None or asset.digest != request.match_info["digest"]:
-        raise web.HTTPNotFound()
-    response = web.Response(body=asset.body, headers={"Content-Type": asset.content_type})
-    # The URL names the content: what it serves never changes.
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    return response
+def _error_page(request: web.Request, error: str, status: int) -> web.Response:
+    return render(request, "error.html", error=error, status=status)
 
 
 def application(console: Console, *, assets: Mapping[str, Asset]) -> web.Application:
     """The console, to be mounted at PREFIX (`chassis.grpc.serve(apps={PREFIX: ...})`).
 
-    Every route is named: the middlewares tell routes apart by name (middleware.PUBLIC_ROUTES,
-    middleware.LIVE_REFRESH_ROUTE)."""
+    Every route is named: the middlewares tell routes apart by name (PUBLIC_ROUTES,
+    LIVE_REFRESH_ROUTE)."""
     app = web.Application(middlewares=[guarded, signed_in])
+    app[SITE] = Site(
+        prefix=PREFIX,
+        cookie=COOKIE,
+        sessions=console.sessions,
+        error_page=_error_page,
+        public=PUBLIC_ROUTES,
+        passive=frozenset({LIVE_REFRESH_ROUTE}),
+        origin=console.settings.console_origin,
+    )
     app[CONSOLE] = console
     app[ASSETS] = dict(assets)
     app[PAGES] = environment(assets)
@@ -194,5 +208,5 @@ def application(console: Console, *, assets: Mapping[str, Asset]) -> web.Applica
     router.add_get("/faults", faults.faults, name="faults")
     router.add_post("/faults/{switch}/on", faults.turn_on, name="fault_on")
     router.add_post("/faults/{switch}/off", faults.turn_off, name="fault_off")
-    router.add_get("/static/{digest}/{name}", static, name="static")
+    router.add_get("/static/{digest}/{name}", static, name=STATIC_ROUTE)
     return app

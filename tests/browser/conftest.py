@@ -64,6 +64,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
         "SAGA_STEP_TIMEOUT_S": "3",
         "SAGA_COMPENSATION_SENDS": "2",
         "RATE_LIMIT_SIGN_IN": "100/m",
+        # A shop's session ends after 15 s without use (the default is an hour), so that a test
+        # sees what a customer sees when it does (test_storefront.py).
+        "STOREFRONT_SESSION_TTL_S": "15",
     }
     with running.make_up(2, env=settings, directory=directory) as (process, run_dir):
         # What a `make` command run against it needs (`RunningSystem.tool`).

@@ -1,7 +1,7 @@
 """Every page `make up` prints to open renders in Chromium: answered below 400, no page error, no
 script or style sheet missing, and showing what it is for (Prometheus's pages from Debian's
 build, whose assets are read from files at run time; Alertmanager's API; the gateway's REST
-over its TLS; the console's sign-in). Then an alert fired by a rule for real reaches
+over its TLS; the shop; the console's sign-in). Then an alert fired by a rule for real reaches
 Alertmanager, and `make status` shows it: an instance hung (SIGSTOP: the supervisor restarts
 a killed one too soon for the rule's `for: 10s`) is missed by Prometheus's scrapes until
 OrdermeshInstanceMissing fires.
@@ -78,6 +78,14 @@ def shows_every_target_up(page: BrowserPage, up: RunningSystem) -> None:
     assert int(found[2]) >= 14
 
 
+def shows_the_shop(page: BrowserPage, up: RunningSystem) -> None:
+    # The gateway's root leads to the storefront, open to anyone: the demo catalogue, and a way
+    # to sign in (tests/browser/test_storefront.py orders from it).
+    assert page.url == f"{up.gateway_url}/shop/"
+    assert page.get_by_test_id("product").count() >= 1
+    assert page.get_by_test_id("nav-sign-in").is_visible()
+
+
 def offers_the_admins_sign_in(page: BrowserPage, up: RunningSystem) -> None:
     # Without a session, the console's page is its sign-in form (tests/browser/test_console.py
     # signs in and uses it).
@@ -92,6 +100,7 @@ def lists_alerts_as_json(page: BrowserPage, up: RunningSystem) -> None:
 
 # What each page must show, by its name in tools.up.pages (every one has a check here).
 CHECKS: dict[str, Callable[[BrowserPage, RunningSystem], None]] = {
+    "the shop (register, order, follow your orders)": shows_the_shop,
     "the operator console (sign in as the admin)": offers_the_admins_sign_in,
     "the catalogue, through the gateway (REST)": shows_the_catalogue,
     "Prometheus: queries and graphs": runs_a_query,

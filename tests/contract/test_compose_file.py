@@ -388,7 +388,7 @@ AGENT = {"redis_url": "redis://127.0.0.1:1/0", "eds_dir": "eds", "policy_dir": "
 def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_subgraphs_and_pages_only():
     """Envoy sends it, the agent writes the subgraph listener's check of it, the federation
     gateway checks and sends it, the services with a GraphQL subgraph or web pages check it
-    (the console); their one-shot
+    (the console, the storefront); their one-shot
     steps (create-admin, the schema steps) serve nothing and do not get it."""
     assert "internal_token" in AgentSettings.model_fields
     assert "internal_token" in ServiceSettings.model_fields
@@ -398,7 +398,7 @@ def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_subgraph
         name for name, spec in BASE["services"].items() if "INTERNAL_TOKEN" in _variables(spec)
     }
     pages = {s.name for s in catalogue.web_services()}
-    assert pages == {"console"}  # its pages take the gateway's calls only
+    assert pages == {"console", "storefront"}  # their pages take the gateway's calls only
     assert readers == {"gateway", "gateway-agent", "graphql"} | subgraphs | pages
     for name in readers:
         assert BASE["services"][name]["environment"]["INTERNAL_TOKEN"] == INTERNAL, name
@@ -494,11 +494,16 @@ def test_the_gateway_serves_tls_with_the_secrets_files(tmp_path, plaintext):
     assert (
         gateway["secrets"] == list(compose.TLS_SECRETS) == ["gateway-tls-cert", "gateway-tls-key"]
     )
-    # The console, the gateway's client inside compose, holds the CA it verifies it with.
+    # The console and the storefront, the gateway's clients inside compose, hold the CA they
+    # verify it with.
     holders = {
         name: spec["secrets"] for name, spec in BASE["services"].items() if "secrets" in spec
     }
-    assert holders == {"gateway": list(compose.TLS_SECRETS), "console": ["gateway-ca"]}
+    assert holders == {
+        "gateway": list(compose.TLS_SECRETS),
+        "console": ["gateway-ca"],
+        "storefront": ["gateway-ca"],
+    }
     assert BASE["secrets"] == {
         "gateway-tls-cert": {"file": "${GATEWAY_TLS_CERT:-./.build/tls/gateway.crt}"},
         "gateway-tls-key": {"file": "${GATEWAY_TLS_KEY:-./.build/tls/gateway.key}"},

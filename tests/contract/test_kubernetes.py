@@ -576,7 +576,7 @@ def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_subgraph
     subgraphs = {f"{s.name}/{s.name}" for s in catalogue.graph_services()}
     assert subgraphs == {"user/user", "inventory/inventory", "order/order"}
     pages = {f"{s.name}/{s.name}" for s in catalogue.web_services()}
-    assert pages == {"console/console"}
+    assert pages == {"console/console", "storefront/storefront"}
     assert readers == {"gateway/envoy", "gateway/agent", "gateway/graphql"} | subgraphs | pages
     for workload in of_kind(overlay, *PODS):
         for container in containers(workload):

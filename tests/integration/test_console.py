@@ -26,14 +26,16 @@ from chassis.identity import INTERNAL_HEADER
 from chassis.metrics import Metrics, MetricsServer
 from chassis.registry import Instance, Registry
 from chassis.tokens import KeySet, TokenVerifier
+from chassis.web import assets
+from chassis.web.security import CSP
+from chassis.web.sessions import Session, Sessions, Tokens
+from chassis.web.site import STATIC_ROUTE
 from harness.redis import PrivateRedis
-from services.console import assets, middleware
 from services.console import web as console_web
 from services.console.clients import Accounts, Gateway, Operators
 from services.console.config import ConsoleSettings
-from services.console.security import CSP
+from services.console.pages import PREFIX, STATIC
 from services.console.service import Console
-from services.console.sessions import Session, Sessions
 
 ORIGIN_HEADERS = {"Origin": "http://console.test", "Sec-Fetch-Site": "same-origin"}
 HOST = {"Host": "console.test"}
@@ -62,8 +64,10 @@ class Parts:
         """A signed-in admin's session, as sign-in makes one (its tokens go nowhere here)."""
         return await self.sessions.create(
             user_id="admin-1", email="admin@ordermesh.test", name="Ada Admin", roles=("admin",),
-            access_token="not.a.token", access_expires_at=time.time() + 600,
-            refresh_token="r", refresh_expires_at=time.time() + 3600,
+            tokens=Tokens(
+                access_token="not.a.token", access_expires_at=time.time() + 600,
+                refresh_token="r", refresh_expires_at=time.time() + 3600,
+            ),
         )  # fmt: skip
 
 
@@ -84,7 +88,9 @@ async def parts(redis_server: PrivateRedis) -> AsyncIterator[Parts]:
     registry = Registry(redis_server.url, namespace=namespace)
     sessions = Sessions(redis, ttl_s=60, namespace=namespace)
     http = aiohttp.ClientSession()
-    gateway = Gateway(settings.gateway_url, ca=None, http=http)
+    gateway = Gateway(
+        settings.gateway_url, ca=None, http=http, internal_token=settings.internal_token
+    )
     console = Console(
         settings,
         sessions=sessions,
@@ -106,7 +112,9 @@ async def parts(redis_server: PrivateRedis) -> AsyncIterator[Parts]:
 async def client(parts: Parts) -> AsyncIterator[TestClient]:
     # Mounted as chassis.grpc.serve mounts it, under /console of a bigger application.
     root = web.Application()
-    root.add_subapp("/console", console_web.application(parts.console, assets=assets.load()))
+    root.add_subapp(
+        "/console", console_web.application(parts.console, assets=assets.load(STATIC, PREFIX))
+    )
     async with TestClient(TestServer(root)) as test_client:
         yield test_client
 
@@ -148,7 +156,9 @@ async def test_a_page_without_a_session_goes_to_the_sign_in_page(client, path, s
     response = await client.get(path, headers=headers, allow_redirects=False)
 
     assert response.status == 303
-    assert response.headers["Location"] == "/console/login"
+    # A browser that still held a session's cookie is told that its session ended.
+    ended = "?ended=1" if session_id else ""
+    assert response.headers["Location"] == f"/console/login{ended}"
     assert response.headers["Cache-Control"] == "no-store"
     assert_guarded(response)
 
@@ -169,7 +179,9 @@ async def test_an_action_without_a_session_is_refused(client, path):
         path, data={"reason": "r", "chosen": "q|e"}, headers=ORIGIN_HEADERS, allow_redirects=False
     )
 
-    assert response.status == 401
+    # Not done: the browser is sent to sign in (htmx's request would be answered 401).
+    assert response.status == 303
+    assert response.headers["Location"] == "/console/login"
     assert_guarded(response)
 
 
@@ -345,7 +357,7 @@ async def test_signing_out_ends_the_session(client, parts):
 
 
 async def test_static_files_are_served_by_their_hash_for_good(client):
-    htmx = assets.load()["htmx.min.js"]
+    htmx = assets.load(STATIC, PREFIX)["htmx.min.js"]
 
     response = await client.get(htmx.url)
     stale = await client.get(f"/console/static/{'0' * 16}/htmx.min.js")
@@ -374,8 +386,9 @@ async def test_an_unknown_path_is_not_found_and_still_guarded(client, parts):
         ("GET", "/console/nothing-here", {}, 303),
         ("GET", "/console/logout", {}, 303),  # a route, not for GET: no route matches
         ("GET", "/console/nothing-here", {"HX-Request": "true"}, 401),
-        ("POST", "/console/nothing-here", ORIGIN_HEADERS, 401),
-        ("PUT", "/console/login", ORIGIN_HEADERS, 401),  # the sign-in page's path, not its route
+        ("POST", "/console/nothing-here", ORIGIN_HEADERS, 303),
+        ("PUT", "/console/login", ORIGIN_HEADERS, 303),  # the sign-in page's path, not its route
+        ("POST", "/console/nothing-here", {**ORIGIN_HEADERS, "HX-Request": "true"}, 401),
     ],
 )
 async def test_a_request_that_matches_no_route_needs_a_session_like_any_page(
@@ -395,11 +408,15 @@ async def test_a_request_that_matches_no_route_needs_a_session_like_any_page(
 async def test_only_the_root_the_sign_in_page_and_the_static_files_are_served_without_a_session(
     parts,
 ):
-    app = console_web.application(parts.console, assets=assets.load())
+    app = console_web.application(parts.console, assets=assets.load(STATIC, PREFIX))
     named = app.router.named_resources()
 
-    public = {route.handler for name in middleware.PUBLIC_ROUTES for route in named[name]}
-    refresh = {route.handler for route in named[middleware.LIVE_REFRESH_ROUTE]}
+    public = {
+        route.handler
+        for name in console_web.PUBLIC_ROUTES | {STATIC_ROUTE}
+        for route in named[name]
+    }
+    refresh = {route.handler for route in named[console_web.LIVE_REFRESH_ROUTE]}
 
     assert public == {
         console_web._root, console_web.login_form, console_web.sign_in, console_web.static
@@ -429,7 +446,9 @@ async def test_the_metrics_server_mounts_the_console_for_the_gateway_alone(parts
     server = MetricsServer(
         Metrics(),
         host="127.0.0.1",
-        apps={"/console": console_web.application(parts.console, assets=assets.load())},
+        apps={
+            "/console": console_web.application(parts.console, assets=assets.load(STATIC, PREFIX))
+        },
         internal_token="hop-secret",
     )
     port = await server.start()

@@ -1,11 +1,12 @@
 """The chassis's map (chassis/__init__.py's docstring) names every module of the chassis and of
-its store, once, and nothing else: a module added without its line, or a line left behind by a
-module that went, fails here (as httpx tests its `__all__`)."""
+its store and web packages, once, and nothing else: a module added without its line, or a line
+left behind by a module that went, fails here (as httpx tests its `__all__`)."""
 
 import pkgutil
 
 import chassis
 import chassis.store
+import chassis.web
 
 
 def _mapped() -> list[str]:
@@ -18,7 +19,9 @@ def _mapped() -> list[str]:
 def _modules() -> set[str]:
     found = {module.name for module in pkgutil.iter_modules(chassis.__path__)}
     return found | {
-        f"store.{module.name}" for module in pkgutil.iter_modules(chassis.store.__path__)
+        f"{package.__name__.removeprefix('chassis.')}.{module.name}"
+        for package in (chassis.store, chassis.web)
+        for module in pkgutil.iter_modules(package.__path__)
     }
 
 

@@ -11,8 +11,9 @@ from ops.v1 import ops_service_pb2 as ops
 from chassis.flag_file import states, turn_on
 from chassis.switches import CONTEXT, RPC_ERRORS, SETTINGS, STATUSES, SWITCHES
 from chassis.vocabulary import enum_name
+from chassis.web.assets import Asset
+from chassis.web.sessions import Session
 from services.console import web
-from services.console.assets import Asset
 from services.console.domain import (
     AlertView,
     DeadLetterView,
@@ -26,12 +27,11 @@ from services.console.domain import (
 )
 from services.console.pages import SAGA_STATUSES, environment
 from services.console.service import MessagesPage
-from services.console.sessions import Session
 
 WHEN = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script>'
 ASSETS = {
-    name: Asset(name, b"", "text/plain", "0123456789abcdef", "sha384-AAAA")
+    name: Asset(name, b"", "text/plain", "0123456789abcdef", "sha384-AAAA", "/console")
     for name in ("console.css", "htmx.min.js")
 }
 SESSION = Session(

@@ -1,10 +1,11 @@
-"""The console's rules against cross-site use: a POST counts only with its session's CSRF token
-and a browser's word that it comes from the console's own pages; cookies hold only an id and
-never leave the console's path; every answer carries the content security policy."""
+"""A site's rules against cross-site use (the console's, the storefront's): a POST counts only
+with its session's CSRF token and a browser's word that it comes from the site's own pages;
+cookies hold only an id and never leave the site's path; every answer carries the content
+security policy."""
 
 import pytest
 
-from services.console.security import (
+from chassis.web.security import (
     CSP,
     HEADERS,
     CrossSite,
@@ -13,7 +14,7 @@ from services.console.security import (
     is_https,
     origin_of,
 )
-from services.console.sessions import Session, new_token
+from chassis.web.sessions import Session, new_token
 
 ORIGIN = "https://127.0.0.1:8080"
 TOKEN = "t" * 43
@@ -32,7 +33,7 @@ def post(**given):
     )
 
 
-def test_a_post_from_the_consoles_own_page_with_its_token_passes():
+def test_a_post_from_the_sites_own_page_with_its_token_passes():
     post()
     post(origin=None)  # a browser that sends Sec-Fetch-Site alone
     post(fetch_site=None)  # one that sends Origin alone
@@ -76,7 +77,7 @@ def test_a_post_that_says_nothing_of_where_it_comes_from_is_refused():
         post(origin=None, fetch_site=None)
 
 
-def test_the_content_security_policy_allows_only_the_consoles_own_files():
+def test_the_content_security_policy_allows_only_the_sites_own_files():
     directives = dict(d.split(" ", 1) for d in CSP.split("; "))
 
     assert directives == {
@@ -98,15 +99,15 @@ def test_every_answer_carries_the_policy_nosniff_and_no_referrer():
     assert HEADERS["Referrer-Policy"] == "no-referrer"
 
 
-def test_the_cookie_is_http_only_strict_and_of_the_consoles_path():
-    assert cookie_attributes(secure=False) == {
+def test_the_cookie_is_http_only_strict_and_of_the_sites_path():
+    assert cookie_attributes(path="/console", secure=False) == {
         "httponly": True,
         "samesite": "Strict",
         "path": "/console",
         "secure": False,
     }
-    assert cookie_attributes(secure=True, max_age_s=600)["secure"] is True
-    assert cookie_attributes(secure=True, max_age_s=600)["max_age"] == 600
+    assert cookie_attributes(path="/shop", secure=True, max_age_s=600)["secure"] is True
+    assert cookie_attributes(path="/shop", secure=True, max_age_s=600)["max_age"] == 600
 
 
 def test_https_is_what_the_gateway_says_it_saw_else_the_connection():

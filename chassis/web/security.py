@@ -1,17 +1,19 @@
-"""The console's rules against cross-site use and injection, as pure functions; no I/O.
+"""A site's rules against cross-site use and injection (the operator console's, the
+storefront's), as pure functions; no I/O.
 
-- every answer carries `HEADERS`: a content security policy that runs only the console's own
+- every answer carries `HEADERS`: a content security policy that runs only the site's own
   scripts and styles (no inline ones, no eval), frames nowhere, posts forms only to itself;
   no MIME sniffing; no referrer; pages are never cached (`NO_STORE`);
 - the session cookie (`cookie_attributes`) holds only the session's random id: HttpOnly,
-  SameSite=Strict, Path=/console, and Secure when the browser reached the gateway over https;
+  SameSite=Strict, Path=the site's prefix, and Secure when the browser reached the gateway over
+  https;
 - a request that changes anything is a POST that passes `check_post`: the CSRF token of its
   session (a form field or the X-CSRF-Token header htmx sends), and a browser's word that it
-  comes from the console's own pages (Origin, Sec-Fetch-Site). A POST that says neither is
-  refused: every browser the console supports sends one of them.
+  comes from the site's own pages (Origin, Sec-Fetch-Site). A POST that says neither is
+  refused: every browser the sites support sends one of them.
 
 Origin is "null" on a same-origin POST from a page whose referrer policy is no-referrer (the
-Fetch standard serialises the request's origin by that policy), and this console's pages are:
+Fetch standard serialises the request's origin by that policy), and these sites' pages are:
 "null" is therefore taken only with `Sec-Fetch-Site: same-origin`, which that policy does not
 touch.
 """
@@ -30,16 +32,12 @@ __all__ = [
     "CSRF_HEADER",
     "HEADERS",
     "NO_STORE",
-    "PREFIX",
     "CrossSite",
     "check_post",
     "cookie_attributes",
     "is_https",
     "origin_of",
 ]
-
-# Where the console is served, on its instance's HTTP port and at the gateway.
-PREFIX = "/console"
 
 CSP = "; ".join(
     [
@@ -67,7 +65,7 @@ CSRF_HEADER = "X-CSRF-Token"
 
 
 class CrossSite(PermissionDenied):
-    """A state-changing request that cannot be shown to come from the console's own pages."""
+    """A state-changing request that cannot be shown to come from the site's own pages."""
 
 
 def is_https(forwarded_proto: str | None, *, secure: bool) -> bool:
@@ -79,7 +77,7 @@ def is_https(forwarded_proto: str | None, *, secure: bool) -> bool:
 
 
 def origin_of(*, https: bool, host: str) -> str:
-    """The console's origin as a browser names it, from the Host the browser sent."""
+    """The site's origin as a browser names it, from the Host the browser sent."""
     return f"{'https' if https else 'http'}://{host.lower()}"
 
 
@@ -91,9 +89,9 @@ def check_post(
     sent_token: str | None,
     session_token: str,
 ) -> None:
-    """Refuses (CrossSite, naming why) a POST that is not from the console's pages."""
+    """Refuses (CrossSite, naming why) a POST that is not from the site's pages."""
     if fetch_site is not None and fetch_site.lower() != "same-origin":
-        raise CrossSite(f"Sec-Fetch-Site {fetch_site!r}: only the console's own pages may post")
+        raise CrossSite(f"Sec-Fetch-Site {fetch_site!r}: only the site's own pages may post")
     if origin is not None:
         if origin == "null":
             if fetch_site is None:
@@ -110,12 +108,13 @@ def check_post(
         raise CrossSite("the form's CSRF token is missing or not this session's")
 
 
-def cookie_attributes(*, secure: bool, max_age_s: int | None = None) -> dict[str, Any]:
-    """The attributes of the console's cookies (aiohttp's `set_cookie` keywords)."""
+def cookie_attributes(*, path: str, secure: bool, max_age_s: int | None = None) -> dict[str, Any]:
+    """The attributes of a site's cookies (aiohttp's `set_cookie` keywords), sent only to its
+    `path`."""
     attributes: dict[str, Any] = {
         "httponly": True,
         "samesite": "Strict",
-        "path": PREFIX,
+        "path": path,
         "secure": secure,
     }
     if max_age_s is not None:

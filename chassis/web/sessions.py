@@ -1,19 +1,20 @@
-"""The console's sign-in sessions, kept server-side in Redis; the browser holds only their id.
+"""A site's sign-in sessions (the operator console's, the storefront's), kept server-side in
+Redis; the browser holds only their id.
 
 Guarantees:
 - a session id is 256 random bits (`secrets`), given to the browser once, in its cookie; Redis
   keeps the session under the id's SHA-256, sealed (AES-GCM) with a key derived from the id
-  (HKDF): whoever reads Redis (every service shares it) learns neither the id nor the admin's
+  (HKDF): whoever reads Redis (every service shares it) learns neither the id nor the user's
   tokens, so what Redis holds signs nobody in;
-- a session ends after `ttl_s` without use (each use extends it, but not the live page's own
+- a session ends after `ttl_s` without use (each use extends it, but not a page's own
   refreshes: `get(..., extend=False)`, so an open tab left alone is signed out), when its
   refresh token expires, or at sign-out; whichever comes first;
 - its tokens (access and refresh) never leave the server: they go to the gateway only, in the
-  calls made for its admin;
+  calls made for its user (`using`), the access token renewed before it expires (`fresh`);
 - each session has its own CSRF token (random, 256 bits), checked on every POST
-  (services.console.security);
-- one refresh at a time per session (`refreshing`, a Redis lock shared by every console
-  instance): a rotated refresh token is never spent twice by two requests of one page.
+  (chassis.web.security);
+- one refresh at a time per session (`fresh`, under a Redis lock shared by every instance of
+  the site): a rotated refresh token is never spent twice by two requests of one page.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from cryptography.exceptions import InvalidTag
@@ -34,7 +36,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["Session", "Sessions", "new_token"]
+from chassis.errors import Unauthenticated
+
+__all__ = ["REFRESH_MARGIN_S", "Session", "Sessions", "SignedOut", "Tokens", "new_token"]
+
+T = TypeVar("T")
+# An access token this close to its expiry is refreshed before it is used.
+REFRESH_MARGIN_S = 30.0
 
 # What a session id looks like (token_urlsafe(32)): anything else is not looked up.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -46,8 +54,23 @@ def new_token() -> str:
 
 def _key_of(session_id: str) -> bytes:
     """The key that seals a session: derived from its id, which only the browser keeps."""
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"console session")
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"ordermesh web session")
     return derived.derive(session_id.encode())
+
+
+class SignedOut(Unauthenticated):
+    """The session is gone, or the gateway no longer takes its token: sign in again."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What a sign-in or a refresh gives: the access token and the refresh token, with the
+    times (Unix seconds) they expire."""
+
+    access_token: str
+    access_expires_at: float
+    refresh_token: str
+    refresh_expires_at: float
 
 
 @dataclass(frozen=True)
@@ -84,21 +107,8 @@ class Session:
         fields["roles"] = tuple(fields.get("roles", ()))
         return cls(id=session_id, **fields)
 
-    def with_tokens(
-        self,
-        *,
-        access_token: str,
-        access_expires_at: float,
-        refresh_token: str,
-        refresh_expires_at: float,
-    ) -> Session:
-        return replace(
-            self,
-            access_token=access_token,
-            access_expires_at=access_expires_at,
-            refresh_token=refresh_token,
-            refresh_expires_at=refresh_expires_at,
-        )
+    def with_tokens(self, tokens: Tokens) -> Session:
+        return replace(self, **asdict(tokens))
 
 
 class Sessions:
@@ -107,32 +117,25 @@ class Sessions:
         redis: aioredis.Redis,
         *,
         ttl_s: float,
-        namespace: str = "ordermesh:console",
+        namespace: str,
+        clock: Callable[[], float] = time.time,
     ):
-        """`redis` must decode responses (strings)."""
+        """`redis` must decode responses (strings); `namespace`: the site's keys' prefix."""
         self._redis = redis
         self._ttl_s = ttl_s
         self._ns = namespace
+        self._clock = clock
 
     def _key(self, session_id: str, kind: str = "session") -> str:
         digest = hashlib.sha256(session_id.encode()).hexdigest()
         return f"{self._ns}:{kind}:{digest}"
 
     def _expiry_ms(self, session: Session) -> int:
-        left_s = min(self._ttl_s, session.refresh_expires_at - time.time())
+        left_s = min(self._ttl_s, session.refresh_expires_at - self._clock())
         return max(1, int(left_s * 1000))
 
     async def create(
-        self,
-        *,
-        user_id: str,
-        email: str,
-        name: str,
-        roles: tuple[str, ...],
-        access_token: str,
-        access_expires_at: float,
-        refresh_token: str,
-        refresh_expires_at: float,
+        self, *, user_id: str, email: str, name: str, roles: tuple[str, ...], tokens: Tokens
     ) -> Session:
         session = Session(
             id=new_token(),
@@ -140,12 +143,9 @@ class Sessions:
             email=email,
             name=name,
             roles=roles,
-            access_token=access_token,
-            access_expires_at=access_expires_at,
-            refresh_token=refresh_token,
-            refresh_expires_at=refresh_expires_at,
+            **asdict(tokens),
             csrf_token=new_token(),
-            created_at=time.time(),
+            created_at=self._clock(),
         )
         await self.save(session)
         return session
@@ -184,8 +184,47 @@ class Sessions:
         return str(message or "")
 
     @contextlib.asynccontextmanager
-    async def refreshing(self, session_id: str) -> AsyncIterator[None]:
+    async def _refreshing(self, session_id: str) -> AsyncIterator[None]:
         """Holds this session's refresh lock (every instance's), for up to 10 s."""
         lock = self._redis.lock(self._key(session_id, "refresh"), timeout=10, blocking_timeout=10)
         async with lock:
             yield
+
+    async def fresh(self, session: Session, renew: Callable[[str], Awaitable[Tokens]]) -> Session:
+        """The session with an access token that is not about to expire: renewed by
+        `renew(refresh_token)` (once for every request of the session that needs it), which
+        raises Unauthenticated for a refresh token no longer taken, or SignedOut for an account
+        that may no longer use the site. Either ends the session (SignedOut)."""
+        if session.access_expires_at - self._clock() > REFRESH_MARGIN_S:
+            return session
+        async with self._refreshing(session.id):
+            current = await self.get(session.id)
+            if current is None:
+                raise SignedOut("the session ended: sign in again")
+            if current.access_expires_at - self._clock() > REFRESH_MARGIN_S:
+                return current
+            try:
+                tokens = await renew(current.refresh_token)
+            except Unauthenticated as exc:
+                await self.delete(session.id)
+                if isinstance(exc, SignedOut):
+                    raise
+                raise SignedOut("the session expired: sign in again") from None
+            refreshed = current.with_tokens(tokens)
+            await self.save(refreshed)
+            return refreshed
+
+    async def using(
+        self,
+        session: Session,
+        renew: Callable[[str], Awaitable[Tokens]],
+        call: Callable[[str], Awaitable[T]],
+    ) -> T:
+        """`call(access_token)` with the session's fresh access token; a token the gateway
+        refuses (Unauthenticated) ends the session (SignedOut)."""
+        token = (await self.fresh(session, renew)).access_token
+        try:
+            return await call(token)
+        except Unauthenticated:
+            await self.delete(session.id)
+            raise SignedOut("the gateway refused the session's token: sign in again") from None

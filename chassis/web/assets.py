@@ -1,9 +1,6 @@
-"""The console's static files (static/: htmx from npm, pinned, and its own CSS), each served at a
-URL that holds its content's hash, and named in pages with its integrity (SHA-384), so that a
-browser runs exactly the file the console was built with, cached for good; never a CDN.
-
-htmx.min.js is copied from tools/node's pinned `htmx.org` by `python -m tools.console_assets`
-(part of `make gen`).
+"""A site's static files (its stylesheet, htmx copied from npm, pinned), each served at a URL
+that holds its content's hash, and named in pages with its integrity (SHA-384), so that a
+browser runs exactly the file the site was built with, cached for good; never a CDN.
 """
 
 from __future__ import annotations
@@ -14,11 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.console.security import PREFIX
+__all__ = ["Asset", "load"]
 
-__all__ = ["STATIC", "Asset", "load"]
-
-STATIC = Path(__file__).parent / "static"
 TYPES: Mapping[str, str] = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -36,9 +30,11 @@ class Asset:
     digest: str
     # What a <script> or <link> names it with (Subresource Integrity).
     integrity: str
+    # Where its site is served (e.g. "/console").
+    prefix: str
 
     @classmethod
-    def of(cls, path: Path) -> Asset:
+    def of(cls, path: Path, prefix: str) -> Asset:
         body = path.read_bytes()
         return cls(
             name=path.name,
@@ -46,17 +42,18 @@ class Asset:
             content_type=TYPES[path.suffix],
             digest=hashlib.sha256(body).hexdigest()[:16],
             integrity="sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode(),
+            prefix=prefix,
         )
 
     @property
     def url(self) -> str:
-        return f"{PREFIX}/static/{self.digest}/{self.name}"
+        return f"{self.prefix}/static/{self.digest}/{self.name}"
 
 
-def load(directory: Path = STATIC) -> dict[str, Asset]:
-    """The files of `directory` by name (read once, at start)."""
+def load(directory: Path, prefix: str) -> dict[str, Asset]:
+    """The files of `directory` by name (read once, at start), for the site at `prefix`."""
     return {
-        path.name: Asset.of(path)
+        path.name: Asset.of(path, prefix)
         for path in sorted(directory.iterdir())
         if path.is_file() and path.suffix in TYPES
     }

@@ -1,7 +1,8 @@
-"""The console's pages and their assets (services/console/templates, static: no Python) reach
-every place the console runs from: the project's wheel (pyproject.toml's package data) and the
-container image (deploy/Containerfile copies services/ from a build context that .dockerignore
-narrows), where they are read from beside the console's modules."""
+"""The web sites' pages and their assets (services/console/ and services/storefront/:
+templates, static; no Python) reach every place the sites run from: the project's wheel
+(pyproject.toml's package data) and the container image (deploy/Containerfile copies services/
+from a build context that .dockerignore narrows), where they are read from beside the sites'
+modules."""
 
 from __future__ import annotations
 
@@ -14,19 +15,27 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from services.console import assets
+from chassis.web import assets
+from services import catalogue
+from services.console import pages as console
+from services.storefront import web as storefront
 
 ROOT = Path(__file__).resolve().parents[2]
-CONSOLE = ROOT / "services" / "console"
-# What the console reads at run time besides its modules.
+# Each site's static files and prefix, as its main loads them.
+SITES = {
+    "console": (console.STATIC, console.PREFIX),
+    "storefront": (storefront.STATIC, storefront.PREFIX),
+}
+# What a site reads at run time besides its modules.
 DATA = ("templates/*.html", "static/*")
 
 
-def _data_files() -> list[str]:
+def _data_files(site: str | None = None) -> list[str]:
     found = sorted(
         str(path.relative_to(ROOT))
+        for name in ([site] if site else SITES)
         for pattern in DATA
-        for path in CONSOLE.glob(pattern)
+        for path in (ROOT / "services" / name).glob(pattern)
         if path.is_file()
     )
     assert any(f.endswith(".html") for f in found), "no templates: the test would prove nothing"
@@ -34,12 +43,20 @@ def _data_files() -> list[str]:
     return found
 
 
-def test_the_assets_are_read_from_beside_the_consoles_modules():
-    assert Path(assets.STATIC) == CONSOLE / "static"
-    assert set(assets.load()) == {Path(f).name for f in _data_files() if "/static/" in f}
+def test_every_service_with_web_pages_is_checked_here():
+    assert {service.name for service in catalogue.web_services()} == set(SITES)
 
 
-def test_the_wheel_carries_the_consoles_templates_and_static_files(tmp_path):
+@pytest.mark.parametrize("site", SITES)
+def test_the_assets_are_read_from_beside_the_sites_modules(site):
+    static, prefix = SITES[site]
+    assert Path(static) == ROOT / "services" / site / "static"
+    assert set(assets.load(static, prefix)) == {
+        Path(f).name for f in _data_files(site) if "/static/" in f
+    }
+
+
+def test_the_wheel_carries_the_sites_templates_and_static_files(tmp_path):
     """Built from a copy of the packages (never in the checkout: no build/ nor egg-info there),
     with the project's pyproject.toml."""
     project = tmp_path / "project"
@@ -109,8 +126,8 @@ def _dockerignore() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def test_the_image_carries_the_consoles_templates_and_static_files():
-    """In the build context, and copied where the console's modules are (PYTHONPATH=/app)."""
+def test_the_image_carries_the_sites_templates_and_static_files():
+    """In the build context, and copied where the sites' modules are (PYTHONPATH=/app)."""
     patterns = _dockerignore()
     left_out = [f for f in _data_files() if _ignored(f, patterns)]
     assert not left_out, f".dockerignore leaves them out of the image: {left_out}"

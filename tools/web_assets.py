@@ -1,7 +1,7 @@
-"""`python -m tools.console_assets` (part of `make gen`): the operator console's third-party
-assets, copied byte for byte from the npm packages tools/node/package-lock.json pins into
-services/console/static/, where the console serves them under their content's hash
-(services/console/assets.py). Never a CDN.
+"""`python -m tools.web_assets` (part of `make gen`): the web sites' third-party assets (the
+operator console's, the storefront's), copied byte for byte from the npm packages
+tools/node/package-lock.json pins into each site's static/, where it serves them under their
+content's hash (chassis.web.assets). Never a CDN.
 
 It refuses an installed package whose version is not the one package.json pins (run `npm ci`
 in tools/node, as `make gen` does first). `--check` changes nothing and fails if a copy is not
@@ -17,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "tools" / "node"
-STATIC = ROOT / "services" / "console" / "static"
+# Each site's static files, where its pages are served from.
+SITES = (ROOT / "services" / "console" / "static", ROOT / "services" / "storefront" / "static")
 # The package, the file of it, the name it is served as.
 ASSETS = (("htmx.org", "dist/htmx.min.js", "htmx.min.js"),)
 
@@ -43,15 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for package, path, name in ASSETS:
         body = _source(package, path).read_bytes()
-        target = STATIC / name
-        if target.exists() and target.read_bytes() == body:
-            continue
-        stale.append(name)
-        if not args.check:
-            target.write_bytes(body)
-            print(f"{target.relative_to(ROOT)}: {package}/{path}")
+        for static in SITES:
+            target = static / name
+            if target.exists() and target.read_bytes() == body:
+                continue
+            stale.append(str(target.relative_to(ROOT)))
+            if not args.check:
+                target.write_bytes(body)
+                print(f"{target.relative_to(ROOT)}: {package}/{path}")
     if args.check and stale:
-        print(f"stale in {STATIC.relative_to(ROOT)}: {', '.join(stale)}: run `make gen`")
+        print(f"stale: {', '.join(stale)}: run `make gen`")
         return 1
     return 0
 

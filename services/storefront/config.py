@@ -1,0 +1,44 @@
+"""The storefront's settings, from the environment (see chassis.config)."""
+
+from __future__ import annotations
+
+import os
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+
+from chassis.config import ConfigError, ServiceSettings
+from services.roles import GatewayClientSettings
+
+
+class StorefrontSettings(ServiceSettings, GatewayClientSettings):
+    service_name: str = "storefront"
+    # Required: the customers' sessions live there.
+    redis_url: str = Field(min_length=1)
+    # Required: its pages answer only the gateway's calls, which carry this secret (without it
+    # the port would be a door around the gateway's limits).
+    internal_token: str = Field(min_length=16)
+    # A session ends after this long without use (and with its refresh token, or at sign-out).
+    storefront_session_ttl_s: float = Field(default=3600.0, gt=0)
+    # The storefront's origin as browsers name it (https://host:port); empty: the scheme the
+    # gateway saw (X-Forwarded-Proto) and the Host the browser sent.
+    storefront_origin: str = ""
+    # The deadline of each call the storefront makes to the gateway.
+    storefront_call_timeout_s: float = Field(default=5.0, gt=0)
+    # How often an order's page asks again while its saga decides it.
+    storefront_refresh_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _usable(self) -> Self:
+        parts = urlsplit(self.gateway_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"GATEWAY_URL={self.gateway_url!r} is not http(s)://host[:port]")
+        if self.gateway_ca and not os.path.isfile(self.gateway_ca):
+            raise ConfigError(f"GATEWAY_CA={self.gateway_ca!r}: no such file")
+        if self.storefront_origin and urlsplit(self.storefront_origin).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ConfigError(f"STOREFRONT_ORIGIN={self.storefront_origin!r} is not http(s)://")
+        return self
