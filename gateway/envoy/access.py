@@ -157,11 +157,12 @@ def strip_identity_headers() -> dict[str, Any]:
     }
 
 
-# The public listener's first filter. The secret is read once, when a worker loads the script.
+# The public listener's first filter. The secret (`expected`) is read once, when a worker loads
+# the script.
 # An address a caller may name is an IPv4 or IPv6 literal (hex digits, dots, colons), no longer
 # than an IPv6 one: a repeated header (joined with commas) is none.
 CLIENT_ADDRESS = f"""
-local secret = os.getenv("INTERNAL_TOKEN") or ""
+local expected = os.getenv("INTERNAL_TOKEN") or ""
 local function without_port(peer)
   return peer:match("^%[(.+)%]:%d+$") or peer:match("^(.+):%d+$") or peer
 end
@@ -171,7 +172,7 @@ function envoy_on_request(handle)
   local sent = headers:get("{INTERNAL_HEADER}")
   headers:remove("{INTERNAL_HEADER}")
   local client = without_port(handle:streamInfo():downstreamRemoteAddress())
-  if secret ~= "" and sent == secret and named ~= nil and #named <= 45
+  if expected ~= "" and sent == expected and named ~= nil and #named <= 45
       and named:match("^[%x%.:]+$") then
     client = named
   end
