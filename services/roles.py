@@ -14,9 +14,13 @@ hands it its variables (deploy.environment).
   a trace viewer, the processes' log files.
 """
 
-from pydantic import Field
+import os
+from typing import Self
+from urllib.parse import urlsplit
 
-from chassis.config import Settings
+from pydantic import Field, model_validator
+
+from chassis.config import ConfigError, Settings
 
 __all__ = [
     "GatewayClientSettings",
@@ -65,6 +69,15 @@ class GatewayClientSettings(Settings):
     # comma-separated, as the gateway routes them (the catalogue decides: deploy.environment).
     operator_api_services: str = ""
     saga_api_services: str = ""
+
+    @model_validator(mode="after")
+    def _gateway_usable(self) -> Self:
+        parts = urlsplit(self.gateway_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"GATEWAY_URL={self.gateway_url!r} is not http(s)://host[:port]")
+        if self.gateway_ca and not os.path.isfile(self.gateway_ca):
+            raise ConfigError(f"GATEWAY_CA={self.gateway_ca!r}: no such file")
+        return self
 
     @property
     def operator_services(self) -> tuple[str, ...]:

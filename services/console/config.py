@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Self
 from urllib.parse import urlsplit
 
@@ -35,11 +34,6 @@ class ConsoleSettings(ServiceSettings, GatewayClientSettings, MonitorSettings):
 
     @model_validator(mode="after")
     def _usable(self) -> Self:
-        parts = urlsplit(self.gateway_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"GATEWAY_URL={self.gateway_url!r} is not http(s)://host[:port]")
-        if self.gateway_ca and not os.path.isfile(self.gateway_ca):
-            raise ConfigError(f"GATEWAY_CA={self.gateway_ca!r}: no such file")
         for variable, url in (
             ("PROMETHEUS_URL", self.prometheus_url),
             ("ALERTMANAGER_URL", self.alertmanager_url),

@@ -15,7 +15,7 @@ extend the session.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -289,14 +289,24 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 # The customer's orders and notifications.
 
 
-async def orders(request: web.Request) -> web.StreamResponse:
+async def _shown(
+    request: web.Request, template: str, read: Callable[[], Awaitable[Mapping[str, Any]]]
+) -> web.StreamResponse:
+    """A page of what `read()` gives; a failure shown on the page, with its status."""
     try:
-        mine = await request.app[SHOP].orders(request[SESSION])
+        context = await read()
     except SignedOut:
         raise
     except DomainError as exc:
         return _error_page(request, str(exc), _status(exc))
-    return render(request, "orders.html", orders=mine)
+    return render(request, template, **context)
+
+
+async def orders(request: web.Request) -> web.StreamResponse:
+    async def read() -> dict[str, Any]:
+        return {"orders": await request.app[SHOP].orders(request[SESSION])}
+
+    return await _shown(request, "orders.html", read)
 
 
 async def _order_context(request: web.Request) -> dict[str, Any]:
@@ -305,13 +315,7 @@ async def _order_context(request: web.Request) -> dict[str, Any]:
 
 
 async def order(request: web.Request) -> web.StreamResponse:
-    try:
-        context = await _order_context(request)
-    except SignedOut:
-        raise
-    except DomainError as exc:
-        return _error_page(request, str(exc), _status(exc))
-    return render(request, "order.html", **context)
+    return await _shown(request, "order.html", lambda: _order_context(request))
 
 
 async def order_progress(request: web.Request) -> web.StreamResponse:
@@ -349,13 +353,10 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 
 
 async def notifications(request: web.Request) -> web.StreamResponse:
-    try:
-        sent = await request.app[SHOP].notifications(request[SESSION])
-    except SignedOut:
-        raise
-    except DomainError as exc:
-        return _error_page(request, str(exc), _status(exc))
-    return render(request, "notifications.html", notifications=sent)
+    async def read() -> dict[str, Any]:
+        return {"notifications": await request.app[SHOP].notifications(request[SESSION])}
+
+    return await _shown(request, "notifications.html", read)
 
 
 def application(

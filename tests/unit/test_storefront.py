@@ -3,8 +3,10 @@ money and the gateway's refusals read, and that an id put in a path is one segme
 
 import pytest
 
+from chassis.config import ConfigError
 from chassis.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.storefront.api import Order, _refusal, _segment, money
+from services.storefront.config import StorefrontSettings
 from services.storefront.shop import chosen_items, delivery_address
 
 ADDRESS = {
@@ -90,3 +92,19 @@ def test_a_refusal_is_the_error_of_its_grpc_status_with_the_gateways_message():
 def test_an_id_that_is_not_one_path_segment_is_refused_before_any_call(order_id):
     with pytest.raises(InvalidArgument):
         _segment(order_id)
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ({"gateway_url": "ftp://gateway:8080"}, "GATEWAY_URL"),
+        ({"gateway_url": "https://"}, "GATEWAY_URL"),
+        ({"gateway_ca": "/nonexistent/ca.pem"}, "GATEWAY_CA"),
+        ({"storefront_origin": "shop.example"}, "STOREFRONT_ORIGIN"),
+    ],
+)
+def test_settings_that_cannot_reach_the_gateway_or_name_no_origin_are_refused(given, why):
+    settings = {"gateway_url": "https://gateway:8080", "redis_url": "redis://redis:6379/0",
+                "internal_token": "t" * 32, **given}  # fmt: skip
+    with pytest.raises(ConfigError, match=why):
+        StorefrontSettings(**settings)
