@@ -40,6 +40,8 @@ __all__ = ["Containers", "Processes", "Refused", "Target", "main"]
 
 # The longest pause: a broker stopped for longer is an outage, not a fault to watch.
 MOST_S = 300
+# How long a process may take to be seen stopped after its SIGSTOP.
+STOPPED_WITHIN_S = 5.0
 PROJECT = "ordermesh"  # compose.yaml's name
 
 
@@ -53,6 +55,15 @@ class Target(Protocol):
     def crash(self, name: str) -> str: ...
     def stop(self, name: str) -> str: ...
     def resume(self, name: str) -> None: ...
+
+
+def _state(pid: int) -> str:
+    """The kernel's letter for the process's state (T: stopped); empty once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return ""
 
 
 class Processes:
@@ -87,7 +98,16 @@ class Processes:
         return f"{name} (pid {self._signal(name, signal.SIGKILL)}) killed; make up starts it again"
 
     def stop(self, name: str) -> str:
-        return f"{name} (pid {self._signal(name, signal.SIGSTOP)})"
+        """Stops it, and says so once the kernel has: a signal is delivered when the process
+        next runs, and on a busy machine that is not at once (seen in CI: still running just
+        after the SIGSTOP)."""
+        pid = self._signal(name, signal.SIGSTOP)
+        deadline = time.monotonic() + STOPPED_WITHIN_S
+        while _state(pid) not in ("T", ""):
+            if time.monotonic() > deadline:
+                raise Refused(f"process {pid} did not stop within {STOPPED_WITHIN_S:g} s")
+            time.sleep(0.01)
+        return f"{name} (pid {pid})"
 
     def resume(self, name: str) -> None:
         self._signal(name, signal.SIGCONT)
