@@ -51,6 +51,8 @@ INFRASTRUCTURE = {
     "localhost/ordermesh-redis:test": ROOT / "deploy" / "images" / "redis",
     "localhost/ordermesh-postgres:test": ROOT / "deploy" / "images" / "postgres",
     "localhost/ordermesh-envoy:test": ROOT / "deploy" / "images" / "envoy",
+    "localhost/ordermesh-prometheus:test": ROOT / "deploy" / "images" / "prometheus",
+    "localhost/ordermesh-alertmanager:test": ROOT / "deploy" / "images" / "alertmanager",
 }
 # The GraphQL federation gateway's, from gateway/graphql's installed packages (on BASE, as the
 # application's: compose.yaml and the Kubernetes dev overlay run both).

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,18 @@ class PodmanApi:
 
 
 class Stack:
-    def __init__(self, directory: Path, api: PodmanApi, env: Mapping[str, str]):
+    def __init__(
+        self,
+        directory: Path,
+        api: PodmanApi,
+        env: Mapping[str, str],
+        *,
+        profiles: Sequence[str] = (),
+    ):
+        """`profiles`: compose.yaml's profiles turned on (e.g. "monitoring")."""
         self.directory = directory
         self.api = api
+        self.profiles = tuple(profiles)
         self.project = f"ordermesh-test-{uuid.uuid4().hex[:8]}"
         self.env_file = directory / "compose.env"
         directory.mkdir(parents=True, exist_ok=True)
@@ -104,7 +113,8 @@ class Stack:
         return subprocess.run(
             [
                 compose_binary(), "--project-directory", str(ROOT), "-p", self.project,
-                "--env-file", str(self.env_file), *files, *args,
+                "--env-file", str(self.env_file), *files,
+                *(item for profile in self.profiles for item in ("--profile", profile)), *args,
             ],
             env={**self.api.env, "DOCKER_HOST": self.api.docker_host},
             capture_output=True, text=True, timeout=timeout_s, check=False,
@@ -116,8 +126,13 @@ class Stack:
             raise RuntimeError(f"compose {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def up(self) -> None:
-        self._checked("up", "--detach", "--no-build", "--pull", "never")
+    def up(self, *services: str) -> None:
+        """Every service of the profiles on, or only `services` (and what they depend on)."""
+        self._checked("up", "--detach", "--no-build", "--pull", "never", *services)
+
+    def services(self) -> list[str]:
+        """The services of compose.yaml, with the profiles on."""
+        return self._checked("config", "--services").split()
 
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20")

@@ -29,6 +29,12 @@ __all__ = ["Reset", "ResetValue", "host_network", "mongodb"]
 
 MONGODB = f"${{MONGODB_HOST:-mongodb}}:${{MONGODB_PORT:-{facts.MONGODB_PORT}}}"
 
+# The monitoring's ports on the host's network, each one the env file may move (a host where
+# another Prometheus listens; the container tests, on free ports).
+PROMETHEUS_PORT = overridable("PROMETHEUS_PORT", facts.PROMETHEUS_PORT)
+ALERTMANAGER_PORT = overridable("ALERTMANAGER_PORT", facts.ALERTMANAGER_PORT)
+GATEWAY_ADMIN_PORT = overridable("GATEWAY_ADMIN_PORT", facts.GATEWAY_ADMIN_PORT)
+
 # On the host's network, everything listens on the loopback address only.
 LOOPBACK_LISTEN = {
     "rabbitmq": {"RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "ERL_EPMD_ADDRESS": "127.0.0.1"},
@@ -43,28 +49,26 @@ LOOPBACK_LISTEN = {
     },
     "gateway-agent": {"HOST": "127.0.0.1"},
     "prometheus-targets": {
-        "GATEWAY_ADMIN": f"127.0.0.1:{facts.GATEWAY_ADMIN_PORT}",
+        "GATEWAY_ADMIN": f"127.0.0.1:{GATEWAY_ADMIN_PORT}",
         "GATEWAY_AGENT": f"127.0.0.1:{GATEWAY_AGENT_PORT}",
     },
     "grafana": {
-        "PROMETHEUS_ADDRESS": f"127.0.0.1:{facts.PROMETHEUS_PORT}",
+        "PROMETHEUS_ADDRESS": f"127.0.0.1:{PROMETHEUS_PORT}",
         "GF_SERVER_HTTP_ADDR": "127.0.0.1",
     },
     "jaeger": {variable: f"127.0.0.1:{port}" for variable, port in JAEGER_LISTENERS.items()},
 }
 # The servers whose listening address is the last argument of their command.
 LISTEN_ARGUMENT = {
-    "prometheus": f"--web.listen-address=127.0.0.1:{facts.PROMETHEUS_PORT}",
-    "alertmanager": f"--web.listen-address=127.0.0.1:{facts.ALERTMANAGER_PORT}",
+    "prometheus": f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
+    "alertmanager": f"--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}",
 }
 # What the clients of the gateway and of the monitoring are told, on the loopback address
 # (the gateway's certificate names 127.0.0.1).
 LOOPBACK_CLIENTS = {
     "GATEWAY_URL": overridable("GATEWAY_URL", f"https://127.0.0.1:{GATEWAY_PORT}"),
-    "PROMETHEUS_URL": overridable("PROMETHEUS_URL", f"http://127.0.0.1:{facts.PROMETHEUS_PORT}"),
-    "ALERTMANAGER_URL": overridable(
-        "ALERTMANAGER_URL", f"http://127.0.0.1:{facts.ALERTMANAGER_PORT}"
-    ),
+    "PROMETHEUS_URL": overridable("PROMETHEUS_URL", f"http://127.0.0.1:{PROMETHEUS_PORT}"),
+    "ALERTMANAGER_URL": overridable("ALERTMANAGER_URL", f"http://127.0.0.1:{ALERTMANAGER_PORT}"),
 }
 
 
@@ -97,7 +101,7 @@ def host_network(base: dict[str, Any]) -> dict[str, Any]:
                 *base["services"][name]["command"][:-1],
                 LISTEN_ARGUMENT[name],
             ]
-    target = overridable("ALERTMANAGER_TARGET", f"127.0.0.1:{facts.ALERTMANAGER_PORT}")
+    target = overridable("ALERTMANAGER_TARGET", f"127.0.0.1:{ALERTMANAGER_PORT}")
     return {
         "services": services,
         "configs": {PROMETHEUS_CONFIG: {"content": prometheus_config(target)}},

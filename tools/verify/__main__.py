@@ -164,7 +164,11 @@ async def verify(args: argparse.Namespace, password: str) -> bool:
                     args.prometheus, started_at, started_at + calm_s, ended_at
                 )
             )
-            found.append(await verified.instances(args.prometheus, COUNTED, started_at, ended_at))
+            found.append(
+                await verified.instances(
+                    args.prometheus, COUNTED, started_at, started_at + calm_s, ended_at
+                )
+            )
             ages = await asyncio.to_thread(
                 verified.age_series, args.prometheus, started_at, ended_at
             )

@@ -360,27 +360,41 @@ REGISTERED = 'count by (service, instance_id) (max_over_time(up{{job="ordermesh"
 
 
 async def instances(
-    prometheus: str, services: Sequence[str], started_at: float, ended_at: float
+    prometheus: str,
+    services: Sequence[str],
+    started_at: float,
+    calm_until: float,
+    ended_at: float,
 ) -> Claim:
     """How many instances of each service served calls or messages during the run, of those
-    Prometheus scraped."""
+    Prometheus scraped before the first fault. An instance that replaced a killed one (a
+    container's replacement has an id of its own) is counted when it served, and not required
+    to: the last to be replaced may come up as the run ends."""
     window = max(1, round(ended_at - started_at))
+    calm = max(1, round(calm_until - started_at))
 
-    def read(expr: str) -> list[dict[str, Any]]:
-        at = {"query": expr, "time": f"{ended_at:.3f}"}
-        result: list[dict[str, Any]] = prometheus_api(prometheus, "query", at)["result"]
+    def read(expr: str, at: float) -> list[dict[str, Any]]:
+        query = {"query": expr, "time": f"{at:.3f}"}
+        result: list[dict[str, Any]] = prometheus_api(prometheus, "query", query)["result"]
         return result
 
-    served_rows = await asyncio.to_thread(read, SERVED.format(w=window))
-    registered_rows = await asyncio.to_thread(read, REGISTERED.format(w=window))
-    served: dict[str, set[str]] = defaultdict(set)
-    for row in served_rows:
-        if float(row["value"][1]) > 0:
-            served[row["metric"].get("service", "")].add(row["metric"].get("instance_id", ""))
-    registered: dict[str, set[str]] = defaultdict(set)
-    for row in registered_rows:
-        registered[row["metric"].get("service", "")].add(row["metric"].get("instance_id", ""))
-    shown = ", ".join(f"{s} {len(served[s])}/{len(registered[s])}" for s in services)
+    def by_service(rows: list[dict[str, Any]], served: bool = False) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = defaultdict(set)
+        for row in rows:
+            if not served or float(row["value"][1]) > 0:
+                found[row["metric"].get("service", "")].add(row["metric"].get("instance_id", ""))
+        return found
+
+    served = by_service(
+        await asyncio.to_thread(read, SERVED.format(w=window), ended_at), served=True
+    )
+    registered = by_service(await asyncio.to_thread(read, REGISTERED.format(w=calm), calm_until))
+    shown = ", ".join(
+        f"{s} {len(served[s] & registered[s])}/{len(registered[s])}"
+        + (f" (+{len(served[s] - registered[s])} replacing killed ones)"
+           if served[s] - registered[s] else "")
+        for s in services
+    )  # fmt: skip
     idle = [
         f"{s}: {', '.join(sorted(registered[s] - served[s]))} served nothing"
         for s in services
@@ -390,8 +404,9 @@ async def instances(
     return Claim(
         "instances",
         passed=not idle and not missing,
-        value=f"instances that served / registered: {shown}",
+        value=f"instances that served / those up before the first fault: {shown}",
         problems=missing + idle,
-        figures={f"{s}_served": len(served[s]) for s in services}
-        | {f"{s}_registered": len(registered[s]) for s in services},
+        figures={f"{s}_served": len(served[s] & registered[s]) for s in services}
+        | {f"{s}_registered": len(registered[s]) for s in services}
+        | {f"{s}_replacements_served": len(served[s] - registered[s]) for s in services},
     )
