@@ -351,12 +351,19 @@ def age_series(
     return series
 
 
-SERVED = (
+_CALLS = (
     "sum by (service, instance_id) (increase(grpc_server_handled_total"
-    '{{grpc_service!~"grpc[.].*"}}[{w}s])) or sum by (service, instance_id) '
-    '(increase(ordermesh_messages_total{{stage="processed"}}[{w}s]))'
+    '{{grpc_service!~"grpc[.].*"}}[{w}s]))'
 )
-REGISTERED = 'count by (service, instance_id) (max_over_time(up{{job="ordermesh"}}[{w}s]))'
+_MESSAGES = (
+    'sum by (service, instance_id) (increase(ordermesh_messages_total{{stage="processed"}}[{w}s]))'
+)
+# Calls and messages of each instance: their sum where it has both (an `or` alone would keep
+# only the calls, none maybe, of an instance that processed messages), else either.
+SERVED = f"({_CALLS} + {_MESSAGES}) or {_CALLS} or {_MESSAGES}"
+# The instances Prometheus scraped successfully in the window (a target whose instance is gone
+# stays listed, failing, until the registry forgets it).
+REGISTERED = 'count by (service, instance_id) (max_over_time(up{{job="ordermesh"}}[{w}s]) == 1)'
 
 
 async def instances(
