@@ -25,13 +25,23 @@ API, so that the gateway counts each browser's calls against its own limits, not
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from chassis.errors import (
+    AlreadyExists,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
 from chassis.identity import CLIENT_HEADER, INTERNAL_HEADER
 from chassis.logging import get_logger
 from chassis.web import security
@@ -51,8 +61,10 @@ __all__ = [
     "guarded",
     "is_https",
     "naming_the_browser",
+    "shown",
     "signed_in",
     "static",
+    "status_of",
 ]
 
 log = get_logger(__name__)
@@ -178,6 +190,39 @@ def check_post(request: web.Request, sent: str | None, expected: str) -> None:
     except security.CrossSite as exc:
         log.warning("page request refused", path=request.path, reason=str(exc))
         raise web.HTTPForbidden(text=f"refused: {exc}\n") from None
+
+
+# The status a page shows a failed call with, by the domain error's kind (the first that
+# matches); any other: 502, the system behind the site failed.
+STATUS_OF_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
+    (InvalidArgument, 400),
+    (NotFound, 404),
+    (AlreadyExists, 409),
+    (ResourceExhausted, 429),
+    (Unavailable, 503),
+)
+
+
+def status_of(exc: DomainError) -> int:
+    return next((status for kind, status in STATUS_OF_ERROR if isinstance(exc, kind)), 502)
+
+
+async def shown(
+    request: web.Request,
+    read: Callable[[], Awaitable[Mapping[str, Any]]],
+    page: Callable[[Mapping[str, Any]], web.StreamResponse],
+) -> web.StreamResponse:
+    """`page(context)` of what `read()` gives; a failure shown on the site's error page, with
+    its status (a session that ended goes on to `signed_in`)."""
+    try:
+        context = await read()
+    except SignedOut:
+        raise
+    except DomainError as exc:
+        return request.app[SITE].error_page(request, str(exc), status_of(exc))
+    return page(context)
 
 
 def naming_the_browser(internal_token: str) -> dict[str, str]:

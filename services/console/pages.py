@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
-from chassis.errors import DomainError, InvalidArgument, NotFound
+from chassis.errors import DomainError
+from chassis.web import site
 from chassis.web.assets import Asset
 from chassis.web.sessions import SignedOut
 from chassis.web.site import FLASH, SESSION
@@ -113,17 +114,7 @@ async def shown(
     request: web.Request, template: str, read: Callable[[], Awaitable[Mapping[str, Any]]]
 ) -> web.StreamResponse:
     """A page of what `read()` gives; a failure shown on the page, with its status."""
-    try:
-        context = await read()
-    except SignedOut:
-        raise
-    except NotFound as exc:
-        return render(request, "error.html", error=str(exc), status=404)
-    except InvalidArgument as exc:
-        return render(request, "error.html", error=str(exc), status=400)
-    except DomainError as exc:
-        return render(request, "error.html", error=str(exc), status=502)
-    return render(request, template, **context)
+    return await site.shown(request, read, lambda context: render(request, template, **context))
 
 
 async def act(

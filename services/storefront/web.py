@@ -27,10 +27,7 @@ from chassis.errors import (
     AlreadyExists,
     DomainError,
     InvalidArgument,
-    NotFound,
-    ResourceExhausted,
     Unauthenticated,
-    Unavailable,
 )
 from chassis.logging import get_logger
 from chassis.web.assets import Asset
@@ -45,8 +42,10 @@ from chassis.web.site import (
     Site,
     check_post,
     guarded,
+    shown,
     signed_in,
     static,
+    status_of,
 )
 from services.storefront.shop import Storefront, chosen_items, delivery_address
 
@@ -81,20 +80,6 @@ PROGRESS_ROUTE = "order_progress"
 SHOP = web.AppKey("storefront", Storefront)
 PAGES = web.AppKey("pages", jinja2.Environment)
 REFRESH_S = web.AppKey("refresh_s", float)
-
-# What a failed call shows, by its kind: its status, and whether to say it again later.
-STATUS_OF = (
-    (Unauthenticated, 401),
-    (InvalidArgument, 400),
-    (NotFound, 404),
-    (AlreadyExists, 409),
-    (ResourceExhausted, 429),
-    (Unavailable, 503),
-)
-
-
-def _status(exc: DomainError) -> int:
-    return next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 400)
 
 
 def _when(value: datetime | None) -> str:
@@ -165,7 +150,7 @@ async def _catalogue_page(
     try:
         products = await request.app[SHOP].catalogue()
     except DomainError as exc:
-        return render(request, "error.html", error=str(exc), status=_status(exc))
+        return render(request, "error.html", error=str(exc), status=status_of(exc))
     return render(
         request,
         "catalogue.html",
@@ -194,7 +179,7 @@ async def place_order(request: web.Request) -> web.StreamResponse:
     except SignedOut:
         raise
     except DomainError as exc:
-        return await _catalogue_page(request, error=str(exc), status=_status(exc), form=form)
+        return await _catalogue_page(request, error=str(exc), status=status_of(exc), form=form)
     return see(f"/orders/{order.order_id}")
 
 
@@ -248,7 +233,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         return _account_page(request, "login.html", error=error, status=401)
     except DomainError as exc:
         return _account_page(
-            request, "login.html", error=f"Cannot sign in now: {exc}", status=_status(exc)
+            request, "login.html", error=f"Cannot sign in now: {exc}", status=status_of(exc)
         )
     return _signed_in(request, session)
 
@@ -274,7 +259,7 @@ async def register(request: web.Request) -> web.StreamResponse:
         return _account_page(request, "register.html", error=error, status=409, email=email)
     except DomainError as exc:
         return _account_page(
-            request, "register.html", error=str(exc), status=_status(exc), email=email
+            request, "register.html", error=str(exc), status=status_of(exc), email=email
         )
     return _signed_in(request, session)
 
@@ -292,14 +277,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 async def _shown(
     request: web.Request, template: str, read: Callable[[], Awaitable[Mapping[str, Any]]]
 ) -> web.StreamResponse:
-    """A page of what `read()` gives; a failure shown on the page, with its status."""
-    try:
-        context = await read()
-    except SignedOut:
-        raise
-    except DomainError as exc:
-        return _error_page(request, str(exc), _status(exc))
-    return render(request, template, **context)
+    return await shown(request, read, lambda context: render(request, template, **context))
 
 
 async def orders(request: web.Request) -> web.StreamResponse:
