@@ -125,6 +125,9 @@ SERVER_FAILURES = frozenset(
 
 # Health checks (every second, from Envoy and the registry's probes) and reflection: no spans.
 UNTRACED = ("/grpc.health.", "/grpc.reflection.")
+# Never slowed or failed by a switch: health checks, reflection, and the operator APIs, through
+# which an operator turns a fault off again and looks at what it did.
+UNSWITCHED = (*UNTRACED, "/ops.")
 
 
 def _server_span(
@@ -215,8 +218,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         policy = self._policy if self._policy.governs(method) else None
         traced = not method.startswith(UNTRACED)
         record = self._rpc_metrics.recorder(method) if traced else None
-        # Health checks and reflection are never slowed or failed by a switch.
-        switches = self._switches if traced else None
+        switches = self._switches if not method.startswith(UNSWITCHED) else None
         service, name = self._service, method.rpartition("/")[2]
         # A streamed request is an iterator, not a message: there is none in our contracts.
         checked = not handler.request_streaming

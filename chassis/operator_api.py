@@ -1,9 +1,20 @@
 """The gRPC servicer of the operator API (ops.v1.OperatorService) over a service's `Operations`
-(chassis.operations): translate and delegate. Every service with a store and a broker serves
-it (services.defaults); the gRPC edge admits only administrators (the contract says ADMIN)."""
+(chassis.operations) and the fault switches its process follows (chassis.switches, changed in
+their flag file by chassis.flag_file): translate and delegate. Every service with a store and a
+broker serves it (services.defaults); the gRPC edge admits only administrators (the contract
+says ADMIN).
+
+A switch turned on through a service applies to that service (its `service` condition is the
+one the call names, with the method, queue or type given): as from the command line, it is
+written to the one flag file every process of the deployment follows, and replaces the switch's
+earlier rule. Each change is logged with who made it and why ("operator action")."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -12,7 +23,10 @@ from ops.v1 import ops_service_pb2 as pb
 from ops.v1 import ops_service_pb2_grpc as pb_grpc
 
 from chassis.decoding import decoded
+from chassis.errors import FailedPrecondition, InvalidArgument
+from chassis.flag_file import FileMalformed, SwitchRefused, states, turn_off, turn_on
 from chassis.grpc import Service
+from chassis.logging import get_logger
 from chassis.operations import (
     DeadLetter,
     HistoryEntry,
@@ -20,10 +34,13 @@ from chassis.operations import (
     acting,
     addressed,
 )
+from chassis.switches import Switches
 from chassis.timestamps import timestamp
 from chassis.vocabulary import enum_value
 
 __all__ = ["service"]
+
+log = get_logger(__name__)
 
 
 def _iso_time(text: str) -> timestamp_pb2.Timestamp | None:
@@ -95,9 +112,41 @@ def _page(size: int) -> int:
     return 100 if size <= 0 else size
 
 
+def _fault_switch(entry: Mapping[str, Any]) -> pb.FaultSwitch:
+    """A switch as chassis.switches lists it."""
+    settings = entry["settings"]
+    return pb.FaultSwitch(
+        name=entry["switch"],
+        on=entry["on"],
+        does=entry["does"],
+        where={
+            key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            for key, value in entry["where"].items()
+        },
+        settings=pb.FaultSettings(
+            latency_ms=settings.get("latency_ms", 0),
+            percent=round(settings.get("percent", 0)),
+            status=settings.get("status", ""),
+            http_status=settings.get("http_status", 0),
+        ),
+    )
+
+
+def _requested(settings: pb.FaultSettings) -> dict[str, Any]:
+    """A request's settings, with the command line's defaults for those left 0 (a latency has
+    none: a latency switch without one is refused)."""
+    return {
+        "latency_ms": settings.latency_ms or None,
+        "percent": settings.percent or 100,
+        "status": settings.status or "UNAVAILABLE",
+        "http_status": settings.http_status or 503,
+    }
+
+
 class OperatorApi(pb_grpc.OperatorServiceServicer):
-    def __init__(self, operations: Operations):
+    def __init__(self, operations: Operations, switches: Switches):
         self._ops = operations
+        self._switches = switches
 
     async def ListParkedMessages(
         self, request: pb.ListParkedMessagesRequest, context: grpc.aio.ServicerContext
@@ -166,10 +215,76 @@ class OperatorApi(pb_grpc.OperatorServiceServicer):
         )
         return pb.GetMessageHistoryResponse(entries=[_entry(entry) for entry in entries])
 
+    async def ListFaultSwitches(
+        self, request: pb.ListFaultSwitchesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFaultSwitchesResponse:
+        addressed(request.service, self._ops.service)
+        self._flag_file()
+        return pb.ListFaultSwitchesResponse(
+            switches=[_fault_switch(entry) for entry in self._switches.listed()]
+        )
 
-def service(operations: Operations) -> Service:
+    async def TurnFaultSwitchOn(
+        self, request: pb.TurnFaultSwitchOnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TurnFaultSwitchOnResponse:
+        addressed(request.service, self._ops.service)
+        conditions = {
+            "service": self._ops.service,
+            "method": request.method,
+            "queue": request.queue,
+            "type": request.type,
+        }
+        settings = _requested(request.settings)
+        entry = await self._change(request.name, request.reason, turn_on, conditions, settings)
+        return pb.TurnFaultSwitchOnResponse(switch=entry)
+
+    async def TurnFaultSwitchOff(
+        self, request: pb.TurnFaultSwitchOffRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TurnFaultSwitchOffResponse:
+        addressed(request.service, self._ops.service)
+        entry = await self._change(request.name, request.reason, turn_off)
+        return pb.TurnFaultSwitchOffResponse(switch=entry)
+
+    def _flag_file(self) -> Path:
+        if not self._switches.path:
+            raise FailedPrecondition(
+                "this deployment has no fault switches (its services were given no "
+                "FAULT_FLAGS_FILE: make up and the tests give one; the production overlay "
+                "forbids one)"
+            )
+        return Path(self._switches.path)
+
+    async def _change(
+        self, switch: str, reason: str, change: Callable[..., str], *args: Any
+    ) -> pb.FaultSwitch:
+        """Changes `switch` in the flag file (`change`: turn_on or turn_off); the switch as the
+        file then says, the change logged with the caller and the reason."""
+        path, by = self._flag_file(), acting(reason)
+
+        def changed() -> tuple[str, dict[str, Any]]:
+            said = change(path, switch, *args)
+            return said, next(e for e in states(path) if e["switch"] == switch)
+
+        try:
+            said, entry = await asyncio.to_thread(changed)
+        except FileMalformed as exc:
+            raise FailedPrecondition(str(exc)) from None
+        except SwitchRefused as exc:
+            raise InvalidArgument(str(exc)) from None
+        log.warning(
+            "operator action",
+            action="fault switch",
+            switch=switch,
+            outcome=said,
+            reason=by.reason,
+            user_id=by.actor,
+        )
+        return _fault_switch(entry)
+
+
+def service(operations: Operations, switches: Switches) -> Service:
     return Service(
         descriptor=pb.DESCRIPTOR.services_by_name["OperatorService"],
-        servicer=OperatorApi(operations),
+        servicer=OperatorApi(operations, switches),
         add_to_server=pb_grpc.add_OperatorServiceServicer_to_server,
     )

@@ -38,7 +38,8 @@ The switches (SWITCHES):
 - `rpc-errors`: a service answers the share `percent` of its RPCs with the status `status` (a
   gRPC status name, e.g. UNAVAILABLE), without running their handler.
   The targeting of both sees `service` and `method` (the RPC's name, e.g. PlaceOrder); health
-  checks and reflection are never slowed or failed.
+  checks, reflection and the operator APIs (ops.v1, through which a switch is turned off) are
+  never slowed or failed.
 - `gateway-latency` and `gateway-aborts`: the gateway delays by `latency_ms`, or answers with
   `http_status` unrouted, the share `percent` of the calls it routes to `service` (and
   `method`). Envoy's fault filter does it (gateway.envoy.faults): the gateway's agent follows

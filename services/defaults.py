@@ -82,7 +82,7 @@ async def run_service(
             authenticator = await runtime.token_verifier(ISSUER)
         await serve(
             settings,
-            [*served.apis, operator_api.service(runtime.operations)],
+            [*served.apis, operator_api.service(runtime.operations, runtime.switches)],
             readiness=runtime.readiness(),
             authenticator=authenticator,
             notes=runtime.notes,

@@ -6,7 +6,8 @@ and off while Envoy runs, without a restart.
 
 A switch's conditions become the filter's: `service` the cluster the call is routed to,
 `method` the RPC's name at the end of its gRPC path (a REST call is matched by the RPC it is
-transcoded to), `percent` the share of the calls matched. Off, a filter has neither a delay nor
+transcoded to), `percent` the share of the calls matched; never the operator APIs (`ops.`),
+through which an operator turns the fault off again. Off, a filter has neither a delay nor
 an abort and passes every call. Envoy counts what it injected:
 `envoy_http_fault_delays_injected` and `envoy_http_fault_aborts_injected` (stat prefix
 `gateway`)."""
@@ -30,6 +31,8 @@ __all__ = ["FAULT", "GATEWAY_SWITCHES", "fault_config", "fault_filters", "fault_
 
 FAULT = "filters.http.fault.v3.HTTPFault"
 GATEWAY_SWITCHES = (GATEWAY_LATENCY, GATEWAY_ABORTS)
+# The gRPC paths of the operator APIs, never faulted (chassis.grpc.UNSWITCHED).
+OPERATOR = "/ops."
 
 
 def fault_paths(config: GatewayConfig) -> dict[str, Path]:
@@ -62,6 +65,11 @@ def fault_config(
     else:
         fault.abort.http_status = settings["http_status"]
         fault.abort.percentage.CopyFrom(share)
+    fault.headers.append(
+        route_components_pb2.HeaderMatcher(
+            name=":path", string_match=string_pb2.StringMatcher(prefix=OPERATOR), invert_match=True
+        )
+    )
     if where.get("service"):
         fault.upstream_cluster = where["service"]
     if where.get("method"):

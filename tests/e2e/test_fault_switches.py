@@ -1,8 +1,9 @@
-"""Fault switches flipped from the command line while the session's system runs, seen by a
-client of the gateway: at the gateway (Envoy's fault filter, rewritten by its agent from the
-flag file) a service's calls delayed or aborted, one method only; in the services, an RPC
-failed with the status chosen. Each switch is turned off again, and the calls pass as before.
-The RPC switches' own behaviour on a server is in tests/integration/test_switches.py."""
+"""Fault switches flipped while the session's system runs, from the command line and through
+the operator API (an admin's REST calls to the gateway), seen by a client of the gateway: at
+the gateway (Envoy's fault filter, rewritten by its agent from the flag file) a service's calls
+delayed or aborted, one method only; in the services, an RPC failed with the status chosen.
+Each switch is turned off again, and the calls pass as before. The RPC switches' own behaviour
+on a server is in tests/integration/test_switches.py."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from chassis.switches import GATEWAY_ABORTS, GATEWAY_LATENCY, RPC_ERRORS
 from harness.gateway import LocalGateway
+from harness.rest import Rest
 from harness.shop import Shop, eventually
 from harness.system import System
 
@@ -127,3 +129,60 @@ async def test_an_rpc_switch_fails_a_services_method_behind_the_gateway_until_of
 
     flip(system.flags_file, "off", RPC_ERRORS)
     await eventually(lambda: answers(http, one, 200), what="GetProduct answered again")
+
+
+async def test_an_admin_turns_a_services_switch_on_and_off_through_the_operator_api(
+    system, gateway, http, product_id, switched_off
+):
+    shop, rest = Shop(system), Rest(gateway.url)
+    one = f"{gateway.url}/v1/products/{product_id}"
+    path = "/v1/ops/inventory/fault-switches"
+    on = {"settings": {"status": "FAILED_PRECONDITION"}, "reason": "drill"}
+    try:
+        admin, customer = await shop.admin(), await shop.register()
+        # Nobody but an admin turns a switch, and a switch refused leaves everything off.
+        await rest.call("TurnFaultSwitchOn", "POST", f"{path}/rpc-errors:turnOn", on,
+                        token=customer.access_token, expect=403)  # fmt: skip
+        await rest.call("TurnFaultSwitchOn", "POST", f"{path}/rpc-errors:turnOn", on, expect=401)
+        await rest.call("TurnFaultSwitchOn", "POST", f"{path}/rpc-latency:turnOn",
+                        {"reason": "no latency given"}, token=admin.access_token,
+                        expect=400)  # fmt: skip
+        listed = await rest.call("ListFaultSwitches", "GET", path, token=admin.access_token)
+        assert not any(s.get("on") for s in listed["switches"]), listed
+
+        turned = await rest.call("TurnFaultSwitchOn", "POST", f"{path}/rpc-errors:turnOn", on,
+                                 token=admin.access_token)  # fmt: skip
+        # On for the service the call named (its path), with what was asked, as the file says:
+        # every RPC of the service fails, but for the operator API's.
+        assert turned["switch"]["on"] is True
+        assert turned["switch"]["where"] == {"service": "inventory"}
+        settings = {k: v for k, v in turned["switch"]["settings"].items() if v}
+        assert settings == {"percent": 100, "status": "FAILED_PRECONDITION"}
+
+        async def refused() -> dict | None:
+            status, body, _ = await call(http, one)
+            return body if status == 400 else None
+
+        body = await eventually(refused, what="GetProduct refused by the switch")
+        assert body["message"].startswith("fault switch rpc-errors is on")
+
+        async def held() -> bool:  # the instance that answers holds it
+            listed = await rest.call("ListFaultSwitches", "GET", path, token=admin.access_token)
+            return any(s["name"] == "rpc-errors" and s.get("on") for s in listed["switches"])
+
+        await eventually(held, what="the switch listed on")
+        # Nor does the gateway abort the operator API's calls of a service it aborts.
+        aborts = {"settings": {"httpStatus": 503}, "reason": "drill"}
+        await rest.call("TurnFaultSwitchOn", "POST", f"{path}/gateway-aborts:turnOn", aborts,
+                        token=admin.access_token)  # fmt: skip
+        await eventually(lambda: answers(http, one, 503), what="GetProduct aborted")
+
+        over = {"reason": "drill over"}
+        for switch in ("rpc-errors", "gateway-aborts"):
+            turned = await rest.call("TurnFaultSwitchOff", "POST", f"{path}/{switch}:turnOff",
+                                     over, token=admin.access_token)  # fmt: skip
+            assert not turned["switch"].get("on")
+        await eventually(lambda: answers(http, one, 200), what="GetProduct answered again")
+    finally:
+        await rest.close()
+        await shop.close()

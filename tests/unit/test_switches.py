@@ -12,10 +12,14 @@ from typing import Any
 
 import grpc
 import pytest
+from ops.v1 import ops_service_pb2 as ops_pb
 
+from chassis.errors import FailedPrecondition
 from chassis.faults import passing_fault
 from chassis.flag_file import SwitchRefused, states, turn_on
 from chassis.metrics import Metrics
+from chassis.operations import Operations
+from chassis.operator_api import OperatorApi
 from chassis.switches import (
     GATEWAY_ABORTS,
     GATEWAY_LATENCY,
@@ -335,3 +339,12 @@ def test_what_a_switch_cannot_take_is_refused_and_nothing_written(
     with pytest.raises(SwitchRefused, match=why):
         turn_on(flags, switch, conditions, settings)
     assert not flags.exists()
+
+
+async def test_a_deployment_without_a_flag_file_says_so_through_the_operator_api():
+    api = OperatorApi(Operations("order", store=None, broker=None), Switches(""))  # type: ignore[arg-type]
+    listing = ops_pb.ListFaultSwitchesRequest(service="order")
+    turning = ops_pb.TurnFaultSwitchOnRequest(service="order", name="rpc-errors", reason="drill")
+    for call in (api.ListFaultSwitches(listing, None), api.TurnFaultSwitchOn(turning, None)):  # type: ignore[arg-type]
+        with pytest.raises(FailedPrecondition, match="this deployment has no fault switches"):
+            await call

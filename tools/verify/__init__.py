@@ -3,8 +3,10 @@
 Against `make up`, the compose stack or any gateway with an admin account, it drives orders at a
 fixed rate for a set time, each by one of many customers, while it breaks the system on purpose
 (one instance of every service killed in turn where it can reach them: `make up`'s processes,
-the compose project's containers, as `python -m tools.chaos` does), then reconciles what it
-sent with what the system did, and prints each claim with its measured value, PASS or FAIL:
+the compose project's containers, as `python -m tools.chaos` does; and, anywhere with fault
+switches, each service of an order's flow failing for a while in turn by its switches, turned
+through the operator API), then reconciles what it sent with what the system did, and prints
+each claim with its measured value, PASS or FAIL:
 
 - availability: orders answered / sent (the floor 99.9 %);
 - zero loss: every accepted order decided (APPROVED or REJECTED), and its customer notified of

@@ -1,9 +1,10 @@
 """`python -m tools.verify` (`make verify`): see tools/verify/__init__.py.
 
     make verify ADMIN_PASSWORD=...                       # against make up, killing its instances
+    .venv/bin/python -m tools.verify --faults kill,switches  # ... and flipping fault switches
     .venv/bin/python -m tools.verify --compose           # against make compose-up's containers
     .venv/bin/python -m tools.verify --gateway https://shop.example --ca ca.pem \\
-        --prometheus http://prometheus:9090 --faults none  # any deployment: no kills
+        --prometheus http://prometheus:9090 --faults switches  # any deployment with switches
 
 The gateway, its CA and Prometheus default to what `make up` published (.build/run/env); the
 admin's e-mail to ADMIN_EMAIL (admin@ordermesh.test) and the password to ADMIN_PASSWORD (make
@@ -29,16 +30,29 @@ from tools.chaos import Containers, Processes, Target
 from tools.verify import claims as verified
 from tools.verify import report
 from tools.verify.api import Api, addresses
-from tools.verify.faults import kill_in_turn, victims
+from tools.verify.faults import Switcher, Switching, kill_in_turn, switch_in_turn, victims
 from tools.verify.orders import Orders, new_customers
 
 ROOT = Path(__file__).resolve().parents[2]
 # The services whose instances are counted: those an order's flow reaches (the gateway's
 # rate-limit service checks each write), not the console nor auth, which it does not call.
 COUNTED = ("user", "inventory", "order", "notification", "ratelimit")
+# Those of them made to fail by their fault switches (the rate-limit service has none).
+SWITCHED = ("user", "inventory", "order", "notification")
 STOCK = 1_000_000
 # The share of the run before the first fault: the messages' age is claimed of it.
 CALM = 0.25
+FAULTS = ("kill", "switches")
+
+
+def _faults(text: str) -> frozenset[str]:
+    """`--faults`: "none", or some of FAULTS, comma-separated."""
+    chosen = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if chosen == {"none"}:
+        return frozenset()
+    if not chosen or chosen - set(FAULTS):
+        raise argparse.ArgumentTypeError(f"none, or some of {', '.join(FAULTS)} (comma-separated)")
+    return chosen
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -70,9 +84,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--faults",
-        choices=("kill", "none"),
+        type=_faults,
         default="kill",
-        help="kill one instance of each service in turn (make up, --compose)",
+        help="kill: one instance of each service in turn (make up, --compose); switches: each "
+        "service failing for a while in turn, by its fault switches (any deployment that has "
+        "them); both (kill,switches), or none (default: kill)",
     )
     parser.add_argument(
         "--compose",
@@ -119,14 +135,21 @@ async def verify(args: argparse.Namespace, password: str) -> bool:
         print(f"verify {run_id}: {args.customers} customers signing up...", flush=True)
         customers = await new_customers(apis, args.customers, run_id)
         target: Target | None = None
-        if args.faults == "kill":
+        if "kill" in args.faults:
             target = Containers(args.compose) if args.compose else Processes()
         names = [s.name for s in catalogue.CATALOGUE]
         kills, alone = victims(target.instances(names)) if target else ([], [])
+        switcher = Switcher(admin, admin_token, run_id)
+        failing = []
+        if "switches" in args.faults:
+            failing = [Switching(name) for name in SWITCHED]
+            if why := await switcher.usable(failing[0].service):
+                raise SystemExit(f"verify: the fault switches cannot be turned here: {why}")
         orders = Orders(run_id, customers, product["productId"])
         print(
             f"{args.rate:g} orders a second for {args.seconds:g} s; kills: "
-            f"{', '.join(k.victim for k in kills) or 'none'}",
+            f"{', '.join(k.victim for k in kills) or 'none'}; failing by their switches: "
+            f"{', '.join(f.service for f in failing) or 'none'}",
             flush=True,
         )
         started_at = time.time()
@@ -137,17 +160,20 @@ async def verify(args: argparse.Namespace, password: str) -> bool:
             kill_in_turn(target, kills, calm_s=calm_s, seconds=args.seconds, now_s=orders.now_s)
             if target
             else asyncio.sleep(0),
+            switch_in_turn(
+                switcher, failing, calm_s=calm_s, seconds=args.seconds, now_s=orders.now_s
+            ),
         )
         print(
             f"sent {len(orders.placed)}; waiting for every accepted order's decision...", flush=True
         )
         reconciling = time.monotonic()
-        status = await verified.decisions(orders.placed, args.decide_timeout)
+        decided = await verified.decisions(orders.placed, args.decide_timeout)
         found = [
             verified.availability(orders.placed),
             await verified.zero_loss(
                 orders.placed,
-                status,
+                decided,
                 admins=apis,
                 admin_token=admin_token,
                 product=product,
@@ -187,7 +213,8 @@ async def verify(args: argparse.Namespace, password: str) -> bool:
             "seconds": args.seconds,
             "sent": len(orders.placed),
             "customers": args.customers,
-            "faults": ", ".join(k.victim for k in kills) if kills else "none",
+            "faults": ", ".join([*(k.victim for k in kills), *(f.said for f in failing if f.said)])
+            or "none",
             "command": shlex.join(["python", "-m", "tools.verify", *sys.argv[1:]]),
         }
         page = report.write(
@@ -197,10 +224,13 @@ async def verify(args: argparse.Namespace, password: str) -> bool:
             orders=orders.placed,
             kills=kills,
             alone=alone,
+            failing=failing,
             message_ages=ages,
         )
         for kill in kills:
             print(f"  {kill.at_s:6.1f} s  {kill.said or 'not killed: ' + kill.error}")
+        for f in failing:
+            print(f"  {f.at_s:6.1f}-{f.until_s:.1f} s  {f.said}{'; ' + f.error if f.error else ''}")
         print("\n".join(report.lines(found)))
         print(f"report: {page}")
         return all(c.passed for c in found)

@@ -24,6 +24,7 @@ __all__ = [
     "AVAILABILITY_FLOOR",
     "LATENCY_LIMIT_MS",
     "Claim",
+    "Decisions",
     "availability",
     "decisions",
     "instances",
@@ -75,16 +76,25 @@ def availability(orders: Sequence[Order]) -> Claim:
     )
 
 
-async def decisions(orders: Sequence[Order], timeout_s: float) -> dict[str, str]:
-    """Each accepted order's status once none is PENDING any more (or `timeout_s` passed):
-    order id -> status, as its customer reads it."""
+@dataclass
+class Decisions:
+    """The accepted orders as their customers read them: order id -> status, and why each
+    rejected one was."""
+
+    status: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+async def decisions(orders: Sequence[Order], timeout_s: float) -> Decisions:
+    """Each accepted order's status once none is PENDING any more (or `timeout_s` passed)."""
     accepted = [o for o in orders if o.accepted]
-    status: dict[str, str] = {}
+    decided = Decisions()
+    status = decided.status
     deadline = time.monotonic() + timeout_s
     while True:
         pending = [o for o in accepted if status.get(o.order_id) not in FINAL]
         if not pending or time.monotonic() > deadline:
-            return status
+            return decided
 
         async def read(order: Order) -> None:
             answer = await order.customer.api.call(
@@ -92,10 +102,22 @@ async def decisions(orders: Sequence[Order], timeout_s: float) -> dict[str, str]
             )
             if answer.ok:
                 status[order.order_id] = str(answer.body["order"]["status"])
+                decided.reasons[order.order_id] = str(answer.body["order"].get("statusReason", ""))
 
         await _bounded(partial(read, o) for o in pending)
         if any(status.get(o.order_id) not in FINAL for o in pending):
             await asyncio.sleep(1.0)
+
+
+def _rejections(accepted: Sequence[Order], decided: Decisions) -> str:
+    """ ", rejected: n for <reason>, ..." for the rejected orders, commonest reasons first."""
+    why = Counter(
+        decided.reasons.get(o.order_id) or "no reason given"
+        for o in accepted
+        if decided.status.get(o.order_id) == "ORDER_STATUS_REJECTED"
+    )
+    shown = "; ".join(f"{n} for {reason[:120]}" for reason, n in why.most_common(3))
+    return f", rejected: {shown}" if why else ""
 
 
 async def _notified(customer: Customer) -> Counter[tuple[str, str, str]]:
@@ -136,7 +158,7 @@ async def _history(admin: Api, token: str, service: str, **query: Any) -> list[d
 
 async def zero_loss(
     orders: Sequence[Order],
-    status: Mapping[str, str],
+    decided: Decisions,
     *,
     admins: Sequence[Api],
     admin_token: str,
@@ -148,6 +170,7 @@ async def zero_loss(
     processed once by each service subscribed to it, none dead-lettered or parked; stock and
     credit those of the approved orders."""
     problems: list[str] = []
+    status = decided.status
     accepted = [o for o in orders if o.accepted]
     undecided = [o for o in accepted if status.get(o.order_id) not in FINAL]
     problems += [
@@ -252,7 +275,8 @@ async def zero_loss(
 
     value = (
         f"{len(accepted) - len(undecided):,} of {len(accepted):,} accepted orders decided "
-        f"({len(approved):,} approved); {len(published):,} messages published, "
+        f"({len(approved):,} approved{_rejections(accepted, decided)}); "
+        f"{len(published):,} messages published, "
         f"{len(expected_pairs) - len(unprocessed):,} of {len(expected_pairs):,} deliveries "
         f"processed, {len(twice)} twice, {len(bad)} dead-lettered, parked or pending"
     )

@@ -1,8 +1,8 @@
 """A verification's report: the claims with their values and what was found wrong, the run's
 settings and faults, and its pictures (orders answered and failed per second with the kills
-marked; the orders' answer time and the messages' age, p50 and p99, over the run), as one HTML
-page beside its PNG files (Jinja2, autoescaped), and the same claims as lines on the
-terminal."""
+and the services' failures marked; the orders' answer time and the messages' age, p50 and
+p99, over the run), as one HTML page beside its PNG files (Jinja2, autoescaped), and the same
+claims as lines on the terminal."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import jinja2
 
 from harness import charts
 from tools.verify.claims import Claim
-from tools.verify.faults import Kill
+from tools.verify.faults import Kill, Switching
 from tools.verify.orders import Order
 
 __all__ = ["lines", "order_percentiles", "write"]
@@ -62,11 +62,13 @@ def write(
     orders: Sequence[Order],
     kills: Sequence[Kill],
     alone: Sequence[str],
+    failing: Sequence[Switching] = (),
     message_ages: Mapping[str, Sequence[tuple[float, float]]],
 ) -> Path:
     """Writes index.html, its pictures and verify.json into `directory`; the page's path."""
     directory.mkdir(parents=True, exist_ok=True)
     marks = [(k.at_s, f"kill {k.victim}") for k in kills if k.said]
+    marks += [(f.at_s, f"{f.service} failing") for f in failing if f.said]
     answered = sum(o.status == 200 for o in orders)
     timeline = charts.timeline(
         "orders.png",
@@ -91,10 +93,11 @@ def write(
     page = environment.from_string(PAGE.read_text())
     path = directory / "index.html"
     path.write_text(page.render(run=run, claims=claims, passed=passed, kills=kills,
-                                alone=alone, pictures=pictures))  # fmt: skip
+                                alone=alone, failing=failing, pictures=pictures))  # fmt: skip
     (directory / "verify.json").write_text(json.dumps({
         "run": dict(run), "passed": passed,
         "claims": [{**asdict(c), "figures": dict(c.figures)} for c in claims],
         "kills": [asdict(k) for k in kills],
+        "failing": [asdict(f) for f in failing],
     }, indent=2, default=str) + "\n")  # fmt: skip
     return path

@@ -956,3 +956,251 @@ class ResolveSagaResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveSagaResponse: _TypeAlias = ResolveSagaResponse  # noqa: Y015
+
+@_typing.final
+class FaultSettings(_message.Message):
+    """A fault switch's settings: those the switch takes (chassis.switches.SETTINGS), the rest 0."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    latency_ms: _builtins.int
+    """rpc-latency, gateway-latency: how late, in milliseconds (1 to 60000)."""
+    percent: _builtins.int
+    """rpc-errors, gateway-latency, gateway-aborts: the share of calls it applies to, in whole
+    percent (1 to 100; a share the command line set below 1 % shows as 0); 0 in a request: 100.
+    """
+    status: _builtins.str
+    """rpc-errors: the gRPC status name the calls fail with; empty in a request: UNAVAILABLE."""
+    http_status: _builtins.int
+    """gateway-aborts: the HTTP status answered (400 to 599); 0 in a request: 503."""
+    def __init__(
+        self,
+        *,
+        latency_ms: _builtins.int = ...,
+        percent: _builtins.int = ...,
+        status: _builtins.str = ...,
+        http_status: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["http_status", b"http_status", "latency_ms", b"latency_ms", "percent", b"percent", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FaultSettings: _TypeAlias = FaultSettings  # noqa: Y015
+
+@_typing.final
+class FaultSwitch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class WhereEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ON_FIELD_NUMBER: _builtins.int
+    DOES_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """e.g. "rpc-errors" """
+    on: _builtins.bool
+    does: _builtins.str
+    """What it does when on."""
+    @_builtins.property
+    def where(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Where it applies while on: the conditions it was turned on with (service, method, queue,
+        type); empty while on: everything. A rule of another shape is shown whole as JSON under
+        "targeting".
+        """
+
+    @_builtins.property
+    def settings(self) -> Global___FaultSettings: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        on: _builtins.bool = ...,
+        does: _builtins.str = ...,
+        where: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        settings: Global___FaultSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["does", b"does", "name", b"name", "on", b"on", "settings", b"settings", "where", b"where"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FaultSwitch: _TypeAlias = FaultSwitch  # noqa: Y015
+
+@_typing.final
+class ListFaultSwitchesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFaultSwitchesRequest: _TypeAlias = ListFaultSwitchesRequest  # noqa: Y015
+
+@_typing.final
+class ListFaultSwitchesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SWITCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def switches(self) -> _containers.RepeatedCompositeFieldContainer[Global___FaultSwitch]: ...
+    def __init__(
+        self,
+        *,
+        switches: _abc.Iterable[Global___FaultSwitch] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["switches", b"switches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFaultSwitchesResponse: _TypeAlias = ListFaultSwitchesResponse  # noqa: Y015
+
+@_typing.final
+class TurnFaultSwitchOnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    name: _builtins.str
+    """The switch, e.g. "rpc-latency"."""
+    method: _builtins.str
+    """Only this RPC of the service (its name, e.g. "PlaceOrder"): the RPC and gateway switches."""
+    queue: _builtins.str
+    """Only this subscription's queue (e.g. "notification.events"): handler-fails."""
+    type: _builtins.str
+    """Only this message type (its full proto name): handler-fails."""
+    reason: _builtins.str
+    """Why (logged with the caller)."""
+    @_builtins.property
+    def settings(self) -> Global___FaultSettings: ...
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        name: _builtins.str = ...,
+        method: _builtins.str = ...,
+        queue: _builtins.str = ...,
+        type: _builtins.str = ...,
+        settings: Global___FaultSettings | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "name", b"name", "queue", b"queue", "reason", b"reason", "service", b"service", "settings", b"settings", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnFaultSwitchOnRequest: _TypeAlias = TurnFaultSwitchOnRequest  # noqa: Y015
+
+@_typing.final
+class TurnFaultSwitchOnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SWITCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def switch(self) -> Global___FaultSwitch:
+        """The switch as the flag file now says."""
+
+    def __init__(
+        self,
+        *,
+        switch: Global___FaultSwitch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["switch", b"switch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["switch", b"switch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnFaultSwitchOnResponse: _TypeAlias = TurnFaultSwitchOnResponse  # noqa: Y015
+
+@_typing.final
+class TurnFaultSwitchOffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    name: _builtins.str
+    reason: _builtins.str
+    """Why (logged with the caller)."""
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnFaultSwitchOffRequest: _TypeAlias = TurnFaultSwitchOffRequest  # noqa: Y015
+
+@_typing.final
+class TurnFaultSwitchOffResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SWITCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def switch(self) -> Global___FaultSwitch:
+        """The switch as the flag file now says."""
+
+    def __init__(
+        self,
+        *,
+        switch: Global___FaultSwitch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["switch", b"switch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["switch", b"switch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnFaultSwitchOffResponse: _TypeAlias = TurnFaultSwitchOffResponse  # noqa: Y015

@@ -73,6 +73,21 @@ class OperatorServiceStub:
                 request_serializer=ops_dot_v1_dot_ops__service__pb2.GetMessageHistoryRequest.SerializeToString,
                 response_deserializer=ops_dot_v1_dot_ops__service__pb2.GetMessageHistoryResponse.FromString,
                 _registered_method=True)
+        self.ListFaultSwitches = channel.unary_unary(
+                '/ops.v1.OperatorService/ListFaultSwitches',
+                request_serializer=ops_dot_v1_dot_ops__service__pb2.ListFaultSwitchesRequest.SerializeToString,
+                response_deserializer=ops_dot_v1_dot_ops__service__pb2.ListFaultSwitchesResponse.FromString,
+                _registered_method=True)
+        self.TurnFaultSwitchOn = channel.unary_unary(
+                '/ops.v1.OperatorService/TurnFaultSwitchOn',
+                request_serializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOnRequest.SerializeToString,
+                response_deserializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOnResponse.FromString,
+                _registered_method=True)
+        self.TurnFaultSwitchOff = channel.unary_unary(
+                '/ops.v1.OperatorService/TurnFaultSwitchOff',
+                request_serializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOffRequest.SerializeToString,
+                response_deserializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOffResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -133,6 +148,33 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFaultSwitches(self, request, context):
+        """The fault switches (chassis.switches) as the instance that answers holds them now: each
+        on or off, where, with which settings. One flag file holds the switches of the whole
+        deployment and every process follows it; FAILED_PRECONDITION where there is none (a
+        deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TurnFaultSwitchOn(self, request, context):
+        """Turns a fault switch on for the service named (and for the method, queue or message type
+        given, where the switch looks at it), with its settings, replacing the switch's earlier
+        rule (a switch has one): every process sees the change at once. Turning it on again with
+        the same rule changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TurnFaultSwitchOff(self, request, context):
+        """Turns a fault switch off, wherever it was on (a switch has one rule).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +207,21 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.GetMessageHistory,
                     request_deserializer=ops_dot_v1_dot_ops__service__pb2.GetMessageHistoryRequest.FromString,
                     response_serializer=ops_dot_v1_dot_ops__service__pb2.GetMessageHistoryResponse.SerializeToString,
+            ),
+            'ListFaultSwitches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFaultSwitches,
+                    request_deserializer=ops_dot_v1_dot_ops__service__pb2.ListFaultSwitchesRequest.FromString,
+                    response_serializer=ops_dot_v1_dot_ops__service__pb2.ListFaultSwitchesResponse.SerializeToString,
+            ),
+            'TurnFaultSwitchOn': grpc.unary_unary_rpc_method_handler(
+                    servicer.TurnFaultSwitchOn,
+                    request_deserializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOnRequest.FromString,
+                    response_serializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOnResponse.SerializeToString,
+            ),
+            'TurnFaultSwitchOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.TurnFaultSwitchOff,
+                    request_deserializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOffRequest.FromString,
+                    response_serializer=ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOffResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -338,6 +395,87 @@ class OperatorService:
             '/ops.v1.OperatorService/GetMessageHistory',
             ops_dot_v1_dot_ops__service__pb2.GetMessageHistoryRequest.SerializeToString,
             ops_dot_v1_dot_ops__service__pb2.GetMessageHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFaultSwitches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ops.v1.OperatorService/ListFaultSwitches',
+            ops_dot_v1_dot_ops__service__pb2.ListFaultSwitchesRequest.SerializeToString,
+            ops_dot_v1_dot_ops__service__pb2.ListFaultSwitchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TurnFaultSwitchOn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ops.v1.OperatorService/TurnFaultSwitchOn',
+            ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOnRequest.SerializeToString,
+            ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TurnFaultSwitchOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ops.v1.OperatorService/TurnFaultSwitchOff',
+            ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOffRequest.SerializeToString,
+            ops_dot_v1_dot_ops__service__pb2.TurnFaultSwitchOffResponse.FromString,
             options,
             channel_credentials,
             insecure,

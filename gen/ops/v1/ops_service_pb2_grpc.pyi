@@ -60,6 +60,20 @@ class OperatorServiceStub:
     request (a correlation id), oldest first, from its outbox, inbox, dead letters and audit
     trail.
     """
+    ListFaultSwitches: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.ListFaultSwitchesRequest, _ops_service_pb2.ListFaultSwitchesResponse]
+    """The fault switches (chassis.switches) as the instance that answers holds them now: each
+    on or off, where, with which settings. One flag file holds the switches of the whole
+    deployment and every process follows it; FAILED_PRECONDITION where there is none (a
+    deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
+    """
+    TurnFaultSwitchOn: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.TurnFaultSwitchOnRequest, _ops_service_pb2.TurnFaultSwitchOnResponse]
+    """Turns a fault switch on for the service named (and for the method, queue or message type
+    given, where the switch looks at it), with its settings, replacing the switch's earlier
+    rule (a switch has one): every process sees the change at once. Turning it on again with
+    the same rule changes nothing.
+    """
+    TurnFaultSwitchOff: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.TurnFaultSwitchOffRequest, _ops_service_pb2.TurnFaultSwitchOffResponse]
+    """Turns a fault switch off, wherever it was on (a switch has one rule)."""
 
 @_typing.type_check_only
 class OperatorServiceAsyncStub(OperatorServiceStub):
@@ -93,6 +107,20 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
     request (a correlation id), oldest first, from its outbox, inbox, dead letters and audit
     trail.
     """
+    ListFaultSwitches: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.ListFaultSwitchesRequest, _ops_service_pb2.ListFaultSwitchesResponse]  # type: ignore[assignment]
+    """The fault switches (chassis.switches) as the instance that answers holds them now: each
+    on or off, where, with which settings. One flag file holds the switches of the whole
+    deployment and every process follows it; FAILED_PRECONDITION where there is none (a
+    deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
+    """
+    TurnFaultSwitchOn: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.TurnFaultSwitchOnRequest, _ops_service_pb2.TurnFaultSwitchOnResponse]  # type: ignore[assignment]
+    """Turns a fault switch on for the service named (and for the method, queue or message type
+    given, where the switch looks at it), with its settings, replacing the switch's earlier
+    rule (a switch has one): every process sees the change at once. Turning it on again with
+    the same rule changes nothing.
+    """
+    TurnFaultSwitchOff: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.TurnFaultSwitchOffRequest, _ops_service_pb2.TurnFaultSwitchOffResponse]  # type: ignore[assignment]
+    """Turns a fault switch off, wherever it was on (a switch has one rule)."""
 
 class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The operator API: what a service did with the messages it owns, and the actions an operator
@@ -159,6 +187,38 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
         request (a correlation id), oldest first, from its outbox, inbox, dead letters and audit
         trail.
         """
+
+    @_abc_1.abstractmethod
+    def ListFaultSwitches(
+        self,
+        request: _ops_service_pb2.ListFaultSwitchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ops_service_pb2.ListFaultSwitchesResponse, _abc.Awaitable[_ops_service_pb2.ListFaultSwitchesResponse]]:
+        """The fault switches (chassis.switches) as the instance that answers holds them now: each
+        on or off, where, with which settings. One flag file holds the switches of the whole
+        deployment and every process follows it; FAILED_PRECONDITION where there is none (a
+        deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
+        """
+
+    @_abc_1.abstractmethod
+    def TurnFaultSwitchOn(
+        self,
+        request: _ops_service_pb2.TurnFaultSwitchOnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ops_service_pb2.TurnFaultSwitchOnResponse, _abc.Awaitable[_ops_service_pb2.TurnFaultSwitchOnResponse]]:
+        """Turns a fault switch on for the service named (and for the method, queue or message type
+        given, where the switch looks at it), with its settings, replacing the switch's earlier
+        rule (a switch has one): every process sees the change at once. Turning it on again with
+        the same rule changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def TurnFaultSwitchOff(
+        self,
+        request: _ops_service_pb2.TurnFaultSwitchOffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ops_service_pb2.TurnFaultSwitchOffResponse, _abc.Awaitable[_ops_service_pb2.TurnFaultSwitchOffResponse]]:
+        """Turns a fault switch off, wherever it was on (a switch has one rule)."""
 
 def add_OperatorServiceServicer_to_server(servicer: OperatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
