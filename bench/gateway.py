@@ -38,12 +38,18 @@ and its access token sent to both every 5 ms until both refuse it: the time from
 start to the second refusal (logout RPC, outbox, broker, auth service, Redis, each gateway's
 agent, Envoy applying the RBAC file).
 
+Then what the gateway's first filter, the Lua script that decides the client's address every
+limit counts by (`ordermesh.client_address`), costs Envoy: gRPC through the plain gateway and
+through a copy of it without that filter, in alternating bursts (6 rounds of `--seconds`/4 at
+saturation), Envoy's CPU per call of each.
+
 Ends with `RESULT ref_ms=... bare_rps=... direct_rps=... envoy_grpc_rps=... rest_rps=...
 rest_auth_rps=... graphql_rps=... rest_users_p50_ms=... rest_users_p99_ms=...
-auth_overhead_p50_ms=... revocation_p99_ms=... user_cpu_us=... bare_cpu_us=...` (rest_auth p50
-minus rest p50 at the fixed rate; the same at saturation follows as
-auth_overhead_p50_saturated_ms; the CPU per call of the user service, direct, and of the bare
-server, each at its most), then the ratios. The load generator shares the machine's 2 cores
+auth_overhead_p50_ms=... revocation_p99_ms=... user_cpu_us=... bare_cpu_us=...
+client_filter_envoy_us=...` (rest_auth p50 minus rest p50 at the fixed rate; the same at
+saturation follows as auth_overhead_p50_saturated_ms; the CPU per call of the user service,
+direct, and of the bare server, each at its most; Envoy's CPU per call with the filter less
+without it), then the ratios. The load generator shares the machine's 2 cores
 with what it measures.
 """
 
@@ -53,6 +59,7 @@ import argparse
 import asyncio
 import dataclasses
 import itertools
+import json
 import os
 import sys
 import tempfile
@@ -218,6 +225,46 @@ async def revocations(
     return measured
 
 
+CLIENT_FILTER = "ordermesh.client_address"
+
+
+async def alternated(
+    calls: dict[str, tuple[Call, LocalGateway]], *, rounds: int, seconds: float, in_flight: int
+) -> dict[str, float]:
+    """The CPU per call (us) of each gateway's Envoy, at saturation, measured in bursts that
+    alternate (AB, BA, AB, ...) so that the machine's drift over the run weighs on each alike:
+    measured one after the other, the later path was the slower by more than the difference
+    sought (every process's CPU per call, the user service's too, rose by 20-30 %)."""
+    spent = dict.fromkeys(calls, 0.0)
+    made = dict.fromkeys(calls, 0)
+    names = list(calls)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            call, gateway = calls[name]
+            before = cpu_s([gateway.envoy.process.pid])
+            latencies, _ = await saturate(call, seconds=seconds, in_flight=in_flight)
+            spent[name] += cpu_s([gateway.envoy.process.pid]) - before
+            made[name] += len(latencies)
+    return {name: spent[name] / made[name] * 1e6 for name in calls}
+
+
+def without_filter(gateway: LocalGateway, name: str) -> None:
+    """Removes the HTTP filter `name` from the configuration `gateway`'s Envoy will start with
+    (a baseline of that filter's cost; before `start()`)."""
+    path = gateway.envoy.directory / "envoy.json"
+    config = json.loads(path.read_text())
+    removed = 0
+    for listener in config["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                manager = network_filter["typed_config"]
+                filters = manager.get("http_filters", [])
+                manager["http_filters"] = [f for f in filters if f["name"] != name]
+                removed += len(filters) - len(manager["http_filters"])
+    assert removed, f"no filter {name} in {path}"
+    path.write_text(json.dumps(config))
+
+
 async def run(args: argparse.Namespace) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     broker = PrivateRabbitMQ(directory / "rabbitmq")
@@ -269,7 +316,17 @@ async def run(args: argparse.Namespace) -> None:
             local_limit_per_s=DEPLOYED["local_limit_per_s"],
             reads_per_client_per_s=DEPLOYED["reads_per_client_per_s"],
         )
-        gateways = [plain, complete, other, deployed]
+        unfiltered = LocalGateway(
+            directory / "unfiltered",
+            redis_url=redis.url,
+            secrets=system.gateway_secrets,
+            auth=False,
+            rate_limit=False,
+            local_limit_per_s=unbounded,
+            reads_per_client_per_s=unbounded,
+        )
+        without_filter(unfiltered, CLIENT_FILTER)
+        gateways = [plain, unfiltered, complete, other, deployed]
         for gateway in gateways:
             await asyncio.to_thread(gateway.start)
             await asyncio.to_thread(gateway.wait_for_healthy)
@@ -340,6 +397,7 @@ async def run(args: argparse.Namespace) -> None:
         bare_call, bare_channel = grpc_call(f"127.0.0.1:{bare_port}")
         direct, direct_channel = grpc_call(system.address("user"))
         through, envoy_channel = grpc_call(plain.address)
+        unfiltered_call, unfiltered_channel = grpc_call(unfiltered.address)
         paths = {
             "bare": bare_call,
             "direct": direct,
@@ -415,6 +473,17 @@ async def run(args: argparse.Namespace) -> None:
                     f"p99 {percentile(fixed[name], 99):6.2f} ms{most} | CPU us/call: {cpu}",
                     flush=True,
                 )
+            filter_cpu = await alternated(
+                {"with": (through, plain), "without": (unfiltered_call, unfiltered)},
+                rounds=6,
+                seconds=args.seconds / 4,
+                in_flight=args.in_flight,
+            )
+            print(
+                "client-address filter, Envoy's CPU us/call in alternating bursts: "
+                + "  ".join(f"{name} {us:.1f}" for name, us in filter_cpu.items()),
+                flush=True,
+            )
             revoked = await revocations(shop, [complete, other], redis.url, logouts=args.logouts)
         finally:
             await shop.close()
@@ -422,6 +491,7 @@ async def run(args: argparse.Namespace) -> None:
             await bare_channel.close()
             await direct_channel.close()
             await envoy_channel.close()
+            await unfiltered_channel.close()
             await asyncio.to_thread(bare.stop)
     finally:
         for gateway in gateways:
@@ -439,6 +509,8 @@ async def run(args: argparse.Namespace) -> None:
     fixed_overhead = overhead(lambda name: percentile(fixed[name], 50))
     user_us, bare_us = per_call["direct"]["user"], per_call["bare"]["bare"]
     saturated_overhead = overhead(lambda name: percentile(saturated[name][0], 50))
+    # What the client-address filter costs Envoy per call: with it, less without it.
+    filter_us = filter_cpu["with"] - filter_cpu["without"]
     print(
         f"RESULT ref_ms={reference_ms():.0f} bare_rps={rps['bare']:.0f} "
         f"direct_rps={rps['direct']:.0f} "
@@ -450,10 +522,15 @@ async def run(args: argparse.Namespace) -> None:
         f"auth_overhead_p50_ms={fixed_overhead:.2f} "
         f"auth_overhead_p50_saturated_ms={saturated_overhead:.2f} "
         f"revocation_p99_ms={percentile([r.refused_ms for r in revoked], 99):.0f} "
-        f"user_cpu_us={user_us:.0f} bare_cpu_us={bare_us:.0f}"
+        f"user_cpu_us={user_us:.0f} bare_cpu_us={bare_us:.0f} "
+        f"client_filter_envoy_us={filter_us:.1f}"
     )
     print(f"ratio: user service / bare grpc.aio server, CPU per call {user_us / bare_us:.2f}")
     print(f"ratio: rest_auth/rest throughput {rps['rest_auth'] / rps['rest']:.2f}")
+    print(
+        "ratio: Envoy's CPU per call with the client-address filter / without "
+        f"{filter_cpu['with'] / filter_cpu['without']:.3f}"
+    )
     users_p50, auth_p50 = (percentile(fixed[n], 50) for n in ("rest_users", "rest_auth"))
     print(f"ratio: rest_users/rest_auth p50 at {args.rate:g}/s {users_p50 / auth_p50:.2f}")
     print(f"ratio: graphql/rest_auth throughput {rps['graphql'] / rps['rest_auth']:.2f}")

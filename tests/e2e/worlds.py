@@ -15,6 +15,7 @@ from harness.rabbitmq import PrivateRabbitMQ
 from harness.redis import PrivateRedis
 from harness.shop import Shop
 from harness.system import System
+from tools.verify.orders import Orders
 
 
 @contextmanager
@@ -42,12 +43,15 @@ RATE = 100  # requests per second
 
 
 class Traffic:
-    """Requests at a fixed rate through the gateway: public and authenticated reads, and orders."""
+    """Requests at a fixed rate through the gateway: public and authenticated reads, and orders.
+    With `orders` (make verify's, tools.verify.orders), each order is placed by it, with its
+    customer and a correlation id of its own, so that make verify's claims reconcile them."""
 
-    def __init__(self, base: str, token: str, product_id: str):
+    def __init__(self, base: str, token: str, product_id: str, *, orders: Orders | None = None):
         self.base = base
         self.auth = {"authorization": f"Bearer {token}"}
         self.product_id = product_id
+        self.orders = orders
         self.outcomes: Counter[str] = Counter()
         self.failures: list[str] = []
         # The orders the gateway accepted, and the idempotency key of every order sent.
@@ -60,6 +64,17 @@ class Traffic:
     async def one(self, http: aiohttp.ClientSession, n: int) -> None:
         sent = time.perf_counter() - self.started
         kind = ("browse", "browse", "browse", "mine", "me", "order")[n % 6]
+        if kind == "order" and self.orders is not None:
+            placed = await self.orders.place(n)
+            self.keys.append(placed.key)
+            if placed.accepted:
+                self.accepted.append(placed.order_id)
+            ok = placed.status == 200
+            self.outcomes["ok" if ok else "failed"] += 1
+            self.timeline.append((sent, ok))
+            if not ok:
+                self.failures.append(f"order {placed.status or '-'} {placed.error[:200]}")
+            return
         try:
             if kind == "browse":
                 request = http.get(f"{self.base}/v1/products?pageSize=5")
@@ -95,6 +110,8 @@ class Traffic:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             tasks = []
             started = self.started = time.perf_counter()
+            if self.orders is not None:
+                self.orders.begin()
             for n in range(int(seconds * RATE)):
                 if until is not None and until.is_set():
                     break

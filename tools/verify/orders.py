@@ -93,7 +93,9 @@ class Orders:
     def now_s(self) -> float:
         return time.perf_counter() - self.started
 
-    async def _one(self, n: int) -> None:
+    async def place(self, n: int) -> Order:
+        """Places order n (its customer, a new idempotency key, its own correlation id), at
+        once; what it was answered is in the order returned, which `placed` holds."""
         customer = self.customers[n % len(self.customers)]
         order = Order(n, customer, str(uuid.uuid4()), f"verify-{self.run_id}-{n}", self.now_s())
         self.placed.append(order)
@@ -115,6 +117,7 @@ class Orders:
             order.order_id = str(answer.body.get("order", {}).get("orderId", ""))
         else:
             order.error = answer.error or str(answer.body)[:300]
+        return order
 
     async def run(self, rate: float, seconds: float) -> None:
         """Sends every order on time (each in a task of its own, from `begin()`), then waits for
@@ -124,5 +127,5 @@ class Orders:
             delay = n / rate - self.now_s()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self._one(n)))
+            tasks.append(asyncio.create_task(self.place(n)))
         await asyncio.gather(*tasks)
