@@ -157,7 +157,7 @@ bench-logcost: system-deps $(INSTALLED)
 bench-store-drivers: system-deps $(INSTALLED)
 	$(BIN)/python -m bench.store_drivers
 
-gen: $(INSTALLED) $(NODE_TOOLS)
+gen: $(INSTALLED) $(NODE_TOOLS) $(GRAPHQL_GATEWAY)
 	$(BIN)/python tools/contracts.py gen
 	$(BIN)/python -m gateway.envoy -o gateway/envoy.yaml
 	$(BIN)/python -m gateway.openapi -o gateway/openapi.json
@@ -168,6 +168,7 @@ gen: $(INSTALLED) $(NODE_TOOLS)
 	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
 	$(BIN)/python -m tools.architecture
 	$(BIN)/python -m tools.web_assets
+	$(BIN)/python -m tools.notices -o THIRD_PARTY_LICENSES.md
 
 lint: $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(NODE_TOOLS) $(CHECKOV_INSTALLED) check-gen
 	$(BIN)/ruff check .
@@ -177,6 +178,8 @@ lint: $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(NODE_TOOLS) $(CHECKOV_INSTALL
 	$(BIN)/python tools/contracts.py deps
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
+	@# The code host's CI workflow (not run here), offline: no network, no GitHub API.
+	$(BIN)/zizmor --offline --no-progress .github/workflows
 	$(BIN)/python tools/contracts.py breaking
 	$(BIN)/python -m tools.supergraph --breaking
 	$(BIN)/openapi-spec-validator gateway/openapi.json
@@ -239,7 +242,7 @@ GENERATED := gen gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergr
 	docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
 	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml \
 	README.md docs/architecture.md services/console/static/htmx.min.js \
-	services/storefront/static/htmx.min.js
+	services/storefront/static/htmx.min.js THIRD_PARTY_LICENSES.md
 check-gen: gen
 	@git diff --exit-code --stat -- $(GENERATED) || \
 		(echo "generated files are stale: run 'make gen' and commit" && exit 1)
