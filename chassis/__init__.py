@@ -67,3 +67,5 @@ web.assets     static files served at their content's hash, named with their int
 web.site       a site: its middlewares (the headers, a session by route name) and its static files
 timestamps     stored times as google.protobuf.Timestamp
 """
+
+__all__: list[str] = []

@@ -49,7 +49,15 @@ from chassis import telemetry
 from chassis.events import Outgoing, amqp_properties
 from chassis.topology import declare_exchange
 
-__all__ = ["Broker", "BrokerError", "ClusterConnection", "NotConfirmed", "Refused", "Unroutable"]
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "ClusterConnection",
+    "NotConfirmed",
+    "Refused",
+    "Unroutable",
+    "nodes_of",
+]
 
 
 class BrokerError(Exception):

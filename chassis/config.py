@@ -22,7 +22,7 @@ from typing import Self, TypeVar
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ConfigError", "FaultSwitchSettings", "ServiceSettings", "Settings", "load"]
+__all__ = ["WILDCARDS", "ConfigError", "FaultSwitchSettings", "ServiceSettings", "Settings", "load"]
 
 
 class ConfigError(Exception):

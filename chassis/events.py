@@ -40,6 +40,7 @@ from chassis.correlation import (
 __all__ = [
     "CONTENT_TYPE",
     "Envelope",
+    "Message",
     "Outgoing",
     "Route",
     "TypeRegistry",

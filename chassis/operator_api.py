@@ -38,7 +38,7 @@ from chassis.switches import Switches
 from chassis.timestamps import timestamp
 from chassis.vocabulary import enum_value
 
-__all__ = ["service"]
+__all__ = ["OperatorApi", "service"]
 
 log = get_logger(__name__)
 

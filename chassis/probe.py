@@ -26,6 +26,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chassis.config import WILDCARDS
 from chassis.tls import MutualTls, target_name_options
 
+__all__ = ["channel_to", "main", "port_of"]
+
 
 def port_of(environ: os._Environ[str] | dict[str, str]) -> int | None:
     """The port to probe: GRPC_PORT, or the one written to PORT_FILE; None if not known yet."""

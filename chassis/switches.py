@@ -92,14 +92,19 @@ if TYPE_CHECKING:
     from chassis.metrics import SwitchMetrics
 
 __all__ = [
+    "CONTEXT",
     "GATEWAY_ABORTS",
     "GATEWAY_LATENCY",
     "HANDLER_FAILS",
     "REFRESH_S",
     "RPC_ERRORS",
     "RPC_LATENCY",
+    "SCHEMA",
+    "SETTINGS",
+    "STATUSES",
     "SWITCHES",
     "InjectedFault",
+    "MalformedFlags",
     "RpcFault",
     "Switches",
     "listing",

@@ -36,6 +36,7 @@ import aio_pika.abc
 from chassis.events import Message, Route, route_of
 
 __all__ = [
+    "UNROUTED_KEPT",
     "Subscription",
     "declare_exchange",
     "declare_exchanges",

@@ -71,7 +71,7 @@ from chassis.store.sql.dialect import POSTGRES, schema
 from chassis.store.sql.outbox import SqlOutbox
 from chassis.store.sql.transaction import SqlTransaction
 
-__all__ = ["PostgresStore"]
+__all__ = ["OUTBOX_LOCK", "PostgresStore"]
 
 log = get_logger(__name__)
 

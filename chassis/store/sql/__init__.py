@@ -32,6 +32,17 @@ import aio_pika
 from chassis.events import Envelope, Outgoing, Route
 from chassis.store import OutboxRow
 
+__all__ = [
+    "OUTBOX_COLUMNS",
+    "OUTBOX_INSERT",
+    "Executor",
+    "body",
+    "checked",
+    "outbox_row",
+    "outbox_values",
+    "table",
+]
+
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 OUTBOX_COLUMNS = (
     "seq, key, event_id, type, exchange, exchange_type, routing_key, is_command, payload, envelope"
