@@ -6,6 +6,7 @@ errors         the domain error hierarchy that adapters map to gRPC status codes
 vocabulary     enum values on the wire and the names domain code uses (common.v1's notification
                vocabulary among them), both ways
 health         readiness: probes of a service's dependencies, and whether all of them answer
+__main__       python -m chassis new-service NAME: the runtime's commands
 probe          python -m chassis.probe: a container's health check, asking its instance's health
 logging        structlog JSON lines carrying service, instance and correlation id
 logfiles       the JSON log lines of a run's processes, read from their files (make logs, console)
@@ -41,6 +42,7 @@ outbox         the relay that publishes committed outbox messages, in order per 
 consumer       consumers with explicit outcomes: processed once, retried, or dead-lettered
 settlement     a consumer's deliveries settled: acked, retried, dead-lettered, rejected, given back
 faults         whose fault a failure is: the infrastructure's (wait for it) or the message's own
+scaffold       a new service of a project, working and tested: contract, package, tests, entries
 switches       fault switches turned on and off at run time from a flagd flag file, off by default
 flag_file      python -m chassis.switches: the switches' command line, writing the flag file
 operations     an operator's view of a service's messages (parked, dead letters, history) and the

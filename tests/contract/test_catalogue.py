@@ -45,8 +45,8 @@ def test_the_operator_api_is_routed_to_every_service_with_a_runtime_and_named_by
 
 
 def test_an_api_no_entry_serves_is_refused_by_name():
-    with pytest.raises(KeyError, match=r"shipping\.v1\.ShippingService"):
-        catalogue.serving("shipping.v1.ShippingService")
+    with pytest.raises(KeyError, match=r"nosuch\.v1\.NoSuchService"):
+        catalogue.serving("nosuch.v1.NoSuchService")
 
 
 def test_the_gateway_has_a_cluster_for_every_service_of_the_catalogue():

@@ -109,8 +109,12 @@ async def test_every_published_message_decodes_in_every_consumer_that_declares_i
         underlay = await channel.get_underlay_channel()
         await underlay.basic_consume(tap.name, keep, no_ack=True)
         await _every_kind_of_message(shop)
+        # Every type the example's flows make (a service a project adds proves its own, in the
+        # end-to-end test `new-service` writes for it).
         consumed = {t for s in subscriptions() for t in s.types}
-        names = {t.DESCRIPTOR.full_name for t in consumed}
+        names = {
+            t.DESCRIPTOR.full_name for t in consumed if t.DESCRIPTOR.file.package in FLOWS_MAKE
+        }
         await eventually(
             lambda: names <= {type_of(m) for m in seen},
             timeout_s=30,
@@ -126,6 +130,10 @@ async def test_every_published_message_decodes_in_every_consumer_that_declares_i
                 envelope, decoded = registry.decode(message)
                 assert envelope.event_id == message.header.properties.message_id
                 assert decoded.ByteSize() > 0, f"{subscription.queue()}: {type_of(message)} empty"
+
+
+# The packages whose messages `_every_kind_of_message` makes.
+FLOWS_MAKE = {"user.v1", "inventory.v1", "order.v1", "order.v2", "notification.v1"}
 
 
 def type_of(message: aiormq.abc.DeliveredMessage) -> str:
