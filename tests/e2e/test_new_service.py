@@ -8,47 +8,17 @@ up` starts them) and calls the new service through the gateway: REST with an adm
 the event it publishes through the outbox consumed through its inbox, refusals by access
 level. The generated documents and manifests name it.
 
-The scratch copy runs with this checkout's virtualenv (its own code first on the path); the
-npm tools of `make gen` are this checkout's."""
+The scratch copy (tests/e2e/scratch.py) runs with this checkout's virtualenv and npm tools, its
+own code first on the path."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def run(project: Path, *command: str, timeout: float = 600) -> str:
-    env = {**os.environ, "PYTHONPATH": f"{project}:{project / 'gen'}"}
-    done = subprocess.run(
-        command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout[-4000:]}{done.stderr[-4000:]}"
-    return done.stdout
-
-
-def scratch_copy(target: Path) -> Path:
-    """The checkout's files (tracked and new, not ignored) under `target`, with links to its
-    installed npm tools."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, check=True, timeout=60,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, listed):
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            (target / name).write_bytes(source.read_bytes())
-    for tools in ("tools/node/node_modules", "gateway/graphql/node_modules"):
-        (target / tools).symlink_to(ROOT / tools)
-    return target
+from tests.e2e.scratch import BIN, run, scratch_copy
 
 
 def test_a_new_service_is_created_generated_checked_and_called_through_the_gateway(tmp_path):
@@ -57,10 +27,7 @@ def test_a_new_service_is_created_generated_checked_and_called_through_the_gatew
                "--resource", "shipment")  # fmt: skip
     assert "services/shipping/service.py" in said
 
-    # make gen with this checkout's tools: what it needs installed is installed here.
-    installed = [".venv/.installed", "tools/node/node_modules/.installed",
-                 "gateway/graphql/node_modules/.installed"]  # fmt: skip
-    run(project, "make", "gen", f"BIN={BIN}", *(f"--old-file={f}" for f in installed))
+    run(project, "make", "gen")
 
     # Routed, documented and deployable, from the catalogue and the contract alone.
     envoy = (project / "gateway" / "envoy.yaml").read_text()
