@@ -29,7 +29,7 @@ CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --conf
 	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
 	bench-waits bench-idle bench-logcost \
 	bench-console screenshots \
-	compose-env image images compose-up compose-down test-deps
+	compose-env image images compose-up compose-down test-deps test-pythons
 
 # `make up INSTANCES=3` for three instances of every service; `make up STORE=postgres` for a
 # private PostgreSQL (a database per service) instead of a SQLite file per service;
@@ -95,6 +95,17 @@ test-unit: $(INSTALLED)
 
 test-integration: system-deps $(INSTALLED)
 	$(BIN)/pytest tests/integration
+
+# The runtime's unit and integration tests on Python 3.12 and 3.13 (PYTHON_VERSIONS), each in a
+# virtualenv of its own (tools/other-pythons.sh: found on PATH or among pyenv's, else installed
+# by uv). Not part of `make test` yet: docs/decisions.md says why.
+PYTHON_VERSIONS ?= 3.12 3.13
+RUNTIME_TESTS := tests/unit $(addprefix tests/integration/test_,amqp_probe.py backbone_chaos.py \
+	event_backbone.py event_evolution.py grpc_server.py mutual_tls.py postgres_faults.py \
+	postgres_instances.py registry.py saga.py saga_operations.py startup.py store.py switches.py \
+	upstream.py)
+test-pythons: system-deps $(INSTALLED)
+	SUITES="$(RUNTIME_TESTS)" tools/other-pythons.sh $(PYTHON_VERSIONS)
 
 test-contract: $(INSTALLED)
 	$(BIN)/pytest tests/contract

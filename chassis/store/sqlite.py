@@ -58,8 +58,16 @@ __all__ = ["SqliteStore"]
 log = get_logger(__name__)
 
 
+def _numbered(args: Sequence[Any]) -> dict[str, Any]:
+    """The values of `?1`, `?2`, ... by their numbers: sqlite3 reads a numbered parameter as a
+    named one, and binding names from a sequence is deprecated since Python 3.12 (an error from
+    3.14)."""
+    return {str(number): value for number, value in enumerate(args, 1)}
+
+
 class _Executor:
-    """Statements on the store's connection (they run on the loop's thread: see the module doc)."""
+    """Statements on the store's connection (they run on the loop's thread: see the module doc),
+    with the numbered parameters of the shared SQL (chassis.store.sql.dialect)."""
 
     __slots__ = ("_db",)
 
@@ -67,13 +75,13 @@ class _Executor:
         self._db = db
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        return self._db.execute(sql, args).fetchall()
+        return self._db.execute(sql, _numbered(args)).fetchall()
 
     async def execute(self, sql: str, *args: Any) -> int:
-        return self._db.execute(sql, args).rowcount
+        return self._db.execute(sql, _numbered(args)).rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self._db.executemany(sql, rows)
+        self._db.executemany(sql, (_numbered(row) for row in rows))
 
 
 def _duplicate(exc: sqlite3.IntegrityError, collection: str) -> DuplicateKey:
