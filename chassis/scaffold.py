@@ -67,9 +67,6 @@ class NewService:
             "resources": resources,
             "Resources": resources.capitalize(),
             "RESOURCES": resources.upper(),
-            "resource_words": self.resource,
-            "resources_words": resources,
-            "resources_path": resources,
             # Wrapped for a docstring and a proto comment (the lines after the first).
             "description": "\n".join(textwrap.wrap(description, 96)),
             "description_comment": "\n// ".join(textwrap.wrap(description, 96)),
@@ -96,7 +93,9 @@ class NewService:
     def make(self, root: Path) -> list[str]:
         """Writes the service into the project at `root`; what it wrote and changed."""
         if not NAME.match(self.name) or not NAME.match(self.resource):
-            raise Refused("a service's and a resource's names are lowercase words: [a-z][a-z0-9]+")
+            raise Refused(
+                "a service's and a resource's names are lowercase words of 2 to 31: [a-z][a-z0-9]+"
+            )
         if self.resource == self.name:
             raise Refused("the resource needs a name of its own (--resource)")
         files = self.files()
@@ -248,5 +247,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("\n".join(f"  {path}" for path in written))
     print(f"next: make gen, then make test-unit and make up: the {args.name} service is routed "
-          f"at /v1/{service.words['resources_path']}")  # fmt: skip
+          f"at /v1/{service.words['resources']}")  # fmt: skip
     return 0
