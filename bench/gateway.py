@@ -288,14 +288,18 @@ async def run(args: argparse.Namespace) -> None:
         # No local floor nor per-client read limit (the load comes from one client): they would
         # cap what is measured; their filters still run.
         unbounded = 1_000_000
-        plain = LocalGateway(
-            directory / "plain",
-            redis_url=redis.url,
-            secrets=system.gateway_secrets,
-            auth=False,
-            rate_limit=False,
-            local_limit_per_s=unbounded,
-            reads_per_client_per_s=unbounded,
+        # Routes and transcoding only; the second without its first filter (its cost).
+        plain, unfiltered = (
+            LocalGateway(
+                directory / name,
+                redis_url=redis.url,
+                secrets=system.gateway_secrets,
+                auth=False,
+                rate_limit=False,
+                local_limit_per_s=unbounded,
+                reads_per_client_per_s=unbounded,
+            )
+            for name in ("plain", "unfiltered")
         )
         complete, other = (
             LocalGateway(
@@ -315,15 +319,6 @@ async def run(args: argparse.Namespace) -> None:
             secrets=system.gateway_secrets,
             local_limit_per_s=DEPLOYED["local_limit_per_s"],
             reads_per_client_per_s=DEPLOYED["reads_per_client_per_s"],
-        )
-        unfiltered = LocalGateway(
-            directory / "unfiltered",
-            redis_url=redis.url,
-            secrets=system.gateway_secrets,
-            auth=False,
-            rate_limit=False,
-            local_limit_per_s=unbounded,
-            reads_per_client_per_s=unbounded,
         )
         without_filter(unfiltered, CLIENT_FILTER)
         gateways = [plain, unfiltered, complete, other, deployed]

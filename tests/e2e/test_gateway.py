@@ -196,6 +196,16 @@ async def operator_calls(rest: Rest, admin: str, *, order_id: str) -> None:
             token=admin,
         )
         assert done == {count: 0}
+    # A fault switch turned on for a method the service does not have (nothing is slowed: the
+    # session's system is shared), then off; the flag file every process follows says so.
+    switches = await rest.call("ListFaultSwitches", "GET", f"{ops}/fault-switches", token=admin)
+    assert {s["name"] for s in switches["switches"]} >= {"rpc-latency", "handler-fails"}
+    nothing = {"method": "NoSuchMethod", "settings": {"latencyMs": 5}, **why}
+    path = f"{ops}/fault-switches/rpc-latency"
+    on = await rest.call("TurnFaultSwitchOn", "POST", f"{path}:turnOn", nothing, token=admin)
+    assert on["switch"]["where"] == {"service": "order", "method": "NoSuchMethod"}
+    off = await rest.call("TurnFaultSwitchOff", "POST", f"{path}:turnOff", why, token=admin)
+    assert not off["switch"].get("on")
 
 
 async def test_every_routable_rpc_answers_over_grpc_through_the_gateway(gateway):
