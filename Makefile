@@ -26,7 +26,7 @@ CHECKOV_INSTALLED := $(CHECKOV_VENV)/.installed
 CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 
 .PHONY: up rollout status logs demo load verify test test-unit test-integration test-contract test-containers gen lint \
-	check-gen lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
+	check-gen wheel lock system-deps bench-events bench-saga bench-scale bench-gateway bench-store-drivers \
 	bench-waits bench-idle bench-logcost \
 	bench-console screenshots \
 	compose-env image images compose-up compose-down test-deps test-pythons
@@ -208,7 +208,7 @@ lint: $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(NODE_TOOLS) $(CHECKOV_INSTALL
 		|| exit 1; done
 	@# The security scanners: a finding that no baseline accepts (each entry with its reason)
 	@# fails. bandit on the code that ships.
-	$(BIN)/bandit -c pyproject.toml -q -b .bandit-baseline.json -r chassis services gateway monitoring
+	$(BIN)/bandit -c pyproject.toml -q -b .bandit-baseline.json -r runtime/src/ordermesh services gateway monitoring
 	@# checkov on each overlay as rendered above, against its own baseline (checkov matches a
 	@# finding by resource, whatever the file), then on the compose files and the Containerfiles,
 	@# as copies named Dockerfile (checkov knows one by its name only).
@@ -248,6 +248,11 @@ $(GRAPHQL_GATEWAY): gateway/graphql/package.json gateway/graphql/package-lock.js
 # The Kubernetes version deploy/kubernetes is written for and validated against.
 KUBERNETES_VERSION := 1.33.0
 
+# The runtime's wheel (runtime/: the `ordermesh` distribution), into dist/: what a user's project
+# installs (the images install it too).
+wheel: $(INSTALLED)
+	$(BIN)/python -m deploy.images wheel dist
+
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
 GENERATED := gen gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergraph.graphql \
 	docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
@@ -261,13 +266,15 @@ check-gen: gen
 		echo "generated files not committed: run 'make gen' and commit" && exit 1)
 
 # Re-pins every dependency (after a change to pyproject.toml): all of them for development, and
-# the runtime's alone for the container image (the same versions); checkov's apart (tools/checkov).
+# those the services run with alone, for the container image (the same versions); checkov's apart (tools/checkov).
 # Development needs glibc 2.34 (Debian 12 has 2.36): rotel's wheel is built for nothing older.
+# The runtime itself (runtime/, pyproject.toml's [tool.uv.sources]) is resolved but left out: it is
+# installed from runtime/, its dependencies from the locks.
 lock: $(INSTALLED)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_34 -o requirements.lock -q
+		--python-platform x86_64-manylinux_2_34 --no-emit-package ordermesh -o requirements.lock -q
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_31 -c requirements.lock \
+		--python-platform x86_64-manylinux_2_31 -c requirements.lock --no-emit-package ordermesh \
 		-o requirements.runtime.lock -q
 	$(BIN)/uv pip compile tools/checkov/requirements.in --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_31 -o tools/checkov/requirements.lock -q
@@ -280,7 +287,8 @@ system-deps:
 test-deps:
 	@PYTHON=$(PYTHON) tools/system-deps.sh --test
 
-$(INSTALLED): pyproject.toml requirements.lock $(wildcard */__init__.py gen/*/__init__.py)
+$(INSTALLED): pyproject.toml runtime/pyproject.toml requirements.lock \
+		$(wildcard */__init__.py gen/*/__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	@# xds-protos carries an older copy of OpenTelemetry's protos in opentelemetry-proto's own
@@ -289,5 +297,7 @@ $(INSTALLED): pyproject.toml requirements.lock $(wildcard */__init__.py gen/*/__
 		> $(VENV)/opentelemetry-proto.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
 		--force-reinstall -r $(VENV)/opentelemetry-proto.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# The runtime (runtime/, `ordermesh`) and the example shop on it, editable: their
+	@# dependencies are the lock's.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e runtime -e .
 	@touch $@

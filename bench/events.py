@@ -48,19 +48,19 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from ordermesh import logging as chassis_logging
+from ordermesh import telemetry
+from ordermesh.broker import Broker
+from ordermesh.consumer import Consumer
+from ordermesh.events import Envelope, outgoing
+from ordermesh.garbage import keep_startup_objects
+from ordermesh.outbox import OutboxRelay
+from ordermesh.store import Collection, Store, Transaction, run_transaction
+from ordermesh.store.postgres import PostgresStore
+from ordermesh.store.sqlite import SqliteStore
+from ordermesh.topology import Subscription
 
 from bench.machine import add_log_level, reference_ms
-from chassis import logging as chassis_logging
-from chassis import telemetry
-from chassis.broker import Broker
-from chassis.consumer import Consumer
-from chassis.events import Envelope, outgoing
-from chassis.garbage import keep_startup_objects
-from chassis.outbox import OutboxRelay
-from chassis.store import Collection, Store, Transaction, run_transaction
-from chassis.store.postgres import PostgresStore
-from chassis.store.sqlite import SqliteStore
-from chassis.topology import Subscription
 from harness import PrivateRabbitMQ, charts
 from harness.postgres import PrivatePostgres
 from harness.rotel import PrivateRotel
@@ -386,8 +386,8 @@ async def main(args: argparse.Namespace) -> None:
         f"chassis_traced_default_msgs_s={rates['chassis-traced-default']:.0f}"
     )
     print(
-        f"ratios: chassis/bare throughput {rates['chassis'] / rates['bare']:.2f}, "
-        f"chassis/faststream {rates['chassis'] / rates['faststream']:.2f}, "
+        f"ratios: runtime/src/ordermesh/bare throughput {rates['chassis'] / rates['bare']:.2f}, "
+        f"runtime/src/ordermesh/faststream {rates['chassis'] / rates['faststream']:.2f}, "
         f"chassis-pg/chassis {rates['chassis-pg'] / rates['chassis']:.2f}, "
         f"chassis-pg-durable/chassis {rates['chassis-pg-durable'] / rates['chassis']:.2f}, "
         f"chassis-traced/chassis {rates['chassis-traced'] / rates['chassis']:.2f}, "
@@ -407,13 +407,13 @@ if __name__ == "__main__":
     # The chassis logs a line for each message it handles at INFO, as the services do: written
     # to a file, as a service's output is under `make up`, so that the bench's own stays read.
     # Left open until the process ends: the tracing SDK may log while it shuts down.
-    log_file = Path(tempfile.mkdtemp(prefix="bench-events-")) / "chassis.log"
+    log_file = Path(tempfile.mkdtemp(prefix="bench-events-")) / "ordermesh.log"
     lines = log_file.open("w")
     chassis_logging.configure(
         service="bench", instance="bench-1", level=args.log_level, stream=lines
     )
     # What is imported is kept out of the garbage collector's full passes, as a service keeps
-    # what it built when it starts serving (chassis.grpc): every path of this process alike.
+    # what it built when it starts serving (ordermesh.grpc): every path of this process alike.
     keep_startup_objects()
     asyncio.run(main(args))
     print(f"the chassis's log lines: {log_file}")

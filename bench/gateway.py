@@ -71,12 +71,12 @@ from pathlib import Path
 import aiohttp
 import grpc
 import redis.asyncio as aioredis
+from ordermesh import policy
+from ordermesh.store import open_store, run_transaction
 from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from bench.events import percentile
 from bench.machine import add_log_level, cpu_s, reference_ms
-from chassis import policy
-from chassis.store import open_store, run_transaction
 from gateway.envoy.config import GatewayConfig
 from harness import PrivateRabbitMQ, PrivateRedis, charts
 from harness.gateway import LocalGateway

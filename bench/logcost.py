@@ -10,7 +10,7 @@ process of the system used per order (services, gateway, broker, Redis; bench.sa
 `system_pids`: the broker is shared, and only one system has traffic at a time). The INFO
 system's log files are counted: the lines one order writes.
 
-Then, in this process, the CPU one such line costs as the services write it (the chassis's
+Then, in this process, the CPU one such line costs as the services write it (the runtime's
 logging to a file, against a line the level filters), 20,000 times.
 
 Ends with `RESULT ref_ms=... info_orders_s=... warning_orders_s=... info_cpu_ms=...
@@ -31,17 +31,18 @@ import time
 import uuid
 from pathlib import Path
 
+from ordermesh import logging as chassis_logging
+
 from bench.machine import cpu_s, reference_ms
 from bench.saga import DEPLOYED_LIMITS, Approvals, burst, system_pids
 from bench.systems import Running, running_system, shop_of
-from chassis import logging as chassis_logging
 from harness import PrivateRabbitMQ
 
 LEVELS = ("INFO", "WARNING")
 
 
 def line_us(count: int = 20_000) -> float:
-    """Microseconds of this process's CPU a line costs as the services write one (the chassis's
+    """Microseconds of this process's CPU a line costs as the services write one (the runtime's
     logging to a file, a consumer's "message handled" line), less a line the level filters."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-logcost-lines-") as directory,

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-# The log level the services ship with (chassis.config), and so what the benches run at:
+# The log level the services ship with (ordermesh.config), and so what the benches run at:
 # at INFO each RPC and each handled message leaves a line.
 LOG_LEVEL = "INFO"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

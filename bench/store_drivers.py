@@ -1,7 +1,7 @@
 """`make bench-store-drivers`: psycopg 3 or asyncpg under the PostgreSQL store? Measured with
 the store's own operations, on one private PostgreSQL server, in one run.
 
-    asyncpg   `chassis.store.postgres.PostgresStore` itself (asyncpg and its pool)
+    asyncpg   `ordermesh.store.postgres.PostgresStore` itself (asyncpg and its pool)
     psycopg   the same statements in the same transactions on psycopg 3 (async, the binary
               build) and psycopg_pool, the same pool size
 
@@ -35,13 +35,13 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from inventory.v1 import events_pb2
+from ordermesh.events import outgoing
+from ordermesh.store import Collection
+from ordermesh.store.postgres import OUTBOX_LOCK, PostgresStore
+from ordermesh.store.sql import OUTBOX_COLUMNS, OUTBOX_INSERT, outbox_row, outbox_values
 from psycopg.types.json import Jsonb
 
 from bench.machine import reference_ms
-from chassis.events import outgoing
-from chassis.store import Collection
-from chassis.store.postgres import OUTBOX_LOCK, PostgresStore
-from chassis.store.sql import OUTBOX_COLUMNS, OUTBOX_INSERT, outbox_row, outbox_values
 from harness.postgres import PrivatePostgres
 
 CONCURRENCY = 16

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from ordermesh.config import ServiceSettings
+from ordermesh.runtime import BackboneSettings
 
 from bench.machine import LOG_LEVEL
-from chassis.config import ServiceSettings
-from chassis.runtime import BackboneSettings
 from harness import PrivateRabbitMQ, PrivateRedis
 from harness.gateway import LocalGateway
 from harness.postgres import MAX_CONNECTIONS, PrivatePostgres

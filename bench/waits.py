@@ -17,7 +17,7 @@ others are read against in the same run. The target: none over 100 ms with 2 and
 Where a slow order spent its time: each order carries a correlation id of the bench's own
 (`x-correlation-id`), which every service's log lines name; for the orders over 100 ms, and
 for as many orders of about the median as a reference, the lines of that id from every process
-(`chassis.logfiles.search`, as `make logs ID=...` reads them) give the steps of the saga, timed
+(`ordermesh.logfiles.search`, as `make logs ID=...` reads them) give the steps of the saga, timed
 from the POST. Printed: each slow order's steps, and over all of them which gap between two
 steps was the longest (`--timelines 0` skips it). With `--traced` every trace is sampled and
 exported to a receiver in this process, and the slow orders' spans split each hop further
@@ -47,11 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from ordermesh.logfiles import search
 
 from bench.events import percentile
 from bench.machine import reference_ms
 from bench.systems import rest_customer
-from chassis.logfiles import search
 from harness import running
 from harness.otlp import OtlpReceiver
 from harness.process import ManagedProcess

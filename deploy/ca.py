@@ -5,7 +5,7 @@
     channel = ca.channel(address, service="inventory", client="tests")
 
 Made with `cryptography` (ECDSA P-256: the cheapest handshake grpc offers). Each certificate
-names its service as a DNS subject alternative name (what `chassis.tls` clients check), plus
+names its service as a DNS subject alternative name (what `ordermesh.tls` clients check), plus
 `localhost` and 127.0.0.1 (what tools such as grpcurl dial here), and may serve as both a server
 and a client certificate (mutual TLS: every service is both). Keys are written readable by
 their owner only. For the test systems, `make up` and the gateway certificate `make compose-env`
@@ -26,8 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from ordermesh.tls import MutualTls, target_name_options
 
-from chassis.tls import MutualTls, target_name_options
 from deploy.private import private_file
 
 __all__ = ["Issued", "LocalCA"]
@@ -150,7 +150,7 @@ class LocalCA:
         return issued
 
     def settings(self, name: str) -> dict[str, str]:
-        """What a service process is given to run with mutual TLS as `name` (chassis.tls)."""
+        """What a service process is given to run with mutual TLS as `name` (ordermesh.tls)."""
         issued = self.issue(name)
         return {
             "GRPC_TLS_CERT": str(issued.certificate),

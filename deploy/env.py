@@ -5,7 +5,7 @@
 Each secret compose.yaml requires is generated: the passwords with `secrets.token_urlsafe` (the
 PostgreSQL superuser's, and one for each role of each service's database: its owner and its
 runtime role, deploy/databases.py), the edge policy's key pair with
-`chassis.policy.new_policy_keys` (EDGE_POLICY_SIGNING_KEY for the auth service,
+`ordermesh.policy.new_policy_keys` (EDGE_POLICY_SIGNING_KEY for the auth service,
 EDGE_POLICY_VERIFY_KEY for everyone who follows its policy), the secret of the internal hops
 (INTERNAL_TOKEN: Envoy, the gateway's agent, the federation gateway, the services with a GraphQL
 subgraph). NAME=VALUE pairs are added (addresses, ports, images: e.g. the host-network ports the
@@ -38,8 +38,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from ordermesh.policy import new_policy_keys, signing_key, verify_key
 
-from chassis.policy import new_policy_keys, signing_key, verify_key
 from deploy import databases, facts
 from deploy.databases import stores
 from deploy.environment import POLICY_SIGNING_KEY, POLICY_VERIFY_KEY
@@ -62,7 +62,7 @@ SECRETS = (
     "INTERNAL_TOKEN",
     *STORE_ROLE_PASSWORDS,
 )
-# The edge policy's key pair (chassis.policy): the private half goes to the auth service only.
+# The edge policy's key pair (ordermesh.policy): the private half goes to the auth service only.
 POLICY_KEYS = (POLICY_SIGNING_KEY, POLICY_VERIFY_KEY)
 HEADER = "# Written by `make compose-env` (deploy/env.py): secrets of this deployment."
 # The gateway's certificate chain and key (compose secrets, PEM): files the operator names,

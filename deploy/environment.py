@@ -41,7 +41,7 @@ V = TypeVar("V")
 REGISTRY = "REDIS_URL"
 BROKER = "RABBITMQ_URL"
 STORE = "STORE_URL"
-# The edge policy's key pair (chassis.policy): the public half for every follower, the private
+# The edge policy's key pair (ordermesh.policy): the public half for every follower, the private
 # half for its signer only.
 POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
 POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"

@@ -1,6 +1,8 @@
 """The container images, built with Podman (Debian's podman with runc; see docs/deployment.md).
 
-    python -m deploy.images wheelhouse   the locked runtime wheels, into .build/wheels
+    python -m deploy.images wheelhouse   the locked dependencies' wheels, into .build/wheels, and
+                                         the runtime's (runtime/), into .build/wheels/runtime
+    python -m deploy.images wheel DIR    the runtime's wheel alone, into DIR (`make wheel`: dist/)
     python -m deploy.images base         localhost/ordermesh-debian:bookworm, from Debian's
                                          packages (debootstrap, then `podman import`)
     python -m deploy.images build [--base IMAGE] [--infrastructure]
@@ -131,9 +133,27 @@ def base() -> None:
             raise RuntimeError("tar of the Debian root filesystem failed")
 
 
+def runtime_wheel(directory: Path) -> Path:
+    """The runtime's wheel (runtime/: the `ordermesh` distribution), built into `directory`,
+    which holds no other version of it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("ordermesh-*.whl"):
+        old.unlink()
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+            "--no-deps", "--wheel-dir", str(directory), str(ROOT / "runtime"),
+        ],
+        check=True,
+    )  # fmt: skip
+    (wheel,) = directory.glob("ordermesh-*.whl")
+    return wheel
+
+
 def wheelhouse() -> None:
-    """The wheels of requirements.runtime.lock, checked against its hashes."""
+    """The wheels of requirements.runtime.lock, checked against its hashes, and the runtime's."""
     WHEELS.mkdir(parents=True, exist_ok=True)
+    runtime_wheel(WHEELS / "runtime")
     subprocess.run(
         [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
@@ -224,6 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("wheelhouse")
+    commands.add_parser("wheel").add_argument("directory", type=Path)
     commands.add_parser("base")
     built = commands.add_parser("build")
     built.add_argument("--base", default=USER_BASE, help="the application image's base")
@@ -232,6 +253,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "wheelhouse":
         wheelhouse()
+    elif args.command == "wheel":
+        print(runtime_wheel(args.directory))
     elif args.command == "base":
         base()
     elif args.command == "build":

@@ -3,11 +3,11 @@
 - endpoints: the registry's instances of every service the gateway routes to, as EDS files
   (`gateway.discovery`), and of each one's GraphQL subgraph;
 - edge policy: the key set and the revoked sessions the auth service publishes, verified
-  against EDGE_POLICY_VERIFY_KEY (chassis.policy), as ECDS files (`gateway.policy`);
+  against EDGE_POLICY_VERIFY_KEY (ordermesh.policy), as ECDS files (`gateway.policy`);
 - the subgraph listener's check of its callers (INTERNAL_TOKEN, `gateway.envoy`), an ECDS file
   too, so that the secret is in no committed configuration;
 - with FAULT_FLAGS_FILE set, the gateway's fault switches (`gateway-latency`, `gateway-aborts`,
-  chassis.switches) as the configuration of Envoy's fault filters (gateway.envoy.faults), each
+  ordermesh.switches) as the configuration of Envoy's fault filters (gateway.envoy.faults), each
   rewritten when the flag file changes; without it both filters pass every call.
 
 Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIFY_KEY,
@@ -34,16 +34,16 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from ordermesh import config as chassis_config
+from ordermesh import logging as chassis_logging
+from ordermesh.config import FaultSwitchSettings
+from ordermesh.logging import get_logger
+from ordermesh.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
+from ordermesh.registry import Instance, Registry, Watcher
+from ordermesh.switches import Switches
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import Field
 
-from chassis import config as chassis_config
-from chassis import logging as chassis_logging
-from chassis.config import FaultSwitchSettings
-from chassis.logging import get_logger
-from chassis.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
-from chassis.registry import Instance, Registry, Watcher
-from chassis.switches import Switches
 from gateway.discovery import EdsFiles
 from gateway.envoy.clusters import clusters_of
 from gateway.envoy.config import GatewayConfig, eds_path, policy_paths
@@ -62,7 +62,7 @@ class AgentSettings(FaultSwitchSettings):
     redis_url: str
     eds_dir: Path
     policy_dir: Path
-    # The auth service's public policy key (chassis.policy): a policy it does not verify is
+    # The auth service's public policy key (ordermesh.policy): a policy it does not verify is
     # never written.
     edge_policy_verify_key: str
     # The secret of the system's internal hops (gateway.envoy, INTERNAL_HEADER).

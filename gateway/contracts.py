@@ -12,8 +12,8 @@ from pathlib import Path
 from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+from ordermesh.lifecycle import api_lifecycles
 
-from chassis.lifecycle import api_lifecycles
 from services import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent

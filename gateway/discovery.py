@@ -1,6 +1,6 @@
 """Envoy's endpoints from the registry: one EDS file per service, rewritten on each change.
 
-The gateway's agent (`gateway.agent`) watches the registry (`chassis.registry.Watcher`:
+The gateway's agent (`gateway.agent`) watches the registry (`ordermesh.registry.Watcher`:
 pub/sub plus a periodic re-read) and writes, for every service the gateway routes to,
 `<EDS_DIR>/<service>.json`: a discovery response holding the service's ClusterLoadAssignment;
 and for a service with a GraphQL subgraph, `<service>-graph.json`: its instances' HTTP servers
@@ -18,7 +18,7 @@ beside it and renamed over it (never seen half-written).
 
 Left out rather than resolved: a registry entry says where one instance is, and every target
 advertises an address (Kubernetes the pod IP, compose the address the container's host name
-resolves to at start, `make up` 127.0.0.1: chassis.registration.advertised_host), so a name
+resolves to at start, `make up` 127.0.0.1: ordermesh.registration.advertised_host), so a name
 there is a misconfiguration (e.g. GRPC_HOST=localhost). Resolving it here would be wrong as
 often as right: a compose service name resolves to every replica (the instance's id and draining
 state then written on other instances' addresses), an address resolved once goes stale (a file
@@ -34,8 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chassis.logging import get_logger
-from chassis.registry import Instance
+from ordermesh.logging import get_logger
+from ordermesh.registry import Instance
+
 from gateway.envoy.config import eds_path
 
 __all__ = ["EdsFiles", "assignment", "reachable"]

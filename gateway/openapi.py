@@ -25,9 +25,9 @@ from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from ordermesh.bounds import bounds_of
+from ordermesh.lifecycle import lifecycle_of
 
-from chassis.bounds import bounds_of
-from chassis.lifecycle import lifecycle_of
 from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 
 __all__ = ["document", "methods_of"]

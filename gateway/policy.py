@@ -1,10 +1,10 @@
-"""The edge policy (chassis.policy) as the files a gateway's Envoy watches.
+"""The edge policy (ordermesh.policy) as the files a gateway's Envoy watches.
 
 `PolicyFiles` renders a verified policy into two ECDS files: jwt_authn's providers with the key
 set inline, and an RBAC filter denying the revoked sessions through a hash lookup (see
 `gateway.envoy`), binary protobuf, each replaced by an atomic rename so Envoy applies it without
 a restart. Each gateway's agent (`gateway.agent`) writes them from the policy its
-`chassis.policy.PolicyFollower` verified.
+`ordermesh.policy.PolicyFollower` verified.
 
 What holds when parts fail:
 - the auth service or Redis down: the files keep the last policy verified; Envoy goes on
@@ -29,10 +29,9 @@ from envoy.config.core.v3 import extension_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import Message
 from jwt.algorithms import OKPAlgorithm
-
-from chassis.logging import get_logger
-from chassis.policy import EdgePolicy
-from chassis.tokens import CLOCK_SKEW_S
+from ordermesh.logging import get_logger
+from ordermesh.policy import EdgePolicy
+from ordermesh.tokens import CLOCK_SKEW_S
 
 __all__ = ["PolicyFiles", "write_filter_config"]
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ordermesh.policy import new_policy_keys
 
-from chassis.policy import new_policy_keys
 from deploy.ca import LocalCA
 from deploy.environment import (
     INTERNAL_TOKEN,
@@ -180,12 +180,12 @@ class System:
         self._env = dict(env or {})
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(16)
-        # The edge policy's keys (chassis.policy): the auth service signs with the first, the
+        # The edge policy's keys (ordermesh.policy): the auth service signs with the first, the
         # gateways and the services verify with the second; the secret of the internal hops
         # (gateway.envoy): the gateways and the services' subgraphs.
         self.policy_signing_key, self.policy_verify_key = new_policy_keys()
         self.internal_token = secrets.token_urlsafe(32)
-        # The fault switches' file (chassis.switches): none is on until a test or an operator
+        # The fault switches' file (ordermesh.switches): none is on until a test or an operator
         # turns one on there.
         self.flags_file = directory / "flags.json"
         self.gateway_url = gateway_url
@@ -297,7 +297,7 @@ class System:
             env["NOTIFICATION_RETRY_DELAYS_S"] = "[0.2, 0.5, 1.0]"
         if self.tls is not None:
             env |= self.tls.settings(name)
-        # The fault switches of every process of this system (python -m chassis.switches).
+        # The fault switches of every process of this system (python -m ordermesh.switches).
         env["FAULT_FLAGS_FILE"] = str(self.flags_file)
         return env | self._env
 

@@ -32,11 +32,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chassis import config as chassis_config
-from chassis import logging as chassis_logging
-from chassis.config import Settings
-from chassis.registry import Instance, Registry, Watcher
-from chassis.watch import follow
+from ordermesh import config as chassis_config
+from ordermesh import logging as chassis_logging
+from ordermesh.config import Settings
+from ordermesh.registry import Instance, Registry, Watcher
+from ordermesh.watch import follow
+
 from services import catalogue
 
 __all__ = ["Targets", "TargetsSettings", "run"]

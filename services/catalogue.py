@@ -30,9 +30,9 @@ from typing import Any
 
 from common.v1 import options_pb2
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
+from ordermesh.config import ServiceSettings
+from ordermesh.runtime import AuthenticatedSettings, BackboneSettings
 
-from chassis.config import ServiceSettings
-from chassis.runtime import AuthenticatedSettings, BackboneSettings
 from services.auth.config import AuthSettings
 from services.console.config import ConsoleSettings
 from services.inventory.config import InventorySettings
@@ -74,10 +74,10 @@ class Need(StrEnum):
 
 
 # The operator API over its messages that every service with a runtime (a store and a broker)
-# serves (services.defaults, chassis.operator_api); the gateway routes a call to the service the
+# serves (services.defaults, ordermesh.operator_api); the gateway routes a call to the service the
 # call names.
 OPERATOR_API = "ops.v1.OperatorService"
-# The operator API of the sagas a service orchestrates (chassis.saga_operations).
+# The operator API of the sagas a service orchestrates (ordermesh.saga_operations).
 SAGA_API = "ops.v1.SagaService"
 
 

@@ -6,15 +6,15 @@ what is the service's own.
 - `configured`: loads the settings (failing fast with the variable's name), then sets up the
   JSON logs and, if the environment asks for it, the trace exporter;
 - `Runtime.open`: the store (with the service's collections), the broker, the outbox relay and
-  the runtime's own upkeep (chassis.runtime);
+  the runtime's own upkeep (ordermesh.runtime);
 - `wire(runtime, settings)`: the service's use cases over `runtime.store`, its consumers
   (`runtime.consume`), its background work (`runtime.background`) and what it closes
   (`runtime.on_close`); it returns what it serves (`Served`);
 - the verifier of callers' tokens: the service's own if it gives one, else, for
   `AuthenticatedSettings`, one of the token issuer's published keys (services.issuer), loaded
   before the first call is served;
-- `chassis.grpc.serve` of its APIs, the operator API over its messages
-  (chassis.operator_api) and its subgraph, with the runtime's readiness, notes and
+- `ordermesh.grpc.serve` of its APIs, the operator API over its messages
+  (ordermesh.operator_api) and its subgraph, with the runtime's readiness, notes and
   metrics, until SIGTERM or SIGINT; then the runtime closes in its order.
 
 A service without a store or a broker (the rate-limit service) has no runtime: it takes the
@@ -27,17 +27,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from chassis import config, operator_api, telemetry
-from chassis import logging as chassis_logging
-from chassis.config import ServiceSettings
-from chassis.grpc import Service, serve
-from chassis.identity import Authenticator
-from chassis.runtime import AuthenticatedSettings, BackboneSettings, Runtime
-from chassis.store import Collection
+from ordermesh import config, operator_api, telemetry
+from ordermesh import logging as chassis_logging
+from ordermesh.config import ServiceSettings
+from ordermesh.grpc import Service, serve
+from ordermesh.identity import Authenticator
+from ordermesh.runtime import AuthenticatedSettings, BackboneSettings, Runtime
+from ordermesh.store import Collection
+
 from services.issuer import ISSUER
 
 if TYPE_CHECKING:  # strawberry costs 0.18 s at start: imported only by the services with a subgraph
-    from chassis.graphql import Subgraph
+    from ordermesh.graphql import Subgraph
 
 __all__ = ["Served", "configured", "run_service"]
 
@@ -50,7 +51,7 @@ class Served:
     """What a service serves, as its wiring decides."""
 
     apis: Sequence[Service]
-    # Its GraphQL subgraph (chassis.graphql), at /graphql beside /metrics.
+    # Its GraphQL subgraph (ordermesh.graphql), at /graphql beside /metrics.
     subgraph: Subgraph | None = None
     # Who verifies its callers' access tokens when not a verifier of the issuer's keys: the
     # issuer's own (it holds the keys), or the one a service made already for its own use.

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf.message import Message
+from ordermesh.tokens import KeyIssuer
 from user.v1 import user_service_pb2, user_service_pb2_grpc
-
-from chassis.tokens import KeyIssuer
 
 __all__ = ["ISSUER"]
 

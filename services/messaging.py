@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from common.v1 import options_pb2
 from google.protobuf.message_factory import GetMessageClass
+from ordermesh.events import Message
+from ordermesh.saga import SagaDefinition
+from ordermesh.store import Transaction
+from ordermesh.topology import Subscription
 
-from chassis.events import Message
-from chassis.saga import SagaDefinition
-from chassis.store import Transaction
-from chassis.topology import Subscription
 from services import catalogue
 from services.auth import consumers as auth
 from services.inventory import consumers as inventory

@@ -5,7 +5,7 @@ hands it its variables (deploy.environment).
 
 - `NotifierSettings`: it sends through the notification providers (SMTP, SMS, push), whose
   addresses and credentials it is given;
-- `PolicySignerSettings`: it signs the edge policy (chassis.policy) with the private key that
+- `PolicySignerSettings`: it signs the edge policy (ordermesh.policy) with the private key that
   no other process holds;
 - `GatewayClientSettings`: it calls the system through its gateway, as any client does (the
   console, with its signed-in admin's token), and is told which services serve which
@@ -18,9 +18,8 @@ import os
 from typing import Self
 from urllib.parse import urlsplit
 
+from ordermesh.config import ConfigError, Settings
 from pydantic import Field, model_validator
-
-from chassis.config import ConfigError, Settings
 
 __all__ = [
     "GatewayClientSettings",
@@ -49,7 +48,7 @@ class PolicySignerSettings(Settings):
     """The edge policy's signer (the auth service)."""
 
     # The private key the edge policy is signed with; gateways and services hold its public
-    # half (EDGE_POLICY_VERIFY_KEY). Raw Ed25519, base64url (chassis.policy.new_policy_keys).
+    # half (EDGE_POLICY_VERIFY_KEY). Raw Ed25519, base64url (ordermesh.policy.new_policy_keys).
     edge_policy_signing_key: str = Field(min_length=1)
 
 

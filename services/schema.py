@@ -12,7 +12,7 @@ is left alone, so the step runs at every deployment (a new collection or index o
 version is made before that version starts).
 
 The collections are those the service's `main` opens (`services.<name>.store.COLLECTIONS`) and
-the runtime's own (`chassis.runtime.RUNTIME_COLLECTIONS`: the operators' audit trail). It
+the runtime's own (`ordermesh.runtime.RUNTIME_COLLECTIONS`: the operators' audit trail). It
 waits for the database up to STARTUP_WAIT_S (120 s) like a service does; any other failure exits
 non-zero, naming it.
 """
@@ -27,8 +27,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from chassis.runtime import RUNTIME_COLLECTIONS
-from chassis.store import Collection, StoreError, StoreUnavailable, open_store
+from ordermesh.runtime import RUNTIME_COLLECTIONS
+from ordermesh.store import Collection, StoreError, StoreUnavailable, open_store
+
 from services import catalogue
 from services.catalogue import Need
 

@@ -9,9 +9,9 @@ decides them:
   (gateway/envoy.yaml: which of its filters call which of the gateway's own services);
 - the exchanges and queues, who publishes and who consumes what, with the retry and
   dead-letter queues: the services' messaging (services/messaging.py), the routes of the
-  contracts (`(common.v1.route)`) and the topology derived from them (chassis.topology);
+  contracts (`(common.v1.route)`) and the topology derived from them (ordermesh.topology);
 - each saga's steps and compensations: its definition (services.messaging.sagas, e.g.
-  `order_saga()`), read for its shape as the saga engine (chassis.saga_engine) runs it.
+  `order_saga()`), read for its shape as the saga engine (ordermesh.saga_engine) runs it.
 
 It rewrites only what lies between its markers in README.md and docs/architecture.md
 (`<!-- generated: NAME ... -->` to `<!-- end generated: NAME -->`); the prose around them is
@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ordermesh.events import Message, Route, route_of
+from ordermesh.saga import SagaDefinition, SagaStatus, Step
+from ordermesh.topology import Subscription, unrouted_queue
 
-from chassis.events import Message, Route, route_of
-from chassis.saga import SagaDefinition, SagaStatus, Step
-from chassis.topology import Subscription, unrouted_queue
 from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 from services import catalogue, messaging
 from services.catalogue import Service
@@ -419,7 +419,7 @@ def saga_diagram(owner: str, definition: SagaDefinition) -> str:
     for n, (step, node) in enumerate(zip(steps, forward, strict=True)):
         chart.edge(start if n == 0 else forward[n - 1], node, *_replied(steps, n - 1))
         # A refusal applied nothing: the steps before it are undone. A step with no reply in
-        # time may still apply: it is undone too (chassis.saga_engine).
+        # time may still apply: it is undone too (ordermesh.saga_engine).
         chart.edge(node, undoing_from(n - 1), _short(step.failed))
         chart.edge(node, undoing_from(n), "no reply in time", dotted=True)
     chart.edge(forward[-1], completed, _short(steps[-1].succeeded))

@@ -9,12 +9,12 @@ What it holds, and where each part comes from:
   `(common.v1.route)`), with the exchange in its AMQP binding and the queues bound to it;
 - a channel per queue: each subscription's work queue (the types it is bound to and those it is
   still draining), its retry queues (one per backoff step, with the delay), its dead-letter
-  queue, and each event exchange's `.unrouted` queue (chassis.topology);
+  queue, and each event exchange's `.unrouted` queue (ordermesh.topology);
 - an operation per publisher and message (`send`: the events of a service's packages, the
   commands of its sagas, services.messaging) and per subscription (`receive`: the consumer,
   its retry steps and dead-letter queue);
 - every event and command as a message: its envelope (AMQP properties and headers,
-  chassis.events), its lifecycle (chassis.lifecycle), and its payload as protobuf: a proto3
+  ordermesh.events), its lifecycle (ordermesh.lifecycle), and its payload as protobuf: a proto3
   text of the message and every message and enum it uses, rendered from the descriptors with
   their comments (tools/prototext.py).
 """
@@ -28,10 +28,10 @@ from typing import Any
 
 import yaml
 from common.v1 import options_pb2
+from ordermesh.events import CONTENT_TYPE, Message, route_of
+from ordermesh.lifecycle import lifecycle_of
+from ordermesh.topology import UNROUTED_KEPT, Subscription, unrouted_queue
 
-from chassis.events import CONTENT_TYPE, Message, route_of
-from chassis.lifecycle import lifecycle_of
-from chassis.topology import UNROUTED_KEPT, Subscription, unrouted_queue
 from services import messaging
 from tools.prototext import Comments, contracts_with_comments, proto_text
 
@@ -39,7 +39,7 @@ __all__ = ["document"]
 
 PROTOBUF = "application/vnd.google.protobuf;version=3"
 AMQP_BINDING = "0.3.0"
-# The envelope every message carries besides its payload (chassis.events): AMQP headers here;
+# The envelope every message carries besides its payload (ordermesh.events): AMQP headers here;
 # message_id (the event id), type (the full proto name), timestamp, correlation_id,
 # content_type and app_id are AMQP properties.
 HEADERS = {
@@ -173,7 +173,7 @@ def _subscription_channels(subscription: Subscription) -> dict[str, Any]:
     channels[_queue_channel(subscription.dead_letter_queue)] = _queue(
         subscription.dead_letter_queue,
         f"Dead letters of {work}, with their failure in headers; an operator lists and "
-        "replays them (chassis.deadletters).",
+        "replays them (ordermesh.deadletters).",
         subscription.handled,
     )
     return channels

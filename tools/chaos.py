@@ -19,7 +19,7 @@ answering without closing its connections (a stalled broker, a frozen VM), which
 notice only by their timeouts; Ctrl-C or SIGTERM ends the pause at once, the process resumed
 (only a SIGKILL of this command would leave it stopped: `kill -CONT` it, or unpause the
 container, then). The service switches (a slow or failing RPC, a failing handler, the gateway's
-latency and aborts) are `python -m chassis.switches` and the console's page of faults.
+latency and aborts) are `python -m ordermesh.switches` and the console's page of faults.
 """
 
 from __future__ import annotations

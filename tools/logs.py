@@ -9,7 +9,7 @@ restarted after a crash included); this reads them all as one stream, ordered by
     make logs SINCE=10m FOLLOW=0                the last ten minutes, then exit
 
 It follows new lines (new files too: an instance started since) like `tail -f` unless
-FOLLOW=0. The files are read by `chassis.logfiles`, as the operator console reads them: lines
+FOLLOW=0. The files are read by `ordermesh.logfiles`, as the operator console reads them: lines
 that are not JSON (a broker's own log) are not read. Lines quote values clients chose: what a
 terminal would obey (escape sequences, carriage returns, newlines, bidirectional overrides) is
 shown escaped (`render`).
@@ -28,7 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from chassis.logfiles import LEVELS, Filter, Reader
+from ordermesh.logfiles import LEVELS, Filter, Reader
+
 from harness.running import RUN_DIR
 
 __all__ = ["main"]

@@ -8,7 +8,7 @@ of this commit's images:
   classifiers: the virtualenv holds the same versions, requirements.lock constrains both);
 - the GraphQL federation gateway's image: the npm packages of gateway/graphql/package-lock.json
   (with the Node it runs on), each licence as the lock states it, else its package.json;
-- the web pages' vendored assets (chassis.web's sites): the npm packages tools/web_assets.py
+- the web pages' vendored assets (ordermesh.web's sites): the npm packages tools/web_assets.py
   copies from tools/node;
 - the images the tests build from Debian's packages (deploy/images.py), and the slim Python
   image the application builds on by default: Debian packages, whose licences each image

@@ -21,8 +21,7 @@ from typing import Any, cast
 import grpc_tools  # type: ignore[import-untyped]
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
-
-from chassis.events import Message
+from ordermesh.events import Message
 
 __all__ = ["Comments", "contracts_with_comments", "proto_text"]
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ordermesh.registry import Instance, Registry
 
-from chassis.registry import Instance, Registry
 from harness.alertmanager import alerts
 from harness.prometheus import api
 from harness.running import setting

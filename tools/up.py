@@ -52,10 +52,10 @@ import grpc
 from common.v1 import money_pb2
 from inventory.v1 import inventory_service_pb2 as inventory_pb
 from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from ordermesh import telemetry
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from chassis import telemetry
 from deploy.ca import Issued
 from deploy.tls import local_certificate
 from harness import PrivateRabbitMQ, PrivateRedis, running

@@ -1,7 +1,7 @@
 """`python -m tools.web_assets` (part of `make gen`): the web sites' third-party assets (the
 operator console's, the storefront's), copied byte for byte from the npm packages
 tools/node/package-lock.json pins into each site's static/, where it serves them under their
-content's hash (chassis.web.assets). Never a CDN.
+content's hash (ordermesh.web.assets). Never a CDN.
 
 It refuses an installed package whose version is not the one package.json pins (run `npm ci`
 in tools/node, as `make gen` does first). `--check` changes nothing and fails if a copy is not

@@ -16,7 +16,7 @@ with the certificate and key of the compose secrets `gateway-tls-cert` and `gate
 the files GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name, or plaintext with GATEWAY_PLAINTEXT=1; the
 GraphQL federation gateway behind its /graphql, our image of Hive Gateway with the packages of
 gateway/graphql, deploy/images.py), and every service of the
-catalogue with REPLICAS instances, restart policies, health checks (`python -m chassis.probe`;
+catalogue with REPLICAS instances, restart policies, health checks (`python -m ordermesh.probe`;
 the agent's: its `/ready`, a verified edge policy and endpoints), a read-only root filesystem
 and a rolling-update policy. Every address and port is a variable whose default suits a normal
 Docker network (its default from deploy/facts.py); every secret is a variable that must be set
@@ -455,7 +455,7 @@ def services() -> dict[str, Any]:
             restart="unless-stopped",
             depends_on=depends,
             healthcheck={
-                "test": ["CMD", "python", "-m", "chassis.probe"],
+                "test": ["CMD", "python", "-m", "ordermesh.probe"],
                 "interval": "5s",
                 "timeout": "3s",
                 "retries": 3,

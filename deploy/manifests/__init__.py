@@ -24,8 +24,8 @@ PostgreSQL), `policies` (NetworkPolicies), `overlays` (what prod changes), and `
   PodDisruptionBudget and a HorizontalPodAutoscaler on CPU each, a 3-node RabbitMQ cluster
   (classic config peer discovery, quorum queues of 3 members), PostgreSQL outside the
   cluster (an external or operator-managed database: each service's STORE_URL in a Secret),
-  and mutual TLS on every gRPC hop inside the cluster (chassis.tls): each service with the
-  certificate of a Secret of its own, probed by `python -m chassis.probe` in its container
+  and mutual TLS on every gRPC hop inside the cluster (ordermesh.tls): each service with the
+  certificate of a Secret of its own, probed by `python -m ordermesh.probe` in its container
   (the kubelet's gRPC probes speak plaintext only), Envoy with a client certificate and its
   own bootstrap (overlays/prod/envoy.json, merged into base's ConfigMap); and no fault
   switch (FAULT_SWITCHES_FORBIDDEN on every service and the gateway's agent: given a flag

@@ -58,7 +58,7 @@ def field_ref(path: str) -> dict[str, Any]:
 
 
 def tls_env() -> list[dict[str, Any]]:
-    """Mutual TLS for a service's container (chassis.tls): the files of its mounted Secret."""
+    """Mutual TLS for a service's container (ordermesh.tls): the files of its mounted Secret."""
     return [
         {"name": f"GRPC_TLS_{variable}", "value": str(GRPC_TLS_DIR / key)}
         for variable, key in (("CERT", "tls.crt"), ("KEY", "tls.key"), ("CA", "ca.crt"))
@@ -67,7 +67,7 @@ def tls_env() -> list[dict[str, Any]]:
 
 def rabbitmq_url(nodes: int) -> str:
     """The services' RABBITMQ_URL: the Service for one node; each node's address for a
-    cluster (the connection tries them in turn, chassis.broker)."""
+    cluster (the connection tries them in turn, ordermesh.broker)."""
     if nodes == 1:
         return f"amqp://ordermesh:$(RABBITMQ_PASSWORD)@rabbitmq:{facts.AMQP_PORT}/"
     return ",".join(

@@ -43,7 +43,7 @@ def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
     gRPC over TLS with the certificate and key of the Secret GATEWAY_TLS_SECRET; with
     `mutual_tls`, its calls to the services (their gRPC clusters) over mutual TLS with the
     client certificate of GATEWAY_CLIENT_TLS_SECRET, each checking that it reached the service
-    it meant (chassis.tls)."""
+    it meant (ordermesh.tls)."""
     upstream = gateway_config.UpstreamTls(
         certificate=UPSTREAM_TLS_DIR / "tls.crt",
         key=UPSTREAM_TLS_DIR / "tls.key",

@@ -94,7 +94,7 @@ def prod_patches() -> list[dict[str, Any]]:
 
 
 # No fault switch can be turned on in prod: a service or agent given a flag file refuses to
-# start (chassis.config.FaultSwitchSettings).
+# start (ordermesh.config.FaultSwitchSettings).
 NO_FAULTS = {"name": "FAULT_SWITCHES_FORBIDDEN", "value": "true"}
 
 

@@ -127,11 +127,11 @@ def tls_volume(name: str, secret: str) -> dict[str, Any]:
 
 def service_probes(*, mutual_tls: bool = False) -> dict[str, dict[str, Any]]:
     """A service's probes, against its gRPC health service: readiness asks the whole server
-    (its dependencies), startup and liveness `liveness` (the process; chassis.grpc.LIVENESS);
+    (its dependencies), startup and liveness `liveness` (the process; ordermesh.grpc.LIVENESS);
     startup allows 130 s (a service waits up to 120 s for its store and broker at start).
 
     Plaintext: the kubelet's own gRPC probes. With mutual TLS those cannot connect (they speak
-    plaintext only): `python -m chassis.probe` runs in the container instead, presenting the
+    plaintext only): `python -m ordermesh.probe` runs in the container instead, presenting the
     pod's certificate. A run costs 0.15-0.18 s of CPU (a Python start, grpc and cryptography
     imported; measured 2026-12), so readiness and liveness run half as often as the gRPC
     probes: 0.027 cores a pod, 11 % of its CPU request (at 5 s and 10 s: 22 %, which the
@@ -142,7 +142,7 @@ def service_probes(*, mutual_tls: bool = False) -> dict[str, dict[str, Any]]:
             "livenessProbe": _grpc_probe("liveness", period_s=10, failures=3),
             "readinessProbe": _grpc_probe("", period_s=5, failures=2),
         }
-    probe = ["python", "-m", "chassis.probe"]
+    probe = ["python", "-m", "ordermesh.probe"]
     liveness = [*probe, "--service", "liveness"]
     return {
         "startupProbe": exec_probe(liveness, period_s=2, failures=65),

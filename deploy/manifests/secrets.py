@@ -33,7 +33,7 @@ POSTGRES_SECRET = "ordermesh-postgres"  # password (dev's own PostgreSQL's super
 POSTGRES_ROLES_SECRET = "ordermesh-postgres-roles"
 
 
-# The edge policy's key pair (chassis.policy), in two Secrets: the public half for every
+# The edge policy's key pair (ordermesh.policy), in two Secrets: the public half for every
 # follower, the private half for its signer alone (an object RBAC can keep from the others).
 POLICY_VERIFY_SECRET = "ordermesh-edge-policy"  # verify-key
 
@@ -48,7 +48,7 @@ INTERNAL_SECRET = "ordermesh-internal"  # token
 # The gateway's certificate chain and key (type kubernetes.io/tls: tls.crt, tls.key), mounted
 # into Envoy's container at GATEWAY_TLS_DIR, where the bootstrap names them.
 GATEWAY_TLS_SECRET = "ordermesh-gateway-tls"
-# Mutual TLS on the gRPC hops inside the cluster (chassis.tls), in prod: each service's pods
+# Mutual TLS on the gRPC hops inside the cluster (ordermesh.tls), in prod: each service's pods
 # mount a Secret of their own (`grpc_tls_secret`), Envoy a client certificate's; both of type
 # kubernetes.io/tls with the keys cert-manager writes (tls.crt, tls.key, ca.crt).
 GATEWAY_CLIENT_TLS_SECRET = "ordermesh-gateway-client-tls"

@@ -21,12 +21,12 @@ gateway.contracts), one module per Envoy concept:
   session is looked up in the revoked sessions (an RBAC hash lookup), then on ADMIN routes
   the verified roles must hold "admin" (RBAC on the token's claims); the key set and the
   revoked sessions are ECDS files (`ecds`) the gateway's agent keeps in step with the auth
-  service's policy (chassis.policy), applied without a restart. RPCs whose contract asks for
+  service's policy (ordermesh.policy), applied without a restart. RPCs whose contract asks for
   `(common.v1.policy_check)` are also checked by the auth service on every call (ext_authz),
   failing closed (503). Clients' copies of the headers Envoy writes from a verified token
   are removed first;
 - what callers of a deprecated API are told: its `(common.v1.api_lifecycle)` puts the
-  Deprecation and Sunset headers in every answer of its routes (chassis.lifecycle; `routes`);
+  Deprecation and Sunset headers in every answer of its routes (ordermesh.lifecycle; `routes`);
 - the upstream clusters (`clusters`): one per service (the package's first part: `order.v1`
   -> `order`), its endpoints from the registry through file-based EDS (`gateway.agent` writes
   the files), health-checked over gRPC health, with outlier detection;

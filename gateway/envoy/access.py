@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from common.v1 import options_pb2
+from ordermesh.identity import INTERNAL_HEADER
 
-from chassis.identity import INTERNAL_HEADER
 from gateway.contracts import Rpc
 from gateway.envoy.config import GatewayConfig, policy_paths
 from gateway.envoy.ecds import from_policy_file
@@ -198,7 +198,7 @@ def client_address() -> dict[str, Any]:
     }
 
 
-# The credential rule (the same in every service, chassis.tokens.bearer_token): one
+# The credential rule (the same in every service, ordermesh.tokens.bearer_token): one
 # `authorization` value, `Bearer ` as written, then a compact JWS. Envoy joins a repeated header
 # with commas before matching, so two tokens never match.
 BEARER = r"Bearer [A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+"

@@ -17,7 +17,7 @@ __all__ = ["cluster", "clusters_of", "companions", "health_check", "otlp_cluster
 def cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[str, Any]:
     """A service's instances from their EDS file, health-checked over gRPC health; without
     `http2`, their HTTP servers (subgraphs), over HTTP/1.1, health-checked at `/healthz`,
-    which says what their gRPC health does (chassis.metrics)."""
+    which says what their gRPC health does (ordermesh.metrics)."""
     protocol: dict[str, Any] = (
         {"http2_protocol_options": {}} if http2 else {"http_protocol_options": {}}
     )
@@ -67,7 +67,7 @@ def cluster(name: str, config: GatewayConfig, *, http2: bool = True) -> dict[str
 
 def _upstream_tls(tls: UpstreamTls, service: str) -> dict[str, Any]:
     """Mutual TLS to `service`'s instances: the gateway's certificate, and theirs verified
-    against the CA and their name (chassis.tls: a certificate names its service), so that a
+    against the CA and their name (ordermesh.tls: a certificate names its service), so that a
     call meant for one service is never answered by another. Health checks go through it."""
     return {
         "name": "envoy.transport_sockets.tls",

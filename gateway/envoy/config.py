@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from chassis.tokens import CLOCK_SKEW_S
+from ordermesh.tokens import CLOCK_SKEW_S
+
 from gateway.contracts import DESCRIPTOR_SET
 from gateway.envoy.names import INTERNAL_FILTER, JWT_FILTER, REVOCATIONS_FILTER, SUBGRAPHS_PORT
 
@@ -78,7 +79,7 @@ class GatewayConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     hsts_max_age_s: int = 365 * 86400
-    # Mutual TLS to the services (when they run with GRPC_TLS_*, chassis.tls): the gateway's
+    # Mutual TLS to the services (when they run with GRPC_TLS_*, ordermesh.tls): the gateway's
     # client certificate, its key and the CA that signs every service's; each service's
     # certificate must name it (DNS SAN `<service>`). None: plaintext to the services.
     upstream_tls: UpstreamTls | None = None

@@ -1,6 +1,6 @@
 """The filters whose configuration is a policy file (ECDS), reloaded by Envoy when the file is
 replaced: what the gateway's agent renders at run time from the auth service's policy
-(chassis.policy, written as files by gateway.policy) and the internal hops' secret. jwt_authn
+(ordermesh.policy, written as files by gateway.policy) and the internal hops' secret. jwt_authn
 verifying the issuer's tokens, the RBAC of revoked sessions, and the subgraph listener's check
 of its callers."""
 
@@ -17,9 +17,9 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.type.matcher.v3 import http_inputs_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from ordermesh.identity import INTERNAL_HEADER
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
-from chassis.identity import INTERNAL_HEADER
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.names import (
     CLAIMS_METADATA,
@@ -56,7 +56,7 @@ def jwt_authn_config(config: GatewayConfig, jwks: Mapping[str, Any]) -> Message:
         # Only from `authorization: Bearer <token>` (jwt_authn also reads `?access_token=` by
         # default: a token in a URL is refused before, see gateway.envoy.access).
         "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
-        # The services verify the token again (chassis.identity): it goes on to them.
+        # The services verify the token again (ordermesh.identity): it goes on to them.
         "forward": True,
         "claim_to_headers": [
             {"header_name": USER_HEADER, "claim_name": "sub"},

@@ -1,4 +1,4 @@
-"""The gateway's fault switches (chassis.switches: `gateway-latency`, `gateway-aborts`) as
+"""The gateway's fault switches (ordermesh.switches: `gateway-latency`, `gateway-aborts`) as
 Envoy's fault filter: one filter for each, just before the router (so a call the access filters
 or the limits refuse is refused, never delayed or aborted), each configured by a file that the
 gateway's agent rewrites whenever the flag file changes (ECDS, as the policy files): turned on
@@ -22,8 +22,8 @@ from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf.message import Message
+from ordermesh.switches import GATEWAY_ABORTS, GATEWAY_LATENCY
 
-from chassis.switches import GATEWAY_ABORTS, GATEWAY_LATENCY
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.ecds import from_policy_file
 
@@ -31,7 +31,7 @@ __all__ = ["FAULT", "GATEWAY_SWITCHES", "fault_config", "fault_filters", "fault_
 
 FAULT = "filters.http.fault.v3.HTTPFault"
 GATEWAY_SWITCHES = (GATEWAY_LATENCY, GATEWAY_ABORTS)
-# The gRPC paths of the operator APIs, never faulted (chassis.grpc.UNSWITCHED).
+# The gRPC paths of the operator APIs, never faulted (ordermesh.grpc.UNSWITCHED).
 OPERATOR = "/ops."
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chassis.identity import INTERNAL_HEADER
+from ordermesh.identity import INTERNAL_HEADER
+
 from gateway.envoy.access import EXT_AUTHZ_OFF, strip_identity_headers, token_filters, token_if_any
 from gateway.envoy.clusters import health_check
 from gateway.envoy.config import GatewayConfig, policy_paths

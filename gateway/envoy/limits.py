@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from common.v1 import options_pb2
+from ordermesh import pages
 
-from chassis import pages
 from gateway.contracts import Rpc
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.names import (

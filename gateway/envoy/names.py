@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chassis.identity import CLIENT_HEADER
+from ordermesh.identity import CLIENT_HEADER
+
 from services.catalogue import graph_services, web_services
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 
 # Written by Envoy from a verified token, after removing any copy a client sent: the caller's
 # user id (what per-user rate limits count by) and session id (what revocations match).
-# Services never read them: they verify the token themselves (chassis.identity).
+# Services never read them: they verify the token themselves (ordermesh.identity).
 USER_HEADER = "x-ordermesh-user"
 SESSION_HEADER = "x-ordermesh-session"
 IDENTITY_HEADERS = (USER_HEADER, SESSION_HEADER)

@@ -165,7 +165,7 @@ def _error_body(code: int, message: str) -> dict[str, Any]:
 
 def graphql_error_body(code: int, message: str) -> dict[str, Any]:
     """A GraphQL response with one error, its gRPC status in `extensions` as the subgraphs'
-    errors have it (chassis.graphql)."""
+    errors have it (ordermesh.graphql)."""
     name = next(c.name for c in grpc.StatusCode if c.value[0] == code)
     error = {"message": message, "extensions": {"code": name, "grpcStatus": code}}
     return {"json_format": {"errors": [error]}}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chassis.identity import INTERNAL_HEADER
+from ordermesh.identity import INTERNAL_HEADER
+
 from gateway.envoy.access import EXT_AUTHZ_OFF, token_if_any
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.limits import read_limits
@@ -32,7 +33,7 @@ def web_routes(service: Service, config: GatewayConfig) -> list[dict[str, Any]]:
     of its client (its pages ask for little; what they do, they do through the gateway's
     routes, under those routes' limits, counted against the browser they name:
     access.client_address), with the internal hop's secret added, which the instances require
-    (chassis.metrics), so that their port is no door around the gateway. The home service's
+    (ordermesh.metrics), so that their port is no door around the gateway. The home service's
     pages (`Service.home`) are also where the gateway's root sends a browser."""
     return [*([_home(service, config)] if service.home else []), _pages(service, config)]
 

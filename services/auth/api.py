@@ -3,7 +3,7 @@
 Envoy has already verified the token, refused revoked sessions and checked the admin role
 (gateway.envoy); this is the Python policy component, deciding again from the same facts
 (the token verified against the issuer's keys and the revoked sessions of the published
-policy, chassis.tokens), and the place for rules worth a hop per call. `Check` gets the call after
+policy, ordermesh.tokens), and the place for rules worth a hop per call. `Check` gets the call after
 transcoding, so REST and gRPC alike arrive as the gRPC path `/pkg.Service/Method`, and answers:
 - a method the contracts do not route from outside (INTERNAL, undeclared, unknown): 404;
 - PUBLIC: allowed;
@@ -22,11 +22,10 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
-
-from chassis.errors import PermissionDenied, Unauthenticated, Unavailable
-from chassis.grpc import Service
-from chassis.identity import AccessPolicy
-from chassis.logging import get_logger
+from ordermesh.errors import PermissionDenied, Unauthenticated, Unavailable
+from ordermesh.grpc import Service
+from ordermesh.identity import AccessPolicy
+from ordermesh.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -1,14 +1,14 @@
-"""The auth service's settings, from the environment (see chassis.config)."""
+"""The auth service's settings, from the environment (see ordermesh.config)."""
 
+from ordermesh.runtime import AuthenticatedSettings
 from pydantic import Field
 
-from chassis.runtime import AuthenticatedSettings
 from services.roles import PolicySignerSettings
 
 
 class AuthSettings(AuthenticatedSettings, PolicySignerSettings):
     service_name: str = "auth"
-    # Required here: where the edge policy is published to every gateway (chassis.policy).
+    # Required here: where the edge policy is published to every gateway (ordermesh.policy).
     redis_url: str = Field(min_length=1)
     # How often the token issuer's key set is fetched and republished; the issuer publishes
     # each new key `signing_key_lead_s` before it signs with it, which must be longer.

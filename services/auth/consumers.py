@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import cast
 
+from ordermesh.consumer import Handler
+from ordermesh.events import Envelope, Message
+from ordermesh.store import Transaction
+from ordermesh.topology import Subscription
 from user.v1 import events_pb2 as user_events
 
-from chassis.consumer import Handler
-from chassis.events import Envelope, Message
-from chassis.store import Transaction
-from chassis.topology import Subscription
 from services.auth.service import EdgePolicyKeeper
 
 SESSIONS = Subscription(service="auth", purpose="sessions", types=[user_events.SessionRevoked])

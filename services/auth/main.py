@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from ordermesh.identity import AccessPolicy
+from ordermesh.policy import PolicyFeed, signing_key
+from ordermesh.runtime import Runtime
+from ordermesh.tokens import grpc_jwks_source
 
-from chassis.identity import AccessPolicy
-from chassis.policy import PolicyFeed, signing_key
-from chassis.runtime import Runtime
-from chassis.tokens import grpc_jwks_source
 from services import catalogue
 from services.auth import api, consumers
 from services.auth.config import AuthSettings

@@ -4,7 +4,7 @@ The policy's durable home is this service's store (every instance shares it): th
 sessions, one document each, and the current version with the key set. Every change bumps
 the version in the transaction that makes it. From there it is signed with the policy key
 (EDGE_POLICY_SIGNING_KEY) and published to every gateway and service through
-`chassis.policy.PolicyFeed` (Redis), where each follower verifies it before using it; the auth
+`ordermesh.policy.PolicyFeed` (Redis), where each follower verifies it before using it; the auth
 service is then on no request's path, except the RPCs whose contract asks for its check
 (`api.py`).
 
@@ -16,7 +16,7 @@ service is then on no request's path, except the RPCs whose contract asks for it
   gateway knows every key before the first token it signs arrives;
 - `keep_publishing()`: publishes the store's policy when Redis holds an older one or none (a
   change, or Redis restarted or flushed: within `check_s` of its return), and issues it again
-  every `chassis.policy.REISSUE_S` (its age tells followers it is current); forgets
+  every `ordermesh.policy.REISSUE_S` (its age tells followers it is current); forgets
   revocations whose tokens have all expired.
 """
 
@@ -28,13 +28,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from ordermesh.errors import Unavailable
+from ordermesh.logging import get_logger
+from ordermesh.policy import REISSUE_S, EdgePolicy, PolicyFeed, seal
+from ordermesh.store import Store, Transaction, run_transaction
+from ordermesh.tokens import ALGORITHMS, CLOCK_SKEW_S, JwksSource
+from ordermesh.watch import follow
 
-from chassis.errors import Unavailable
-from chassis.logging import get_logger
-from chassis.policy import REISSUE_S, EdgePolicy, PolicyFeed, seal
-from chassis.store import Store, Transaction, run_transaction
-from chassis.tokens import ALGORITHMS, CLOCK_SKEW_S, JwksSource
-from chassis.watch import follow
 from services.auth.store import CURRENT, POLICY, REVOKED
 
 __all__ = ["EdgePolicyKeeper", "record_revocations"]

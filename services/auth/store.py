@@ -1,6 +1,6 @@
 """The auth service's collections: the edge policy's durable home (services.auth.service)."""
 
-from chassis.store import Collection
+from ordermesh.store import Collection
 
 # Session id -> {"until": when its last access token expires}.
 REVOKED = Collection("revoked_sessions")

@@ -9,7 +9,7 @@
   (`FIGURES`, each series labelled with its `figure`), and its firing alerts, or
   Alertmanager's (`Alertmanager`) where one is deployed.
 
-A failed call is raised as a chassis.errors domain error (`chassis.failures.error_of`: the
+A failed call is raised as a ordermesh.errors domain error (`ordermesh.failures.error_of`: the
 table the services answer by, read backwards), its message naming the call and what the
 gateway said.
 """
@@ -31,19 +31,19 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from ops.v1 import ops_service_pb2 as ops
 from ops.v1 import ops_service_pb2_grpc as ops_grpc
-from user.v1 import user_service_pb2 as user_pb
-from user.v1 import user_service_pb2_grpc as user_grpc
-
-from chassis.bounds import bounds_of
-from chassis.errors import (
+from ordermesh.bounds import bounds_of
+from ordermesh.errors import (
     DomainError,
     Unavailable,
 )
-from chassis.failures import error_of
-from chassis.timestamps import seconds_of, time_of
-from chassis.vocabulary import enum_name, enum_value
-from chassis.web.sessions import Tokens
-from chassis.web.site import naming_the_browser
+from ordermesh.failures import error_of
+from ordermesh.timestamps import seconds_of, time_of
+from ordermesh.vocabulary import enum_name, enum_value
+from ordermesh.web.sessions import Tokens
+from ordermesh.web.site import naming_the_browser
+from user.v1 import user_service_pb2 as user_pb
+from user.v1 import user_service_pb2_grpc as user_grpc
+
 from services.console.domain import (
     AlertView,
     DeadLetterView,
@@ -86,7 +86,7 @@ def _failure(exc: grpc.aio.AioRpcError, what: str) -> DomainError:
 
 
 class NamingTheBrowser(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Names the browser a call is made for (chassis.web.site.naming_the_browser), so that the
+    """Names the browser a call is made for (ordermesh.web.site.naming_the_browser), so that the
     gateway counts an admin's sign-in against the admin's browser, not the console."""
 
     def __init__(self, internal_token: str):

@@ -1,13 +1,13 @@
-"""The operator console's settings, from the environment (see chassis.config)."""
+"""The operator console's settings, from the environment (see ordermesh.config)."""
 
 from __future__ import annotations
 
 from typing import Self
 from urllib.parse import urlsplit
 
+from ordermesh.config import ConfigError, ServiceSettings
 from pydantic import Field, model_validator
 
-from chassis.config import ConfigError, ServiceSettings
 from services.roles import GatewayClientSettings, MonitorSettings
 
 
@@ -18,7 +18,7 @@ class ConsoleSettings(ServiceSettings, GatewayClientSettings, MonitorSettings):
     # Required: its pages answer only the gateway's calls, which carry this secret (without it
     # the port would be a door around the gateway's limits).
     internal_token: str = Field(min_length=16)
-    # What the access tokens must say (chassis.tokens), as every service checks them.
+    # What the access tokens must say (ordermesh.tokens), as every service checks them.
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
     # A session ends after this long without use (and with its refresh token, or at sign-out).

@@ -1,5 +1,5 @@
-"""The page of fault switches (chassis.switches) and the actions that turn them on and off: what
-`python -m chassis.switches` does from a shell, from the browser, in the flag file every
+"""The page of fault switches (ordermesh.switches) and the actions that turn them on and off: what
+`python -m ordermesh.switches` does from a shell, from the browser, in the flag file every
 process of the system follows. Each action names its reason, is checked with the gateway as the
 admin's (a revoked session is refused), and is logged with the admin's id; a deployment without
 a flag file shows that it has none.
@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from ordermesh.errors import InvalidArgument
+from ordermesh.switches import CONTEXT, SETTINGS, STATUSES, SWITCHES
+from ordermesh.web.site import SESSION
 
-from chassis.errors import InvalidArgument
-from chassis.switches import CONTEXT, SETTINGS, STATUSES, SWITCHES
-from chassis.web.site import SESSION
 from services.console.pages import CONSOLE, act, render, see, shown
 
 __all__ = ["faults", "turn_off", "turn_on"]

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 import aiohttp
+from ordermesh.errors import DomainError
+from ordermesh.registry import Instance, Registry
 from redis.exceptions import RedisError
 
-from chassis.errors import DomainError
-from chassis.registry import Instance, Registry
 from services.console.clients import Prometheus, figures_query
 from services.console.domain import AlertView, InstanceView, LiveSystem, Series, live_system
 

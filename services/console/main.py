@@ -1,6 +1,6 @@
 """Wiring of the operator console: `python -m services.console`.
 
-It serves like every service (`chassis.grpc.serve`: registered in the registry, gRPC health,
+It serves like every service (`ordermesh.grpc.serve`: registered in the registry, gRPC health,
 /metrics), and its pages at /console on the same HTTP port as /metrics, where the gateway routes
 /console. It keeps no store and speaks on no backbone, so it has no runtime
 (services.defaults); what it depends on to answer is Redis (its sessions).
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from ordermesh.grpc import serve
+from ordermesh.health import Readiness, redis_probe
+from ordermesh.registry import Registry
+from ordermesh.tokens import KeySet, TokenVerifier
+from ordermesh.web import assets
+from ordermesh.web.sessions import Sessions
 
-from chassis.grpc import serve
-from chassis.health import Readiness, redis_probe
-from chassis.registry import Registry
-from chassis.tokens import KeySet, TokenVerifier
-from chassis.web import assets
-from chassis.web.sessions import Sessions
 from services.console import web
 from services.console.clients import Accounts, Alertmanager, Gateway, Operators, Prometheus
 from services.console.config import ConsoleSettings

@@ -15,12 +15,12 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from ordermesh.errors import DomainError
+from ordermesh.web import site
+from ordermesh.web.assets import Asset
+from ordermesh.web.sessions import SignedOut
+from ordermesh.web.site import FLASH, SESSION
 
-from chassis.errors import DomainError
-from chassis.web import site
-from chassis.web.assets import Asset
-from chassis.web.sessions import SignedOut
-from chassis.web.site import FLASH, SESSION
 from services.console.service import Console
 
 __all__ = [

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from ordermesh.web.site import SESSION
 
-from chassis.web.site import SESSION
 from services.console.pages import CONSOLE, SAGA_STATUSES, act, see, shown
 
 __all__ = [

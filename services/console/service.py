@@ -2,11 +2,11 @@
 the system publishes (the registry, Prometheus, the operator API through the gateway, the log
 files), with the signed-in admin's token on every call to the system's APIs.
 
-    SignedOut (chassis.web)       the session is gone, or the gateway no longer takes its token:
+    SignedOut (ordermesh.web)       the session is gone, or the gateway no longer takes its token:
                                   sign in again
     NotAnAdmin (PermissionDenied) the account is not an admin's
 
-Other failures are chassis.errors domain errors, their message shown on the page.
+Other failures are ordermesh.errors domain errors, their message shown on the page.
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chassis.errors import (
+from ordermesh.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from chassis.flag_file import SwitchRefused, states, turn_off, turn_on
-from chassis.logging import get_logger
-from chassis.registry import Registry
-from chassis.tokens import TokenVerifier
-from chassis.web.sessions import Session, Sessions, SignedOut, Tokens
+from ordermesh.flag_file import SwitchRefused, states, turn_off, turn_on
+from ordermesh.logging import get_logger
+from ordermesh.registry import Registry
+from ordermesh.tokens import TokenVerifier
+from ordermesh.web.sessions import Session, Sessions, SignedOut, Tokens
+
 from services.console.clients import MAX_IDS, Accounts, Operators, Prometheus
 from services.console.config import ConsoleSettings
 from services.console.domain import (
@@ -336,7 +337,7 @@ class Console:
                  user_id=session.user_id)  # fmt: skip
         return saga
 
-    # Fault switches (chassis.switches), in the flag file every process of this system follows.
+    # Fault switches (ordermesh.switches), in the flag file every process of this system follows.
 
     def _flag_file(self) -> Path:
         if not self.settings.fault_flags_file:

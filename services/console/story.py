@@ -13,8 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from chassis import logfiles
-from chassis.errors import DomainError, InvalidArgument, NotFound, Unauthenticated
+from ordermesh import logfiles
+from ordermesh.errors import DomainError, InvalidArgument, NotFound, Unauthenticated
+
 from services.console.clients import MAX_IDS, Operators
 from services.console.config import ConsoleSettings
 from services.console.domain import MessageEvent, SagaStep, SagaView, Story, story_of

@@ -5,7 +5,7 @@ to them and names each route.
 Here are signing in and out, the live system (its page and the fragment that refreshes it), one
 request's story and the static files; the pages of dead letters, parked messages and sagas are
 in services.console.repairs, the fault switches' in services.console.faults. Pages render
-through services.console.pages; every answer passes the middlewares of chassis.web.site (the
+through services.console.pages; every answer passes the middlewares of ordermesh.web.site (the
 security headers; a session, required by route name).
 
 GET never changes anything; each action is a POST of a form (its CSRF token a hidden field, or
@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aiohttp import web
-
-from chassis.errors import DomainError, InvalidArgument, Unauthenticated
-from chassis.logging import get_logger
-from chassis.web.assets import Asset
-from chassis.web.security import CSRF_FIELD
-from chassis.web.sessions import SignedOut, new_token
-from chassis.web.site import (
+from ordermesh.errors import DomainError, InvalidArgument, Unauthenticated
+from ordermesh.logging import get_logger
+from ordermesh.web.assets import Asset
+from ordermesh.web.security import CSRF_FIELD
+from ordermesh.web.sessions import SignedOut, new_token
+from ordermesh.web.site import (
     ASSETS,
     SESSION,
     SITE,
@@ -34,6 +33,7 @@ from chassis.web.site import (
     signed_in,
     static,
 )
+
 from services.console import faults, repairs
 from services.console.pages import CONSOLE, PAGES, PREFIX, TEMPLATES, environment, render, see
 from services.console.service import Console, NotAnAdmin
@@ -51,10 +51,10 @@ __all__ = [
 
 log = get_logger(__name__)
 
-# The session's cookie: its id, all the browser holds of it (chassis.web.sessions).
+# The session's cookie: its id, all the browser holds of it (ordermesh.web.sessions).
 COOKIE = "console_session"
 # The routes served without a session, by name: the console's bare root (a redirect), the
-# sign-in page and form (and the static files, chassis.web.site's). A route with another name,
+# sign-in page and form (and the static files, ordermesh.web.site's). A route with another name,
 # or none (a request that matches no route), needs a session.
 PUBLIC_ROUTES = frozenset({"root", "login"})
 # The live page's refresh, which is not an admin's use of the console.
@@ -161,7 +161,7 @@ def _error_page(request: web.Request, error: str, status: int) -> web.Response:
 
 
 def application(console: Console, *, assets: Mapping[str, Asset]) -> web.Application:
-    """The console, to be mounted at PREFIX (`chassis.grpc.serve(apps={PREFIX: ...})`).
+    """The console, to be mounted at PREFIX (`ordermesh.grpc.serve(apps={PREFIX: ...})`).
 
     Every route is named: the middlewares tell routes apart by name (PUBLIC_ROUTES,
     LIVE_REFRESH_ROUTE)."""

@@ -7,8 +7,8 @@ from typing import TypeAlias
 import grpc
 from inventory.v1 import inventory_service_pb2 as pb
 from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
+from ordermesh.grpc import Service
 
-from chassis.grpc import Service
 from services.inventory.service import Inventory, product_proto
 
 Context: TypeAlias = grpc.aio.ServicerContext

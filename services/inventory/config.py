@@ -1,6 +1,6 @@
-"""The inventory service's settings, from the environment (see chassis.config)."""
+"""The inventory service's settings, from the environment (see ordermesh.config)."""
 
-from chassis.runtime import AuthenticatedSettings
+from ordermesh.runtime import AuthenticatedSettings
 
 
 class InventorySettings(AuthenticatedSettings):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import cast
 
 from inventory.v1 import commands_pb2
+from ordermesh.consumer import Handler
+from ordermesh.events import Envelope, Message
+from ordermesh.store import Transaction
+from ordermesh.topology import Subscription
 
-from chassis.consumer import Handler
-from chassis.events import Envelope, Message
-from chassis.store import Transaction
-from chassis.topology import Subscription
 from services.inventory.service import Inventory
 
 COMMANDS = Subscription(

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chassis.errors import FailedPrecondition, InvalidArgument
+from ordermesh.errors import FailedPrecondition, InvalidArgument
 
 SKU = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,63}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")

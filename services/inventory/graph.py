@@ -8,12 +8,12 @@ from typing import Any
 
 import strawberry
 from inventory.v1 import inventory_service_pb2 as pb
+from ordermesh import bounds
+from ordermesh.errors import InvalidArgument, NotFound
+from ordermesh.graphql import Int64, Money, Subgraph, load, money, page_size
 from strawberry import UNSET
 from strawberry.federation.schema_directives import ListSize
 
-from chassis import bounds
-from chassis.errors import InvalidArgument, NotFound
-from chassis.graphql import Int64, Money, Subgraph, load, money, page_size
 from services.inventory import domain
 from services.inventory.service import Inventory
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from chassis.runtime import Runtime
+from ordermesh.runtime import Runtime
+
 from services.defaults import Served, run_service
 from services.inventory import api, consumers, graph, store
 from services.inventory.config import InventorySettings

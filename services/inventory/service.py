@@ -10,12 +10,12 @@ from typing import Any
 from common.v1 import money_pb2
 from inventory.v1 import commands_pb2, events_pb2
 from inventory.v1 import inventory_service_pb2 as pb
+from ordermesh import pages
+from ordermesh.errors import AlreadyExists, NotFound
+from ordermesh.events import outgoing
+from ordermesh.store import DuplicateKey, Store, Transaction, run_transaction
+from ordermesh.timestamps import timestamp
 
-from chassis import pages
-from chassis.errors import AlreadyExists, NotFound
-from chassis.events import outgoing
-from chassis.store import DuplicateKey, Store, Transaction, run_transaction
-from chassis.timestamps import timestamp
 from services.inventory import domain
 from services.inventory.store import PRODUCTS, REQUESTS, RESERVATIONS
 

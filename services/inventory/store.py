@@ -1,6 +1,6 @@
 """The inventory service's collections: products, reservations per order, applied requests."""
 
-from chassis.store import Collection
+from ordermesh.store import Collection
 
 PRODUCTS = Collection("products", unique=("sku",))
 # One per order id: RESERVED, REFUSED, or RELEASED (also a release that came first).

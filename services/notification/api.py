@@ -8,11 +8,11 @@ from typing import Any, TypeAlias
 import grpc
 from notification.v1 import notification_service_pb2 as pb
 from notification.v1 import notification_service_pb2_grpc as pb_grpc
+from ordermesh import vocabulary
+from ordermesh.grpc import Service
+from ordermesh.identity import current_caller
+from ordermesh.timestamps import timestamp
 
-from chassis import vocabulary
-from chassis.grpc import Service
-from chassis.identity import current_caller
-from chassis.timestamps import timestamp
 from services.notification import domain
 from services.notification.service import Notifications
 

@@ -1,8 +1,8 @@
-"""The notification service's settings, from the environment (see chassis.config)."""
+"""The notification service's settings, from the environment (see ordermesh.config)."""
 
+from ordermesh.runtime import AuthenticatedSettings
 from pydantic import Field
 
-from chassis.runtime import AuthenticatedSettings
 from services.roles import NotifierSettings
 
 

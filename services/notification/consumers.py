@@ -6,12 +6,12 @@ from typing import cast
 
 from order.v1 import events_pb2 as order_events
 from order.v2 import events_pb2 as order_events_v2
+from ordermesh.consumer import Handler
+from ordermesh.events import Envelope, Message
+from ordermesh.store import Transaction
+from ordermesh.topology import Subscription
 from user.v1 import events_pb2 as user_events
 
-from chassis.consumer import Handler
-from chassis.events import Envelope, Message
-from chassis.store import Transaction
-from chassis.topology import Subscription
 from services.notification import domain
 from services.notification.service import Notifications
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from chassis.runtime import Runtime
+from ordermesh.runtime import Runtime
+
 from services.defaults import Served, run_service
 from services.notification import api, consumers, store
 from services.notification.clients import Channel, EmailChannel, HttpChannel

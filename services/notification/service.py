@@ -19,15 +19,15 @@ from typing import Any
 from notification.v1 import events_pb2
 from order.v1 import events_pb2 as order_events
 from order.v2 import events_pb2 as order_events_v2
+from ordermesh import pages, vocabulary
+from ordermesh.events import outgoing
+from ordermesh.lease import Lease
+from ordermesh.logging import get_logger
+from ordermesh.store import Store, Transaction, run_transaction
+from ordermesh.watch import follow
 from user.v1 import events_pb2 as user_events
 from user.v1 import user_service_pb2
 
-from chassis import pages, vocabulary
-from chassis.events import outgoing
-from chassis.lease import Lease
-from chassis.logging import get_logger
-from chassis.store import Store, Transaction, run_transaction
-from chassis.watch import follow
 from services.notification import domain
 from services.notification.clients import Channel
 from services.notification.store import NOTIFICATIONS, RECIPIENTS

@@ -1,6 +1,6 @@
 """The notification service's collections: what it knows of recipients, and every notification."""
 
-from chassis.store import Collection
+from ordermesh.store import Collection
 
 # A copy of each user's email, name and preferences, kept from the user service's events.
 RECIPIENTS = Collection("recipients")

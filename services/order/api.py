@@ -15,11 +15,11 @@ from common.v1 import address_pb2, money_pb2
 from order.v1 import events_pb2
 from order.v1 import order_service_pb2 as pb
 from order.v1 import order_service_pb2_grpc as pb_grpc
+from ordermesh.grpc import Service
+from ordermesh.identity import current_caller
+from ordermesh.timestamps import timestamp
+from ordermesh.vocabulary import enum_value
 
-from chassis.grpc import Service
-from chassis.identity import current_caller
-from chassis.timestamps import timestamp
-from chassis.vocabulary import enum_value
 from services.order import domain
 from services.order.service import Orders
 

@@ -12,12 +12,12 @@ from common.v1 import address_pb2, money_pb2
 from order.v2 import events_pb2
 from order.v2 import order_service_pb2 as pb
 from order.v2 import order_service_pb2_grpc as pb_grpc
+from ordermesh.errors import InvalidArgument
+from ordermesh.grpc import Service
+from ordermesh.identity import current_caller
+from ordermesh.timestamps import timestamp
+from ordermesh.vocabulary import enum_value
 
-from chassis.errors import InvalidArgument
-from chassis.grpc import Service
-from chassis.identity import current_caller
-from chassis.timestamps import timestamp
-from chassis.vocabulary import enum_value
 from services.order import domain
 from services.order.api import address_proto, history_proto, total_proto
 from services.order.service import Orders

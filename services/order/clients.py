@@ -12,14 +12,13 @@ import grpc.aio
 from common.v1 import money_pb2
 from inventory.v1 import commands_pb2 as inventory_commands
 from inventory.v1 import inventory_service_pb2, inventory_service_pb2_grpc
+from ordermesh.errors import InvalidArgument, Unavailable
+from ordermesh.upstream import Upstream
 from user.v1 import commands_pb2 as user_commands
-
-from chassis.errors import InvalidArgument, Unavailable
-from chassis.upstream import Upstream
 
 
 class InventoryClient:
-    """Reads products from the inventory service's instances (see chassis.upstream: deadlines,
+    """Reads products from the inventory service's instances (see ordermesh.upstream: deadlines,
     retries of these idempotent reads on another instance, a circuit breaker).
 
     A product's name and price are remembered for `cache_s`: an order placed within that time

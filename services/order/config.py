@@ -1,8 +1,7 @@
-"""The order service's settings, from the environment (see chassis.config)."""
+"""The order service's settings, from the environment (see ordermesh.config)."""
 
+from ordermesh.runtime import AuthenticatedSettings
 from pydantic import Field
-
-from chassis.runtime import AuthenticatedSettings
 
 
 class OrderSettings(AuthenticatedSettings):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from chassis.consumer import Handler
-from chassis.events import Message
-from chassis.saga import Saga, SagaDefinition
-from chassis.topology import Subscription
+from ordermesh.consumer import Handler
+from ordermesh.events import Message
+from ordermesh.saga import Saga, SagaDefinition
+from ordermesh.topology import Subscription
 
 
 def replies_of(definition: SagaDefinition) -> Subscription:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chassis.errors import FailedPrecondition, InvalidArgument
+from ordermesh.errors import FailedPrecondition, InvalidArgument
 
 PENDING, APPROVED, REJECTED, CANCELLED = "PENDING", "APPROVED", "REJECTED", "CANCELLED"
 MAX_LINES, MAX_QUANTITY, MAX_KEY = 100, 10_000, 128

@@ -4,7 +4,7 @@ subgraph, by `productId`), and the mutations that place and cancel an order.
 
 Everything goes through the order service's use cases (services.order.service.Orders); what a
 client sends is checked as order.v2's gRPC requests are: against the contract's bounds
-(chassis.bounds), then by the same translation (services.order.api_v2).
+(ordermesh.bounds), then by the same translation (services.order.api_v2).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 import strawberry
 from common.v1 import address_pb2
 from order.v2 import order_service_pb2 as pb
+from ordermesh import bounds
+from ordermesh.errors import NotFound
+from ordermesh.graphql import Money, Subgraph, caller_of, load, money, page_size
 from strawberry import UNSET
 from strawberry.federation.schema_directives import Key, ListSize
 from strawberry.federation.types import FieldSet
 
-from chassis import bounds
-from chassis.errors import NotFound
-from chassis.graphql import Money, Subgraph, caller_of, load, money, page_size
 from services.order import domain
 from services.order.api_v2 import address_of
 from services.order.service import Orders

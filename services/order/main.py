@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from chassis import saga_operations
-from chassis.runtime import Runtime
-from chassis.store import StoreClock
+from ordermesh import saga_operations
+from ordermesh.runtime import Runtime
+from ordermesh.store import StoreClock
+
 from services.defaults import Served, run_service
 from services.order import api, api_v2, clients, consumers, graph, store
 from services.order.config import OrderSettings

@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from inventory.v1 import events_pb2 as inventory_events
+from ordermesh import pages
+from ordermesh.errors import NotFound
+from ordermesh.events import Message, outgoing
+from ordermesh.metrics import SagaMetrics
+from ordermesh.saga import Saga, SagaDefinition, Step
+from ordermesh.store import DuplicateKey, Store, Transaction, run_transaction
 from user.v1 import events_pb2 as user_events
 
-from chassis import pages
-from chassis.errors import NotFound
-from chassis.events import Message, outgoing
-from chassis.metrics import SagaMetrics
-from chassis.saga import Saga, SagaDefinition, Step
-from chassis.store import DuplicateKey, Store, Transaction, run_transaction
 from services.order import clients, domain
 from services.order.store import ORDERS
 

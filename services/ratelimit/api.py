@@ -19,10 +19,10 @@ import grpc
 import redis.asyncio as aioredis
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+from ordermesh.grpc import Service
+from ordermesh.logging import get_logger
 from redis.exceptions import RedisError
 
-from chassis.grpc import Service
-from chassis.logging import get_logger
 from services.ratelimit.limits import Limit, Limits
 
 log = get_logger(__name__)

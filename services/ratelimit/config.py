@@ -1,8 +1,7 @@
-"""The rate-limit service's settings, from the environment (see chassis.config)."""
+"""The rate-limit service's settings, from the environment (see ordermesh.config)."""
 
+from ordermesh.config import ServiceSettings
 from pydantic import Field
-
-from chassis.config import ServiceSettings
 
 
 class RateLimitSettings(ServiceSettings):

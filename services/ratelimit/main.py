@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from ordermesh.config import ConfigError
+from ordermesh.grpc import serve
+from ordermesh.health import Readiness, redis_probe
 
-from chassis.config import ConfigError
-from chassis.grpc import serve
-from chassis.health import Readiness, redis_probe
 from services.defaults import configured
 from services.ratelimit import api
 from services.ratelimit.config import RateLimitSettings

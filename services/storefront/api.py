@@ -3,8 +3,8 @@ like any client, each call bounded in time and, for a customer's call, with the 
 access token. Only routes the gateway publishes (gateway/openapi.json) are used; orders through
 order.v2.
 
-A refused call is raised as the chassis.errors domain error of its status (the `code` of the
-gateway's error body, a gRPC status: `chassis.failures.error_of`), its message the gateway's;
+A refused call is raised as the ordermesh.errors domain error of its status (the `code` of the
+gateway's error body, a gRPC status: `ordermesh.failures.error_of`), its message the gateway's;
 no answer at all (refused connection, timeout) is Unavailable.
 """
 
@@ -20,11 +20,10 @@ from typing import Any
 
 import aiohttp
 import grpc
-
-from chassis.errors import DomainError, Unavailable
-from chassis.failures import error_of
-from chassis.web.sessions import Tokens
-from chassis.web.site import naming_the_browser
+from ordermesh.errors import DomainError, Unavailable
+from ordermesh.failures import error_of
+from ordermesh.web.sessions import Tokens
+from ordermesh.web.site import naming_the_browser
 
 __all__ = [
     "Address",
@@ -202,7 +201,7 @@ def _expiry(value: str | None) -> float:
 class Api:
     """The gateway at `url` (http(s)://host[:port]), trusting `ca` (a PEM; None: the system's
     authorities), every call bounded by `timeout_s`. A call made for a browser names it
-    (chassis.web.site.naming_the_browser, with the internal hops' secret `internal_token`), so
+    (ordermesh.web.site.naming_the_browser, with the internal hops' secret `internal_token`), so
     that the gateway counts it against that browser's limits (sign-ins, writes and reads per
     address), as if the browser had called it."""
 

@@ -1,13 +1,13 @@
-"""The storefront's settings, from the environment (see chassis.config)."""
+"""The storefront's settings, from the environment (see ordermesh.config)."""
 
 from __future__ import annotations
 
 from typing import Self
 from urllib.parse import urlsplit
 
+from ordermesh.config import ConfigError, ServiceSettings
 from pydantic import Field, model_validator
 
-from chassis.config import ConfigError, ServiceSettings
 from services.roles import GatewayClientSettings
 
 

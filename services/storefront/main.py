@@ -1,6 +1,6 @@
 """Wiring of the storefront: `python -m services.storefront`.
 
-It serves like every service (`chassis.grpc.serve`: registered in the registry, gRPC health,
+It serves like every service (`ordermesh.grpc.serve`: registered in the registry, gRPC health,
 /metrics), and its pages at /shop on the same HTTP port as /metrics, where the gateway routes
 /shop (and sends its root, `/`). It keeps no store and speaks on no backbone, so it has no
 runtime (services.defaults); what it depends on to answer is Redis (its sessions) and the
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from ordermesh.grpc import serve
+from ordermesh.health import Readiness, redis_probe
+from ordermesh.web import assets
+from ordermesh.web.sessions import Sessions
 
-from chassis.grpc import serve
-from chassis.health import Readiness, redis_probe
-from chassis.web import assets
-from chassis.web.sessions import Sessions
 from services.defaults import configured
 from services.storefront import web
 from services.storefront.api import Api

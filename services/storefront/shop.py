@@ -1,12 +1,12 @@
 """The storefront's use cases: a customer registers, signs in and out, reads the catalogue,
 places an order, follows it while its saga decides it, reads the notifications sent, cancels;
 each a call of the public API through the gateway (services.storefront.api) with the signed-in
-customer's access token, renewed before it expires (chassis.web.sessions).
+customer's access token, renewed before it expires (ordermesh.web.sessions).
 
-    SignedOut (chassis.web)   the session is gone, or the gateway no longer takes its token:
+    SignedOut (ordermesh.web)   the session is gone, or the gateway no longer takes its token:
                               sign in again
 
-Other failures are chassis.errors domain errors, their message shown on the page.
+Other failures are ordermesh.errors domain errors, their message shown on the page.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chassis.errors import DomainError, InvalidArgument
-from chassis.logging import get_logger
-from chassis.web.sessions import Session, Sessions, Tokens
+from ordermesh.errors import DomainError, InvalidArgument
+from ordermesh.logging import get_logger
+from ordermesh.web.sessions import Session, Sessions, Tokens
+
 from services.storefront.api import Address, Api, Notification, Order, Product, Step
 
 __all__ = ["OrderPage", "Storefront"]

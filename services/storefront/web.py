@@ -4,7 +4,7 @@ fragment, and `application()`, which routes to them and names each route.
 
 The catalogue is open to anyone; registering and signing in are its public forms (their CSRF
 token a cookie of their own: there is no session yet); everything else is a customer's, behind
-the middlewares of chassis.web.site (the security headers; a session, required by route name).
+the middlewares of ordermesh.web.site (the security headers; a session, required by route name).
 GET never changes anything; each action is a POST of a form with its session's CSRF token.
 
 An order's page follows it while its saga decides it: its fragment (`order_progress`) asks
@@ -22,18 +22,17 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
-
-from chassis.errors import (
+from ordermesh.errors import (
     AlreadyExists,
     DomainError,
     InvalidArgument,
     Unauthenticated,
 )
-from chassis.logging import get_logger
-from chassis.web.assets import Asset
-from chassis.web.security import CSRF_FIELD
-from chassis.web.sessions import Session, SignedOut, new_token
-from chassis.web.site import (
+from ordermesh.logging import get_logger
+from ordermesh.web.assets import Asset
+from ordermesh.web.security import CSRF_FIELD
+from ordermesh.web.sessions import Session, SignedOut, new_token
+from ordermesh.web.site import (
     ASSETS,
     FLASH,
     SESSION,
@@ -47,6 +46,7 @@ from chassis.web.site import (
     static,
     status_of,
 )
+
 from services.storefront.shop import Storefront, chosen_items, delivery_address
 
 __all__ = [
@@ -340,7 +340,7 @@ async def notifications(request: web.Request) -> web.StreamResponse:
 def application(
     shop: Storefront, *, assets: Mapping[str, Asset], origin: str = "", refresh_s: float = 1.0
 ) -> web.Application:
-    """The storefront, to be mounted at PREFIX (`chassis.grpc.serve(apps={PREFIX: ...})`).
+    """The storefront, to be mounted at PREFIX (`ordermesh.grpc.serve(apps={PREFIX: ...})`).
 
     Every route is named: the middlewares tell routes apart by name (PUBLIC_ROUTES,
     PROGRESS_ROUTE)."""

@@ -14,7 +14,8 @@ import asyncio
 import secrets
 import sys
 
-from chassis.errors import DomainError
+from ordermesh.errors import DomainError
+
 from services.user.domain import EmailTaken
 from services.user.main import create_admin, main
 

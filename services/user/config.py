@@ -1,8 +1,7 @@
-"""The user service's settings, from the environment (see chassis.config)."""
+"""The user service's settings, from the environment (see ordermesh.config)."""
 
+from ordermesh.runtime import BackboneSettings
 from pydantic import Field
-
-from chassis.runtime import BackboneSettings
 
 
 class UserSettings(BackboneSettings):

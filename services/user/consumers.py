@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import cast
 
+from ordermesh.consumer import Handler
+from ordermesh.events import Envelope, Message
+from ordermesh.store import Transaction
+from ordermesh.topology import Subscription
 from user.v1 import commands_pb2
 
-from chassis.consumer import Handler
-from chassis.events import Envelope, Message
-from chassis.store import Transaction
-from chassis.topology import Subscription
 from services.user.service import Users
 
 COMMANDS = Subscription(

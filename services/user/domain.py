@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chassis.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unauthenticated
+from ordermesh.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unauthenticated
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import strawberry
+from ordermesh.errors import NotFound
+from ordermesh.graphql import Money, Subgraph, caller_of, load, money
 
-from chassis.errors import NotFound
-from chassis.graphql import Money, Subgraph, caller_of, load, money
 from services.user import domain
 from services.user.service import Users
 

@@ -27,8 +27,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
-
-from chassis.store import Collection, Store, Transaction, run_transaction
+from ordermesh.store import Collection, Store, Transaction, run_transaction
 
 SIGNING_KEYS = Collection("signing_keys", indexed=("sign_until",))
 ALGORITHM = "EdDSA"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from chassis import config
-from chassis.runtime import Runtime
-from chassis.store import Store, open_store
-from chassis.tokens import KeySet, TokenVerifier
+from ordermesh import config
+from ordermesh.runtime import Runtime
+from ordermesh.store import Store, open_store
+from ordermesh.tokens import KeySet, TokenVerifier
+
 from services.defaults import Served, run_service
 from services.user import api, consumers, graph, store
 from services.user.config import UserSettings

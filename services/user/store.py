@@ -1,6 +1,7 @@
 """The user service's collections: accounts, sessions, refresh tokens, credit reservations, keys."""
 
-from chassis.store import Collection
+from ordermesh.store import Collection
+
 from services.user.keys import SIGNING_KEYS
 
 USERS = Collection("users", unique=("email",))

@@ -196,7 +196,7 @@ def test_an_admin_follows_an_order_from_placement_to_approval(
 def test_a_message_a_consumer_failed_on_is_replayed_from_the_console_and_applied_once(
     up: RunningSystem, page: Page, rest: Rest, screenshot: Shot
 ) -> None:
-    """A fault turned on (chassis.switches): the notification service's handler fails on order
+    """A fault turned on (ordermesh.switches): the notification service's handler fails on order
     approvals; the approval is retried, then dead-lettered. With the fault off, the admin
     replays it from the console: the customer is notified of the order once."""
     flags = str(up.run_dir / "services" / "flags.json")
@@ -207,7 +207,7 @@ def test_a_message_a_consumer_failed_on_is_replayed_from_the_console_and_applied
         listed = rest.ok("GET", "/v1/notifications?pageSize=100", token=token)["notifications"]
         return [n for n in listed if n["subjectId"] == order_id]
 
-    up.tool("chassis.switches", "on", *fault, "--file", flags)
+    up.tool("ordermesh.switches", "on", *fault, "--file", flags)
     try:
         order_id = rest.order(token)
         eventually(lambda: rest.status_of(token, order_id) == "ORDER_STATUS_APPROVED",
@@ -225,7 +225,7 @@ def test_a_message_a_consumer_failed_on_is_replayed_from_the_console_and_applied
         expect(row).to_contain_text("InjectedFault")
         screenshot(page, "console-dead-letters")
     finally:
-        up.tool("chassis.switches", "off", "handler-fails", "--file", flags)
+        up.tool("ordermesh.switches", "off", "handler-fails", "--file", flags)
     assert notified(order_id) == []
 
     row.get_by_test_id("select-dead-letter").check()
@@ -259,7 +259,7 @@ def test_a_fault_switch_is_turned_on_and_off_from_the_console_and_the_gateway_ob
         return rest.call("POST", "/v1/orders", order, token=token)[0]
 
     def listed() -> dict[str, Any]:
-        lines = up.tool("chassis.switches", "list", "--file", flags).splitlines()
+        lines = up.tool("ordermesh.switches", "list", "--file", flags).splitlines()
         return {e["switch"]: e for e in map(json.loads, lines)}
 
     sign_in(page, up)
@@ -297,7 +297,7 @@ def test_a_fault_switch_is_turned_on_and_off_from_the_console_and_the_gateway_ob
         expect(page.get_by_test_id("flash")).to_contain_text("Turned gateway-aborts off")
         expect(row.get_by_test_id("switch-state")).to_have_text("off")
     finally:
-        up.tool("chassis.switches", "off", "gateway-aborts", "--file", flags)
+        up.tool("ordermesh.switches", "off", "gateway-aborts", "--file", flags)
     assert not listed()["gateway-aborts"]["on"]
     eventually(lambda: placing() == 200, timeout_s=10, what="orders placed again")
 
@@ -391,7 +391,7 @@ def test_a_customer_opens_neither_the_console_nor_an_admin_rpc_and_nothing_works
     )  # fmt: skip
     assert switch.status == 303
     assert not any(e["on"] for e in map(json.loads, up.tool(
-        "chassis.switches", "list", "--file", str(up.run_dir / "services" / "flags.json")
+        "ordermesh.switches", "list", "--file", str(up.run_dir / "services" / "flags.json")
     ).splitlines()))  # fmt: skip
     # A page carries its content security policy.
     policy = rest.raw("GET", "/console/login").headers["content-security-policy"]

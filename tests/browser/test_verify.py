@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chassis.flag_file import states
+from ordermesh.flag_file import states
+
 from services import catalogue
 from tests.browser.system import RunningSystem
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from ordermesh.saga import SagaDefinition
 
-from chassis.saga import SagaDefinition
 from services import catalogue, messaging
 from tools import architecture
 from tools.architecture import FILES, Flowchart, render, sections

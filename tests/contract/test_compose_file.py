@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
+from ordermesh.config import ServiceSettings
+from ordermesh.policy import EdgePolicy, seal, signing_key, unseal, verify_key
 
-from chassis.config import ServiceSettings
-from chassis.policy import EdgePolicy, seal, signing_key, unseal, verify_key
 from deploy import compose, databases, images
 from deploy.env import (
     POLICY_KEYS,
@@ -60,7 +60,7 @@ def test_every_service_runs_replicated_healthy_and_unprivileged(service):
     assert spec["deploy"]["update_config"]["order"] == "start-first"
     assert spec["deploy"]["update_config"]["parallelism"] == 1
     assert spec["restart"] == "unless-stopped"
-    assert spec["healthcheck"]["test"] == ["CMD", "python", "-m", "chassis.probe"]
+    assert spec["healthcheck"]["test"] == ["CMD", "python", "-m", "ordermesh.probe"]
     assert spec["read_only"] is True
     assert spec["cap_drop"] == ["ALL"]
     assert set(service.dependencies) <= set(spec["depends_on"])

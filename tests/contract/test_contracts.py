@@ -13,8 +13,8 @@ import pytest
 from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor, descriptor_pb2
+from ordermesh.lifecycle import lifecycle_of
 
-from chassis.lifecycle import lifecycle_of
 from services.catalogue import serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ METHODS = [
 def test_the_four_domain_services_and_the_operator_apis_exist_with_their_exact_names():
     services = {s.full_name for f in FILES for s in f.services_by_name.values()}
 
-    # At least these: a project adds its own (python -m chassis new-service).
+    # At least these: a project adds its own (python -m ordermesh new-service).
     assert services >= {
         "user.v1.UserService",
         "inventory.v1.InventoryService",

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AGENT = "gateway-agent"
 # How a service process runs in each target, not what it is given by the model.
 # The tests' quick pace; the fault switches' file, which only `make up` and the tests give
-# (no deployment may turn a fault on: chassis.switches).
+# (no deployment may turn a fault on: ordermesh.switches).
 LOCAL_OWN = {"HEALTH_INTERVAL_S", "NOTIFICATION_RETRY_DELAYS_S", "FAULT_FLAGS_FILE"}
 # Where the services send their spans: the profile `observability`'s Jaeger when the operator
 # sets it (empty by default), in compose only.

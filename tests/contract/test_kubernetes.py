@@ -30,8 +30,8 @@ from unittest import mock
 
 import pytest
 import yaml
+from ordermesh.config import ConfigError, ServiceSettings, load
 
-from chassis.config import ConfigError, ServiceSettings, load
 from deploy import databases, facts
 from deploy.manifests.gateway import (
     GATEWAY_TLS_DIR,
@@ -156,7 +156,7 @@ def test_every_service_is_probed_over_grpc_health_and_drains_within_its_grace(ov
     [container] = pod["containers"]
     assert container["command"] == list(service.command)
     # Against the health service: readiness follows the dependencies, liveness and startup only
-    # the process (chassis.grpc.LIVENESS). Plaintext: Kubernetes' own gRPC probe; with mutual
+    # the process (ordermesh.grpc.LIVENESS). Plaintext: Kubernetes' own gRPC probe; with mutual
     # TLS, which it cannot speak, our probe in the container (with the pod's certificate).
     probes = {"readinessProbe": "", "livenessProbe": "liveness", "startupProbe": "liveness"}
     for probe, health in probes.items():
@@ -164,7 +164,7 @@ def test_every_service_is_probed_over_grpc_health_and_drains_within_its_grace(ov
             assert "grpc" not in container[probe], probe
             asked = ["--service", health] if health else []
             assert container[probe]["exec"]["command"] == [
-                "python", "-m", "chassis.probe", *asked]  # fmt: skip
+                "python", "-m", "ordermesh.probe", *asked]  # fmt: skip
             assert container[probe]["timeoutSeconds"] >= 2, probe  # a Python start, a handshake
         else:
             assert "exec" not in container[probe], probe

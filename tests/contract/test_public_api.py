@@ -1,8 +1,8 @@
 """The runtime's public API is what its modules declare (`__all__`) and nothing else: every
-module of the chassis says what it exports, each name it lists exists, and everything the rest
-of the repository imports from the chassis (the services, the generators, the tools, the
+module of the runtime says what it exports, each name it lists exists, and everything the rest
+of the repository imports from the runtime (the services, the generators, the tools, the
 harness, the benches and the tests, as a user's project would) is a declared name or a
-submodule. With `py.typed`, a user's type checker reads the same API. A name the chassis
+submodule. With `py.typed`, a user's type checker reads the same API. A name the runtime
 stops exporting, or one used before it was declared, fails here."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = ROOT / "chassis"
+RUNTIME = ROOT / "runtime" / "src" / "ordermesh"
 USERS = ("services", "gateway", "deploy", "monitoring", "tools", "harness", "bench", "tests")
 
 
@@ -42,7 +42,7 @@ def test_each_module_declares_what_it_exports(name: str):
 
 
 def imported_from_the_runtime() -> dict[tuple[str, str], str]:
-    """(module, name) -> the first file outside the chassis that imports it."""
+    """(module, name) -> the first file outside the runtime that imports it."""
     found: dict[tuple[str, str], str] = {}
     for area in USERS:
         for path in sorted((ROOT / area).rglob("*.py")):
@@ -53,7 +53,7 @@ def imported_from_the_runtime() -> dict[tuple[str, str], str]:
                     isinstance(node, ast.ImportFrom)
                     and node.level == 0
                     and node.module
-                    and (node.module == "chassis" or node.module.startswith("chassis."))
+                    and (node.module == "ordermesh" or node.module.startswith("ordermesh."))
                 ):
                     for alias in node.names:
                         found.setdefault((node.module, alias.name), str(path.relative_to(ROOT)))

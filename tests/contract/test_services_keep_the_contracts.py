@@ -13,10 +13,10 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, symbol_database
 from order.v1 import order_service_pb2 as order_pb
+from ordermesh.events import TypeRegistry, route_of
+from ordermesh.topology import declare_exchange
 from user.v1 import user_service_pb2 as user_pb
 
-from chassis.events import TypeRegistry, route_of
-from chassis.topology import declare_exchange
 from gateway.contracts import IDEMPOTENCY_KEY
 from harness.shop import eventually
 from services import catalogue, messaging
@@ -93,7 +93,7 @@ async def test_every_rpc_answers_an_empty_request_without_unimplemented_or_crash
 
 async def test_every_published_message_decodes_in_every_consumer_that_declares_it(shop, system):
     connection = await aio_pika.connect(system.amqp_url)
-    # As consumers take them (chassis.consumer): aiormq's deliveries, decoded by TypeRegistry.
+    # As consumers take them (ordermesh.consumer): aiormq's deliveries, decoded by TypeRegistry.
     seen: list[aiormq.abc.DeliveredMessage] = []
     try:
         channel = await connection.channel()

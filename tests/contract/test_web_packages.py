@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
+from ordermesh.web import assets
 
-from chassis.web import assets
 from services import catalogue
 from services.console import pages as console
 from services.storefront import web as storefront

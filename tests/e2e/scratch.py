@@ -1,5 +1,5 @@
 """A scratch copy of this checkout, for the tests that change a project as a developer does
-(`python -m chassis new-service`, docs/tutorial.md): its files (tracked and new, not ignored),
+(`python -m ordermesh new-service`, docs/tutorial.md): its files (tracked and new, not ignored),
 this checkout's virtualenv and npm tools linked in, its own code first on the path; `make` run
 with this checkout's tools and without reinstalling them."""
 

@@ -122,7 +122,7 @@ async def test_a_node_cut_off_pauses_its_clients_move_and_every_event_is_handled
         )
         # The majority goes on without it: the queue's leader, if it was the victim's replica,
         # is elected anew among the other two first, and a publisher's channel that lost a
-        # send in the cut is replaced (chassis.broker).
+        # send in the cut is replaced (ordermesh.broker).
         await wait_until(
             lambda: len(inbox(consumer_db)) > handled_cut, 30, "the majority to go on, cut off"
         )

@@ -1,6 +1,6 @@
 """A host whose clock runs ahead (issue 25, defect 9): an instance of the user service started
 under libfaketime 25 s in the future issues tokens that every verifier accepts (the gateway's
-jwt_authn, each service), since all of them tolerate the same skew (chassis.tokens.CLOCK_SKEW_S:
+jwt_authn, each service), since all of them tolerate the same skew (ordermesh.tokens.CLOCK_SKEW_S:
 30 s). Before, a token issued more than 5 s ahead was refused by the services."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import grpc
 import jwt
 from order.v1 import order_service_pb2 as order_pb
 from order.v1 import order_service_pb2_grpc as order_grpc
+from ordermesh.tokens import CLOCK_SKEW_S
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from chassis.tokens import CLOCK_SKEW_S
 from harness.shop import PASSWORD
 
 AHEAD_S = 25

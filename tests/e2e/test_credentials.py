@@ -16,9 +16,9 @@ import aiohttp
 import grpc
 import pytest
 from multidict import CIMultiDict
+from ordermesh.identity import INTERNAL_HEADER
+from ordermesh.registry import Registry
 
-from chassis.identity import INTERNAL_HEADER
-from chassis.registry import Registry
 from harness.shop import eventually
 
 ME = "{ me { email } }"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from ordermesh.switches import GATEWAY_ABORTS, GATEWAY_LATENCY, RPC_ERRORS
 
-from chassis.switches import GATEWAY_ABORTS, GATEWAY_LATENCY, RPC_ERRORS
 from harness.gateway import LocalGateway
 from harness.rest import Rest
 from harness.shop import Shop, eventually
@@ -25,7 +25,7 @@ from harness.system import System
 
 def flip(flags: Path, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "chassis.switches", *args, "--file", str(flags)],
+        [sys.executable, "-m", "ordermesh.switches", *args, "--file", str(flags)],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -10,8 +10,8 @@ import uuid
 
 import aiohttp
 import pytest
+from ordermesh.registry import Registry
 
-from chassis.registry import Registry
 from harness.shop import eventually
 
 ADDRESS = {"recipient": "Ada", "addressLines": ["Main St 1"], "locality": "Berlin",

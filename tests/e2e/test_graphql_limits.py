@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import queries
+from ordermesh.identity import INTERNAL_HEADER
 
-from chassis.identity import INTERNAL_HEADER
 from harness.graphql import GRAPHQL_DIR, PrivateGraphqlGateway
 from harness.shop import PASSWORD, eventually
 

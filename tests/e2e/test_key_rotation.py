@@ -9,8 +9,8 @@ import time
 
 import aiohttp
 import jwt
+from ordermesh.store.sqlite import SqliteStore
 
-from chassis.store.sqlite import SqliteStore
 from services.user.keys import SIGNING_KEYS, SigningKeys
 
 # Short, for the test: in a deployment an hour (SIGNING_KEY_LEAD_S). Longer than the session

@@ -1,4 +1,4 @@
-"""`python -m chassis new-service` as a developer runs it, in a scratch copy of this checkout:
+"""`python -m ordermesh new-service` as a developer runs it, in a scratch copy of this checkout:
 the command creates a service (its contract, its package, its catalogue entry and subscription,
 its tests), `make gen` generates its code and everything that follows from the catalogue, and
 then, with nothing edited by hand, the project's checks pass (ruff, mypy, the import-linter
@@ -23,7 +23,7 @@ from tests.e2e.scratch import BIN, run, scratch_copy
 
 def test_a_new_service_is_created_generated_checked_and_called_through_the_gateway(tmp_path):
     project = scratch_copy(tmp_path / "project")
-    said = run(project, sys.executable, "-m", "chassis", "new-service", "shipping",
+    said = run(project, sys.executable, "-m", "ordermesh", "new-service", "shipping",
                "--resource", "shipment")  # fmt: skip
     assert "services/shipping/service.py" in said
 

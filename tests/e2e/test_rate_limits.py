@@ -17,10 +17,10 @@ import aiohttp
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from ordermesh.identity import CLIENT_HEADER, INTERNAL_HEADER
+from ordermesh.policy import PolicyFeed
 from user.v1 import user_service_pb2 as user_pb
 
-from chassis.identity import CLIENT_HEADER, INTERNAL_HEADER
-from chassis.policy import PolicyFeed
 from harness.gateway import LocalGateway
 from harness.shop import Shop, eventually
 from tests.e2e.worlds import own_system
@@ -126,7 +126,7 @@ async def test_a_site_of_the_system_is_counted_as_the_browser_it_names_and_nobod
     """A web site of the system (the storefront) calls the API for many browsers from one
     address: with the internal hops' secret, the browser's address it names is what the limits
     per address count, so each browser has its own budget; a caller naming an address without
-    the secret, or with a wrong one, is counted as itself (chassis.identity.CLIENT_HEADER)."""
+    the secret, or with a wrong one, is counted as itself (ordermesh.identity.CLIENT_HEADER)."""
     _, system, gateways = world
     a = gateways[0]
     secret = system.internal_token

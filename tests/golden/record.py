@@ -26,11 +26,10 @@ from order.v1 import events_pb2 as order_events
 from order.v1 import order_service_pb2 as order_pb
 from order.v2 import events_pb2 as order_events_v2
 from order.v2 import order_service_pb2 as order_v2_pb
+from ordermesh.events import route_of
 from user.v1 import commands_pb2 as user_commands
 from user.v1 import events_pb2 as user_events
 from user.v1 import user_service_pb2 as user_pb
-
-from chassis.events import route_of
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = Path(__file__).resolve().parent / "events"

@@ -25,14 +25,13 @@ import signal
 import time
 
 from inventory.v1 import events_pb2
-
-from chassis import logging as chassis_logging
-from chassis.broker import Broker
-from chassis.consumer import Consumer
-from chassis.events import Envelope, Outgoing, amqp_properties, outgoing
-from chassis.outbox import OutboxRelay
-from chassis.store import Collection, StoreUnavailable, Transaction, open_store
-from chassis.topology import Subscription
+from ordermesh import logging as chassis_logging
+from ordermesh.broker import Broker
+from ordermesh.consumer import Consumer
+from ordermesh.events import Envelope, Outgoing, amqp_properties, outgoing
+from ordermesh.outbox import OutboxRelay
+from ordermesh.store import Collection, StoreUnavailable, Transaction, open_store
+from ordermesh.topology import Subscription
 
 KEYS = 64
 SUBSCRIPTION = Subscription(

@@ -15,13 +15,12 @@ import signal
 from google.protobuf import json_format
 from google.protobuf.unknown_fields import UnknownFieldSet
 from order.v1 import events_pb2
-
-from chassis.broker import Broker
-from chassis.consumer import Consumer
-from chassis.events import Envelope
-from chassis.store import Collection, Transaction
-from chassis.store.sqlite import SqliteStore
-from chassis.topology import Subscription
+from ordermesh.broker import Broker
+from ordermesh.consumer import Consumer
+from ordermesh.events import Envelope
+from ordermesh.store import Collection, Transaction
+from ordermesh.store.sqlite import SqliteStore
+from ordermesh.topology import Subscription
 
 SUBSCRIPTION = Subscription(
     service="evolution", purpose="placed", types=[events_pb2.OrderPlaced], retry_delays_s=(0.5,)

@@ -1,7 +1,7 @@
-"""A process served by `chassis.grpc.serve`, as every service is, for the tests of the chassis.
+"""A process served by `ordermesh.grpc.serve`, as every service is, for the tests of the runtime.
 
 Its servicer is a test double of InventoryService, whose ListProducts is public (no token);
-the chassis is what is under test: health, reflection, error mapping, correlation, shutdown.
+the runtime is what is under test: health, reflection, error mapping, correlation, shutdown.
 Its readiness probes a real Redis at REDIS_URL.
 
     REDIS_URL=redis://127.0.0.1:6379/0 SERVICE_NAME=probe python -m tests.integration.grpc_app
@@ -15,14 +15,13 @@ import grpc
 import redis.asyncio
 from inventory.v1 import inventory_service_pb2 as pb
 from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
-
-from chassis import config, errors
-from chassis import logging as chassis_logging
-from chassis.correlation import correlation_id
-from chassis.grpc import Service, serve
-from chassis.health import Readiness, redis_probe
-from chassis.logging import get_logger
-from chassis.store import StoreUnavailable, VersionConflict
+from ordermesh import config, errors
+from ordermesh import logging as chassis_logging
+from ordermesh.correlation import correlation_id
+from ordermesh.grpc import Service, serve
+from ordermesh.health import Readiness, redis_probe
+from ordermesh.logging import get_logger
+from ordermesh.store import StoreUnavailable, VersionConflict
 
 log = get_logger(__name__)
 

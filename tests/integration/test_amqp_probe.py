@@ -1,4 +1,4 @@
-"""The broker's readiness probe (`chassis.health.amqp_probe`) against a real RabbitMQ node: a
+"""The broker's readiness probe (`ordermesh.health.amqp_probe`) against a real RabbitMQ node: a
 round trip on one channel kept for it, failing while the broker does not answer and passing
 again once it does, with still one channel after a hang and after a restart."""
 
@@ -9,8 +9,7 @@ import time
 
 import aio_pika
 import pytest
-
-from chassis.health import amqp_probe
+from ordermesh.health import amqp_probe
 
 
 def channels_of_connections(broker) -> list[int]:

@@ -1,4 +1,4 @@
-"""The operator console's HTTP app, served by aiohttp's test server (and by the chassis's metrics
+"""The operator console's HTTP app, served by aiohttp's test server (and by the runtime's metrics
 server, as every instance serves it) over the session's real Redis: nothing works without a
 session, no POST counts without its CSRF token from the console's own origin, and every answer
 carries the security headers.
@@ -20,16 +20,16 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from ordermesh import logfiles
+from ordermesh.identity import INTERNAL_HEADER
+from ordermesh.metrics import Metrics, MetricsServer
+from ordermesh.registry import Instance, Registry
+from ordermesh.tokens import KeySet, TokenVerifier
+from ordermesh.web import assets
+from ordermesh.web.security import CSP
+from ordermesh.web.sessions import Session, Sessions, Tokens
+from ordermesh.web.site import STATIC_ROUTE
 
-from chassis import logfiles
-from chassis.identity import INTERNAL_HEADER
-from chassis.metrics import Metrics, MetricsServer
-from chassis.registry import Instance, Registry
-from chassis.tokens import KeySet, TokenVerifier
-from chassis.web import assets
-from chassis.web.security import CSP
-from chassis.web.sessions import Session, Sessions, Tokens
-from chassis.web.site import STATIC_ROUTE
 from harness.redis import PrivateRedis
 from services.console import web as console_web
 from services.console.clients import Accounts, Gateway, Operators
@@ -110,7 +110,7 @@ async def parts(redis_server: PrivateRedis) -> AsyncIterator[Parts]:
 
 @pytest.fixture
 async def client(parts: Parts) -> AsyncIterator[TestClient]:
-    # Mounted as chassis.grpc.serve mounts it, under /console of a bigger application.
+    # Mounted as ordermesh.grpc.serve mounts it, under /console of a bigger application.
     root = web.Application()
     root.add_subapp(
         "/console", console_web.application(parts.console, assets=assets.load(STATIC, PREFIX))

@@ -1,7 +1,7 @@
 """Envoy's gRPC-JSON transcoder loads the committed descriptor set and reaches a chassis server.
 
 This is the path the gateway will take: REST in, the `google.api.http` annotations of
-`gen/descriptors.pb`, gRPC to a server built on `chassis.grpc`, JSON out, errors included.
+`gen/descriptors.pb`, gRPC to a server built on `ordermesh.grpc`, JSON out, errors included.
 """
 
 import asyncio
@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ordermesh.grpc import GrpcServer
 
-from chassis.grpc import GrpcServer
 from harness import free_port
 from services import catalogue
 from tests.integration import grpc_app

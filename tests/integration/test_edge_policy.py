@@ -22,9 +22,9 @@ import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
+from ordermesh.policy import EdgePolicy, PolicyFeed, new_policy_keys, seal, signing_key
+from ordermesh.registry import Instance, Registry
 
-from chassis.policy import EdgePolicy, PolicyFeed, new_policy_keys, seal, signing_key
-from chassis.registry import Instance, Registry
 from gateway.envoy import GatewayConfig, clusters_of
 from harness.gateway import LocalGateway
 from harness.redis import PrivateRedis

@@ -18,20 +18,19 @@ import pytest
 from inventory.v1 import commands_pb2, events_pb2
 from order.v1 import events_pb2 as order_v1
 from order.v2 import events_pb2 as order_v2
-
-from chassis.broker import Broker, NotConfirmed, Unroutable
-from chassis.consumer import Consumer
-from chassis.correlation import correlation_id
-from chassis.dead_letter import held
-from chassis.errors import FailedPrecondition
-from chassis.events import CONTENT_TYPE, amqp_properties, outgoing
-from chassis.ledger import Ledger
-from chassis.message_history import Fate
-from chassis.operations import OPERATOR_ACTIONS, Operations, Operator
-from chassis.outbox import OutboxRelay
-from chassis.store import Collection
-from chassis.store.sqlite import SqliteStore
-from chassis.topology import Subscription, declare_subscription, unrouted_queue
+from ordermesh.broker import Broker, NotConfirmed, Unroutable
+from ordermesh.consumer import Consumer
+from ordermesh.correlation import correlation_id
+from ordermesh.dead_letter import held
+from ordermesh.errors import FailedPrecondition
+from ordermesh.events import CONTENT_TYPE, amqp_properties, outgoing
+from ordermesh.ledger import Ledger
+from ordermesh.message_history import Fate
+from ordermesh.operations import OPERATOR_ACTIONS, Operations, Operator
+from ordermesh.outbox import OutboxRelay
+from ordermesh.store import Collection
+from ordermesh.store.sqlite import SqliteStore
+from ordermesh.topology import Subscription, declare_subscription, unrouted_queue
 
 FAST_RETRIES = (0.1, 0.2)
 
@@ -362,7 +361,7 @@ async def test_the_envelope_travels_in_amqp_properties(broker, store):
 
 async def deadletters_cli(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chassis.deadletters", *args,
+        sys.executable, "-m", "ordermesh.deadletters", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()

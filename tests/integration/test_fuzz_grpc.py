@@ -117,7 +117,7 @@ def callers(system):
 @pytest.mark.parametrize("who", ["nobody", "customer", "admin"])
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
 def test_no_generated_request_meets_a_bug(system, callers, method: MethodDescriptor, who):
-    # The operator API, served by every service with a runtime alike (chassis.operations): the
+    # The operator API, served by every service with a runtime alike (ordermesh.operations): the
     # first of them.
     service = catalogue.serving(method.containing_service.full_name)[0].name
     path = f"/{method.containing_service.full_name}/{method.name}"

@@ -12,8 +12,8 @@ import json
 import uuid
 
 import pytest
+from ordermesh.registry import Instance, Registry, Watcher
 
-from chassis.registry import Instance, Registry, Watcher
 from gateway.discovery import EdsFiles
 from gateway.envoy import eds_path
 from harness.shop import eventually

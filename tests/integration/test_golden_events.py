@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import aio_pika
 import pytest
+from ordermesh.events import CONTENT_TYPE
 
-from chassis.events import CONTENT_TYPE
 from harness.shop import eventually
 from services import messaging
 from tests.golden.record import EMAIL, EVENTS

@@ -1,4 +1,4 @@
-"""`chassis.grpc` serves a real gRPC server with real health, reflection, errors and shutdown."""
+"""`ordermesh.grpc` serves a real gRPC server with real health, reflection, errors and shutdown."""
 
 import asyncio
 import json
@@ -16,9 +16,9 @@ import redis.asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inventory.v1 import inventory_service_pb2 as pb
 from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
+from ordermesh.grpc import LIVENESS, GrpcServer
+from ordermesh.health import Readiness, redis_probe
 
-from chassis.grpc import LIVENESS, GrpcServer
-from chassis.health import Readiness, redis_probe
 from tests.integration import grpc_app
 
 ROOT = Path(__file__).resolve().parents[2]

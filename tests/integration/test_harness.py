@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from ordermesh.store.sqlite import SqliteStore
 
-from chassis.store.sqlite import SqliteStore
 from harness import ManagedProcess, free_port
 
 QUORUM = {"x-queue-type": "quorum"}

@@ -1,8 +1,8 @@
-"""Service-to-service gRPC over mutual TLS (`chassis.tls`), through real processes.
+"""Service-to-service gRPC over mutual TLS (`ordermesh.tls`), through real processes.
 
 One system (`System(tls=True)`: every service with a certificate of one CA made for it, and a
 Redis of its own as registry, so that clients dial the addresses instances registered) serves
-the flow and the refusals; the cost is measured on the chassis's test app, with and without TLS.
+the flow and the refusals; the cost is measured on the runtime's test app, with and without TLS.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from notification.v1 import notification_service_pb2_grpc as notification_grpc
 from order.v1 import order_service_pb2 as order_pb
 from order.v1 import order_service_pb2_grpc as order_grpc
+from ordermesh.tls import MutualTls, target_name_options, tls_channel
+from ordermesh.upstream import Upstream
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from chassis.tls import MutualTls, target_name_options, tls_channel
-from chassis.upstream import Upstream
 from deploy.ca import LocalCA
 from harness.gateway import LocalGateway
 from harness.process import ManagedProcess, accepts, free_port
@@ -172,13 +172,13 @@ async def test_a_client_refuses_a_server_whose_certificate_names_another_service
 
 @pytest.mark.parametrize("name", ["", "liveness"])
 def test_the_container_health_probe_speaks_mutual_tls(tls_system, name):
-    """`python -m chassis.probe`, as compose's health check runs it beside the service."""
+    """`python -m ordermesh.probe`, as compose's health check runs it beside the service."""
     env = {
         **os.environ,
         "GRPC_PORT": str(tls_system.processes["order"].port),
         **tls_system.tls.settings("order"),
     }
-    probe = [sys.executable, "-m", "chassis.probe", *(["--service", name] if name else [])]
+    probe = [sys.executable, "-m", "ordermesh.probe", *(["--service", name] if name else [])]
 
     answered = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)
     without_tls = subprocess.run(
@@ -194,7 +194,7 @@ def test_the_container_health_probe_speaks_mutual_tls(tls_system, name):
     assert "does not answer: UNAVAILABLE" in without_tls.stderr
 
 
-# The cost: the chassis's test app (`serve()` as every service), its public ListProducts.
+# The cost: the runtime's test app (`serve()` as every service), its public ListProducts.
 CALLS = 1000
 HANDSHAKES = 50
 

@@ -6,9 +6,9 @@ import asyncio
 
 from common.v1 import notification_pb2
 from notification.v1 import notification_service_pb2 as notification_pb
+from ordermesh.store.sqlite import SqliteStore
 from user.v1 import user_service_pb2 as user_pb
 
-from chassis.store.sqlite import SqliteStore
 from harness.shop import eventually
 from services.notification.service import Notifications
 from services.notification.store import COLLECTIONS, NOTIFICATIONS

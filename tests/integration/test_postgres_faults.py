@@ -19,14 +19,13 @@ import uuid
 import psycopg
 import pytest
 from inventory.v1 import events_pb2
-
-from chassis.broker import Broker
-from chassis.consumer import Consumer
-from chassis.events import outgoing
-from chassis.ledger import Ledger
-from chassis.store import Collection
-from chassis.store.postgres import OUTBOX_LOCK, PostgresStore
-from chassis.topology import Subscription
+from ordermesh.broker import Broker
+from ordermesh.consumer import Consumer
+from ordermesh.events import outgoing
+from ordermesh.ledger import Ledger
+from ordermesh.store import Collection
+from ordermesh.store.postgres import OUTBOX_LOCK, PostgresStore
+from ordermesh.topology import Subscription
 
 FAST_RETRIES = (0.1, 0.2)
 COLLECTIONS = [Collection("totals")]

@@ -20,10 +20,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from inventory.v1 import events_pb2
+from ordermesh.events import outgoing
+from ordermesh.store import Collection, StoreUnavailable, run_transaction
+from ordermesh.store.postgres import OUTBOX_LOCK, PostgresStore
 
-from chassis.events import outgoing
-from chassis.store import Collection, StoreUnavailable, run_transaction
-from chassis.store.postgres import OUTBOX_LOCK, PostgresStore
 from harness import ManagedProcess
 from tests.integration.flow import CONSUMER, app
 

@@ -18,9 +18,9 @@ import uuid
 import psycopg
 import pytest
 from order.v1 import order_service_pb2 as order_pb
+from ordermesh.store import StoreError
+from ordermesh.store.postgres import PostgresStore
 
-from chassis.store import StoreError
-from chassis.store.postgres import PostgresStore
 from deploy import databases
 from harness.postgres import PrivatePostgres
 from harness.shop import Shop

@@ -4,7 +4,8 @@ without draining stays, marked lost, for as long as it takes an operator to see 
 import json
 from dataclasses import replace
 
-from chassis.registry import Instance
+from ordermesh.registry import Instance
+
 from monitoring.targets import Targets
 
 

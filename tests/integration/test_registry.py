@@ -6,8 +6,7 @@ import time
 
 import pytest
 import redis.asyncio
-
-from chassis.registry import Instance, Registration, Registry, Watcher
+from ordermesh.registry import Instance, Registration, Registry, Watcher
 
 
 @pytest.fixture

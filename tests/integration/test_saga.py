@@ -1,4 +1,4 @@
-"""The saga engine (chassis.saga) over a real SQLite store, its participants played by the test:
+"""The saga engine (ordermesh.saga) over a real SQLite store, its participants played by the test:
 commands are read from the outbox, replies handed to the saga as its consumer would."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 from common.v1 import money_pb2
 from inventory.v1 import commands_pb2 as inventory_commands
 from inventory.v1 import events_pb2 as inventory_events
+from ordermesh.events import Envelope
+from ordermesh.saga import SAGAS, Saga, SagaDefinition, SagaStatus, Step
+from ordermesh.store import StoreClock
+from ordermesh.store.sqlite import SqliteStore
 from user.v1 import commands_pb2 as user_commands
 from user.v1 import events_pb2 as user_events
 
-from chassis.events import Envelope
-from chassis.saga import SAGAS, Saga, SagaDefinition, SagaStatus, Step
-from chassis.store import StoreClock
-from chassis.store.sqlite import SqliteStore
 from tests.clock import Clock
 from tests.integration.flow import wait_until
 

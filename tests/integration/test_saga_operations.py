@@ -1,7 +1,7 @@
-"""An operator's view of sagas and actions on those parked as needing an operator (chassis.saga:
+"""An operator's view of sagas and actions on those parked as needing an operator (ordermesh.saga:
 list, get, retry a compensation, resolve), over a real SQLite and a real PostgreSQL store, the
 participants played by the test as in test_saga.py; then the same through ops.v1.SagaService
-(chassis.saga_operations) on a real gRPC server whose callers' tokens are verified for real; then
+(ordermesh.saga_operations) on a real gRPC server whose callers' tokens are verified for real; then
 in the order service of a running system, where the customer's order history shows it."""
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from jwt.algorithms import OKPAlgorithm
 from ops.v1 import ops_service_pb2 as pb
 from ops.v1 import ops_service_pb2_grpc as pb_grpc
 from order.v1 import order_service_pb2 as order_pb
+from ordermesh import saga_operations, saga_record
+from ordermesh.errors import InvalidArgument, NotFound
+from ordermesh.grpc import GrpcServer
+from ordermesh.metrics import SagaMetrics
+from ordermesh.saga import SAGAS, Saga, SagaStatus
+from ordermesh.store.postgres import PostgresStore
+from ordermesh.store.sqlite import SqliteStore
+from ordermesh.tokens import KeySet, TokenVerifier
 from prometheus_client import CollectorRegistry
 from user.v1 import events_pb2 as user_events
 
-from chassis import saga_operations, saga_record
-from chassis.errors import InvalidArgument, NotFound
-from chassis.grpc import GrpcServer
-from chassis.metrics import SagaMetrics
-from chassis.saga import SAGAS, Saga, SagaStatus
-from chassis.store.postgres import PostgresStore
-from chassis.store.sqlite import SqliteStore
-from chassis.tokens import KeySet, TokenVerifier
 from harness.shop import Shop, eventually
 from harness.system import System
 from tests.clock import Clock

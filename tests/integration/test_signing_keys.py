@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from ordermesh.store.sqlite import SqliteStore
+from ordermesh.tokens import InvalidToken, KeySet, TokenVerifier
 
-from chassis.store.sqlite import SqliteStore
-from chassis.tokens import InvalidToken, KeySet, TokenVerifier
 from services.user.keys import SIGNING_KEYS, SigningKeys
 from tests.clock import Clock
 

@@ -18,14 +18,13 @@ import uuid
 import psycopg
 import pytest
 from inventory.v1 import events_pb2
-
-from chassis import pages
-from chassis.errors import InvalidArgument
-from chassis.events import outgoing
-from chassis.store import Collection, DuplicateKey, VersionConflict, open_store, run_transaction
-from chassis.store.postgres import PostgresStore
-from chassis.store.sql import OUTBOX_INSERT, outbox_values, table
-from chassis.store.sqlite import SqliteStore
+from ordermesh import pages
+from ordermesh.errors import InvalidArgument
+from ordermesh.events import outgoing
+from ordermesh.store import Collection, DuplicateKey, VersionConflict, open_store, run_transaction
+from ordermesh.store.postgres import PostgresStore
+from ordermesh.store.sql import OUTBOX_INSERT, outbox_values, table
+from ordermesh.store.sqlite import SqliteStore
 
 COLLECTIONS = [
     Collection("accounts", unique=["email"], indexed=["owner", "created"]),
@@ -42,7 +41,7 @@ async def store(request, tmp_path):
         url = os.environ.get("MONGODB_URL")
         if not url:
             pytest.skip("MONGODB_URL is not set (no MongoDB server can be installed here)")
-        from chassis.store.mongo import MongoStore
+        from ordermesh.store.mongo import MongoStore
 
         adapter = MongoStore(url, database=f"test_{uuid.uuid4().hex[:12]}")
     await adapter.open(COLLECTIONS)
@@ -263,7 +262,7 @@ async def test_prune_deletes_only_what_is_past_retention(store):
 
 WORKER = """
 import asyncio, sys
-from chassis.store import Collection, VersionConflict, open_store
+from ordermesh.store import Collection, VersionConflict, open_store
 
 async def main(url, mode, times):
     store = open_store(url, database="test")
@@ -489,9 +488,9 @@ def rows_in_the_database_file(path, collection: str) -> int:
 
 WRITER = """
 import asyncio, sys
-from chassis.events import outgoing
-from chassis.store import Collection
-from chassis.store.sqlite import SqliteStore
+from ordermesh.events import outgoing
+from ordermesh.store import Collection
+from ordermesh.store.sqlite import SqliteStore
 from inventory.v1 import events_pb2
 
 async def main(path, name, times):

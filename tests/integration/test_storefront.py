@@ -19,11 +19,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from ordermesh.web import assets
+from ordermesh.web.security import CSP
+from ordermesh.web.sessions import Session, Sessions, Tokens
+from ordermesh.web.site import STATIC_ROUTE
 
-from chassis.web import assets
-from chassis.web.security import CSP
-from chassis.web.sessions import Session, Sessions, Tokens
-from chassis.web.site import STATIC_ROUTE
 from harness.redis import PrivateRedis
 from services.storefront import web as shop_web
 from services.storefront.api import Api

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-
-from chassis.identity import INTERNAL_HEADER
-from chassis.registry import Registry
+from ordermesh.identity import INTERNAL_HEADER
+from ordermesh.registry import Registry
 
 
 @pytest.fixture

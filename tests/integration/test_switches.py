@@ -21,18 +21,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inventory.v1 import events_pb2
 from inventory.v1 import inventory_service_pb2 as inventory_pb
 from inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from ordermesh.broker import Broker
+from ordermesh.consumer import Consumer
+from ordermesh.events import outgoing
+from ordermesh.grpc import GrpcServer
+from ordermesh.ledger import Ledger
+from ordermesh.metrics import Metrics
+from ordermesh.operations import OPERATOR_ACTIONS, Operations, Operator
+from ordermesh.store import Collection
+from ordermesh.store.sqlite import SqliteStore
+from ordermesh.switches import HANDLER_FAILS, RPC_ERRORS, RPC_LATENCY, SWITCHES, Switches
+from ordermesh.topology import Subscription
 
-from chassis.broker import Broker
-from chassis.consumer import Consumer
-from chassis.events import outgoing
-from chassis.grpc import GrpcServer
-from chassis.ledger import Ledger
-from chassis.metrics import Metrics
-from chassis.operations import OPERATOR_ACTIONS, Operations, Operator
-from chassis.store import Collection
-from chassis.store.sqlite import SqliteStore
-from chassis.switches import HANDLER_FAILS, RPC_ERRORS, RPC_LATENCY, SWITCHES, Switches
-from chassis.topology import Subscription
 from tests.integration import grpc_app
 from tests.integration.test_event_backbone import (
     FAST_RETRIES,
@@ -97,7 +97,7 @@ class Reservations:
 async def switches_cli(*args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if k != "FAULT_FLAGS_FILE"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chassis.switches", *args,
+        sys.executable, "-m", "ordermesh.switches", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     out, err = await process.communicate()

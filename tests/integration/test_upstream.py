@@ -1,4 +1,4 @@
-"""Service-to-service calls (chassis.upstream) against real gRPC servers and a real Redis:
+"""Service-to-service calls (ordermesh.upstream) against real gRPC servers and a real Redis:
 instances from the registry in turn, retries of idempotent calls only, a circuit breaker."""
 
 import asyncio
@@ -11,13 +11,13 @@ from inventory.v1 import inventory_service_pb2 as pb
 from inventory.v1 import inventory_service_pb2_grpc as pb_grpc
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext
+from ordermesh import errors
+from ordermesh.correlation import correlation_id
+from ordermesh.errors import Unavailable
+from ordermesh.grpc import GrpcServer, Service
+from ordermesh.registry import Instance, Registration, Registry
+from ordermesh.upstream import Upstream
 
-from chassis import errors
-from chassis.correlation import correlation_id
-from chassis.errors import Unavailable
-from chassis.grpc import GrpcServer, Service
-from chassis.registry import Instance, Registration, Registry
-from chassis.upstream import Upstream
 from harness.process import free_port
 
 

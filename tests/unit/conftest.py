@@ -4,8 +4,7 @@ import io
 import logging
 
 import pytest
-
-from chassis import logging as chassis_logging
+from ordermesh import logging as chassis_logging
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from envoy.service.auth.v3 import external_auth_pb2
 from google.rpc import code_pb2
 from inventory.v1 import inventory_service_pb2
 from jwt.algorithms import OKPAlgorithm
+from ordermesh.identity import AccessPolicy
+from ordermesh.policy import EdgePolicy
+from ordermesh.tokens import CLOCK_SKEW_S, KeySet, TokenVerifier
 
-from chassis.identity import AccessPolicy
-from chassis.policy import EdgePolicy
-from chassis.tokens import CLOCK_SKEW_S, KeySet, TokenVerifier
 from services.auth.api import Authorization
 
 CREATE_PRODUCT = "/inventory.v1.InventoryService/CreateProduct"
@@ -45,7 +45,7 @@ def authorization(*, revoked: dict[str, float] | None = None, keys_answer: bool 
             raise ConnectionError("the issuer is unreachable")
         return {"keys": [JWK]}
 
-    # The revoked sessions as a follower of the published policy holds them (chassis.policy).
+    # The revoked sessions as a follower of the published policy holds them (ordermesh.policy).
     policy = EdgePolicy(version=1, issued_at=time.time(), jwks=None, revoked=revoked or {})
     verifier = TokenVerifier(
         KeySet(jwks),

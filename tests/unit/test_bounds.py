@@ -3,10 +3,9 @@
 import pytest
 from common.v1 import notification_pb2
 from order.v1 import order_service_pb2 as order_pb
+from ordermesh.bounds import check
+from ordermesh.errors import InvalidArgument
 from user.v1 import user_service_pb2 as user_pb
-
-from chassis.bounds import check
-from chassis.errors import InvalidArgument
 
 
 def test_a_request_within_its_bounds_passes():

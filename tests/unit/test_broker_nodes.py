@@ -3,9 +3,8 @@
 import asyncio
 
 import pytest
+from ordermesh.broker import ClusterConnection, nodes_of
 from yarl import URL
-
-from chassis.broker import ClusterConnection, nodes_of
 
 
 def test_one_url_or_several_joined_by_commas():

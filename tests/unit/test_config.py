@@ -4,8 +4,7 @@ import os
 
 import pydantic
 import pytest
-
-from chassis.config import ConfigError, ServiceSettings, load
+from ordermesh.config import ConfigError, ServiceSettings, load
 
 
 class QueueSettings(ServiceSettings):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from ops.v1 import ops_service_pb2 as ops
+from ordermesh.flag_file import states, turn_on
+from ordermesh.switches import CONTEXT, RPC_ERRORS, SETTINGS, STATUSES, SWITCHES
+from ordermesh.vocabulary import enum_name
+from ordermesh.web.assets import Asset
+from ordermesh.web.sessions import Session
 
-from chassis.flag_file import states, turn_on
-from chassis.switches import CONTEXT, RPC_ERRORS, SETTINGS, STATUSES, SWITCHES
-from chassis.vocabulary import enum_name
-from chassis.web.assets import Asset
-from chassis.web.sessions import Session
 from services.console import web
 from services.console.domain import (
     AlertView,

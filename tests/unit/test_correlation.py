@@ -1,4 +1,4 @@
-"""Every edge takes a correlation id the same way (chassis.correlation.adopt): a safe bounded
+"""Every edge takes a correlation id the same way (ordermesh.correlation.adopt): a safe bounded
 token is kept, anything else is replaced by a new id and the refusal logged in one line shape;
 the gRPC and GraphQL edges read ours first, then Envoy's request id."""
 
@@ -9,8 +9,7 @@ import json
 import uuid
 
 import pytest
-
-from chassis.correlation import adopt, adopt_header
+from ordermesh.correlation import adopt, adopt_header
 
 
 def lines(output: io.StringIO) -> list[dict]:

@@ -2,8 +2,8 @@
 refuse the whole update for (a real Envoy's view: tests/integration/test_gateway_endpoints.py)."""
 
 import pytest
+from ordermesh.registry import Instance
 
-from chassis.registry import Instance
 from gateway.discovery import assignment
 
 

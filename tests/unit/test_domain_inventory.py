@@ -2,8 +2,8 @@
 reservations."""
 
 import pytest
+from ordermesh.errors import FailedPrecondition, InvalidArgument
 
-from chassis.errors import FailedPrecondition, InvalidArgument
 from services.inventory import domain
 
 

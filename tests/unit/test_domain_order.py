@@ -2,8 +2,8 @@
 be cancelled."""
 
 import pytest
+from ordermesh.errors import FailedPrecondition, InvalidArgument
 
-from chassis.errors import FailedPrecondition, InvalidArgument
 from services.order import domain
 from services.order.domain import Item
 

@@ -1,8 +1,8 @@
 """The user service's rules: addresses, passwords, preferences and credit."""
 
 import pytest
+from ordermesh.errors import FailedPrecondition, InvalidArgument
 
-from chassis.errors import FailedPrecondition, InvalidArgument
 from services.user import domain
 
 

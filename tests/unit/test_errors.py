@@ -2,9 +2,8 @@
 
 import grpc
 import pytest
-
-from chassis import errors
-from chassis.failures import STATUS_OF_ERROR, error_of, status_of
+from ordermesh import errors
+from ordermesh.failures import STATUS_OF_ERROR, error_of, status_of
 
 
 class InsufficientStock(errors.FailedPrecondition):

@@ -6,8 +6,7 @@ import pamqp.commands
 import pamqp.header
 from aiormq.abc import DeliveredMessage
 from inventory.v1 import events_pb2
-
-from chassis.events import TypeRegistry, amqp_properties, outgoing
+from ordermesh.events import TypeRegistry, amqp_properties, outgoing
 
 
 def delivered(properties) -> DeliveredMessage:

@@ -1,13 +1,13 @@
-"""Whose fault a failure is (chassis.faults): what passes is waited out, the rest is the work's."""
+"""Whose fault a failure is (ordermesh.faults): what passes is waited out, the rest is the
+work's."""
 
 from __future__ import annotations
 
 import pytest
-
-from chassis.broker import NotConfirmed, Refused
-from chassis.errors import Conflict, FailedPrecondition, Unavailable
-from chassis.faults import passing_fault
-from chassis.store import DuplicateKey, StoreUnavailable, VersionConflict
+from ordermesh.broker import NotConfirmed, Refused
+from ordermesh.errors import Conflict, FailedPrecondition, Unavailable
+from ordermesh.faults import passing_fault
+from ordermesh.store import DuplicateKey, StoreUnavailable, VersionConflict
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,9 @@
 
 import gc
 
+from ordermesh.garbage import Collections
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
-from chassis.garbage import Collections
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

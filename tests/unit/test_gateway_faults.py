@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from envoy.type.v3 import percent_pb2
+from ordermesh.switches import GATEWAY_ABORTS, GATEWAY_LATENCY
 
-from chassis.switches import GATEWAY_ABORTS, GATEWAY_LATENCY
 from gateway.envoy import GatewayConfig, bootstrap
 from gateway.envoy.faults import fault_config
 

@@ -1,12 +1,11 @@
-"""The ledger's stages are named once (chassis.ledger.Stage) and counted, and shown to
+"""The ledger's stages are named once (ordermesh.ledger.Stage) and counted, and shown to
 Prometheus, as the same strings as before they had names."""
 
 from __future__ import annotations
 
 import pytest
+from ordermesh.ledger import STAGES, Ledger, Stage
 from prometheus_client import CollectorRegistry
-
-from chassis.ledger import STAGES, Ledger, Stage
 
 
 def test_each_stage_is_its_string():

@@ -5,9 +5,8 @@ import json
 import logging
 
 import pytest
-
-from chassis import logging as chassis_logging
-from chassis.correlation import correlation_id
+from ordermesh import logging as chassis_logging
+from ordermesh.correlation import correlation_id
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 import pytest
 from order.v1 import order_service_pb2 as v1
 from order.v2 import order_service_pb2 as v2
+from ordermesh.saga import HistoryKind
 
-from chassis.saga import HistoryKind
 from services.order.api import history_proto
 
 

@@ -4,9 +4,8 @@ import base64
 import json
 
 import pytest
-
-from chassis.errors import InvalidArgument
-from chassis.pages import after_of, next_token
+from ordermesh.errors import InvalidArgument
+from ordermesh.pages import after_of, next_token
 
 
 def forged(value) -> str:

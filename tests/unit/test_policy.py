@@ -1,6 +1,6 @@
 """The edge policy is believed only when the auth service's key signed it, and never rolled back:
 a follower keeps the newest verified policy through a flushed Redis, a forged document and an
-older one (chassis.policy). The feed here is a dict: what Redis does is in the integration and
+older one (ordermesh.policy). The feed here is a dict: what Redis does is in the integration and
 end-to-end tests (tests/integration/test_edge_policy.py, tests/e2e/test_gateway_auth.py)."""
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from prometheus_client import CollectorRegistry
-
-from chassis.policy import (
+from ordermesh.policy import (
     EdgePolicy,
     ForgedPolicy,
     PolicyFollower,
@@ -21,7 +19,9 @@ from chassis.policy import (
     unseal,
     verify_key,
 )
-from chassis.tokens import CLOCK_SKEW_S
+from ordermesh.tokens import CLOCK_SKEW_S
+from prometheus_client import CollectorRegistry
+
 from tests.clock import Clock
 
 JWKS = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "k1", "alg": "EdDSA"}]}

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from chassis.health import Readiness
+from ordermesh.health import Readiness
 
 
 async def passes() -> None:

@@ -1,16 +1,15 @@
 """What the operator API of sagas says of a saga, and what an operator's entries in its history
-store and measure (chassis.saga_operations, chassis.saga_record): pure mappings, no store."""
+store and measure (ordermesh.saga_operations, ordermesh.saga_record): pure mappings, no store."""
 
 from datetime import UTC, datetime
 
 import pytest
 from ops.v1 import ops_service_pb2 as pb
+from ordermesh.metrics import SagaMetrics
+from ordermesh.saga import SagaView
+from ordermesh.saga_operations import entry_proto, saga_proto, status_of
+from ordermesh.saga_record import HistoryKind, SagaStatus, measure, record, stored
 from prometheus_client import CollectorRegistry
-
-from chassis.metrics import SagaMetrics
-from chassis.saga import SagaView
-from chassis.saga_operations import entry_proto, saga_proto, status_of
-from chassis.saga_record import HistoryKind, SagaStatus, measure, record, stored
 
 START = 1_800_000_000.0
 

@@ -1,4 +1,4 @@
-"""`python -m chassis new-service` (chassis.scaffold) on a project's files: what it writes and
+"""`python -m ordermesh new-service` (ordermesh.scaffold) on a project's files: what it writes and
 where it names the new service, and that a refusal writes nothing. That the result builds,
 passes the project's checks and answers through the gateway is tests/e2e/test_new_service.py."""
 
@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from chassis.scaffold import NewService, Refused, main
+from ordermesh.scaffold import NewService, Refused, main
 
 ROOT = Path(__file__).resolve().parents[2]
 EDITED = ("services/catalogue.py", "services/messaging.py", "pyproject.toml")

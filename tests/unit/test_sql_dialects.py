@@ -3,8 +3,8 @@ only spelling (the stores themselves are proven in tests/integration/test_store.
 
 import re
 
-from chassis.store import Collection
-from chassis.store.sql.dialect import POSTGRES, SQLITE, schema
+from ordermesh.store import Collection
+from ordermesh.store.sql.dialect import POSTGRES, SQLITE, schema
 
 COLLECTIONS = [Collection("accounts", unique=["email"], indexed=["owner"])]
 TYPES = re.compile(

@@ -2,9 +2,9 @@
 money and the gateway's refusals read, and that an id put in a path is one segment."""
 
 import pytest
+from ordermesh.config import ConfigError
+from ordermesh.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
-from chassis.config import ConfigError
-from chassis.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.storefront.api import Order, _refusal, _segment, money
 from services.storefront.config import StorefrontSettings
 from services.storefront.shop import chosen_items, delivery_address

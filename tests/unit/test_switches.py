@@ -1,4 +1,4 @@
-"""Fault switches (chassis.switches) from what their flag file holds: off by default, on for
+"""Fault switches (ordermesh.switches) from what their flag file holds: off by default, on for
 exactly what the flag's targeting names, a malformed version ignored for the last good one, no
 file meaning every switch off, each change logged and measured. Following the file on disk, the
 command line and a consumer failing for real are in tests/integration/test_switches.py."""
@@ -13,14 +13,13 @@ from typing import Any
 import grpc
 import pytest
 from ops.v1 import ops_service_pb2 as ops_pb
-
-from chassis.errors import FailedPrecondition
-from chassis.faults import passing_fault
-from chassis.flag_file import SwitchRefused, states, turn_on
-from chassis.metrics import Metrics
-from chassis.operations import Operations
-from chassis.operator_api import OperatorApi
-from chassis.switches import (
+from ordermesh.errors import FailedPrecondition
+from ordermesh.faults import passing_fault
+from ordermesh.flag_file import SwitchRefused, states, turn_on
+from ordermesh.metrics import Metrics
+from ordermesh.operations import Operations
+from ordermesh.operator_api import OperatorApi
+from ordermesh.switches import (
     GATEWAY_ABORTS,
     GATEWAY_LATENCY,
     HANDLER_FAILS,

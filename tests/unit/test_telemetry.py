@@ -10,8 +10,7 @@ import sys
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
-from chassis import telemetry
+from ordermesh import telemetry
 
 
 def test_the_otlp_exporter_and_its_protos_are_the_ones_it_was_built_with():
@@ -57,7 +56,7 @@ def sampler_installed(**env: str) -> str:
     a tracer provider is installed once per process)."""
     script = (
         "from opentelemetry import trace\n"
-        "from chassis import telemetry\n"
+        "from ordermesh import telemetry\n"
         "assert telemetry.configure(service='s', instance='s-1')\n"
         "print(trace.get_tracer_provider().sampler.get_description())\n"
     )

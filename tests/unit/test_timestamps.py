@@ -4,8 +4,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from ops.v1 import ops_service_pb2 as ops
-
-from chassis.timestamps import seconds_of, time_of, timestamp
+from ordermesh.timestamps import seconds_of, time_of, timestamp
 
 
 def test_seconds_survive_the_round_trip_to_a_microsecond():

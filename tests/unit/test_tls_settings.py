@@ -1,9 +1,8 @@
 """Mutual TLS is all three of GRPC_TLS_CERT, GRPC_TLS_KEY and GRPC_TLS_CA, or plaintext."""
 
 import pytest
-
-from chassis.config import ConfigError, ServiceSettings, load
-from chassis.tls import MutualTls, target_name_options
+from ordermesh.config import ConfigError, ServiceSettings, load
+from ordermesh.tls import MutualTls, target_name_options
 
 TLS_VARIABLES = ("GRPC_TLS_CERT", "GRPC_TLS_KEY", "GRPC_TLS_CA")
 

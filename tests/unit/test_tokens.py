@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
+from ordermesh.errors import Unauthenticated, Unavailable
+from ordermesh.tokens import CLOCK_SKEW_S, InvalidToken, KeySet, TokenVerifier, bearer_token
 
-from chassis.errors import Unauthenticated, Unavailable
-from chassis.tokens import CLOCK_SKEW_S, InvalidToken, KeySet, TokenVerifier, bearer_token
 from tests.clock import Clock
 
 ISSUER, AUDIENCE = "ordermesh", "ordermesh"

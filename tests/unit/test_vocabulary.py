@@ -1,5 +1,5 @@
 """An enum value on the wire and the name domain code uses are one another's translation, for
-every enum the code translates (chassis.vocabulary): the prefix is the enum's name in
+every enum the code translates (ordermesh.vocabulary): the prefix is the enum's name in
 UPPER_SNAKE_CASE, and a name the enum does not know is an error that names both."""
 
 from types import ModuleType
@@ -12,9 +12,8 @@ from notification.v1 import notification_service_pb2
 from ops.v1 import ops_service_pb2
 from order.v1 import order_service_pb2 as order_v1
 from order.v2 import order_service_pb2 as order_v2
-
-from chassis import vocabulary
-from chassis.vocabulary import enum_name, enum_prefix, enum_value
+from ordermesh import vocabulary
+from ordermesh.vocabulary import enum_name, enum_prefix, enum_value
 
 # The generated modules whose enums the code translates (ops.v1's and common.v1's among them).
 MODULES = (notification_pb2, options_pb2, ops_service_pb2, notification_service_pb2)

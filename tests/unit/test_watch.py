@@ -1,4 +1,4 @@
-"""The one watch loop (chassis.watch.follow): a notice wakes it before the interval, the interval
+"""The one watch loop (ordermesh.watch.follow): a notice wakes it before the interval, the interval
 wakes it without one, a failed round is logged and tried again, a lost source of notices is
 listened to again, and cancelling it stops it and its listener. The sources here are objects in
 memory; a Redis channel as a source is in tests/integration/test_registry.py and
@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-
-from chassis.watch import NoticesLost, follow
+from ordermesh.watch import NoticesLost, follow
 
 SOON_S = 1.0  # far below every interval the tests set when a notice is what must wake it
 NEVER_S = 60.0

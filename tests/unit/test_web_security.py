@@ -4,8 +4,7 @@ cookies hold only an id and never leave the site's path; every answer carries th
 security policy."""
 
 import pytest
-
-from chassis.web.security import (
+from ordermesh.web.security import (
     CSP,
     HEADERS,
     CrossSite,
@@ -14,7 +13,7 @@ from chassis.web.security import (
     is_https,
     origin_of,
 )
-from chassis.web.sessions import Session, new_token
+from ordermesh.web.sessions import Session, new_token
 
 ORIGIN = "https://127.0.0.1:8080"
 TOKEN = "t" * 43

@@ -397,7 +397,7 @@ const requests = {
 
 // ---- Errors ------------------------------------------------------------------------------
 // Every error a client sees carries a gRPC status in `extensions` (`code`: its name,
-// `grpcStatus`: its number), as the subgraphs' errors do (chassis.graphql); those the gateway
+// `grpcStatus`: its number), as the subgraphs' errors do (ordermesh.graphql); those the gateway
 // makes itself get one from their code, kept as `reason`.
 const STATUS_OF_CODE = {
   GRAPHQL_PARSE_FAILED: ["INVALID_ARGUMENT", 3],

@@ -166,7 +166,7 @@ Global___Route: _TypeAlias = Route  # noqa: Y015
 class Bounds(_message.Message):
     """How large a request field may be. Every string, bytes, repeated and map field of every
     request message declares one; every service's gRPC edge refuses a request beyond it with
-    INVALID_ARGUMENT naming the field, before a handler runs (chassis.bounds). The bounds are
+    INVALID_ARGUMENT naming the field, before a handler runs (ordermesh.bounds). The bounds are
     also in the REST API's OpenAPI document. (protovalidate's rules would be the ecosystem's way;
     see docs/decisions.md for why they are not used here.)
     """

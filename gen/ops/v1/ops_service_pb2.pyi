@@ -959,7 +959,7 @@ Global___ResolveSagaResponse: _TypeAlias = ResolveSagaResponse  # noqa: Y015
 
 @_typing.final
 class FaultSettings(_message.Message):
-    """A fault switch's settings: those the switch takes (chassis.switches.SETTINGS), the rest 0."""
+    """A fault switch's settings: those the switch takes (ordermesh.switches.SETTINGS), the rest 0."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

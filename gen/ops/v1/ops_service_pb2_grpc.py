@@ -28,7 +28,7 @@ if _version_not_supported:
 class OperatorServiceStub:
     """The operator API: what a service did with the messages it owns, and the actions an operator
     takes on those that failed. Every service with a store and a broker serves it over its own
-    data (chassis.operations); the gateway routes a call to the service it names: the path's
+    data (ordermesh.operations); the gateway routes a call to the service it names: the path's
     {service} in REST, the `x-ordermesh-service` metadata in gRPC (the request's `service` field
     must name the same service, or the call is refused).
 
@@ -93,7 +93,7 @@ class OperatorServiceStub:
 class OperatorServiceServicer:
     """The operator API: what a service did with the messages it owns, and the actions an operator
     takes on those that failed. Every service with a store and a broker serves it over its own
-    data (chassis.operations); the gateway routes a call to the service it names: the path's
+    data (ordermesh.operations); the gateway routes a call to the service it names: the path's
     {service} in REST, the `x-ordermesh-service` metadata in gRPC (the request's `service` field
     must name the same service, or the call is refused).
 
@@ -149,7 +149,7 @@ class OperatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListFaultSwitches(self, request, context):
-        """The fault switches (chassis.switches) as the instance that answers holds them now: each
+        """The fault switches (ordermesh.switches) as the instance that answers holds them now: each
         on or off, where, with which settings. One flag file holds the switches of the whole
         deployment and every process follows it; FAILED_PRECONDITION where there is none (a
         deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
@@ -234,7 +234,7 @@ def add_OperatorServiceServicer_to_server(servicer, server):
 class OperatorService:
     """The operator API: what a service did with the messages it owns, and the actions an operator
     takes on those that failed. Every service with a store and a broker serves it over its own
-    data (chassis.operations); the gateway routes a call to the service it names: the path's
+    data (ordermesh.operations); the gateway routes a call to the service it names: the path's
     {service} in REST, the `x-ordermesh-service` metadata in gRPC (the request's `service` field
     must name the same service, or the call is refused).
 
@@ -488,7 +488,7 @@ class OperatorService:
 
 
 class SagaServiceStub:
-    """The operator API of the sagas a service orchestrates (chassis.saga), served by each service
+    """The operator API of the sagas a service orchestrates (ordermesh.saga), served by each service
     that runs sagas and routed like OperatorService.
     """
 
@@ -521,7 +521,7 @@ class SagaServiceStub:
 
 
 class SagaServiceServicer:
-    """The operator API of the sagas a service orchestrates (chassis.saga), served by each service
+    """The operator API of the sagas a service orchestrates (ordermesh.saga), served by each service
     that runs sagas and routed like OperatorService.
     """
 
@@ -587,7 +587,7 @@ def add_SagaServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SagaService:
-    """The operator API of the sagas a service orchestrates (chassis.saga), served by each service
+    """The operator API of the sagas a service orchestrates (ordermesh.saga), served by each service
     that runs sagas and routed like OperatorService.
     """
 

@@ -29,7 +29,7 @@ GRPC_VERSION: str
 class OperatorServiceStub:
     """The operator API: what a service did with the messages it owns, and the actions an operator
     takes on those that failed. Every service with a store and a broker serves it over its own
-    data (chassis.operations); the gateway routes a call to the service it names: the path's
+    data (ordermesh.operations); the gateway routes a call to the service it names: the path's
     {service} in REST, the `x-ordermesh-service` metadata in gRPC (the request's `service` field
     must name the same service, or the call is refused).
 
@@ -61,7 +61,7 @@ class OperatorServiceStub:
     trail.
     """
     ListFaultSwitches: _grpc.UnaryUnaryMultiCallable[_ops_service_pb2.ListFaultSwitchesRequest, _ops_service_pb2.ListFaultSwitchesResponse]
-    """The fault switches (chassis.switches) as the instance that answers holds them now: each
+    """The fault switches (ordermesh.switches) as the instance that answers holds them now: each
     on or off, where, with which settings. One flag file holds the switches of the whole
     deployment and every process follows it; FAILED_PRECONDITION where there is none (a
     deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
@@ -79,7 +79,7 @@ class OperatorServiceStub:
 class OperatorServiceAsyncStub(OperatorServiceStub):
     """The operator API: what a service did with the messages it owns, and the actions an operator
     takes on those that failed. Every service with a store and a broker serves it over its own
-    data (chassis.operations); the gateway routes a call to the service it names: the path's
+    data (ordermesh.operations); the gateway routes a call to the service it names: the path's
     {service} in REST, the `x-ordermesh-service` metadata in gRPC (the request's `service` field
     must name the same service, or the call is refused).
 
@@ -108,7 +108,7 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
     trail.
     """
     ListFaultSwitches: _aio.UnaryUnaryMultiCallable[_ops_service_pb2.ListFaultSwitchesRequest, _ops_service_pb2.ListFaultSwitchesResponse]  # type: ignore[assignment]
-    """The fault switches (chassis.switches) as the instance that answers holds them now: each
+    """The fault switches (ordermesh.switches) as the instance that answers holds them now: each
     on or off, where, with which settings. One flag file holds the switches of the whole
     deployment and every process follows it; FAILED_PRECONDITION where there is none (a
     deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
@@ -125,7 +125,7 @@ class OperatorServiceAsyncStub(OperatorServiceStub):
 class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The operator API: what a service did with the messages it owns, and the actions an operator
     takes on those that failed. Every service with a store and a broker serves it over its own
-    data (chassis.operations); the gateway routes a call to the service it names: the path's
+    data (ordermesh.operations); the gateway routes a call to the service it names: the path's
     {service} in REST, the `x-ordermesh-service` metadata in gRPC (the request's `service` field
     must name the same service, or the call is refused).
 
@@ -194,7 +194,7 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ops_service_pb2.ListFaultSwitchesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ops_service_pb2.ListFaultSwitchesResponse, _abc.Awaitable[_ops_service_pb2.ListFaultSwitchesResponse]]:
-        """The fault switches (chassis.switches) as the instance that answers holds them now: each
+        """The fault switches (ordermesh.switches) as the instance that answers holds them now: each
         on or off, where, with which settings. One flag file holds the switches of the whole
         deployment and every process follows it; FAILED_PRECONDITION where there is none (a
         deployment given no FAULT_FLAGS_FILE: all but `make up`; the production overlay forbids one).
@@ -223,7 +223,7 @@ class OperatorServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_OperatorServiceServicer_to_server(servicer: OperatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class SagaServiceStub:
-    """The operator API of the sagas a service orchestrates (chassis.saga), served by each service
+    """The operator API of the sagas a service orchestrates (ordermesh.saga), served by each service
     that runs sagas and routed like OperatorService.
     """
 
@@ -246,7 +246,7 @@ class SagaServiceStub:
 
 @_typing.type_check_only
 class SagaServiceAsyncStub(SagaServiceStub):
-    """The operator API of the sagas a service orchestrates (chassis.saga), served by each service
+    """The operator API of the sagas a service orchestrates (ordermesh.saga), served by each service
     that runs sagas and routed like OperatorService.
     """
 
@@ -265,7 +265,7 @@ class SagaServiceAsyncStub(SagaServiceStub):
     """
 
 class SagaServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The operator API of the sagas a service orchestrates (chassis.saga), served by each service
+    """The operator API of the sagas a service orchestrates (ordermesh.saga), served by each service
     that runs sagas and routed like OperatorService.
     """
 
