@@ -254,7 +254,7 @@ wheel: $(INSTALLED)
 	$(BIN)/python -m deploy.images wheel dist
 
 # Generated code is committed; it must be exactly what `make gen` produces from proto/.
-GENERATED := gen gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergraph.graphql \
+GENERATED := gen runtime/src/ordermesh/contracts gateway/envoy.yaml gateway/openapi.json gateway/graphql/supergraph.graphql \
 	docs/asyncapi.yaml compose.yaml deploy/compose.host-network.yaml \
 	deploy/compose.mongodb.yaml deploy/postgres/init.sql deploy/kubernetes monitoring/prometheus.yml \
 	README.md docs/architecture.md services/console/static/htmx.min.js \

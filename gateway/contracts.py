@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.lifecycle import api_lifecycles
 
 from services import catalogue

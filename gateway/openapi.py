@@ -15,17 +15,17 @@ AUTHENTICATED and ADMIN operations require a bearer token.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from ordermesh import contracts
 from ordermesh.bounds import bounds_of
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.lifecycle import lifecycle_of
 
 from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
@@ -134,7 +134,7 @@ def methods_of(descriptor_set: bytes) -> dict[str, MethodDescriptor]:
         f for f in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file if f.service
     ]
     for file in files:
-        importlib.import_module(file.name.removesuffix(".proto").replace("/", ".") + "_pb2")
+        contracts.module(file.name)
     pool = descriptor_pool.Default()
     return {
         f"/{service.full_name}/{method.name}": method

@@ -22,15 +22,15 @@ Adding a service touches its package, its contract and one entry here.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from common.v1 import options_pb2
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
+from ordermesh import contracts
 from ordermesh.config import ServiceSettings
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.runtime import AuthenticatedSettings, BackboneSettings
 
 from services.auth.config import AuthSettings
@@ -186,7 +186,7 @@ class Service:
         for package in self.packages:
             for module in ("events", "commands"):
                 try:
-                    generated = importlib.import_module(f"{package}.{module}_pb2")
+                    generated = contracts.module(f"{package.replace('.', '/')}/{module}.proto")
                 except ModuleNotFoundError:
                     continue
                 for message in generated.DESCRIPTOR.message_types_by_name.values():
@@ -203,7 +203,7 @@ def _api_descriptor(full_name: str) -> ServiceDescriptor:
     """`user.v1.UserService` from `user/v1/user_service.proto` (the contracts' file layout)."""
     package, name = full_name.rsplit(".", 1)
     domain = package.split(".")[0]
-    generated: Any = importlib.import_module(f"{package}.{domain}_service_pb2")
+    generated: Any = contracts.module(f"{package.replace('.', '/')}/{domain}_service.proto")
     descriptor: ServiceDescriptor = generated.DESCRIPTOR.services_by_name[name]
     return descriptor
 

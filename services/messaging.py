@@ -6,8 +6,8 @@ declare the same subscriptions from the same objects."""
 
 from __future__ import annotations
 
-from common.v1 import options_pb2
 from google.protobuf.message_factory import GetMessageClass
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.events import Message
 from ordermesh.saga import SagaDefinition
 from ordermesh.store import Transaction

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common.v1 import options_pb2
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.events import CONTENT_TYPE, Message, route_of
 from ordermesh.lifecycle import lifecycle_of
 from ordermesh.topology import UNROUTED_KEPT, Subscription, unrouted_queue

@@ -6,6 +6,9 @@ buf workspace in buf.yaml) before buf runs; they are never committed.
 
     python tools/contracts.py deps       copy the google/api protos into .build/protodeps
     python tools/contracts.py gen        regenerate gen/ (messages, stubs, .pyi, descriptor set)
+                                         and the runtime's own contracts' code and copies
+                                         (ordermesh.contracts: common/v1/options.proto,
+                                         ops/v1/ops_service.proto)
     python tools/contracts.py breaking   fail if a contract breaks compared with landed ones
 
 `breaking` compares images, not a workspace with an image (buf refuses a two-module workspace
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import google.api
 import grpc_tools
+from ordermesh import contracts as runtime_contracts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
@@ -37,6 +41,8 @@ GEN = ROOT / "gen"
 PROTODEPS = ROOT / ".build" / "protodeps"
 IMAGES = ROOT / ".build" / "images"
 DESCRIPTOR_SET = GEN / "descriptors.pb"
+# Where the runtime's own contracts go, their source copied beside their code (in its wheel).
+RUNTIME_CONTRACTS = runtime_contracts.include_path()
 GOOGLE_API_FILES = ("annotations.proto", "http.proto")
 BIN = Path(sys.executable).parent
 
@@ -78,11 +84,33 @@ def generate() -> None:
         if "class " not in stub.read_text():  # no service in this file: drop the empty stubs
             stub.unlink()
             stub.with_suffix(".pyi").unlink()
-    for module in GEN.rglob("*_pb2.py"):
-        directory = module.parent
-        while directory != GEN:
-            (directory / "__init__.py").touch()
-            directory = directory.parent
+    _move_runtime_contracts()
+    for root in (GEN, RUNTIME_CONTRACTS):
+        for code in [*root.rglob("*_pb2*.py"), *root.rglob("*_pb2*.pyi")]:
+            code.write_text(runtime_contracts.python_imports(code.read_text()))
+        for module in root.rglob("*_pb2.py"):
+            directory = module.parent
+            while directory != root:
+                (directory / "__init__.py").touch()
+                directory = directory.parent
+
+
+def _move_runtime_contracts() -> None:
+    """The runtime's own contract files, their source and their code, from gen/ and proto/ into
+    the runtime's package (whatever an earlier run put there first removed)."""
+    for old in RUNTIME_CONTRACTS.iterdir():
+        if old.is_dir():
+            shutil.rmtree(old)
+    for file in runtime_contracts.FILES:
+        target = RUNTIME_CONTRACTS / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROTO / file, target)
+        stem = file.removesuffix(".proto")
+        for code in GEN.glob(f"{stem}_pb2*"):
+            code.rename(target.parent / code.name)
+    for directory in sorted(GEN.rglob("*"), reverse=True):  # the deepest first
+        if directory.is_dir() and not any(directory.glob("**/*_pb2*")):
+            shutil.rmtree(directory)
 
 
 def build_image(workspace: Path, image: Path) -> None:
@@ -110,8 +138,8 @@ def route_changes(current: Path, against: Path) -> str:
     `current` (two images), one line each; empty if none. buf compares no custom option's value,
     and a route is where every consumer's queue is bound: changing it loses messages as surely
     as renumbering a field. (A routed message deleted is buf's to report.)"""
-    from common.v1 import options_pb2
     from google.protobuf import descriptor_pb2
+    from ordermesh.contracts.common.v1 import options_pb2
 
     def routes(image: Path) -> dict[str, str]:
         found = {}

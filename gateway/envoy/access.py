@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.v1 import options_pb2
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.identity import INTERNAL_HEADER
 
 from gateway.contracts import Rpc

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.v1 import options_pb2
 from ordermesh import pages
+from ordermesh.contracts.common.v1 import options_pb2
 
 from gateway.contracts import Rpc
 from gateway.envoy.config import GatewayConfig

@@ -29,9 +29,9 @@ import grpc.aio
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
-from ops.v1 import ops_service_pb2 as ops
-from ops.v1 import ops_service_pb2_grpc as ops_grpc
 from ordermesh.bounds import bounds_of
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as ops
+from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc as ops_grpc
 from ordermesh.errors import (
     DomainError,
     Unavailable,

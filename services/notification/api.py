@@ -8,11 +8,12 @@ from typing import Any, TypeAlias
 import grpc
 from notification.v1 import notification_service_pb2 as pb
 from notification.v1 import notification_service_pb2_grpc as pb_grpc
-from ordermesh import vocabulary
 from ordermesh.grpc import Service
 from ordermesh.identity import current_caller
 from ordermesh.timestamps import timestamp
+from ordermesh.vocabulary import enum_value
 
+from services import vocabulary
 from services.notification import domain
 from services.notification.service import Notifications
 
@@ -25,7 +26,7 @@ def notification_proto(notification: Mapping[str, Any]) -> pb.Notification:
         notification_id=notification["_id"],
         kind=vocabulary.kind(notification["kind"]),
         channel=vocabulary.channel(channel),
-        status=vocabulary.enum_value(pb.NotificationStatus, notification["status"]),
+        status=enum_value(pb.NotificationStatus, notification["status"]),
         recipient=domain.masked(channel, notification["address"]),
         subject=notification["subject"],
         subject_id=notification["subject_id"],

@@ -19,7 +19,7 @@ from typing import Any
 from notification.v1 import events_pb2
 from order.v1 import events_pb2 as order_events
 from order.v2 import events_pb2 as order_events_v2
-from ordermesh import pages, vocabulary
+from ordermesh import pages
 from ordermesh.events import outgoing
 from ordermesh.lease import Lease
 from ordermesh.logging import get_logger
@@ -28,6 +28,7 @@ from ordermesh.watch import follow
 from user.v1 import events_pb2 as user_events
 from user.v1 import user_service_pb2
 
+from services import vocabulary
 from services.notification import domain
 from services.notification.clients import Channel
 from services.notification.store import NOTIFICATIONS, RECIPIENTS

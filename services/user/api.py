@@ -7,7 +7,6 @@ from typing import Any, TypeAlias
 
 import grpc
 from common.v1 import money_pb2
-from ordermesh import vocabulary
 from ordermesh.errors import InvalidArgument
 from ordermesh.grpc import Service
 from ordermesh.identity import current_caller
@@ -15,6 +14,7 @@ from ordermesh.timestamps import timestamp
 from user.v1 import user_service_pb2 as pb
 from user.v1 import user_service_pb2_grpc as pb_grpc
 
+from services import vocabulary
 from services.user import domain
 from services.user.keys import SigningKeys
 from services.user.service import Tokens, Users, preferences_proto

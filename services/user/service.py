@@ -13,12 +13,12 @@ from typing import Any
 
 import argon2
 from common.v1 import money_pb2
-from ordermesh import vocabulary
 from ordermesh.errors import InvalidArgument, NotFound
 from ordermesh.events import outgoing
 from ordermesh.store import DuplicateKey, Store, Transaction, run_transaction
 from user.v1 import events_pb2, user_service_pb2
 
+from services import vocabulary
 from services.user import domain
 from services.user.keys import SigningKeys
 from services.user.store import CREDIT, REFRESH_TOKENS, SESSIONS, USERS

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from common.v1 import options_pb2
+from ordermesh.contracts.common.v1 import options_pb2
 
 from gateway.contracts import routable_rpcs
 from gateway.envoy import GatewayConfig, clusters_of

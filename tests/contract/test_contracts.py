@@ -5,24 +5,21 @@ policy from `google.api.http` and `(common.v1.access)` on each RPC, so these rul
 here, once, for every message and RPC in proto/.
 """
 
-import importlib
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor, descriptor_pb2
+from ordermesh import contracts
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.lifecycle import lifecycle_of
 
 from services.catalogue import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_FILES = sorted(p.relative_to(ROOT / "proto") for p in (ROOT / "proto").rglob("*.proto"))
-FILES = [
-    importlib.import_module(str(path.with_suffix("")).replace("/", ".") + "_pb2").DESCRIPTOR
-    for path in PROTO_FILES
-]
+FILES = [contracts.module(path.as_posix()).DESCRIPTOR for path in PROTO_FILES]
 DOMAINS = ("user", "inventory", "order", "notification")
 ROUTED_FILES = {"events.proto": options_pb2.MESSAGE_KIND_EVENT,
                 "commands.proto": options_pb2.MESSAGE_KIND_COMMAND}  # fmt: skip

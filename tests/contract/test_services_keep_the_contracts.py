@@ -13,6 +13,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, symbol_database
 from order.v1 import order_service_pb2 as order_pb
+from ordermesh import contracts
 from ordermesh.events import TypeRegistry, route_of
 from ordermesh.topology import declare_exchange
 from user.v1 import user_service_pb2 as user_pb
@@ -22,12 +23,23 @@ from harness.shop import eventually
 from services import catalogue, messaging
 
 SERVICES = {service.name: service.serves[0] for service in catalogue.domain_services()}
+
+
+def _generated(package: str, kind: str) -> str | None:
+    """The module of a package's events or commands, if it has them."""
+    name = contracts.module_name(f"{package.replace('.', '/')}/{kind}.proto")
+    try:
+        return name if importlib.util.find_spec(name) else None
+    except ModuleNotFoundError:  # a package of the runtime's (ops.v1) has no such module
+        return None
+
+
 ROUTED_MODULES = [
-    f"{package}.{kind}_pb2"
+    module
     for service in catalogue.domain_services()
     for package in service.packages
     for kind in ("events", "commands")
-    if importlib.util.find_spec(f"{package}.{kind}_pb2")
+    if (module := _generated(package, kind))
 ]
 
 

@@ -9,8 +9,8 @@ import uuid
 
 import grpc
 import pytest
-from common.v1 import options_pb2
 from order.v1 import order_service_pb2 as order_pb
+from ordermesh.contracts.common.v1 import options_pb2
 
 from gateway.contracts import ADDRESS_HEADER, DESCRIPTOR_SET, routable_rpcs
 from gateway.openapi import methods_of

@@ -10,8 +10,8 @@ import uuid
 import aio_pika
 import grpc
 import pytest
-from ops.v1 import ops_service_pb2 as ops_pb
-from ops.v1 import ops_service_pb2_grpc as ops_grpc
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as ops_pb
+from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc as ops_grpc
 
 from gateway.contracts import ADDRESS_HEADER
 from harness.rest import Rest

@@ -18,10 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from inventory.v1 import events_pb2 as inventory_events
 from jwt.algorithms import OKPAlgorithm
-from ops.v1 import ops_service_pb2 as pb
-from ops.v1 import ops_service_pb2_grpc as pb_grpc
 from order.v1 import order_service_pb2 as order_pb
 from ordermesh import saga_operations, saga_record
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as pb
+from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc as pb_grpc
 from ordermesh.errors import InvalidArgument, NotFound
 from ordermesh.grpc import GrpcServer
 from ordermesh.metrics import SagaMetrics

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from ops.v1 import ops_service_pb2 as ops
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as ops
 from ordermesh.flag_file import states, turn_on
 from ordermesh.switches import CONTEXT, RPC_ERRORS, SETTINGS, STATUSES, SWITCHES
 from ordermesh.vocabulary import enum_name

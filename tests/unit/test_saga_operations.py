@@ -4,7 +4,7 @@ store and measure (ordermesh.saga_operations, ordermesh.saga_record): pure mappi
 from datetime import UTC, datetime
 
 import pytest
-from ops.v1 import ops_service_pb2 as pb
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as pb
 from ordermesh.metrics import SagaMetrics
 from ordermesh.saga import SagaView
 from ordermesh.saga_operations import entry_proto, saga_proto, status_of

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from ops.v1 import ops_service_pb2 as ops_pb
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as ops_pb
 from ordermesh.errors import FailedPrecondition
 from ordermesh.faults import passing_fault
 from ordermesh.flag_file import SwitchRefused, states, turn_on

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from ops.v1 import ops_service_pb2 as ops
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as ops
 from ordermesh.timestamps import seconds_of, time_of, timestamp
 
 

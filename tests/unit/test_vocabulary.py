@@ -5,15 +5,17 @@ UPPER_SNAKE_CASE, and a name the enum does not know is an error that names both.
 from types import ModuleType
 
 import pytest
-from common.v1 import notification_pb2, options_pb2
+from common.v1 import notification_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from notification.v1 import notification_service_pb2
-from ops.v1 import ops_service_pb2
 from order.v1 import order_service_pb2 as order_v1
 from order.v2 import order_service_pb2 as order_v2
-from ordermesh import vocabulary
+from ordermesh.contracts.common.v1 import options_pb2
+from ordermesh.contracts.ops.v1 import ops_service_pb2
 from ordermesh.vocabulary import enum_name, enum_prefix, enum_value
+
+from services import vocabulary
 
 # The generated modules whose enums the code translates (ops.v1's and common.v1's among them).
 MODULES = (notification_pb2, options_pb2, ops_service_pb2, notification_service_pb2)

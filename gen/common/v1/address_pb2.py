@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
+from ordermesh.contracts.common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63ommon/v1/address.proto\x12\tcommon.v1\x1a\x17\x63ommon/v1/options.proto\"\x9f\x01\n\rPostalAddress\x12\x19\n\trecipient\x18\x01 \x01(\tB\x06\x9a\xb5\x18\x02\x08\x64\x12\x1f\n\raddress_lines\x18\x02 \x03(\tB\x08\x9a\xb5\x18\x04\x08\x64\x10\x03\x12\x18\n\x08locality\x18\x03 \x01(\tB\x06\x9a\xb5\x18\x02\x08\x64\x12\x1b\n\x0bpostal_code\x18\x04 \x01(\tB\x06\x9a\xb5\x18\x02\x08\x14\x12\x1b\n\x0bregion_code\x18\x05 \x01(\tB\x06\x9a\xb5\x18\x02\x08\x02\x62\x06proto3')

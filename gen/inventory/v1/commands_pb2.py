@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
+from ordermesh.contracts.common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1binventory/v1/commands.proto\x12\x0cinventory.v1\x1a\x17\x63ommon/v1/options.proto\"1\n\tStockLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\x7f\n\x0cReserveStock\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12&\n\x05lines\x18\x02 \x03(\x0b\x32\x17.inventory.v1.StockLine:5\x8a\xb5\x18\x31\n\x12inventory.commands\x10\x02\x1a\x17inventory.reserve_stock \x02\"g\n\x0cReleaseStock\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t:5\x8a\xb5\x18\x31\n\x12inventory.commands\x10\x02\x1a\x17inventory.release_stock \x02\x62\x06proto3')

@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
+from ordermesh.contracts.common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
 from inventory.v1 import commands_pb2 as inventory_dot_v1_dot_commands__pb2
 from inventory.v1 import inventory_service_pb2 as inventory_dot_v1_dot_inventory__service__pb2
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from common.v1 import address_pb2 as common_dot_v1_dot_address__pb2
 from common.v1 import money_pb2 as common_dot_v1_dot_money__pb2
-from common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
+from ordermesh.contracts.common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from order.v2 import order_service_pb2 as order_dot_v2_dot_order__service__pb2
 

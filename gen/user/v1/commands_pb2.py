@@ -23,7 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from common.v1 import money_pb2 as common_dot_v1_dot_money__pb2
-from common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
+from ordermesh.contracts.common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16user/v1/commands.proto\x12\x07user.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x17\x63ommon/v1/options.proto\"\x82\x01\n\rReserveCredit\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12 \n\x06\x61mount\x18\x03 \x01(\x0b\x32\x10.common.v1.Money:,\x8a\xb5\x18(\n\ruser.commands\x10\x02\x1a\x13user.reserve_credit \x02\"p\n\rReleaseCredit\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t:,\x8a\xb5\x18(\n\ruser.commands\x10\x02\x1a\x13user.release_credit \x02\x62\x06proto3')

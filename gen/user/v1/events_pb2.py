@@ -23,7 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from common.v1 import money_pb2 as common_dot_v1_dot_money__pb2
-from common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
+from ordermesh.contracts.common.v1 import options_pb2 as common_dot_v1_dot_options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from user.v1 import user_service_pb2 as user_dot_v1_dot_user__service__pb2
 

@@ -3,8 +3,7 @@
 config         frozen settings read once from the environment, failing fast with the variable's name
 correlation    the correlation and causation ids of the work in progress, in contextvars
 errors         the domain error hierarchy that adapters map to gRPC status codes (pure, no I/O)
-vocabulary     enum values on the wire and the names domain code uses (common.v1's notification
-               vocabulary among them), both ways
+vocabulary     enum values on the wire and the names domain code uses, both ways
 health         readiness: probes of a service's dependencies, and whether all of them answer
 __main__       python -m ordermesh new-service NAME: the runtime's commands
 probe          python -m ordermesh.probe: a container's health check, asking its instance's health
@@ -61,6 +60,8 @@ saga_record    a saga's stored record: its document, history (audit trail), meas
 saga_operator  an operator's view of sagas (SagaView) and their actions on a parked one
 saga_operations the gRPC servicer of the sagas' operator API (ops.v1.SagaService)
 runtime        a service's store, broker, relay, consumers and readiness, opened in order
+contracts      the runtime's own contracts (common.v1's options, ops.v1's operator APIs), generated,
+               and where any contract's generated module is
 pages          page sizes and page tokens of list RPCs
 web            web pages at the gateway (the console, the storefront): sessions, security, assets
 web.security   the rules against cross-site use and injection: headers, cookies, CSRF, origins

@@ -13,10 +13,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from common.v1 import options_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.errors import InvalidArgument
 
 __all__ = ["bounds_of", "check"]

@@ -22,11 +22,11 @@ from typing import Any
 import aio_pika
 import aio_pika.abc
 import aiormq
-from common.v1 import options_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf.descriptor import Descriptor
 
 from ordermesh import telemetry
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.correlation import (
     accepted_correlation_id,
     accepted_traceparent,

@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Protocol
 
-from common.v1 import options_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.errors import PermissionDenied, Unauthenticated
 from ordermesh.tokens import Claims, bearer_token
 

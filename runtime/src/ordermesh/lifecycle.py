@@ -19,9 +19,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-from common.v1 import options_pb2
 from google.protobuf import descriptor_pb2
 
+from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.vocabulary import enum_name
 
 __all__ = ["DEPRECATION_PERIOD", "Lifecycle", "api_lifecycles", "lifecycle_of"]

@@ -19,9 +19,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
-from ops.v1 import ops_service_pb2 as pb
-from ops.v1 import ops_service_pb2_grpc as pb_grpc
 
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as pb
+from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc as pb_grpc
 from ordermesh.decoding import decoded
 from ordermesh.errors import FailedPrecondition, InvalidArgument
 from ordermesh.flag_file import FileMalformed, SwitchRefused, states, turn_off, turn_on

@@ -20,9 +20,9 @@ from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from ops.v1 import ops_service_pb2 as pb
-from ops.v1 import ops_service_pb2_grpc as pb_grpc
 
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as pb
+from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc as pb_grpc
 from ordermesh.grpc import Service
 from ordermesh.operations import acting, addressed
 from ordermesh.saga import Saga, SagaView

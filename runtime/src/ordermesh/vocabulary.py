@@ -5,19 +5,13 @@ Protobuf style guide has it and buf lint (ENUM_VALUE_PREFIX) enforces: ops.v1's 
 SAGA_STATUS_NEEDS_OPERATOR, whose name here is "NEEDS_OPERATOR". `enum_name` and `enum_value`
 translate any such enum, the prefix derived from the enum's descriptor; an unknown name is a
 ValueError naming the enum and the name (a caller turns it into InvalidArgument).
-
-common.v1's notification vocabulary is named in lower case ("email", "order_approved"): the user
-service stores each user's choice of channels per kind; the notification service honours it;
-both translate here, once.
 """
 
 from __future__ import annotations
 
 import re
 from functools import cache
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
-
-from common.v1 import notification_pb2
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     # The stubs' generic wrapper: mypy-protobuf's enums are its subclasses, each with its own
@@ -25,19 +19,13 @@ if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 __all__ = [
-    "channel",
-    "channel_name",
     "enum_name",
     "enum_prefix",
     "enum_value",
-    "kind",
-    "kind_name",
 ]
 
 V = TypeVar("V", bound=int)
 
-Channel: TypeAlias = notification_pb2.Channel.ValueType
-Kind: TypeAlias = notification_pb2.NotificationKind.ValueType
 
 # Where a word of a PascalCase name begins: after a lower-case letter or a digit, or at the last
 # capital of an acronym that a word follows ("HTTPMethod" -> HTTP_METHOD).
@@ -71,24 +59,3 @@ def enum_value(enum_type: _EnumTypeWrapper[V], name: str) -> V:
         raise ValueError(
             f"{enum_type.DESCRIPTOR.full_name} has no value named {name!r} (known: {known})"
         ) from None
-
-
-def channel_name(value: Channel) -> str:
-    """CHANNEL_EMAIL -> "email"; CHANNEL_UNSPECIFIED -> "unspecified"."""
-    return enum_name(notification_pb2.Channel, value).lower()
-
-
-def kind_name(value: Kind) -> str:
-    """NOTIFICATION_KIND_ORDER_APPROVED -> "order_approved"."""
-    return enum_name(notification_pb2.NotificationKind, value).lower()
-
-
-def channel(name: str) -> Channel:
-    """The channel a name in any case stands for: "email" -> CHANNEL_EMAIL."""
-    return enum_value(notification_pb2.Channel, name.upper())
-
-
-def kind(name: str) -> Kind:
-    """The kind a name in any case stands for: "order_approved" ->
-    NOTIFICATION_KIND_ORDER_APPROVED."""
-    return enum_value(notification_pb2.NotificationKind, name.upper())

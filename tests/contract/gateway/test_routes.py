@@ -1,9 +1,9 @@
 """The gateway routes what the contracts make routable (gateway.contracts, read by
 gateway.envoy.routes), and nothing else."""
 
-from common.v1 import options_pb2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+from ordermesh.contracts.common.v1 import options_pb2
 
 from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 from services import catalogue

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from ops.v1 import ops_service_pb2 as ops_dot_v1_dot_ops__service__pb2
+from ordermesh.contracts.ops.v1 import ops_service_pb2 as ops_dot_v1_dot_ops__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
