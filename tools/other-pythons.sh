@@ -34,14 +34,16 @@ for version in "${versions[@]}"; do
   python=$(find_python "$version")
   venv=.build/py$version
   echo "== Python $version ($python): $suites"
-  if [ ! -f "$venv/.installed" ] || [ requirements.lock -nt "$venv/.installed" ]; then
+  if [ ! -f "$venv/.installed" ] || [ requirements.lock -nt "$venv/.installed" ] \
+      || [ runtime/pyproject.toml -nt "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
     rm -rf "$venv"
     "$python" -m venv "$venv"
     pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
     "${pip[@]}" --require-hashes -r requirements.lock
     # As the Makefile's virtualenv: xds-protos carries older OpenTelemetry protos.
     "${pip[@]}" --require-hashes --no-deps --force-reinstall -r .build/opentelemetry-proto.txt
-    "${pip[@]}" --no-deps -e .
+    # The runtime (runtime/) and the example shop on it, as the Makefile's virtualenv has them.
+    "${pip[@]}" --no-deps -e runtime -e .
     touch "$venv/.installed"
   fi
   # shellcheck disable=SC2086
