@@ -61,7 +61,7 @@ async def running_system(
     # Every instance's pool within PostgreSQL's connections, with room for the bench's own:
     # the services' default up to 4 instances, 4 each at 10.
     default_pool = BackboneSettings.model_fields["store_pool_size"].default
-    pool_size = min(default_pool, catalogue.pool_size_within(MAX_CONNECTIONS - 20, count))
+    pool_size = min(default_pool, catalogue.CATALOGUE.pool_size_within(MAX_CONNECTIONS - 20, count))
     redis = PrivateRedis(directory / f"redis-{label}")
     redis.start()
     if postgres is not None:

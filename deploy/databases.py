@@ -27,8 +27,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from ordermesh.catalogue import Need
+
 from services import catalogue
-from services.catalogue import Need
 
 __all__ = [
     "ROLES_COMMAND",
@@ -55,7 +56,7 @@ ROLES_COMMAND = (
 
 def stores() -> list[str]:
     """The services that keep state: each has its database."""
-    return [s.name for s in catalogue.in_start_order() if Need.STORE in s.needs]
+    return [s.name for s in catalogue.CATALOGUE.in_start_order() if Need.STORE in s.needs]
 
 
 def _checked(name: str) -> str:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
-from services.catalogue import OPERATOR_API, SAGA_API, Need, Service, serving
+from ordermesh.catalogue import OPERATOR_API, SAGA_API, Need, Service
+
+from services.catalogue import CATALOGUE
 
 __all__ = [
     "BROKER",
@@ -47,9 +49,9 @@ POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
 POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"
 # The secret of the internal hops (gateway.envoy's INTERNAL_HEADER).
 INTERNAL_TOKEN = "INTERNAL_TOKEN"
-# What a monitoring process may be told (services.roles.MonitorSettings).
+# What a monitoring process may be told (ordermesh.roles.MonitorSettings).
 MONITORING = ("PROMETHEUS_URL", "ALERTMANAGER_URL", "JAEGER_URL", "LOG_DIR")
-# What a notifying service is told of its providers (services.roles.NotifierSettings).
+# What a notifying service is told of its providers (ordermesh.roles.NotifierSettings).
 PROVIDERS = (
     "SMTP_HOST",
     "SMTP_PORT",
@@ -124,7 +126,7 @@ def environment(service: Service, target: Target[V], *, serving: bool = True) ->
         env[POLICY_VERIFY_KEY] = target.secret(POLICY_VERIFY_KEY)
     if service.signs_policy:
         env[POLICY_SIGNING_KEY] = target.secret(POLICY_SIGNING_KEY)
-    for callee in service.dependencies:
+    for callee in CATALOGUE.dependencies(service):
         variable = service.address_variable(callee)
         env[variable] = target.address(callee, variable=variable)
     if service.notifies:
@@ -142,7 +144,7 @@ def environment(service: Service, target: Target[V], *, serving: bool = True) ->
 
 
 def serving_names(api: str) -> list[str]:
-    return [service.name for service in serving(api)]
+    return [service.name for service in CATALOGUE.serving(api)]
 
 
 def agent_environment(target: Target[V], *, eds_dir: V, policy_dir: V) -> dict[str, V]:

@@ -51,7 +51,7 @@ from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocation
 from gateway.envoy.faults import fault_config, fault_paths
 from gateway.envoy.names import graph_cluster, graph_clusters, web_cluster, web_clusters
 from gateway.policy import PolicyFiles, write_filter_config
-from services.catalogue import web_services
+from services.catalogue import CATALOGUE
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run", "write_faults"]
 
@@ -136,7 +136,7 @@ async def run(settings: AgentSettings) -> None:
     clusters = clusters_of(config)
     # Services with web pages alone (the console) are watched for their HTTP servers only, and
     # the gateway is ready without them: they serve people, not the system's calls.
-    webs = [service.name for service in web_services()]
+    webs = [service.name for service in CATALOGUE.web_services()]
     found: set[str] = set()  # the clusters that had instances at some read
 
     def write(service: str, instances: Sequence[Instance]) -> None:

@@ -86,7 +86,7 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                     continue
                 rule = options.Extensions[annotations_pb2.http]
                 verb = rule.WhichOneof("pattern") or ""
-                servers = catalogue.serving(name)
+                servers = catalogue.CATALOGUE.serving(name)
                 # Named by the call (its REST path binds `{service}`): routed by that name,
                 # however many serve it (the operator APIs); else by the path alone.
                 template = getattr(rule, verb) if verb else ""

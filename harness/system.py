@@ -192,10 +192,12 @@ class System:
         self.gateway_ca = gateway_ca
         self.monitoring = dict(monitoring or {})
         # The gateway's own services need the registry, to find the services they call.
-        wanted = catalogue.CATALOGUE if REGISTRY in self._env else catalogue.domain_services()
+        wanted = (
+            catalogue.CATALOGUE if REGISTRY in self._env else catalogue.CATALOGUE.domain_services()
+        )
         self.services = [
             service.name
-            for service in catalogue.in_start_order(wanted)
+            for service in catalogue.CATALOGUE.in_start_order(wanted)
             if gateway_url or not service.calls_gateway
         ]
 
@@ -291,7 +293,7 @@ class System:
         catalogue entry (only the secrets it uses: the rate-limit service has no broker or
         store), how it runs here, and what the system was given (`env`)."""
         here = {"LOG_LEVEL": "INFO", "HEALTH_INTERVAL_S": "0.5"}
-        service = catalogue.entry(name)
+        service = catalogue.CATALOGUE.entry(name)
         env = here | environment(service, LocalTarget(self))
         if service.notifies:  # the tests' retries, short
             env["NOTIFICATION_RETRY_DELAYS_S"] = "[0.2, 0.5, 1.0]"

@@ -53,7 +53,7 @@ def events_published() -> dict[str, list[type[Message]]]:
         service.name: [
             GetMessageClass(m) for m in service.routed_messages(options_pb2.MESSAGE_KIND_EVENT)
         ]
-        for service in catalogue.domain_services()
+        for service in catalogue.CATALOGUE.domain_services()
     }
 
 

@@ -27,11 +27,11 @@ import sys
 import time
 from collections.abc import Sequence
 
+from ordermesh.catalogue import Need
 from ordermesh.runtime import RUNTIME_COLLECTIONS
 from ordermesh.store import Collection, StoreError, StoreUnavailable, open_store
 
 from services import catalogue
-from services.catalogue import Need
 
 __all__ = ["collections", "create_schema"]
 

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ordermesh.catalogue import Service
 from ordermesh.events import Message, Route, route_of
 from ordermesh.saga import SagaDefinition, SagaStatus, Step
 from ordermesh.topology import Subscription, unrouted_queue
 
 from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
 from services import catalogue, messaging
-from services.catalogue import Service
 
 __all__ = ["FILES", "Flowchart", "render", "sections"]
 
@@ -223,7 +223,7 @@ def services_diagram() -> str:
         if service.calls_gateway:  # as a client, with its signed-in user's token
             chart.edge(nodes[service.name], envoy, "calls as a client", dotted=True)
     for service in catalogue.CATALOGUE:
-        for callee in service.dependencies:
+        for callee in catalogue.CATALOGUE.dependencies(service):
             if callee in service.calls:
                 chart.edge(nodes[service.name], nodes[callee], "gRPC")
             else:

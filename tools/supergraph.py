@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.envoy import SUBGRAPHS_PORT, subgraph_path
-from services.catalogue import graph_services
+from services.catalogue import CATALOGUE
 
 __all__ = ["subgraph_sdls", "supergraph"]
 
@@ -42,7 +42,7 @@ def subgraph_sdls() -> dict[str, str]:
     """Each subgraph's SDL, by service. Only the schema is built: no resolver runs, so the
     subgraph is given no use cases."""
     found = {}
-    for service in graph_services():
+    for service in CATALOGUE.graph_services():
         graph: Any = importlib.import_module(f"{service.module}.graph")
         found[service.name] = graph.subgraph(None).sdl()
     return found

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ordermesh.catalogue import Need, Service
+
 from deploy import databases, facts, images
 from deploy.databases import ROLES_COMMAND, stores
 from deploy.environment import PROVIDERS, agent_environment, environment, internal_hops
 from services import catalogue
-from services.catalogue import Need, Service
 
 __all__ = [
     "ComposeTarget",
@@ -328,7 +329,7 @@ def _schema_made(name: str) -> dict[str, Any]:
 
 
 def gateway() -> dict[str, Any]:
-    issuer = catalogue.ISSUER.service
+    issuer = catalogue.CATALOGUE.issuer.service
     return {
         "create-admin": app(
             [
@@ -338,7 +339,7 @@ def gateway() -> dict[str, Any]:
                 '--email "$$ADMIN_EMAIL" --password-stdin --if-missing',
             ],
             environment={
-                **_service_environment(catalogue.entry("user"), serving=False),
+                **_service_environment(catalogue.CATALOGUE.entry("user"), serving=False),
                 "ADMIN_EMAIL": "${ADMIN_EMAIL:-admin@ordermesh.example}",
                 "ADMIN_PASSWORD": required("ADMIN_PASSWORD"),
             },
@@ -438,12 +439,12 @@ def gateway() -> dict[str, Any]:
 
 def services() -> dict[str, Any]:
     rendered = {}
-    for service in catalogue.in_start_order():
+    for service in catalogue.CATALOGUE.in_start_order():
         needs = ["redis"] + (["rabbitmq", "postgres"] if Need.STORE in service.needs else [])
-        depends = _started(*needs, *service.dependencies)
+        depends = _started(*needs, *catalogue.CATALOGUE.dependencies(service))
         if Need.STORE in service.needs:
             depends |= _schema_made(service.name)
-        if service.name == catalogue.ISSUER.service:
+        if service.name == catalogue.CATALOGUE.issuer.service:
             depends |= _started("create-admin")
         # A client of the gateway verifies it with its certificate's CA (GATEWAY_CA); it
         # needs the gateway only once called (it starts without it).

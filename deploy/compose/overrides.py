@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ordermesh.catalogue import Need
+
 from deploy import facts
 from deploy.compose import (
     GATEWAY_AGENT_PORT,
@@ -23,7 +25,6 @@ from deploy.compose import (
 )
 from deploy.compose.monitoring import JAEGER_LISTENERS, PROMETHEUS_CONFIG, prometheus_config
 from services import catalogue
-from services.catalogue import Need
 
 __all__ = ["Reset", "ResetValue", "host_network", "mongodb"]
 
@@ -140,7 +141,7 @@ def mongodb() -> dict[str, Any]:
         },
     }
     url = f"mongodb://{MONGODB}/?replicaSet=rs0"
-    for service in catalogue.in_start_order():
+    for service in catalogue.CATALOGUE.in_start_order():
         if Need.STORE in service.needs:
             services[service.name] = {
                 "environment": {"STORE_URL": url, "STORE_DATABASE": service.name},

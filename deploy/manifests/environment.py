@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ordermesh.catalogue import Service
+
 from deploy import facts
 from deploy.environment import (
     BROKER,
@@ -31,7 +33,6 @@ from deploy.manifests.secrets import (
     STORE_SECRET,
     secret_ref,
 )
-from services.catalogue import Service
 
 # Where a service's container finds its certificate, key and CA in prod (its Secret's files).
 GRPC_TLS_DIR = Path("/etc/ordermesh/grpc-tls")

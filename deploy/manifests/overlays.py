@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ordermesh.catalogue import Service
+
 from deploy.manifests.environment import GRPC_TLS_DIR, admin_env, serving_env
 from deploy.manifests.gateway import UPSTREAM_TLS_DIR
 from deploy.manifests.pods import PART_OF, selector, service_probes, tls_volume
 from deploy.manifests.secrets import GATEWAY_CLIENT_TLS_SECRET, grpc_tls_secret
 from services import catalogue
-from services.catalogue import Service
 
 PROD_REPLICAS = 3
 
@@ -31,7 +32,7 @@ PROD_POSTGRES_CONNECTIONS = 300
 
 def workloads() -> list[str]:
     """The Deployments prod runs with several replicas: every service, and the gateway."""
-    return [s.name for s in catalogue.in_start_order()] + ["gateway"]
+    return [s.name for s in catalogue.CATALOGUE.in_start_order()] + ["gateway"]
 
 
 def prod_patches() -> list[dict[str, Any]]:
@@ -60,7 +61,7 @@ def prod_patches() -> list[dict[str, Any]]:
                 },
             }
         )
-    patches += [service_patch(service) for service in catalogue.in_start_order()]
+    patches += [service_patch(service) for service in catalogue.CATALOGUE.in_start_order()]
     patches.append(gateway_patch())
     spread = [
         {
@@ -105,7 +106,7 @@ def service_patch(service: Service) -> dict[str, Any]:
     # The env lists and the probes replaced whole: a merge would put the changed entries
     # first, before the secrets they refer to, and leave the gRPC probe beside the exec one.
     replace: dict[str, Any] = {"$patch": "replace"}
-    pool_size = catalogue.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
+    pool_size = catalogue.CATALOGUE.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
     settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": pool_size}
     probes = service_probes(mutual_tls=True)
     container: dict[str, Any] = {
@@ -118,7 +119,7 @@ def service_patch(service: Service) -> dict[str, Any]:
         "containers": [container],
         "volumes": [tls_volume("grpc-tls", grpc_tls_secret(service.name))],
     }
-    if service.name == catalogue.ISSUER.service:
+    if service.name == catalogue.CATALOGUE.issuer.service:
         admin = [replace, *admin_env(service, **settings)]
         # The schema step named first, or the merge would put create-admin before it.
         spec["initContainers"] = [{"name": "schema"}, {"name": "create-admin", "env": admin}]

@@ -9,11 +9,12 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
+from ordermesh.catalogue import Need
+
 from deploy import facts
 from deploy.databases import stores
 from deploy.manifests.pods import PART_OF
 from services import catalogue
-from services.catalogue import Need
 
 # The cluster's monitoring, in the namespace "monitoring" (as the Prometheus Operator runs it:
 # its pods labelled by name). Prometheus scrapes the metrics ports and sends its alerts to the
@@ -71,8 +72,8 @@ def _policy(
 def callers_of(callee: str) -> list[str]:
     """Who calls `callee` over gRPC: the services that depend on it, and the gateway for the
     services it routes to and its own (auth, ratelimit)."""
-    callers = [s.name for s in catalogue.CATALOGUE if callee in s.dependencies]
-    return ["gateway", *callers] if catalogue.entry(callee).called_by_gateway else callers
+    callers = [s.name for s in catalogue.CATALOGUE if callee in catalogue.CATALOGUE.dependencies(s)]
+    return ["gateway", *callers] if catalogue.CATALOGUE.entry(callee).called_by_gateway else callers
 
 
 def network_policies() -> list[dict[str, Any]]:
@@ -101,7 +102,7 @@ def network_policies() -> list[dict[str, Any]]:
     for service in catalogue.CATALOGUE:
         egress = [
             {"to": [_pods(callee)], "ports": _ports(facts.GRPC_PORT)}
-            for callee in service.dependencies
+            for callee in catalogue.CATALOGUE.dependencies(service)
         ]
         egress.append({"to": [_pods("redis")], "ports": _ports(facts.REDIS_PORT)})
         if Need.BROKER in service.needs:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ordermesh.catalogue import Need, Service
+
 from deploy import facts
 from deploy.manifests.environment import (
     GATEWAY_CA_CONFIGMAP,
@@ -24,7 +26,6 @@ from deploy.manifests.pods import (
 )
 from deploy.manifests.secrets import NOTIFICATION_SECRET, STORE_OWNER_SECRET, secret_ref
 from services import catalogue
-from services.catalogue import Need, Service
 
 
 def service_deployment(service: Service) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def service_deployment(service: Service) -> dict[str, Any]:
                 mounts,
             )
         )
-    if service.name == catalogue.ISSUER.service:
+    if service.name == catalogue.CATALOGUE.issuer.service:
         # The admin account exists before the issuer serves (idempotent: --if-missing).
         init.append(
             app_container(
@@ -110,7 +111,7 @@ def service_deployment(service: Service) -> dict[str, Any]:
 def services() -> list[dict[str, Any]]:
     """base/services.yaml: every service, in start order."""
     rendered = []
-    for service in catalogue.in_start_order():
+    for service in catalogue.CATALOGUE.in_start_order():
         rendered += [
             service_deployment(service),
             headless_service(

@@ -32,7 +32,7 @@ from gateway.envoy.names import (
 from gateway.envoy.replies import access_log, header_names, local_replies
 from gateway.envoy.routes import rpc_routes, transcoder
 from gateway.envoy.web import web_routes
-from services.catalogue import web_services
+from services.catalogue import CATALOGUE
 
 __all__ = ["bootstrap"]
 
@@ -45,7 +45,9 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
     routes = [route for rpc in rpcs for route in rpc_routes(rpc, config)]
     if graphql:
         routes.append(graphql_route(config))
-    routes += [route for service in web_services() for route in web_routes(service, config)]
+    routes += [
+        route for service in CATALOGUE.web_services() for route in web_routes(service, config)
+    ]
     # Anything else (health, reflection, INTERNAL and undeclared RPCs, unknown paths) is
     # answered by the route table itself, without asking the auth service.
     unrouted: dict[str, Any] = {

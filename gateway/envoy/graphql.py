@@ -37,7 +37,7 @@ from gateway.envoy.names import (
 )
 from gateway.envoy.replies import access_log, graphql_error_body, replies
 from gateway.envoy.retries import HOST_REPICKS, NEVER_ARRIVED, PREVIOUS_HOSTS
-from services.catalogue import graph_services
+from services.catalogue import CATALOGUE
 
 __all__ = ["graphql_cluster", "graphql_route", "subgraph_listener"]
 
@@ -100,7 +100,7 @@ def subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
     federation gateway."""
     routes: list[dict[str, Any]] = []
     to_subgraph = hop_headers((INTERNAL_HEADER, INTERNAL_TOKEN))
-    for service in graph_services():
+    for service in CATALOGUE.graph_services():
         path = subgraph_path(service.name)
         target = {
             "cluster": graph_cluster(service.name),

@@ -11,7 +11,7 @@ from typing import Any
 
 from ordermesh.identity import CLIENT_HEADER
 
-from services.catalogue import graph_services, web_services
+from services.catalogue import CATALOGUE
 
 __all__ = [
     "ADMIN_FILTER",
@@ -114,7 +114,7 @@ def graph_cluster(service: str) -> str:
 
 
 def graph_clusters() -> list[str]:
-    return [graph_cluster(service.name) for service in graph_services()]
+    return [graph_cluster(service.name) for service in CATALOGUE.graph_services()]
 
 
 def web_cluster(service: str) -> str:
@@ -123,7 +123,7 @@ def web_cluster(service: str) -> str:
 
 
 def web_clusters() -> list[str]:
-    return [web_cluster(service.name) for service in web_services()]
+    return [web_cluster(service.name) for service in CATALOGUE.web_services()]
 
 
 def type_url(extension: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ordermesh.catalogue import Service
 from ordermesh.identity import INTERNAL_HEADER
 
 from gateway.envoy.access import EXT_AUTHZ_OFF, token_if_any
@@ -23,7 +24,6 @@ from gateway.envoy.names import (
     web_cluster,
 )
 from gateway.envoy.retries import NEVER_ARRIVED
-from services.catalogue import Service
 
 __all__ = ["web_routes"]
 

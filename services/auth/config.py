@@ -1,9 +1,8 @@
 """The auth service's settings, from the environment (see ordermesh.config)."""
 
+from ordermesh.roles import PolicySignerSettings
 from ordermesh.runtime import AuthenticatedSettings
 from pydantic import Field
-
-from services.roles import PolicySignerSettings
 
 
 class AuthSettings(AuthenticatedSettings, PolicySignerSettings):

@@ -36,7 +36,7 @@ async def wire(runtime: Runtime, settings: AuthSettings) -> Served:
     await runtime.consume(consumers.SESSIONS, consumers.handlers(policy))
     # The APIs behind the gateway, whose RPCs' access levels the per-call check enforces;
     # the verifier refuses revoked sessions too (it follows the published policy).
-    apis = [found for service in catalogue.domain_services() for found in service.apis()]
+    apis = [found for service in catalogue.CATALOGUE.domain_services() for found in service.apis()]
     verifier = await runtime.token_verifier(ISSUER)
     # Envoy's Authorization is open to its caller (the gateway), like health: the verifier
     # given to serve checks no RPC of it; it is handed on so that no second one is made.

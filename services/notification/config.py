@@ -1,9 +1,8 @@
 """The notification service's settings, from the environment (see ordermesh.config)."""
 
+from ordermesh.roles import NotifierSettings
 from ordermesh.runtime import AuthenticatedSettings
 from pydantic import Field
-
-from services.roles import NotifierSettings
 
 
 class NotificationSettings(AuthenticatedSettings, NotifierSettings):

@@ -6,9 +6,8 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from ordermesh.config import ConfigError, ServiceSettings
+from ordermesh.roles import GatewayClientSettings
 from pydantic import Field, model_validator
-
-from services.roles import GatewayClientSettings
 
 
 class StorefrontSettings(ServiceSettings, GatewayClientSettings):

@@ -173,8 +173,13 @@ async def test_the_stack_comes_up_and_every_service_answers_through_the_gateway(
         healthy = {c: sum(f == ["HEALTHY"] for _, f in hosts) for c, hosts in clusters.items()}
         return (
             all(healthy.get(s.name) == 2 for s in catalogue.CATALOGUE if s.called_by_gateway)
-            and all(healthy.get(graph_cluster(s.name)) == 2 for s in catalogue.graph_services())
-            and all(healthy.get(web_cluster(s.name)) == 2 for s in catalogue.web_services())
+            and all(
+                healthy.get(graph_cluster(s.name)) == 2
+                for s in catalogue.CATALOGUE.graph_services()
+            )
+            and all(
+                healthy.get(web_cluster(s.name)) == 2 for s in catalogue.CATALOGUE.web_services()
+            )
         )
 
     await eventually(every_instance_routed, timeout_s=120, what="2 healthy instances of each")

@@ -3,16 +3,18 @@ the rate-limit service are held to it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from ordermesh.catalogue import OPERATOR_API, SAGA_API, Catalogue, Need, Service
 from ordermesh.contracts.common.v1 import options_pb2
 
 from gateway.contracts import routable_rpcs
 from gateway.envoy import GatewayConfig, clusters_of
 from gateway.envoy.names import web_cluster, web_clusters
 from services import catalogue
-from services.catalogue import CATALOGUE, OPERATOR_API, SAGA_API, Need, Service
+from services.catalogue import CATALOGUE
 from services.ratelimit.config import RateLimitSettings
 from services.ratelimit.descriptors import GLOBAL_LIMITS
 
@@ -46,7 +48,7 @@ def test_the_operator_api_is_routed_to_every_service_with_a_runtime_and_named_by
 
 def test_an_api_no_entry_serves_is_refused_by_name():
     with pytest.raises(KeyError, match=r"nosuch\.v1\.NoSuchService"):
-        catalogue.serving("nosuch.v1.NoSuchService")
+        catalogue.CATALOGUE.serving("nosuch.v1.NoSuchService")
 
 
 def test_the_gateway_has_a_cluster_for_every_service_of_the_catalogue():
@@ -61,22 +63,32 @@ def test_the_gateway_has_a_cluster_for_every_service_of_the_catalogue():
 @pytest.mark.parametrize("service", CATALOGUE, ids=lambda s: s.name)
 def test_the_address_settings_are_exactly_the_services_an_entry_calls(service: Service):
     fields = {f for f in service.settings.model_fields if f.endswith("_service_addr")}
-    assert fields == {service.address_variable(c).lower() for c in service.dependencies}
+    assert fields == {service.address_variable(c).lower() for c in CATALOGUE.dependencies(service)}
 
 
 def test_each_service_starts_after_the_services_it_calls():
-    order = [service.name for service in catalogue.in_start_order()]
+    order = [service.name for service in catalogue.CATALOGUE.in_start_order()]
     for service in CATALOGUE:
-        for callee in service.dependencies:
+        for callee in CATALOGUE.dependencies(service):
             assert order.index(callee) < order.index(service.name)
 
 
-def test_services_that_call_each_other_in_a_cycle_are_refused(monkeypatch):
+def test_services_that_call_each_other_in_a_cycle_are_refused():
     a = Service("a", RateLimitSettings, calls=("b",))
     b = Service("b", RateLimitSettings, calls=("a",))
-    monkeypatch.setattr(catalogue, "CATALOGUE", (a, b))
+    cyclic = Catalogue((a, b), issuer=replace(CATALOGUE.issuer, service="a"))
+
     with pytest.raises(ValueError, match="cycle: a -> b"):
-        catalogue.in_start_order((a, b))
+        cyclic.in_start_order()
+
+
+def test_a_catalogue_names_each_service_once_and_holds_its_token_issuer():
+    a = Service("a", RateLimitSettings)
+
+    with pytest.raises(ValueError, match="named twice"):
+        Catalogue((a, a), issuer=replace(CATALOGUE.issuer, service="a"))
+    with pytest.raises(ValueError, match="token issuer 'user' is not in the catalogue"):
+        Catalogue((a,), issuer=CATALOGUE.issuer)
 
 
 def test_each_global_limit_has_its_setting_in_the_rate_limit_service():
@@ -84,8 +96,8 @@ def test_each_global_limit_has_its_setting_in_the_rate_limit_service():
 
 
 def test_what_a_service_publishes_and_takes_comes_from_its_contracts():
-    order = catalogue.entry("order")
-    inventory = catalogue.entry("inventory")
+    order = catalogue.CATALOGUE.entry("order")
+    inventory = catalogue.CATALOGUE.entry("inventory")
     published = {m.name for m in order.routed_messages(options_pb2.MESSAGE_KIND_EVENT)}
     taken = {m.name for m in inventory.routed_messages(options_pb2.MESSAGE_KIND_COMMAND)}
     assert {"OrderPlaced", "OrderApproved", "OrderRejected"} <= published

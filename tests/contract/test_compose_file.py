@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
+from ordermesh.catalogue import Need
 from ordermesh.config import ServiceSettings
 from ordermesh.policy import EdgePolicy, seal, signing_key, unseal, verify_key
 
@@ -63,7 +64,7 @@ def test_every_service_runs_replicated_healthy_and_unprivileged(service):
     assert spec["healthcheck"]["test"] == ["CMD", "python", "-m", "ordermesh.probe"]
     assert spec["read_only"] is True
     assert spec["cap_drop"] == ["ALL"]
-    assert set(service.dependencies) <= set(spec["depends_on"])
+    assert set(catalogue.CATALOGUE.dependencies(service)) <= set(spec["depends_on"])
 
 
 def test_every_secret_is_a_variable_that_must_be_set():
@@ -257,7 +258,7 @@ def test_one_database_per_service_that_keeps_state():
     assert sql == databases.init_sql(databases.stores())
     for service in catalogue.CATALOGUE:
         created = f'CREATE DATABASE "{service.name}" OWNER {service.name}_owner' in sql
-        assert created == (catalogue.Need.STORE in service.needs), service.name
+        assert created == (Need.STORE in service.needs), service.name
 
 
 STORES = databases.stores()
@@ -278,7 +279,7 @@ def test_each_service_uses_its_own_database_as_its_runtime_role(name):
     password = f"${{{databases.password_variable(runtime)}:?run make compose-env}}"
     expected = f"postgresql://{runtime}:{password}@{compose.POSTGRES}/{name}"
     assert BASE["services"][name]["environment"]["STORE_URL"] == expected
-    if name == catalogue.ISSUER.service:
+    if name == catalogue.CATALOGUE.issuer.service:
         assert BASE["services"]["create-admin"]["environment"]["STORE_URL"] == expected
 
 
@@ -292,7 +293,7 @@ def test_each_services_schema_is_made_by_its_owner_before_it_starts(name):
         f"@{compose.POSTGRES}/{name}")}  # fmt: skip
     assert schema["depends_on"] == {
         "postgres-roles": {"condition": "service_completed_successfully"}}  # fmt: skip
-    waiting = [name] + (["create-admin"] if name == catalogue.ISSUER.service else [])
+    waiting = [name] + (["create-admin"] if name == catalogue.CATALOGUE.issuer.service else [])
     for container in waiting:
         assert BASE["services"][container]["depends_on"][f"{name}-schema"] == {
             "condition": "service_completed_successfully"}  # fmt: skip
@@ -321,7 +322,7 @@ def test_no_superuser_or_owner_password_reaches_a_service():
     for name in STORES:
         owner, runtime = databases.roles(name)
         assert readers[databases.password_variable(owner)] == {"postgres-roles", f"{name}-schema"}
-        users = {name} | ({"create-admin"} if name == catalogue.ISSUER.service else set())
+        users = {name} | ({"create-admin"} if name == catalogue.CATALOGUE.issuer.service else set())
         assert readers[databases.password_variable(runtime)] == {"postgres-roles"} | users
 
 
@@ -392,12 +393,12 @@ def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_subgraph
     steps (create-admin, the schema steps) serve nothing and do not get it."""
     assert "internal_token" in AgentSettings.model_fields
     assert "internal_token" in ServiceSettings.model_fields
-    subgraphs = {s.name for s in catalogue.graph_services()}
+    subgraphs = {s.name for s in catalogue.CATALOGUE.graph_services()}
     assert subgraphs == {"user", "inventory", "order"}
     readers = {
         name for name, spec in BASE["services"].items() if "INTERNAL_TOKEN" in _variables(spec)
     }
-    pages = {s.name for s in catalogue.web_services()}
+    pages = {s.name for s in catalogue.CATALOGUE.web_services()}
     assert pages == {"console", "storefront"}  # their pages take the gateway's calls only
     assert readers == {"gateway", "gateway-agent", "graphql"} | subgraphs | pages
     for name in readers:

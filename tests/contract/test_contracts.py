@@ -15,7 +15,7 @@ from ordermesh import contracts
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.lifecycle import lifecycle_of
 
-from services.catalogue import serving
+from services.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_FILES = sorted(p.relative_to(ROOT / "proto") for p in (ROOT / "proto").rglob("*.proto"))
@@ -77,7 +77,7 @@ def test_every_api_declares_a_lifecycle_its_policy_allows(service):
         assert successor.file.package != service.file.package
         assert not lifecycle_of(successor.full_name, successor.GetOptions()).deprecated
         # Served beside it, by the same service, until the sunset.
-        assert serving(successor.full_name) == serving(service.full_name)
+        assert CATALOGUE.serving(successor.full_name) == CATALOGUE.serving(service.full_name)
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)

@@ -148,7 +148,7 @@ def test_every_target_gives_a_service_the_same_settings(name, local):
         "kubernetes": _kubernetes(name, "deploy/kubernetes/base/services.yaml") - KUBERNETES_OWN,
     }
     # Of the monitoring, a monitor is given what its target runs; anyone else nothing.
-    monitors = catalogue.entry(name).monitors
+    monitors = catalogue.CATALOGUE.entry(name).monitors
     runs = {t: names if monitors else set() for t, names in _monitoring(local).items()}
     for target in given:
         assert given[target] & set(MONITORING) == runs[target], target

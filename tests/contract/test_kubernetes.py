@@ -30,6 +30,7 @@ from unittest import mock
 
 import pytest
 import yaml
+from ordermesh.catalogue import Need
 from ordermesh.config import ConfigError, ServiceSettings, load
 
 from deploy import databases, facts
@@ -57,7 +58,6 @@ from deploy.manifests.secrets import (
 )
 from gateway.agent import AgentSettings
 from services import catalogue
-from services.catalogue import Need
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -175,7 +175,7 @@ def test_every_service_is_probed_over_grpc_health_and_drains_within_its_grace(ov
     assert pod["terminationGracePeriodSeconds"] > drain
     assert env["ADVERTISED_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    for callee in service.dependencies:
+    for callee in catalogue.CATALOGUE.dependencies(service):
         assert env[service.address_variable(callee)]["value"] == f"{callee}:{facts.GRPC_PORT}"
         named(overlay, "Service", callee)  # the fallback address resolves
 
@@ -375,7 +375,9 @@ def expected_traffic(overlay: str) -> set[tuple[str, str, int]]:
         if service.calls_gateway:  # as a client does
             expected.add((service.name, "gateway", facts.GATEWAY_PORT))
         expected.add((service.name, "redis", facts.REDIS_PORT))
-        expected |= {(service.name, callee, grpc) for callee in service.dependencies}
+        expected |= {
+            (service.name, callee, grpc) for callee in catalogue.CATALOGUE.dependencies(service)
+        }
         if Need.BROKER in service.needs:
             expected.add((service.name, "rabbitmq", amqp))
         if Need.STORE in service.needs and overlay == "dev":
@@ -530,7 +532,7 @@ def test_no_superuser_or_owner_password_reaches_a_service(overlay):
     assert readers.get(POSTGRES_SECRET, set()) == server | roles_job
     assert readers.get(POSTGRES_ROLES_SECRET, set()) == roles_job
     assert readers[STORE_OWNER_SECRET] == {f"Deployment/{n}/schema" for n in stores}
-    issuer = catalogue.ISSUER.service
+    issuer = catalogue.CATALOGUE.issuer.service
     assert readers[STORE_SECRET] == {f"Deployment/{n}/{n}" for n in stores} | {
         f"Deployment/{issuer}/create-admin"}  # fmt: skip
 
@@ -573,9 +575,9 @@ def test_the_internal_token_reaches_envoy_its_agent_the_graphql_gateway_subgraph
         for container in containers(workload)
         if "INTERNAL_TOKEN" in env_of(container)
     }
-    subgraphs = {f"{s.name}/{s.name}" for s in catalogue.graph_services()}
+    subgraphs = {f"{s.name}/{s.name}" for s in catalogue.CATALOGUE.graph_services()}
     assert subgraphs == {"user/user", "inventory/inventory", "order/order"}
-    pages = {f"{s.name}/{s.name}" for s in catalogue.web_services()}
+    pages = {f"{s.name}/{s.name}" for s in catalogue.CATALOGUE.web_services()}
     assert pages == {"console/console", "storefront/storefront"}
     assert readers == {"gateway/envoy", "gateway/agent", "gateway/graphql"} | subgraphs | pages
     for workload in of_kind(overlay, *PODS):

@@ -65,11 +65,12 @@ def test_installed_alone_it_imports_and_runs_its_command(wheel: Path, tmp_path: 
     venv.EnvBuilder(with_pip=True).create(target)
     python = target / "bin" / "python"
     pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", str(wheel)], check=True)
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", wheel], env=clean, check=True)
     # The dependencies as a path of their own: the repository's editable installs (their .pth
     # files) are not read from it.
     dependencies = next(p for p in sys.path if p.endswith("site-packages"))
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": dependencies, "HOME": str(tmp_path)}
+    env = {**clean, "PYTHONPATH": dependencies}
     check = (
         "import importlib.metadata, importlib.util, ordermesh, ordermesh.grpc, ordermesh.runtime\n"
         "from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc\n"
@@ -80,14 +81,16 @@ def test_installed_alone_it_imports_and_runs_its_command(wheel: Path, tmp_path: 
         " if importlib.util.find_spec(m)])\n"
     )
 
-    found = subprocess.run(
-        [python, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    command = subprocess.run(
-        [python, "-m", "ordermesh", "new-service", "--help"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    def run(*args: str | Path) -> str:
+        done = subprocess.run(
+            [python, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    found = run("-c", check).splitlines()
+    usage = run("-m", "ordermesh", "new-service", "--help")
 
     assert Path(found[0]).is_relative_to(target)
     assert found[1:] == [ordermesh.__version__, "[]"]
-    assert "new-service" in command.stdout
+    assert "new-service" in usage

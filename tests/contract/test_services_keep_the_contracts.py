@@ -22,7 +22,7 @@ from gateway.contracts import IDEMPOTENCY_KEY
 from harness.shop import eventually
 from services import catalogue, messaging
 
-SERVICES = {service.name: service.serves[0] for service in catalogue.domain_services()}
+SERVICES = {service.name: service.serves[0] for service in catalogue.CATALOGUE.domain_services()}
 
 
 def _generated(package: str, kind: str) -> str | None:
@@ -36,7 +36,7 @@ def _generated(package: str, kind: str) -> str | None:
 
 ROUTED_MODULES = [
     module
-    for service in catalogue.domain_services()
+    for service in catalogue.CATALOGUE.domain_services()
     for package in service.packages
     for kind in ("events", "commands")
     if (module := _generated(package, kind))

@@ -44,7 +44,7 @@ def _data_files(site: str | None = None) -> list[str]:
 
 
 def test_every_service_with_web_pages_is_checked_here():
-    assert {service.name for service in catalogue.web_services()} == set(SITES)
+    assert {service.name for service in catalogue.CATALOGUE.web_services()} == set(SITES)
 
 
 @pytest.mark.parametrize("site", SITES)

@@ -285,7 +285,7 @@ async def test_envoys_route_table_refuses_what_is_not_routable_even_with_an_admi
     """The route table answers these itself (a direct response), before any auth check: no
     request reaches the auth service or a service, whatever the token says."""
     admin = await shop.admin()
-    clusters = ["auth", *(service.name for service in catalogue.domain_services())]
+    clusters = ["auth", *(service.name for service in catalogue.CATALOGUE.domain_services())]
     before = {c: gateway.envoy.counter(f"cluster.{c}.upstream_rq_total") for c in clusters}
     direct = gateway.envoy.counter("http.gateway.rq_direct_response")
 

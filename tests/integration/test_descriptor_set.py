@@ -19,7 +19,7 @@ from tests.integration import grpc_app
 
 DESCRIPTORS = Path(__file__).resolve().parents[2] / "gen" / "descriptors.pb"
 API = "type.googleapis.com/envoy.extensions"
-SERVICES = [api for service in catalogue.domain_services() for api in service.serves]
+SERVICES = [api for service in catalogue.CATALOGUE.domain_services() for api in service.serves]
 
 
 def transcoding_config(listen_port: int, upstream_port: int) -> dict:

@@ -37,7 +37,7 @@ RANGES = {
 }  # fmt: skip
 # Answers by status code over the run, printed at its end (pytest -s) for the record.
 TRIED: dict[str, int] = {}
-APIS = {api for service in catalogue.domain_services() for api in service.routed_apis}
+APIS = {api for service in catalogue.CATALOGUE.domain_services() for api in service.routed_apis}
 METHODS = [
     method
     for path, method in sorted(methods_of(DESCRIPTOR_SET.read_bytes()).items())
@@ -119,7 +119,7 @@ def callers(system):
 def test_no_generated_request_meets_a_bug(system, callers, method: MethodDescriptor, who):
     # The operator API, served by every service with a runtime alike (ordermesh.operations): the
     # first of them.
-    service = catalogue.serving(method.containing_service.full_name)[0].name
+    service = catalogue.CATALOGUE.serving(method.containing_service.full_name)[0].name
     path = f"/{method.containing_service.full_name}/{method.name}"
     output = message_factory.GetMessageClass(method.output_type)
     seen: list[grpc.StatusCode] = []
@@ -151,7 +151,7 @@ def test_no_generated_request_meets_a_bug(system, callers, method: MethodDescrip
 def test_after_the_fuzzing_every_outbox_drains_and_every_consumer_consumes(system, rabbitmq):
     def pending() -> dict[str, int]:
         counts = {}
-        for service in (s.name for s in catalogue.domain_services()):
+        for service in (s.name for s in catalogue.CATALOGUE.domain_services()):
             path = system.directory / service / "store.sqlite3"
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
                 (counts[service],) = db.execute(

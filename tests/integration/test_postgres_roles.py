@@ -18,6 +18,7 @@ import uuid
 import psycopg
 import pytest
 from order.v1 import order_service_pb2 as order_pb
+from ordermesh.catalogue import Need
 from ordermesh.store import StoreError
 from ordermesh.store.postgres import PostgresStore
 
@@ -26,7 +27,6 @@ from harness.postgres import PrivatePostgres
 from harness.shop import Shop
 from harness.system import System
 from services import catalogue
-from services.catalogue import Need
 from services.schema import collections
 
 STORES = [s.name for s in catalogue.CATALOGUE if Need.STORE in s.needs]

@@ -25,7 +25,7 @@ def _modules() -> set[str]:
     }
 
 
-def test_the_map_names_every_module_of_the_chassis():
+def test_the_map_names_every_module_of_the_runtime():
     missing = _modules() - set(_mapped())
 
     assert not missing, (

@@ -59,6 +59,8 @@ saga_engine    a saga's transitions: replies, timeouts, compensations in reverse
 saga_record    a saga's stored record: its document, history (audit trail), measures and upkeep
 saga_operator  an operator's view of sagas (SagaView) and their actions on a parked one
 saga_operations the gRPC servicer of the sagas' operator API (ops.v1.SagaService)
+catalogue      a system's services named once (Catalogue, Service): what each serves, calls, needs
+roles          settings giving a service a role the deployments read (notifier, policy signer, ...)
 runtime        a service's store, broker, relay, consumers and readiness, opened in order
 contracts      the runtime's own contracts (common.v1's options, ops.v1's operator APIs), generated,
                and where any contract's generated module is

@@ -137,10 +137,12 @@ class NewService:
         imported = f"from services.{self.name}.config import {settings}\n"
         text = _after_last(text, r"^from services\.\w+\.config import \w+\n", imported, "catalogue")
         entry = (
-            f'    Service("{self.name}", {settings}, '
+            f'        Service("{self.name}", {settings}, '
             f'serves=("{self.name}.v1.{words["Name"]}Service",)),\n'
         )
-        return _before(text, r"^CATALOGUE: .*?^\)\n", entry, "catalogue's CATALOGUE")
+        # `CATALOGUE = Catalogue((...services...), issuer=...)`: after the last service.
+        services = r"^CATALOGUE = Catalogue\(\n    \(\n.*?^    \),\n"
+        return _before(text, services, entry, "catalogue's CATALOGUE", closing=len("    ),\n"))
 
     def _messaging(self, text: str) -> str:
         imported = f"from services.{self.name} import consumers as {self.name}\n"
@@ -189,7 +191,7 @@ class NewService:
 
 
 def _first_service(catalogue: str) -> str:
-    found = re.search(r"^CATALOGUE: .*?Service\(\s*\"(\w+)\"", catalogue, re.MULTILINE | re.DOTALL)
+    found = re.search(r"^CATALOGUE = .*?Service\(\s*\"(\w+)\"", catalogue, re.MULTILINE | re.DOTALL)
     if found is None:
         raise Refused("services/catalogue.py: no service in its CATALOGUE to model the new one on")
     return found.group(1)

@@ -1,8 +1,11 @@
 """The gateway routes what the contracts make routable (gateway.contracts, read by
 gateway.envoy.routes), and nothing else."""
 
+from dataclasses import replace
+
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+from ordermesh.catalogue import Service
 from ordermesh.contracts.common.v1 import options_pb2
 
 from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
@@ -22,8 +25,10 @@ def _method(
 
 
 def test_only_public_authenticated_and_admin_rpcs_are_routed(monkeypatch):
-    shop = catalogue.Service("shop", InventorySettings, serves=("shop.v1.ShopService",))
-    monkeypatch.setattr(catalogue, "CATALOGUE", (*catalogue.CATALOGUE, shop))
+    shop = Service("shop", InventorySettings, serves=("shop.v1.ShopService",))
+    monkeypatch.setattr(
+        catalogue, "CATALOGUE", replace(catalogue.CATALOGUE, services=(*catalogue.CATALOGUE, shop))
+    )
     service = descriptor_pb2.ServiceDescriptorProto(
         name="ShopService",
         method=[

@@ -18,8 +18,9 @@ import os
 from typing import Self
 from urllib.parse import urlsplit
 
-from ordermesh.config import ConfigError, Settings
 from pydantic import Field, model_validator
+
+from ordermesh.config import ConfigError, Settings
 
 __all__ = [
     "GatewayClientSettings",
