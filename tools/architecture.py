@@ -5,7 +5,7 @@ decides them:
 
 - the services, what each is, owns and serves, and whom it calls: the service catalogue
   (services/catalogue.py), each service package's docstring and store collections, the RPCs
-  the contracts route (gateway.contracts) and the gateway's rendered configuration
+  the contracts route (ordermesh.gateway.contracts) and the gateway's rendered configuration
   (gateway/envoy.yaml: which of its filters call which of the gateway's own services);
 - the exchanges and queues, who publishes and who consumes what, with the retry and
   dead-letter queues: the services' messaging (services/messaging.py), the routes of the
@@ -36,10 +36,11 @@ from typing import Any
 import yaml
 from ordermesh.catalogue import Service
 from ordermesh.events import Message, Route, route_of
+from ordermesh.gateway.contracts import routable_rpcs
 from ordermesh.saga import SagaDefinition, SagaStatus, Step
 from ordermesh.topology import Subscription, unrouted_queue
 
-from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
+from gateway import DESCRIPTOR_SET
 from services import catalogue, messaging
 
 __all__ = ["FILES", "Flowchart", "render", "sections"]
@@ -172,7 +173,7 @@ def _count(n: int, noun: str) -> str:
 def _routed_apis() -> dict[str, dict[str, tuple[int, int]]]:
     """By service name, each API the gateway routes: (RPCs routed, of which with REST)."""
     apis: dict[str, dict[str, tuple[int, int]]] = {}
-    for rpc in routable_rpcs(DESCRIPTOR_SET.read_bytes()):
+    for rpc in routable_rpcs(DESCRIPTOR_SET.read_bytes(), catalogue.CATALOGUE):
         routed, rest = apis.setdefault(rpc.cluster, {}).get(rpc.service, (0, 0))
         apis[rpc.cluster][rpc.service] = (routed + 1, rest + bool(rpc.http_verb))
     return apis

@@ -20,7 +20,7 @@ from deploy.manifests.overlays import RABBITMQ_PROD_NODES, autoscalers, budgets,
 from deploy.manifests.pods import GRAPHQL_IMAGE, IMAGE, NAMESPACE, cluster_service
 from deploy.manifests.policies import network_policies, store_policies
 from deploy.manifests.services import services
-from gateway.contracts import DESCRIPTOR_SET
+from gateway import DESCRIPTOR_SET
 from services import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ordermesh.gateway.contracts import routable_rpcs
+
 from deploy import facts
 from deploy.environment import agent_environment
 from deploy.manifests.environment import KubernetesTarget, entries, internal_env, passwords
@@ -25,8 +27,9 @@ from deploy.manifests.pods import (
     tls_volume,
 )
 from deploy.manifests.secrets import GATEWAY_TLS_SECRET
+from gateway import DESCRIPTOR_SET
 from gateway import envoy as gateway_config
-from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
+from services.catalogue import CATALOGUE
 
 GRAPHQL_FILES = ("gateway.config.mjs", "supergraph.graphql")
 
@@ -60,7 +63,9 @@ def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
         tls_key=GATEWAY_TLS_DIR / "tls.key",
         upstream_tls=upstream if mutual_tls else None,
     )
-    rendered = gateway_config.bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
+    rendered = gateway_config.bootstrap(
+        config, routable_rpcs(DESCRIPTOR_SET.read_bytes(), CATALOGUE)
+    )
     address = {"address": "127.0.0.1", "port_value": facts.GATEWAY_ADMIN_PORT}
     rendered["admin"] = {"address": {"socket_address": address}}
     return rendered

@@ -7,11 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
+from ordermesh.gateway.contracts import routable_rpcs
+
+from gateway import DESCRIPTOR_SET, ROOT
 from gateway.agent import prepare
-from gateway.contracts import DESCRIPTOR_SET, ROOT, routable_rpcs
 from gateway.envoy.bootstrap import bootstrap
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
+from services.catalogue import CATALOGUE
 
 
 def main() -> None:
@@ -66,7 +69,7 @@ def main() -> None:
         tls_cert=None if args.plaintext else args.tls_cert,
         tls_key=None if args.plaintext else args.tls_key,
     )
-    rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes()))
+    rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes(), CATALOGUE))
     if args.prepare:  # Envoy refuses to start on an EDS or ECDS path that does not exist yet
         prepare(config)
     if args.admin_port is not None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ordermesh.contracts.common.v1 import options_pb2
+from ordermesh.gateway.contracts import Rpc
 from ordermesh.identity import INTERNAL_HEADER
 
-from gateway.contracts import Rpc
 from gateway.envoy.config import GatewayConfig, policy_paths
 from gateway.envoy.ecds import from_policy_file
 from gateway.envoy.names import (

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.contracts import Rpc, routable_rpcs
+from ordermesh.gateway.contracts import Rpc, routable_rpcs
+
 from gateway.envoy.access import (
     EXT_AUTHZ_OFF,
     access_filters,
@@ -39,7 +40,9 @@ __all__ = ["bootstrap"]
 
 def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[str, Any]:
     """Envoy's bootstrap for the gateway (without the admin listener: see PrivateEnvoy)."""
-    rpcs = list(rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes()))
+    rpcs = list(
+        rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes(), CATALOGUE)
+    )
     clusters = sorted({rpc.cluster for rpc in rpcs} | set(companions(config)))
     graphql = bool(config.graphql_address)
     routes = [route for rpc in rpcs for route in rpc_routes(rpc, config)]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.contracts import routable_rpcs
+from ordermesh.gateway.contracts import routable_rpcs
+
 from gateway.envoy.config import GatewayConfig, UpstreamTls, eds_path
 from gateway.envoy.names import AUTH_CLUSTER, OTLP_CLUSTER, RATE_LIMIT_CLUSTER, seconds, type_url
 from gateway.envoy.retries import RETRY_BUDGET
+from services.catalogue import CATALOGUE
 
 __all__ = ["cluster", "clusters_of", "companions", "health_check", "otlp_cluster"]
 
@@ -127,7 +129,7 @@ def otlp_cluster(config: GatewayConfig) -> dict[str, Any]:
 
 def clusters_of(config: GatewayConfig) -> list[str]:
     """The services the gateway calls (one EDS file each)."""
-    routed = {rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes())}
+    routed = {rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes(), CATALOGUE)}
     return sorted(routed | set(companions(config)))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ordermesh.tokens import CLOCK_SKEW_S
 
-from gateway.contracts import DESCRIPTOR_SET
+from gateway import DESCRIPTOR_SET
 from gateway.envoy.names import INTERNAL_FILTER, JWT_FILTER, REVOCATIONS_FILTER, SUBGRAPHS_PORT
 
 __all__ = ["GatewayConfig", "UpstreamTls", "eds_path", "policy_paths"]

@@ -14,8 +14,8 @@ from typing import Any
 
 from ordermesh import pages
 from ordermesh.contracts.common.v1 import options_pb2
+from ordermesh.gateway.contracts import Rpc
 
-from gateway.contracts import Rpc
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.names import (
     CALL_HEADER,

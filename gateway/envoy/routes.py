@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.contracts import ADDRESS_HEADER, Rpc
+from ordermesh.gateway.contracts import ADDRESS_HEADER, Rpc
+
 from gateway.envoy.access import access_of
 from gateway.envoy.config import GatewayConfig
 from gateway.envoy.limits import rate_limits

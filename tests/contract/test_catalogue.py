@@ -7,10 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ordermesh.catalogue import OPERATOR_API, SAGA_API, Catalogue, Need, Service
+from ordermesh.catalogue import OPERATOR_API, SAGA_API, Catalogue, Need, Service, load
 from ordermesh.contracts.common.v1 import options_pb2
+from ordermesh.gateway.contracts import routable_rpcs
 
-from gateway.contracts import routable_rpcs
 from gateway.envoy import GatewayConfig, clusters_of
 from gateway.envoy.names import web_cluster, web_clusters
 from services import catalogue
@@ -28,19 +28,23 @@ def test_every_service_package_has_an_entry_and_every_entry_a_package():
 
 
 def test_every_routed_api_is_routed_to_the_entries_that_serve_it():
-    routed = {(rpc.service, rpc.cluster) for rpc in routable_rpcs(DESCRIPTORS.read_bytes())}
+    routed = {
+        (rpc.service, rpc.cluster) for rpc in routable_rpcs(DESCRIPTORS.read_bytes(), CATALOGUE)
+    }
     served = {(api, service.name) for service in CATALOGUE for api in service.routed_apis}
     assert routed == served
 
 
 def test_the_operator_api_is_routed_to_every_service_with_a_runtime_and_named_by_the_call():
-    rpcs = [r for r in routable_rpcs(DESCRIPTORS.read_bytes()) if r.service == OPERATOR_API]
+    rpcs = [
+        r for r in routable_rpcs(DESCRIPTORS.read_bytes(), CATALOGUE) if r.service == OPERATOR_API
+    ]
     with_runtime = {s.name for s in CATALOGUE if Need.STORE in s.needs}
     assert {rpc.cluster for rpc in rpcs} == with_runtime
     assert all(rpc.addressed and rpc.access == options_pb2.ACCESS_ADMIN for rpc in rpcs)
     # The sagas' operator API, which one service serves, is named by the call too: a call for
     # a service that runs no sagas has no route. An API of one service's own, by its path.
-    rpcs = routable_rpcs(DESCRIPTORS.read_bytes())
+    rpcs = routable_rpcs(DESCRIPTORS.read_bytes(), CATALOGUE)
     sagas = [r for r in rpcs if r.service == SAGA_API]
     assert {(r.cluster, r.addressed) for r in sagas} == {("order", True)}
     assert not any(r.addressed for r in rpcs if r.service == "order.v1.OrderService")
@@ -102,3 +106,9 @@ def test_what_a_service_publishes_and_takes_comes_from_its_contracts():
     taken = {m.name for m in inventory.routed_messages(options_pb2.MESSAGE_KIND_COMMAND)}
     assert {"OrderPlaced", "OrderApproved", "OrderRejected"} <= published
     assert taken == {"ReserveStock", "ReleaseStock"}
+
+
+def test_a_project_names_its_catalogue_to_the_generators_as_module_and_attribute():
+    assert load("services.catalogue:CATALOGUE") is CATALOGUE
+    with pytest.raises(ValueError, match=r"services\.issuer:ISSUER is not a Catalogue"):
+        load("services.issuer:ISSUER")

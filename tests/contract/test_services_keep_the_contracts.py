@@ -15,10 +15,10 @@ from google.protobuf import descriptor_pool, symbol_database
 from order.v1 import order_service_pb2 as order_pb
 from ordermesh import contracts
 from ordermesh.events import TypeRegistry, route_of
+from ordermesh.gateway.contracts import IDEMPOTENCY_KEY
 from ordermesh.topology import declare_exchange
 from user.v1 import user_service_pb2 as user_pb
 
-from gateway.contracts import IDEMPOTENCY_KEY
 from harness.shop import eventually
 from services import catalogue, messaging
 

@@ -11,15 +11,16 @@ import grpc
 import pytest
 from order.v1 import order_service_pb2 as order_pb
 from ordermesh.contracts.common.v1 import options_pb2
+from ordermesh.gateway.contracts import ADDRESS_HEADER, routable_rpcs
+from ordermesh.gateway.openapi import methods_of
 
-from gateway.contracts import ADDRESS_HEADER, DESCRIPTOR_SET, routable_rpcs
-from gateway.openapi import methods_of
+from gateway import DESCRIPTOR_SET
 from harness.rest import Rest
 from harness.shop import PASSWORD, Shop, eventually
 from harness.system import ADMIN_EMAIL
 from services import catalogue
 
-RPCS = routable_rpcs(DESCRIPTOR_SET.read_bytes())
+RPCS = routable_rpcs(DESCRIPTOR_SET.read_bytes(), catalogue.CATALOGUE)
 INTERNAL_METHODS = [
     method
     for method in methods_of(DESCRIPTOR_SET.read_bytes()).values()

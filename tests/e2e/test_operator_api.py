@@ -12,8 +12,8 @@ import grpc
 import pytest
 from ordermesh.contracts.ops.v1 import ops_service_pb2 as ops_pb
 from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc as ops_grpc
+from ordermesh.gateway.contracts import ADDRESS_HEADER
 
-from gateway.contracts import ADDRESS_HEADER
 from harness.rest import Rest
 from harness.shop import Shop, eventually
 

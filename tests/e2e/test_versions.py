@@ -14,10 +14,12 @@ from order.v1 import order_service_pb2 as order_v1
 from order.v1 import order_service_pb2_grpc as order_v1_grpc
 from order.v2 import order_service_pb2 as order_v2
 from order.v2 import order_service_pb2_grpc as order_v2_grpc
+from ordermesh.gateway.contracts import routable_rpcs
 
-from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
+from gateway import DESCRIPTOR_SET
 from harness.rest import Rest
 from harness.shop import eventually
+from services.catalogue import CATALOGUE
 
 V2 = "order.v2.OrderService"
 ADDRESS = {
@@ -111,7 +113,9 @@ async def test_a_v1_client_and_a_v2_client_see_the_same_orders(rest, shop, syste
     await eventually(compensated, what="the cancelled order's saga ended")
     assert await history("v1") == await history("v2")
 
-    v2_methods = {r.method for r in routable_rpcs(DESCRIPTOR_SET.read_bytes()) if r.service == V2}
+    v2_methods = {
+        r.method for r in routable_rpcs(DESCRIPTOR_SET.read_bytes(), CATALOGUE) if r.service == V2
+    }
     assert v2_methods <= rest.reached
 
     # The approval told by the notification service, from order.v2.OrderApproved: where it goes.

@@ -16,11 +16,11 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ordermesh.gateway.openapi import methods_of
 from user.v1 import user_service_pb2 as user_pb
 from user.v1 import user_service_pb2_grpc as user_grpc
 
-from gateway.contracts import DESCRIPTOR_SET
-from gateway.openapi import methods_of
+from gateway import DESCRIPTOR_SET
 from harness.shop import PASSWORD
 from harness.system import ADMIN_EMAIL
 from services import catalogue

@@ -5,6 +5,7 @@ or a line left behind by a module that went, fails here (as httpx tests its `__a
 import pkgutil
 
 import ordermesh
+import ordermesh.gateway
 import ordermesh.store
 import ordermesh.web
 
@@ -20,7 +21,7 @@ def _modules() -> set[str]:
     found = {module.name for module in pkgutil.iter_modules(ordermesh.__path__)}
     return found | {
         f"{package.__name__.removeprefix('ordermesh.')}.{module.name}"
-        for package in (ordermesh.store, ordermesh.web)
+        for package in (ordermesh.gateway, ordermesh.store, ordermesh.web)
         for module in pkgutil.iter_modules(package.__path__)
     }
 

@@ -21,6 +21,7 @@ in every deployment read a project's catalogue.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,7 +41,7 @@ from ordermesh.roles import (
 from ordermesh.runtime import AuthenticatedSettings, BackboneSettings
 from ordermesh.tokens import KeyIssuer
 
-__all__ = ["OPERATOR_API", "SAGA_API", "Catalogue", "Need", "Service"]
+__all__ = ["OPERATOR_API", "SAGA_API", "Catalogue", "Need", "Service", "load"]
 
 
 class Need(StrEnum):
@@ -272,3 +273,13 @@ class Catalogue(Sequence[Service]):
             visit(service, ())
         wanted = {s.name for s in chosen}
         return [s for s in ordered.values() if s.name in wanted]
+
+
+def load(reference: str) -> Catalogue:
+    """A project's catalogue by its place, "module:attribute" (the example's:
+    "services.catalogue:CATALOGUE"), imported."""
+    module, _, attribute = reference.partition(":")
+    found = getattr(importlib.import_module(module), attribute or "CATALOGUE", None)
+    if not isinstance(found, Catalogue):
+        raise ValueError(f"{reference} is not a Catalogue: name one as module:attribute")
+    return found

@@ -5,8 +5,8 @@ import subprocess
 
 from deploy.ca import LocalCA
 from deploy.envoy import envoy_binary
+from gateway import DESCRIPTOR_SET, ROOT
 from gateway.agent import prepare
-from gateway.contracts import DESCRIPTOR_SET, ROOT
 from gateway.envoy import GatewayConfig
 
 

@@ -1,4 +1,4 @@
-"""The gateway routes what the contracts make routable (gateway.contracts, read by
+"""The gateway routes what the contracts make routable (ordermesh.gateway.contracts, read by
 gateway.envoy.routes), and nothing else."""
 
 from dataclasses import replace
@@ -7,8 +7,9 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from ordermesh.catalogue import Service
 from ordermesh.contracts.common.v1 import options_pb2
+from ordermesh.gateway.contracts import routable_rpcs
 
-from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
+from gateway import DESCRIPTOR_SET
 from services import catalogue
 from services.inventory.config import InventorySettings
 
@@ -24,11 +25,9 @@ def _method(
     return method
 
 
-def test_only_public_authenticated_and_admin_rpcs_are_routed(monkeypatch):
+def test_only_public_authenticated_and_admin_rpcs_are_routed():
     shop = Service("shop", InventorySettings, serves=("shop.v1.ShopService",))
-    monkeypatch.setattr(
-        catalogue, "CATALOGUE", replace(catalogue.CATALOGUE, services=(*catalogue.CATALOGUE, shop))
-    )
+    with_shop = replace(catalogue.CATALOGUE, services=(*catalogue.CATALOGUE, shop))
     service = descriptor_pb2.ServiceDescriptorProto(
         name="ShopService",
         method=[
@@ -56,7 +55,7 @@ def test_only_public_authenticated_and_admin_rpcs_are_routed(monkeypatch):
             )
         ]
     )
-    rpcs = routable_rpcs(files.SerializeToString())
+    rpcs = routable_rpcs(files.SerializeToString(), with_shop)
     assert [(r.path, r.cluster, r.is_read, r.retry_safe) for r in rpcs] == [
         ("/shop.v1.ShopService/Browse", "shop", True, True),
         # A write is sent again only if its request carries an idempotency key.
@@ -81,4 +80,6 @@ def test_every_rpc_of_the_contracts_declares_a_routable_or_internal_level():
         f"/{f.package}.{s.name}/{m.name}" for f in files.file for s in f.service for m in s.method
     }
     assert declared == all_methods
-    assert {r.path for r in routable_rpcs(DESCRIPTOR_SET.read_bytes())} == declared
+    assert {
+        r.path for r in routable_rpcs(DESCRIPTOR_SET.read_bytes(), catalogue.CATALOGUE)
+    } == declared

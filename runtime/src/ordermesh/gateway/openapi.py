@@ -9,7 +9,10 @@ too); types follow protobuf's JSON mapping (64-bit integers as strings, enums by
 Timestamps as RFC 3339); the bounds of `(common.v1.bounds)` become maxLength and maxItems;
 AUTHENTICATED and ADMIN operations require a bearer token.
 
-    python -m gateway.openapi -o gateway/openapi.json     (run by `make gen`)
+    python -m ordermesh.gateway.openapi --descriptors gen/descriptors.pb \
+        --catalogue services.catalogue:CATALOGUE -o gateway/openapi.json
+
+(the example's `make gen`; `--title` and `--server` name the API and where the gateway is).
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ from typing import Any
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+
 from ordermesh import contracts
 from ordermesh.bounds import bounds_of
+from ordermesh.catalogue import Catalogue, load
 from ordermesh.contracts.common.v1 import options_pb2
+from ordermesh.gateway.contracts import routable_rpcs
 from ordermesh.lifecycle import lifecycle_of
 
-from gateway.contracts import DESCRIPTOR_SET, routable_rpcs
-
-__all__ = ["document", "methods_of"]
+__all__ = ["document", "main", "methods_of"]
 
 F = FieldDescriptor
 INTEGERS = {
@@ -224,12 +228,19 @@ def _tell_deprecation(operation: dict[str, Any], method: MethodDescriptor) -> No
     }
 
 
-def document(descriptor_set: bytes) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of the gateway's REST API."""
+def document(
+    descriptor_set: bytes,
+    catalogue: Catalogue,
+    *,
+    title: str = "REST API",
+    server: str = "http://127.0.0.1:8080",
+) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the REST API a gateway serves for the catalogue's services
+    (`server`: where it listens)."""
     methods = methods_of(descriptor_set)
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
-    for rpc in routable_rpcs(descriptor_set):
+    for rpc in routable_rpcs(descriptor_set, catalogue):
         if not rpc.http_verb:
             continue
         method = methods[rpc.path]
@@ -240,11 +251,11 @@ def document(descriptor_set: bytes) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {
-            "title": "ordermesh REST API",
+            "title": title,
             "version": "v1",
             "description": "Generated from the contracts in proto/ by `make gen`; do not edit.",
         },
-        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "servers": [{"url": server}],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.schemas.items())),
@@ -255,12 +266,20 @@ def document(descriptor_set: bytes) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--descriptors", type=Path, required=True, help="the descriptor set")
+    parser.add_argument(
+        "--catalogue", required=True, help="the project's Catalogue, as module:attribute"
+    )
+    parser.add_argument("--title", default="REST API")
+    parser.add_argument("--server", default="http://127.0.0.1:8080", help="the gateway's URL")
     parser.add_argument("-o", "--output", type=Path, required=True)
-    args = parser.parse_args()
-    rendered = json.dumps(document(DESCRIPTOR_SET.read_bytes()), indent=2, sort_keys=False)
-    args.output.write_text(rendered + "\n")
+    args = parser.parse_args(argv)
+    found = document(
+        args.descriptors.read_bytes(), load(args.catalogue), title=args.title, server=args.server
+    )
+    args.output.write_text(json.dumps(found, indent=2, sort_keys=False) + "\n")
 
 
 if __name__ == "__main__":

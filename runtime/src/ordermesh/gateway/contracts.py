@@ -1,23 +1,30 @@
 """What the contracts say about each RPC the gateway routes: its access level, its REST verb,
 whether a repeated request is applied once, whether it asks for the auth service's check, and
-the lifecycle headers of its API. Read from the descriptor set `make gen` builds
-(gen/descriptors.pb); the Envoy configuration (gateway.envoy), the OpenAPI document
-(gateway.openapi) and the Kubernetes manifests are derived from it."""
+the lifecycle headers of its API; and which of a catalogue's services serve it. Read from a
+project's descriptor set (protoc's `--descriptor_set_out` with `--include_imports`: the
+example's `make gen` writes gen/descriptors.pb); a gateway's configuration, the OpenAPI
+document (ordermesh.gateway.openapi) and a deployment's network policies are derived from it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+
+from ordermesh.catalogue import Catalogue
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.lifecycle import api_lifecycles
 
-from services import catalogue
+__all__ = [
+    "ADDRESS_FIELD",
+    "ADDRESS_HEADER",
+    "IDEMPOTENCY_KEY",
+    "ROUTABLE",
+    "Rpc",
+    "routable_rpcs",
+]
 
-ROOT = Path(__file__).resolve().parent.parent
-DESCRIPTOR_SET = ROOT / "gen" / "descriptors.pb"
 # The field by which a request asks to be applied once however often it is sent.
 IDEMPOTENCY_KEY = "idempotency_key"
 # The field, and the gRPC metadata, by which a call of an API several services serve names the
@@ -60,8 +67,9 @@ class Rpc:
         return self.is_read or self.deduplicated
 
 
-def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
-    """The RPCs the gateway routes, in the order of the descriptor set."""
+def routable_rpcs(descriptor_set: bytes, catalogue: Catalogue) -> list[Rpc]:
+    """The RPCs the gateway routes to the catalogue's services, in the order of the descriptor
+    set."""
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
     keyed = {
         f".{file.package}.{message.name}"
@@ -86,7 +94,7 @@ def routable_rpcs(descriptor_set: bytes) -> list[Rpc]:
                     continue
                 rule = options.Extensions[annotations_pb2.http]
                 verb = rule.WhichOneof("pattern") or ""
-                servers = catalogue.CATALOGUE.serving(name)
+                servers = catalogue.serving(name)
                 # Named by the call (its REST path binds `{service}`): routed by that name,
                 # however many serve it (the operator APIs); else by the path alone.
                 template = getattr(rule, verb) if verb else ""
