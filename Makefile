@@ -170,7 +170,7 @@ bench-store-drivers: system-deps $(INSTALLED)
 
 gen: $(INSTALLED) $(NODE_TOOLS) $(GRAPHQL_GATEWAY)
 	$(BIN)/python tools/contracts.py gen
-	$(BIN)/python -m gateway.envoy -o gateway/envoy.yaml
+	$(BIN)/python -m ordermesh.gateway.envoy -o gateway/envoy.yaml
 	$(BIN)/python -m ordermesh.gateway.openapi --descriptors gen/descriptors.pb \
 		--catalogue services.catalogue:CATALOGUE --title "ordermesh REST API" -o gateway/openapi.json
 	$(BIN)/python -m tools.asyncapi -o docs/asyncapi.yaml

@@ -72,12 +72,12 @@ import aiohttp
 import grpc
 import redis.asyncio as aioredis
 from ordermesh import policy
+from ordermesh.gateway.envoy.config import GatewayConfig
 from ordermesh.store import open_store, run_transaction
 from user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from bench.events import percentile
 from bench.machine import add_log_level, cpu_s, reference_ms
-from gateway.envoy.config import GatewayConfig
 from harness import PrivateRabbitMQ, PrivateRedis, charts
 from harness.gateway import LocalGateway
 from harness.process import ManagedProcess, accepts, free_port

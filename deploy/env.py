@@ -58,7 +58,7 @@ SECRETS = (
     "POSTGRES_PASSWORD",
     "ADMIN_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
-    # The secret of the internal hops (gateway.envoy's INTERNAL_HEADER).
+    # The secret of the internal hops (ordermesh.gateway.envoy's INTERNAL_HEADER).
     "INTERNAL_TOKEN",
     *STORE_ROLE_PASSWORDS,
 )

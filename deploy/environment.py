@@ -47,7 +47,7 @@ STORE = "STORE_URL"
 # half for its signer only.
 POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
 POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"
-# The secret of the internal hops (gateway.envoy's INTERNAL_HEADER).
+# The secret of the internal hops (ordermesh.gateway.envoy's INTERNAL_HEADER).
 INTERNAL_TOKEN = "INTERNAL_TOKEN"
 # What a monitoring process may be told (ordermesh.roles.MonitorSettings).
 MONITORING = ("PROMETHEUS_URL", "ALERTMANAGER_URL", "JAEGER_URL", "LOG_DIR")
@@ -148,9 +148,9 @@ def serving_names(api: str) -> list[str]:
 
 
 def agent_environment(target: Target[V], *, eds_dir: V, policy_dir: V) -> dict[str, V]:
-    """The variables of the gateway's agent (gateway.agent): the registry it turns into Envoy's
-    endpoints, the directories it writes Envoy's files to (`eds_dir`, `policy_dir`: where the
-    target shares them with Envoy), and `gateway_secrets`."""
+    """The variables of the gateway's agent (ordermesh.gateway.agent): the registry it turns into
+    Envoy's endpoints, the directories it writes Envoy's files to (`eds_dir`, `policy_dir`: where
+    the target shares them with Envoy), and `gateway_secrets`."""
     registry = target.registry()
     if registry is None:
         raise ValueError("the gateway's agent needs the registry: give the target a REDIS_URL")

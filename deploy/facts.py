@@ -10,7 +10,7 @@ images (the application's, the federation gateway's) are deploy/images.py's.
 
 from __future__ import annotations
 
-from gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
+from ordermesh.gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
 
 __all__ = [
     "AGENT_PORT",
@@ -64,7 +64,7 @@ METRICS_PORT = 9464
 # The gateway: Envoy's listener (HTTPS and gRPC over TLS), its admin (on 127.0.0.1 only), its
 # agent's `/ready` and `/metrics`, the federation gateway behind /graphql; GATEWAY_PORT,
 # GRAPHQL_PORT and SUBGRAPHS_PORT (the subgraph listener) are the Envoy generator's defaults
-# (gateway.envoy.names).
+# (ordermesh.gateway.envoy.names).
 GATEWAY_ADMIN_PORT = 9901
 AGENT_PORT = 9902
 # RabbitMQ: AMQP, the Erlang port mapper and distribution (a cluster's nodes), its metrics.

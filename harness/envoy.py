@@ -21,7 +21,7 @@ class PrivateEnvoy:
         self, directory: Path, config: dict[str, Any], *, env: Mapping[str, str] | None = None
     ):
         """`config` is Envoy's bootstrap as data; the admin listener is added here; `env`, what
-        its environment adds (INTERNAL_TOKEN: gateway.envoy)."""
+        its environment adds (INTERNAL_TOKEN: ordermesh.gateway.envoy)."""
         self.directory = directory
         self.admin_port = free_port()
         directory.mkdir(parents=True, exist_ok=True)

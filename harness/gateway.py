@@ -2,10 +2,10 @@
 `graphql` the GraphQL federation gateway behind its `/graphql`.
 
 Used by `make up` and by the end-to-end tests: `LocalGateway(directory, redis_url=...,
-secrets=system.gateway_secrets)` starts `python -m gateway.agent` (EDS files from the registry,
-the edge policy's files from the auth service's feed, verified with EDGE_POLICY_VERIFY_KEY of
-`secrets`), then Envoy with the bootstrap
-generated from the contracts (`gateway.envoy`), on `port` (a free one if 0), then the
+secrets=system.gateway_secrets)` starts `python -m ordermesh.gateway.agent` (EDS files from the
+registry, the edge policy's files from the auth service's feed, verified with EDGE_POLICY_VERIFY_KEY
+of `secrets`), then Envoy with the bootstrap
+generated from the contracts (`ordermesh.gateway.envoy`), on `port` (a free one if 0), then the
 federation gateway (harness.graphql) on a free port, calling the subgraphs through Envoy's
 subgraph listener (another).
 """
@@ -18,8 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from deploy.ca import Issued, LocalCA
-from gateway.envoy import (
+from ordermesh.gateway.envoy import (
     GatewayConfig,
     UpstreamTls,
     bootstrap,
@@ -29,9 +28,13 @@ from gateway.envoy import (
     graph_clusters,
     policy_paths,
 )
+
+from deploy.ca import Issued, LocalCA
+from gateway import DESCRIPTOR_SET
 from harness.envoy import PrivateEnvoy
 from harness.graphql import PrivateGraphqlGateway
 from harness.process import ManagedProcess, answers_ok, free_port
+from services.catalogue import CATALOGUE
 
 __all__ = ["LocalGateway", "endpoints_of"]
 
@@ -75,6 +78,8 @@ class LocalGateway:
         self.config = GatewayConfig(
             port=self.port,
             eds_dir=directory / "eds",
+            catalogue=CATALOGUE,
+            descriptor_set=DESCRIPTOR_SET,
             policy_dir=directory / "policy",
             local_limit_per_s=local_limit_per_s,
             reads_per_client_per_s=reads_per_client_per_s,
@@ -89,7 +94,7 @@ class LocalGateway:
             tls_key=tls.key if tls else None,
             upstream_tls=_client_of(upstream_tls) if upstream_tls else None,
         )
-        self.clusters = clusters_of(self.config) + (graph_clusters() if graphql else [])
+        self.clusters = clusters_of(self.config) + (graph_clusters(CATALOGUE) if graphql else [])
         files = [eds_path(self.config.eds_dir, c) for c in self.clusters]
         files += fault_paths(self.config).values()
         if auth:
@@ -97,12 +102,13 @@ class LocalGateway:
         self.agent_port = free_port()
         self.agent = ManagedProcess(
             "agent",
-            [sys.executable, "-m", "gateway.agent"],
+            [sys.executable, "-m", "ordermesh.gateway.agent"],
             directory=directory,
             env={
                 "REDIS_URL": redis_url,
                 "EDS_DIR": str(self.config.eds_dir),
                 "POLICY_DIR": str(self.config.policy_dir),
+                "DESCRIPTOR_SET": str(DESCRIPTOR_SET),
                 **secrets,
                 "PORT": str(self.agent_port),
                 **({"FAULT_FLAGS_FILE": str(flags_file)} if flags_file else {}),
@@ -162,7 +168,8 @@ class LocalGateway:
         return f"http://127.0.0.1:{self.agent_port}"
 
     def ready(self) -> bool:
-        """The agent holds a verified policy and endpoints of every service (gateway.agent)."""
+        """The agent holds a verified policy and endpoints of every service
+        (ordermesh.gateway.agent)."""
         return answers_ok(f"{self.agent_url}/ready")
 
     def wait_for_healthy(

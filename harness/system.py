@@ -182,7 +182,7 @@ class System:
         self.admin_password = secrets.token_urlsafe(16)
         # The edge policy's keys (ordermesh.policy): the auth service signs with the first, the
         # gateways and the services verify with the second; the secret of the internal hops
-        # (gateway.envoy): the gateways and the services' subgraphs.
+        # (ordermesh.gateway.envoy): the gateways and the services' subgraphs.
         self.policy_signing_key, self.policy_verify_key = new_policy_keys()
         self.internal_token = secrets.token_urlsafe(32)
         # The fault switches' file (ordermesh.switches): none is on until a test or an operator

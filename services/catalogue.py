@@ -1,7 +1,7 @@
 """The example shop's service catalogue: every service of the system, named once
 (ordermesh.catalogue says what an entry holds and what follows from it).
 
-`make up`, the test system (`harness.system`), the gateway (`gateway.envoy`) and its auth
+`make up`, the test system (`harness.system`), the gateway (`ordermesh.gateway.envoy`) and its auth
 policy (`services.auth`), and each service's variables in every deployment
 (`deploy.environment`: the harness, compose.yaml, the Kubernetes manifests) all read it.
 Adding a service touches its package, its contract and one entry here.

@@ -10,7 +10,7 @@ A subgraph that no longer composes with the others fails `make gen`, naming the 
 what the schema served before (docs/versioning.md).
 
 The supergraph names each subgraph's URL at the gateway's subgraph listener (Envoy, which
-balances and health-checks the instances: gateway.envoy) as compose.yaml runs it; the Hive
+balances and health-checks the instances: ordermesh.gateway.envoy) as compose.yaml runs it; the Hive
 Gateway's configuration points them at SUBGRAPHS_URL, so `make up` and the tests run theirs
 on ports of their own.
 """
@@ -27,7 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gateway.envoy import SUBGRAPHS_PORT, subgraph_path
+from ordermesh.gateway.envoy import SUBGRAPHS_PORT, subgraph_path
+
 from services.catalogue import CATALOGUE
 
 __all__ = ["subgraph_sdls", "supergraph"]

@@ -10,12 +10,12 @@ deploy/databases.py; then each service's schema made as its owner by the one-sho
 `<name>-schema`, which the service's containers wait for; the services connect as their
 runtime roles, and the superuser's password reaches the server and `postgres-roles` only), the
 gateway (Envoy, its bootstrap rendered by
-`gateway.envoy` in a one-shot container, its endpoints and edge policy written by its agent,
-`gateway.agent`, from the registry and the auth service's policy; HTTPS and gRPC over TLS
-with the certificate and key of the compose secrets `gateway-tls-cert` and `gateway-tls-key`,
-the files GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name, or plaintext with GATEWAY_PLAINTEXT=1; the
-GraphQL federation gateway behind its /graphql, our image of Hive Gateway with the packages of
-gateway/graphql, deploy/images.py), and every service of the
+`ordermesh.gateway.envoy` in a one-shot container, its endpoints and edge policy written by its
+agent, `ordermesh.gateway.agent`, from the registry and the auth service's policy; HTTPS and gRPC
+over TLS with the certificate and key of the compose secrets `gateway-tls-cert` and
+`gateway-tls-key`, the files GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name, or plaintext with
+GATEWAY_PLAINTEXT=1; the GraphQL federation gateway behind its /graphql, our image of Hive Gateway
+with the packages of gateway/graphql, deploy/images.py), and every service of the
 catalogue with REPLICAS instances, restart policies, health checks (`python -m ordermesh.probe`;
 the agent's: its `/ready`, a verified edge policy and endpoints), a read-only root filesystem
 and a rolling-update policy. Every address and port is a variable whose default suits a normal
@@ -351,7 +351,8 @@ def gateway() -> dict[str, Any]:
             [
                 "sh",
                 "-c",
-                TLS_ARGUMENTS + f"exec python -m gateway.envoy -o {GATEWAY_DIR}/envoy.json "
+                TLS_ARGUMENTS
+                + f"exec python -m ordermesh.gateway.envoy -o {GATEWAY_DIR}/envoy.json "
                 '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
                 f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
                 f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
@@ -371,7 +372,7 @@ def gateway() -> dict[str, Any]:
             restart="on-failure",
         ),
         "gateway-agent": app(
-            ["python", "-m", "gateway.agent"],
+            ["python", "-m", "ordermesh.gateway.agent"],
             environment={
                 **agent_environment(
                     TARGET, eds_dir=f"{GATEWAY_DIR}/eds", policy_dir=f"{GATEWAY_DIR}/policy"

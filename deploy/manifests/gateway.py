@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ordermesh.gateway import envoy as gateway_config
 from ordermesh.gateway.contracts import routable_rpcs
 
 from deploy import facts
@@ -28,7 +29,6 @@ from deploy.manifests.pods import (
 )
 from deploy.manifests.secrets import GATEWAY_TLS_SECRET
 from gateway import DESCRIPTOR_SET
-from gateway import envoy as gateway_config
 from services.catalogue import CATALOGUE
 
 GRAPHQL_FILES = ("gateway.config.mjs", "supergraph.graphql")
@@ -56,6 +56,7 @@ def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
         host="0.0.0.0",
         port=facts.GATEWAY_PORT,
         eds_dir=Path("/gateway/eds"),
+        catalogue=CATALOGUE,
         policy_dir=Path("/gateway/policy"),
         descriptor_set=Path("/etc/envoy/descriptors.pb"),
         graphql_address=f"127.0.0.1:{facts.GRAPHQL_PORT}",
@@ -74,9 +75,13 @@ def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
 def gateway_files() -> list[Path]:
     """What the agent writes before Envoy may start (EDS files, policy files)."""
     config = gateway_config.GatewayConfig(
-        port=facts.GATEWAY_PORT, eds_dir=Path("/gateway/eds"), policy_dir=Path("/gateway/policy")
+        port=facts.GATEWAY_PORT,
+        eds_dir=Path("/gateway/eds"),
+        catalogue=CATALOGUE,
+        descriptor_set=DESCRIPTOR_SET,
+        policy_dir=Path("/gateway/policy"),
     )
-    clusters = gateway_config.clusters_of(config) + gateway_config.graph_clusters()
+    clusters = gateway_config.clusters_of(config) + gateway_config.graph_clusters(CATALOGUE)
     eds = [gateway_config.eds_path(config.eds_dir, c) for c in clusters]
     return [*eds, *gateway_config.policy_paths(config).values()]
 
@@ -135,7 +140,7 @@ def gateway_deployment() -> dict[str, Any]:
     )
     agent = app_container(
         "agent",
-        ["python", "-m", "gateway.agent"],
+        ["python", "-m", "ordermesh.gateway.agent"],
         [
             *passwords(settings),
             *entries(settings),

@@ -41,7 +41,8 @@ POLICY_VERIFY_SECRET = "ordermesh-edge-policy"  # verify-key
 POLICY_SIGNING_SECRET = "ordermesh-edge-policy-signing"  # signing-key
 
 
-# The secret of the internal hops (gateway.envoy's INTERNAL_HEADER), 16 characters at least.
+# The secret of the internal hops (ordermesh.gateway.envoy's INTERNAL_HEADER), 16 characters at
+# least.
 INTERNAL_SECRET = "ordermesh-internal"  # token
 
 

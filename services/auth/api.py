@@ -1,7 +1,7 @@
 """Envoy's ext_authz check, made on every call of the RPCs whose contract asks for it.
 
 Envoy has already verified the token, refused revoked sessions and checked the admin role
-(gateway.envoy); this is the Python policy component, deciding again from the same facts
+(ordermesh.gateway.envoy); this is the Python policy component, deciding again from the same facts
 (the token verified against the issuer's keys and the revoked sessions of the published
 policy, ordermesh.tokens), and the place for rules worth a hop per call. `Check` gets the call after
 transcoding, so REST and gRPC alike arrive as the gRPC path `/pkg.Service/Method`, and answers:

@@ -1,7 +1,7 @@
 """Which requests count against which limit, and how many each limit allows.
 
 The gateway describes each request it asks about (Envoy's rate-limit descriptors, in the
-vocabulary of services.ratelimit.descriptors):
+vocabulary of ordermesh.gateway.ratelimits):
     (class=sign-in, remote_address=<client ip>)   Login, Register, RefreshToken
     (class=write, user=<user id>)                 every other call that changes state...
     (class=write, remote_address=<client ip>)     ...counted per user and per client address
@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from services.ratelimit.descriptors import LIMIT_CLASS
+from ordermesh.gateway.ratelimits import LIMIT_CLASS
 
 __all__ = ["UNITS", "Limit", "Limits", "parse"]
 

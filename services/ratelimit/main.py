@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from ordermesh.config import ConfigError
+from ordermesh.gateway.ratelimits import GLOBAL_LIMITS
 from ordermesh.grpc import serve
 from ordermesh.health import Readiness, redis_probe
 
 from services.defaults import configured
 from services.ratelimit import api
 from services.ratelimit.config import RateLimitSettings
-from services.ratelimit.descriptors import GLOBAL_LIMITS
 from services.ratelimit.limits import Limits, parse
 
 

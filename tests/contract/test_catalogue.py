@@ -10,13 +10,13 @@ import pytest
 from ordermesh.catalogue import OPERATOR_API, SAGA_API, Catalogue, Need, Service, load
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.gateway.contracts import routable_rpcs
+from ordermesh.gateway.envoy import GatewayConfig, clusters_of
+from ordermesh.gateway.envoy.names import web_cluster, web_clusters
+from ordermesh.gateway.ratelimits import GLOBAL_LIMITS
 
-from gateway.envoy import GatewayConfig, clusters_of
-from gateway.envoy.names import web_cluster, web_clusters
 from services import catalogue
 from services.catalogue import CATALOGUE
 from services.ratelimit.config import RateLimitSettings
-from services.ratelimit.descriptors import GLOBAL_LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTORS = ROOT / "gen" / "descriptors.pb"
@@ -57,8 +57,10 @@ def test_an_api_no_entry_serves_is_refused_by_name():
 
 def test_the_gateway_has_a_cluster_for_every_service_of_the_catalogue():
     """A gRPC cluster for each service it calls, a web cluster for each with web pages."""
-    config = GatewayConfig(port=8080, eds_dir=Path("eds"), descriptor_set=DESCRIPTORS)
-    clusters = [*clusters_of(config), *web_clusters()]
+    config = GatewayConfig(
+        port=8080, eds_dir=Path("eds"), catalogue=CATALOGUE, descriptor_set=DESCRIPTORS
+    )
+    clusters = [*clusters_of(config), *web_clusters(CATALOGUE)]
     assert sorted(clusters) == sorted(
         web_cluster(service.name) if service.web else service.name for service in CATALOGUE
     )

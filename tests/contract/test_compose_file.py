@@ -31,6 +31,7 @@ import yaml
 from cryptography import x509
 from ordermesh.catalogue import Need
 from ordermesh.config import ServiceSettings
+from ordermesh.gateway.agent import AgentSettings
 from ordermesh.policy import EdgePolicy, seal, signing_key, unseal, verify_key
 
 from deploy import compose, databases, images
@@ -45,7 +46,6 @@ from deploy.env import (
     write,
 )
 from deploy.env import main as env_main
-from gateway.agent import AgentSettings
 from harness.compose import compose_binary
 from services import catalogue
 
@@ -378,7 +378,7 @@ def test_on_the_host_network_nothing_is_published_and_everything_is_on_loopback(
     )
 
 
-# The internal hops' secret (gateway.envoy's INTERNAL_HEADER).
+# The internal hops' secret (ordermesh.gateway.envoy's INTERNAL_HEADER).
 
 INTERNAL = "${INTERNAL_TOKEN:?run make compose-env}"
 # The agent's other required settings, for checking a token against its own.
@@ -467,8 +467,8 @@ def test_make_image_builds_the_graphql_image_on_the_base_users_pull(monkeypatch)
 
 
 def _run_gateway_config(tmp_path: Path, **env: str) -> list[str]:
-    """The arguments compose's `gateway-config` command gives gateway.envoy (`$$` is `$` once
-    compose has read the file), with `python` a stub that prints them."""
+    """The arguments compose's `gateway-config` command gives ordermesh.gateway.envoy (`$$` is `$`
+    once compose has read the file), with `python` a stub that prints them."""
     stub = tmp_path / "bin" / "python"
     stub.parent.mkdir(exist_ok=True)
     stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
@@ -485,7 +485,7 @@ def _run_gateway_config(tmp_path: Path, **env: str) -> list[str]:
 @pytest.mark.parametrize("plaintext", ["", "0"])
 def test_the_gateway_serves_tls_with_the_secrets_files(tmp_path, plaintext):
     args = _run_gateway_config(tmp_path, GATEWAY_PLAINTEXT=plaintext)
-    assert args[:3] == ["-m", "gateway.envoy", "-o"]
+    assert args[:3] == ["-m", "ordermesh.gateway.envoy", "-o"]
     cert, key = (f"{compose.SECRETS_DIR}/{name}" for name in compose.TLS_SECRETS)
     assert args[args.index("--tls-cert") + 1] == cert
     assert args[args.index("--tls-key") + 1] == key

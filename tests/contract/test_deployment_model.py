@@ -53,9 +53,11 @@ PROD_OWN = {
     "FAULT_SWITCHES_FORBIDDEN",
 }
 # Where the agent listens: the harness's on 127.0.0.1 by default; and, as the services', the
-# fault switches' file (the gateway's switches), `make up`'s and the tests' only.
+# fault switches' file (the gateway's switches), `make up`'s and the tests' only; the harness's
+# agent runs in a directory of its own, so it is told where the descriptor set is (an image's
+# is at the default, gen/descriptors.pb under its working directory).
 AGENT_OWN = {
-    "local": {"PORT", "FAULT_FLAGS_FILE"},
+    "local": {"PORT", "FAULT_FLAGS_FILE", "DESCRIPTOR_SET"},
     "compose": {"HOST", "PORT"},
     "kubernetes": {"HOST", "PORT"},
 }

@@ -32,6 +32,7 @@ import pytest
 import yaml
 from ordermesh.catalogue import Need
 from ordermesh.config import ConfigError, ServiceSettings, load
+from ordermesh.gateway.agent import AgentSettings
 
 from deploy import databases, facts
 from deploy.manifests.gateway import (
@@ -56,7 +57,6 @@ from deploy.manifests.secrets import (
     STORE_SECRET,
     grpc_tls_secret,
 )
-from gateway.agent import AgentSettings
 from services import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,7 +206,7 @@ def test_the_gateway_runs_envoy_with_the_generated_bootstrap_and_its_agent(overl
     pod = deployment["spec"]["template"]["spec"]
     [agent] = pod["initContainers"]
     assert agent["restartPolicy"] == "Always"  # a sidecar, started before Envoy
-    assert agent["command"] == ["python", "-m", "gateway.agent"]
+    assert agent["command"] == ["python", "-m", "ordermesh.gateway.agent"]
     assert agent["startupProbe"]["exec"]["command"][3:] == [str(path) for path in gateway_files()]
     volume = next(v for v in pod["volumes"] if v["name"] == "envoy-config")
     config = named(overlay, "ConfigMap", volume["configMap"]["name"])

@@ -91,7 +91,7 @@ async def test_every_rpc_answers_an_empty_request_without_unimplemented_or_crash
             answer = (grpc.StatusCode.OK, "")
     code, details = answer
     if IDEMPOTENCY_KEY in request_type.DESCRIPTOR.fields_by_name:
-        # The gateway sends such a write again after a failure (gateway.envoy): it is safe
+        # The gateway sends such a write again after a failure (ordermesh.gateway.envoy): it is safe
         # only because the service applies it once per key, and so requires one.
         assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{method.full_name}: {code.name}"
         assert IDEMPOTENCY_KEY in details

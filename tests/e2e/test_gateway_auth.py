@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from order.v1 import order_service_pb2 as order_pb
 from order.v1 import order_service_pb2_grpc as order_grpc
+from ordermesh.gateway.envoy import SESSION_HEADER, USER_HEADER
 
-from gateway.envoy import SESSION_HEADER, USER_HEADER
 from harness.shop import eventually
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED.value[0]

@@ -41,7 +41,7 @@ MAX_COST, MAX_ALIASES, MAX_DIRECTIVES, MAX_TOKENS = 5000, 15, 10, 1000
 SUPERGRAPH = graphql.build_schema((GRAPHQL_DIR / "supergraph.graphql").read_text())
 SHOP_ORIGIN = "https://shop.example"
 # Envoy puts the verified token's roles in this header, after removing any copy the client
-# sent (gateway/envoy); the federation gateway lets admins introspect by it.
+# sent (ordermesh.gateway.envoy); the federation gateway lets admins introspect by it.
 # A roles header, as a client could send one: the gateway believes only the verified token's.
 ROLES = "x-ordermesh-roles"
 COST = "x-ordermesh-graphql-cost"

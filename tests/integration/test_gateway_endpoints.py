@@ -12,10 +12,10 @@ import json
 import uuid
 
 import pytest
+from ordermesh.gateway.discovery import EdsFiles
+from ordermesh.gateway.envoy import eds_path
 from ordermesh.registry import Instance, Registry, Watcher
 
-from gateway.discovery import EdsFiles
-from gateway.envoy import eds_path
 from harness.shop import eventually
 
 CLUSTER = "order"

@@ -2,9 +2,8 @@
 refuse the whole update for (a real Envoy's view: tests/integration/test_gateway_endpoints.py)."""
 
 import pytest
+from ordermesh.gateway.discovery import assignment
 from ordermesh.registry import Instance
-
-from gateway.discovery import assignment
 
 
 def instance(id: str, address: str, **fields) -> Instance:

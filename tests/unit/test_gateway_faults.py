@@ -1,6 +1,6 @@
-"""The gateway's fault switches as Envoy's fault filter (gateway.envoy.faults): what a switch's
-rule and settings become, off by default, and where the filters sit in the chain. Envoy taking
-them while it runs is in tests/e2e/test_fault_switches.py."""
+"""The gateway's fault switches as Envoy's fault filter (ordermesh.gateway.envoy.faults): what a
+switch's rule and settings become, off by default, and where the filters sit in the chain. Envoy
+taking them while it runs is in tests/e2e/test_fault_switches.py."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from envoy.type.v3 import percent_pb2
+from ordermesh.gateway.envoy import GatewayConfig, bootstrap
+from ordermesh.gateway.envoy.faults import fault_config
 from ordermesh.switches import GATEWAY_ABORTS, GATEWAY_LATENCY
 
-from gateway.envoy import GatewayConfig, bootstrap
-from gateway.envoy.faults import fault_config
+from gateway import DESCRIPTOR_SET
+from services.catalogue import CATALOGUE
 
 
 def test_off_a_filter_neither_delays_nor_aborts():
@@ -67,7 +69,13 @@ def test_a_rule_the_gateway_cannot_apply_is_refused():
 
 
 def test_the_fault_filters_come_last_before_the_router(tmp_path: Path):
-    config = GatewayConfig(port=8080, eds_dir=tmp_path / "eds", policy_dir=tmp_path / "policy")
+    config = GatewayConfig(
+        port=8080,
+        eds_dir=tmp_path / "eds",
+        catalogue=CATALOGUE,
+        descriptor_set=DESCRIPTOR_SET,
+        policy_dir=tmp_path / "policy",
+    )
     [listener] = [
         listener for listener in bootstrap(config)["static_resources"]["listeners"]
         if listener["name"] == "gateway"

@@ -19,6 +19,8 @@ from jwt.algorithms import OKPAlgorithm
 from ordermesh.errors import Unauthenticated, Unavailable
 from ordermesh.tokens import CLOCK_SKEW_S, InvalidToken, KeySet, TokenVerifier, bearer_token
 
+from gateway import DESCRIPTOR_SET
+from services.catalogue import CATALOGUE
 from tests.clock import Clock
 
 ISSUER, AUDIENCE = "ordermesh", "ordermesh"
@@ -281,9 +283,12 @@ async def test_a_token_from_a_host_whose_clock_is_shifted_within_the_skew_is_acc
 
 
 def test_every_verifier_tolerates_the_same_clock_skew():
-    from gateway.envoy import GatewayConfig, jwt_authn_config
+    from ordermesh.gateway.envoy import GatewayConfig, jwt_authn_config
 
-    config = jwt_authn_config(GatewayConfig(port=0, eds_dir=Path()), {"keys": []})
+    config = jwt_authn_config(
+        GatewayConfig(port=0, eds_dir=Path(), catalogue=CATALOGUE, descriptor_set=DESCRIPTOR_SET),
+        {"keys": []},
+    )
     (provider,) = config.providers.values()
     assert provider.clock_skew_seconds == CLOCK_SKEW_S
     assert inspect.signature(TokenVerifier).parameters["leeway_s"].default == CLOCK_SKEW_S

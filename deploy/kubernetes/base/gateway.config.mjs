@@ -1,6 +1,6 @@
 // The GraphQL federation gateway (Hive Gateway) behind Envoy's /graphql: it serves the
 // supergraph composed by `make gen` (supergraph.graphql, tools/supergraph.py) and calls the
-// services' subgraphs through Envoy's subgraph listener (gateway/envoy), which balances
+// services' subgraphs through Envoy's subgraph listener (ordermesh.gateway.envoy), which balances
 // their healthy instances and counts mutations against the global write limits.
 //
 // Run from this directory (the harness, tools/up.py, compose.yaml and the Kubernetes
@@ -13,7 +13,7 @@
 //   MAX_DEPTH, MAX_TOKENS, MAX_COST, MAX_ALIASES, MAX_DIRECTIVES   the limits below
 //   CORS_ORIGINS       the web origins whose pages may call /graphql from a browser,
 //                      comma-separated, e.g. https://shop.example.com (none by default)
-//   INTERNAL_TOKEN     the secret of the internal hops (gateway/envoy): required from
+//   INTERNAL_TOKEN     the secret of the internal hops (ordermesh.gateway.envoy): required from
 //                      Envoy on /graphql, sent on every subgraph call
 //   LOG_LEVEL, INSTANCE_ID             its JSON log lines
 //
@@ -90,7 +90,7 @@ const PROPAGATED = [
   "traceparent",
   "tracestate",
 ];
-// The secret of the system's internal hops (gateway/envoy): Envoy's public listener sends
+// The secret of the system's internal hops (ordermesh.gateway.envoy): Envoy's public listener sends
 // it with every /graphql request, and this gateway sends it with every subgraph call; a
 // request without it came around Envoy (this port is reachable on the host, or in the
 // network) and is refused.

@@ -74,6 +74,11 @@ timestamps     stored times as google.protobuf.Timestamp
 gateway        what a gateway makes of a project's contracts and catalogue, as generators
 gateway.contracts what the contracts say about each routed RPC, and which services serve it
 gateway.openapi python -m ordermesh.gateway.openapi: the REST API's OpenAPI 3 document
+gateway.envoy  python -m ordermesh.gateway.envoy: Envoy's configuration, one module per concept
+gateway.agent  python -m ordermesh.gateway.agent: beside each Envoy, the files it reloads
+gateway.discovery the registry's instances as Envoy's endpoint files (EDS)
+gateway.policy the edge policy as Envoy's filter configuration files (ECDS)
+gateway.ratelimits the rate-limit descriptors' vocabulary, the gateway's and the limiter's
 """
 
 __all__ = ["__version__"]

@@ -42,10 +42,10 @@ The switches (SWITCHES):
   never slowed or failed.
 - `gateway-latency` and `gateway-aborts`: the gateway delays by `latency_ms`, or answers with
   `http_status` unrouted, the share `percent` of the calls it routes to `service` (and
-  `method`). Envoy's fault filter does it (gateway.envoy.faults): the gateway's agent follows
-  the same file and rewrites the filters' configuration, so their targeting is the conditions
-  `on` writes (service, method), not any rule flagd could evaluate (one it cannot translate
-  turns the switch off at the gateway, logged).
+  `method`). Envoy's fault filter does it (ordermesh.gateway.envoy.faults): the gateway's agent
+  follows the same file and rewrites the filters' configuration, so their targeting is the
+  conditions `on` writes (service, method), not any rule flagd could evaluate (one it cannot
+  translate turns the switch off at the gateway, logged).
 
 A switch's settings (`latency_ms`; `percent` and `status`) are its flag's metadata, flagd's
 place for what a flag says beyond its variants: one rule per switch, as `on` writes it (turning

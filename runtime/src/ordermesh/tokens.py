@@ -13,9 +13,9 @@ so does a token of a session the edge policy says was ended (`revoked`, a
 cached tokens too): a call straight to a service is refused as the gateway refuses it, within
 the same second.
 
-The credential rule, the same at the gateway (gateway.envoy) and every service (`bearer_token`):
-one `authorization` value, `Bearer <token>` with the scheme as written here and a token of the
-JWT alphabet; anything else is refused, never taken for "no token". Never in a URL.
+The credential rule, the same at the gateway (ordermesh.gateway.envoy) and every service
+(`bearer_token`): one `authorization` value, `Bearer <token>` with the scheme as written here and a
+token of the JWT alphabet; anything else is refused, never taken for "no token". Never in a URL.
 
 Verified tokens are remembered (up to `cache_size`, each until it expires), so a client that
 sends the same token with every call pays for its signature check once; a token is immutable,
@@ -61,8 +61,8 @@ __all__ = [
 
 ALGORITHMS = ("EdDSA",)
 # How far apart two hosts' clocks may be, for every verifier of a token (each service here,
-# jwt_authn at the gateway, gateway.envoy): a token issued by a host whose clock runs up to
-# this much ahead is accepted at once, and one is accepted up to this long after its expiry
+# jwt_authn at the gateway, ordermesh.gateway.envoy): a token issued by a host whose clock runs up
+# to this much ahead is accepted at once, and one is accepted up to this long after its expiry
 # (so a revoked session stays revoked that much longer, ordermesh.policy). NTP keeps hosts
 # within milliseconds; this tolerates one whose time sync failed for a while.
 CLOCK_SKEW_S = 30

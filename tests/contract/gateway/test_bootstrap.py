@@ -1,13 +1,15 @@
-"""The gateway's bootstrap (gateway.envoy.bootstrap, rendered into gateway/envoy.yaml) is one
-Envoy accepts."""
+"""The gateway's bootstrap (ordermesh.gateway.envoy.bootstrap, rendered into gateway/envoy.yaml) is
+one Envoy accepts."""
 
 import subprocess
+
+from ordermesh.gateway.agent import prepare
+from ordermesh.gateway.envoy import GatewayConfig
 
 from deploy.ca import LocalCA
 from deploy.envoy import envoy_binary
 from gateway import DESCRIPTOR_SET, ROOT
-from gateway.agent import prepare
-from gateway.envoy import GatewayConfig
+from services.catalogue import CATALOGUE
 
 
 def test_envoy_accepts_the_generated_config(tmp_path):
@@ -17,7 +19,15 @@ def test_envoy_accepts_the_generated_config(tmp_path):
     (tmp_path / "gen").mkdir()
     (tmp_path / "gen" / "descriptors.pb").symlink_to(DESCRIPTOR_SET)
     run = tmp_path / ".build" / "run" / "gateway"
-    prepare(GatewayConfig(port=0, eds_dir=run / "eds", policy_dir=run / "policy"))
+    prepare(
+        GatewayConfig(
+            port=0,
+            eds_dir=run / "eds",
+            catalogue=CATALOGUE,
+            descriptor_set=DESCRIPTOR_SET,
+            policy_dir=run / "policy",
+        )
+    )
     LocalCA(tmp_path / ".build" / "tls").issue("gateway")  # what `make up` makes once
     validated = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(ROOT / "gateway/envoy.yaml")],

@@ -1,13 +1,13 @@
-"""The Envoy generator is a package of one module per Envoy concept (gateway.envoy): each
+"""The Envoy generator is a package of one module per Envoy concept (ordermesh.gateway.envoy): each
 imports its siblings, never the package itself, and no import circle forms among them."""
 
 import ast
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-import gateway.envoy
+import ordermesh.gateway.envoy
 
-PACKAGE = Path(gateway.envoy.__file__).parent
+PACKAGE = Path(ordermesh.gateway.envoy.__file__).parent
 
 
 def _sibling_imports() -> dict[str, set[str]]:
@@ -23,15 +23,17 @@ def _sibling_imports() -> dict[str, set[str]]:
             elif isinstance(node, ast.Import):
                 imported.update(alias.name for alias in node.names)
         imports[path.stem] = {
-            name.removeprefix("gateway.envoy.")
+            name.removeprefix("ordermesh.gateway.envoy.")
             for name in imported
-            if name == "gateway.envoy" or name.startswith("gateway.envoy.")
+            if name == "ordermesh.gateway.envoy" or name.startswith("ordermesh.gateway.envoy.")
         }
     return imports
 
 
 def test_the_modules_of_the_envoy_package_import_siblings_never_the_package():
-    importers = [module for module, names in _sibling_imports().items() if "gateway.envoy" in names]
+    importers = [
+        module for module, names in _sibling_imports().items() if "ordermesh.gateway.envoy" in names
+    ]
     assert importers == []
 
 
@@ -40,9 +42,11 @@ def test_the_modules_of_the_envoy_package_form_no_import_circle():
     try:
         TopologicalSorter(imports).prepare()
     except CycleError as circle:
-        raise AssertionError(f"an import circle in gateway.envoy: {circle.args[1]}") from None
+        raise AssertionError(
+            f"an import circle in ordermesh.gateway.envoy: {circle.args[1]}"
+        ) from None
     assert imports["names"] == set()  # the ground floor
 
 
 def test_the_package_exports_what_its_modules_define():
-    assert all(hasattr(gateway.envoy, name) for name in gateway.envoy.__all__)
+    assert all(hasattr(ordermesh.gateway.envoy, name) for name in ordermesh.gateway.envoy.__all__)

@@ -1,5 +1,5 @@
 """The gateway routes what the contracts make routable (ordermesh.gateway.contracts, read by
-gateway.envoy.routes), and nothing else."""
+ordermesh.gateway.envoy.routes), and nothing else."""
 
 from dataclasses import replace
 

@@ -1,4 +1,4 @@
-"""The gateway's bootstrap as a file: `python -m gateway.envoy -o gateway/envoy.yaml`."""
+"""The gateway's bootstrap as a file: `python -m ordermesh.gateway.envoy -o gateway/envoy.yaml`."""
 
 from __future__ import annotations
 
@@ -7,25 +7,29 @@ import json
 import shutil
 from pathlib import Path
 
+from ordermesh.catalogue import load
+from ordermesh.gateway.agent import prepare
 from ordermesh.gateway.contracts import routable_rpcs
-
-from gateway import DESCRIPTOR_SET, ROOT
-from gateway.agent import prepare
-from gateway.envoy.bootstrap import bootstrap
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
-from services.catalogue import CATALOGUE
+from ordermesh.gateway.envoy.bootstrap import bootstrap
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.names import GATEWAY_PORT, GRAPHQL_PORT, SUBGRAPHS_PORT
 
 
 def main() -> None:
-    """Writes the gateway's bootstrap as YAML: `python -m gateway.envoy -o gateway/envoy.yaml`.
+    """Writes the gateway's bootstrap as YAML: `python -m ordermesh.gateway.envoy -o
+    gateway/envoy.yaml`.
 
-    With `--descriptor-set PATH` the bootstrap names the descriptor set at PATH (where Envoy
-    will read it) and a copy of it is written there; with `--admin-port` it has an admin
-    listener on 127.0.0.1 (a container's gateway, see compose.yaml). An output named *.json is
-    written as JSON (Envoy reads either; the image has no YAML library)."""
+    The project's catalogue is `--catalogue` (module:attribute) and its contracts'
+    descriptor set `--descriptors`; with `--descriptor-set PATH` the bootstrap names the
+    descriptor set at PATH (where Envoy will read it) and a copy of it is written there; with
+    `--admin-port` it has an admin listener on 127.0.0.1 (a container's gateway, see
+    compose.yaml). An output named *.json is
+    written as JSON (Envoy reads either; the image has no YAML library), any other as YAML,
+    which needs PyYAML."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--catalogue", default="services.catalogue:CATALOGUE")
+    parser.add_argument("--descriptors", type=Path, default=Path("gen/descriptors.pb"))
     parser.add_argument("--host", default="127.0.0.1", help="the address the gateway listens on")
     parser.add_argument("--port", type=int, default=GATEWAY_PORT)
     parser.add_argument("--eds-dir", type=Path, default=Path(".build/run/gateway/eds"))
@@ -56,27 +60,28 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.descriptor_set is not None:
-        shutil.copyfile(DESCRIPTOR_SET, args.descriptor_set)
+        shutil.copyfile(args.descriptors, args.descriptor_set)
     config = GatewayConfig(
         host=args.host,
         port=args.port,
         eds_dir=args.eds_dir,
+        catalogue=load(args.catalogue),
+        descriptor_set=args.descriptor_set or args.descriptors,
         policy_dir=args.policy_dir,
-        descriptor_set=args.descriptor_set or DESCRIPTOR_SET.relative_to(ROOT),
         graphql_address=args.graphql_address,
         subgraphs_host=args.subgraphs_host,
         subgraphs_port=args.subgraphs_port,
         tls_cert=None if args.plaintext else args.tls_cert,
         tls_key=None if args.plaintext else args.tls_key,
     )
-    rendered = bootstrap(config, routable_rpcs(DESCRIPTOR_SET.read_bytes(), CATALOGUE))
+    rendered = bootstrap(config, routable_rpcs(args.descriptors.read_bytes(), config.catalogue))
     if args.prepare:  # Envoy refuses to start on an EDS or ECDS path that does not exist yet
         prepare(config)
     if args.admin_port is not None:
         address = {"address": "127.0.0.1", "port_value": args.admin_port}
         rendered["admin"] = {"address": {"socket_address": address}}
     header = (
-        "# Generated from the contracts by `make gen` (gateway/envoy): do not edit.\n"
+        "# Generated from the contracts by `make gen` (ordermesh.gateway.envoy): do not edit.\n"
         "# Paths are relative to the repository's root; `make up` and the tests render their own\n"
         "# copy with their ports and directories, and add an admin listener.\n"
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.names import OTLP_CLUSTER, type_url
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.names import OTLP_CLUSTER, type_url
 
 __all__ = ["downstream_tls", "listener", "tracing"]
 

@@ -2,8 +2,8 @@
 order and their per-route configuration.
 
 The credential rule (one bearer token, never in a URL), jwt_authn and the RBAC of revoked
-sessions (from the policy files, gateway.envoy.ecds), the admin role on ADMIN routes, and the
-auth service's check (ext_authz) where a contract asks for it, failing closed. Clients' copies
+sessions (from the policy files, ordermesh.gateway.envoy.ecds), the admin role on ADMIN routes, and
+the auth service's check (ext_authz) where a contract asks for it, failing closed. Clients' copies
 of the headers Envoy writes from a verified token are removed first.
 """
 
@@ -13,11 +13,9 @@ from typing import Any
 
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.gateway.contracts import Rpc
-from ordermesh.identity import INTERNAL_HEADER
-
-from gateway.envoy.config import GatewayConfig, policy_paths
-from gateway.envoy.ecds import from_policy_file
-from gateway.envoy.names import (
+from ordermesh.gateway.envoy.config import GatewayConfig, policy_paths
+from ordermesh.gateway.envoy.ecds import from_policy_file
+from ordermesh.gateway.envoy.names import (
     ADMIN_FILTER,
     AUTH_CLUSTER,
     CLAIMS_METADATA,
@@ -31,7 +29,8 @@ from gateway.envoy.names import (
     seconds,
     type_url,
 )
-from gateway.envoy.retries import GRPC_RETRIES
+from ordermesh.gateway.envoy.retries import GRPC_RETRIES
+from ordermesh.identity import INTERNAL_HEADER
 
 __all__ = [
     "CREDENTIALS",
@@ -202,7 +201,8 @@ def client_address() -> dict[str, Any]:
 # `authorization` value, `Bearer ` as written, then a compact JWS. Envoy joins a repeated header
 # with commas before matching, so two tokens never match.
 BEARER = r"Bearer [A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+"
-# The policy name a refused credential's denial carries (answered 401, gateway.envoy.replies).
+# The policy name a refused credential's denial carries (answered 401,
+# ordermesh.gateway.envoy.replies).
 CREDENTIALS = "credentials"
 
 

@@ -5,7 +5,7 @@ A local token bucket per gateway as a floor shared by every client; reads per cl
 verified user, else the client's address), counted in Envoy; global limits shared by every
 gateway (sign-in attempts per client address, writes per user and per address), counted by the
 rate-limit service, failing open; and a GraphQL operation's cost charged against its client's
-reads. The descriptors' vocabulary is the rate-limit service's (services.ratelimit.descriptors).
+reads. The descriptors' vocabulary is the rate-limit service's (ordermesh.gateway.ratelimits).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 from ordermesh import pages
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.gateway.contracts import Rpc
-
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.names import (
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.names import (
     CALL_HEADER,
     CLIENT_HEADER,
     COST_HEADER,
@@ -26,8 +25,8 @@ from gateway.envoy.names import (
     seconds,
     type_url,
 )
-from gateway.envoy.retries import GRPC_RETRIES
-from services.ratelimit.descriptors import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit
+from ordermesh.gateway.envoy.retries import GRPC_RETRIES
+from ordermesh.gateway.ratelimits import BY_ADDRESS, BY_USER, LIMIT_CLASS, Limit
 
 __all__ = [
     "CLIENT_ACTION",

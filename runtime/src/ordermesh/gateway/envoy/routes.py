@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ordermesh.gateway.contracts import ADDRESS_HEADER, Rpc
-
-from gateway.envoy.access import access_of
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.limits import rate_limits
-from gateway.envoy.names import TRANSCODER, seconds, type_url
-from gateway.envoy.retries import HOST_REPICKS, NEVER_ARRIVED, PREVIOUS_HOSTS
+from ordermesh.gateway.envoy.access import access_of
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.limits import rate_limits
+from ordermesh.gateway.envoy.names import TRANSCODER, seconds, type_url
+from ordermesh.gateway.envoy.retries import HOST_REPICKS, NEVER_ARRIVED, PREVIOUS_HOSTS
 
 __all__ = ["rpc_route", "rpc_routes", "transcoder"]
 

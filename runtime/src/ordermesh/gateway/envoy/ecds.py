@@ -1,8 +1,8 @@
 """The filters whose configuration is a policy file (ECDS), reloaded by Envoy when the file is
 replaced: what the gateway's agent renders at run time from the auth service's policy
-(ordermesh.policy, written as files by gateway.policy) and the internal hops' secret. jwt_authn
-verifying the issuer's tokens, the RBAC of revoked sessions, and the subgraph listener's check
-of its callers."""
+(ordermesh.policy, written as files by ordermesh.gateway.policy) and the internal hops' secret.
+jwt_authn verifying the issuer's tokens, the RBAC of revoked sessions, and the subgraph listener's
+check of its callers."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.type.matcher.v3 import http_inputs_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from ordermesh.identity import INTERNAL_HEADER
 from xds.core.v3 import extension_pb2 as xds_extension_pb2
 
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.names import (
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.names import (
     CLAIMS_METADATA,
     PROVIDER,
     SESSION_HEADER,
@@ -31,6 +30,7 @@ from gateway.envoy.names import (
     seconds,
     type_url,
 )
+from ordermesh.identity import INTERNAL_HEADER
 
 __all__ = [
     "INTERNAL_HOP",
@@ -54,7 +54,7 @@ def jwt_authn_config(config: GatewayConfig, jwks: Mapping[str, Any]) -> Message:
         "max_lifetime": seconds(config.max_token_lifetime_s),
         "clock_skew_seconds": config.clock_skew_s,
         # Only from `authorization: Bearer <token>` (jwt_authn also reads `?access_token=` by
-        # default: a token in a URL is refused before, see gateway.envoy.access).
+        # default: a token in a URL is refused before, see ordermesh.gateway.envoy.access).
         "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
         # The services verify the token again (ordermesh.identity): it goes on to them.
         "forward": True,
@@ -108,7 +108,7 @@ def revocations_config(revoked: Mapping[str, Any]) -> Message:
     return cast(Message, rbac)
 
 
-# The RBAC policy name of a refused internal hop (answered 401, gateway.envoy.replies).
+# The RBAC policy name of a refused internal hop (answered 401, ordermesh.gateway.envoy.replies).
 INTERNAL_HOP = "internal-hop"
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ordermesh.catalogue import Catalogue
+from ordermesh.gateway.envoy.names import (
+    INTERNAL_FILTER,
+    JWT_FILTER,
+    REVOCATIONS_FILTER,
+    SUBGRAPHS_PORT,
+)
 from ordermesh.tokens import CLOCK_SKEW_S
-
-from gateway import DESCRIPTOR_SET
-from gateway.envoy.names import INTERNAL_FILTER, JWT_FILTER, REVOCATIONS_FILTER, SUBGRAPHS_PORT
 
 __all__ = ["GatewayConfig", "UpstreamTls", "eds_path", "policy_paths"]
 
@@ -28,12 +32,15 @@ class GatewayConfig:
     port: int
     # Where the gateway's agent writes one EDS file per service.
     eds_dir: Path
+    # The project's services, and its contracts as a descriptor set (with their imports), where
+    # Envoy reads it.
+    catalogue: Catalogue
+    descriptor_set: Path
     host: str = "127.0.0.1"
-    descriptor_set: Path = DESCRIPTOR_SET
     health_check_interval_s: float = 1.0
     route_timeout_s: float = 15.0
     max_connections: int = 10_000
-    # Where the gateway's agent writes the policy files (gateway.policy).
+    # Where the gateway's agent writes the policy files (ordermesh.gateway.policy).
     policy_dir: Path = Path("policy")
     # Tokens are verified (and revocations, roles and policy checks applied); the policy
     # checks are made by the auth service (ext_authz), registered as service "auth".

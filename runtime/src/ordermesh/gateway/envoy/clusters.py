@@ -1,17 +1,21 @@
 """The upstream clusters: one per service the gateway calls, its endpoints from the registry
-through file-based EDS (written by `gateway.agent`), health-checked, with outlier detection and
-mutual TLS when configured; the OTLP receiver's."""
+through file-based EDS (written by `ordermesh.gateway.agent`), health-checked, with outlier
+detection and mutual TLS when configured; the OTLP receiver's."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ordermesh.gateway.contracts import routable_rpcs
-
-from gateway.envoy.config import GatewayConfig, UpstreamTls, eds_path
-from gateway.envoy.names import AUTH_CLUSTER, OTLP_CLUSTER, RATE_LIMIT_CLUSTER, seconds, type_url
-from gateway.envoy.retries import RETRY_BUDGET
-from services.catalogue import CATALOGUE
+from ordermesh.gateway.envoy.config import GatewayConfig, UpstreamTls, eds_path
+from ordermesh.gateway.envoy.names import (
+    AUTH_CLUSTER,
+    OTLP_CLUSTER,
+    RATE_LIMIT_CLUSTER,
+    seconds,
+    type_url,
+)
+from ordermesh.gateway.envoy.retries import RETRY_BUDGET
 
 __all__ = ["cluster", "clusters_of", "companions", "health_check", "otlp_cluster"]
 
@@ -129,7 +133,9 @@ def otlp_cluster(config: GatewayConfig) -> dict[str, Any]:
 
 def clusters_of(config: GatewayConfig) -> list[str]:
     """The services the gateway calls (one EDS file each)."""
-    routed = {rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes(), CATALOGUE)}
+    routed = {
+        rpc.cluster for rpc in routable_rpcs(config.descriptor_set.read_bytes(), config.catalogue)
+    }
     return sorted(routed | set(companions(config)))
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import grpc
 
-from gateway.envoy.access import CREDENTIALS
-from gateway.envoy.ecds import INTERNAL_HOP, REVOKED
-from gateway.envoy.limits import FLOOR, LIMIT_HEADER, PER_CLIENT
-from gateway.envoy.names import GRAPHQL_PATH, type_url
+from ordermesh.gateway.envoy.access import CREDENTIALS
+from ordermesh.gateway.envoy.ecds import INTERNAL_HOP, REVOKED
+from ordermesh.gateway.envoy.limits import FLOOR, LIMIT_HEADER, PER_CLIENT
+from ordermesh.gateway.envoy.names import GRAPHQL_PATH, type_url
 
 __all__ = [
     "GRPC_CODE_OF_STATUS",

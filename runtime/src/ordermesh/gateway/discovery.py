@@ -1,6 +1,6 @@
 """Envoy's endpoints from the registry: one EDS file per service, rewritten on each change.
 
-The gateway's agent (`gateway.agent`) watches the registry (`ordermesh.registry.Watcher`:
+The gateway's agent (`ordermesh.gateway.agent`) watches the registry (`ordermesh.registry.Watcher`:
 pub/sub plus a periodic re-read) and writes, for every service the gateway routes to,
 `<EDS_DIR>/<service>.json`: a discovery response holding the service's ClusterLoadAssignment;
 and for a service with a GraphQL subgraph, `<service>-graph.json`: its instances' HTTP servers
@@ -34,10 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ordermesh.gateway.envoy.config import eds_path
 from ordermesh.logging import get_logger
 from ordermesh.registry import Instance
-
-from gateway.envoy.config import eds_path
 
 __all__ = ["EdsFiles", "assignment", "reachable"]
 

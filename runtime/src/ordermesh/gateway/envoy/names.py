@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ordermesh.catalogue import Catalogue
 from ordermesh.identity import CLIENT_HEADER
-
-from services.catalogue import CATALOGUE
 
 __all__ = [
     "ADMIN_FILTER",
@@ -66,7 +65,7 @@ IDENTITY_HEADERS = (USER_HEADER, SESSION_HEADER)
 # header a client wrote (X-Forwarded-For).
 INTERNAL_TOKEN = "%ENVIRONMENT(INTERNAL_TOKEN)%"
 INTERNAL_FILTER = "ordermesh.internal"
-# The filters whose configuration comes from the policy files (gateway.policy), by file.
+# The filters whose configuration comes from the policy files (ordermesh.gateway.policy), by file.
 JWT_FILTER = "ordermesh.jwt_authn"
 REVOCATIONS_FILTER = "ordermesh.revocations"
 ADMIN_FILTER = "ordermesh.admin"
@@ -109,21 +108,23 @@ def subgraph_path(service: str) -> str:
 
 
 def graph_cluster(service: str) -> str:
-    """The cluster of a service's subgraphs: its instances' HTTP servers (gateway.discovery)."""
+    """The cluster of a service's subgraphs: its instances' HTTP servers
+    (ordermesh.gateway.discovery)."""
     return f"{service}-graph"
 
 
-def graph_clusters() -> list[str]:
-    return [graph_cluster(service.name) for service in CATALOGUE.graph_services()]
+def graph_clusters(catalogue: Catalogue) -> list[str]:
+    return [graph_cluster(service.name) for service in catalogue.graph_services()]
 
 
 def web_cluster(service: str) -> str:
-    """The cluster of a service's web pages: its instances' HTTP servers (gateway.discovery)."""
+    """The cluster of a service's web pages: its instances' HTTP servers
+    (ordermesh.gateway.discovery)."""
     return f"{service}-web"
 
 
-def web_clusters() -> list[str]:
-    return [web_cluster(service.name) for service in CATALOGUE.web_services()]
+def web_clusters(catalogue: Catalogue) -> list[str]:
+    return [web_cluster(service.name) for service in catalogue.web_services()]
 
 
 def type_url(extension: str) -> str:

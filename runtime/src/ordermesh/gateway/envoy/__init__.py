@@ -28,8 +28,8 @@ gateway.contracts), one module per Envoy concept:
 - what callers of a deprecated API are told: its `(common.v1.api_lifecycle)` puts the
   Deprecation and Sunset headers in every answer of its routes (ordermesh.lifecycle; `routes`);
 - the upstream clusters (`clusters`): one per service (the package's first part: `order.v1`
-  -> `order`), its endpoints from the registry through file-based EDS (`gateway.agent` writes
-  the files), health-checked over gRPC health, with outlier detection;
+  -> `order`), its endpoints from the registry through file-based EDS (`ordermesh.gateway.agent`
+  writes the files), health-checked over gRPC health, with outlier detection;
 - GraphQL, with `graphql_address` (`graphql`): `/graphql` to the federation gateway
   (gateway/graphql), with the edge auth and read limits of REST and GraphQL-shaped refusals,
   and a subgraph listener through which it calls each service's subgraph (a `<service>-graph`
@@ -45,12 +45,12 @@ siblings, never this package; this package re-exports what is used outside it.
 
 from __future__ import annotations
 
-from gateway.envoy.bootstrap import bootstrap
-from gateway.envoy.clusters import clusters_of
-from gateway.envoy.config import GatewayConfig, UpstreamTls, eds_path, policy_paths
-from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
-from gateway.envoy.faults import fault_config, fault_paths
-from gateway.envoy.names import (
+from ordermesh.gateway.envoy.bootstrap import bootstrap
+from ordermesh.gateway.envoy.clusters import clusters_of
+from ordermesh.gateway.envoy.config import GatewayConfig, UpstreamTls, eds_path, policy_paths
+from ordermesh.gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
+from ordermesh.gateway.envoy.faults import fault_config, fault_paths
+from ordermesh.gateway.envoy.names import (
     SESSION_HEADER,
     SUBGRAPHS_PORT,
     USER_HEADER,

@@ -22,10 +22,10 @@ from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf.message import Message
-from ordermesh.switches import GATEWAY_ABORTS, GATEWAY_LATENCY
 
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.ecds import from_policy_file
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.ecds import from_policy_file
+from ordermesh.switches import GATEWAY_ABORTS, GATEWAY_LATENCY
 
 __all__ = ["FAULT", "GATEWAY_SWITCHES", "fault_config", "fault_filters", "fault_paths"]
 

@@ -8,20 +8,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from ordermesh.gateway.contracts import Rpc, routable_rpcs
-
-from gateway.envoy.access import (
+from ordermesh.gateway.envoy.access import (
     EXT_AUTHZ_OFF,
     access_filters,
     client_address,
     strip_identity_headers,
 )
-from gateway.envoy.clusters import cluster, companions, otlp_cluster
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.faults import fault_filters
-from gateway.envoy.graphql import graphql_cluster, graphql_route, subgraph_listener
-from gateway.envoy.limits import global_limit, local_limit, reads_per_client
-from gateway.envoy.listeners import downstream_tls, listener, tracing
-from gateway.envoy.names import (
+from ordermesh.gateway.envoy.clusters import cluster, companions, otlp_cluster
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.faults import fault_filters
+from ordermesh.gateway.envoy.graphql import graphql_cluster, graphql_route, subgraph_listener
+from ordermesh.gateway.envoy.limits import global_limit, local_limit, reads_per_client
+from ordermesh.gateway.envoy.listeners import downstream_tls, listener, tracing
+from ordermesh.gateway.envoy.names import (
     EXT_AUTHZ_FILTER,
     IDENTITY_HEADERS,
     graph_clusters,
@@ -30,10 +29,9 @@ from gateway.envoy.names import (
     type_url,
     web_clusters,
 )
-from gateway.envoy.replies import access_log, header_names, local_replies
-from gateway.envoy.routes import rpc_routes, transcoder
-from gateway.envoy.web import web_routes
-from services.catalogue import CATALOGUE
+from ordermesh.gateway.envoy.replies import access_log, header_names, local_replies
+from ordermesh.gateway.envoy.routes import rpc_routes, transcoder
+from ordermesh.gateway.envoy.web import web_routes
 
 __all__ = ["bootstrap"]
 
@@ -41,7 +39,9 @@ __all__ = ["bootstrap"]
 def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[str, Any]:
     """Envoy's bootstrap for the gateway (without the admin listener: see PrivateEnvoy)."""
     rpcs = list(
-        rpcs if rpcs is not None else routable_rpcs(config.descriptor_set.read_bytes(), CATALOGUE)
+        rpcs
+        if rpcs is not None
+        else routable_rpcs(config.descriptor_set.read_bytes(), config.catalogue)
     )
     clusters = sorted({rpc.cluster for rpc in rpcs} | set(companions(config)))
     graphql = bool(config.graphql_address)
@@ -49,7 +49,9 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
     if graphql:
         routes.append(graphql_route(config))
     routes += [
-        route for service in CATALOGUE.web_services() for route in web_routes(service, config)
+        route
+        for service in config.catalogue.web_services()
+        for route in web_routes(service, config)
     ]
     # Anything else (health, reflection, INTERNAL and undeclared RPCs, unknown paths) is
     # answered by the route table itself, without asking the auth service.
@@ -171,11 +173,14 @@ def bootstrap(config: GatewayConfig, rpcs: Iterable[Rpc] | None = None) -> dict[
                 *(cluster(name, config) for name in clusters),
                 *(
                     [graphql_cluster(config)]
-                    + [cluster(name, config, http2=False) for name in graph_clusters()]
+                    + [
+                        cluster(name, config, http2=False)
+                        for name in graph_clusters(config.catalogue)
+                    ]
                     if graphql
                     else []
                 ),
-                *(cluster(name, config, http2=False) for name in web_clusters()),
+                *(cluster(name, config, http2=False) for name in web_clusters(config.catalogue)),
                 *([otlp_cluster(config)] if config.otlp_endpoint else []),
             ],
         },

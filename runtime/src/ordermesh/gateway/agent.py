@@ -1,14 +1,16 @@
-"""The gateway's agent: `python -m gateway.agent`, beside each Envoy, writing the files it reloads.
+"""The gateway's agent: `python -m ordermesh.gateway.agent`, beside each Envoy, writing the files it
+reloads.
 
 - endpoints: the registry's instances of every service the gateway routes to, as EDS files
-  (`gateway.discovery`), and of each one's GraphQL subgraph;
+  (`ordermesh.gateway.discovery`), and of each one's GraphQL subgraph;
 - edge policy: the key set and the revoked sessions the auth service publishes, verified
-  against EDGE_POLICY_VERIFY_KEY (ordermesh.policy), as ECDS files (`gateway.policy`);
-- the subgraph listener's check of its callers (INTERNAL_TOKEN, `gateway.envoy`), an ECDS file
-  too, so that the secret is in no committed configuration;
+  against EDGE_POLICY_VERIFY_KEY (ordermesh.policy), as ECDS files (`ordermesh.gateway.policy`);
+- the subgraph listener's check of its callers (INTERNAL_TOKEN, `ordermesh.gateway.envoy`), an
+  ECDS file too, so that the secret is in no committed configuration;
 - with FAULT_FLAGS_FILE set, the gateway's fault switches (`gateway-latency`, `gateway-aborts`,
-  ordermesh.switches) as the configuration of Envoy's fault filters (gateway.envoy.faults), each
-  rewritten when the flag file changes; without it both filters pass every call.
+  ordermesh.switches) as the configuration of Envoy's fault filters
+  (ordermesh.gateway.envoy.faults), each rewritten when the flag file changes; without it both
+  filters pass every call.
 
 Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIFY_KEY,
 INTERNAL_TOKEN, FAULT_FLAGS_FILE (development and tests only; refused with
@@ -34,24 +36,24 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from ordermesh import config as chassis_config
-from ordermesh import logging as chassis_logging
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import Field
+
+from ordermesh import config as runtime_config
+from ordermesh import logging as runtime_logging
+from ordermesh.catalogue import load
 from ordermesh.config import FaultSwitchSettings
+from ordermesh.gateway.discovery import EdsFiles
+from ordermesh.gateway.envoy.clusters import clusters_of
+from ordermesh.gateway.envoy.config import GatewayConfig, eds_path, policy_paths
+from ordermesh.gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
+from ordermesh.gateway.envoy.faults import fault_config, fault_paths
+from ordermesh.gateway.envoy.names import graph_cluster, graph_clusters, web_cluster, web_clusters
+from ordermesh.gateway.policy import PolicyFiles, write_filter_config
 from ordermesh.logging import get_logger
 from ordermesh.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from ordermesh.registry import Instance, Registry, Watcher
 from ordermesh.switches import Switches
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import Field
-
-from gateway.discovery import EdsFiles
-from gateway.envoy.clusters import clusters_of
-from gateway.envoy.config import GatewayConfig, eds_path, policy_paths
-from gateway.envoy.ecds import internal_hop_config, jwt_authn_config, revocations_config
-from gateway.envoy.faults import fault_config, fault_paths
-from gateway.envoy.names import graph_cluster, graph_clusters, web_cluster, web_clusters
-from gateway.policy import PolicyFiles, write_filter_config
-from services.catalogue import CATALOGUE
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run", "write_faults"]
 
@@ -65,7 +67,7 @@ class AgentSettings(FaultSwitchSettings):
     # The auth service's public policy key (ordermesh.policy): a policy it does not verify is
     # never written.
     edge_policy_verify_key: str
-    # The secret of the system's internal hops (gateway.envoy, INTERNAL_HEADER).
+    # The secret of the system's internal hops (ordermesh.gateway.envoy, INTERNAL_HEADER).
     internal_token: str = Field(min_length=16)
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
@@ -74,6 +76,10 @@ class AgentSettings(FaultSwitchSettings):
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "INFO"
+    # The project's catalogue (module:attribute, ordermesh.catalogue.load) and its contracts'
+    # descriptor set, as the project lays them out.
+    catalogue: str = "services.catalogue:CATALOGUE"
+    descriptor_set: Path = Path("gen/descriptors.pb")
 
 
 def policy_files(config: GatewayConfig) -> PolicyFiles:
@@ -89,7 +95,9 @@ def prepare(config: GatewayConfig) -> None:
     cluster, the policy files of an empty policy (no token verifies yet), and a subgraph
     listener's check that refuses every caller (no secret known yet)."""
     files = EdsFiles(config.eds_dir)
-    for cluster in clusters_of(config) + graph_clusters() + web_clusters():
+    for cluster in (
+        clusters_of(config) + graph_clusters(config.catalogue) + web_clusters(config.catalogue)
+    ):
         if not eds_path(config.eds_dir, cluster).exists():
             files.write(cluster, [])
     if config.auth:
@@ -121,6 +129,8 @@ async def run(settings: AgentSettings) -> None:
     config = GatewayConfig(
         port=0,
         eds_dir=settings.eds_dir,
+        catalogue=load(settings.catalogue),
+        descriptor_set=settings.descriptor_set,
         policy_dir=settings.policy_dir,
         jwt_issuer=settings.jwt_issuer,
         jwt_audience=settings.jwt_audience,
@@ -132,11 +142,11 @@ async def run(settings: AgentSettings) -> None:
     )
     registry = Registry(settings.redis_url)
     eds = EdsFiles(settings.eds_dir)
-    graphs = set(graph_clusters())
+    graphs = set(graph_clusters(config.catalogue))
     clusters = clusters_of(config)
     # Services with web pages alone (the console) are watched for their HTTP servers only, and
     # the gateway is ready without them: they serve people, not the system's calls.
-    webs = [service.name for service in CATALOGUE.web_services()]
+    webs = [service.name for service in config.catalogue.web_services()]
     found: set[str] = set()  # the clusters that had instances at some read
 
     def write(service: str, instances: Sequence[Instance]) -> None:
@@ -205,8 +215,8 @@ async def _serve(
 
 
 def main() -> None:
-    settings = chassis_config.load(AgentSettings)
-    chassis_logging.configure(service="gateway-agent", instance="", level=settings.log_level)
+    settings = runtime_config.load(AgentSettings)
+    runtime_logging.configure(service="gateway-agent", instance="", level=settings.log_level)
     asyncio.run(run(settings))
 
 

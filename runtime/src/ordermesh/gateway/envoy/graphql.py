@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ordermesh.identity import INTERNAL_HEADER
-
-from gateway.envoy.access import EXT_AUTHZ_OFF, strip_identity_headers, token_filters, token_if_any
-from gateway.envoy.clusters import health_check
-from gateway.envoy.config import GatewayConfig, policy_paths
-from gateway.envoy.ecds import from_policy_file
-from gateway.envoy.limits import (
+from ordermesh.gateway.envoy.access import (
+    EXT_AUTHZ_OFF,
+    strip_identity_headers,
+    token_filters,
+    token_if_any,
+)
+from ordermesh.gateway.envoy.clusters import health_check
+from ordermesh.gateway.envoy.config import GatewayConfig, policy_paths
+from ordermesh.gateway.envoy.ecds import from_policy_file
+from ordermesh.gateway.envoy.limits import (
     COST_OF_A_READ,
     cost_limits,
     global_limit,
@@ -21,8 +24,8 @@ from gateway.envoy.limits import (
     reads_per_client,
     write_limits,
 )
-from gateway.envoy.listeners import listener, tracing
-from gateway.envoy.names import (
+from ordermesh.gateway.envoy.listeners import listener, tracing
+from ordermesh.gateway.envoy.names import (
     EXT_AUTHZ_FILTER,
     GRAPHQL_CLUSTER,
     GRAPHQL_PATH,
@@ -35,9 +38,9 @@ from gateway.envoy.names import (
     subgraph_path,
     type_url,
 )
-from gateway.envoy.replies import access_log, graphql_error_body, replies
-from gateway.envoy.retries import HOST_REPICKS, NEVER_ARRIVED, PREVIOUS_HOSTS
-from services.catalogue import CATALOGUE
+from ordermesh.gateway.envoy.replies import access_log, graphql_error_body, replies
+from ordermesh.gateway.envoy.retries import HOST_REPICKS, NEVER_ARRIVED, PREVIOUS_HOSTS
+from ordermesh.identity import INTERNAL_HEADER
 
 __all__ = ["graphql_cluster", "graphql_route", "subgraph_listener"]
 
@@ -100,7 +103,7 @@ def subgraph_listener(config: GatewayConfig) -> dict[str, Any]:
     federation gateway."""
     routes: list[dict[str, Any]] = []
     to_subgraph = hop_headers((INTERNAL_HEADER, INTERNAL_TOKEN))
-    for service in CATALOGUE.graph_services():
+    for service in config.catalogue.graph_services():
         path = subgraph_path(service.name)
         target = {
             "cluster": graph_cluster(service.name),

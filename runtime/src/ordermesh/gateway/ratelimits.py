@@ -1,9 +1,9 @@
 """The rate-limit descriptors' vocabulary: the names the gateway describes a request with and
 the rate-limit service counts by.
 
-The service that counts owns them; the gateway (`gateway.envoy.limits`) builds its descriptors
-from them. A descriptor is two entries: the limit's class (LIMIT_CLASS: a `Limit`), then what
-it counts by (BY_USER or BY_ADDRESS, filled in by Envoy). The global limits (GLOBAL_LIMITS) are
+The service that counts owns them; the gateway (`ordermesh.gateway.envoy.limits`) builds its
+descriptors from them. A descriptor is two entries: the limit's class (LIMIT_CLASS: a `Limit`), then
+what it counts by (BY_USER or BY_ADDRESS, filled in by Envoy). The global limits (GLOBAL_LIMITS) are
 those counted here, each named "<class>:<by>" after its descriptor, and each a setting of the
 service (`RateLimitSettings`); the reads are counted by each gateway itself.
 """

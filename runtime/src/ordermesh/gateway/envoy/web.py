@@ -10,12 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from ordermesh.catalogue import Service
-from ordermesh.identity import INTERNAL_HEADER
-
-from gateway.envoy.access import EXT_AUTHZ_OFF, token_if_any
-from gateway.envoy.config import GatewayConfig
-from gateway.envoy.limits import read_limits
-from gateway.envoy.names import (
+from ordermesh.gateway.envoy.access import EXT_AUTHZ_OFF, token_if_any
+from ordermesh.gateway.envoy.config import GatewayConfig
+from ordermesh.gateway.envoy.limits import read_limits
+from ordermesh.gateway.envoy.names import (
     EXT_AUTHZ_FILTER,
     INTERNAL_TOKEN,
     TRANSCODER,
@@ -23,7 +21,8 @@ from gateway.envoy.names import (
     seconds,
     web_cluster,
 )
-from gateway.envoy.retries import NEVER_ARRIVED
+from ordermesh.gateway.envoy.retries import NEVER_ARRIVED
+from ordermesh.identity import INTERNAL_HEADER
 
 __all__ = ["web_routes"]
 

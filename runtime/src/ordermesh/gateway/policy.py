@@ -2,8 +2,8 @@
 
 `PolicyFiles` renders a verified policy into two ECDS files: jwt_authn's providers with the key
 set inline, and an RBAC filter denying the revoked sessions through a hash lookup (see
-`gateway.envoy`), binary protobuf, each replaced by an atomic rename so Envoy applies it without
-a restart. Each gateway's agent (`gateway.agent`) writes them from the policy its
+`ordermesh.gateway.envoy`), binary protobuf, each replaced by an atomic rename so Envoy applies it
+without a restart. Each gateway's agent (`ordermesh.gateway.agent`) writes them from the policy its
 `ordermesh.policy.PolicyFollower` verified.
 
 What holds when parts fail:
@@ -29,6 +29,7 @@ from envoy.config.core.v3 import extension_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import Message
 from jwt.algorithms import OKPAlgorithm
+
 from ordermesh.logging import get_logger
 from ordermesh.policy import EdgePolicy
 from ordermesh.tokens import CLOCK_SKEW_S
@@ -53,7 +54,7 @@ class PolicyFiles:
     atomically, written only when what it says changed.
 
     `render_jwt(jwks)` and `render_revocations(revoked)` give each filter's config
-    (`gateway.envoy.jwt_authn_config` and `revocations_config`)."""
+    (`ordermesh.gateway.envoy.jwt_authn_config` and `revocations_config`)."""
 
     def __init__(
         self,
