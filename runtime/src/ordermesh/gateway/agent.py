@@ -16,7 +16,9 @@ Settings from the environment: REDIS_URL, EDS_DIR, POLICY_DIR, EDGE_POLICY_VERIF
 INTERNAL_TOKEN, FAULT_FLAGS_FILE (development and tests only; refused with
 FAULT_SWITCHES_FORBIDDEN, as the production overlay sets), and
 JWT_ISSUER, JWT_AUDIENCE, MAX_TOKEN_LIFETIME_S as the services have them; PORT, where it serves
-`/ready` and `/metrics` on HOST (127.0.0.1). At start every file Envoy needs exists before Envoy
+`/ready` and `/metrics` on HOST (127.0.0.1); CATALOGUE, the project's catalogue
+(module:attribute, by default services.catalogue:CATALOGUE) and DESCRIPTOR_SET, its contracts
+(by default gen/descriptors.pb under the working directory). At start every file Envoy needs exists before Envoy
 does (the files already there are kept until something newer is read); while Redis is
 unreachable the files keep what they say.
 
