@@ -1,6 +1,6 @@
 """A private Prometheus (Debian's binary, unpacked by tools/prometheus.sh) scraping the system.
 
-`PrivatePrometheus(directory, redis_url=...)` starts `python -m monitoring.targets` (the file of
+`PrivatePrometheus(directory, redis_url=...)` starts `python -m ordermesh.targets` (the file of
 targets, from the registry) and Prometheus on a free port of 127.0.0.1, with the configuration
 of `monitoring.prometheus` and the rules of monitoring/rules.yml, its data under `directory`,
 sending its alerts to the Alertmanager given (`alertmanager="host:port"`, harness/alertmanager.py).
@@ -75,7 +75,7 @@ class PrivatePrometheus:
         self.targets_file = directory / prometheus.TARGETS
         self.targets = ManagedProcess(
             "prometheus-targets",
-            [sys.executable, "-m", "monitoring.targets"],
+            [sys.executable, "-m", "ordermesh.targets"],
             directory=directory,
             env={
                 "REDIS_URL": redis_url,

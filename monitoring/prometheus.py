@@ -1,6 +1,6 @@
 """Prometheus's configuration for the system: `python -m monitoring.prometheus -o FILE`.
 
-One scrape job, `ordermesh`, whose targets are the file `monitoring.targets` writes from the
+One scrape job, `ordermesh`, whose targets are the file `ordermesh.targets` writes from the
 registry (the services' instances, and the gateway's Envoy at `/stats/prometheus` on its admin
 port), with the rules of `rules.yml` beside it. Paths are relative to the configuration's
 directory: `make up` writes it next to a copy of the rules; compose.yaml mounts

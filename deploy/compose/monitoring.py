@@ -76,7 +76,7 @@ def monitoring() -> dict[str, Any]:
     profile = [MONITORING]
     return {
         "prometheus-targets": app(
-            ["python", "-m", "monitoring.targets"],
+            ["python", "-m", "ordermesh.targets"],
             profiles=profile,
             environment={
                 "REDIS_URL": TARGET.registry(),

@@ -43,7 +43,7 @@ def test_a_new_service_is_created_generated_checked_and_called_through_the_gatew
         p.read_text() for p in (project / "deploy" / "kubernetes").rglob("*.yaml")
     )
     assert "name: shipping" in manifests
-    # Prometheus scrapes what the registry lists (monitoring.targets): the service's instances
+    # Prometheus scrapes what the registry lists (ordermesh.targets): the service's instances
     # once they register, with no line of its own in monitoring/prometheus.yml.
 
     # The project's checks, with nothing edited by hand.

@@ -5,8 +5,7 @@ import json
 from dataclasses import replace
 
 from ordermesh.registry import Instance
-
-from monitoring.targets import Targets
+from ordermesh.targets import Targets
 
 
 class Clock:

@@ -71,6 +71,7 @@ web.sessions   sign-in sessions in Redis, sealed, holding the user's tokens and 
 web.assets     static files served at their content's hash, named with their integrity
 web.site       a site: its middlewares (the headers, a session by route name) and its static files
 timestamps     stored times as google.protobuf.Timestamp
+targets        python -m ordermesh.targets: Prometheus's targets from the registry (file_sd)
 gateway        what a gateway makes of a project's contracts and catalogue, as generators
 gateway.contracts what the contracts say about each routed RPC, and which services serve it
 gateway.openapi python -m ordermesh.gateway.openapi: the REST API's OpenAPI 3 document

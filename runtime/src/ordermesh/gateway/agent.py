@@ -18,9 +18,9 @@ FAULT_SWITCHES_FORBIDDEN, as the production overlay sets), and
 JWT_ISSUER, JWT_AUDIENCE, MAX_TOKEN_LIFETIME_S as the services have them; PORT, where it serves
 `/ready` and `/metrics` on HOST (127.0.0.1); CATALOGUE, the project's catalogue
 (module:attribute, by default services.catalogue:CATALOGUE) and DESCRIPTOR_SET, its contracts
-(by default gen/descriptors.pb under the working directory). At start every file Envoy needs exists before Envoy
-does (the files already there are kept until something newer is read); while Redis is
-unreachable the files keep what they say.
+(by default gen/descriptors.pb under the working directory). At start every file Envoy needs
+exists before Envoy does (the files already there are kept until something newer is read);
+while Redis is unreachable the files keep what they say.
 
 `/ready` answers 200 once the agent has written a verified policy and, for every service the
 gateway routes to, instances read from the registry (503 before: a gateway holding a

@@ -1,4 +1,4 @@
-"""Prometheus's targets from the registry: `python -m monitoring.targets`.
+"""Prometheus's targets from the registry: `python -m ordermesh.targets`.
 
 Writes the file of Prometheus's file-based service discovery (`file_sd_configs`): every
 registered instance of every service in the catalogue that serves metrics, at
@@ -17,7 +17,8 @@ gateway's agent) so is its agent, at `/metrics` (the edge policy it holds), labe
 `service="gateway-agent"`.
 
 Settings from the environment: REDIS_URL, TARGETS_FILE, GATEWAY_ADMIN, GATEWAY_AGENT,
-LOST_KEPT_S (default 300).
+LOST_KEPT_S (default 300), CATALOGUE (the project's catalogue, module:attribute, by default
+services.catalogue:CATALOGUE).
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ordermesh import config as chassis_config
-from ordermesh import logging as chassis_logging
+from ordermesh import config as runtime_config
+from ordermesh import logging as runtime_logging
+from ordermesh.catalogue import load
 from ordermesh.config import Settings
 from ordermesh.registry import Instance, Registry, Watcher
 from ordermesh.watch import follow
-
-from services import catalogue
 
 __all__ = ["Targets", "TargetsSettings", "run"]
 
@@ -51,6 +51,7 @@ class TargetsSettings(Settings):
     lost_kept_s: float = 300.0
     refresh_s: float = 1.0
     log_level: str = "INFO"
+    catalogue: str = "services.catalogue:CATALOGUE"
 
 
 class Targets:
@@ -145,7 +146,7 @@ async def run(settings: TargetsSettings) -> None:
     registry = Registry(settings.redis_url)
     watcher = Watcher(
         registry,
-        [s.name for s in catalogue.CATALOGUE],
+        [s.name for s in load(settings.catalogue)],
         on_change=targets.update,
         refresh_s=settings.refresh_s,
     )
@@ -179,8 +180,8 @@ async def run(settings: TargetsSettings) -> None:
 
 
 def main() -> None:
-    settings = chassis_config.load(TargetsSettings)
-    chassis_logging.configure(service="prometheus-targets", instance="", level=settings.log_level)
+    settings = runtime_config.load(TargetsSettings)
+    runtime_logging.configure(service="prometheus-targets", instance="", level=settings.log_level)
     asyncio.run(run(settings))
 
 
