@@ -85,9 +85,11 @@ def generate() -> None:
             stub.unlink()
             stub.with_suffix(".pyi").unlink()
     _move_runtime_contracts()
+    runtime_contracts.adopt(GEN)
+    for code in [*RUNTIME_CONTRACTS.rglob("*_pb2*.py"), *RUNTIME_CONTRACTS.rglob("*_pb2*.pyi")]:
+        # ops.v1's own imports of common.v1's options
+        code.write_text(runtime_contracts.python_imports(code.read_text()))
     for root in (GEN, RUNTIME_CONTRACTS):
-        for code in [*root.rglob("*_pb2*.py"), *root.rglob("*_pb2*.pyi")]:
-            code.write_text(runtime_contracts.python_imports(code.read_text()))
         for module in root.rglob("*_pb2.py"):
             directory = module.parent
             while directory != root:

@@ -11,7 +11,8 @@ repository's `make gen` from its proto/, never edited here):
 Their modules are `ordermesh.contracts.common.v1.options_pb2` and so on, not top-level `common`
 and `ops` packages. A project's own contracts import them by their proto paths (give protoc
 `include_path()`); protoc's Python imports them as `common.v1`, which `python_imports`
-rewrites to the modules here. Every other contract's code is a top-level package named by its
+rewrites to the modules here (`adopt` does that to a directory of protoc's output, and drops
+its copies of the runtime's). Every other contract's code is a top-level package named by its
 proto path (`user/v1/user_service.proto` -> `user.v1.user_service_pb2`).
 """
 
@@ -22,7 +23,7 @@ import re
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["FILES", "include_path", "module", "module_name", "python_imports"]
+__all__ = ["FILES", "adopt", "include_path", "module", "module_name", "python_imports"]
 
 # The runtime's contract files, by their proto paths.
 FILES = ("common/v1/options.proto", "ops/v1/ops_service.proto")
@@ -67,3 +68,14 @@ def python_imports(code: str) -> str:
         return f"{found['indent']}from {__name__}.{found['package']} import {found['module']}"
 
     return _QUALIFIED.sub(rf"{__name__}.\1", _FROM.sub(_from, code))
+
+
+def adopt(generated: Path) -> None:
+    """protoc's output for a project's contracts (Python, gRPC and stub files under
+    `generated`) made to use the runtime's own contracts: its copies of their modules removed
+    (the default descriptor pool takes a file once), its imports of them rewritten."""
+    for file in FILES:
+        for copy in generated.glob(file.removesuffix(".proto") + "_pb2*"):
+            copy.unlink()
+    for code in [*generated.rglob("*_pb2*.py"), *generated.rglob("*_pb2*.pyi")]:
+        code.write_text(python_imports(code.read_text()))
