@@ -1,30 +1,138 @@
 """The runtime as a user installs it: its wheel (`make wheel`) holds the `ordermesh` package and
 nothing of the example shop, says what it needs, and works installed alone into a fresh
-virtualenv: its modules, its own contracts and its command import from there."""
+virtualenv: its modules, its own contracts and its command import from there. Then a project of
+its own, outside this repository, on that installed runtime: one service's contract, its
+catalogue, protoc's code adopted by the runtime (`ordermesh.contracts.adopt`), and the runtime's
+generators run for it (the OpenAPI document; Envoy's configuration, which Envoy validates). What
+they make comes from the project's contract and catalogue alone."""
 
 from __future__ import annotations
 
 import email
+import json
 import os
 import subprocess
 import sys
 import tomllib
 import venv
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import google.api
+import grpc_tools
 import ordermesh
 import pytest
 
+from deploy.envoy import envoy_binary
 from deploy.images import runtime_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "runtime" / "pyproject.toml").read_text())["project"]
 
 
+CONTRACT = """syntax = "proto3";
+
+package parcel.v1;
+
+import "common/v1/options.proto";
+import "google/api/annotations.proto";
+
+service ParcelService {
+  option (common.v1.api_lifecycle) = {stability: STABILITY_BETA};
+
+  // The parcels, a page at a time.
+  rpc ListParcels(ListParcelsRequest) returns (ListParcelsResponse) {
+    option (common.v1.access) = ACCESS_PUBLIC;
+    option (google.api.http) = {get: "/v1/parcels"};
+  }
+  // Sends a parcel, once per idempotency key.
+  rpc SendParcel(SendParcelRequest) returns (SendParcelResponse) {
+    option (common.v1.access) = ACCESS_AUTHENTICATED;
+    option (google.api.http) = {post: "/v1/parcels", body: "*"};
+  }
+  // Not for the gateway.
+  rpc Sweep(SweepRequest) returns (SweepResponse) {
+    option (common.v1.access) = ACCESS_INTERNAL;
+  }
+}
+
+message ListParcelsRequest {
+  int32 page_size = 1;
+}
+message ListParcelsResponse {
+  repeated string parcel_ids = 1;
+}
+message SendParcelRequest {
+  string idempotency_key = 1 [(common.v1.bounds) = {max_length: 64}];
+  string address = 2 [(common.v1.bounds) = {max_length: 200}];
+}
+message SendParcelResponse {
+  string parcel_id = 1;
+}
+message SweepRequest {}
+message SweepResponse {}
+"""
+
+CATALOGUE = """
+from ordermesh.catalogue import Catalogue, Service
+from ordermesh.runtime import AuthenticatedSettings
+from ordermesh.tokens import KeyIssuer
+
+
+class ParcelSettings(AuthenticatedSettings):
+    pass
+
+
+async def _keys(channel, timeout_s):
+    raise NotImplementedError("no issuer runs in this test")
+
+
+CATALOGUE = Catalogue(
+    (Service("parcel", ParcelSettings, serves=("parcel.v1.ParcelService",)),),
+    issuer=KeyIssuer("parcel", _keys),
+)
+"""
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return runtime_wheel(tmp_path_factory.mktemp("dist"))
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A fresh virtualenv with the wheel installed, and a directory to work in. Its
+    dependencies are the test run's (this machine installs nothing from an index) as a path of
+    their own: the repository's editable installs (their .pth files) are not read from it."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def python(self) -> Path:
+        return self.root / "venv" / "bin" / "python"
+
+    def run(self, *args: str | Path) -> str:
+        done = subprocess.run(
+            [self.python, *args], cwd=self.root, env=self.env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    root = tmp_path_factory.mktemp("project")
+    venv.EnvBuilder(with_pip=True).create(root / "venv")
+    clean = {"PATH": os.environ["PATH"], "HOME": str(root)}
+    subprocess.run(
+        [root / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet",
+         "--disable-pip-version-check", "--no-deps", "--no-index", wheel],
+        env=clean, check=True,
+    )  # fmt: skip
+    dependencies = next(p for p in sys.path if p.endswith("site-packages"))
+    return Installed(root, {**clean, "PYTHONPATH": f"{root}:{root / 'gen'}:{dependencies}"})
 
 
 def test_the_wheel_holds_the_runtime_and_nothing_of_the_example(wheel: Path):
@@ -58,19 +166,7 @@ def test_its_metadata_says_what_it_is_and_needs(wheel: Path):
     )
 
 
-def test_installed_alone_it_imports_and_runs_its_command(wheel: Path, tmp_path: Path):
-    """A fresh virtualenv with the wheel installed; its dependencies are the test run's (this
-    machine installs nothing from an index), but not the repository's own packages."""
-    target = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(target)
-    python = target / "bin" / "python"
-    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", wheel], env=clean, check=True)
-    # The dependencies as a path of their own: the repository's editable installs (their .pth
-    # files) are not read from it.
-    dependencies = next(p for p in sys.path if p.endswith("site-packages"))
-    env = {**clean, "PYTHONPATH": dependencies}
+def test_installed_alone_it_imports_and_runs_its_command(installed: Installed):
     check = (
         "import importlib.metadata, importlib.util, ordermesh, ordermesh.grpc, ordermesh.runtime\n"
         "from ordermesh.contracts.ops.v1 import ops_service_pb2_grpc\n"
@@ -81,16 +177,83 @@ def test_installed_alone_it_imports_and_runs_its_command(wheel: Path, tmp_path: 
         " if importlib.util.find_spec(m)])\n"
     )
 
-    def run(*args: str | Path) -> str:
-        done = subprocess.run(
-            [python, *args], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+    found = installed.run("-c", check).splitlines()
+    usage = installed.run("-m", "ordermesh", "new-service", "--help")
 
-    found = run("-c", check).splitlines()
-    usage = run("-m", "ordermesh", "new-service", "--help")
-
-    assert Path(found[0]).is_relative_to(target)
+    assert Path(found[0]).is_relative_to(installed.root / "venv")
     assert found[1:] == [ordermesh.__version__, "[]"]
     assert "new-service" in usage
+
+
+@pytest.fixture(scope="module")
+def project(installed: Installed) -> Installed:
+    """The project: its contract and its catalogue, and protoc's code for it in gen/, adopted."""
+    root = installed.root
+    (root / "proto" / "parcel" / "v1").mkdir(parents=True)
+    (root / "proto" / "parcel" / "v1" / "parcel_service.proto").write_text(CONTRACT)
+    (root / "catalogue.py").write_text(CATALOGUE)
+    (root / "gen").mkdir()
+    where = "from ordermesh.contracts import include_path; print(include_path())"
+    installed.run(
+        "-m", "grpc_tools.protoc",
+        "-Iproto", f"-I{installed.run('-c', where).strip()}",
+        f"-I{Path(google.api.__path__[0]).parent.parent}",
+        f"-I{Path(grpc_tools.__path__[0]) / '_proto'}",
+        "--python_out=gen", "--grpc_python_out=gen", "--include_imports",
+        "--descriptor_set_out=gen/descriptors.pb", "parcel/v1/parcel_service.proto",
+    )  # fmt: skip
+    installed.run("-c", "import pathlib, ordermesh.contracts as c; c.adopt(pathlib.Path('gen'))")
+    return installed
+
+
+def test_protocs_code_uses_the_runtimes_contracts(project):
+    found = project.run(
+        "-c",
+        "import ordermesh, parcel.v1.parcel_service_pb2 as pb\n"
+        "from ordermesh.contracts.common.v1 import options_pb2\n"
+        "method = pb.DESCRIPTOR.services_by_name['ParcelService'].methods_by_name['SendParcel']\n"
+        "print(method.GetOptions().Extensions[options_pb2.access])\n"
+        "print(ordermesh.__file__)",
+    ).split()  # fmt: skip
+
+    assert found[0] == "2"  # ACCESS_AUTHENTICATED, read through the runtime's options
+    assert Path(found[1]).is_relative_to(project.root / "venv")
+    assert not (project.root / "gen" / "common").exists()  # no copy of the runtime's own contracts
+
+
+def test_the_openapi_document_is_the_projects_rest_api(project):
+    project.run(
+        "-m", "ordermesh.gateway.openapi",
+        "--descriptors", "gen/descriptors.pb", "--catalogue", "catalogue:CATALOGUE",
+        "--title", "Parcels", "-o", "openapi.json",
+    )  # fmt: skip
+    document = json.loads((project.root / "openapi.json").read_text())
+
+    assert document["info"]["title"] == "Parcels"
+    assert set(document["paths"]) == {"/v1/parcels"}
+    parcels = document["paths"]["/v1/parcels"]
+    assert "security" not in parcels["get"]
+    assert parcels["post"]["security"] == [{"bearer": []}]
+    body = parcels["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = document["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+    assert request["properties"]["address"]["maxLength"] == 200
+
+
+def test_envoys_configuration_routes_the_projects_rpcs_and_envoy_accepts_it(project):
+    project.run(
+        "-m", "ordermesh.gateway.envoy",
+        "--catalogue", "catalogue:CATALOGUE", "--descriptors", "gen/descriptors.pb",
+        "--graphql-address", "", "--plaintext", "--prepare",
+        "--eds-dir", "run/eds", "--policy-dir", "run/policy", "-o", "envoy.json",
+    )  # fmt: skip
+    config = (project.root / "envoy.json").read_text()
+    validated = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", "envoy.json"],
+        cwd=project.root, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert "/parcel.v1.ParcelService/ListParcels" in config
+    assert "/parcel.v1.ParcelService/SendParcel" in config
+    assert "/parcel.v1.ParcelService/Sweep" not in config  # INTERNAL: never routed
+    assert (project.root / "run" / "eds" / "parcel.json").exists()  # its cluster's endpoints file
+    assert validated.returncode == 0, validated.stdout + validated.stderr
