@@ -173,7 +173,8 @@ gen: $(INSTALLED) $(NODE_TOOLS) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m ordermesh.gateway.envoy -o gateway/envoy.yaml
 	$(BIN)/python -m ordermesh.gateway.openapi --descriptors gen/descriptors.pb \
 		--catalogue services.catalogue:CATALOGUE --title "ordermesh REST API" -o gateway/openapi.json
-	$(BIN)/python -m tools.asyncapi -o docs/asyncapi.yaml
+	$(BIN)/python -m ordermesh.asyncapi --messaging services.messaging --proto proto \
+		--title "ordermesh event backbone" -o docs/asyncapi.yaml
 	$(BIN)/python -m tools.supergraph -o gateway/graphql/supergraph.graphql
 	$(BIN)/python -m deploy.compose
 	$(BIN)/python -m deploy.manifests

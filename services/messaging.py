@@ -1,8 +1,8 @@
 """What every service does on the event backbone, in one place: the events it publishes (its
 packages' events, from the contracts), the commands it sends (its sagas'), and what it
 consumes (its subscriptions: queues, retry steps, dead letters). Read by the AsyncAPI
-document's generator (tools/asyncapi.py) and the contract suite; the services themselves
-declare the same subscriptions from the same objects."""
+document's generator (ordermesh.asyncapi, a `Backbone`) and the contract suite; the services
+themselves declare the same subscriptions from the same objects."""
 
 from __future__ import annotations
 

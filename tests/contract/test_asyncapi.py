@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc_tools
 import yaml
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from ordermesh.prototext import Comments, proto_text
 
 from services import messaging
-from tools.prototext import Comments, proto_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())

@@ -3,7 +3,8 @@ nothing of the example shop, says what it needs, and works installed alone into 
 virtualenv: its modules, its own contracts and its command import from there. Then a project of
 its own, outside this repository, on that installed runtime: one service's contract, its
 catalogue, protoc's code adopted by the runtime (`ordermesh.contracts.adopt`), and the runtime's
-generators run for it (the OpenAPI document; Envoy's configuration, which Envoy validates). What
+generators run for it (the OpenAPI and AsyncAPI documents; Envoy's configuration, which Envoy
+validates). What
 they make comes from the project's contract and catalogue alone."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import google.api
 import grpc_tools
 import ordermesh
 import pytest
+import yaml
 
 from deploy.envoy import envoy_binary
 from deploy.images import runtime_wheel
@@ -72,6 +74,33 @@ message SendParcelResponse {
 }
 message SweepRequest {}
 message SweepResponse {}
+
+// A parcel left: published once it is recorded.
+message ParcelSent {
+  option (common.v1.route) = {
+    exchange: "parcel.events"
+    exchange_kind: EXCHANGE_KIND_TOPIC
+    routing_key: "parcel.sent"
+    kind: MESSAGE_KIND_EVENT
+  };
+  string parcel_id = 1;
+}
+"""
+
+MESSAGING = """
+from parcel.v1 import parcel_service_pb2 as pb
+
+
+def events_published():
+    return {"parcel": [pb.ParcelSent]}
+
+
+def commands_sent():
+    return {}
+
+
+def subscriptions():
+    return {}
 """
 
 CATALOGUE = """
@@ -161,9 +190,9 @@ def test_its_metadata_says_what_it_is_and_needs(wheel: Path):
     assert metadata["Version"] == ordermesh.__version__
     assert metadata["License-Expression"] == "Apache-2.0"
     assert metadata["Requires-Python"] == ">=3.11"
-    assert sorted(metadata.get_all("Requires-Dist")) == sorted(
-        r.replace(" ", "") for r in PROJECT["dependencies"]
-    )
+    required = [r for r in metadata.get_all("Requires-Dist") if "extra ==" not in r]
+    assert sorted(required) == sorted(r.replace(" ", "") for r in PROJECT["dependencies"])
+    assert metadata.get_all("Provides-Extra") == ["generators"]
 
 
 def test_installed_alone_it_imports_and_runs_its_command(installed: Installed):
@@ -192,6 +221,7 @@ def project(installed: Installed) -> Installed:
     (root / "proto" / "parcel" / "v1").mkdir(parents=True)
     (root / "proto" / "parcel" / "v1" / "parcel_service.proto").write_text(CONTRACT)
     (root / "catalogue.py").write_text(CATALOGUE)
+    (root / "messaging.py").write_text(MESSAGING)
     (root / "gen").mkdir()
     where = "from ordermesh.contracts import include_path; print(include_path())"
     installed.run(
@@ -257,3 +287,17 @@ def test_envoys_configuration_routes_the_projects_rpcs_and_envoy_accepts_it(proj
     assert "/parcel.v1.ParcelService/Sweep" not in config  # INTERNAL: never routed
     assert (project.root / "run" / "eds" / "parcel.json").exists()  # its cluster's endpoints file
     assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+def test_the_asyncapi_document_is_the_projects_backbone(project):
+    project.run(
+        "-m", "ordermesh.asyncapi", "--messaging", "messaging", "--proto", "proto",
+        "--title", "Parcels", "-o", "asyncapi.yaml",
+    )  # fmt: skip
+    document = yaml.safe_load((project.root / "asyncapi.yaml").read_text())
+
+    assert document["info"]["title"] == "Parcels"
+    assert document["channels"]["parcel.events/parcel.sent"]["address"] == "parcel.sent"
+    assert set(document["operations"]) == {"parcel.send.parcel.v1.ParcelSent"}
+    payload = document["components"]["messages"]["parcel.v1.ParcelSent"]["payload"]["schema"]
+    assert "// A parcel left: published once it is recorded." in payload

@@ -71,6 +71,8 @@ web.sessions   sign-in sessions in Redis, sealed, holding the user's tokens and 
 web.assets     static files served at their content's hash, named with their integrity
 web.site       a site: its middlewares (the headers, a session by route name) and its static files
 timestamps     stored times as google.protobuf.Timestamp
+asyncapi       python -m ordermesh.asyncapi: a project's event backbone as an AsyncAPI 3 document
+prototext      a contract's message back to proto3 text, with its comments (for asyncapi)
 targets        python -m ordermesh.targets: Prometheus's targets from the registry (file_sd)
 gateway        what a gateway makes of a project's contracts and catalogue, as generators
 gateway.contracts what the contracts say about each routed RPC, and which services serve it

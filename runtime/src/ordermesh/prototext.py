@@ -1,12 +1,12 @@
 """Contracts back to proto3 text: a message of the contracts, with every message and enum it
 uses, rendered from its descriptors as one self-contained proto3 file, with the contracts'
 comments (AsyncAPI's protobuf schema parser takes no imports but Google's: docs/asyncapi.yaml
-carries each payload this way, tools/asyncapi.py).
+carries each payload this way, ordermesh.asyncapi).
 
-The text compiles to the same shapes as the contract (tests/contract/test_asyncapi.py): types
-of other packages go by their simple names, each noted with its full name; two types of the
-same simple name are refused rather than renamed; a type nested in another stands for the one
-it is nested in, rendered whole; Google's well-known types stay imports.
+The text compiles to the same shapes as the contract (the example's
+tests/contract/test_asyncapi.py): types of other packages go by their simple names, each noted with
+its full name; two types of the same simple name are refused rather than renamed; a type nested in
+another stands for the one it is nested in, rendered whole; Google's well-known types stay imports.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-import grpc_tools  # type: ignore[import-untyped]
+import google.api
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+
+from ordermesh import contracts
 from ordermesh.events import Message
 
 __all__ = ["Comments", "contracts_with_comments", "proto_text"]
 
-ROOT = Path(__file__).resolve().parent.parent
 F = FieldDescriptor
 SCALARS = {
     F.TYPE_DOUBLE: "double", F.TYPE_FLOAT: "float", F.TYPE_INT64: "int64",
@@ -85,16 +86,21 @@ def _name_at(file: descriptor_pb2.FileDescriptorProto, path: list[int]) -> str:
     return name
 
 
-def contracts_with_comments() -> list[descriptor_pb2.FileDescriptorProto]:
-    """The contracts in proto/ compiled with their comments (a descriptor set of their own)."""
-    proto = ROOT / "proto"
+def contracts_with_comments(proto: Path) -> list[descriptor_pb2.FileDescriptorProto]:
+    """The contracts under `proto` compiled with their comments (a descriptor set of their own),
+    the runtime's own and Google's HTTP annotations on the include path. Needs protoc, from
+    grpcio-tools (the runtime's `generators` extra)."""
+    import grpc_tools  # type: ignore[import-untyped]  # only when generating
+
     protos = sorted(p.relative_to(proto).as_posix() for p in proto.rglob("*.proto"))
+    # googleapis-common-protos' directory: google/api/annotations.proto and http.proto.
+    googleapis = Path(google.api.__path__[0]).parent.parent
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "contracts.pb"
         subprocess.run(
             [
                 sys.executable, "-m", "grpc_tools.protoc", f"-I{proto}",
-                f"-I{ROOT / '.build' / 'protodeps'}",
+                f"-I{contracts.include_path()}", f"-I{googleapis}",
                 f"-I{Path(grpc_tools.__path__[0]) / '_proto'}",
                 "--include_source_info", f"--descriptor_set_out={out}", *protos,
             ],

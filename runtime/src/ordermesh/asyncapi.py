@@ -1,8 +1,12 @@
-"""The AsyncAPI 3.0 document of the event backbone, generated from the contracts and the services'
-declarations (never written by hand):
+"""The AsyncAPI 3.0 document of a project's event backbone, generated from its contracts and
+its services' declarations (never written by hand):
 
-    python -m tools.asyncapi -o docs/asyncapi.yaml      (run by `make gen`; `make lint`
-                                                         validates it with AsyncAPI's parser)
+    python -m ordermesh.asyncapi --messaging services.messaging --proto proto \
+        --title "ordermesh event backbone" -o docs/asyncapi.yaml       (the example's `make gen`)
+
+The project's messaging module (`Backbone`) says what each service publishes, sends and
+consumes; its contracts (`--proto`) give the messages and their comments. Needs protoc and
+PyYAML (the runtime's `generators` extra).
 
 What it holds, and where each part comes from:
 - a channel per route a message is published to (exchange and routing key, from its
@@ -11,31 +15,41 @@ What it holds, and where each part comes from:
   still draining), its retry queues (one per backoff step, with the delay), its dead-letter
   queue, and each event exchange's `.unrouted` queue (ordermesh.topology);
 - an operation per publisher and message (`send`: the events of a service's packages, the
-  commands of its sagas, services.messaging) and per subscription (`receive`: the consumer,
-  its retry steps and dead-letter queue);
+  commands of its sagas, the project's messaging module) and per subscription (`receive`: the
+  consumer, its retry steps and dead-letter queue);
 - every event and command as a message: its envelope (AMQP properties and headers,
   ordermesh.events), its lifecycle (ordermesh.lifecycle), and its payload as protobuf: a proto3
   text of the message and every message and enum it uses, rendered from the descriptors with
-  their comments (tools/prototext.py).
+  their comments (ordermesh.prototext).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import yaml
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.events import CONTENT_TYPE, Message, route_of
 from ordermesh.lifecycle import lifecycle_of
+from ordermesh.prototext import Comments, contracts_with_comments, proto_text
 from ordermesh.topology import UNROUTED_KEPT, Subscription, unrouted_queue
 
-from services import messaging
-from tools.prototext import Comments, contracts_with_comments, proto_text
+__all__ = ["Backbone", "document", "main"]
 
-__all__ = ["document"]
+
+class Backbone(Protocol):
+    """What a project's services do on the event backbone, by service name (a module with these
+    three functions is one: the example's services.messaging)."""
+
+    def events_published(self) -> dict[str, list[type[Message]]]: ...
+
+    def commands_sent(self) -> dict[str, list[type[Message]]]: ...
+
+    def subscriptions(self) -> dict[str, list[Subscription]]: ...
+
 
 PROTOBUF = "application/vnd.google.protobuf;version=3"
 AMQP_BINDING = "0.3.0"
@@ -179,12 +193,18 @@ def _subscription_channels(subscription: Subscription) -> dict[str, Any]:
     return channels
 
 
-def document() -> dict[str, Any]:
-    """The AsyncAPI 3.0 document."""
-    comments = Comments(contracts_with_comments())
-    published = messaging.events_published()
-    sent = messaging.commands_sent()
-    subscriptions = messaging.subscriptions()
+def document(
+    backbone: Backbone,
+    comments: Comments,
+    *,
+    title: str = "event backbone",
+    broker: str = "127.0.0.1:5672",
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the backbone, its messages described with `comments` (of
+    the contracts that define them), its broker at `broker`."""
+    published = backbone.events_published()
+    sent = backbone.commands_sent()
+    subscriptions = backbone.subscriptions()
     every = {_name(m): m for found in (*published.values(), *sent.values()) for m in found}
     for found in subscriptions.values():
         every.update({_name(m): m for s in found for m in s.handled})
@@ -274,20 +294,20 @@ def document() -> dict[str, Any]:
     return {
         "asyncapi": "3.0.0",
         "info": {
-            "title": "ordermesh event backbone",
+            "title": title,
             "version": "1.0.0",
-            "description": "The events and commands of ordermesh on RabbitMQ: who publishes, who "
-            "consumes, through which exchanges and queues. Generated from the contracts in proto/ "
-            "and the services' subscriptions by `make gen` (tools/asyncapi.py); do not edit. "
-            "Payloads are protobuf (binary); the envelope is in AMQP properties and headers.",
+            "description": "The events and commands on RabbitMQ: who publishes, who consumes, "
+            "through which exchanges and queues. Generated from the contracts and the services' "
+            "subscriptions (ordermesh.asyncapi); do not edit. Payloads are protobuf (binary); the "
+            "envelope is in AMQP properties and headers.",
         },
         "defaultContentType": CONTENT_TYPE,
         "servers": {
             "broker": {
-                "host": "127.0.0.1:5672",
+                "host": broker,
                 "protocol": "amqp",
                 "protocolVersion": "0.9.1",
-                "description": "The RabbitMQ of `make up` (RABBITMQ_URL elsewhere).",
+                "description": "The RabbitMQ broker (each service's RABBITMQ_URL).",
             }
         },
         "channels": dict(sorted(channels.items())),
@@ -304,12 +324,25 @@ def _merge(
     return {s: [*published.get(s, []), *sent.get(s, [])] for s in {*published, *sent}}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import yaml  # only when generating: PyYAML, the `generators` extra
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messaging", required=True, help="the project's Backbone (a module)")
+    parser.add_argument("--proto", type=Path, required=True, help="the contracts' directory")
+    parser.add_argument("--title", default="event backbone")
+    parser.add_argument("--broker", default="127.0.0.1:5672", help="the broker's host:port")
     parser.add_argument("-o", "--output", type=Path, required=True)
-    args = parser.parse_args()
-    header = "# Generated from the contracts by `make gen` (tools/asyncapi.py): do not edit.\n"
-    rendered = yaml.safe_dump(document(), sort_keys=False, width=100, allow_unicode=True)
+    args = parser.parse_args(argv)
+    backbone: Backbone = importlib.import_module(args.messaging)
+    found = document(
+        backbone,
+        Comments(contracts_with_comments(args.proto)),
+        title=args.title,
+        broker=args.broker,
+    )
+    header = "# Generated from the contracts (ordermesh.asyncapi): do not edit.\n"
+    rendered = yaml.safe_dump(found, sort_keys=False, width=100, allow_unicode=True)
     args.output.write_text(header + rendered)
 
 
