@@ -62,6 +62,7 @@ async def _bounded(calls: Iterable[Callable[[], Awaitable[T]]]) -> list[T]:
 
 def availability(orders: Sequence[Order]) -> Claim:
     answered = sum(o.status == 200 for o in orders)
+    resent = sum(o.status == 200 and o.attempts > 1 for o in orders)
     share = answered / len(orders) if orders else 0.0
     failures = Counter(
         f"{o.status or 'no answer'} {o.error[:120]}" for o in orders if o.status != 200
@@ -70,9 +71,9 @@ def availability(orders: Sequence[Order]) -> Claim:
         "availability",
         passed=bool(orders) and share >= AVAILABILITY_FLOOR,
         value=f"{answered:,} of {len(orders):,} orders answered ({share:.3%}; floor "
-        f"{AVAILABILITY_FLOOR:.1%})",
+        f"{AVAILABILITY_FLOOR:.1%}), {resent:,} of them when sent again after UNAVAILABLE",
         problems=[f"{n} x {why}" for why, n in failures.most_common(SHOWN)],
-        figures={"sent": len(orders), "answered": answered, "share": share},
+        figures={"sent": len(orders), "answered": answered, "share": share, "resent": resent},
     )
 
 
