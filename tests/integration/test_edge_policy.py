@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
-from ordermesh.gateway.envoy import clusters_of
+from ordermesh.gateway.envoy import GatewayConfig, clusters_of
 from ordermesh.policy import EdgePolicy, PolicyFeed, new_policy_keys, seal, signing_key
 from ordermesh.registry import Instance, Registry
 
@@ -297,8 +297,15 @@ async def test_the_gateway_is_ready_only_with_a_verified_policy_and_every_servic
         await connection.flushall()
         await asyncio.sleep(1.5)  # the agent read the empty registry and feed
         assert not gateway.ready()
-        # Every service an agent writes endpoints for (the rate-limit service's too).
-        for service in clusters_of(gateway.config):
+        # Every service an agent writes endpoints for (the rate-limit service's too: the agent
+        # has the defaults of a gateway's config, whatever this gateway's own).
+        agents = GatewayConfig(
+            port=0,
+            eds_dir=gateway.config.eds_dir,
+            catalogue=gateway.config.catalogue,
+            descriptor_set=gateway.config.descriptor_set,
+        )
+        for service in clusters_of(agents):
             instance = Instance(service, f"{service}-x", "127.0.0.1:9")  # nothing listens
             await registry.put(instance, ttl_s=60)
         await asyncio.sleep(1.5)
