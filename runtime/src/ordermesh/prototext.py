@@ -11,7 +11,7 @@ another stands for the one it is nested in, rendered whole; Google's well-known 
 
 from __future__ import annotations
 
-import subprocess
+import subprocess  # nosec B404 - protoc, from this interpreter's grpcio-tools
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -97,7 +97,7 @@ def contracts_with_comments(proto: Path) -> list[descriptor_pb2.FileDescriptorPr
     googleapis = Path(google.api.__path__[0]).parent.parent
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "contracts.pb"
-        subprocess.run(
+        subprocess.run(  # nosec B603 - this interpreter, fixed arguments, the project's files
             [
                 sys.executable, "-m", "grpc_tools.protoc", f"-I{proto}",
                 f"-I{contracts.include_path()}", f"-I{googleapis}",
@@ -187,7 +187,8 @@ def proto_text(message: type[Message], comments: Comments) -> str:
 
     def field_line(field: FieldDescriptor, indent: str, label: str = "") -> list[str]:
         scope = field.containing_type
-        assert scope is not None, field.full_name  # a field of a message, never an extension
+        if scope is None:  # a field of a message, never an extension
+            raise ValueError(f"{field.full_name} is an extension, not a message's field")
         if entry := _map_entry(field):
             key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
             declared = f"map<{type_of(key, scope)}, {type_of(value, scope)}>"
