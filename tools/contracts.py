@@ -86,9 +86,6 @@ def generate() -> None:
             stub.with_suffix(".pyi").unlink()
     _move_runtime_contracts()
     runtime_contracts.adopt(GEN)
-    for code in [*RUNTIME_CONTRACTS.rglob("*_pb2*.py"), *RUNTIME_CONTRACTS.rglob("*_pb2*.pyi")]:
-        # ops.v1's own imports of common.v1's options
-        code.write_text(runtime_contracts.python_imports(code.read_text()))
     for root in (GEN, RUNTIME_CONTRACTS):
         for module in root.rglob("*_pb2.py"):
             directory = module.parent
@@ -99,7 +96,8 @@ def generate() -> None:
 
 def _move_runtime_contracts() -> None:
     """The runtime's own contract files, their source and their code, from gen/ and proto/ into
-    the runtime's package (whatever an earlier run put there first removed)."""
+    the runtime's package (whatever an earlier run put there first removed), the code's imports
+    of one another (ops.v1's of common.v1's options) pointing there."""
     for old in RUNTIME_CONTRACTS.iterdir():
         if old.is_dir():
             shutil.rmtree(old)
@@ -109,7 +107,10 @@ def _move_runtime_contracts() -> None:
         shutil.copyfile(PROTO / file, target)
         stem = file.removesuffix(".proto")
         for code in GEN.glob(f"{stem}_pb2*"):
-            code.rename(target.parent / code.name)
+            (target.parent / code.name).write_text(
+                runtime_contracts.python_imports(code.read_text())
+            )
+            code.unlink()
     for directory in sorted(GEN.rglob("*"), reverse=True):  # the deepest first
         if directory.is_dir() and not any(directory.glob("**/*_pb2*")):
             shutil.rmtree(directory)
