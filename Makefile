@@ -176,9 +176,9 @@ gen: $(INSTALLED) $(NODE_TOOLS) $(GRAPHQL_GATEWAY)
 	$(BIN)/python -m ordermesh.asyncapi --messaging services.messaging --proto proto \
 		--title "ordermesh event backbone" -o docs/asyncapi.yaml
 	$(BIN)/python -m tools.supergraph -o gateway/graphql/supergraph.graphql
-	$(BIN)/python -m deploy.compose
-	$(BIN)/python -m deploy.manifests
-	$(BIN)/python -m monitoring.prometheus -o monitoring/prometheus.yml
+	$(BIN)/python -m ordermesh.deploy.compose --project deploy.project:PROJECT
+	$(BIN)/python -m ordermesh.deploy.manifests --project deploy.project:PROJECT
+	$(BIN)/python -m ordermesh.deploy.prometheus -o monitoring/prometheus.yml
 	$(BIN)/python -m tools.architecture
 	$(BIN)/python -m tools.web_assets
 	$(BIN)/python -m tools.notices -o THIRD_PARTY_LICENSES.md
@@ -210,7 +210,7 @@ lint: $(INSTALLED) $(PROMETHEUS) $(ALERTMANAGER) $(NODE_TOOLS) $(CHECKOV_INSTALL
 		|| exit 1; done
 	@# The security scanners: a finding that no baseline accepts (each entry with its reason)
 	@# fails. bandit on the code that ships.
-	$(BIN)/bandit -c pyproject.toml -q -b .bandit-baseline.json -r runtime/src/ordermesh services gateway monitoring
+	$(BIN)/bandit -c pyproject.toml -q -b .bandit-baseline.json -r runtime/src/ordermesh services gateway
 	@# checkov on each overlay as rendered above, against its own baseline (checkov matches a
 	@# finding by resource, whatever the file), then on the compose files and the Containerfiles,
 	@# as copies named Dockerfile (checkov knows one by its name only).

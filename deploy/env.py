@@ -4,7 +4,7 @@
 
 Each secret compose.yaml requires is generated: the passwords with `secrets.token_urlsafe` (the
 PostgreSQL superuser's, and one for each role of each service's database: its owner and its
-runtime role, deploy/databases.py), the edge policy's key pair with
+runtime role, ordermesh.deploy.databases), the edge policy's key pair with
 `ordermesh.policy.new_policy_keys` (EDGE_POLICY_SIGNING_KEY for the auth service,
 EDGE_POLICY_VERIFY_KEY for everyone who follows its policy), the secret of the internal hops
 (INTERNAL_TOKEN: Envoy, the gateway's agent, the federation gateway, the services with a GraphQL
@@ -38,11 +38,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from ordermesh.deploy import databases, facts
+from ordermesh.deploy.environment import POLICY_SIGNING_KEY, POLICY_VERIFY_KEY
 from ordermesh.policy import new_policy_keys, signing_key, verify_key
 
-from deploy import databases, facts
-from deploy.databases import stores
-from deploy.environment import POLICY_SIGNING_KEY, POLICY_VERIFY_KEY
+from deploy.project import PROJECT
 from deploy.tls import local_certificate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,14 +50,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # The passwords of the roles of the services' databases: an older file gets them added, and
 # `postgres-roles` makes the roles with them at the next `up`.
 STORE_ROLE_PASSWORDS = tuple(
-    databases.password_variable(role) for name in stores() for role in databases.roles(name)
+    databases.password_variable(role) for name in PROJECT.stores() for role in databases.roles(name)
 )
 SECRETS = (
     "RABBITMQ_PASSWORD",
     "REDIS_PASSWORD",
     "POSTGRES_PASSWORD",
-    "ADMIN_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
+    # The project's steps' own (the admin's password).
+    *(name for step in PROJECT.steps for name in step.secrets),
     # The secret of the internal hops (ordermesh.gateway.envoy's INTERNAL_HEADER).
     "INTERNAL_TOKEN",
     *STORE_ROLE_PASSWORDS,

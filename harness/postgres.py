@@ -4,7 +4,7 @@ password, from Debian's PostgreSQL binaries; never the machine's own server.
 The cluster has one superuser, `ordermesh`, whose password (generated for each server) is
 written to a file only its owner may read; clients connect over TCP on 127.0.0.1 with SCRAM.
 `database(name)` makes a database (one per service) with its two roles, as every deployment
-does (deploy/databases.py, the same psql script): `<name>_owner`, whose URL it returns (it
+does (ordermesh.deploy.databases, the same psql script): `<name>_owner`, whose URL it returns (it
 creates the schema: a test that opens a store of its own uses it), and `<name>_runtime`, the
 role a service runs as (`runtime_url(name)`), which may read and write the tables but change
 none, nor open another database. Each role's password is generated once and kept in a file
@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 import psycopg
+from ordermesh.deploy import databases
 
-from deploy import databases
 from deploy.private import private_file
 from harness.process import ManagedProcess, as_user, free_port
 
@@ -165,7 +165,7 @@ class PrivatePostgres:
         return path.read_text().strip()
 
     def _provision(self, name: str) -> None:
-        """Runs deploy/databases.py's script for `name`, as the superuser, with psql."""
+        """Runs ordermesh.deploy.databases's script for `name`, as the superuser, with psql."""
         env = {
             **os.environ,
             "PGPASSWORD": self.password,

@@ -2,7 +2,7 @@
 
 `PrivatePrometheus(directory, redis_url=...)` starts `python -m ordermesh.targets` (the file of
 targets, from the registry) and Prometheus on a free port of 127.0.0.1, with the configuration
-of `monitoring.prometheus` and the rules of monitoring/rules.yml, its data under `directory`,
+of `ordermesh.deploy.prometheus` and the rules of monitoring/rules.yml, its data under `directory`,
 sending its alerts to the Alertmanager given (`alertmanager="host:port"`, harness/alertmanager.py).
 
 Debian's build serves its web pages from files that it reads at run time from the system's
@@ -26,13 +26,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ordermesh.deploy import prometheus
+
 from harness.process import ManagedProcess, answers_ok, free_port
-from monitoring import prometheus
 
 __all__ = ["PAGES", "PROMETHEUS", "PrivatePrometheus", "api"]
 
 ROOT = Path(__file__).resolve().parent.parent
 UNPACKED = ROOT / ".build" / "prometheus"
+# The example's rules (monitoring/, beside compose's Prometheus configuration).
+RULES = ROOT / "monitoring" / prometheus.RULES
 PROMETHEUS = UNPACKED / "usr" / "bin" / "prometheus"
 # Its web pages (Debian's build: the classic UI), by what they show.
 PAGES = {
@@ -115,7 +118,7 @@ class PrivatePrometheus:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "prometheus.yml").write_text(prometheus.render(self._config))
-        shutil.copy(prometheus.RULES, self.directory / prometheus.RULES.name)
+        shutil.copy(RULES, self.directory / prometheus.RULES)
         self.targets.start()
         self.process.start()
 

@@ -5,7 +5,7 @@ store and broker answer). `System` starts the services of the catalogue (`servic
 in their start order: the domain services and, given a registry in REDIS_URL, the gateway's
 own (auth, rate limit), against a given broker, each with what its entry says it needs (a
 SQLite file in the system's directory or a database on a given PostgreSQL as its store, the
-addresses of the services it calls: deploy.environment decides them, `LocalTarget` spells
+addresses of the services it calls: ordermesh.deploy.environment decides them, `LocalTarget` spells
 them) and with the SMTP and HTTP sinks as the notification providers; a test owns its system and
 may kill, restart or stop any of its processes. Before any service starts, the admin account
 is created with the operator's command (`python -m services.user create-admin`), its password
@@ -25,10 +25,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from ordermesh.policy import new_policy_keys
-
-from deploy.ca import LocalCA
-from deploy.environment import (
+from ordermesh.deploy.environment import (
     INTERNAL_TOKEN,
     POLICY_SIGNING_KEY,
     POLICY_VERIFY_KEY,
@@ -36,6 +33,9 @@ from deploy.environment import (
     environment,
     gateway_secrets,
 )
+from ordermesh.policy import new_policy_keys
+
+from deploy.ca import LocalCA
 from harness.postgres import PrivatePostgres
 from harness.process import ManagedProcess, NotReady, accepts, free_port
 from harness.sinks import HttpSink, MailSink
@@ -150,8 +150,9 @@ class System:
         certificate of a CA made for this system (`self.tls`, which gives tests theirs).
         `gateway_url` (and `gateway_ca`, the CA of its certificate): where the gateway in front
         of this system will answer; the services that reach the system through it (the
-        console) run only with one. `monitoring`: what runs of deploy.environment.MONITORING
-        (PROMETHEUS_URL...), for the services that read it."""
+        console) run only with one. `monitoring`: what runs of
+        ordermesh.deploy.environment.MONITORING (PROMETHEUS_URL...), for the services that read
+        it."""
         self.directory = directory
         self.tls = LocalCA(directory / "tls") if tls else None
         self.postgres = postgres
@@ -289,12 +290,12 @@ class System:
         return self.postgres.runtime_url(name)
 
     def _env_of(self, name: str) -> dict[str, str]:
-        """What service `name` is started with: what deploy.environment decides from its
+        """What service `name` is started with: what ordermesh.deploy.environment decides from its
         catalogue entry (only the secrets it uses: the rate-limit service has no broker or
         store), how it runs here, and what the system was given (`env`)."""
         here = {"LOG_LEVEL": "INFO", "HEALTH_INTERVAL_S": "0.5"}
         service = catalogue.CATALOGUE.entry(name)
-        env = here | environment(service, LocalTarget(self))
+        env = here | environment(catalogue.CATALOGUE, service, LocalTarget(self))
         if service.notifies:  # the tests' retries, short
             env["NOTIFICATION_RETRY_DELAYS_S"] = "[0.2, 0.5, 1.0]"
         if self.tls is not None:
@@ -316,7 +317,7 @@ class System:
 
 
 class LocalTarget:
-    """The local processes' spelling of each variable (deploy.environment.Target): real
+    """The local processes' spelling of each variable (ordermesh.deploy.environment.Target): real
     addresses and ports, this system's secrets, its sinks as the notification providers."""
 
     def __init__(self, system: System):

@@ -3,7 +3,7 @@
 
 `make up`, the test system (`harness.system`), the gateway (`ordermesh.gateway.envoy`) and its auth
 policy (`services.auth`), and each service's variables in every deployment
-(`deploy.environment`: the harness, compose.yaml, the Kubernetes manifests) all read it.
+(`ordermesh.deploy.environment`: the harness, compose.yaml, the Kubernetes manifests) all read it.
 Adding a service touches its package, its contract and one entry here.
 """
 

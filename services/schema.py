@@ -6,8 +6,8 @@ service runs as a role that may not create them.
 Compose runs it as a one-shot container (`<name>-schema`) that the service's containers wait
 for, Kubernetes as the first init container of the service's pods, the test harness
 (`harness.system`) before it starts a service on PostgreSQL. At run time a service connects as
-its runtime role (deploy/databases.py), which reads and writes the tables but can create, alter
-or drop none: its `Store.open()` then finds everything here, and creates nothing. What exists
+its runtime role (ordermesh.deploy.databases), which reads and writes the tables but can create,
+alter or drop none: its `Store.open()` then finds everything here, and creates nothing. What exists
 is left alone, so the step runs at every deployment (a new collection or index of a new
 version is made before that version starts).
 

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from ordermesh.deploy.compose.monitoring import MONITORING
 from ordermesh.gateway.envoy import graph_cluster
 from ordermesh.gateway.envoy.names import web_cluster
 
 from deploy import images
-from deploy.compose.monitoring import MONITORING
 from harness.compose import PodmanApi, Stack
 from harness.gateway import endpoints_of
 from harness.process import free_port

@@ -31,10 +31,11 @@ import yaml
 from cryptography import x509
 from ordermesh.catalogue import Need
 from ordermesh.config import ServiceSettings
+from ordermesh.deploy import compose, databases
 from ordermesh.gateway.agent import AgentSettings
 from ordermesh.policy import EdgePolicy, seal, signing_key, unseal, verify_key
 
-from deploy import compose, databases, images
+from deploy import images
 from deploy.env import (
     POLICY_KEYS,
     POLICY_SIGNING_KEY,
@@ -46,6 +47,7 @@ from deploy.env import (
     write,
 )
 from deploy.env import main as env_main
+from deploy.project import PROJECT
 from harness.compose import compose_binary
 from services import catalogue
 
@@ -255,13 +257,13 @@ def test_every_address_comes_from_a_variable():
 
 def test_one_database_per_service_that_keeps_state():
     sql = (ROOT / "deploy" / "postgres" / "init.sql").read_text()
-    assert sql == databases.init_sql(databases.stores())
+    assert sql == databases.init_sql(PROJECT.stores())
     for service in catalogue.CATALOGUE:
         created = f'CREATE DATABASE "{service.name}" OWNER {service.name}_owner' in sql
         assert created == (Need.STORE in service.needs), service.name
 
 
-STORES = databases.stores()
+STORES = PROJECT.stores()
 
 
 def _variables(spec: dict) -> set[str]:

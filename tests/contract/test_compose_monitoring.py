@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ordermesh.deploy import compose, facts
 
-from deploy import compose, facts
 from deploy.env import CA_FILE, write
 from deploy.env import main as env_main
 from harness.compose import compose_binary

@@ -1,6 +1,6 @@
 """One deployment model: `make up` and the tests (the local harness), compose.yaml and the
 Kubernetes manifests give every service of the catalogue, and the gateway's agent, the same
-set of settings (deploy.environment decides them once; each target only spells them).
+set of settings (ordermesh.deploy.environment decides them once; each target only spells them).
 
 Each target's own variables are named here, with why they are its own: how a process listens
 and is named there, its probes' and its drain's timing, prod's sizes, the passwords
@@ -19,11 +19,11 @@ from unittest import mock
 
 import pytest
 import yaml
+from ordermesh.deploy.compose import ComposeTarget
+from ordermesh.deploy.environment import MONITORING, PROVIDERS
+from ordermesh.deploy.manifests.environment import KubernetesTarget
+from ordermesh.deploy.manifests.secrets import NOTIFICATION_SECRET
 
-from deploy.compose import ComposeTarget
-from deploy.environment import MONITORING, PROVIDERS
-from deploy.manifests.environment import KubernetesTarget
-from deploy.manifests.secrets import NOTIFICATION_SECRET
 from harness.gateway import LocalGateway
 from harness.system import ServiceProcess, System
 from services import catalogue

@@ -32,19 +32,11 @@ import pytest
 import yaml
 from ordermesh.catalogue import Need
 from ordermesh.config import ConfigError, ServiceSettings, load
-from ordermesh.gateway.agent import AgentSettings
-
-from deploy import databases, facts
-from deploy.manifests.gateway import (
-    GATEWAY_TLS_DIR,
-    GRAPHQL_FILES,
-    gateway_bootstrap,
-    gateway_files,
-)
-from deploy.manifests.overlays import PROD_POSTGRES_CONNECTIONS, RABBITMQ_PROD_NODES
-from deploy.manifests.pods import NAMESPACE
-from deploy.manifests.policies import PROMETHEUS_PEER
-from deploy.manifests.secrets import (
+from ordermesh.deploy import databases, facts
+from ordermesh.deploy.manifests.gateway import GATEWAY_TLS_DIR, gateway_bootstrap, gateway_files
+from ordermesh.deploy.manifests.overlays import PROD_POSTGRES_CONNECTIONS, RABBITMQ_PROD_NODES
+from ordermesh.deploy.manifests.policies import PROMETHEUS_PEER
+from ordermesh.deploy.manifests.secrets import (
     GATEWAY_CLIENT_TLS_SECRET,
     GATEWAY_TLS_SECRET,
     INTERNAL_SECRET,
@@ -57,6 +49,9 @@ from deploy.manifests.secrets import (
     STORE_SECRET,
     grpc_tls_secret,
 )
+from ordermesh.gateway.agent import AgentSettings
+
+from deploy.project import PROJECT
 from services import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +114,7 @@ def test_every_object_is_in_the_namespace_and_the_namespace_is_restricted(overla
         if doc["kind"] == "Namespace":
             assert doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
         else:
-            assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]
+            assert doc["metadata"].get("namespace") == PROJECT.name, doc["metadata"]
 
 
 def test_every_container_is_unprivileged_with_requests_and_limits(overlay):
@@ -207,13 +202,15 @@ def test_the_gateway_runs_envoy_with_the_generated_bootstrap_and_its_agent(overl
     [agent] = pod["initContainers"]
     assert agent["restartPolicy"] == "Always"  # a sidecar, started before Envoy
     assert agent["command"] == ["python", "-m", "ordermesh.gateway.agent"]
-    assert agent["startupProbe"]["exec"]["command"][3:] == [str(path) for path in gateway_files()]
+    assert agent["startupProbe"]["exec"]["command"][3:] == [
+        str(path) for path in gateway_files(PROJECT)
+    ]
     volume = next(v for v in pod["volumes"] if v["name"] == "envoy-config")
     config = named(overlay, "ConfigMap", volume["configMap"]["name"])
     assert json.loads(config["data"]["envoy.json"]) == gateway_bootstrap(
-        mutual_tls=MUTUAL_TLS[overlay])  # fmt: skip
+        PROJECT, mutual_tls=MUTUAL_TLS[overlay])  # fmt: skip
     assert "descriptors.pb" in config["binaryData"]
-    admin = gateway_bootstrap()["admin"]["address"]["socket_address"]
+    admin = gateway_bootstrap(PROJECT)["admin"]["address"]["socket_address"]
     assert admin["address"] == "127.0.0.1"  # never reachable from outside the pod
 
 
@@ -222,12 +219,12 @@ def test_the_gateway_pod_runs_the_graphql_gateway_with_this_commits_supergraph(o
     graphql = next(c for c in pod["containers"] if c["name"] == "graphql")
     volume = next(v for v in pod["volumes"] if v["name"] == "graphql-config")
     config = named(overlay, "ConfigMap", volume["configMap"]["name"])
-    for name in GRAPHQL_FILES:
+    for name in PROJECT.federation.files:
         assert config["data"][name] == (ROOT / "gateway" / "graphql" / name).read_text()
         mount = next(m for m in graphql["volumeMounts"] if m.get("subPath") == name)
         assert mount["mountPath"] == f"/gateway/{name}"
     env = {e["name"]: e.get("value") for e in graphql["env"]}
-    bootstrap = gateway_bootstrap()
+    bootstrap = gateway_bootstrap(PROJECT)
     listeners = bootstrap["static_resources"]["listeners"]
     [subgraphs] = [listener for listener in listeners if listener["name"] == "subgraphs"]
     address = subgraphs["address"]["socket_address"]
@@ -601,7 +598,7 @@ def test_envoy_serves_tls_with_the_certificate_of_the_mounted_secret(overlay):
     assert mount == {"name": volume["name"], "mountPath": str(GATEWAY_TLS_DIR),
                      "readOnly": True}  # fmt: skip
     # The bootstrap names the Secret's keys (a kubernetes.io/tls Secret's: tls.crt, tls.key).
-    [gateway] = [listener for listener in gateway_bootstrap()["static_resources"][
+    [gateway] = [listener for listener in gateway_bootstrap(PROJECT)["static_resources"][
         "listeners"] if listener["name"] == "gateway"]  # fmt: skip
     [chain] = gateway["filter_chains"]
     tls = chain["transport_socket"]["typed_config"]["common_tls_context"]
@@ -736,8 +733,8 @@ def test_dev_stays_plaintext_inside_the_cluster():
         # The gateway's serving certificate is the only one.
         for secret in secret_volumes(workload).values():
             assert secret in (GATEWAY_TLS_SECRET, RABBITMQ_SECRET), secret
-    assert "UpstreamTlsContext" not in json.dumps(gateway_bootstrap())
-    assert "UpstreamTlsContext" in json.dumps(gateway_bootstrap(mutual_tls=True))
+    assert "UpstreamTlsContext" not in json.dumps(gateway_bootstrap(PROJECT))
+    assert "UpstreamTlsContext" in json.dumps(gateway_bootstrap(PROJECT, mutual_tls=True))
 
 
 def test_the_docs_say_how_to_make_every_mounted_secret(overlay):

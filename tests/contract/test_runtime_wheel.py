@@ -2,10 +2,12 @@
 nothing of the example shop, says what it needs, and works installed alone into a fresh
 virtualenv: its modules, its own contracts and its command import from there. Then a project of
 its own, outside this repository, on that installed runtime: one service's contract, its
-catalogue, protoc's code adopted by the runtime (`ordermesh.contracts.adopt`), and the runtime's
-generators run for it (the OpenAPI and AsyncAPI documents; Envoy's configuration, which Envoy
-validates). What
-they make comes from the project's contract and catalogue alone."""
+catalogue, protoc's code adopted by the runtime (`ordermesh.contracts.adopt`), its deployment
+(`ordermesh.deploy.Project`, with a one-shot step of its own), and the runtime's generators run
+for it (the OpenAPI and AsyncAPI documents; Envoy's configuration, which Envoy validates;
+compose.yaml, checked against the compose specification's schema; the Kubernetes manifests,
+rendered by kustomize and validated against Kubernetes' schemas). What they make comes from the
+project's contract, catalogue and deployment alone."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from deploy.envoy import envoy_binary
 from deploy.images import runtime_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+KUBERNETES_VERSION = "1.33.0"  # the Makefile's
 PROJECT = tomllib.loads((ROOT / "runtime" / "pyproject.toml").read_text())["project"]
 
 
@@ -122,6 +126,40 @@ CATALOGUE = Catalogue(
     (Service("parcel", ParcelSettings, serves=("parcel.v1.ParcelService",)),),
     issuer=KeyIssuer("parcel", _keys),
 )
+"""
+
+
+DEPLOYMENT = """
+from pathlib import Path
+
+from ordermesh.deploy import Project, SecretKey, Step
+
+from catalogue import CATALOGUE
+
+# The depots a parcel may leave from, loaded before the service serves.
+LOAD_DEPOTS = Step(
+    name="load-depots",
+    service="parcel",
+    command='exec python -m parcel_depots --from "$DEPOTS_URL"',
+    settings={"DEPOTS_URL": "https://depots.example/v1"},
+    secrets={"DEPOTS_TOKEN": SecretKey("parcel-depots", "token")},
+)
+
+PROJECT = Project(
+    name="parcel",
+    catalogue=CATALOGUE,
+    descriptor_set=Path("gen/descriptors.pb"),
+    image="parcel",
+    version="1.2.0",
+    schema_module="parcel_schema",
+    steps=(LOAD_DEPOTS,),
+)
+"""
+
+ALERTMANAGER = """route:
+  receiver: nobody
+receivers:
+  - name: nobody
 """
 
 
@@ -223,6 +261,9 @@ def project(installed: Installed) -> Installed:
     (root / "proto" / "parcel" / "v1" / "parcel_service.proto").write_text(CONTRACT)
     (root / "catalogue.py").write_text(CATALOGUE)
     (root / "messaging.py").write_text(MESSAGING)
+    (root / "deployment.py").write_text(DEPLOYMENT)
+    (root / "monitoring").mkdir()
+    (root / "monitoring" / "alertmanager.yml").write_text(ALERTMANAGER)
     (root / "gen").mkdir()
     where = "from ordermesh.contracts import include_path; print(include_path())"
     installed.run(
@@ -302,3 +343,62 @@ def test_the_asyncapi_document_is_the_projects_backbone(project):
     assert set(document["operations"]) == {"parcel.send.parcel.v1.ParcelSent"}
     payload = document["components"]["messages"]["parcel.v1.ParcelSent"]["payload"]["schema"]
     assert "// A parcel left: published once it is recorded." in payload
+
+
+def test_compose_runs_the_projects_services_and_its_own_step(project):
+    project.run("-m", "ordermesh.deploy.compose", "--project", "deployment:PROJECT")
+    compose = yaml.safe_load((project.root / "compose.yaml").read_text())
+    services = compose["services"]
+    checked = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml",
+         "deploy/compose.mongodb.yaml"],
+        cwd=project.root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert compose["name"] == "parcel"
+    assert {"parcel", "parcel-schema", "load-depots", "gateway", "gateway-agent"} <= set(services)
+    assert "graphql" not in services  # no federation: no federation gateway, no /graphql
+    assert "--graphql-address" not in services["gateway-config"]["command"][2]
+    parcel, step = services["parcel"], services["load-depots"]
+    assert parcel["image"] == "${ORDERMESH_IMAGE:-localhost/parcel:latest}"
+    assert parcel["command"] == ["python", "-m", "services.parcel"]
+    assert "load-depots" in parcel["depends_on"]
+    assert services["parcel-schema"]["command"] == ["python", "-m", "parcel_schema", "parcel"]
+    assert step["command"] == ["sh", "-c", 'exec python -m parcel_depots --from "$$DEPOTS_URL"']
+    assert step["environment"]["DEPOTS_URL"] == "${DEPOTS_URL:-https://depots.example/v1}"
+    assert step["environment"]["DEPOTS_TOKEN"].startswith("${DEPOTS_TOKEN:?")
+    assert step["environment"]["STORE_URL"] == parcel["environment"]["STORE_URL"]
+    assert "parcel_runtime" in (project.root / "deploy" / "postgres" / "init.sql").read_text()
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_the_kubernetes_manifests_deploy_the_project_and_kubernetes_accepts_them(project, overlay):
+    project.run("-m", "ordermesh.deploy.manifests", "--project", "deployment:PROJECT")
+    rendered = subprocess.run(
+        [BIN / "kubectl", "kustomize", f"deploy/kubernetes/overlays/{overlay}"],
+        cwd=project.root, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    (project.root / f"{overlay}.yaml").write_text(rendered)
+    validated = subprocess.run(
+        [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION,
+         f"{overlay}.yaml"],
+        cwd=project.root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    documents = list(yaml.safe_load_all(rendered))
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    pod = deployments["parcel"]["spec"]["template"]["spec"]
+    step = pod["initContainers"][1]
+    gateway = deployments["gateway"]["spec"]["template"]["spec"]
+
+    assert {d["metadata"].get("namespace") for d in documents} == {"parcel", None}
+    assert [c["name"] for c in pod["initContainers"]] == ["schema", "load-depots"]
+    assert step["command"] == ["sh", "-c", 'exec python -m parcel_depots --from "$DEPOTS_URL"']
+    env = {e["name"]: e for e in step["env"]}
+    assert env["DEPOTS_URL"]["value"] == "https://depots.example/v1"
+    assert env["DEPOTS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "parcel-depots", "key": "token"}  # fmt: skip
+    image = {"dev": "localhost/parcel:latest", "prod": "parcel:1.2.0"}[overlay]
+    assert {c["image"] for c in [*pod["containers"], *pod["initContainers"]]} == {image}
+    assert [c["name"] for c in gateway["containers"]] == ["envoy"]  # no federation gateway
+    assert validated.returncode == 0, validated.stdout + validated.stderr

@@ -78,7 +78,7 @@ async def parts(redis_server: PrivateRedis) -> AsyncIterator[Parts]:
         gateway_url=f"http://127.0.0.1:{closed_port()}",
         console_call_timeout_s=1.0,
         internal_token="an-internal-secret-for-this-test",
-        # As deploy.environment derives them from the catalogue.
+        # As ordermesh.deploy.environment derives them from the catalogue.
         operator_api_services="user,inventory,order,notification,auth",
         saga_api_services="order",
     )

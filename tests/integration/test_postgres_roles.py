@@ -2,7 +2,7 @@
 writes its own tables and nothing else, and only its database's owner changes the schema.
 
 A private PostgreSQL (harness.postgres) gets the databases and roles every deployment makes
-(deploy/databases.py's psql script), and each schema is made by the command compose and
+(ordermesh.deploy.databases's psql script), and each schema is made by the command compose and
 Kubernetes run before a service starts (`python -m services.schema <name>`, as the owner).
 Before this, every service connected as one superuser: the order service's credentials read
 the user service's private signing keys.
@@ -19,10 +19,10 @@ import psycopg
 import pytest
 from order.v1 import order_service_pb2 as order_pb
 from ordermesh.catalogue import Need
+from ordermesh.deploy import databases
 from ordermesh.store import StoreError
 from ordermesh.store.postgres import PostgresStore
 
-from deploy import databases
 from harness.postgres import PrivatePostgres
 from harness.shop import Shop
 from harness.system import System

@@ -1,7 +1,7 @@
 """Settings that give a service a role the deployments read, as `BackboneSettings` gives it the
 broker and a store: a service whose settings class has one of these has that role, and the
 catalogue says so once (`Service.notifies`, `Service.signs_policy`) for every target that
-hands it its variables (deploy.environment).
+hands it its variables (ordermesh.deploy.environment).
 
 - `NotifierSettings`: it sends through the notification providers (SMTP, SMS, push), whose
   addresses and credentials it is given;
@@ -66,7 +66,8 @@ class GatewayClientSettings(Settings):
     # authorities.
     gateway_ca: str = ""
     # The services that serve ops.v1.OperatorService, and those that serve ops.v1.SagaService,
-    # comma-separated, as the gateway routes them (the catalogue decides: deploy.environment).
+    # comma-separated, as the gateway routes them (the catalogue decides:
+    # ordermesh.deploy.environment).
     operator_api_services: str = ""
     saga_api_services: str = ""
 

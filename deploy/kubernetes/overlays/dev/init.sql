@@ -1,4 +1,4 @@
--- Generated from the service catalogue by `make gen` (deploy/databases.py): do not edit.
+-- Generated from the service catalogue (ordermesh.deploy.databases): do not edit.
 
 -- A server of this system's own: no database of it open to every role (psql -v
 -- shared_server=1 leaves a shared server's other databases as they are).

@@ -3,7 +3,8 @@
 One database per service (its URL names it); instances on any number of machines share it.
 Documents are JSONB in a table per collection, with expression indexes on `doc -> 'field'`.
 `open()` creates what is missing of them; a service runs as a role that may not (its database's
-runtime role, deploy/databases.py), so its owner creates them first (`services.schema`), and
+runtime role, ordermesh.deploy.databases), so its owner creates them first (the project's
+schema step), and
 `open()` then only finds them: what is missing is a StoreError that says so.
 
 Transactions are READ COMMITTED. Optimistic versions hold across instances because an update
@@ -296,7 +297,8 @@ class PostgresStore(SqlOutbox):
                         await db.execute(statement)
                     except pg_errors.InsufficientPrivilegeError as exc:
                         # A service runs as a role that may not change the schema: its
-                        # owner makes it first (services.schema, deploy/databases.py).
+                        # owner makes it first (the project's schema step,
+                        # ordermesh.deploy.databases).
                         raise StoreError(
                             f"{name} does not exist and this role may not "
                             f"create it ({exc}): create the schema as the database's owner "

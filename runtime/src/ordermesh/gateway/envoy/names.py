@@ -98,7 +98,7 @@ CALL_HEADER = "x-ordermesh-graphql-call"
 GRAPHQL_PATH = "/graphql"
 SUBGRAPHS_PORT = 8081
 # Envoy's public listener, and the GraphQL federation gateway behind /graphql (their defaults;
-# deploy.facts names them for every target).
+# ordermesh.deploy.facts names them for every target).
 GATEWAY_PORT = 8080
 GRAPHQL_PORT = 4000
 

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy import facts
+from ordermesh.deploy import facts
 
-NAMESPACE = "ordermesh"
-
-
+# Every workload's `app.kubernetes.io/part-of`: a system the runtime deployed.
 PART_OF = "ordermesh"
 
 
+# The images as base names them: the overlays give each its project's name, registry and tag
+# (the application's, and the federation gateway's: ordermesh.deploy.project).
 IMAGE = "ordermesh"
-
-
-# Our image of Hive Gateway with gateway/graphql's packages (deploy/images.py): the overlays
-# name its registry and tag, as the application image's.
 GRAPHQL_IMAGE = "ordermesh-graphql"
 
 

@@ -1,8 +1,9 @@
 """compose.yaml's monitoring and observability, each under a profile of its own:
 
-- `monitoring`: Prometheus (its targets from the registry, the rules of monitoring/, its alerts
-  sent to Alertmanager), Alertmanager (monitoring/alertmanager.yml) and Grafana with the
-  dashboard: `docker compose --profile monitoring up`;
+- `monitoring`: Prometheus (its targets from the registry, the rules of the project's
+  `monitoring` directory, its alerts sent to Alertmanager), Alertmanager (that directory's
+  alertmanager.yml) and Grafana with its provisioning and dashboards (its grafana/):
+  `docker compose --profile monitoring up`;
 - `observability`: Jaeger's all-in-one, receiving the services' spans over OTLP/gRPC and showing
   them: `docker compose --profile observability up`, with OTEL_EXPORTER_OTLP_ENDPOINT (where
   the services send spans; empty by default: none) and JAEGER_URL (where the console links a
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy import facts
-from deploy.compose import TARGET, app, overridable, published, required
-from monitoring import prometheus
+from ordermesh.deploy import facts, prometheus
+from ordermesh.deploy.compose import TARGET, app, overridable, published, required
+from ordermesh.deploy.project import Project
 
 __all__ = [
     "JAEGER_LISTENERS",
@@ -29,8 +30,8 @@ __all__ = [
 
 MONITORING = "monitoring"
 OBSERVABILITY = "observability"
-# Prometheus's configuration (monitoring.prometheus, with its alerts sent to `alertmanager`) as
-# an inline compose config, mounted where the rules sit beside it.
+# Prometheus's configuration (ordermesh.deploy.prometheus, with its alerts sent to `alertmanager`)
+# as an inline compose config, mounted where the rules sit beside it.
 PROMETHEUS_CONFIG = "prometheus"
 PROMETHEUS_DIR = "/etc/prometheus"
 ALERTMANAGER_TARGET = f"alertmanager:{facts.ALERTMANAGER_PORT}"
@@ -72,10 +73,12 @@ def configs() -> dict[str, Any]:
     return {PROMETHEUS_CONFIG: {"content": prometheus_config(target)}}
 
 
-def monitoring() -> dict[str, Any]:
+def monitoring(project: Project) -> dict[str, Any]:
     profile = [MONITORING]
+    files = f"./{project.monitoring}"
     return {
         "prometheus-targets": app(
+            project,
             ["python", "-m", "ordermesh.targets"],
             profiles=profile,
             environment={
@@ -104,7 +107,7 @@ def monitoring() -> dict[str, Any]:
                 {"source": PROMETHEUS_CONFIG, "target": f"{PROMETHEUS_DIR}/prometheus.yml"}
             ],
             "volumes": [
-                f"./monitoring/rules.yml:{PROMETHEUS_DIR}/rules.yml:ro",
+                f"{files}/{prometheus.RULES}:{PROMETHEUS_DIR}/{prometheus.RULES}:ro",
                 f"prometheus-targets:{PROMETHEUS_DIR}/targets:ro",
                 "prometheus:/prometheus",
             ],
@@ -124,7 +127,7 @@ def monitoring() -> dict[str, Any]:
                 f"--web.listen-address=${{ALERTMANAGER_LISTEN:-0.0.0.0}}:{facts.ALERTMANAGER_PORT}",
             ],
             "volumes": [
-                "./monitoring/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
+                f"{files}/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
                 "alertmanager:/alertmanager",
             ],
             **LOCKED_DOWN,
@@ -142,8 +145,8 @@ def monitoring() -> dict[str, Any]:
                 "GF_SECURITY_ADMIN_PASSWORD": required("GRAFANA_ADMIN_PASSWORD"),
             },
             "volumes": [
-                "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro",
-                "./monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro",
+                f"{files}/grafana/provisioning:/etc/grafana/provisioning:ro",
+                f"{files}/grafana/dashboards:/var/lib/grafana/dashboards:ro",
             ],
             "ports": [published("GRAFANA_PUBLISH", facts.GRAFANA_PORT)],
             "restart": "unless-stopped",

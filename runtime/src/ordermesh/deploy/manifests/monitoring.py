@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy import facts
-from deploy.manifests.pods import (
+from ordermesh.deploy import facts
+from ordermesh.deploy.manifests.pods import (
     RESOURCES,
     cluster_service,
     container_security,

@@ -1,34 +1,36 @@
-"""compose.yaml, rendered from the service catalogue (`make gen`; its overrides: .overrides).
+"""compose.yaml, rendered from a project's catalogue (its overrides: .overrides).
 
-    python -m deploy.compose            writes compose.yaml, deploy/compose.host-network.yaml,
-                                        deploy/compose.mongodb.yaml, deploy/postgres/init.sql
+    python -m ordermesh.deploy.compose --project MODULE:ATTRIBUTE [--root DIR]
+        writes compose.yaml, deploy/compose.host-network.yaml, deploy/compose.mongodb.yaml and
+        deploy/postgres/init.sql under DIR (the project's root: the current directory)
 
 compose.yaml is the whole system for Docker Compose (or Podman): RabbitMQ, Redis, PostgreSQL
 (a database per service that keeps state, with an owner role and a runtime role each, made or
 brought up to date at every `up` by the one-shot `postgres-roles` from deploy/postgres/init.sql,
-deploy/databases.py; then each service's schema made as its owner by the one-shot
-`<name>-schema`, which the service's containers wait for; the services connect as their
-runtime roles, and the superuser's password reaches the server and `postgres-roles` only), the
-gateway (Envoy, its bootstrap rendered by
+ordermesh.deploy.databases; then each service's schema made as its owner by the one-shot
+`<name>-schema` (the project's schema_module), which the service's containers wait for; the
+services connect as their runtime roles, and the superuser's password reaches the server and
+`postgres-roles` only), the gateway (Envoy, its bootstrap rendered by
 `ordermesh.gateway.envoy` in a one-shot container, its endpoints and edge policy written by its
 agent, `ordermesh.gateway.agent`, from the registry and the auth service's policy; HTTPS and gRPC
 over TLS with the certificate and key of the compose secrets `gateway-tls-cert` and
 `gateway-tls-key`, the files GATEWAY_TLS_CERT and GATEWAY_TLS_KEY name, or plaintext with
-GATEWAY_PLAINTEXT=1; the GraphQL federation gateway behind its /graphql, our image of Hive Gateway
-with the packages of gateway/graphql, deploy/images.py), and every service of the
-catalogue with REPLICAS instances, restart policies, health checks (`python -m ordermesh.probe`;
-the agent's: its `/ready`, a verified edge policy and endpoints), a read-only root filesystem
-and a rolling-update policy. Every address and port is a variable whose default suits a normal
-Docker network (its default from deploy/facts.py); every secret is a variable that must be set
-(`make compose-env` writes them, fresh, to `.env`), handed only to the processes whose
-settings take it, as deploy/environment.py decides for every target (`ComposeTarget` spells
-it): the edge policy's signing key to the auth service, its public half to every follower;
-the internal hops' secret to Envoy, its agent, the federation gateway and the services with a
-GraphQL subgraph or web pages. The clients of the gateway among them (the console) reach Envoy
-on this network (GATEWAY_URL) and verify it with the CA of the compose secret `gateway-ca`
-(GATEWAY_TLS_CA, by default the local CA's). The monitoring (Prometheus sending its alerts to
-Alertmanager, Grafana) and the traces (Jaeger) are under the profiles `monitoring` and
-`observability` (deploy.compose.monitoring).
+GATEWAY_PLAINTEXT=1; the GraphQL federation gateway behind its /graphql, the project's
+`Federation`, if it has one), each one-shot `Step` of the project (the example's admin account),
+and every service of the catalogue with REPLICAS instances, restart policies, health checks
+(`python -m ordermesh.probe`; the agent's: its `/ready`, a verified edge policy and endpoints), a
+read-only root filesystem and a rolling-update policy. Every address and port is a variable whose
+default suits a normal Docker network (its default from ordermesh.deploy.facts); every secret is a
+variable that must be set (the example's `make compose-env` writes them, fresh, to `.env`), handed
+only to the processes whose settings take it, as ordermesh.deploy.environment decides for every
+target (`ComposeTarget` spells it): the edge policy's signing key to the auth service, its public
+half to every follower; the internal hops' secret to Envoy, its agent, the federation gateway and
+the services with a GraphQL subgraph or web pages. The clients of the gateway among them (the
+console) reach Envoy on this network (GATEWAY_URL) and verify it with the CA of the compose secret
+`gateway-ca` (GATEWAY_TLS_CA, by default the local CA's). The monitoring (Prometheus sending its
+alerts to Alertmanager, Grafana: the project's `monitoring` directory's files) and the traces
+(Jaeger) are under the profiles `monitoring` and `observability`
+(ordermesh.deploy.compose.monitoring).
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ from __future__ import annotations
 from typing import Any
 
 from ordermesh.catalogue import Need, Service
-
-from deploy import databases, facts, images
-from deploy.databases import ROLES_COMMAND, stores
-from deploy.environment import PROVIDERS, agent_environment, environment, internal_hops
-from services import catalogue
+from ordermesh.deploy import databases, facts
+from ordermesh.deploy.databases import ROLES_COMMAND
+from ordermesh.deploy.environment import (
+    PROVIDERS,
+    agent_environment,
+    environment,
+    internal_hops,
+)
+from ordermesh.deploy.project import Federation, Project
 
 __all__ = [
     "ComposeTarget",
@@ -51,6 +57,7 @@ __all__ = [
     "published",
     "required",
     "services",
+    "steps",
     "store_url",
     "stores_and_schemas",
 ]
@@ -58,7 +65,7 @@ __all__ = [
 REPLICAS = 2
 # The volume the gateway's bootstrap, contracts, EDS and policy files share.
 GATEWAY_DIR = "/gateway"
-HEADER = "# Generated from the service catalogue by `make gen` (deploy/compose): do not edit.\n"
+HEADER = "# Generated from the service catalogue by ordermesh.deploy.compose: do not edit.\n"
 
 
 def overridable(name: str, default: object) -> str:
@@ -82,12 +89,10 @@ GATEWAY_URL = f"https://${{GATEWAY_HOST:-gateway}}:{GATEWAY_PORT}"
 # Where the services send their spans (OTLP/gRPC): nowhere unless the operator sets it, with the
 # profile `observability` (its Jaeger: http://jaeger:4317).
 OTLP_ENDPOINT = overridable("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-APP_IMAGE = overridable("ORDERMESH_IMAGE", images.APP)
-GRAPHQL_IMAGE = overridable("GRAPHQL_IMAGE", images.GRAPHQL)
 POSTGRES_IMAGE = overridable("POSTGRES_IMAGE", facts.POSTGRES_IMAGE)
 MONGODB_IMAGE = overridable("MONGODB_IMAGE", facts.MONGODB_IMAGE)
 # The gateway's certificate chain and key (PEM), as compose secrets: the files the operator
-# names, by default the local CA's that `make compose-env` makes (deploy/env.py, deploy/tls.py).
+# names, by default the local CA's that the example's `make compose-env` makes (deploy/tls.py).
 # Mounted into Envoy's container only, where the bootstrap names them.
 TLS_SECRETS = {
     "gateway-tls-cert": "${GATEWAY_TLS_CERT:-./.build/tls/gateway.crt}",
@@ -126,10 +131,11 @@ def required(name: str) -> str:
     return f"${{{name}:?run make compose-env}}"
 
 
-def app(command: list[str], **extra: Any) -> dict[str, Any]:
-    """A container of the application image: non-root, read-only, no privileges."""
+def app(project: Project, command: list[str], **extra: Any) -> dict[str, Any]:
+    """A container of the project's application image (ORDERMESH_IMAGE may name another):
+    non-root, read-only, no privileges."""
     return {
-        "image": APP_IMAGE,
+        "image": overridable("ORDERMESH_IMAGE", project.local_image()),
         "command": command,
         "read_only": True,
         "tmpfs": ["/tmp", "/run/ordermesh"],
@@ -146,8 +152,8 @@ def store_url(name: str, role: str) -> str:
 
 
 class ComposeTarget:
-    """compose's spelling of each variable (deploy.environment.Target): addresses with
-    defaults for a normal Docker network, secrets that `make compose-env` must have set."""
+    """compose's spelling of each variable (ordermesh.deploy.environment.Target): addresses
+    with defaults for a normal Docker network, secrets that the env file must set."""
 
     def registry(self) -> str:
         return f"redis://:{required('REDIS_PASSWORD')}@{REDIS}/0"
@@ -179,8 +185,8 @@ class ComposeTarget:
 
     def monitoring(self) -> dict[str, str]:
         # Prometheus and Alertmanager run under the profile `monitoring`, Jaeger under
-        # `observability` (deploy.compose.monitoring). JAEGER_URL is where a browser opens a
-        # trace (the published UI): none unless the operator sets it with that profile.
+        # `observability` (ordermesh.deploy.compose.monitoring). JAEGER_URL is where a browser
+        # opens a trace (the published UI): none unless the operator sets it with that profile.
         return {
             "PROMETHEUS_URL": overridable(
                 "PROMETHEUS_URL", f"http://prometheus:{facts.PROMETHEUS_PORT}"
@@ -198,9 +204,11 @@ class ComposeTarget:
 TARGET = ComposeTarget()
 
 
-def _service_environment(service: Service, *, serving: bool = True) -> dict[str, str]:
+def _service_environment(
+    project: Project, service: Service, *, serving: bool = True
+) -> dict[str, str]:
     """What a process of `service` is started with: how it listens here, then what
-    deploy.environment decides (`serving=False`: a one-shot step of it)."""
+    ordermesh.deploy.environment decides (`serving=False`: a one-shot step of it)."""
     listening = {
         "LOG_LEVEL": "${LOG_LEVEL:-INFO}",
         "GRPC_HOST": "${GRPC_HOST:-0.0.0.0}",
@@ -209,7 +217,7 @@ def _service_environment(service: Service, *, serving: bool = True) -> dict[str,
         "PORT_FILE": "/run/ordermesh/grpc.port",
         "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_ENDPOINT,
     }
-    return listening | environment(service, TARGET, serving=serving)
+    return listening | environment(project.catalogue, service, TARGET, serving=serving)
 
 
 def infrastructure() -> dict[str, Any]:
@@ -283,11 +291,11 @@ def infrastructure() -> dict[str, Any]:
     }
 
 
-def stores_and_schemas() -> dict[str, Any]:
+def stores_and_schemas(project: Project) -> dict[str, Any]:
     """The databases' roles, made or brought up to date at every `up` (`postgres-roles`, the
     only container besides the server given the superuser's password), then each service's
     schema, made as its database's owner (`<name>-schema`, given that role's password only)."""
-    roles = [role for name in stores() for role in databases.roles(name)]
+    roles = [role for name in project.stores() for role in databases.roles(name)]
     rendered: dict[str, Any] = {
         "postgres-roles": {
             "image": POSTGRES_IMAGE,
@@ -311,9 +319,10 @@ def stores_and_schemas() -> dict[str, Any]:
             "depends_on": ["postgres"],
         }
     }
-    for name in stores():
+    for name in project.stores():
         rendered[f"{name}-schema"] = app(
-            ["python", "-m", "services.schema", name],
+            project,
+            project.schema_command(name),
             environment={"STORE_URL": store_url(name, databases.owner(name))},
             depends_on={"postgres-roles": {"condition": "service_completed_successfully"}},
         )
@@ -328,50 +337,100 @@ def _schema_made(name: str) -> dict[str, Any]:
     return {f"{name}-schema": {"condition": "service_completed_successfully"}}
 
 
-def gateway() -> dict[str, Any]:
-    issuer = catalogue.CATALOGUE.issuer.service
+def _infrastructure_of(service: Service) -> dict[str, Any]:
+    """What a process of `service` waits for: the registry, and the broker and its store's
+    schema for a service that keeps state."""
+    if Need.STORE not in service.needs:
+        return _started("redis")
+    return _started("redis", "rabbitmq", "postgres") | _schema_made(service.name)
+
+
+def steps(project: Project) -> dict[str, Any]:
+    """The project's one-shot steps (ordermesh.deploy.project.Step): each started with its
+    service's settings and its own, restarted until it succeeds (nothing here waits for
+    health checks), before its service."""
+    rendered = {}
+    for step in project.steps:
+        service = project.catalogue.entry(step.service)
+        rendered[step.name] = app(
+            project,
+            ["sh", "-c", step.command.replace("$", "$$")],
+            environment={
+                **_service_environment(project, service, serving=False),
+                **{name: overridable(name, value) for name, value in step.settings.items()},
+                **{name: required(name) for name in step.secrets},
+            },
+            restart="on-failure",
+            depends_on=_infrastructure_of(service),
+        )
+    return rendered
+
+
+def _gateway_config(project: Project) -> dict[str, Any]:
+    """The one-shot that renders Envoy's bootstrap (ordermesh.gateway.envoy) into the
+    gateway's volume, with /graphql sent to the federation gateway if the project has one."""
+    command = (
+        TLS_ARGUMENTS + f"exec python -m ordermesh.gateway.envoy -o {GATEWAY_DIR}/envoy.json "
+        '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
+        f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
+        f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
+        '--admin-port "$$GATEWAY_ADMIN_PORT" '
+    )
+    environment = {
+        "GATEWAY_PLAINTEXT": "${GATEWAY_PLAINTEXT:-}",
+        "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
+        "GATEWAY_PORT": GATEWAY_PORT,
+        "GATEWAY_ADMIN_PORT": overridable("GATEWAY_ADMIN_PORT", facts.GATEWAY_ADMIN_PORT),
+    }
+    if project.federation is not None:
+        command += (
+            '--graphql-address "$$GRAPHQL_ADDRESS" '
+            '--subgraphs-host "$$GATEWAY_LISTEN" --subgraphs-port "$$SUBGRAPHS_PORT" '
+        )
+        environment |= {
+            "GRAPHQL_ADDRESS": f"${{GRAPHQL_HOST:-graphql}}:{GRAPHQL_PORT}",
+            "SUBGRAPHS_PORT": SUBGRAPHS_PORT,
+        }
+    return app(
+        project,
+        ["sh", "-c", command + "$$tls --prepare"],
+        environment=environment,
+        volumes=[f"gateway:{GATEWAY_DIR}"],
+        restart="on-failure",
+    )
+
+
+def _federation(federation: Federation) -> dict[str, Any]:
+    """The GraphQL federation gateway behind Envoy's /graphql (the project's `Federation`):
+    its image of Hive Gateway, with the configuration and the supergraph of its directory.
+    CORS_ORIGINS: the web origins allowed (none by default)."""
     return {
-        "create-admin": app(
-            [
-                "sh",
-                "-c",
-                "printenv ADMIN_PASSWORD | exec python -m services.user create-admin "
-                '--email "$$ADMIN_EMAIL" --password-stdin --if-missing',
-            ],
-            environment={
-                **_service_environment(catalogue.CATALOGUE.entry("user"), serving=False),
-                "ADMIN_EMAIL": "${ADMIN_EMAIL:-admin@ordermesh.example}",
-                "ADMIN_PASSWORD": required("ADMIN_PASSWORD"),
-            },
-            # Until the store answers (nothing here waits for health checks).
-            restart="on-failure",
-            depends_on={**_started("rabbitmq", "redis", "postgres"), **_schema_made(issuer)},
-        ),
-        "gateway-config": app(
-            [
-                "sh",
-                "-c",
-                TLS_ARGUMENTS
-                + f"exec python -m ordermesh.gateway.envoy -o {GATEWAY_DIR}/envoy.json "
-                '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
-                f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
-                f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
-                '--admin-port "$$GATEWAY_ADMIN_PORT" --graphql-address "$$GRAPHQL_ADDRESS" '
-                '--subgraphs-host "$$GATEWAY_LISTEN" --subgraphs-port "$$SUBGRAPHS_PORT" '
-                "$$tls --prepare",
-            ],
-            environment={
-                "GATEWAY_PLAINTEXT": "${GATEWAY_PLAINTEXT:-}",
-                "GATEWAY_LISTEN": "${GATEWAY_LISTEN:-0.0.0.0}",
-                "GATEWAY_PORT": GATEWAY_PORT,
-                "GATEWAY_ADMIN_PORT": overridable("GATEWAY_ADMIN_PORT", facts.GATEWAY_ADMIN_PORT),
-                "GRAPHQL_ADDRESS": f"${{GRAPHQL_HOST:-graphql}}:{GRAPHQL_PORT}",
-                "SUBGRAPHS_PORT": SUBGRAPHS_PORT,
-            },
-            volumes=[f"gateway:{GATEWAY_DIR}"],
-            restart="on-failure",
-        ),
+        "image": overridable("GRAPHQL_IMAGE", f"localhost/{federation.image}:latest"),
+        "command": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+        "environment": {
+            "HOST": "${GRAPHQL_LISTEN:-0.0.0.0}",
+            "PORT": GRAPHQL_PORT,
+            "SUBGRAPHS_URL": f"http://${{GATEWAY_HOST:-gateway}}:{SUBGRAPHS_PORT}",
+            "CORS_ORIGINS": "${CORS_ORIGINS:-}",
+            **internal_hops(TARGET),
+            "LOG_JSON": "1",
+        },
+        "volumes": [
+            f"./{federation.directory}/{name}:/gateway/{name}:ro" for name in federation.files
+        ],
+        "restart": "unless-stopped",
+    }
+
+
+def gateway(project: Project) -> dict[str, Any]:
+    rendered = {
+        "gateway-config": _gateway_config(project),
         "gateway-agent": app(
+            project,
             ["python", "-m", "ordermesh.gateway.agent"],
             environment={
                 **agent_environment(
@@ -393,66 +452,41 @@ def gateway() -> dict[str, Any]:
             },
             depends_on={"gateway-config": {"condition": "service_completed_successfully"}},
         ),
-        # The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql): our image
-        # of Hive Gateway with gateway/graphql's packages (deploy/images.py; its configuration
-        # imports more than Hive's official image has), with the configuration and the
-        # supergraph of this commit. CORS_ORIGINS: the web origins allowed (none by default).
-        "graphql": {
-            "image": GRAPHQL_IMAGE,
-            "command": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
-            "read_only": True,
-            "tmpfs": ["/tmp"],
-            "security_opt": ["no-new-privileges:true"],
-            "cap_drop": ["ALL"],
-            "environment": {
-                "HOST": "${GRAPHQL_LISTEN:-0.0.0.0}",
-                "PORT": GRAPHQL_PORT,
-                "SUBGRAPHS_URL": f"http://${{GATEWAY_HOST:-gateway}}:{SUBGRAPHS_PORT}",
-                "CORS_ORIGINS": "${CORS_ORIGINS:-}",
-                **internal_hops(TARGET),
-                "LOG_JSON": "1",
-            },
-            "volumes": [
-                f"./gateway/graphql/{name}:/gateway/{name}:ro"
-                for name in ("gateway.config.mjs", "supergraph.graphql")
-            ],
-            "restart": "unless-stopped",
-        },
-        "gateway": {
-            "image": overridable("ENVOY_IMAGE", facts.ENVOY_IMAGE),
-            "command": ["envoy", "-c", f"{GATEWAY_DIR}/envoy.json", "--log-level", "warn"],
-            # Envoy adds it to the calls of /graphql and of the subgraph listener's routes.
-            "environment": internal_hops(TARGET),
-            "volumes": [f"gateway:{GATEWAY_DIR}:ro"],
-            "secrets": list(TLS_SECRETS),
-            "ports": [
-                f"{overridable('GATEWAY_PUBLISH', f'127.0.0.1:{facts.GATEWAY_PORT}')}:"
-                + GATEWAY_PORT
-            ],
-            "restart": "unless-stopped",
-            "depends_on": {
-                "gateway-config": {"condition": "service_completed_successfully"},
-                "gateway-agent": {"condition": "service_started"},
-            },
+    }
+    if project.federation is not None:
+        rendered["graphql"] = _federation(project.federation)
+    rendered["gateway"] = {
+        "image": overridable("ENVOY_IMAGE", facts.ENVOY_IMAGE),
+        "command": ["envoy", "-c", f"{GATEWAY_DIR}/envoy.json", "--log-level", "warn"],
+        # Envoy adds it to the calls of /graphql and of the subgraph listener's routes.
+        "environment": internal_hops(TARGET),
+        "volumes": [f"gateway:{GATEWAY_DIR}:ro"],
+        "secrets": list(TLS_SECRETS),
+        "ports": [
+            f"{overridable('GATEWAY_PUBLISH', f'127.0.0.1:{facts.GATEWAY_PORT}')}:" + GATEWAY_PORT
+        ],
+        "restart": "unless-stopped",
+        "depends_on": {
+            "gateway-config": {"condition": "service_completed_successfully"},
+            "gateway-agent": {"condition": "service_started"},
         },
     }
+    return rendered
 
 
-def services() -> dict[str, Any]:
+def services(project: Project) -> dict[str, Any]:
     rendered = {}
-    for service in catalogue.CATALOGUE.in_start_order():
-        needs = ["redis"] + (["rabbitmq", "postgres"] if Need.STORE in service.needs else [])
-        depends = _started(*needs, *catalogue.CATALOGUE.dependencies(service))
-        if Need.STORE in service.needs:
-            depends |= _schema_made(service.name)
-        if service.name == catalogue.CATALOGUE.issuer.service:
-            depends |= _started("create-admin")
+    for service in project.catalogue.in_start_order():
+        depends = _infrastructure_of(service)
+        depends |= _started(*project.catalogue.dependencies(service))
+        depends |= _started(*(step.name for step in project.steps_of(service)))
         # A client of the gateway verifies it with its certificate's CA (GATEWAY_CA); it
         # needs the gateway only once called (it starts without it).
         extra = {"secrets": [GATEWAY_CA_SECRET]} if service.calls_gateway else {}
         rendered[service.name] = app(
+            project,
             list(service.command),
-            environment=_service_environment(service),
+            environment=_service_environment(project, service),
             **extra,
             restart="unless-stopped",
             depends_on=depends,

@@ -1,5 +1,5 @@
-"""A container's environment in the manifests: deploy.environment's decisions spelt as Secret
-references and `$(VAR)` (`KubernetesTarget`), with what is Kubernetes' own around them (the
+"""A container's environment in the manifests: ordermesh.deploy.environment's decisions spelt as
+Secret references and `$(VAR)` (`KubernetesTarget`), with what is Kubernetes' own around them (the
 pod's name and address, the drain within the grace period, prod's sizes, mutual TLS's files).
 """
 
@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ordermesh.catalogue import Service
-
-from deploy import facts
-from deploy.environment import (
+from ordermesh.deploy import facts
+from ordermesh.deploy.environment import (
     BROKER,
     INTERNAL_TOKEN,
     POLICY_SIGNING_KEY,
@@ -22,9 +21,8 @@ from deploy.environment import (
     environment,
     internal_hops,
 )
-from deploy.manifests.policies import MONITORING_NAMESPACE
-from deploy.manifests.secrets import (
-    ADMIN_SECRET,
+from ordermesh.deploy.manifests.policies import MONITORING_NAMESPACE
+from ordermesh.deploy.manifests.secrets import (
     INTERNAL_SECRET,
     POLICY_SIGNING_SECRET,
     POLICY_VERIFY_SECRET,
@@ -33,6 +31,7 @@ from deploy.manifests.secrets import (
     STORE_SECRET,
     secret_ref,
 )
+from ordermesh.deploy.project import Project, Step
 
 # Where a service's container finds its certificate, key and CA in prod (its Secret's files).
 GRPC_TLS_DIR = Path("/etc/ordermesh/grpc-tls")
@@ -93,7 +92,7 @@ SECRET_KEYS = {
 
 
 class KubernetesTarget:
-    """Kubernetes' spelling of each variable (deploy.environment.Target): an env entry's
+    """Kubernetes' spelling of each variable (ordermesh.deploy.environment.Target): an env entry's
     `value` or `valueFrom`, its name added by `entries`."""
 
     def __init__(self, *, broker_nodes: int = 1):
@@ -147,8 +146,8 @@ def passwords(env: Mapping[str, object]) -> list[dict[str, Any]]:
 
 
 def internal_env() -> list[dict[str, Any]]:
-    """The secret of the internal hops, for Envoy and the federation gateway (deploy.environment
-    gives it to the agent and the services with a subgraph too)."""
+    """The secret of the internal hops, for Envoy and the federation gateway
+    (ordermesh.deploy.environment gives it to the agent and the services with a subgraph too)."""
     return entries(internal_hops(KubernetesTarget()))
 
 
@@ -166,13 +165,13 @@ def _sized(env: list[dict[str, Any]], *, broker_nodes: int, pool_size: int) -> l
 
 
 def service_env(
-    service: Service, *, broker_nodes: int = 1, pool_size: int = 0
+    project: Project, service: Service, *, broker_nodes: int = 1, pool_size: int = 0
 ) -> list[dict[str, Any]]:
-    """The environment of a service's container (its serving one and its create-admin step):
-    the passwords first, then what is read whole from Secrets, then how the pod runs, then the
+    """The environment of a service's container (its serving one and its steps'): the
+    passwords first, then what is read whole from Secrets, then how the pod runs, then the
     values that refer to the passwords."""
     target = KubernetesTarget(broker_nodes=broker_nodes)
-    decided = environment(service, target, serving=False)
+    decided = environment(project.catalogue, service, target, serving=False)
     read = [e for e in entries(decided) if "valueFrom" in e]
     given = [e for e in entries(decided) if "valueFrom" not in e]
     running = [
@@ -191,25 +190,34 @@ def service_env(
 
 
 def serving_env(
-    service: Service, *, broker_nodes: int = 1, pool_size: int = 0, mutual_tls: bool = False
+    project: Project,
+    service: Service,
+    *,
+    broker_nodes: int = 1,
+    pool_size: int = 0,
+    mutual_tls: bool = False,
 ) -> list[dict[str, Any]]:
     """The environment of the container that serves `service`: `service_env`, what only its
     serving process holds (the internal hops' secret if it has a GraphQL subgraph), and its
     certificate's files with `mutual_tls` (never its pod's init steps, which call no service)."""
     target = KubernetesTarget(broker_nodes=broker_nodes)
-    steps = environment(service, target, serving=False)
-    serving = {k: v for k, v in environment(service, target).items() if k not in steps}
-    env = [*service_env(service, broker_nodes=broker_nodes, pool_size=pool_size)]
+    steps = environment(project.catalogue, service, target, serving=False)
+    serving = {
+        k: v for k, v in environment(project.catalogue, service, target).items() if k not in steps
+    }
+    env = [*service_env(project, service, broker_nodes=broker_nodes, pool_size=pool_size)]
     env += entries(serving)
     return [*env, *tls_env()] if mutual_tls else env
 
 
-def admin_env(
-    service: Service, *, broker_nodes: int = 1, pool_size: int = 0
+def step_env(
+    project: Project, step: Step, *, broker_nodes: int = 1, pool_size: int = 0
 ) -> list[dict[str, Any]]:
-    """The issuer's create-admin step: its service's settings, and the admin's account."""
+    """A step's environment (ordermesh.deploy.project.Step): its service's settings, then its
+    own values, then its secrets, each from its Secret's key."""
+    service = project.catalogue.entry(step.service)
     return [
-        *service_env(service, broker_nodes=broker_nodes, pool_size=pool_size),
-        {"name": "ADMIN_EMAIL", "value": "admin@ordermesh.example"},
-        {"name": "ADMIN_PASSWORD", **secret_ref(ADMIN_SECRET, "password")},
+        *service_env(project, service, broker_nodes=broker_nodes, pool_size=pool_size),
+        *({"name": name, "value": value} for name, value in step.settings.items()),
+        *({"name": name, **secret_ref(key.secret, key.key)} for name, key in step.secrets.items()),
     ]

@@ -1,20 +1,22 @@
 """The gateway's pod: Envoy (its bootstrap and the contracts in a ConfigMap, serving HTTPS and
 gRPC over TLS with the certificate of the Secret GATEWAY_TLS_SECRET), its agent as a sidecar
 whose readiness (a verified edge policy and endpoints) is the pod's, and the GraphQL
-federation gateway, our image `ordermesh-graphql`."""
+federation gateway of the project's `Federation`, if it has one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ordermesh.gateway import envoy as gateway_config
-from ordermesh.gateway.contracts import routable_rpcs
-
-from deploy import facts
-from deploy.environment import agent_environment
-from deploy.manifests.environment import KubernetesTarget, entries, internal_env, passwords
-from deploy.manifests.pods import (
+from ordermesh.deploy import facts
+from ordermesh.deploy.environment import agent_environment
+from ordermesh.deploy.manifests.environment import (
+    KubernetesTarget,
+    entries,
+    internal_env,
+    passwords,
+)
+from ordermesh.deploy.manifests.pods import (
     GRAPHQL_IMAGE,
     RESOURCES,
     app_container,
@@ -27,11 +29,13 @@ from deploy.manifests.pods import (
     selector,
     tls_volume,
 )
-from deploy.manifests.secrets import GATEWAY_TLS_SECRET
-from gateway import DESCRIPTOR_SET
-from services.catalogue import CATALOGUE
+from ordermesh.deploy.manifests.secrets import GATEWAY_TLS_SECRET
+from ordermesh.deploy.project import Federation, Project
+from ordermesh.gateway import envoy as gateway_config
+from ordermesh.gateway.contracts import routable_rpcs
 
-GRAPHQL_FILES = ("gateway.config.mjs", "supergraph.graphql")
+# The ConfigMap of the federation gateway's files (the kustomization's, from its Federation).
+GRAPHQL_CONFIGMAP = "gateway-graphql"
 
 
 GATEWAY_TLS_DIR = Path("/etc/ordermesh/tls")
@@ -40,7 +44,7 @@ GATEWAY_TLS_DIR = Path("/etc/ordermesh/tls")
 UPSTREAM_TLS_DIR = Path("/etc/ordermesh/upstream-tls")
 
 
-def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
+def gateway_bootstrap(project: Project, *, mutual_tls: bool = False) -> dict[str, Any]:
     """Envoy's bootstrap in the gateway pod: the contracts and this file from the ConfigMap,
     the endpoint and policy files from the agent beside it, the admin on 127.0.0.1; HTTPS and
     gRPC over TLS with the certificate and key of the Secret GATEWAY_TLS_SECRET; with
@@ -56,43 +60,44 @@ def gateway_bootstrap(*, mutual_tls: bool = False) -> dict[str, Any]:
         host="0.0.0.0",
         port=facts.GATEWAY_PORT,
         eds_dir=Path("/gateway/eds"),
-        catalogue=CATALOGUE,
+        catalogue=project.catalogue,
         policy_dir=Path("/gateway/policy"),
         descriptor_set=Path("/etc/envoy/descriptors.pb"),
-        graphql_address=f"127.0.0.1:{facts.GRAPHQL_PORT}",
+        graphql_address=f"127.0.0.1:{facts.GRAPHQL_PORT}" if project.federation else "",
         tls_cert=GATEWAY_TLS_DIR / "tls.crt",
         tls_key=GATEWAY_TLS_DIR / "tls.key",
         upstream_tls=upstream if mutual_tls else None,
     )
     rendered = gateway_config.bootstrap(
-        config, routable_rpcs(DESCRIPTOR_SET.read_bytes(), CATALOGUE)
+        config, routable_rpcs(project.descriptor_set.read_bytes(), project.catalogue)
     )
     address = {"address": "127.0.0.1", "port_value": facts.GATEWAY_ADMIN_PORT}
     rendered["admin"] = {"address": {"socket_address": address}}
     return rendered
 
 
-def gateway_files() -> list[Path]:
+def gateway_files(project: Project) -> list[Path]:
     """What the agent writes before Envoy may start (EDS files, policy files)."""
     config = gateway_config.GatewayConfig(
         port=facts.GATEWAY_PORT,
         eds_dir=Path("/gateway/eds"),
-        catalogue=CATALOGUE,
-        descriptor_set=DESCRIPTOR_SET,
+        catalogue=project.catalogue,
+        descriptor_set=project.descriptor_set,
         policy_dir=Path("/gateway/policy"),
     )
-    clusters = gateway_config.clusters_of(config) + gateway_config.graph_clusters(CATALOGUE)
+    clusters = gateway_config.clusters_of(config)
+    clusters += gateway_config.graph_clusters(project.catalogue)
     eds = [gateway_config.eds_path(config.eds_dir, c) for c in clusters]
     return [*eds, *gateway_config.policy_paths(config).values()]
 
 
-def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The GraphQL federation gateway behind Envoy's /graphql (gateway/graphql), our image of
-    Hive Gateway (with the packages its configuration imports) with this commit's
-    configuration and supergraph; it calls the subgraphs through Envoy's subgraph listener on
-    the pod's loopback. Its port is not in the pod's network policy: only Envoy beside it, and
-    the kubelet's probes, reach it (and Envoy's calls only are answered: INTERNAL_TOKEN).
-    CORS_ORIGINS: the web origins whose pages may call /graphql (none; a patch sets them)."""
+def _graphql_container(federation: Federation, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The GraphQL federation gateway behind Envoy's /graphql (the project's `Federation`), its
+    image of Hive Gateway with the configuration and supergraph of its directory; it calls the
+    subgraphs through Envoy's subgraph listener on the pod's loopback. Its port is not in the pod's
+    network policy: only Envoy beside it, and the kubelet's probes, reach it (and Envoy's calls
+    only are answered: INTERNAL_TOKEN). CORS_ORIGINS: the web origins whose pages may call /graphql
+    (none; a patch sets them)."""
     probe = {"httpGet": {"path": "/readiness", "port": facts.GRAPHQL_PORT}}
     return {
         "name": "graphql",
@@ -119,7 +124,7 @@ def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
                     "subPath": name,
                     "readOnly": True,
                 }
-                for name in GRAPHQL_FILES
+                for name in federation.files
             ),
             *mounts,
         ],
@@ -129,10 +134,10 @@ def _graphql_container(mounts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def gateway_deployment() -> dict[str, Any]:
+def gateway_deployment(project: Project) -> dict[str, Any]:
     volumes, mounts = scratch("/tmp")
     shared = {"name": "gateway-files", "mountPath": "/gateway"}
-    files = [str(path) for path in gateway_files()]
+    files = [str(path) for path in gateway_files(project)]
     settings = agent_environment(
         KubernetesTarget(),
         eds_dir={"value": "/gateway/eds"},
@@ -216,17 +221,20 @@ def gateway_deployment() -> dict[str, Any]:
         # Out of the Service's endpoints first, then Envoy drains its connections.
         "lifecycle": {"preStop": {"sleep": {"seconds": facts.DRAIN_DELAY_S}}},
     }
+    containers = [envoy]
+    volumes += [
+        {"name": "gateway-files", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "envoy-config", "configMap": {"name": "gateway-envoy"}},
+    ]
+    if project.federation is not None:
+        containers.append(_graphql_container(project.federation, mounts))
+        volumes.append({"name": "graphql-config", "configMap": {"name": GRAPHQL_CONFIGMAP}})
     spec = {
         "terminationGracePeriodSeconds": facts.TERMINATION_GRACE_S,
         "initContainers": [agent],
-        "containers": [envoy, _graphql_container(mounts)],
-        "volumes": [
-            *volumes,
-            {"name": "gateway-files", "emptyDir": {"sizeLimit": "64Mi"}},
-            {"name": "envoy-config", "configMap": {"name": "gateway-envoy"}},
-            {"name": "graphql-config", "configMap": {"name": "gateway-graphql"}},
-            tls_volume("gateway-tls", GATEWAY_TLS_SECRET),  # Envoy's user 101 is in fsGroup
-        ],
+        "containers": containers,
+        # Envoy's user 101 is in fsGroup.
+        "volumes": [*volumes, tls_volume("gateway-tls", GATEWAY_TLS_SECRET)],
     }
     return {
         "apiVersion": "apps/v1",

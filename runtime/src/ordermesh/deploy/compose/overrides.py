@@ -1,4 +1,4 @@
-"""compose.yaml's override files, rendered with it (`python -m deploy.compose`).
+"""compose.yaml's override files, rendered with it (`python -m ordermesh.deploy.compose`).
 
 - deploy/compose.host-network.yaml: every container on the host's network, bound to
   127.0.0.1, on the ports the env file gives (this project's machines allow no bridge
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ordermesh.catalogue import Need
-
-from deploy import facts
-from deploy.compose import (
+from ordermesh.deploy import facts
+from ordermesh.deploy.compose import (
     GATEWAY_AGENT_PORT,
     GATEWAY_PORT,
     GRAPHQL_PORT,
@@ -23,8 +21,12 @@ from deploy.compose import (
     SUBGRAPHS_PORT,
     overridable,
 )
-from deploy.compose.monitoring import JAEGER_LISTENERS, PROMETHEUS_CONFIG, prometheus_config
-from services import catalogue
+from ordermesh.deploy.compose.monitoring import (
+    JAEGER_LISTENERS,
+    PROMETHEUS_CONFIG,
+    prometheus_config,
+)
+from ordermesh.deploy.project import Project
 
 __all__ = ["Reset", "ResetValue", "host_network", "mongodb"]
 
@@ -59,6 +61,8 @@ LOOPBACK_LISTEN = {
     },
     "jaeger": {variable: f"127.0.0.1:{port}" for variable, port in JAEGER_LISTENERS.items()},
 }
+# The variables of LOOPBACK_LISTEN set only where the base file sets them.
+ADDRESSES_GIVEN = {"GRAPHQL_ADDRESS"}
 # The servers whose listening address is the last argument of their command.
 LISTEN_ARGUMENT = {
     "prometheus": f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
@@ -83,9 +87,15 @@ def host_network(base: dict[str, Any]) -> dict[str, Any]:
             services[name]["ports"] = Reset()
         if "hostname" in spec:
             services[name]["hostname"] = ResetValue()
-        if name in LOOPBACK_LISTEN:
-            services[name]["environment"] = LOOPBACK_LISTEN[name]
         environment = spec.get("environment", {})
+        if name in LOOPBACK_LISTEN:
+            # What it has of them (the gateway's bootstrap names the federation gateway's
+            # address only where there is one).
+            services[name]["environment"] = {
+                variable: value
+                for variable, value in LOOPBACK_LISTEN[name].items()
+                if variable in environment or variable not in ADDRESSES_GIVEN
+            }
         if "GRPC_HOST" in environment:
             # Replicas share the host's ports: each takes a free one, published in the
             # registry (and in PORT_FILE, for its health check).
@@ -117,7 +127,7 @@ class ResetValue:
     """A value the base file had, taken away (`!reset ''`)."""
 
 
-def mongodb() -> dict[str, Any]:
+def mongodb(project: Project) -> dict[str, Any]:
     """The stores on a MongoDB replica set instead of PostgreSQL."""
     services: dict[str, Any] = {
         "mongodb": {
@@ -141,11 +151,12 @@ def mongodb() -> dict[str, Any]:
         },
     }
     url = f"mongodb://{MONGODB}/?replicaSet=rs0"
-    for service in catalogue.CATALOGUE.in_start_order():
-        if Need.STORE in service.needs:
-            services[service.name] = {
-                "environment": {"STORE_URL": url, "STORE_DATABASE": service.name},
-                "depends_on": ["mongodb-init"],
-            }
-    services["create-admin"] = dict(services["user"])
+    for name in project.stores():
+        services[name] = {
+            "environment": {"STORE_URL": url, "STORE_DATABASE": name},
+            "depends_on": ["mongodb-init"],
+        }
+    for step in project.steps:
+        if step.service in services:
+            services[step.name] = dict(services[step.service])
     return {"services": services, "volumes": {"mongodb": {}}}

@@ -1,17 +1,17 @@
 """PostgreSQL's databases and roles: for each service that keeps state, a database and two roles.
 
 - `<name>_owner` owns the database and everything in it: the schema step
-  (`python -m services.schema <name>`) creates the tables and indexes as this role, before
-  the service starts;
+  (the project's schema_module, ordermesh.deploy.project) creates the tables and indexes as this
+  role, before the service starts;
 - `<name>_runtime` is what the service connects as: CONNECT on its own database only, and
   SELECT, INSERT, UPDATE, DELETE on its tables (USAGE on their sequences), granted by default
   for whatever its owner creates. It can create, alter, drop or truncate nothing, make no
   temporary table, and open no other service's database: PUBLIC's CONNECT and TEMPORARY are
   revoked on each. Neither role is a superuser, nor may create roles or databases.
 
-`init_sql(names)` is one psql script for all of them (deploy/postgres/init.sql), idempotent: it
-creates what is missing and sets each role's password, its privileges and the owner of tables
-an older version made as the superuser, so it runs again at every deployment (compose's
+`init_sql(names)` is one psql script for all of them (the example's deploy/postgres/init.sql),
+idempotent: it creates what is missing and sets each role's password, its privileges and the owner
+of tables an older version made as the superuser, so it runs again at every deployment (compose's
 `postgres-roles` one-shot, the Kubernetes dev overlay's Job, the harness for each database it
 makes). It is run as a superuser (or an administrator with CREATEROLE and CREATEDB). Passwords
 never appear in it: psql reads each role's from the environment (`\\getenv`), from the variable
@@ -27,9 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ordermesh.catalogue import Need
-
-from services import catalogue
+from ordermesh.catalogue import Catalogue, Need
 
 __all__ = [
     "ROLES_COMMAND",
@@ -43,7 +41,7 @@ __all__ = [
 
 # What a database name may be: with `_runtime` after it, a role name within PostgreSQL's 63.
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,54}$")
-HEADER = "-- Generated from the service catalogue by `make gen` (deploy/databases.py): do not edit."
+HEADER = "-- Generated from the service catalogue (ordermesh.deploy.databases): do not edit."
 RUNTIME_TABLES = "SELECT, INSERT, UPDATE, DELETE"
 RUNTIME_SEQUENCES = "USAGE, SELECT"
 # Waits for the server (up to 2 minutes: nothing here waits for health checks), then runs the
@@ -54,9 +52,9 @@ ROLES_COMMAND = (
 )
 
 
-def stores() -> list[str]:
-    """The services that keep state: each has its database."""
-    return [s.name for s in catalogue.CATALOGUE.in_start_order() if Need.STORE in s.needs]
+def stores(catalogue: Catalogue) -> list[str]:
+    """The services of `catalogue` that keep state, in start order: each has its database."""
+    return [s.name for s in catalogue.in_start_order() if Need.STORE in s.needs]
 
 
 def _checked(name: str) -> str:

@@ -6,21 +6,20 @@ callee's address), holds (the edge policy's public half as a follower, its priva
 signer; the internal hops' secret for a service with a GraphQL subgraph) and sends through (the
 notification providers) becomes its variables here, and nowhere else. Each target spells the
 values in its own syntax by implementing `Target`: real addresses and ports for the local
-processes (`make up` and the tests, harness.system), `${VAR:?...}` for compose
-(deploy.compose), Secret references and `$(VAR)` for Kubernetes (deploy.manifests).
+processes (`make up` and the tests: the example's harness.system), `${VAR:?...}` for compose
+(ordermesh.deploy.compose), Secret references and `$(VAR)` for Kubernetes
+(ordermesh.deploy.manifests).
 
 What is a target's own stays with it: how a process listens and is named, its probes, its
-sizing (a pool, a quorum), its log level. tests/contract/test_deployment_model.py holds the
-three targets to the same set of variables for every service and the gateway's agent.
+sizing (a pool, a quorum), its log level. The example's tests/contract/test_deployment_model.py
+holds the three targets to the same set of variables for every service and the gateway's agent.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
-from ordermesh.catalogue import OPERATOR_API, SAGA_API, Need, Service
-
-from services.catalogue import CATALOGUE
+from ordermesh.catalogue import OPERATOR_API, SAGA_API, Catalogue, Need, Service
 
 __all__ = [
     "BROKER",
@@ -111,9 +110,12 @@ def gateway_secrets(target: Target[V]) -> dict[str, V]:
     return {POLICY_VERIFY_KEY: target.secret(POLICY_VERIFY_KEY), **internal_hops(target)}
 
 
-def environment(service: Service, target: Target[V], *, serving: bool = True) -> dict[str, V]:
-    """The variables of `service`'s serving process, or with `serving=False` of its one-shot
-    steps (creating the admin), which serve nothing: without the internal hops' secret."""
+def environment(
+    catalogue: Catalogue, service: Service, target: Target[V], *, serving: bool = True
+) -> dict[str, V]:
+    """The variables of `service` (of `catalogue`)'s serving process, or with `serving=False`
+    of its one-shot steps (ordermesh.deploy.project.Step: the example's admin account), which
+    serve nothing: without the internal hops' secret."""
     env: dict[str, V] = {}
     registry = target.registry()
     if Need.REGISTRY in service.needs and registry is not None:
@@ -126,15 +128,15 @@ def environment(service: Service, target: Target[V], *, serving: bool = True) ->
         env[POLICY_VERIFY_KEY] = target.secret(POLICY_VERIFY_KEY)
     if service.signs_policy:
         env[POLICY_SIGNING_KEY] = target.secret(POLICY_SIGNING_KEY)
-    for callee in CATALOGUE.dependencies(service):
+    for callee in catalogue.dependencies(service):
         variable = service.address_variable(callee)
         env[variable] = target.address(callee, variable=variable)
     if service.notifies:
         env |= target.providers()
     if service.calls_gateway:
         env |= target.gateway()
-        env["OPERATOR_API_SERVICES"] = target.value(",".join(serving_names(OPERATOR_API)))
-        env["SAGA_API_SERVICES"] = target.value(",".join(serving_names(SAGA_API)))
+        env["OPERATOR_API_SERVICES"] = target.value(_serving(catalogue, OPERATOR_API))
+        env["SAGA_API_SERVICES"] = target.value(_serving(catalogue, SAGA_API))
     if service.monitors:
         env |= target.monitoring()
     # Its subgraph, or its web pages, take calls carrying the secret only.
@@ -143,8 +145,8 @@ def environment(service: Service, target: Target[V], *, serving: bool = True) ->
     return env
 
 
-def serving_names(api: str) -> list[str]:
-    return [service.name for service in CATALOGUE.serving(api)]
+def _serving(catalogue: Catalogue, api: str) -> str:
+    return ",".join(service.name for service in catalogue.serving(api))
 
 
 def agent_environment(target: Target[V], *, eds_dir: V, policy_dir: V) -> dict[str, V]:

@@ -9,12 +9,9 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
-from ordermesh.catalogue import Need
-
-from deploy import facts
-from deploy.databases import stores
-from deploy.manifests.pods import PART_OF
-from services import catalogue
+from ordermesh.catalogue import Catalogue, Need
+from ordermesh.deploy import facts
+from ordermesh.deploy.manifests.pods import PART_OF
 
 # The cluster's monitoring, in the namespace "monitoring" (as the Prometheus Operator runs it:
 # its pods labelled by name). Prometheus scrapes the metrics ports and sends its alerts to the
@@ -69,14 +66,14 @@ def _policy(
     }
 
 
-def callers_of(callee: str) -> list[str]:
+def callers_of(catalogue: Catalogue, callee: str) -> list[str]:
     """Who calls `callee` over gRPC: the services that depend on it, and the gateway for the
     services it routes to and its own (auth, ratelimit)."""
-    callers = [s.name for s in catalogue.CATALOGUE if callee in catalogue.CATALOGUE.dependencies(s)]
-    return ["gateway", *callers] if catalogue.CATALOGUE.entry(callee).called_by_gateway else callers
+    callers = [s.name for s in catalogue if callee in catalogue.dependencies(s)]
+    return ["gateway", *callers] if catalogue.entry(callee).called_by_gateway else callers
 
 
-def network_policies() -> list[dict[str, Any]]:
+def network_policies(catalogue: Catalogue) -> list[dict[str, Any]]:
     policies = [
         _policy("default-deny", None, ingress=[], egress=[]),
         _policy(
@@ -97,12 +94,12 @@ def network_policies() -> list[dict[str, Any]]:
             ],
         ),
     ]
-    broker_users = [s.name for s in catalogue.CATALOGUE if Need.BROKER in s.needs]
-    monitors = [s.name for s in catalogue.CATALOGUE if s.monitors]
-    for service in catalogue.CATALOGUE:
+    broker_users = [s.name for s in catalogue if Need.BROKER in s.needs]
+    monitors = [s.name for s in catalogue if s.monitors]
+    for service in catalogue:
         egress = [
             {"to": [_pods(callee)], "ports": _ports(facts.GRPC_PORT)}
-            for callee in catalogue.CATALOGUE.dependencies(service)
+            for callee in catalogue.dependencies(service)
         ]
         egress.append({"to": [_pods("redis")], "ports": _ports(facts.REDIS_PORT)})
         if Need.BROKER in service.needs:
@@ -118,7 +115,7 @@ def network_policies() -> list[dict[str, Any]]:
             ]
         # A rule with no peers would let anyone in: a service nobody calls (the console) has
         # no gRPC rule.
-        callers = callers_of(service.name)
+        callers = callers_of(catalogue, service.name)
         ingress = [
             *([{"from": [_pods(c) for c in callers], "ports": _ports(facts.GRPC_PORT)}]
               if callers else []),
@@ -129,8 +126,8 @@ def network_policies() -> list[dict[str, Any]]:
             # (each call with the internal hops' secret, which it requires).
             ingress.append({"from": [_pods("gateway")], "ports": _ports(facts.METRICS_PORT)})
         policies.append(_policy(service.name, service.name, ingress=ingress, egress=egress))
-    routed = [s.name for s in catalogue.CATALOGUE if s.called_by_gateway]
-    registered = [s.name for s in catalogue.CATALOGUE]
+    routed = [s.name for s in catalogue if s.called_by_gateway]
+    registered = [s.name for s in catalogue]
     policies += [
         _policy(
             "gateway",
@@ -143,7 +140,7 @@ def network_policies() -> list[dict[str, Any]]:
                 *({"to": [_pods(name)], "ports": _ports(facts.GRPC_PORT)} for name in routed),
                 *(
                     {"to": [_pods(s.name)], "ports": _ports(facts.METRICS_PORT)}
-                    for s in catalogue.CATALOGUE
+                    for s in catalogue
                     if s.graph or s.web
                 ),
                 {"to": [_pods("redis")], "ports": _ports(facts.REDIS_PORT)},
@@ -185,7 +182,7 @@ def network_policies() -> list[dict[str, Any]]:
     return policies
 
 
-def store_policies(*, in_cluster: bool) -> list[dict[str, Any]]:
+def store_policies(stores: list[str], *, in_cluster: bool) -> list[dict[str, Any]]:
     """Who reaches the database: the services that keep state; in the cluster (dev's own
     PostgreSQL), or outside it (prod: on the database's port, wherever it is; narrow it to the
     database's address range with an ipBlock, docs/kubernetes.md)."""
@@ -194,10 +191,10 @@ def store_policies(*, in_cluster: bool) -> list[dict[str, Any]]:
         _policy(
             f"{name}-store", name, egress=[{**t, "ports": _ports(facts.POSTGRES_PORT)} for t in to]
         )
-        for name in stores()
+        for name in stores
     ]
     if in_cluster:
-        clients = [*stores(), "postgres-roles"]
+        clients = [*stores, "postgres-roles"]
         policies += [
             _policy(
                 "postgres-roles",

@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from ordermesh.catalogue import Service
-
-from deploy.manifests.environment import GRPC_TLS_DIR, admin_env, serving_env
-from deploy.manifests.gateway import UPSTREAM_TLS_DIR
-from deploy.manifests.pods import PART_OF, selector, service_probes, tls_volume
-from deploy.manifests.secrets import GATEWAY_CLIENT_TLS_SECRET, grpc_tls_secret
-from services import catalogue
+from ordermesh.deploy.manifests.environment import GRPC_TLS_DIR, serving_env, step_env
+from ordermesh.deploy.manifests.gateway import UPSTREAM_TLS_DIR
+from ordermesh.deploy.manifests.pods import PART_OF, selector, service_probes, tls_volume
+from ordermesh.deploy.manifests.secrets import GATEWAY_CLIENT_TLS_SECRET, grpc_tls_secret
+from ordermesh.deploy.project import Project
 
 PROD_REPLICAS = 3
 
@@ -30,14 +29,14 @@ RABBITMQ_PROD_NODES = 3
 PROD_POSTGRES_CONNECTIONS = 300
 
 
-def workloads() -> list[str]:
+def workloads(project: Project) -> list[str]:
     """The Deployments prod runs with several replicas: every service, and the gateway."""
-    return [s.name for s in catalogue.CATALOGUE.in_start_order()] + ["gateway"]
+    return [s.name for s in project.catalogue.in_start_order()] + ["gateway"]
 
 
-def prod_patches() -> list[dict[str, Any]]:
+def prod_patches(project: Project) -> list[dict[str, Any]]:
     patches: list[dict[str, Any]] = []
-    for name in workloads():
+    for name in workloads(project):
         spread = [
             {
                 "maxSkew": 1,
@@ -61,7 +60,7 @@ def prod_patches() -> list[dict[str, Any]]:
                 },
             }
         )
-    patches += [service_patch(service) for service in catalogue.CATALOGUE.in_start_order()]
+    patches += [service_patch(project, s) for s in project.catalogue.in_start_order()]
     patches.append(gateway_patch())
     spread = [
         {
@@ -99,19 +98,19 @@ def prod_patches() -> list[dict[str, Any]]:
 NO_FAULTS = {"name": "FAULT_SWITCHES_FORBIDDEN", "value": "true"}
 
 
-def service_patch(service: Service) -> dict[str, Any]:
+def service_patch(project: Project, service: Service) -> dict[str, Any]:
     """A service in prod: its settings for the broker cluster and the database's connections,
     and mutual TLS from its own Secret (its serving container only), probed in the container;
     fault switches forbidden."""
     # The env lists and the probes replaced whole: a merge would put the changed entries
     # first, before the secrets they refer to, and leave the gRPC probe beside the exec one.
     replace: dict[str, Any] = {"$patch": "replace"}
-    pool_size = catalogue.CATALOGUE.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
+    pool_size = project.catalogue.pool_size_within(PROD_POSTGRES_CONNECTIONS, PROD_MAX_REPLICAS)
     settings = {"broker_nodes": RABBITMQ_PROD_NODES, "pool_size": pool_size}
     probes = service_probes(mutual_tls=True)
     container: dict[str, Any] = {
         "name": service.name,
-        "env": [replace, *serving_env(service, **settings, mutual_tls=True), NO_FAULTS],
+        "env": [replace, *serving_env(project, service, **settings, mutual_tls=True), NO_FAULTS],
         "volumeMounts": [{"name": "grpc-tls", "mountPath": str(GRPC_TLS_DIR), "readOnly": True}],
         **{name: {**replace, **probe} for name, probe in probes.items()},
     }
@@ -119,10 +118,17 @@ def service_patch(service: Service) -> dict[str, Any]:
         "containers": [container],
         "volumes": [tls_volume("grpc-tls", grpc_tls_secret(service.name))],
     }
-    if service.name == catalogue.CATALOGUE.issuer.service:
-        admin = [replace, *admin_env(service, **settings)]
-        # The schema step named first, or the merge would put create-admin before it.
-        spec["initContainers"] = [{"name": "schema"}, {"name": "create-admin", "env": admin}]
+    if steps := project.steps_of(service):
+        # Each init container named in order (the schema step first, if it has one), or the
+        # merge would put the patched ones first.
+        init: list[dict[str, Any]] = (
+            [{"name": "schema"}] if service.name in project.stores() else []
+        )
+        init += [
+            {"name": step.name, "env": [replace, *step_env(project, step, **settings)]}
+            for step in steps
+        ]
+        spec["initContainers"] = init
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -153,9 +159,9 @@ def gateway_patch() -> dict[str, Any]:
     }
 
 
-def budgets() -> list[dict[str, Any]]:
+def budgets(project: Project) -> list[dict[str, Any]]:
     found = []
-    for name in [*workloads(), "rabbitmq"]:
+    for name in [*workloads(project), "rabbitmq"]:
         found.append(
             {
                 "apiVersion": "policy/v1",
@@ -167,7 +173,7 @@ def budgets() -> list[dict[str, Any]]:
     return found
 
 
-def autoscalers() -> list[dict[str, Any]]:
+def autoscalers(project: Project) -> list[dict[str, Any]]:
     return [
         {
             "apiVersion": "autoscaling/v2",
@@ -188,5 +194,5 @@ def autoscalers() -> list[dict[str, Any]]:
                 ],
             },
         }
-        for name in workloads()
+        for name in workloads(project)
     ]

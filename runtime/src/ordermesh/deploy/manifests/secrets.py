@@ -19,9 +19,6 @@ STORE_SECRET = "ordermesh-store"  # one key per service that keeps state: its ru
 STORE_OWNER_SECRET = "ordermesh-store-owner"
 
 
-ADMIN_SECRET = "ordermesh-admin"  # password
-
-
 NOTIFICATION_SECRET = "ordermesh-notification"  # SMTP_HOST, SMTP_PORT, ... (its settings)
 
 

@@ -1,5 +1,6 @@
-"""`python -m deploy.compose`: writes compose.yaml, deploy/compose.host-network.yaml,
-deploy/compose.mongodb.yaml and deploy/postgres/init.sql (`make gen`)."""
+"""`python -m ordermesh.deploy.compose --project MODULE:ATTRIBUTE [--root DIR]`: writes a
+project's compose.yaml, deploy/compose.host-network.yaml, deploy/compose.mongodb.yaml and
+deploy/postgres/init.sql under DIR (the project's root; the current directory by default)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,23 @@ from typing import Any
 
 import yaml
 
-from deploy import compose, databases
-from deploy.compose.monitoring import Block, configs, monitoring
-from deploy.compose.overrides import Reset, ResetValue, host_network, mongodb
+from ordermesh.deploy import compose, databases, project
+from ordermesh.deploy.compose.monitoring import Block, configs, monitoring
+from ordermesh.deploy.compose.overrides import Reset, ResetValue, host_network, mongodb
+from ordermesh.deploy.project import Project
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def document() -> dict[str, Any]:
+def document(project: Project) -> dict[str, Any]:
     """compose.yaml: the system, every service of the catalogue in it."""
     return {
-        "name": "ordermesh",
+        "name": project.name,
         "services": {
             **compose.infrastructure(),
-            **compose.stores_and_schemas(),
-            **compose.gateway(),
-            **compose.services(),
-            **monitoring(),
+            **compose.stores_and_schemas(project),
+            **compose.steps(project),
+            **compose.gateway(project),
+            **compose.services(project),
+            **monitoring(project),
         },
         "volumes": {
             "rabbitmq": {},
@@ -59,17 +60,22 @@ def dump(document: dict[str, Any]) -> str:
     return compose.HEADER + str(yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100))
 
 
+def write(project: Project, root: Path) -> None:
+    base = document(project)
+    (root / "compose.yaml").write_text(dump(base))
+    (root / "deploy" / "postgres").mkdir(parents=True, exist_ok=True)
+    (root / "deploy" / "compose.host-network.yaml").write_text(dump(host_network(base)))
+    (root / "deploy" / "compose.mongodb.yaml").write_text(dump(mongodb(project)))
+    # The databases and roles of every service that keeps state.
+    (root / "deploy" / "postgres" / "init.sql").write_text(databases.init_sql(project.stores()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=ROOT)
-    root = parser.parse_args().root
-    base = document()
-    (root / "compose.yaml").write_text(dump(base))
-    (root / "deploy" / "compose.host-network.yaml").write_text(dump(host_network(base)))
-    (root / "deploy" / "compose.mongodb.yaml").write_text(dump(mongodb()))
-    (root / "deploy" / "postgres").mkdir(exist_ok=True)
-    # The databases and roles of every service that keeps state.
-    (root / "deploy" / "postgres" / "init.sql").write_text(databases.init_sql(databases.stores()))
+    parser.add_argument("--project", required=True, help="module:attribute of the Project")
+    parser.add_argument("--root", type=Path, default=Path())
+    args = parser.parse_args()
+    write(project.load(args.project), args.root)
 
 
 if __name__ == "__main__":

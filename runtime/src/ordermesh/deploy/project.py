@@ -1,0 +1,127 @@
+"""What the deployment generators are told of a project: its catalogue, its image, its
+contracts' descriptor set, and the pieces that are its own (`Step`, `Federation`).
+
+A project names one `Project`, as it names its catalogue, and hands it to every generator
+(`--project module:attribute`):
+
+    PROJECT = Project(
+        name="parcel",
+        catalogue=CATALOGUE,
+        descriptor_set=ROOT / "gen" / "descriptors.pb",
+        image="localhost/parcel:latest",
+        version="0.1.0",
+        schema_module="parcel.schema",
+    )
+
+`python -m ordermesh.deploy.compose --project parcel.deploy:PROJECT` then writes its
+compose.yaml and `python -m ordermesh.deploy.manifests --project ...` its Kubernetes manifests.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from ordermesh.catalogue import Catalogue, Service
+from ordermesh.deploy import databases
+
+__all__ = ["Federation", "Project", "SecretKey", "Step", "load"]
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """Where Kubernetes finds a step's secret: a Secret the operator creates, and its key."""
+
+    secret: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """A one-shot step of a service, run to completion in the application's image before the
+    service serves, at every start (so it must be idempotent): compose runs it as a container
+    the service waits for, Kubernetes as an init container of the service's pods. It is started
+    with its service's settings (what deploy.environment decides for it, less what only a
+    serving process holds) and its own: `settings` (plain values, each a default the operator
+    may override in compose's env file) and `secrets` (each a variable compose requires and
+    Kubernetes reads from its `SecretKey`). `command` runs by `sh -c`, written for a POSIX
+    shell (`$NAME` reads a variable)."""
+
+    name: str
+    service: str
+    command: str
+    settings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    secrets: Mapping[str, SecretKey] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The GraphQL federation gateway behind Envoy's /graphql: an image of Hive Gateway
+    (`supergraph --config-path ...`) that the project builds (named as `Project.image`), with the
+    configuration and the supergraph of `directory` (relative to the project's root) mounted into
+    it."""
+
+    image: str
+    directory: str
+    files: tuple[str, ...] = ("gateway.config.mjs", "supergraph.graphql")
+
+
+@dataclass(frozen=True)
+class Project:
+    """A system built on the runtime, as its deployments see it.
+
+    `name` names the compose project and the Kubernetes namespace. `image` is the name of the
+    application's image, in which every service runs: built on the machine, it is
+    `localhost/<image>:latest` (compose's default for ORDERMESH_IMAGE, the dev overlay's); a
+    release is `<image>:<version>` (the prod overlay's). `schema_module` is run as
+    `python -m <schema_module> <service>` to make a store-backed service's schema as its
+    database's owner (required when a service keeps state). `monitoring` is the directory
+    (relative to the root) of Prometheus's rules (`rules.yml`), Alertmanager's configuration
+    (`alertmanager.yml`) and Grafana's provisioning and dashboards (`grafana/`)."""
+
+    name: str
+    catalogue: Catalogue
+    descriptor_set: Path
+    image: str
+    version: str
+    schema_module: str = ""
+    steps: tuple[Step, ...] = ()
+    federation: Federation | None = None
+    monitoring: str = "monitoring"
+
+    def __post_init__(self) -> None:
+        if self.stores() and not self.schema_module:
+            raise ValueError(
+                f"{', '.join(self.stores())} keep state: name the project's schema_module"
+            )
+        for step in self.steps:
+            self.catalogue.entry(step.service)  # raises for a service it does not hold
+        if self.catalogue.graph_services() and self.federation is None:
+            raise ValueError("services have GraphQL subgraphs: name the project's federation")
+
+    def stores(self) -> list[str]:
+        """The services that keep state, in start order: each has its database."""
+        return databases.stores(self.catalogue)
+
+    def steps_of(self, service: Service) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.service == service.name)
+
+    def local_image(self) -> str:
+        """The application's image as built on the machine."""
+        return f"localhost/{self.image}:latest"
+
+    def schema_command(self, service: str) -> list[str]:
+        return ["python", "-m", self.schema_module, service]
+
+
+def load(spec: str) -> Project:
+    """A project's deployment by its place, "module:attribute" (the example's:
+    "deploy.project:PROJECT"), imported."""
+    module, _, attribute = spec.partition(":")
+    found = getattr(importlib.import_module(module), attribute or "PROJECT", None)
+    if not isinstance(found, Project):
+        raise ValueError(f"{spec} is not a Project: name one as module:attribute")
+    return found
