@@ -72,6 +72,8 @@ import aiohttp
 import grpc
 import redis.asyncio as aioredis
 from ordermesh import policy
+from ordermesh.gateway.auth import service as auth_policy
+from ordermesh.gateway.auth import store as auth_store
 from ordermesh.gateway.envoy.config import GatewayConfig
 from ordermesh.store import open_store, run_transaction
 from user.v1 import user_service_pb2, user_service_pb2_grpc
@@ -83,8 +85,6 @@ from harness.gateway import LocalGateway
 from harness.process import ManagedProcess, accepts, free_port
 from harness.shop import Shop
 from harness.system import UNREACHED_RATE_LIMITS, System
-from services.auth import service as auth_policy
-from services.auth import store as auth_store
 
 Call = Callable[[], Awaitable[None]]
 # The limits a gateway has unless its deployment sets others (GatewayConfig's defaults).

@@ -40,6 +40,7 @@ from pathlib import Path
 import aio_pika
 import grpc
 from order.v1 import events_pb2
+from ordermesh.gateway.ratelimit.config import RateLimitSettings
 
 from bench.events import Bare, percentile
 from bench.events import throughput as events_throughput
@@ -48,7 +49,6 @@ from bench.systems import Running, running_system
 from harness import PrivateRabbitMQ
 from harness.rotel import PrivateRotel
 from harness.shop import Session, Shop
-from services.ratelimit.config import RateLimitSettings
 
 RETRIES = 5
 RETRYABLE = {grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE}
@@ -200,7 +200,7 @@ async def bare_event_cpu_ms(broker: PrivateRabbitMQ) -> float:
     return used_ms
 
 
-# Through the gateway, the write limit a deployment has per user (services.ratelimit); the
+# Through the gateway, the write limit a deployment has per user (ordermesh.gateway.ratelimit); the
 # limits per address stay out of reach: all the load comes from this one address.
 DEPLOYED_LIMITS = {
     "RATE_LIMIT_WRITE_PER_USER": str(

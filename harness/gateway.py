@@ -30,6 +30,7 @@ from ordermesh.gateway.envoy import (
 )
 
 from deploy.ca import Issued, LocalCA
+from deploy.project import PROJECT
 from gateway import DESCRIPTOR_SET
 from harness.envoy import PrivateEnvoy
 from harness.graphql import PrivateGraphqlGateway
@@ -109,6 +110,7 @@ class LocalGateway:
                 "EDS_DIR": str(self.config.eds_dir),
                 "POLICY_DIR": str(self.config.policy_dir),
                 "DESCRIPTOR_SET": str(DESCRIPTOR_SET),
+                "CATALOGUE": PROJECT.catalogue_at,
                 **secrets,
                 "PORT": str(self.agent_port),
                 **({"FAULT_FLAGS_FILE": str(flags_file)} if flags_file else {}),

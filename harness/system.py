@@ -36,6 +36,7 @@ from ordermesh.deploy.environment import (
 from ordermesh.policy import new_policy_keys
 
 from deploy.ca import LocalCA
+from deploy.project import PROJECT
 from harness.postgres import PrivatePostgres
 from harness.process import ManagedProcess, NotReady, accepts, free_port
 from harness.sinks import HttpSink, MailSink
@@ -94,7 +95,7 @@ class ServiceProcess:
         self.port = port
         return ManagedProcess(
             instance,
-            [sys.executable, "-m", f"services.{self.service}"],
+            [sys.executable, "-m", catalogue.CATALOGUE.entry(self.service).module],
             directory=directory,
             env={**env, "GRPC_PORT": str(port), "INSTANCE_ID": instance},
             ready=lambda: _serving(port, service=self.service, tls=tls),
@@ -295,7 +296,10 @@ class System:
         store), how it runs here, and what the system was given (`env`)."""
         here = {"LOG_LEVEL": "INFO", "HEALTH_INTERVAL_S": "0.5"}
         service = catalogue.CATALOGUE.entry(name)
-        env = here | environment(catalogue.CATALOGUE, service, LocalTarget(self))
+        decided = environment(
+            catalogue.CATALOGUE, service, LocalTarget(self), catalogue_at=PROJECT.catalogue_at
+        )
+        env = here | decided
         if service.notifies:  # the tests' retries, short
             env["NOTIFICATION_RETRY_DELAYS_S"] = "[0.2, 0.5, 1.0]"
         if self.tls is not None:

@@ -2,7 +2,7 @@
 (ordermesh.catalogue says what an entry holds and what follows from it).
 
 `make up`, the test system (`harness.system`), the gateway (`ordermesh.gateway.envoy`) and its auth
-policy (`services.auth`), and each service's variables in every deployment
+policy (`ordermesh.gateway.auth`), and each service's variables in every deployment
 (`ordermesh.deploy.environment`: the harness, compose.yaml, the Kubernetes manifests) all read it.
 Adding a service touches its package, its contract and one entry here.
 """
@@ -10,14 +10,13 @@ Adding a service touches its package, its contract and one entry here.
 from __future__ import annotations
 
 from ordermesh.catalogue import SAGA_API, Catalogue, Service
+from ordermesh.gateway.services import GATEWAY_SERVICES
 
-from services.auth.config import AuthSettings
 from services.console.config import ConsoleSettings
 from services.inventory.config import InventorySettings
 from services.issuer import ISSUER
 from services.notification.config import NotificationSettings
 from services.order.config import OrderSettings
-from services.ratelimit.config import RateLimitSettings
 from services.storefront.config import StorefrontSettings
 from services.user.config import UserSettings
 
@@ -44,8 +43,8 @@ CATALOGUE = Catalogue(
         # The customers' shop: web pages at the gateway (its root leads there), reaching the system
         # through it with the customer's token, as any client of the public API.
         Service("storefront", StorefrontSettings, web="/shop", home=True),
-        Service("auth", AuthSettings, gateway=True),
-        Service("ratelimit", RateLimitSettings, gateway=True),
+        # The gateway's own: the auth service and the rate-limit service, the runtime's.
+        *GATEWAY_SERVICES,
     ),
     issuer=ISSUER,
 )

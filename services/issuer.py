@@ -2,7 +2,7 @@
 publishes them (`user.v1.UserService/GetJwks`).
 
 A fact of the whole system kept apart from the catalogue, so that a service that verifies
-tokens (through `services.defaults`) or publishes the keys in the edge policy (the auth
+tokens (through `ordermesh.defaults`) or publishes the keys in the edge policy (the auth
 service) learns who the issuer is without importing every other service's settings.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import Message
 from ordermesh.tokens import KeyIssuer
-from user.v1 import user_service_pb2, user_service_pb2_grpc
+from user.v1 import events_pb2, user_service_pb2, user_service_pb2_grpc
 
 __all__ = ["ISSUER"]
 
@@ -23,4 +23,6 @@ async def _published_keys(channel: grpc.aio.Channel, timeout_s: float) -> Messag
     return response
 
 
-ISSUER = KeyIssuer("user", _published_keys)
+# A session ended (logout, a refresh token reused) is revoked at every gateway by the auth
+# service (ordermesh.gateway.auth) until its last access token expires.
+ISSUER = KeyIssuer("user", _published_keys, revocations=(events_pb2.SessionRevoked,))

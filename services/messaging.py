@@ -9,12 +9,12 @@ from __future__ import annotations
 from google.protobuf.message_factory import GetMessageClass
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.events import Message
+from ordermesh.gateway.auth import consumers as auth
 from ordermesh.saga import SagaDefinition
 from ordermesh.store import Transaction
 from ordermesh.topology import Subscription
 
 from services import catalogue
-from services.auth import consumers as auth
 from services.inventory import consumers as inventory
 from services.notification import consumers as notification
 from services.order import consumers as order
@@ -43,7 +43,7 @@ def subscriptions() -> dict[str, list[Subscription]]:
         "inventory": [inventory.COMMANDS],
         "order": [order.replies_of(saga)],
         "notification": [notification.EVENTS],
-        "auth": [auth.SESSIONS],
+        "auth": [auth.sessions(catalogue.CATALOGUE.issuer)],
     }
 
 

@@ -11,7 +11,7 @@ alter or drop none: its `Store.open()` then finds everything here, and creates n
 is left alone, so the step runs at every deployment (a new collection or index of a new
 version is made before that version starts).
 
-The collections are those the service's `main` opens (`services.<name>.store.COLLECTIONS`) and
+The collections are those the service's `main` opens (`<its package>.store.COLLECTIONS`) and
 the runtime's own (`ordermesh.runtime.RUNTIME_COLLECTIONS`: the operators' audit trail). It
 waits for the database up to STARTUP_WAIT_S (120 s) like a service does; any other failure exits
 non-zero, naming it.
@@ -39,7 +39,8 @@ __all__ = ["collections", "create_schema"]
 def collections(service: str) -> Sequence[Collection]:
     """The collections service `service` keeps: what its main passes to `Runtime.open`, and
     what the runtime keeps beside them (RUNTIME_COLLECTIONS)."""
-    found: Sequence[Collection] = importlib.import_module(f"services.{service}.store").COLLECTIONS
+    module = catalogue.CATALOGUE.entry(service).module  # the gateway's own: the runtime's
+    found: Sequence[Collection] = importlib.import_module(f"{module}.store").COLLECTIONS
     return [*found, *RUNTIME_COLLECTIONS]
 
 

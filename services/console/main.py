@@ -3,7 +3,7 @@
 It serves like every service (`ordermesh.grpc.serve`: registered in the registry, gRPC health,
 /metrics), and its pages at /console on the same HTTP port as /metrics, where the gateway routes
 /console. It keeps no store and speaks on no backbone, so it has no runtime
-(services.defaults); what it depends on to answer is Redis (its sessions).
+(ordermesh.defaults); what it depends on to answer is Redis (its sessions).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from ordermesh.defaults import configured
 from ordermesh.grpc import serve
 from ordermesh.health import Readiness, redis_probe
 from ordermesh.registry import Registry
@@ -26,7 +27,6 @@ from services.console.config import ConsoleSettings
 from services.console.live import Alerts
 from services.console.pages import PREFIX, STATIC
 from services.console.service import Console
-from services.defaults import configured
 
 
 async def main() -> None:

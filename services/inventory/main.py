@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from ordermesh.defaults import Served, run_service
 from ordermesh.runtime import Runtime
 
-from services.defaults import Served, run_service
 from services.inventory import api, consumers, graph, store
 from services.inventory.config import InventorySettings
 from services.inventory.service import Inventory
+from services.issuer import ISSUER
 
 
 async def main() -> None:
-    await run_service(InventorySettings, wire, collections=store.COLLECTIONS)
+    await run_service(InventorySettings, wire, collections=store.COLLECTIONS, issuer=ISSUER)
 
 
 async def wire(runtime: Runtime, settings: InventorySettings) -> Served:

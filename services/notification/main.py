@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ordermesh.defaults import Served, run_service
 from ordermesh.runtime import Runtime
 
-from services.defaults import Served, run_service
+from services.issuer import ISSUER
 from services.notification import api, consumers, store
 from services.notification.clients import Channel, EmailChannel, HttpChannel
 from services.notification.config import NotificationSettings
@@ -12,7 +13,7 @@ from services.notification.service import Notifications
 
 
 async def main() -> None:
-    await run_service(NotificationSettings, wire, collections=store.COLLECTIONS)
+    await run_service(NotificationSettings, wire, collections=store.COLLECTIONS, issuer=ISSUER)
 
 
 async def wire(runtime: Runtime, settings: NotificationSettings) -> Served:

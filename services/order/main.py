@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from ordermesh import saga_operations
+from ordermesh.defaults import Served, run_service
 from ordermesh.runtime import Runtime
 from ordermesh.store import StoreClock
 
-from services.defaults import Served, run_service
+from services.issuer import ISSUER
 from services.order import api, api_v2, clients, consumers, graph, store
 from services.order.config import OrderSettings
 from services.order.service import Orders
 
 
 async def main() -> None:
-    await run_service(OrderSettings, wire, collections=store.COLLECTIONS)
+    await run_service(OrderSettings, wire, collections=store.COLLECTIONS, issuer=ISSUER)
 
 
 async def wire(runtime: Runtime, settings: OrderSettings) -> Served:

@@ -3,7 +3,7 @@
 It serves like every service (`ordermesh.grpc.serve`: registered in the registry, gRPC health,
 /metrics), and its pages at /shop on the same HTTP port as /metrics, where the gateway routes
 /shop (and sends its root, `/`). It keeps no store and speaks on no backbone, so it has no
-runtime (services.defaults); what it depends on to answer is Redis (its sessions) and the
+runtime (ordermesh.defaults); what it depends on to answer is Redis (its sessions) and the
 gateway (every page's data).
 """
 
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from ordermesh.defaults import configured
 from ordermesh.grpc import serve
 from ordermesh.health import Readiness, redis_probe
 from ordermesh.web import assets
 from ordermesh.web.sessions import Sessions
 
-from services.defaults import configured
 from services.storefront import web
 from services.storefront.api import Api
 from services.storefront.config import StorefrontSettings

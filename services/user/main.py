@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ordermesh import config
+from ordermesh.defaults import Served, run_service
 from ordermesh.runtime import Runtime
 from ordermesh.store import Store, open_store
 from ordermesh.tokens import KeySet, TokenVerifier
 
-from services.defaults import Served, run_service
 from services.user import api, consumers, graph, store
 from services.user.config import UserSettings
 from services.user.keys import SigningKeys

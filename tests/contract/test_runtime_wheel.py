@@ -109,6 +109,7 @@ def subscriptions():
 
 CATALOGUE = """
 from ordermesh.catalogue import Catalogue, Service
+from ordermesh.gateway.services import GATEWAY_SERVICES
 from ordermesh.runtime import AuthenticatedSettings
 from ordermesh.tokens import KeyIssuer
 
@@ -123,7 +124,7 @@ async def _keys(channel, timeout_s):
 
 
 CATALOGUE = Catalogue(
-    (Service("parcel", ParcelSettings, serves=("parcel.v1.ParcelService",)),),
+    (Service("parcel", ParcelSettings, serves=("parcel.v1.ParcelService",)), *GATEWAY_SERVICES),
     issuer=KeyIssuer("parcel", _keys),
 )
 """
@@ -153,6 +154,7 @@ PROJECT = Project(
     version="1.2.0",
     schema_module="parcel_schema",
     steps=(LOAD_DEPOTS,),
+    catalogue_at="catalogue:CATALOGUE",
 )
 """
 
@@ -369,6 +371,14 @@ def test_compose_runs_the_projects_services_and_its_own_step(project):
     assert step["environment"]["DEPOTS_TOKEN"].startswith("${DEPOTS_TOKEN:?")
     assert step["environment"]["STORE_URL"] == parcel["environment"]["STORE_URL"]
     assert "parcel_runtime" in (project.root / "deploy" / "postgres" / "init.sql").read_text()
+    # The gateway's own services are the runtime's, told where the project's catalogue is, and
+    # where its token issuer answers.
+    auth = services["auth"]
+    assert auth["command"] == ["python", "-m", "ordermesh.gateway.auth"]
+    assert services["ratelimit"]["command"] == ["python", "-m", "ordermesh.gateway.ratelimit"]
+    assert auth["environment"]["CATALOGUE"] == "catalogue:CATALOGUE"
+    assert services["gateway-agent"]["environment"]["CATALOGUE"] == "catalogue:CATALOGUE"
+    assert "PARCEL_SERVICE_ADDR" in auth["environment"]
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

@@ -97,7 +97,7 @@ async def client(redis):
 
 class Feed:
     """The auth service's side of the feed: a policy of its own, signed and published at each
-    change (services.auth.service keeps it in its store; here it is kept in memory)."""
+    change (ordermesh.gateway.auth.service keeps it in its store; here it is kept in memory)."""
 
     def __init__(self, feed: PolicyFeed, key: str = SIGNING_KEY):
         self._feed = feed

@@ -14,11 +14,10 @@ from envoy.service.auth.v3 import external_auth_pb2
 from google.rpc import code_pb2
 from inventory.v1 import inventory_service_pb2
 from jwt.algorithms import OKPAlgorithm
+from ordermesh.gateway.auth.api import Authorization
 from ordermesh.identity import AccessPolicy
 from ordermesh.policy import EdgePolicy
 from ordermesh.tokens import CLOCK_SKEW_S, KeySet, TokenVerifier
-
-from services.auth.api import Authorization
 
 CREATE_PRODUCT = "/inventory.v1.InventoryService/CreateProduct"
 KEY = Ed25519PrivateKey.generate()

@@ -1,10 +1,12 @@
 """The runtime's map (runtime/src/ordermesh/__init__.py's docstring) names every module of the
-runtime and of its store and web packages, once, and nothing else: a module added without its line,
-or a line left behind by a module that went, fails here (as httpx tests its `__all__`)."""
+runtime and of its deploy, gateway, store and web packages, once, and nothing else: a module
+added without its line, or a line left behind by a module that went, fails here (as httpx tests
+its `__all__`)."""
 
 import pkgutil
 
 import ordermesh
+import ordermesh.deploy
 import ordermesh.gateway
 import ordermesh.store
 import ordermesh.web
@@ -21,7 +23,7 @@ def _modules() -> set[str]:
     found = {module.name for module in pkgutil.iter_modules(ordermesh.__path__)}
     return found | {
         f"{package.__name__.removeprefix('ordermesh.')}.{module.name}"
-        for package in (ordermesh.gateway, ordermesh.store, ordermesh.web)
+        for package in (ordermesh.deploy, ordermesh.gateway, ordermesh.store, ordermesh.web)
         for module in pkgutil.iter_modules(package.__path__)
     }
 

@@ -62,6 +62,8 @@ saga_operations the gRPC servicer of the sagas' operator API (ops.v1.SagaService
 catalogue      a system's services named once (Catalogue, Service): what each serves, calls, needs
 roles          settings giving a service a role the deployments read (notifier, policy signer, ...)
 runtime        a service's store, broker, relay, consumers and readiness, opened in order
+defaults       run_service(): a service's defaults in one call (settings, logs, traces, runtime,
+               serving)
 contracts      the runtime's own contracts (common.v1's options, ops.v1's operator APIs), generated,
                and where any contract's generated module is
 pages          page sizes and page tokens of list RPCs
@@ -82,6 +84,18 @@ gateway.agent  python -m ordermesh.gateway.agent: beside each Envoy, the files i
 gateway.discovery the registry's instances as Envoy's endpoint files (EDS)
 gateway.policy the edge policy as Envoy's filter configuration files (ECDS)
 gateway.ratelimits the rate-limit descriptors' vocabulary, the gateway's and the limiter's
+gateway.auth   python -m ordermesh.gateway.auth: the gateway's auth service (the edge policy's
+               signer, the per-call check)
+gateway.ratelimit python -m ordermesh.gateway.ratelimit: the gateway's global limits, in Redis
+gateway.services the gateway's two services as catalogue entries (GATEWAY_SERVICES)
+deploy         a project's deployments from its catalogue and its Project, as generators
+deploy.project what a project tells them: image, descriptor set, schema step, Steps, Federation
+deploy.environment each process's variables, decided once for every target (Target)
+deploy.compose python -m ordermesh.deploy.compose: compose.yaml and its overrides
+deploy.manifests python -m ordermesh.deploy.manifests: the Kubernetes manifests (kustomize)
+deploy.prometheus python -m ordermesh.deploy.prometheus: Prometheus's configuration
+deploy.databases PostgreSQL's databases and roles, one database per service that keeps state
+deploy.facts   images, ports and grace periods, named once for every target
 """
 
 __all__ = ["__version__"]

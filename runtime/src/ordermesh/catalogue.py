@@ -29,7 +29,7 @@ from typing import Any, overload
 
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 
-from ordermesh import contracts
+from ordermesh import config, contracts
 from ordermesh.config import ServiceSettings
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.roles import (
@@ -41,7 +41,7 @@ from ordermesh.roles import (
 from ordermesh.runtime import AuthenticatedSettings, BackboneSettings
 from ordermesh.tokens import KeyIssuer
 
-__all__ = ["OPERATOR_API", "SAGA_API", "Catalogue", "Need", "Service", "load"]
+__all__ = ["DEFAULT", "OPERATOR_API", "SAGA_API", "Catalogue", "Need", "Service", "load"]
 
 
 class Need(StrEnum):
@@ -52,8 +52,12 @@ class Need(StrEnum):
     REGISTRY = "registry"
 
 
+# Where the runtime's processes that read a project's catalogue (the gateway's agent and auth
+# service, the Prometheus targets) find it unless told (CATALOGUE): the example's layout.
+DEFAULT = "services.catalogue:CATALOGUE"
+
 # The operator API over its messages that every service with a runtime (a store and a broker)
-# serves (services.defaults, ordermesh.operator_api); the gateway routes a call to the service the
+# serves (ordermesh.defaults, ordermesh.operator_api); the gateway routes a call to the service the
 # call names.
 OPERATOR_API = "ops.v1.OperatorService"
 # The operator API of the sagas a service orchestrates (ordermesh.saga_operations).
@@ -79,10 +83,13 @@ class Service:
     web: str = ""
     # The gateway's root, `/`, leads to its web pages (one service at most).
     home: bool = False
+    # The package run as `python -m`, when not the project's `services.<name>`: the runtime's
+    # own services (the gateway's: ordermesh.gateway.auth, ordermesh.gateway.ratelimit).
+    package: str = ""
 
     @property
     def module(self) -> str:
-        return f"services.{self.name}"
+        return self.package or f"services.{self.name}"
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -140,7 +147,7 @@ class Service:
     @staticmethod
     def address_variable(callee: str) -> str:
         """The setting that gives the address of `callee`, when the registry does not."""
-        return f"{callee.upper()}_SERVICE_ADDR"
+        return config.address_variable(callee)
 
     @property
     def packages(self) -> tuple[str, ...]:

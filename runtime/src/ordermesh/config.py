@@ -22,7 +22,16 @@ from typing import Self, TypeVar
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["WILDCARDS", "ConfigError", "FaultSwitchSettings", "ServiceSettings", "Settings", "load"]
+__all__ = [
+    "WILDCARDS",
+    "ConfigError",
+    "FaultSwitchSettings",
+    "ServiceSettings",
+    "Settings",
+    "address_of",
+    "address_variable",
+    "load",
+]
 
 
 class ConfigError(Exception):
@@ -36,6 +45,24 @@ class Settings(BaseSettings):
 def _default_instance_id() -> str:
     # Containers on one host network share its host name and may share a pid (1).
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def address_variable(service: str) -> str:
+    """The variable that gives the address (host:port) of `service` while the registry does
+    not answer: USER_SERVICE_ADDR for the service "user"."""
+    return f"{service.upper()}_SERVICE_ADDR"
+
+
+def address_of(service: str) -> str:
+    """The address of `service` from its variable (`address_variable`), which must be set."""
+    variable = address_variable(service)
+    address = os.environ.get(variable, "")
+    if not address:
+        raise ConfigError(
+            f"{variable} is not set: where the {service} service answers while the registry "
+            "does not"
+        )
+    return address
 
 
 # Hosts that mean "bind every interface".

@@ -1,7 +1,7 @@
 """The gRPC servicer of the operator API (ops.v1.OperatorService) over a service's `Operations`
 (ordermesh.operations) and the fault switches its process follows (ordermesh.switches, changed in
 their flag file by ordermesh.flag_file): translate and delegate. Every service with a store and a
-broker serves it (services.defaults); the gRPC edge admits only administrators (the contract
+broker serves it (ordermesh.defaults); the gRPC edge admits only administrators (the contract
 says ADMIN).
 
 A switch turned on through a service applies to that service (its `service` condition is the

@@ -1,6 +1,7 @@
 """The edge policy: which keys verify access tokens and which sessions are ended, as the auth
-service decides it (`services.auth`), signed, and as everyone who enforces it reads it (each
-gateway's agent, `ordermesh.gateway.agent`; each service that verifies tokens, `ordermesh.tokens`).
+service decides it (`ordermesh.gateway.auth`), signed, and as everyone who enforces it reads it
+(each gateway's agent, `ordermesh.gateway.agent`; each service that verifies tokens,
+`ordermesh.tokens`).
 
 The policy is one JSON document, `EdgePolicy`: a version, the time it was issued, the token
 issuer's key set (RFC 7517) and the revoked sessions, each with the expiry of its last access

@@ -13,7 +13,7 @@
             metrics=runtime.metrics,
         )
 
-which is what `services.defaults.run_service` does for every service with a store and a broker.
+which is what `ordermesh.defaults.run_service` does for every service with a store and a broker.
 
 What it guarantees:
 - the store is opened (collections and indexes created) before anything else, the broker
@@ -44,6 +44,7 @@ import aio_pika.exceptions
 import redis.asyncio as aioredis
 from pydantic import Field
 
+from ordermesh import config
 from ordermesh.broker import Broker
 from ordermesh.config import ServiceSettings
 from ordermesh.consumer import Consumer, Handler
@@ -118,9 +119,8 @@ class BackboneSettings(ServiceSettings):
 class AuthenticatedSettings(BackboneSettings):
     """A service whose RPCs verify the caller's access token."""
 
-    # host:port of the token issuer (the user service, whose GetJwks publishes the keys that sign
-    # access tokens), used while the registry does not answer.
-    user_service_addr: str
+    # Where the token issuer answers while the registry does not is its address variable
+    # (`<ISSUER>_SERVICE_ADDR`, ordermesh.config.address_of), required by `token_verifier`.
     jwt_issuer: str = "ordermesh"
     jwt_audience: str = "ordermesh"
 
@@ -379,7 +379,8 @@ class Runtime:
         settings = self.settings
         if not isinstance(settings, AuthenticatedSettings):
             raise TypeError(f"{type(settings).__name__} is not AuthenticatedSettings")
-        upstream = await self.upstream(issuer.service, fallback=settings.user_service_addr)
+        fallback = config.address_of(issuer.service)
+        upstream = await self.upstream(issuer.service, fallback=fallback)
         keys = KeySet(grpc_jwks_source(issuer, upstream))
         # Known before the instance serves: its first calls must not fail for want of them.
         await _waiting_for("the token issuer's keys", keys.load, settings.startup_wait_s)

@@ -177,7 +177,7 @@ class NewService:
             (r'(    "user", "inventory", "order", "notification",)', f' "{n}",', "domain code's"),
             (r'(forbidden_modules = \["services", "user"[^\]]*?)\]', f', "{n}"]', "the runtime's"),
             (
-                r'(modules = \[\n    "services\.auth",[^\]]*?)\n\]',
+                r'(modules = \[\n    "services\.[a-z_]+",[^\]]*?)\n\]',
                 f' "services.{n}",\n]',
                 "independence",
             ),

@@ -35,7 +35,7 @@ from typing import Any
 
 from ordermesh import config as runtime_config
 from ordermesh import logging as runtime_logging
-from ordermesh.catalogue import load
+from ordermesh.catalogue import DEFAULT, load
 from ordermesh.config import Settings
 from ordermesh.registry import Instance, Registry, Watcher
 from ordermesh.watch import follow
@@ -51,7 +51,7 @@ class TargetsSettings(Settings):
     lost_kept_s: float = 300.0
     refresh_s: float = 1.0
     log_level: str = "INFO"
-    catalogue: str = "services.catalogue:CATALOGUE"
+    catalogue: str = DEFAULT
 
 
 class Targets:

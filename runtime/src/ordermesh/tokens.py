@@ -102,6 +102,27 @@ class KeyIssuer:
 
     service: str
     fetch: Callable[[grpc.aio.Channel, float], Awaitable[Message]]
+    # The events it publishes when it ends a session before the session's access tokens expire
+    # (logout, a refresh token reused): each with `session_id` (a string) and `expire_time`
+    # (a Timestamp, when the last of them expires). The auth service revokes the session at
+    # every gateway (ordermesh.gateway.auth); none: sessions end only as their tokens expire.
+    revocations: tuple[type[Message], ...] = ()
+
+    def __post_init__(self) -> None:
+        for event in self.revocations:
+            fields = event.DESCRIPTOR.fields_by_name
+            session, expires = fields.get("session_id"), fields.get("expire_time")
+            if (
+                session is None
+                or session.type != session.TYPE_STRING
+                or expires is None
+                or expires.message_type is None
+                or expires.message_type.full_name != "google.protobuf.Timestamp"
+            ):
+                raise TypeError(
+                    f"{event.DESCRIPTOR.full_name} cannot revoke a session: it needs "
+                    "string session_id and google.protobuf.Timestamp expire_time"
+                )
 
 
 def grpc_jwks_source(issuer: KeyIssuer, upstream: Upstream) -> JwksSource:

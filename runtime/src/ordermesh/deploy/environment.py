@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
+from ordermesh import catalogue as catalogues
 from ordermesh.catalogue import OPERATOR_API, SAGA_API, Catalogue, Need, Service
 
 __all__ = [
     "BROKER",
+    "CATALOGUE",
     "INTERNAL_TOKEN",
     "MONITORING",
     "POLICY_SIGNING_KEY",
@@ -48,6 +50,8 @@ POLICY_VERIFY_KEY = "EDGE_POLICY_VERIFY_KEY"
 POLICY_SIGNING_KEY = "EDGE_POLICY_SIGNING_KEY"
 # The secret of the internal hops (ordermesh.gateway.envoy's INTERNAL_HEADER).
 INTERNAL_TOKEN = "INTERNAL_TOKEN"
+# Where a runtime's process that reads the project's catalogue finds it (module:attribute).
+CATALOGUE = "CATALOGUE"
 # What a monitoring process may be told (ordermesh.roles.MonitorSettings).
 MONITORING = ("PROMETHEUS_URL", "ALERTMANAGER_URL", "JAEGER_URL", "LOG_DIR")
 # What a notifying service is told of its providers (ordermesh.roles.NotifierSettings).
@@ -111,11 +115,17 @@ def gateway_secrets(target: Target[V]) -> dict[str, V]:
 
 
 def environment(
-    catalogue: Catalogue, service: Service, target: Target[V], *, serving: bool = True
+    catalogue: Catalogue,
+    service: Service,
+    target: Target[V],
+    *,
+    serving: bool = True,
+    catalogue_at: str = catalogues.DEFAULT,
 ) -> dict[str, V]:
     """The variables of `service` (of `catalogue`)'s serving process, or with `serving=False`
     of its one-shot steps (ordermesh.deploy.project.Step: the example's admin account), which
-    serve nothing: without the internal hops' secret."""
+    serve nothing: without the internal hops' secret. `catalogue_at`: where a service that reads
+    the catalogue (the gateway's auth service) imports it from."""
     env: dict[str, V] = {}
     registry = target.registry()
     if Need.REGISTRY in service.needs and registry is not None:
@@ -139,6 +149,8 @@ def environment(
         env["SAGA_API_SERVICES"] = target.value(_serving(catalogue, SAGA_API))
     if service.monitors:
         env |= target.monitoring()
+    if "catalogue" in service.settings.model_fields:
+        env[CATALOGUE] = target.value(catalogue_at)
     # Its subgraph, or its web pages, take calls carrying the secret only.
     if serving and (service.graph or service.web):
         env |= internal_hops(target)
@@ -149,12 +161,19 @@ def _serving(catalogue: Catalogue, api: str) -> str:
     return ",".join(service.name for service in catalogue.serving(api))
 
 
-def agent_environment(target: Target[V], *, eds_dir: V, policy_dir: V) -> dict[str, V]:
+def agent_environment(
+    target: Target[V], *, eds_dir: V, policy_dir: V, catalogue_at: str = catalogues.DEFAULT
+) -> dict[str, V]:
     """The variables of the gateway's agent (ordermesh.gateway.agent): the registry it turns into
     Envoy's endpoints, the directories it writes Envoy's files to (`eds_dir`, `policy_dir`: where
-    the target shares them with Envoy), and `gateway_secrets`."""
+    the target shares them with Envoy), where it finds the catalogue, and `gateway_secrets`."""
     registry = target.registry()
     if registry is None:
         raise ValueError("the gateway's agent needs the registry: give the target a REDIS_URL")
-    env = {REGISTRY: registry, "EDS_DIR": eds_dir, "POLICY_DIR": policy_dir}
+    env = {
+        REGISTRY: registry,
+        "EDS_DIR": eds_dir,
+        "POLICY_DIR": policy_dir,
+        CATALOGUE: target.value(catalogue_at),
+    }
     return env | gateway_secrets(target)

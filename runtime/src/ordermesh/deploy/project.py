@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from ordermesh import catalogue as catalogues
 from ordermesh.catalogue import Catalogue, Service
 from ordermesh.deploy import databases
 
@@ -80,7 +81,9 @@ class Project:
     `python -m <schema_module> <service>` to make a store-backed service's schema as its
     database's owner (required when a service keeps state). `monitoring` is the directory
     (relative to the root) of Prometheus's rules (`rules.yml`), Alertmanager's configuration
-    (`alertmanager.yml`) and Grafana's provisioning and dashboards (`grafana/`)."""
+    (`alertmanager.yml`) and Grafana's provisioning and dashboards (`grafana/`). `catalogue_at`
+    is where the runtime's processes that read the catalogue (the gateway's agent and auth
+    service, Prometheus's targets) import it from, `module:attribute` (CATALOGUE)."""
 
     name: str
     catalogue: Catalogue
@@ -91,8 +94,11 @@ class Project:
     steps: tuple[Step, ...] = ()
     federation: Federation | None = None
     monitoring: str = "monitoring"
+    catalogue_at: str = catalogues.DEFAULT
 
     def __post_init__(self) -> None:
+        if catalogues.load(self.catalogue_at) is not self.catalogue:
+            raise ValueError(f"{self.catalogue_at} is not the project's catalogue: name it")
         if self.stores() and not self.schema_module:
             raise ValueError(
                 f"{', '.join(self.stores())} keep state: name the project's schema_module"

@@ -10,9 +10,15 @@ agent          python -m ordermesh.gateway.agent, beside each Envoy: its endpoin
                (policy), its fault filters from the flag file
 ratelimits     the rate-limit descriptors' vocabulary, shared by the gateway and the service that
                counts the global limits
+auth           python -m ordermesh.gateway.auth: the gateway's auth service, the edge policy's
+               signer (the token issuer's keys, the revoked sessions) and the per-call check
+               of the RPCs whose contract asks for one (Envoy's ext_authz)
+ratelimit      python -m ordermesh.gateway.ratelimit: the gateway's global limits (Envoy's
+               rate-limit protocol), counted in Redis
+services       the two as catalogue entries, `GATEWAY_SERVICES`
 
-A project's gateway has two services of its own, named `auth` (the per-call policy check,
-ext_authz) and `ratelimit` (the global limits), entries of its catalogue with `gateway=True`.
+A project's catalogue holds the gateway's two services (`GATEWAY_SERVICES`, with
+`gateway=True`): Envoy's configuration calls them by those names.
 """
 
 __all__: list[str] = []

@@ -43,7 +43,7 @@ from pydantic import Field
 
 from ordermesh import config as runtime_config
 from ordermesh import logging as runtime_logging
-from ordermesh.catalogue import load
+from ordermesh.catalogue import DEFAULT, load
 from ordermesh.config import FaultSwitchSettings
 from ordermesh.gateway.discovery import EdsFiles
 from ordermesh.gateway.envoy.clusters import clusters_of
@@ -80,7 +80,7 @@ class AgentSettings(FaultSwitchSettings):
     log_level: str = "INFO"
     # The project's catalogue (module:attribute, ordermesh.catalogue.load) and its contracts'
     # descriptor set, as the project lays them out.
-    catalogue: str = "services.catalogue:CATALOGUE"
+    catalogue: str = DEFAULT
     descriptor_set: Path = Path("gen/descriptors.pb")
 
 

@@ -217,7 +217,10 @@ def _service_environment(
         "PORT_FILE": "/run/ordermesh/grpc.port",
         "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_ENDPOINT,
     }
-    return listening | environment(project.catalogue, service, TARGET, serving=serving)
+    decided = environment(
+        project.catalogue, service, TARGET, serving=serving, catalogue_at=project.catalogue_at
+    )
+    return listening | decided
 
 
 def infrastructure() -> dict[str, Any]:
@@ -434,7 +437,10 @@ def gateway(project: Project) -> dict[str, Any]:
             ["python", "-m", "ordermesh.gateway.agent"],
             environment={
                 **agent_environment(
-                    TARGET, eds_dir=f"{GATEWAY_DIR}/eds", policy_dir=f"{GATEWAY_DIR}/policy"
+                    TARGET,
+                    eds_dir=f"{GATEWAY_DIR}/eds",
+                    policy_dir=f"{GATEWAY_DIR}/policy",
+                    catalogue_at=project.catalogue_at,
                 ),
                 "HOST": "${GATEWAY_AGENT_LISTEN:-0.0.0.0}",
                 "PORT": GATEWAY_AGENT_PORT,

@@ -83,6 +83,7 @@ def monitoring(project: Project) -> dict[str, Any]:
             profiles=profile,
             environment={
                 "REDIS_URL": TARGET.registry(),
+                "CATALOGUE": TARGET.value(project.catalogue_at),
                 "TARGETS_FILE": f"{PROMETHEUS_DIR}/targets/targets.json",
                 "GATEWAY_ADMIN": overridable(
                     "GATEWAY_ADMIN_TARGET", f"gateway:{facts.GATEWAY_ADMIN_PORT}"

@@ -57,3 +57,5 @@ services with a GraphQL subgraph only.
 Requests and limits come from measured figures (docs/kubernetes.md). No Kubernetes cluster can
 run on this project's machines: these manifests are rendered and validated, not run.
 """
+
+__all__: list[str] = []

@@ -33,6 +33,26 @@ from ordermesh.deploy.manifests.secrets import (
 )
 from ordermesh.deploy.project import Project, Step
 
+__all__ = [
+    "GATEWAY_CA_CONFIGMAP",
+    "GATEWAY_CA_DIR",
+    "GATEWAY_URL",
+    "GRPC_TLS_DIR",
+    "MONITORING_URLS",
+    "PASSWORDS",
+    "SECRET_KEYS",
+    "KubernetesTarget",
+    "entries",
+    "field_ref",
+    "internal_env",
+    "passwords",
+    "rabbitmq_url",
+    "service_env",
+    "serving_env",
+    "step_env",
+    "tls_env",
+]
+
 # Where a service's container finds its certificate, key and CA in prod (its Secret's files).
 GRPC_TLS_DIR = Path("/etc/ordermesh/grpc-tls")
 # Where a client of the gateway inside the cluster (the console) reaches it: its Service, on
@@ -171,7 +191,9 @@ def service_env(
     passwords first, then what is read whole from Secrets, then how the pod runs, then the
     values that refer to the passwords."""
     target = KubernetesTarget(broker_nodes=broker_nodes)
-    decided = environment(project.catalogue, service, target, serving=False)
+    decided = environment(
+        project.catalogue, service, target, serving=False, catalogue_at=project.catalogue_at
+    )
     read = [e for e in entries(decided) if "valueFrom" in e]
     given = [e for e in entries(decided) if "valueFrom" not in e]
     running = [
@@ -201,10 +223,10 @@ def serving_env(
     serving process holds (the internal hops' secret if it has a GraphQL subgraph), and its
     certificate's files with `mutual_tls` (never its pod's init steps, which call no service)."""
     target = KubernetesTarget(broker_nodes=broker_nodes)
-    steps = environment(project.catalogue, service, target, serving=False)
-    serving = {
-        k: v for k, v in environment(project.catalogue, service, target).items() if k not in steps
-    }
+    at = project.catalogue_at
+    steps = environment(project.catalogue, service, target, serving=False, catalogue_at=at)
+    decided = environment(project.catalogue, service, target, catalogue_at=at)
+    serving = {k: v for k, v in decided.items() if k not in steps}
     env = [*service_env(project, service, broker_nodes=broker_nodes, pool_size=pool_size)]
     env += entries(serving)
     return [*env, *tls_env()] if mutual_tls else env

@@ -34,6 +34,15 @@ from ordermesh.deploy.project import Federation, Project
 from ordermesh.gateway import envoy as gateway_config
 from ordermesh.gateway.contracts import routable_rpcs
 
+__all__ = [
+    "GATEWAY_TLS_DIR",
+    "GRAPHQL_CONFIGMAP",
+    "UPSTREAM_TLS_DIR",
+    "gateway_bootstrap",
+    "gateway_deployment",
+    "gateway_files",
+]
+
 # The ConfigMap of the federation gateway's files (the kustomization's, from its Federation).
 GRAPHQL_CONFIGMAP = "gateway-graphql"
 
@@ -142,6 +151,7 @@ def gateway_deployment(project: Project) -> dict[str, Any]:
         KubernetesTarget(),
         eds_dir={"value": "/gateway/eds"},
         policy_dir={"value": "/gateway/policy"},
+        catalogue_at=project.catalogue_at,
     )
     agent = app_container(
         "agent",

@@ -29,6 +29,8 @@ from ordermesh.deploy.manifests.secrets import (
     secret_ref,
 )
 
+__all__ = ["postgres", "postgres_roles", "rabbitmq", "rabbitmq_conf", "redis"]
+
 
 def redis() -> list[dict[str, Any]]:
     volumes, mounts = scratch("/tmp", "/data")

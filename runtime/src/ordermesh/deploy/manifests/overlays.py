@@ -14,6 +14,20 @@ from ordermesh.deploy.manifests.pods import PART_OF, selector, service_probes, t
 from ordermesh.deploy.manifests.secrets import GATEWAY_CLIENT_TLS_SECRET, grpc_tls_secret
 from ordermesh.deploy.project import Project
 
+__all__ = [
+    "NO_FAULTS",
+    "PROD_MAX_REPLICAS",
+    "PROD_POSTGRES_CONNECTIONS",
+    "PROD_REPLICAS",
+    "RABBITMQ_PROD_NODES",
+    "autoscalers",
+    "budgets",
+    "gateway_patch",
+    "prod_patches",
+    "service_patch",
+    "workloads",
+]
+
 PROD_REPLICAS = 3
 
 

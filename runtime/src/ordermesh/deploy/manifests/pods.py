@@ -8,6 +8,27 @@ from typing import Any
 
 from ordermesh.deploy import facts
 
+__all__ = [
+    "GRAPHQL_IMAGE",
+    "IMAGE",
+    "PART_OF",
+    "RESOURCES",
+    "SERVICE_RESOURCES",
+    "app_container",
+    "cluster_service",
+    "container_security",
+    "exec_probe",
+    "headless_service",
+    "labels",
+    "pod_security",
+    "pod_template",
+    "rolling",
+    "scratch",
+    "selector",
+    "service_probes",
+    "tls_volume",
+]
+
 # Every workload's `app.kubernetes.io/part-of`: a system the runtime deployed.
 PART_OF = "ordermesh"
 

@@ -13,6 +13,15 @@ from ordermesh.catalogue import Catalogue, Need
 from ordermesh.deploy import facts
 from ordermesh.deploy.manifests.pods import PART_OF
 
+__all__ = [
+    "MONITORING_NAMESPACE",
+    "PROMETHEUS_PEER",
+    "PROVIDER_PORTS",
+    "callers_of",
+    "network_policies",
+    "store_policies",
+]
+
 # The cluster's monitoring, in the namespace "monitoring" (as the Prometheus Operator runs it:
 # its pods labelled by name). Prometheus scrapes the metrics ports and sends its alerts to the
 # Alertmanager these manifests run; the console reads both (environment.MONITORING_URLS).

@@ -5,6 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "GATEWAY_CLIENT_TLS_SECRET",
+    "GATEWAY_TLS_SECRET",
+    "INTERNAL_SECRET",
+    "NOTIFICATION_SECRET",
+    "POLICY_SIGNING_SECRET",
+    "POLICY_VERIFY_SECRET",
+    "POSTGRES_ROLES_SECRET",
+    "POSTGRES_SECRET",
+    "RABBITMQ_SECRET",
+    "REDIS_SECRET",
+    "STORE_OWNER_SECRET",
+    "STORE_SECRET",
+    "grpc_tls_secret",
+    "secret_ref",
+]
+
 # The Secrets the manifests read (created by the operator, docs/kubernetes.md).
 RABBITMQ_SECRET = "ordermesh-rabbitmq"  # password, erlang-cookie
 

@@ -26,6 +26,8 @@ from ordermesh.deploy.manifests.pods import (
 from ordermesh.deploy.manifests.secrets import NOTIFICATION_SECRET, STORE_OWNER_SECRET, secret_ref
 from ordermesh.deploy.project import Project
 
+__all__ = ["service_deployment", "services"]
+
 
 def service_deployment(project: Project, service: Service) -> dict[str, Any]:
     volumes, mounts = scratch("/tmp", "/run/ordermesh")

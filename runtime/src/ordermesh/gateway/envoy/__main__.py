@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ordermesh.catalogue import load
+from ordermesh.catalogue import DEFAULT, load
 from ordermesh.gateway.agent import prepare
 from ordermesh.gateway.contracts import routable_rpcs
 from ordermesh.gateway.envoy.bootstrap import bootstrap
@@ -28,7 +28,7 @@ def main() -> None:
     which needs PyYAML."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--catalogue", default="services.catalogue:CATALOGUE")
+    parser.add_argument("--catalogue", default=DEFAULT)
     parser.add_argument("--descriptors", type=Path, default=Path("gen/descriptors.pb"))
     parser.add_argument("--host", default="127.0.0.1", help="the address the gateway listens on")
     parser.add_argument("--port", type=int, default=GATEWAY_PORT)

@@ -44,8 +44,8 @@ __all__ = [
 
 def jwt_authn_config(config: GatewayConfig, jwks: Mapping[str, Any]) -> Message:
     """jwt_authn verifying the issuer's tokens against `jwks`, which holds only the EdDSA keys
-    the auth service accepted (services.auth.service): a token naming another algorithm (none,
-    HS256 with a public key, RS256) finds no key."""
+    the auth service accepted (ordermesh.gateway.auth.service): a token naming another algorithm
+    (none, HS256 with a public key, RS256) finds no key."""
     provider = {
         "issuer": config.jwt_issuer,
         "audiences": [config.jwt_audience],

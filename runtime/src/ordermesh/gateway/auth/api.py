@@ -21,11 +21,14 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
+
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.errors import PermissionDenied, Unauthenticated, Unavailable
 from ordermesh.grpc import Service
 from ordermesh.identity import AccessPolicy
 from ordermesh.logging import get_logger
+
+__all__ = ["OVERWRITE", "ROUTED", "Authorization", "service"]
 
 log = get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """Envoy's rate-limit check: fixed-window counters in Redis, shared by every gateway.
 
-For each descriptor of a request that falls under a limit (`services.ratelimit.limits`), one
-counter per value and window is incremented in Redis (INCRBY + PEXPIRE in one round trip); a
+For each descriptor of a request that falls under a limit (`ordermesh.gateway.ratelimit.limits`),
+one counter per value and window is incremented in Redis (INCRBY + PEXPIRE in one round trip); a
 request is OVER_LIMIT when any of its counters passed its limit, and the answer then carries
 `retry-after` (seconds until the window ends). Envoy answers such a request 429 itself.
 
@@ -19,11 +19,13 @@ import grpc
 import redis.asyncio as aioredis
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from ordermesh.grpc import Service
-from ordermesh.logging import get_logger
 from redis.exceptions import RedisError
 
-from services.ratelimit.limits import Limit, Limits
+from ordermesh.gateway.ratelimit.limits import Limit, Limits
+from ordermesh.grpc import Service
+from ordermesh.logging import get_logger
+
+__all__ = ["UNIT", "RateLimiter", "service"]
 
 log = get_logger(__name__)
 

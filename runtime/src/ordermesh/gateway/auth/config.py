@@ -1,8 +1,12 @@
 """The auth service's settings, from the environment (see ordermesh.config)."""
 
+from pydantic import Field
+
+from ordermesh.catalogue import DEFAULT
 from ordermesh.roles import PolicySignerSettings
 from ordermesh.runtime import AuthenticatedSettings
-from pydantic import Field
+
+__all__ = ["AuthSettings"]
 
 
 class AuthSettings(AuthenticatedSettings, PolicySignerSettings):
@@ -12,3 +16,6 @@ class AuthSettings(AuthenticatedSettings, PolicySignerSettings):
     # How often the token issuer's key set is fetched and republished; the issuer publishes
     # each new key `signing_key_lead_s` before it signs with it, which must be longer.
     keys_refresh_s: float = Field(default=10.0, gt=0)
+    # The project's catalogue (ordermesh.catalogue.load): its token issuer, and the APIs behind
+    # the gateway whose access levels the per-call check enforces.
+    catalogue: str = DEFAULT

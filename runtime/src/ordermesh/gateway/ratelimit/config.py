@@ -1,7 +1,10 @@
 """The rate-limit service's settings, from the environment (see ordermesh.config)."""
 
-from ordermesh.config import ServiceSettings
 from pydantic import Field
+
+from ordermesh.config import ServiceSettings
+
+__all__ = ["RateLimitSettings"]
 
 
 class RateLimitSettings(ServiceSettings):

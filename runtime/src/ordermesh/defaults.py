@@ -1,6 +1,6 @@
 """One call that gives a service its defaults, as eShop's `AddServiceDefaults()` does: a
-service's `main()` is `run_service(SettingsClass, wire, collections=...)`, and `wire` says only
-what is the service's own.
+service's `main()` is `run_service(SettingsClass, wire, collections=..., issuer=...)`, and `wire`
+says only what is the service's own.
 
 `run_service` does, in this order:
 - `configured`: loads the settings (failing fast with the variable's name), then sets up the
@@ -11,14 +11,14 @@ what is the service's own.
   (`runtime.consume`), its background work (`runtime.background`) and what it closes
   (`runtime.on_close`); it returns what it serves (`Served`);
 - the verifier of callers' tokens: the service's own if it gives one, else, for
-  `AuthenticatedSettings`, one of the token issuer's published keys (services.issuer), loaded
-  before the first call is served;
+  `AuthenticatedSettings`, one of the keys `issuer` publishes (the project's token issuer,
+  ordermesh.tokens.KeyIssuer), loaded before the first call is served;
 - `ordermesh.grpc.serve` of its APIs, the operator API over its messages
   (ordermesh.operator_api) and its subgraph, with the runtime's readiness, notes and
   metrics, until SIGTERM or SIGINT; then the runtime closes in its order.
 
-A service without a store or a broker (the rate-limit service) has no runtime: it takes the
-first step alone (`configured`) and serves by itself.
+A service without a store or a broker (the gateway's rate-limit service) has no runtime: it
+takes the first step alone (`configured`) and serves by itself.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from ordermesh.grpc import Service, serve
 from ordermesh.identity import Authenticator
 from ordermesh.runtime import AuthenticatedSettings, BackboneSettings, Runtime
 from ordermesh.store import Collection
-
-from services.issuer import ISSUER
+from ordermesh.tokens import KeyIssuer
 
 if TYPE_CHECKING:  # strawberry costs 0.18 s at start: imported only by the services with a subgraph
     from ordermesh.graphql import Subgraph
@@ -73,14 +72,18 @@ async def run_service(
     wire: Callable[[Runtime, Settings], Awaitable[Served]],
     *,
     collections: Sequence[Collection] = (),
+    issuer: KeyIssuer | None = None,
 ) -> None:
-    """Runs a service until SIGTERM or SIGINT; see the module doc."""
+    """Runs a service until SIGTERM or SIGINT; see the module doc. `issuer`: whose keys verify
+    its callers' tokens, for `AuthenticatedSettings` whose wiring gives no verifier."""
     settings = configured(settings_class)
     async with Runtime.open(settings, collections=collections) as runtime:
         served = await wire(runtime, settings)
         authenticator = served.authenticator
         if authenticator is None and isinstance(settings, AuthenticatedSettings):
-            authenticator = await runtime.token_verifier(ISSUER)
+            if issuer is None:
+                raise TypeError(f"{settings_class.__name__} verifies tokens: name its issuer")
+            authenticator = await runtime.token_verifier(issuer)
         await serve(
             settings,
             [*served.apis, operator_api.service(runtime.operations, runtime.switches)],

@@ -28,14 +28,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ordermesh.errors import Unavailable
+from ordermesh.gateway.auth.store import CURRENT, POLICY, REVOKED
 from ordermesh.logging import get_logger
 from ordermesh.policy import REISSUE_S, EdgePolicy, PolicyFeed, seal
 from ordermesh.store import Store, Transaction, run_transaction
 from ordermesh.tokens import ALGORITHMS, CLOCK_SKEW_S, JwksSource
 from ordermesh.watch import follow
-
-from services.auth.store import CURRENT, POLICY, REVOKED
 
 __all__ = ["EdgePolicyKeeper", "record_revocations"]
 

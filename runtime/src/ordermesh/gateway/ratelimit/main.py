@@ -1,22 +1,24 @@
-"""Wiring of the rate-limit service: `python -m services.ratelimit`."""
+"""Wiring of the rate-limit service: `python -m ordermesh.gateway.ratelimit`."""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+
 from ordermesh.config import ConfigError
+from ordermesh.defaults import configured
+from ordermesh.gateway.ratelimit import api
+from ordermesh.gateway.ratelimit.config import RateLimitSettings
+from ordermesh.gateway.ratelimit.limits import Limits, parse
 from ordermesh.gateway.ratelimits import GLOBAL_LIMITS
 from ordermesh.grpc import serve
 from ordermesh.health import Readiness, redis_probe
 
-from services.defaults import configured
-from services.ratelimit import api
-from services.ratelimit.config import RateLimitSettings
-from services.ratelimit.limits import Limits, parse
+__all__ = ["main"]
 
 
 async def main() -> None:
     # Only the defaults' first steps: the service keeps no store and speaks on no backbone, so
-    # it has no runtime (services.defaults); its counters' Redis is all it depends on.
+    # it has no runtime (ordermesh.defaults); its counters' Redis is all it depends on.
     settings = configured(RateLimitSettings)
     url = settings.rate_limit_redis_url or settings.redis_url
     if not url:
