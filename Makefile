@@ -98,7 +98,7 @@ test-integration: system-deps $(INSTALLED)
 
 # The runtime's unit and integration tests on Python 3.12 and 3.13 (PYTHON_VERSIONS), each in a
 # virtualenv of its own (tools/other-pythons.sh: found on PATH or among pyenv's, else installed
-# by uv). Not part of `make test` yet: docs/decisions.md says why.
+# by uv). Run by CI (.ci/run) after `make test`, not by `make test` itself: docs/decisions.md.
 PYTHON_VERSIONS ?= 3.12 3.13
 RUNTIME_TESTS := tests/unit $(addprefix tests/integration/test_,amqp_probe.py backbone_chaos.py \
 	event_backbone.py event_evolution.py grpc_server.py mutual_tls.py postgres_faults.py \

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ordermesh import config, operator_api, telemetry
-from ordermesh import logging as chassis_logging
+from ordermesh import logging as runtime_logging
 from ordermesh.config import ServiceSettings
 from ordermesh.grpc import Service, serve
 from ordermesh.identity import Authenticator
@@ -60,7 +60,7 @@ class Served:
 def configured(settings_class: type[AnySettings]) -> AnySettings:
     """The settings from the environment, with the process's logs and traces set up for them."""
     settings = config.load(settings_class)
-    chassis_logging.configure(
+    runtime_logging.configure(
         service=settings.service_name, instance=settings.instance_id, level=settings.log_level
     )
     telemetry.configure(service=settings.service_name, instance=settings.instance_id)

@@ -8,9 +8,10 @@ A project names one `Project`, as it names its catalogue, and hands it to every 
         name="parcel",
         catalogue=CATALOGUE,
         descriptor_set=ROOT / "gen" / "descriptors.pb",
-        image="localhost/parcel:latest",
+        image="parcel",
         version="0.1.0",
         schema_module="parcel.schema",
+        catalogue_at="parcel.catalogue:CATALOGUE",
     )
 
 `python -m ordermesh.deploy.compose --project parcel.deploy:PROJECT` then writes its
