@@ -1,1 +1,2 @@
-"""Deployment: the container image, compose.yaml and its overrides, from the service catalogue."""
+"""The example's deployment: what it tells the runtime's generators (`project`), its images, its
+local CA and `make compose-env`."""

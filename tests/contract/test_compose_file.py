@@ -99,7 +99,7 @@ def test_the_edge_policy_signing_key_reaches_the_auth_service_only():
         if name in signers:
             assert (
                 environment[POLICY_SIGNING_KEY]
-                == f"${{{POLICY_SIGNING_KEY}:?run make compose-env}}"
+                == f"${{{POLICY_SIGNING_KEY}:?set it in the env file}}"
             )
 
 
@@ -111,7 +111,8 @@ def test_the_edge_policy_verify_key_reaches_every_follower_and_no_one_else():
         assert (POLICY_VERIFY_KEY in environment) == (name in followers()), name
         if name in followers():
             assert (
-                environment[POLICY_VERIFY_KEY] == f"${{{POLICY_VERIFY_KEY}:?run make compose-env}}"
+                environment[POLICY_VERIFY_KEY]
+                == f"${{{POLICY_VERIFY_KEY}:?set it in the env file}}"
             )
 
 
@@ -278,7 +279,7 @@ def _variables(spec: dict) -> set[str]:
 @pytest.mark.parametrize("name", STORES)
 def test_each_service_uses_its_own_database_as_its_runtime_role(name):
     runtime = databases.runtime(name)
-    password = f"${{{databases.password_variable(runtime)}:?run make compose-env}}"
+    password = f"${{{databases.password_variable(runtime)}:?set it in the env file}}"
     expected = f"postgresql://{runtime}:{password}@{compose.POSTGRES}/{name}"
     assert BASE["services"][name]["environment"]["STORE_URL"] == expected
     if name == catalogue.CATALOGUE.issuer.service:
@@ -291,7 +292,7 @@ def test_each_services_schema_is_made_by_its_owner_before_it_starts(name):
     owner = databases.owner(name)
     assert schema["command"] == ["python", "-m", "services.schema", name]
     assert schema["environment"] == {"STORE_URL": (
-        f"postgresql://{owner}:${{{databases.password_variable(owner)}:?run make compose-env}}"
+        f"postgresql://{owner}:${{{databases.password_variable(owner)}:?set it in the env file}}"
         f"@{compose.POSTGRES}/{name}")}  # fmt: skip
     assert schema["depends_on"] == {
         "postgres-roles": {"condition": "service_completed_successfully"}}  # fmt: skip
@@ -305,7 +306,7 @@ def test_the_roles_step_runs_the_roles_script_at_every_up_as_the_superuser():
     roles = BASE["services"]["postgres-roles"]
     assert roles["command"] == ["sh", "-c", databases.ROLES_COMMAND]
     assert roles["volumes"] == ["./deploy/postgres/init.sql:/ordermesh/init.sql:ro"]
-    assert roles["environment"]["PGPASSWORD"] == "${POSTGRES_PASSWORD:?run make compose-env}"
+    assert roles["environment"]["PGPASSWORD"] == "${POSTGRES_PASSWORD:?set it in the env file}"
     assert _variables(roles) >= set(STORE_ROLE_PASSWORDS)
     assert "restart" not in roles  # a one-shot: `up` runs it again
     # The server runs no script of its own: the roles step brings an older volume up to date.
@@ -382,7 +383,7 @@ def test_on_the_host_network_nothing_is_published_and_everything_is_on_loopback(
 
 # The internal hops' secret (ordermesh.gateway.envoy's INTERNAL_HEADER).
 
-INTERNAL = "${INTERNAL_TOKEN:?run make compose-env}"
+INTERNAL = "${INTERNAL_TOKEN:?set it in the env file}"
 # The agent's other required settings, for checking a token against its own.
 AGENT = {"redis_url": "redis://127.0.0.1:1/0", "eds_dir": "eds", "policy_dir": "policy",
          "edge_policy_verify_key": "unused"}  # fmt: skip

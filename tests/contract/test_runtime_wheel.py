@@ -360,7 +360,9 @@ def test_compose_runs_the_projects_services_and_its_own_step(project):
     assert compose["name"] == "parcel"
     assert {"parcel", "parcel-schema", "load-depots", "gateway", "gateway-agent"} <= set(services)
     assert "graphql" not in services  # no federation: no federation gateway, no /graphql
-    assert "--graphql-address" not in services["gateway-config"]["command"][2]
+    rendering = services["gateway-config"]["command"][2]  # Envoy's configuration, at `up`
+    assert "--graphql-address '' " in rendering  # no /graphql
+    assert "--catalogue catalogue:CATALOGUE " in rendering
     parcel, step = services["parcel"], services["load-depots"]
     assert parcel["image"] == "${ORDERMESH_IMAGE:-localhost/parcel:latest}"
     assert parcel["command"] == ["python", "-m", "services.parcel"]
@@ -411,4 +413,10 @@ def test_the_kubernetes_manifests_deploy_the_project_and_kubernetes_accepts_them
     image = {"dev": "localhost/parcel:latest", "prod": "parcel:1.2.0"}[overlay]
     assert {c["image"] for c in [*pod["containers"], *pod["initContainers"]]} == {image}
     assert [c["name"] for c in gateway["containers"]] == ["envoy"]  # no federation gateway
+    # No service reads the alerts: only Prometheus may reach Alertmanager (never a rule with no
+    # peers, which would let every pod in).
+    policies = {d["metadata"]["name"]: d for d in documents if d["kind"] == "NetworkPolicy"}
+    assert [rule["from"] for rule in policies["alertmanager"]["spec"]["ingress"]] == [
+        [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+          "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]]  # fmt: skip
     assert validated.returncode == 0, validated.stdout + validated.stderr

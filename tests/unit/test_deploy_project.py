@@ -5,7 +5,6 @@ of no service, subgraphs without a federation gateway) is refused, naming what t
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from ordermesh import config
@@ -29,7 +28,7 @@ def test_the_examples_project_is_what_its_catalogue_says():
 def test_a_catalogue_its_processes_would_not_find_is_refused():
     other = Catalogue(tuple(CATALOGUE), issuer=CATALOGUE.issuer)
 
-    with pytest.raises(ValueError, match="is not the project's catalogue"):
+    with pytest.raises(ValueError, match="does not name the project's catalogue"):
         replace(PROJECT, catalogue=other)
 
 
@@ -43,10 +42,24 @@ def test_a_step_of_a_service_the_catalogue_lacks_is_refused():
         replace(PROJECT, steps=(Step(name="seed", service="shipping", command="true"),))
 
 
-def test_subgraphs_need_a_federation_gateway():
+@pytest.mark.parametrize("name", ["order", "gateway", "schema", "user-schema", "Seed", "seed_1"])
+def test_a_step_is_named_apart_from_every_other_container_as_a_dns_label(name):
+    with pytest.raises(ValueError, match=f"step {name!r}: name it apart"):
+        replace(PROJECT, steps=(Step(name=name, service="user", command="true"),))
+    with pytest.raises(ValueError, match="step 'seed': name it apart"):
+        replace(PROJECT, steps=(Step("seed", "user", "true"), Step("seed", "order", "true")))
+
+
+def test_subgraphs_need_a_federation_gateway_started_with_one_of_its_files():
     with pytest.raises(ValueError, match="name the project's federation"):
         replace(PROJECT, federation=None)
-    assert replace(PROJECT, federation=Federation("graphql", "gateway/graphql")).federation
+    with pytest.raises(ValueError, match=r"config 'gateway\.ts' is not among its files"):
+        Federation("graphql", "gateway/graphql", config="gateway.ts")
+
+
+def test_a_catalogue_that_cannot_be_imported_is_refused_naming_where_to_say():
+    with pytest.raises(ValueError, match=r"catalogue_at='parcel\.catalogue:CATALOGUE' does not"):
+        replace(PROJECT, catalogue_at="parcel.catalogue:CATALOGUE")
 
 
 def test_an_event_that_cannot_revoke_a_session_is_refused_as_a_revocation():
@@ -72,4 +85,3 @@ def test_the_deployment_reads_a_project_by_its_place():
     assert load("deploy.project:PROJECT") is PROJECT
     with pytest.raises(ValueError, match="is not a Project"):
         load("services.catalogue:CATALOGUE")
-    assert Path(PROJECT.descriptor_set).name == "descriptors.pb"

@@ -33,6 +33,8 @@ from ordermesh import config, contracts
 from ordermesh.config import ServiceSettings
 from ordermesh.contracts.common.v1 import options_pb2
 from ordermesh.roles import (
+    DEFAULT_CATALOGUE,
+    CatalogueReaderSettings,
     GatewayClientSettings,
     MonitorSettings,
     NotifierSettings,
@@ -53,8 +55,8 @@ class Need(StrEnum):
 
 
 # Where the runtime's processes that read a project's catalogue (the gateway's agent and auth
-# service, the Prometheus targets) find it unless told (CATALOGUE): the example's layout.
-DEFAULT = "services.catalogue:CATALOGUE"
+# service, the Prometheus targets) find it unless told (CATALOGUE; ordermesh.roles).
+DEFAULT = DEFAULT_CATALOGUE
 
 # The operator API over its messages that every service with a runtime (a store and a broker)
 # serves (ordermesh.defaults, ordermesh.operator_api); the gateway routes a call to the service the
@@ -138,6 +140,11 @@ class Service:
     def calls_gateway(self) -> bool:
         """It calls the system through its gateway, as a client does (the console)."""
         return issubclass(self.settings, GatewayClientSettings)
+
+    @property
+    def reads_catalogue(self) -> bool:
+        """It reads the project's catalogue: it is told where (CATALOGUE)."""
+        return issubclass(self.settings, CatalogueReaderSettings)
 
     @property
     def monitors(self) -> bool:

@@ -77,6 +77,8 @@ async def run_service(
     """Runs a service until SIGTERM or SIGINT; see the module doc. `issuer`: whose keys verify
     its callers' tokens, for `AuthenticatedSettings` whose wiring gives no verifier."""
     settings = configured(settings_class)
+    if issuer is not None and isinstance(settings, AuthenticatedSettings):
+        config.address_of(issuer.service)  # fails fast, before the runtime opens, if unset
     async with Runtime.open(settings, collections=collections) as runtime:
         served = await wire(runtime, settings)
         authenticator = served.authenticator

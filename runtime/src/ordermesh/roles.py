@@ -23,11 +23,26 @@ from pydantic import Field, model_validator
 from ordermesh.config import ConfigError, Settings
 
 __all__ = [
+    "DEFAULT_CATALOGUE",
+    "CatalogueReaderSettings",
     "GatewayClientSettings",
     "MonitorSettings",
     "NotifierSettings",
     "PolicySignerSettings",
 ]
+
+
+# Where a process that reads a project's catalogue finds it unless told: the layout the
+# runtime's commands assume (`services/catalogue.py`, as `python -m ordermesh new-service` writes).
+DEFAULT_CATALOGUE = "services.catalogue:CATALOGUE"
+
+
+class CatalogueReaderSettings(Settings):
+    """A process that reads the project's catalogue (the gateway's agent and auth service,
+    Prometheus's targets): where it imports it from, `module:attribute` (CATALOGUE;
+    ordermesh.catalogue.load). The deployments give it (ordermesh.deploy.environment)."""
+
+    catalogue: str = DEFAULT_CATALOGUE
 
 
 class NotifierSettings(Settings):

@@ -35,15 +35,15 @@ from typing import Any
 
 from ordermesh import config as runtime_config
 from ordermesh import logging as runtime_logging
-from ordermesh.catalogue import DEFAULT, load
-from ordermesh.config import Settings
+from ordermesh.catalogue import load
 from ordermesh.registry import Instance, Registry, Watcher
+from ordermesh.roles import CatalogueReaderSettings
 from ordermesh.watch import follow
 
 __all__ = ["Targets", "TargetsSettings", "run"]
 
 
-class TargetsSettings(Settings):
+class TargetsSettings(CatalogueReaderSettings):
     redis_url: str
     targets_file: Path
     gateway_admin: str = ""
@@ -51,7 +51,6 @@ class TargetsSettings(Settings):
     lost_kept_s: float = 300.0
     refresh_s: float = 1.0
     log_level: str = "INFO"
-    catalogue: str = DEFAULT
 
 
 class Targets:

@@ -149,7 +149,7 @@ def environment(
         env["SAGA_API_SERVICES"] = target.value(_serving(catalogue, SAGA_API))
     if service.monitors:
         env |= target.monitoring()
-    if "catalogue" in service.settings.model_fields:
+    if service.reads_catalogue:
         env[CATALOGUE] = target.value(catalogue_at)
     # Its subgraph, or its web pages, take calls carrying the secret only.
     if serving and (service.graph or service.web):

@@ -52,7 +52,8 @@ POSTGRES_IMAGE = "docker.io/library/postgres:15"
 ENVOY_IMAGE = "docker.io/envoyproxy/envoy:v1.40.0"
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v2.53.2"
 GRAFANA_IMAGE = "docker.io/grafana/grafana:11.2.0"
-# Where Prometheus sends its alerts; its configuration is monitoring/alertmanager.yml.
+# Where Prometheus sends its alerts; its configuration is the project's
+# alertmanager.yml (ordermesh.deploy.project).
 ALERTMANAGER_IMAGE = "docker.io/prom/alertmanager:v0.27.0"
 # Traces: Jaeger's all-in-one (its UI, and its OTLP receiver for the services' spans).
 JAEGER_IMAGE = "docker.io/jaegertracing/all-in-one:1.76.0"

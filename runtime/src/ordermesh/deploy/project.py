@@ -21,6 +21,7 @@ compose.yaml and `python -m ordermesh.deploy.manifests --project ...` its Kubern
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,19 @@ from ordermesh import catalogue as catalogues
 from ordermesh.catalogue import Catalogue, Service
 from ordermesh.deploy import databases
 
-__all__ = ["Federation", "Project", "SecretKey", "Step", "load"]
+__all__ = ["RESERVED", "Federation", "Project", "SecretKey", "Step", "load"]
+
+# The names of what the runtime's deployments run beside a project's services: a step may take
+# none of them (nor a service's, nor `<service>-schema`), nor `schema`, its pods' first step.
+RESERVED = frozenset(
+    {
+        "rabbitmq", "redis", "postgres", "postgres-roles", "gateway", "gateway-config",
+        "gateway-agent", "graphql", "prometheus", "prometheus-targets", "alertmanager", "grafana",
+        "jaeger", "mongodb", "mongodb-init", "schema",
+    }
+)  # fmt: skip
+# A container's and a compose service's name: a DNS label.
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -43,10 +56,13 @@ class SecretKey:
 
 @dataclass(frozen=True)
 class Step:
-    """A one-shot step of a service, run to completion in the application's image before the
-    service serves, at every start (so it must be idempotent): compose runs it as a container
-    the service waits for, Kubernetes as an init container of the service's pods. It is started
-    with its service's settings (what deploy.environment decides for it, less what only a
+    """A one-shot step of a service, run in the application's image at every start (so it must
+    be idempotent): Kubernetes runs it as an init container of the service's pods, to
+    completion before the service starts; compose starts it before the service and restarts it
+    until it succeeds, while the service starts (nothing in compose waits for health, and a
+    step may wait on what the service's start makes ready): what the service needs at once
+    belongs in its schema step or its own start. It is started
+    with its service's settings (what ordermesh.deploy.environment decides for it, less what only a
     serving process holds) and its own: `settings` (plain values, each a default the operator
     may override in compose's env file) and `secrets` (each a variable compose requires and
     Kubernetes reads from its `SecretKey`). `command` runs by `sh -c`, written for a POSIX
@@ -62,13 +78,23 @@ class Step:
 @dataclass(frozen=True)
 class Federation:
     """The GraphQL federation gateway behind Envoy's /graphql: an image of Hive Gateway
-    (`supergraph --config-path ...`) that the project builds (named as `Project.image`), with the
-    configuration and the supergraph of `directory` (relative to the project's root) mounted into
-    it."""
+    (`supergraph --config-path ...`), its own, that the project builds (`image` is named as
+    `Project.image` is), with the configuration and the supergraph of `directory` (relative to
+    the project's root) mounted into it."""
 
     image: str
     directory: str
     files: tuple[str, ...] = ("gateway.config.mjs", "supergraph.graphql")
+    # Of `files`, the configuration it is started with (`--config-path`).
+    config: str = "gateway.config.mjs"
+
+    def __post_init__(self) -> None:
+        if self.config not in self.files:
+            raise ValueError(f"the federation's config {self.config!r} is not among its files")
+
+    def local_image(self) -> str:
+        """Its image as built on the machine."""
+        return f"localhost/{self.image}:latest"
 
 
 @dataclass(frozen=True)
@@ -78,7 +104,10 @@ class Project:
     `name` names the compose project and the Kubernetes namespace. `image` is the name of the
     application's image, in which every service runs: built on the machine, it is
     `localhost/<image>:latest` (compose's default for ORDERMESH_IMAGE, the dev overlay's); a
-    release is `<image>:<version>` (the prod overlay's). `schema_module` is run as
+    release is `<image>:<version>` (the prod overlay's); the image holds the descriptor set at
+    `gen/descriptors.pb` under its working directory, where the gateway's agent and Envoy's
+    configuration read it. `descriptor_set` is that file on the machine that renders (relative
+    to the project's root, or absolute). `schema_module` is run as
     `python -m <schema_module> <service>` to make a store-backed service's schema as its
     database's owner (required when a service keeps state). `monitoring` is the directory
     (relative to the root) of Prometheus's rules (`rules.yml`), Alertmanager's configuration
@@ -98,14 +127,30 @@ class Project:
     catalogue_at: str = catalogues.DEFAULT
 
     def __post_init__(self) -> None:
-        if catalogues.load(self.catalogue_at) is not self.catalogue:
-            raise ValueError(f"{self.catalogue_at} is not the project's catalogue: name it")
+        found: object
+        try:
+            found = catalogues.load(self.catalogue_at)
+        except (ImportError, ValueError) as exc:
+            found = exc
+        if found is not self.catalogue:
+            raise ValueError(
+                f"catalogue_at={self.catalogue_at!r} does not name the project's catalogue "
+                f"({found!r}): give its module:attribute"
+            )
         if self.stores() and not self.schema_module:
             raise ValueError(
                 f"{', '.join(self.stores())} keep state: name the project's schema_module"
             )
+        taken = RESERVED | {s.name for s in self.catalogue}
+        taken |= {f"{name}-schema" for name in self.stores()}
         for step in self.steps:
             self.catalogue.entry(step.service)  # raises for a service it does not hold
+            if step.name in taken or not NAME.match(step.name):
+                raise ValueError(
+                    f"step {step.name!r}: name it apart from the deployments' other containers, "
+                    "as a DNS label ([a-z0-9-], 63 at most)"
+                )
+            taken |= {step.name}
         if self.catalogue.graph_services() and self.federation is None:
             raise ValueError("services have GraphQL subgraphs: name the project's federation")
 

@@ -43,7 +43,7 @@ from pydantic import Field
 
 from ordermesh import config as runtime_config
 from ordermesh import logging as runtime_logging
-from ordermesh.catalogue import DEFAULT, load
+from ordermesh.catalogue import load
 from ordermesh.config import FaultSwitchSettings
 from ordermesh.gateway.discovery import EdsFiles
 from ordermesh.gateway.envoy.clusters import clusters_of
@@ -55,6 +55,7 @@ from ordermesh.gateway.policy import PolicyFiles, write_filter_config
 from ordermesh.logging import get_logger
 from ordermesh.policy import PolicyFeed, PolicyFollower, export_metrics, verify_key
 from ordermesh.registry import Instance, Registry, Watcher
+from ordermesh.roles import CatalogueReaderSettings
 from ordermesh.switches import Switches
 
 __all__ = ["AgentSettings", "policy_files", "prepare", "run", "write_faults"]
@@ -62,7 +63,7 @@ __all__ = ["AgentSettings", "policy_files", "prepare", "run", "write_faults"]
 log = get_logger(__name__)
 
 
-class AgentSettings(FaultSwitchSettings):
+class AgentSettings(FaultSwitchSettings, CatalogueReaderSettings):
     redis_url: str
     eds_dir: Path
     policy_dir: Path
@@ -78,9 +79,8 @@ class AgentSettings(FaultSwitchSettings):
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "INFO"
-    # The project's catalogue (module:attribute, ordermesh.catalogue.load) and its contracts'
-    # descriptor set, as the project lays them out.
-    catalogue: str = DEFAULT
+    # The project's contracts' descriptor set, as the project lays them out (its catalogue:
+    # CatalogueReaderSettings).
     descriptor_set: Path = Path("gen/descriptors.pb")
 
 

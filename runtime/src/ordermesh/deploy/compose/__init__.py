@@ -128,7 +128,7 @@ def published(variable: str, port: int) -> str:
 
 
 def required(name: str) -> str:
-    return f"${{{name}:?run make compose-env}}"
+    return f"${{{name}:?set it in the env file}}"
 
 
 def app(project: Project, command: list[str], **extra: Any) -> dict[str, Any]:
@@ -374,6 +374,7 @@ def _gateway_config(project: Project) -> dict[str, Any]:
     gateway's volume, with /graphql sent to the federation gateway if the project has one."""
     command = (
         TLS_ARGUMENTS + f"exec python -m ordermesh.gateway.envoy -o {GATEWAY_DIR}/envoy.json "
+        f"--catalogue {project.catalogue_at} "
         '--host "$$GATEWAY_LISTEN" --port "$$GATEWAY_PORT" '
         f"--eds-dir {GATEWAY_DIR}/eds --policy-dir {GATEWAY_DIR}/policy "
         f"--descriptor-set {GATEWAY_DIR}/descriptors.pb "
@@ -394,6 +395,8 @@ def _gateway_config(project: Project) -> dict[str, Any]:
             "GRAPHQL_ADDRESS": f"${{GRAPHQL_HOST:-graphql}}:{GRAPHQL_PORT}",
             "SUBGRAPHS_PORT": SUBGRAPHS_PORT,
         }
+    else:
+        command += "--graphql-address '' "  # no /graphql
     return app(
         project,
         ["sh", "-c", command + "$$tls --prepare"],
@@ -408,8 +411,8 @@ def _federation(federation: Federation) -> dict[str, Any]:
     its image of Hive Gateway, with the configuration and the supergraph of its directory.
     CORS_ORIGINS: the web origins allowed (none by default)."""
     return {
-        "image": overridable("GRAPHQL_IMAGE", f"localhost/{federation.image}:latest"),
-        "command": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
+        "image": overridable("GRAPHQL_IMAGE", federation.local_image()),
+        "command": ["supergraph", "--config-path", f"/gateway/{federation.config}"],
         "read_only": True,
         "tmpfs": ["/tmp"],
         "security_opt": ["no-new-privileges:true"],

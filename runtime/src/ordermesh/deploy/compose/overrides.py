@@ -1,10 +1,10 @@
 """compose.yaml's override files, rendered with it (`python -m ordermesh.deploy.compose`).
 
 - deploy/compose.host-network.yaml: every container on the host's network, bound to
-  127.0.0.1, on the ports the env file gives (this project's machines allow no bridge
+  127.0.0.1, on the ports the env file gives (for machines that allow no bridge
   network);
 - deploy/compose.mongodb.yaml: the stores on a MongoDB replica set instead of PostgreSQL. No
-  MongoDB server can be installed on this project's machines: this override is validated,
+  MongoDB server can be installed on the runtime's own machines: this override is validated,
   never run.
 """
 

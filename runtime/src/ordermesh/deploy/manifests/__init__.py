@@ -47,7 +47,7 @@ used while the registry does not answer. (docs/kubernetes.md says why.)
 The console, a client of the gateway, reaches it at its Service (https://gateway:8080) and
 verifies it with the CA of the ConfigMap `ordermesh-gateway-ca`; it reads the cluster's own
 Prometheus (the Prometheus Operator's, in the namespace `monitoring`, which the policies let
-scrape) and the Alertmanager rendered here (deploy.manifests.monitoring: one replica with
+scrape) and the Alertmanager rendered here (ordermesh.deploy.manifests.monitoring: one replica with
 the project's alertmanager.yml), to which that Prometheus sends its alerts.
 
 Secrets are referenced by name and key, never written here (docs/kubernetes.md lists them);
@@ -55,7 +55,7 @@ the edge policy's signing key is in a Secret of its own that only the auth servi
 internal hops' secret (INTERNAL_TOKEN) reaches Envoy, its agent, the federation gateway and the
 services with a GraphQL subgraph only.
 Requests and limits come from measured figures (docs/kubernetes.md). No Kubernetes cluster can
-run on this project's machines: these manifests are rendered and validated, not run.
+run on the runtime's own machines: these manifests are rendered and validated, not run.
 """
 
 __all__: list[str] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ def kustomization(**fields: Any) -> str:
 
 
 def write(project: Project, root: Path) -> None:
+    # Its files are read from its root (a relative descriptor set's too).
+    project = replace(project, descriptor_set=root / project.descriptor_set)
     out = root / "deploy" / "kubernetes"
     shutil.rmtree(out, ignore_errors=True)
     base, dev, prod = out / "base", out / "overlays" / "dev", out / "overlays" / "prod"

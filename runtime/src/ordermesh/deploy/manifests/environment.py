@@ -63,7 +63,7 @@ GATEWAY_URL = f"https://gateway:{facts.GATEWAY_PORT}"
 GATEWAY_CA_CONFIGMAP = "ordermesh-gateway-ca"
 GATEWAY_CA_DIR = Path("/etc/ordermesh/gateway-ca")
 # The cluster's Prometheus, as the Prometheus Operator serves it in the namespace "monitoring"
-# (the Service it makes), and the Alertmanager these manifests run (deploy.manifests.monitoring);
+# (the Service it makes), and the Alertmanager these manifests run (.monitoring);
 # an overlay patches them for others.
 MONITORING_URLS = {
     "PROMETHEUS_URL": (
@@ -103,7 +103,7 @@ PASSWORDS = {
     REGISTRY: ("REDIS_PASSWORD", REDIS_SECRET),
     BROKER: ("RABBITMQ_PASSWORD", RABBITMQ_SECRET),
 }
-# The secrets deploy.environment names: each a Secret's key.
+# The secrets ordermesh.deploy.environment names: each a Secret's key.
 SECRET_KEYS = {
     POLICY_VERIFY_KEY: (POLICY_VERIFY_SECRET, "verify-key"),
     POLICY_SIGNING_KEY: (POLICY_SIGNING_SECRET, "signing-key"),

@@ -111,7 +111,7 @@ def _graphql_container(federation: Federation, mounts: list[dict[str, Any]]) -> 
     return {
         "name": "graphql",
         "image": GRAPHQL_IMAGE,
-        "args": ["supergraph", "--config-path", "/gateway/gateway.config.mjs"],
+        "args": ["supergraph", "--config-path", f"/gateway/{federation.config}"],
         "env": [
             {"name": "HOST", "value": "0.0.0.0"},
             {"name": "PORT", "value": str(facts.GRAPHQL_PORT)},

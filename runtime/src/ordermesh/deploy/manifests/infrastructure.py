@@ -263,8 +263,8 @@ def postgres(stores: list[str]) -> list[dict[str, Any]]:
 
 def postgres_roles(stores: list[str]) -> dict[str, Any]:
     """The Job that makes each service's database and roles, or brings them up to date, as the
-    superuser (deploy/databases.py's script, idempotent): the only pod besides the server given
-    the superuser's password. Deleted a while after it ends, so that the next `kubectl apply`
+    superuser (ordermesh.deploy.databases's script, idempotent): the only pod besides the server
+    given the superuser's password. Deleted a while after it ends, so that the next `kubectl apply`
     runs it again (a new service's database, changed passwords)."""
     roles = [role for name in stores for role in databases.roles(name)]
     volumes, mounts = scratch("/tmp")

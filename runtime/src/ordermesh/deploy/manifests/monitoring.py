@@ -1,6 +1,6 @@
 """Alertmanager in the cluster: one replica (no gossip cluster), configured from
-monitoring/alertmanager.yml (a ConfigMap of the kustomization), its silences and notification log
-in memory. The cluster's own Prometheus scrapes the pods and evaluates monitoring/rules.yml; it
+the project's alertmanager.yml (a ConfigMap of the kustomization), its silences and notification log
+in memory. The cluster's own Prometheus scrapes the pods and evaluates the project's rules.yml; it
 sends its alerts here (docs/kubernetes.md), and the console reads them."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ordermesh.deploy.manifests.pods import (
 
 __all__ = ["ALERTMANAGER_CONFIG", "alertmanager"]
 
-# The ConfigMap (kustomize's configMapGenerator) holding monitoring/alertmanager.yml.
+# The ConfigMap (kustomize's configMapGenerator) holding the project's alertmanager.yml.
 ALERTMANAGER_CONFIG = "alertmanager-config"
 # The image's user: nobody.
 USER = 65534

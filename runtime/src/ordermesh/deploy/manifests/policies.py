@@ -105,6 +105,10 @@ def network_policies(catalogue: Catalogue) -> list[dict[str, Any]]:
     ]
     broker_users = [s.name for s in catalogue if Need.BROKER in s.needs]
     monitors = [s.name for s in catalogue if s.monitors]
+    # A rule with no peers would let anyone in: none without a monitor.
+    peers = [_pods(name) for name in monitors]
+    ports = _ports(facts.ALERTMANAGER_PORT)
+    alert_readers = [{"from": peers, "ports": ports}] if peers else []
     for service in catalogue:
         egress = [
             {"to": [_pods(callee)], "ports": _ports(facts.GRPC_PORT)}
@@ -161,10 +165,7 @@ def network_policies(catalogue: Catalogue) -> list[dict[str, Any]]:
             "alertmanager",
             ingress=[
                 {"from": [PROMETHEUS_PEER], "ports": _ports(facts.ALERTMANAGER_PORT)},
-                {
-                    "from": [_pods(name) for name in monitors],
-                    "ports": _ports(facts.ALERTMANAGER_PORT),
-                },
+                *alert_readers,
             ],
         ),
         _policy(

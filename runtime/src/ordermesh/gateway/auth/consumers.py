@@ -13,6 +13,7 @@ from typing import Any, cast
 from ordermesh.consumer import Handler
 from ordermesh.events import Envelope, Message
 from ordermesh.gateway.auth.service import EdgePolicyKeeper
+from ordermesh.gateway.envoy.names import AUTH_CLUSTER
 from ordermesh.store import Transaction
 from ordermesh.tokens import KeyIssuer
 from ordermesh.topology import Subscription
@@ -21,8 +22,9 @@ __all__ = ["handlers", "sessions"]
 
 
 def sessions(issuer: KeyIssuer) -> Subscription:
-    """The auth service's subscription to the sessions `issuer` ends (none if it ends none)."""
-    return Subscription(service="auth", purpose="sessions", types=list(issuer.revocations))
+    """The auth service's subscription to the sessions `issuer` ends (it has none if the issuer
+    names no `revocations`)."""
+    return Subscription(service=AUTH_CLUSTER, purpose="sessions", types=list(issuer.revocations))
 
 
 def handlers(issuer: KeyIssuer, policy: EdgePolicyKeeper) -> dict[type[Message], Handler]:

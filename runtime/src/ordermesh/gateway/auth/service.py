@@ -9,11 +9,12 @@ service is then on no request's path, except the RPCs whose contract asks for it
 (`api.py`).
 
 - `revoke()`: a session ended before its access tokens expire, refused until the last of them
-  does (SessionRevoked, `consumers.py`), written in the consumer's transaction (applied once);
+  does (the issuer's `revocations`, `consumers.py`), written in the consumer's transaction (applied
+  once);
 - `publish_keys()`: the token issuer's key set (its EdDSA keys that name a `kid`), fetched from
   the issuer every `keys_refresh_s`, a new version when it changed. The issuer publishes a new
-  key before it signs with it (services.user.keys), longer ahead than this interval, so a
-  gateway knows every key before the first token it signs arrives;
+  key before it signs with it (the example's services.user.keys), longer ahead than this interval,
+  so a gateway knows every key before the first token it signs arrives;
 - `keep_publishing()`: publishes the store's policy when Redis holds an older one or none (a
   change, or Redis restarted or flushed: within `check_s` of its return), and issues it again
   every `ordermesh.policy.REISSUE_S` (its age tells followers it is current); forgets
