@@ -84,7 +84,7 @@ def monitoring(project: Project) -> dict[str, Any]:
             environment={
                 "REDIS_URL": TARGET.registry(),
                 "CATALOGUE": TARGET.value(project.catalogue_at),
-                "TARGETS_FILE": f"{PROMETHEUS_DIR}/targets/targets.json",
+                "TARGETS_FILE": f"{PROMETHEUS_DIR}/{prometheus.TARGETS}",
                 "GATEWAY_ADMIN": overridable(
                     "GATEWAY_ADMIN_TARGET", f"gateway:{facts.GATEWAY_ADMIN_PORT}"
                 ),

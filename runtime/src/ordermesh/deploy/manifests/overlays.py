@@ -39,7 +39,8 @@ RABBITMQ_PROD_NODES = 3
 
 # The connections prod's PostgreSQL must allow (docs/kubernetes.md). A pod of a store-backed
 # service opens at most STORE_POOL_SIZE and its relay's listener; at the autoscalers' maximum
-# they fit: 10 pods x 5 services x (5 + 1) = 300.
+# they fit (Catalogue.pool_size_within; the example's: 10 pods x 5 services x (5 + 1) = 300).
+# A catalogue with so many store-backed services that no pool fits is refused: raise it.
 PROD_POSTGRES_CONNECTIONS = 300
 
 
