@@ -32,6 +32,7 @@ from cryptography import x509
 from ordermesh.catalogue import Need
 from ordermesh.config import ServiceSettings
 from ordermesh.deploy import compose, databases
+from ordermesh.deploy.compose import gateway as compose_gateway
 from ordermesh.gateway.agent import AgentSettings
 from ordermesh.policy import EdgePolicy, seal, signing_key, unseal, verify_key
 
@@ -118,7 +119,7 @@ def test_the_edge_policy_verify_key_reaches_every_follower_and_no_one_else():
 
 def test_the_gateway_agent_is_healthy_once_ready_and_never_published():
     agent = BASE["services"]["gateway-agent"]
-    assert agent["healthcheck"]["test"] == compose.AGENT_HEALTHCHECK
+    assert agent["healthcheck"]["test"] == compose_gateway.AGENT_HEALTHCHECK
     assert (
         agent["environment"]["PORT"] == compose.GATEWAY_AGENT_PORT == "${GATEWAY_AGENT_PORT:-9902}"
     )
@@ -153,7 +154,7 @@ def answering(status: int) -> Iterator[int]:
 def test_the_agents_health_check_passes_only_when_ready_answers_200(status, healthy):
     with answering(status) as port:
         done = subprocess.run(
-            [sys.executable, "-c", compose.AGENT_READY],
+            [sys.executable, "-c", compose_gateway.AGENT_READY],
             env={**os.environ, "PORT": str(port)},
             capture_output=True, timeout=30, check=False,
         )  # fmt: skip
@@ -184,7 +185,7 @@ def test_the_health_check_fails_when_nothing_listens():
     with answering(200) as port:
         pass
     done = subprocess.run(
-        [sys.executable, "-c", compose.AGENT_READY],
+        [sys.executable, "-c", compose_gateway.AGENT_READY],
         env={**os.environ, "PORT": str(port)},
         capture_output=True, timeout=30, check=False,
     )  # fmt: skip

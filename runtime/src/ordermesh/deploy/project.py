@@ -20,9 +20,10 @@ compose.yaml and `python -m ordermesh.deploy.manifests --project ...` its Kubern
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -31,7 +32,7 @@ from ordermesh import catalogue as catalogues
 from ordermesh.catalogue import Catalogue, Service
 from ordermesh.deploy import databases
 
-__all__ = ["RESERVED", "Federation", "Project", "SecretKey", "Step", "load"]
+__all__ = ["RESERVED", "Federation", "Project", "SecretKey", "Step", "load", "run_generator"]
 
 # The names of what the runtime's deployments run beside a project's services: a step may take
 # none of them (nor a service's, nor `<service>-schema`), nor `schema`, its pods' first step.
@@ -177,3 +178,13 @@ def load(spec: str) -> Project:
     if not isinstance(found, Project):
         raise ValueError(f"{spec} is not a Project: name one as module:attribute")
     return found
+
+
+def run_generator(description: str, write: Callable[[Project, Path], None]) -> None:
+    """A deployment generator's command line: `--project module:attribute` (`load`) and
+    `--root DIR`, the project's root, where it writes (the current directory by default)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--project", required=True, help="module:attribute of the Project")
+    parser.add_argument("--root", type=Path, default=Path())
+    args = parser.parse_args()
+    write(load(args.project), args.root)

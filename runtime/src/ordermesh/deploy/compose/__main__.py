@@ -4,16 +4,16 @@ deploy/postgres/init.sql under DIR (the project's root; the current directory by
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ordermesh.deploy import compose, databases, project
+from ordermesh.deploy import compose, databases
+from ordermesh.deploy.compose.gateway import gateway
 from ordermesh.deploy.compose.monitoring import Block, configs, monitoring
 from ordermesh.deploy.compose.overrides import Reset, ResetValue, host_network, mongodb
-from ordermesh.deploy.project import Project
+from ordermesh.deploy.project import Project, run_generator
 
 
 def document(project: Project) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def document(project: Project) -> dict[str, Any]:
             **compose.infrastructure(),
             **compose.stores_and_schemas(project),
             **compose.steps(project),
-            **compose.gateway(project),
+            **gateway(project),
             **compose.services(project),
             **monitoring(project),
         },
@@ -71,11 +71,7 @@ def write(project: Project, root: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", required=True, help="module:attribute of the Project")
-    parser.add_argument("--root", type=Path, default=Path())
-    args = parser.parse_args()
-    write(project.load(args.project), args.root)
+    run_generator(__doc__.splitlines()[0], write)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ directory by default), each file from the module of its concern."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from dataclasses import replace
@@ -13,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ordermesh.deploy import databases, facts, project
+from ordermesh.deploy import databases, facts
 from ordermesh.deploy.manifests.gateway import (
     GRAPHQL_CONFIGMAP,
     gateway_bootstrap,
@@ -30,7 +29,7 @@ from ordermesh.deploy.manifests.overlays import (
 from ordermesh.deploy.manifests.pods import GRAPHQL_IMAGE, IMAGE, cluster_service
 from ordermesh.deploy.manifests.policies import network_policies, store_policies
 from ordermesh.deploy.manifests.services import services
-from ordermesh.deploy.project import Project
+from ordermesh.deploy.project import Project, run_generator
 
 HEADER = "# Generated from the service catalogue by ordermesh.deploy.manifests: do not edit.\n"
 
@@ -160,11 +159,7 @@ def write(project: Project, root: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", required=True, help="module:attribute of the Project")
-    parser.add_argument("--root", type=Path, default=Path())
-    args = parser.parse_args()
-    write(project.load(args.project), args.root)
+    run_generator(__doc__.splitlines()[0], write)
 
 
 if __name__ == "__main__":
